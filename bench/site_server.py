@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""Synthetic website for crawler benchmarks (standard library only).
+
+The site is a deterministic link graph: ``/`` plus pages ``/p/0`` .. ``/p/<pages-1>``.  About
+5 % of the pages are "hidden": they may link anywhere, but nothing outside the hidden set links
+to them, so they are unreachable from ``/`` and a crawler that fetches them is guessing URLs.
+Links are written in several equivalent spellings (absolute path, full URL, bare relative,
+``./`` and ``../`` relative, optional ``#fragment``) so crawlers must normalise before deduping.
+
+The server speaks just enough HTTP/1.1 (GET/HEAD, keep-alive, Content-Length) to be cheap on
+CPU: every response is pre-rendered at start-up and latency is simulated with asyncio.sleep.
+It counts requests per request-target; ``GET /__stats`` returns the counts as JSON (that
+request is neither counted nor delayed), and SIGTERM writes them to ``--stats-file``.
+
+    python bench/site_server.py --pages 3000 --links 10 --latency-ms 50 --port 0 --seed 1 \
+        --ready-file /tmp/port
+    python bench/site_server.py --pages 3000 --links 10 --seed 1 --oracle
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import time
+from collections import Counter, deque
+from pathlib import Path
+from typing import NamedTuple
+
+HIDDEN_FRACTION = 0.05
+FRAGMENT_PROBABILITY = 0.2
+STATS_PATH = "/__stats"
+ROBOTS_TXT = b"User-agent: *\nDisallow:\n"
+# Vocabulary for filler text; pages carry some prose so parsing costs are realistic.
+VOCABULARY = (
+    "shoal reef current tide kelp drift harbor swell lagoon coral anchor buoy channel estuary "
+    "plankton gull pier jetty wave foam inlet sandbar atoll brine crest trawler net school fin"
+)
+WORDS = VOCABULARY.split()
+
+
+class Link(NamedTuple):
+    target: int  # page number n of /p/n
+    style: int  # index into the spellings produced by render_href
+    fragment: str  # "" or "#..."
+
+
+def page_path(n: int) -> str:
+    return f"/p/{n}"
+
+
+def build_graph(pages: int, links: int, seed: int) -> dict[str, list[Link]]:
+    """Return the outgoing content links of every node ("/" and each /p/n), keyed by path."""
+    rng = random.Random(seed)
+    hidden = set(rng.sample(range(pages), max(1, round(pages * HIDDEN_FRACTION))))
+    visible = [n for n in range(pages) if n not in hidden]
+    everything = list(range(pages))
+    graph: dict[str, list[Link]] = {}
+    for n in [-1, *everything]:  # -1 stands for the start page "/"
+        pool = everything if n in hidden else visible
+        # Drawing with replacement gives natural duplicate links and self-links on a page.
+        graph["/" if n < 0 else page_path(n)] = [
+            Link(
+                rng.choice(pool),
+                rng.randrange(5),
+                f"#s{rng.randrange(4)}" if rng.random() < FRAGMENT_PROBABILITY else "",
+            )
+            for _ in range(links)
+        ]
+    return graph
+
+
+def reachable_paths(pages: int, links: int, seed: int) -> set[str]:
+    """The oracle: every path reachable from "/" by following links (BFS)."""
+    graph = build_graph(pages, links, seed)
+    seen = {"/"}
+    queue = deque(["/"])
+    while queue:
+        for link in graph[queue.popleft()]:
+            path = page_path(link.target)
+            if path not in seen:
+                seen.add(path)
+                queue.append(path)
+    return seen
+
+
+def render_href(source: str, link: Link, host: str) -> str:
+    """Spell a link to /p/<target> in one of five ways that all resolve to the same URL."""
+    on_page = source.startswith("/p/")
+    rel = str(link.target) if on_page else f"p/{link.target}"
+    spellings = (
+        page_path(link.target),
+        f"http://{host}{page_path(link.target)}",
+        rel,
+        f"./{rel}",
+        f"../p/{link.target}" if on_page else page_path(link.target),
+    )
+    return spellings[link.style] + link.fragment
+
+
+def render_page(path: str, out: list[Link], host: str) -> bytes:
+    rng = random.Random(f"text:{path}")  # str seeds are hashed deterministically
+    title = "Home" if path == "/" else f"Page {path.rsplit('/', 1)[1]}"
+    paragraphs = "\n".join(
+        f'<p id="s{i}">' + " ".join(rng.choices(WORDS, k=rng.randint(30, 60))) + ".</p>"
+        for i in range(4)
+    )
+    items = "\n".join(
+        f'<li><a href="{render_href(path, link, host)}">{rng.choice(WORDS)} {link.target}</a></li>'
+        for link in out
+    )
+    html = (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title></head>\n'
+        f'<body><nav><a href="/">home</a> <a href="mailto:crew@example.invalid">mail</a></nav>\n'
+        f"<h1>{title}</h1>\n{paragraphs}\n<ul>\n{items}\n</ul>\n</body></html>\n"
+    )
+    return html.encode()
+
+
+class SiteServer:
+    def __init__(self, graph: dict[str, list[Link]], latency_s: float) -> None:
+        self.graph = graph
+        self.latency_s = latency_s
+        # Filled by render() once the port (needed for absolute links) is known.
+        self.bodies: dict[str, tuple[str, bytes]] = {}
+        self.counts: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self.first_request: float | None = None
+        self.last_response: float | None = None
+
+    def render(self, host: str) -> None:
+        html = "text/html; charset=utf-8"
+        self.bodies = {
+            path: (html, render_page(path, out, host)) for path, out in self.graph.items()
+        }
+        self.bodies["/robots.txt"] = ("text/plain", ROBOTS_TXT)
+
+    def stats(self) -> dict[str, object]:
+        active = 0.0
+        if self.first_request is not None and self.last_response is not None:
+            active = self.last_response - self.first_request
+        return {
+            "requests": sum(self.counts.values()),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "active_s": round(active, 6),
+            "counts": dict(self.counts),
+        }
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await self.handle_one(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass  # client went away mid-request: nothing to answer
+        finally:
+            writer.close()
+
+    async def handle_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one request; return whether the connection stays open."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return False  # clean close between requests
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3:
+            writer.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            return False
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip().lower()
+        if length := int(headers.get("content-length", "0") or 0):
+            await reader.readexactly(length)  # discard a body so the next request parses
+        wanted = headers.get("connection", "")
+        keep_alive = "close" not in wanted and (version == "HTTP/1.1" or "keep-alive" in wanted)
+
+        if target == STATS_PATH:
+            status, ctype, body = 200, "application/json", json.dumps(self.stats()).encode()
+        else:
+            if self.first_request is None:
+                self.first_request = time.monotonic()
+            self.counts[target] += 1
+            status, ctype, body = self.route(method, target)
+            self.statuses[status] += 1
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+        reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}[status]
+        connection = "keep-alive" if keep_alive else "close"
+        header = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n"
+            f"Content-Type: {ctype}\r\nConnection: {connection}\r\n\r\n"
+        )
+        writer.write(header.encode() + (b"" if method == "HEAD" else body))
+        await writer.drain()
+        if target != STATS_PATH:
+            self.last_response = time.monotonic()
+        return keep_alive
+
+    def route(self, method: str, target: str) -> tuple[int, str, bytes]:
+        if method not in ("GET", "HEAD"):
+            return 405, "text/plain", b"method not allowed\n"
+        if found := self.bodies.get(target):
+            return 200, *found
+        return 404, "text/plain", b"not found\n"
+
+
+async def serve(args: argparse.Namespace) -> None:
+    site = SiteServer(build_graph(args.pages, args.links, args.seed), args.latency_ms / 1000)
+    # A large backlog: crawlers open up to `concurrency` connections at once.
+    server = await asyncio.start_server(site.handle, args.host, args.port, backlog=1024)
+    port = server.sockets[0].getsockname()[1]
+    site.render(f"{args.host}:{port}")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    if args.ready_file:
+        # Write then rename so a poller never reads a half-written port number.
+        tmp = Path(f"{args.ready_file}.tmp")
+        tmp.write_text(f"{port}\n")
+        os.replace(tmp, args.ready_file)
+    print(f"site_server: {args.pages} pages on http://{args.host}:{port}/", file=sys.stderr)
+
+    async with server:
+        await stop.wait()
+    stats = site.stats()
+    if args.stats_file:
+        Path(args.stats_file).write_text(json.dumps(stats))
+    print(f"site_server: stopped after {stats['requests']} requests", file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pages", type=int, default=3000)
+    parser.add_argument("--links", type=int, default=10, help="content links per page")
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="delay of each response")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--ready-file", help="write the listening port here once ready")
+    parser.add_argument("--stats-file", help="write the request counts here on SIGTERM")
+    parser.add_argument(
+        "--oracle", action="store_true", help="print the paths reachable from / and exit"
+    )
+    args = parser.parse_args()
+    if args.oracle:
+        print("\n".join(sorted(reachable_paths(args.pages, args.links, args.seed))))
+        return
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""shoal: threads that talk through queues, and a web crawler built on them.
+
+The runtime (``Pool``, ``Writer``, ``Pipeline``) is imported eagerly and uses only the
+standard library. The crawler's names are loaded on first use, so ``import shoal``
+stays light: no urllib3, HTML parser, click or redis until you ask for them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    InvalidURL,
+    JoinTimeout,
+    PoolClosed,
+    QueueFull,
+    RetryLater,
+    ShoalError,
+    StateError,
+    StateLocked,
+    StateMismatch,
+    TaskError,
+    TaskErrorGroup,
+    UsageError,
+    WriterError,
+)
+from ._version import __version__
+from .runtime import (
+    ErrorPolicy,
+    Pipeline,
+    Pool,
+    PoolStats,
+    RetryPolicy,
+    ShutdownReport,
+    Stage,
+    TaskContext,
+    Writer,
+)
+
+if TYPE_CHECKING:
+    from .crawler import Crawler, CrawlResult, Page
+
+__all__ = [
+    "CrawlResult",
+    "Crawler",
+    "ErrorPolicy",
+    "InvalidURL",
+    "JoinTimeout",
+    "Page",
+    "Pipeline",
+    "Pool",
+    "PoolClosed",
+    "PoolStats",
+    "QueueFull",
+    "RetryLater",
+    "RetryPolicy",
+    "ShoalError",
+    "ShutdownReport",
+    "Stage",
+    "StateError",
+    "StateLocked",
+    "StateMismatch",
+    "TaskContext",
+    "TaskError",
+    "TaskErrorGroup",
+    "UsageError",
+    "Writer",
+    "WriterError",
+    "__version__",
+]
+
+_LAZY = {"Crawler": ".crawler", "CrawlResult": ".crawler", "Page": ".crawler"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shoal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,473 @@
+"""The crawler: a Pool whose tasks fetch URLs that the frontier says are ready.
+
+Flow of one page: a worker takes a job, fetches it (redirects vetted hop by hop),
+hands records to the writer thread, adds the page's in-scope links to the frontier,
+reports the job finished, and *dispatches*: moves whatever the frontier now has ready
+into the pool. Dispatch happens at the end of every task, so the crawl drives itself
+with no scheduler thread and no polling. When every ready URL waits on a clock (a
+per-host delay, Crawl-delay, Retry-After), dispatch puts a delayed wake-up task in the
+pool instead; because that task is counted like any other, ``pool.join()`` returns
+exactly when nothing is in flight, nothing is ready and nothing is waiting.
+
+Invariant: if the frontier holds URLs, then a job is in flight, or a wake-up is queued,
+or the crawl has hit a limit. Every path through ``_dispatch`` keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .._errors import UsageError, WriterError
+from ..runtime import Pool, ProgressDisplay, ProgressState, Sink, TaskContext, Writer
+from ._fetch import Fetched, Fetcher
+from ._frontier import CrawlJob, Frontier, JobKind, MemoryFrontier
+from ._options import CrawlOptions
+from ._output import RECORD_FIELDS, infer_format, open_sink
+from ._page import Page
+from ._robots import RobotsRules
+from ._sitemaps import parse_sitemap
+from ._stats import CrawlResult
+from ._urls import Scope, host_key, parse_start_url
+
+__all__ = ["Crawler", "PageCallback"]
+
+logger = logging.getLogger(__name__)
+
+# What a page callback may give back: records (dicts) to write and URLs (str) to follow.
+PageCallback = Callable[[Page], Iterable[Any] | dict[str, Any] | None]
+
+_WAKE = CrawlJob("wake://", kind=JobKind.ROBOTS)  # a task that only dispatches
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+_RETRYABLE_ERRORS = frozenset({"timeout", "connection"})
+_MAX_RETRY_WAIT = 300.0
+
+
+@dataclass(slots=True)
+class _Outcome:
+    failed: bool = False
+    retry_at: float | None = None
+    hold_until: float | None = None
+
+
+class Crawler:
+    """Crawl from ``start_urls``; ``run()`` returns a :class:`CrawlResult`.
+
+    ``on_page(page)`` may return or yield dicts (written as records) and URL strings
+    (followed, if in scope). Without it each fetched URL gives one record with the
+    standard fields plus any ``extract`` fields. Links on every HTML page are followed
+    within scope unless ``follow_links=False``.
+    """
+
+    def __init__(
+        self,
+        start_urls: str | Sequence[str],
+        *,
+        on_page: PageCallback | None = None,
+        follow_links: bool = True,
+        frontier: Frontier | None = None,
+        sink: Sink | None = None,
+        **options: Any,
+    ) -> None:
+        if isinstance(start_urls, str):
+            start_urls = [start_urls]
+        if not start_urls:
+            raise UsageError("give at least one start URL")
+        try:
+            self.options = CrawlOptions(**options)
+        except TypeError as exc:
+            raise UsageError(str(exc)) from None
+        opts = self.options
+        self.start_urls = [parse_start_url(u) for u in start_urls]
+        self.scope = Scope.for_start_urls(
+            self.start_urls,
+            allow_domains=opts.allow_domains,
+            include=opts.include,
+            exclude=opts.exclude,
+            max_depth=opts.max_depth,
+        )
+        self._extractors = _compile_extractors(opts.extract)
+        self._on_page = on_page
+        self._follow_links = follow_links
+        self.format = infer_format(opts.output, opts.format)
+        self._sink = sink
+        self.frontier: Frontier = frontier or MemoryFrontier(
+            per_host=opts.per_host, delay=opts.delay, robots=opts.robots
+        )
+        self.result = CrawlResult()
+        self._lock = threading.Lock()
+        self._robots: dict[str, RobotsRules] = {}
+        self._delays: dict[str, float] = {}  # auto-throttle's current delay per host
+        self._in_flight = 0
+        self._taken = 0
+        self._wake_at: float | None = None
+        self._deadline: float | None = None
+        self._stopping = False
+        self._fatal: BaseException | None = None
+        self._pool: Pool[CrawlJob] | None = None
+        self._writer: Writer | None = None
+        self._fetcher: Fetcher | None = None
+
+    @property
+    def record_fields(self) -> list[str]:
+        return [*RECORD_FIELDS, "error_detail", *self._extractors]
+
+    # -- running -------------------------------------------------------------------------
+
+    def run(self) -> CrawlResult:
+        """Crawl until nothing is left or a limit is reached.
+
+        KeyboardInterrupt (Ctrl-C) stops intake, lets in-flight requests finish within
+        ``grace`` seconds, writes what they produced, and propagates; ``self.result``
+        then says what was done and ``interrupted`` is True.
+        """
+        opts = self.options
+        sink = self._sink or open_sink(opts.output, self.format, self.record_fields)
+        self._writer = Writer(sink=sink, name="shoal-output")
+        self._fetcher = Fetcher(
+            user_agent=opts.user_agent,
+            timeout=opts.timeout,
+            max_bytes=opts.max_bytes,
+            max_redirects=opts.max_redirects,
+            per_host=opts.per_host,
+            verify_tls=opts.verify_tls,
+        )
+        started = time.monotonic()
+        if opts.max_time is not None:
+            self._deadline = started + opts.max_time
+        self._pool = Pool(self._handle, workers=opts.concurrency, errors="log", name="crawl",
+                          output=self._writer, grace=opts.grace)
+        progress = ProgressDisplay(self._progress_state, description="crawl",
+                                   enabled=opts.progress)
+        interrupted = False
+        try:
+            progress.start()
+            with self._lock:
+                self.result.discovered += self.frontier.add(
+                    CrawlJob(url) for url in self.start_urls
+                )
+            self._dispatch()
+            self._pool.join()
+        except KeyboardInterrupt:
+            interrupted = True
+            with self._lock:
+                self._stopping = True
+                self.result.interrupted = True
+                self.result.stopped_by = "interrupt"
+            self._pool.shutdown()
+            raise
+        finally:
+            progress.stop()
+            self._finish(started, interrupted)
+        if self._fatal is not None:
+            raise self._fatal
+        return self.result
+
+    def _finish(self, started: float, interrupted: bool) -> None:
+        assert self._pool is not None and self._writer is not None and self._fetcher is not None
+        if not interrupted:
+            self._pool.close()
+        self.result.elapsed = time.monotonic() - started
+        with self._lock:
+            self.result.pending = self.frontier.pending()
+        try:
+            self._writer.close()
+        except WriterError as exc:
+            if self._fatal is None:
+                self._fatal = exc
+        self._fetcher.close()
+        self.frontier.close()
+
+    def _progress_state(self) -> ProgressState:
+        with self._lock:
+            r = self.result
+            pending = self.frontier.pending()
+            in_flight = self._in_flight
+        return ProgressState(done=r.pages, total=r.pages + pending + in_flight,
+                             failed=r.failed, note=f"queued {pending}")
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        assert self._pool is not None
+        now = time.monotonic()
+        jobs: list[CrawlJob] = []
+        wake_in: float | None = None
+        with self._lock:
+            if self._stopping:
+                return
+            if self._deadline is not None and now >= self._deadline:
+                self._stop("max_time")
+                return
+            free = self.options.concurrency - self._in_flight
+            budget = self.options.max_pages - self._taken
+            if budget <= 0:
+                if self.frontier.pending():
+                    self._stop("max_pages")
+                return
+            if free > 0:
+                jobs, next_at = self.frontier.take(now, min(free, budget))
+                for job in jobs:
+                    if job.kind is JobKind.PAGE and job.attempt == 1:
+                        self._taken += 1
+                self._in_flight += len(jobs)
+                if next_at is not None and (self._wake_at is None or next_at < self._wake_at):
+                    if self._deadline is not None:
+                        next_at = min(next_at, self._deadline)
+                    self._wake_at = next_at
+                    wake_in = max(next_at - now, 0.0005)
+        for job in jobs:
+            self._pool.put(job)
+        if wake_in is not None:
+            self._pool.put(_WAKE, delay=wake_in)
+
+    def _stop(self, reason: str) -> None:
+        if self.result.stopped_by is None:
+            self.result.stopped_by = reason
+            logger.info("stopping: %s reached", reason)
+
+    # -- one task ------------------------------------------------------------------------
+
+    def _handle(self, job: CrawlJob, ctx: TaskContext[CrawlJob]) -> None:
+        if job is _WAKE:
+            with self._lock:
+                if self._wake_at is not None and self._wake_at <= time.monotonic() + 0.001:
+                    self._wake_at = None
+            self._dispatch()
+            return
+        outcome = _Outcome(failed=True)
+        try:
+            if job.kind is JobKind.ROBOTS:
+                outcome = self._do_robots(job)
+            elif job.kind is JobKind.SITEMAP:
+                outcome = self._do_sitemap(job)
+            else:
+                outcome = self._do_page(job)
+        except WriterError as exc:
+            self._fail_crawl(exc)
+        finally:
+            now = time.monotonic()
+            with self._lock:
+                self._in_flight -= 1
+                if outcome.hold_until is not None:
+                    self.frontier.hold_host(job.host, outcome.hold_until)
+                self.frontier.finish(job, now, failed=outcome.failed, retry_at=outcome.retry_at)
+            self._dispatch()
+
+    def _fail_crawl(self, exc: BaseException) -> None:
+        logger.error("stopping the crawl: %s", exc)
+        with self._lock:
+            self._stopping = True
+            if self._fatal is None:
+                self._fatal = exc
+        assert self._pool is not None
+        self._pool.cancel()
+
+    def _do_robots(self, job: CrawlJob) -> _Outcome:
+        assert self._fetcher is not None
+        fetched = self._fetcher.fetch(job.url)
+        rules = RobotsRules.from_fetch(fetched)
+        if rules.reason:
+            logger.info("%s: %s", job.url, rules.reason)
+        host = job.host
+        sitemap_jobs: list[CrawlJob] = []
+        if self.options.sitemaps:
+            urls = rules.sitemaps or [host + "/sitemap.xml"]
+            sitemap_jobs = [CrawlJob(u, kind=JobKind.SITEMAP) for u in urls if self.scope.allows(u)]
+        with self._lock:
+            self._robots[host] = rules
+            self.frontier.robots_known(host, rules.crawl_delay(self.options.user_agent))
+            self.frontier.add(sitemap_jobs)
+        return _Outcome()
+
+    def _do_sitemap(self, job: CrawlJob) -> _Outcome:
+        assert self._fetcher is not None
+        fetched = self._fetcher.fetch(job.url)
+        if fetched.error is not None or fetched.status != 200:
+            logger.info("sitemap %s: %s", job.url, fetched.error or fetched.status)
+            return _Outcome(failed=True)
+        pages, sitemaps = parse_sitemap(fetched.body, self.options.max_bytes)
+        jobs = [CrawlJob(u, 0, job.url) for u in pages if self.scope.allows(u)]
+        jobs += [CrawlJob(u, 0, job.url, kind=JobKind.SITEMAP) for u in sitemaps]
+        with self._lock:
+            self.result.discovered += self.frontier.add(jobs)
+        return _Outcome()
+
+    def _do_page(self, job: CrawlJob) -> _Outcome:
+        assert self._fetcher is not None and self._writer is not None
+        opts = self.options
+        rules = self._robots.get(job.host) if opts.robots else None
+        if rules is not None and not rules.allowed(job.url, opts.user_agent):
+            with self._lock:
+                self.result.robots_denied += 1
+            return _Outcome()
+        fetched = self._fetcher.fetch(job.url, follow=lambda target: self._vet_redirect(job, target))
+        status = fetched.status
+        retryable = fetched.error in _RETRYABLE_ERRORS or (
+            fetched.error is None and status in _RETRYABLE_STATUS
+        )
+        now = time.monotonic()
+        if retryable and job.attempt <= opts.retries and not self._stopping:
+            wait = fetched.retry_after
+            if wait is None:
+                wait = opts.retry_backoff * 2 ** (job.attempt - 1) * random.uniform(0.5, 1.5)
+            wait = min(wait, _MAX_RETRY_WAIT)
+            with self._lock:
+                self.result.retries += 1
+            hold = now + wait if fetched.retry_after is not None else None
+            return _Outcome(retry_at=now + wait, hold_until=hold)
+        hold = None
+        if status in (429, 503) and fetched.retry_after is not None:
+            hold = now + min(fetched.retry_after, _MAX_RETRY_WAIT)  # the host asked for a pause
+
+        page: Page | None = None
+        error = fetched.error
+        if error is None and status is not None:
+            if status >= 400:
+                error = f"http_{status}"
+            elif 200 <= status < 300:
+                page = Page(url=job.url, final_url=fetched.final_url, status=status,
+                            headers=fetched.headers, body=fetched.body, depth=job.depth,
+                            referrer=job.referrer, elapsed=fetched.elapsed)
+        records, follow = self._records_and_links(job, fetched, page, error)
+        for record in records:
+            self._writer.write(record)
+        new_jobs = [CrawlJob(url, job.depth + 1, job.url) for url in follow
+                    if self.scope.allows(url, job.depth + 1)]
+        with self._lock:
+            r = self.result
+            r.pages += 1
+            r.bytes += len(fetched.body)
+            r.latency.add(fetched.elapsed)
+            if error is not None:
+                r.errors[error] += 1
+            elif status is not None and 200 <= status < 300:
+                r.ok += 1
+            if new_jobs:
+                r.discovered += self.frontier.add(new_jobs)
+            if opts.auto_throttle and status is not None:
+                self._throttle(job.host, fetched, status)
+        return _Outcome(failed=error is not None, hold_until=hold)
+
+    def _vet_redirect(self, job: CrawlJob, target: str) -> str | None:
+        """None to follow a redirect hop in place, or why not."""
+        if not self.scope.allows(target, job.depth):
+            with self._lock:
+                self.result.out_of_scope_redirects += 1
+            return "redirect out of scope"
+        if host_key(target) != job.host:
+            # Another host has its own robots.txt and politeness: queue it there.
+            with self._lock:
+                self.result.discovered += self.frontier.add([CrawlJob(target, job.depth, job.url)])
+            return "redirect to another host, queued"
+        rules = self._robots.get(job.host)
+        if rules is not None and not rules.allowed(target, self.options.user_agent):
+            return "redirect target disallowed by robots.txt"
+        with self._lock:
+            if not self.frontier.claim(target):
+                return "redirect to an already-seen URL"
+        return None
+
+    def _records_and_links(
+        self, job: CrawlJob, fetched: Fetched, page: Page | None, error: str | None
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        follow: list[str] = []
+        if page is not None and self._follow_links:
+            follow.extend(page.links)
+        if page is not None and self._on_page is not None:
+            records: list[dict[str, Any]] = []
+            try:
+                for value in _as_iterable(self._on_page(page)):
+                    if isinstance(value, str):
+                        follow.append(value)
+                    elif isinstance(value, dict):
+                        records.append(value)
+                    else:
+                        raise TypeError(f"on_page gave {type(value).__name__}; want dict or str")
+            except Exception:  # noqa: BLE001 - a callback bug costs one page, not the crawl
+                logger.exception("on_page failed for %s", job.url)
+                with self._lock:
+                    self.result.errors["callback"] += 1
+            return records, [u for u in (_absolute(page, u) for u in follow) if u]
+        if self._on_page is not None:
+            return [], follow
+        record = {
+            "url": job.url,
+            "final_url": fetched.final_url,
+            "status": fetched.status,
+            "depth": job.depth,
+            "referrer": job.referrer,
+            "content_type": fetched.content_type or None,
+            "bytes": len(fetched.body),
+            "elapsed": round(fetched.elapsed, 4),
+            "fetched_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "title": page.title if page is not None else None,
+            "error": error,
+            "error_detail": (fetched.detail or None) if error else None,
+        }
+        if self._extractors:
+            for name, extract in self._extractors.items():
+                record[name] = extract(page) if page is not None and page.is_html else None
+        return [record], follow
+
+    def _throttle(self, host: str, fetched: Fetched, status: int) -> None:
+        """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight."""
+        opts = self.options
+        current = self._delays.get(host, opts.delay)
+        target = fetched.elapsed / opts.throttle_target
+        new = (current + target) / 2
+        if status != 200 and new < current:
+            new = current  # errors must never speed a crawl up
+        new = min(max(new, opts.delay), 60.0)
+        self._delays[host] = new
+        self.frontier.set_delay(host, new)
+
+
+def _as_iterable(value: Any) -> Iterator[Any]:
+    if value is None:
+        return iter(())
+    if isinstance(value, dict | str):
+        return iter((value,))
+    return iter(value)
+
+
+def _absolute(page: Page, url: str) -> str | None:
+    from ._urls import join_url
+
+    return join_url(page.base_url, url)
+
+
+def _compile_extractors(spec: dict[str, str] | Any) -> dict[str, Callable[[Page], Any]]:
+    """NAME=SELECTOR pairs: CSS by default, ``xpath:`` for XPath; NAME[] takes all matches."""
+    extractors: dict[str, Callable[[Page], Any]] = {}
+    for raw_name, selector in dict(spec).items():
+        many = raw_name.endswith("[]")
+        name = raw_name[:-2] if many else raw_name
+        if not name or not selector:
+            raise UsageError(f"bad --extract {raw_name}={selector}: want NAME=SELECTOR")
+        is_xpath = selector.startswith("xpath:")
+        query = selector[6:] if is_xpath else selector
+        _check_selector(query, is_xpath, raw_name)
+
+        def extract(page: Page, q: str = query, x: bool = is_xpath, m: bool = many) -> Any:
+            found = page.xpath(q) if x else page.css(q)
+            return found.getall() if m else found.get()
+
+        extractors[name] = extract
+    return extractors
+
+
+def _check_selector(query: str, is_xpath: bool, name: str) -> None:
+    from parsel import Selector
+
+    try:
+        probe = Selector(text="<html></html>")
+        probe.xpath(query) if is_xpath else probe.css(query)
+    except Exception as exc:  # noqa: BLE001 - parsel raises several kinds for bad syntax
+        raise UsageError(f"bad selector for --extract {name}: {exc}") from None

@@ -1,0 +1,252 @@
+"""The frontier: which URLs were seen, which wait, and when each host may be asked again.
+
+:class:`Frontier` is the seam between the crawler and where its state lives. This
+module has the in-memory implementation; the SQLite one (durable, resumable) and the
+Redis one (shared by many processes) implement the same methods.
+
+Politeness is the frontier's job because it decides what is *ready*: a host is ready
+when it has waiting URLs, fewer than ``per_host`` requests in flight, its robots.txt
+is known, and its delay since the last request has passed. Hosts are kept in three
+places so that ``take()`` never scans every host: ``_eligible`` (ready now, served
+round-robin), ``_timed`` (a heap by the time they become ready), or nowhere (no URLs,
+or saturated; finish() or add() brings them back).
+
+Implementations need not be thread-safe: the crawler calls them under its own lock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from ._urls import host_key
+
+__all__ = ["CrawlJob", "Frontier", "HostCounts", "JobKind", "MemoryFrontier"]
+
+
+class JobKind(str, Enum):
+    PAGE = "page"
+    ROBOTS = "robots"
+    SITEMAP = "sitemap"
+
+
+@dataclass(slots=True)
+class CrawlJob:
+    url: str
+    depth: int = 0
+    referrer: str | None = None
+    kind: JobKind = JobKind.PAGE
+    attempt: int = 1
+
+    @property
+    def host(self) -> str:
+        return host_key(self.url)
+
+
+@dataclass(slots=True)
+class HostCounts:
+    queued: int = 0
+    in_flight: int = 0
+    done: int = 0
+    failed: int = 0
+
+
+class Frontier(Protocol):
+    """Where a crawl keeps its URLs. Every URL enters at most once (``add`` dedupes)."""
+
+    def add(self, jobs: Iterable[CrawlJob]) -> int:
+        """Queue the jobs whose URL was never seen; return how many were new."""
+
+    def claim(self, url: str) -> bool:
+        """Mark ``url`` seen without queueing it (a redirect target fetched in place).
+        False if it was seen already."""
+
+    def take(self, now: float, limit: int) -> tuple[list[CrawlJob], float | None]:
+        """Up to ``limit`` jobs that may start now, and when the next waiting one may
+        (None when nothing waits on a clock)."""
+
+    def finish(self, job: CrawlJob, now: float, *, failed: bool = False,
+               retry_at: float | None = None) -> None:
+        """A taken job is over; with ``retry_at`` it goes back to wait until then."""
+
+    def robots_known(self, host: str, delay: float | None) -> None:
+        """The host's robots.txt is in: release its URLs, with its Crawl-delay if any."""
+
+    def set_delay(self, host: str, delay: float) -> None:
+        """Change a host's delay between requests (auto-throttle)."""
+
+    def hold_host(self, host: str, until: float) -> None:
+        """Ask nothing of ``host`` before ``until`` (Retry-After)."""
+
+    def pending(self) -> int:
+        """URLs waiting, in any host's queue."""
+
+    def by_host(self) -> dict[str, HostCounts]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class _Host:
+    name: str
+    queue: deque[CrawlJob] = field(default_factory=deque)
+    in_flight: int = 0
+    next_at: float = 0.0
+    delay: float = 0.0
+    robots_pending: bool = True  # until robots_known(); False from the start with robots off
+    robots_asked: bool = False
+    listed: bool = False  # in _eligible or _timed
+    done: int = 0
+    failed: int = 0
+
+
+class MemoryFrontier:
+    """A frontier in this process's memory: fast, and gone when the process ends."""
+
+    def __init__(self, *, per_host: int = 8, delay: float = 0.0, robots: bool = True) -> None:
+        if per_host < 1:
+            raise ValueError("per_host must be >= 1")
+        self.per_host = per_host
+        self.delay = delay
+        self.robots = robots
+        self._seen: set[str] = set()
+        self._hosts: dict[str, _Host] = {}
+        self._eligible: deque[_Host] = deque()
+        self._timed: list[tuple[float, int, _Host]] = []
+        self._seq = itertools.count()
+        self._pending = 0
+
+    # -- intake --------------------------------------------------------------------------
+
+    def add(self, jobs: Iterable[CrawlJob]) -> int:
+        added = 0
+        for job in jobs:
+            if job.url in self._seen:
+                continue
+            self._seen.add(job.url)
+            self._enqueue(job, front=False)
+            added += 1
+        return added
+
+    def claim(self, url: str) -> bool:
+        if url in self._seen:
+            return False
+        self._seen.add(url)
+        return True
+
+    def _host(self, name: str) -> _Host:
+        host = self._hosts.get(name)
+        if host is None:
+            host = _Host(name, delay=self.delay, robots_pending=self.robots)
+            self._hosts[name] = host
+        return host
+
+    def _enqueue(self, job: CrawlJob, *, front: bool) -> None:
+        host = self._host(job.host)
+        if front:
+            host.queue.appendleft(job)
+        else:
+            host.queue.append(job)
+        self._pending += 1
+        self._relist(host, 0.0)
+
+    def _relist(self, host: _Host, now: float) -> None:
+        """Put a host where take() will find it, if it could give out a job."""
+        if host.listed or host.in_flight >= self.per_host:
+            return
+        if host.robots_pending:
+            if host.robots_asked:
+                return  # waiting for robots_known()
+        elif not host.queue:
+            return
+        host.listed = True
+        if host.next_at > now:
+            heapq.heappush(self._timed, (host.next_at, next(self._seq), host))
+        else:
+            self._eligible.append(host)
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def take(self, now: float, limit: int) -> tuple[list[CrawlJob], float | None]:
+        timed = self._timed
+        while timed and timed[0][0] <= now:
+            self._eligible.append(heapq.heappop(timed)[2])
+        jobs: list[CrawlJob] = []
+        eligible = self._eligible
+        while eligible and len(jobs) < limit:
+            host = eligible.popleft()
+            host.listed = False
+            if host.in_flight >= self.per_host:
+                continue
+            if host.next_at > now:
+                self._relist(host, now)
+                continue
+            if host.robots_pending:
+                if not host.robots_asked:
+                    host.robots_asked = True
+                    host.in_flight += 1
+                    jobs.append(CrawlJob(host.name + "/robots.txt", kind=JobKind.ROBOTS))
+                continue
+            if not host.queue:
+                continue
+            job = host.queue.popleft()
+            self._pending -= 1
+            host.in_flight += 1
+            host.next_at = now + host.delay
+            jobs.append(job)
+            self._relist(host, now)
+        return jobs, (timed[0][0] if timed else None)
+
+    def finish(
+        self, job: CrawlJob, now: float, *, failed: bool = False, retry_at: float | None = None
+    ) -> None:
+        host = self._host(job.host)
+        host.in_flight -= 1
+        if job.kind is JobKind.PAGE:
+            if retry_at is not None:
+                job.attempt += 1
+                host.next_at = max(host.next_at, retry_at)
+                host.queue.appendleft(job)
+                self._pending += 1
+            elif failed:
+                host.failed += 1
+            else:
+                host.done += 1
+        self._relist(host, now)
+
+    def robots_known(self, host: str, delay: float | None) -> None:
+        h = self._host(host)
+        h.robots_pending = False
+        if delay is not None and delay > h.delay:
+            h.delay = delay
+        self._relist(h, 0.0)
+
+    def set_delay(self, host: str, delay: float) -> None:
+        self._host(host).delay = delay
+
+    def hold_host(self, host: str, until: float) -> None:
+        h = self._host(host)
+        h.next_at = max(h.next_at, until)
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def pending(self) -> int:
+        return self._pending
+
+    def seen_count(self) -> int:
+        return len(self._seen)
+
+    def by_host(self) -> dict[str, HostCounts]:
+        return {
+            name: HostCounts(len(h.queue), h.in_flight, h.done, h.failed)
+            for name, h in self._hosts.items()
+        }
+
+    def close(self) -> None:
+        self._eligible.clear()
+        self._timed.clear()

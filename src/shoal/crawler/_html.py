@@ -1,0 +1,96 @@
+"""Reading HTML fast: text decoding, links, <base href> and <title>, via lexbor.
+
+selectolax's lexbor parser is a C HTML5 parser; one parse gives links, base and title
+without building Python objects for the rest of the document.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Mapping
+
+from selectolax.lexbor import LexborHTMLParser
+
+__all__ = ["ParsedHTML", "decode_body", "is_html", "parse_html"]
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
+_HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_\-:.]+)", re.I)
+
+
+def is_html(content_type: str, body: bytes) -> bool:
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    if ctype in ("text/html", "application/xhtml+xml"):
+        return True
+    if ctype:
+        return False
+    head = body[:512].lstrip().lower()  # no header: sniff like a browser would
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+def _known(name: str) -> str | None:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def decode_body(body: bytes, content_type: str) -> tuple[str, str]:
+    """Text and the encoding used: header charset, then <meta>, then UTF-8, then detection."""
+    candidates: list[str] = []
+    m = _HEADER_CHARSET.search(content_type)
+    if m:
+        candidates.append(m.group(1))
+    if body.startswith(codecs.BOM_UTF8):
+        candidates.insert(0, "utf-8-sig")
+    meta = _META_CHARSET.search(body[:4096])
+    if meta:
+        candidates.append(meta.group(1).decode("ascii", "replace"))
+    candidates.append("utf-8")
+    for name in candidates:
+        encoding = _known(name)
+        if encoding is None:
+            continue
+        try:
+            return body.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    from charset_normalizer import from_bytes  # only for the rare undeclared non-UTF-8 page
+
+    best = from_bytes(body[:65536]).best()
+    encoding = best.encoding if best is not None else "utf-8"
+    return body.decode(encoding, errors="replace"), encoding
+
+
+class ParsedHTML:
+    """What the crawler needs from a page, from one parse."""
+
+    __slots__ = ("base", "hrefs", "title", "tree")
+
+    def __init__(self, tree: LexborHTMLParser, base: str | None, title: str | None,
+                 hrefs: list[str]) -> None:
+        self.tree = tree
+        self.base = base
+        self.title = title
+        self.hrefs = hrefs
+
+
+def parse_html(text: str) -> ParsedHTML:
+    tree = LexborHTMLParser(text)
+    # tags() walks the tree in C; css() would first compile a selector for every page.
+    base = None
+    for node in tree.tags("base"):
+        base = node.attrs.get("href")
+        if base:
+            break
+    title = None
+    for node in tree.tags("title"):
+        title = node.text(strip=True)
+        break
+    hrefs = [h for node in tree.tags("a") if (h := node.attrs.get("href"))]
+    hrefs.extend(h for node in tree.tags("area") if (h := node.attrs.get("href")))
+    return ParsedHTML(tree, base, title or None, hrefs)
+
+
+def header_map(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}

@@ -1,0 +1,77 @@
+"""Crawl options, shared by the Python API and the command line, with safe defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .._errors import UsageError
+from .._version import __version__
+
+__all__ = ["DEFAULT_USER_AGENT", "CrawlOptions"]
+
+DEFAULT_USER_AGENT = f"shoal/{__version__} (+https://github.com/shoal-crawler/shoal)"
+
+
+@dataclass
+class CrawlOptions:
+    """Every knob of a crawl. Each limit has a default that keeps a crawl bounded.
+
+    ``max_pages`` (10,000), ``max_depth`` (50), ``max_bytes`` per response (10 MB after
+    decompression) and ``timeout`` per request (30 s) are always on; ``max_time`` for the
+    whole crawl is off unless given.
+    """
+
+    concurrency: int = 16
+    per_host: int = 8
+    delay: float = 0.0
+    max_pages: int = 10_000
+    max_depth: int = 50
+    max_bytes: int = 10 * 1024 * 1024
+    max_time: float | None = None
+    max_redirects: int = 10
+    allow_domains: Sequence[str] = ()
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    robots: bool = True
+    user_agent: str = DEFAULT_USER_AGENT
+    timeout: float = 30.0
+    retries: int = 2
+    retry_backoff: float = 0.5
+    extract: Mapping[str, str] = field(default_factory=dict)
+    sitemaps: bool = False
+    auto_throttle: bool = False
+    throttle_target: float = 2.0  # requests in flight per host that auto-throttle aims at
+    verify_tls: bool = True
+    output: str | None = None
+    format: str | None = None
+    progress: bool | None = None  # None: on when stderr is a terminal
+    grace: float = 10.0  # seconds in-flight requests get after the first Ctrl-C
+
+    def __post_init__(self) -> None:
+        positive = {
+            "concurrency": self.concurrency,
+            "per_host": self.per_host,
+            "max_pages": self.max_pages,
+            "max_bytes": self.max_bytes,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise UsageError(f"{name} must be at least 1 (got {value})")
+        if self.max_depth < 0 or self.retries < 0 or self.max_redirects < 0:
+            raise UsageError("max_depth, retries and max_redirects must be >= 0")
+        if self.delay < 0 or self.timeout <= 0:
+            raise UsageError("delay must be >= 0 and timeout > 0")
+        if self.max_time is not None and self.max_time <= 0:
+            raise UsageError("max_time must be > 0")
+        self.per_host = min(self.per_host, self.concurrency)
+
+    def scope_key(self) -> dict[str, object]:
+        """The options that change which URLs belong to the crawl (checked on resume)."""
+        return {
+            "allow_domains": sorted(self.allow_domains),
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "max_depth": self.max_depth,
+            "robots": self.robots,
+        }

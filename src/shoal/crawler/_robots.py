@@ -1,0 +1,64 @@
+"""robots.txt rules per host, following RFC 9309.
+
+A robots.txt that answers 2xx is obeyed; 4xx means there are no rules (allow all);
+a 5xx or an unreachable server means the site may be in trouble, so the crawler stays
+away (disallow all). Rules are parsed with protego.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from protego import Protego
+
+from ._fetch import Fetched
+
+__all__ = ["RobotsRules"]
+
+logger = logging.getLogger(__name__)
+
+# RFC 9309 asks crawlers to parse at least 500 KiB; anything past it is ignored.
+MAX_ROBOTS_BYTES = 512 * 1024
+
+
+@dataclass
+class RobotsRules:
+    """What one host's robots.txt allows."""
+
+    allow_all: bool = False
+    deny_all: bool = False
+    reason: str = ""
+    parser: Protego | None = None
+    sitemaps: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_fetch(cls, fetched: Fetched) -> RobotsRules:
+        status = fetched.status
+        if fetched.error is not None or status is None:
+            return cls(deny_all=True, reason=f"robots.txt unreachable ({fetched.error})")
+        if status >= 500:
+            return cls(deny_all=True, reason=f"robots.txt answered {status}")
+        if status >= 400 or (300 <= status < 400):
+            # A 4xx, or a redirect we did not follow to the end: no rules to obey.
+            return cls(allow_all=True, reason=f"robots.txt answered {status}")
+        text = fetched.body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
+        try:
+            parser = Protego.parse(text)
+        except Exception as exc:  # noqa: BLE001 - a garbled file must not stop the crawl
+            logger.warning("unparsable robots.txt at %s: %r; allowing all", fetched.url, exc)
+            return cls(allow_all=True, reason="robots.txt unparsable")
+        return cls(parser=parser, sitemaps=list(parser.sitemaps))
+
+    def allowed(self, url: str, user_agent: str) -> bool:
+        if self.deny_all:
+            return False
+        if self.allow_all or self.parser is None:
+            return True
+        return bool(self.parser.can_fetch(url, user_agent))
+
+    def crawl_delay(self, user_agent: str) -> float | None:
+        if self.parser is None:
+            return None
+        delay = self.parser.crawl_delay(user_agent)
+        return float(delay) if delay is not None else None

@@ -1,0 +1,110 @@
+"""Crawl statistics: counts, errors by kind, bytes, and latency percentiles.
+
+Latencies go into a log-scale histogram (about 2% wide buckets) instead of a list,
+so a crawl of millions of pages keeps a fixed few kilobytes for percentiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+__all__ = ["CrawlResult", "LatencyHistogram"]
+
+_PER_DOUBLING = 35  # buckets per factor of two: ~2% resolution
+
+
+class LatencyHistogram:
+    def __init__(self) -> None:
+        self._buckets: Counter[int] = Counter()
+        self.count = 0
+
+    def add(self, seconds: float) -> None:
+        micros = max(seconds * 1e6, 1.0)
+        self._buckets[int(math.log2(micros) * _PER_DOUBLING)] += 1
+        self.count += 1
+
+    def percentile(self, p: float) -> float | None:
+        """Seconds at or below which ``p`` percent of samples fall (bucket upper bound)."""
+        if not self.count:
+            return None
+        rank = math.ceil(self.count * p / 100)
+        seen = 0
+        for bucket in sorted(self._buckets):
+            seen += self._buckets[bucket]
+            if seen >= rank:
+                return float(2 ** ((bucket + 1) / _PER_DOUBLING) / 1e6)
+        return None
+
+
+@dataclass
+class CrawlResult:
+    """What a crawl did. Returned by Crawler.run(), printed as the summary by the CLI."""
+
+    pages: int = 0  # URLs fetched (one record each), errors included
+    ok: int = 0  # answered 2xx
+    errors: Counter[str] = field(default_factory=Counter)  # by kind, HTTP statuses as http_NNN
+    bytes: int = 0
+    retries: int = 0
+    robots_denied: int = 0
+    out_of_scope_redirects: int = 0
+    discovered: int = 0  # distinct URLs queued
+    pending: int = 0  # still waiting when the crawl stopped
+    elapsed: float = 0.0
+    interrupted: bool = False
+    stopped_by: str | None = None  # "max_pages", "max_time" or "interrupt" if not complete
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    @property
+    def pages_per_second(self) -> float:
+        return self.pages / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
+
+    def as_dict(self) -> dict[str, object]:
+        p50, p95 = self.latency.percentile(50), self.latency.percentile(95)
+        return {
+            "pages": self.pages,
+            "ok": self.ok,
+            "failed": self.failed,
+            "errors": dict(self.errors),
+            "bytes": self.bytes,
+            "retries": self.retries,
+            "robots_denied": self.robots_denied,
+            "discovered": self.discovered,
+            "pending": self.pending,
+            "elapsed": round(self.elapsed, 3),
+            "pages_per_second": round(self.pages_per_second, 1),
+            "latency_p50_ms": None if p50 is None else round(p50 * 1000, 1),
+            "latency_p95_ms": None if p95 is None else round(p95 * 1000, 1),
+            "interrupted": self.interrupted,
+            "stopped_by": self.stopped_by,
+        }
+
+    def summary(self) -> str:
+        d = self.as_dict()
+        lines = [
+            f"pages {d['pages']} (ok {d['ok']}, failed {d['failed']}) in {d['elapsed']}s"
+            f" = {d['pages_per_second']} pages/s, {_size(self.bytes)}",
+            f"latency p50 {d['latency_p50_ms']} ms, p95 {d['latency_p95_ms']} ms;"
+            f" retries {self.retries}; robots.txt denied {self.robots_denied};"
+            f" discovered {self.discovered}",
+        ]
+        if self.errors:
+            kinds = ", ".join(f"{k} {n}" for k, n in self.errors.most_common())
+            lines.append(f"errors: {kinds}")
+        if self.stopped_by:
+            lines.append(f"stopped by {self.stopped_by}; {self.pending} URL(s) not fetched")
+        return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{n} B"
+        size /= 1024
+    return f"{n} B"

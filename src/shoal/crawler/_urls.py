@@ -1,0 +1,248 @@
+"""URL canonicalization (w3lib semantics, faster) and crawl scope.
+
+Two spellings of one resource must become one string, or the crawler fetches it twice:
+scheme and host are lower-cased, default ports dropped, the fragment dropped, query
+arguments sorted (blank values kept), percent-escapes normalized (unreserved characters
+decoded, hex upper-cased); the path keeps its case. Most links on a real page are
+already canonical, so the common case is a handful of string checks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote, urljoin, urlsplit
+
+from .._errors import InvalidURL
+
+__all__ = ["Scope", "canonicalize", "host_key", "join_url", "parse_start_url"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Characters a canonical path may hold as they are: RFC 3986 unreserved, sub-delims,
+# ":", "@", "/" and "%" (escapes of reserved characters stay escaped).
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+_QUERY_SAFE = "/:@!$'()*+,;-._~%?"
+_SAFE_PATH_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + _PATH_SAFE.replace("%", "")
+)
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+# Escapes that must stay escaped: decoding them would change what the URL means.
+_KEEP_ESCAPED = {"2F", "3F", "23", "25", "26", "3D", "2B"}
+
+
+def _normalize_escapes(part: str, safe: str) -> str:
+    """Decode escapes of harmless characters, keep meaningful ones, quote the rest."""
+    if "%" in part:
+
+        def fix(m: re.Match[str]) -> str:
+            hexa = m.group(1).upper()
+            if hexa in _KEEP_ESCAPED or int(hexa, 16) < 0x21 or int(hexa, 16) > 0x7E:
+                return "%" + hexa
+            return chr(int(hexa, 16))
+
+        part = _ESCAPE.sub(fix, part)
+        # Bytes above 0x7E stay escaped; re-quoting leaves existing "%XX" alone.
+        return quote(part, safe=safe)
+    if all(c in _SAFE_PATH_CHARS for c in part):
+        return part
+    return quote(part, safe=safe)
+
+
+def _canonical_query(query: str) -> str:
+    pairs = []
+    for pair in query.split("&"):
+        if not pair:
+            continue
+        key, eq, value = pair.partition("=")
+        key = _normalize_escapes(key.replace(" ", "+"), _QUERY_SAFE)
+        value = _normalize_escapes(value.replace(" ", "+"), _QUERY_SAFE + "=")
+        pairs.append((key, value))
+    pairs.sort()
+    return "&".join(f"{k}={v}" for k, v in pairs)
+
+
+def _host(hostname: str) -> str:
+    if hostname.isascii():
+        return hostname
+    try:
+        return hostname.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"bad host name {hostname!r}") from exc
+
+
+def canonicalize(url: str) -> str:
+    """The canonical form of an absolute http(s) URL. Raises ValueError if malformed."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    hostname = parts.hostname
+    if not hostname:
+        raise ValueError("no host")
+    host = _host(hostname)
+    port = parts.port  # raises ValueError for a port that is not a number in range
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        netloc = f"{netloc}:{port}"
+    if parts.username is not None:
+        userinfo = parts.username + (f":{parts.password}" if parts.password is not None else "")
+        netloc = f"{userinfo}@{netloc}"
+    path = _normalize_escapes(parts.path, _PATH_SAFE) if parts.path else "/"
+    query = _canonical_query(parts.query) if parts.query else ""
+    return f"{scheme}://{netloc}{path}?{query}" if query else f"{scheme}://{netloc}{path}"
+
+
+_CANONICAL_TAIL = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=\-._~]*(\?[A-Za-z0-9/:@!$'()*+,;=\-._~&]*)?")
+
+
+def _fast_canonical(origin: str, tail: str) -> str | None:
+    """``origin + tail`` if that is already canonical, else None (the slow path decides).
+
+    ``origin`` must be canonical; ``tail`` is a path with an optional query.
+    """
+    if not _CANONICAL_TAIL.fullmatch(tail) or "/." in tail or "?&" in tail or "&&" in tail:
+        return None
+    path, q, query = tail.partition("?")
+    if q:
+        if not query or query.endswith("&"):
+            return None
+        pairs = query.split("&")
+        if any("=" not in p for p in pairs) or pairs != sorted(pairs, key=lambda p: p.split("=", 1)):
+            return None
+    return origin + tail if path else None
+
+
+def join_url(base: str, href: str, origin: str | None = None) -> str | None:
+    """Resolve a link against its page and canonicalize it; None for anything uncrawlable.
+
+    ``origin`` is ``host_key(base)`` when ``base`` is canonical; passing it lets
+    root-relative links (most links on most sites) skip the general resolver.
+    """
+    href = href.strip()
+    if not href or href[0] == "#":
+        return None
+    hash_at = href.find("#")
+    if hash_at > 0:
+        href = href[:hash_at]
+    if origin is not None and href[0] == "/" and not href.startswith("//"):
+        fast = _fast_canonical(origin, href)
+        if fast is not None:
+            return fast
+    colon = href.find(":")
+    if colon > 0:
+        scheme = href[:colon].lower()
+        if scheme not in ("http", "https") and "/" not in href[:colon]:
+            return None  # mailto:, javascript:, tel:, data:, ftp: ...
+    try:
+        absolute = urljoin(base, href)
+        if absolute.split(":", 1)[0].lower() not in ("http", "https"):
+            return None
+        return canonicalize(absolute)
+    except ValueError:
+        return None
+
+
+def host_key(url: str) -> str:
+    """``scheme://host[:port]`` of a canonical URL: the unit of politeness and robots.txt."""
+    end = url.find("/", url.find("//") + 2)
+    return url if end < 0 else url[:end]
+
+
+def parse_start_url(url: str) -> str:
+    """Validate a URL given by a user and return it canonical; raise InvalidURL if unusable."""
+    raw = url.strip()
+    if not raw:
+        raise InvalidURL(url, "empty")
+    if "://" not in raw:
+        raise InvalidURL(url, "no scheme (did you mean http://" + raw + " ?)")
+    scheme = raw.split("://", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise InvalidURL(url, f"unsupported scheme {scheme!r}; only http and https are crawled")
+    try:
+        return canonicalize(raw)
+    except ValueError as exc:
+        raise InvalidURL(url, str(exc)) from None
+
+
+def _domain_of(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    return host.lower()
+
+
+@dataclass
+class Scope:
+    """Which URLs a crawl may fetch.
+
+    A URL is in scope when its host is one of ``domains`` or below one of them (a leading
+    "www." on a start URL also admits the bare domain), it matches every ``include`` pattern
+    list (any one of them) and none of ``exclude``, and its depth is within ``max_depth``.
+    """
+
+    domains: Sequence[str]
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    max_depth: int | None = None
+    _include: list[re.Pattern[str]] = field(init=False, repr=False)
+    _exclude: list[re.Pattern[str]] = field(init=False, repr=False)
+    _suffixes: tuple[str, ...] = field(init=False, repr=False)
+    _exact: frozenset[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        try:
+            self._include = [re.compile(p) for p in self.include]
+            self._exclude = [re.compile(p) for p in self.exclude]
+        except re.error as exc:
+            from .._errors import UsageError
+
+            raise UsageError(f"bad --include/--exclude pattern: {exc}") from None
+        domains = {d.lower().strip(".") for d in self.domains if d}
+        self._exact = frozenset(domains)
+        self._suffixes = tuple("." + d for d in domains)
+
+    @classmethod
+    def for_start_urls(
+        cls,
+        start_urls: Iterable[str],
+        *,
+        allow_domains: Iterable[str] = (),
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        max_depth: int | None = None,
+    ) -> Scope:
+        domains = list(allow_domains)
+        if not domains:
+            for url in start_urls:
+                host = _domain_of(url)
+                domains.append(host.removeprefix("www."))
+        return cls(domains, include, exclude, max_depth)
+
+    def allows_host(self, host: str) -> bool:
+        return host in self._exact or host.endswith(self._suffixes)
+
+    def allows(self, url: str, depth: int = 0) -> bool:
+        if self.max_depth is not None and depth > self.max_depth:
+            return False
+        start = url.find("//") + 2
+        end = len(url)
+        for stop in "/?":
+            pos = url.find(stop, start)
+            if 0 <= pos < end:
+                end = pos
+        host = url[start:end].rpartition("@")[2]
+        if host.startswith("["):
+            host = host[: host.find("]") + 1]
+        else:
+            host = host.partition(":")[0]
+        if not self.allows_host(host):
+            return False
+        if self._include and not any(p.search(url) for p in self._include):
+            return False
+        return not any(p.search(url) for p in self._exclude)
+
+    def describe(self) -> dict[str, object]:
+        """What defines this scope, for refusing to resume a crawl with another one."""
+        return {
+            "domains": sorted(self._exact),
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "max_depth": self.max_depth,
+        }

@@ -1,0 +1,24 @@
+"""The runtime: worker pools fed by queues, one writer thread, pipelines. No HTTP here."""
+
+from ._pipeline import Pipeline, Stage
+from ._pool import ErrorPolicy, Pool, PoolStats, ShutdownReport, TaskContext
+from ._progress import ProgressDisplay, ProgressState
+from ._retry import RetryPolicy
+from ._writer import Sink, TextSink, Writer, json_line
+
+__all__ = [
+    "ErrorPolicy",
+    "Pipeline",
+    "Pool",
+    "PoolStats",
+    "ProgressDisplay",
+    "ProgressState",
+    "RetryPolicy",
+    "ShutdownReport",
+    "Sink",
+    "Stage",
+    "TaskContext",
+    "TextSink",
+    "Writer",
+    "json_line",
+]

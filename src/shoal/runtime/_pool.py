@@ -1,0 +1,627 @@
+"""A pool of worker threads fed by one queue; tasks may spawn tasks.
+
+All shared state lives behind one lock, ``_lock``, with three conditions on it:
+workers wait on ``_work``, outside producers on ``_room``, joiners on ``_done``.
+Every task is counted in ``_unfinished`` from put() until its outcome is recorded,
+so join() over a tree of tasks is simply "wait until the count is zero": a parent's
+children are counted before the parent itself is marked finished.
+
+Design points, each for a reason:
+
+* Handlers run with no lock held; a worker captures *every* outcome of the handler,
+  BaseException included, and records it, so no outcome can be lost and join() can
+  never hang on a task that raised.
+* ``maxsize`` bounds the queue for producers outside the pool. A task spawned by a
+  worker never blocks (a worker waiting for room that only workers can make is a
+  deadlock); it goes to the *front* of the queue instead. Children therefore run
+  before their parent's siblings, the tree is walked depth-first, and the number of
+  waiting tasks stays near ``depth x fan-out x workers`` however large the tree.
+* No polling: idle workers sleep on a condition and are woken by put(), by close(),
+  or when the earliest delayed task (a retry with backoff) falls due.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from .._errors import JoinTimeout, PoolClosed, QueueFull, RetryLater, TaskError, TaskErrorGroup
+from ._progress import ProgressDisplay, ProgressState
+from ._retry import NO_RETRY, RetryPolicy
+from ._writer import Writer
+
+__all__ = ["ErrorPolicy", "Pool", "PoolStats", "ShutdownReport", "TaskContext"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A task faster than this (seconds) lets its worker claim more tasks per lock round trip.
+_CHEAP_TASK = 50e-6
+_MAX_BATCH = 64
+
+
+class ErrorPolicy(str, Enum):
+    """What a pool does when a task fails for good (retries used up or not retryable)."""
+
+    FAIL_FAST = "fail_fast"  # cancel what is queued; join() raises TaskError
+    COLLECT = "collect"  # keep going; join() raises one TaskErrorGroup with every failure
+    LOG = "log"  # log the failure with its traceback and keep going
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A consistent snapshot of a pool's counters (taken under its lock)."""
+
+    queued: int  # waiting to run, including delayed retries
+    in_flight: int
+    done: int  # finished without error
+    failed: int  # failed for good
+    retried: int  # retries scheduled
+    cancelled: int  # dropped from the queue by cancel(), fail-fast or Ctrl-C
+    submitted: int  # every task ever put, spawned tasks included
+    peak_queued: int
+    workers: int
+    elapsed: float  # seconds since the pool started
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def rate(self) -> float:
+        """Tasks finished per second since the pool started."""
+        return self.finished / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownReport:
+    """What an interrupted or cancelled pool left undone."""
+
+    cancelled: list[Any]  # queued items that never ran
+    unfinished: int  # tasks still in flight when the pool gave up waiting
+    abandoned: bool  # True when in-flight tasks were left running (second Ctrl-C, timeout)
+
+
+class TaskContext(Generic[T]):
+    """What a handler gets besides its item: one context per worker thread."""
+
+    __slots__ = ("_pool", "attempt", "item", "worker")
+
+    def __init__(self, pool: Pool[T], worker: int) -> None:
+        self._pool = pool
+        self.worker = worker  # the worker's number, 0 .. workers-1
+        self.attempt = 1  # 1 on the first run of a task, 2 on its first retry, ...
+        self.item: Any = None
+
+    def put(self, item: T, *, delay: float | None = None) -> None:
+        """Spawn a task; the pool's join() waits for it too. Never blocks."""
+        self._pool._put_inside(item, delay)
+
+    def put_many(self, items: Iterable[T]) -> None:
+        for item in items:
+            self._pool._put_inside(item, None)
+
+    def emit(self, value: Any) -> None:
+        """Send a value to the next stage of a pipeline (blocks while that stage is full)."""
+        downstream = self._pool.downstream
+        if downstream is None:
+            raise RuntimeError("emit() needs a pipeline stage that has a next stage")
+        downstream(value)
+
+    def print(self, *args: object, sep: str = " ", end: str = "\n") -> None:
+        """Print a line through the pool's writer thread."""
+        self._pool.output.print(*args, sep=sep, end=end)
+
+    def write(self, record: Any) -> None:
+        """Hand a record to the pool's writer thread."""
+        self._pool.output.write(record)
+
+    def __repr__(self) -> str:
+        return f"<TaskContext worker={self.worker} attempt={self.attempt}>"
+
+
+class Pool(Generic[T]):
+    """Worker threads that run ``handler(item, ctx)`` for every item put in.
+
+    >>> def handle(item, ctx):
+    ...     ctx.print(f"{ctx.worker} get {item}")
+    >>> with Pool(handle, workers=5) as pool:     # doctest: +SKIP
+    ...     pool.put_many("qwerty")
+    ...     pool.join()
+
+    Leaving the ``with`` block joins (on success), cancels (on error), and on
+    KeyboardInterrupt stops intake, drops what is queued and gives in-flight tasks
+    ``grace`` seconds to finish; a second Ctrl-C during that wait abandons them.
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[T, TaskContext[T]], object],
+        workers: int = 8,
+        *,
+        maxsize: int = 0,
+        errors: ErrorPolicy | str = ErrorPolicy.FAIL_FAST,
+        retry: RetryPolicy | None = None,
+        retry_on: tuple[type[BaseException], ...] = (),
+        output: Writer | None = None,
+        grace: float = 5.0,
+        progress: bool = False,
+        name: str = "shoal",
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        if maxsize < 0:
+            raise ValueError("maxsize must be >= 0 (0 means unbounded)")
+        self._handler = handler
+        self._workers = workers
+        self._maxsize = maxsize
+        self._policy = ErrorPolicy(errors)
+        self._retry = retry if retry is not None else (RetryPolicy() if retry_on else NO_RETRY)
+        self._retry_on = retry_on
+        self._own_output = output is None
+        self._output = output
+        self.grace = grace
+        self.name = name
+        self.downstream: Callable[[Any], None] | None = None  # set by Pipeline
+
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
+        self._queue: deque[Any] = deque()  # items on their first attempt
+        self._again: deque[tuple[Any, int]] = deque()  # (item, attempt) retries now due
+        self._delayed: list[tuple[float, int, Any, int]] = []  # heap (due, seq, item, attempt)
+        self._seq = itertools.count()
+        self._unfinished = 0
+        self._in_flight = 0
+        self._idle_workers = 0
+        self._room_waiters = 0
+        self._done_count = 0
+        self._failed = 0
+        self._retried = 0
+        self._cancelled = 0
+        self._submitted = 0
+        self._peak = 0
+        self._closing = False  # no more intake; workers leave once nothing is left
+        self._stopped = False  # workers leave now, whatever is queued
+        self._cancelling = False  # cancel() was called: drop spawns and retries too
+        self._failure: TaskError | None = None  # fail-fast: the first failure
+        self._collected: list[TaskError] = []
+        self._cancelled_items: list[Any] = []
+        self._started = time.monotonic()
+        self._local = threading.local()
+        self._threads = [
+            threading.Thread(target=self._worker, args=(i,), name=f"{name}-worker-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+        self._progress = ProgressDisplay(self._progress_state, description=name)
+        if progress:
+            self._progress.start()
+
+    def _progress_state(self) -> ProgressState:
+        s = self.stats()
+        return ProgressState(done=s.finished, total=s.submitted - s.cancelled, failed=s.failed)
+
+    # -- output -------------------------------------------------------------------------
+
+    @property
+    def output(self) -> Writer:
+        """The writer thread that owns this pool's output (stdout unless given)."""
+        out = self._output
+        if out is None:
+            with self._lock:
+                if self._output is None:
+                    self._output = Writer(name=f"{self.name}-writer")
+                out = self._output
+        return out
+
+    def print(self, *args: object, sep: str = " ", end: str = "\n") -> None:
+        """Print a line through the writer thread, in order with the workers' lines."""
+        self.output.print(*args, sep=sep, end=end)
+
+    # -- intake -------------------------------------------------------------------------
+
+    def put(self, item: T, *, delay: float | None = None, timeout: float | None = None) -> None:
+        """Queue one task. Blocks while ``maxsize`` tasks wait (QueueFull after ``timeout``).
+
+        Called from one of this pool's workers it never blocks: see the module notes.
+        ``delay`` runs the task no sooner than that many seconds from now.
+        """
+        if getattr(self._local, "inside", False):
+            self._put_inside(item, delay)
+            return
+        with self._lock:
+            self._check_open()
+            if self._maxsize and delay is None:
+                self._wait_for_room(timeout)
+            self._add_locked(item, delay, front=False)
+
+    def put_many(self, items: Iterable[T], *, timeout: float | None = None) -> None:
+        """Queue many tasks, taking the lock once per chunk rather than once per item."""
+        if getattr(self._local, "inside", False):
+            for item in items:
+                self._put_inside(item, None)
+            return
+        it = iter(items)
+        chunk = list(itertools.islice(it, 4096))
+        while chunk:
+            with self._lock:
+                self._check_open()
+                pos = 0
+                while pos < len(chunk):
+                    if self._maxsize:
+                        self._wait_for_room(timeout)
+                        room = self._maxsize - len(self._queue)
+                    else:
+                        room = len(chunk)
+                    part = chunk[pos : pos + room]
+                    pos += len(part)
+                    self._queue.extend(part)
+                    self._count_added_locked(len(part))
+            chunk = list(itertools.islice(it, 4096))
+
+    def _put_inside(self, item: Any, delay: float | None) -> None:
+        with self._lock:
+            if self._dropping:
+                # A cancelled or failed pool drops what its running tasks spawn.
+                self._cancelled += 1
+                self._cancelled_items.append(item)
+                return
+            self._add_locked(item, delay, front=True)
+
+    @property
+    def _dropping(self) -> bool:
+        return self._stopped or self._cancelling or self._failure is not None
+
+    def _check_open(self) -> None:
+        if self._closing or self._stopped:
+            raise PoolClosed(f"pool {self.name!r} is closed")
+        if self._failure is not None:
+            raise PoolClosed(f"pool {self.name!r} was cancelled by a failure") from self._failure
+
+    def _wait_for_room(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(self._queue) >= self._maxsize:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise QueueFull(f"pool {self.name!r}: {self._maxsize} tasks already waiting")
+            self._room_waiters += 1
+            try:
+                self._room.wait(remaining)
+            finally:
+                self._room_waiters -= 1
+            self._check_open()
+
+    def _add_locked(self, item: Any, delay: float | None, *, front: bool) -> None:
+        if delay is not None and delay > 0:
+            due = time.monotonic() + delay
+            first = not self._delayed or due < self._delayed[0][0]
+            heapq.heappush(self._delayed, (due, next(self._seq), item, 1))
+            self._unfinished += 1
+            self._submitted += 1
+            if first:
+                # Idle workers sleep until the old earliest deadline; make one recompute.
+                self._work.notify()
+            return
+        if front:
+            self._queue.appendleft(item)
+        else:
+            self._queue.append(item)
+        self._count_added_locked(1)
+
+    def _count_added_locked(self, n: int) -> None:
+        self._unfinished += n
+        self._submitted += n
+        queued = len(self._queue)
+        if queued > self._peak:
+            self._peak = queued
+        if self._idle_workers:
+            self._work.notify(n)
+
+    # -- workers ------------------------------------------------------------------------
+
+    def _worker(self, index: int) -> None:
+        self._local.inside = True
+        ctx: TaskContext[T] = TaskContext(self, index)
+        handler = self._handler
+        lock = self._lock
+        queue = self._queue
+        workers = self._workers
+        clock = time.perf_counter
+        batch: list[Any] = []
+        attempt = 1
+        ran = 0  # tasks of the batch that returned normally
+        error: BaseException | None = None
+        # How many queued tasks to claim per lock round trip. It doubles while tasks are
+        # cheap and drops to one as soon as they are not: a claimed batch runs on one
+        # thread, which costs nothing for 2 us tasks and would starve others of 2 s ones.
+        limit = 1
+        while True:
+            with lock:
+                if batch:
+                    self._finish_batch_locked(batch, ran, attempt, error)
+                # Take the next work: retries that fell due first, then the queue.
+                while True:
+                    if self._stopped:
+                        return
+                    if self._again:
+                        item, attempt = self._again.popleft()
+                        batch = [item]
+                        break
+                    if queue:
+                        n = min(limit, len(queue) // workers)
+                        batch = [queue.popleft() for _ in range(n)] if n > 1 else [queue.popleft()]
+                        attempt = 1
+                        if self._room_waiters:
+                            self._room.notify(len(batch))
+                        break
+                    timeout = None
+                    if self._delayed:
+                        timeout = self._delayed[0][0] - time.monotonic()
+                        if timeout <= 0:
+                            _, _, d_item, d_attempt = heapq.heappop(self._delayed)
+                            self._again.append((d_item, d_attempt))
+                            continue
+                    elif self._closing and not self._unfinished:
+                        # Not merely "queue empty": a task still in flight may spawn more.
+                        return
+                    self._idle_workers += 1
+                    self._work.wait(timeout)
+                    self._idle_workers -= 1
+                self._in_flight += len(batch)
+            ctx.attempt = attempt
+            ran = 0
+            error = None
+            started = clock()
+            try:
+                for item in batch:
+                    ctx.item = item
+                    handler(item, ctx)
+                    ran += 1
+            except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
+                error = exc
+                self._before_failure(batch[ran], attempt, exc)
+            if error is None and (clock() - started) < _CHEAP_TASK * len(batch):
+                limit = min(limit * 2, _MAX_BATCH)
+            else:
+                limit = 1
+
+    def _finish_batch_locked(
+        self, batch: list[Any], ran: int, attempt: int, error: BaseException | None
+    ) -> None:
+        self._in_flight -= len(batch)
+        self._done_count += ran
+        self._unfinished -= ran
+        if error is not None:
+            rest = batch[ran + 1 :]
+            if rest:
+                # Tasks claimed behind the failed one never ran: hand them back first, so
+                # that a fail-fast policy cancels them along with the rest of the queue.
+                self._queue.extendleft(reversed(rest))
+                if self._idle_workers:
+                    self._work.notify(len(rest))
+            self._record_failure_locked(batch[ran], attempt, error)
+        if not self._unfinished:
+            self._all_finished_locked()
+
+    def _before_failure(self, item: Any, attempt: int, exc: BaseException) -> None:
+        """Work on a failure that must not happen under the lock (logging, random draws)."""
+        if self._is_retryable(exc) and attempt < self._retry.attempts:
+            requested = exc.after if isinstance(exc, RetryLater) else None
+            self._local.retry_delay = self._retry.delay(attempt, requested)
+            return
+        self._local.retry_delay = None
+        if self._policy is ErrorPolicy.LOG:
+            # Logging handlers are user code: run them with no lock held.
+            logger.error(
+                "task %r failed after %d attempt(s)",
+                item,
+                attempt,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+
+    def _is_retryable(self, exc: BaseException) -> bool:
+        return isinstance(exc, RetryLater) or bool(
+            self._retry_on and isinstance(exc, self._retry_on)
+        )
+
+    def _record_failure_locked(self, item: Any, attempt: int, exc: BaseException) -> None:
+        delay = self._local.retry_delay
+        if delay is not None and not self._dropping:
+            self._retried += 1
+            due = time.monotonic() + delay
+            first = not self._delayed or due < self._delayed[0][0]
+            heapq.heappush(self._delayed, (due, next(self._seq), item, attempt + 1))
+            if first:
+                self._work.notify()
+            return  # still unfinished: the retry carries the count
+        self._failed += 1
+        self._unfinished -= 1
+        err = TaskError(item, exc, attempt)
+        if self._policy is ErrorPolicy.FAIL_FAST:
+            if self._failure is None:
+                self._failure = err
+                self._drop_queued_locked()
+        elif self._policy is ErrorPolicy.COLLECT:
+            self._collected.append(err)
+
+    def _all_finished_locked(self) -> None:
+        self._done.notify_all()
+        if self._closing:
+            self._work.notify_all()  # idle workers may now leave
+
+    def _drop_queued_locked(self) -> None:
+        dropped: list[Any] = list(self._queue)
+        dropped.extend(item for item, _ in self._again)
+        dropped.extend(entry[2] for entry in self._delayed)
+        self._queue.clear()
+        self._again.clear()
+        self._delayed.clear()
+        self._cancelled += len(dropped)
+        self._cancelled_items.extend(dropped)
+        self._unfinished -= len(dropped)
+        self._room.notify_all()
+        if not self._unfinished:
+            self._all_finished_locked()
+
+    # -- waiting and stopping -----------------------------------------------------------
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until every task, spawned ones included, has finished.
+
+        Raises the first TaskError (fail-fast), a TaskErrorGroup (collect), or
+        JoinTimeout if ``timeout`` seconds pass first. Safe to call from any thread but a
+        worker of this pool.
+        """
+        if getattr(self._local, "inside", False):
+            raise RuntimeError("join() from a worker of the same pool would wait for itself")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._unfinished:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise JoinTimeout(f"{self._unfinished} task(s) still unfinished")
+                self._done.wait(remaining)
+            if self._failure is not None:
+                raise self._failure
+            if self._collected:
+                errors, self._collected = self._collected, []
+                raise TaskErrorGroup(f"{len(errors)} task(s) failed", errors)
+
+    def cancel(self) -> list[Any]:
+        """Stop intake and drop every queued task; in-flight tasks run on. Returns the dropped."""
+        with self._lock:
+            self._closing = True
+            self._cancelling = True
+            before = len(self._cancelled_items)
+            self._drop_queued_locked()
+            self._work.notify_all()
+            return self._cancelled_items[before:]
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop intake, let queued and in-flight tasks finish, stop the workers.
+
+        Idempotent. Raises JoinTimeout if the workers are still busy after ``timeout``.
+        """
+        with self._lock:
+            self._closing = True
+            self._work.notify_all()
+            self._room.notify_all()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            if t is threading.current_thread():
+                continue
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                raise JoinTimeout(f"pool {self.name!r}: workers still busy after {timeout}s")
+        self._progress.stop()
+        if self._own_output and self._output is not None:
+            self._output.close()
+
+    def shutdown(self, grace: float | None = None) -> ShutdownReport:
+        """Stop now: drop what is queued, give in-flight tasks ``grace`` seconds, report.
+
+        A KeyboardInterrupt while waiting (the second Ctrl-C) abandons the in-flight
+        tasks at once; the report says so and the interrupt propagates.
+        """
+        grace = self.grace if grace is None else grace
+        cancelled: list[Any] = []
+        abandoned = False
+        try:
+            cancelled = self.cancel()
+            deadline = time.monotonic() + grace
+            with self._lock:
+                while self._in_flight:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        abandoned = True
+                        break
+                    self._done.wait(remaining)
+                unfinished = self._in_flight
+        except KeyboardInterrupt:
+            # The second Ctrl-C: leave in-flight tasks to die with the process.
+            self._stop_now()
+            self._report(ShutdownReport(cancelled, self.stats().in_flight, True))
+            raise
+        self._stop_now()
+        report = ShutdownReport(cancelled, unfinished, abandoned)
+        self._report(report)
+        return report
+
+    def _stop_now(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._closing = True
+            self._work.notify_all()
+            self._room.notify_all()
+            self._done.notify_all()
+        self._progress.stop()
+        if self._own_output and self._output is not None:
+            try:
+                self._output.flush(timeout=1.0)
+            except Exception:  # noqa: BLE001 - reporting must not mask the interrupt
+                logger.debug("writer flush failed during shutdown", exc_info=True)
+
+    def _report(self, report: ShutdownReport) -> None:
+        logger.warning(
+            "pool %r stopped: %d queued task(s) cancelled, %d in flight %s",
+            self.name,
+            len(report.cancelled),
+            report.unfinished,
+            "abandoned" if report.abandoned else "finished",
+        )
+
+    def stats(self) -> PoolStats:
+        with self._lock:
+            return PoolStats(
+                queued=len(self._queue) + len(self._again) + len(self._delayed),
+                in_flight=self._in_flight,
+                done=self._done_count,
+                failed=self._failed,
+                retried=self._retried,
+                cancelled=self._cancelled,
+                submitted=self._submitted,
+                peak_queued=self._peak,
+                workers=self._workers,
+                elapsed=time.monotonic() - self._started,
+            )
+
+    @property
+    def cancelled_items(self) -> list[Any]:
+        with self._lock:
+            return list(self._cancelled_items)
+
+    def __enter__(self) -> Pool[T]:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if exc_type is None:
+            try:
+                self.join()
+            finally:
+                self.close()
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.shutdown()
+        else:
+            self.cancel()
+            self.close()
+
+    def __repr__(self) -> str:
+        s = self.stats()
+        return (
+            f"<Pool {self.name!r} workers={s.workers} queued={s.queued} "
+            f"in_flight={s.in_flight} done={s.done} failed={s.failed}>"
+        )

@@ -1,0 +1,59 @@
+"""The public API is what we mean it to be, and importing it stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import shoal
+
+EXPECTED = {
+    "CrawlResult",
+    "Crawler",
+    "ErrorPolicy",
+    "InvalidURL",
+    "JoinTimeout",
+    "Page",
+    "Pipeline",
+    "Pool",
+    "PoolClosed",
+    "PoolStats",
+    "QueueFull",
+    "RetryLater",
+    "RetryPolicy",
+    "ShoalError",
+    "ShutdownReport",
+    "Stage",
+    "StateError",
+    "StateLocked",
+    "StateMismatch",
+    "TaskContext",
+    "TaskError",
+    "TaskErrorGroup",
+    "UsageError",
+    "Writer",
+    "WriterError",
+    "__version__",
+}
+
+
+def test_exported_names() -> None:
+    assert set(shoal.__all__) == EXPECTED
+    for name in shoal.__all__:
+        assert getattr(shoal, name) is not None
+
+
+def test_every_error_is_a_shoal_error() -> None:
+    for name in shoal.__all__:
+        obj = getattr(shoal, name)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            assert issubclass(obj, shoal.ShoalError), name
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, shoal; heavy = {'urllib3', 'click', 'redis', 'rich', 'selectolax', 'parsel'}"
+        " & set(sys.modules); print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
