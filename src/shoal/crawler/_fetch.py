@@ -189,12 +189,13 @@ class Fetcher:
 def _classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first.
+    if isinstance(exc, NewConnectionError):
+        return "connection", str(exc)
     if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
         return "timeout", str(exc)
     if isinstance(exc, SSLError):
         return "tls", str(exc)
-    if isinstance(exc, NewConnectionError):
-        return "connection", str(exc)
     if isinstance(exc, DecodeError):
         return "decode", str(exc)
     if isinstance(exc, ProtocolError | OSError):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ._html import ParsedHTML, decode_body, is_html, parse_html
-from ._urls import host_key, join_url
+from ._urls import LinkResolver, join_url
 
 if TYPE_CHECKING:
     from parsel import Selector, SelectorList
@@ -15,8 +14,21 @@ if TYPE_CHECKING:
 __all__ = ["Page"]
 
 
+_UNSET: Any = object()
+
+
 class Page:
-    """A fetched URL. ``text``, ``links`` and selectors are computed on first use."""
+    """A fetched URL. ``text``, ``links`` and selectors are computed on first use.
+
+    A Page belongs to the worker thread that made it, so the lazy attributes need no
+    lock. (functools.cached_property would take one class-wide lock on Python 3.11,
+    serializing every page's parse across all workers.)
+    """
+
+    __slots__ = (
+        "_base_url", "_decoded", "_html", "_is_html", "_links", "_selector", "body", "depth",
+        "elapsed", "final_url", "headers", "referrer", "status", "url",
+    )
 
     def __init__(
         self,
@@ -38,68 +50,87 @@ class Page:
         self.depth = depth
         self.referrer = referrer
         self.elapsed = elapsed
+        self._is_html: bool | None = None
+        self._decoded: tuple[str, str] | None = None
+        self._html: ParsedHTML | None = _UNSET
+        self._base_url: str | None = None
+        self._links: list[str] | None = None
+        self._selector: Selector | None = None
 
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "")
 
-    @cached_property
+    @property
     def is_html(self) -> bool:
-        return is_html(self.content_type, self.body)
+        if self._is_html is None:
+            self._is_html = is_html(self.content_type, self.body)
+        return self._is_html
 
-    @cached_property
-    def _decoded(self) -> tuple[str, str]:
-        return decode_body(self.body, self.content_type)
+    def _decode(self) -> tuple[str, str]:
+        if self._decoded is None:
+            self._decoded = decode_body(self.body, self.content_type)
+        return self._decoded
 
     @property
     def text(self) -> str:
         """The body as text, decoded by header charset, <meta>, UTF-8, then detection."""
-        return self._decoded[0]
+        return self._decode()[0]
 
     @property
     def encoding(self) -> str:
-        return self._decoded[1]
+        return self._decode()[1]
 
-    @cached_property
+    @property
     def html(self) -> ParsedHTML | None:
-        return parse_html(self.text) if self.is_html else None
+        if self._html is _UNSET:
+            self._html = parse_html(self.text) if self.is_html else None
+        return self._html
 
     @property
     def title(self) -> str | None:
         return self.html.title if self.html is not None else None
 
-    @cached_property
+    @property
     def base_url(self) -> str:
         """What relative links resolve against: <base href> if the page has one."""
-        html = self.html
-        if html is not None and html.base:
-            base = join_url(self.final_url, html.base)
-            if base is not None:
-                return base
-        return self.final_url
+        if self._base_url is None:
+            self._base_url = self.final_url
+            html = self.html
+            if html is not None and html.base:
+                base = join_url(self.final_url, html.base)
+                if base is not None:
+                    self._base_url = base
+        return self._base_url
 
-    @cached_property
+    @property
     def links(self) -> list[str]:
         """Every http(s) link on the page, absolute and canonical, in page order, once."""
+        if self._links is None:
+            self._links = self._find_links()
+        return self._links
+
+    def _find_links(self) -> list[str]:
         html = self.html
         if html is None:
             return []
-        base = self.base_url
-        origin = host_key(base)
+        resolve = LinkResolver(self.base_url).resolve
         seen: set[str] = set()
         out: list[str] = []
         for href in html.hrefs:
-            url = join_url(base, href, origin)
+            url = resolve(href)
             if url is not None and url not in seen:
                 seen.add(url)
                 out.append(url)
         return out
 
-    @cached_property
+    @property
     def selector(self) -> Selector:
-        from parsel import Selector
+        if self._selector is None:
+            from parsel import Selector
 
-        return Selector(text=self.text, base_url=self.final_url)
+            self._selector = Selector(text=self.text, base_url=self.final_url)
+        return self._selector
 
     def css(self, query: str) -> SelectorList[Any]:
         """parsel CSS selection, ``::text`` and ``::attr(name)`` included."""

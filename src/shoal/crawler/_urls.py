@@ -10,13 +10,14 @@ already canonical, so the common case is a handful of string checks.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import quote, urljoin, urlsplit
 
 from .._errors import InvalidURL
 
-__all__ = ["Scope", "canonicalize", "host_key", "join_url", "parse_start_url"]
+__all__ = ["LinkResolver", "Scope", "canonicalize", "host_key", "join_url", "parse_start_url"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters a canonical path may hold as they are: RFC 3986 unreserved, sub-delims,
@@ -111,27 +112,104 @@ def _fast_canonical(origin: str, tail: str) -> str | None:
     return origin + tail if path else None
 
 
-def join_url(base: str, href: str, origin: str | None = None) -> str | None:
-    """Resolve a link against its page and canonicalize it; None for anything uncrawlable.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 
-    ``origin`` is ``host_key(base)`` when ``base`` is canonical; passing it lets
-    root-relative links (most links on most sites) skip the general resolver.
-    """
-    href = href.strip()
-    if not href or href[0] == "#":
+
+@lru_cache(maxsize=4096)
+def _canonical_origin(raw: str) -> str | None:
+    """``scheme://host[:port]`` made canonical; None if it is not a crawlable origin."""
+    try:
+        return canonicalize(raw + "/")[:-1]
+    except ValueError:
         return None
-    hash_at = href.find("#")
-    if hash_at > 0:
-        href = href[:hash_at]
-    if origin is not None and href[0] == "/" and not href.startswith("//"):
-        fast = _fast_canonical(origin, href)
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4 on an absolute path."""
+    out: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if len(out) > 1:
+                out.pop()
+        elif segment != ".":
+            out.append(segment)
+    if path.endswith(("/.", "/..")):
+        out.append("")
+    joined = "/".join(out)
+    return joined if joined.startswith("/") else "/" + joined
+
+
+class LinkResolver:
+    """Resolves the links of one page against its (canonical) base URL.
+
+    The general path (urljoin, then canonicalize) costs ~25 us a link; most links are
+    root-relative, document-relative or absolute on a known origin, and for those this
+    builds the canonical URL directly, falling back to the general path for anything
+    unusual.
+    """
+
+    __slots__ = ("base", "directory", "origin", "path", "scheme")
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.origin = host_key(base)
+        self.scheme = base[: base.find(":")]
+        self.path = base[len(self.origin) :].partition("?")[0] or "/"
+        self.directory = self.path[: self.path.rfind("/") + 1]
+
+    def resolve(self, href: str) -> str | None:
+        href = href.strip()
+        if not href or href[0] == "#":
+            return None
+        hash_at = href.find("#")
+        if hash_at > 0:
+            href = href[:hash_at]
+        first = href[0]
+        if first == "/":
+            if href.startswith("//"):
+                return self._absolute(f"{self.scheme}:{href}")
+            return self._finish(self.origin, href)
+        if first == "?":
+            return self._finish(self.origin, self.path + href)
+        if _SCHEME.match(href):
+            scheme = href[: href.find(":")].lower()
+            if scheme not in ("http", "https"):
+                return None  # mailto:, javascript:, tel:, data:, ftp: ...
+            return self._absolute(href)
+        return self._finish(self.origin, self.directory + href)
+
+    def _absolute(self, url: str) -> str | None:
+        start = url.find("//")
+        if start < 0 or start != url.find(":") + 1:
+            return _general(self.base, url)  # "http:path" and other oddities
+        end = len(url)
+        for stop in "/?\\":
+            pos = url.find(stop, start + 2)
+            if 0 <= pos < end:
+                end = pos
+        origin = _canonical_origin(url[:end])
+        if origin is None:
+            return None
+        tail = url[end:] or "/"
+        if tail[0] != "/":
+            return _general(self.base, url)
+        return self._finish(origin, tail)
+
+    def _finish(self, origin: str, tail: str) -> str | None:
+        path, q, query = tail.partition("?")
+        if "/." in path:
+            path = _remove_dot_segments(path)
+            tail = f"{path}?{query}" if q else path
+        fast = _fast_canonical(origin, tail)
         if fast is not None:
             return fast
-    colon = href.find(":")
-    if colon > 0:
-        scheme = href[:colon].lower()
-        if scheme not in ("http", "https") and "/" not in href[:colon]:
-            return None  # mailto:, javascript:, tel:, data:, ftp: ...
+        try:
+            return canonicalize(origin + tail)
+        except ValueError:
+            return None
+
+
+def _general(base: str, href: str) -> str | None:
     try:
         absolute = urljoin(base, href)
         if absolute.split(":", 1)[0].lower() not in ("http", "https"):
@@ -139,6 +217,12 @@ def join_url(base: str, href: str, origin: str | None = None) -> str | None:
         return canonicalize(absolute)
     except ValueError:
         return None
+
+
+def join_url(base: str, href: str) -> str | None:
+    """Resolve a link against a canonical base URL and canonicalize it; None for anything
+    uncrawlable (other schemes, fragments only, malformed)."""
+    return LinkResolver(base).resolve(href)
 
 
 def host_key(url: str) -> str:
@@ -185,6 +269,7 @@ class Scope:
     _exclude: list[re.Pattern[str]] = field(init=False, repr=False)
     _suffixes: tuple[str, ...] = field(init=False, repr=False)
     _exact: frozenset[str] = field(init=False, repr=False)
+    _origin_allowed: Callable[[str], bool] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         try:
@@ -197,6 +282,7 @@ class Scope:
         domains = {d.lower().strip(".") for d in self.domains if d}
         self._exact = frozenset(domains)
         self._suffixes = tuple("." + d for d in domains)
+        self._origin_allowed = lru_cache(maxsize=4096)(self._check_origin)
 
     @classmethod
     def for_start_urls(
@@ -219,24 +305,19 @@ class Scope:
         return host in self._exact or host.endswith(self._suffixes)
 
     def allows(self, url: str, depth: int = 0) -> bool:
+        """Is a canonical URL at ``depth`` in scope?"""
         if self.max_depth is not None and depth > self.max_depth:
             return False
-        start = url.find("//") + 2
-        end = len(url)
-        for stop in "/?":
-            pos = url.find(stop, start)
-            if 0 <= pos < end:
-                end = pos
-        host = url[start:end].rpartition("@")[2]
-        if host.startswith("["):
-            host = host[: host.find("]") + 1]
-        else:
-            host = host.partition(":")[0]
-        if not self.allows_host(host):
+        if not self._origin_allowed(host_key(url)):
             return False
         if self._include and not any(p.search(url) for p in self._include):
             return False
         return not any(p.search(url) for p in self._exclude)
+
+    def _check_origin(self, origin: str) -> bool:
+        host = origin[origin.find("//") + 2 :].rpartition("@")[2]
+        host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
+        return self.allows_host(host)
 
     def describe(self) -> dict[str, object]:
         """What defines this scope, for refusing to resume a crawl with another one."""

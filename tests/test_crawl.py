@@ -1,0 +1,319 @@
+"""The crawler against real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import brotli
+import pytest
+from sites import Reply, Request, Site, html
+
+import shoal
+from shoal.crawler import Crawler, CrawlResult, Page
+
+
+def crawl(start: str | list[str], tmp_path: Path, **options: Any) -> tuple[CrawlResult, list[dict[str, Any]]]:
+    out = tmp_path / "out.jsonl"
+    options.setdefault("progress", False)
+    result = Crawler(start, output=str(out), **options).run()
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    return result, records
+
+
+def by_url(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["url"]: r for r in records}
+
+
+def test_link_graph_relative_absolute_and_base(tmp_path: Path) -> None:
+    with Site() as site:
+        site.routes.update({
+            "/": html("home", "/a", "b", "./c?y=2&x=1#frag", site.url("/d"), "mailto:x@y",
+                      "javascript:void(0)", "#top"),
+            "/a": html("A", "/", "/e"),
+            "/b": html("B", "/a"),
+            "/c?x=1&y=2": html("C"),
+            "/d": html("D", "sub/f"),
+            "/e": html("E"),
+            "/sub/f": html("F"),
+            "/dir/page": "<html><head><base href='/other/'></head><body>"
+                         "<a href='g'>g</a></body></html>",
+            "/other/g": html("G"),
+            "/unreachable": html("nobody links here"),
+        })
+        site.routes["/"] = html("home", "/a", "b", "./c?y=2&x=1#frag", site.url("/d"),
+                                "mailto:x@y", "javascript:void(0)", "#top", "/dir/page")
+        result, records = crawl(site.url("/"), tmp_path)
+        paths = site.paths()
+    expected = {"/", "/a", "/b", "/c?x=1&y=2", "/d", "/e", "/sub/f", "/dir/page", "/other/g"}
+    assert set(paths) == expected | {"/robots.txt"}
+    assert all(n == 1 for n in paths.values()), paths  # nothing fetched twice
+    assert result.pages == len(expected) and result.ok == len(expected)
+    recs = by_url(records)
+    assert recs[site.url("/a")]["title"] == "A"
+    assert recs[site.url("/a")]["depth"] == 1 and recs[site.url("/a")]["referrer"] == site.url("/")
+    assert set(records[0]) >= {"url", "final_url", "status", "depth", "referrer", "content_type",
+                               "bytes", "elapsed", "fetched_at", "title", "error"}
+
+
+def test_redirects_are_deduplicated_and_scope_checked(tmp_path: Path) -> None:
+    with Site() as site, Site() as elsewhere:
+        elsewhere.routes["/x"] = html("X")
+        site.routes.update({
+            "/": html("home", "/old", "/new", "/loop1", "/away", "/chain0"),
+            "/old": Reply(301, headers={"Location": "/new"}),
+            "/new": html("New"),
+            "/loop1": Reply(302, headers={"Location": "/loop2"}),
+            "/loop2": Reply(302, headers={"Location": "/loop1"}),
+            "/away": Reply(302, headers={"Location": "http://example.invalid/x"}),
+        })
+        for i in range(15):
+            site.routes[f"/chain{i}"] = Reply(302, headers={"Location": f"/chain{i + 1}"})
+        result, records = crawl(site.url("/"), tmp_path, max_redirects=5)
+        paths = site.paths()
+    assert paths["/new"] == 1  # reached directly and via /old, fetched once
+    recs = by_url(records)
+    old = recs.get(site.url("/old"))
+    assert old is not None and old["final_url"] == site.url("/new") and old["status"] == 301
+    assert recs[site.url("/loop1")]["error"] == "redirect_loop"
+    assert recs[site.url("/away")]["status"] == 302  # not followed out of scope
+    assert recs[site.url("/chain0")]["error"] == "too_many_redirects"
+    assert max(paths.values()) == 1
+
+
+def test_http_errors_retries_and_retry_after(tmp_path: Path) -> None:
+    calls: dict[str, int] = {}
+
+    def flaky(req: Request) -> Reply:
+        calls[req.path] = calls.get(req.path, 0) + 1
+        if calls[req.path] == 1:
+            return Reply(503, "busy", headers={"Retry-After": "1"})
+        return Reply(body=html("ok now"))
+
+    with Site() as site:
+        site.routes.update({
+            "/": html("home", "/missing", "/broken", "/flaky"),
+            "/broken": Reply(500, "oops"),
+            "/flaky": flaky,
+        })
+        result, records = crawl(site.url("/"), tmp_path, retries=2, retry_backoff=0.01)
+        assert site.count("/missing") == 1  # 404 is final
+        assert site.count("/broken") == 3  # 500 retried twice
+        first, second = site.times("/flaky")
+    assert second - first >= 0.9  # Retry-After: 1 was honoured
+    recs = by_url(records)
+    assert recs[site.url("/missing")]["error"] == "http_404"
+    assert recs[site.url("/broken")]["error"] == "http_500"
+    assert recs[site.url("/flaky")]["status"] == 200 and recs[site.url("/flaky")]["error"] is None
+    assert result.errors == {"http_404": 1, "http_500": 1}
+    assert result.retries == 3
+
+
+def test_robots_rules_and_crawl_delay(tmp_path: Path) -> None:
+    with Site() as site:
+        site.routes.update({
+            "/robots.txt": Reply(body="User-agent: *\nDisallow: /private\nCrawl-delay: 0.3\n",
+                                 content_type="text/plain"),
+            "/": html("home", "/private/x", "/a", "/b"),
+            "/a": html("A"),
+            "/b": html("B"),
+            "/private/x": html("secret"),
+        })
+        result, _ = crawl(site.url("/"), tmp_path, concurrency=4)
+        assert site.count("/private/x") == 0
+        assert result.robots_denied == 1
+        times = sorted(t for p, t in site.hits if p != "/robots.txt")
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert len(times) == 3 and min(gaps) >= 0.29  # Crawl-delay kept requests apart
+
+
+@pytest.mark.parametrize(("status", "fetched"), [(503, False), (404, True), (410, True)])
+def test_robots_status_per_rfc_9309(tmp_path: Path, status: int, fetched: bool) -> None:
+    with Site() as site:
+        site.routes.update({"/robots.txt": Reply(status, "x"), "/": html("home", "/a"),
+                            "/a": html("A")})
+        result, _ = crawl(site.url("/"), tmp_path, retries=0)
+        assert (site.count("/") == 1) is fetched
+    if not fetched:
+        assert result.robots_denied == 1
+
+
+def test_no_robots_ignores_robots_txt(tmp_path: Path) -> None:
+    with Site() as site:
+        site.routes.update({"/robots.txt": Reply(body="User-agent: *\nDisallow: /\n"),
+                            "/": html("home")})
+        crawl(site.url("/"), tmp_path, robots=False)
+        assert site.count("/robots.txt") == 0 and site.count("/") == 1
+
+
+def test_per_host_limit_is_respected(tmp_path: Path) -> None:
+    links = [f"/p{i}" for i in range(30)]
+    with Site() as a, Site() as b:
+        import threading
+
+        for site in (a, b):
+            site.routes["/"] = html("home", *links)
+            for link in links:
+                # Hold each request briefly so concurrent requests overlap on the server.
+                site.routes[link] = lambda req: (threading.Event().wait(0.02), Reply(body="x"))[1]
+        result, _ = crawl([a.url("/"), b.url("/")], tmp_path, concurrency=8, per_host=3)
+        assert result.pages == 62
+        assert a.max_in_flight <= 3 and b.max_in_flight <= 3
+        assert a.max_in_flight == 3  # and the limit was actually reached
+
+
+def test_depth_and_page_limits(tmp_path: Path) -> None:
+    with Site() as site:
+        for i in range(20):
+            site.routes[f"/{i}"] = html(str(i), f"/{i + 1}")
+        site.routes["/"] = html("root", "/0")
+        result, records = crawl(site.url("/"), tmp_path, max_depth=3)
+        assert {r["depth"] for r in records} == {0, 1, 2, 3}
+        assert result.pages == 4
+    with Site() as site:
+        site.routes["/"] = html("root", *[f"/{i}" for i in range(50)])
+        for i in range(50):
+            site.routes[f"/{i}"] = html(str(i))
+        result, records = crawl(site.url("/"), tmp_path, max_pages=10)
+        assert len(records) == 10 and result.stopped_by == "max_pages"
+        assert sum(n for p, n in site.paths().items() if p != "/robots.txt") == 10
+
+
+def test_compressed_and_oversized_bodies(tmp_path: Path) -> None:
+    page = html("squeezed", extra="x" * 1000).encode()
+    bomb = gzip.compress(b"\0" * (50 * 1024 * 1024))
+    with Site() as site:
+        site.routes.update({
+            "/": html("home", "/gz", "/br", "/deflate", "/big", "/bomb"),
+            "/gz": Reply(body=gzip.compress(page), headers={"Content-Encoding": "gzip"}),
+            "/br": Reply(body=brotli.compress(page), headers={"Content-Encoding": "br"}),
+            "/deflate": Reply(body=zlib.compress(page), headers={"Content-Encoding": "deflate"}),
+            "/big": Reply(body=b"y" * 300_000),
+            "/bomb": Reply(body=bomb, headers={"Content-Encoding": "gzip"}),
+        })
+        _, records = crawl(site.url("/"), tmp_path, max_bytes=200_000)
+    recs = by_url(records)
+    for path in ("/gz", "/br", "/deflate"):
+        assert recs[site.url(path)]["title"] == "squeezed", path
+        assert recs[site.url(path)]["bytes"] == len(page)
+    assert recs[site.url("/big")]["error"] == "too_large"
+    assert recs[site.url("/bomb")]["error"] == "too_large"
+
+
+def test_encodings_and_non_html(tmp_path: Path) -> None:
+    latin = "<html><head><meta charset='iso-8859-1'><title>Café</title></head></html>"
+    with Site() as site:
+        site.routes.update({
+            "/": html("home", "/latin", "/header", "/undeclared", "/broken", "/img", "/json"),
+            "/latin": Reply(body=latin.encode("latin-1"), content_type="text/html"),
+            "/header": Reply(body="<title>Grüße</title>".encode("cp1252"),
+                             content_type="text/html; charset=windows-1252"),
+            "/undeclared": Reply(body="<html><title>Żółw żółty</title></html>".encode("iso-8859-2"),
+                                 content_type="text/html"),
+            "/broken": Reply(body=b"<title>ok \xff\xfe bytes</title><a href='/x'>x</a>",
+                             content_type="text/html; charset=utf-8"),
+            "/img": Reply(body=b"\x89PNG\r\n\x1a\n" + b"<a href='/never'>", content_type="image/png"),
+            "/json": Reply(body=b'{"a": "<a href=\\"/never2\\">"}', content_type="application/json"),
+            "/x": html("x"),
+        })
+        _, records = crawl(site.url("/"), tmp_path)
+        assert site.count("/never") == 0 and site.count("/never2") == 0
+    recs = by_url(records)
+    assert recs[site.url("/latin")]["title"] == "Café"
+    assert recs[site.url("/header")]["title"] == "Grüße"
+    assert recs[site.url("/undeclared")]["title"]  # detected, whatever it guessed
+    assert recs[site.url("/broken")]["title"].startswith("ok")
+    assert site.url("/x") in recs  # links on a page with bad bytes still followed
+    assert recs[site.url("/img")]["title"] is None and recs[site.url("/img")]["error"] is None
+
+
+def test_timeouts_are_recorded(tmp_path: Path) -> None:
+    import threading
+
+    release = threading.Event()
+    with Site() as site:
+        site.routes.update({
+            "/": html("home", "/slow"),
+            "/slow": lambda req: (release.wait(5), Reply(body="late"))[1],
+        })
+        try:
+            result, records = crawl(site.url("/"), tmp_path, timeout=0.2, retries=1,
+                                    retry_backoff=0.01)
+        finally:
+            release.set()
+    assert by_url(records)[site.url("/slow")]["error"] == "timeout"
+    assert result.errors["timeout"] == 1 and result.retries == 1
+
+
+def test_scope_include_exclude_and_allowed_domains(tmp_path: Path) -> None:
+    with Site() as site, Site(host="127.0.0.2") as other:
+        other.routes["/"] = html("other")
+        site.routes.update({
+            "/": html("home", "/keep/1", "/keep/2.pdf", "/drop/1", other.url("/")),
+            "/keep/1": html("k1"),
+            "/keep/2.pdf": html("pdf"),
+            "/drop/1": html("d1"),
+        })
+        crawl(site.url("/"), tmp_path, include=[r"/keep/|/$"], exclude=[r"\.pdf$"])
+        assert site.count("/keep/1") == 1 and site.count("/drop/1") == 0
+        assert site.count("/keep/2.pdf") == 0 and other.count("/") == 0
+        crawl(site.url("/"), tmp_path, allow_domains=["127.0.0.1", "127.0.0.2"])
+        assert other.count("/") == 1
+
+
+def test_extract_fields(tmp_path: Path) -> None:
+    page = ("<html><head><title>T</title></head><body><h1>Head <b>line</b></h1>"
+            "<a class='tag' href='/t1'>one</a><a class='tag' href='/t2'>two</a></body></html>")
+    with Site() as site:
+        site.routes.update({"/": page, "/t1": html("t1"), "/t2": html("t2")})
+        _, records = crawl(site.url("/"), tmp_path, extract={
+            "h1": "h1::text", "tags[]": "a.tag::text", "first_href": "a.tag::attr(href)",
+            "xp": "xpath://h1/b/text()"})
+    root = by_url(records)[site.url("/")]
+    assert root["tags"] == ["one", "two"] and root["first_href"] == "/t1" and root["xp"] == "line"
+    assert root["h1"] == "Head "
+
+
+def test_python_api_callback_items_and_urls(tmp_path: Path) -> None:
+    seen: list[Page] = []
+
+    def on_page(page: Page) -> Any:
+        seen.append(page)
+        assert page.status == 200 and page.css("title::text").get() == page.title
+        yield {"url": page.url, "n_links": len(page.links)}
+        if page.url.endswith("/"):
+            yield "/extra"  # relative URL from the callback, resolved against the page
+
+    with Site() as site:
+        site.routes.update({"/": html("home", "/a"), "/a": html("A"), "/extra": html("E")})
+        out = io.StringIO()
+        result = Crawler(site.url("/"), on_page=on_page, progress=False,
+                         sink=shoal.runtime.TextSink(out)).run()
+    items = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert sorted(i["url"].rsplit("/", 1)[1] for i in items) == ["", "a", "extra"]
+    assert result.pages == 3 and len(seen) == 3
+
+
+def test_invalid_start_urls() -> None:
+    for bad in ["", "example.com", "ftp://example.com/", "http://", "http://exa mple.com:99999/"]:
+        with pytest.raises(shoal.InvalidURL):
+            Crawler(bad)
+    with pytest.raises(shoal.UsageError):
+        Crawler("http://example.com/", concurrency=0)
+    with pytest.raises(shoal.UsageError):
+        Crawler("http://example.com/", no_such_option=1)
+
+
+def test_unreachable_start_url_is_recorded(tmp_path: Path) -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens here now
+    result, records = crawl(f"http://127.0.0.1:{port}/", tmp_path, robots=False, retries=0)
+    assert records[0]["error"] == "connection" and result.ok == 0
