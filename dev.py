@@ -6,7 +6,8 @@
     python3 dev.py lint          ruff (lint + format check) and mypy --strict on src/
 
 Each creates or refreshes .venv/ at the repository root from pyproject.toml and the
-pinned versions in requirements/constraints.txt, then runs inside it.
+pinned versions in requirements/constraints.txt, then runs inside it. SHOAL_VENV names
+another environment folder (CI uses it to test a second Python version side by side).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-VENV = ROOT / ".venv"
+VENV = ROOT / os.environ.get("SHOAL_VENV", ".venv")
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 STAMP = VENV / ".shoal-installed"
@@ -34,8 +35,6 @@ def _fingerprint() -> str:
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
-        sys.exit(f"shoal needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not PY.exists():
         print(f"creating {VENV} ...", file=sys.stderr)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)

@@ -69,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             site._leave()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -90,8 +90,9 @@ class Site:
         self._lock = threading.Lock()
         self._server = _Server((host, 0), _Handler)
         self._server.site = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="test-site",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="test-site", daemon=True
+        )
 
     def _enter(self, path: str) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import zlib
 from pathlib import Path
@@ -11,13 +12,15 @@ from typing import Any
 
 import brotli
 import pytest
-from sites import Reply, Request, Site, html
 
 import shoal
 from shoal.crawler import Crawler, CrawlResult, Page
+from sites import Reply, Request, Site, html
 
 
-def crawl(start: str | list[str], tmp_path: Path, **options: Any) -> tuple[CrawlResult, list[dict[str, Any]]]:
+def crawl(
+    start: str | list[str], tmp_path: Path, **options: Any
+) -> tuple[CrawlResult, list[dict[str, Any]]]:
     out = tmp_path / "out.jsonl"
     options.setdefault("progress", False)
     result = Crawler(start, output=str(out), **options).run()
@@ -31,22 +34,41 @@ def by_url(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def test_link_graph_relative_absolute_and_base(tmp_path: Path) -> None:
     with Site() as site:
-        site.routes.update({
-            "/": html("home", "/a", "b", "./c?y=2&x=1#frag", site.url("/d"), "mailto:x@y",
-                      "javascript:void(0)", "#top"),
-            "/a": html("A", "/", "/e"),
-            "/b": html("B", "/a"),
-            "/c?x=1&y=2": html("C"),
-            "/d": html("D", "sub/f"),
-            "/e": html("E"),
-            "/sub/f": html("F"),
-            "/dir/page": "<html><head><base href='/other/'></head><body>"
-                         "<a href='g'>g</a></body></html>",
-            "/other/g": html("G"),
-            "/unreachable": html("nobody links here"),
-        })
-        site.routes["/"] = html("home", "/a", "b", "./c?y=2&x=1#frag", site.url("/d"),
-                                "mailto:x@y", "javascript:void(0)", "#top", "/dir/page")
+        site.routes.update(
+            {
+                "/": html(
+                    "home",
+                    "/a",
+                    "b",
+                    "./c?y=2&x=1#frag",
+                    site.url("/d"),
+                    "mailto:x@y",
+                    "javascript:void(0)",
+                    "#top",
+                ),
+                "/a": html("A", "/", "/e"),
+                "/b": html("B", "/a"),
+                "/c?x=1&y=2": html("C"),
+                "/d": html("D", "sub/f"),
+                "/e": html("E"),
+                "/sub/f": html("F"),
+                "/dir/page": "<html><head><base href='/other/'></head><body>"
+                "<a href='g'>g</a></body></html>",
+                "/other/g": html("G"),
+                "/unreachable": html("nobody links here"),
+            }
+        )
+        site.routes["/"] = html(
+            "home",
+            "/a",
+            "b",
+            "./c?y=2&x=1#frag",
+            site.url("/d"),
+            "mailto:x@y",
+            "javascript:void(0)",
+            "#top",
+            "/dir/page",
+        )
         result, records = crawl(site.url("/"), tmp_path)
         paths = site.paths()
     expected = {"/", "/a", "/b", "/c?x=1&y=2", "/d", "/e", "/sub/f", "/dir/page", "/other/g"}
@@ -56,24 +78,37 @@ def test_link_graph_relative_absolute_and_base(tmp_path: Path) -> None:
     recs = by_url(records)
     assert recs[site.url("/a")]["title"] == "A"
     assert recs[site.url("/a")]["depth"] == 1 and recs[site.url("/a")]["referrer"] == site.url("/")
-    assert set(records[0]) >= {"url", "final_url", "status", "depth", "referrer", "content_type",
-                               "bytes", "elapsed", "fetched_at", "title", "error"}
+    assert set(records[0]) >= {
+        "url",
+        "final_url",
+        "status",
+        "depth",
+        "referrer",
+        "content_type",
+        "bytes",
+        "elapsed",
+        "fetched_at",
+        "title",
+        "error",
+    }
 
 
 def test_redirects_are_deduplicated_and_scope_checked(tmp_path: Path) -> None:
     with Site() as site, Site() as elsewhere:
         elsewhere.routes["/x"] = html("X")
-        site.routes.update({
-            "/": html("home", "/old", "/new", "/loop1", "/away", "/chain0"),
-            "/old": Reply(301, headers={"Location": "/new"}),
-            "/new": html("New"),
-            "/loop1": Reply(302, headers={"Location": "/loop2"}),
-            "/loop2": Reply(302, headers={"Location": "/loop1"}),
-            "/away": Reply(302, headers={"Location": "http://example.invalid/x"}),
-        })
+        site.routes.update(
+            {
+                "/": html("home", "/old", "/new", "/loop1", "/away", "/chain0"),
+                "/old": Reply(301, headers={"Location": "/new"}),
+                "/new": html("New"),
+                "/loop1": Reply(302, headers={"Location": "/loop2"}),
+                "/loop2": Reply(302, headers={"Location": "/loop1"}),
+                "/away": Reply(302, headers={"Location": "http://example.invalid/x"}),
+            }
+        )
         for i in range(15):
             site.routes[f"/chain{i}"] = Reply(302, headers={"Location": f"/chain{i + 1}"})
-        result, records = crawl(site.url("/"), tmp_path, max_redirects=5)
+        _result, records = crawl(site.url("/"), tmp_path, max_redirects=5)
         paths = site.paths()
     assert paths["/new"] == 1  # reached directly and via /old, fetched once
     recs = by_url(records)
@@ -95,11 +130,13 @@ def test_http_errors_retries_and_retry_after(tmp_path: Path) -> None:
         return Reply(body=html("ok now"))
 
     with Site() as site:
-        site.routes.update({
-            "/": html("home", "/missing", "/broken", "/flaky"),
-            "/broken": Reply(500, "oops"),
-            "/flaky": flaky,
-        })
+        site.routes.update(
+            {
+                "/": html("home", "/missing", "/broken", "/flaky"),
+                "/broken": Reply(500, "oops"),
+                "/flaky": flaky,
+            }
+        )
         result, records = crawl(site.url("/"), tmp_path, retries=2, retry_backoff=0.01)
         assert site.count("/missing") == 1  # 404 is final
         assert site.count("/broken") == 3  # 500 retried twice
@@ -115,27 +152,32 @@ def test_http_errors_retries_and_retry_after(tmp_path: Path) -> None:
 
 def test_robots_rules_and_crawl_delay(tmp_path: Path) -> None:
     with Site() as site:
-        site.routes.update({
-            "/robots.txt": Reply(body="User-agent: *\nDisallow: /private\nCrawl-delay: 0.3\n",
-                                 content_type="text/plain"),
-            "/": html("home", "/private/x", "/a", "/b"),
-            "/a": html("A"),
-            "/b": html("B"),
-            "/private/x": html("secret"),
-        })
+        site.routes.update(
+            {
+                "/robots.txt": Reply(
+                    body="User-agent: *\nDisallow: /private\nCrawl-delay: 0.3\n",
+                    content_type="text/plain",
+                ),
+                "/": html("home", "/private/x", "/a", "/b"),
+                "/a": html("A"),
+                "/b": html("B"),
+                "/private/x": html("secret"),
+            }
+        )
         result, _ = crawl(site.url("/"), tmp_path, concurrency=4)
         assert site.count("/private/x") == 0
         assert result.robots_denied == 1
         times = sorted(t for p, t in site.hits if p != "/robots.txt")
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) == 3 and min(gaps) >= 0.29  # Crawl-delay kept requests apart
 
 
 @pytest.mark.parametrize(("status", "fetched"), [(503, False), (404, True), (410, True)])
 def test_robots_status_per_rfc_9309(tmp_path: Path, status: int, fetched: bool) -> None:
     with Site() as site:
-        site.routes.update({"/robots.txt": Reply(status, "x"), "/": html("home", "/a"),
-                            "/a": html("A")})
+        site.routes.update(
+            {"/robots.txt": Reply(status, "x"), "/": html("home", "/a"), "/a": html("A")}
+        )
         result, _ = crawl(site.url("/"), tmp_path, retries=0)
         assert (site.count("/") == 1) is fetched
     if not fetched:
@@ -144,8 +186,9 @@ def test_robots_status_per_rfc_9309(tmp_path: Path, status: int, fetched: bool) 
 
 def test_no_robots_ignores_robots_txt(tmp_path: Path) -> None:
     with Site() as site:
-        site.routes.update({"/robots.txt": Reply(body="User-agent: *\nDisallow: /\n"),
-                            "/": html("home")})
+        site.routes.update(
+            {"/robots.txt": Reply(body="User-agent: *\nDisallow: /\n"), "/": html("home")}
+        )
         crawl(site.url("/"), tmp_path, robots=False)
         assert site.count("/robots.txt") == 0 and site.count("/") == 1
 
@@ -187,14 +230,18 @@ def test_compressed_and_oversized_bodies(tmp_path: Path) -> None:
     page = html("squeezed", extra="x" * 1000).encode()
     bomb = gzip.compress(b"\0" * (50 * 1024 * 1024))
     with Site() as site:
-        site.routes.update({
-            "/": html("home", "/gz", "/br", "/deflate", "/big", "/bomb"),
-            "/gz": Reply(body=gzip.compress(page), headers={"Content-Encoding": "gzip"}),
-            "/br": Reply(body=brotli.compress(page), headers={"Content-Encoding": "br"}),
-            "/deflate": Reply(body=zlib.compress(page), headers={"Content-Encoding": "deflate"}),
-            "/big": Reply(body=b"y" * 300_000),
-            "/bomb": Reply(body=bomb, headers={"Content-Encoding": "gzip"}),
-        })
+        site.routes.update(
+            {
+                "/": html("home", "/gz", "/br", "/deflate", "/big", "/bomb"),
+                "/gz": Reply(body=gzip.compress(page), headers={"Content-Encoding": "gzip"}),
+                "/br": Reply(body=brotli.compress(page), headers={"Content-Encoding": "br"}),
+                "/deflate": Reply(
+                    body=zlib.compress(page), headers={"Content-Encoding": "deflate"}
+                ),
+                "/big": Reply(body=b"y" * 300_000),
+                "/bomb": Reply(body=bomb, headers={"Content-Encoding": "gzip"}),
+            }
+        )
         _, records = crawl(site.url("/"), tmp_path, max_bytes=200_000)
     recs = by_url(records)
     for path in ("/gz", "/br", "/deflate"):
@@ -207,19 +254,31 @@ def test_compressed_and_oversized_bodies(tmp_path: Path) -> None:
 def test_encodings_and_non_html(tmp_path: Path) -> None:
     latin = "<html><head><meta charset='iso-8859-1'><title>Café</title></head></html>"
     with Site() as site:
-        site.routes.update({
-            "/": html("home", "/latin", "/header", "/undeclared", "/broken", "/img", "/json"),
-            "/latin": Reply(body=latin.encode("latin-1"), content_type="text/html"),
-            "/header": Reply(body="<title>Grüße</title>".encode("cp1252"),
-                             content_type="text/html; charset=windows-1252"),
-            "/undeclared": Reply(body="<html><title>Żółw żółty</title></html>".encode("iso-8859-2"),
-                                 content_type="text/html"),
-            "/broken": Reply(body=b"<title>ok \xff\xfe bytes</title><a href='/x'>x</a>",
-                             content_type="text/html; charset=utf-8"),
-            "/img": Reply(body=b"\x89PNG\r\n\x1a\n" + b"<a href='/never'>", content_type="image/png"),
-            "/json": Reply(body=b'{"a": "<a href=\\"/never2\\">"}', content_type="application/json"),
-            "/x": html("x"),
-        })
+        site.routes.update(
+            {
+                "/": html("home", "/latin", "/header", "/undeclared", "/broken", "/img", "/json"),
+                "/latin": Reply(body=latin.encode("latin-1"), content_type="text/html"),
+                "/header": Reply(
+                    body="<title>Grüße</title>".encode("cp1252"),
+                    content_type="text/html; charset=windows-1252",
+                ),
+                "/undeclared": Reply(
+                    body="<html><title>Żółw żółty</title></html>".encode("iso-8859-2"),
+                    content_type="text/html",
+                ),
+                "/broken": Reply(
+                    body=b"<title>ok \xff\xfe bytes</title><a href='/x'>x</a>",
+                    content_type="text/html; charset=utf-8",
+                ),
+                "/img": Reply(
+                    body=b"\x89PNG\r\n\x1a\n" + b"<a href='/never'>", content_type="image/png"
+                ),
+                "/json": Reply(
+                    body=b'{"a": "<a href=\\"/never2\\">"}', content_type="application/json"
+                ),
+                "/x": html("x"),
+            }
+        )
         _, records = crawl(site.url("/"), tmp_path)
         assert site.count("/never") == 0 and site.count("/never2") == 0
     recs = by_url(records)
@@ -236,13 +295,16 @@ def test_timeouts_are_recorded(tmp_path: Path) -> None:
 
     release = threading.Event()
     with Site() as site:
-        site.routes.update({
-            "/": html("home", "/slow"),
-            "/slow": lambda req: (release.wait(5), Reply(body="late"))[1],
-        })
+        site.routes.update(
+            {
+                "/": html("home", "/slow"),
+                "/slow": lambda req: (release.wait(5), Reply(body="late"))[1],
+            }
+        )
         try:
-            result, records = crawl(site.url("/"), tmp_path, timeout=0.2, retries=1,
-                                    retry_backoff=0.01)
+            result, records = crawl(
+                site.url("/"), tmp_path, timeout=0.2, retries=1, retry_backoff=0.01
+            )
         finally:
             release.set()
     assert by_url(records)[site.url("/slow")]["error"] == "timeout"
@@ -252,12 +314,14 @@ def test_timeouts_are_recorded(tmp_path: Path) -> None:
 def test_scope_include_exclude_and_allowed_domains(tmp_path: Path) -> None:
     with Site() as site, Site(host="127.0.0.2") as other:
         other.routes["/"] = html("other")
-        site.routes.update({
-            "/": html("home", "/keep/1", "/keep/2.pdf", "/drop/1", other.url("/")),
-            "/keep/1": html("k1"),
-            "/keep/2.pdf": html("pdf"),
-            "/drop/1": html("d1"),
-        })
+        site.routes.update(
+            {
+                "/": html("home", "/keep/1", "/keep/2.pdf", "/drop/1", other.url("/")),
+                "/keep/1": html("k1"),
+                "/keep/2.pdf": html("pdf"),
+                "/drop/1": html("d1"),
+            }
+        )
         crawl(site.url("/"), tmp_path, include=[r"/keep/|/$"], exclude=[r"\.pdf$"])
         assert site.count("/keep/1") == 1 and site.count("/drop/1") == 0
         assert site.count("/keep/2.pdf") == 0 and other.count("/") == 0
@@ -266,13 +330,22 @@ def test_scope_include_exclude_and_allowed_domains(tmp_path: Path) -> None:
 
 
 def test_extract_fields(tmp_path: Path) -> None:
-    page = ("<html><head><title>T</title></head><body><h1>Head <b>line</b></h1>"
-            "<a class='tag' href='/t1'>one</a><a class='tag' href='/t2'>two</a></body></html>")
+    page = (
+        "<html><head><title>T</title></head><body><h1>Head <b>line</b></h1>"
+        "<a class='tag' href='/t1'>one</a><a class='tag' href='/t2'>two</a></body></html>"
+    )
     with Site() as site:
         site.routes.update({"/": page, "/t1": html("t1"), "/t2": html("t2")})
-        _, records = crawl(site.url("/"), tmp_path, extract={
-            "h1": "h1::text", "tags[]": "a.tag::text", "first_href": "a.tag::attr(href)",
-            "xp": "xpath://h1/b/text()"})
+        _, records = crawl(
+            site.url("/"),
+            tmp_path,
+            extract={
+                "h1": "h1::text",
+                "tags[]": "a.tag::text",
+                "first_href": "a.tag::attr(href)",
+                "xp": "xpath://h1/b/text()",
+            },
+        )
     root = by_url(records)[site.url("/")]
     assert root["tags"] == ["one", "two"] and root["first_href"] == "/t1" and root["xp"] == "line"
     assert root["h1"] == "Head "
@@ -291,8 +364,9 @@ def test_python_api_callback_items_and_urls(tmp_path: Path) -> None:
     with Site() as site:
         site.routes.update({"/": html("home", "/a"), "/a": html("A"), "/extra": html("E")})
         out = io.StringIO()
-        result = Crawler(site.url("/"), on_page=on_page, progress=False,
-                         sink=shoal.runtime.TextSink(out)).run()
+        result = Crawler(
+            site.url("/"), on_page=on_page, progress=False, sink=shoal.runtime.TextSink(out)
+        ).run()
     items = [json.loads(line) for line in out.getvalue().splitlines()]
     assert sorted(i["url"].rsplit("/", 1)[1] for i in items) == ["", "a", "extra"]
     assert result.pages == 3 and len(seen) == 3

@@ -83,7 +83,7 @@ def test_second_ctrl_c_abandons_at_once(tmp_path: Path) -> None:
             break
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGINT)  # the second (and later) press
-    out, err = proc.communicate(timeout=20)
+    _out, err = proc.communicate(timeout=20)
     # grace is 30 s, so exiting here proves the in-flight tasks were abandoned.
     assert proc.returncode == 130
     assert "abandoned" in err

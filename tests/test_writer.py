@@ -34,7 +34,7 @@ def _contention(producers: int, lines: int) -> None:
     assert len(got) == producers * lines
     last = dict.fromkeys(range(producers), -1)
     for line in got:
-        _, p, _, i, pad = (line.split(" ") + [""])[:5]
+        _, p, _, i, pad = ([*line.split(" "), ""])[:5]
         assert pad == "x" * (int(i) % 7), line  # never torn or glued to another line
         assert int(i) == last[int(p)] + 1  # each producer's order kept
         last[int(p)] = int(i)

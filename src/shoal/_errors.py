@@ -72,7 +72,7 @@ class TaskError(ShoalError):
         self.__cause__ = error
 
 
-class TaskErrorGroup(ExceptionGroup[TaskError], ShoalError):  # type: ignore[misc]
+class TaskErrorGroup(ExceptionGroup[TaskError], ShoalError):
     """All the failures a pool with ``errors="collect"`` saw, one TaskError each."""
 
     def __new__(cls, message: str, errors: Sequence[TaskError]) -> TaskErrorGroup:
@@ -82,8 +82,14 @@ class TaskErrorGroup(ExceptionGroup[TaskError], ShoalError):  # type: ignore[mis
         return TaskErrorGroup(self.message, excs)
 
     @property
+    def errors(self) -> list[TaskError]:
+        """The failures, flat (a group made by shoal never nests)."""
+        return [e for e in self.exceptions if isinstance(e, TaskError)]
+
+    @property
     def items(self) -> list[Any]:
-        return [e.item for e in self.exceptions]
+        """The items of the failed tasks."""
+        return [e.item for e in self.errors]
 
 
 class RetryLater(ShoalError):

@@ -28,8 +28,9 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     if verbose == 0 and not quiet:
         level = logging.WARNING  # the summary is the default report; -v adds the log
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     if verbose < 2:
         logging.getLogger("urllib3").setLevel(logging.WARNING)
 
@@ -75,31 +76,67 @@ def _crawl_options(f: Any) -> Any:
     """The options shared by ``crawl`` and ``demo``."""
     decorators = [
         click.option("-o", "--output", help="Output file (.jsonl, .csv); stdout if omitted."),
-        click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]),
-                     help="Output format (default: from the file suffix, else jsonl)."),
-        click.option("--concurrency", type=int, default=16, show_default=True,
-                     help="Requests in flight in total."),
-        click.option("--per-host", type=int, default=8, show_default=True,
-                     help="Requests in flight per host."),
-        click.option("--delay", type=float, default=0.0, show_default=True,
-                     help="Seconds between requests to one host."),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["jsonl", "csv"]),
+            help="Output format (default: from the file suffix, else jsonl).",
+        ),
+        click.option(
+            "--concurrency",
+            type=int,
+            default=16,
+            show_default=True,
+            help="Requests in flight in total.",
+        ),
+        click.option(
+            "--per-host",
+            type=int,
+            default=8,
+            show_default=True,
+            help="Requests in flight per host.",
+        ),
+        click.option(
+            "--delay",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Seconds between requests to one host.",
+        ),
         click.option("--max-pages", type=int, default=10_000, show_default=True),
         click.option("--max-depth", type=int, default=50, show_default=True),
-        click.option("--max-bytes", type=int, default=10 * 1024 * 1024, show_default=True,
-                     help="Per response, after decompression."),
+        click.option(
+            "--max-bytes",
+            type=int,
+            default=10 * 1024 * 1024,
+            show_default=True,
+            help="Per response, after decompression.",
+        ),
         click.option("--max-time", type=float, default=None, help="Seconds for the whole crawl."),
-        click.option("--allow-domain", "allow_domains", multiple=True,
-                     help="Domain to stay within (repeatable; default: the start URLs' hosts)."),
-        click.option("--include", multiple=True, help="Only URLs matching this regex (repeatable)."),
-        click.option("--exclude", multiple=True, help="Skip URLs matching this regex (repeatable)."),
+        click.option(
+            "--allow-domain",
+            "allow_domains",
+            multiple=True,
+            help="Domain to stay within (repeatable; default: the start URLs' hosts).",
+        ),
+        click.option(
+            "--include", multiple=True, help="Only URLs matching this regex (repeatable)."
+        ),
+        click.option(
+            "--exclude", multiple=True, help="Skip URLs matching this regex (repeatable)."
+        ),
         click.option("--no-robots", is_flag=True, help="Ignore robots.txt (be sure you may)."),
         click.option("--user-agent", default=None, help="User-Agent header."),
-        click.option("--timeout", type=float, default=30.0, show_default=True,
-                     help="Seconds per request."),
+        click.option(
+            "--timeout", type=float, default=30.0, show_default=True, help="Seconds per request."
+        ),
         click.option("--retries", type=int, default=2, show_default=True),
-        click.option("--extract", multiple=True, metavar="NAME=SELECTOR",
-                     help="Field to extract: CSS (::text, ::attr(x)) or xpath:EXPR; NAME[] "
-                     "for all matches."),
+        click.option(
+            "--extract",
+            multiple=True,
+            metavar="NAME=SELECTOR",
+            help="Field to extract: CSS (::text, ::attr(x)) or xpath:EXPR; NAME[] for all matches.",
+        ),
         click.option("--sitemaps", is_flag=True, help="Also start from robots.txt sitemaps."),
         click.option("--auto-throttle", is_flag=True, help="Adapt per-host delay to latency."),
         click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal."),

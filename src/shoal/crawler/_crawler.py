@@ -141,10 +141,15 @@ class Crawler:
         started = time.monotonic()
         if opts.max_time is not None:
             self._deadline = started + opts.max_time
-        self._pool = Pool(self._handle, workers=opts.concurrency, errors="log", name="crawl",
-                          output=self._writer, grace=opts.grace)
-        progress = ProgressDisplay(self._progress_state, description="crawl",
-                                   enabled=opts.progress)
+        self._pool = Pool(
+            self._handle,
+            workers=opts.concurrency,
+            errors="log",
+            name="crawl",
+            output=self._writer,
+            grace=opts.grace,
+        )
+        progress = ProgressDisplay(self._progress_state, description="crawl", enabled=opts.progress)
         interrupted = False
         try:
             progress.start()
@@ -189,8 +194,12 @@ class Crawler:
             r = self.result
             pending = self.frontier.pending()
             in_flight = self._in_flight
-        return ProgressState(done=r.pages, total=r.pages + pending + in_flight,
-                             failed=r.failed, note=f"queued {pending}")
+        return ProgressState(
+            done=r.pages,
+            total=r.pages + pending + in_flight,
+            failed=r.failed,
+            note=f"queued {pending}",
+        )
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -307,7 +316,9 @@ class Crawler:
             with self._lock:
                 self.result.robots_denied += 1
             return _Outcome()
-        fetched = self._fetcher.fetch(job.url, follow=lambda target: self._vet_redirect(job, target))
+        fetched = self._fetcher.fetch(
+            job.url, follow=lambda target: self._vet_redirect(job, target)
+        )
         status = fetched.status
         retryable = fetched.error in _RETRYABLE_ERRORS or (
             fetched.error is None and status in _RETRYABLE_STATUS
@@ -332,14 +343,24 @@ class Crawler:
             if status >= 400:
                 error = f"http_{status}"
             elif 200 <= status < 300:
-                page = Page(url=job.url, final_url=fetched.final_url, status=status,
-                            headers=fetched.headers, body=fetched.body, depth=job.depth,
-                            referrer=job.referrer, elapsed=fetched.elapsed)
+                page = Page(
+                    url=job.url,
+                    final_url=fetched.final_url,
+                    status=status,
+                    headers=fetched.headers,
+                    body=fetched.body,
+                    depth=job.depth,
+                    referrer=job.referrer,
+                    elapsed=fetched.elapsed,
+                )
         records, follow = self._records_and_links(job, fetched, page, error)
         for record in records:
             self._writer.write(record)
-        new_jobs = [CrawlJob(url, job.depth + 1, job.url) for url in follow
-                    if self.scope.allows(url, job.depth + 1)]
+        new_jobs = [
+            CrawlJob(url, job.depth + 1, job.url)
+            for url in follow
+            if self.scope.allows(url, job.depth + 1)
+        ]
         with self._lock:
             r = self.result
             r.pages += 1
@@ -390,7 +411,7 @@ class Crawler:
                         records.append(value)
                     else:
                         raise TypeError(f"on_page gave {type(value).__name__}; want dict or str")
-            except Exception:  # noqa: BLE001 - a callback bug costs one page, not the crawl
+            except Exception:
                 logger.exception("on_page failed for %s", job.url)
                 with self._lock:
                     self.result.errors["callback"] += 1

@@ -17,10 +17,31 @@ from typing import Any
 __all__ = ["DemoSite"]
 
 _FISH = [
-    "anchovy", "barracuda", "catfish", "damselfish", "eel", "flounder", "grouper", "herring",
-    "ide", "jackfish", "koi", "lionfish", "mackerel", "needlefish", "oarfish", "perch",
-    "quillback", "rockfish", "sardine", "tuna", "unicornfish", "viperfish", "wrasse",
-    "yellowtail", "zander",
+    "anchovy",
+    "barracuda",
+    "catfish",
+    "damselfish",
+    "eel",
+    "flounder",
+    "grouper",
+    "herring",
+    "ide",
+    "jackfish",
+    "koi",
+    "lionfish",
+    "mackerel",
+    "needlefish",
+    "oarfish",
+    "perch",
+    "quillback",
+    "rockfish",
+    "sardine",
+    "tuna",
+    "unicornfish",
+    "viperfish",
+    "wrasse",
+    "yellowtail",
+    "zander",
 ]
 _HABITATS = ["reef", "river", "open-ocean", "deep-sea", "lake"]
 
@@ -50,20 +71,31 @@ def _build() -> dict[str, tuple[int, dict[str, str], bytes]]:
         if fish == "oarfish":
             links.append(("/fish/sea-serpent", "a fish nobody has found"))  # a 404
         length = rng.randint(20, 200)
-        routes[f"/fish/{fish}"] = (200, html, _page(
-            fish.title(), f"The {fish} lives in the {habitat_of[fish]}; length {length} cm.", links
-        ))
+        routes[f"/fish/{fish}"] = (
+            200,
+            html,
+            _page(
+                fish.title(),
+                f"The {fish} lives in the {habitat_of[fish]}; length {length} cm.",
+                links,
+            ),
+        )
     for habitat in _HABITATS:
         members = [(f"/fish/{f}", f) for f in _FISH if habitat_of[f] == habitat]
-        routes[f"/habitat/{habitat}"] = (200, html, _page(
-            habitat.title(), f"{len(members)} species live here.", [*members, ("/", "Home")]
-        ))
+        routes[f"/habitat/{habitat}"] = (
+            200,
+            html,
+            _page(habitat.title(), f"{len(members)} species live here.", [*members, ("/", "Home")]),
+        )
     about = gzip.compress(_page("About", "A sample site bundled with shoal.", [("/", "Home")]))
     routes["/about"] = (200, {**html, "Content-Encoding": "gzip"}, about)
     routes["/old-index"] = (301, {"Location": "/"}, b"")
     routes["/private/notes"] = (200, html, _page("Private", "Crawlers should not see this.", []))
-    routes["/robots.txt"] = (200, {"Content-Type": "text/plain"},
-                             b"User-agent: *\nDisallow: /private/\n")
+    routes["/robots.txt"] = (
+        200,
+        {"Content-Type": "text/plain"},
+        b"User-agent: *\nDisallow: /private/\n",
+    )
     return routes
 
 
@@ -86,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -101,8 +133,9 @@ class DemoSite:
     def __init__(self) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.routes = _build()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="shoal-demo-site",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="shoal-demo-site", daemon=True
+        )
 
     @property
     def url(self) -> str:

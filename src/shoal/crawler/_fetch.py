@@ -115,7 +115,7 @@ class Fetcher:
             except ValueError:
                 result.error, result.detail = "bad_redirect", f"bad Location {location!r}"
                 break
-            if target == current or target in result.redirects or target == url:
+            if target in (current, url) or target in result.redirects:
                 result.error, result.detail = "redirect_loop", f"redirect loop at {target}"
                 break
             stop = follow(target) if follow is not None else None

@@ -21,7 +21,7 @@ import itertools
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from ._urls import host_key
@@ -29,7 +29,7 @@ from ._urls import host_key
 __all__ = ["CrawlJob", "Frontier", "HostCounts", "JobKind", "MemoryFrontier"]
 
 
-class JobKind(str, Enum):
+class JobKind(StrEnum):
     PAGE = "page"
     ROBOTS = "robots"
     SITEMAP = "sitemap"
@@ -70,8 +70,9 @@ class Frontier(Protocol):
         """Up to ``limit`` jobs that may start now, and when the next waiting one may
         (None when nothing waits on a clock)."""
 
-    def finish(self, job: CrawlJob, now: float, *, failed: bool = False,
-               retry_at: float | None = None) -> None:
+    def finish(
+        self, job: CrawlJob, now: float, *, failed: bool = False, retry_at: float | None = None
+    ) -> None:
         """A taken job is over; with ``retry_at`` it goes back to wait until then."""
 
     def robots_known(self, host: str, delay: float | None) -> None:

@@ -67,8 +67,9 @@ class ParsedHTML:
 
     __slots__ = ("base", "hrefs", "title", "tree")
 
-    def __init__(self, tree: LexborHTMLParser, base: str | None, title: str | None,
-                 hrefs: list[str]) -> None:
+    def __init__(
+        self, tree: LexborHTMLParser, base: str | None, title: str | None, hrefs: list[str]
+    ) -> None:
         self.tree = tree
         self.base = base
         self.title = title

@@ -78,8 +78,10 @@ class CsvSink:
                     self._writer.writeheader()
             if not self._warned and self.fields is not None and set(entry) - set(self.fields):
                 self._warned = True
-                logger.warning("CSV output drops fields not in its header: %s",
-                               sorted(set(entry) - set(self.fields)))
+                logger.warning(
+                    "CSV output drops fields not in its header: %s",
+                    sorted(set(entry) - set(self.fields)),
+                )
             self._writer.writerow({k: _cell(v) for k, v in entry.items()})
         self.stream.write(self._buffer.getvalue())
         self._buffer.seek(0)

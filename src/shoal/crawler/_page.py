@@ -26,8 +26,20 @@ class Page:
     """
 
     __slots__ = (
-        "_base_url", "_decoded", "_html", "_is_html", "_links", "_selector", "body", "depth",
-        "elapsed", "final_url", "headers", "referrer", "status", "url",
+        "_base_url",
+        "_decoded",
+        "_html",
+        "_is_html",
+        "_links",
+        "_selector",
+        "body",
+        "depth",
+        "elapsed",
+        "final_url",
+        "headers",
+        "referrer",
+        "status",
+        "url",
     )
 
     def __init__(

@@ -19,7 +19,9 @@ def parse_sitemap(body: bytes, max_bytes: int) -> tuple[list[str], list[str]]:
             body = inflater.decompress(body, max_bytes)
         except (zlib.error, gzip.BadGzipFile):
             return [], []
-    locs = [m.group(1).decode("utf-8", "replace").replace("&amp;", "&") for m in _LOC.finditer(body)]
+    locs = [
+        m.group(1).decode("utf-8", "replace").replace("&amp;", "&") for m in _LOC.finditer(body)
+    ]
     head = body[:2048].lower()
     if b"<sitemapindex" in head:
         return [], locs

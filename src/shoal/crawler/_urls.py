@@ -1,7 +1,8 @@
 """URL canonicalization (w3lib semantics, faster) and crawl scope.
 
 Two spellings of one resource must become one string, or the crawler fetches it twice:
-scheme and host are lower-cased, default ports dropped, the fragment dropped, query
+scheme and host are lower-cased, default ports dropped, dot segments removed, the
+fragment dropped, query
 arguments sorted (blank values kept), percent-escapes normalized (unreserved characters
 decoded, hex upper-cased); the path keeps its case. Most links on a real page are
 already canonical, so the common case is a handful of string checks.
@@ -55,7 +56,7 @@ def _canonical_query(query: str) -> str:
     for pair in query.split("&"):
         if not pair:
             continue
-        key, eq, value = pair.partition("=")
+        key, _eq, value = pair.partition("=")
         key = _normalize_escapes(key.replace(" ", "+"), _QUERY_SAFE)
         value = _normalize_escapes(value.replace(" ", "+"), _QUERY_SAFE + "=")
         pairs.append((key, value))
@@ -88,6 +89,8 @@ def canonicalize(url: str) -> str:
         userinfo = parts.username + (f":{parts.password}" if parts.password is not None else "")
         netloc = f"{userinfo}@{netloc}"
     path = _normalize_escapes(parts.path, _PATH_SAFE) if parts.path else "/"
+    if "/." in path:
+        path = _remove_dot_segments(path)  # RFC 3986 6.2.2.3: /a/../b is /b
     query = _canonical_query(parts.query) if parts.query else ""
     return f"{scheme}://{netloc}{path}?{query}" if query else f"{scheme}://{netloc}{path}"
 
@@ -107,7 +110,9 @@ def _fast_canonical(origin: str, tail: str) -> str | None:
         if not query or query.endswith("&"):
             return None
         pairs = query.split("&")
-        if any("=" not in p for p in pairs) or pairs != sorted(pairs, key=lambda p: p.split("=", 1)):
+        if any("=" not in p for p in pairs) or pairs != sorted(
+            pairs, key=lambda p: p.split("=", 1)
+        ):
             return None
     return origin + tail if path else None
 

@@ -80,7 +80,7 @@ class Pipeline:
             try:
                 pool.join(timeout)
             except TaskErrorGroup as group:
-                collected.extend(group.exceptions)
+                collected.extend(group.errors)
             except TaskError:
                 self.cancel()
                 raise

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from .._errors import JoinTimeout, PoolClosed, QueueFull, RetryLater, TaskError, TaskErrorGroup
@@ -49,7 +49,7 @@ _CHEAP_TASK = 50e-6
 _MAX_BATCH = 64
 
 
-class ErrorPolicy(str, Enum):
+class ErrorPolicy(StrEnum):
     """What a pool does when a task fails for good (retries used up or not retryable)."""
 
     FAIL_FAST = "fail_fast"  # cancel what is queued; join() raises TaskError
@@ -324,8 +324,7 @@ class Pool(Generic[T]):
         self._unfinished += n
         self._submitted += n
         queued = len(self._queue)
-        if queued > self._peak:
-            self._peak = queued
+        self._peak = max(self._peak, queued)
         if self._idle_workers:
             self._work.notify(n)
 
@@ -570,7 +569,7 @@ class Pool(Generic[T]):
         if self._own_output and self._output is not None:
             try:
                 self._output.flush(timeout=1.0)
-            except Exception:  # noqa: BLE001 - reporting must not mask the interrupt
+            except Exception:
                 logger.debug("writer flush failed during shutdown", exc_info=True)
 
     def _report(self, report: ShutdownReport) -> None:

@@ -9,6 +9,7 @@ that reaches producers instead of killing the thread silently.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -216,7 +217,5 @@ class Writer:
                 self._entries.clear()
                 self._has_room.notify_all()
                 self._progressed.notify_all()
-            try:
+            with contextlib.suppress(BaseException):  # the first error is the one to report
                 sink.flush()
-            except BaseException:  # noqa: BLE001 - the first error is the one to report
-                pass

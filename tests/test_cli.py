@@ -1,0 +1,143 @@
+"""The command line: click's CliRunner for options and exit codes, a subprocess for Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from shoal.cli._commands import cli
+from sites import Reply, Site, html
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def small_site() -> Site:
+    return Site({"/": html("home", "/a", "/b"), "/a": html("A"), "/b": html("B", "/missing")})
+
+
+def test_crawl_to_jsonl_file(tmp_path: Path) -> None:
+    out = tmp_path / "pages.jsonl"
+    with small_site() as site:
+        code, _, err = run("crawl", site.url("/"), "-o", str(out), "--concurrency", "4")
+    assert code == 0, err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 4
+    assert "pages 4 (ok 3, failed 1)" in err and "http_404 1" in err
+
+
+def test_crawl_to_stdout_and_json_summary() -> None:
+    with small_site() as site:
+        code, out, err = run("crawl", site.url("/"), "--json-summary")
+    assert code == 0
+    assert len([json.loads(line) for line in out.splitlines()]) == 4
+    summary = json.loads(err.strip().splitlines()[-1])
+    assert summary["pages"] == 4 and summary["errors"] == {"http_404": 1}
+
+
+def test_csv_has_a_stable_header(tmp_path: Path) -> None:
+    out = tmp_path / "pages.csv"
+    with small_site() as site:
+        code, _, err = run("crawl", site.url("/"), "-o", str(out), "--extract", "h=title::text")
+    assert code == 0, err
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 4
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[:3] == ["url", "final_url", "status"] and header[-1] == "h"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["crawl", "example.com"], "no scheme"),
+        (["crawl", "ftp://example.com/"], "unsupported scheme"),
+        (["crawl", "http://example.com/", "--concurrency", "0"], "concurrency must be"),
+        (["crawl", "http://example.com/", "--extract", "nonsense"], "NAME=SELECTOR"),
+        (["crawl", "http://example.com/", "--include", "("], "bad --include"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
+    code, _, err = run(*args)
+    assert code == 2
+    assert message in err
+
+
+def test_nothing_fetched_exits_1() -> None:
+    with Site({"/": Reply(500, "down")}) as site:
+        code, _, _ = run("crawl", site.url("/"), "--retries", "0", "-q")
+    assert code == 1
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with small_site() as site:
+        code, _, err = run("crawl", site.url("/"), "-o", str(blocker / "out.jsonl"))
+    assert code == 2 and "cannot open output" in err
+
+
+def test_demo_crawls_the_bundled_site() -> None:
+    code, out, err = run("demo", "--no-progress")
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    titles = {r["title"] for r in records}
+    assert "Shoal field guide" in titles and "About" in titles  # gzip page decoded
+    assert not any("/private/" in r["url"] for r in records)  # robots.txt obeyed
+    assert len({r["url"] for r in records}) == len(records)
+
+
+def test_version() -> None:
+    code, out, _ = run("--version")
+    assert code == 0 and "shoal" in out
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_exits_130_with_valid_output(tmp_path: Path) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(req: object) -> Reply:
+        started.set()
+        release.wait(0.5)  # in-flight requests finish well within the grace period
+        return Reply(body=html("slow"))
+
+    out = tmp_path / "out.jsonl"
+    routes: dict[str, object] = {"/": html("home", *[f"/s{i}" for i in range(200)])}
+    routes.update({f"/s{i}": slow for i in range(200)})
+    with Site(routes) as site:  # type: ignore[arg-type]
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shoal",
+                "crawl",
+                site.url("/"),
+                "-o",
+                str(out),
+                "--concurrency",
+                "4",
+                "--per-host",
+                "4",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert started.wait(30)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        release.set()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    lines = out.read_text().splitlines()
+    assert all(json.loads(line)["url"] for line in lines)  # every line whole
+    assert len(lines) < 201
