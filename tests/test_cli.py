@@ -83,7 +83,9 @@ def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with small_site() as site:
         code, _, err = run("crawl", site.url("/"), "-o", str(blocker / "out.jsonl"))
-    assert code == 2 and "cannot open output" in err
+        assert code == 3 and "cannot create the state file" in err
+        code, _, err = run("crawl", site.url("/"), "-o", str(blocker / "out.jsonl"), "--no-state")
+        assert code == 2 and "cannot open output" in err
 
 
 def test_demo_crawls_the_bundled_site() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import itertools
 import json
 import zlib
@@ -23,6 +22,7 @@ def crawl(
 ) -> tuple[CrawlResult, list[dict[str, Any]]]:
     out = tmp_path / "out.jsonl"
     options.setdefault("progress", False)
+    options.setdefault("fresh", True)  # several crawls may share one tmp_path
     result = Crawler(start, output=str(out), **options).run()
     records = [json.loads(line) for line in out.read_text().splitlines()]
     return result, records
@@ -363,11 +363,9 @@ def test_python_api_callback_items_and_urls(tmp_path: Path) -> None:
 
     with Site() as site:
         site.routes.update({"/": html("home", "/a"), "/a": html("A"), "/extra": html("E")})
-        out = io.StringIO()
-        result = Crawler(
-            site.url("/"), on_page=on_page, progress=False, sink=shoal.runtime.TextSink(out)
-        ).run()
-    items = [json.loads(line) for line in out.getvalue().splitlines()]
+        out = tmp_path / "items.jsonl"
+        result = Crawler(site.url("/"), on_page=on_page, progress=False, output=str(out)).run()
+    items = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(i["url"].rsplit("/", 1)[1] for i in items) == ["", "a", "extra"]
     assert result.pages == 3 and len(seen) == 3
 

@@ -75,7 +75,11 @@ def _report(result: Any, quiet: bool, as_json: bool) -> None:
 def _crawl_options(f: Any) -> Any:
     """The options shared by ``crawl`` and ``demo``."""
     decorators = [
-        click.option("-o", "--output", help="Output file (.jsonl, .csv); stdout if omitted."),
+        click.option(
+            "-o",
+            "--output",
+            help="Output file (.jsonl, .csv, .sqlite, .warc.gz); stdout if omitted.",
+        ),
         click.option(
             "--format",
             "fmt",
@@ -139,6 +143,19 @@ def _crawl_options(f: Any) -> Any:
         ),
         click.option("--sitemaps", is_flag=True, help="Also start from robots.txt sitemaps."),
         click.option("--auto-throttle", is_flag=True, help="Adapt per-host delay to latency."),
+        click.option(
+            "--state",
+            "state_path",
+            metavar="PATH",
+            help="Crawl state file (default: OUTPUT.state.sqlite; none for stdout).",
+        ),
+        click.option("--no-state", is_flag=True, help="Keep state in memory: no resume."),
+        click.option("--fresh", is_flag=True, help="Discard saved state and output; start over."),
+        click.option(
+            "--save-bodies",
+            is_flag=True,
+            help="Add each response body and its SHA-256 to the records.",
+        ),
         click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal."),
         click.option("--json-summary", is_flag=True, help="Print the summary as JSON."),
         click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),
@@ -153,7 +170,11 @@ def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
     _configure_logging(kw.pop("verbose"), kw["quiet"])
     quiet = kw.pop("quiet")
     as_json = kw.pop("json_summary")
+    state_path, no_state = kw.pop("state_path"), kw.pop("no_state")
+    if state_path and no_state:
+        raise click.UsageError("--state and --no-state exclude each other")
     options = {
+        "state": None if no_state else (state_path or "auto"),
         "output": kw.pop("output"),
         "format": kw.pop("fmt"),
         "robots": not kw.pop("no_robots"),
@@ -188,10 +209,44 @@ def demo(**kw: Any) -> None:
     from ..crawler._demo_site import DemoSite
 
     options, quiet, as_json = _options_from(kw)
+    # The sample site gets a new port every run, so a saved state could never be resumed.
+    options["fresh"] = True
     with DemoSite() as site:
         if not quiet:
             click.echo(f"serving the sample site at {site.url}; crawling it", err=True)
         _run_crawl([site.url], options, quiet, as_json)
+
+
+@cli.command()
+@click.argument("state", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def status(state: str, as_json: bool) -> None:
+    """Report a crawl's progress from its STATE file, running or stopped."""
+    from ..state import read_status
+
+    try:
+        report = read_status(state)
+    except ShoalError as exc:
+        click.echo(f"shoal: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    total = report["done"] + report["failed"] + report["queued"]
+    click.echo(f"{state}: {'running' if report['running'] else 'stopped'}")
+    click.echo(
+        f"  done {report['done']}, failed {report['failed']}, queued {report['queued']}"
+        f" of {total} discovered"
+    )
+    click.echo(f"  start: {', '.join(report['identity'].get('start_urls', []))}")
+    hosts = sorted(report["hosts"].items(), key=lambda kv: -sum(kv[1].values()))
+    if hosts:
+        width = max(len(h) for h, _ in hosts[:20])
+        click.echo(f"  {'host'.ljust(width)}  {'done':>8} {'failed':>8} {'queued':>8}")
+        for host, c in hosts[:20]:
+            click.echo(f"  {host.ljust(width)}  {c['done']:>8} {c['failed']:>8} {c['queued']:>8}")
+        if len(hosts) > 20:
+            click.echo(f"  ... and {len(hosts) - 20} more hosts")
 
 
 def main() -> None:

@@ -15,7 +15,10 @@ or the crawl has hit a limit. Every path through ``_dispatch`` keeps it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import os
 import random
 import threading
 import time
@@ -25,11 +28,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._errors import UsageError, WriterError
-from ..runtime import Pool, ProgressDisplay, ProgressState, Sink, TaskContext, Writer
+from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
+from ..state import StateStore
+from ._durable import DurableFrontier
 from ._fetch import Fetched, Fetcher
 from ._frontier import CrawlJob, Frontier, JobKind, MemoryFrontier
 from ._options import CrawlOptions
-from ._output import RECORD_FIELDS, infer_format, open_sink
+from ._output import RECORD_FIELDS, Commit, CrawlSink, infer_format, open_output
 from ._page import Page
 from ._robots import RobotsRules
 from ._sitemaps import parse_sitemap
@@ -72,7 +77,6 @@ class Crawler:
         on_page: PageCallback | None = None,
         follow_links: bool = True,
         frontier: Frontier | None = None,
-        sink: Sink | None = None,
         **options: Any,
     ) -> None:
         if isinstance(start_urls, str):
@@ -96,10 +100,12 @@ class Crawler:
         self._on_page = on_page
         self._follow_links = follow_links
         self.format = infer_format(opts.output, opts.format)
-        self._sink = sink
+        self._given_frontier = frontier
         self.frontier: Frontier = frontier or MemoryFrontier(
             per_host=opts.per_host, delay=opts.delay, robots=opts.robots
         )
+        self.state_path = _state_path(opts.state, opts.output)
+        self._store: StateStore | None = None
         self.result = CrawlResult()
         self._lock = threading.Lock()
         self._robots: dict[str, RobotsRules] = {}
@@ -116,7 +122,59 @@ class Crawler:
 
     @property
     def record_fields(self) -> list[str]:
-        return [*RECORD_FIELDS, "error_detail", *self._extractors]
+        extra = ["body", "body_sha256"] if self.options.save_bodies else []
+        return [*RECORD_FIELDS, *extra, *self._extractors]
+
+    def identity(self) -> dict[str, object]:
+        """What makes a state file belong to this crawl (checked when resuming)."""
+        output = self.options.output
+        return {
+            "start_urls": sorted(self.start_urls),
+            "scope": self.options.scope_key(),
+            "output": os.path.abspath(output) if output and output != "-" else None,
+            "format": self.format,
+        }
+
+    def _open_outputs(self) -> Writer:
+        opts = self.options
+        resume_at = None
+        fresh = True
+        if self.state_path is not None:
+            self._store = StateStore.open(self.state_path, self.identity(), fresh=opts.fresh)
+            fresh = self._store.created
+            if not fresh:
+                resume_at = self._store.output_offset
+                logger.info(
+                    "resuming from %s: %d URL(s) queued",
+                    self.state_path,
+                    self._store.queued_count(),
+                )
+            if self._given_frontier is None:
+                self.frontier = DurableFrontier(
+                    self._store,
+                    per_host=opts.per_host,
+                    delay=opts.delay,
+                    robots=opts.robots,
+                    memory_limit=opts.memory_limit,
+                )
+        try:
+            output = open_output(
+                opts.output,
+                self.format,
+                self.record_fields,
+                user_agent=opts.user_agent,
+                resume_at=resume_at,
+                fresh=fresh,
+            )
+        except BaseException:
+            if self._store is not None:
+                self._store.close()
+            raise
+        # A short queue: what waits in it at a crash is fetched again on resume, so the
+        # backlog is kept to two commits per worker (workers wait if the output lags).
+        return Writer(
+            sink=CrawlSink(output, self._store), name="shoal-output", maxsize=2 * opts.concurrency
+        )
 
     # -- running -------------------------------------------------------------------------
 
@@ -128,8 +186,7 @@ class Crawler:
         then says what was done and ``interrupted`` is True.
         """
         opts = self.options
-        sink = self._sink or open_sink(opts.output, self.format, self.record_fields)
-        self._writer = Writer(sink=sink, name="shoal-output")
+        self._writer = self._open_outputs()
         self._fetcher = Fetcher(
             user_agent=opts.user_agent,
             timeout=opts.timeout,
@@ -154,9 +211,9 @@ class Crawler:
         try:
             progress.start()
             with self._lock:
-                self.result.discovered += self.frontier.add(
-                    CrawlJob(url) for url in self.start_urls
-                )
+                added = self.frontier.add(CrawlJob(url) for url in self.start_urls)
+                self.result.discovered += len(added)
+            self._writer.write(Commit(added=added))
             self._dispatch()
             self._pool.join()
         except KeyboardInterrupt:
@@ -186,8 +243,11 @@ class Crawler:
         except WriterError as exc:
             if self._fatal is None:
                 self._fatal = exc
-        self._fetcher.close()
-        self.frontier.close()
+        finally:
+            self._fetcher.close()
+            self.frontier.close()
+            if self._store is not None:
+                self._store.close()
 
     def _progress_state(self) -> ProgressState:
         with self._lock:
@@ -292,11 +352,11 @@ class Crawler:
         with self._lock:
             self._robots[host] = rules
             self.frontier.robots_known(host, rules.crawl_delay(self.options.user_agent))
-            self.frontier.add(sitemap_jobs)
+            self.frontier.add(sitemap_jobs)  # found again from robots.txt on resume: not saved
         return _Outcome()
 
     def _do_sitemap(self, job: CrawlJob) -> _Outcome:
-        assert self._fetcher is not None
+        assert self._fetcher is not None and self._writer is not None
         fetched = self._fetcher.fetch(job.url)
         if fetched.error is not None or fetched.status != 200:
             logger.info("sitemap %s: %s", job.url, fetched.error or fetched.status)
@@ -305,7 +365,9 @@ class Crawler:
         jobs = [CrawlJob(u, 0, job.url) for u in pages if self.scope.allows(u)]
         jobs += [CrawlJob(u, 0, job.url, kind=JobKind.SITEMAP) for u in sitemaps]
         with self._lock:
-            self.result.discovered += self.frontier.add(jobs)
+            added = self.frontier.add(jobs)
+            self.result.discovered += sum(1 for j in added if j.kind is JobKind.PAGE)
+        self._writer.write(Commit(added=[j for j in added if j.kind is JobKind.PAGE]))
         return _Outcome()
 
     def _do_page(self, job: CrawlJob) -> _Outcome:
@@ -315,9 +377,12 @@ class Crawler:
         if rules is not None and not rules.allowed(job.url, opts.user_agent):
             with self._lock:
                 self.result.robots_denied += 1
+            self._writer.write(Commit(finished=job))
             return _Outcome()
+        elsewhere: list[CrawlJob] = []  # redirect targets queued on their own host
+        claimed: list[CrawlJob] = []  # redirect targets fetched in place
         fetched = self._fetcher.fetch(
-            job.url, follow=lambda target: self._vet_redirect(job, target)
+            job.url, follow=lambda target: self._vet_redirect(job, target, elsewhere, claimed)
         )
         status = fetched.status
         retryable = fetched.error in _RETRYABLE_ERRORS or (
@@ -354,8 +419,6 @@ class Crawler:
                     elapsed=fetched.elapsed,
                 )
         records, follow = self._records_and_links(job, fetched, page, error)
-        for record in records:
-            self._writer.write(record)
         new_jobs = [
             CrawlJob(url, job.depth + 1, job.url)
             for url in follow
@@ -370,13 +433,26 @@ class Crawler:
                 r.errors[error] += 1
             elif status is not None and 200 <= status < 300:
                 r.ok += 1
-            if new_jobs:
-                r.discovered += self.frontier.add(new_jobs)
+            added = self.frontier.add(new_jobs) if new_jobs else []
+            r.discovered += len(added)
             if opts.auto_throttle and status is not None:
                 self._throttle(job.host, fetched, status)
+        self._writer.write(
+            Commit(
+                records,
+                finished=job,
+                failed=error is not None,
+                status=status,
+                added=elsewhere + added,
+                claimed=claimed,
+                exchange=fetched if self.format == "warc" and page is not None else None,
+            )
+        )
         return _Outcome(failed=error is not None, hold_until=hold)
 
-    def _vet_redirect(self, job: CrawlJob, target: str) -> str | None:
+    def _vet_redirect(
+        self, job: CrawlJob, target: str, elsewhere: list[CrawlJob], claimed: list[CrawlJob]
+    ) -> str | None:
         """None to follow a redirect hop in place, or why not."""
         if not self.scope.allows(target, job.depth):
             with self._lock:
@@ -385,14 +461,18 @@ class Crawler:
         if host_key(target) != job.host:
             # Another host has its own robots.txt and politeness: queue it there.
             with self._lock:
-                self.result.discovered += self.frontier.add([CrawlJob(target, job.depth, job.url)])
+                added = self.frontier.add([CrawlJob(target, job.depth, job.url)])
+                self.result.discovered += len(added)
+            elsewhere.extend(added)
             return "redirect to another host, queued"
         rules = self._robots.get(job.host)
         if rules is not None and not rules.allowed(target, self.options.user_agent):
             return "redirect target disallowed by robots.txt"
+        target_job = CrawlJob(target, job.depth, job.url)
         with self._lock:
-            if not self.frontier.claim(target):
+            if not self.frontier.claim(target_job):
                 return "redirect to an already-seen URL"
+        claimed.append(target_job)
         return None
 
     def _records_and_links(
@@ -432,6 +512,8 @@ class Crawler:
             "error": error,
             "error_detail": (fetched.detail or None) if error else None,
         }
+        if self.options.save_bodies:
+            record["body"], record["body_sha256"] = _body_fields(fetched.body, page)
         if self._extractors:
             for name, extract in self._extractors.items():
                 record[name] = extract(page) if page is not None and page.is_html else None
@@ -448,6 +530,23 @@ class Crawler:
         new = min(max(new, opts.delay), 60.0)
         self._delays[host] = new
         self.frontier.set_delay(host, new)
+
+
+def _body_fields(body: bytes, page: Page | None) -> tuple[str, str]:
+    """The body as text when it is text (else base64) and its SHA-256, for --save-bodies."""
+    digest = hashlib.sha256(body).hexdigest()
+    if page is not None and (page.is_html or page.content_type.startswith("text/")):
+        return page.text, digest
+    return "base64:" + base64.b64encode(body).decode("ascii"), digest
+
+
+def _state_path(state: str | None, output: str | None) -> str | None:
+    """``auto``: beside a file output, none for stdout; None: keep state in memory only."""
+    if state != "auto":
+        return state
+    if output is None or output == "-":
+        return None
+    return output + ".state.sqlite"
 
 
 def _as_iterable(value: Any) -> Iterator[Any]:

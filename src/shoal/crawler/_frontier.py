@@ -42,6 +42,8 @@ class CrawlJob:
     referrer: str | None = None
     kind: JobKind = JobKind.PAGE
     attempt: int = 1
+    fp: int = 0  # fingerprint, set by a durable frontier
+    spilled: bool = False  # True: kept on disk, not in memory, until paged in
 
     @property
     def host(self) -> str:
@@ -59,11 +61,11 @@ class HostCounts:
 class Frontier(Protocol):
     """Where a crawl keeps its URLs. Every URL enters at most once (``add`` dedupes)."""
 
-    def add(self, jobs: Iterable[CrawlJob]) -> int:
-        """Queue the jobs whose URL was never seen; return how many were new."""
+    def add(self, jobs: Iterable[CrawlJob]) -> list[CrawlJob]:
+        """Queue the jobs whose URL was never seen; return those (to be persisted)."""
 
-    def claim(self, url: str) -> bool:
-        """Mark ``url`` seen without queueing it (a redirect target fetched in place).
+    def claim(self, job: CrawlJob) -> bool:
+        """Mark ``job.url`` seen without queueing it (a redirect target fetched in place).
         False if it was seen already."""
 
     def take(self, now: float, limit: int) -> tuple[list[CrawlJob], float | None]:
@@ -124,20 +126,22 @@ class MemoryFrontier:
 
     # -- intake --------------------------------------------------------------------------
 
-    def add(self, jobs: Iterable[CrawlJob]) -> int:
-        added = 0
+    def add(self, jobs: Iterable[CrawlJob]) -> list[CrawlJob]:
+        added = []
         for job in jobs:
-            if job.url in self._seen:
-                continue
-            self._seen.add(job.url)
-            self._enqueue(job, front=False)
-            added += 1
+            if self._first_sight(job):
+                self._enqueue(job, front=False)
+                added.append(job)
         return added
 
-    def claim(self, url: str) -> bool:
-        if url in self._seen:
+    def claim(self, job: CrawlJob) -> bool:
+        return self._first_sight(job)
+
+    def _first_sight(self, job: CrawlJob) -> bool:
+        """Mark the job's URL seen; False if it was seen before."""
+        if job.url in self._seen:
             return False
-        self._seen.add(url)
+        self._seen.add(job.url)
         return True
 
     def _host(self, name: str) -> _Host:

@@ -1,19 +1,36 @@
-"""Where crawl records go: JSONL or CSV sinks for the writer thread."""
+"""Where a crawl's results go, all through the writer thread.
+
+Workers hand the writer one :class:`Commit` per finished URL: its records, the URLs it
+discovered, and the URL's final state. :class:`CrawlSink` writes a batch of commits to
+the output, flushes it, and then (with a durable state) records in one SQLite
+transaction the new URLs, the finished ones and the output's byte offset. A crash
+between the two leaves output past the committed offset; a resume cuts it off and
+fetches those URLs again, so every URL's records appear exactly once.
+
+File outputs (JSONL, CSV, WARC) are written as bytes, so the offset is a byte offset;
+the SQLite output is keyed on URL, so writing a record again replaces it.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import logging
+import os
+import sqlite3
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, Protocol
 
-from .._errors import UsageError
-from ..runtime import TextSink, json_line
+from .._errors import StateError, UsageError, WriterError
+from ..runtime import json_line
+from ..state import DONE, FAILED, StateStore, UrlRow
+from ._fetch import Fetched
+from ._frontier import CrawlJob
 
-__all__ = ["RECORD_FIELDS", "CsvSink", "infer_format", "open_sink"]
+__all__ = ["RECORD_FIELDS", "Commit", "CrawlSink", "Output", "infer_format", "open_output"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +46,33 @@ RECORD_FIELDS = (
     "fetched_at",
     "title",
     "error",
+    "error_detail",
 )
 FORMATS = ("jsonl", "csv", "sqlite", "warc")
+
+
+@dataclass(slots=True)
+class Commit:
+    """Everything one finished task changes, applied atomically by the writer thread."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    finished: CrawlJob | None = None
+    failed: bool = False
+    status: int | None = None
+    added: list[CrawlJob] = field(default_factory=list)  # newly discovered URLs
+    claimed: list[CrawlJob] = field(default_factory=list)  # redirect targets fetched in place
+    exchange: Fetched | None = None  # the raw response, for WARC
+
+
+class Output(Protocol):
+    def write(self, commits: Sequence[Commit]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def position(self) -> int | None:
+        """Byte offset where committed output ends, or None if the output is idempotent."""
+
+    def close(self) -> None: ...
 
 
 def infer_format(path: str | None, given: str | None) -> str:
@@ -50,70 +92,199 @@ def infer_format(path: str | None, given: str | None) -> str:
     return "jsonl"
 
 
-class CsvSink:
-    """CSV with a stable header: the record fields, then extracted fields, in that order.
+class _FileOutput:
+    """An append-only byte stream: a file (resumable at an offset) or stdout."""
 
-    Keys a record has beyond the header are dropped (with one warning), never shifted
-    into other columns.
-    """
-
-    def __init__(self, stream: TextIO, fields: Sequence[str] | None, *, close_stream: bool) -> None:
-        self.stream = stream
-        self.fields = list(fields) if fields else None
-        self.close_stream = close_stream
-        self._writer: csv.DictWriter[str] | None = None
-        self._warned = False
-        self._buffer = io.StringIO()
-
-    def write_batch(self, entries: Sequence[Any]) -> None:
-        for entry in entries:
-            if isinstance(entry, str):
-                continue  # text lines have no place in a CSV file
-            if self._writer is None:
-                self.fields = self.fields or list(entry)
-                self._writer = csv.DictWriter(
-                    self._buffer, self.fields, extrasaction="ignore", lineterminator="\n"
+    def __init__(self, path: str | None, resume_at: int | None) -> None:
+        self.path = path
+        if path is None:
+            self._file: IO[bytes] = sys.stdout.buffer
+            self._close = False
+            return
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "r+b" if resume_at and os.path.exists(path) else "wb")  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(f"cannot open output {path!r}: {exc.strerror or exc}") from None
+        self._close = True
+        if resume_at:
+            size = self._file.seek(0, os.SEEK_END)
+            if size < resume_at:
+                raise StateError(
+                    f"{path} is shorter ({size} bytes) than the crawl state says ({resume_at}); "
+                    "was it changed? Run with --fresh to start over"
                 )
-                if not self.stream.seekable() or self.stream.tell() == 0:
-                    self._writer.writeheader()
-            if not self._warned and self.fields is not None and set(entry) - set(self.fields):
-                self._warned = True
-                logger.warning(
-                    "CSV output drops fields not in its header: %s",
-                    sorted(set(entry) - set(self.fields)),
-                )
-            self._writer.writerow({k: _cell(v) for k, v in entry.items()})
-        self.stream.write(self._buffer.getvalue())
-        self._buffer.seek(0)
-        self._buffer.truncate()
+            # Cut off whatever was written after the last commit (it is fetched again).
+            self._file.truncate(resume_at)
+            self._file.seek(resume_at)
+
+    @property
+    def at_start(self) -> bool:
+        return self._file.tell() == 0 if self._close else True
+
+    def _put(self, data: bytes) -> None:
+        self._file.write(data)
 
     def flush(self) -> None:
-        self.stream.flush()
+        self._file.flush()
+
+    def position(self) -> int | None:
+        return self._file.tell() if self._close else None
 
     def close(self) -> None:
-        self.stream.flush()
-        if self.close_stream:
-            self.stream.close()
+        self._file.flush()
+        if self._close:
+            self._file.close()
+
+
+class JsonlOutput(_FileOutput):
+    def write(self, commits: Sequence[Commit]) -> None:
+        lines = [json_line(r) + "\n" for c in commits for r in c.records]
+        if lines:
+            self._put("".join(lines).encode())
+
+
+class CsvOutput(_FileOutput):
+    """A stable header: the record fields, then extracted fields, in that order. Keys a
+    record has beyond the header are dropped (with one warning), never shifted."""
+
+    def __init__(self, path: str | None, resume_at: int | None, fields: Sequence[str]) -> None:
+        super().__init__(path, resume_at)
+        self.fields = list(fields)
+        self._buffer = io.StringIO()
+        self._csv = csv.DictWriter(
+            self._buffer, self.fields, extrasaction="ignore", lineterminator="\n"
+        )
+        self._warned = False
+        if self.at_start:
+            self._csv.writeheader()
+
+    def write(self, commits: Sequence[Commit]) -> None:
+        for commit in commits:
+            for record in commit.records:
+                if not self._warned and set(record) - set(self.fields):
+                    self._warned = True
+                    logger.warning(
+                        "CSV output drops fields not in its header: %s",
+                        sorted(set(record) - set(self.fields)),
+                    )
+                self._csv.writerow({k: _cell(v) for k, v in record.items()})
+        if self._buffer.tell():
+            self._put(self._buffer.getvalue().encode())
+            self._buffer.seek(0)
+            self._buffer.truncate()
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, list | dict):
-        return json_line(value)
-    return value
+    return json_line(value) if isinstance(value, list | dict) else value
 
 
-def open_sink(path: str | None, fmt: str, fields: Sequence[str], *, append: bool = False) -> Any:
-    """A sink for the writer thread. stdout when ``path`` is None or "-"."""
-    if path is None or path == "-":
-        stream: TextIO = sys.stdout
-        close = False
-    else:
+class SqliteOutput:
+    """A ``pages`` table with the record fields (extracted ones as JSON in ``data``),
+    unique on url: a record written again after a resume replaces the first."""
+
+    def __init__(self, path: str, fresh: bool) -> None:
         try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            stream = open(path, "a" if append else "w", encoding="utf-8", newline="")  # noqa: SIM115
-        except OSError as exc:
-            raise UsageError(f"cannot open output {path!r}: {exc.strerror or exc}") from None
-        close = True
+            if fresh and os.path.exists(path):
+                os.unlink(path)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            cols = ", ".join(
+                f"{f} {'INTEGER' if f in ('status', 'depth', 'bytes') else 'TEXT'}"
+                for f in RECORD_FIELDS
+                if f != "url"
+            )
+            self._db.execute(
+                f"CREATE TABLE IF NOT EXISTS pages (url TEXT PRIMARY KEY, {cols}, data TEXT)"
+            )
+        except sqlite3.Error as exc:
+            raise UsageError(f"cannot use {path!r} as SQLite output: {exc}") from None
+        self._insert = (
+            f"INSERT OR REPLACE INTO pages ({', '.join(RECORD_FIELDS)}, data) "
+            f"VALUES ({', '.join('?' * (len(RECORD_FIELDS) + 1))})"
+        )
+
+    def write(self, commits: Sequence[Commit]) -> None:
+        rows = []
+        for commit in commits:
+            for r in commit.records:
+                extra = {k: v for k, v in r.items() if k not in RECORD_FIELDS}
+                rows.append(
+                    (*(r.get(f) for f in RECORD_FIELDS), json_line(extra) if extra else None)
+                )
+        if rows:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(self._insert, rows)
+            except sqlite3.Error as exc:
+                raise WriterError(f"writing the SQLite output failed: {exc}") from exc
+
+    def flush(self) -> None:
+        pass  # every write() is its own committed transaction
+
+    def position(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def open_output(
+    path: str | None,
+    fmt: str,
+    fields: Sequence[str],
+    *,
+    user_agent: str,
+    resume_at: int | None = None,
+    fresh: bool = False,
+) -> Output:
+    """The output for a crawl; stdout when ``path`` is None or "-"."""
+    target = None if path in (None, "-") else path
     if fmt == "csv":
-        return CsvSink(stream, fields, close_stream=close)
-    return TextSink(stream, close_stream=close)
+        return CsvOutput(target, resume_at, fields)
+    if fmt == "sqlite":
+        if target is None:
+            raise UsageError("SQLite output needs a file: -o pages.sqlite")
+        return SqliteOutput(target, fresh)
+    if fmt == "warc":
+        if target is None:
+            raise UsageError("WARC output needs a file: -o crawl.warc.gz")
+        from ._warc import WarcOutput
+
+        return WarcOutput(target, resume_at, user_agent)
+    return JsonlOutput(target, resume_at)
+
+
+def _row(job: CrawlJob) -> UrlRow:
+    return UrlRow(job.fp, job.url, job.host, job.depth, job.referrer, job.spilled)
+
+
+class CrawlSink:
+    """The writer thread's sink: output first, then the state that points into it."""
+
+    def __init__(self, output: Output, store: StateStore | None) -> None:
+        self.output = output
+        self.store = store
+
+    def write_batch(self, entries: Sequence[Any]) -> None:
+        commits: list[Commit] = [e for e in entries if isinstance(e, Commit)]
+        self.output.write(commits)
+        if self.store is None:
+            return
+        # The output must reach the OS before the state says it is there.
+        self.output.flush()
+        added = [_row(job) for c in commits for job in c.added]
+        finished: list[tuple[UrlRow, int, int | None]] = []
+        for c in commits:
+            if c.finished is not None:
+                finished.append((_row(c.finished), FAILED if c.failed else DONE, c.status))
+            finished.extend((_row(job), DONE, None) for job in c.claimed)
+        self.store.commit(added, finished, self.output.position())
+
+    def flush(self) -> None:
+        self.output.flush()
+
+    def close(self) -> None:
+        self.output.close()

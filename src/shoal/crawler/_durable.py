@@ -1,0 +1,89 @@
+"""The frontier on disk: resumable after any crash, with bounded memory.
+
+Memory holds the per-host politeness state, at most ``memory_limit`` queued URLs, and
+a :class:`~shoal.state.FingerprintSet` of every URL ever seen (~16 bytes each). URLs
+discovered while memory is full are *spilled*: they exist only as rows in the state file
+until memory drains below a quarter full and they are paged back in, oldest first.
+
+Rows reach the file through the writer thread (see ``_output.CrawlSink``), so a spilled
+URL can be invisible to the pager for a moment after it was added. When memory is empty
+but the disk still owes URLs that are not readable yet, ``take()`` asks to be called
+again shortly rather than letting the crawl end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..state import FingerprintSet, StateStore, fingerprint
+from ._frontier import CrawlJob, JobKind, MemoryFrontier
+
+__all__ = ["DurableFrontier"]
+
+_RECHECK = 0.02  # seconds until take() looks again for spilled rows not yet committed
+
+
+class DurableFrontier(MemoryFrontier):
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        per_host: int = 8,
+        delay: float = 0.0,
+        robots: bool = True,
+        memory_limit: int = 50_000,
+    ) -> None:
+        super().__init__(per_host=per_host, delay=delay, robots=robots)
+        self.store = store
+        self.memory_limit = memory_limit
+        self._fps = FingerprintSet()
+        for fp in store.fingerprints():
+            self._fps.add(fp)
+        store.prepare_resume()
+        self._on_disk = store.queued_count()  # queued URLs not in memory
+        self._cursor = 0  # highest seq paged in so far
+
+    def _first_sight(self, job: CrawlJob) -> bool:
+        if not job.fp:
+            job.fp = fingerprint(job.url)
+        return self._fps.add(job.fp)
+
+    def add(self, jobs: Iterable[CrawlJob]) -> list[CrawlJob]:
+        added = []
+        for job in jobs:
+            if not self._first_sight(job):
+                continue
+            if self._pending >= self.memory_limit and job.kind is JobKind.PAGE:
+                # Only pages spill: they alone reach the state file (sitemaps and robots
+                # are found again from robots.txt after a resume).
+                job.spilled = True  # backpressure: this one waits on disk
+                self._on_disk += 1
+            else:
+                self._enqueue(job, front=False)
+            added.append(job)
+        return added
+
+    def take(self, now: float, limit: int) -> tuple[list[CrawlJob], float | None]:
+        if self._on_disk and self._pending < self.memory_limit // 4:
+            self._page_in()
+        jobs, next_at = super().take(now, limit)
+        if not jobs and not self._pending and self._on_disk and next_at is None:
+            next_at = now + _RECHECK
+        return jobs, next_at
+
+    def _page_in(self) -> None:
+        want = self.memory_limit - self._pending
+        for seq, row in self.store.page_in(self._cursor, want):
+            self._cursor = seq
+            self._on_disk -= 1
+            job = CrawlJob(row.url, row.depth, row.referrer, fp=row.fp)
+            self._enqueue(job, front=False)
+
+    def pending(self) -> int:
+        return self._pending + self._on_disk
+
+    def seen_count(self) -> int:
+        return len(self._fps)
+
+    def close(self) -> None:
+        super().close()

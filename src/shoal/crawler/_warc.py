@@ -1,0 +1,74 @@
+"""WARC 1.1 output via warcio: a request and a response record per fetched URL.
+
+Each record is its own gzip member, so the file offset after any record is a valid
+place to cut: a resume truncates the file to the last committed offset and appends.
+The response block holds the *decoded* payload (Content-Encoding undone, so digests and
+replays see the real document); its headers are rewritten to match.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from http.client import responses
+from urllib.parse import urlsplit
+
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from .._version import __version__
+from ._output import Commit, _FileOutput
+
+__all__ = ["WarcOutput"]
+
+_DROPPED = {"content-encoding", "transfer-encoding", "content-length"}
+
+
+class WarcOutput(_FileOutput):
+    def __init__(self, path: str, resume_at: int | None, user_agent: str) -> None:
+        super().__init__(path, resume_at)
+        self._request_headers = [
+            ("User-Agent", user_agent),
+            ("Accept-Encoding", "gzip, deflate, br"),
+        ]
+        self._writer = WARCWriter(self._file, gzip=True, warc_version="1.1")
+        if self.at_start:
+            info = self._writer.create_warcinfo_record(
+                path.rsplit("/", 1)[-1], {"software": f"shoal/{__version__}", "format": "WARC 1.1"}
+            )
+            self._writer.write_record(info)
+
+    def write(self, commits: Sequence[Commit]) -> None:
+        for commit in commits:
+            fetched = commit.exchange
+            if fetched is None or fetched.status is None:
+                continue
+            url = fetched.final_url
+            date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            headers = [(k.title(), v) for k, v in fetched.headers.items() if k not in _DROPPED]
+            headers.append(("Content-Length", str(len(fetched.body))))
+            status = f"{fetched.status} {responses.get(fetched.status, 'Unknown')}"
+            http_headers = StatusAndHeaders(status, headers, protocol="HTTP/1.1")
+            response = self._writer.create_warc_record(
+                url,
+                "response",
+                payload=io.BytesIO(fetched.body),
+                http_headers=http_headers,
+                warc_headers_dict={"WARC-Date": date},
+            )
+            parts = urlsplit(url)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            request_headers = StatusAndHeaders(
+                f"GET {target} HTTP/1.1",
+                [("Host", parts.netloc), *self._request_headers],
+                is_http_request=True,
+            )
+            request = self._writer.create_warc_record(
+                url,
+                "request",
+                payload=io.BytesIO(b""),
+                http_headers=request_headers,
+                warc_headers_dict={"WARC-Date": date},
+            )
+            self._writer.write_request_response_pair(request, response)

@@ -1,0 +1,15 @@
+"""Durable storage for crawl state. Knows SQLite, not HTTP: the crawler builds on it."""
+
+from ._fingerprints import FingerprintSet, fingerprint
+from ._store import DONE, FAILED, QUEUED, StateStore, UrlRow, read_status
+
+__all__ = [
+    "DONE",
+    "FAILED",
+    "QUEUED",
+    "FingerprintSet",
+    "StateStore",
+    "UrlRow",
+    "fingerprint",
+    "read_status",
+]
