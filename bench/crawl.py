@@ -41,8 +41,10 @@ REPO = BENCH.parent
 PEER_VENV = BENCH / ".venv-peers"
 PEER_PYTHON = PEER_VENV / "bin" / "python"
 SHOAL = REPO / ".venv" / "bin" / "shoal"
-ALL_PEERS = ("shoal", "scrapy", "plain")
-PEER_PACKAGES = {"shoal": "shoal", "scrapy": "scrapy", "plain": "requests"}
+# shoal keeps durable crawl state (SQLite) by default; shoal-mem is the same crawl with
+# --no-state, to measure what durability costs.
+ALL_PEERS = ("shoal", "shoal-mem", "scrapy", "plain")
+PEER_PACKAGES = {"shoal": "shoal", "shoal-mem": "shoal", "scrapy": "scrapy", "plain": "requests"}
 HOST = "127.0.0.1"
 NA = "n/a"
 
@@ -101,14 +103,15 @@ def package_version(python: Path, package: str) -> str:
 
 
 def peer_python(peer: str) -> Path:
-    return SHOAL.parent / "python" if peer == "shoal" else PEER_PYTHON
+    return SHOAL.parent / "python" if peer.startswith("shoal") else PEER_PYTHON
 
 
 def peer_command(peer: str, url: str, concurrency: int, output: Path) -> list[str]:
     common = [url, "-o", str(output), "--concurrency", str(concurrency)]
-    if peer == "shoal":
+    if peer.startswith("shoal"):
         tuning = ["--per-host", str(concurrency), "--delay", "0", "--max-pages", "100000", "-q"]
-        return [str(SHOAL), "crawl", *common, *tuning]
+        state = ["--no-state"] if peer == "shoal-mem" else ["--fresh"]
+        return [str(SHOAL), "crawl", *common, *tuning, *state]
     script = BENCH / "peers" / ("scrapy_crawl.py" if peer == "scrapy" else "plain_threads.py")
     return [str(PEER_PYTHON), str(script), *common]
 
@@ -361,9 +364,11 @@ def main() -> None:
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     if unknown := set(peers) - set(ALL_PEERS):
         sys.exit(f"unknown peer(s): {', '.join(sorted(unknown))}")
-    if "shoal" in peers and not SHOAL.exists():
-        print(f"skipping shoal: {SHOAL} does not exist (pip install -e . first)", file=sys.stderr)
-        peers.remove("shoal")
+    if not SHOAL.exists():
+        for peer in [p for p in peers if p.startswith("shoal")]:
+            print(f"skipping {peer}: {SHOAL} does not exist (python3 dev.py test installs it)",
+                  file=sys.stderr)
+            peers.remove(peer)
     if not peers:
         sys.exit("no peers to run")
     if {"scrapy", "plain"} & set(peers):

@@ -47,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
         site = self.server.site
         site._enter(self.path)
         try:
-            route = site.routes.get(self.path)
+            route = site.routes.get(self.path, site.fallback)
             if route is None:
                 reply = Reply(404, "not found")
             elif isinstance(route, Reply):
@@ -86,6 +86,7 @@ class Site:
 
     def __init__(self, routes: dict[str, Route] | None = None, host: str = "127.0.0.1") -> None:
         self.routes: dict[str, Route] = dict(routes or {})
+        self.fallback: Route | None = None  # serves every path not in routes
         self.hits: list[tuple[str, float]] = []
         self.user_agents: set[str] = set()
         self.in_flight = 0

@@ -15,16 +15,13 @@ or the crawl has hit a limit. Every path through ``_dispatch`` keeps it.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from .._errors import UsageError, WriterError
@@ -34,8 +31,9 @@ from ._durable import DurableFrontier
 from ._fetch import Fetched, Fetcher
 from ._frontier import CrawlJob, Frontier, JobKind, MemoryFrontier
 from ._options import CrawlOptions
-from ._output import RECORD_FIELDS, Commit, CrawlSink, infer_format, open_output
+from ._output import Commit, CrawlSink, infer_format, open_output
 from ._page import Page
+from ._records import PageCallback, Records
 from ._robots import RobotsRules
 from ._sitemaps import parse_sitemap
 from ._stats import CrawlResult
@@ -45,8 +43,6 @@ __all__ = ["Crawler", "PageCallback"]
 
 logger = logging.getLogger(__name__)
 
-# What a page callback may give back: records (dicts) to write and URLs (str) to follow.
-PageCallback = Callable[[Page], Iterable[Any] | dict[str, Any] | None]
 
 _WAKE = CrawlJob("wake://", kind=JobKind.ROBOTS)  # a task that only dispatches
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -96,9 +92,9 @@ class Crawler:
             exclude=opts.exclude,
             max_depth=opts.max_depth,
         )
-        self._extractors = _compile_extractors(opts.extract)
-        self._on_page = on_page
-        self._follow_links = follow_links
+        self._records = Records(
+            on_page, follow_links=follow_links, extract=opts.extract, save_bodies=opts.save_bodies
+        )
         self.format = infer_format(opts.output, opts.format)
         self._given_frontier = frontier
         self.frontier: Frontier = frontier or MemoryFrontier(
@@ -122,8 +118,7 @@ class Crawler:
 
     @property
     def record_fields(self) -> list[str]:
-        extra = ["body", "body_sha256"] if self.options.save_bodies else []
-        return [*RECORD_FIELDS, *extra, *self._extractors]
+        return self._records.fields
 
     def identity(self) -> dict[str, object]:
         """What makes a state file belong to this crawl (checked when resuming)."""
@@ -418,7 +413,7 @@ class Crawler:
                     referrer=job.referrer,
                     elapsed=fetched.elapsed,
                 )
-        records, follow = self._records_and_links(job, fetched, page, error)
+        records, follow, callback_failed = self._records.build(job, fetched, page, error)
         new_jobs = [
             CrawlJob(url, job.depth + 1, job.url)
             for url in follow
@@ -431,6 +426,8 @@ class Crawler:
             r.latency.add(fetched.elapsed)
             if error is not None:
                 r.errors[error] += 1
+            if callback_failed:
+                r.errors["callback"] += 1
             elif status is not None and 200 <= status < 300:
                 r.ok += 1
             added = self.frontier.add(new_jobs) if new_jobs else []
@@ -475,50 +472,6 @@ class Crawler:
         claimed.append(target_job)
         return None
 
-    def _records_and_links(
-        self, job: CrawlJob, fetched: Fetched, page: Page | None, error: str | None
-    ) -> tuple[list[dict[str, Any]], list[str]]:
-        follow: list[str] = []
-        if page is not None and self._follow_links:
-            follow.extend(page.links)
-        if page is not None and self._on_page is not None:
-            records: list[dict[str, Any]] = []
-            try:
-                for value in _as_iterable(self._on_page(page)):
-                    if isinstance(value, str):
-                        follow.append(value)
-                    elif isinstance(value, dict):
-                        records.append(value)
-                    else:
-                        raise TypeError(f"on_page gave {type(value).__name__}; want dict or str")
-            except Exception:
-                logger.exception("on_page failed for %s", job.url)
-                with self._lock:
-                    self.result.errors["callback"] += 1
-            return records, [u for u in (_absolute(page, u) for u in follow) if u]
-        if self._on_page is not None:
-            return [], follow
-        record = {
-            "url": job.url,
-            "final_url": fetched.final_url,
-            "status": fetched.status,
-            "depth": job.depth,
-            "referrer": job.referrer,
-            "content_type": fetched.content_type or None,
-            "bytes": len(fetched.body),
-            "elapsed": round(fetched.elapsed, 4),
-            "fetched_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "title": page.title if page is not None else None,
-            "error": error,
-            "error_detail": (fetched.detail or None) if error else None,
-        }
-        if self.options.save_bodies:
-            record["body"], record["body_sha256"] = _body_fields(fetched.body, page)
-        if self._extractors:
-            for name, extract in self._extractors.items():
-                record[name] = extract(page) if page is not None and page.is_html else None
-        return [record], follow
-
     def _throttle(self, host: str, fetched: Fetched, status: int) -> None:
         """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight."""
         opts = self.options
@@ -532,14 +485,6 @@ class Crawler:
         self.frontier.set_delay(host, new)
 
 
-def _body_fields(body: bytes, page: Page | None) -> tuple[str, str]:
-    """The body as text when it is text (else base64) and its SHA-256, for --save-bodies."""
-    digest = hashlib.sha256(body).hexdigest()
-    if page is not None and (page.is_html or page.content_type.startswith("text/")):
-        return page.text, digest
-    return "base64:" + base64.b64encode(body).decode("ascii"), digest
-
-
 def _state_path(state: str | None, output: str | None) -> str | None:
     """``auto``: beside a file output, none for stdout; None: keep state in memory only."""
     if state != "auto":
@@ -547,47 +492,3 @@ def _state_path(state: str | None, output: str | None) -> str | None:
     if output is None or output == "-":
         return None
     return output + ".state.sqlite"
-
-
-def _as_iterable(value: Any) -> Iterator[Any]:
-    if value is None:
-        return iter(())
-    if isinstance(value, dict | str):
-        return iter((value,))
-    return iter(value)
-
-
-def _absolute(page: Page, url: str) -> str | None:
-    from ._urls import join_url
-
-    return join_url(page.base_url, url)
-
-
-def _compile_extractors(spec: dict[str, str] | Any) -> dict[str, Callable[[Page], Any]]:
-    """NAME=SELECTOR pairs: CSS by default, ``xpath:`` for XPath; NAME[] takes all matches."""
-    extractors: dict[str, Callable[[Page], Any]] = {}
-    for raw_name, selector in dict(spec).items():
-        many = raw_name.endswith("[]")
-        name = raw_name[:-2] if many else raw_name
-        if not name or not selector:
-            raise UsageError(f"bad --extract {raw_name}={selector}: want NAME=SELECTOR")
-        is_xpath = selector.startswith("xpath:")
-        query = selector[6:] if is_xpath else selector
-        _check_selector(query, is_xpath, raw_name)
-
-        def extract(page: Page, q: str = query, x: bool = is_xpath, m: bool = many) -> Any:
-            found = page.xpath(q) if x else page.css(q)
-            return found.getall() if m else found.get()
-
-        extractors[name] = extract
-    return extractors
-
-
-def _check_selector(query: str, is_xpath: bool, name: str) -> None:
-    from parsel import Selector
-
-    try:
-        probe = Selector(text="<html></html>")
-        probe.xpath(query) if is_xpath else probe.css(query)
-    except Exception as exc:  # noqa: BLE001 - parsel raises several kinds for bad syntax
-        raise UsageError(f"bad selector for --extract {name}: {exc}") from None

@@ -49,7 +49,7 @@ class CrawlOptions:
     grace: float = 10.0  # seconds in-flight requests get after the first Ctrl-C
     state: str | None = "auto"  # path of the state file; "auto": <output>.state.sqlite
     fresh: bool = False  # discard an existing state (and output) and start over
-    memory_limit: int = 50_000  # queued URLs kept in memory; the rest wait on disk
+    memory_limit: int = 20_000  # queued URLs kept in memory; the rest wait on disk
     save_bodies: bool = False  # add the response body and its SHA-256 to each record
 
     def __post_init__(self) -> None:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import TaskError, TaskErrorGroup
-from ._pool import ErrorPolicy, Pool, PoolStats, TaskContext
+from ._pool import Pool, TaskContext
 from ._retry import RetryPolicy
+from ._types import ErrorPolicy, PoolStats
 from ._writer import Writer
 
 __all__ = ["Pipeline", "Stage"]

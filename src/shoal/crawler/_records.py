@@ -1,0 +1,147 @@
+"""What a fetched URL becomes: output records and URLs to follow.
+
+Without a page callback each fetched URL gives one record (the standard fields, plus
+extracted fields); with one, the callback's dicts are the records and its strings are
+extra URLs to follow.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .._errors import UsageError
+from ._fetch import Fetched
+from ._frontier import CrawlJob
+from ._output import RECORD_FIELDS
+from ._page import Page
+from ._urls import LinkResolver
+
+__all__ = ["PageCallback", "Records"]
+
+logger = logging.getLogger(__name__)
+
+# What a page callback may give back: records (dicts) to write and URLs (str) to follow.
+PageCallback = Callable[[Page], Iterable[Any] | dict[str, Any] | None]
+
+
+class Records:
+    def __init__(
+        self,
+        on_page: PageCallback | None,
+        *,
+        follow_links: bool,
+        extract: Mapping[str, str],
+        save_bodies: bool,
+    ) -> None:
+        self.on_page = on_page
+        self.follow_links = follow_links
+        self.extractors = _compile_extractors(extract)
+        self.save_bodies = save_bodies
+
+    @property
+    def fields(self) -> list[str]:
+        """The CSV header: standard fields, then the optional and extracted ones."""
+        extra = ["body", "body_sha256"] if self.save_bodies else []
+        return [*RECORD_FIELDS, *extra, *self.extractors]
+
+    def build(
+        self, job: CrawlJob, fetched: Fetched, page: Page | None, error: str | None
+    ) -> tuple[list[dict[str, Any]], list[str], bool]:
+        """(records, URLs to follow, whether the callback failed)."""
+        follow: list[str] = []
+        if page is not None and self.follow_links:
+            follow.extend(page.links)
+        if self.on_page is not None:
+            if page is None:
+                return [], follow, False
+            records, extra, ok = self._call(job, page)
+            resolve = LinkResolver(page.base_url).resolve
+            follow.extend(u for u in map(resolve, extra) if u)
+            return records, follow, not ok
+        record: dict[str, Any] = {
+            "url": job.url,
+            "final_url": fetched.final_url,
+            "status": fetched.status,
+            "depth": job.depth,
+            "referrer": job.referrer,
+            "content_type": fetched.content_type or None,
+            "bytes": len(fetched.body),
+            "elapsed": round(fetched.elapsed, 4),
+            "fetched_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "title": page.title if page is not None else None,
+            "error": error,
+            "error_detail": (fetched.detail or None) if error else None,
+        }
+        if self.save_bodies:
+            record["body"], record["body_sha256"] = _body_fields(fetched.body, page)
+        for name, extract in self.extractors.items():
+            record[name] = extract(page) if page is not None and page.is_html else None
+        return [record], follow, False
+
+    def _call(self, job: CrawlJob, page: Page) -> tuple[list[dict[str, Any]], list[str], bool]:
+        assert self.on_page is not None
+        records: list[dict[str, Any]] = []
+        urls: list[str] = []
+        try:
+            for value in _as_iterable(self.on_page(page)):
+                if isinstance(value, str):
+                    urls.append(value)
+                elif isinstance(value, dict):
+                    records.append(value)
+                else:
+                    raise TypeError(f"on_page gave {type(value).__name__}; want dict or str")
+        except Exception:
+            logger.exception("on_page failed for %s", job.url)
+            return records, urls, False
+        return records, urls, True
+
+
+def _as_iterable(value: Any) -> Iterator[Any]:
+    if value is None:
+        return iter(())
+    if isinstance(value, dict | str):
+        return iter((value,))
+    return iter(value)
+
+
+def _body_fields(body: bytes, page: Page | None) -> tuple[str, str]:
+    """The body as text when it is text (else base64) and its SHA-256, for --save-bodies."""
+    digest = hashlib.sha256(body).hexdigest()
+    if page is not None and (page.is_html or page.content_type.startswith("text/")):
+        return page.text, digest
+    return "base64:" + base64.b64encode(body).decode("ascii"), digest
+
+
+def _compile_extractors(spec: Mapping[str, str]) -> dict[str, Callable[[Page], Any]]:
+    """NAME=SELECTOR pairs: CSS by default, ``xpath:`` for XPath; NAME[] takes all matches."""
+    extractors: dict[str, Callable[[Page], Any]] = {}
+    for raw_name, selector in spec.items():
+        many = raw_name.endswith("[]")
+        name = raw_name[:-2] if many else raw_name
+        if not name or not selector:
+            raise UsageError(f"bad --extract {raw_name}={selector}: want NAME=SELECTOR")
+        is_xpath = selector.startswith("xpath:")
+        query = selector[6:] if is_xpath else selector
+        _check_selector(query, is_xpath, raw_name)
+
+        def extract(page: Page, q: str = query, x: bool = is_xpath, m: bool = many) -> Any:
+            found = page.xpath(q) if x else page.css(q)
+            return found.getall() if m else found.get()
+
+        extractors[name] = extract
+    return extractors
+
+
+def _check_selector(query: str, is_xpath: bool, name: str) -> None:
+    from parsel import Selector
+
+    try:
+        probe = Selector(text="<html></html>")
+        probe.xpath(query) if is_xpath else probe.css(query)
+    except Exception as exc:  # noqa: BLE001 - parsel raises several kinds for bad syntax
+        raise UsageError(f"bad selector for --extract {name}: {exc}") from None
