@@ -93,7 +93,8 @@ def test_link_graph_relative_absolute_and_base(tmp_path: Path) -> None:
     }
 
 
-def test_redirects_are_deduplicated_and_scope_checked(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["native", "urllib3"])
+def test_redirects_are_deduplicated_and_scope_checked(tmp_path: Path, transport: str) -> None:
     with Site() as site, Site() as elsewhere:
         elsewhere.routes["/x"] = html("X")
         site.routes.update(
@@ -108,7 +109,7 @@ def test_redirects_are_deduplicated_and_scope_checked(tmp_path: Path) -> None:
         )
         for i in range(15):
             site.routes[f"/chain{i}"] = Reply(302, headers={"Location": f"/chain{i + 1}"})
-        _result, records = crawl(site.url("/"), tmp_path, max_redirects=5)
+        _result, records = crawl(site.url("/"), tmp_path, transport=transport, max_redirects=5)
         paths = site.paths()
     assert paths["/new"] == 1  # reached directly and via /old, fetched once
     recs = by_url(records)
@@ -120,7 +121,8 @@ def test_redirects_are_deduplicated_and_scope_checked(tmp_path: Path) -> None:
     assert max(paths.values()) == 1
 
 
-def test_http_errors_retries_and_retry_after(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["native", "urllib3"])
+def test_http_errors_retries_and_retry_after(tmp_path: Path, transport: str) -> None:
     calls: dict[str, int] = {}
 
     def flaky(req: Request) -> Reply:
@@ -137,7 +139,9 @@ def test_http_errors_retries_and_retry_after(tmp_path: Path) -> None:
                 "/flaky": flaky,
             }
         )
-        result, records = crawl(site.url("/"), tmp_path, retries=2, retry_backoff=0.01)
+        result, records = crawl(
+            site.url("/"), tmp_path, transport=transport, retries=2, retry_backoff=0.01
+        )
         assert site.count("/missing") == 1  # 404 is final
         assert site.count("/broken") == 3  # 500 retried twice
         first, second = site.times("/flaky")
@@ -226,7 +230,8 @@ def test_depth_and_page_limits(tmp_path: Path) -> None:
         assert sum(n for p, n in site.paths().items() if p != "/robots.txt") == 10
 
 
-def test_compressed_and_oversized_bodies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["native", "urllib3"])
+def test_compressed_and_oversized_bodies(tmp_path: Path, transport: str) -> None:
     page = html("squeezed", extra="x" * 1000).encode()
     bomb = gzip.compress(b"\0" * (50 * 1024 * 1024))
     with Site() as site:
@@ -242,7 +247,7 @@ def test_compressed_and_oversized_bodies(tmp_path: Path) -> None:
                 "/bomb": Reply(body=bomb, headers={"Content-Encoding": "gzip"}),
             }
         )
-        _, records = crawl(site.url("/"), tmp_path, max_bytes=200_000)
+        _, records = crawl(site.url("/"), tmp_path, transport=transport, max_bytes=200_000)
     recs = by_url(records)
     for path in ("/gz", "/br", "/deflate"):
         assert recs[site.url(path)]["title"] == "squeezed", path
@@ -290,7 +295,8 @@ def test_encodings_and_non_html(tmp_path: Path) -> None:
     assert recs[site.url("/img")]["title"] is None and recs[site.url("/img")]["error"] is None
 
 
-def test_timeouts_are_recorded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["native", "urllib3"])
+def test_timeouts_are_recorded(tmp_path: Path, transport: str) -> None:
     import threading
 
     release = threading.Event()
@@ -303,7 +309,12 @@ def test_timeouts_are_recorded(tmp_path: Path) -> None:
         )
         try:
             result, records = crawl(
-                site.url("/"), tmp_path, timeout=0.2, retries=1, retry_backoff=0.01
+                site.url("/"),
+                tmp_path,
+                transport=transport,
+                timeout=0.2,
+                retries=1,
+                retry_backoff=0.01,
             )
         finally:
             release.set()
@@ -380,12 +391,69 @@ def test_invalid_start_urls() -> None:
         Crawler("http://example.com/", no_such_option=1)
 
 
-def test_unreachable_start_url_is_recorded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["native", "urllib3"])
+def test_unreachable_start_url_is_recorded(tmp_path: Path, transport: str) -> None:
     import socket
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens here now
-    result, records = crawl(f"http://127.0.0.1:{port}/", tmp_path, robots=False, retries=0)
+    result, records = crawl(
+        f"http://127.0.0.1:{port}/", tmp_path, transport=transport, robots=False, retries=0
+    )
     assert records[0]["error"] == "connection" and result.ok == 0
+
+
+def test_sitemaps_add_start_points(tmp_path: Path) -> None:
+    with Site() as site:
+        sitemap_index = (
+            "<?xml version='1.0'?><sitemapindex><sitemap><loc>"
+            f"{site.url('/sm.xml.gz')}</loc></sitemap></sitemapindex>"
+        )
+        urlset = (
+            "<?xml version='1.0'?><urlset>"
+            f"<url><loc>{site.url('/orphan?b=1&amp;a=2')}</loc></url>"
+            f"<url><loc>http://elsewhere.invalid/x</loc></url></urlset>"
+        )
+        site.routes.update(
+            {
+                "/robots.txt": Reply(
+                    body=f"User-agent: *\nSitemap: {site.url('/index.xml')}\n",
+                    content_type="text/plain",
+                ),
+                "/": html("home"),
+                "/index.xml": Reply(body=sitemap_index, content_type="application/xml"),
+                "/sm.xml.gz": Reply(
+                    body=gzip.compress(urlset.encode()), content_type="application/octet-stream"
+                ),
+                "/orphan?a=2&b=1": html("found via sitemap"),
+            }
+        )
+        _, records = crawl(site.url("/"), tmp_path, sitemaps=True)
+        assert site.count("/orphan?a=2&b=1") == 1
+    assert by_url(records)[site.url("/orphan?a=2&b=1")]["title"] == "found via sitemap"
+
+
+def test_auto_throttle_spaces_requests_to_a_slow_host(tmp_path: Path) -> None:
+    import threading
+
+    def slow(req: Request) -> Reply:
+        threading.Event().wait(0.1)
+        return Reply(body=html("slow"))
+
+    links = [f"/s{i}" for i in range(12)]
+    with Site() as site:
+        site.routes["/"] = html("home", *links)
+        site.routes.update(dict.fromkeys(links, slow))
+        crawl(
+            site.url("/"),
+            tmp_path,
+            auto_throttle=True,
+            throttle_target=1.0,
+            throttle_start=0.2,
+            per_host=8,
+        )
+        # Aiming at one request in flight per host, the throttle holds the host near 1
+        # even though 8 were allowed.
+        assert site.max_in_flight <= 3

@@ -35,8 +35,9 @@ def fanout_page(req: Request) -> Reply:
 
 
 def peak_rss_mb(args: list[str]) -> tuple[float, str]:
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, *args], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stderr.splitlines() if x.startswith("VmHWM_kB"))
     return int(line.split()[1]) / 1024, proc.stderr

@@ -144,6 +144,14 @@ def _crawl_options(f: Any) -> Any:
         click.option("--sitemaps", is_flag=True, help="Also start from robots.txt sitemaps."),
         click.option("--auto-throttle", is_flag=True, help="Adapt per-host delay to latency."),
         click.option(
+            "--http-client",
+            "transport",
+            type=click.Choice(["native", "urllib3"]),
+            default="native",
+            show_default=True,
+            help="HTTP client to fetch with.",
+        ),
+        click.option(
             "--state",
             "state_path",
             metavar="PATH",

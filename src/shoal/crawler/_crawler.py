@@ -98,7 +98,7 @@ class Crawler:
         self.format = infer_format(opts.output, opts.format)
         self._given_frontier = frontier
         self.frontier: Frontier = frontier or MemoryFrontier(
-            per_host=opts.per_host, delay=opts.delay, robots=opts.robots
+            per_host=opts.per_host, delay=opts.initial_delay, robots=opts.robots
         )
         self.state_path = _state_path(opts.state, opts.output)
         self._store: StateStore | None = None
@@ -148,7 +148,7 @@ class Crawler:
                 self.frontier = DurableFrontier(
                     self._store,
                     per_host=opts.per_host,
-                    delay=opts.delay,
+                    delay=opts.initial_delay,
                     robots=opts.robots,
                     memory_limit=opts.memory_limit,
                 )
@@ -189,6 +189,7 @@ class Crawler:
             max_redirects=opts.max_redirects,
             per_host=opts.per_host,
             verify_tls=opts.verify_tls,
+            transport=opts.transport,
         )
         started = time.monotonic()
         if opts.max_time is not None:
@@ -357,8 +358,12 @@ class Crawler:
             logger.info("sitemap %s: %s", job.url, fetched.error or fetched.status)
             return _Outcome(failed=True)
         pages, sitemaps = parse_sitemap(fetched.body, self.options.max_bytes)
-        jobs = [CrawlJob(u, 0, job.url) for u in pages if self.scope.allows(u)]
-        jobs += [CrawlJob(u, 0, job.url, kind=JobKind.SITEMAP) for u in sitemaps]
+        jobs = [CrawlJob(u, 0, job.url) for u in _canonical(pages) if self.scope.allows(u)]
+        jobs += [
+            CrawlJob(u, 0, job.url, kind=JobKind.SITEMAP)
+            for u in _canonical(sitemaps)
+            if self.scope.allows(u)
+        ]
         with self._lock:
             added = self.frontier.add(jobs)
             self.result.discovered += sum(1 for j in added if j.kind is JobKind.PAGE)
@@ -475,7 +480,7 @@ class Crawler:
     def _throttle(self, host: str, fetched: Fetched, status: int) -> None:
         """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight."""
         opts = self.options
-        current = self._delays.get(host, opts.delay)
+        current = self._delays.get(host, opts.initial_delay)
         target = fetched.elapsed / opts.throttle_target
         new = (current + target) / 2
         if status != 200 and new < current:
@@ -483,6 +488,17 @@ class Crawler:
         new = min(max(new, opts.delay), 60.0)
         self._delays[host] = new
         self.frontier.set_delay(host, new)
+
+
+def _canonical(urls: list[str]) -> list[str]:
+    """Canonical forms of absolute http(s) URLs from a sitemap; anything else is dropped."""
+    out = []
+    for url in urls:
+        try:
+            out.append(parse_start_url(url))
+        except UsageError:
+            logger.debug("sitemap entry skipped: %r", url)
+    return out
 
 
 def _state_path(state: str | None, output: str | None) -> str | None:

@@ -42,7 +42,9 @@ class CrawlOptions:
     sitemaps: bool = False
     auto_throttle: bool = False
     throttle_target: float = 2.0  # requests in flight per host that auto-throttle aims at
+    throttle_start: float = 1.0  # auto-throttle's first delay per host, before any latency is known
     verify_tls: bool = True
+    transport: str = "native"  # HTTP client: "native" (shoal's own) or "urllib3"
     output: str | None = None
     format: str | None = None
     progress: bool | None = None  # None: on when stderr is a terminal
@@ -66,9 +68,16 @@ class CrawlOptions:
             raise UsageError("max_depth, retries and max_redirects must be >= 0")
         if self.delay < 0 or self.timeout <= 0:
             raise UsageError("delay must be >= 0 and timeout > 0")
+        if self.transport not in ("native", "urllib3"):
+            raise UsageError(f"unknown transport {self.transport!r}: native or urllib3")
         if self.max_time is not None and self.max_time <= 0:
             raise UsageError("max_time must be > 0")
         self.per_host = min(self.per_host, self.concurrency)
+
+    @property
+    def initial_delay(self) -> float:
+        """Per-host delay before anything is known about the host."""
+        return max(self.delay, self.throttle_start) if self.auto_throttle else self.delay
 
     def scope_key(self) -> dict[str, object]:
         """The options that change which URLs belong to the crawl (checked on resume)."""

@@ -1,0 +1,114 @@
+"""The urllib3 transport: the same contract as the native client, on urllib3's pools.
+
+Kept for comparison (bench/crawl.py can run either) and as a fallback. urllib3's
+exceptions are translated here into :class:`~shoal.crawler._http.HTTPError` kinds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    DecodeError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from ._http import HTTPError, RawResponse
+
+__all__ = ["Urllib3Transport"]
+
+_CHUNK = 64 * 1024
+
+
+class Urllib3Transport:
+    def __init__(
+        self, *, per_host: int, connect_timeout: float, read_timeout: float, verify_tls: bool
+    ) -> None:
+        # maxsize matches the per-host limit, so the pool never opens connections it
+        # would throw away; block=False is safe because the crawler enforces the limit.
+        self._pools = urllib3.PoolManager(
+            num_pools=256,
+            maxsize=per_host,
+            block=False,
+            retries=False,
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            cert_reqs="CERT_REQUIRED" if verify_tls else "CERT_NONE",
+        )
+
+    def close(self) -> None:
+        self._pools.clear()
+
+    def get(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        max_bytes: int,
+        deadline: float | None = None,
+        read_body: bool = True,
+    ) -> RawResponse:
+        try:
+            resp = self._pools.urlopen(
+                "GET",
+                url,
+                headers=dict(headers),
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                decode_content=True,
+            )
+        except (Urllib3Error, OSError) as exc:
+            raise _translate(exc) from None
+        ok = False
+        try:
+            head = {k.lower(): v for k, v in resp.headers.items()}
+            if not read_body:
+                ok = True
+                return RawResponse(resp.status, head, b"")
+            declared = head.get("content-length", "")
+            encoded = head.get("content-encoding", "identity") not in ("", "identity")
+            if declared.isdigit() and int(declared) > max_bytes and not encoded:
+                raise HTTPError("too_large", f"Content-Length {declared} exceeds {max_bytes}")
+            chunks: list[bytes] = []
+            size = 0
+            # Count *decoded* bytes: a small gzip or brotli body may inflate enormously.
+            for chunk in resp.stream(_CHUNK, decode_content=True):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise HTTPError("too_large", f"body exceeds {max_bytes} bytes after decoding")
+                chunks.append(chunk)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise HTTPError("timeout", "the request's deadline passed")
+            ok = True
+            return RawResponse(resp.status, head, b"".join(chunks))
+        except (Urllib3Error, OSError) as exc:
+            raise _translate(exc) from None
+        finally:
+            if not ok:
+                resp.close()  # a half-read connection cannot be reused
+            resp.release_conn()
+
+
+def _translate(exc: BaseException) -> HTTPError:
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first.
+    if isinstance(exc, NewConnectionError):
+        return HTTPError("connection", str(exc))
+    if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
+        return HTTPError("timeout", str(exc))
+    if isinstance(exc, SSLError):
+        return HTTPError("tls", str(exc))
+    if isinstance(exc, DecodeError):
+        return HTTPError("decode", str(exc))
+    if isinstance(exc, ProtocolError | OSError):
+        return HTTPError("connection", str(exc))
+    return HTTPError("protocol", f"{type(exc).__name__}: {exc}")
