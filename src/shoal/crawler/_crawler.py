@@ -419,11 +419,8 @@ class Crawler:
                     elapsed=fetched.elapsed,
                 )
         records, follow, callback_failed = self._records.build(job, fetched, page, error)
-        new_jobs = [
-            CrawlJob(url, job.depth + 1, job.url)
-            for url in follow
-            if self.scope.allows(url, job.depth + 1)
-        ]
+        depth = job.depth + 1
+        in_scope = self.scope.allows_at(depth)
         with self._lock:
             r = self.result
             r.pages += 1
@@ -435,7 +432,7 @@ class Crawler:
                 r.errors["callback"] += 1
             elif status is not None and 200 <= status < 300:
                 r.ok += 1
-            added = self.frontier.add(new_jobs) if new_jobs else []
+            added = self.frontier.add_links(follow, depth, job.url, in_scope) if follow else []
             r.discovered += len(added)
             if opts.auto_throttle and status is not None:
                 self._throttle(job.host, fetched, status)

@@ -13,7 +13,7 @@ again shortly rather than letting the crawl end.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..state import FingerprintSet, StateStore, fingerprint
 from ._frontier import CrawlJob, JobKind, MemoryFrontier
@@ -57,6 +57,25 @@ class DurableFrontier(MemoryFrontier):
                 # Only pages spill: they alone reach the state file (sitemaps and robots
                 # are found again from robots.txt after a resume).
                 job.spilled = True  # backpressure: this one waits on disk
+                self._on_disk += 1
+            else:
+                self._enqueue(job, front=False)
+            added.append(job)
+        return added
+
+    def add_links(
+        self, urls: Iterable[str], depth: int, referrer: str, allowed: Callable[[str], bool]
+    ) -> list[CrawlJob]:
+        fps = self._fps
+        added = []
+        for url in urls:
+            fp = fingerprint(url)
+            if fp in fps or not allowed(url):
+                continue
+            fps.add(fp)
+            job = CrawlJob(url, depth, referrer, fp=fp)
+            if self._pending >= self.memory_limit:
+                job.spilled = True
                 self._on_disk += 1
             else:
                 self._enqueue(job, front=False)

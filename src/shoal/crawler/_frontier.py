@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -63,6 +63,12 @@ class Frontier(Protocol):
 
     def add(self, jobs: Iterable[CrawlJob]) -> list[CrawlJob]:
         """Queue the jobs whose URL was never seen; return those (to be persisted)."""
+
+    def add_links(
+        self, urls: Iterable[str], depth: int, referrer: str, allowed: Callable[[str], bool]
+    ) -> list[CrawlJob]:
+        """``add`` for the links of a page: the seen-check comes first (most links on a
+        page were seen before), then ``allowed`` (scope), and only then a job is made."""
 
     def claim(self, job: CrawlJob) -> bool:
         """Mark ``job.url`` seen without queueing it (a redirect target fetched in place).
@@ -132,6 +138,20 @@ class MemoryFrontier:
             if self._first_sight(job):
                 self._enqueue(job, front=False)
                 added.append(job)
+        return added
+
+    def add_links(
+        self, urls: Iterable[str], depth: int, referrer: str, allowed: Callable[[str], bool]
+    ) -> list[CrawlJob]:
+        seen = self._seen
+        added = []
+        for url in urls:
+            if url in seen or not allowed(url):
+                continue  # out-of-scope URLs are not remembered: they would only cost memory
+            seen.add(url)
+            job = CrawlJob(url, depth, referrer)
+            self._enqueue(job, front=False)
+            added.append(job)
         return added
 
     def claim(self, job: CrawlJob) -> bool:

@@ -153,7 +153,7 @@ class LinkResolver:
     unusual.
     """
 
-    __slots__ = ("base", "directory", "origin", "path", "scheme")
+    __slots__ = ("base", "directory", "origin", "path", "root", "scheme", "where")
 
     def __init__(self, base: str) -> None:
         self.base = base
@@ -161,8 +161,24 @@ class LinkResolver:
         self.scheme = base[: base.find(":")]
         self.path = base[len(self.origin) :].partition("?")[0] or "/"
         self.directory = self.path[: self.path.rfind("/") + 1]
+        self.root = self.origin + "/"
+        self.where = self.origin + self.directory
 
     def resolve(self, href: str) -> str | None:
+        """The canonical absolute URL ``href`` points to, or None.
+
+        Most hrefs resolve the same from every page in a directory (and root-relative
+        ones from every page of the site), and the same links recur on page after page
+        (navigation, footers), so results are cached by (directory, href).
+        """
+        if not href:
+            return None
+        first = href[0]
+        if first == "?" or first.isspace():
+            return self._resolve(href)  # depends on the page's own name, or needs strip()
+        return _resolve_cached(self.root if first == "/" else self.where, href)
+
+    def _resolve(self, href: str) -> str | None:
         href = href.strip()
         if not href or href[0] == "#":
             return None
@@ -212,6 +228,12 @@ class LinkResolver:
             return canonicalize(origin + tail)
         except ValueError:
             return None
+
+
+# ~300 bytes an entry: 16k entries cost ~5 MB, a fixed price for skipping most resolving.
+@lru_cache(maxsize=1 << 14)
+def _resolve_cached(where: str, href: str) -> str | None:
+    return LinkResolver(where)._resolve(href)
 
 
 def _general(base: str, href: str) -> str | None:
@@ -318,6 +340,15 @@ class Scope:
         if self._include and not any(p.search(url) for p in self._include):
             return False
         return not any(p.search(url) for p in self._exclude)
+
+    def allows_at(self, depth: int) -> Callable[[str], bool]:
+        """``allows`` for URLs found at one depth: a predicate for the frontier."""
+        if self.max_depth is not None and depth > self.max_depth:
+            return lambda url: False
+        if not self._include and not self._exclude:
+            origin_allowed = self._origin_allowed
+            return lambda url: origin_allowed(host_key(url))
+        return lambda url: self.allows(url, depth)
 
     def _check_origin(self, origin: str) -> bool:
         host = origin[origin.find("//") + 2 :].rpartition("@")[2]
