@@ -43,14 +43,16 @@ class FanoutHandler(BaseHTTPRequestHandler):
     wbufsize = 1 << 16
 
     def do_GET(self) -> None:
+        ctype = "text/html"
         if self.path == "/robots.txt":
             body = b"User-agent: *\nAllow: /\n"
+            ctype = "text/plain"
         else:
             n = int(self.path.lstrip("/") or 0)
             links = "".join(f'<a href="/{n * FANOUT + i}">.</a>' for i in range(1, FANOUT + 1))
             body = f"<html><title>{n}</title><body>{links}</body></html>".encode()
         self.send_response(200)
-        self.send_header("Content-Type", "text/html" if self.path != "/robots.txt" else "text/plain")
+        self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
