@@ -366,8 +366,10 @@ def main() -> None:
         sys.exit(f"unknown peer(s): {', '.join(sorted(unknown))}")
     if not SHOAL.exists():
         for peer in [p for p in peers if p.startswith("shoal")]:
-            print(f"skipping {peer}: {SHOAL} does not exist (python3 dev.py test installs it)",
-                  file=sys.stderr)
+            print(
+                f"skipping {peer}: {SHOAL} does not exist (python3 dev.py test installs it)",
+                file=sys.stderr,
+            )
             peers.remove(peer)
     if not peers:
         sys.exit("no peers to run")

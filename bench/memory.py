@@ -70,26 +70,46 @@ def serve(port_file: str) -> None:
 
 def run_crawl(url: str, pages: int, workdir: Path, durable: bool) -> dict[str, float]:
     out = workdir / f"out-{pages}-{int(durable)}.jsonl"
-    args = ["crawl", url, "-o", str(out), "--max-pages", str(pages), "--json-summary", "-q",
-            "--concurrency", "8"]
+    args = [
+        "crawl",
+        url,
+        "-o",
+        str(out),
+        "--max-pages",
+        str(pages),
+        "--json-summary",
+        "-q",
+        "--concurrency",
+        "8",
+    ]
     args += ["--fresh"] if durable else ["--no-state"]
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True,
-                          timeout=1800, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, *args],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"crawl failed ({proc.returncode}): {proc.stderr[-2000:]}")
     lines = proc.stderr.splitlines()
     summary = json.loads(next(x for x in lines if x.startswith("{")))
     peak_kb = int(next(x for x in lines if x.startswith("VmHWM_kB")).split()[1])
-    return {"discovered": summary["discovered"], "pages": summary["pages"],
-            "rss_mb": peak_kb / 1024, "seconds": elapsed}
+    return {
+        "discovered": summary["discovered"],
+        "pages": summary["pages"],
+        "rss_mb": peak_kb / 1024,
+        "seconds": elapsed,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", default="100000,300000,1000000",
-                        help="URLs to discover, comma-separated")
+    parser.add_argument(
+        "--scales", default="100000,300000,1000000", help="URLs to discover, comma-separated"
+    )
     parser.add_argument("--markdown", help="also write the report here")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -113,9 +133,12 @@ def main() -> None:
                     r = run_crawl(url, pages, workdir, durable)
                     r["durable"] = durable
                     rows.append(r)
-                    print(f"{'durable' if durable else 'memory '} pages={pages} "
-                          f"discovered={r['discovered']} rss={r['rss_mb']:.1f} MB "
-                          f"({r['seconds']:.1f}s)", file=sys.stderr)
+                    print(
+                        f"{'durable' if durable else 'memory '} pages={pages} "
+                        f"discovered={r['discovered']} rss={r['rss_mb']:.1f} MB "
+                        f"({r['seconds']:.1f}s)",
+                        file=sys.stderr,
+                    )
         finally:
             server.terminate()
             server.wait()
@@ -127,10 +150,12 @@ def main() -> None:
 
 def render(rows: list[dict[str, float]], base_mb: float, command: str) -> str:
     out = [
-        "# shoal memory benchmark: peak RSS against URLs discovered", "",
+        "# shoal memory benchmark: peak RSS against URLs discovered",
+        "",
         f"- Command: `{command}`",
         f"- Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs",
-        f"- Baseline (1-page crawl, durable): {base_mb:.1f} MB", "",
+        f"- Baseline (1-page crawl, durable): {base_mb:.1f} MB",
+        "",
         "| frontier | pages fetched | URLs discovered | peak RSS MB | growth MB | bytes/URL |"
         " seconds |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -138,16 +163,21 @@ def render(rows: list[dict[str, float]], base_mb: float, command: str) -> str:
     for r in rows:
         growth = r["rss_mb"] - base_mb
         per_url = growth * 1024 * 1024 / max(r["discovered"], 1)
-        out.append(f"| {'durable (SQLite)' if r['durable'] else 'in-memory'} | {r['pages']:,.0f} "
-                   f"| {r['discovered']:,.0f} | {r['rss_mb']:.1f} | {growth:.1f} | {per_url:.0f} "
-                   f"| {r['seconds']:.1f} |")
+        out.append(
+            f"| {'durable (SQLite)' if r['durable'] else 'in-memory'} | {r['pages']:,.0f} "
+            f"| {r['discovered']:,.0f} | {r['rss_mb']:.1f} | {growth:.1f} | {per_url:.0f} "
+            f"| {r['seconds']:.1f} |"
+        )
     durable = [r for r in rows if r["durable"]]
     if len(durable) >= 2:
         a, b = durable[-2], durable[-1]
         slope = (b["rss_mb"] - a["rss_mb"]) * 1024 * 1024 / (b["discovered"] - a["discovered"])
         projected = b["rss_mb"] + slope * (10_000_000 - b["discovered"]) / 1024 / 1024
-        out += ["", f"Durable marginal cost between the two largest runs: {slope:.0f} bytes per "
-                f"URL; projected peak RSS at 10M URLs: {projected:.0f} MB."]
+        out += [
+            "",
+            f"Durable marginal cost between the two largest runs: {slope:.0f} bytes per "
+            f"URL; projected peak RSS at 10M URLs: {projected:.0f} MB.",
+        ]
     return "\n".join(out) + "\n"
 
 
