@@ -300,3 +300,32 @@ def test_read_only_state_directory(tmp_path: Path, no_root: None) -> None:
         assert proc.returncode == 3 and "cannot create the state file" in proc.stderr
     finally:
         ro.chmod(0o755)
+
+
+def test_spilled_urls_are_paged_back_in_order(tmp_path: Path) -> None:
+    """With room for 5 queued URLs in memory, the rest wait in SQLite and still all come
+    back, each fetched once."""
+    from shoal.crawler import Crawler
+
+    out = tmp_path / "out.jsonl"
+    with graph_site() as site:
+        result = Crawler(site.url("/p0"), output=str(out), memory_limit=5, concurrency=4,
+                         progress=False).run()
+        check_output(out, site)
+        assert max(page_hits(site).values()) == 1
+    assert result.pages == PAGES and result.pending == 0
+
+
+def test_save_bodies_records_text_and_digest(tmp_path: Path) -> None:
+    import hashlib
+
+    from shoal.crawler import Crawler
+
+    out = tmp_path / "out.jsonl"
+    body = html("page 0", "/p1")
+    with Site({"/p0": body, "/p1": Reply(body=b"\x00\x01", content_type="image/png")}) as site:
+        Crawler(site.url("/p0"), output=str(out), save_bodies=True, progress=False).run()
+    records = {r["url"].rsplit("/", 1)[1]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert records["p0"]["body"] == body
+    assert records["p0"]["body_sha256"] == hashlib.sha256(body.encode()).hexdigest()
+    assert records["p1"]["body"] == "base64:AAE="

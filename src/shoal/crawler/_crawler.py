@@ -44,7 +44,7 @@ __all__ = ["Crawler", "PageCallback"]
 logger = logging.getLogger(__name__)
 
 
-_WAKE = CrawlJob("wake://", kind=JobKind.ROBOTS)  # a task that only dispatches
+_WAKE = CrawlJob("", kind=JobKind.WAKE)
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _RETRYABLE_ERRORS = frozenset({"timeout", "connection"})
 _MAX_RETRY_WAIT = 300.0

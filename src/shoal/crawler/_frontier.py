@@ -33,6 +33,7 @@ class JobKind(StrEnum):
     PAGE = "page"
     ROBOTS = "robots"
     SITEMAP = "sitemap"
+    WAKE = "wake"  # no URL: a delayed task that only dispatches (see _crawler)
 
 
 @dataclass(slots=True)
