@@ -417,11 +417,8 @@ class HTTPClient:
         self.max_idle_hosts = max_idle_hosts
         self._lock = threading.Lock()
         self._idle: OrderedDict[str, list[_Conn]] = OrderedDict()
-        self._tls = ssl.create_default_context()  # once: loading the CA store is slow
-        if not verify_tls:
-            self._tls.check_hostname = False
-            self._tls.verify_mode = ssl.CERT_NONE
-        self._tls.set_alpn_protocols(["http/1.1"])
+        self.verify_tls = verify_tls
+        self._tls_context: ssl.SSLContext | None = None
 
     def get(
         self,
@@ -462,6 +459,19 @@ class HTTPClient:
             else:
                 conn.close()
             return response
+
+    def _tls(self) -> ssl.SSLContext:
+        """The TLS context, made on the first https request: loading the CA store costs
+        tens of milliseconds that an http-only crawl need not pay."""
+        with self._lock:
+            if self._tls_context is None:
+                context = ssl.create_default_context()
+                if not self.verify_tls:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                context.set_alpn_protocols(["http/1.1"])
+                self._tls_context = context
+            return self._tls_context
 
     def close(self) -> None:
         """Close every idle connection; the client stays usable."""
@@ -506,7 +516,7 @@ class HTTPClient:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":  # the handshake runs under the connect timeout
-                sock = self._tls.wrap_socket(sock, server_hostname=host)
+                sock = self._tls().wrap_socket(sock, server_hostname=host)
             sock.settimeout(self.read_timeout)
         except BaseException as exc:
             sock.close()

@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS urls (
     spilled INTEGER NOT NULL,        -- 1: lives only here until paged into memory
     status INTEGER                   -- final HTTP status, if any
 );
-CREATE INDEX IF NOT EXISTS urls_waiting ON urls (state, spilled, seq);
+-- Partial: only URLs waiting on disk are indexed, so marking the (many) in-memory URLs
+-- done never touches this index.
+CREATE INDEX IF NOT EXISTS urls_spilled ON urls (seq) WHERE state=0 AND spilled=1;
 """
 
 
