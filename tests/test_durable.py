@@ -309,8 +309,9 @@ def test_spilled_urls_are_paged_back_in_order(tmp_path: Path) -> None:
 
     out = tmp_path / "out.jsonl"
     with graph_site() as site:
-        result = Crawler(site.url("/p0"), output=str(out), memory_limit=5, concurrency=4,
-                         progress=False).run()
+        result = Crawler(
+            site.url("/p0"), output=str(out), memory_limit=5, concurrency=4, progress=False
+        ).run()
         check_output(out, site)
         assert max(page_hits(site).values()) == 1
     assert result.pages == PAGES and result.pending == 0

@@ -27,8 +27,7 @@ def test_draws_a_growing_total_and_stops_cleanly() -> None:
         with lock:
             return ProgressState(state["done"], state["total"], note="queued 3")
 
-    with ProgressDisplay(snapshot, description="crawl", stream=stream, enabled=True,
-                         refresh=0.01):
+    with ProgressDisplay(snapshot, description="crawl", stream=stream, enabled=True, refresh=0.01):
         with lock:
             state.update(done=5, total=40)  # the total grows as tasks spawn tasks
     out = stream.getvalue()

@@ -45,10 +45,14 @@ class CrawlJob:
     attempt: int = 1
     fp: int = 0  # fingerprint, set by a durable frontier
     spilled: bool = False  # True: kept on disk, not in memory, until paged in
+    _host: str = ""
 
     @property
     def host(self) -> str:
-        return host_key(self.url)
+        """``scheme://host[:port]``, computed once: the frontier asks for it often."""
+        if not self._host:
+            self._host = host_key(self.url)
+        return self._host
 
 
 @dataclass(slots=True)

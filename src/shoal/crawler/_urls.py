@@ -233,7 +233,12 @@ class LinkResolver:
 # ~300 bytes an entry: 16k entries cost ~5 MB, a fixed price for skipping most resolving.
 @lru_cache(maxsize=1 << 14)
 def _resolve_cached(where: str, href: str) -> str | None:
-    return LinkResolver(where)._resolve(href)
+    return _resolver(where)._resolve(href)
+
+
+@lru_cache(maxsize=1024)
+def _resolver(where: str) -> LinkResolver:
+    return LinkResolver(where)
 
 
 def _general(base: str, href: str) -> str | None:
