@@ -51,16 +51,9 @@ class DurableFrontier(MemoryFrontier):
     def add(self, jobs: Iterable[CrawlJob]) -> list[CrawlJob]:
         added = []
         for job in jobs:
-            if not self._first_sight(job):
-                continue
-            if self._pending >= self.memory_limit and job.kind is JobKind.PAGE:
-                # Only pages spill: they alone reach the state file (sitemaps and robots
-                # are found again from robots.txt after a resume).
-                job.spilled = True  # backpressure: this one waits on disk
-                self._on_disk += 1
-            else:
-                self._enqueue(job, front=False)
-            added.append(job)
+            if self._first_sight(job):
+                self._admit(job)
+                added.append(job)
         return added
 
     def add_links(
@@ -74,13 +67,19 @@ class DurableFrontier(MemoryFrontier):
                 continue
             fps.add(fp)
             job = CrawlJob(url, depth, referrer, fp=fp)
-            if self._pending >= self.memory_limit:
-                job.spilled = True
-                self._on_disk += 1
-            else:
-                self._enqueue(job, front=False)
+            self._admit(job)
             added.append(job)
         return added
+
+    def _admit(self, job: CrawlJob) -> None:
+        """Queue a new job in memory, or, when memory is full, leave it on disk."""
+        if self._pending >= self.memory_limit and job.kind is JobKind.PAGE:
+            # Backpressure. Only pages spill: they alone reach the state file (sitemaps
+            # are found again from robots.txt after a resume).
+            job.spilled = True
+            self._on_disk += 1
+        else:
+            self._enqueue(job, front=False)
 
     def take(self, now: float, limit: int) -> tuple[list[CrawlJob], float | None]:
         if self._on_disk and self._pending < self.memory_limit // 4:
