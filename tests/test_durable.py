@@ -330,3 +330,23 @@ def test_save_bodies_records_text_and_digest(tmp_path: Path) -> None:
     assert records["p0"]["body"] == body
     assert records["p0"]["body_sha256"] == hashlib.sha256(body.encode()).hexdigest()
     assert records["p1"]["body"] == "base64:AAE="
+
+
+def test_durable_frontier_never_waits_forever_for_rows_that_never_come(tmp_path: Path) -> None:
+    """A spilled URL whose commit never reaches the file (a crashed writer, a bug) must not
+    keep the crawl polling forever: after ~5 s of empty looks the file's count wins."""
+    from shoal.crawler._durable import _MAX_EMPTY_RECHECKS, DurableFrontier
+    from shoal.crawler._frontier import CrawlJob
+    from shoal.state import StateStore
+
+    with StateStore.open(tmp_path / "s.sqlite", {"test": 1}) as store:
+        frontier = DurableFrontier(store, robots=False, memory_limit=1)
+        frontier.add([CrawlJob("http://a.example/1"), CrawlJob("http://a.example/2")])
+        jobs, _ = frontier.take(0.0, 10)
+        assert [j.url for j in jobs] == ["http://a.example/1"]  # the second one spilled
+        frontier.finish(jobs[0], 0.0)
+        for _ in range(_MAX_EMPTY_RECHECKS - 1):
+            jobs, next_at = frontier.take(0.0, 10)
+            assert not jobs and next_at is not None  # still hoping the row will be committed
+        jobs, next_at = frontier.take(0.0, 10)
+        assert not jobs and next_at is None and frontier.pending() == 0

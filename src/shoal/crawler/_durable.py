@@ -13,6 +13,7 @@ again shortly rather than letting the crawl end.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 
 from ..state import FingerprintSet, StateStore, fingerprint
@@ -20,7 +21,12 @@ from ._frontier import CrawlJob, JobKind, MemoryFrontier
 
 __all__ = ["DurableFrontier"]
 
+logger = logging.getLogger(__name__)
+
 _RECHECK = 0.02  # seconds until take() looks again for spilled rows not yet committed
+# After this many empty looks in a row (~5 s), trust the file over the in-memory count:
+# the writer commits within milliseconds, so rows still missing then will never come.
+_MAX_EMPTY_RECHECKS = 250
 
 
 class DurableFrontier(MemoryFrontier):
@@ -42,6 +48,7 @@ class DurableFrontier(MemoryFrontier):
         store.prepare_resume()
         self._on_disk = store.queued_count()  # queued URLs not in memory
         self._cursor = 0  # highest seq paged in so far
+        self._empty_rechecks = 0
 
     def _first_sight(self, job: CrawlJob) -> bool:
         if not job.fp:
@@ -86,7 +93,15 @@ class DurableFrontier(MemoryFrontier):
             self._page_in()
         jobs, next_at = super().take(now, limit)
         if not jobs and not self._pending and self._on_disk and next_at is None:
-            next_at = now + _RECHECK
+            self._empty_rechecks += 1
+            if self._empty_rechecks < _MAX_EMPTY_RECHECKS:
+                return jobs, now + _RECHECK
+            actual = self.store.spilled_count(self._cursor)
+            logger.warning("frontier expected %d URL(s) on disk, found %d", self._on_disk, actual)
+            self._on_disk = actual
+            self._empty_rechecks = 0
+            return jobs, (now + _RECHECK if actual else None)
+        self._empty_rechecks = 0
         return jobs, next_at
 
     def _page_in(self) -> None:

@@ -120,6 +120,7 @@ class StateStore:
         """
         path = Path(path)
         lock_fd = _lock(path)
+        conns: list[sqlite3.Connection] = []
         try:
             if fresh:
                 for suffix in ("", "-wal", "-shm"):
@@ -128,11 +129,14 @@ class StateStore:
             created = not path.exists()
             if created:
                 _create(path, identity)
-            write = _connect(path)
-            read = _connect(path)
+            conns.append(_connect(path))
+            conns.append(_connect(path))
+            write, read = conns
             _check(path, read, identity)
             return cls(path, write, read, lock_fd, created)
         except BaseException:
+            for conn in conns:
+                conn.close()
             os.close(lock_fd)
             raise
 
@@ -159,6 +163,14 @@ class StateStore:
         """Everything still queued lives on disk until paged in (memory is empty now)."""
         with _translated("resuming"), self._write:
             self._write.execute("UPDATE urls SET spilled=1 WHERE state=0 AND spilled=0")
+
+    def spilled_count(self, after_seq: int) -> int:
+        return int(
+            self._scalar(
+                "SELECT count(*) FROM urls WHERE state=0 AND spilled=1 AND seq>?", after_seq
+            )
+            or 0
+        )
 
     def page_in(self, after_seq: int, limit: int) -> list[tuple[int, UrlRow]]:
         """Up to ``limit`` spilled queued URLs after ``after_seq``: (seq, row) pairs."""
