@@ -127,7 +127,7 @@ def kill_and_resume(tmp_path: Path, seed: int, kills: int = 2, fmt: str = "jsonl
             check_warc(out, site)
         if fmt == "sqlite":
             db = sqlite3.connect(out)
-            urls = [u for (u,) in db.execute("SELECT url FROM pages")]
+            urls = [u for (u,) in db.execute("SELECT url FROM records")]
             db.close()
             assert sorted(urls) == sorted({site.url(f"/p{i}") for i in range(PAGES)})
 

@@ -136,23 +136,24 @@ class Crawler:
         fresh = True
         if self.state_path is not None:
             self._store = StateStore.open(self.state_path, self.identity(), fresh=opts.fresh)
-            fresh = self._store.created
-            if not fresh:
-                resume_at = self._store.output_offset
-                logger.info(
-                    "resuming from %s: %d URL(s) queued",
-                    self.state_path,
-                    self._store.queued_count(),
-                )
-            if self._given_frontier is None:
-                self.frontier = DurableFrontier(
-                    self._store,
-                    per_host=opts.per_host,
-                    delay=opts.initial_delay,
-                    robots=opts.robots,
-                    memory_limit=opts.memory_limit,
-                )
         try:
+            if self._store is not None:
+                fresh = self._store.created
+                if not fresh:
+                    resume_at = self._store.output_offset
+                    logger.info(
+                        "resuming from %s: %d URL(s) queued",
+                        self.state_path,
+                        self._store.queued_count(),
+                    )
+                if self._given_frontier is None:
+                    self.frontier = DurableFrontier(
+                        self._store,
+                        per_host=opts.per_host,
+                        delay=opts.initial_delay,
+                        robots=opts.robots,
+                        memory_limit=opts.memory_limit,
+                    )
             output = open_output(
                 opts.output,
                 self.format,
@@ -264,20 +265,19 @@ class Crawler:
         now = time.monotonic()
         jobs: list[CrawlJob] = []
         wake_in: float | None = None
+        notices: list[str] = []
         with self._lock:
             if self._stopping:
                 return
-            if self._deadline is not None and now >= self._deadline:
-                self._stop("max_time")
-                return
             free = self.options.concurrency - self._in_flight
-            budget = self.options.max_pages - self._taken
-            if budget <= 0:
-                if self.frontier.pending():
-                    self._stop("max_pages")
-                return
+            if self._deadline is not None and now >= self._deadline:
+                self._stop("max_time", notices)
+                free = 0
+            budget = max(0, self.options.max_pages - self._taken)
+            if budget == 0 and self.frontier.pending():
+                self._stop("max_pages", notices)  # retries of counted pages still run
             if free > 0:
-                jobs, next_at = self.frontier.take(now, min(free, budget))
+                jobs, next_at = self.frontier.take(now, free, fresh_limit=budget)
                 for job in jobs:
                     if job.kind is JobKind.PAGE and job.attempt == 1:
                         self._taken += 1
@@ -287,15 +287,18 @@ class Crawler:
                         next_at = min(next_at, self._deadline)
                     self._wake_at = next_at
                     wake_in = max(next_at - now, 0.0005)
+            notices += self.frontier.drain_notices()
+        for notice in notices:  # logging handlers are user code: never under the lock
+            logger.warning("%s", notice)
         for job in jobs:
             self._pool.put(job)
         if wake_in is not None:
             self._pool.put(_WAKE, delay=wake_in)
 
-    def _stop(self, reason: str) -> None:
+    def _stop(self, reason: str, notices: list[str]) -> None:
         if self.result.stopped_by is None:
             self.result.stopped_by = reason
-            logger.info("stopping: %s reached", reason)
+            notices.append(f"stopping: {reason} reached")
 
     # -- one task ------------------------------------------------------------------------
 
@@ -316,6 +319,13 @@ class Crawler:
                 outcome = self._do_page(job)
         except WriterError as exc:
             self._fail_crawl(exc)
+        except Exception as exc:
+            # A bug or an input nothing anticipated: record the URL as failed, so that it
+            # is neither lost nor fetched again by every resume, and carry on.
+            logger.exception("crawling %s failed", job.url)
+            if job.kind is JobKind.PAGE and self._writer is not None:
+                record = self._records.error_record(job, "internal", repr(exc))
+                self._writer.write(Commit([record], finished=job, failed=True))
         finally:
             now = time.monotonic()
             with self._lock:
@@ -336,8 +346,11 @@ class Crawler:
 
     def _do_robots(self, job: CrawlJob) -> _Outcome:
         assert self._fetcher is not None
-        fetched = self._fetcher.fetch(job.url)
-        rules = RobotsRules.from_fetch(fetched)
+        try:
+            rules = RobotsRules.from_fetch(self._fetcher.fetch(job.url))
+        except Exception as exc:
+            logger.exception("robots.txt check failed for %s", job.url)
+            rules = RobotsRules(deny_all=True, reason=f"robots.txt check failed: {exc!r}")
         if rules.reason:
             logger.info("%s: %s", job.url, rules.reason)
         host = job.host
@@ -397,6 +410,8 @@ class Crawler:
             with self._lock:
                 self.result.retries += 1
             hold = now + wait if fetched.retry_after is not None else None
+            # The retry may follow the same redirects: let it past its own claims.
+            job.claims = (*job.claims, *(c.url for c in claimed))
             return _Outcome(retry_at=now + wait, hold_until=hold)
         hold = None
         if status in (429, 503) and fetched.retry_after is not None:
@@ -418,7 +433,12 @@ class Crawler:
                     referrer=job.referrer,
                     elapsed=fetched.elapsed,
                 )
-        records, follow, callback_failed = self._records.build(job, fetched, page, error)
+        try:
+            records, follow, callback_failed = self._records.build(job, fetched, page, error)
+        except Exception as exc:
+            logger.exception("processing %s failed", job.url)
+            error, fetched.detail = "processing", repr(exc)
+            records, follow, callback_failed = self._records.build(job, fetched, None, error)
         depth = job.depth + 1
         in_scope = self.scope.allows_at(depth)
         with self._lock:
@@ -468,6 +488,9 @@ class Crawler:
         if rules is not None and not rules.allowed(target, self.options.user_agent):
             return "redirect target disallowed by robots.txt"
         target_job = CrawlJob(target, job.depth, job.url)
+        if target in job.claims:
+            claimed.append(target_job)  # claimed by this job's earlier, retried attempt
+            return None
         with self._lock:
             if not self.frontier.claim(target_job):
                 return "redirect to an already-seen URL"

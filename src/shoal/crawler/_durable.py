@@ -13,15 +13,12 @@ again shortly rather than letting the crawl end.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 
 from ..state import FingerprintSet, StateStore, fingerprint
 from ._frontier import CrawlJob, JobKind, MemoryFrontier
 
 __all__ = ["DurableFrontier"]
-
-logger = logging.getLogger(__name__)
 
 _RECHECK = 0.02  # seconds until take() looks again for spilled rows not yet committed
 # After this many empty looks in a row (~5 s), trust the file over the in-memory count:
@@ -88,16 +85,21 @@ class DurableFrontier(MemoryFrontier):
         else:
             self._enqueue(job, front=False)
 
-    def take(self, now: float, limit: int) -> tuple[list[CrawlJob], float | None]:
-        if self._on_disk and self._pending < self.memory_limit // 4:
+    def take(
+        self, now: float, limit: int, fresh_limit: int | None = None
+    ) -> tuple[list[CrawlJob], float | None]:
+        if self._on_disk and self._pending < max(1, self.memory_limit // 4):
             self._page_in()
-        jobs, next_at = super().take(now, limit)
+        jobs, next_at = super().take(now, limit, fresh_limit)
         if not jobs and not self._pending and self._on_disk and next_at is None:
             self._empty_rechecks += 1
             if self._empty_rechecks < _MAX_EMPTY_RECHECKS:
                 return jobs, now + _RECHECK
             actual = self.store.spilled_count(self._cursor)
-            logger.warning("frontier expected %d URL(s) on disk, found %d", self._on_disk, actual)
+            # Logged by the caller, outside its lock (logging handlers are user code).
+            self._notices.append(
+                f"frontier expected {self._on_disk} URL(s) on disk, found {actual}"
+            )
             self._on_disk = actual
             self._empty_rechecks = 0
             return jobs, (now + _RECHECK if actual else None)

@@ -45,6 +45,7 @@ class CrawlJob:
     attempt: int = 1
     fp: int = 0  # fingerprint, set by a durable frontier
     spilled: bool = False  # True: kept on disk, not in memory, until paged in
+    claims: tuple[str, ...] = ()  # redirect targets this job claimed before a retry
     _host: str = ""
 
     @property
@@ -79,9 +80,12 @@ class Frontier(Protocol):
         """Mark ``job.url`` seen without queueing it (a redirect target fetched in place).
         False if it was seen already."""
 
-    def take(self, now: float, limit: int) -> tuple[list[CrawlJob], float | None]:
+    def take(
+        self, now: float, limit: int, fresh_limit: int | None = None
+    ) -> tuple[list[CrawlJob], float | None]:
         """Up to ``limit`` jobs that may start now, and when the next waiting one may
-        (None when nothing waits on a clock)."""
+        (None when nothing waits on a clock). At most ``fresh_limit`` of them are first
+        attempts of pages (the page budget); retries are never held back by it."""
 
     def finish(
         self, job: CrawlJob, now: float, *, failed: bool = False, retry_at: float | None = None
@@ -101,6 +105,9 @@ class Frontier(Protocol):
         """URLs waiting, in any host's queue."""
 
     def by_host(self) -> dict[str, HostCounts]: ...
+
+    def drain_notices(self) -> list[str]:
+        """Warnings gathered under the caller's lock, for the caller to log outside it."""
 
     def close(self) -> None: ...
 
@@ -134,6 +141,7 @@ class MemoryFrontier:
         self._timed: list[tuple[float, int, _Host]] = []
         self._seq = itertools.count()
         self._pending = 0
+        self._notices: list[str] = []
 
     # -- intake --------------------------------------------------------------------------
 
@@ -202,8 +210,11 @@ class MemoryFrontier:
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def take(self, now: float, limit: int) -> tuple[list[CrawlJob], float | None]:
+    def take(
+        self, now: float, limit: int, fresh_limit: int | None = None
+    ) -> tuple[list[CrawlJob], float | None]:
         timed = self._timed
+        fresh = 0
         while timed and timed[0][0] <= now:
             self._eligible.append(heapq.heappop(timed)[2])
         jobs: list[CrawlJob] = []
@@ -224,6 +235,10 @@ class MemoryFrontier:
                 continue
             if not host.queue:
                 continue
+            first_try = host.queue[0].attempt == 1 and host.queue[0].kind is JobKind.PAGE
+            if first_try and fresh_limit is not None and fresh >= fresh_limit:
+                continue  # the page budget is spent; only a retry (queued first) relists it
+            fresh += first_try
             job = host.queue.popleft()
             self._pending -= 1
             host.in_flight += 1
@@ -276,6 +291,10 @@ class MemoryFrontier:
             name: HostCounts(len(h.queue), h.in_flight, h.done, h.failed)
             for name, h in self._hosts.items()
         }
+
+    def drain_notices(self) -> list[str]:
+        notices, self._notices = self._notices, []
+        return notices
 
     def close(self) -> None:
         self._eligible.clear()

@@ -53,7 +53,7 @@ def decode_body(body: bytes, content_type: str) -> tuple[str, str]:
             continue
         try:
             return body.decode(encoding), encoding
-        except UnicodeDecodeError:
+        except (UnicodeError, LookupError):  # LookupError: "rot13" names no text encoding
             continue
     from charset_normalizer import from_bytes  # only for the rare undeclared non-UTF-8 page
 

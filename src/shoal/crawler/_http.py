@@ -513,6 +513,8 @@ class HTTPClient:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
             raise _os_error(exc) from None
+        except UnicodeError as exc:  # a host name IDNA rejects ("a..example", long labels)
+            raise HTTPError("connection", f"bad host name {host!r}: {exc}") from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":  # the handshake runs under the connect timeout

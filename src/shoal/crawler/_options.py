@@ -60,6 +60,7 @@ class CrawlOptions:
             "per_host": self.per_host,
             "max_pages": self.max_pages,
             "max_bytes": self.max_bytes,
+            "memory_limit": self.memory_limit,
         }
         for name, value in positive.items():
             if value < 1:

@@ -110,6 +110,7 @@ class _FileOutput:
         if resume_at:
             size = self._file.seek(0, os.SEEK_END)
             if size < resume_at:
+                self._file.close()
                 raise StateError(
                     f"{path} is shorter ({size} bytes) than the crawl state says ({resume_at}); "
                     "was it changed? Run with --fresh to start over"
@@ -175,13 +176,24 @@ class CsvOutput(_FileOutput):
             self._buffer.truncate()
 
 
+def _sql_value(value: Any) -> Any:
+    if value is None or isinstance(value, int | float | str | bytes):
+        return value
+    return json_line(value)
+
+
 def _cell(value: Any) -> Any:
     return json_line(value) if isinstance(value, list | dict) else value
 
 
 class SqliteOutput:
-    """A ``pages`` table with the record fields (extracted ones as JSON in ``data``),
-    unique on url: a record written again after a resume replaces the first."""
+    """A ``records`` table: the record fields as columns (extracted or callback fields as
+    JSON in ``data``), indexed on url.
+
+    Rows are keyed by the URL that produced them and their position among its records, so
+    a page fetched again after a resume replaces its own rows instead of adding to them,
+    and a callback may give several records for one page (or records without a url).
+    """
 
     def __init__(self, path: str, fresh: bool) -> None:
         try:
@@ -193,26 +205,28 @@ class SqliteOutput:
             cols = ", ".join(
                 f"{f} {'INTEGER' if f in ('status', 'depth', 'bytes') else 'TEXT'}"
                 for f in RECORD_FIELDS
-                if f != "url"
             )
             self._db.execute(
-                f"CREATE TABLE IF NOT EXISTS pages (url TEXT PRIMARY KEY, {cols}, data TEXT)"
+                f"CREATE TABLE IF NOT EXISTS records (source_url TEXT NOT NULL, "
+                f"n INTEGER NOT NULL, {cols}, data TEXT, PRIMARY KEY (source_url, n))"
             )
+            self._db.execute("CREATE INDEX IF NOT EXISTS records_url ON records (url)")
         except sqlite3.Error as exc:
             raise UsageError(f"cannot use {path!r} as SQLite output: {exc}") from None
+        columns = ("source_url", "n", *RECORD_FIELDS, "data")
         self._insert = (
-            f"INSERT OR REPLACE INTO pages ({', '.join(RECORD_FIELDS)}, data) "
-            f"VALUES ({', '.join('?' * (len(RECORD_FIELDS) + 1))})"
+            f"INSERT OR REPLACE INTO records ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})"
         )
 
     def write(self, commits: Sequence[Commit]) -> None:
         rows = []
         for commit in commits:
-            for r in commit.records:
+            source = commit.finished.url if commit.finished is not None else ""
+            for n, r in enumerate(commit.records):
                 extra = {k: v for k, v in r.items() if k not in RECORD_FIELDS}
-                rows.append(
-                    (*(r.get(f) for f in RECORD_FIELDS), json_line(extra) if extra else None)
-                )
+                values = (_sql_value(r.get(f)) for f in RECORD_FIELDS)
+                rows.append((source, n, *values, json_line(extra) if extra else None))
         if rows:
             try:
                 with self._db:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -83,6 +84,20 @@ class Records:
             record[name] = extract(page) if page is not None and page.is_html else None
         return [record], follow, False
 
+    def error_record(self, job: CrawlJob, kind: str, detail: str) -> dict[str, Any]:
+        """The record of a URL whose processing failed before a response was in hand."""
+        record: dict[str, Any] = dict.fromkeys(self.fields)
+        record.update(
+            url=job.url,
+            final_url=job.url,
+            depth=job.depth,
+            referrer=job.referrer,
+            fetched_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            error=kind,
+            error_detail=detail,
+        )
+        return record
+
     def _call(self, job: CrawlJob, page: Page) -> tuple[list[dict[str, Any]], list[str], bool]:
         assert self.on_page is not None
         records: list[dict[str, Any]] = []
@@ -92,6 +107,9 @@ class Records:
                 if isinstance(value, str):
                     urls.append(value)
                 elif isinstance(value, dict):
+                    # Checked here, on the worker: a record the writer cannot serialize
+                    # would stop the whole crawl (and again after every resume).
+                    json.dumps(value, allow_nan=False, default=str)
                     records.append(value)
                 else:
                     raise TypeError(f"on_page gave {type(value).__name__}; want dict or str")

@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 # RFC 9309 asks crawlers to parse at least 500 KiB; anything past it is ignored.
 MAX_ROBOTS_BYTES = 512 * 1024
+# A Crawl-delay above this is taken as this: a site asking for a day between requests would
+# otherwise hold a crawl open for a day per URL.
+MAX_CRAWL_DELAY = 60.0
 
 
 @dataclass
@@ -61,4 +64,9 @@ class RobotsRules:
         if self.parser is None:
             return None
         delay = self.parser.crawl_delay(user_agent)
-        return float(delay) if delay is not None else None
+        if delay is None:
+            return None
+        delay = float(delay)
+        if not delay >= 0:  # NaN or negative
+            return None
+        return min(delay, MAX_CRAWL_DELAY)

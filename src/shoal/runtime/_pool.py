@@ -46,6 +46,7 @@ T = TypeVar("T")
 # A task faster than this (seconds) lets its worker claim more tasks per lock round trip.
 _CHEAP_TASK = 50e-6
 _MAX_BATCH = 64
+_MAX_WAIT = 3600.0  # longest single sleep of an idle worker; it then looks again
 
 
 class TaskContext(Generic[T]):
@@ -324,7 +325,8 @@ class Pool(Generic[T]):
                         break
                     timeout = None
                     if self._delayed:
-                        timeout = self._delayed[0][0] - time.monotonic()
+                        # Clamped: Condition.wait() rejects timeouts over TIMEOUT_MAX.
+                        timeout = min(self._delayed[0][0] - time.monotonic(), _MAX_WAIT)
                         if timeout <= 0:
                             _, _, d_item, d_attempt = heapq.heappop(self._delayed)
                             self._again.append((d_item, d_attempt))
@@ -361,7 +363,11 @@ class Pool(Generic[T]):
         self._unfinished -= ran
         if error is not None:
             rest = batch[ran + 1 :]
-            if rest:
+            if rest and self._dropping:
+                self._unfinished -= len(rest)  # claimed after cancel(): cancelled, not run
+                self._cancelled += len(rest)
+                self._cancelled_items.extend(rest)
+            elif rest:
                 # Tasks claimed behind the failed one never ran: hand them back first, so
                 # that a fail-fast policy cancels them along with the rest of the queue.
                 self._queue.extendleft(reversed(rest))
@@ -525,9 +531,9 @@ class Pool(Generic[T]):
         self._progress.stop()
         if self._own_output and self._output is not None:
             try:
-                self._output.flush(timeout=1.0)
+                self._output.close(timeout=1.0)
             except Exception:
-                logger.debug("writer flush failed during shutdown", exc_info=True)
+                logger.debug("writer close failed during shutdown", exc_info=True)
 
     def _report(self, report: ShutdownReport) -> None:
         logger.warning(

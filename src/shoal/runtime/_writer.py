@@ -30,7 +30,8 @@ _BATCH = 1024
 
 
 def json_line(record: Any) -> str:
-    """One JSON document on one line: jq-friendly, no NaN, non-ASCII kept readable."""
+    """One JSON document on one line, non-ASCII kept readable; objects JSON does not know
+    are written as their str()."""
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
@@ -217,5 +218,8 @@ class Writer:
                 self._entries.clear()
                 self._has_room.notify_all()
                 self._progressed.notify_all()
-            with contextlib.suppress(BaseException):  # the first error is the one to report
+            # Flush and close what can be: the first error is the one to report.
+            with contextlib.suppress(BaseException):
                 sink.flush()
+            with contextlib.suppress(BaseException):
+                sink.close()

@@ -124,8 +124,14 @@ class StateStore:
         try:
             if fresh:
                 for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
+                    try:
                         os.unlink(f"{path}{suffix}")
+                    except FileNotFoundError:
+                        pass
+                    except OSError as exc:
+                        raise StateError(
+                            f"cannot remove {path}{suffix} for --fresh: {exc.strerror or exc}"
+                        ) from None
             created = not path.exists()
             if created:
                 _create(path, identity)
@@ -274,7 +280,10 @@ def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any]) ->
         raise StateError(
             f"{path} has state schema {meta.get('schema')}; this shoal reads {_SCHEMA_VERSION}"
         )
-    theirs = json.loads(meta["identity"])
+    try:
+        theirs = json.loads(meta["identity"])
+    except (KeyError, ValueError):
+        raise StateError(f"{path} is damaged (no crawl identity); use --fresh") from None
     ours = json.loads(json.dumps(identity, sort_keys=True))
     if theirs != ours:
         diffs = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
@@ -342,6 +351,9 @@ def _lock(path: Path) -> int:
     except BlockingIOError:
         os.close(fd)
         raise StateLocked(f"{path} is in use by another running crawl") from None
+    except OSError as exc:
+        os.close(fd)
+        raise StateError(f"cannot lock {lock_path}: {exc.strerror or exc}") from None
     return fd
 
 
