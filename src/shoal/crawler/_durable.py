@@ -117,8 +117,5 @@ class DurableFrontier(MemoryFrontier):
     def pending(self) -> int:
         return self._pending + self._on_disk
 
-    def seen_count(self) -> int:
-        return len(self._fps)
-
     def close(self) -> None:
         super().close()

@@ -12,7 +12,6 @@ or protocol problem, it returns a :class:`Fetched` whose ``error`` names the kin
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,9 +23,7 @@ from ._urls import canonicalize
 
 __all__ = ["TRANSPORTS", "Fetched", "Fetcher", "Transport"]
 
-logger = logging.getLogger(__name__)
 
-_CHUNK = 64 * 1024
 TRANSPORTS = ("native", "urllib3")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 

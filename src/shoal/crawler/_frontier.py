@@ -283,9 +283,6 @@ class MemoryFrontier:
     def pending(self) -> int:
         return self._pending
 
-    def seen_count(self) -> int:
-        return len(self._seen)
-
     def by_host(self) -> dict[str, HostCounts]:
         return {
             name: HostCounts(len(h.queue), h.in_flight, h.done, h.failed)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Mapping
 
 from selectolax.lexbor import LexborHTMLParser
 
@@ -91,7 +90,3 @@ def parse_html(text: str) -> ParsedHTML:
     hrefs = [h for node in tree.tags("a") if (h := node.attrs.get("href"))]
     hrefs.extend(h for node in tree.tags("area") if (h := node.attrs.get("href")))
     return ParsedHTML(tree, base, title or None, hrefs)
-
-
-def header_map(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()}

@@ -359,12 +359,3 @@ class Scope:
         host = origin[origin.find("//") + 2 :].rpartition("@")[2]
         host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
         return self.allows_host(host)
-
-    def describe(self) -> dict[str, object]:
-        """What defines this scope, for refusing to resume a crawl with another one."""
-        return {
-            "domains": sorted(self._exact),
-            "include": list(self.include),
-            "exclude": list(self.exclude),
-            "max_depth": self.max_depth,
-        }
