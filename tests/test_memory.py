@@ -1,4 +1,4 @@
-"""Bounded memory at reduced scale: 100,000 URLs discovered, RSS measured in the child."""
+"""Bounded memory at reduced scale: 200,000 URLs discovered, RSS measured in the child."""
 
 from __future__ import annotations
 
@@ -43,14 +43,19 @@ def peak_rss_mb(args: list[str]) -> tuple[float, str]:
     return int(line.split()[1]) / 1024, proc.stderr
 
 
-def test_discovering_100k_urls_stays_small(tmp_path: Path) -> None:
+def test_the_next_100k_urls_cost_little(tmp_path: Path) -> None:
+    # Peak RSS includes start-up, parser trees and allocator slack that vary run to run,
+    # so the test compares two crawls: what the second 100,000 discovered URLs add is the
+    # cost per URL. The durable frontier keeps at most memory_limit (20k) of them in
+    # memory, so past that point only the ~16-byte fingerprints grow; an in-memory
+    # frontier (--no-state) adds ~400 bytes per URL here.
     with Site({"/robots.txt": Reply(404, "none")}) as site:
         site.fallback = fanout_page
-        base = ["crawl", site.url("/"), "--max-pages", str(PAGES), "--json-summary", "-q"]
-        small, _ = peak_rss_mb([*base[:-2], "--max-pages", "2", "-o", str(tmp_path / "a.jsonl")])
-        big, err = peak_rss_mb([*base, "-o", str(tmp_path / "b.jsonl")])
-    assert '"discovered": 99' in err or '"discovered": 100' in err  # ~100k URLs seen
-    # 100k URLs in ~16-32 bytes each plus a bounded in-memory queue: tens of MB at most,
-    # where a Python set and deque of every URL would need several times more.
-    print(f"peak RSS: {small:.1f} MB after 2 pages, {big:.1f} MB after {PAGES} pages")
-    assert big - small < 60, (small, big)
+        base = ["crawl", site.url("/"), "--json-summary", "-q"]
+        mid, _ = peak_rss_mb([*base, "--max-pages", str(PAGES), "-o", str(tmp_path / "a.jsonl")])
+        big, err = peak_rss_mb(
+            [*base, "--max-pages", str(2 * PAGES), "-o", str(tmp_path / "b.jsonl")]
+        )
+    assert '"discovered": 199' in err or '"discovered": 200' in err  # ~200k URLs seen
+    print(f"peak RSS: {mid:.1f} MB after {PAGES} pages, {big:.1f} MB after {2 * PAGES}")
+    assert big - mid < 30, (mid, big)  # < 300 bytes per URL; measured 10-14 MB
