@@ -56,7 +56,7 @@ def test_join_waits_for_the_whole_tree_with_maxsize_1() -> None:
     def handle(depth: int, ctx: TaskContext[int]) -> None:
         with lock:
             seen.append(depth)
-        if depth < 12:
+        if depth < 16:
             ctx.put(depth + 1)
             ctx.put(depth + 1)
 
@@ -64,10 +64,11 @@ def test_join_waits_for_the_whole_tree_with_maxsize_1() -> None:
         pool.put(0)
         pool.join()
         stats = pool.stats()
-    assert len(seen) == 2**13 - 1
-    assert stats.done == 2**13 - 1 and stats.queued == 0 and stats.in_flight == 0
-    # Depth-first spawning keeps the queue near depth x fan-out x workers, not tree width.
-    assert stats.peak_queued < 12 * 2 * 4 + 4
+    assert len(seen) == 2**17 - 1
+    assert stats.done == 2**17 - 1 and stats.queued == 0 and stats.in_flight == 0
+    # Depth-first spawning bounds the queue by depth x fan-out x (workers + largest batch,
+    # 64), here 2176, where breadth-first order would hold the widest level, 65,536.
+    assert stats.peak_queued <= 16 * 2 * (4 + 64)
 
 
 def test_outside_put_blocks_at_maxsize_and_times_out() -> None:

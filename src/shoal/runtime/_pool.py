@@ -15,7 +15,9 @@ Design points, each for a reason:
   worker never blocks (a worker waiting for room that only workers can make is a
   deadlock); it goes to the *front* of the queue instead. Children therefore run
   before their parent's siblings, the tree is walked depth-first, and the number of
-  waiting tasks stays near ``depth x fan-out x workers`` however large the tree.
+  waiting tasks stays below ~``depth x fan-out x (workers + _MAX_BATCH)`` however wide
+  the tree: a claimed batch of siblings spawns all its children before any of them
+  runs, so each level of the tree can leave up to a batch's worth of them waiting.
 * No polling: idle workers sleep on a condition and are woken by put(), by close(),
   or when the earliest delayed task (a retry with backoff) falls due.
 """
