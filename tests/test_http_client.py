@@ -413,10 +413,10 @@ def test_decoded_size_counts_against_max_bytes(server: Server, client: HTTPClien
 def test_content_length_over_max_bytes_is_rejected_early(
     server: Server, client: HTTPClient
 ) -> None:
-    started = time.monotonic()
+    # The server sends 64 KB and then nothing: a client that read on towards max_bytes
+    # would end in a read timeout, not in "too_large" naming the declared length.
     err = error_of(lambda: get(client, server.url("/huge"), max_bytes=1_000_000))
     assert err.kind == "too_large" and str(BIG) in err.detail
-    assert time.monotonic() - started < 1.0
     assert get(client, server.url("/page?after"))[2] == page_for("after")
 
 
@@ -431,9 +431,8 @@ def test_undecodable_body_is_a_decode_error(server: Server, client: HTTPClient, 
 def test_slow_server_times_out(server: Server) -> None:
     client = HTTPClient(read_timeout=0.3)
     try:
-        started = time.monotonic()
+        # Without the read timeout the server's answer would arrive after 2 s, no error.
         assert error_of(lambda: get(client, server.url("/slow"))).kind == "timeout"
-        assert time.monotonic() - started < 1.5
     finally:
         client.close()
 
@@ -445,10 +444,10 @@ def test_expired_deadline_fails_fast(server: Server, client: HTTPClient) -> None
 
 
 def test_deadline_bounds_a_trickling_body(server: Server, client: HTTPClient) -> None:
-    started = time.monotonic()
-    err = error_of(lambda: get(client, server.url("/drip"), deadline=started + 0.3))
+    # Every recv is quick (a piece each 50 ms), so only the deadline can end this early;
+    # without it the whole body arrives after 5 s and the request succeeds.
+    err = error_of(lambda: get(client, server.url("/drip"), deadline=time.monotonic() + 0.3))
     assert err.kind == "timeout"
-    assert time.monotonic() - started < 1.0
 
 
 # --- stale connections and hostile servers ------------------------------------------
