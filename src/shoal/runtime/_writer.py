@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TextIO
@@ -84,6 +85,11 @@ class Writer:
 
     ``maxsize`` bounds how many entries may wait: a producer that outruns the sink blocks
     until the writer catches up. Use as a context manager, or call :meth:`close`.
+
+    ``linger`` (seconds, default 0) is group commit: when fewer than half of ``maxsize``
+    entries wait, the writer waits up to this long for more before writing them, so a
+    sink with a fixed cost per batch (a flush, a database transaction) pays it for
+    several entries at once. ``flush()`` and ``close()`` cut the wait short.
     """
 
     def __init__(
@@ -94,15 +100,21 @@ class Writer:
         formatter: Callable[[Any], str] = json_line,
         maxsize: int = 65536,
         name: str = "shoal-writer",
+        linger: float = 0.0,
     ) -> None:
         if sink is not None and stream is not None:
             raise ValueError("give a stream or a sink, not both")
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
+        if not 0 <= linger <= 1:
+            raise ValueError("linger must be between 0 and 1 second")
         if sink is None:
             sink = TextSink(stream if stream is not None else sys.stdout, formatter=formatter)
         self.sink = sink
         self._maxsize = maxsize
+        self._linger = linger
+        # A batch this large is written at once, lingering or not.
+        self._enough = max(1, min(maxsize // 2, _BATCH))
         self._lock = threading.Lock()
         self._has_work = threading.Condition(self._lock)
         self._has_room = threading.Condition(self._lock)
@@ -140,7 +152,8 @@ class Writer:
                 self._has_room.wait()
             self._entries.append(entry)
             self._enqueued += 1
-            if len(self._entries) == 1:
+            waiting = len(self._entries)
+            if waiting == 1 or waiting == self._enough:
                 self._has_work.notify()
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -181,6 +194,17 @@ class Writer:
 
     # -- the writer thread -------------------------------------------------------------
 
+    def _linger_locked(self) -> None:
+        """Wait, up to ``linger`` seconds, for a batch worth writing."""
+        deadline: float | None = None
+        while len(self._entries) < self._enough and not self._closing and not self._flush_wanted:
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self._linger
+            elif now >= deadline:
+                return
+            self._has_work.wait(deadline - now)
+
     def _run(self) -> None:
         sink = self.sink
         try:
@@ -188,6 +212,8 @@ class Writer:
                 with self._lock:
                     while not self._entries and not self._closing and not self._flush_wanted:
                         self._has_work.wait()
+                    if self._linger:
+                        self._linger_locked()
                     n = min(len(self._entries), _BATCH)
                     batch = [self._entries.popleft() for _ in range(n)]
                     upto = self._enqueued - len(self._entries)
