@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+
+# A shell without job control starts background commands with SIGINT ignored, and an
+# ignored signal stays ignored across exec: the subprocesses that the Ctrl-C tests
+# interrupt would never see their SIGINT. A caught signal is reset to the default on
+# exec, so catching it here gives every child the disposition a terminal would.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _live_threads() -> set[threading.Thread]:
