@@ -26,6 +26,8 @@ from typing import Any
 
 import brotli
 
+from ._dns import Address, DNSTimeout, Resolver
+
 __all__ = ["HTTPClient", "HTTPError", "RawResponse"]
 
 _READ = 64 * 1024  # bytes per recv: a typical page arrives in one or two
@@ -414,6 +416,27 @@ def _read_body(conn: _Conn, framing: int, length: int, sink: Sink, dl: float | N
             sink(data)
 
 
+def _open_socket(addresses: list[Address], until: float) -> socket.socket:
+    """A TCP connection to the first of ``addresses`` that accepts one before ``until``."""
+    if not addresses:
+        raise OSError("the name resolved to no address")
+    error: OSError | None = None
+    for family, kind, proto, sockaddr in addresses:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out connecting")
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    assert error is not None
+    raise error
+
+
 def _timeval(seconds: float) -> bytes:
     """A struct timeval; never all zero, which would mean "wait forever"."""
     micros = max(1, round(seconds * 1_000_000))
@@ -444,8 +467,10 @@ class HTTPClient:
         read_timeout: float = 30.0,
         verify_tls: bool = True,
         max_idle_hosts: int = 256,
+        resolver: Resolver | None = None,
     ) -> None:
         self.per_host = per_host
+        self._resolver = resolver or Resolver()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_idle_hosts = max_idle_hosts
@@ -543,8 +568,12 @@ class HTTPClient:
         timeout = self.connect_timeout
         if deadline is not None and (timeout := min(timeout, deadline - time.monotonic())) <= 0:
             raise HTTPError("timeout", "request deadline exceeded")
+        # The connect timeout covers the lookup and the TCP handshake together.
+        until = time.monotonic() + timeout
         try:
-            sock = socket.create_connection((host, port), timeout=timeout)
+            sock = _open_socket(self._resolver.resolve(host, port, timeout), until)
+        except DNSTimeout as exc:
+            raise HTTPError("timeout", str(exc)) from None
         except OSError as exc:
             raise _os_error(exc) from None
         except UnicodeError as exc:  # a host name IDNA rejects ("a..example", long labels)

@@ -153,7 +153,7 @@ class Writer:
             self._entries.append(entry)
             self._enqueued += 1
             waiting = len(self._entries)
-            if waiting == 1 or waiting == self._enough:
+            if waiting in (1, self._enough):
                 self._has_work.notify()
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -1,0 +1,146 @@
+"""Host name lookups that honour a deadline, with a small cache.
+
+``socket.getaddrinfo`` cannot be interrupted and takes as long as the system resolver
+does (seconds per try, several tries), so a connect timeout alone does not bound a
+request. Here each lookup runs on a short-lived daemon thread and callers wait for it
+no longer than their timeout; a lookup that outlives them still finishes and fills the
+cache for the next caller. Concurrent callers for the same host share one lookup, and
+answers are kept for ``ttl`` seconds (failures for ``negative_ttl``), so a crawl asks
+the resolver about each host once in a while instead of once per connection.
+
+IP literals never reach a thread: they are parsed in place.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Address", "DNSTimeout", "Resolver"]
+
+# (family, type, proto, sockaddr): what socket() and connect() need.
+Address = tuple[socket.AddressFamily, socket.SocketKind, int, Any]
+Lookup = Callable[..., list[tuple[Any, ...]]]
+
+
+class DNSTimeout(TimeoutError):
+    """The resolver did not answer within the caller's timeout."""
+
+
+class _Pending:
+    __slots__ = ("addresses", "done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.addresses: list[Address] = []
+        self.error: BaseException | None = None
+
+
+class Resolver:
+    """Thread-safe. ``lookup`` is ``socket.getaddrinfo`` unless a test swaps it."""
+
+    def __init__(
+        self,
+        *,
+        ttl: float = 300.0,
+        negative_ttl: float = 10.0,
+        max_entries: int = 4096,
+        lookup: Lookup = socket.getaddrinfo,
+    ) -> None:
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.max_entries = max_entries
+        self._lookup = lookup
+        self._lock = threading.Lock()
+        # (host, port) -> (expires at, addresses or the error to raise again)
+        self._cache: OrderedDict[tuple[str, int], tuple[float, list[Address] | BaseException]]
+        self._cache = OrderedDict()
+        self._pending: dict[tuple[str, int], _Pending] = {}
+
+    def resolve(self, host: str, port: int, timeout: float) -> list[Address]:
+        """Addresses for a TCP connection to ``host:port``; raises what getaddrinfo raises
+        (``socket.gaierror``, ``UnicodeError`` for a name IDNA rejects) or DNSTimeout."""
+        if _is_ip_literal(host):
+            return _addresses(
+                socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+            )
+        key = (host, port)
+        start = False
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                expires, answer = cached
+                if expires > time.monotonic():
+                    self._cache.move_to_end(key)
+                    if isinstance(answer, BaseException):
+                        raise _copy(answer)
+                    return answer
+                del self._cache[key]
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = _Pending()
+                start = True
+        if start:
+            threading.Thread(
+                target=self._run, args=(key, pending), name="shoal-dns", daemon=True
+            ).start()
+        if not pending.done.wait(max(timeout, 0.0)):
+            raise DNSTimeout(f"looking up {host!r} took over {timeout:g} s")
+        if pending.error is not None:
+            raise _copy(pending.error)
+        return pending.addresses
+
+    def _run(self, key: tuple[str, int], pending: _Pending) -> None:
+        answer: list[Address] | BaseException
+        try:
+            answer = _addresses(self._lookup(key[0], key[1], type=socket.SOCK_STREAM))
+        except BaseException as exc:  # noqa: BLE001 - every outcome goes to the callers
+            answer = exc
+        with self._lock:
+            self._pending.pop(key, None)
+            if isinstance(answer, list):
+                pending.addresses = answer
+                self._store(key, self.ttl, answer)
+            else:
+                pending.error = answer
+                if isinstance(answer, OSError | UnicodeError):  # a real "no such host"
+                    self._store(key, self.negative_ttl, answer)
+        pending.done.set()  # after the cache: a woken caller's next lookup hits it
+
+    def _store(
+        self, key: tuple[str, int], ttl: float, answer: list[Address] | BaseException
+    ) -> None:
+        self._cache[key] = (time.monotonic() + ttl, answer)
+        while len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+
+def _copy(exc: BaseException) -> BaseException:
+    """A fresh exception like ``exc``: one instance raised in many threads at once would
+    have its traceback rewritten under each of them."""
+    try:
+        return type(exc)(*exc.args)
+    except Exception:  # noqa: BLE001 - an exception type with an unusual constructor
+        return exc
+
+
+def _addresses(infos: list[tuple[Any, ...]]) -> list[Address]:
+    return [(family, kind, proto, sockaddr) for family, kind, proto, _name, sockaddr in infos]
+
+
+def _is_ip_literal(host: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
