@@ -34,3 +34,15 @@ def no_leaked_threads() -> Iterator[None]:
             t.join(timeout=0.05)
         leaked = _live_threads() - before
     assert not leaked, f"leaked threads: {sorted(t.name for t in leaked)}"
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crawls take their proxy from the environment by default: tests talk to 127.0.0.1
+    directly unless they set a proxy themselves (children inherit this environment)."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)

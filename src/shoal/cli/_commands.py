@@ -152,6 +152,13 @@ def _crawl_options(f: Any) -> Any:
             help="HTTP client to fetch with.",
         ),
         click.option(
+            "--proxy",
+            metavar="URL",
+            default="env",
+            help="HTTP proxy for every request (http://[user:pass@]host:port), or 'none'. "
+            "Default: http_proxy, https_proxy and no_proxy from the environment.",
+        ),
+        click.option(
             "--state",
             "state_path",
             metavar="PATH",
@@ -219,6 +226,8 @@ def demo(**kw: Any) -> None:
     options, quiet, as_json = _options_from(kw)
     # The sample site gets a new port every run, so a saved state could never be resumed.
     options["fresh"] = True
+    if options["proxy"] == "env":
+        options["proxy"] = None  # the sample site is on this machine: no proxy can reach it
     with DemoSite() as site:
         if not quiet:
             click.echo(f"serving the sample site at {site.url}; crawling it", err=True)

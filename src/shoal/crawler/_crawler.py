@@ -199,6 +199,7 @@ class Crawler:
             per_host=opts.per_host,
             verify_tls=opts.verify_tls,
             transport=opts.transport,
+            proxies=opts.proxy_rules(),
         )
         started = time.monotonic()
         if opts.max_time is not None:

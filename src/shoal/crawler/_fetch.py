@@ -19,6 +19,7 @@ from typing import Protocol
 from urllib.parse import urljoin
 
 from ._http import HTTPClient, HTTPError, RawResponse
+from ._proxy import ProxyRules
 from ._urls import canonicalize
 
 __all__ = ["TRANSPORTS", "Fetched", "Fetcher", "Transport"]
@@ -77,6 +78,7 @@ class Fetcher:
         verify_tls: bool = True,
         headers: Mapping[str, str] | None = None,
         transport: str = "native",
+        proxies: ProxyRules | None = None,
     ) -> None:
         self.timeout = timeout
         self.max_bytes = max_bytes
@@ -95,8 +97,11 @@ class Fetcher:
                 connect_timeout=connect,
                 read_timeout=timeout,
                 verify_tls=verify_tls,
+                proxies=proxies,
             )
         elif transport == "urllib3":
+            if proxies is not None:
+                raise ValueError("the urllib3 transport does not support proxies")
             from ._urllib3 import Urllib3Transport
 
             self._transport = Urllib3Transport(

@@ -27,6 +27,7 @@ from typing import Any
 import brotli
 
 from ._dns import Address, DNSTimeout, Resolver
+from ._proxy import Proxy, ProxyRules
 
 __all__ = ["HTTPClient", "HTTPError", "RawResponse"]
 
@@ -52,7 +53,7 @@ class RawResponse:
 
 
 class HTTPError(Exception):
-    """kind is one of timeout, connection, tls, too_large, protocol, decode."""
+    """kind is one of timeout, connection, tls, proxy, too_large, protocol, decode."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(kind, detail)
@@ -416,6 +417,38 @@ def _read_body(conn: _Conn, framing: int, length: int, sink: Sink, dl: float | N
             sink(data)
 
 
+def _via(error: HTTPError, proxy: Proxy | None) -> HTTPError:
+    """Name the proxy in a failure to reach it."""
+    if proxy is None:
+        return error
+    return HTTPError(error.kind, f"proxy {proxy.host}:{proxy.port}: {error.detail}")
+
+
+def _tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy) -> None:
+    """Ask the proxy for a tunnel to host:port (RFC 9110 section 9.3.6)."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if proxy.authorization:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    text = "\r\n".join(lines) + "\r\n\r\n"
+    if any(c in authority for c in " \r\n"):
+        raise HTTPError("protocol", f"bad host {host!r}")
+    sock.sendall(text.encode("latin-1"))
+    head = b""
+    while (end := head.find(b"\r\n\r\n")) < 0:
+        if len(head) > _MAX_HEAD:
+            raise HTTPError("proxy", "the proxy's answer to CONNECT is too long")
+        data = sock.recv(_READ)
+        if not data:
+            raise HTTPError("proxy", f"proxy {proxy.host}:{proxy.port} closed the tunnel")
+        head += data
+    status, _, _ = _parse_head(head[:end].decode("latin-1").split("\r\n"))
+    if not 200 <= status < 300:
+        raise HTTPError("proxy", f"proxy {proxy.host}:{proxy.port} refused CONNECT: {status}")
+    if end + 4 != len(head):  # the server speaks only after our TLS hello
+        raise HTTPError("protocol", "unexpected bytes after the proxy's answer to CONNECT")
+
+
 def _open_socket(addresses: list[Address], until: float) -> socket.socket:
     """A TCP connection to the first of ``addresses`` that accepts one before ``until``."""
     if not addresses:
@@ -468,8 +501,10 @@ class HTTPClient:
         verify_tls: bool = True,
         max_idle_hosts: int = 256,
         resolver: Resolver | None = None,
+        proxies: ProxyRules | None = None,
     ) -> None:
         self.per_host = per_host
+        self.proxies = proxies
         self._resolver = resolver or Resolver()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -493,12 +528,21 @@ class HTTPClient:
         redirects) returns an empty body, keeping the connection if that is cheap."""
         scheme, host, port, authority, target = _split_url(url)
         origin = f"{scheme}://{authority}"
-        request = _request(target, authority, headers)
-        conn = self._checkout(origin)
+        proxy = self.proxies.for_url(scheme, host) if self.proxies is not None else None
+        if proxy is None:
+            request = _request(target, authority, headers)
+        elif scheme == "http":  # absolute-form, to the proxy
+            if proxy.authorization:
+                headers = {**headers, "Proxy-Authorization": proxy.authorization}
+            request = _request(f"{origin}{target}", authority, headers)
+        else:  # through a CONNECT tunnel: the request itself is the usual one
+            request = _request(target, authority, headers)
+        pool_key = origin if proxy is None else f"{origin} via {proxy.key}"
+        conn = self._checkout(pool_key)
         while True:
             reused = conn is not None
             if conn is None:
-                conn = self._connect(scheme, host, port, deadline)
+                conn = self._connect(scheme, host, port, deadline, proxy)
             try:
                 response, keep = _exchange(conn, request, max_bytes, deadline, read_body)
             except _Stale as exc:
@@ -514,7 +558,7 @@ class HTTPClient:
                 conn.close()
                 raise
             if keep and conn.pos == len(conn.buf):  # extra unread bytes: out of step, drop
-                self._checkin(origin, conn)
+                self._checkin(pool_key, conn)
             else:
                 conn.close()
             return response
@@ -564,23 +608,30 @@ class HTTPClient:
         for old in evicted:  # closing is I/O: outside the lock
             old.close()
 
-    def _connect(self, scheme: str, host: str, port: int, deadline: float | None) -> _Conn:
+    def _connect(
+        self, scheme: str, host: str, port: int, deadline: float | None, proxy: Proxy | None
+    ) -> _Conn:
         timeout = self.connect_timeout
         if deadline is not None and (timeout := min(timeout, deadline - time.monotonic())) <= 0:
             raise HTTPError("timeout", "request deadline exceeded")
-        # The connect timeout covers the lookup and the TCP handshake together.
+        # The connect timeout covers the lookup, the TCP handshake and a proxy's CONNECT.
         until = time.monotonic() + timeout
+        to_host, to_port = (host, port) if proxy is None else (proxy.host, proxy.port)
         try:
-            sock = _open_socket(self._resolver.resolve(host, port, timeout), until)
+            sock = _open_socket(self._resolver.resolve(to_host, to_port, timeout), until)
         except DNSTimeout as exc:
-            raise HTTPError("timeout", str(exc)) from None
+            raise _via(HTTPError("timeout", str(exc)), proxy) from None
         except OSError as exc:
-            raise _os_error(exc) from None
+            raise _via(_os_error(exc), proxy) from None
         except UnicodeError as exc:  # a host name IDNA rejects ("a..example", long labels)
-            raise HTTPError("connection", f"bad host name {host!r}: {exc}") from None
+            raise HTTPError("connection", f"bad host name {to_host!r}: {exc}") from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if scheme == "https":  # the handshake runs under the connect timeout
+            if scheme == "https":
+                if proxy is not None:
+                    _tunnel(sock, host, port, proxy)
+                # The handshake, like the tunnel, runs under what is left of the connect
+                # timeout (set on the socket by _open_socket).
                 sock = self._tls().wrap_socket(sock, server_hostname=host)
             return _Conn(sock, self.read_timeout)
         except BaseException as exc:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .._errors import UsageError
 from .._version import __version__
+from ._proxy import ProxyRules
 
 __all__ = ["DEFAULT_USER_AGENT", "CrawlOptions"]
 
@@ -45,6 +46,9 @@ class CrawlOptions:
     throttle_start: float = 1.0  # auto-throttle's first delay per host, before any latency is known
     verify_tls: bool = True
     transport: str = "native"  # HTTP client: "native" (shoal's own) or "urllib3"
+    # "env": http_proxy/https_proxy/no_proxy from the environment; None: no proxy;
+    # otherwise the URL of one proxy for every request.
+    proxy: str | None = "env"
     output: str | None = None
     format: str | None = None
     progress: bool | None = None  # None: on when stderr is a terminal
@@ -73,7 +77,26 @@ class CrawlOptions:
             raise UsageError(f"unknown transport {self.transport!r}: native or urllib3")
         if self.max_time is not None and self.max_time <= 0:
             raise UsageError("max_time must be > 0")
+        self.proxy_rules()  # a bad proxy URL fails here, before anything starts
         self.per_host = min(self.per_host, self.concurrency)
+
+    def proxy_rules(self) -> ProxyRules | None:
+        try:
+            if self.proxy == "env":
+                rules = ProxyRules.from_environment()
+            elif self.proxy is None or self.proxy.lower() == "none":
+                rules = None
+            else:
+                rules = ProxyRules.single(self.proxy)
+        except ValueError as exc:
+            where = " (from the environment)" if self.proxy == "env" else ""
+            raise UsageError(f"{exc}{where}") from None
+        if rules is not None and self.transport != "native":
+            raise UsageError(
+                "the urllib3 HTTP client does not go through proxies: use --http-client native"
+                + (" or --proxy none" if self.proxy == "env" else "")
+            )
+        return rules
 
     @property
     def initial_delay(self) -> float:

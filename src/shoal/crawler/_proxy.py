@@ -1,0 +1,123 @@
+"""Forward proxies: which one a URL goes through, and how to talk to it.
+
+Plain ``http://`` URLs are sent to the proxy as absolute-form requests
+(``GET http://host/path``); ``https://`` URLs go through a ``CONNECT`` tunnel, and TLS is
+then spoken end to end with the real host, whose certificate is verified as usual.
+Credentials in the proxy URL become a ``Proxy-Authorization: Basic`` header.
+
+By default the rules come from the environment, as in curl, wget and requests:
+``http_proxy``, ``https_proxy`` (or ``all_proxy``) and ``no_proxy``, in either case.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["Proxy", "ProxyRules"]
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    host: str
+    port: int
+    authorization: str | None  # a Proxy-Authorization value, from the URL's user:password
+
+    @property
+    def key(self) -> str:
+        """Names the proxy in connection-pool keys (credentials included: other
+        credentials must not share a tunnel)."""
+        return f"{self.host}:{self.port}#{self.authorization or ''}"
+
+    @classmethod
+    def parse(cls, url: str) -> Proxy:
+        """``http://[user:password@]host[:port]``; raises ValueError with the reason."""
+        text = url.strip()
+        if "://" not in text:
+            text = "http://" + text  # "proxy:3128", as curl accepts
+        parts = urlsplit(text)
+        if parts.scheme != "http":
+            raise ValueError(
+                f"proxy {url!r}: only http:// proxies are supported (https:// URLs are "
+                "tunnelled through them with CONNECT)"
+            )
+        try:
+            port = parts.port or 80
+        except ValueError:
+            raise ValueError(f"proxy {url!r}: bad port") from None
+        if not parts.hostname:
+            raise ValueError(f"proxy {url!r}: no host")
+        authorization = None
+        if parts.username is not None:
+            user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            token = base64.b64encode(user_pass.encode("utf-8")).decode("ascii")
+            authorization = f"Basic {token}"
+        return cls(parts.hostname, port, authorization)
+
+
+class ProxyRules:
+    """Which proxy, if any, serves a URL.
+
+    ``no_proxy`` is a comma-separated list of exceptions: ``*`` (every host), a host name
+    that also covers its subdomains (``example.com``, ``.example.com``), an IP address or
+    a network (``10.0.0.0/8``), as curl reads it. Ports in entries are ignored.
+    """
+
+    def __init__(
+        self, *, http: str | None = None, https: str | None = None, no_proxy: str = ""
+    ) -> None:
+        self.http = Proxy.parse(http) if http else None
+        self.https = Proxy.parse(https) if https else None
+        self.no_proxy = no_proxy
+        self._bypass_all = False
+        self._domains: list[str] = []
+        self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for raw in no_proxy.split(","):
+            entry = raw.strip().lower()
+            if entry.startswith("[") and "]" in entry:  # [::1]:8080
+                entry = entry[1 : entry.index("]")]
+            elif entry.count(":") == 1:
+                entry = entry.partition(":")[0]
+            entry = entry.lstrip(".")
+            if not entry:
+                continue
+            if entry == "*":
+                self._bypass_all = True
+                continue
+            try:
+                self._networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self._domains.append(entry)
+
+    @classmethod
+    def from_environment(cls) -> ProxyRules | None:
+        """The environment's rules, or None when it names no proxy."""
+        env = urllib.request.getproxies_environment()
+        fallback = env.get("all")
+        http, https = env.get("http", fallback), env.get("https", fallback)
+        if not http and not https:
+            return None
+        return cls(http=http, https=https, no_proxy=env.get("no", ""))
+
+    @classmethod
+    def single(cls, url: str) -> ProxyRules:
+        """One proxy for every URL."""
+        return cls(http=url, https=url)
+
+    def for_url(self, scheme: str, host: str) -> Proxy | None:
+        proxy = self.https if scheme == "https" else self.http
+        if proxy is None:
+            return None
+        return None if self._bypassed(host.lower().rstrip(".")) else proxy
+
+    def _bypassed(self, host: str) -> bool:
+        if self._bypass_all:
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return any(host == d or host.endswith("." + d) for d in self._domains)
+        return any(address in network for network in self._networks)

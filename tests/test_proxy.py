@@ -1,0 +1,314 @@
+"""Forward proxies: plain HTTP in absolute form, HTTPS through CONNECT, credentials,
+no_proxy, the environment, and a clear error for a proxy that is down or refuses.
+
+The proxy is a real one on 127.0.0.1: it forwards GETs to the origin with http.client
+and splices CONNECT tunnels byte for byte, and logs every request line it was sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from shoal.crawler._http import HTTPClient, HTTPError
+from shoal.crawler._proxy import Proxy, ProxyRules
+from sites import Site, html
+
+CREDENTIALS = "Basic dXNlcjpwIHc="  # user:"p w"
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    server: ForwardProxy
+    protocol_version = "HTTP/1.1"
+
+    def _authorized(self) -> bool:
+        self.server.log.append(
+            (self.requestline, self.headers.get("Proxy-Authorization"), self.headers.get("Host"))
+        )
+        if self.server.require is None or self.headers.get("Proxy-Authorization") == (
+            self.server.require
+        ):
+            return True
+        self.send_response(407)
+        self.send_header("Proxy-Authenticate", 'Basic realm="test"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return False
+
+    def do_GET(self) -> None:
+        if not self._authorized():
+            return
+        target = urlsplit(self.path)
+        assert target.scheme == "http", self.path  # absolute form, as proxies expect
+        origin = http.client.HTTPConnection(target.hostname or "", target.port, timeout=10)
+        try:
+            path = target.path + (f"?{target.query}" if target.query else "")
+            origin.request("GET", path, headers={"Host": self.headers.get("Host", "")})
+            reply = origin.getresponse()
+            body = reply.read()
+        finally:
+            origin.close()
+        self.send_response(reply.status)
+        for name, value in reply.getheaders():
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_CONNECT(self) -> None:
+        if not self._authorized():
+            return
+        host, _, port = self.path.rpartition(":")
+        upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.wfile.flush()
+        pipes = [
+            threading.Thread(target=_pump, args=(self.connection, upstream), name="tunnel"),
+            threading.Thread(target=_pump, args=(upstream, self.connection), name="tunnel"),
+        ]
+        for pipe in pipes:
+            pipe.start()
+        for pipe in pipes:
+            pipe.join(30)
+        upstream.close()
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class ForwardProxy(ThreadingHTTPServer):
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, require: str | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.require = require
+        self.log: list[tuple[str, str | None, str | None]] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="proxy")
+        self.thread.start()
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def proxy() -> Iterator[ForwardProxy]:
+    srv = ForwardProxy()
+    yield srv
+    srv.close()
+
+
+def get(client: HTTPClient, url: str) -> tuple[int, bytes]:
+    response = client.get(url, {"User-Agent": "test"}, max_bytes=1_000_000)
+    return response.status, response.body
+
+
+def test_plain_http_goes_to_the_proxy_in_absolute_form(proxy: ForwardProxy) -> None:
+    with Site({"/a": "page a", "/b?x=1": "page b"}) as site:
+        client = HTTPClient(proxies=ProxyRules.single(proxy.url))
+        try:
+            assert get(client, site.url("/a")) == (200, b"page a")
+            assert get(client, site.url("/b?x=1")) == (200, b"page b")
+        finally:
+            client.close()
+        assert site.count("/a") == 1 and site.count("/b?x=1") == 1
+    lines = [line for line, _, _ in proxy.log]
+    assert lines == [f"GET {site.url('/a')} HTTP/1.1", f"GET {site.url('/b?x=1')} HTTP/1.1"]
+    assert all(host == site.origin.split("//")[1] for _, _, host in proxy.log)
+
+
+def test_credentials_in_the_proxy_url_are_sent() -> None:
+    guarded = ForwardProxy(require=CREDENTIALS)
+    try:
+        with Site({"/": "hello"}) as site:
+            url = guarded.url.replace("http://", "http://user:p%20w@")
+            good = HTTPClient(proxies=ProxyRules.single(url))
+            bad = HTTPClient(proxies=ProxyRules.single(guarded.url))
+            try:
+                assert get(good, site.url("/")) == (200, b"hello")
+                assert get(bad, site.url("/"))[0] == 407  # an answer, recorded as http_407
+            finally:
+                good.close()
+                bad.close()
+    finally:
+        guarded.close()
+
+
+def test_no_proxy_hosts_are_fetched_directly(proxy: ForwardProxy) -> None:
+    with Site({"/": "direct"}) as site:
+        for no_proxy in ("127.0.0.1", "127.0.0.0/8", "*", "localhost,127.0.0.1:9"):
+            client = HTTPClient(proxies=ProxyRules(http=proxy.url, no_proxy=no_proxy))
+            try:
+                assert get(client, site.url("/")) == (200, b"direct")
+            finally:
+                client.close()
+    assert proxy.log == []
+
+
+def test_a_proxy_that_is_down_is_named_in_the_error() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    client = HTTPClient(proxies=ProxyRules.single(f"http://127.0.0.1:{port}"))
+    try:
+        with pytest.raises(HTTPError) as caught:
+            get(client, "http://example.test/")
+        assert caught.value.kind == "connection"
+        assert f"proxy 127.0.0.1:{port}" in caught.value.detail
+    finally:
+        client.close()
+
+
+def test_proxy_urls_are_checked() -> None:
+    assert Proxy.parse("proxy.test:3128") == Proxy("proxy.test", 3128, None)
+    assert Proxy.parse("http://u:pw@proxy.test").authorization == "Basic dTpwdw=="
+    for bad in ("socks5://proxy.test:1080", "https://proxy.test", "http://:80", "http://p:x/"):
+        with pytest.raises(ValueError, match="proxy"):
+            Proxy.parse(bad)
+
+
+def test_rules_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ProxyRules.from_environment() is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://secure.test:8443")
+    monkeypatch.setenv("no_proxy", ".internal.test")
+    rules = ProxyRules.from_environment()
+    assert rules is not None
+    assert rules.for_url("http", "example.test") is None  # no http_proxy
+    assert rules.for_url("https", "example.test") == Proxy("secure.test", 8443, None)
+    assert rules.for_url("https", "a.internal.test") is None
+    assert rules.for_url("https", "internal.test") is None
+
+
+# --- HTTPS through CONNECT -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+    class Hello(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = f"secret {self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    srv.daemon_threads = False
+    srv.block_on_close = True
+    srv.socket = context.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), name="tls-site")
+    thread.start()
+    yield f"https://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+    thread.join(10)
+
+
+def test_https_goes_through_a_connect_tunnel(proxy: ForwardProxy, tls_site: str) -> None:
+    client = HTTPClient(proxies=ProxyRules.single(proxy.url), verify_tls=False)
+    try:
+        for path in ("/one", "/two"):
+            assert get(client, tls_site + path) == (200, f"secret {path}".encode())
+    finally:
+        client.close()
+    authority = tls_site.removeprefix("https://")
+    # One tunnel, kept alive for the second request; the proxy never sees the paths.
+    assert [line for line, _, _ in proxy.log] == [f"CONNECT {authority} HTTP/1.1"]
+
+
+def test_a_refused_connect_is_a_proxy_error(tls_site: str) -> None:
+    guarded = ForwardProxy(require=CREDENTIALS)
+    client = HTTPClient(proxies=ProxyRules.single(guarded.url), verify_tls=False)
+    try:
+        with pytest.raises(HTTPError) as caught:
+            get(client, tls_site + "/")
+        assert caught.value.kind == "proxy" and "407" in caught.value.detail
+    finally:
+        client.close()
+        guarded.close()
+
+
+# --- the command line ------------------------------------------------------------------
+
+
+def test_the_crawl_goes_through_the_proxy_of_the_environment(
+    proxy: ForwardProxy, tmp_path: Path
+) -> None:
+    with Site({"/": html("home", "/a"), "/a": html("a")}) as site:
+        out = tmp_path / "out.jsonl"
+        env_proxy = {"http_proxy": proxy.url}
+        done = subprocess.run(
+            [sys.executable, "-m", "shoal", "crawl", site.url("/"), "-o", str(out), "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env_proxy},
+        )
+        assert done.returncode == 0, done.stderr
+    assert len(out.read_text().splitlines()) == 2
+    paths = sorted(line.split()[1].removeprefix(site.origin) for line, _, _ in proxy.log)
+    assert paths == ["/", "/a", "/robots.txt"]
+
+
+def test_a_bad_proxy_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "shoal", "crawl", "http://127.0.0.1:9/", "--proxy", "socks5://x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
+    assert done.returncode == 2 and "only http:// proxies" in done.stderr
