@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -448,6 +449,82 @@ def test_deadline_bounds_a_trickling_body(server: Server, client: HTTPClient) ->
     # without it the whole body arrives after 5 s and the request succeeds.
     err = error_of(lambda: get(client, server.url("/drip"), deadline=time.monotonic() + 0.3))
     assert err.kind == "timeout"
+
+
+class _Deaf:
+    """Accepts one connection and never reads from it: a request larger than the socket
+    buffers can never be sent in full."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="deaf")
+        self.thread.start()
+
+    def _run(self) -> None:
+        conn, _ = self.sock.accept()
+        self.done.wait(60)
+        conn.close()
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("on_worker_thread", [False, True])
+def test_the_deadline_bounds_sending_the_request(on_worker_thread: bool) -> None:
+    # Kernel send timeouts apply per send() call (worker threads), Python's to the whole
+    # sendall (main thread): either way a partial send must stop at the deadline, long
+    # before the 30 s read timeout would run out once, let alone once per partial send.
+    deaf = _Deaf()
+    client = HTTPClient(read_timeout=30)
+    outcome: list[object] = []
+
+    def request() -> None:
+        started = time.monotonic()
+        try:
+            client.get(deaf.url, {"X-Big": "a" * (8 << 20)}, max_bytes=100, deadline=started + 0.3)
+        except HTTPError as exc:
+            outcome.append(exc.kind)
+        outcome.append(time.monotonic() - started)
+
+    try:
+        if on_worker_thread:
+            worker = threading.Thread(target=request, name="sender")
+            worker.start()
+            worker.join(60)
+        else:
+            request()
+    finally:
+        deaf.close()
+        client.close()
+    kind, elapsed = outcome
+    assert kind == "timeout"
+    assert isinstance(elapsed, float) and elapsed < 15  # not 30 s per partial send
+
+
+def test_signals_do_not_restart_the_read_timeout(raw_server: Callable[..., RawServer]) -> None:
+    # On the main thread a signal interrupts recv() and Python retries it; the timeout
+    # must keep counting down across retries (the server answers only after 6 s).
+    hold = threading.Event()
+    srv = raw_server(lambda conn, i: (read_request(conn), hold.wait(6)))
+    client = HTTPClient(read_timeout=0.5)
+    previous = signal.signal(signal.SIGALRM, lambda *args: None)
+    signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
+    try:
+        started = time.monotonic()
+        assert error_of(lambda: get(client, srv.url + "/")).kind == "timeout"
+        assert time.monotonic() - started < 4  # 0.5 s, not restarted by each signal
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        hold.set()
+        client.close()
 
 
 # --- stale connections and hostile servers ------------------------------------------

@@ -7,7 +7,16 @@ from urllib.parse import urljoin
 
 import pytest
 
-from shoal.crawler._urls import LinkResolver, Scope, canonicalize, host_key, join_url
+from shoal import InvalidURL
+from shoal.crawler._urls import (
+    MAX_URL_LENGTH,
+    LinkResolver,
+    Scope,
+    canonicalize,
+    host_key,
+    join_url,
+    parse_start_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -84,3 +93,17 @@ def test_scope() -> None:
     assert not scope.allows("http://example.com/x.pdf")
     assert not scope.allows("http://example.com/a", depth=3)
     assert scope.allows("http://user@example.com/")
+
+
+def test_overlong_urls_are_not_followed() -> None:
+    base = "http://h.example/dir/page"
+    fits = "x" * (MAX_URL_LENGTH - len("http://h.example/dir/"))
+    assert join_url(base, fits) == "http://h.example/dir/" + fits
+    for href in (fits + "y", "/" + "y" * MAX_URL_LENGTH, "z" * (10 * MAX_URL_LENGTH)):
+        assert join_url(base, href) is None
+    # Percent-encoding can make a URL longer than its text: the canonical form counts.
+    with pytest.raises(ValueError, match="longer than"):
+        canonicalize("http://h.example/" + "é" * (MAX_URL_LENGTH // 4))
+    with pytest.raises(InvalidURL, match="longer than") as caught:
+        parse_start_url("http://h.example/" + "a" * MAX_URL_LENGTH)
+    assert len(str(caught.value)) < 400  # the message shows the start of the URL only

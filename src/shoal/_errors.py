@@ -117,7 +117,8 @@ class InvalidURL(UsageError):
     """A URL that shoal cannot crawl (bad syntax, unsupported scheme, no host)."""
 
     def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"invalid URL {url!r}: {reason}")
+        shown = url if len(url) <= 200 else url[:200] + "..."
+        super().__init__(f"invalid URL {shown!r}: {reason}")
         self.url = url
         self.reason = reason
 

@@ -131,8 +131,9 @@ class Fetcher:
                 break
             try:
                 target = canonicalize(urljoin(current, location))
-            except ValueError:
-                result.error, result.detail = "bad_redirect", f"bad Location {location!r}"
+            except ValueError as exc:
+                shown = location if len(location) <= 200 else location[:200] + "..."
+                result.error, result.detail = "bad_redirect", f"bad Location {shown!r}: {exc}"
                 break
             if target in (current, url) or target in result.redirects:
                 result.error, result.detail = "redirect_loop", f"redirect loop at {target}"

@@ -71,53 +71,90 @@ class _Stale(Exception):
 class _Conn:
     """A socket plus the received bytes the parser has not consumed yet (buf[pos:]).
 
-    Plain TCP sockets are put in blocking mode with the timeouts kept by the kernel
-    (SO_RCVTIMEO, SO_SNDTIMEO): a socket with a Python-level timeout poll()s before every
-    send and recv, and each of those extra syscalls is one more GIL release and
-    re-acquisition, which under many threads costs more than the syscall itself. A
-    kernel timeout surfaces as EAGAIN, turned back into TimeoutError here. TLS sockets
-    keep Python's timeouts (OpenSSL reports EAGAIN as "want read", not a timeout).
+    Timeouts. Worker threads use plain-TCP sockets in blocking mode with the timeouts
+    kept by the kernel (SO_RCVTIMEO, SO_SNDTIMEO): a socket with a Python-level timeout
+    poll()s before every send and recv, and each of those extra syscalls is one more GIL
+    release and re-acquisition, which under many threads costs more than the syscall.
+    A kernel timeout surfaces as EAGAIN, turned back into TimeoutError here. Two cases
+    keep Python's timeouts: TLS sockets (OpenSSL reports EAGAIN as "want read", not as a
+    timeout) and the main thread, where signal handlers run: Python retries a recv that
+    a signal interrupted, and the kernel would start a retried recv's timeout afresh.
     """
 
-    __slots__ = ("buf", "kernel_timeouts", "pos", "read_timeout", "sock", "timeout")
+    __slots__ = ("buf", "kernel_ok", "pos", "python_timeout", "rcv", "read_timeout", "snd", "sock")
 
     def __init__(self, sock: socket.socket, read_timeout: float) -> None:
         self.sock = sock
         self.buf = b""
         self.pos = 0
-        self.read_timeout = self.timeout = read_timeout
-        self.kernel_timeouts = not isinstance(sock, ssl.SSLSocket)
-        if self.kernel_timeouts:
+        self.read_timeout = read_timeout
+        self.kernel_ok = not isinstance(sock, ssl.SSLSocket)
+        # The timeouts now in force: kernel receive and send, or Python's (None: not in
+        # Python mode, i.e. the socket is blocking and the kernel's apply).
+        self.rcv = self.snd = read_timeout
+        self.python_timeout: float | None = read_timeout
+        sock.settimeout(read_timeout)
+        if self.kernel_ok:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(read_timeout))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(read_timeout))
-            sock.settimeout(None)
-        else:
-            sock.settimeout(read_timeout)
 
-    def sendall(self, data: bytes) -> None:
-        try:
-            self.sock.sendall(data)
-        except BlockingIOError:  # SO_SNDTIMEO ran out
-            raise TimeoutError("timed out sending the request") from None
+    def _limit(self, deadline: float | None) -> float:
+        """Seconds the next send or recv may take."""
+        if deadline is None:
+            return self.read_timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise HTTPError("timeout", "request deadline exceeded")
+        return min(self.read_timeout, left)  # a stalled call must not overrun the deadline
+
+    def _use_kernel(self) -> bool:
+        if not self.kernel_ok or threading.get_ident() == threading.main_thread().ident:
+            return False
+        if self.python_timeout is not None:
+            self.sock.settimeout(None)
+            self.python_timeout = None
+        return True
+
+    def _python(self, timeout: float) -> None:
+        # Changing a timeout is a syscall: keep it unless too short or too long.
+        current = self.python_timeout
+        if current is None or not timeout <= current <= timeout + _SLACK:
+            self.sock.settimeout(timeout)
+            self.python_timeout = timeout
+
+    def sendall(self, data: bytes, deadline: float | None) -> None:
+        if not self._use_kernel():
+            self._python(self._limit(deadline))
+            self.sock.sendall(data)  # Python bounds the whole send by the timeout
+            return
+        # SO_SNDTIMEO bounds each send() call, so a receiver that reads slowly could
+        # stretch a partial send forever: the total is bounded here, call by call.
+        until = time.monotonic() + self._limit(deadline)
+        view = memoryview(data)
+        while view:
+            left = until - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out sending the request")
+            if not left <= self.snd <= left + _SLACK:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(left))
+                self.snd = left
+            try:
+                view = view[self.sock.send(view) :]
+            except BlockingIOError:  # SO_SNDTIMEO ran out
+                raise TimeoutError("timed out sending the request") from None
 
     def close(self) -> None:
         with suppress(OSError):
             self.sock.close()
 
     def recv(self, deadline: float | None) -> bytes:
-        timeout = self.read_timeout
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise HTTPError("timeout", "request deadline exceeded")
-            timeout = min(timeout, left)  # a stalled recv must not overrun the deadline
-        # Changing the timeout is a syscall: keep it unless too short or too long.
-        if not timeout <= self.timeout <= timeout + _SLACK:
-            if self.kernel_timeouts:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
-            else:
-                self.sock.settimeout(timeout)
-            self.timeout = timeout
+        timeout = self._limit(deadline)
+        if not self._use_kernel():
+            self._python(timeout)
+            return self.sock.recv(_READ)
+        if not timeout <= self.rcv <= timeout + _SLACK:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+            self.rcv = timeout
         try:
             return self.sock.recv(_READ)
         except BlockingIOError:  # SO_RCVTIMEO ran out
@@ -646,7 +683,7 @@ def _exchange(
 ) -> tuple[RawResponse, bool]:
     """Send the request, read the response: (response, connection reusable)."""
     try:
-        conn.sendall(request)
+        conn.sendall(request, deadline)
     except TimeoutError:
         raise
     except OSError as exc:  # a pooled socket the server has closed (or reset)

@@ -18,7 +18,15 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from .._errors import InvalidURL
 
-__all__ = ["LinkResolver", "Scope", "canonicalize", "host_key", "join_url", "parse_start_url"]
+__all__ = [
+    "MAX_URL_LENGTH",
+    "LinkResolver",
+    "Scope",
+    "canonicalize",
+    "host_key",
+    "join_url",
+    "parse_start_url",
+]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters a canonical path may hold as they are: RFC 3986 unreserved, sub-delims,
@@ -73,8 +81,17 @@ def _host(hostname: str) -> str:
         raise ValueError(f"bad host name {hostname!r}") from exc
 
 
+# Longer URLs are not followed: common servers reject request lines over 8 KB (nginx's and
+# Apache's defaults), and a hostile page must not make the crawler hold or send megabytes
+# per link. (Scrapy's default limit is 2083.)
+MAX_URL_LENGTH = 8192
+
+
 def canonicalize(url: str) -> str:
-    """The canonical form of an absolute http(s) URL. Raises ValueError if malformed."""
+    """The canonical form of an absolute http(s) URL. Raises ValueError if malformed or
+    longer than MAX_URL_LENGTH."""
+    if len(url) > 3 * MAX_URL_LENGTH:  # no canonical form could be short enough
+        raise ValueError(f"longer than {MAX_URL_LENGTH} characters")
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     hostname = parts.hostname
@@ -92,7 +109,10 @@ def canonicalize(url: str) -> str:
     if "/." in path:
         path = _remove_dot_segments(path)  # RFC 3986 6.2.2.3: /a/../b is /b
     query = _canonical_query(parts.query) if parts.query else ""
-    return f"{scheme}://{netloc}{path}?{query}" if query else f"{scheme}://{netloc}{path}"
+    result = f"{scheme}://{netloc}{path}?{query}" if query else f"{scheme}://{netloc}{path}"
+    if len(result) > MAX_URL_LENGTH:
+        raise ValueError(f"longer than {MAX_URL_LENGTH} characters")
+    return result
 
 
 _CANONICAL_TAIL = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=\-._~]*(\?[A-Za-z0-9/:@!$'()*+,;=\-._~&]*)?")
@@ -171,12 +191,14 @@ class LinkResolver:
         ones from every page of the site), and the same links recur on page after page
         (navigation, footers), so results are cached by (directory, href).
         """
-        if not href:
+        if not href or len(href) > 3 * MAX_URL_LENGTH:
             return None
         first = href[0]
         if first == "?" or first.isspace():
-            return self._resolve(href)  # depends on the page's own name, or needs strip()
-        return _resolve_cached(self.root if first == "/" else self.where, href)
+            url = self._resolve(href)  # depends on the page's own name, or needs strip()
+        else:
+            url = _resolve_cached(self.root if first == "/" else self.where, href)
+        return url if url is None or len(url) <= MAX_URL_LENGTH else None
 
     def _resolve(self, href: str) -> str | None:
         href = href.strip()
