@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -55,9 +56,15 @@ def main() -> None:
         paths = iter([line.strip() for line in f if line.strip()])
     lock = threading.Lock()
     results: list[list[str]] = []
+    errors: list[BaseException] = []
 
     def worker() -> None:
-        lines = fetch_all(parts.hostname or "127.0.0.1", parts.port or 80, paths, lock)
+        try:
+            lines = fetch_all(parts.hostname or "127.0.0.1", parts.port or 80, paths, lock)
+        except BaseException as exc:  # reported below: a failed run must not look complete
+            with lock:
+                errors.append(exc)
+            return
         with lock:
             results.append(lines)
 
@@ -69,6 +76,8 @@ def main() -> None:
     with open(args.output, "w") as out:
         for lines in results:
             out.writelines(line + "\n" for line in lines)
+    if errors:
+        sys.exit(f"known_urls: {len(errors)} worker(s) failed, first: {errors[0]!r}")
 
 
 if __name__ == "__main__":

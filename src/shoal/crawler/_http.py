@@ -95,8 +95,11 @@ class _Conn:
         self.python_timeout: float | None = read_timeout
         sock.settimeout(read_timeout)
         if self.kernel_ok:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(read_timeout))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(read_timeout))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(read_timeout))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(read_timeout))
+            except OSError:  # a platform whose struct timeval is laid out otherwise
+                self.kernel_ok = False
 
     def _limit(self, deadline: float | None) -> float:
         """Seconds the next send or recv may take."""
