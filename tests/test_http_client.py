@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import tracemalloc
@@ -626,25 +624,6 @@ def test_connection_refused_and_bad_requests(client: HTTPClient) -> None:
 
 
 # --- TLS ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return cert, key
 
 
 def test_tls(certificate: tuple[Path, Path]) -> None:

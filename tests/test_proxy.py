@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -214,21 +213,8 @@ def test_rules_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 @pytest.fixture(scope="module")
-def tls_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
+def tls_site(certificate: tuple[Path, Path]) -> Iterator[str]:
+    cert, key = certificate
 
     class Hello(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
