@@ -166,3 +166,21 @@ def test_a_name_that_does_not_resolve_is_a_connection_error() -> None:
         assert caught.value.kind == "connection" and "not known" in caught.value.detail
     finally:
         client.close()
+
+
+def test_a_lookup_thread_that_cannot_start_strands_no_one(
+    lookup: GatedLookup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookup.gate.set()
+    resolver = Resolver(lookup=lookup)
+    real_start = threading.Thread.start
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(OSError, match="can't start new thread"):
+        resolver.resolve("busy.test", 80, timeout=30)
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    # Not left "in progress" for good, and the failure is not cached as an answer.
+    assert resolver.resolve("busy.test", 80, timeout=30)[0][3] == ("127.0.0.1", 80)

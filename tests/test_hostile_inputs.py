@@ -147,3 +147,23 @@ def test_callback_records_in_sqlite_and_bad_records(tmp_path: Path) -> None:
     db.close()
     assert len(rows) == 4  # two good records from each page, none lost to a shared key
     assert result.errors["callback"] == 2 and result.pages == 2
+
+
+def test_overlong_links_and_sitemaps_are_never_requested(tmp_path: Path) -> None:
+    long_tail = "a" * 20_000
+    with Site() as site:
+        site.routes.update(
+            {
+                "/robots.txt": Reply(
+                    body=f"User-agent: *\nSitemap: {site.url('/sm-' + long_tail)}\n",
+                    content_type="text/plain",
+                ),
+                "/": html("home", "/ok", "/" + long_tail),
+                "/ok": html("ok"),
+            }
+        )
+        out = tmp_path / "o.jsonl"
+        Crawler([site.url("/")], output=str(out), sitemaps=True, progress=False).run()
+        requested = list(site.paths())
+    assert max(len(path) for path in requested) < 8192
+    assert {"/", "/ok", "/sitemap.xml"} <= set(requested)  # the long sitemap: the default

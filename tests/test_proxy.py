@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -157,7 +158,9 @@ def test_credentials_in_the_proxy_url_are_sent() -> None:
             bad = HTTPClient(proxies=ProxyRules.single(guarded.url))
             try:
                 assert get(good, site.url("/")) == (200, b"hello")
-                assert get(bad, site.url("/"))[0] == 407  # an answer, recorded as http_407
+                with pytest.raises(HTTPError) as caught:
+                    get(bad, site.url("/"))  # the proxy's own 407, not the page's status
+                assert caught.value.kind == "proxy" and "407" in caught.value.detail
             finally:
                 good.close()
                 bad.close()
@@ -298,3 +301,96 @@ def test_a_bad_proxy_is_a_usage_error(tmp_path: Path) -> None:
         env=dict(os.environ),
     )
     assert done.returncode == 2 and "only http:// proxies" in done.stderr
+
+
+def test_no_proxy_is_read_as_curl_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    def bypassed(no_proxy: str, host: str) -> bool:
+        rules = ProxyRules(http="http://p.test:3128", no_proxy=no_proxy)
+        return rules.for_url("http", host) is None
+
+    assert bypassed("example.test.", "example.test")  # a trailing dot in the entry
+    assert bypassed("example.test", "www.example.test.")
+    assert not bypassed("example.test", "notexample.test")
+    assert bypassed("*", "anything.test")
+    assert not bypassed("localhost,*", "anything.test")  # "*" counts only on its own
+    assert bypassed("10.0.0.0/8", "10.1.2.3") and not bypassed("10.0.0.0/8", "11.1.2.3")
+    # An explicit proxy still honours the environment's no_proxy, as curl -x does.
+    monkeypatch.setenv("no_proxy", "internal.test")
+    assert ProxyRules.single("http://p.test:3128").for_url("http", "a.internal.test") is None
+
+
+def test_an_unusable_proxy_in_the_environment_is_skipped_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("all_proxy", "socks5h://127.0.0.1:1080")
+    assert ProxyRules.from_environment() is None
+    assert "only http:// proxies" in caplog.text
+    with pytest.raises(ValueError, match="bad port"):
+        Proxy.parse("http://proxy.test:0")
+
+
+class _ScriptedProxy:
+    """Answers one CONNECT with ``answer``, one byte every ``pace`` seconds."""
+
+    def __init__(self, answer: bytes, pace: float = 0.0) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.answer, self.pace = answer, pace
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="scripted-proxy")
+        self.thread.start()
+
+    def _run(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(65536)
+            for i in range(len(self.answer)):
+                if self.stop.wait(self.pace):
+                    return
+                conn.sendall(self.answer[i : i + 1])
+            self.stop.wait(30)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.sock.close()
+
+
+def test_a_slow_connect_answer_is_bounded_by_the_connect_timeout() -> None:
+    slow = _ScriptedProxy(b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 50 + b"\r\n", pace=0.05)
+    client = HTTPClient(proxies=ProxyRules.single(slow.url), connect_timeout=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(HTTPError) as caught:
+            get(client, "https://127.0.0.1:9/")
+        assert caught.value.kind == "timeout"
+        assert time.monotonic() - started < 5  # the whole answer would take 16 s
+    finally:
+        client.close()
+        slow.close()
+
+
+def test_a_connect_answer_with_bare_line_feeds_is_understood() -> None:
+    # The tunnel opens; the TLS handshake then fails, as nothing speaks TLS behind it.
+    lax = _ScriptedProxy(b"HTTP/1.0 200 Connection established\n\n")
+    client = HTTPClient(proxies=ProxyRules.single(lax.url), connect_timeout=0.5)
+    try:
+        with pytest.raises(HTTPError) as caught:
+            get(client, "https://127.0.0.1:9/")
+        assert caught.value.kind in ("timeout", "tls"), caught.value
+        assert "CONNECT" not in caught.value.detail
+    finally:
+        client.close()
+        lax.close()
+
+
+def test_a_host_name_tls_rejects_is_a_connection_error() -> None:
+    lax = _ScriptedProxy(b"HTTP/1.1 200 OK\r\n\r\n")
+    client = HTTPClient(proxies=ProxyRules.single(lax.url))
+    try:
+        with pytest.raises(HTTPError) as caught:
+            get(client, "https://a..example.test/")
+        assert caught.value.kind == "connection" and "bad host name" in caught.value.detail
+    finally:
+        client.close()
+        lax.close()

@@ -365,7 +365,7 @@ class Crawler:
         host = job.host
         sitemap_jobs: list[CrawlJob] = []
         if self.options.sitemaps:
-            urls = rules.sitemaps or [host + "/sitemap.xml"]
+            urls = _canonical(rules.sitemaps) or [host + "/sitemap.xml"]
             sitemap_jobs = [CrawlJob(u, kind=JobKind.SITEMAP) for u in urls if self.scope.allows(u)]
         with self._lock:
             self._robots[host] = rules

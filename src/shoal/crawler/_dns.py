@@ -85,9 +85,15 @@ class Resolver:
                 pending = self._pending[key] = _Pending()
                 start = True
         if start:
-            threading.Thread(
-                target=self._run, args=(key, pending), name="shoal-dns", daemon=True
-            ).start()
+            try:
+                threading.Thread(
+                    target=self._run, args=(key, pending), name="shoal-dns", daemon=True
+                ).start()
+            except RuntimeError as exc:  # "can't start new thread": out of threads or memory
+                with self._lock:
+                    self._pending.pop(key, None)
+                pending.error = OSError(f"cannot look up {host!r}: {exc}")
+                pending.done.set()  # callers that joined this lookup must not wait for it
         if not pending.done.wait(max(timeout, 0.0)):
             raise DNSTimeout(f"looking up {host!r} took over {timeout:g} s")
         if pending.error is not None:

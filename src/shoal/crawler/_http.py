@@ -464,8 +464,8 @@ def _via(error: HTTPError, proxy: Proxy | None) -> HTTPError:
     return HTTPError(error.kind, f"proxy {proxy.host}:{proxy.port}: {error.detail}")
 
 
-def _tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy) -> None:
-    """Ask the proxy for a tunnel to host:port (RFC 9110 section 9.3.6)."""
+def _tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: float) -> None:
+    """Ask the proxy for a tunnel to host:port (RFC 9110 section 9.3.6), by ``until``."""
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     if proxy.authorization:
@@ -473,20 +473,36 @@ def _tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy) -> None:
     text = "\r\n".join(lines) + "\r\n\r\n"
     if any(c in authority for c in " \r\n"):
         raise HTTPError("protocol", f"bad host {host!r}")
+    _settimeout_until(sock, until)
     sock.sendall(text.encode("latin-1"))
     head = b""
-    while (end := head.find(b"\r\n\r\n")) < 0:
+    while True:
+        end, skip = head.find(b"\r\n\r\n"), 4
+        if end < 0:  # some answer with bare LFs
+            end, skip = head.find(b"\n\n"), 2
+        if end >= 0:
+            break
         if len(head) > _MAX_HEAD:
             raise HTTPError("proxy", "the proxy's answer to CONNECT is too long")
+        _settimeout_until(sock, until)  # the whole answer, not each recv, has the timeout
         data = sock.recv(_READ)
         if not data:
             raise HTTPError("proxy", f"proxy {proxy.host}:{proxy.port} closed the tunnel")
         head += data
-    status, _, _ = _parse_head(head[:end].decode("latin-1").split("\r\n"))
+    lines = [line.rstrip("\r") for line in head[:end].decode("latin-1").split("\n")]
+    status, _, _ = _parse_head(lines)
     if not 200 <= status < 300:
         raise HTTPError("proxy", f"proxy {proxy.host}:{proxy.port} refused CONNECT: {status}")
-    if end + 4 != len(head):  # the server speaks only after our TLS hello
+    if end + skip != len(head):  # the server speaks only after our TLS hello
         raise HTTPError("protocol", "unexpected bytes after the proxy's answer to CONNECT")
+    _settimeout_until(sock, until)  # what is left of it is the TLS handshake's
+
+
+def _settimeout_until(sock: socket.socket, until: float) -> None:
+    left = until - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out connecting")
+    sock.settimeout(left)
 
 
 def _open_socket(addresses: list[Address], until: float) -> socket.socket:
@@ -601,6 +617,9 @@ class HTTPClient:
                 self._checkin(pool_key, conn)
             else:
                 conn.close()
+            if proxy is not None and response.status == 407:  # the proxy's, not the page's
+                where = f"proxy {proxy.host}:{proxy.port}"
+                raise HTTPError("proxy", f"{where} requires authentication (407)")
             return response
 
     def _tls(self) -> ssl.SSLContext:
@@ -669,7 +688,7 @@ class HTTPClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
                 if proxy is not None:
-                    _tunnel(sock, host, port, proxy)
+                    _tunnel(sock, host, port, proxy, until)
                 # The handshake, like the tunnel, runs under what is left of the connect
                 # timeout (set on the socket by _open_socket).
                 sock = self._tls().wrap_socket(sock, server_hostname=host)
@@ -678,6 +697,8 @@ class HTTPClient:
             sock.close()
             if isinstance(exc, OSError):
                 raise _os_error(exc) from None
+            if isinstance(exc, UnicodeError):  # through a proxy, TLS is first to see the name
+                raise HTTPError("connection", f"bad host name {host!r}: {exc}") from None
             raise
 
 

@@ -57,6 +57,7 @@ class CrawlOptions:
     fresh: bool = False  # discard an existing state (and output) and start over
     memory_limit: int = 20_000  # queued URLs kept in memory; the rest wait on disk
     save_bodies: bool = False  # add the response body and its SHA-256 to each record
+    _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         positive = {
@@ -77,10 +78,13 @@ class CrawlOptions:
             raise UsageError(f"unknown transport {self.transport!r}: native or urllib3")
         if self.max_time is not None and self.max_time <= 0:
             raise UsageError("max_time must be > 0")
-        self.proxy_rules()  # a bad proxy URL fails here, before anything starts
+        self._proxies = self._make_proxy_rules()  # a bad proxy fails here, before any work
         self.per_host = min(self.per_host, self.concurrency)
 
     def proxy_rules(self) -> ProxyRules | None:
+        return self._proxies
+
+    def _make_proxy_rules(self) -> ProxyRules | None:
         try:
             if self.proxy == "env":
                 rules = ProxyRules.from_environment()

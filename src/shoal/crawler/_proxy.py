@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import logging
 import urllib.request
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["Proxy", "ProxyRules"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +48,11 @@ class Proxy:
                 "tunnelled through them with CONNECT)"
             )
         try:
-            port = parts.port or 80
+            port = parts.port if parts.port is not None else 80
         except ValueError:
             raise ValueError(f"proxy {url!r}: bad port") from None
+        if port == 0:
+            raise ValueError(f"proxy {url!r}: bad port")
         if not parts.hostname:
             raise ValueError(f"proxy {url!r}: no host")
         authorization = None
@@ -61,9 +66,10 @@ class Proxy:
 class ProxyRules:
     """Which proxy, if any, serves a URL.
 
-    ``no_proxy`` is a comma-separated list of exceptions: ``*`` (every host), a host name
-    that also covers its subdomains (``example.com``, ``.example.com``), an IP address or
-    a network (``10.0.0.0/8``), as curl reads it. Ports in entries are ignored.
+    ``no_proxy`` is a comma-separated list of exceptions, read as curl reads it: ``*``
+    alone (every host), or host names that also cover their subdomains (``example.com``,
+    ``.example.com``), IP addresses and networks (``10.0.0.0/8``). Ports in entries are
+    ignored.
     """
 
     def __init__(
@@ -72,7 +78,7 @@ class ProxyRules:
         self.http = Proxy.parse(http) if http else None
         self.https = Proxy.parse(https) if https else None
         self.no_proxy = no_proxy
-        self._bypass_all = False
+        self._bypass_all = no_proxy.strip() == "*"  # only the whole value, as in curl
         self._domains: list[str] = []
         self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         for raw in no_proxy.split(","):
@@ -81,11 +87,8 @@ class ProxyRules:
                 entry = entry[1 : entry.index("]")]
             elif entry.count(":") == 1:
                 entry = entry.partition(":")[0]
-            entry = entry.lstrip(".")
-            if not entry:
-                continue
-            if entry == "*":
-                self._bypass_all = True
+            entry = entry.strip(".")
+            if not entry or entry == "*":
                 continue
             try:
                 self._networks.append(ipaddress.ip_network(entry, strict=False))
@@ -94,18 +97,36 @@ class ProxyRules:
 
     @classmethod
     def from_environment(cls) -> ProxyRules | None:
-        """The environment's rules, or None when it names no proxy."""
+        """The environment's rules, or None when it names no proxy it can use.
+
+        A proxy the environment names but shoal cannot speak to (socks, https) is
+        skipped with a warning rather than failing every crawl: the variable is often
+        set for other programs.
+        """
         env = urllib.request.getproxies_environment()
         fallback = env.get("all")
-        http, https = env.get("http", fallback), env.get("https", fallback)
-        if not http and not https:
+        usable = {}
+        for scheme in ("http", "https"):
+            url = env.get(scheme, fallback)
+            if not url:
+                continue
+            try:
+                Proxy.parse(url)
+            except ValueError as exc:
+                logger.warning("ignoring the %s proxy from the environment: %s", scheme, exc)
+                continue
+            usable[scheme] = url
+        if not usable:
             return None
-        return cls(http=http, https=https, no_proxy=env.get("no", ""))
+        return cls(**usable, no_proxy=env.get("no", ""))
 
     @classmethod
     def single(cls, url: str) -> ProxyRules:
-        """One proxy for every URL."""
-        return cls(http=url, https=url)
+        """One proxy for every URL, but for the environment's no_proxy hosts (as curl
+        does with -x)."""
+        return cls(
+            http=url, https=url, no_proxy=urllib.request.getproxies_environment().get("no", "")
+        )
 
     def for_url(self, scheme: str, host: str) -> Proxy | None:
         proxy = self.https if scheme == "https" else self.http

@@ -90,7 +90,7 @@ MAX_URL_LENGTH = 8192
 def canonicalize(url: str) -> str:
     """The canonical form of an absolute http(s) URL. Raises ValueError if malformed or
     longer than MAX_URL_LENGTH."""
-    if len(url) > 3 * MAX_URL_LENGTH:  # no canonical form could be short enough
+    if len(url) > 3 * MAX_URL_LENGTH:  # refused unparsed: a bound on the work per URL
         raise ValueError(f"longer than {MAX_URL_LENGTH} characters")
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
@@ -191,7 +191,7 @@ class LinkResolver:
         ones from every page of the site), and the same links recur on page after page
         (navigation, footers), so results are cached by (directory, href).
         """
-        if not href or len(href) > 3 * MAX_URL_LENGTH:
+        if not href or len(href) > MAX_URL_LENGTH:  # checked first: results are cached
             return None
         first = href[0]
         if first == "?" or first.isspace():
