@@ -184,3 +184,13 @@ def test_a_lookup_thread_that_cannot_start_strands_no_one(
     monkeypatch.setattr(threading.Thread, "start", real_start)
     # Not left "in progress" for good, and the failure is not cached as an answer.
     assert resolver.resolve("busy.test", 80, timeout=30)[0][3] == ("127.0.0.1", 80)
+
+
+def test_a_temporary_resolver_failure_is_not_cached() -> None:
+    flaky = GatedLookup(error=socket.gaierror(socket.EAI_AGAIN, "Temporary failure"))
+    flaky.gate.set()
+    resolver = Resolver(lookup=flaky, negative_ttl=60)
+    for _ in range(2):
+        with pytest.raises(socket.gaierror, match="Temporary"):
+            resolver.resolve("flaky.test", 80, timeout=30)
+    assert flaky.calls == ["flaky.test", "flaky.test"]  # asked again, not answered from cache

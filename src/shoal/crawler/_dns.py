@@ -5,8 +5,9 @@ does (seconds per try, several tries), so a connect timeout alone does not bound
 request. Here each lookup runs on a short-lived daemon thread and callers wait for it
 no longer than their timeout; a lookup that outlives them still finishes and fills the
 cache for the next caller. Concurrent callers for the same host share one lookup, and
-answers are kept for ``ttl`` seconds (failures for ``negative_ttl``), so a crawl asks
-the resolver about each host once in a while instead of once per connection.
+answers are kept for ``ttl`` seconds (definite failures for ``negative_ttl``; a
+resolver's "try again" is not kept), so a crawl asks the resolver about each host once
+in a while instead of once per connection.
 
 IP literals never reach a thread: they are parsed in place.
 """
@@ -113,7 +114,7 @@ class Resolver:
                 self._store(key, self.ttl, answer)
             else:
                 pending.error = answer
-                if isinstance(answer, OSError | UnicodeError):  # a real "no such host"
+                if _definite(answer):  # "no such host", not "try again"
                     self._store(key, self.negative_ttl, answer)
         pending.done.set()  # after the cache: a woken caller's next lookup hits it
 
@@ -127,6 +128,14 @@ class Resolver:
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()
+
+
+def _definite(error: BaseException) -> bool:
+    """Whether a failed lookup says something about the name (worth caching briefly)
+    rather than about the resolver at that moment (EAI_AGAIN: try again)."""
+    if isinstance(error, socket.gaierror):
+        return error.errno != socket.EAI_AGAIN
+    return isinstance(error, OSError | UnicodeError)
 
 
 def _copy(exc: BaseException) -> BaseException:
