@@ -121,7 +121,7 @@ class _Conn:
     def _python(self, timeout: float) -> None:
         # Changing a timeout is a syscall: keep it unless too short or too long.
         current = self.python_timeout
-        if current is None or not timeout <= current <= timeout + _SLACK:
+        if current is None or not _close_enough(current, timeout):
             self.sock.settimeout(timeout)
             self.python_timeout = timeout
 
@@ -138,7 +138,7 @@ class _Conn:
             left = until - time.monotonic()
             if left <= 0:
                 raise TimeoutError("timed out sending the request")
-            if not left <= self.snd <= left + _SLACK:
+            if not _close_enough(self.snd, left):
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(left))
                 self.snd = left
             try:
@@ -155,7 +155,7 @@ class _Conn:
         if not self._use_kernel():
             self._python(timeout)
             return self.sock.recv(_READ)
-        if not timeout <= self.rcv <= timeout + _SLACK:
+        if not _close_enough(self.rcv, timeout):
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
             self.rcv = timeout
         try:
@@ -167,12 +167,7 @@ class _Conn:
         """The lines of the next response head, status line first."""
         buf: bytes | bytearray = self.buf[self.pos :]
         scanned = 0
-        while True:
-            end = buf.find(b"\r\n\r\n", scanned)
-            # Some servers end lines with a bare LF; such a head ends with "\n\n".
-            lf = buf.find(b"\n\n", scanned, len(buf) if end < 0 else end)
-            if lf >= 0 or end >= 0:
-                break
+        while (head := _split_head(buf, scanned)) is None:
             if len(buf) > _MAX_HEAD:
                 raise HTTPError("protocol", f"response head over {_MAX_HEAD} bytes")
             scanned = max(0, len(buf) - 3)
@@ -194,14 +189,9 @@ class _Conn:
                 if isinstance(buf, bytes):  # a head in pieces: amortized appends
                     buf = bytearray(buf)
                 buf += data
-        size, skip = (lf, 2) if lf >= 0 else (end, 4)
-        if size > _MAX_HEAD:
-            raise HTTPError("protocol", f"response head over {_MAX_HEAD} bytes")
-        text = buf[:size].decode("latin-1")
-        self.buf, self.pos = bytes(buf), size + skip
-        if lf >= 0:
-            return [line.rstrip("\r") for line in text.split("\n")]
-        return text.split("\r\n")
+        lines, used = head
+        self.buf, self.pos = bytes(buf), used
+        return lines
 
     def readline(self, deadline: float | None) -> bytes:
         while (end := self.buf.find(b"\n", self.pos)) < 0:
@@ -464,6 +454,23 @@ def _via(error: HTTPError, proxy: Proxy | None) -> HTTPError:
     return HTTPError(error.kind, f"proxy {proxy.host}:{proxy.port}: {error.detail}")
 
 
+def _split_head(buf: bytes | bytearray, scanned: int = 0) -> tuple[list[str], int] | None:
+    """The lines of the message head that ``buf`` starts with, and the bytes it takes up
+    with its blank line; None while the head is incomplete (``buf[:scanned]`` is known to
+    hold no end of head). Some servers end lines with a bare LF: such a head ends "\n\n"."""
+    end = buf.find(b"\r\n\r\n", scanned)
+    lf = buf.find(b"\n\n", scanned, len(buf) if end < 0 else end)
+    if lf < 0 and end < 0:
+        return None
+    size, skip = (lf, 2) if lf >= 0 else (end, 4)
+    if size > _MAX_HEAD:
+        raise HTTPError("protocol", f"response head over {_MAX_HEAD} bytes")
+    text = buf[:size].decode("latin-1")
+    if lf >= 0:
+        return [line.rstrip("\r") for line in text.split("\n")], size + skip
+    return text.split("\r\n"), size + skip
+
+
 def _tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: float) -> None:
     """Ask the proxy for a tunnel to host:port (RFC 9110 section 9.3.6), by ``until``."""
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -476,12 +483,7 @@ def _tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: floa
     _settimeout_until(sock, until)
     sock.sendall(text.encode("latin-1"))
     head = b""
-    while True:
-        end, skip = head.find(b"\r\n\r\n"), 4
-        if end < 0:  # some answer with bare LFs
-            end, skip = head.find(b"\n\n"), 2
-        if end >= 0:
-            break
+    while (answer := _split_head(head)) is None:
         if len(head) > _MAX_HEAD:
             raise HTTPError("proxy", "the proxy's answer to CONNECT is too long")
         _settimeout_until(sock, until)  # the whole answer, not each recv, has the timeout
@@ -489,11 +491,11 @@ def _tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: floa
         if not data:
             raise HTTPError("proxy", f"proxy {proxy.host}:{proxy.port} closed the tunnel")
         head += data
-    lines = [line.rstrip("\r") for line in head[:end].decode("latin-1").split("\n")]
+    lines, used = answer
     status, _, _ = _parse_head(lines)
     if not 200 <= status < 300:
         raise HTTPError("proxy", f"proxy {proxy.host}:{proxy.port} refused CONNECT: {status}")
-    if end + skip != len(head):  # the server speaks only after our TLS hello
+    if used != len(head):  # the server speaks only after our TLS hello
         raise HTTPError("protocol", "unexpected bytes after the proxy's answer to CONNECT")
     _settimeout_until(sock, until)  # what is left of it is the TLS handshake's
 
@@ -511,12 +513,9 @@ def _open_socket(addresses: list[Address], until: float) -> socket.socket:
         raise OSError("the name resolved to no address")
     error: OSError | None = None
     for family, kind, proto, sockaddr in addresses:
-        left = until - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("timed out connecting")
         sock = socket.socket(family, kind, proto)
         try:
-            sock.settimeout(left)
+            _settimeout_until(sock, until)
             sock.connect(sockaddr)
             return sock
         except OSError as exc:
@@ -524,6 +523,12 @@ def _open_socket(addresses: list[Address], until: float) -> socket.socket:
             error = exc
     assert error is not None
     raise error
+
+
+def _close_enough(current: float, wanted: float) -> bool:
+    """Whether a socket timeout already in force may serve for ``wanted`` rather than be
+    changed (a syscall): not shorter, and at most _SLACK longer than the deadline allows."""
+    return wanted <= current <= wanted + _SLACK
 
 
 def _timeval(seconds: float) -> bytes:
@@ -585,13 +590,11 @@ class HTTPClient:
         scheme, host, port, authority, target = _split_url(url)
         origin = f"{scheme}://{authority}"
         proxy = self.proxies.for_url(scheme, host) if self.proxies is not None else None
-        if proxy is None:
-            request = _request(target, authority, headers)
-        elif scheme == "http":  # absolute-form, to the proxy
+        if proxy is not None and scheme == "http":  # absolute-form, to the proxy
             if proxy.authorization:
                 headers = {**headers, "Proxy-Authorization": proxy.authorization}
             request = _request(f"{origin}{target}", authority, headers)
-        else:  # through a CONNECT tunnel: the request itself is the usual one
+        else:  # direct, or inside a CONNECT tunnel: the usual origin-form request
             request = _request(target, authority, headers)
         pool_key = origin if proxy is None else f"{origin} via {proxy.key}"
         conn = self._checkout(pool_key)

@@ -201,40 +201,12 @@ class StateStore:
     ) -> None:
         """One transaction: new URLs, final states, and where the output now ends."""
         with _translated("writing the state file"), self._write:
-            rows = []
-            for row in added:
-                rows.append(
-                    (
-                        _signed(row.fp),
-                        self._next_seq,
-                        row.url,
-                        row.host,
-                        row.depth,
-                        row.referrer,
-                        QUEUED,
-                        int(row.spilled),
-                    )
-                )
-                self._next_seq += 1
+            rows = [(*self._row_head(row), QUEUED, int(row.spilled)) for row in added]
             if rows:
                 self._write.executemany(
                     "INSERT OR IGNORE INTO urls VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)", rows
                 )
-            done = []
-            for row, state, status in finished:
-                done.append(
-                    (
-                        _signed(row.fp),
-                        self._next_seq,
-                        row.url,
-                        row.host,
-                        row.depth,
-                        row.referrer,
-                        state,
-                        status,
-                    )
-                )
-                self._next_seq += 1
+            done = [(*self._row_head(row), state, status) for row, state, status in finished]
             if done:
                 # Upsert: a page can finish before the batch that discovered it commits.
                 self._write.executemany(
@@ -246,6 +218,13 @@ class StateStore:
                 self._write.execute(
                     "UPDATE meta SET value=? WHERE key='output_offset'", (str(output_offset),)
                 )
+
+    def _row_head(self, row: UrlRow) -> tuple[int, int, str, str, int, str | None]:
+        """The leading columns of a row (fp, seq, url, host, depth, referrer), taking the
+        next sequence number."""
+        seq = self._next_seq
+        self._next_seq += 1
+        return _signed(row.fp), seq, row.url, row.host, row.depth, row.referrer
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
