@@ -1,4 +1,4 @@
-"""Shared fixtures: leaked-thread detection for every test."""
+"""Shared fixtures: leaked-thread detection for every test, TLS certificates."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -69,3 +70,59 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         timeout=30,
     )
     return cert, key
+
+
+class LocalCA(NamedTuple):
+    """A certificate authority made for the test session, and two server certificates it
+    signed: ``local`` for 127.0.0.1 and localhost, ``other`` for other.test only."""
+
+    ca: Path  # the CA certificate (PEM): what SSL_CERT_FILE names to trust it
+    local: tuple[Path, Path]  # (certificate, key)
+    other: tuple[Path, Path]
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def local_ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
+    """Certificates that pass full verification (chain and host name) once the CA is
+    trusted. The extensions are the ones Python 3.13's strict X.509 checks insist on."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    folder = tmp_path_factory.mktemp("ca")
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    _openssl(
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+        *("-subj", "/CN=shoal test CA", "-keyout", str(ca_key), "-out", str(ca)),
+        *("-addext", "basicConstraints=critical,CA:TRUE"),
+        *("-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+    )
+
+    def leaf(name: str, alt_names: str) -> tuple[Path, Path]:
+        cert, key, csr = (folder / f"{name}.{ext}" for ext in ("pem", "key", "csr"))
+        extensions = folder / f"{name}.ext"
+        extensions.write_text(
+            f"subjectAltName={alt_names}\n"
+            "basicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\n"
+            "subjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid,issuer\n"
+        )
+        _openssl(
+            *("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}"),
+            *("-keyout", str(key), "-out", str(csr)),
+        )
+        _openssl(
+            *("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key)),
+            *("-CAcreateserial", "-days", "2", "-out", str(cert), "-extfile", str(extensions)),
+        )
+        return cert, key
+
+    return LocalCA(
+        ca=ca,
+        local=leaf("local", "IP:127.0.0.1,DNS:localhost"),
+        other=leaf("other", "DNS:other.test"),
+    )

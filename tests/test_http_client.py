@@ -21,6 +21,7 @@ from pathlib import Path
 import brotli
 import pytest
 
+from conftest import LocalCA
 from shoal.crawler._http import HTTPClient, HTTPError
 
 PAGE = b"<html><body>" + b"".join(b"<p>line %d</p>\n" % i for i in range(300)) + b"</body></html>"
@@ -640,6 +641,50 @@ def test_tls(certificate: tuple[Path, Path]) -> None:
     finally:
         insecure.close()
         strict.close()
+        srv.close()
+
+
+def _tls_server(cert: tuple[Path, Path]) -> Server:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*cert)
+    return Server(context)
+
+
+def test_tls_verifies_a_certificate_from_a_trusted_ca(
+    local_ca: LocalCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = _tls_server(local_ca.local)
+    port = srv.server_address[1]
+    untrusting = HTTPClient()
+    try:
+        # Not trusted yet: the chain ends at an unknown CA.
+        refused = error_of(lambda: get(untrusting, srv.url("/page?0")))
+        assert refused.kind == "tls" and "certificate verify failed" in refused.detail
+        # OpenSSL reads SSL_CERT_FILE when a client makes its TLS context (the first https
+        # request): the way to make shoal trust a private CA.
+        monkeypatch.setenv("SSL_CERT_FILE", str(local_ca.ca))
+        for url in (srv.url("/page?1"), f"https://localhost:{port}/page?2"):
+            trusting = HTTPClient()
+            try:
+                assert get(trusting, url)[::2] == (200, page_for(url[-1]))
+            finally:
+                trusting.close()
+    finally:
+        untrusting.close()
+        srv.close()
+
+
+def test_tls_refuses_a_trusted_certificate_for_another_name(
+    local_ca: LocalCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(local_ca.ca))
+    srv = _tls_server(local_ca.other)  # signed by the trusted CA, but for other.test
+    client = HTTPClient()
+    try:
+        error = error_of(lambda: get(client, srv.url("/page?0")))
+        assert error.kind == "tls" and "match" in error.detail, error
+    finally:
+        client.close()
         srv.close()
 
 

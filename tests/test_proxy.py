@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from conftest import LocalCA
 from shoal.crawler._http import HTTPClient, HTTPError
 from shoal.crawler._proxy import Proxy, ProxyRules
 from sites import Site, html
@@ -74,9 +75,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         host, _, port = self.path.rpartition(":")
-        upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
-        self.send_response(200, "Connection established")
-        self.end_headers()
+        host = self.server.hosts.get(host, host.strip("[]"))
+        upstream = socket.create_connection((host, int(port)), timeout=10)
+        if self.server.connect_answer is None:
+            self.send_response(200, "Connection established")
+            self.end_headers()
+        else:
+            self.wfile.write(self.server.connect_answer)
         self.wfile.flush()
         pipes = [
             threading.Thread(target=_pump, args=(self.connection, upstream), name="tunnel"),
@@ -109,9 +114,17 @@ class ForwardProxy(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, require: str | None = None) -> None:
+    def __init__(
+        self,
+        require: str | None = None,
+        *,
+        connect_answer: bytes | None = None,
+        hosts: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.require = require
+        self.connect_answer = connect_answer  # sent verbatim instead of the usual 200
+        self.hosts = hosts or {}  # names the proxy resolves by itself, to 127.0.0.1
         self.log: list[tuple[str, str | None, str | None]] = []
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="proxy")
@@ -215,9 +228,9 @@ def test_rules_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 # --- HTTPS through CONNECT -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tls_site(certificate: tuple[Path, Path]) -> Iterator[str]:
-    cert, key = certificate
+@contextlib.contextmanager
+def _serve_tls(cert: tuple[Path, Path]) -> Iterator[int]:
+    """An HTTPS server on 127.0.0.1 with ``cert``; yields its port."""
 
     class Hello(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -233,21 +246,37 @@ def tls_site(certificate: tuple[Path, Path]) -> Iterator[str]:
             pass
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(*cert)
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
     srv.daemon_threads = False
     srv.block_on_close = True
     srv.socket = context.wrap_socket(srv.socket, server_side=True)
     thread = threading.Thread(target=srv.serve_forever, args=(0.05,), name="tls-site")
     thread.start()
-    yield f"https://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
-    thread.join(10)
+    try:
+        yield srv.server_address[1]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(10)
 
 
-def test_https_goes_through_a_connect_tunnel(proxy: ForwardProxy, tls_site: str) -> None:
-    client = HTTPClient(proxies=ProxyRules.single(proxy.url), verify_tls=False)
+@pytest.fixture(scope="module")
+def tls_site(local_ca: LocalCA) -> Iterator[str]:
+    with _serve_tls(local_ca.local) as port:
+        yield f"https://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def trust_local_ca(local_ca: LocalCA, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients made from now on verify certificates against the test CA (and only it)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(local_ca.ca))
+
+
+def test_https_goes_through_a_connect_tunnel(
+    proxy: ForwardProxy, tls_site: str, trust_local_ca: None
+) -> None:
+    client = HTTPClient(proxies=ProxyRules.single(proxy.url))  # verifying, end to end
     try:
         for path in ("/one", "/two"):
             assert get(client, tls_site + path) == (200, f"secret {path}".encode())
@@ -370,18 +399,35 @@ def test_a_slow_connect_answer_is_bounded_by_the_connect_timeout() -> None:
         slow.close()
 
 
-def test_a_connect_answer_with_bare_line_feeds_is_understood() -> None:
-    # The tunnel opens; the TLS handshake then fails, as nothing speaks TLS behind it.
-    lax = _ScriptedProxy(b"HTTP/1.0 200 Connection established\n\n")
-    client = HTTPClient(proxies=ProxyRules.single(lax.url), connect_timeout=0.5)
+def test_a_connect_answer_with_bare_line_feeds_is_understood(
+    tls_site: str, trust_local_ca: None
+) -> None:
+    # Every line of the answer ends in a bare LF, the blank line too: a client that waits
+    # for CRLF CRLF never sees the end of it and times out instead.
+    lax = ForwardProxy(connect_answer=b"HTTP/1.0 200 Connection established\nVia: lax\n\n")
+    client = HTTPClient(proxies=ProxyRules.single(lax.url), connect_timeout=5.0)
     try:
-        with pytest.raises(HTTPError) as caught:
-            get(client, "https://127.0.0.1:9/")
-        assert caught.value.kind in ("timeout", "tls"), caught.value
-        assert "CONNECT" not in caught.value.detail
+        assert get(client, tls_site + "/lf") == (200, b"secret /lf")
     finally:
         client.close()
         lax.close()
+    authority = tls_site.removeprefix("https://")
+    assert [line for line, _, _ in lax.log] == [f"CONNECT {authority} HTTP/1.1"]
+
+
+def test_the_certificate_is_checked_against_the_site_not_the_proxy(
+    local_ca: LocalCA, trust_local_ca: None
+) -> None:
+    # The proxy (127.0.0.1) resolves other.test itself; the certificate names only
+    # other.test, so a client checking it against the proxy's address would refuse it.
+    named = ForwardProxy(hosts={"other.test": "127.0.0.1"})
+    client = HTTPClient(proxies=ProxyRules.single(named.url))
+    try:
+        with _serve_tls(local_ca.other) as port:
+            assert get(client, f"https://other.test:{port}/x") == (200, b"secret /x")
+    finally:
+        client.close()
+        named.close()
 
 
 def test_a_host_name_tls_rejects_is_a_connection_error() -> None:
