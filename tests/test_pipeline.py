@@ -96,19 +96,41 @@ def test_collected_errors_from_several_stages_form_one_group() -> None:
 
 
 def test_fail_fast_in_a_later_stage_cancels_all() -> None:
+    last_started, last_gate = threading.Event(), threading.Event()
+    last_ran: list[int] = []
+    lock = threading.Lock()
+
     def first(item: int, ctx: TaskContext[Any]) -> int:
         return item
 
-    def second(item: int, ctx: TaskContext[Any]) -> None:
-        raise RuntimeError("stop")
+    def second(item: int, ctx: TaskContext[Any]) -> int:
+        if item == 5:
+            raise RuntimeError("stop")
+        return item
 
-    pipe = Pipeline([Stage(first, workers=1), Stage(second, workers=1)])
+    def last(item: int, ctx: TaskContext[Any]) -> None:
+        with lock:
+            last_ran.append(item)
+        last_started.set()
+        last_gate.wait()
+
+    stages = [Stage(first, workers=1), Stage(second, workers=1), Stage(last, workers=1)]
+    pipe = Pipeline(stages, output=Writer(io.StringIO()))
     try:
         pipe.put_many(range(20))
+        assert last_started.wait(10)  # 0 runs in the last stage; 1-4 wait behind it
         with pytest.raises(shoal.TaskError):
             pipe.join(timeout=30)
+        # The failure in the middle stage cancelled the stages on both sides of it: what
+        # waited in the last stage is dropped, not run once the gate opens.
+        assert pipe.pools[2].cancelled_items == [1, 2, 3, 4]
+        assert all(s.queued == 0 for s in pipe.stats())
     finally:
+        last_gate.set()
         pipe.close()
+        pipe.output.close()
+    assert last_ran == [0]
+    assert all(s.submitted == s.done + s.failed + s.cancelled for s in pipe.stats())  # none lost
 
 
 def test_emit_without_next_stage_is_an_error() -> None:

@@ -6,6 +6,7 @@ import io
 import logging
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -318,17 +319,36 @@ def test_close_is_idempotent_and_refuses_new_work() -> None:
 
 
 def test_exception_in_with_block_cancels_and_closes() -> None:
-    gate = threading.Event()
+    started, cancelled = threading.Event(), threading.Event()
+    ran: list[int] = []
+    lock = threading.Lock()
+
+    class Observed(Pool[int]):
+        def cancel(self) -> list[Any]:
+            dropped = super().cancel()
+            cancelled.set()  # lets the in-flight task end only once the queue is dropped
+            return dropped
 
     def handle(item: int, ctx: TaskContext[int]) -> None:
-        gate.wait()
+        with lock:
+            ran.append(item)
+        started.set()
+        # Bounded, so that a pool that never cancels fails the test instead of hanging it.
+        assert cancelled.wait(10), "leaving the with block did not cancel"
 
     with pytest.raises(ZeroDivisionError):
-        with Pool(handle, workers=1, output=quiet_writer()) as pool:
-            pool.put_many(range(3))
-            gate.set()
+        with Observed(handle, workers=1, output=quiet_writer(), name="doomed") as pool:
+            pool.put_many(range(5))
+            assert started.wait(10)
             1 / 0  # noqa: B018
-    assert pool.stats().in_flight == 0
+    # The in-flight task finished, the queued ones never ran, the workers are gone.
+    assert ran == [0]
+    assert pool.cancelled_items == [1, 2, 3, 4]
+    s = pool.stats()
+    assert (s.done, s.cancelled, s.queued, s.in_flight) == (1, 4, 0, 0)
+    assert not [t for t in threading.enumerate() if t.name.startswith("doomed-worker")]
+    with pytest.raises(shoal.PoolClosed):
+        pool.put(5)
 
 
 def test_stats_are_consistent() -> None:
