@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from sites import Reply, Request, Site, html
 
 PAGES = 120
 CONCURRENCY = 4
+ROBOTS = Reply(body="User-agent: *\nAllow: /\n", content_type="text/plain")
 
 
 def graph_site(padding: int = 0) -> Site:
@@ -30,7 +30,7 @@ def graph_site(padding: int = 0) -> Site:
     for i in range(PAGES):
         links = {f"/p{(i + 1) % PAGES}", *(f"/p{rng.randrange(PAGES)}" for _ in range(3))}
         routes[f"/p{i}"] = _slow(html(f"page {i}", *sorted(links), extra="z" * padding))
-    routes["/robots.txt"] = Reply(body="User-agent: *\nAllow: /\n", content_type="text/plain")
+    routes["/robots.txt"] = ROBOTS
     return Site(routes)  # type: ignore[arg-type]
 
 
@@ -278,33 +278,74 @@ def test_a_running_crawl_locks_its_state(tmp_path: Path) -> None:
         assert first.returncode == 0
 
 
-@pytest.fixture
-def no_root() -> Iterator[None]:
-    if os.geteuid() == 0:
-        pytest.skip("root ignores file permissions")
-    yield
+def _unwritable_state_dir(tmp_path: Path, how: str) -> Path:
+    """A directory the state file cannot be created in. Root ignores file modes (CI runs
+    as root), but not a path that runs through a regular file: that fails for anyone."""
+    if how == "read-only":
+        if os.geteuid() == 0:
+            pytest.skip("root ignores file permissions")
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        return ro
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a directory\n")
+    return blocker / "state"
 
 
-def test_read_only_state_directory(tmp_path: Path, no_root: None) -> None:
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
+@pytest.mark.parametrize("how", ["read-only", "under-a-file"])
+def test_read_only_state_directory(tmp_path: Path, how: str) -> None:
+    where = _unwritable_state_dir(tmp_path, how)
+    out = tmp_path / "o.jsonl"
     try:
         with graph_site() as site:
             proc = subprocess.run(
-                shoal_cmd(site, tmp_path / "o.jsonl", "--state", str(ro / "s.sqlite")),
+                shoal_cmd(site, out, "--state", str(where / "s.sqlite")),
                 capture_output=True,
                 text=True,
                 timeout=60,
             )
-        assert proc.returncode == 3 and "cannot create the state file" in proc.stderr
+            hits = page_hits(site)
+        assert proc.returncode == 3, proc.stderr
+        assert f"cannot create the state file {where / 's.sqlite'}" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        # Refused before any work: nothing fetched, no output, no stray file, the blocking
+        # file untouched.
+        assert not hits and not out.exists()
+        top = where if how == "read-only" else where.parent
+        assert [p.name for p in tmp_path.iterdir()] == [top.name]
+        if how == "read-only":
+            assert not any(where.iterdir())
+        else:
+            assert top.read_text() == "a file, not a directory\n"
     finally:
-        ro.chmod(0o755)
+        if how == "read-only":
+            where.chmod(0o755)
 
 
 def test_spilled_urls_are_paged_back_in_order(tmp_path: Path) -> None:
     """With room for 5 queued URLs in memory, the rest wait in SQLite and still all come
-    back, each fetched once."""
+    back, each fetched once, oldest first: one request at a time to one host, pages are
+    fetched in the order they were discovered, spilled or not."""
+    from shoal.crawler import Crawler
+
+    out = tmp_path / "out.jsonl"
+    leaves = [f"/a{i}" for i in range(40)]
+    routes: dict[str, object] = {"/": html("home", *leaves), "/robots.txt": ROBOTS}
+    routes.update({leaf: html(leaf) for leaf in leaves})
+    with Site(routes) as site:  # type: ignore[arg-type]
+        result = Crawler(
+            site.url("/"), output=str(out), memory_limit=5, concurrency=1, progress=False
+        ).run()
+        fetched = [path for path, _ in site.hits]
+    assert fetched == ["/robots.txt", "/", *leaves]
+    assert result.pages == 41 and result.pending == 0
+    assert [json.loads(line)["url"] for line in out.read_text().splitlines()] == [
+        site.url(path) for path in ["/", *leaves]
+    ]
+
+
+def test_spilled_urls_all_come_back_once_under_concurrency(tmp_path: Path) -> None:
     from shoal.crawler import Crawler
 
     out = tmp_path / "out.jsonl"
