@@ -23,6 +23,7 @@ import pytest
 
 from conftest import LocalCA
 from shoal.crawler._http import HTTPClient, HTTPError
+from shoal.crawler._urllib3 import Urllib3Transport
 
 PAGE = b"<html><body>" + b"".join(b"<p>line %d</p>\n" % i for i in range(300)) + b"</body></html>"
 BIG = 64 * 1024 * 1024
@@ -653,12 +654,19 @@ def _tls_server(cert: tuple[Path, Path]) -> Server:
     return Server(context)
 
 
+def _verifying_client(transport: str) -> HTTPClient | Urllib3Transport:
+    if transport == "urllib3":
+        return Urllib3Transport(per_host=8, connect_timeout=10, read_timeout=30, verify_tls=True)
+    return HTTPClient()
+
+
+@pytest.mark.parametrize("transport", ["native", "urllib3"])
 def test_tls_verifies_a_certificate_from_a_trusted_ca(
-    local_ca: LocalCA, monkeypatch: pytest.MonkeyPatch
+    local_ca: LocalCA, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
     srv = _tls_server(local_ca.local)
     port = srv.server_address[1]
-    untrusting = HTTPClient()
+    untrusting = _verifying_client(transport)
     try:
         # Not trusted yet: the chain ends at an unknown CA.
         refused = error_of(lambda: get(untrusting, srv.url("/page?0")))
@@ -667,7 +675,7 @@ def test_tls_verifies_a_certificate_from_a_trusted_ca(
         # request): the way to make shoal trust a private CA.
         monkeypatch.setenv("SSL_CERT_FILE", str(local_ca.ca))
         for url in (srv.url("/page?1"), f"https://localhost:{port}/page?2"):
-            trusting = HTTPClient()
+            trusting = _verifying_client(transport)
             try:
                 assert get(trusting, url)[::2] == (200, page_for(url[-1]))
             finally:
@@ -677,12 +685,13 @@ def test_tls_verifies_a_certificate_from_a_trusted_ca(
         srv.close()
 
 
+@pytest.mark.parametrize("transport", ["native", "urllib3"])
 def test_tls_refuses_a_trusted_certificate_for_another_name(
-    local_ca: LocalCA, monkeypatch: pytest.MonkeyPatch
+    local_ca: LocalCA, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(local_ca.ca))
     srv = _tls_server(local_ca.other)  # signed by the trusted CA, but for other.test
-    client = HTTPClient()
+    client = _verifying_client(transport)
     try:
         error = error_of(lambda: get(client, srv.url("/page?0")))
         assert error.kind == "tls" and "match" in error.detail, error
