@@ -211,10 +211,78 @@ def cli() -> None:
 @cli.command()
 @click.argument("urls", nargs=-1, required=True)
 @_crawl_options
-def crawl(urls: tuple[str, ...], **kw: Any) -> None:
+@click.option(
+    "--report",
+    "report_path",
+    metavar="PATH",
+    help="Also write an HTML report of the output to PATH when the crawl ends "
+    "(also after Ctrl-C); see shoal report.",
+)
+@click.option("--overwrite", is_flag=True, help="Let --report replace a file shoal did not write.")
+def crawl(urls: tuple[str, ...], report_path: str | None, overwrite: bool, **kw: Any) -> None:
     """Crawl from URLS, following links within their hosts."""
     options, quiet, as_json = _options_from(kw)
-    _run_crawl(list(urls), options, quiet, as_json)
+    if report_path is None:
+        _run_crawl(list(urls), options, quiet, as_json)
+        return
+    from ._report import check_report_target, report_after_crawl
+
+    check_report_target(report_path, options, overwrite)
+    try:
+        _run_crawl(list(urls), options, quiet, as_json)
+    except SystemExit as exc:
+        # A crawl that ran (finished, fetched nothing, interrupted) gets its report; one
+        # that could not start (bad usage, unusable state or output) does not.
+        if exc.code in (None, 0, EXIT_NOTHING_FETCHED, EXIT_INTERRUPTED):
+            report_after_crawl(report_path, options, overwrite, quiet)
+        raise
+    report_after_crawl(report_path, options, overwrite, quiet)
+
+
+@cli.command()
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    "html",
+    metavar="PATH",
+    help="Where to write the report (default: OUTPUT.report.html).",
+)
+@click.option(
+    "--state",
+    "state_path",
+    metavar="PATH",
+    help="The crawl's state file (default: OUTPUT.state.sqlite, if it exists).",
+)
+@click.option("--no-state", is_flag=True, help="Do not read the state file.")
+@click.option(
+    "--max-rows",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Rows per table in the HTML; the full lists go to CSV files beside it.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace report files shoal did not write.")
+def report(
+    output: str,
+    *,
+    html: str | None,
+    state_path: str | None,
+    no_state: bool,
+    max_rows: int,
+    overwrite: bool,
+) -> None:
+    """Write an HTML report (totals, charts, broken links, hosts) of a crawl's OUTPUT."""
+    from ._report import run_report
+
+    run_report(
+        output,
+        html=html,
+        state_path=state_path,
+        no_state=no_state,
+        max_rows=max_rows,
+        overwrite=overwrite,
+    )
 
 
 @cli.command()
