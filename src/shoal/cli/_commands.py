@@ -8,7 +8,6 @@ summary); 1 not one page could be fetched; 2 bad usage; 3 the state file is unus
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import Any
 
@@ -24,15 +23,10 @@ EXIT_INTERRUPTED = 130
 WriterError.exit_code = EXIT_OUTPUT
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    if verbose == 0 and not quiet:
-        level = logging.WARNING  # the summary is the default report; -v adds the log
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    if verbose < 2:
-        logging.getLogger("urllib3").setLevel(logging.WARNING)
+def _configure_logging(verbose: int, quiet: bool, log_file: str | None = None) -> None:
+    from ._logging import configure_logging
+
+    configure_logging(verbose, quiet, log_file)
 
 
 def _parse_extract(values: tuple[str, ...]) -> dict[str, str]:
@@ -174,7 +168,12 @@ def _crawl_options(f: Any) -> Any:
         click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal."),
         click.option("--json-summary", is_flag=True, help="Print the summary as JSON."),
         click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),
-        click.option("-v", "--verbose", count=True, help="More log output (-vv: debug)."),
+        click.option("-v", "--verbose", count=True, help="One log line per URL (-vv: debug)."),
+        click.option(
+            "--log-file",
+            metavar="PATH",
+            help="Append the log (one line per URL, warnings, errors) to PATH.",
+        ),
     ]
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -182,7 +181,7 @@ def _crawl_options(f: Any) -> Any:
 
 
 def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
-    _configure_logging(kw.pop("verbose"), kw["quiet"])
+    _configure_logging(kw.pop("verbose"), kw["quiet"], kw.pop("log_file"))
     quiet = kw.pop("quiet")
     as_json = kw.pop("json_summary")
     state_path, no_state = kw.pop("state_path"), kw.pop("no_state")

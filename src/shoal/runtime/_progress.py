@@ -2,17 +2,29 @@
 
 Silent unless the stream is a TTY (so logs and pipes stay clean). rich is imported
 only when a display actually starts, which keeps ``import shoal`` light.
+
+The line answers "how fast, how long": a smoothed rate, and the time left when the
+total means something (``bounded``: a limit such as ``--max-pages``; otherwise the
+queue, which may still grow, so the time left is shown as a lower bound). While it runs,
+anything written to ``sys.stderr`` (log lines) is printed above it, never through it.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-__all__ = ["ProgressDisplay", "ProgressState"]
+__all__ = ["ProgressDisplay", "ProgressState", "RateMeter", "describe", "format_eta"]
+
+
+# Time constant of the rate's exponential smoothing: a stall shows within a few
+# seconds, and one slow response does not swing the estimate.
+_RATE_WINDOW = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +33,65 @@ class ProgressState:
     total: int  # grows as tasks spawn tasks, or a crawl discovers pages
     failed: int = 0
     note: str = ""
+    bounded: bool = False  # total is a hard limit (e.g. max_pages), not a growing queue
+    errors: tuple[tuple[str, int], ...] = ()  # (kind, count), most frequent first
+
+
+class RateMeter:
+    """Items per second, smoothed exponentially over about ``window`` seconds."""
+
+    def __init__(self, window: float = _RATE_WINDOW, clock: Callable[[], float] = time.monotonic):
+        self._window = window
+        self._clock = clock
+        self._started = clock()
+        self._last_t = self._started
+        self._last_done = 0
+        self.rate: float | None = None
+
+    def update(self, done: int) -> float | None:
+        now = self._clock()
+        dt = now - self._last_t
+        if dt <= 0:
+            return self.rate
+        instant = (done - self._last_done) / dt
+        if self.rate is None:
+            # Until a full window has passed, the plain average is the better guess.
+            if now - self._started >= min(self._window, 1.0) or done:
+                self.rate = done / (now - self._started)
+        else:
+            alpha = 1 - math.exp(-dt / self._window)
+            self.rate += alpha * (instant - self.rate)
+        self._last_t, self._last_done = now, done
+        return self.rate
+
+
+def format_eta(seconds: float) -> str:
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def describe(state: ProgressState, rate: float | None, unit: str) -> tuple[str, str, str]:
+    """(rate, time left, note) as the live line shows them."""
+    rate_text = f"{rate:.1f} {unit}/s" if rate is not None else f"- {unit}/s"
+    left = max(state.total - state.done, 0)
+    if rate is None or rate <= 0 or state.total <= 0:
+        eta = "left ?"
+    elif state.bounded:
+        eta = f"left ~{format_eta(left / rate)}"
+    else:
+        eta = f"left ≥{format_eta(left / rate)}"  # the queue may still grow
+    note = state.note
+    if state.errors:
+        shown = ", ".join(f"{kind} {n}" for kind, n in state.errors[:3])
+        more = len(state.errors) - 3
+        note += f" errors: {shown}" + (f" +{more} kinds" if more > 0 else "")
+    elif state.failed:
+        note += f" failed={state.failed}"
+    return rate_text, eta, note.strip()
 
 
 class ProgressDisplay:
@@ -35,12 +106,15 @@ class ProgressDisplay:
         snapshot: Callable[[], ProgressState],
         *,
         description: str = "tasks",
+        unit: str = "tasks",
         stream: TextIO | None = None,
         refresh: float = 0.25,
         enabled: bool | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._description = description
+        self._unit = unit
+        self._meter = RateMeter()
         self._stream = stream if stream is not None else sys.stderr
         self._refresh = refresh
         isatty = getattr(self._stream, "isatty", None)
@@ -68,13 +142,22 @@ class ProgressDisplay:
             BarColumn(),
             MofNCompleteColumn(),
             TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[eta]}"),
             TextColumn("{task.fields[note]}"),
             TimeElapsedColumn(),
             console=Console(file=self._stream),
             auto_refresh=False,
             transient=False,
+            # Log lines written to sys.stderr go above the bar; stdout is left alone
+            # (it may carry records, and must never pass through the display).
+            redirect_stdout=False,
+            redirect_stderr=True,
         )
-        self._task = self._progress.add_task(self._description, total=None, note="")
+        self._meter = RateMeter()
+        self._task = self._progress.add_task(
+            self._description, total=None, note="", rate="", eta=""
+        )
         self._progress.start()
         self._thread = threading.Thread(target=self._run, name="shoal-progress", daemon=True)
         self._thread.start()
@@ -82,8 +165,15 @@ class ProgressDisplay:
 
     def _draw(self) -> None:
         s = self._snapshot()
-        note = s.note + (f" failed={s.failed}" if s.failed else "")
-        self._progress.update(self._task, completed=s.done, total=max(s.total, s.done), note=note)
+        rate, eta, note = describe(s, self._meter.update(s.done), self._unit)
+        self._progress.update(
+            self._task,
+            completed=s.done,
+            total=max(s.total, s.done),
+            note=note,
+            rate=rate,
+            eta=eta,
+        )
         self._progress.refresh()
 
     def _run(self) -> None:
