@@ -291,3 +291,49 @@ def test_state_file_is_read_while_the_crawl_holds_it(
     assert "a crawl is running" in (tmp_path / "live.html").read_text()
     with sqlite3.connect(f"{out}.state.sqlite") as conn:  # untouched and still readable
         assert conn.execute("SELECT count(*) FROM urls").fetchone()[0] > 0
+
+
+def test_markup_in_records_is_shown_not_run(tmp_path: Path) -> None:
+    """A hostile site controls URLs, titles and error details: none of it becomes markup."""
+    evil = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+    out = tmp_path / "evil.jsonl"
+    record = {
+        "url": "http://127.0.0.1/a?" + evil,
+        "final_url": "http://127.0.0.1/a?" + evil,
+        "status": 404,
+        "depth": 1,
+        "referrer": "http://127.0.0.1/</script><script>alert(3)</script>",
+        "bytes": 0,
+        "elapsed": 0.01,
+        "fetched_at": "2026-01-01T00:00:00.000+00:00",
+        "title": evil,
+        "error": "http_404",
+        "error_detail": evil,
+    }
+    out.write_text(json.dumps(record) + "\n")
+    build_report(out, tmp_path / "evil.html")
+    page = (tmp_path / "evil.html").read_text()
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # One <script> for Chart.js, one JSON island, one to draw: no more.
+    assert page.count("<script") == 3
+
+
+def test_pauses_between_runs_are_cut_from_the_crawling_time(tmp_path: Path) -> None:
+    out = tmp_path / "runs.jsonl"
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    with out.open("w") as f:
+        for run, start in enumerate((base, base + timedelta(hours=3))):
+            for i in range(100):  # 100 pages over 10 s in each run
+                at = start + timedelta(seconds=i / 10)
+                f.write(json.dumps({
+                    "url": f"http://127.0.0.1/{run}/{i}", "status": 200, "depth": 0,
+                    "elapsed": 0.1, "bytes": 10, "error": None,
+                    "fetched_at": at.isoformat(timespec="milliseconds"),
+                }) + "\n")  # fmt: skip
+    build_report(out, tmp_path / "runs.html")
+    page = (tmp_path / "runs.html").read_text()
+    assert "2 runs" in page
+    # (9.9 s + one 0.1 s median latency) per run: 20 s of crawling, 10 pages/s.
+    assert '<div class="v" id="t-rate">10.0</div>' in page
+    assert '<div class="v" id="t-duration">20 s</div>' in page

@@ -217,7 +217,12 @@ def cli() -> None:
     help="Also write an HTML report of the output to PATH when the crawl ends "
     "(also after Ctrl-C); see shoal report.",
 )
-@click.option("--overwrite", is_flag=True, help="Let --report replace a file shoal did not write.")
+@click.option(
+    "--overwrite-report",
+    "overwrite",
+    is_flag=True,
+    help="Let --report replace files shoal did not write.",
+)
 def crawl(urls: tuple[str, ...], report_path: str | None, overwrite: bool, **kw: Any) -> None:
     """Crawl from URLS, following links within their hosts."""
     options, quiet, as_json = _options_from(kw)

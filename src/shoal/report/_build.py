@@ -31,6 +31,7 @@ from ._read import OutputReader, StateFacts, read_state_facts
 __all__ = ["DEFAULT_MAX_ROWS", "ReportResult", "build_report", "check_writable", "report_paths"]
 
 DEFAULT_MAX_ROWS = 500
+CHARTJS_VERSION = "4.6.1"  # vendor/chart.umd.min.js; see vendor/README.md
 _GENERATOR = "shoal report"
 _HEADERS = {
     "broken": ["url", "status", "error", "error_detail", "referrer", "depth"],
@@ -71,7 +72,7 @@ def check_writable(html: str | os.PathLike[str], *, overwrite: bool) -> None:
         if target.exists() and not _written_by_shoal(target, kind):
             raise UsageError(
                 f"{target} exists and is not a shoal report; choose another path "
-                "or pass --overwrite to replace it"
+                "or pass --overwrite (crawl: --overwrite-report) to replace it"
             )
 
 
@@ -308,6 +309,7 @@ def _context(
         "csv": {kind: p.name for kind, p in csv_paths.items()},
         "data_json": _script_json(data),
         "chart_js": _chart_js(),
+        "chartjs_version": CHARTJS_VERSION,
     }
 
 
