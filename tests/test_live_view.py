@@ -166,3 +166,7 @@ def test_rate_is_smoothed_and_time_left_is_honest() -> None:
                       None, "pages")  # fmt: skip
     assert errors == ("- pages/s", "left ?", "errors: http_404 2, timeout 1")
     assert format_eta(3725) == "1h02m" and format_eta(75) == "1m15s"
+    # --max-time: the time limit ends the run before the pages would.
+    timed = describe(ProgressState(40, 100, bounded=True, time_left=2.2), 10.0, "pages")
+    assert timed[1] == "left ~2s"
+    assert describe(ProgressState(0, 5, time_left=30), None, "pages")[1] == "left ≤30s"

@@ -274,6 +274,7 @@ class Crawler:
         total = done + pending + in_flight
         # This run fetches at most max_pages: past that, the queue is not work left.
         bounded = total >= self.options.max_pages
+        deadline = self._deadline
         return ProgressState(
             done=done,
             total=min(total, self.options.max_pages),
@@ -281,6 +282,7 @@ class Crawler:
             note=f"queued {pending}, hosts {hosts}",
             bounded=bounded,
             errors=errors,
+            time_left=None if deadline is None else deadline - time.monotonic(),
         )
 
     # -- dispatch ------------------------------------------------------------------------

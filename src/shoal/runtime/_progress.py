@@ -35,6 +35,7 @@ class ProgressState:
     note: str = ""
     bounded: bool = False  # total is a hard limit (e.g. max_pages), not a growing queue
     errors: tuple[tuple[str, int], ...] = ()  # (kind, count), most frequent first
+    time_left: float | None = None  # seconds to a time limit (e.g. max_time), if any
 
 
 class RateMeter:
@@ -78,8 +79,11 @@ def describe(state: ProgressState, rate: float | None, unit: str) -> tuple[str, 
     """(rate, time left, note) as the live line shows them."""
     rate_text = f"{rate:.1f} {unit}/s" if rate is not None else f"- {unit}/s"
     left = max(state.total - state.done, 0)
+    limit = None if state.time_left is None else max(state.time_left, 0.0)
     if rate is None or rate <= 0 or state.total <= 0:
-        eta = "left ?"
+        eta = "left ?" if limit is None else f"left ≤{format_eta(limit)}"
+    elif limit is not None and limit < left / rate:
+        eta = f"left ~{format_eta(limit)}"  # the time limit ends the run first
     elif state.bounded:
         eta = f"left ~{format_eta(left / rate)}"
     else:
