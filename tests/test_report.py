@@ -337,3 +337,38 @@ def test_pauses_between_runs_are_cut_from_the_crawling_time(tmp_path: Path) -> N
     # (9.9 s + one 0.1 s median latency) per run: 20 s of crawling, 10 pages/s.
     assert '<div class="v" id="t-rate">10.0</div>' in page
     assert '<div class="v" id="t-duration">20 s</div>' in page
+
+
+def test_saved_bodies_give_every_page_that_links_to_a_broken_url(tmp_path: Path) -> None:
+    out = tmp_path / "pages.jsonl"
+    with broken_site() as site:
+        done = shoal("crawl", site.url("/"), "-o", str(out), "--retries", "0", "-q",
+                     "--save-bodies", "--concurrency", "1")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        result = build_report(out, tmp_path / "r.html")
+        pairs = {(p["url"], p["linked_from"], p["found_in"])
+                 for p in read_csv(result.csv["referrers"])}  # fmt: skip
+        home, a, a1 = site.url("/"), site.url("/a"), site.url("/a/1")
+        missing, boom, gone = site.url("/missing"), site.url("/boom"), site.url("/gone")
+    # /missing is linked from the home page (its record's referrer) and from /a too.
+    assert pairs == {
+        (missing, home, "record"),
+        (missing, a, "page body"),
+        (boom, home, "record"),
+        (gone, a1, "record"),
+    }
+    page = (tmp_path / "r.html").read_text()
+    assert f"{home}<br>{a}</td>" in page
+    # Without bodies the report names the one referrer it has, and says so.
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(
+        "".join(
+            json.dumps({k: v for k, v in json.loads(line).items() if k != "body"}) + "\n"
+            for line in out.read_text().splitlines()
+        )
+    )
+    result = build_report(plain, tmp_path / "plain.html", state=None)
+    assert {p["found_in"] for p in read_csv(result.csv["referrers"])} == {"record"}
+    assert (
+        "crawl with --save-bodies for every linking page" in (tmp_path / "plain.html").read_text()
+    )

@@ -40,6 +40,7 @@ class BrokenLink:
     detail: str
     referrer: str | None
     depth: int | None
+    also_linked_from: list[str] = field(default_factory=list)  # from saved bodies
 
 
 @dataclass(slots=True)
@@ -107,6 +108,9 @@ class Aggregate:
         self.hosts: dict[str, HostRow] = {}
         self.broken: list[BrokenLink] = []
         self.broken_total = 0
+        # broken URL -> its record's referrer: to find every other page linking to it
+        self.broken_urls: dict[str, str | None] = {}
+        self.has_bodies = False  # --save-bodies records: links can be read from pages
         # "YYYY-MM-DDTHH:MM:SS" -> [records, earliest and latest full timestamps]
         self._seconds: dict[str, list[Any]] = {}
         self._redirects: dict[str, _Redirect] = {}
@@ -167,6 +171,11 @@ class Aggregate:
                     second[2] = fetched_at
         self.statuses[str(status) if status is not None else "no response"] += 1
 
+        if not self.has_bodies:
+            body = r.get("body")
+            self.has_bodies = (
+                isinstance(body, str) and bool(body) and not body.startswith("base64:")
+            )
         if kind is not None:
             self.failed += 1
             row.errors += 1
@@ -194,6 +203,7 @@ class Aggregate:
     def _broken(self, r: dict[str, Any], url: str, status: int | None, kind: str) -> None:
         self.broken_total += 1
         referrer = r.get("referrer")
+        self.broken_urls[url] = referrer if isinstance(referrer, str) else None
         depth = r.get("depth")
         link = BrokenLink(
             url=url,

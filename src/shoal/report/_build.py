@@ -38,6 +38,9 @@ _HEADERS = {
     "redirects": ["chain", "statuses", "outcome"],
     "hosts": ["host", "pages", "ok", "errors", "median_latency_ms", "bytes", "robots_skipped"],
     "robots": ["url", "host", "referrer"],
+    # Every (broken URL, linking page) pair known: the record's referrer, and with
+    # --save-bodies every other page whose HTML links to it.
+    "referrers": ["url", "linked_from", "found_in"],
 }
 
 
@@ -161,8 +164,11 @@ def build_report(
             w.writerow(_HEADERS[kind])
         broken_csv = writers["broken"]
 
+        pairs_csv = writers["referrers"]
+
         def on_broken(b: BrokenLink) -> None:
             broken_csv.writerow([b.url, b.status, b.kind, b.detail, b.referrer, b.depth])
+            pairs_csv.writerow([b.url, b.referrer or "", "record"])
 
         agg = Aggregate(
             max_rows=max_rows,
@@ -170,6 +176,15 @@ def build_report(
             no_response=facts.no_response if facts else None,
         )
         agg.add_all(reader)
+        if agg.has_bodies and agg.broken_urls:
+            from ._links import referrers_from_bodies
+
+            linked = referrers_from_bodies(OutputReader(source), agg.broken_urls)
+            for url, pages in linked.items():
+                for linking in pages:
+                    pairs_csv.writerow([url, linking, "page body"])
+            for b in agg.broken:
+                b.also_linked_from = linked.get(b.url, [])
         context = _context(agg, reader, facts, max_rows, csv_paths)
 
         hosts = agg.host_rows()
@@ -287,6 +302,7 @@ def _context(
         "errors": agg.errors.most_common(),
         "broken": agg.broken,
         "broken_total": agg.broken_total,
+        "has_bodies": agg.has_bodies,
         "hosts": [
             {
                 "host": h.host,
