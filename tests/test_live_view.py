@@ -106,7 +106,9 @@ def test_bar_shows_rate_and_time_left_against_max_pages(tmp_path: Path) -> None:
     running = [b for b in bars if re.search(r"\d+/60 .* [\d.]+ pages/s left ~\d", b)]
     assert running, bars
     assert re.search(r"60/60 +100%", bars[-1]), bars[-1]
-    assert re.search(r"hosts \d+", bars[-1]) and "errors: http_404" in bars[-1]
+    # Details on the line below the bar: queue, hosts in flight, errors by kind.
+    details = [p for p in pieces if p.startswith("queued ")]
+    assert re.fullmatch(r"queued \d+, hosts \d+; errors: http_404 1", details[-1]), details
     # The warning arrives whole, on its own line, in words (no module path).
     assert "warning: stopping: the page limit (60 pages, --max-pages) reached" in pieces
     assert "shoal.crawler" not in raw and "WARNING" not in raw

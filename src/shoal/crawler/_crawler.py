@@ -427,6 +427,7 @@ class Crawler:
         if rules is not None and not rules.allowed(job.url, opts.user_agent):
             with self._lock:
                 self.result.robots_denied += 1
+            logger.info("skipped: robots.txt disallows %s", job.url)
             self._writer.write(Commit(finished=job))
             return _Outcome()
         elsewhere: list[CrawlJob] = []  # redirect targets queued on their own host

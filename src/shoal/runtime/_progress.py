@@ -92,9 +92,10 @@ def describe(state: ProgressState, rate: float | None, unit: str) -> tuple[str, 
     if state.errors:
         shown = ", ".join(f"{kind} {n}" for kind, n in state.errors[:3])
         more = len(state.errors) - 3
-        note += f" errors: {shown}" + (f" +{more} kinds" if more > 0 else "")
+        errors = f"errors: {shown}" + (f" +{more} kinds" if more > 0 else "")
+        note = f"{note}; {errors}" if note else errors
     elif state.failed:
-        note += f" failed={state.failed}"
+        note = f"{note}; failed {state.failed}" if note else f"failed {state.failed}"
     return rate_text, eta, note.strip()
 
 
@@ -140,15 +141,26 @@ class ProgressDisplay:
             TextColumn,
             TimeElapsedColumn,
         )
+        from rich.text import Text
 
-        self._progress = Progress(
+        class _WithDetail(Progress):
+            """The bar line, then a line of details (queue, hosts, errors) when there
+            are any: one line holding both would not fit an 80-column terminal."""
+
+            def get_renderables(self) -> Any:
+                yield self.make_tasks_table(self.tasks)
+                for task in self.tasks:
+                    note = task.fields.get("note")
+                    if note:
+                        yield Text("  " + note, no_wrap=True, overflow="ellipsis")
+
+        self._progress = _WithDetail(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             TaskProgressColumn(),
             TextColumn("{task.fields[rate]}"),
             TextColumn("{task.fields[eta]}"),
-            TextColumn("{task.fields[note]}"),
             TimeElapsedColumn(),
             console=Console(file=self._stream),
             auto_refresh=False,
