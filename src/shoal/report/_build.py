@@ -378,7 +378,7 @@ def _utc(epoch: float) -> str:
 def _duration(seconds: float) -> str:
     s = round(seconds)
     if s < 60:
-        return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.1f} s"
+        return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
     if s < 3600:
         return f"{s // 60} min {s % 60} s"
     return f"{s // 3600} h {s % 3600 // 60} min"
