@@ -8,7 +8,6 @@ summary); 1 not one page could be fetched; 2 bad usage; 3 the state file is unus
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import Any
 
@@ -24,15 +23,10 @@ EXIT_INTERRUPTED = 130
 WriterError.exit_code = EXIT_OUTPUT
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    if verbose == 0 and not quiet:
-        level = logging.WARNING  # the summary is the default report; -v adds the log
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    if verbose < 2:
-        logging.getLogger("urllib3").setLevel(logging.WARNING)
+def _configure_logging(verbose: int, quiet: bool, log_file: str | None = None) -> None:
+    from ._logging import configure_logging
+
+    configure_logging(verbose, quiet, log_file)
 
 
 def _parse_extract(values: tuple[str, ...]) -> dict[str, str]:
@@ -174,7 +168,12 @@ def _crawl_options(f: Any) -> Any:
         click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal."),
         click.option("--json-summary", is_flag=True, help="Print the summary as JSON."),
         click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),
-        click.option("-v", "--verbose", count=True, help="More log output (-vv: debug)."),
+        click.option("-v", "--verbose", count=True, help="One log line per URL (-vv: debug)."),
+        click.option(
+            "--log-file",
+            metavar="PATH",
+            help="Append the log (one line per URL, warnings, errors) to PATH.",
+        ),
     ]
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -182,7 +181,7 @@ def _crawl_options(f: Any) -> Any:
 
 
 def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
-    _configure_logging(kw.pop("verbose"), kw["quiet"])
+    _configure_logging(kw.pop("verbose"), kw["quiet"], kw.pop("log_file"))
     quiet = kw.pop("quiet")
     as_json = kw.pop("json_summary")
     state_path, no_state = kw.pop("state_path"), kw.pop("no_state")
@@ -211,10 +210,83 @@ def cli() -> None:
 @cli.command()
 @click.argument("urls", nargs=-1, required=True)
 @_crawl_options
-def crawl(urls: tuple[str, ...], **kw: Any) -> None:
+@click.option(
+    "--report",
+    "report_path",
+    metavar="PATH",
+    help="Also write an HTML report of the output to PATH when the crawl ends "
+    "(also after Ctrl-C); see shoal report.",
+)
+@click.option(
+    "--overwrite-report",
+    "overwrite",
+    is_flag=True,
+    help="Let --report replace files shoal did not write.",
+)
+def crawl(urls: tuple[str, ...], report_path: str | None, overwrite: bool, **kw: Any) -> None:
     """Crawl from URLS, following links within their hosts."""
     options, quiet, as_json = _options_from(kw)
-    _run_crawl(list(urls), options, quiet, as_json)
+    if report_path is None:
+        _run_crawl(list(urls), options, quiet, as_json)
+        return
+    from ._report import check_report_target, report_after_crawl
+
+    check_report_target(report_path, options, overwrite)
+    try:
+        _run_crawl(list(urls), options, quiet, as_json)
+    except SystemExit as exc:
+        # A crawl that ran (finished, fetched nothing, interrupted) gets its report; one
+        # that could not start (bad usage, unusable state or output) does not.
+        if exc.code in (None, 0, EXIT_NOTHING_FETCHED, EXIT_INTERRUPTED):
+            report_after_crawl(report_path, options, overwrite, quiet)
+        raise
+    report_after_crawl(report_path, options, overwrite, quiet)
+
+
+@cli.command()
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    "html",
+    metavar="PATH",
+    help="Where to write the report (default: OUTPUT.report.html).",
+)
+@click.option(
+    "--state",
+    "state_path",
+    metavar="PATH",
+    help="The crawl's state file (default: OUTPUT.state.sqlite, if it exists).",
+)
+@click.option("--no-state", is_flag=True, help="Do not read the state file.")
+@click.option(
+    "--max-rows",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Rows per table in the HTML; the full lists go to CSV files beside it.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace report files shoal did not write.")
+def report(
+    output: str,
+    *,
+    html: str | None,
+    state_path: str | None,
+    no_state: bool,
+    max_rows: int,
+    overwrite: bool,
+) -> None:
+    """Write an HTML report (totals, charts, broken links, hosts) of a crawl's OUTPUT."""
+    from ._report import run_report
+
+    run_report(
+        output,
+        html=html,
+        state_path=state_path,
+        no_state=no_state,
+        max_rows=max_rows,
+        overwrite=overwrite,
+    )
 
 
 @cli.command()

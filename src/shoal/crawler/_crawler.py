@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -112,6 +113,7 @@ class Crawler:
         self._robots: dict[str, RobotsRules] = {}
         self._delays: dict[str, float] = {}  # auto-throttle's current delay per host
         self._in_flight = 0
+        self._hosts_busy: dict[str, int] = {}  # host -> requests in flight (live view)
         self._taken = 0
         self._wake_at: float | None = None
         self._deadline: float | None = None
@@ -212,7 +214,12 @@ class Crawler:
             output=self._writer,
             grace=opts.grace,
         )
-        progress = ProgressDisplay(self._progress_state, description="crawl", enabled=opts.progress)
+        progress = ProgressDisplay(
+            self._progress_state,
+            description="crawl",
+            unit="pages",
+            enabled=_progress_enabled(opts.progress, opts.output),
+        )
         interrupted = False
         try:
             progress.start()
@@ -258,13 +265,24 @@ class Crawler:
     def _progress_state(self) -> ProgressState:
         with self._lock:
             r = self.result
+            done = r.pages
             pending = self.frontier.pending()
             in_flight = self._in_flight
+            hosts = len(self._hosts_busy)
+            errors = tuple(r.errors.most_common())
+            failed = r.failed
+        total = done + pending + in_flight
+        # This run fetches at most max_pages: past that, the queue is not work left.
+        bounded = total >= self.options.max_pages
+        deadline = self._deadline
         return ProgressState(
-            done=r.pages,
-            total=r.pages + pending + in_flight,
-            failed=r.failed,
-            note=f"queued {pending}",
+            done=done,
+            total=min(total, self.options.max_pages),
+            failed=failed,
+            note=f"queued {pending}, hosts {hosts}",
+            bounded=bounded,
+            errors=errors,
+            time_left=None if deadline is None else deadline - time.monotonic(),
         )
 
     # -- dispatch ------------------------------------------------------------------------
@@ -290,6 +308,7 @@ class Crawler:
                 for job in jobs:
                     if job.kind is JobKind.PAGE and job.attempt == 1:
                         self._taken += 1
+                    self._hosts_busy[job.host] = self._hosts_busy.get(job.host, 0) + 1
                 self._in_flight += len(jobs)
                 if next_at is not None and (self._wake_at is None or next_at < self._wake_at):
                     if self._deadline is not None:
@@ -307,7 +326,11 @@ class Crawler:
     def _stop(self, reason: str, notices: list[str]) -> None:
         if self.result.stopped_by is None:
             self.result.stopped_by = reason
-            notices.append(f"stopping: {reason} reached")
+            if reason == "max_pages":
+                limit = f"the page limit ({self.options.max_pages} pages, --max-pages)"
+            else:
+                limit = f"the time limit ({self.options.max_time:g} s, --max-time)"
+            notices.append(f"stopping: {limit} reached")
 
     # -- one task ------------------------------------------------------------------------
 
@@ -339,6 +362,11 @@ class Crawler:
             now = time.monotonic()
             with self._lock:
                 self._in_flight -= 1
+                busy = self._hosts_busy.get(job.host, 0) - 1
+                if busy > 0:
+                    self._hosts_busy[job.host] = busy
+                else:
+                    self._hosts_busy.pop(job.host, None)
                 if outcome.hold_until is not None:
                     self.frontier.hold_host(job.host, outcome.hold_until)
                 self.frontier.finish(job, now, failed=outcome.failed, retry_at=outcome.retry_at)
@@ -399,6 +427,7 @@ class Crawler:
         if rules is not None and not rules.allowed(job.url, opts.user_agent):
             with self._lock:
                 self.result.robots_denied += 1
+            logger.info("skipped: robots.txt disallows %s", job.url)
             self._writer.write(Commit(finished=job))
             return _Outcome()
         elsewhere: list[CrawlJob] = []  # redirect targets queued on their own host
@@ -465,6 +494,8 @@ class Crawler:
             r.discovered += len(added)
             if opts.auto_throttle and status is not None:
                 self._throttle(job.host, fetched, status)
+        if logger.isEnabledFor(logging.INFO):  # -v: one line per URL, never under the lock
+            logger.info("%s", _page_line(job.url, status, error, len(fetched.body), fetched))
         self._writer.write(
             Commit(
                 records,
@@ -517,6 +548,35 @@ class Crawler:
         new = min(max(new, opts.delay), 60.0)
         self._delays[host] = new
         self.frontier.set_delay(host, new)
+
+
+def _page_line(url: str, status: int | None, error: str | None, size: int, f: Fetched) -> str:
+    """``200   12.3 KB    45 ms  URL`` (plus where it redirected, or why it failed)."""
+    code = str(status) if status is not None else "---"
+    if size >= 1024 * 1024:
+        shown = f"{size / 1024 / 1024:.1f} MB"
+    elif size >= 1024:
+        shown = f"{size / 1024:.1f} KB"
+    else:
+        shown = f"{size} B"
+    line = f"{code} {shown:>9} {f.elapsed * 1000:>6.0f} ms  {url}"
+    if f.final_url != url:
+        line += f" -> {f.final_url}"
+    if error is not None and not error.startswith("http_"):
+        line += f"  ({error}: {f.detail})" if f.detail else f"  ({error})"
+    return line
+
+
+def _progress_enabled(progress: bool | None, output: str | None) -> bool | None:
+    """None (auto: stderr is a terminal), unless records go to a terminal on stdout:
+    then the records are the display, and a bar would be drawn through them."""
+    if progress is not None:
+        return progress
+    if output in (None, "-"):
+        isatty = getattr(sys.stdout, "isatty", None)
+        if isatty is not None and isatty():
+            return False
+    return None
 
 
 def _canonical(urls: list[str]) -> list[str]:

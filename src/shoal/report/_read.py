@@ -1,0 +1,161 @@
+"""Reading a crawl's output back, one record at a time, whatever format it was written in.
+
+Records stream: a report over millions of pages holds only its aggregates. A line that
+cannot be read (a JSONL file cut off by a killed crawl that was never resumed) is
+counted, not fatal. The crawl's state file, when there is one, adds what the records do
+not carry: URLs skipped by robots.txt and URLs still queued.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._errors import StateError, UsageError
+
+__all__ = ["OutputReader", "StateFacts", "read_state_facts"]
+
+_INT_FIELDS = ("status", "depth", "bytes")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _sniff(path: Path) -> str:
+    with path.open("rb") as f:
+        head = f.read(16)
+    if head.startswith(_SQLITE_MAGIC):
+        return "sqlite"
+    name = path.name.lower()
+    if head.startswith(_GZIP_MAGIC) or head.startswith(b"WARC/") or ".warc" in name:
+        return "warc"
+    if name.endswith(".csv"):
+        return "csv"
+    return "jsonl"
+
+
+class OutputReader:
+    """Iterate the records of a shoal output file (JSONL, CSV or SQLite)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise UsageError(f"no crawl output at {self.path}")
+        if not self.path.is_file():
+            raise UsageError(f"{self.path} is not a file")
+        try:
+            self.format = _sniff(self.path)
+        except OSError as exc:
+            raise UsageError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        if self.format == "warc":
+            raise UsageError(
+                f"{self.path} is a WARC archive: it holds responses, not crawl records. "
+                "Make the report from a JSONL, CSV or SQLite output "
+                "(crawl with -o pages.jsonl, or with a second run writing one)"
+            )
+        self.unreadable = 0  # lines or rows that were not a record
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            if self.format == "sqlite":
+                yield from self._sqlite()
+            elif self.format == "csv":
+                yield from self._csv()
+            else:
+                yield from self._jsonl()
+        except OSError as exc:
+            raise UsageError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+
+    def _jsonl(self) -> Iterator[dict[str, Any]]:
+        loads = json.loads
+        # Text mode: json.loads then skips guessing each line's encoding.
+        with self.path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    record = loads(line)
+                except ValueError:
+                    self.unreadable += 1
+                    continue
+                if isinstance(record, dict):
+                    yield record
+                else:
+                    self.unreadable += 1
+
+    def _csv(self) -> Iterator[dict[str, Any]]:
+        # Fields may hold page titles of any length; the default 128 KB cap is not ours.
+        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+        with self.path.open(newline="", encoding="utf-8", errors="replace") as f:
+            for row in csv.DictReader(f):
+                record: dict[str, Any] = {k: (v if v != "" else None) for k, v in row.items()}
+                try:
+                    for name in _INT_FIELDS:
+                        if record.get(name) is not None:
+                            record[name] = int(record[name])
+                    if record.get("elapsed") is not None:
+                        record["elapsed"] = float(record["elapsed"])
+                except (TypeError, ValueError):
+                    self.unreadable += 1
+                    continue
+                yield record
+
+    def _sqlite(self) -> Iterator[dict[str, Any]]:
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+        except sqlite3.Error as exc:
+            raise UsageError(f"cannot open {self.path}: {exc}") from None
+        try:
+            try:
+                cursor = conn.execute("SELECT * FROM records ORDER BY rowid")
+            except sqlite3.Error as exc:
+                raise UsageError(
+                    f"{self.path} is not a shoal SQLite output (no records table: {exc})"
+                ) from None
+            names = [d[0] for d in cursor.description]
+            try:
+                for row in cursor:
+                    yield dict(zip(names, row, strict=True))
+            except sqlite3.Error as exc:
+                raise UsageError(f"reading {self.path} failed: {exc}") from None
+        finally:
+            conn.close()
+
+
+@dataclass
+class StateFacts:
+    """What the crawl's state file knows beyond the records."""
+
+    path: str
+    queued: int = 0
+    # URLs finished without a response: robots.txt said no (or, for a redirect target,
+    # it was fetched in place and appears as some record's final_url; the reader of the
+    # records removes those).
+    no_response: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    running: bool = False
+
+
+def read_state_facts(path: str | os.PathLike[str]) -> StateFacts:
+    """Read-only: the crawl may still be running (WAL lets us read beside it)."""
+    from ..state import read_status
+
+    status = read_status(path)  # validates the file, says whether a crawl holds it
+    facts = StateFacts(str(path), queued=int(status["queued"]), running=bool(status["running"]))
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            for url, host, referrer in conn.execute(
+                "SELECT url, host, referrer FROM urls WHERE state=1 AND status IS NULL"
+            ):
+                facts.no_response[url] = (host, referrer)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StateError(f"reading {path} failed: {exc}") from None
+    return facts
