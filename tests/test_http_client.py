@@ -378,7 +378,7 @@ def test_compressed_bodies_are_decoded(server: Server, client: HTTPClient, path:
 
 @pytest.mark.parametrize("path", ["/gzip", "/deflate", "/deflate-raw", "/br", "/gzip-members"])
 def test_decoding_fed_one_byte_at_a_time(path: str) -> None:
-    from shoal.crawler._http import _Body
+    from shoal.crawler._response import Body as _Body
 
     coding, data = ENCODED[path]()
     body = _Body(coding, len(PAGE))
