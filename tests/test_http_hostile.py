@@ -156,7 +156,6 @@ PROTOCOL_ERRORS = {
     "line-without-colon": OK + b"not a header\r\nContent-Length: 2\r\n\r\nok",
     "http2-status-line": b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
     "101": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
-    "trailer-flood": CHUNKED + b"2\r\nok\r\n0\r\n" + b"X-T: 1\r\n" * 300 + b"\r\n",
     "huge-trailer": CHUNKED + b"2\r\nok\r\n0\r\nX-T: " + b"t" * 200_000 + b"\r\n\r\n",
     "endless-chunk-ext": CHUNKED + b"2;a=" + b"x" * 200_000 + b"\r\nok\r\n0\r\n\r\n",
 }
@@ -251,7 +250,10 @@ def test_http10_keep_alive_is_honoured(raw_server: Start, client: HTTPClient) ->
 def test_trailers_and_extensions_within_bounds_are_accepted(
     raw_server: Start, client: HTTPClient
 ) -> None:
-    answer = CHUNKED + b'2;a=b;c="d e"\r\nok\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n'
+    # Trailer fields are skipped unbuffered: many small ones are harmless; their bytes
+    # in a row are bounded like a head's (see huge-trailer above).
+    trailers = b"X-T: 1\r\n" * 500
+    answer = CHUNKED + b'2;a=b;c="d e"\r\nok\r\n0\r\n' + trailers + b"\r\n"
     srv = raw_server(respond_always(answer))
     for _ in range(2):
         assert get(client, srv.url + "/") == (200, b"ok")

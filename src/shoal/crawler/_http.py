@@ -70,11 +70,12 @@ class _Conn:
     a signal interrupted, and the kernel would start a retried recv's timeout afresh.
     """
 
-    __slots__ = ("kernel_ok", "python_timeout", "rcv", "read_timeout", "snd", "sock")
+    __slots__ = ("kernel_ok", "python_timeout", "rcv", "read_timeout", "reader", "snd", "sock")
 
     def __init__(self, sock: socket.socket, read_timeout: float) -> None:
         self.sock = sock
         self.read_timeout = read_timeout
+        self.reader: Reader | None = None  # the connection's response parser
         self.kernel_ok = not isinstance(sock, ssl.SSLSocket)
         # The timeouts now in force: kernel receive and send, or Python's (None: not in
         # Python mode, i.e. the socket is blocking and the kernel's apply).
@@ -541,7 +542,9 @@ def _exchange(
         raise
     except OSError as exc:  # a pooled socket the server has closed (or reset)
         raise _Stale(f"{type(exc).__name__}: {exc}") from exc
-    reader = Reader(max_bytes, read_body)
+    if (reader := conn.reader) is None:
+        reader = conn.reader = Reader()
+    reader.start(max_bytes, read_body)
     feed = reader.feed_data
     received = 0
     run = 0  # bytes received since the last body byte: head, chunk framing, trailers
@@ -560,6 +563,8 @@ def _exchange(
             reader.ended()
             break
         received += len(data)
+        if not reader.head_done:
+            reader.pieces.append(data)
         before = reader.body_bytes
         try:
             feed(data)

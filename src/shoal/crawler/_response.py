@@ -15,7 +15,7 @@ import httptools
 __all__ = ["MAX_HEAD", "Body", "HTTPError", "RawResponse", "Reader"]
 
 MAX_HEAD = 64 * 1024  # status line + headers; also chunk framing and trailers in a row
-_MAX_HEADERS = 200  # in the head, and again in the trailers
+_MAX_HEADERS = 200
 _MAX_INFORMATIONAL = 16  # 1xx responses skipped before the real one
 _DRAIN = 64 * 1024  # an unwanted body up to this size is read to keep the connection
 _NONE, _LENGTH, _CHUNKED, _CLOSE = range(4)  # how a body is framed
@@ -152,7 +152,12 @@ def _wbits(head: bytes) -> int:
 class Reader:
     """Collects one response from llhttp's callbacks (httptools calls the ``on_*``
     methods while ``feed`` runs), deciding its framing and whether the connection may
-    be kept. An error raised in a callback stops the parser and comes out of ``feed``."""
+    be kept. An error raised in a callback stops the parser and comes out of ``feed``.
+
+    The caller appends what it feeds to ``pieces`` while ``head_done`` is False. Header
+    fields are not taken from llhttp's per-field callbacks (a Python call per field,
+    and unbounded buffering of trailer fields): once llhttp has validated the whole
+    head, ``_fields`` splits its bytes, which the validation makes safe to do simply."""
 
     __slots__ = (
         "body",
@@ -166,24 +171,31 @@ class Reader:
         "informational",
         "keep",
         "max_bytes",
-        "nheaders",
         "parser",
+        "pieces",
         "read_body",
         "status",
     )
 
-    def __init__(self, max_bytes: int, read_body: bool) -> None:
-        self.max_bytes = max_bytes
-        self.read_body = read_body
-        self.headers: dict[str, str] = {}
-        self.nheaders = self.informational = self.status = self.body_bytes = 0
-        self.framing = _NONE
-        self.head_done = self.complete = self.extra = self.keep = False
-        self.body: Body | None = None
+    def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         # The one leniency: a bare LF ends a head line (RFC 9112 section 2.2 allows it).
         self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.feed_data = self.parser.feed_data
+        self.start(0, False)
+
+    def start(self, max_bytes: int, read_body: bool) -> None:
+        """Get ready for the next response on the connection. A connection carries a
+        next request only after a clean response, which leaves llhttp ready for the
+        next message: one parser serves the connection's whole life."""
+        self.max_bytes = max_bytes
+        self.read_body = read_body
+        self.headers: dict[str, str] = {}
+        self.informational = self.status = self.body_bytes = 0
+        self.pieces: list[bytes] = []  # what was received while the head was incomplete
+        self.framing = _NONE
+        self.head_done = self.complete = self.extra = self.keep = False
+        self.body: Body | None = None
 
     # --- llhttp callbacks -------------------------------------------------------------
 
@@ -191,21 +203,6 @@ class Reader:
         if self.complete:  # bytes after the response: never the next request's answer
             self.extra = True
             raise _Stop
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.nheaders += 1
-        if self.nheaders > _MAX_HEADERS:
-            where = "trailer fields" if self.head_done else "response headers"
-            raise HTTPError("protocol", f"more than {_MAX_HEADERS} {where}")
-        if self.head_done:
-            return  # a trailer field: ignored
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1").strip()
-        headers = self.headers
-        if (old := headers.get(key)) is None:
-            headers[key] = text
-        else:
-            headers[key] = old + ("\n" if key == "set-cookie" else ", ") + text
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -216,13 +213,17 @@ class Reader:
             self.informational += 1
             if self.informational > _MAX_INFORMATIONAL:
                 raise HTTPError("protocol", f"more than {_MAX_INFORMATIONAL} 1xx responses")
-            self.headers, self.nheaders = {}, 0  # llhttp ends a 1xx at its head
+            return  # llhttp ends a 1xx at its head; the next response follows
             return
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise HTTPError("protocol", f"unsupported HTTP version {version}")
-        self.status, self.head_done, self.nheaders = status, True, 0
-        headers = self.headers
+        self.status, self.head_done = status, True
+        pieces = self.pieces
+        headers = self.headers = _fields(
+            pieces[0] if len(pieces) == 1 else b"".join(pieces), self.informational
+        )
+        self.pieces = []
         # llhttp weighs the Connection header against the version (and a body read
         # until close) as RFC 9112 section 9.3 says.
         keep = parser.should_keep_alive()
@@ -296,3 +297,38 @@ class Reader:
     def response(self) -> RawResponse:
         body = self.body.finish() if self.read_body and self.body is not None else b""
         return RawResponse(self.status, self.headers, body)
+
+
+def _fields(buf: bytes, skip: int) -> dict[str, str]:
+    """The header fields of the head after the first ``skip`` (1xx) heads in ``buf``.
+
+    llhttp accepted these heads, so: lines end with CRLF or a bare LF, no line folding,
+    no CR elsewhere, every field line is ``token ":" value``, and the first empty line
+    ends a head; it skips CR and LF before a head. Names are lower-cased; a repeated
+    field is joined with ", " (set-cookie with "\n": cookie dates contain commas)."""
+    start = 0
+    while True:
+        while buf[start : start + 1] in (b"\r", b"\n"):
+            start += 1
+        crlf = buf.find(b"\n\r\n", start)
+        lf = buf.find(b"\n\n", start, len(buf) if crlf < 0 else crlf)
+        end, skip_end = (lf, 2) if lf >= 0 else (crlf, 3)
+        if end < 0:  # not a head llhttp would have accepted
+            raise HTTPError("protocol", "no end of the response head")
+        if not skip:
+            break
+        skip -= 1
+        start = end + skip_end
+    lines = buf[start:end].decode("latin-1").split("\n")
+    if len(lines) > _MAX_HEADERS + 1:
+        raise HTTPError("protocol", f"more than {_MAX_HEADERS} response headers")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.lower()
+        value = value.strip()  # with the CR of a CRLF
+        if (old := headers.get(name)) is None:
+            headers[name] = value
+        else:
+            headers[name] = old + ("\n" if name == "set-cookie" else ", ") + value
+    return headers
