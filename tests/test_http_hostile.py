@@ -456,3 +456,32 @@ def test_deny_private_on_the_command_line(raw_server: Start, tmp_path: Path) -> 
     result = CliRunner().invoke(cli, args)  # and without the flag, the page is fetched
     assert result.exit_code == 0, result.stderr
     assert json.loads(out.read_text())["error"] is None and srv.connections == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"Content-Length: 5\r\n\r\nmo", b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"],
+    ids=["stalled", "bad-chunks"],
+)
+def test_a_redirect_whose_unwanted_body_fails_still_redirects(
+    raw_server: Start, body: bytes
+) -> None:
+    # read_body=False (a redirect hop): the body is read only to keep the connection;
+    # if it stalls or is malformed, the redirect stands and the connection goes.
+    def script(conn: socket.socket, index: int) -> None:
+        if index == 0:
+            read_request(conn)
+            conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /next\r\n" + body)
+            conn.recv(1)
+            return
+        respond_always(own_answer)(conn, index)
+
+    srv = raw_server(script)
+    client = HTTPClient(read_timeout=0.3)
+    try:
+        resp = client.get(srv.url + "/", {}, max_bytes=100, read_body=False)
+        assert (resp.status, resp.headers["location"], resp.body) == (302, "/next", b"")
+        assert get(client, srv.url + "/next") == (200, b"answer for /next")
+    finally:
+        client.close()
+    assert srv.connections == 2

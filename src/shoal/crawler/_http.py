@@ -551,12 +551,13 @@ def _exchange(
     while not reader.complete:
         try:
             data = conn.recv(deadline)
-        except TimeoutError:
-            raise
-        except OSError as exc:  # e.g. reset: on a pooled connection, it was stale
-            if not received:
-                raise _Stale(f"{type(exc).__name__}: {exc}") from exc
-            raise
+        except (OSError, HTTPError) as exc:
+            if reader.head_done and not read_body:  # the unwanted body did not come: drop it
+                reader.keep = False
+                break
+            if received or isinstance(exc, HTTPError | TimeoutError):
+                raise
+            raise _Stale(f"{type(exc).__name__}: {exc}") from exc  # reset: it was stale
         if not data:
             if not received:
                 raise _Stale("server closed the connection without responding")
@@ -574,8 +575,8 @@ def _exchange(
             raise HTTPError("protocol", "unrequested protocol switch") from None
         got = reader.body_bytes - before
         run = len(data) - got if got else run + len(data)
-        # llhttp keeps no bound of its own on a head, chunk extensions or trailers (it
-        # buffers a header field until its end): hold them to _MAX_HEAD in a row.
+        # llhttp has no bound of its own on a head (kept in pieces until complete), on
+        # chunk extensions or on trailers: _MAX_HEAD bytes in a row without a body byte.
         if run > _MAX_HEAD and not reader.complete:
             where = "response head" if not reader.head_done else "chunk framing or trailers"
             raise HTTPError("protocol", f"{where} over {_MAX_HEAD} bytes")

@@ -214,7 +214,6 @@ class Reader:
             if self.informational > _MAX_INFORMATIONAL:
                 raise HTTPError("protocol", f"more than {_MAX_INFORMATIONAL} 1xx responses")
             return  # llhttp ends a 1xx at its head; the next response follows
-            return
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise HTTPError("protocol", f"unsupported HTTP version {version}")
@@ -326,7 +325,7 @@ def _fields(buf: bytes, skip: int) -> dict[str, str]:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         name = name.lower()
-        value = value.strip()  # with the CR of a CRLF
+        value = value.strip(" \t\r")  # OWS, and the CR of a CRLF; not latin-1 NBSP
         if (old := headers.get(name)) is None:
             headers[name] = value
         else:
