@@ -485,3 +485,22 @@ def test_a_redirect_whose_unwanted_body_fails_still_redirects(
     finally:
         client.close()
     assert srv.connections == 2
+
+
+def test_a_connect_answer_ending_in_lf_crlf_opens_the_tunnel(raw_server: Start) -> None:
+    # The proxy's answer ends "\n\r\n"; it then waits for the TLS hello and hangs up. A
+    # client still waiting for the end of the answer would never send the hello.
+    from shoal.crawler._proxy import ProxyRules
+
+    def script(conn: socket.socket, index: int) -> None:
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\nX-Via: test\n\r\n")
+        conn.recv(65536)  # the TLS ClientHello
+
+    proxy = raw_server(script)
+    client = HTTPClient(proxies=ProxyRules.single(proxy.url), connect_timeout=10)
+    try:
+        kind = kind_of(lambda: get(client, "https://127.0.0.1:9/"))
+    finally:
+        client.close()
+    assert kind in ("tls", "connection")  # the handshake failed: the tunnel was open
