@@ -9,6 +9,11 @@ oracle's reachable set and extra (unreachable or bogus) paths.  Medians are repo
 
     .venv/bin/python bench/crawl.py --quick --peers scrapy,plain
     .venv/bin/python bench/crawl.py --markdown bench/results.md
+    .venv/bin/python bench/crawl.py --quick --peers shoal --baseline-shoal /tmp/base/.venv/bin/shoal
+
+--baseline-shoal adds the peer shoal-before: another build of shoal (say, main before a
+change, installed in its own venv) run with the same flags as shoal, side by side in the
+same rounds, with a shoal/shoal-before ratio row.
 
 Standard library only: it runs under the repo's .venv.  Scrapy and requests live in
 bench/.venv-peers, which is created on first use and is never a dependency of shoal.
@@ -52,7 +57,10 @@ PEER_PACKAGES = {
     "scrapy": "scrapy",
     "plain": "requests",
     "known-urls": "",  # standard library only
+    "shoal-before": "shoal",  # --baseline-shoal: another build of shoal, same flags
 }
+BASELINE_PEER = "shoal-before"
+baseline_shoal: Path | None = None  # set from --baseline-shoal
 HOST = "127.0.0.1"
 NA = "n/a"
 
@@ -113,6 +121,8 @@ def package_version(python: Path, package: str) -> str:
 def peer_python(peer: str) -> Path:
     if peer == "known-urls":
         return Path(sys.executable)
+    if peer == BASELINE_PEER and baseline_shoal is not None:
+        return baseline_shoal.parent / "python"
     return SHOAL.parent / "python" if peer.startswith("shoal") else PEER_PYTHON
 
 
@@ -126,7 +136,8 @@ def peer_command(
     if peer.startswith("shoal"):
         tuning = ["--per-host", str(concurrency), "--delay", "0", "--max-pages", "100000", "-q"]
         state = ["--no-state"] if peer == "shoal-mem" else ["--fresh"]
-        return [str(SHOAL), "crawl", *common, *tuning, *state]
+        executable = baseline_shoal if peer == BASELINE_PEER else SHOAL
+        return [str(executable), "crawl", *common, *tuning, *state]
     script = BENCH / "peers" / ("scrapy_crawl.py" if peer == "scrapy" else "plain_threads.py")
     return [str(PEER_PYTHON), str(script), *common]
 
@@ -311,8 +322,10 @@ def markdown(
     versions = ", ".join(
         f"{PEER_PACKAGES[peer]} {package_version(peer_python(peer), PEER_PACKAGES[peer])}"
         for peer in peers
-        if PEER_PACKAGES[peer]
+        if PEER_PACKAGES[peer] and peer != BASELINE_PEER
     )
+    if BASELINE_PEER in peers:
+        versions += f"; {BASELINE_PEER}: {baseline_shoal}"
     levels = [len(level) for level in bfs_levels(args.pages, args.links, args.seed)]
     title = (
         f"Crawl benchmark: {args.pages} pages, {args.links} links/page, seed {args.seed}, "
@@ -388,6 +401,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--workdir", type=Path, help="keep outputs and logs here")
+    parser.add_argument(
+        "--baseline-shoal",
+        type=Path,
+        metavar="PATH",
+        help=f"another shoal executable (e.g. OTHER/.venv/bin/shoal), run as peer {BASELINE_PEER}",
+    )
     args = parser.parse_args()
     args.pages = args.pages or (300 if args.quick else 3000)
     args.repeats = args.repeats or (1 if args.quick else 3)
@@ -397,12 +416,18 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    global baseline_shoal
     args = parse_args()
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     if unknown := set(peers) - set(ALL_PEERS):
         sys.exit(f"unknown peer(s): {', '.join(sorted(unknown))}")
+    if args.baseline_shoal is not None:
+        baseline_shoal = args.baseline_shoal.absolute()  # not resolve(): venvs use symlinks
+        if not os.access(baseline_shoal, os.X_OK):
+            sys.exit(f"--baseline-shoal: {baseline_shoal} is not an executable")
+        peers.append(BASELINE_PEER)
     if not SHOAL.exists():
-        for peer in [p for p in peers if p.startswith("shoal")]:
+        for peer in [p for p in peers if p.startswith("shoal") and p != BASELINE_PEER]:
             print(
                 f"skipping {peer}: {SHOAL} does not exist (python3 dev.py test installs it)",
                 file=sys.stderr,

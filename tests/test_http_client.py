@@ -22,6 +22,7 @@ import brotli
 import pytest
 
 from conftest import LocalCA
+from rawserver import RawServer, Script, raw_servers, read_request, respond_once
 from shoal.crawler._http import HTTPClient, HTTPError
 from shoal.crawler._urllib3 import Urllib3Transport
 
@@ -173,66 +174,10 @@ def client() -> Iterator[HTTPClient]:
     c.close()
 
 
-def read_request(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        piece = conn.recv(65536)
-        if not piece:
-            return b""
-        data += piece
-    return data
-
-
-class RawServer:
-    """Serves accepted connections one at a time with script(conn, index)."""
-
-    def __init__(self, script: Callable[[socket.socket, int], None]) -> None:
-        self.script = script
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.connections = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="raw-http")
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(3.0)
-                self.connections += 1
-                with contextlib.suppress(OSError):  # the client hung up
-                    self.script(conn, self.connections - 1)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
-
-
 @pytest.fixture
-def raw_server() -> Iterator[Callable[[Callable[[socket.socket, int], None]], RawServer]]:
-    servers: list[RawServer] = []
-
-    def start(script: Callable[[socket.socket, int], None]) -> RawServer:
-        servers.append(RawServer(script))
-        return servers[-1]
-
-    yield start
-    for srv in servers:
-        srv.close()
-
-
-def respond_once(response: bytes) -> Callable[[socket.socket, int], None]:
-    def script(conn: socket.socket, index: int) -> None:
-        if read_request(conn):
-            conn.sendall(response)
-
-    return script
+def raw_server() -> Iterator[Callable[[Script], RawServer]]:
+    with raw_servers() as start:
+        yield start
 
 
 def get(client: HTTPClient, url: str, **kwargs: object) -> tuple[int, dict[str, str], bytes]:
@@ -380,7 +325,7 @@ def test_compressed_bodies_are_decoded(server: Server, client: HTTPClient, path:
 
 @pytest.mark.parametrize("path", ["/gzip", "/deflate", "/deflate-raw", "/br", "/gzip-members"])
 def test_decoding_fed_one_byte_at_a_time(path: str) -> None:
-    from shoal.crawler._http import _Body
+    from shoal.crawler._response import Body as _Body
 
     coding, data = ENCODED[path]()
     body = _Body(coding, len(PAGE))

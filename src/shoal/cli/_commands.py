@@ -153,6 +153,12 @@ def _crawl_options(f: Any) -> Any:
             "Default: http_proxy, https_proxy and no_proxy from the environment.",
         ),
         click.option(
+            "--deny-private",
+            is_flag=True,
+            help="Connect only to public IP addresses (no loopback, private, link-local...): "
+            "for crawling URLs you did not choose. Refusals are error kind 'blocked'.",
+        ),
+        click.option(
             "--state",
             "state_path",
             metavar="PATH",

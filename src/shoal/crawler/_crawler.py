@@ -202,6 +202,7 @@ class Crawler:
             verify_tls=opts.verify_tls,
             transport=opts.transport,
             proxies=opts.proxy_rules(),
+            deny_private=opts.deny_private,
         )
         started = time.monotonic()
         if opts.max_time is not None:

@@ -10,10 +10,14 @@ resolver's "try again" is not kept), so a crawl asks the resolver about each hos
 in a while instead of once per connection.
 
 IP literals never reach a thread: they are parsed in place.
+
+``is_public_address`` tells addresses on the public internet from loopback, private,
+link-local, shared, multicast, reserved and documentation ones (for ``deny_private``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
@@ -21,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Address", "DNSTimeout", "Resolver"]
+__all__ = ["Address", "DNSTimeout", "Resolver", "is_public_address"]
 
 # (family, type, proto, sockaddr): what socket() and connect() need.
 Address = tuple[socket.AddressFamily, socket.SocketKind, int, Any]
@@ -159,3 +163,34 @@ def _is_ip_literal(host: str) -> bool:
             continue
         return True
     return False
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known prefix: an IPv4 address inside
+
+
+def is_public_address(text: str) -> bool:
+    """Whether ``text`` (an IP address as getaddrinfo gives it, maybe with a %scope) is
+    a globally reachable unicast address. An IPv6 address that carries an IPv4 one
+    (IPv4-mapped, 6to4, NAT64) is judged by the IPv4 address it leads to."""
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address
+        address = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped or address.sixtofour
+        if inner is None and address in _NAT64:
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None:
+            address = inner
+    # is_global alone admits multicast (224.0.0.0/4 is not in its private list) and,
+    # depending on the Python version, some reserved ranges: every test is spelled out.
+    return address.is_global and not (
+        address.is_multicast
+        or address.is_private
+        or address.is_reserved
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_unspecified
+        or getattr(address, "is_site_local", False)  # fec0::/10, IPv6 only
+    )

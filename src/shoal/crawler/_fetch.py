@@ -3,7 +3,7 @@ over a small swappable transport.
 
 Transports take a GET and give a :class:`RawResponse` (decoded body, capped at
 ``max_bytes``) or raise :class:`HTTPError` with a kind (timeout, connection, tls,
-too_large, protocol, decode). ``native`` is shoal's own HTTP/1.1 client (``_http``),
+proxy, too_large, protocol, decode, blocked). ``native`` is shoal's own HTTP/1.1 client (``_http``),
 about three times cheaper in CPU per request than urllib3 on this workload (see
 docs/benchmarks.md); ``urllib3`` is kept as an adapter for comparison and as a
 fallback. Neither lets its library's exceptions out: a fetch never raises for a network
@@ -79,6 +79,7 @@ class Fetcher:
         headers: Mapping[str, str] | None = None,
         transport: str = "native",
         proxies: ProxyRules | None = None,
+        deny_private: bool = False,
     ) -> None:
         self.timeout = timeout
         self.max_bytes = max_bytes
@@ -98,10 +99,11 @@ class Fetcher:
                 read_timeout=timeout,
                 verify_tls=verify_tls,
                 proxies=proxies,
+                deny_private=deny_private,
             )
         elif transport == "urllib3":
-            if proxies is not None:
-                raise ValueError("the urllib3 transport does not support proxies")
+            if proxies is not None or deny_private:
+                raise ValueError("the urllib3 transport supports neither proxies nor deny_private")
             from ._urllib3 import Urllib3Transport
 
             self._transport = Urllib3Transport(

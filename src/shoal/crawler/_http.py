@@ -2,9 +2,23 @@
 
 Why not urllib3: per page, urllib3 + http.client (email.parser header parsing, layers of
 wrappers) cost more CPU than the rest of the crawler together. This client does only what
-the crawler needs - GET over raw sockets, a keep-alive pool, Content-Length / chunked /
-read-until-close bodies, gzip / deflate / br - with every size bounded. No proxies, no
-HTTP/2, no request bodies, no cookies; DNS lookups are not bounded by the timeouts.
+the crawler needs - GET over raw sockets, a keep-alive pool, gzip / deflate / br - with
+every size bounded. No HTTP/2, no request bodies, no cookies.
+
+Responses are parsed by llhttp (through ``httptools``), the parser of Node.js, which is
+fuzzed and strict about framing (RFC 9112): a response with both Content-Length and
+Transfer-Encoding, two Content-Lengths, a space before a colon, obsolete line folding,
+a bad chunk size or extension is refused with kind ``protocol``. shoal adds: a
+Transfer-Encoding other than plain ``chunked`` is refused (shoal never sends ``TE``, so
+no other transfer coding was asked for, and ``gzip, chunked`` must not pass gzip bytes
+off as the body); an HTTP/1.0 response with Transfer-Encoding is read and its connection
+closed (RFC 9112 section 6.1); only HTTP/1.0 and 1.1 are spoken. One leniency, allowed by
+RFC 9112 section 2.2: a bare LF ends a line of the head.
+
+A connection goes back to the pool only if its response was complete and delimited by
+its framing, the server did not ask to close it, and nothing arrived after the response;
+before reuse it must also have nothing to read (a stray response a server sends late is
+never taken as the answer to the next request).
 
 Response headers: names lower-cased; a repeated header is joined with ", ", except
 ``set-cookie``, whose values are joined with "\\n" (cookie dates contain commas).
@@ -12,56 +26,31 @@ Response headers: names lower-cased; a repeated header is joined with ", ", exce
 
 from __future__ import annotations
 
+import logging
+import select
 import socket
 import ssl
 import struct
 import threading
 import time
-import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import suppress
-from dataclasses import dataclass
-from typing import Any
 
-import brotli
+import httptools
 
-from ._dns import Address, DNSTimeout, Resolver
+from ._dns import Address, DNSTimeout, Resolver, is_public_address
 from ._proxy import Proxy, ProxyRules
+from ._response import MAX_HEAD as _MAX_HEAD
+from ._response import HTTPError, RawResponse, Reader
 
 __all__ = ["HTTPClient", "HTTPError", "RawResponse"]
 
+logger = logging.getLogger(__name__)
+
 _READ = 64 * 1024  # bytes per recv: a typical page arrives in one or two
-_MAX_HEAD = 64 * 1024  # status line + headers
-_MAX_HEADERS = 200
-_MAX_LINE = 8 * 1024  # chunk-size and trailer lines
-_MAX_INFORMATIONAL = 16  # 1xx responses skipped before the real one
-_DRAIN = 64 * 1024  # an unwanted body up to this size is read to keep the connection
 _SLACK = 0.25  # seconds a recv may outlast the deadline, to spare a settimeout per recv
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_HEX = b"0123456789abcdefABCDEF"
-_NONE, _LENGTH, _CHUNKED, _CLOSE = range(4)  # how a body is framed
-
-Sink = Callable[[bytes], None]
-
-
-@dataclass(slots=True)
-class RawResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes  # decoded
-
-
-class HTTPError(Exception):
-    """kind is one of timeout, connection, tls, proxy, too_large, protocol, decode."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(kind, detail)
-        self.kind = kind
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.detail}"
 
 
 class _Stale(Exception):
@@ -69,7 +58,7 @@ class _Stale(Exception):
 
 
 class _Conn:
-    """A socket plus the received bytes the parser has not consumed yet (buf[pos:]).
+    """A socket with the request's timeouts.
 
     Timeouts. Worker threads use plain-TCP sockets in blocking mode with the timeouts
     kept by the kernel (SO_RCVTIMEO, SO_SNDTIMEO): a socket with a Python-level timeout
@@ -81,13 +70,12 @@ class _Conn:
     a signal interrupted, and the kernel would start a retried recv's timeout afresh.
     """
 
-    __slots__ = ("buf", "kernel_ok", "pos", "python_timeout", "rcv", "read_timeout", "snd", "sock")
+    __slots__ = ("kernel_ok", "python_timeout", "rcv", "read_timeout", "reader", "snd", "sock")
 
     def __init__(self, sock: socket.socket, read_timeout: float) -> None:
         self.sock = sock
-        self.buf = b""
-        self.pos = 0
         self.read_timeout = read_timeout
+        self.reader: Reader | None = None  # the connection's response parser
         self.kernel_ok = not isinstance(sock, ssl.SSLSocket)
         # The timeouts now in force: kernel receive and send, or Python's (None: not in
         # Python mode, i.e. the socket is blocking and the kernel's apply).
@@ -163,170 +151,41 @@ class _Conn:
         except BlockingIOError:  # SO_RCVTIMEO ran out
             raise TimeoutError("timed out") from None
 
-    def read_head(self, deadline: float | None, first: bool) -> list[str]:
-        """The lines of the next response head, status line first."""
-        buf: bytes | bytearray = self.buf[self.pos :]
-        scanned = 0
-        while (head := _split_head(buf, scanned)) is None:
-            if len(buf) > _MAX_HEAD:
-                raise HTTPError("protocol", f"response head over {_MAX_HEAD} bytes")
-            scanned = max(0, len(buf) - 3)
-            try:
-                data = self.recv(deadline)
-            except TimeoutError:
-                raise
-            except OSError as exc:  # e.g. reset: on a pooled connection, it was stale
-                if first and not buf:
-                    raise _Stale(f"{type(exc).__name__}: {exc}") from exc
-                raise
-            if not data:
-                if first and not buf:
-                    raise _Stale("server closed the connection without responding")
-                raise HTTPError("connection", "connection closed inside the response head")
-            if not buf:
-                buf = data  # the usual case, a head in one recv: no copying
-            else:
-                if isinstance(buf, bytes):  # a head in pieces: amortized appends
-                    buf = bytearray(buf)
-                buf += data
-        lines, used = head
-        self.buf, self.pos = bytes(buf), used
-        return lines
-
-    def readline(self, deadline: float | None) -> bytes:
-        while (end := self.buf.find(b"\n", self.pos)) < 0:
-            if len(self.buf) - self.pos > _MAX_LINE:
-                raise HTTPError("protocol", "overlong line in a chunked body")
-            if not (data := self.recv(deadline)):
-                raise HTTPError("connection", "connection closed inside a chunked body")
-            self.buf, self.pos = self.buf[self.pos :] + data, 0
-        line = self.buf[self.pos : end]
-        self.pos = end + 1
-        return line[:-1] if line.endswith(b"\r") else line
-
-    def take(self, n: int, sink: Sink, deadline: float | None) -> None:
-        """Pass exactly the next n bytes to sink."""
-        buf, pos = self.buf, self.pos
-        avail = len(buf) - pos
-        if avail >= n:
-            sink(buf if pos == 0 and n == len(buf) else buf[pos : pos + n])
-            self.pos = pos + n
-            return
-        if avail:
-            sink(buf[pos:] if pos else buf)
-            n -= avail
-        self.buf, self.pos = b"", 0
-        while n > 0:
-            if not (data := self.recv(deadline)):
-                raise HTTPError("connection", f"connection closed with {n} body bytes missing")
-            if len(data) > n:
-                sink(data[:n])
-                self.buf, self.pos = data, n
-                return
-            sink(data)
-            n -= len(data)
-
-
-class _Body:
-    """Collects a body, decoding it, with the decoded size held to max_bytes.
-
-    Decompression output is capped per call (zlib max_length, brotli output_buffer_limit),
-    so a decompression bomb never inflates much past max_bytes before it is rejected.
-    """
-
-    __slots__ = ("acc", "coding", "done", "first", "head", "max_bytes", "size", "wire", "zobj")
-
-    def __init__(self, coding: str, max_bytes: int) -> None:
-        coding = coding.strip().lower()
-        if coding in ("gzip", "x-gzip", "deflate"):
-            coding = "zlib"  # the stream's own header says which (see _wbits)
-        elif coding == "identity":
-            coding = ""
-        elif coding not in ("", "br"):
-            raise HTTPError("decode", f"unsupported Content-Encoding {coding!r}")
-        self.coding = coding
-        self.max_bytes = max_bytes
-        self.size = self.wire = 0
-        self.first = self.head = b""
-        self.acc: bytearray | None = None
-        self.done = False
-        self.zobj: Any = brotli.Decompressor() if coding == "br" else None
-
-    def _emit(self, data: bytes) -> None:
-        if not data:
-            return
-        self.size += len(data)
-        if self.size > self.max_bytes:
-            raise HTTPError("too_large", f"body exceeds max_bytes {self.max_bytes}")
-        if not self.first:
-            self.first = data  # a one-piece body is returned without copying
-        else:
-            if self.acc is None:
-                self.acc = bytearray(self.first)
-            self.acc += data
-
-    def feed(self, data: bytes) -> None:
-        if not self.coding:
-            self._emit(data)
-            return
-        self.wire += len(data)
-        # Empty deflate blocks decode to nothing: cap the wire bytes too (incompressible
-        # data grows by far less than 1/16 when "compressed").
-        if self.wire > self.max_bytes + (self.max_bytes >> 4) + _DRAIN:
-            raise HTTPError("too_large", f"encoded body exceeds max_bytes {self.max_bytes}")
-        if self.done:
-            return  # bytes after the end of the compressed stream are ignored
+    def reusable(self) -> bool:
+        """Whether the idle connection may carry another request: nothing must be
+        readable on it. Readable means the server closed it, or sent bytes no request
+        asked for (a late body, a second response), which would be read as the answer
+        to the next request. Checked without blocking, as urllib3 does."""
+        sock = self.sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            logger.warning("dropping a pooled TLS connection with unrequested data buffered")
+            return False
+        poller = select.poll()  # not select(): descriptors past 1024 are common here
         try:
-            if self.coding == "br":
-                self._unbrotli(data)
-            else:
-                self._inflate(data)
-        except (zlib.error, brotli.error) as exc:
-            raise HTTPError("decode", f"{self.coding}: {exc}") from None
-
-    def _inflate(self, data: bytes) -> None:
-        d = self.zobj
-        while data:
-            if d is None or d.eof:
-                data = self.head + data
-                if len(data) < 2:
-                    self.head = data
-                    return
-                self.head = b""
-                if d is not None and not data.startswith(b"\x1f\x8b"):
-                    self.done = True  # junk after the stream: ignored, as browsers do
-                    return
-                d = self.zobj = zlib.decompressobj(_wbits(data))  # or the next gzip member
-            self._emit(d.decompress(data, self.max_bytes - self.size + 1))
-            data = d.unconsumed_tail or d.unused_data
-
-    def _unbrotli(self, data: bytes) -> None:
-        d = self.zobj
-        out = d.process(data, output_buffer_limit=self.max_bytes - self.size + 1)
-        self._emit(out)
-        # Output is capped per call, so more may be pending without new input.
-        while not d.is_finished() and (out or not d.can_accept_more_data()):
-            out = d.process(b"", output_buffer_limit=self.max_bytes - self.size + 1)
-            self._emit(out)
-        self.done = d.is_finished()
-
-    def finish(self) -> bytes:
-        if self.head and self.zobj is None:
-            raise HTTPError("decode", "truncated compressed body")
-        if self.coding == "zlib" and self.zobj is not None and not self.done:
-            with suppress(zlib.error):  # lenient, like urllib3: a cut stream yields its start
-                self._emit(self.zobj.flush())
-        return bytes(self.acc) if self.acc is not None else self.first
+            poller.register(sock, select.POLLIN)
+            if not poller.poll(0):
+                return True
+            if isinstance(sock, ssl.SSLSocket):
+                return False  # closed or unrequested: either way not reusable
+            # Readable, so this peek cannot block; it tells a close from stray bytes.
+            stray = sock.recv(1, socket.MSG_PEEK)
+        except (OSError, ValueError):
+            return False
+        if stray:
+            logger.warning(
+                "dropping a pooled connection to %s: the server sent bytes after the "
+                "response was complete",
+                _peer(sock),
+            )
+        return False
 
 
-def _wbits(head: bytes) -> int:
-    """zlib window bits for a stream starting with head: servers label gzip, zlib and
-    raw deflate streams inconsistently, so trust the bytes rather than the label."""
-    if head.startswith(b"\x1f\x8b"):
-        return 16 + zlib.MAX_WBITS
-    if head[0] & 0x0F == 8 and ((head[0] << 8) | head[1]) % 31 == 0:
-        return zlib.MAX_WBITS
-    return -zlib.MAX_WBITS
+def _peer(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
 
 
 def _split_url(url: str) -> tuple[str, str, int, str, str]:
@@ -373,80 +232,6 @@ def _request(target: str, authority: str, headers: Mapping[str, str]) -> bytes:
         raise HTTPError("protocol", "request target or header is not latin-1") from None
 
 
-def _parse_head(lines: list[str]) -> tuple[int, bool, dict[str, str]]:
-    """(status, HTTP/1.1?, headers)."""
-    version, code = ([*lines[0].split(None, 2), "", ""])[:2]
-    if not (version.startswith("HTTP/") and len(code) == 3 and code.isascii() and code.isdigit()):
-        raise HTTPError("protocol", f"malformed status line {lines[0][:100]!r}")
-    if len(lines) > _MAX_HEADERS + 1:
-        raise HTTPError("protocol", f"more than {_MAX_HEADERS} response headers")
-    headers: dict[str, str] = {}
-    name = ""
-    for line in lines[1:]:
-        if line[:1] in (" ", "\t"):  # obsolete line folding continues the last header
-            if name:
-                headers[name] += " " + line.strip()
-            continue
-        key, colon, value = line.partition(":")
-        name = key.strip().lower() if colon else ""
-        if not name:
-            continue  # not a header: skipped, as browsers do
-        value = value.strip()
-        if (old := headers.get(name)) is None:
-            headers[name] = value
-        else:
-            headers[name] = old + ("\n" if name == "set-cookie" else ", ") + value
-    return int(code), version == "HTTP/1.1", headers
-
-
-def _framing(status: int, http11: bool, headers: dict[str, str]) -> tuple[int, int, bool]:
-    """(framing, length, connection reusable afterwards), per RFC 9112 section 6."""
-    tokens = headers.get("connection", "").lower()
-    keep = "close" not in tokens if http11 else "keep-alive" in tokens
-    if status < 200 or status in (204, 304):
-        return _NONE, 0, keep
-    if (te := headers.get("transfer-encoding")) is not None:
-        if te.lower().rsplit(",", 1)[-1].strip() == "chunked":
-            # With a Content-Length too the response is suspect (smuggling): read it by
-            # chunks, as the RFC says, but do not trust the connection afterwards.
-            return _CHUNKED, 0, keep and "content-length" not in headers
-        return _CLOSE, 0, False
-    if (value := headers.get("content-length")) is None:
-        return _CLOSE, 0, False
-    if "," in value:  # a repeated header: fine only if every copy agrees
-        values = {v.strip() for v in value.split(",")}
-        value = values.pop() if len(values) == 1 else "conflicting"
-    value = value.strip()
-    if not (value.isascii() and value.isdigit()) or len(value) > 18:
-        raise HTTPError("protocol", f"bad Content-Length {value[:40]!r}")
-    return _LENGTH, int(value), keep
-
-
-def _read_body(conn: _Conn, framing: int, length: int, sink: Sink, dl: float | None) -> None:
-    if framing == _LENGTH:
-        conn.take(length, sink, dl)
-    elif framing == _CHUNKED:
-        while True:
-            size_field = conn.readline(dl).split(b";", 1)[0].strip()
-            if not size_field or size_field.translate(None, _HEX) or len(size_field) > 15:
-                raise HTTPError("protocol", f"bad chunk size {size_field[:40]!r}")
-            if (size := int(size_field, 16)) == 0:
-                break
-            conn.take(size, sink, dl)
-            if conn.readline(dl):
-                raise HTTPError("protocol", "chunk data longer than its size")
-        for _ in range(_MAX_HEADERS + 1):  # trailers, ignored, end with an empty line
-            if not conn.readline(dl):
-                return
-        raise HTTPError("protocol", f"more than {_MAX_HEADERS} trailer lines")
-    elif framing == _CLOSE:
-        if conn.pos < len(conn.buf):
-            sink(conn.buf[conn.pos :])
-        conn.buf, conn.pos = b"", 0
-        while data := conn.recv(dl):
-            sink(data)
-
-
 def _via(error: HTTPError, proxy: Proxy | None) -> HTTPError:
     """Name the proxy in a failure to reach it."""
     if proxy is None:
@@ -454,21 +239,19 @@ def _via(error: HTTPError, proxy: Proxy | None) -> HTTPError:
     return HTTPError(error.kind, f"proxy {proxy.host}:{proxy.port}: {error.detail}")
 
 
-def _split_head(buf: bytes | bytearray, scanned: int = 0) -> tuple[list[str], int] | None:
-    """The lines of the message head that ``buf`` starts with, and the bytes it takes up
-    with its blank line; None while the head is incomplete (``buf[:scanned]`` is known to
-    hold no end of head). Some servers end lines with a bare LF: such a head ends "\n\n"."""
-    end = buf.find(b"\r\n\r\n", scanned)
-    lf = buf.find(b"\n\n", scanned, len(buf) if end < 0 else end)
-    if lf < 0 and end < 0:
+def _split_head(buf: bytes) -> tuple[list[str], int] | None:
+    """The lines of the proxy's answer to CONNECT that ``buf`` starts with, and the bytes
+    it takes up with its blank line; None while incomplete. A line may end with a bare
+    LF, so the head ends at the first "\n\n" or "\n\r\n"."""
+    crlf = buf.find(b"\n\r\n")
+    lf = buf.find(b"\n\n", 0, len(buf) if crlf < 0 else crlf)
+    if lf < 0 and crlf < 0:
         return None
-    size, skip = (lf, 2) if lf >= 0 else (end, 4)
+    size, skip = (lf, 2) if lf >= 0 else (crlf, 3)
     if size > _MAX_HEAD:
         raise HTTPError("protocol", f"response head over {_MAX_HEAD} bytes")
     text = buf[:size].decode("latin-1")
-    if lf >= 0:
-        return [line.rstrip("\r") for line in text.split("\n")], size + skip
-    return text.split("\r\n"), size + skip
+    return [line.rstrip("\r") for line in text.split("\n")], size + skip
 
 
 def _tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: float) -> None:
@@ -492,12 +275,20 @@ def _tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: floa
             raise HTTPError("proxy", f"proxy {proxy.host}:{proxy.port} closed the tunnel")
         head += data
     lines, used = answer
-    status, _, _ = _parse_head(lines)
+    status = _connect_status(lines[0])
     if not 200 <= status < 300:
         raise HTTPError("proxy", f"proxy {proxy.host}:{proxy.port} refused CONNECT: {status}")
     if used != len(head):  # the server speaks only after our TLS hello
         raise HTTPError("protocol", "unexpected bytes after the proxy's answer to CONNECT")
     _settimeout_until(sock, until)  # what is left of it is the TLS handshake's
+
+
+def _connect_status(line: str) -> int:
+    version, _, rest = line.partition(" ")
+    code = rest.partition(" ")[0]
+    if not (version.startswith("HTTP/1.") and len(code) == 3 and code.isdigit()):
+        raise HTTPError("protocol", f"malformed answer to CONNECT {line[:100]!r}")
+    return int(code)
 
 
 def _settimeout_until(sock: socket.socket, until: float) -> None:
@@ -551,6 +342,13 @@ class HTTPClient:
     Idle connections are pooled per origin, newest first (the least likely to have been
     closed by the server), at most ``per_host`` per origin and ``max_idle_hosts`` origins
     (least recently used dropped first). Callers limit concurrent requests per host.
+
+    ``deny_private``: connect only to public addresses, checked on every new
+    connection after the lookup (so neither a redirect nor a DNS answer can lead to
+    127.0.0.1, 10.0.0.0/8, 169.254.169.254 and the like); refusals are kind ``blocked``.
+    Through a proxy, the proxy itself may be private (it was chosen by the user), and
+    the target host is looked up here and refused if any of its addresses is not public,
+    or if it cannot be looked up (the proxy may resolve it otherwise: best effort).
     """
 
     def __init__(
@@ -563,8 +361,10 @@ class HTTPClient:
         max_idle_hosts: int = 256,
         resolver: Resolver | None = None,
         proxies: ProxyRules | None = None,
+        deny_private: bool = False,
     ) -> None:
         self.per_host = per_host
+        self.deny_private = deny_private
         self.proxies = proxies
         self._resolver = resolver or Resolver()
         self.connect_timeout = connect_timeout
@@ -616,7 +416,7 @@ class HTTPClient:
             except BaseException:
                 conn.close()
                 raise
-            if keep and conn.pos == len(conn.buf):  # extra unread bytes: out of step, drop
+            if keep:
                 self._checkin(pool_key, conn)
             else:
                 conn.close()
@@ -624,6 +424,16 @@ class HTTPClient:
                 where = f"proxy {proxy.host}:{proxy.port}"
                 raise HTTPError("proxy", f"{where} requires authentication (407)")
             return response
+
+    def _check_target(self, host: str, port: int, timeout: float) -> None:
+        """deny_private through a proxy: the proxy resolves the host, so the best shoal
+        can do is refuse a host its own resolver places on a non-public address."""
+        try:
+            addresses = self._resolver.resolve(host, port, timeout)
+        except (OSError, UnicodeError) as exc:
+            raise HTTPError("blocked", f"cannot check that {host!r} is public: {exc}") from None
+        if len(_public(host, addresses)) < len(addresses):
+            raise HTTPError("blocked", f"{host!r} resolves to a non-public address")
 
     def _tls(self) -> ssl.SSLContext:
         """The TLS context, made on the first https request: loading the CA store costs
@@ -647,13 +457,16 @@ class HTTPClient:
             conn.close()
 
     def _checkout(self, origin: str) -> _Conn | None:
-        with self._lock:
-            if not (idle := self._idle.get(origin)):
-                return None
-            conn = idle.pop()
-            if not idle:
-                del self._idle[origin]
-            return conn
+        while True:
+            with self._lock:
+                if not (idle := self._idle.get(origin)):
+                    return None
+                conn = idle.pop()
+                if not idle:
+                    del self._idle[origin]
+            if conn.reusable():  # a syscall: outside the lock
+                return conn
+            conn.close()
 
     def _checkin(self, origin: str, conn: _Conn) -> None:
         evicted: list[_Conn] = []
@@ -679,8 +492,13 @@ class HTTPClient:
         # The connect timeout covers the lookup, the TCP handshake and a proxy's CONNECT.
         until = time.monotonic() + timeout
         to_host, to_port = (host, port) if proxy is None else (proxy.host, proxy.port)
+        if self.deny_private and proxy is not None:
+            self._check_target(host, port, timeout)
         try:
-            sock = _open_socket(self._resolver.resolve(to_host, to_port, timeout), until)
+            addresses = self._resolver.resolve(to_host, to_port, timeout)
+            if self.deny_private and proxy is None:
+                addresses = _public(host, addresses)
+            sock = _open_socket(addresses, until)
         except DNSTimeout as exc:
             raise _via(HTTPError("timeout", str(exc)), proxy) from None
         except OSError as exc:
@@ -705,6 +523,15 @@ class HTTPClient:
             raise
 
 
+def _public(host: str, addresses: list[Address]) -> list[Address]:
+    """The public ones of ``addresses``; HTTPError ``blocked`` if there are none."""
+    public = [a for a in addresses if is_public_address(a[3][0])]
+    if not public and addresses:
+        shown = addresses[0][3][0]
+        raise HTTPError("blocked", f"{host!r} resolves to non-public address {shown}")
+    return public
+
+
 def _exchange(
     conn: _Conn, request: bytes, max_bytes: int, deadline: float | None, read_body: bool
 ) -> tuple[RawResponse, bool]:
@@ -715,26 +542,46 @@ def _exchange(
         raise
     except OSError as exc:  # a pooled socket the server has closed (or reset)
         raise _Stale(f"{type(exc).__name__}: {exc}") from exc
-    for informational in range(_MAX_INFORMATIONAL):
-        status, http11, headers = _parse_head(conn.read_head(deadline, not informational))
-        if status >= 200:
+    if (reader := conn.reader) is None:
+        reader = conn.reader = Reader()
+    reader.start(max_bytes, read_body)
+    feed = reader.feed_data
+    received = 0
+    run = 0  # bytes received since the last body byte: head, chunk framing, trailers
+    while not reader.complete:
+        try:
+            data = conn.recv(deadline)
+        except (OSError, HTTPError) as exc:
+            if reader.head_done and not read_body:  # the unwanted body did not come: drop it
+                reader.keep = False
+                break
+            if received or isinstance(exc, HTTPError | TimeoutError):
+                raise
+            raise _Stale(f"{type(exc).__name__}: {exc}") from exc  # reset: it was stale
+        if not data:
+            if not received:
+                raise _Stale("server closed the connection without responding")
+            reader.ended()
             break
-        if status == 101:
-            raise HTTPError("protocol", "unrequested protocol switch (101)")
-    else:
-        raise HTTPError("protocol", f"more than {_MAX_INFORMATIONAL} 1xx responses")
-    framing, length, keep = _framing(status, http11, headers)
-    if not read_body:
-        if keep and framing != _NONE:  # read a small body so the connection stays usable
-            try:
-                if framing == _CLOSE or length > _DRAIN:
-                    raise HTTPError("too_large", "not worth draining")
-                _read_body(conn, framing, length, _Body("", _DRAIN).feed, deadline)
-            except (HTTPError, OSError):
-                keep = False
-        return RawResponse(status, headers, b""), keep
-    body = _Body(headers.get("content-encoding", ""), max_bytes)
-    if framing == _LENGTH and not body.coding and length > max_bytes:
-        raise HTTPError("too_large", f"Content-Length {length} exceeds max_bytes {max_bytes}")
-    _read_body(conn, framing, length, body.feed, deadline)
-    return RawResponse(status, headers, body.finish()), keep
+        received += len(data)
+        if not reader.head_done:
+            reader.pieces.append(data)
+        before = reader.body_bytes
+        try:
+            feed(data)
+        except httptools.HttpParserError as exc:
+            reader.failed(exc)
+        except httptools.HttpParserUpgrade:  # llhttp's view of a 101 (refused above)
+            raise HTTPError("protocol", "unrequested protocol switch") from None
+        got = reader.body_bytes - before
+        run = len(data) - got if got else run + len(data)
+        # llhttp has no bound of its own on a head (kept in pieces until complete), on
+        # chunk extensions or on trailers: _MAX_HEAD bytes in a row without a body byte.
+        if run > _MAX_HEAD and not reader.complete:
+            where = "response head" if not reader.head_done else "chunk framing or trailers"
+            raise HTTPError("protocol", f"{where} over {_MAX_HEAD} bytes")
+    if reader.extra:
+        logger.warning(
+            "closing the connection to %s: bytes arrived after the response", _peer(conn.sock)
+        )
+    return reader.response(), reader.keep and not reader.extra

@@ -49,6 +49,10 @@ class CrawlOptions:
     # "env": http_proxy/https_proxy/no_proxy from the environment; None: no proxy;
     # otherwise the URL of one proxy for every request.
     proxy: str | None = "env"
+    # Connect only to public IP addresses (checked after every lookup): for crawls of
+    # URLs someone else chose, so no link, redirect or DNS answer reaches 127.0.0.1,
+    # the local network or a cloud metadata address. Refusals are error kind "blocked".
+    deny_private: bool = False
     output: str | None = None
     format: str | None = None
     progress: bool | None = None  # None: on when stderr is a terminal
@@ -76,6 +80,8 @@ class CrawlOptions:
             raise UsageError("delay must be >= 0 and timeout > 0")
         if self.transport not in ("native", "urllib3"):
             raise UsageError(f"unknown transport {self.transport!r}: native or urllib3")
+        if self.deny_private and self.transport != "native":
+            raise UsageError("deny_private needs the native HTTP client (--http-client native)")
         if self.max_time is not None and self.max_time <= 0:
             raise UsageError("max_time must be > 0")
         self._proxies = self._make_proxy_rules()  # a bad proxy fails here, before any work
