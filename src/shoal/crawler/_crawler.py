@@ -20,18 +20,18 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import UsageError, WriterError
+from .._errors import OutputError, StateError, UsageError, WriterError
 from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
-from ..state import StateStore
+from ..state import StateStore, peek_identity
 from ._durable import DurableFrontier
 from ._fetch import Fetched, Fetcher
 from ._frontier import CrawlJob, Frontier, JobKind, MemoryFrontier
 from ._options import CrawlOptions
-from ._output import Commit, CrawlSink, infer_format, open_output
+from ._output import Commit, CrawlSink, OutputFile, infer_format, open_output
 from ._page import Page
 from ._records import PageCallback, Records
 from ._robots import RobotsRules
@@ -120,6 +120,9 @@ class Crawler:
         self._pool: Pool[CrawlJob] | None = None
         self._writer: Writer | None = None
         self._fetcher: Fetcher | None = None
+        # Where "resuming...", "already complete" and what --fresh discards are told;
+        # the command line prints them, the library logs them.
+        self.announce: Callable[[str], None] = lambda message: logger.info("%s", message)
 
     @property
     def record_fields(self) -> list[str]:
@@ -128,29 +131,83 @@ class Crawler:
     def identity(self) -> dict[str, object]:
         """What makes a state file belong to this crawl (checked when resuming)."""
         output = self.options.output
-        return {
+        identity: dict[str, object] = {
             "start_urls": sorted(self.start_urls),
             "scope": self.options.scope_key(),
             "output": os.path.abspath(output) if output and output != "-" else None,
             "format": self.format,
         }
+        if self.options.extract:
+            # Records of another extract set would not fit the output (CSV columns).
+            identity["extract"] = dict(self.options.extract)
+        return identity
+
+    def _claim_output(self) -> OutputFile | None:
+        """Open and lock the output file, refusing one whose data is not this crawl's.
+
+        The output is this crawl's when the state file names it as its output: then it
+        is resumed, or with ``fresh`` discarded (and said so). Anything else already in
+        the file is replaced only with ``overwrite``.
+        """
+        opts = self.options
+        path = opts.output if opts.output not in (None, "-") else None
+        prior = None
+        if self.state_path is not None:
+            try:
+                prior = peek_identity(self.state_path)
+            except StateError:
+                if not (opts.fresh and opts.overwrite):
+                    raise
+        if path is None:
+            return None
+        claim = OutputFile(path)
+        size = claim.size()
+        if size == 0:
+            return claim
+        ours = prior is not None and prior.get("output") == os.path.abspath(path)
+        if ours and not opts.fresh:
+            return claim  # resumed, or refused as another crawl's state when opened
+        if opts.overwrite:
+            self.announce(f"--overwrite: replacing {path} ({size:,} bytes)")
+            return claim
+        if ours:
+            self.announce(
+                f"--fresh: deleting the state {self.state_path} and the output {path} "
+                f"({size:,} bytes); starting over"
+            )
+            return claim
+        claim.abandon()
+        where = (
+            f"no crawl state for it at {self.state_path}"
+            if self.state_path is not None and prior is None
+            else "its crawl state is for another output"
+            if self.state_path is not None
+            else "--no-state"
+        )
+        raise OutputError(
+            f"{path} already exists ({size:,} bytes) and is not this crawl's output "
+            f"({where}); shoal will not replace it: choose another -o, "
+            "or add --overwrite to replace it"
+        )
 
     def _open_outputs(self) -> Writer:
         opts = self.options
         resume_at = None
         fresh = True
-        if self.state_path is not None:
-            self._store = StateStore.open(self.state_path, self.identity(), fresh=opts.fresh)
+        claim = self._claim_output()
         try:
+            if self.state_path is not None:
+                self._store = StateStore.open(
+                    self.state_path,
+                    self.identity(),
+                    fresh=opts.fresh,
+                    replace_foreign=opts.fresh and opts.overwrite,
+                )
             if self._store is not None:
                 fresh = self._store.created
                 if not fresh:
                     resume_at = self._store.output_offset
-                    logger.info(
-                        "resuming from %s: %d URL(s) queued",
-                        self.state_path,
-                        self._store.queued_count(),
-                    )
+                    self._announce_resume(self._store)
                 if self._given_frontier is None:
                     self.frontier = DurableFrontier(
                         self._store,
@@ -160,16 +217,23 @@ class Crawler:
                         memory_limit=opts.memory_limit,
                     )
             output = open_output(
-                opts.output,
+                claim,
                 self.format,
                 self.record_fields,
                 user_agent=opts.user_agent,
                 resume_at=resume_at,
                 fresh=fresh,
+                header_from_first_record=self._records.on_page is not None,
             )
-        except BaseException:
             if self._store is not None:
-                self._store.close()
+                self._store.start_run()
+        except BaseException:
+            # Leave nothing behind: no state, lock or output file this call created.
+            if self._store is not None:
+                self._store.discard()
+                self._store = None
+            if claim is not None:
+                claim.abandon()
             raise
         # A short queue: what waits in it at a crash is fetched again on resume, so the
         # backlog is kept to two commits per worker (workers wait if the output lags).
@@ -179,6 +243,18 @@ class Crawler:
             maxsize=2 * opts.concurrency,
             linger=_OUTPUT_LINGER,
         )
+
+    def _announce_resume(self, store: StateStore) -> None:
+        done, queued = store.done_count(), store.queued_count()
+        if queued == 0 and done > 0:
+            self.result.already_complete = True
+            output = self.options.output
+            self.announce(
+                f"already complete: {done} pages (use --fresh to crawl again; it deletes "
+                f"{output} and its state)"
+            )
+        else:
+            self.announce(f"resuming: {done} done, {queued} queued (state: {self.state_path})")
 
     # -- running -------------------------------------------------------------------------
 
@@ -253,7 +329,26 @@ class Crawler:
             self._fetcher.close()
             self.frontier.close()
             if self._store is not None:
-                self._store.close()
+                self._close_run(self._store, interrupted)
+
+    def _close_run(self, store: StateStore, interrupted: bool) -> None:
+        """Record how this run ended and read the totals over all runs, then close."""
+        r = self.result
+        if interrupted:
+            outcome = "interrupted"
+        elif self._fatal is not None:
+            outcome = "failed"
+        elif r.stopped_by is not None:
+            outcome = f"stopped: {r.stopped_by}"
+        else:
+            outcome = "finished"
+        try:
+            store.end_run(outcome)
+            r.totals = store.totals()["totals"]
+        except StateError as exc:
+            logger.warning("could not record the end of this run: %s", exc)
+        finally:
+            store.close()
 
     def _progress_state(self) -> ProgressState:
         with self._lock:
@@ -334,7 +429,13 @@ class Crawler:
             logger.exception("crawling %s failed", job.url)
             if job.kind is JobKind.PAGE and self._writer is not None:
                 record = self._records.error_record(job, "internal", repr(exc))
-                self._writer.write(Commit([record], finished=job, failed=True))
+                with self._lock:
+                    self.result.pages += 1
+                    self.result.errors["internal"] += 1
+                    self.result.first_error.setdefault("internal", f"{job.url}: {exc!r}")
+                self._writer.write(
+                    Commit([record], finished=job, failed=True, outcome="failed", error="internal")
+                )
         finally:
             now = time.monotonic()
             with self._lock:
@@ -345,23 +446,41 @@ class Crawler:
             self._dispatch()
 
     def _fail_crawl(self, exc: BaseException) -> None:
-        logger.error("stopping the crawl: %s", exc)
         with self._lock:
             self._stopping = True
-            if self._fatal is None:
+            first = self._fatal is None
+            if first:
                 self._fatal = exc
+        if first:  # every worker sees the failed writer: say it once
+            logger.debug("stopping the crawl: %s", exc)
         assert self._pool is not None
         self._pool.cancel()
 
     def _do_robots(self, job: CrawlJob) -> _Outcome:
         assert self._fetcher is not None
+        fetched: Fetched | None = None
         try:
-            rules = RobotsRules.from_fetch(self._fetcher.fetch(job.url))
+            fetched = self._fetcher.fetch(job.url)
+            rules = RobotsRules.from_fetch(fetched)
         except Exception as exc:
             logger.exception("robots.txt check failed for %s", job.url)
-            rules = RobotsRules(deny_all=True, reason=f"robots.txt check failed: {exc!r}")
+            rules = RobotsRules(
+                deny_all=True,
+                reason=f"robots.txt check failed: {exc!r}",
+                error="internal",
+                detail=f"robots.txt check failed: {exc!r}",
+            )
         if rules.reason:
             logger.info("%s: %s", job.url, rules.reason)
+        if rules.error is not None:
+            with self._lock:
+                self.result.notes.append(
+                    f"{job.url} could not be fetched ({rules.error}): {rules.detail}; the "
+                    "host's URLs stay queued: run the same command again to retry them"
+                )
+        if self.format == "warc" and fetched is not None and fetched.status is not None:
+            assert self._writer is not None
+            self._writer.write(Commit(exchange=fetched))  # wget archives robots.txt too
         host = job.host
         sitemap_jobs: list[CrawlJob] = []
         if self.options.sitemaps:
@@ -396,6 +515,8 @@ class Crawler:
         assert self._fetcher is not None and self._writer is not None
         opts = self.options
         rules = self._robots.get(job.host) if opts.robots else None
+        if rules is not None and rules.error is not None:
+            return self._held_back(job, rules)
         if rules is not None and not rules.allowed(job.url, opts.user_agent):
             with self._lock:
                 self.result.robots_denied += 1
@@ -429,7 +550,7 @@ class Crawler:
         page: Page | None = None
         error = fetched.error
         if error is None and status is not None:
-            if status >= 400:
+            if not 200 <= status < 400:
                 error = f"http_{status}"
             elif 200 <= status < 300:
                 page = Page(
@@ -450,16 +571,26 @@ class Crawler:
             records, follow, callback_failed = self._records.build(job, fetched, None, error)
         depth = job.depth + 1
         in_scope = self.scope.allows_at(depth)
+        # Each page counts once: ok + redirects + failed = pages.
+        if error is not None or callback_failed:
+            counted, kind = "failed", error or "callback"
+        elif status is not None and 300 <= status < 400:
+            counted, kind = "redirect", None  # a redirect not followed (off-host, seen, ...)
+        else:
+            counted, kind = "ok", None
         with self._lock:
             r = self.result
             r.pages += 1
             r.bytes += len(fetched.body)
             r.latency.add(fetched.elapsed)
-            if error is not None:
-                r.errors[error] += 1
-            if callback_failed:
-                r.errors["callback"] += 1
-            elif status is not None and 200 <= status < 300:
+            if kind is not None:
+                r.errors[kind] += 1
+                r.first_error.setdefault(
+                    kind, f"{job.url}: {fetched.detail}" if fetched.detail else job.url
+                )
+            elif counted == "redirect":
+                r.redirects += 1
+            else:
                 r.ok += 1
             added = self.frontier.add_links(follow, depth, job.url, in_scope) if follow else []
             r.discovered += len(added)
@@ -473,10 +604,26 @@ class Crawler:
                 status=status,
                 added=elsewhere + added,
                 claimed=claimed,
-                exchange=fetched if self.format == "warc" and page is not None else None,
+                exchange=fetched if self.format == "warc" else None,
+                outcome=counted,
+                error=kind,
+                nbytes=len(fetched.body),
             )
         )
         return _Outcome(failed=error is not None, hold_until=hold)
+
+    def _held_back(self, job: CrawlJob, rules: RobotsRules) -> _Outcome:
+        """A URL whose host's robots.txt could not be fetched: a record saying why, but
+        the URL is not marked finished in the state, so running again retries it."""
+        assert self._writer is not None and rules.error is not None
+        record = self._records.error_record(job, rules.error, rules.detail)
+        with self._lock:
+            r = self.result
+            r.pages += 1
+            r.errors[rules.error] += 1
+            r.first_error.setdefault(rules.error, f"{job.url}: {rules.detail}")
+        self._writer.write(Commit([record], outcome="failed", error=rules.error))
+        return _Outcome(failed=True)
 
     def _vet_redirect(
         self, job: CrawlJob, target: str, elsewhere: list[CrawlJob], claimed: list[CrawlJob]

@@ -13,6 +13,7 @@ the SQLite output is keyed on URL, so writing a record again replaces it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -24,13 +25,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from .._errors import StateError, UsageError, WriterError
+from .._errors import OutputError, StateError, UsageError, WriterError
 from ..runtime import json_line
-from ..state import DONE, FAILED, StateStore, UrlRow
+from ..state import DONE, FAILED, RunCounts, StateStore, UrlRow
 from ._fetch import Fetched
 from ._frontier import CrawlJob
 
-__all__ = ["RECORD_FIELDS", "Commit", "CrawlSink", "Output", "infer_format", "open_output"]
+__all__ = [
+    "FORMATS",
+    "RECORD_FIELDS",
+    "Commit",
+    "CrawlSink",
+    "Output",
+    "OutputFile",
+    "infer_format",
+    "open_output",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +59,17 @@ RECORD_FIELDS = (
     "error_detail",
 )
 FORMATS = ("jsonl", "csv", "sqlite", "warc")
+_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".jl": "jsonl",
+    ".csv": "csv",
+    ".sqlite": "sqlite",
+    ".sqlite3": "sqlite",
+    ".db": "sqlite",
+    ".warc": "warc",
+    ".warc.gz": "warc",
+}
 
 
 @dataclass(slots=True)
@@ -62,6 +83,11 @@ class Commit:
     added: list[CrawlJob] = field(default_factory=list)  # newly discovered URLs
     claimed: list[CrawlJob] = field(default_factory=list)  # redirect targets fetched in place
     exchange: Fetched | None = None  # the raw response, for WARC
+    # What the URL counts as in the run's totals: "ok", "redirect" or "failed" (None: no
+    # page, e.g. a robots.txt fetch); ``error`` is the failure's kind.
+    outcome: str | None = None
+    error: str | None = None
+    nbytes: int = 0
 
 
 class Output(Protocol):
@@ -83,41 +109,78 @@ def infer_format(path: str | None, given: str | None) -> str:
     if path is None or path == "-":
         return "jsonl"
     name = path.lower()
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".sqlite", ".sqlite3", ".db")):
-        return "sqlite"
-    if name.endswith((".warc", ".warc.gz")):
-        return "warc"
-    return "jsonl"
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return _SUFFIXES[suffix]
+    raise UsageError(
+        f"cannot tell the output format from the name {path!r}: end it in .jsonl, .csv, "
+        f".sqlite or .warc.gz, or give --format ({', '.join(FORMATS)})"
+    )
+
+
+class OutputFile:
+    """An output path opened without truncating it and locked (``flock``) until closed,
+    so two crawls never write one file, whatever their state files."""
+
+    def __init__(self, path: str) -> None:
+        import fcntl
+
+        self.path = path
+        self.created = not os.path.exists(path)
+        try:
+            if self.created:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise OutputError(f"cannot open output {path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self.fd)
+            busy = isinstance(exc, BlockingIOError)
+            raise OutputError(
+                f"{path} is being written by another running crawl"
+                if busy
+                else f"cannot lock output {path}: {exc.strerror or exc}"
+            ) from None
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def abandon(self) -> None:
+        """Close; delete the file only if this crawl created it (it holds nothing then)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.created:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
 
 
 class _FileOutput:
-    """An append-only byte stream: a file (resumable at an offset) or stdout."""
+    """An append-only byte stream: a locked file (resumable at an offset) or stdout."""
 
-    def __init__(self, path: str | None, resume_at: int | None) -> None:
-        self.path = path
-        if path is None:
+    def __init__(self, target: OutputFile | None, resume_at: int | None) -> None:
+        self.path = target.path if target is not None else None
+        if target is None:
             self._file: IO[bytes] = sys.stdout.buffer
             self._close = False
             return
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "r+b" if resume_at and os.path.exists(path) else "wb")  # noqa: SIM115
-        except OSError as exc:
-            raise UsageError(f"cannot open output {path!r}: {exc.strerror or exc}") from None
+        self._file = os.fdopen(target.fd, "r+b")
+        target.fd = -1  # the file object owns it (and the lock) now
         self._close = True
-        if resume_at:
-            size = self._file.seek(0, os.SEEK_END)
-            if size < resume_at:
-                self._file.close()
-                raise StateError(
-                    f"{path} is shorter ({size} bytes) than the crawl state says ({resume_at}); "
-                    "was it changed? Run with --fresh to start over"
-                )
-            # Cut off whatever was written after the last commit (it is fetched again).
-            self._file.truncate(resume_at)
-            self._file.seek(resume_at)
+        size = self._file.seek(0, os.SEEK_END)
+        if resume_at and size < resume_at:
+            self._file.close()
+            raise StateError(
+                f"{self.path} is shorter ({size} bytes) than the crawl state says ({resume_at}); "
+                "was it changed? shoal leaves both as they are (--fresh deletes the state "
+                "and the output and starts over)"
+            )
+        # Resuming: cut off whatever was written after the last commit (it is fetched
+        # again). Starting: the caller has made sure what is there may go.
+        self._file.truncate(resume_at or 0)
+        self._file.seek(resume_at or 0)
 
     @property
     def at_start(self) -> bool:
@@ -146,23 +209,49 @@ class JsonlOutput(_FileOutput):
 
 
 class CsvOutput(_FileOutput):
-    """A stable header: the record fields, then extracted fields, in that order. Keys a
-    record has beyond the header are dropped (with one warning), never shifted."""
+    """A stable header: the record fields, then extracted fields, in that order. With a
+    page callback (``from_first_record``) the header is the first record's keys followed
+    by the standard fields it lacks. A resumed crawl keeps the header already in the file.
+    Keys a record has beyond the header are dropped (with one warning), never shifted."""
 
-    def __init__(self, path: str | None, resume_at: int | None, fields: Sequence[str]) -> None:
-        super().__init__(path, resume_at)
+    def __init__(
+        self,
+        target: OutputFile | None,
+        resume_at: int | None,
+        fields: Sequence[str],
+        from_first_record: bool = False,
+    ) -> None:
+        super().__init__(target, resume_at)
         self.fields = list(fields)
         self._buffer = io.StringIO()
+        self._warned = False
+        self._header_pending = self.at_start
+        if resume_at:
+            self._file.seek(0)
+            header = next(csv.reader([self._file.readline().decode()]), None)
+            self._file.seek(resume_at)
+            if header:
+                self.fields = header
+        if self._header_pending and not from_first_record:
+            self._start(self.fields)
+        elif not self._header_pending:
+            self._start(self.fields, write_header=False)
+
+    def _start(self, fields: list[str], write_header: bool = True) -> None:
+        self.fields = fields
         self._csv = csv.DictWriter(
             self._buffer, self.fields, extrasaction="ignore", lineterminator="\n"
         )
-        self._warned = False
-        if self.at_start:
+        if write_header:
             self._csv.writeheader()
+        self._header_pending = False
 
     def write(self, commits: Sequence[Commit]) -> None:
         for commit in commits:
             for record in commit.records:
+                if self._header_pending:
+                    first = list(record)
+                    self._start(first + [f for f in self.fields if f not in record])
                 if not self._warned and set(record) - set(self.fields):
                     self._warned = True
                     logger.warning(
@@ -195,10 +284,17 @@ class SqliteOutput:
     and a callback may give several records for one page (or records without a url).
     """
 
-    def __init__(self, path: str, fresh: bool) -> None:
+    def __init__(self, target: OutputFile, fresh: bool) -> None:
+        path = target.path
+        self._target = target  # holds the flock until close
         try:
-            if fresh and os.path.exists(path):
-                os.unlink(path)
+            if fresh and target.size():
+                # Allowed by the caller (this crawl's own, or --overwrite): empty it in
+                # place, so the locked file stays the one other crawls see.
+                os.ftruncate(target.fd, 0)
+                for suffix in ("-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path + suffix)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -212,7 +308,7 @@ class SqliteOutput:
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS records_url ON records (url)")
         except sqlite3.Error as exc:
-            raise UsageError(f"cannot use {path!r} as SQLite output: {exc}") from None
+            raise OutputError(f"cannot use {path} as SQLite output: {exc}") from None
         columns = ("source_url", "n", *RECORD_FIELDS, "data")
         self._insert = (
             f"INSERT OR REPLACE INTO records ({', '.join(columns)}) "
@@ -243,21 +339,24 @@ class SqliteOutput:
 
     def close(self) -> None:
         self._db.close()
+        if self._target.fd >= 0:
+            os.close(self._target.fd)
+            self._target.fd = -1
 
 
 def open_output(
-    path: str | None,
+    target: OutputFile | None,
     fmt: str,
     fields: Sequence[str],
     *,
     user_agent: str,
     resume_at: int | None = None,
     fresh: bool = False,
+    header_from_first_record: bool = False,
 ) -> Output:
-    """The output for a crawl; stdout when ``path`` is None or "-"."""
-    target = None if path in (None, "-") else path
+    """The output for a crawl, on a claimed file; stdout when ``target`` is None."""
     if fmt == "csv":
-        return CsvOutput(target, resume_at, fields)
+        return CsvOutput(target, resume_at, fields, header_from_first_record)
     if fmt == "sqlite":
         if target is None:
             raise UsageError("SQLite output needs a file: -o pages.sqlite")
@@ -291,11 +390,24 @@ class CrawlSink:
         self.output.flush()
         added = [_row(job) for c in commits for job in c.added]
         finished: list[tuple[UrlRow, int, int | None]] = []
+        counts = RunCounts(errors={})
         for c in commits:
             if c.finished is not None:
                 finished.append((_row(c.finished), FAILED if c.failed else DONE, c.status))
             finished.extend((_row(job), DONE, None) for job in c.claimed)
-        self.store.commit(added, finished, self.output.position())
+            if c.outcome is not None:
+                counts.pages += 1
+                counts.bytes += c.nbytes
+                if c.outcome == "ok":
+                    counts.ok += 1
+                elif c.outcome == "redirect":
+                    counts.redirects += 1
+                else:
+                    counts.failed += 1
+                if c.error is not None:
+                    assert counts.errors is not None
+                    counts.errors[c.error] = counts.errors.get(c.error, 0) + 1
+        self.store.commit(added, finished, self.output.position(), counts)
 
     def flush(self) -> None:
         self.output.flush()

@@ -34,12 +34,21 @@ class RobotsRules:
     reason: str = ""
     parser: Protego | None = None
     sitemaps: list[str] = field(default_factory=list)
+    # Set when robots.txt could not be fetched at all (dns, tls, connection, timeout...):
+    # the host's URLs are held back this run but stay queued, to be tried again.
+    error: str | None = None
+    detail: str = ""
 
     @classmethod
     def from_fetch(cls, fetched: Fetched) -> RobotsRules:
         status = fetched.status
         if fetched.error is not None or status is None:
-            return cls(deny_all=True, reason=f"robots.txt unreachable ({fetched.error})")
+            return cls(
+                deny_all=True,
+                reason=f"robots.txt unreachable ({fetched.error}: {fetched.detail})",
+                error=fetched.error or "connection",
+                detail=f"robots.txt unreachable: {fetched.detail}",
+            )
         if status >= 500:
             return cls(deny_all=True, reason=f"robots.txt answered {status}")
         if status >= 400 or (300 <= status < 400):
