@@ -53,7 +53,7 @@ class RawResponse:
 
 
 class HTTPError(Exception):
-    """kind is one of timeout, connection, tls, proxy, too_large, protocol, decode."""
+    """kind is one of timeout, dns, connection, tls, proxy, too_large, protocol, decode."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(kind, detail)
@@ -542,6 +542,8 @@ def _os_error(exc: OSError) -> HTTPError:
         return HTTPError("timeout", str(exc) or "timed out")
     if isinstance(exc, ssl.SSLError):
         return HTTPError("tls", str(exc))
+    if isinstance(exc, socket.gaierror):  # the name does not resolve: not a connection
+        return HTTPError("dns", f"cannot resolve the host name: {exc.strerror or exc}")
     return HTTPError("connection", f"{type(exc).__name__}: {exc}")
 
 

@@ -48,6 +48,10 @@ class WarcOutput(_FileOutput):
             if fetched is None or fetched.status is None:
                 continue
             url = fetched.final_url
+            if 300 <= fetched.status < 400 and not fetched.redirects:
+                # A redirect not followed: final_url names its target; the response
+                # came from the URL asked for.
+                url = fetched.url
             date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             headers = _header_lines(fetched.headers)
             headers.append(("Content-Length", str(len(fetched.body))))
