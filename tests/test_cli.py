@@ -141,6 +141,17 @@ def test_ctrl_c_exits_130_with_valid_output(tmp_path: Path) -> None:
         release.set()
     assert proc.returncode == 130, err
     assert "interrupted" in err
+    # It names the state and the command that resumes.
+    assert f"state saved in {out}.state.sqlite; to resume, run again: shoal crawl" in err
     lines = out.read_text().splitlines()
     assert all(json.loads(line)["url"] for line in lines)  # every line whole
     assert len(lines) < 201
+    status = subprocess.run(
+        [sys.executable, "-m", "shoal", "status", f"{out}.state.sqlite", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    report = json.loads(status.stdout)
+    assert report["status"] == "interrupted" and report["last_run"] == "interrupted"
+    assert report["totals"]["pages"] == len(lines)  # committed pages, exactly

@@ -153,6 +153,8 @@ def test_two_crawls_never_write_one_output(tmp_path: Path) -> None:
             assert second.returncode == 4
             assert "being written by another running crawl" in second.stderr
             assert not other_state.exists() and not Path(f"{other_state}.lock").exists()
+            running = shoal("status", f"{out}.state.sqlite")
+            assert running.returncode == 0 and ": running" in running.stdout
         finally:
             gate.set()
             _, err = first.communicate(timeout=60)
@@ -307,6 +309,15 @@ def _remember_tmp(tmp_path: Path) -> None:
     _TMP.append(tmp_path)
 
 
+def test_an_unusable_state_leaves_no_output_behind(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = tmp_path / "out.jsonl"
+    proc = shoal("crawl", "http://127.0.0.1:9/", "-o", str(out), "--state", f"{blocker}/s")
+    assert proc.returncode == 3 and "cannot create the state file" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 @pytest.mark.parametrize("name", ["out.json", "out.xyz", "out"])
 def test_unknown_output_suffix_is_refused(tmp_path: Path, name: str) -> None:
     out = tmp_path / name
@@ -402,3 +413,46 @@ def test_warc_header_block_has_one_line_per_set_cookie(tmp_path: Path) -> None:
             "a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT",
             "b=2",
         ]
+
+
+ON_PAGE_SCRIPT = """
+import sys
+from shoal import Crawler
+
+def on_page(page):
+    if page.url.endswith("/a"):
+        raise ValueError("boom")
+    yield {"page": page.url, "h": page.css("title::text").get()}
+
+Crawler(sys.argv[1], on_page=on_page, output=sys.argv[2], progress=False).run()
+"""
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_on_page_failures_keep_their_record(tmp_path: Path, suffix: str) -> None:
+    import csv
+
+    out = tmp_path / f"out.{suffix}"
+    with small_site() as site:
+        proc = subprocess.run(
+            [sys.executable, "-c", ON_PAGE_SCRIPT, site.url("/"), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        if suffix == "jsonl":
+            rows: list[dict[str, object]] = lines(out)
+        else:
+            with out.open() as f:
+                header = next(csv.reader(f))
+            # The header: the first record's keys, then the standard fields.
+            assert header[:3] == ["page", "h", "url"] and "error_detail" in header
+            rows = [dict(r) for r in csv.DictReader(out.open())]
+    by_page = {r["page"]: r for r in rows if r.get("page")}
+    assert set(by_page) == {site.url("/"), site.url("/b")}
+    assert by_page[site.url("/b")]["h"] == "B"  # callback fields kept, in CSV too
+    failed = {r["url"]: r for r in rows if r.get("error")}
+    assert failed[site.url("/a")]["error"] == "callback"
+    assert "boom" in str(failed[site.url("/a")]["error_detail"])
+    assert failed[site.url("/missing")]["error"] == "http_404"
