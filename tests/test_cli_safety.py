@@ -188,7 +188,7 @@ def test_unreachable_robots_gives_records_exit_1_and_stays_retryable(tmp_path: P
     cmd = ("crawl", start, "-o", str(out), "--no-progress", "--timeout", "5")
     proc = shoal(*cmd)
     assert proc.returncode == 1, proc.stderr
-    assert "robots.txt could not be fetched (connection)" in proc.stderr
+    assert "robots.txt could not be fetched (connection: " in proc.stderr
     assert "run the same command again" in proc.stderr
     [record] = lines(out)
     assert record["url"] == start and record["error"] == "connection"
@@ -225,7 +225,7 @@ def test_untrusted_certificate_is_a_tls_error_record(
         start = site.url("/").replace("http://", "https://")
         proc = shoal("crawl", start, "-o", str(out), "--no-progress", "--proxy", "none")
     assert proc.returncode == 1, proc.stderr
-    assert "(tls)" in proc.stderr
+    assert "robots.txt could not be fetched (tls: " in proc.stderr
     [record] = lines(out)
     assert record["error"] == "tls" and "robots.txt unreachable" in str(record["error_detail"])
 
@@ -294,7 +294,15 @@ def test_closed_stdout_stops_quietly() -> None:
     code = int((_tmp() / "code.txt").read_text())
     err = (_tmp() / "err.txt").read_text()
     assert code in (0, 141), err
-    assert len(err.splitlines()) <= 1, err
+    assert len(err.splitlines()) <= 1 and "ERROR" not in err, err
+
+
+def test_robots_disallowing_every_start_url_exits_1_and_says_so(tmp_path: Path) -> None:
+    site = Site({"/": html("home"), "/robots.txt": Reply(body="User-agent: *\nDisallow: /\n")})
+    with site:
+        proc = shoal("crawl", site.url("/"), "-o", str(tmp_path / "o.jsonl"), "--no-progress")
+    assert proc.returncode == 1
+    assert "not one page fetched: robots.txt disallows the start URL(s)" in proc.stderr
 
 
 _TMP: list[Path] = []

@@ -1,8 +1,10 @@
 """``shoal crawl``, ``shoal demo``: options in, a Crawler run, a summary and exit code out.
 
-Exit codes: 0 the crawl ran to its end (page-level errors are in the output and the
-summary); 1 not one page could be fetched; 2 bad usage; 3 the state file is unusable;
-4 the output could not be written; 130 interrupted (Ctrl-C).
+Exit codes: 0 the crawl ran to its end, or was already complete (page-level errors are
+in the output and the summary); 1 not one page could be fetched; 2 bad usage; 3 the state
+file is unusable; 4 the output cannot be used (unwritable, locked by another crawl, or an
+existing file that is not this crawl's); 130 interrupted (Ctrl-C); 141 stdout closed by
+its reader (``| head``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ def _run_crawl(urls: list[str], options: dict[str, Any], quiet: bool, as_json: b
     from ..crawler import Crawler
 
     to_stdout = options.get("output") in (None, "-")
+    if to_stdout:
+        # A reader that goes away (`| head`) is not an error worth a log line.
+        logging.getLogger("shoal.runtime._writer").addFilter(_not_a_broken_pipe)
     try:
         crawler = Crawler(urls, **options)
         if not quiet:
@@ -85,6 +90,10 @@ def _run_crawl(urls: list[str], options: dict[str, Any], quiet: bool, as_json: b
         if not quiet and not as_json and not result.failed:
             click.echo("not one page fetched: robots.txt disallows the start URL(s)", err=True)
         sys.exit(EXIT_NOTHING_FETCHED)
+
+
+def _not_a_broken_pipe(record: logging.LogRecord) -> bool:
+    return "BrokenPipeError" not in record.getMessage()
 
 
 def _is_broken_pipe(exc: BaseException) -> bool:
@@ -354,6 +363,8 @@ def _print_status(state: str, report: dict[str, Any]) -> None:
     how = report["status"]
     if how in ("interrupted", "stopped") and last:
         how += f" (last run: {last})"
+    if how == "finished" and report["queued"]:
+        how += f"; {report['queued']} URL(s) held back, retried by the next run"
     click.echo(f"{state}: {how}")
     click.echo(
         f"  urls: done {report['done']}, failed {report['failed']}, queued {report['queued']}"

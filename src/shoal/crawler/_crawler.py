@@ -468,15 +468,15 @@ class Crawler:
                 deny_all=True,
                 reason=f"robots.txt check failed: {exc!r}",
                 error="internal",
-                detail=f"robots.txt check failed: {exc!r}",
+                detail=repr(exc),
             )
         if rules.reason:
             logger.info("%s: %s", job.url, rules.reason)
         if rules.error is not None:
             with self._lock:
                 self.result.notes.append(
-                    f"{job.url} could not be fetched ({rules.error}): {rules.detail}; the "
-                    "host's URLs stay queued: run the same command again to retry them"
+                    f"{job.url} could not be fetched ({rules.error}: {rules.detail}); "
+                    "that host's URLs stay queued: run the same command again to retry them"
                 )
         if self.format == "warc" and fetched is not None and fetched.status is not None:
             assert self._writer is not None
@@ -616,12 +616,12 @@ class Crawler:
         """A URL whose host's robots.txt could not be fetched: a record saying why, but
         the URL is not marked finished in the state, so running again retries it."""
         assert self._writer is not None and rules.error is not None
-        record = self._records.error_record(job, rules.error, rules.detail)
+        detail = f"robots.txt unreachable: {rules.detail}"
+        record = self._records.error_record(job, rules.error, detail)
         with self._lock:
             r = self.result
             r.pages += 1
-            r.errors[rules.error] += 1
-            r.first_error.setdefault(rules.error, f"{job.url}: {rules.detail}")
+            r.errors[rules.error] += 1  # the cause is told once, in the summary's notes
         self._writer.write(Commit([record], outcome="failed", error=rules.error))
         return _Outcome(failed=True)
 

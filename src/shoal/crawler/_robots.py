@@ -47,7 +47,7 @@ class RobotsRules:
                 deny_all=True,
                 reason=f"robots.txt unreachable ({fetched.error}: {fetched.detail})",
                 error=fetched.error or "connection",
-                detail=f"robots.txt unreachable: {fetched.detail}",
+                detail=fetched.detail,
             )
         if status >= 500:
             return cls(deny_all=True, reason=f"robots.txt answered {status}")

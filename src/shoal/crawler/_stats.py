@@ -107,8 +107,8 @@ class CrawlResult:
                 f" retries {self.retries}; robots.txt denied {self.robots_denied};"
                 f" discovered {self.discovered}"
             )
-        elif self.robots_denied or self.discovered:
-            lines.append(f"robots.txt denied {self.robots_denied}; discovered {self.discovered}")
+        elif self.robots_denied:
+            lines.append(f"robots.txt denied {self.robots_denied}")
         if self.errors:
             kinds = ", ".join(f"{k} {n}" for k, n in self.errors.most_common())
             lines.append(f"errors: {kinds}")

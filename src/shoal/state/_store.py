@@ -521,9 +521,11 @@ def _lock(path: Path) -> int:
 def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Progress of the crawl whose state is at ``path``, running or not (read-only).
 
-    ``status`` is ``running`` (a live crawl holds the lock), ``finished`` (nothing left
-    queued), ``interrupted`` (Ctrl-C, or killed: the last run never recorded its end),
-    or ``stopped`` (a limit such as max_pages ended the last run; ``outcome`` says which).
+    ``status`` is ``running`` (a live crawl holds the lock), ``finished`` (the last run
+    ran out of work; URLs still queued then were held back and are retried by the next
+    run), ``interrupted`` (Ctrl-C, or killed: the last run never recorded its end),
+    ``stopped`` (a limit such as max_pages ended it; ``last_run`` says which) or
+    ``failed`` (the output could not be written).
     """
     path = Path(path)
     if not path.exists():
@@ -551,10 +553,14 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
     last = runs["runs"][-1]["outcome"] if runs["runs"] else None
     if running:
         status = "running"
-    elif totals["queued"] == 0 and totals["done"] + totals["failed"] > 0:
+    elif last == "finished" or (last is None and totals["queued"] == 0 and totals["done"]):
+        # Queued URLs left by a finished run were held back (robots.txt unreachable):
+        # the next run retries them.
         status = "finished"
     elif last is not None and last.startswith("stopped"):
         status = "stopped"
+    elif last == "failed":
+        status = "failed"
     else:
         status = "interrupted"
     if last == "running" and not running:
