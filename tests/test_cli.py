@@ -131,6 +131,7 @@ def test_ctrl_c_exits_130_with_valid_output(tmp_path: Path) -> None:
                 "4",
                 "--per-host",
                 "4",
+                "--fresh",
             ],
             stderr=subprocess.PIPE,
             text=True,
@@ -142,7 +143,9 @@ def test_ctrl_c_exits_130_with_valid_output(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert "interrupted" in err
     # It names the state and the command that resumes.
-    assert f"state saved in {out}.state.sqlite; to resume, run again: shoal crawl" in err
+    assert f"state saved in {out}.state.sqlite; to resume, run: shoal crawl" in err
+    [advice] = [line for line in err.splitlines() if "to resume, run:" in line]
+    assert "--fresh" not in advice  # rerun with it, the saved work would be deleted
     lines = out.read_text().splitlines()
     assert all(json.loads(line)["url"] for line in lines)  # every line whole
     assert len(lines) < 201

@@ -50,7 +50,9 @@ def _parse_extract(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _run_crawl(urls: list[str], options: dict[str, Any], quiet: bool, as_json: bool) -> None:
+def _run_crawl(
+    urls: list[str], options: dict[str, Any], quiet: bool, as_json: bool, resumable: bool = True
+) -> None:
     from ..crawler import Crawler
 
     to_stdout = options.get("output") in (None, "-")
@@ -65,11 +67,13 @@ def _run_crawl(urls: list[str], options: dict[str, Any], quiet: bool, as_json: b
             result = crawler.run()
         except KeyboardInterrupt:
             result = crawler.result
-            if crawler.state_path is not None:
-                again = shlex.join(["shoal", *sys.argv[1:]])
-                how = f"state saved in {crawler.state_path}; to resume, run again: {again}"
+            if crawler.state_path is not None and resumable:
+                # Without --fresh/--overwrite: run again, they would delete what was saved.
+                args = [a for a in sys.argv[1:] if a not in ("--fresh", "--overwrite")]
+                again = shlex.join(["shoal", *args])
+                how = f"state saved in {crawler.state_path}; to resume, run: {again}"
             else:
-                how = "no state was kept (stdout or --no-state): it cannot be resumed"
+                how = "this crawl kept no state it can resume from (stdout, --no-state, demo)"
             click.echo(
                 f"\ninterrupted: in-flight requests finished, output flushed; {how}", err=True
             )
@@ -305,7 +309,7 @@ def demo(**kw: Any) -> None:
     with DemoSite() as site:
         if not quiet:
             click.echo(f"serving the sample site at {site.url}; crawling it", err=True)
-        _run_crawl([site.url], options, quiet, as_json)
+        _run_crawl([site.url], options, quiet, as_json, resumable=False)
 
 
 @cli.command()

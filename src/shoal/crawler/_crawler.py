@@ -249,9 +249,9 @@ class Crawler:
         if queued == 0 and done > 0:
             self.result.already_complete = True
             output = self.options.output
+            what = f"{output} and its state" if output not in (None, "-") else "its state"
             self.announce(
-                f"already complete: {done} pages (use --fresh to crawl again; it deletes "
-                f"{output} and its state)"
+                f"already complete: {done} pages (use --fresh to crawl again; it deletes {what})"
             )
         else:
             self.announce(f"resuming: {done} done, {queued} queued (state: {self.state_path})")

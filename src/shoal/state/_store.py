@@ -379,7 +379,8 @@ def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any]) ->
         theirs = json.loads(meta["identity"])
     except (KeyError, ValueError):
         raise StateError(
-            f"{path} is damaged (no crawl identity); --fresh deletes it and the output"
+            f"{path} is damaged (no crawl identity); --fresh deletes it, and with "
+            "--overwrite also replaces an existing output"
         ) from None
     ours = json.loads(json.dumps(identity, sort_keys=True))
     if theirs != ours:
