@@ -279,7 +279,7 @@ def test_extract_names_and_sets(tmp_path: Path) -> None:
 # -- quiet and exact at the edges ----------------------------------------------------------
 
 
-def test_closed_stdout_stops_quietly() -> None:
+def test_closed_stdout_stops_quietly(tmp_path: Path) -> None:
     routes: dict[str, object] = {"/": html("home", *[f"/p{i}" for i in range(300)])}
     routes.update({f"/p{i}": html(f"p{i}") for i in range(300)})
     with Site(routes) as site:  # type: ignore[arg-type]
@@ -288,11 +288,11 @@ def test_closed_stdout_stops_quietly() -> None:
             "; echo ${PIPESTATUS[0]} > code.txt"
         )
         done = subprocess.run(
-            ["bash", "-c", script], capture_output=True, text=True, timeout=120, cwd=_tmp()
+            ["bash", "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
         )
     assert len(done.stdout.splitlines()) == 2
-    code = int((_tmp() / "code.txt").read_text())
-    err = (_tmp() / "err.txt").read_text()
+    code = int((tmp_path / "code.txt").read_text())
+    err = (tmp_path / "err.txt").read_text()
     assert code in (0, 141), err
     assert len(err.splitlines()) <= 1 and "ERROR" not in err, err
 
@@ -303,18 +303,6 @@ def test_robots_disallowing_every_start_url_exits_1_and_says_so(tmp_path: Path) 
         proc = shoal("crawl", site.url("/"), "-o", str(tmp_path / "o.jsonl"), "--no-progress")
     assert proc.returncode == 1
     assert "not one page fetched: robots.txt disallows the start URL(s)" in proc.stderr
-
-
-_TMP: list[Path] = []
-
-
-def _tmp() -> Path:
-    return _TMP[-1]
-
-
-@pytest.fixture(autouse=True)
-def _remember_tmp(tmp_path: Path) -> None:
-    _TMP.append(tmp_path)
 
 
 def test_an_unusable_state_leaves_no_output_behind(tmp_path: Path) -> None:
