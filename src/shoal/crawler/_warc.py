@@ -45,8 +45,8 @@ class WarcOutput(_FileOutput):
     def write(self, commits: Sequence[Commit]) -> None:
         for commit in commits:
             fetched = commit.exchange
-            if fetched is None or fetched.status is None:
-                continue
+            if fetched is None or fetched.status is None or fetched.error is not None:
+                continue  # no response, or only part of one (too large, undecodable)
             url = fetched.final_url
             if 300 <= fetched.status < 400 and not fetched.redirects:
                 # A redirect not followed: final_url names its target; the response
