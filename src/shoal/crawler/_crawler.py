@@ -24,14 +24,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import OutputError, StateError, UsageError, WriterError
+from .._errors import StateError, UsageError, WriterError
 from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
-from ..state import StateStore, peek_identity
+from ..state import StateStore
 from ._durable import DurableFrontier
 from ._fetch import Fetched, Fetcher
 from ._frontier import CrawlJob, Frontier, JobKind, MemoryFrontier
 from ._options import CrawlOptions
-from ._output import Commit, CrawlSink, OutputFile, infer_format, open_output
+from ._output import Commit, CrawlSink, claim_output, infer_format, open_output
 from ._page import Page
 from ._records import PageCallback, Records
 from ._robots import RobotsRules
@@ -142,59 +142,17 @@ class Crawler:
             identity["extract"] = dict(self.options.extract)
         return identity
 
-    def _claim_output(self) -> OutputFile | None:
-        """Open and lock the output file, refusing one whose data is not this crawl's.
-
-        The output is this crawl's when the state file names it as its output: then it
-        is resumed, or with ``fresh`` discarded (and said so). Anything else already in
-        the file is replaced only with ``overwrite``.
-        """
-        opts = self.options
-        path = opts.output if opts.output not in (None, "-") else None
-        prior = None
-        if self.state_path is not None:
-            try:
-                prior = peek_identity(self.state_path)
-            except StateError:
-                if not (opts.fresh and opts.overwrite):
-                    raise
-        if path is None:
-            return None
-        claim = OutputFile(path)
-        size = claim.size()
-        if size == 0:
-            return claim
-        ours = prior is not None and prior.get("output") == os.path.abspath(path)
-        if ours and not opts.fresh:
-            return claim  # resumed, or refused as another crawl's state when opened
-        if opts.overwrite:
-            self.announce(f"--overwrite: replacing {path} ({size:,} bytes)")
-            return claim
-        if ours:
-            self.announce(
-                f"--fresh: deleting the state {self.state_path} and the output {path} "
-                f"({size:,} bytes); starting over"
-            )
-            return claim
-        claim.abandon()
-        where = (
-            f"no crawl state for it at {self.state_path}"
-            if self.state_path is not None and prior is None
-            else "its crawl state is for another output"
-            if self.state_path is not None
-            else "--no-state"
-        )
-        raise OutputError(
-            f"{path} already exists ({size:,} bytes) and is not this crawl's output "
-            f"({where}); shoal will not replace it: choose another -o, "
-            "or add --overwrite to replace it"
-        )
-
     def _open_outputs(self) -> Writer:
         opts = self.options
         resume_at = None
         fresh = True
-        claim = self._claim_output()
+        claim = claim_output(
+            opts.output,
+            self.state_path,
+            fresh=opts.fresh,
+            overwrite=opts.overwrite,
+            announce=self.announce,
+        )
         try:
             if self.state_path is not None:
                 self._store = StateStore.open(

@@ -20,14 +20,14 @@ import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .._errors import OutputError, StateError, UsageError, WriterError
 from ..runtime import json_line
-from ..state import DONE, FAILED, RunCounts, StateStore, UrlRow
+from ..state import DONE, FAILED, RunCounts, StateStore, UrlRow, peek_identity
 from ._fetch import Fetched
 from ._frontier import CrawlJob
 
@@ -38,6 +38,7 @@ __all__ = [
     "CrawlSink",
     "Output",
     "OutputFile",
+    "claim_output",
     "infer_format",
     "open_output",
 ]
@@ -155,6 +156,61 @@ class OutputFile:
         if self.created:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+
+
+def claim_output(
+    output: str | None,
+    state_path: str | None,
+    *,
+    fresh: bool,
+    overwrite: bool,
+    announce: Callable[[str], None],
+) -> OutputFile | None:
+    """Open and lock the output file (None for stdout), refusing one whose data is not
+    this crawl's.
+
+    The output is this crawl's when the state file names it as its output: then it is
+    resumed, or with ``fresh`` discarded (and said so). Anything else already in the file
+    is replaced only with ``overwrite``. A state file that is not shoal's is an error
+    here, unless both ``fresh`` and ``overwrite`` ask to replace it.
+    """
+    path = output if output not in (None, "-") else None
+    prior = None
+    if state_path is not None:
+        try:
+            prior = peek_identity(state_path)
+        except StateError:
+            if not (fresh and overwrite):
+                raise
+    if path is None:
+        return None
+    claim = OutputFile(path)
+    size = claim.size()
+    if size == 0:
+        return claim
+    ours = prior is not None and prior.get("output") == os.path.abspath(path)
+    if ours and not fresh:
+        return claim  # resumed, or refused as another crawl's state when that is opened
+    if overwrite:
+        announce(f"--overwrite: replacing {path} ({size:,} bytes)")
+        return claim
+    if ours:
+        announce(
+            f"--fresh: deleting the state {state_path} and the output {path} "
+            f"({size:,} bytes); starting over"
+        )
+        return claim
+    claim.abandon()
+    if state_path is None:
+        where = "--no-state"
+    elif prior is None:
+        where = f"no crawl state for it at {state_path}"
+    else:
+        where = f"the crawl state {state_path} is for another output"
+    raise OutputError(
+        f"{path} already exists ({size:,} bytes) and is not this crawl's output ({where}); "
+        "shoal will not replace it: choose another -o, or add --overwrite to replace it"
+    )
 
 
 class _FileOutput:
