@@ -452,3 +452,22 @@ def test_on_page_failures_keep_their_record(tmp_path: Path, suffix: str) -> None
     assert failed[site.url("/a")]["error"] == "callback"
     assert "boom" in str(failed[site.url("/a")]["error_detail"])
     assert failed[site.url("/missing")]["error"] == "http_404"
+
+
+def test_devices_and_pipes_are_streams_without_state(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    with small_site() as site:
+        proc = shoal("crawl", site.url("/"), "-o", str(fifo), "--no-progress")
+        assert proc.returncode == 0, proc.stderr
+        null = shoal("crawl", site.url("/"), "-o", os.devnull, "-q")
+        assert null.returncode == 0, null.stderr
+    reader.join(30)
+    assert len(received[0].splitlines()) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # no state beside it
+    assert not Path(f"{os.devnull}.state.sqlite").exists()

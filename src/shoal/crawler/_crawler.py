@@ -31,7 +31,7 @@ from ._durable import DurableFrontier
 from ._fetch import Fetched, Fetcher
 from ._frontier import CrawlJob, Frontier, JobKind, MemoryFrontier
 from ._options import CrawlOptions
-from ._output import Commit, CrawlSink, claim_output, infer_format, open_output
+from ._output import Commit, CrawlSink, claim_output, infer_format, is_stream_path, open_output
 from ._page import Page
 from ._records import PageCallback, Records
 from ._robots import RobotsRules
@@ -636,9 +636,10 @@ def _canonical(urls: list[str]) -> list[str]:
 
 
 def _state_path(state: str | None, output: str | None) -> str | None:
-    """``auto``: beside a file output, none for stdout; None: keep state in memory only."""
+    """``auto``: beside a file output, none for stdout, a device or a pipe (no offsets to
+    resume at); None: keep state in memory only."""
     if state != "auto":
         return state
-    if output is None or output == "-":
+    if output is None or output == "-" or is_stream_path(output):
         return None
     return output + ".state.sqlite"

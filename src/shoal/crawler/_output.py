@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import sqlite3
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ __all__ = [
     "Output",
     "OutputFile",
     "claim_output",
+    "is_stream_path",
     "infer_format",
     "open_output",
 ]
@@ -110,6 +112,8 @@ def infer_format(path: str | None, given: str | None) -> str:
     if path is None or path == "-":
         return "jsonl"
     name = path.lower()
+    if is_stream_path(path):
+        return "jsonl"  # /dev/null, /dev/stdout, a named pipe: a stream of lines
     for suffix in sorted(_SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
             return _SUFFIXES[suffix]
@@ -117,6 +121,14 @@ def infer_format(path: str | None, given: str | None) -> str:
         f"cannot tell the output format from the name {path!r}: end it in .jsonl, .csv, "
         f".sqlite or .warc.gz, or give --format ({', '.join(FORMATS)})"
     )
+
+
+def is_stream_path(path: str) -> bool:
+    """An existing device or pipe: written as a stream, never locked, resumed or sized."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 class OutputFile:
@@ -134,6 +146,11 @@ class OutputFile:
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise OutputError(f"cannot open output {path}: {exc.strerror or exc}") from None
+        # A device or pipe (/dev/null, /dev/stdout) holds no data to protect or resume:
+        # it is written as a stream, and not locked (two crawls may both discard output).
+        self.regular = stat.S_ISREG(os.fstat(self.fd).st_mode)
+        if not self.regular:
+            return
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -146,7 +163,7 @@ class OutputFile:
             ) from None
 
     def size(self) -> int:
-        return os.fstat(self.fd).st_size
+        return os.fstat(self.fd).st_size if self.regular else 0
 
     def abandon(self) -> None:
         """Close; delete the file only if this crawl created it (it holds nothing then)."""
@@ -218,13 +235,18 @@ class _FileOutput:
 
     def __init__(self, target: OutputFile | None, resume_at: int | None) -> None:
         self.path = target.path if target is not None else None
+        self._stream = True  # no offsets: stdout, a device or a pipe
         if target is None:
             self._file: IO[bytes] = sys.stdout.buffer
             self._close = False
             return
-        self._file = os.fdopen(target.fd, "r+b")
-        target.fd = -1  # the file object owns it (and the lock) now
+        fd, target.fd = target.fd, -1  # the file object owns it (and the lock) now
         self._close = True
+        if not target.regular:
+            self._file = os.fdopen(fd, "wb")
+            return
+        self._stream = False
+        self._file = os.fdopen(fd, "r+b")
         size = self._file.seek(0, os.SEEK_END)
         if resume_at and size < resume_at:
             self._file.close()
@@ -240,7 +262,7 @@ class _FileOutput:
 
     @property
     def at_start(self) -> bool:
-        return self._file.tell() == 0 if self._close else True
+        return True if self._stream else self._file.tell() == 0
 
     def _put(self, data: bytes) -> None:
         self._file.write(data)
@@ -249,7 +271,7 @@ class _FileOutput:
         self._file.flush()
 
     def position(self) -> int | None:
-        return self._file.tell() if self._close else None
+        return None if self._stream else self._file.tell()
 
     def close(self) -> None:
         self._file.flush()
