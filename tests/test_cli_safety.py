@@ -302,7 +302,7 @@ def test_robots_disallowing_every_start_url_exits_1_and_says_so(tmp_path: Path) 
     with site:
         proc = shoal("crawl", site.url("/"), "-o", str(tmp_path / "o.jsonl"), "--no-progress")
     assert proc.returncode == 1
-    assert "not one page fetched: robots.txt disallows the start URL(s)" in proc.stderr
+    assert "not one page fetched: robots.txt disallowed every URL this run tried" in proc.stderr
 
 
 def test_an_unusable_state_leaves_no_output_behind(tmp_path: Path) -> None:

@@ -92,7 +92,9 @@ def _run_crawl(
         return
     if result.ok == 0 and result.redirects == 0 and (result.failed or result.robots_denied):
         if not quiet and not as_json and not result.failed:
-            click.echo("not one page fetched: robots.txt disallows the start URL(s)", err=True)
+            click.echo(
+                "not one page fetched: robots.txt disallowed every URL this run tried", err=True
+            )
         sys.exit(EXIT_NOTHING_FETCHED)
 
 
