@@ -82,7 +82,8 @@ def _run_crawl(
     except WriterError as exc:
         if to_stdout and _is_broken_pipe(exc):
             _quiet_broken_pipe()
-        click.echo(f"shoal: error: {exc}", err=True)
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        click.echo(f"shoal: error: writing the output failed: {exc}{cause}", err=True)
         sys.exit(EXIT_OUTPUT)
     except ShoalError as exc:
         click.echo(f"shoal: error: {exc}", err=True)
