@@ -471,3 +471,19 @@ def test_devices_and_pipes_are_streams_without_state(tmp_path: Path) -> None:
     assert len(received[0].splitlines()) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # no state beside it
     assert not Path(f"{os.devnull}.state.sqlite").exists()
+
+
+def test_a_robots_txt_answering_5xx_holds_urls_back_for_the_next_run(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    site = Site({"/": html("home"), "/robots.txt": Reply(503, "busy")})
+    with site:
+        cmd = ("crawl", site.url("/"), "-o", str(out), "--no-progress")
+        proc = shoal(*cmd)
+        assert proc.returncode == 1 and "robots.txt answered 503" in proc.stderr
+        assert site.count("/") == 0
+        [record] = lines(out)
+        assert record["error"] == "robots_http_503"
+        site.routes["/robots.txt"] = Reply(body="User-agent: *\nAllow: /\n")
+        proc = shoal(*cmd)
+        assert proc.returncode == 0 and "resuming: 0 done, 1 queued" in proc.stderr
+        assert site.count("/") == 1

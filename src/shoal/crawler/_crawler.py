@@ -574,7 +574,9 @@ class Crawler:
         """A URL whose host's robots.txt could not be fetched: a record saying why, but
         the URL is not marked finished in the state, so running again retries it."""
         assert self._writer is not None and rules.error is not None
-        detail = f"robots.txt unreachable: {rules.detail}"
+        detail = rules.detail
+        if not detail.startswith("robots.txt"):
+            detail = f"robots.txt unreachable: {detail}"
         record = self._records.error_record(job, rules.error, detail)
         with self._lock:
             r = self.result
