@@ -84,7 +84,9 @@ class _Server(ThreadingHTTPServer):
 class Site:
     """``with Site({"/": html("home", "/a"), "/a": "..."}) as site: site.url("/")``."""
 
-    def __init__(self, routes: dict[str, Route] | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, routes: dict[str, Route] | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.routes: dict[str, Route] = dict(routes or {})
         self.fallback: Route | None = None  # serves every path not in routes
         self.hits: list[tuple[str, float]] = []
@@ -92,7 +94,7 @@ class Site:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._server = _Server((host, 0), _Handler)
+        self._server = _Server((host, port), _Handler)
         self._server.site = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="test-site", daemon=True

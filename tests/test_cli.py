@@ -33,7 +33,7 @@ def test_crawl_to_jsonl_file(tmp_path: Path) -> None:
     assert code == 0, err
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 4
-    assert "pages 4 (ok 3, failed 1)" in err and "http_404 1" in err
+    assert "pages 4 (ok 3, redirects 0, failed 1)" in err and "http_404 1" in err
 
 
 def test_crawl_to_stdout_and_json_summary() -> None:
@@ -83,9 +83,10 @@ def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with small_site() as site:
         code, _, err = run("crawl", site.url("/"), "-o", str(blocker / "out.jsonl"))
-        assert code == 3 and "cannot create the state file" in err
+        assert code == 4 and "cannot open output" in err
         code, _, err = run("crawl", site.url("/"), "-o", str(blocker / "out.jsonl"), "--no-state")
-        assert code == 2 and "cannot open output" in err
+        assert code == 4 and "cannot open output" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing left behind
 
 
 def test_demo_crawls_the_bundled_site() -> None:
@@ -130,6 +131,7 @@ def test_ctrl_c_exits_130_with_valid_output(tmp_path: Path) -> None:
                 "4",
                 "--per-host",
                 "4",
+                "--fresh",
             ],
             stderr=subprocess.PIPE,
             text=True,
@@ -140,6 +142,19 @@ def test_ctrl_c_exits_130_with_valid_output(tmp_path: Path) -> None:
         release.set()
     assert proc.returncode == 130, err
     assert "interrupted" in err
+    # It names the state and the command that resumes.
+    assert f"state saved in {out}.state.sqlite; to resume, run: shoal crawl" in err
+    [advice] = [line for line in err.splitlines() if "to resume, run:" in line]
+    assert "--fresh" not in advice  # rerun with it, the saved work would be deleted
     lines = out.read_text().splitlines()
     assert all(json.loads(line)["url"] for line in lines)  # every line whole
     assert len(lines) < 201
+    status = subprocess.run(
+        [sys.executable, "-m", "shoal", "status", f"{out}.state.sqlite", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    report = json.loads(status.stdout)
+    assert report["status"] == "interrupted" and report["last_run"] == "interrupted"
+    assert report["totals"]["pages"] == len(lines)  # committed pages, exactly

@@ -156,14 +156,14 @@ def test_every_address_is_tried_in_turn(hello: int) -> None:
         client.close()
 
 
-def test_a_name_that_does_not_resolve_is_a_connection_error() -> None:
+def test_a_name_that_does_not_resolve_is_a_dns_error() -> None:
     failing = GatedLookup(error=socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
     failing.gate.set()
     client = HTTPClient(resolver=Resolver(lookup=failing))
     try:
         with pytest.raises(HTTPError) as caught:
             client.get("http://nowhere.test/", {}, max_bytes=100)
-        assert caught.value.kind == "connection" and "not known" in caught.value.detail
+        assert caught.value.kind == "dns" and "not known" in caught.value.detail
     finally:
         client.close()
 

@@ -142,10 +142,13 @@ def test_callback_records_in_sqlite_and_bad_records(tmp_path: Path) -> None:
         result = Crawler(site.url("/"), on_page=on_page, output=str(out), progress=False).run()
     db = sqlite3.connect(out)
     rows = db.execute(
-        "SELECT source_url, n, url, data FROM records ORDER BY source_url, n"
+        "SELECT source_url, n, url, data, error FROM records ORDER BY source_url, n"
     ).fetchall()
     db.close()
-    assert len(rows) == 4  # two good records from each page, none lost to a shared key
+    # Two good records from each page, none lost to a shared key, and each page's own
+    # record saying the callback failed.
+    assert len(rows) == 6
+    assert [r[4] for r in rows] == [None, None, "callback"] * 2
     assert result.errors["callback"] == 2 and result.pages == 2
 
 

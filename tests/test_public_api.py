@@ -13,6 +13,7 @@ EXPECTED = {
     "ErrorPolicy",
     "InvalidURL",
     "JoinTimeout",
+    "OutputError",
     "Page",
     "Pipeline",
     "Pool",

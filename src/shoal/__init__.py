@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import (
     InvalidURL,
     JoinTimeout,
+    OutputError,
     PoolClosed,
     QueueFull,
     RetryLater,
@@ -55,6 +56,7 @@ __all__ = [
     "QueueFull",
     "RetryLater",
     "RetryPolicy",
+    "OutputError",
     "ShoalError",
     "ShutdownReport",
     "Stage",

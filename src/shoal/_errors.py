@@ -14,6 +14,7 @@ means to report::
     ├── WriterError           the writer's sink failed; nothing more is accepted
     ├── UsageError            a bad option or argument (exit code 2)
     │   └── InvalidURL        a URL that cannot be crawled
+    ├── OutputError           the output cannot be used, or is not this crawl's (exit code 4)
     └── StateError            the crawl state file cannot be used (exit code 3)
         ├── StateLocked       another crawl holds the state file
         └── StateMismatch     the state file was made with other scope options
@@ -29,6 +30,7 @@ from typing import Any
 __all__ = [
     "InvalidURL",
     "JoinTimeout",
+    "OutputError",
     "PoolClosed",
     "QueueFull",
     "RetryLater",
@@ -121,6 +123,13 @@ class InvalidURL(UsageError):
         super().__init__(f"invalid URL {shown!r}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class OutputError(ShoalError):
+    """The output cannot be opened, is in use by another crawl, or holds data that is not
+    this crawl's (shoal replaces that only when told to, with ``overwrite``)."""
+
+    exit_code = 4
 
 
 class StateError(ShoalError):

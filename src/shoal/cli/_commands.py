@@ -1,13 +1,18 @@
 """``shoal crawl``, ``shoal demo``: options in, a Crawler run, a summary and exit code out.
 
-Exit codes: 0 the crawl ran to its end (page-level errors are in the output and the
-summary); 1 not one page could be fetched; 2 bad usage; 3 the state file is unusable;
-4 the output could not be written; 130 interrupted (Ctrl-C).
+Exit codes: 0 the crawl ran to its end, or was already complete (page-level errors are
+in the output and the summary); 1 not one page could be fetched; 2 bad usage; 3 the state
+file is unusable; 4 the output cannot be used (unwritable, locked by another crawl, or an
+existing file that is not this crawl's); 130 interrupted (Ctrl-C); 141 stdout closed by
+its reader (``| head``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shlex
 import sys
 from typing import Any
 
@@ -19,6 +24,7 @@ from .._version import __version__
 EXIT_NOTHING_FETCHED = 1
 EXIT_OUTPUT = 4
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
 WriterError.exit_code = EXIT_OUTPUT
 
@@ -39,30 +45,93 @@ def _parse_extract(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _run_crawl(urls: list[str], options: dict[str, Any], quiet: bool, as_json: bool) -> None:
+def _run_crawl(
+    urls: list[str], options: dict[str, Any], quiet: bool, as_json: bool, resumable: bool = True
+) -> None:
     from ..crawler import Crawler
 
+    to_stdout = options.get("output") in (None, "-")
+    if to_stdout:
+        # A reader that goes away (`| head`) is not an error worth a log line.
+        logging.getLogger("shoal.runtime._writer").addFilter(_not_a_broken_pipe)
     try:
         crawler = Crawler(urls, **options)
+        if not quiet:
+            crawler.announce = lambda message: click.echo(message, err=True)
         try:
             result = crawler.run()
         except KeyboardInterrupt:
             result = crawler.result
-            click.echo("\ninterrupted: in-flight requests finished, output flushed", err=True)
+            if crawler.state_path is not None and resumable:
+                # Without --fresh/--overwrite: run again, they would delete what was saved.
+                args = [a for a in sys.argv[1:] if a not in ("--fresh", "--overwrite")]
+                again = shlex.join(["shoal", *args])
+                how = f"state saved in {crawler.state_path}; to resume, run: {again}"
+            else:
+                how = "this crawl kept no state it can resume from (stdout, --no-state, demo)"
+            click.echo(
+                f"\ninterrupted: in-flight requests finished, output flushed; {how}", err=True
+            )
             _report(result, quiet, as_json)
             sys.exit(EXIT_INTERRUPTED)
+    except WriterError as exc:
+        if to_stdout and _is_broken_pipe(exc):
+            _quiet_broken_pipe()
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        click.echo(f"shoal: error: writing the output failed: {exc}{cause}", err=True)
+        sys.exit(EXIT_OUTPUT)
     except ShoalError as exc:
         click.echo(f"shoal: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     _report(result, quiet, as_json)
-    if result.pages and result.ok == 0 and result.errors:
+    if result.already_complete:
+        return
+    if result.ok == 0 and result.redirects == 0 and (result.failed or result.robots_denied):
+        if not quiet and not as_json and not result.failed:
+            click.echo(
+                "not one page fetched: robots.txt disallowed every URL this run tried", err=True
+            )
         sys.exit(EXIT_NOTHING_FETCHED)
+
+
+def _not_a_broken_pipe(record: logging.LogRecord) -> bool:
+    return "BrokenPipeError" not in record.getMessage()
+
+
+def _is_broken_pipe(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BrokenPipeError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of stdout went away (``| head``): stop without a word, as cat does.
+    stdout is pointed at /dev/null so the interpreter's final flush cannot complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 def _report(result: Any, quiet: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.as_dict()), err=True)
-    elif not quiet:
+    elif quiet:
+        return
+    elif result.already_complete:
+        t = result.totals
+        if t is not None:
+            click.echo(
+                f"all {t['runs']} runs: pages {t['pages']} (ok {t['ok']}, redirects "
+                f"{t['redirects']}, failed {t['failed']}) in {t['elapsed']}s",
+                err=True,
+            )
+    else:
         click.echo(result.summary(), err=True)
 
 
@@ -72,13 +141,20 @@ def _crawl_options(f: Any) -> Any:
         click.option(
             "-o",
             "--output",
-            help="Output file (.jsonl, .csv, .sqlite, .warc.gz); stdout if omitted.",
+            metavar="FILE",
+            help="Output file (.jsonl, .csv, .sqlite, .warc.gz); stdout if omitted. "
+            "An existing file that is not this crawl's is refused (see --overwrite).",
         ),
         click.option(
             "--format",
             "fmt",
-            type=click.Choice(["jsonl", "csv"]),
-            help="Output format (default: from the file suffix, else jsonl).",
+            type=click.Choice(["jsonl", "csv", "sqlite", "warc"]),
+            help="Output format (default: from the file suffix; stdout: jsonl).",
+        ),
+        click.option(
+            "--overwrite",
+            is_flag=True,
+            help="Replace an existing output file that is not this crawl's (its data is lost).",
         ),
         click.option(
             "--concurrency",
@@ -165,7 +241,12 @@ def _crawl_options(f: Any) -> Any:
             help="Crawl state file (default: OUTPUT.state.sqlite; none for stdout).",
         ),
         click.option("--no-state", is_flag=True, help="Keep state in memory: no resume."),
-        click.option("--fresh", is_flag=True, help="Discard saved state and output; start over."),
+        click.option(
+            "--fresh",
+            is_flag=True,
+            help="Start over: delete this crawl's state and its output (another file at "
+            "-o needs --overwrite too).",
+        ),
         click.option(
             "--save-bodies",
             is_flag=True,
@@ -197,6 +278,7 @@ def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
         "state": None if no_state else (state_path or "auto"),
         "output": kw.pop("output"),
         "format": kw.pop("fmt"),
+        "overwrite": kw.pop("overwrite"),
         "robots": not kw.pop("no_robots"),
         "extract": _parse_extract(kw.pop("extract")),
         "progress": False if kw.pop("no_progress") or quiet else None,
@@ -225,11 +307,13 @@ def cli() -> None:
 )
 @click.option(
     "--overwrite-report",
-    "overwrite",
+    "overwrite_report",
     is_flag=True,
     help="Let --report replace files shoal did not write.",
 )
-def crawl(urls: tuple[str, ...], report_path: str | None, overwrite: bool, **kw: Any) -> None:
+def crawl(
+    urls: tuple[str, ...], report_path: str | None, overwrite_report: bool, **kw: Any
+) -> None:
     """Crawl from URLS, following links within their hosts."""
     options, quiet, as_json = _options_from(kw)
     if report_path is None:
@@ -237,16 +321,16 @@ def crawl(urls: tuple[str, ...], report_path: str | None, overwrite: bool, **kw:
         return
     from ._report import check_report_target, report_after_crawl
 
-    check_report_target(report_path, options, overwrite)
+    check_report_target(report_path, options, overwrite_report)
     try:
         _run_crawl(list(urls), options, quiet, as_json)
     except SystemExit as exc:
         # A crawl that ran (finished, fetched nothing, interrupted) gets its report; one
         # that could not start (bad usage, unusable state or output) does not.
         if exc.code in (None, 0, EXIT_NOTHING_FETCHED, EXIT_INTERRUPTED):
-            report_after_crawl(report_path, options, overwrite, quiet)
+            report_after_crawl(report_path, options, overwrite_report, quiet)
         raise
-    report_after_crawl(report_path, options, overwrite, quiet)
+    report_after_crawl(report_path, options, overwrite_report, quiet)
 
 
 @cli.command()
@@ -309,17 +393,21 @@ def demo(**kw: Any) -> None:
     with DemoSite() as site:
         if not quiet:
             click.echo(f"serving the sample site at {site.url}; crawling it", err=True)
-        _run_crawl([site.url], options, quiet, as_json)
+        _run_crawl([site.url], options, quiet, as_json, resumable=False)
 
 
 @cli.command()
 @click.argument("state", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def status(state: str, as_json: bool) -> None:
-    """Report a crawl's progress from its STATE file, running or stopped."""
+    """Report a crawl's progress from its STATE file, running or stopped.
+
+    Given a crawl's output file instead (-o FILE), it reports FILE.state.sqlite.
+    """
     from ..state import read_status
 
     try:
+        state = _state_for(state)
         report = read_status(state)
     except ShoalError as exc:
         click.echo(f"shoal: error: {exc}", err=True)
@@ -327,13 +415,64 @@ def status(state: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    _print_status(state, report)
+
+
+def _state_for(path: str) -> str:
+    """``path`` if it is a state file; a crawl output's state file if it is an output."""
+    from .._errors import StateError
+
+    if not os.path.exists(path):
+        raise StateError(f"no state file at {path}")
+    with open(path, "rb") as f:
+        is_sqlite = f.read(16) == b"SQLite format 3\x00"
+    from ..state import peek_identity
+
+    if is_sqlite:
+        try:
+            peek_identity(path)
+            return path
+        except StateError:
+            pass
+    beside = path + ".state.sqlite"
+    if os.path.exists(beside):
+        click.echo(f"{path} is a crawl's output, not its state; reporting {beside}", err=True)
+        return beside
+    raise StateError(
+        f"{path} is not a shoal state file (a crawl with -o {path} keeps its state in "
+        f"{beside}, which does not exist; a crawl run with --state has it where that says)"
+    )
+
+
+def _print_status(state: str, report: dict[str, Any]) -> None:
+    t = report["totals"]
     total = report["done"] + report["failed"] + report["queued"]
-    click.echo(f"{state}: {'running' if report['running'] else 'stopped'}")
+    last = report["last_run"]
+    how = report["status"]
+    if how in ("interrupted", "stopped") and last:
+        how += f" (last run: {last})"
+    if how == "finished" and report["queued"]:
+        how += f"; {report['queued']} URL(s) held back, retried by the next run"
+    click.echo(f"{state}: {how}")
     click.echo(
-        f"  done {report['done']}, failed {report['failed']}, queued {report['queued']}"
+        f"  urls: done {report['done']}, failed {report['failed']}, queued {report['queued']}"
         f" of {total} discovered"
     )
     click.echo(f"  start: {', '.join(report['identity'].get('start_urls', []))}")
+    if report["identity"].get("output"):
+        click.echo(f"  output: {report['identity']['output']}")
+    click.echo(
+        f"  pages {t['pages']} (ok {t['ok']}, redirects {t['redirects']}, failed {t['failed']})"
+        f" in {t['runs']} run(s), {t['elapsed']}s = {t['pages_per_second']} pages/s"
+    )
+    if t["errors"]:
+        kinds = sorted(t["errors"].items(), key=lambda kv: -kv[1])
+        click.echo(f"  errors: {', '.join(f'{k} {n}' for k, n in kinds)}")
+    for n, run in enumerate(report["runs"][-5:], start=max(1, len(report["runs"]) - 4)):
+        click.echo(
+            f"  run {n}: {run['outcome']}, pages {run['pages']} (ok {run['ok']}, failed "
+            f"{run['failed']}) in {run['elapsed']}s"
+        )
     hosts = sorted(report["hosts"].items(), key=lambda kv: -sum(kv[1].values()))
     if hosts:
         width = max(len(h) for h, _ in hosts[:20])

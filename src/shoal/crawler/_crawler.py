@@ -21,18 +21,18 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import UsageError, WriterError
+from .._errors import StateError, UsageError, WriterError
 from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
 from ..state import StateStore
 from ._durable import DurableFrontier
 from ._fetch import Fetched, Fetcher
 from ._frontier import CrawlJob, Frontier, JobKind, MemoryFrontier
 from ._options import CrawlOptions
-from ._output import Commit, CrawlSink, infer_format, open_output
+from ._output import Commit, CrawlSink, claim_output, infer_format, is_stream_path, open_output
 from ._page import Page
 from ._records import PageCallback, Records
 from ._robots import RobotsRules
@@ -122,6 +122,9 @@ class Crawler:
         self._pool: Pool[CrawlJob] | None = None
         self._writer: Writer | None = None
         self._fetcher: Fetcher | None = None
+        # Where "resuming...", "already complete" and what --fresh discards are told;
+        # the command line prints them, the library logs them.
+        self.announce: Callable[[str], None] = lambda message: logger.info("%s", message)
 
     @property
     def record_fields(self) -> list[str]:
@@ -130,29 +133,41 @@ class Crawler:
     def identity(self) -> dict[str, object]:
         """What makes a state file belong to this crawl (checked when resuming)."""
         output = self.options.output
-        return {
+        identity: dict[str, object] = {
             "start_urls": sorted(self.start_urls),
             "scope": self.options.scope_key(),
             "output": os.path.abspath(output) if output and output != "-" else None,
             "format": self.format,
         }
+        if self.options.extract:
+            # Records of another extract set would not fit the output (CSV columns).
+            identity["extract"] = dict(self.options.extract)
+        return identity
 
     def _open_outputs(self) -> Writer:
         opts = self.options
         resume_at = None
         fresh = True
-        if self.state_path is not None:
-            self._store = StateStore.open(self.state_path, self.identity(), fresh=opts.fresh)
+        claim = claim_output(
+            opts.output,
+            self.state_path,
+            fresh=opts.fresh,
+            overwrite=opts.overwrite,
+            announce=self.announce,
+        )
         try:
+            if self.state_path is not None:
+                self._store = StateStore.open(
+                    self.state_path,
+                    self.identity(),
+                    fresh=opts.fresh,
+                    replace_foreign=opts.fresh and opts.overwrite,
+                )
             if self._store is not None:
                 fresh = self._store.created
                 if not fresh:
                     resume_at = self._store.output_offset
-                    logger.info(
-                        "resuming from %s: %d URL(s) queued",
-                        self.state_path,
-                        self._store.queued_count(),
-                    )
+                    self._announce_resume(self._store)
                 if self._given_frontier is None:
                     self.frontier = DurableFrontier(
                         self._store,
@@ -162,16 +177,23 @@ class Crawler:
                         memory_limit=opts.memory_limit,
                     )
             output = open_output(
-                opts.output,
+                claim,
                 self.format,
                 self.record_fields,
                 user_agent=opts.user_agent,
                 resume_at=resume_at,
                 fresh=fresh,
+                header_from_first_record=self._records.on_page is not None,
             )
-        except BaseException:
             if self._store is not None:
-                self._store.close()
+                self._store.start_run()
+        except BaseException:
+            # Leave nothing behind: no state, lock or output file this call created.
+            if self._store is not None:
+                self._store.discard()
+                self._store = None
+            if claim is not None:
+                claim.abandon()
             raise
         # A short queue: what waits in it at a crash is fetched again on resume, so the
         # backlog is kept to two commits per worker (workers wait if the output lags).
@@ -181,6 +203,18 @@ class Crawler:
             maxsize=2 * opts.concurrency,
             linger=_OUTPUT_LINGER,
         )
+
+    def _announce_resume(self, store: StateStore) -> None:
+        done, queued = store.done_count(), store.queued_count()
+        if queued == 0 and done > 0:
+            self.result.already_complete = True
+            output = self.options.output
+            what = f"{output} and its state" if output not in (None, "-") else "its state"
+            self.announce(
+                f"already complete: {done} pages (use --fresh to crawl again; it deletes {what})"
+            )
+        else:
+            self.announce(f"resuming: {done} done, {queued} queued (state: {self.state_path})")
 
     # -- running -------------------------------------------------------------------------
 
@@ -261,7 +295,26 @@ class Crawler:
             self._fetcher.close()
             self.frontier.close()
             if self._store is not None:
-                self._store.close()
+                self._close_run(self._store, interrupted)
+
+    def _close_run(self, store: StateStore, interrupted: bool) -> None:
+        """Record how this run ended and read the totals over all runs, then close."""
+        r = self.result
+        if interrupted:
+            outcome = "interrupted"
+        elif self._fatal is not None:
+            outcome = "failed"
+        elif r.stopped_by is not None:
+            outcome = f"stopped: {r.stopped_by}"
+        else:
+            outcome = "finished"
+        try:
+            store.end_run(outcome)
+            r.totals = store.totals()["totals"]
+        except StateError as exc:
+            logger.warning("could not record the end of this run: %s", exc)
+        finally:
+            store.close()
 
     def _progress_state(self) -> ProgressState:
         with self._lock:
@@ -358,7 +411,13 @@ class Crawler:
             logger.exception("crawling %s failed", job.url)
             if job.kind is JobKind.PAGE and self._writer is not None:
                 record = self._records.error_record(job, "internal", repr(exc))
-                self._writer.write(Commit([record], finished=job, failed=True))
+                with self._lock:
+                    self.result.pages += 1
+                    self.result.errors["internal"] += 1
+                    self.result.first_error.setdefault("internal", f"{job.url}: {exc!r}")
+                self._writer.write(
+                    Commit([record], finished=job, failed=True, outcome="failed", error="internal")
+                )
         finally:
             now = time.monotonic()
             with self._lock:
@@ -374,23 +433,41 @@ class Crawler:
             self._dispatch()
 
     def _fail_crawl(self, exc: BaseException) -> None:
-        logger.error("stopping the crawl: %s", exc)
         with self._lock:
             self._stopping = True
-            if self._fatal is None:
+            first = self._fatal is None
+            if first:
                 self._fatal = exc
+        if first:  # every worker sees the failed writer: say it once
+            logger.debug("stopping the crawl: %s", exc)
         assert self._pool is not None
         self._pool.cancel()
 
     def _do_robots(self, job: CrawlJob) -> _Outcome:
         assert self._fetcher is not None
+        fetched: Fetched | None = None
         try:
-            rules = RobotsRules.from_fetch(self._fetcher.fetch(job.url))
+            fetched = self._fetcher.fetch(job.url)
+            rules = RobotsRules.from_fetch(fetched)
         except Exception as exc:
             logger.exception("robots.txt check failed for %s", job.url)
-            rules = RobotsRules(deny_all=True, reason=f"robots.txt check failed: {exc!r}")
+            rules = RobotsRules(
+                deny_all=True,
+                reason=f"robots.txt check failed: {exc!r}",
+                error="internal",
+                detail=repr(exc),
+            )
         if rules.reason:
             logger.info("%s: %s", job.url, rules.reason)
+        if rules.error is not None:
+            with self._lock:
+                self.result.notes.append(
+                    f"{job.url} could not be fetched ({rules.error}: {rules.detail}); "
+                    "that host's URLs stay queued: run the same command again to retry them"
+                )
+        if self.format == "warc" and fetched is not None and fetched.status is not None:
+            assert self._writer is not None
+            self._writer.write(Commit(exchange=fetched))  # wget archives robots.txt too
         host = job.host
         sitemap_jobs: list[CrawlJob] = []
         if self.options.sitemaps:
@@ -425,6 +502,8 @@ class Crawler:
         assert self._fetcher is not None and self._writer is not None
         opts = self.options
         rules = self._robots.get(job.host) if opts.robots else None
+        if rules is not None and rules.error is not None:
+            return self._held_back(job, rules)
         if rules is not None and not rules.allowed(job.url, opts.user_agent):
             with self._lock:
                 self.result.robots_denied += 1
@@ -459,7 +538,7 @@ class Crawler:
         page: Page | None = None
         error = fetched.error
         if error is None and status is not None:
-            if status >= 400:
+            if not 200 <= status < 400:
                 error = f"http_{status}"
             elif 200 <= status < 300:
                 page = Page(
@@ -480,16 +559,26 @@ class Crawler:
             records, follow, callback_failed = self._records.build(job, fetched, None, error)
         depth = job.depth + 1
         in_scope = self.scope.allows_at(depth)
+        # Each page counts once: ok + redirects + failed = pages.
+        if error is not None or callback_failed:
+            counted, kind = "failed", error or "callback"
+        elif status is not None and 300 <= status < 400:
+            counted, kind = "redirect", None  # a redirect not followed (off-host, seen, ...)
+        else:
+            counted, kind = "ok", None
         with self._lock:
             r = self.result
             r.pages += 1
             r.bytes += len(fetched.body)
             r.latency.add(fetched.elapsed)
-            if error is not None:
-                r.errors[error] += 1
-            if callback_failed:
-                r.errors["callback"] += 1
-            elif status is not None and 200 <= status < 300:
+            if kind is not None:
+                r.errors[kind] += 1
+                r.first_error.setdefault(
+                    kind, f"{job.url}: {fetched.detail}" if fetched.detail else job.url
+                )
+            elif counted == "redirect":
+                r.redirects += 1
+            else:
                 r.ok += 1
             added = self.frontier.add_links(follow, depth, job.url, in_scope) if follow else []
             r.discovered += len(added)
@@ -505,10 +594,28 @@ class Crawler:
                 status=status,
                 added=elsewhere + added,
                 claimed=claimed,
-                exchange=fetched if self.format == "warc" and page is not None else None,
+                exchange=fetched if self.format == "warc" else None,
+                outcome=counted,
+                error=kind,
+                nbytes=len(fetched.body),
             )
         )
         return _Outcome(failed=error is not None, hold_until=hold)
+
+    def _held_back(self, job: CrawlJob, rules: RobotsRules) -> _Outcome:
+        """A URL whose host's robots.txt could not be fetched: a record saying why, but
+        the URL is not marked finished in the state, so running again retries it."""
+        assert self._writer is not None and rules.error is not None
+        detail = rules.detail
+        if not detail.startswith("robots.txt"):
+            detail = f"robots.txt unreachable: {detail}"
+        record = self._records.error_record(job, rules.error, detail)
+        with self._lock:
+            r = self.result
+            r.pages += 1
+            r.errors[rules.error] += 1  # the cause is told once, in the summary's notes
+        self._writer.write(Commit([record], outcome="failed", error=rules.error))
+        return _Outcome(failed=True)
 
     def _vet_redirect(
         self, job: CrawlJob, target: str, elsewhere: list[CrawlJob], claimed: list[CrawlJob]
@@ -592,9 +699,10 @@ def _canonical(urls: list[str]) -> list[str]:
 
 
 def _state_path(state: str | None, output: str | None) -> str | None:
-    """``auto``: beside a file output, none for stdout; None: keep state in memory only."""
+    """``auto``: beside a file output, none for stdout, a device or a pipe (no offsets to
+    resume at); None: keep state in memory only."""
     if state != "auto":
         return state
-    if output is None or output == "-":
+    if output is None or output == "-" or is_stream_path(output):
         return None
     return output + ".state.sqlite"

@@ -333,6 +333,8 @@ def _os_error(exc: OSError) -> HTTPError:
         return HTTPError("timeout", str(exc) or "timed out")
     if isinstance(exc, ssl.SSLError):
         return HTTPError("tls", str(exc))
+    if isinstance(exc, socket.gaierror):  # the name does not resolve: not a connection
+        return HTTPError("dns", f"cannot resolve the host name: {exc.strerror or exc}")
     return HTTPError("connection", f"{type(exc).__name__}: {exc}")
 
 

@@ -58,7 +58,8 @@ class CrawlOptions:
     progress: bool | None = None  # None: on when stderr is a terminal
     grace: float = 10.0  # seconds in-flight requests get after the first Ctrl-C
     state: str | None = "auto"  # path of the state file; "auto": <output>.state.sqlite
-    fresh: bool = False  # discard an existing state (and output) and start over
+    fresh: bool = False  # discard this crawl's existing state and output; start over
+    overwrite: bool = False  # replace an existing output that is not this crawl's
     memory_limit: int = 20_000  # queued URLs kept in memory; the rest wait on disk
     save_bodies: bool = False  # add the response body and its SHA-256 to each record
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)

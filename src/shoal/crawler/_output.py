@@ -13,24 +13,37 @@ the SQLite output is keyed on URL, so writing a record again replaces it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import os
 import sqlite3
+import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from .._errors import StateError, UsageError, WriterError
+from .._errors import OutputError, StateError, UsageError, WriterError
 from ..runtime import json_line
-from ..state import DONE, FAILED, StateStore, UrlRow
+from ..state import DONE, FAILED, RunCounts, StateStore, UrlRow, peek_identity
 from ._fetch import Fetched
 from ._frontier import CrawlJob
 
-__all__ = ["RECORD_FIELDS", "Commit", "CrawlSink", "Output", "infer_format", "open_output"]
+__all__ = [
+    "FORMATS",
+    "RECORD_FIELDS",
+    "Commit",
+    "CrawlSink",
+    "Output",
+    "OutputFile",
+    "claim_output",
+    "is_stream_path",
+    "infer_format",
+    "open_output",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +62,17 @@ RECORD_FIELDS = (
     "error_detail",
 )
 FORMATS = ("jsonl", "csv", "sqlite", "warc")
+_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".jl": "jsonl",
+    ".csv": "csv",
+    ".sqlite": "sqlite",
+    ".sqlite3": "sqlite",
+    ".db": "sqlite",
+    ".warc": "warc",
+    ".warc.gz": "warc",
+}
 
 
 @dataclass(slots=True)
@@ -62,6 +86,11 @@ class Commit:
     added: list[CrawlJob] = field(default_factory=list)  # newly discovered URLs
     claimed: list[CrawlJob] = field(default_factory=list)  # redirect targets fetched in place
     exchange: Fetched | None = None  # the raw response, for WARC
+    # What the URL counts as in the run's totals: "ok", "redirect" or "failed" (None: no
+    # page, e.g. a robots.txt fetch); ``error`` is the failure's kind.
+    outcome: str | None = None
+    error: str | None = None
+    nbytes: int = 0
 
 
 class Output(Protocol):
@@ -83,45 +112,157 @@ def infer_format(path: str | None, given: str | None) -> str:
     if path is None or path == "-":
         return "jsonl"
     name = path.lower()
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".sqlite", ".sqlite3", ".db")):
-        return "sqlite"
-    if name.endswith((".warc", ".warc.gz")):
-        return "warc"
-    return "jsonl"
+    if is_stream_path(path):
+        return "jsonl"  # /dev/null, /dev/stdout, a named pipe: a stream of lines
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return _SUFFIXES[suffix]
+    raise UsageError(
+        f"cannot tell the output format from the name {path!r}: end it in .jsonl, .csv, "
+        f".sqlite or .warc.gz, or give --format ({', '.join(FORMATS)})"
+    )
+
+
+def is_stream_path(path: str) -> bool:
+    """An existing device or pipe: written as a stream, never locked, resumed or sized."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+class OutputFile:
+    """An output path opened without truncating it and locked (``flock``) until closed,
+    so two crawls never write one file, whatever their state files."""
+
+    def __init__(self, path: str) -> None:
+        import fcntl
+
+        self.path = path
+        self.created = not os.path.exists(path)
+        try:
+            if self.created:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise OutputError(f"cannot open output {path}: {exc.strerror or exc}") from None
+        # A device or pipe (/dev/null, /dev/stdout) holds no data to protect or resume:
+        # it is written as a stream, and not locked (two crawls may both discard output).
+        self.regular = stat.S_ISREG(os.fstat(self.fd).st_mode)
+        if not self.regular:
+            return
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self.fd)
+            busy = isinstance(exc, BlockingIOError)
+            raise OutputError(
+                f"{path} is being written by another running crawl"
+                if busy
+                else f"cannot lock output {path}: {exc.strerror or exc}"
+            ) from None
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size if self.regular else 0
+
+    def abandon(self) -> None:
+        """Close; delete the file only if this crawl created it (it holds nothing then)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.created:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def claim_output(
+    output: str | None,
+    state_path: str | None,
+    *,
+    fresh: bool,
+    overwrite: bool,
+    announce: Callable[[str], None],
+) -> OutputFile | None:
+    """Open and lock the output file (None for stdout), refusing one whose data is not
+    this crawl's.
+
+    The output is this crawl's when the state file names it as its output: then it is
+    resumed, or with ``fresh`` discarded (and said so). Anything else already in the file
+    is replaced only with ``overwrite``. A state file that is not shoal's is an error
+    here, unless both ``fresh`` and ``overwrite`` ask to replace it.
+    """
+    path = output if output not in (None, "-") else None
+    prior = None
+    if state_path is not None:
+        try:
+            prior = peek_identity(state_path)
+        except StateError:
+            if not (fresh and overwrite):
+                raise
+    if path is None:
+        return None
+    claim = OutputFile(path)
+    size = claim.size()
+    if size == 0:
+        return claim
+    ours = prior is not None and prior.get("output") == os.path.abspath(path)
+    if ours and not fresh:
+        return claim  # resumed, or refused as another crawl's state when that is opened
+    if overwrite:
+        announce(f"--overwrite: replacing {path} ({size:,} bytes)")
+        return claim
+    if ours:
+        announce(
+            f"--fresh: deleting the state {state_path} and the output {path} "
+            f"({size:,} bytes); starting over"
+        )
+        return claim
+    claim.abandon()
+    if state_path is None:
+        where = "--no-state"
+    elif prior is None:
+        where = f"no crawl state for it at {state_path}"
+    else:
+        where = f"the crawl state {state_path} is for another output"
+    raise OutputError(
+        f"{path} already exists ({size:,} bytes) and is not this crawl's output ({where}); "
+        "shoal will not replace it: choose another -o, or add --overwrite to replace it"
+    )
 
 
 class _FileOutput:
-    """An append-only byte stream: a file (resumable at an offset) or stdout."""
+    """An append-only byte stream: a locked file (resumable at an offset) or stdout."""
 
-    def __init__(self, path: str | None, resume_at: int | None) -> None:
-        self.path = path
-        if path is None:
+    def __init__(self, target: OutputFile | None, resume_at: int | None) -> None:
+        self.path = target.path if target is not None else None
+        self._stream = True  # no offsets: stdout, a device or a pipe
+        if target is None:
             self._file: IO[bytes] = sys.stdout.buffer
             self._close = False
             return
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "r+b" if resume_at and os.path.exists(path) else "wb")  # noqa: SIM115
-        except OSError as exc:
-            raise UsageError(f"cannot open output {path!r}: {exc.strerror or exc}") from None
+        fd, target.fd = target.fd, -1  # the file object owns it (and the lock) now
         self._close = True
-        if resume_at:
-            size = self._file.seek(0, os.SEEK_END)
-            if size < resume_at:
-                self._file.close()
-                raise StateError(
-                    f"{path} is shorter ({size} bytes) than the crawl state says ({resume_at}); "
-                    "was it changed? Run with --fresh to start over"
-                )
-            # Cut off whatever was written after the last commit (it is fetched again).
-            self._file.truncate(resume_at)
-            self._file.seek(resume_at)
+        if not target.regular:
+            self._file = os.fdopen(fd, "wb")
+            return
+        self._stream = False
+        self._file = os.fdopen(fd, "r+b")
+        size = self._file.seek(0, os.SEEK_END)
+        if resume_at and size < resume_at:
+            self._file.close()
+            raise StateError(
+                f"{self.path} is shorter ({size} bytes) than the crawl state says ({resume_at}); "
+                "was it changed? shoal leaves both as they are (--fresh deletes the state "
+                "and the output and starts over)"
+            )
+        # Resuming: cut off whatever was written after the last commit (it is fetched
+        # again). Starting: the caller has made sure what is there may go.
+        self._file.truncate(resume_at or 0)
+        self._file.seek(resume_at or 0)
 
     @property
     def at_start(self) -> bool:
-        return self._file.tell() == 0 if self._close else True
+        return True if self._stream else self._file.tell() == 0
 
     def _put(self, data: bytes) -> None:
         self._file.write(data)
@@ -130,7 +271,7 @@ class _FileOutput:
         self._file.flush()
 
     def position(self) -> int | None:
-        return self._file.tell() if self._close else None
+        return None if self._stream else self._file.tell()
 
     def close(self) -> None:
         self._file.flush()
@@ -146,23 +287,49 @@ class JsonlOutput(_FileOutput):
 
 
 class CsvOutput(_FileOutput):
-    """A stable header: the record fields, then extracted fields, in that order. Keys a
-    record has beyond the header are dropped (with one warning), never shifted."""
+    """A stable header: the record fields, then extracted fields, in that order. With a
+    page callback (``from_first_record``) the header is the first record's keys followed
+    by the standard fields it lacks. A resumed crawl keeps the header already in the file.
+    Keys a record has beyond the header are dropped (with one warning), never shifted."""
 
-    def __init__(self, path: str | None, resume_at: int | None, fields: Sequence[str]) -> None:
-        super().__init__(path, resume_at)
+    def __init__(
+        self,
+        target: OutputFile | None,
+        resume_at: int | None,
+        fields: Sequence[str],
+        from_first_record: bool = False,
+    ) -> None:
+        super().__init__(target, resume_at)
         self.fields = list(fields)
         self._buffer = io.StringIO()
+        self._warned = False
+        self._header_pending = self.at_start
+        if resume_at:
+            self._file.seek(0)
+            header = next(csv.reader([self._file.readline().decode()]), None)
+            self._file.seek(resume_at)
+            if header:
+                self.fields = header
+        if self._header_pending and not from_first_record:
+            self._start(self.fields)
+        elif not self._header_pending:
+            self._start(self.fields, write_header=False)
+
+    def _start(self, fields: list[str], write_header: bool = True) -> None:
+        self.fields = fields
         self._csv = csv.DictWriter(
             self._buffer, self.fields, extrasaction="ignore", lineterminator="\n"
         )
-        self._warned = False
-        if self.at_start:
+        if write_header:
             self._csv.writeheader()
+        self._header_pending = False
 
     def write(self, commits: Sequence[Commit]) -> None:
         for commit in commits:
             for record in commit.records:
+                if self._header_pending:
+                    first = list(record)
+                    self._start(first + [f for f in self.fields if f not in record])
                 if not self._warned and set(record) - set(self.fields):
                     self._warned = True
                     logger.warning(
@@ -195,10 +362,17 @@ class SqliteOutput:
     and a callback may give several records for one page (or records without a url).
     """
 
-    def __init__(self, path: str, fresh: bool) -> None:
+    def __init__(self, target: OutputFile, fresh: bool) -> None:
+        path = target.path
+        self._target = target  # holds the flock until close
         try:
-            if fresh and os.path.exists(path):
-                os.unlink(path)
+            if fresh and target.size():
+                # Allowed by the caller (this crawl's own, or --overwrite): empty it in
+                # place, so the locked file stays the one other crawls see.
+                os.ftruncate(target.fd, 0)
+                for suffix in ("-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path + suffix)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -212,7 +386,7 @@ class SqliteOutput:
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS records_url ON records (url)")
         except sqlite3.Error as exc:
-            raise UsageError(f"cannot use {path!r} as SQLite output: {exc}") from None
+            raise OutputError(f"cannot use {path} as SQLite output: {exc}") from None
         columns = ("source_url", "n", *RECORD_FIELDS, "data")
         self._insert = (
             f"INSERT OR REPLACE INTO records ({', '.join(columns)}) "
@@ -243,21 +417,24 @@ class SqliteOutput:
 
     def close(self) -> None:
         self._db.close()
+        if self._target.fd >= 0:
+            os.close(self._target.fd)
+            self._target.fd = -1
 
 
 def open_output(
-    path: str | None,
+    target: OutputFile | None,
     fmt: str,
     fields: Sequence[str],
     *,
     user_agent: str,
     resume_at: int | None = None,
     fresh: bool = False,
+    header_from_first_record: bool = False,
 ) -> Output:
-    """The output for a crawl; stdout when ``path`` is None or "-"."""
-    target = None if path in (None, "-") else path
+    """The output for a crawl, on a claimed file; stdout when ``target`` is None."""
     if fmt == "csv":
-        return CsvOutput(target, resume_at, fields)
+        return CsvOutput(target, resume_at, fields, header_from_first_record)
     if fmt == "sqlite":
         if target is None:
             raise UsageError("SQLite output needs a file: -o pages.sqlite")
@@ -291,11 +468,24 @@ class CrawlSink:
         self.output.flush()
         added = [_row(job) for c in commits for job in c.added]
         finished: list[tuple[UrlRow, int, int | None]] = []
+        counts = RunCounts(errors={})
         for c in commits:
             if c.finished is not None:
                 finished.append((_row(c.finished), FAILED if c.failed else DONE, c.status))
             finished.extend((_row(job), DONE, None) for job in c.claimed)
-        self.store.commit(added, finished, self.output.position())
+            if c.outcome is not None:
+                counts.pages += 1
+                counts.bytes += c.nbytes
+                if c.outcome == "ok":
+                    counts.ok += 1
+                elif c.outcome == "redirect":
+                    counts.redirects += 1
+                else:
+                    counts.failed += 1
+                if c.error is not None:
+                    assert counts.errors is not None
+                    counts.errors[c.error] = counts.errors.get(c.error, 0) + 1
+        self.store.commit(added, finished, self.output.position(), counts)
 
     def flush(self) -> None:
         self.output.flush()

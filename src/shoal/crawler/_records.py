@@ -26,6 +26,9 @@ __all__ = ["PageCallback", "Records"]
 
 logger = logging.getLogger(__name__)
 
+# Names --extract may not take: they would overwrite (or, in CSV, repeat) a record field.
+_RESERVED = (*RECORD_FIELDS, "body", "body_sha256")
+
 # What a page callback may give back: records (dicts) to write and URLs (str) to follow.
 PageCallback = Callable[[Page], Iterable[Any] | dict[str, Any] | None]
 
@@ -57,13 +60,23 @@ class Records:
         follow: list[str] = []
         if page is not None and self.follow_links:
             follow.extend(page.links)
-        if self.on_page is not None:
-            if page is None:
-                return [], follow, False
-            records, extra, ok = self._call(job, page)
+        if self.on_page is not None and page is not None:
+            records, extra, failure = self._call(job, page)
             resolve = LinkResolver(page.base_url).resolve
             follow.extend(u for u in map(resolve, extra) if u)
-            return records, follow, not ok
+            if failure is not None:
+                # The page's own record says the callback failed, so it is not lost.
+                failed = self._standard(job, fetched, page, "callback")
+                failed["error_detail"] = failure
+                records.append(failed)
+            return records, follow, failure is not None
+        # No callback, or a URL the callback never sees (an error, a redirect not
+        # followed): the standard record, so every URL tried has one.
+        return [self._standard(job, fetched, page, error)], follow, False
+
+    def _standard(
+        self, job: CrawlJob, fetched: Fetched, page: Page | None, error: str | None
+    ) -> dict[str, Any]:
         record: dict[str, Any] = {
             "url": job.url,
             "final_url": fetched.final_url,
@@ -82,7 +95,7 @@ class Records:
             record["body"], record["body_sha256"] = _body_fields(fetched.body, page)
         for name, extract in self.extractors.items():
             record[name] = extract(page) if page is not None and page.is_html else None
-        return [record], follow, False
+        return record
 
     def error_record(self, job: CrawlJob, kind: str, detail: str) -> dict[str, Any]:
         """The record of a URL whose processing failed before a response was in hand."""
@@ -98,7 +111,10 @@ class Records:
         )
         return record
 
-    def _call(self, job: CrawlJob, page: Page) -> tuple[list[dict[str, Any]], list[str], bool]:
+    def _call(
+        self, job: CrawlJob, page: Page
+    ) -> tuple[list[dict[str, Any]], list[str], str | None]:
+        """(records, URLs, None) or, if the callback raised, what it raised instead of None."""
         assert self.on_page is not None
         records: list[dict[str, Any]] = []
         urls: list[str] = []
@@ -113,10 +129,10 @@ class Records:
                     records.append(value)
                 else:
                     raise TypeError(f"on_page gave {type(value).__name__}; want dict or str")
-        except Exception:
+        except Exception as exc:
             logger.exception("on_page failed for %s", job.url)
-            return records, urls, False
-        return records, urls, True
+            return records, urls, repr(exc)
+        return records, urls, None
 
 
 def _as_iterable(value: Any) -> Iterator[Any]:
@@ -143,6 +159,11 @@ def _compile_extractors(spec: Mapping[str, str]) -> dict[str, Callable[[Page], A
         name = raw_name[:-2] if many else raw_name
         if not name or not selector:
             raise UsageError(f"bad --extract {raw_name}={selector}: want NAME=SELECTOR")
+        if name in _RESERVED:
+            raise UsageError(
+                f"--extract {raw_name}: {name!r} is a record field; choose another name "
+                f"(reserved: {', '.join(_RESERVED)})"
+            )
         is_xpath = selector.startswith("xpath:")
         query = selector[6:] if is_xpath else selector
         _check_selector(query, is_xpath, raw_name)

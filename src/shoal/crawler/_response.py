@@ -35,7 +35,7 @@ class _Stop(Exception):
 
 
 class HTTPError(Exception):
-    """kind is one of timeout, connection, tls, proxy, too_large, protocol, decode,
+    """kind is one of timeout, dns, connection, tls, proxy, too_large, protocol, decode,
     blocked."""
 
     def __init__(self, kind: str, detail: str) -> None:

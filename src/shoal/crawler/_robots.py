@@ -2,7 +2,8 @@
 
 A robots.txt that answers 2xx is obeyed; 4xx means there are no rules (allow all);
 a 5xx or an unreachable server means the site may be in trouble, so the crawler stays
-away (disallow all). Rules are parsed with protego.
+away (disallow all) for this run: those URLs get an error record and stay queued.
+Rules are parsed with protego.
 """
 
 from __future__ import annotations
@@ -34,14 +35,30 @@ class RobotsRules:
     reason: str = ""
     parser: Protego | None = None
     sitemaps: list[str] = field(default_factory=list)
+    # Set when robots.txt could not be fetched at all (dns, tls, connection, timeout...):
+    # the host's URLs are held back this run but stay queued, to be tried again.
+    error: str | None = None
+    detail: str = ""
 
     @classmethod
     def from_fetch(cls, fetched: Fetched) -> RobotsRules:
         status = fetched.status
         if fetched.error is not None or status is None:
-            return cls(deny_all=True, reason=f"robots.txt unreachable ({fetched.error})")
+            return cls(
+                deny_all=True,
+                reason=f"robots.txt unreachable ({fetched.error}: {fetched.detail})",
+                error=fetched.error or "connection",
+                detail=fetched.detail,
+            )
         if status >= 500:
-            return cls(deny_all=True, reason=f"robots.txt answered {status}")
+            # RFC 9309: the server is in trouble, stay away; but only for now, so the
+            # held-back URLs get records and stay queued like an unreachable robots.txt.
+            return cls(
+                deny_all=True,
+                reason=f"robots.txt answered {status}",
+                error=f"robots_http_{status}",
+                detail=f"robots.txt answered {status}",
+            )
         if status >= 400 or (300 <= status < 400):
             # A 4xx, or a redirect we did not follow to the end: no rules to obey.
             return cls(allow_all=True, reason=f"robots.txt answered {status}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["CrawlResult", "LatencyHistogram"]
 
@@ -42,8 +43,9 @@ class LatencyHistogram:
 class CrawlResult:
     """What a crawl did. Returned by Crawler.run(), printed as the summary by the CLI."""
 
-    pages: int = 0  # URLs fetched (one record each), errors included
+    pages: int = 0  # URLs tried (one record each): ok + redirects + failed
     ok: int = 0  # answered 2xx
+    redirects: int = 0  # answered 3xx and not followed (off host, already seen, ...)
     errors: Counter[str] = field(default_factory=Counter)  # by kind, HTTP statuses as http_NNN
     bytes: int = 0
     retries: int = 0
@@ -55,6 +57,10 @@ class CrawlResult:
     interrupted: bool = False
     stopped_by: str | None = None  # "max_pages", "max_time" or "interrupt" if not complete
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    first_error: dict[str, str] = field(default_factory=dict)  # kind: "URL: detail"
+    notes: list[str] = field(default_factory=list)  # causes worth telling (robots.txt...)
+    already_complete: bool = False  # resumed a crawl with nothing left to do
+    totals: dict[str, Any] | None = None  # over every run of a durable crawl, this one too
 
     @property
     def pages_per_second(self) -> float:
@@ -69,6 +75,7 @@ class CrawlResult:
         return {
             "pages": self.pages,
             "ok": self.ok,
+            "redirects": self.redirects,
             "failed": self.failed,
             "errors": dict(self.errors),
             "bytes": self.bytes,
@@ -82,22 +89,42 @@ class CrawlResult:
             "latency_p95_ms": None if p95 is None else round(p95 * 1000, 1),
             "interrupted": self.interrupted,
             "stopped_by": self.stopped_by,
+            "already_complete": self.already_complete,
+            "first_error": dict(self.first_error),
+            "notes": list(self.notes),
+            "all_runs": self.totals,
         }
 
     def summary(self) -> str:
         d = self.as_dict()
         lines = [
-            f"pages {d['pages']} (ok {d['ok']}, failed {d['failed']}) in {d['elapsed']}s"
-            f" = {d['pages_per_second']} pages/s, {_size(self.bytes)}",
-            f"latency p50 {d['latency_p50_ms']} ms, p95 {d['latency_p95_ms']} ms;"
-            f" retries {self.retries}; robots.txt denied {self.robots_denied};"
-            f" discovered {self.discovered}",
+            f"pages {d['pages']} (ok {d['ok']}, redirects {d['redirects']}, failed {d['failed']})"
+            f" in {d['elapsed']}s = {d['pages_per_second']} pages/s, {_size(self.bytes)}",
         ]
+        if self.latency.count:
+            lines.append(
+                f"latency p50 {d['latency_p50_ms']} ms, p95 {d['latency_p95_ms']} ms;"
+                f" retries {self.retries}; robots.txt denied {self.robots_denied};"
+                f" discovered {self.discovered}"
+            )
+        elif self.robots_denied:
+            lines.append(f"robots.txt denied {self.robots_denied}")
         if self.errors:
             kinds = ", ".join(f"{k} {n}" for k, n in self.errors.most_common())
             lines.append(f"errors: {kinds}")
+            for kind, _ in self.errors.most_common(3):
+                if kind in self.first_error:
+                    lines.append(f"  first {kind}: {self.first_error[kind]}")
+        lines.extend(self.notes[:5])
         if self.stopped_by:
             lines.append(f"stopped by {self.stopped_by}; {self.pending} URL(s) not fetched")
+        t = self.totals
+        if t is not None and t.get("runs", 0) > 1:
+            lines.append(
+                f"all {t['runs']} runs: pages {t['pages']} (ok {t['ok']}, redirects "
+                f"{t['redirects']}, failed {t['failed']}), {_size(t['bytes'])} "
+                f"in {t['elapsed']}s"
+            )
         return "\n".join(lines)
 
 

@@ -1,4 +1,6 @@
-"""WARC 1.1 output via warcio: a request and a response record per fetched URL.
+"""WARC 1.1 output via warcio: a request and a response record per response received,
+whatever its status (3xx, 4xx and 5xx too) and robots.txt included, as ``wget --warc-file``
+keeps them.
 
 Each record is its own gzip member, so the file offset after any record is a valid
 place to cut: a resume truncates the file to the last committed offset and appends.
@@ -9,7 +11,7 @@ replays see the real document); its headers are rewritten to match.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from http.client import responses
 from urllib.parse import urlsplit
@@ -18,7 +20,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from .._version import __version__
-from ._output import Commit, _FileOutput
+from ._output import Commit, OutputFile, _FileOutput
 
 __all__ = ["WarcOutput"]
 
@@ -26,8 +28,9 @@ _DROPPED = {"content-encoding", "transfer-encoding", "content-length"}
 
 
 class WarcOutput(_FileOutput):
-    def __init__(self, path: str, resume_at: int | None, user_agent: str) -> None:
-        super().__init__(path, resume_at)
+    def __init__(self, target: OutputFile, resume_at: int | None, user_agent: str) -> None:
+        super().__init__(target, resume_at)
+        path = target.path
         self._request_headers = [
             ("User-Agent", user_agent),
             ("Accept-Encoding", "gzip, deflate, br"),
@@ -42,11 +45,15 @@ class WarcOutput(_FileOutput):
     def write(self, commits: Sequence[Commit]) -> None:
         for commit in commits:
             fetched = commit.exchange
-            if fetched is None or fetched.status is None:
-                continue
+            if fetched is None or fetched.status is None or fetched.error is not None:
+                continue  # no response, or only part of one (too large, undecodable)
             url = fetched.final_url
+            if 300 <= fetched.status < 400 and not fetched.redirects:
+                # A redirect not followed: final_url names its target; the response
+                # came from the URL asked for.
+                url = fetched.url
             date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            headers = [(k.title(), v) for k, v in fetched.headers.items() if k not in _DROPPED]
+            headers = _header_lines(fetched.headers)
             headers.append(("Content-Length", str(len(fetched.body))))
             status = f"{fetched.status} {responses.get(fetched.status, 'Unknown')}"
             http_headers = StatusAndHeaders(status, headers, protocol="HTTP/1.1")
@@ -72,3 +79,18 @@ class WarcOutput(_FileOutput):
                 warc_headers_dict={"WARC-Date": date},
             )
             self._writer.write_request_response_pair(request, response)
+
+
+def _header_lines(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """One (name, value) per header line. Repeated Set-Cookie values arrive joined by LF
+    (cookie dates hold commas): each becomes its own line, and no value keeps a CR or LF,
+    which would break the WARC record's header block."""
+    lines: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        if name in _DROPPED:
+            continue
+        parts = value.split("\n") if name == "set-cookie" else [value]
+        for part in parts:
+            clean = " ".join(part.replace("\r", " ").split("\n")).strip()
+            lines.append((name.title(), clean))
+    return lines

@@ -1,7 +1,16 @@
 """Durable storage for crawl state. Knows SQLite, not HTTP: the crawler builds on it."""
 
 from ._fingerprints import FingerprintSet, fingerprint
-from ._store import DONE, FAILED, QUEUED, StateStore, UrlRow, read_status
+from ._store import (
+    DONE,
+    FAILED,
+    QUEUED,
+    RunCounts,
+    StateStore,
+    UrlRow,
+    peek_identity,
+    read_status,
+)
 
 __all__ = [
     "DONE",
@@ -11,5 +20,7 @@ __all__ = [
     "StateStore",
     "UrlRow",
     "fingerprint",
+    "RunCounts",
+    "peek_identity",
     "read_status",
 ]

@@ -28,7 +28,16 @@ from typing import Any
 
 from .._errors import StateError, StateLocked, StateMismatch
 
-__all__ = ["QUEUED", "DONE", "FAILED", "StateStore", "UrlRow", "read_status"]
+__all__ = [
+    "QUEUED",
+    "DONE",
+    "FAILED",
+    "RunCounts",
+    "StateStore",
+    "UrlRow",
+    "peek_identity",
+    "read_status",
+]
 
 QUEUED, DONE, FAILED = 0, 1, 2
 _SCHEMA_VERSION = "1"
@@ -51,6 +60,35 @@ CREATE TABLE IF NOT EXISTS urls (
 -- done never touches this index.
 CREATE INDEX IF NOT EXISTS urls_spilled ON urls (seq) WHERE state=0 AND spilled=1;
 """
+# One row per run of the crawl (created on open when missing, so older files gain it):
+# what each run committed, so totals across resumed runs add up exactly.
+_RUNS = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    ended_at REAL NOT NULL,
+    outcome TEXT NOT NULL,           -- running, finished, interrupted, stopped: REASON, failed
+    pages INTEGER NOT NULL DEFAULT 0,
+    ok INTEGER NOT NULL DEFAULT 0,
+    redirects INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    errors TEXT NOT NULL DEFAULT '{}'  -- JSON: failures by kind
+);
+"""
+_COUNTS = ("pages", "ok", "redirects", "failed", "bytes")
+
+
+@dataclass(slots=True)
+class RunCounts:
+    """What one writer batch adds to the current run's row."""
+
+    pages: int = 0
+    ok: int = 0
+    redirects: int = 0
+    failed: int = 0
+    bytes: int = 0
+    errors: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -81,8 +119,9 @@ def _translated(what: str) -> Iterator[None]:
             raise StateError(f"{what}: {message} (committed work is safe)") from exc
         if "not a database" in message or "malformed" in message:
             raise StateError(
-                f"{what}: the state file is corrupt or not a shoal state file "
-                f"({message}); use --fresh to start over"
+                f"{what}: the state file is corrupt or not a shoal state file ({message}); "
+                "shoal leaves it as it is: move it away or choose another --state "
+                "(--fresh --overwrite deletes it and replaces the output)"
             ) from exc
         if "readonly" in message or "unable to open" in message:
             raise StateError(f"{what}: cannot write the state file ({message})") from exc
@@ -106,22 +145,34 @@ class StateStore:
         self._lock_fd = lock_fd
         self.created = created
         self._next_seq = 1 + (self._scalar("SELECT max(seq) FROM urls") or 0)
+        self._run_id: int | None = None
+        self._run_errors: dict[str, int] = {}
 
     # -- opening -------------------------------------------------------------------------
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], identity: Mapping[str, Any], *, fresh: bool = False
+        cls,
+        path: str | os.PathLike[str],
+        identity: Mapping[str, Any],
+        *,
+        fresh: bool = False,
+        replace_foreign: bool = False,
     ) -> StateStore:
         """Open (or create) the state at ``path`` for the crawl that ``identity`` names.
 
+        ``fresh`` deletes an existing shoal state first; a file that is not one (corrupt,
+        or another program's) is deleted only with ``replace_foreign`` as well.
         Raises StateLocked if another live process holds it, StateMismatch if it was made
         for another crawl, StateError if it cannot be used at all.
         """
         path = Path(path)
+        lock_existed = os.path.exists(f"{path}.lock")
         lock_fd = _lock(path)
         conns: list[sqlite3.Connection] = []
         try:
+            if fresh and path.exists() and not replace_foreign:
+                peek_identity(path)  # raises for a file that is not a shoal state
             if fresh:
                 for suffix in ("", "-wal", "-shm"):
                     try:
@@ -139,12 +190,28 @@ class StateStore:
             conns.append(_connect(path))
             write, read = conns
             _check(path, read, identity)
+            with _translated("opening the state file"):
+                write.executescript(_RUNS)
             return cls(path, write, read, lock_fd, created)
         except BaseException:
             for conn in conns:
                 conn.close()
             os.close(lock_fd)
+            if not lock_existed and not path.exists():
+                # Nothing was made: leave nothing behind (not even the lock file).
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{path}.lock")
             raise
+
+    def discard(self) -> None:
+        """Close and delete a state this process created (a crawl that could not start)."""
+        if not self.created:
+            self.close()
+            return
+        self.close()
+        for suffix in ("", "-wal", "-shm", ".lock"):
+            with contextlib.suppress(OSError):
+                os.unlink(f"{self.path}{suffix}")
 
     # -- reading -------------------------------------------------------------------------
 
@@ -164,6 +231,34 @@ class StateStore:
 
     def queued_count(self) -> int:
         return int(self._scalar("SELECT count(*) FROM urls WHERE state=0") or 0)
+
+    def done_count(self) -> int:
+        return int(self._scalar("SELECT count(*) FROM urls WHERE state>0") or 0)
+
+    def totals(self) -> dict[str, Any]:
+        """Counts summed over every run of this crawl, this one included."""
+        with _translated("reading the state file"):
+            return _run_totals(self._read)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def start_run(self) -> None:
+        now = time.time()
+        with _translated("writing the state file"), self._write:
+            cur = self._write.execute(
+                "INSERT INTO runs (started_at, ended_at, outcome) VALUES (?, ?, 'running')",
+                (now, now),
+            )
+        self._run_id = cur.lastrowid
+
+    def end_run(self, outcome: str) -> None:
+        if self._run_id is None:
+            return
+        with _translated("writing the state file"), self._write:
+            self._write.execute(
+                "UPDATE runs SET outcome=?, ended_at=? WHERE id=?",
+                (outcome, time.time(), self._run_id),
+            )
 
     def prepare_resume(self) -> None:
         """Everything still queued lives on disk until paged in (memory is empty now)."""
@@ -198,9 +293,28 @@ class StateStore:
         added: Iterable[UrlRow],
         finished: Iterable[tuple[UrlRow, int, int | None]],
         output_offset: int | None,
+        counts: RunCounts | None = None,
     ) -> None:
-        """One transaction: new URLs, final states, and where the output now ends."""
+        """One transaction: new URLs, final states, where the output now ends, and what
+        this batch adds to the current run's counts."""
         with _translated("writing the state file"), self._write:
+            if counts is not None and self._run_id is not None:
+                for kind, n in (counts.errors or {}).items():
+                    self._run_errors[kind] = self._run_errors.get(kind, 0) + n
+                self._write.execute(
+                    "UPDATE runs SET pages=pages+?, ok=ok+?, redirects=redirects+?, "
+                    "failed=failed+?, bytes=bytes+?, errors=?, ended_at=? WHERE id=?",
+                    (
+                        counts.pages,
+                        counts.ok,
+                        counts.redirects,
+                        counts.failed,
+                        counts.bytes,
+                        json.dumps(self._run_errors, sort_keys=True),
+                        time.time(),
+                        self._run_id,
+                    ),
+                )
             rows = [(*self._row_head(row), QUEUED, int(row.spilled)) for row in added]
             if rows:
                 self._write.executemany(
@@ -250,11 +364,13 @@ def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any]) ->
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.OperationalError as exc:
             raise StateError(
-                f"{path} is not a shoal state file ({exc}); "
-                "use --fresh to start over or choose another --state"
+                f"{path} is not a shoal state file ({exc}); shoal leaves it as it is: "
+                "choose another --state"
             ) from None
     if meta.get("app") != _APP:
-        raise StateError(f"{path} is not a shoal state file; use another --state path")
+        raise StateError(
+            f"{path} is not a shoal state file; shoal leaves it as it is: choose another --state"
+        )
     if meta.get("schema") != _SCHEMA_VERSION:
         raise StateError(
             f"{path} has state schema {meta.get('schema')}; this shoal reads {_SCHEMA_VERSION}"
@@ -262,15 +378,82 @@ def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any]) ->
     try:
         theirs = json.loads(meta["identity"])
     except (KeyError, ValueError):
-        raise StateError(f"{path} is damaged (no crawl identity); use --fresh") from None
+        raise StateError(
+            f"{path} is damaged (no crawl identity); --fresh deletes it, and with "
+            "--overwrite also replaces an existing output"
+        ) from None
     ours = json.loads(json.dumps(identity, sort_keys=True))
     if theirs != ours:
         diffs = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        output = theirs.get("output")
         raise StateMismatch(
             f"{path} belongs to a crawl with other {', '.join(diffs)} "
             f"(it has {', '.join(f'{k}={theirs.get(k)!r}' for k in diffs)}); "
-            "run with --fresh to start over, or use another --state"
+            "to resume that crawl, run it with its own options; to start over, add --fresh, "
+            f"which deletes this state{f' and the output {output}' if output else ''}; "
+            "to keep both, choose another -o and --state"
         )
+
+
+def peek_identity(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The identity stored in the shoal state at ``path``; None if there is no file.
+
+    Read-only. Raises StateError if the file is not a shoal state (corrupt or foreign).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    with _translated(f"reading {path}"):
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.OperationalError as exc:
+            raise StateError(
+                f"{path} is not a shoal state file ({exc}); shoal leaves it as it is: "
+                "choose another --state"
+            ) from None
+        finally:
+            conn.close()
+    if meta.get("app") != _APP:
+        raise StateError(
+            f"{path} is not a shoal state file; shoal leaves it as it is: choose another --state"
+        )
+    try:
+        identity = json.loads(meta["identity"])
+    except (KeyError, ValueError):
+        return {}
+    return identity if isinstance(identity, dict) else {}
+
+
+def _run_totals(conn: sqlite3.Connection) -> dict[str, Any]:
+    try:
+        rows = conn.execute(
+            "SELECT started_at, ended_at, outcome, pages, ok, redirects, failed, bytes, errors "
+            "FROM runs ORDER BY id"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        rows = []  # a state file from before runs were recorded
+    runs = []
+    totals: dict[str, Any] = dict.fromkeys(_COUNTS, 0)
+    errors: dict[str, int] = {}
+    elapsed = 0.0
+    for started, ended, outcome, *counts, errs in rows:
+        run = dict(zip(_COUNTS, counts, strict=True))
+        run.update(
+            started_at=started,
+            elapsed=round(ended - started, 3),
+            outcome=outcome,
+            errors=json.loads(errs),
+        )
+        runs.append(run)
+        for key in _COUNTS:
+            totals[key] += run[key]
+        for kind, n in run["errors"].items():
+            errors[kind] = errors.get(kind, 0) + n
+        elapsed += ended - started
+    totals.update(runs=len(runs), elapsed=round(elapsed, 3), errors=errors)
+    totals["pages_per_second"] = round(totals["pages"] / elapsed, 1) if elapsed > 0 else 0.0
+    return {"totals": totals, "runs": runs}
 
 
 def _create(path: Path, identity: Mapping[str, Any]) -> None:
@@ -337,16 +520,22 @@ def _lock(path: Path) -> int:
 
 
 def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Progress of the crawl whose state is at ``path``, running or not (read-only)."""
+    """Progress of the crawl whose state is at ``path``, running or not (read-only).
+
+    ``status`` is ``running`` (a live crawl holds the lock), ``finished`` (the last run
+    ran out of work; URLs still queued then were held back and are retried by the next
+    run), ``interrupted`` (Ctrl-C, or killed: the last run never recorded its end),
+    ``stopped`` (a limit such as max_pages ended it; ``last_run`` says which) or
+    ``failed`` (the output could not be written).
+    """
     path = Path(path)
     if not path.exists():
         raise StateError(f"no state file at {path}")
+    peek_identity(path)  # a clear error for a file that is not a shoal state
     with _translated(f"reading {path}"):
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if meta.get("app") != _APP:
-                raise StateError(f"{path} is not a shoal state file")
             totals = dict.fromkeys(("queued", "done", "failed"), 0)
             hosts: dict[str, dict[str, int]] = {}
             names = {QUEUED: "queued", DONE: "done", FAILED: "failed"}
@@ -356,18 +545,37 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
                 totals[names[state]] += n
                 hosts.setdefault(host, dict.fromkeys(("queued", "done", "failed"), 0))
                 hosts[host][names[state]] = n
+            runs = _run_totals(conn)
         except sqlite3.OperationalError as exc:
             raise StateError(f"{path} is not a shoal state file ({exc})") from None
         finally:
             conn.close()
     running = _is_locked(path)
+    last = runs["runs"][-1]["outcome"] if runs["runs"] else None
+    if running:
+        status = "running"
+    elif last == "finished" or (last is None and totals["queued"] == 0 and totals["done"]):
+        # Queued URLs left by a finished run were held back (robots.txt unreachable):
+        # the next run retries them.
+        status = "finished"
+    elif last is not None and last.startswith("stopped"):
+        status = "stopped"
+    elif last == "failed":
+        status = "failed"
+    else:
+        status = "interrupted"
+    if last == "running" and not running:
+        last = "killed"  # the run never recorded its end
     return {
         "state": str(path),
+        "status": status,
         "running": running,
+        "last_run": last,
         **totals,
         "hosts": hosts,
         "identity": json.loads(meta.get("identity", "{}")),
         "output_offset": int(meta.get("output_offset", 0)),
+        **runs,
     }
 
 
