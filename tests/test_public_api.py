@@ -13,6 +13,7 @@ EXPECTED = {
     "ErrorPolicy",
     "InvalidURL",
     "JoinTimeout",
+    "MapIterator",
     "Page",
     "Pipeline",
     "Pool",
@@ -34,6 +35,7 @@ EXPECTED = {
     "Writer",
     "WriterError",
     "__version__",
+    "map",
 }
 
 

@@ -28,6 +28,7 @@ from ._errors import (
 from ._version import __version__
 from .runtime import (
     ErrorPolicy,
+    MapIterator,
     Pipeline,
     Pool,
     PoolStats,
@@ -36,6 +37,7 @@ from .runtime import (
     Stage,
     TaskContext,
     Writer,
+    map,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ __all__ = [
     "ErrorPolicy",
     "InvalidURL",
     "JoinTimeout",
+    "MapIterator",
     "Page",
     "Pipeline",
     "Pool",
@@ -68,6 +71,7 @@ __all__ = [
     "Writer",
     "WriterError",
     "__version__",
+    "map",
 ]
 
 _LAZY = {"Crawler": ".crawler", "CrawlResult": ".crawler", "Page": ".crawler"}

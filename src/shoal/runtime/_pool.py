@@ -30,11 +30,21 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .._errors import JoinTimeout, PoolClosed, QueueFull, RetryLater, TaskError, TaskErrorGroup
+from .._errors import (
+    JoinTimeout,
+    PoolClosed,
+    QueueFull,
+    RetryLater,
+    TaskError,
+    TaskErrorGroup,
+    UsageError,
+)
+from ._context import TaskContext
 from ._progress import ProgressDisplay, ProgressState
+from ._results import Failure, ResultBuffer
 from ._retry import NO_RETRY, RetryPolicy
 from ._types import ErrorPolicy, PoolStats, ShutdownReport
 from ._writer import Writer
@@ -51,52 +61,28 @@ _MAX_BATCH = 64
 _MAX_WAIT = 3600.0  # longest single sleep of an idle worker; it then looks again
 
 
-class TaskContext(Generic[T]):
-    """What a handler gets besides its item: one context per worker thread."""
-
-    __slots__ = ("_pool", "attempt", "item", "worker")
-
-    def __init__(self, pool: Pool[T], worker: int) -> None:
-        self._pool = pool
-        self.worker = worker  # the worker's number, 0 .. workers-1
-        self.attempt = 1  # 1 on the first run of a task, 2 on its first retry, ...
-        self.item: Any = None
-
-    def put(self, item: T, *, delay: float | None = None) -> None:
-        """Spawn a task; the pool's join() waits for it too. Never blocks."""
-        self._pool._put_inside(item, delay)
-
-    def put_many(self, items: Iterable[T]) -> None:
-        for item in items:
-            self._pool._put_inside(item, None)
-
-    def emit(self, value: Any) -> None:
-        """Send a value to the next stage of a pipeline (blocks while that stage is full)."""
-        downstream = self._pool.downstream
-        if downstream is None:
-            raise RuntimeError("emit() needs a pipeline stage that has a next stage")
-        downstream(value)
-
-    def print(self, *args: object, sep: str = " ", end: str = "\n") -> None:
-        """Print a line through the pool's writer thread."""
-        self._pool.output.print(*args, sep=sep, end=end)
-
-    def write(self, record: Any) -> None:
-        """Hand a record to the pool's writer thread."""
-        self._pool.output.write(record)
-
-    def __repr__(self) -> str:
-        return f"<TaskContext worker={self.worker} attempt={self.attempt}>"
-
-
 class Pool(Generic[T]):
     """Worker threads that run ``handler(item, ctx)`` for every item put in.
 
     >>> def handle(item, ctx):
+    ...     time.sleep(0.05)                      # I/O: the other workers run meanwhile
     ...     ctx.print(f"{ctx.worker} get {item}")
     >>> with Pool(handle, workers=5) as pool:     # doctest: +SKIP
     ...     pool.put_many("qwerty")
     ...     pool.join()
+
+    A worker that finds many waiting tasks which each take microseconds claims several
+    per lock round trip (and one worker may run them all): spreading 2 µs tasks over
+    threads costs more than it saves. Tasks that block (I/O, sleeps) spread out.
+
+    ``maxsize`` bounds the queue for outside producers (0: unbounded). ``errors`` is the
+    :class:`ErrorPolicy`. ``retry`` sets the :class:`RetryPolicy` for failures listed in
+    ``retry_on``; with ``retry`` and no ``retry_on`` every ``Exception`` is retried.
+    ``RetryLater`` is always retried (``RetryPolicy()`` unless ``retry`` is given).
+
+    With ``results=True`` the values handlers return (``None`` is not a value) or
+    ``ctx.emit()`` are kept for :meth:`results`, at most ``buffer`` of them: a worker
+    with a value for a full buffer waits until the reader takes some.
 
     Leaving the ``with`` block joins (on success), cancels (on error), and on
     KeyboardInterrupt stops intake, drops what is queued and gives in-flight tasks
@@ -111,11 +97,13 @@ class Pool(Generic[T]):
         maxsize: int = 0,
         errors: ErrorPolicy | str = ErrorPolicy.FAIL_FAST,
         retry: RetryPolicy | None = None,
-        retry_on: tuple[type[BaseException], ...] = (),
+        retry_on: tuple[type[BaseException], ...] | None = None,
         output: Writer | None = None,
         grace: float = 5.0,
         progress: bool = False,
         name: str = "shoal",
+        results: bool = False,
+        buffer: int = 1024,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
@@ -125,6 +113,9 @@ class Pool(Generic[T]):
         self._workers = workers
         self._maxsize = maxsize
         self._policy = ErrorPolicy(errors)
+        if retry_on is None:
+            # A retry policy with nothing to retry would be silently inert: retry errors.
+            retry_on = (Exception,) if retry is not None and retry.attempts > 1 else ()
         self._retry = retry if retry is not None else (RetryPolicy() if retry_on else NO_RETRY)
         self._retry_on = retry_on
         self._own_output = output is None
@@ -157,6 +148,9 @@ class Pool(Generic[T]):
         self._failure: TaskError | None = None  # fail-fast: the first failure
         self._collected: list[TaskError] = []
         self._cancelled_items: list[Any] = []
+        self._results = ResultBuffer(self._lock, buffer) if results else None
+        self._hold_next: Pool[Any] | None = None  # Pipeline: held busy while this one is
+        self._holding = False
         self._started = time.monotonic()
         self._local = threading.local()
         self._threads = [
@@ -240,6 +234,35 @@ class Pool(Generic[T]):
                 return
             self._add_locked(item, delay, front=True)
 
+    def _emit(self, value: Any) -> None:
+        buf = self._results
+        if buf is not None:
+            with self._lock:
+                buf.put_locked([value], lambda: self._dropping)
+        elif self.downstream is not None:
+            self.downstream(value)
+        else:
+            raise RuntimeError("emit() needs a pool made with results=True or a next stage")
+
+    def _hold(self) -> None:
+        """Count one pseudo-task so join() and results() wait until :meth:`_release`:
+        shoal.map while it reads input, a pipeline stage while the one before it works."""
+        with self._lock:
+            self._busy_locked()
+            self._unfinished += 1
+
+    def _release(self) -> None:
+        with self._lock:
+            self._unfinished -= 1
+            if not self._unfinished:
+                self._all_finished_locked()
+
+    def _busy_locked(self) -> None:
+        # Called before _unfinished grows. Lock order is always stage i, then i+1.
+        if not self._unfinished and self._hold_next is not None and not self._holding:
+            self._holding = True
+            self._hold_next._hold()
+
     @property
     def _dropping(self) -> bool:
         return self._stopped or self._cancelling or self._failure is not None
@@ -253,6 +276,13 @@ class Pool(Generic[T]):
     def _wait_for_room(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(self._queue) >= self._maxsize:
+            if self._results is not None and self._results.reader is threading.current_thread():
+                # Workers may be waiting for this very thread to read their results.
+                raise UsageError(
+                    f"pool {self.name!r}: put() would wait for room in the thread that reads "
+                    "results(), which can deadlock; put from another thread, spawn with "
+                    "ctx.put(), or use maxsize=0"
+                )
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise QueueFull(f"pool {self.name!r}: {self._maxsize} tasks already waiting")
@@ -268,6 +298,7 @@ class Pool(Generic[T]):
             due = time.monotonic() + delay
             first = not self._delayed or due < self._delayed[0][0]
             heapq.heappush(self._delayed, (due, next(self._seq), item, 1))
+            self._busy_locked()
             self._unfinished += 1
             self._submitted += 1
             if first:
@@ -281,6 +312,7 @@ class Pool(Generic[T]):
         self._count_added_locked(1)
 
     def _count_added_locked(self, n: int) -> None:
+        self._busy_locked()
         self._unfinished += n
         self._submitted += n
         queued = len(self._queue)
@@ -302,6 +334,8 @@ class Pool(Generic[T]):
         attempt = 1
         ran = 0  # tasks of the batch that returned normally
         error: BaseException | None = None
+        buf = self._results
+        out: list[Any] | None = None if buf is None else []  # values for results()
         # How many queued tasks to claim per lock round trip. It doubles while tasks are
         # cheap and drops to one as soon as they are not: a claimed batch runs on one
         # thread, which costs nothing for 2 us tasks and would starve others of 2 s ones.
@@ -309,6 +343,10 @@ class Pool(Generic[T]):
         while True:
             with lock:
                 if batch:
+                    if out:
+                        assert buf is not None
+                        buf.put_locked(out, lambda: self._dropping)
+                        out.clear()
                     self._finish_batch_locked(batch, ran, attempt, error)
                 # Take the next work: retries that fell due first, then the queue.
                 while True:
@@ -345,10 +383,19 @@ class Pool(Generic[T]):
             error = None
             started = clock()
             try:
-                for item in batch:
-                    ctx.item = item
-                    handler(item, ctx)
-                    ran += 1
+                if out is None:
+                    for item in batch:
+                        ctx.item = item
+                        handler(item, ctx)
+                        ran += 1
+                else:
+                    keep_none = buf is not None and buf.keep_none
+                    for item in batch:
+                        ctx.item = item
+                        value = handler(item, ctx)
+                        if value is not None or keep_none:
+                            out.append(value)
+                        ran += 1
             except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
                 error = exc
                 self._before_failure(batch[ran], attempt, exc)
@@ -413,17 +460,26 @@ class Pool(Generic[T]):
         self._failed += 1
         self._unfinished -= 1
         err = TaskError(item, exc, attempt)
+        if self._results is not None:
+            self._results.fail_locked(err)
         if self._policy is ErrorPolicy.FAIL_FAST:
             if self._failure is None:
                 self._failure = err
                 self._drop_queued_locked()
+                if self._results is not None:
+                    self._results.wake_all_locked()  # the reader raises it now
         elif self._policy is ErrorPolicy.COLLECT:
             self._collected.append(err)
 
     def _all_finished_locked(self) -> None:
         self._done.notify_all()
+        if self._results is not None:
+            self._results.ready.notify_all()
         if self._closing:
             self._work.notify_all()  # idle workers may now leave
+        if self._holding and self._hold_next is not None:
+            self._holding = False
+            self._hold_next._release()
 
     def _drop_queued_locked(self) -> None:
         dropped: list[Any] = list(self._queue)
@@ -457,11 +513,76 @@ class Pool(Generic[T]):
                 if remaining is not None and remaining <= 0:
                     raise JoinTimeout(f"{self._unfinished} task(s) still unfinished")
                 self._done.wait(remaining)
+            self._raise_outcome_locked()
+
+    def _raise_outcome_locked(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._collected:
+            errors, self._collected = self._collected, []
+            raise TaskErrorGroup(f"{len(errors)} task(s) failed", errors)
+
+    def results(self) -> Iterator[Any]:
+        """Iterate over the values handlers return or emit, as they come (needs ``results=True``).
+
+        Usable while tasks run and spawn tasks; it ends when :meth:`join` would return
+        and raises what join() would raise, except that a fail-fast failure is raised
+        as soon as it is known. Leaving the loop early (``break``, an exception, closing
+        the iterator) cancels the pool: queued tasks are dropped, running ones finish
+        and their values are dropped.
+
+        At most ``buffer`` values wait; workers with more wait for this reader. So
+        either put all the work in first with ``maxsize=0`` (the default), or put it from
+        another thread: a bounded put() waiting in the reading thread while every worker
+        waits for that thread to read would never return (it raises UsageError instead).
+        One reader at a time.
+        """
+        buf = self._results
+        if buf is None:
+            raise UsageError("results() needs a pool made with results=True")
+        with self._lock:
+            if buf.reader is not None:
+                raise UsageError("results() is already being read by another loop")
+            buf.reader = threading.current_thread()
+            buf.closed = False
+        return self._read_results(buf)
+
+    def _read_results(self, buf: ResultBuffer) -> Iterator[Any]:
+        ended = False
+        try:
+            while True:
+                with self._lock:
+                    values = self._next_results_locked(buf)
+                    if not values:
+                        ended = True
+                        self._raise_outcome_locked()
+                        return
+                for value in values:
+                    if type(value) is not Failure:
+                        yield value
+        finally:
+            with self._lock:
+                buf.reader = None
+            if not ended:
+                self.cancel()
+                with self._lock:
+                    buf.close_locked()
+
+    def _next_results_locked(self, buf: ResultBuffer) -> list[Any]:
+        """The next values for the reader, waiting for some; [] once the pool is idle."""
+        while True:
             if self._failure is not None:
                 raise self._failure
-            if self._collected:
-                errors, self._collected = self._collected, []
-                raise TaskErrorGroup(f"{len(errors)} task(s) failed", errors)
+            if buf.items:
+                return buf.take_locked()
+            if not self._unfinished or self._stopped:
+                buf.held = 0
+                return []
+            buf.waiting = True
+            try:
+                buf.ready.wait()
+            finally:
+                buf.waiting = False
 
     def cancel(self) -> list[Any]:
         """Stop intake and drop every queued task; in-flight tasks run on. Returns the dropped."""
@@ -471,6 +592,8 @@ class Pool(Generic[T]):
             before = len(self._cancelled_items)
             self._drop_queued_locked()
             self._work.notify_all()
+            if self._results is not None:
+                self._results.wake_all_locked()  # running tasks' values are dropped
             return self._cancelled_items[before:]
 
     def close(self, timeout: float | None = None) -> None:
@@ -530,6 +653,8 @@ class Pool(Generic[T]):
             self._work.notify_all()
             self._room.notify_all()
             self._done.notify_all()
+            if self._results is not None:
+                self._results.wake_all_locked()
         self._progress.stop()
         if self._own_output and self._output is not None:
             try:
