@@ -515,6 +515,10 @@ class Pool(Generic[T]):
                 self._done.wait(remaining)
             self._raise_outcome_locked()
 
+    def _first_failure(self) -> TaskError | None:
+        with self._lock:
+            return self._failure
+
     def _raise_outcome_locked(self) -> None:
         if self._failure is not None:
             raise self._failure
