@@ -126,6 +126,7 @@ class Pipeline:
 
     def _read(self, last: Iterator[Any]) -> Iterator[Any]:
         ended = False
+        collected: list[TaskError] = []
         try:
             while True:
                 for pool in self.pools[:-1]:
@@ -137,9 +138,19 @@ class Pipeline:
                     value = next(last)
                 except StopIteration:
                     break
+                except TaskErrorGroup as group:
+                    collected = list(group.exceptions)
+                    break
                 yield value
             ended = True
-            self.join()  # everything is idle: raises what the stages collected
+            # Every stage is idle now: gather what the earlier ones collected too.
+            for pool in self.pools[:-1]:
+                try:
+                    pool.join()
+                except TaskErrorGroup as group:
+                    collected[:0] = group.exceptions
+            if collected:
+                raise TaskErrorGroup(f"{len(collected)} task(s) failed", collected)
         finally:
             if not ended:
                 self.cancel()

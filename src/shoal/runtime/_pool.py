@@ -574,6 +574,7 @@ class Pool(Generic[T]):
 
     def _next_results_locked(self, buf: ResultBuffer) -> list[Any]:
         """The next values for the reader, waiting for some; [] once the pool is idle."""
+        buf.release_held_locked()  # the reader is back: its earlier share is handed out
         while True:
             if self._failure is not None:
                 raise self._failure

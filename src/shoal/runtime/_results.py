@@ -93,9 +93,14 @@ class ResultBuffer:
             if self.waiting:
                 self.ready.notify()
 
+    def release_held_locked(self) -> None:
+        if self.held:
+            self.held = 0
+            if self.room_waiters:
+                self.room.notify_all()
+
     def take_locked(self) -> list[Any]:
-        """Up to half the bound of waiting values; the reader's earlier share is done."""
-        self.held = 0
+        """Up to half the bound of waiting values (see :meth:`release_held_locked`)."""
         n = min(len(self.items), max(1, self.maxsize // 2))
         if n == len(self.items):
             taken = list(self.items)

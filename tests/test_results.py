@@ -1,0 +1,222 @@
+"""Pool.results() and Pipeline.results(): values out, bounded, ending when join() would."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+import shoal
+from shoal import Pipeline, Pool, Stage, TaskContext, TaskError, TaskErrorGroup, UsageError
+
+
+def _quiet() -> shoal.Writer:
+    return shoal.Writer(io.StringIO())
+
+
+def test_returned_and_emitted_values_come_out_while_tasks_spawn() -> None:
+    def handle(item: int, ctx: TaskContext[int]) -> int | None:
+        if item < 200:
+            ctx.put(2 * item + 1)
+            ctx.put(2 * item + 2)
+        if item % 7 == 0:
+            ctx.emit(-item)
+        return item if item % 2 else None  # None is not a value
+
+    with Pool(handle, workers=4, results=True, buffer=8) as pool:
+        pool.put(0)
+        got = list(pool.results())
+        pool.join()  # nothing left: returns at once
+    tasks = range(401)
+    assert sorted(got) == sorted(
+        [x for x in tasks if x % 2] + [-x for x in tasks if x % 7 == 0]
+    )
+
+
+def test_emitted_values_come_before_the_returned_one() -> None:
+    def handle(item: int, ctx: TaskContext[int]) -> str:
+        ctx.emit(f"{item}a")
+        ctx.emit(f"{item}b")
+        return f"{item}c"
+
+    with Pool(handle, workers=1, results=True) as pool:
+        pool.put(1)
+        assert list(pool.results()) == ["1a", "1b", "1c"]
+
+
+def test_results_need_results_true_and_one_reader() -> None:
+    with Pool(lambda item, ctx: item, workers=1) as pool:
+        with pytest.raises(UsageError):
+            pool.results()
+    with Pool(lambda item, ctx: item, workers=1, results=True) as pool:
+        first = pool.results()
+        with pytest.raises(UsageError):
+            pool.results()
+        pool.put(1)
+        assert list(first) == [1]
+        pool.put(2)
+        assert list(pool.results()) == [2]  # a finished reader makes room for another
+
+
+def test_slow_reader_holds_the_workers_back() -> None:
+    """Counted, not timed: emitted - read never exceeds buffer + one blocked emit per worker."""
+    lock = threading.Lock()
+    emitted = 0
+    read = 0
+    worst = 0
+
+    def handle(item: int, ctx: TaskContext[int]) -> None:
+        nonlocal emitted, worst
+        for k in range(50):
+            with lock:
+                emitted += 1
+                worst = max(worst, emitted - read)
+            ctx.emit((item, k))
+
+    with Pool(handle, workers=3, results=True, buffer=6) as pool:
+        pool.put_many(range(20))
+        for _ in pool.results():
+            with lock:
+                read += 1
+    assert read == 1000
+    assert worst <= 6 + 3
+
+
+def test_fail_fast_is_raised_by_the_reader() -> None:
+    def handle(item: int, ctx: TaskContext[int]) -> int:
+        if item == 3:
+            raise ValueError("three")
+        return item
+
+    with pytest.raises(TaskError) as info:
+        with Pool(handle, workers=2, results=True) as pool:
+            pool.put_many(range(100))
+            for _ in pool.results():
+                pass
+    assert info.value.item == 3
+
+
+def test_collect_raises_one_group_after_the_values(caplog: pytest.LogCaptureFixture) -> None:
+    def handle(item: int, ctx: TaskContext[int]) -> int:
+        if item in (3, 8):
+            raise KeyError(item)
+        return item
+
+    got: list[int] = []
+    with Pool(handle, workers=2, results=True, errors="collect") as pool:
+        pool.put_many(range(10))
+        with pytest.raises(TaskErrorGroup) as info:
+            for value in pool.results():
+                got.append(value)
+    assert sorted(got) == [0, 1, 2, 4, 5, 6, 7, 9]
+    assert sorted(e.item for e in info.value.exceptions) == [3, 8]
+
+    with caplog.at_level(logging.ERROR):
+        with Pool(handle, workers=2, results=True, errors="log") as pool:
+            pool.put_many(range(10))
+            assert sorted(pool.results()) == [0, 1, 2, 4, 5, 6, 7, 9]
+
+
+def test_leaving_the_loop_early_cancels_and_frees_blocked_workers() -> None:
+    def handle(item: int, ctx: TaskContext[int]) -> None:
+        for k in range(1000):
+            ctx.emit(k)  # blocks on the full buffer until the reader leaves
+
+    with Pool(handle, workers=3, results=True, buffer=4, name="early") as pool:
+        pool.put_many(range(50))
+        for n, _ in enumerate(pool.results()):
+            if n == 10:
+                break
+        pool.join(timeout=30)  # the blocked emits were released: no hang
+        stats = pool.stats()
+    assert stats.cancelled >= 50 - 3 - 1
+    assert stats.done + stats.cancelled == 50
+    assert not [t for t in threading.enumerate() if t.name.startswith("early")]
+
+
+def test_a_put_that_could_deadlock_is_refused() -> None:
+    """The reading thread may not wait for queue room: workers may be waiting for it."""
+    gate = threading.Event()
+
+    def handle(item: int, ctx: TaskContext[int]) -> int:
+        gate.wait(10)
+        return item
+
+    with Pool(handle, workers=1, maxsize=1, results=True, buffer=1) as pool:
+        reader = pool.results()
+        accepted: list[int] = []
+        with pytest.raises(UsageError, match="deadlock"):
+            for i in range(3):  # the worker is stuck on one, the queue holds one
+                pool.put(i)
+                accepted.append(i)
+        gate.set()
+        assert sorted(reader) == accepted
+
+
+def test_pipeline_results_end_when_every_stage_is_idle() -> None:
+    def split(line: str, ctx: TaskContext[Any]) -> None:
+        for word in line.split():
+            ctx.emit(word)
+
+    def upper(word: str, ctx: TaskContext[Any]) -> str:
+        return word.upper()
+
+    lines = [f"w{i} x{i} y{i}" for i in range(300)]
+    with (
+        _quiet() as out,
+        Pipeline(
+            [Stage(split, workers=3), Stage(upper, workers=2, maxsize=4)],
+            output=out,
+            results=True,
+            buffer=4,
+        ) as pipe,
+    ):
+        pipe.put_many(lines)
+        got = list(pipe.results())
+    assert sorted(got) == sorted(w.upper() for line in lines for w in line.split())
+
+
+def test_pipeline_results_raise_a_first_stage_failure() -> None:
+    def first(item: int, ctx: TaskContext[Any]) -> int:
+        if item == 5:
+            raise ValueError("five")
+        return item
+
+    with pytest.raises(TaskError) as info:
+        with Pipeline([Stage(first), Stage(lambda x, ctx: x)], results=True) as pipe:
+            pipe.put_many(range(50))
+            for _ in pipe.results():
+                pass
+    assert info.value.item == 5
+
+
+def test_pipeline_collects_from_every_stage() -> None:
+    def first(item: int, ctx: TaskContext[Any]) -> int:
+        if item == 1:
+            raise ValueError("first")
+        return item
+
+    def second(item: int, ctx: TaskContext[Any]) -> int:
+        if item == 2:
+            raise KeyError("second")
+        return item
+
+    got: list[int] = []
+    with (
+        _quiet() as out,
+        Pipeline(
+            [Stage(first, errors="collect"), Stage(second, errors="collect")],
+            output=out,
+            results=True,
+        ) as pipe,
+    ):
+        pipe.put_many(range(6))
+        with pytest.raises(TaskErrorGroup) as info:
+            for value in pipe.results():
+                got.append(value)
+    assert sorted(got) == [0, 3, 4, 5]
+    assert sorted(e.item for e in info.value.exceptions) == [1, 2]
