@@ -101,7 +101,7 @@ def test_not_iterable_fails_in_the_caller() -> None:
 @pytest.mark.parametrize("ordered", [True, False])
 def test_infinite_input_with_break_is_lazy_and_leaves_no_thread(ordered: bool) -> None:
     source = Counted(buffer=16)
-    for i, value in enumerate(shoal.map(lambda x: x, source, buffer=16, ordered=ordered)):
+    for i, _value in enumerate(shoal.map(lambda x: x, source, buffer=16, ordered=ordered)):
         source.saw()
         if i == 100:
             break

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import itertools
 import logging
 import threading
 from typing import Any
@@ -32,9 +31,7 @@ def test_returned_and_emitted_values_come_out_while_tasks_spawn() -> None:
         got = list(pool.results())
         pool.join()  # nothing left: returns at once
     tasks = range(401)
-    assert sorted(got) == sorted(
-        [x for x in tasks if x % 2] + [-x for x in tasks if x % 7 == 0]
-    )
+    assert sorted(got) == sorted([x for x in tasks if x % 2] + [-x for x in tasks if x % 7 == 0])
 
 
 def test_emitted_values_come_before_the_returned_one() -> None:

@@ -48,7 +48,7 @@ _MAX_CHUNK = 256  # most input items the feeder hands over per lock round trip
 _CHEAP_READ = 20e-6  # seconds per item under which the input counts as fast
 
 
-def map(  # noqa: A001 - shoal.map is meant to read like the builtin
+def map(
     fn: Callable[[Any], R],
     iterable: Iterable[Any],
     *,
@@ -330,7 +330,9 @@ class MapIterator(Generic[R]):
         try:
             pool.close(timeout=self._grace)
         except JoinTimeout:
-            logger.warning("%s: items still running after %.1fs are abandoned", pool.name, self._grace)
+            logger.warning(
+                "%s: items still running after %.1fs are abandoned", pool.name, self._grace
+            )
             pool._stop_now()
         except BaseException:  # a second Ctrl-C: leave now
             pool._stop_now()
@@ -350,5 +352,5 @@ class MapIterator(Generic[R]):
         if not getattr(self, "_closed", True):
             try:
                 self.close()
-            except BaseException:  # noqa: BLE001 - nowhere to raise from a finalizer
+            except BaseException:
                 logger.debug("closing a shoal.map iterator failed", exc_info=True)

@@ -139,7 +139,7 @@ class Pipeline:
                 except StopIteration:
                     break
                 except TaskErrorGroup as group:
-                    collected = list(group.exceptions)
+                    collected = list(group.errors)
                     break
                 yield value
             ended = True
@@ -148,7 +148,7 @@ class Pipeline:
                 try:
                     pool.join()
                 except TaskErrorGroup as group:
-                    collected[:0] = group.exceptions
+                    collected[:0] = group.errors
             if collected:
                 raise TaskErrorGroup(f"{len(collected)} task(s) failed", collected)
         finally:
