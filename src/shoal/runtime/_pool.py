@@ -37,15 +37,16 @@ from .._errors import (
     JoinTimeout,
     PoolClosed,
     QueueFull,
-    RetryLater,
     TaskError,
     TaskErrorGroup,
     UsageError,
 )
 from ._context import TaskContext
+from ._failures import before_failure, record_failure_locked
 from ._progress import ProgressDisplay, ProgressState
-from ._results import Failure, ResultBuffer
+from ._results import ResultBuffer, read_results
 from ._retry import NO_RETRY, RetryPolicy
+from ._shutdown import shutdown_pool
 from ._types import ErrorPolicy, PoolStats, ShutdownReport
 from ._writer import Writer
 
@@ -398,7 +399,7 @@ class Pool(Generic[T]):
                         ran += 1
             except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
                 error = exc
-                self._before_failure(batch[ran], attempt, exc)
+                before_failure(self, batch[ran], attempt, exc)
             if error is None and (clock() - started) < _CHEAP_TASK * len(batch):
                 limit = min(limit * 2, _MAX_BATCH)
             else:
@@ -408,6 +409,8 @@ class Pool(Generic[T]):
         self, batch: list[Any], ran: int, attempt: int, error: BaseException | None
     ) -> None:
         self._in_flight -= len(batch)
+        if self._cancelling and not self._in_flight:
+            self._done.notify_all()  # shutdown() waits for in-flight tasks only
         self._done_count += ran
         self._unfinished -= ran
         if error is not None:
@@ -422,54 +425,9 @@ class Pool(Generic[T]):
                 self._queue.extendleft(reversed(rest))
                 if self._idle_workers:
                     self._work.notify(len(rest))
-            self._record_failure_locked(batch[ran], attempt, error)
+            record_failure_locked(self, batch[ran], attempt, error)
         if not self._unfinished:
             self._all_finished_locked()
-
-    def _before_failure(self, item: Any, attempt: int, exc: BaseException) -> None:
-        """Work on a failure that must not happen under the lock (logging, random draws)."""
-        if self._is_retryable(exc) and attempt < self._retry.attempts:
-            requested = exc.after if isinstance(exc, RetryLater) else None
-            self._local.retry_delay = self._retry.delay(attempt, requested)
-            return
-        self._local.retry_delay = None
-        if self._policy is ErrorPolicy.LOG:
-            # Logging handlers are user code: run them with no lock held.
-            logger.error(
-                "task %r failed after %d attempt(s)",
-                item,
-                attempt,
-                exc_info=(type(exc), exc, exc.__traceback__),
-            )
-
-    def _is_retryable(self, exc: BaseException) -> bool:
-        return isinstance(exc, RetryLater) or bool(
-            self._retry_on and isinstance(exc, self._retry_on)
-        )
-
-    def _record_failure_locked(self, item: Any, attempt: int, exc: BaseException) -> None:
-        delay = self._local.retry_delay
-        if delay is not None and not self._dropping:
-            self._retried += 1
-            due = time.monotonic() + delay
-            first = not self._delayed or due < self._delayed[0][0]
-            heapq.heappush(self._delayed, (due, next(self._seq), item, attempt + 1))
-            if first:
-                self._work.notify()
-            return  # still unfinished: the retry carries the count
-        self._failed += 1
-        self._unfinished -= 1
-        err = TaskError(item, exc, attempt)
-        if self._results is not None:
-            self._results.fail_locked(err)
-        if self._policy is ErrorPolicy.FAIL_FAST:
-            if self._failure is None:
-                self._failure = err
-                self._drop_queued_locked()
-                if self._results is not None:
-                    self._results.wake_all_locked()  # the reader raises it now
-        elif self._policy is ErrorPolicy.COLLECT:
-            self._collected.append(err)
 
     def _all_finished_locked(self) -> None:
         self._done.notify_all()
@@ -549,45 +507,7 @@ class Pool(Generic[T]):
                 raise UsageError("results() is already being read by another loop")
             buf.reader = threading.current_thread()
             buf.closed = False
-        return self._read_results(buf)
-
-    def _read_results(self, buf: ResultBuffer) -> Iterator[Any]:
-        ended = False
-        try:
-            while True:
-                with self._lock:
-                    values = self._next_results_locked(buf)
-                    if not values:
-                        ended = True
-                        self._raise_outcome_locked()
-                        return
-                for value in values:
-                    if type(value) is not Failure:
-                        yield value
-        finally:
-            with self._lock:
-                buf.reader = None
-            if not ended:
-                self.cancel()
-                with self._lock:
-                    buf.close_locked()
-
-    def _next_results_locked(self, buf: ResultBuffer) -> list[Any]:
-        """The next values for the reader, waiting for some; [] once the pool is idle."""
-        buf.release_held_locked()  # the reader is back: its earlier share is handed out
-        while True:
-            if self._failure is not None:
-                raise self._failure
-            if buf.items:
-                return buf.take_locked()
-            if not self._unfinished or self._stopped:
-                buf.held = 0
-                return []
-            buf.waiting = True
-            try:
-                buf.ready.wait()
-            finally:
-                buf.waiting = False
+        return read_results(self, buf)
 
     def cancel(self) -> list[Any]:
         """Stop intake and drop every queued task; in-flight tasks run on. Returns the dropped."""
@@ -627,29 +547,7 @@ class Pool(Generic[T]):
         A KeyboardInterrupt while waiting (the second Ctrl-C) abandons the in-flight
         tasks at once; the report says so and the interrupt propagates.
         """
-        grace = self.grace if grace is None else grace
-        cancelled: list[Any] = []
-        abandoned = False
-        try:
-            cancelled = self.cancel()
-            deadline = time.monotonic() + grace
-            with self._lock:
-                while self._in_flight:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        abandoned = True
-                        break
-                    self._done.wait(remaining)
-                unfinished = self._in_flight
-        except KeyboardInterrupt:
-            # The second Ctrl-C: leave in-flight tasks to die with the process.
-            self._stop_now()
-            self._report(ShutdownReport(cancelled, self.stats().in_flight, True))
-            raise
-        self._stop_now()
-        report = ShutdownReport(cancelled, unfinished, abandoned)
-        self._report(report)
-        return report
+        return shutdown_pool(self, self.grace if grace is None else grace)
 
     def _stop_now(self) -> None:
         with self._lock:
@@ -660,21 +558,15 @@ class Pool(Generic[T]):
             self._done.notify_all()
             if self._results is not None:
                 self._results.wake_all_locked()
+            if self._holding and self._hold_next is not None:
+                self._holding = False  # a stopped stage sends nothing the next must wait for
+                self._hold_next._release()
         self._progress.stop()
         if self._own_output and self._output is not None:
             try:
                 self._output.close(timeout=1.0)
             except Exception:
                 logger.debug("writer close failed during shutdown", exc_info=True)
-
-    def _report(self, report: ShutdownReport) -> None:
-        logger.warning(
-            "pool %r stopped: %d queued task(s) cancelled, %d in flight %s",
-            self.name,
-            len(report.cancelled),
-            report.unfinished,
-            "abandoned" if report.abandoned else "finished",
-        )
 
     def stats(self) -> PoolStats:
         with self._lock:

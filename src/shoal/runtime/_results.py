@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .._errors import TaskError
 
-__all__ = ["Failure", "ResultBuffer"]
+if TYPE_CHECKING:
+    from ._pool import Pool
+
+__all__ = ["Failure", "ResultBuffer", "next_results_locked", "read_results"]
 
 
 class Failure:
@@ -121,3 +124,46 @@ class ResultBuffer:
         self.items.clear()
         self.held = 0
         self.wake_all_locked()
+
+
+def read_results(pool: Pool[Any], buf: ResultBuffer) -> Iterator[Any]:
+    """The generator behind ``Pool.results()``; the pool has made this thread the reader."""
+    ended = False
+    try:
+        while True:
+            with pool._lock:
+                values = next_results_locked(pool, buf)
+                if not values:
+                    ended = True
+                    pool._raise_outcome_locked()
+                    return
+            for value in values:  # handed out with no lock held
+                if type(value) is not Failure:
+                    yield value
+    finally:
+        with pool._lock:
+            buf.reader = None
+        if not ended:
+            pool.cancel()
+            with pool._lock:
+                buf.close_locked()
+
+
+def next_results_locked(pool: Pool[Any], buf: ResultBuffer) -> list[Any]:
+    """The next values for the reader, waiting for some; [] once the pool is idle.
+
+    A fail-fast failure is raised as soon as it is recorded, values still waiting or not.
+    """
+    buf.release_held_locked()  # the reader is back: its earlier share is handed out
+    while True:
+        if pool._failure is not None:
+            raise pool._failure
+        if buf.items:
+            return buf.take_locked()
+        if not pool._unfinished or pool._stopped:
+            return []
+        buf.waiting = True
+        try:
+            buf.ready.wait()
+        finally:
+            buf.waiting = False
