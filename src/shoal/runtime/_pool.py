@@ -569,6 +569,8 @@ class Pool(Generic[T]):
                 logger.debug("writer close failed during shutdown", exc_info=True)
 
     def stats(self) -> PoolStats:
+        """A consistent snapshot of the counters: queued, in flight, done, failed,
+        retried, cancelled, submitted, peak queue, workers, elapsed (and ``rate``)."""
         with self._lock:
             return PoolStats(
                 queued=len(self._queue) + len(self._again) + len(self._delayed),
@@ -585,6 +587,7 @@ class Pool(Generic[T]):
 
     @property
     def cancelled_items(self) -> list[Any]:
+        """Every item dropped so far by cancel(), a fail-fast failure or shutdown()."""
         with self._lock:
             return list(self._cancelled_items)
 
