@@ -396,3 +396,33 @@ def test_random_maps_short(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(20, 1020))
 def test_random_maps_stress(seed: int) -> None:
     _random_run(seed)
+
+
+def test_seed_crawler_example_crawls_levels_and_skips_failures() -> None:
+    from pathlib import Path
+
+    from sites import Site, html
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "seed_crawler_map.py"
+    with Site() as site:
+        site.routes.update(
+            {
+                "/": html("home", "/a", "/b", "/missing", "https://elsewhere.invalid/"),
+                "/a": html("A", "/", "/c"),
+                "/b": html("B", "/a"),
+                "/c": html("C", "/too-deep"),
+                "/too-deep": html("D"),
+            }
+        )
+        proc = subprocess.run(
+            [sys.executable, str(example), site.url("/"), "--depth", "2", "--workers", "4"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        fetched = sorted(line.split()[1] for line in proc.stdout.splitlines())
+        assert fetched == sorted(site.url(p) for p in ("/", "/a", "/b", "/c"))
+        assert all(line.startswith("200 ") for line in proc.stdout.splitlines())
+        assert "/missing" in proc.stderr and "404" in proc.stderr  # logged, skipped
+        assert site.count("/too-deep") == 0

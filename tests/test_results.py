@@ -217,3 +217,32 @@ def test_pipeline_collects_from_every_stage() -> None:
                 got.append(value)
     assert sorted(got) == [0, 3, 4, 5]
     assert sorted(e.item for e in info.value.exceptions) == [1, 2]
+
+
+def _readme_runtime_blocks() -> list[str]:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("## The runtime", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+def test_readme_pool_example_spreads_blocking_work_over_workers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pool_example = next(b for b in _readme_runtime_blocks() if "shoal.Pool(handle" in b)
+    exec(compile(pool_example, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "waiting job..." and lines[-1] == "job finished"
+    body = lines[1:-1]
+    assert sorted(int(line.split()[-1]) for line in body) == list(range(6))
+    # 0.1 s of "I/O" per task and 5 idle workers: one worker doing all would mean the
+    # others never woke in 0.6 s. (The barrier test in test_pool.py proves it exactly.)
+    assert len({line.split()[0] for line in body}) >= 2
+
+
+def test_readme_pipeline_example_iterates_the_output(capsys: pytest.CaptureFixture[str]) -> None:
+    block = next(b for b in _readme_runtime_blocks() if "pipe.results()" in b)
+    exec(compile(block, "README.md", "exec"), {"shoal": shoal})
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
+    assert sorted(capsys.readouterr().out.splitlines()) == sorted(f"{w} {len(w)}" for w in words)
