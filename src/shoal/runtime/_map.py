@@ -43,7 +43,10 @@ logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
-BUFFER_PER_WORKER = 32  # the default ``buffer`` is this times ``workers``
+# The default ``buffer``: large enough that cheap items move in batches (per-item cost
+# roughly halves from 256 to 1024 in bench/runtime.py), small enough to bound memory, and
+# never fewer than 4 items per worker.
+DEFAULT_BUFFER = 1024
 _MAX_CHUNK = 256  # most input items the feeder hands over per lock round trip
 _CHEAP_READ = 20e-6  # seconds per item under which the input counts as fast
 
@@ -68,8 +71,9 @@ def map(
 
     ``ordered=True`` yields results in input order, ``ordered=False`` as they finish.
     The input is read lazily (an infinite generator is fine) and at most ``buffer``
-    items (default ``32 * workers``) are taken from it and not yet yielded: a slow
-    consumer, or in ordered mode one slow item at the head, holds the input back.
+    items (default 1024, or ``4 * workers`` if more) are taken from it and not yet
+    yielded: a slow consumer, or in ordered mode one slow item at the head, holds the
+    input back. Lower it when items or results are big, raise it for very cheap items.
 
     ``errors``: ``"fail_fast"`` raises :class:`TaskError` (``.item`` is the input item)
     as soon as a failure is known and stops the rest; ``"collect"`` yields the successes
@@ -88,7 +92,7 @@ def map(
         iterable,
         workers=workers,
         ordered=ordered,
-        buffer=BUFFER_PER_WORKER * workers if buffer is None else buffer,
+        buffer=max(DEFAULT_BUFFER, 4 * workers) if buffer is None else buffer,
         errors=errors,
         retry=retry,
         retry_on=retry_on,
