@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 
 def before_failure(pool: Pool[Any], item: Any, attempt: int, exc: BaseException) -> None:
+    # Built here, not under the lock: its message calls repr() on the item (user code).
+    # Also when a retry is planned: a cancel() before it is recorded makes it final.
+    pool._local.task_error = TaskError(item, exc, attempt)
     retryable = isinstance(exc, RetryLater) or bool(
         pool._retry_on and isinstance(exc, pool._retry_on)
     )
@@ -53,7 +56,8 @@ def record_failure_locked(pool: Pool[Any], item: Any, attempt: int, exc: BaseExc
         return  # still unfinished: the retry carries the count
     pool._failed += 1
     pool._unfinished -= 1
-    err = TaskError(item, exc, attempt)
+    err: TaskError = pool._local.task_error
+    pool._local.task_error = None
     if pool._results is not None:
         pool._results.fail_locked(err)
     if pool._policy is ErrorPolicy.FAIL_FAST:

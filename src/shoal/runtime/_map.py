@@ -354,6 +354,12 @@ class MapIterator(Generic[R]):
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
+            me = threading.current_thread()
+            if me is self._feeder or me in self._pool._threads:
+                # A garbage collection inside one of our own threads, which may hold the
+                # pool's lock right now: close from a thread of its own, never wait here.
+                threading.Thread(target=self.close, name="shoal-map-closer", daemon=True).start()
+                return
             try:
                 self.close()
             except BaseException:
