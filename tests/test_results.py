@@ -246,3 +246,61 @@ def test_readme_pipeline_example_iterates_the_output(capsys: pytest.CaptureFixtu
     exec(compile(block, "README.md", "exec"), {"shoal": shoal})
     words = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
     assert sorted(capsys.readouterr().out.splitlines()) == sorted(f"{w} {len(w)}" for w in words)
+
+
+def _random_results_run(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    parents = rng.randrange(0, 200)
+    workers = rng.randrange(1, 6)
+    buffer = rng.randrange(1, 20)
+    emits = rng.randrange(0, 4)
+    stop_after = rng.randrange(0, 300) if rng.random() < 0.3 else None
+    lock = threading.Lock()
+    produced = 0
+    read = 0
+    worst = 0
+
+    def handle(item: int, ctx: TaskContext[int]) -> int:
+        nonlocal produced, worst
+        if item < parents:
+            ctx.put(2 * item + 1)
+            ctx.put(2 * item + 2)
+        for k in range(emits):
+            with lock:
+                produced += 1
+                worst = max(worst, produced - read)
+            ctx.emit(-k)
+        return item
+
+    got: list[int] = []
+    with Pool(handle, workers=workers, results=True, buffer=buffer, name="rand") as pool:
+        pool.put(0)
+        for value in pool.results():
+            with lock:
+                read += 1
+            got.append(value)
+            if stop_after is not None and len(got) >= stop_after:
+                break
+        pool.join(timeout=60)
+    if stop_after is None or stop_after > len(got):
+        from collections import Counter
+
+        tasks = 2 * parents + 1
+        want = Counter(range(tasks)) + Counter({-k: tasks for k in range(emits)})
+        assert Counter(got) == want
+    # Emitted values never run ahead of the reader by more than the buffer, plus one
+    # blocked emit per worker, plus the values returned by one claimed batch per worker.
+    assert worst <= buffer + workers + workers * 64
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_results_short(seed: int) -> None:
+    _random_results_run(seed)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("seed", range(10, 510))
+def test_random_results_stress(seed: int) -> None:
+    _random_results_run(seed)
