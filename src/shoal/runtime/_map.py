@@ -145,6 +145,7 @@ class _Feed:
                     first = self.taken
                 chunk: list[Any] = []
                 exhausted = False
+                error: BaseException | None = None
                 started = time.perf_counter()
                 try:  # user code: no lock held
                     for _ in range(want):
@@ -152,12 +153,13 @@ class _Feed:
                 except StopIteration:
                     exhausted = True
                 except BaseException as exc:  # noqa: BLE001 - handed to the reader
-                    self.input_error = exc
+                    error = exc
                     exhausted = True
                 fast = time.perf_counter() - started < _CHEAP_READ * want
                 if self.ordered:
                     chunk = list(zip(range(first, first + len(chunk)), chunk, strict=True))
                 with pool._lock:
+                    self.input_error = error
                     if self.stop or pool._dropping:
                         return
                     if chunk:
