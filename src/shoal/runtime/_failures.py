@@ -35,7 +35,7 @@ def before_failure(pool: Pool[Any], item: Any, attempt: int, exc: BaseException)
         pool._local.retry_delay = pool._retry.delay(attempt, requested)
         return
     pool._local.retry_delay = None
-    if pool._policy is ErrorPolicy.LOG:
+    if pool._policy is ErrorPolicy.LOG and pool._results_report_failures:
         logger.error(
             "task %r failed after %d attempt(s)",
             item,
@@ -66,5 +66,5 @@ def record_failure_locked(pool: Pool[Any], item: Any, attempt: int, exc: BaseExc
             pool._drop_queued_locked()
             if pool._results is not None:
                 pool._results.wake_all_locked()  # the reader raises it now
-    elif pool._policy is ErrorPolicy.COLLECT:
+    elif pool._policy is ErrorPolicy.COLLECT and pool._results_report_failures:
         pool._collected.append(err)

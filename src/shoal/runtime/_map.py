@@ -225,6 +225,7 @@ class MapIterator(Generic[R]):
         self._buf: ResultBuffer = buf
         buf.keep_none = True
         buf.mark_failures = True
+        self._pool._results_report_failures = False
         self._feed = _Feed(self._pool, source, buffer, ordered)
         self._pool._hold()  # released by the feeder when the input ends or it is stopped
         self._feeder = threading.Thread(target=self._feed.run, name=f"{name}-feeder", daemon=True)
@@ -294,10 +295,21 @@ class MapIterator(Generic[R]):
         self._next_index = nxt
 
     def _failed(self, error: TaskError) -> None:
+        """A failure marker reached the reader (no lock held: logging runs user code)."""
         if not self._ordered:
             self._unreported += 1
-        if self._pool._policy is ErrorPolicy.COLLECT:
+        policy = self._pool._policy
+        if policy is ErrorPolicy.COLLECT:
             self._errors.append(self._own(error))
+        elif policy is ErrorPolicy.LOG:
+            err = self._own(error)
+            cause = err.error
+            logger.error(
+                "task %r failed after %d attempt(s)",
+                err.item,
+                err.attempts,
+                exc_info=(type(cause), cause, cause.__traceback__),
+            )
 
     def _own(self, err: TaskError) -> TaskError:
         """The pool's error names the (index, item) pair in ordered mode: name the item."""
@@ -329,7 +341,6 @@ class MapIterator(Generic[R]):
         pool.cancel()
         with pool._lock:
             self._buf.close_locked()
-            pool._collected.clear()  # reported by this iterator, not by a join()
         self._ready.clear()
         self._pending.clear()
         deadline = time.monotonic() + self._grace

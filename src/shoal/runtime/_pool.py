@@ -148,6 +148,8 @@ class Pool(Generic[T]):
         self._cancelling = False  # cancel() was called: drop spawns and retries too
         self._failure: TaskError | None = None  # fail-fast: the first failure
         self._collected: list[TaskError] = []
+        # shoal.map logs and collects failures itself, naming the item, not its pair.
+        self._results_report_failures = True
         self._cancelled_items: list[Any] = []
         self._results = ResultBuffer(self._lock, buffer) if results else None
         self._hold_next: Pool[Any] | None = None  # Pipeline: held busy while this one is
