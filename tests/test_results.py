@@ -304,3 +304,49 @@ def test_random_results_short(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(10, 510))
 def test_random_results_stress(seed: int) -> None:
     _random_results_run(seed)
+
+
+CTRL_C_CHILD = r"""
+import signal, sys, threading, time
+import shoal
+signal.signal(signal.SIGINT, signal.default_int_handler)
+def slow(item, ctx):
+    time.sleep(0.05)
+    return item
+try:
+    with shoal.Pool(slow, workers=4, results=True, buffer=4, grace=5) as pool:
+        pool.put_many(range(10_000))
+        for value in pool.results():
+            print("ready", flush=True)
+except KeyboardInterrupt:
+    pass
+for t in threading.enumerate():  # shutdown() stops the workers; they are on their way out
+    if t is not threading.main_thread():
+        t.join(5)
+left = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+print("left", left, "cancelled", pool.stats().cancelled > 0, flush=True)
+sys.exit(130)
+"""
+
+
+def test_ctrl_c_while_reading_results_stops_the_pool() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_CHILD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "left [] cancelled True" in out, (out, err)
