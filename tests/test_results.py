@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import threading
 from typing import Any
@@ -350,3 +351,55 @@ def test_ctrl_c_while_reading_results_stops_the_pool() -> None:
         proc.wait()
     assert proc.returncode == 130, err
     assert "left [] cancelled True" in out, (out, err)
+
+
+def test_feed_makes_a_bounded_pool_safe_to_read() -> None:
+    """put_many of 5000 items into maxsize=4 from the reading thread would deadlock."""
+    seen: list[int] = []
+    with Pool(lambda item, ctx: item * 2, workers=3, maxsize=4, results=True, buffer=4) as pool:
+        pool.feed(iter(range(5000)))
+        for value in pool.results():
+            seen.append(value)
+        assert pool.stats().peak_queued <= 4
+    assert sorted(seen) == [2 * i for i in range(5000)]
+
+
+def test_a_feed_input_error_comes_out_after_its_items() -> None:
+    def source() -> Any:
+        yield from range(10)
+        raise OSError("input broke")
+
+    got: list[int] = []
+    with Pool(lambda item, ctx: item, workers=2, maxsize=2, results=True) as pool:
+        pool.feed(source())
+        with pytest.raises(OSError, match="input broke"):
+            for value in pool.results():
+                got.append(value)
+    assert sorted(got) == list(range(10))
+
+
+def test_leaving_results_early_stops_an_endless_feed() -> None:
+    with Pool(lambda item, ctx: item, workers=2, maxsize=8, results=True, name="endless") as p:
+        p.feed(itertools.count())
+        for n, _ in enumerate(p.results()):
+            if n == 100:
+                break
+    assert not [t for t in threading.enumerate() if t.name.startswith("endless")]
+
+
+def test_pipeline_feed_with_bounded_stages() -> None:
+    with (
+        _quiet() as out,
+        Pipeline(
+            [
+                Stage(lambda x, ctx: x + 1, workers=2, maxsize=3),
+                Stage(lambda x, ctx: -x, maxsize=2),
+            ],
+            output=out,
+            results=True,
+            buffer=2,
+        ) as pipe,
+    ):
+        pipe.feed(range(3000))
+        got = list(pipe.results())
+    assert sorted(got) == sorted(-(x + 1) for x in range(3000))

@@ -58,7 +58,7 @@ class Pipeline:
     ...     if item % 4 == 0:
     ...         ctx.emit(item)
     >>> with Pipeline([Stage(double, workers=4), Stage(keep_even)], results=True) as pipe:
-    ...     pipe.put_many(range(10))     # doctest: +SKIP
+    ...     pipe.feed(range(10))         # doctest: +SKIP
     ...     print(sorted(pipe.results()))
     [0, 4, 8, 12, 16]
 
@@ -111,6 +111,10 @@ class Pipeline:
         """Put many items into the first stage (see Pool.put_many)."""
         self.pools[0].put_many(items, timeout=timeout)
 
+    def feed(self, items: Iterable[Any]) -> None:
+        """Put items into the first stage from a thread of their own (see Pool.feed)."""
+        self.pools[0].feed(items)
+
     def results(self) -> Iterator[Any]:
         """Iterate over the last stage's values as they come (needs ``results=True``).
 
@@ -118,8 +122,9 @@ class Pipeline:
         any stage is raised as soon as it is known (and cancels every stage); failures
         collected by stages come out as one TaskErrorGroup at the end. Leaving the loop
         early cancels every stage. Backpressure and the one rule to avoid a deadlock
-        are as in :meth:`Pool.results`: put the items first (the first stage's
-        ``maxsize=0``) or from another thread.
+        are as in :meth:`Pool.results`: hand the input to :meth:`feed` (every stage's
+        queue is bounded, so putting many items first from the reading thread would
+        wait for a reader that is not reading yet).
         """
         last = self.pools[-1].results()  # raises UsageError without results=True
         return self._read(last)

@@ -43,6 +43,7 @@ from .._errors import (
 )
 from ._context import TaskContext
 from ._failures import before_failure, record_failure_locked
+from ._feed import start_feed
 from ._progress import ProgressDisplay, ProgressState
 from ._results import ResultBuffer, read_results
 from ._retry import NO_RETRY, RetryPolicy
@@ -150,6 +151,8 @@ class Pool(Generic[T]):
         self._collected: list[TaskError] = []
         # shoal.map logs and collects failures itself, naming the item, not its pair.
         self._results_report_failures = True
+        self._feeders: list[threading.Thread] = []
+        self._feed_error: BaseException | None = None  # raised by the input of feed()
         self._cancelled_items: list[Any] = []
         self._results = ResultBuffer(self._lock, buffer) if results else None
         self._hold_next: Pool[Any] | None = None  # Pipeline: held busy while this one is
@@ -227,6 +230,16 @@ class Pool(Generic[T]):
                     self._queue.extend(part)
                     self._count_added_locked(len(part))
             chunk = list(itertools.islice(it, 4096))
+
+    def feed(self, items: Iterable[T]) -> None:
+        """Put ``items`` from a thread of their own and return at once.
+
+        For a pool read with :meth:`results`: this thread reads while the feed waits for
+        room in the queue (``maxsize``). join() and results() wait until the feed has put
+        its last item; an exception raised by ``items`` is raised by join() (or at the end
+        of results()). Closing or cancelling the pool stops the feed.
+        """
+        self._feeders.append(start_feed(self, items))
 
     def _put_inside(self, item: Any, delay: float | None) -> None:
         with self._lock:
@@ -482,6 +495,9 @@ class Pool(Generic[T]):
     def _raise_outcome_locked(self) -> None:
         if self._failure is not None:
             raise self._failure
+        if self._feed_error is not None:
+            error, self._feed_error = self._feed_error, None
+            raise error
         if self._collected:
             errors, self._collected = self._collected, []
             raise TaskErrorGroup(f"{len(errors)} task(s) failed", errors)
@@ -495,11 +511,11 @@ class Pool(Generic[T]):
         the iterator) cancels the pool: queued tasks are dropped, running ones finish
         and their values are dropped.
 
-        At most ``buffer`` values wait; workers with more wait for this reader. So
-        either put all the work in first with ``maxsize=0`` (the default), or put it from
-        another thread: a bounded put() waiting in the reading thread while every worker
-        waits for that thread to read would never return (it raises UsageError instead).
-        One reader at a time.
+        At most ``buffer`` values wait; workers with more wait for this reader. So the
+        reading thread must not also wait for queue room: hand the input to
+        :meth:`feed`, or put it all in first with ``maxsize=0`` (the default). A bounded
+        put() that would wait in the reading thread raises UsageError instead of
+        deadlocking. One reader at a time.
         """
         buf = self._results
         if buf is None:
@@ -539,6 +555,8 @@ class Pool(Generic[T]):
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             if t.is_alive():
                 raise JoinTimeout(f"pool {self.name!r}: workers still busy after {timeout}s")
+        for t in self._feeders:  # done once the workers are: they waited for the feeds
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self._progress.stop()
         if self._own_output and self._output is not None:
             self._output.close()
