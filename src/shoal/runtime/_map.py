@@ -366,14 +366,15 @@ class MapIterator(Generic[R]):
         self.close()
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
+        if getattr(self, "_closed", True):
+            return
+        try:
             me = threading.current_thread()
             if me is self._feeder or me in self._pool._threads:
                 # A garbage collection inside one of our own threads, which may hold the
                 # pool's lock right now: close from a thread of its own, never wait here.
                 threading.Thread(target=self.close, name="shoal-map-closer", daemon=True).start()
                 return
-            try:
-                self.close()
-            except BaseException:
-                logger.debug("closing a shoal.map iterator failed", exc_info=True)
+            self.close()
+        except BaseException:  # nowhere to raise from a finalizer
+            logger.debug("closing a shoal.map iterator failed", exc_info=True)
