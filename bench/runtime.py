@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Runtime benchmark: shoal.Pool against the standard library's thread pools.
+"""Runtime benchmark: shoal.Pool and shoal.map against the standard library's thread pools.
 
 Per-task overhead (no-op tasks), peak RSS of a 1M-task spawn tree through a bounded pool (each
-in a fresh subprocess), Ctrl-C exit time; checked against the issue's targets. Stdlib + shoal.
+in a fresh subprocess), Ctrl-C exit time; per-item overhead of shoal.map (ordered, unordered)
+against ThreadPoolExecutor.map, ThreadPool.imap/imap_unordered and a bare queue.Queue loop, and
+peak RSS of a map over a 2M-item generator read by a slow consumer (each in a subprocess).
+Checked against the issues' targets. Stdlib + shoal.
 
     .venv/bin/python bench/runtime.py --quick
+    .venv/bin/python bench/runtime.py --only map
     .venv/bin/python bench/runtime.py --markdown bench/results/runtime.md
 """
 
@@ -24,7 +28,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from functools import partial
@@ -38,6 +42,8 @@ from shoal import Pool, TaskContext
 WORKERS = 8
 # The issue's targets: shoal µs/task, speed-up vs TPE submit+wait, tree RSS, Ctrl-C exit time.
 US_TARGET, SPEEDUP_TARGET, RSS_TARGET_MB, CTRL_C_TARGET_S = 3.0, 5.0, 100.0, 2.0
+# shoal.map (issue 12): >= 5x faster than TPE.map, <= 1.5x the bare loop, <= 50 MB RSS growth.
+MAP_SPEEDUP_TARGET, MAP_BARE_TARGET, MAP_RSS_TARGET_MB = 5.0, 1.5, 50.0
 
 
 def noop(item: object) -> None:
@@ -120,6 +126,126 @@ def bench_overhead(n: int, runs: int) -> dict[str, list[float]]:
             times[name].append(time.perf_counter() - t0)
         print(f"  overhead round {r + 1}/{runs} done", file=sys.stderr)
     return times
+
+
+# -- 4. map: per-item overhead, results included --------------------------------------------
+def identity(item: object) -> object:
+    return item
+
+
+def map_shoal(n: int, ordered: bool = True) -> None:
+    deque(shoal.map(identity, range(n), workers=WORKERS, ordered=ordered), maxlen=0)
+
+
+def map_tpe(n: int) -> None:
+    with ThreadPoolExecutor(WORKERS) as ex:
+        deque(ex.map(identity, range(n)), maxlen=0)
+
+
+def map_threadpool(n: int, ordered: bool, chunksize: int) -> None:
+    tp = ThreadPool(WORKERS)
+    try:
+        imap = tp.imap if ordered else tp.imap_unordered
+        deque(imap(identity, range(n), chunksize=chunksize), maxlen=0)
+    finally:
+        tp.close()
+        tp.join()
+
+
+def map_queue_loop(n: int) -> None:
+    """The floor: items in through one Queue, results out through another, no order kept."""
+    inbox: Queue[object] = Queue()
+    outbox: Queue[object] = Queue()
+    stop = object()
+
+    def worker() -> None:
+        while (item := inbox.get()) is not stop:
+            outbox.put(identity(item))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(WORKERS)]
+    for t in threads:
+        t.start()
+    for i in range(n):
+        inbox.put(i)
+    for _ in range(n):
+        outbox.get()
+    for _ in threads:
+        inbox.put(stop)
+    for t in threads:
+        t.join()
+
+
+TUNED_CHUNK = 256  # "tuned": a large chunk that amortises the hand-off; not a measured optimum
+MAP_CONTENDERS: list[tuple[str, Callable[[int], None]]] = [
+    ("shoal.map ordered", map_shoal),
+    ("shoal.map unordered", partial(map_shoal, ordered=False)),
+    ("ThreadPoolExecutor.map", map_tpe),
+    ("ThreadPool.imap chunksize=1", partial(map_threadpool, ordered=True, chunksize=1)),
+    (
+        f"ThreadPool.imap chunksize={TUNED_CHUNK}",
+        partial(map_threadpool, ordered=True, chunksize=TUNED_CHUNK),
+    ),
+    ("ThreadPool.imap_unordered chunksize=1", partial(map_threadpool, ordered=False, chunksize=1)),
+    (
+        f"ThreadPool.imap_unordered chunksize={TUNED_CHUNK}",
+        partial(map_threadpool, ordered=False, chunksize=TUNED_CHUNK),
+    ),
+    ("bare queue.Queue in/out + 8 threads", map_queue_loop),
+]
+
+
+def bench_rounds(
+    contenders: list[tuple[str, Callable[[int], None]]], n: int, runs: int, label: str
+) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    for r in range(runs):
+        k = r % len(contenders)  # rotate the start: noise and warm-up hit everyone alike
+        for name, fn in contenders[k:] + contenders[:k]:
+            gc.collect()
+            t0 = time.perf_counter()
+            fn(n)
+            times[name].append(time.perf_counter() - t0)
+        print(f"  {label} round {r + 1}/{runs} done", file=sys.stderr)
+    return times
+
+
+def map_mem_child(kind: str, items: int) -> dict[str, Any]:
+    """Map over a generator, the consumer pausing 1 ms every 1000 results (slower than the
+    workers): shoal holds the input back, ThreadPoolExecutor.map has submitted it all."""
+
+    def source() -> Iterator[int]:
+        yield from range(items)
+
+    own_before, t0 = vm_hwm_mb(), time.perf_counter()
+    if kind == "shoal":
+        results: Iterator[object] = shoal.map(identity, source(), workers=WORKERS)
+        ex = None
+    else:
+        ex = ThreadPoolExecutor(WORKERS)
+        results = ex.map(identity, source())
+    count = 0
+    for count, _ in enumerate(results, 1):
+        if count % 1000 == 0:
+            time.sleep(0.001)
+    if ex is not None:
+        ex.shutdown()
+    return dict(items=count, seconds=time.perf_counter() - t0, own=vm_hwm_mb() - own_before)
+
+
+def bench_map_mem(kind: str, items: int, limit_mb: int) -> dict[str, Any]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--map-mem", kind, "--map-mem-items"]
+    cmd.append(str(items))
+
+    def cap() -> None:  # in the child: it may not eat the machine, whatever it maps
+        limit = limit_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    proc = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, timeout=1800, preexec_fn=cap
+    )
+    if proc.returncode != 0:
+        return dict(items=items, seconds=float("nan"), own=float("nan"), failed=True)
+    return cast("dict[str, Any]", json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 # -- 2. spawn tree, run in a child process (--tree KIND) -------------------------------------
@@ -223,25 +349,31 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=200_000, help="no-op tasks per overhead run")
     ap.add_argument("--runs", type=int, default=5, help="interleaved rounds (medians reported)")
     ap.add_argument("--tree-tasks", type=int, default=1_000_000, help="spawn tree size")
-    ap.add_argument("--quick", action="store_true", help="20k tasks, 2 rounds, 100k tree")
+    ap.add_argument("--map-items", type=int, default=200_000, help="items per map overhead run")
+    ap.add_argument("--map-mem-items", type=int, default=2_000_000, help="shoal.map memory run")
+    ap.add_argument(
+        "--tpe-mem-items",
+        type=int,
+        default=100_000,
+        help="ThreadPoolExecutor.map memory run (smaller: it holds every item; extrapolated)",
+    )
+    ap.add_argument("--mem-limit-mb", type=int, default=2048, help="address-space cap per child")
+    ap.add_argument("--only", choices=("all", "pool", "map"), default="all")
+    ap.add_argument("--quick", action="store_true", help="reduced sizes, 2 rounds")
     ap.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
     ap.add_argument("--tree", choices=("shoal", "tpe"), help=argparse.SUPPRESS)  # child mode
+    ap.add_argument("--map-mem", choices=("shoal", "tpe"), help=argparse.SUPPRESS)  # child mode
     a = ap.parse_args()
     if a.tree:
         print(json.dumps(tree_child(a.tree, a.tree_tasks)))
         return
+    if a.map_mem:
+        print(json.dumps(map_mem_child(a.map_mem, a.map_mem_items)))
+        return
     if a.quick:
         a.tasks, a.runs, a.tree_tasks = 20_000, 2, 100_000
+        a.map_items, a.map_mem_items, a.tpe_mem_items = 20_000, 200_000, 20_000
 
-    # Trees first: a child's ru_maxrss starts at its parent's peak, so keep the parent small.
-    trees = {kind: bench_tree(kind, a.tree_tasks) for kind in ("shoal", "tpe")}
-    times = bench_overhead(a.tasks, a.runs)
-    stops = [bench_ctrl_c() for _ in range(3)]
-
-    med = {name: statistics.median(ts) for name, ts in times.items()}
-    base = med[CONTENDERS[0][0]]
-    us, speedup = base / a.tasks * 1e6, med[CONTENDERS[1][0]] / base
-    growth, codes, worst = trees["shoal"]["growth"], [c for _, c in stops], max(s for s, _ in stops)
     quick = " (**quick mode**: reduced sizes, verdicts indicative only)" if a.quick else ""
     verdict = {True: "PASS", False: "FAIL"}
     out = [
@@ -251,6 +383,34 @@ def main() -> None:
         f"{platform.platform()}; shoal {shoal.__version__}",
         f"- CPUs: {os.cpu_count()} (usable: {len(os.sched_getaffinity(0))}); "
         f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+    ]
+    targets: list[str] = []
+    if a.only in ("all", "pool"):
+        out_pool, targets_pool = pool_report(a, verdict)
+        out += out_pool
+        targets += targets_pool
+    if a.only in ("all", "map"):
+        out_map, targets_map = map_report(a, verdict)
+        out += out_map
+        targets += targets_map
+    text = "\n".join([*out, "\n## Targets\n", *targets]) + "\n"
+    sys.stdout.write(text)
+    if a.markdown:
+        with open(a.markdown, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def pool_report(a: argparse.Namespace, verdict: dict[bool, str]) -> tuple[list[str], list[str]]:
+    # Trees first: a child's ru_maxrss starts at its parent's peak, so keep the parent small.
+    trees = {kind: bench_tree(kind, a.tree_tasks) for kind in ("shoal", "tpe")}
+    times = bench_overhead(a.tasks, a.runs)
+    stops = [bench_ctrl_c() for _ in range(3)]
+
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    base = med[CONTENDERS[0][0]]
+    us, speedup = base / a.tasks * 1e6, med[CONTENDERS[1][0]] / base
+    growth, codes, worst = trees["shoal"]["growth"], [c for _, c in stops], max(s for s, _ in stops)
+    out = [
         f"\n## Per-task overhead: {a.tasks:,} no-op tasks, {WORKERS} workers, {a.runs} rounds\n",
         "Pool creation and teardown included; `x shoal` = median / shoal's median.\n",
         "| contender | median µs/task | min µs/task | median s | x shoal |",
@@ -279,7 +439,8 @@ def main() -> None:
         "| run | seconds to exit | exit code |",
         "|---:|---:|---:|",
         *(f"| {i + 1} | {s:.3f} | {c} |" for i, (s, c) in enumerate(stops)),
-        "\n## Targets\n",
+    ]
+    targets = [
         f"- {verdict[us <= US_TARGET]}: shoal overhead <= {US_TARGET:g} µs/task — {us:.2f} µs",
         f"- {verdict[speedup >= SPEEDUP_TARGET]}: shoal >= {SPEEDUP_TARGET:g}x faster than "
         f"ThreadPoolExecutor submit+wait — {speedup:.2f}x",
@@ -288,11 +449,67 @@ def main() -> None:
         f"- {verdict[worst <= CTRL_C_TARGET_S and codes == [130] * len(codes)]}: Ctrl-C exit "
         f"<= {CTRL_C_TARGET_S:g} s with exit code 130 — max {worst:.3f} s, codes {codes}",
     ]
-    text = "\n".join(out) + "\n"
-    sys.stdout.write(text)
-    if a.markdown:
-        with open(a.markdown, "w", encoding="utf-8") as f:
-            f.write(text)
+    return out, targets
+
+
+def map_report(a: argparse.Namespace, verdict: dict[bool, str]) -> tuple[list[str], list[str]]:
+    # Memory first, in children (a child's ru_maxrss would start at this parent's peak).
+    mem = {
+        "shoal": bench_map_mem("shoal", a.map_mem_items, a.mem_limit_mb),
+        "tpe": bench_map_mem("tpe", a.tpe_mem_items, a.mem_limit_mb),
+    }
+    n = a.map_items
+    times = bench_rounds(MAP_CONTENDERS, n, a.runs, "map")
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    tpe, bare = med["ThreadPoolExecutor.map"], med["bare queue.Queue in/out + 8 threads"]
+    shoal_names = ("shoal.map ordered", "shoal.map unordered")
+    tpe_per_item = mem["tpe"]["own"] / max(1, mem["tpe"]["items"])
+    out = [
+        f"\n## shoal.map per-item overhead: {n:,} items of a no-op fn, {WORKERS} workers, "
+        f"{a.runs} rounds\n",
+        "Pool creation, teardown and reading every result included (`deque(maxlen=0)`);",
+        "`x bare` = median / the bare queue loop's median (items in through one Queue, results",
+        "out through another, no order kept).\n",
+        "| contender | median µs/item | min µs/item | median s | x bare | TPE.map / this |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {med[name] / n * 1e6:.2f} | {min(ts) / n * 1e6:.2f} | "
+            f"{med[name]:.3f} | {med[name] / bare:.2f} | {tpe / med[name]:.2f} |"
+            for name, ts in times.items()
+        ),
+        f"\nThreadPool with chunksize={TUNED_CHUNK} hands items over {TUNED_CHUNK} at a time, so",
+        "an item's result waits for its whole chunk; shoal.map and chunksize=1 hand each one on.",
+        "\n## Memory: map over a generator, the consumer pausing 1 ms per 1000 results\n",
+        "Each run in a fresh subprocess capped at "
+        f"{a.mem_limit_mb} MB of address space; growth of the child's own peak RSS (VmHWM).",
+        "ThreadPoolExecutor.map submits the whole input first, so it runs on a smaller input and",
+        "is extrapolated linearly (its cost is per item held).\n",
+        "| contender | items | s | peak RSS growth MB | per 1M items MB |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {m['items']:,} | {m['seconds']:.2f} | {m['own']:.1f} | "
+            f"{m['own'] / max(1, m['items']) * 1e6:.1f} |"
+            for name, m in mem.items()
+        ),
+        f"\nThreadPoolExecutor.map extrapolated to {a.map_mem_items:,} items: "
+        f"~{tpe_per_item * a.map_mem_items:,.0f} MB.",
+    ]
+    targets = [
+        *(
+            f"- {verdict[tpe / med[name] >= MAP_SPEEDUP_TARGET]}: {name} >= "
+            f"{MAP_SPEEDUP_TARGET:g}x faster than ThreadPoolExecutor.map — {tpe / med[name]:.2f}x"
+            for name in shoal_names
+        ),
+        *(
+            f"- {verdict[med[name] / bare <= MAP_BARE_TARGET]}: {name} within "
+            f"{MAP_BARE_TARGET:g}x of the bare queue loop — {med[name] / bare:.2f}x"
+            for name in shoal_names
+        ),
+        f"- {verdict[mem['shoal']['own'] <= MAP_RSS_TARGET_MB]}: shoal.map over "
+        f"{mem['shoal']['items']:,} items, slow consumer, peak RSS growth <= "
+        f"{MAP_RSS_TARGET_MB:g} MB — {mem['shoal']['own']:.1f} MB",
+    ]
+    return out, targets
 
 
 if __name__ == "__main__":

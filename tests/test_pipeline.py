@@ -150,3 +150,22 @@ def test_emit_without_next_stage_is_an_error() -> None:
 def test_empty_pipeline_is_refused() -> None:
     with pytest.raises(ValueError):
         Pipeline([])
+
+
+def test_a_handler_that_emits_and_returns_forwards_both_emitted_first() -> None:
+    got: list[str] = []
+    lock = threading.Lock()
+
+    def first(item: int, ctx: TaskContext[Any]) -> str:
+        ctx.emit(f"{item}-emitted")
+        return f"{item}-returned"
+
+    def last(item: str, ctx: TaskContext[Any]) -> None:
+        with lock:
+            got.append(item)
+
+    with Writer(io.StringIO()) as out, Pipeline([Stage(first), Stage(last)], output=out) as pipe:
+        pipe.put(7)
+        pipe.join(timeout=30)
+    assert got == ["7-emitted", "7-returned"]
+    assert "emitted values go first" in (Stage.__doc__ or "")

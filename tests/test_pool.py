@@ -423,3 +423,52 @@ def test_many_pools_leave_no_threads() -> None:
     for _ in range(20):
         with Pool(lambda i, c: None, workers=4, output=quiet_writer()) as pool:
             pool.put_many(range(50))
+
+
+# -- issue 11: retry policy without retry_on, work spread over workers -----------------------
+
+
+def test_a_retry_policy_without_retry_on_retries_exceptions() -> None:
+    runs: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def flaky(item: int, ctx: TaskContext[int]) -> None:
+        with lock:
+            runs[item] = runs.get(item, 0) + 1
+        if ctx.attempt < 3:
+            raise ValueError("not yet")
+
+    with Pool(flaky, workers=2, retry=FAST_RETRY, output=quiet_writer()) as pool:
+        pool.put_many(range(4))
+        pool.join(timeout=30)
+    assert runs == {0: 3, 1: 3, 2: 3, 3: 3}
+
+
+def test_an_explicit_empty_retry_on_retries_only_retry_later() -> None:
+    def fails(item: int, ctx: TaskContext[int]) -> None:
+        raise ValueError("no")
+
+    with pytest.raises(shoal.TaskError) as info:
+        with Pool(fails, workers=1, retry=FAST_RETRY, retry_on=(), output=quiet_writer()) as p:
+            p.put(1)
+            p.join(timeout=30)
+    assert info.value.attempts == 1
+
+
+def test_blocking_tasks_spread_over_workers_even_after_cheap_ones() -> None:
+    """A worker warmed up on cheap tasks (claiming batches) must not claim blocking tasks
+    that other idle workers could run: 4 tasks that wait for each other need 4 workers."""
+    barrier = threading.Barrier(4)
+    phase = {"blocking": False}
+
+    def handle(item: int, ctx: TaskContext[int]) -> int:
+        if phase["blocking"]:
+            barrier.wait(timeout=20)  # BrokenBarrierError if fewer than 4 run at once
+        return ctx.worker
+
+    with Pool(handle, workers=4, output=quiet_writer()) as pool:
+        pool.put_many(range(20_000))
+        pool.join(timeout=60)
+        phase["blocking"] = True
+        pool.put_many(range(4))
+        pool.join(timeout=60)

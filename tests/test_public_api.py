@@ -13,6 +13,7 @@ EXPECTED = {
     "ErrorPolicy",
     "InvalidURL",
     "JoinTimeout",
+    "MapIterator",
     "OutputError",
     "Page",
     "Pipeline",
@@ -35,6 +36,7 @@ EXPECTED = {
     "Writer",
     "WriterError",
     "__version__",
+    "map",
 }
 
 

@@ -29,6 +29,7 @@ from ._errors import (
 from ._version import __version__
 from .runtime import (
     ErrorPolicy,
+    MapIterator,
     Pipeline,
     Pool,
     PoolStats,
@@ -37,6 +38,7 @@ from .runtime import (
     Stage,
     TaskContext,
     Writer,
+    map,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ __all__ = [
     "ErrorPolicy",
     "InvalidURL",
     "JoinTimeout",
+    "MapIterator",
     "Page",
     "Pipeline",
     "Pool",
@@ -70,6 +73,7 @@ __all__ = [
     "Writer",
     "WriterError",
     "__version__",
+    "map",
 ]
 
 _LAZY = {"Crawler": ".crawler", "CrawlResult": ".crawler", "Page": ".crawler"}

@@ -1,7 +1,9 @@
 """The runtime: worker pools fed by queues, one writer thread, pipelines. No HTTP here."""
 
+from ._context import TaskContext
+from ._map import MapIterator, map
 from ._pipeline import Pipeline, Stage
-from ._pool import Pool, TaskContext
+from ._pool import Pool
 from ._progress import ProgressDisplay, ProgressState
 from ._retry import RetryPolicy
 from ._types import ErrorPolicy, PoolStats, ShutdownReport
@@ -9,6 +11,7 @@ from ._writer import Sink, TextSink, Writer, json_line
 
 __all__ = [
     "ErrorPolicy",
+    "MapIterator",
     "Pipeline",
     "Pool",
     "PoolStats",
@@ -22,4 +25,5 @@ __all__ = [
     "TextSink",
     "Writer",
     "json_line",
+    "map",
 ]

@@ -30,12 +30,24 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .._errors import JoinTimeout, PoolClosed, QueueFull, RetryLater, TaskError, TaskErrorGroup
+from .._errors import (
+    JoinTimeout,
+    PoolClosed,
+    QueueFull,
+    TaskError,
+    TaskErrorGroup,
+    UsageError,
+)
+from ._context import TaskContext
+from ._failures import before_failure, record_failure_locked
+from ._feed import start_feed
 from ._progress import ProgressDisplay, ProgressState
+from ._results import ResultBuffer, read_results
 from ._retry import NO_RETRY, RetryPolicy
+from ._shutdown import shutdown_pool
 from ._types import ErrorPolicy, PoolStats, ShutdownReport
 from ._writer import Writer
 
@@ -51,52 +63,28 @@ _MAX_BATCH = 64
 _MAX_WAIT = 3600.0  # longest single sleep of an idle worker; it then looks again
 
 
-class TaskContext(Generic[T]):
-    """What a handler gets besides its item: one context per worker thread."""
-
-    __slots__ = ("_pool", "attempt", "item", "worker")
-
-    def __init__(self, pool: Pool[T], worker: int) -> None:
-        self._pool = pool
-        self.worker = worker  # the worker's number, 0 .. workers-1
-        self.attempt = 1  # 1 on the first run of a task, 2 on its first retry, ...
-        self.item: Any = None
-
-    def put(self, item: T, *, delay: float | None = None) -> None:
-        """Spawn a task; the pool's join() waits for it too. Never blocks."""
-        self._pool._put_inside(item, delay)
-
-    def put_many(self, items: Iterable[T]) -> None:
-        for item in items:
-            self._pool._put_inside(item, None)
-
-    def emit(self, value: Any) -> None:
-        """Send a value to the next stage of a pipeline (blocks while that stage is full)."""
-        downstream = self._pool.downstream
-        if downstream is None:
-            raise RuntimeError("emit() needs a pipeline stage that has a next stage")
-        downstream(value)
-
-    def print(self, *args: object, sep: str = " ", end: str = "\n") -> None:
-        """Print a line through the pool's writer thread."""
-        self._pool.output.print(*args, sep=sep, end=end)
-
-    def write(self, record: Any) -> None:
-        """Hand a record to the pool's writer thread."""
-        self._pool.output.write(record)
-
-    def __repr__(self) -> str:
-        return f"<TaskContext worker={self.worker} attempt={self.attempt}>"
-
-
 class Pool(Generic[T]):
     """Worker threads that run ``handler(item, ctx)`` for every item put in.
 
     >>> def handle(item, ctx):
+    ...     time.sleep(0.05)                      # I/O: the other workers run meanwhile
     ...     ctx.print(f"{ctx.worker} get {item}")
     >>> with Pool(handle, workers=5) as pool:     # doctest: +SKIP
     ...     pool.put_many("qwerty")
     ...     pool.join()
+
+    A worker that finds many waiting tasks which each take microseconds claims several
+    per lock round trip (and one worker may run them all): spreading 2 µs tasks over
+    threads costs more than it saves. Tasks that block (I/O, sleeps) spread out.
+
+    ``maxsize`` bounds the queue for outside producers (0: unbounded). ``errors`` is the
+    :class:`ErrorPolicy`. ``retry`` sets the :class:`RetryPolicy` for failures listed in
+    ``retry_on``; with ``retry`` and no ``retry_on`` every ``Exception`` is retried.
+    ``RetryLater`` is always retried (``RetryPolicy()`` unless ``retry`` is given).
+
+    With ``results=True`` the values handlers return (``None`` is not a value) or
+    ``ctx.emit()`` are kept for :meth:`results`, at most ``buffer`` of them: a worker
+    with a value for a full buffer waits until the reader takes some.
 
     Leaving the ``with`` block joins (on success), cancels (on error), and on
     KeyboardInterrupt stops intake, drops what is queued and gives in-flight tasks
@@ -111,11 +99,13 @@ class Pool(Generic[T]):
         maxsize: int = 0,
         errors: ErrorPolicy | str = ErrorPolicy.FAIL_FAST,
         retry: RetryPolicy | None = None,
-        retry_on: tuple[type[BaseException], ...] = (),
+        retry_on: tuple[type[BaseException], ...] | None = None,
         output: Writer | None = None,
         grace: float = 5.0,
         progress: bool = False,
         name: str = "shoal",
+        results: bool = False,
+        buffer: int = 1024,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
@@ -125,6 +115,9 @@ class Pool(Generic[T]):
         self._workers = workers
         self._maxsize = maxsize
         self._policy = ErrorPolicy(errors)
+        if retry_on is None:
+            # A retry policy with nothing to retry would be silently inert: retry errors.
+            retry_on = (Exception,) if retry is not None and retry.attempts > 1 else ()
         self._retry = retry if retry is not None else (RetryPolicy() if retry_on else NO_RETRY)
         self._retry_on = retry_on
         self._own_output = output is None
@@ -156,7 +149,14 @@ class Pool(Generic[T]):
         self._cancelling = False  # cancel() was called: drop spawns and retries too
         self._failure: TaskError | None = None  # fail-fast: the first failure
         self._collected: list[TaskError] = []
+        # shoal.map logs and collects failures itself, naming the item, not its pair.
+        self._results_report_failures = True
+        self._feeders: list[threading.Thread] = []
+        self._feed_error: BaseException | None = None  # raised by the input of feed()
         self._cancelled_items: list[Any] = []
+        self._results = ResultBuffer(self._lock, buffer) if results else None
+        self._hold_next: Pool[Any] | None = None  # Pipeline: held busy while this one is
+        self._holding = False
         self._started = time.monotonic()
         self._local = threading.local()
         self._threads = [
@@ -231,6 +231,16 @@ class Pool(Generic[T]):
                     self._count_added_locked(len(part))
             chunk = list(itertools.islice(it, 4096))
 
+    def feed(self, items: Iterable[T]) -> None:
+        """Put ``items`` from a thread of their own and return at once.
+
+        For a pool read with :meth:`results`: this thread reads while the feed waits for
+        room in the queue (``maxsize``). join() and results() wait until the feed has put
+        its last item; an exception raised by ``items`` is raised by join() (or at the end
+        of results()). Closing or cancelling the pool stops the feed.
+        """
+        self._feeders.append(start_feed(self, items))
+
     def _put_inside(self, item: Any, delay: float | None) -> None:
         with self._lock:
             if self._dropping:
@@ -239,6 +249,35 @@ class Pool(Generic[T]):
                 self._cancelled_items.append(item)
                 return
             self._add_locked(item, delay, front=True)
+
+    def _emit(self, value: Any) -> None:
+        buf = self._results
+        if buf is not None:
+            with self._lock:
+                buf.put_locked([value], lambda: self._dropping)
+        elif self.downstream is not None:
+            self.downstream(value)
+        else:
+            raise RuntimeError("emit() needs a pool made with results=True or a next stage")
+
+    def _hold(self) -> None:
+        """Count one pseudo-task so join() and results() wait until :meth:`_release`:
+        shoal.map while it reads input, a pipeline stage while the one before it works."""
+        with self._lock:
+            self._busy_locked()
+            self._unfinished += 1
+
+    def _release(self) -> None:
+        with self._lock:
+            self._unfinished -= 1
+            if not self._unfinished:
+                self._all_finished_locked()
+
+    def _busy_locked(self) -> None:
+        # Called before _unfinished grows. Lock order is always stage i, then i+1.
+        if not self._unfinished and self._hold_next is not None and not self._holding:
+            self._holding = True
+            self._hold_next._hold()
 
     @property
     def _dropping(self) -> bool:
@@ -253,6 +292,13 @@ class Pool(Generic[T]):
     def _wait_for_room(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(self._queue) >= self._maxsize:
+            if self._results is not None and self._results.reader is threading.current_thread():
+                # Workers may be waiting for this very thread to read their results.
+                raise UsageError(
+                    f"pool {self.name!r}: put() would wait for room in the thread that reads "
+                    "results(), which can deadlock; put from another thread, spawn with "
+                    "ctx.put(), or use maxsize=0"
+                )
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise QueueFull(f"pool {self.name!r}: {self._maxsize} tasks already waiting")
@@ -268,6 +314,7 @@ class Pool(Generic[T]):
             due = time.monotonic() + delay
             first = not self._delayed or due < self._delayed[0][0]
             heapq.heappush(self._delayed, (due, next(self._seq), item, 1))
+            self._busy_locked()
             self._unfinished += 1
             self._submitted += 1
             if first:
@@ -281,6 +328,7 @@ class Pool(Generic[T]):
         self._count_added_locked(1)
 
     def _count_added_locked(self, n: int) -> None:
+        self._busy_locked()
         self._unfinished += n
         self._submitted += n
         queued = len(self._queue)
@@ -302,6 +350,8 @@ class Pool(Generic[T]):
         attempt = 1
         ran = 0  # tasks of the batch that returned normally
         error: BaseException | None = None
+        buf = self._results
+        out: list[Any] | None = None if buf is None else []  # values for results()
         # How many queued tasks to claim per lock round trip. It doubles while tasks are
         # cheap and drops to one as soon as they are not: a claimed batch runs on one
         # thread, which costs nothing for 2 us tasks and would starve others of 2 s ones.
@@ -309,6 +359,10 @@ class Pool(Generic[T]):
         while True:
             with lock:
                 if batch:
+                    if out:
+                        assert buf is not None
+                        buf.put_locked(out, lambda: self._dropping)
+                        out.clear()
                     self._finish_batch_locked(batch, ran, attempt, error)
                 # Take the next work: retries that fell due first, then the queue.
                 while True:
@@ -345,13 +399,22 @@ class Pool(Generic[T]):
             error = None
             started = clock()
             try:
-                for item in batch:
-                    ctx.item = item
-                    handler(item, ctx)
-                    ran += 1
+                if out is None:
+                    for item in batch:
+                        ctx.item = item
+                        handler(item, ctx)
+                        ran += 1
+                else:
+                    keep_none = buf is not None and buf.keep_none
+                    for item in batch:
+                        ctx.item = item
+                        value = handler(item, ctx)
+                        if value is not None or keep_none:
+                            out.append(value)
+                        ran += 1
             except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
                 error = exc
-                self._before_failure(batch[ran], attempt, exc)
+                before_failure(self, batch[ran], attempt, exc)
             if error is None and (clock() - started) < _CHEAP_TASK * len(batch):
                 limit = min(limit * 2, _MAX_BATCH)
             else:
@@ -361,6 +424,8 @@ class Pool(Generic[T]):
         self, batch: list[Any], ran: int, attempt: int, error: BaseException | None
     ) -> None:
         self._in_flight -= len(batch)
+        if self._cancelling and not self._in_flight:
+            self._done.notify_all()  # shutdown() waits for in-flight tasks only
         self._done_count += ran
         self._unfinished -= ran
         if error is not None:
@@ -375,55 +440,19 @@ class Pool(Generic[T]):
                 self._queue.extendleft(reversed(rest))
                 if self._idle_workers:
                     self._work.notify(len(rest))
-            self._record_failure_locked(batch[ran], attempt, error)
+            record_failure_locked(self, batch[ran], attempt, error)
         if not self._unfinished:
             self._all_finished_locked()
 
-    def _before_failure(self, item: Any, attempt: int, exc: BaseException) -> None:
-        """Work on a failure that must not happen under the lock (logging, random draws)."""
-        if self._is_retryable(exc) and attempt < self._retry.attempts:
-            requested = exc.after if isinstance(exc, RetryLater) else None
-            self._local.retry_delay = self._retry.delay(attempt, requested)
-            return
-        self._local.retry_delay = None
-        if self._policy is ErrorPolicy.LOG:
-            # Logging handlers are user code: run them with no lock held.
-            logger.error(
-                "task %r failed after %d attempt(s)",
-                item,
-                attempt,
-                exc_info=(type(exc), exc, exc.__traceback__),
-            )
-
-    def _is_retryable(self, exc: BaseException) -> bool:
-        return isinstance(exc, RetryLater) or bool(
-            self._retry_on and isinstance(exc, self._retry_on)
-        )
-
-    def _record_failure_locked(self, item: Any, attempt: int, exc: BaseException) -> None:
-        delay = self._local.retry_delay
-        if delay is not None and not self._dropping:
-            self._retried += 1
-            due = time.monotonic() + delay
-            first = not self._delayed or due < self._delayed[0][0]
-            heapq.heappush(self._delayed, (due, next(self._seq), item, attempt + 1))
-            if first:
-                self._work.notify()
-            return  # still unfinished: the retry carries the count
-        self._failed += 1
-        self._unfinished -= 1
-        err = TaskError(item, exc, attempt)
-        if self._policy is ErrorPolicy.FAIL_FAST:
-            if self._failure is None:
-                self._failure = err
-                self._drop_queued_locked()
-        elif self._policy is ErrorPolicy.COLLECT:
-            self._collected.append(err)
-
     def _all_finished_locked(self) -> None:
         self._done.notify_all()
+        if self._results is not None:
+            self._results.ready.notify_all()
         if self._closing:
             self._work.notify_all()  # idle workers may now leave
+        if self._holding and self._hold_next is not None:
+            self._holding = False
+            self._hold_next._release()
 
     def _drop_queued_locked(self) -> None:
         dropped: list[Any] = list(self._queue)
@@ -457,11 +486,46 @@ class Pool(Generic[T]):
                 if remaining is not None and remaining <= 0:
                     raise JoinTimeout(f"{self._unfinished} task(s) still unfinished")
                 self._done.wait(remaining)
-            if self._failure is not None:
-                raise self._failure
-            if self._collected:
-                errors, self._collected = self._collected, []
-                raise TaskErrorGroup(f"{len(errors)} task(s) failed", errors)
+            self._raise_outcome_locked()
+
+    def _first_failure(self) -> TaskError | None:
+        with self._lock:
+            return self._failure
+
+    def _raise_outcome_locked(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._feed_error is not None:
+            error, self._feed_error = self._feed_error, None
+            raise error
+        if self._collected:
+            errors, self._collected = self._collected, []
+            raise TaskErrorGroup(f"{len(errors)} task(s) failed", errors)
+
+    def results(self) -> Iterator[Any]:
+        """Iterate over the values handlers return or emit, as they come (needs ``results=True``).
+
+        Usable while tasks run and spawn tasks; it ends when :meth:`join` would return
+        and raises what join() would raise, except that a fail-fast failure is raised
+        as soon as it is known. Leaving the loop early (``break``, an exception, closing
+        the iterator) cancels the pool: queued tasks are dropped, running ones finish
+        and their values are dropped.
+
+        At most ``buffer`` values wait; workers with more wait for this reader. So the
+        reading thread must not also wait for queue room: hand the input to
+        :meth:`feed`, or put it all in first with ``maxsize=0`` (the default). A bounded
+        put() that would wait in the reading thread raises UsageError instead of
+        deadlocking. One reader at a time.
+        """
+        buf = self._results
+        if buf is None:
+            raise UsageError("results() needs a pool made with results=True")
+        with self._lock:
+            if buf.reader is not None:
+                raise UsageError("results() is already being read by another loop")
+            buf.reader = threading.current_thread()
+            buf.closed = False
+        return read_results(self, buf)
 
     def cancel(self) -> list[Any]:
         """Stop intake and drop every queued task; in-flight tasks run on. Returns the dropped."""
@@ -471,6 +535,8 @@ class Pool(Generic[T]):
             before = len(self._cancelled_items)
             self._drop_queued_locked()
             self._work.notify_all()
+            if self._results is not None:
+                self._results.wake_all_locked()  # running tasks' values are dropped
             return self._cancelled_items[before:]
 
     def close(self, timeout: float | None = None) -> None:
@@ -489,6 +555,8 @@ class Pool(Generic[T]):
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             if t.is_alive():
                 raise JoinTimeout(f"pool {self.name!r}: workers still busy after {timeout}s")
+        for t in self._feeders:  # done once the workers are: they waited for the feeds
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self._progress.stop()
         if self._own_output and self._output is not None:
             self._output.close()
@@ -499,29 +567,7 @@ class Pool(Generic[T]):
         A KeyboardInterrupt while waiting (the second Ctrl-C) abandons the in-flight
         tasks at once; the report says so and the interrupt propagates.
         """
-        grace = self.grace if grace is None else grace
-        cancelled: list[Any] = []
-        abandoned = False
-        try:
-            cancelled = self.cancel()
-            deadline = time.monotonic() + grace
-            with self._lock:
-                while self._in_flight:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        abandoned = True
-                        break
-                    self._done.wait(remaining)
-                unfinished = self._in_flight
-        except KeyboardInterrupt:
-            # The second Ctrl-C: leave in-flight tasks to die with the process.
-            self._stop_now()
-            self._report(ShutdownReport(cancelled, self.stats().in_flight, True))
-            raise
-        self._stop_now()
-        report = ShutdownReport(cancelled, unfinished, abandoned)
-        self._report(report)
-        return report
+        return shutdown_pool(self, self.grace if grace is None else grace)
 
     def _stop_now(self) -> None:
         with self._lock:
@@ -530,6 +576,11 @@ class Pool(Generic[T]):
             self._work.notify_all()
             self._room.notify_all()
             self._done.notify_all()
+            if self._results is not None:
+                self._results.wake_all_locked()
+            if self._holding and self._hold_next is not None:
+                self._holding = False  # a stopped stage sends nothing the next must wait for
+                self._hold_next._release()
         self._progress.stop()
         if self._own_output and self._output is not None:
             try:
@@ -537,16 +588,9 @@ class Pool(Generic[T]):
             except Exception:
                 logger.debug("writer close failed during shutdown", exc_info=True)
 
-    def _report(self, report: ShutdownReport) -> None:
-        logger.warning(
-            "pool %r stopped: %d queued task(s) cancelled, %d in flight %s",
-            self.name,
-            len(report.cancelled),
-            report.unfinished,
-            "abandoned" if report.abandoned else "finished",
-        )
-
     def stats(self) -> PoolStats:
+        """A consistent snapshot of the counters: queued, in flight, done, failed,
+        retried, cancelled, submitted, peak queue, workers, elapsed (and ``rate``)."""
         with self._lock:
             return PoolStats(
                 queued=len(self._queue) + len(self._again) + len(self._delayed),
@@ -563,6 +607,7 @@ class Pool(Generic[T]):
 
     @property
     def cancelled_items(self) -> list[Any]:
+        """Every item dropped so far by cancel(), a fail-fast failure or shutdown()."""
         with self._lock:
             return list(self._cancelled_items)
 
