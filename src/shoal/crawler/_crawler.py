@@ -30,12 +30,13 @@ from ..state import StateStore
 from ._durable import DurableFrontier
 from ._fetch import Fetched, Fetcher
 from ._frontier import CrawlJob, Frontier, JobKind, MemoryFrontier
+from ._gate import robots_gate, sitemap_gate
 from ._options import CrawlOptions
 from ._output import Commit, CrawlSink, infer_format, open_output
 from ._page import Page
 from ._records import PageCallback, Records
 from ._robots import RobotsRules
-from ._sitemaps import parse_sitemap
+from ._sitemaps import MAX_SITEMAP_NESTING, parse_sitemap
 from ._stats import CrawlResult
 from ._urls import Scope, host_key, parse_start_url
 
@@ -113,6 +114,7 @@ class Crawler:
         self._delays: dict[str, float] = {}  # auto-throttle's current delay per host
         self._in_flight = 0
         self._taken = 0
+        self._sitemaps_queued = 0
         self._wake_at: float | None = None
         self._deadline: float | None = None
         self._stopping = False
@@ -288,7 +290,7 @@ class Crawler:
             if free > 0:
                 jobs, next_at = self.frontier.take(now, free, fresh_limit=budget)
                 for job in jobs:
-                    if job.kind is JobKind.PAGE and job.attempt == 1:
+                    if job.kind is not JobKind.ROBOTS and job.attempt == 1:
                         self._taken += 1
                 self._in_flight += len(jobs)
                 if next_at is not None and (self._wake_at is None or next_at < self._wake_at):
@@ -356,7 +358,7 @@ class Crawler:
     def _do_robots(self, job: CrawlJob) -> _Outcome:
         assert self._fetcher is not None
         try:
-            rules = RobotsRules.from_fetch(self._fetcher.fetch(job.url))
+            rules = RobotsRules.from_fetch(self._fetcher.fetch(job.url, robots_gate()))
         except Exception as exc:
             logger.exception("robots.txt check failed for %s", job.url)
             rules = RobotsRules(deny_all=True, reason=f"robots.txt check failed: {exc!r}")
@@ -370,26 +372,48 @@ class Crawler:
         with self._lock:
             self._robots[host] = rules
             self.frontier.robots_known(host, rules.crawl_delay(self.options.user_agent))
-            self.frontier.add(sitemap_jobs)  # found again from robots.txt on resume: not saved
+            # Found again from robots.txt on resume: not saved.
+            self.frontier.add(self._sitemap_quota(sitemap_jobs))
         return _Outcome()
+
+    def _sitemap_quota(self, jobs: list[CrawlJob]) -> list[CrawlJob]:
+        """The sitemap jobs that fit the per-crawl cap (under the lock)."""
+        room = max(0, self.options.max_sitemaps - self._sitemaps_queued)
+        if len(jobs) > room:
+            logger.info(
+                "sitemap cap (%d) reached: %d skipped", self.options.max_sitemaps, len(jobs) - room
+            )
+            jobs = jobs[:room]
+        self._sitemaps_queued += len(jobs)
+        return jobs
 
     def _do_sitemap(self, job: CrawlJob) -> _Outcome:
         assert self._fetcher is not None and self._writer is not None
-        fetched = self._fetcher.fetch(job.url)
+        fetched = self._fetcher.fetch(job.url, sitemap_gate(self.scope, self._count_off_scope))
         if fetched.error is not None or fetched.status != 200:
-            logger.info("sitemap %s: %s", job.url, fetched.error or fetched.status)
+            logger.info(
+                "sitemap %s: %s", job.url, fetched.error or fetched.detail or fetched.status
+            )
             return _Outcome(failed=True)
         pages, sitemaps = parse_sitemap(fetched.body, self.options.max_bytes)
         jobs = [CrawlJob(u, 0, job.url) for u in _canonical(pages) if self.scope.allows(u)]
-        jobs += [
-            CrawlJob(u, 0, job.url, kind=JobKind.SITEMAP)
+        # A sitemap job's depth is its nesting below robots.txt (sitemaps have no link depth).
+        nested = job.depth + 1
+        children = [
+            CrawlJob(u, nested, job.url, kind=JobKind.SITEMAP)
             for u in _canonical(sitemaps)
             if self.scope.allows(u)
         ]
+        if children and nested > MAX_SITEMAP_NESTING:
+            logger.info(
+                "sitemap %s: nested deeper than %d, not followed", job.url, MAX_SITEMAP_NESTING
+            )
+            children = []
         with self._lock:
             added = self.frontier.add(jobs)
-            self.result.discovered += sum(1 for j in added if j.kind is JobKind.PAGE)
-        self._writer.write(Commit(added=[j for j in added if j.kind is JobKind.PAGE]))
+            self.frontier.add(self._sitemap_quota(children))
+            self.result.discovered += len(added)
+        self._writer.write(Commit(added=added))
         return _Outcome()
 
     def _do_page(self, job: CrawlJob) -> _Outcome:
@@ -483,8 +507,7 @@ class Crawler:
     ) -> str | None:
         """None to follow a redirect hop in place, or why not."""
         if not self.scope.allows(target, job.depth):
-            with self._lock:
-                self.result.out_of_scope_redirects += 1
+            self._count_off_scope(target)
             return "redirect out of scope"
         if host_key(target) != job.host:
             # Another host has its own robots.txt and politeness: queue it there.
@@ -505,6 +528,10 @@ class Crawler:
                 return "redirect to an already-seen URL"
         claimed.append(target_job)
         return None
+
+    def _count_off_scope(self, target: str) -> None:
+        with self._lock:
+            self.result.out_of_scope_redirects += 1
 
     def _throttle(self, host: str, fetched: Fetched, status: int) -> None:
         """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight."""

@@ -85,7 +85,7 @@ class Frontier(Protocol):
     ) -> tuple[list[CrawlJob], float | None]:
         """Up to ``limit`` jobs that may start now, and when the next waiting one may
         (None when nothing waits on a clock). At most ``fresh_limit`` of them are first
-        attempts of pages (the page budget); retries are never held back by it."""
+        attempts of pages or sitemaps (the page budget); retries are never held back by it."""
 
     def finish(
         self, job: CrawlJob, now: float, *, failed: bool = False, retry_at: float | None = None
@@ -235,7 +235,9 @@ class MemoryFrontier:
                 continue
             if not host.queue:
                 continue
-            first_try = host.queue[0].attempt == 1 and host.queue[0].kind is JobKind.PAGE
+            # Sitemaps spend the page budget too: an index of ever more sitemaps must not
+            # make unbounded requests.
+            first_try = host.queue[0].attempt == 1 and host.queue[0].kind is not JobKind.ROBOTS
             if first_try and fresh_limit is not None and fresh >= fresh_limit:
                 continue  # the page budget is spent; only a retry (queued first) relists it
             fresh += first_try
