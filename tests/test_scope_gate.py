@@ -139,3 +139,69 @@ def test_userinfo_is_dropped_so_one_host_gets_one_slot(tmp_path: Path) -> None:
         assert site.max_in_flight == 1
     assert all("@" not in r["url"] for r in records(out))
     assert all("@" not in u for u in state_urls(out))
+
+
+def exploding_index(fanout: int) -> Any:
+    """A sitemap index whose every sitemap is an index of ``fanout`` more."""
+
+    def route(req: Any) -> Reply:
+        n = int(req.path.rsplit("/", 1)[1].removesuffix(".xml"))
+        locs = "".join(
+            f"<sitemap><loc>{ORIGIN[0]}/sm/{n * fanout + i}.xml</loc></sitemap>"
+            for i in range(1, fanout + 1)
+        )
+        return Reply(body=f"<sitemapindex>{locs}</sitemapindex>", content_type="text/xml")
+
+    return route
+
+
+ORIGIN = [""]
+
+
+def sitemap_site(site: Site, fanout: int) -> None:
+    ORIGIN[0] = site.origin
+    site.routes["/robots.txt"] = Reply(
+        body=f"User-agent: *\nSitemap: {site.url('/sm/0.xml')}\n", content_type="text/plain"
+    )
+    site.routes["/"] = html("home")
+    index = exploding_index(fanout)
+    site.fallback = lambda req: index(req) if req.path.startswith("/sm/") else Reply(404)
+
+
+def sitemap_requests(site: Site) -> int:
+    return sum(n for p, n in site.paths().items() if p.startswith("/sm/"))
+
+
+def test_an_exploding_sitemap_index_spends_the_page_budget(tmp_path: Path) -> None:
+    with Site() as site:
+        sitemap_site(site, fanout=50)
+        opts = {**CAREFUL, "max_pages": 30}
+        # max_time only bounds the test on code without the budget (it made thousands).
+        result = Crawler(
+            site.url("/"), output=str(tmp_path / "o.jsonl"), sitemaps=True, max_time=20, **opts
+        ).run()
+        fetched = sitemap_requests(site)
+    assert result.stopped_by == "max_pages"
+    assert fetched + 1 <= 30  # the start page and the sitemaps share the budget
+
+
+def test_sitemap_nesting_and_count_are_capped(tmp_path: Path) -> None:
+    with Site() as site:
+        sitemap_site(site, fanout=3)  # 1 + 3 + 9 + 27 + 81 ... sitemaps, nested ever deeper
+        result = Crawler(
+            site.url("/"), output=str(tmp_path / "o.jsonl"), sitemaps=True, max_time=20, **CAREFUL
+        ).run()
+        paths = {p for p in site.paths() if p.startswith("/sm/")}
+    assert result.stopped_by is None  # ended by itself, not by max_time
+    assert len(paths) == 1 + 3 + 9 + 27  # three levels below the one robots.txt names
+    with Site() as site:
+        sitemap_site(site, fanout=40)
+        Crawler(
+            site.url("/"),
+            output=str(tmp_path / "p.jsonl"),
+            sitemaps=True,
+            max_sitemaps=100,
+            max_time=20,
+            **CAREFUL,
+        ).run()
+        assert sitemap_requests(site) == 100
