@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import UsageError, WriterError
+from .._errors import JoinTimeout, UsageError, WriterError
 from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
 from ..state import StateStore
 from ._durable import DurableFrontier
@@ -54,6 +54,9 @@ _MAX_RETRY_WAIT = 300.0
 # (measured: ~15 % less CPU per page at 50 ms latency). Pages in that window are, after
 # a kill, fetched again like the rest of the writer's (bounded) queue.
 _OUTPUT_LINGER = 0.01
+# At --max-time, work in flight gets this long to finish; then it is abandoned (a parse in
+# C or a callback cannot be interrupted) and its URLs are fetched again on resume.
+_MAX_TIME_GRACE = 2.0
 
 
 @dataclass(slots=True)
@@ -118,6 +121,7 @@ class Crawler:
         self._wake_at: float | None = None
         self._deadline: float | None = None
         self._stopping = False
+        self._abandoned = False  # --max-time left tasks running: their writes are moot
         self._fatal: BaseException | None = None
         self._pool: Pool[CrawlJob] | None = None
         self._writer: Writer | None = None
@@ -223,7 +227,7 @@ class Crawler:
                 self.result.discovered += len(added)
             self._writer.write(Commit(added=added))
             self._dispatch()
-            self._pool.join()
+            self._join()
         except KeyboardInterrupt:
             interrupted = True
             with self._lock:
@@ -239,9 +243,27 @@ class Crawler:
             raise self._fatal
         return self.result
 
+    def _join(self) -> None:
+        """``pool.join()``; with --max-time, noticed here too, not only when a task ends
+        (every worker may be busy in one long parse, callback or download)."""
+        assert self._pool is not None
+        if self._deadline is None:
+            self._pool.join()
+            return
+        try:
+            self._pool.join(timeout=self._deadline + _MAX_TIME_GRACE - time.monotonic())
+        except JoinTimeout:
+            notices: list[str] = []
+            with self._lock:
+                self._stopping = self._abandoned = True
+                self._stop("max_time", notices)
+            for notice in notices:
+                logger.warning("%s", notice)
+            self._pool.shutdown(grace=0)
+
     def _finish(self, started: float, interrupted: bool) -> None:
         assert self._pool is not None and self._writer is not None and self._fetcher is not None
-        if not interrupted:
+        if not interrupted and not self._abandoned:
             self._pool.close()
         self.result.elapsed = time.monotonic() - started
         with self._lock:
@@ -329,7 +351,8 @@ class Crawler:
             else:
                 outcome = self._do_page(job)
         except WriterError as exc:
-            self._fail_crawl(exc)
+            if not self._abandoned:  # else: the crawl ended without this task, by design
+                self._fail_crawl(exc)
         except Exception as exc:
             # A bug or an input nothing anticipated: record the URL as failed, so that it
             # is neither lost nor fetched again by every resume, and carry on.
@@ -465,13 +488,17 @@ class Crawler:
                     depth=job.depth,
                     referrer=job.referrer,
                     elapsed=fetched.elapsed,
+                    max_links=opts.max_links_per_page,
                 )
         try:
+            if page is not None and page.parse_cut is not None:
+                error, fetched.detail = "parse_limit", page.parse_cut  # still has a record
             records, follow, callback_failed = self._records.build(job, fetched, page, error)
         except Exception as exc:
             logger.exception("processing %s failed", job.url)
             error, fetched.detail = "processing", repr(exc)
             records, follow, callback_failed = self._records.build(job, fetched, None, error)
+        del follow[opts.max_links_per_page :]  # the callback's own URLs count too
         depth = job.depth + 1
         in_scope = self.scope.allows_at(depth)
         with self._lock:

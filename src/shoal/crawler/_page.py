@@ -37,6 +37,7 @@ class Page:
         "elapsed",
         "final_url",
         "headers",
+        "max_links",
         "referrer",
         "status",
         "url",
@@ -53,6 +54,7 @@ class Page:
         depth: int,
         referrer: str | None,
         elapsed: float,
+        max_links: int | None = None,
     ) -> None:
         self.url = url
         self.final_url = final_url
@@ -62,6 +64,7 @@ class Page:
         self.depth = depth
         self.referrer = referrer
         self.elapsed = elapsed
+        self.max_links = max_links
         self._is_html: bool | None = None
         self._decoded: tuple[str, str] | None = None
         self._html: ParsedHTML | None = _UNSET
@@ -100,6 +103,13 @@ class Page:
         return self._html
 
     @property
+    def parse_cut(self) -> str | None:
+        """Why the HTML parse stopped before the end of the page (pathological nesting,
+        too many tags), or None if it read it all (or the page is not HTML)."""
+        html = self.html
+        return html.cut if html is not None else None
+
+    @property
     def title(self) -> str | None:
         return self.html.title if self.html is not None else None
 
@@ -117,7 +127,8 @@ class Page:
 
     @property
     def links(self) -> list[str]:
-        """Every http(s) link on the page, absolute and canonical, in page order, once."""
+        """Every http(s) link on the page, absolute and canonical, in page order, once
+        (the first ``max_links`` of them, if set)."""
         if self._links is None:
             self._links = self._find_links()
         return self._links
@@ -129,7 +140,10 @@ class Page:
         resolve = LinkResolver(self.base_url).resolve
         seen: set[str] = set()
         out: list[str] = []
+        limit = self.max_links if self.max_links is not None else len(html.hrefs)
         for href in html.hrefs:
+            if len(out) >= limit:
+                break
             url = resolve(href)
             if url is not None and url not in seen:
                 seen.add(url)

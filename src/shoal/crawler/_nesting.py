@@ -1,0 +1,186 @@
+"""How deep a page's elements nest, found cheaply, so that a parse can be bounded.
+
+An HTML5 tree builder checks scopes by walking its stack of open elements, so a page
+of N nested elements costs it O(N^2): 100,000 nested ``<div>``s (1.1 MB) cost lexbor
+24 s of CPU, in one C call that nothing can interrupt. Browsers cap the depth (Chromium
+at 512); shoal cuts the page off where it nests deeper than ``MAX_NESTING`` and parses
+what came before. A page is also cut after ``MAX_TAGS`` tags, which bounds the parser's
+tree (~300 bytes a node in lexbor: a 10 MB page of links made a 230 MB tree) and so a
+crawl's memory.
+
+``nesting_cut`` models the tree builder's stack closely enough for real pages (void
+and raw-text elements, comments, elements that close their own kind, end tags that
+close what they match) and errs towards *deeper*: every walk down the stack is bounded,
+and an end tag it cannot place is ignored rather than allowed to pop more than a
+browser would. So a page it passes nests no deeper than the limit in the real parser.
+Pages with at most ``SCAN_ABOVE`` start tags (nearly all) are never scanned.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MAX_NESTING", "MAX_TAGS", "SCAN_ABOVE", "nesting_cut", "tag_count_cut"]
+
+MAX_NESTING = 1024
+MAX_TAGS = 200_000
+# Pages with fewer start tags are not scanned: the scan costs a few times what lexbor's
+# parse does, and at 8192 elements even the worst nesting costs lexbor ~0.2 s.
+SCAN_ABOVE = 8192
+
+_TAG = re.compile(r"<(/?)([A-Za-z][^\t\n\f\r />]*)([^>]*)>|<!--")
+_VOID = frozenset(
+    "area base basefont bgsound br col embed frame hr img input keygen link meta param "
+    "source track wbr".split()
+)
+# Their content is text up to their own end tag.
+_RAW = frozenset("script style textarea title xmp iframe noembed noframes".split())
+_BOUNDARY = frozenset("applet caption html table td th marquee object template".split())
+_SPECIAL = _BOUNDARY | frozenset(
+    "address area article aside base basefont bgsound blockquote body br button center col "
+    "colgroup dd details dir div dl dt embed fieldset figcaption figure footer form frame "
+    "frameset h1 h2 h3 h4 h5 h6 head header hgroup hr iframe img input keygen li link listing "
+    "main menu meta nav noembed noframes noscript ol p param plaintext pre script search "
+    "section select source style summary tbody textarea tfoot thead title tr track ul wbr "
+    "xmp".split()
+)
+# Start tags that close an open <p> (in button scope) before they open.
+_CLOSES_P = frozenset(
+    "address article aside blockquote center details dialog dir div dl fieldset figcaption "
+    "figure footer header hgroup main menu nav ol p search section summary ul h1 h2 h3 h4 h5 "
+    "h6 pre listing form table hr xmp".split()
+)
+# A start tag that closes an open element of its family, and what the search for it may
+# step over on the way down the stack.
+_LIST_PASS = frozenset({"address", "div", "p"})
+_FAMILIES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "li": (frozenset({"li"}), _LIST_PASS),
+    "dd": (frozenset({"dd", "dt"}), _LIST_PASS),
+    "dt": (frozenset({"dd", "dt"}), _LIST_PASS),
+    "option": (frozenset({"option"}), frozenset()),
+    "optgroup": (frozenset({"option", "optgroup"}), frozenset()),
+    "td": (frozenset({"td", "th"}), frozenset()),
+    "th": (frozenset({"td", "th"}), frozenset()),
+    "tr": (frozenset({"tr"}), frozenset({"td", "th"})),
+    "tbody": (frozenset({"tbody", "thead", "tfoot"}), frozenset({"tr", "td", "th"})),
+    "thead": (frozenset({"tbody", "thead", "tfoot"}), frozenset({"tr", "td", "th"})),
+    "tfoot": (frozenset({"tbody", "thead", "tfoot"}), frozenset({"tr", "td", "th"})),
+    "a": (frozenset({"a"}), frozenset()),
+    "nobr": (frozenset({"nobr"}), frozenset()),
+    "button": (frozenset({"button"}), frozenset()),
+}
+_IN_SCOPE = _SPECIAL - _BOUNDARY
+_NOTHING: frozenset[str] = frozenset()
+_ONCE = frozenset({"html", "head", "body"})
+_FOREIGN = frozenset({"svg", "math"})
+_WALK = 24  # how far down the stack a search for a matching element goes
+_raw_ends: dict[str, re.Pattern[str]] = {}
+
+
+def _pop_to(stack: list[str], names: frozenset[str], passable: frozenset[str]) -> int:
+    """Pop down to and including the nearest element named in ``names``, stepping over
+    non-special elements and ``passable`` ones; how many foreign roots were popped."""
+    for i in range(len(stack) - 1, max(-1, len(stack) - 1 - _WALK), -1):
+        name = stack[i]
+        if name in names:
+            foreign = sum(1 for n in stack[i:] if n in _FOREIGN)
+            del stack[i:]
+            return foreign
+        if name in _SPECIAL and name not in passable:
+            return 0
+    return 0
+
+
+def _end_tag(stack: list[str], name: str, passable: frozenset[str]) -> int:
+    """An end tag: pop to its element if it is near the top; foreign roots popped."""
+    if stack and stack[-1] == name:  # the common case: it closes the current element
+        stack.pop()
+        return 1 if name in _FOREIGN else 0
+    for i in range(len(stack) - 2, max(-1, len(stack) - 1 - _WALK), -1):
+        open_name = stack[i]
+        if open_name == name:
+            foreign = sum(1 for n in stack[i:] if n in _FOREIGN)
+            del stack[i:]
+            return foreign
+        if open_name in _SPECIAL and open_name not in passable:
+            return 0
+    return 0
+
+
+def _close_p(stack: list[str]) -> None:
+    for i in range(len(stack) - 1, max(-1, len(stack) - 1 - _WALK), -1):
+        name = stack[i]
+        if name == "p":
+            del stack[i:]
+            return
+        if name in _BOUNDARY or name == "button":
+            return
+
+
+def tag_count_cut(text: str, max_tags: int = MAX_TAGS) -> int | None:
+    """Where the ``max_tags``-th tag starts, or None if the page has fewer."""
+    if text.count("<") <= max_tags:
+        return None
+    seen, pos, step = 0, 0, 1 << 16
+    while True:
+        n = text.count("<", pos, pos + step)
+        if seen + n >= max_tags:
+            break
+        seen += n
+        pos += step
+    for _ in range(max_tags - seen):
+        pos = text.index("<", pos) + 1
+    return pos - 1
+
+
+def nesting_cut(text: str, limit: int = MAX_NESTING) -> int | None:
+    """Where ``text`` first nests deeper than ``limit`` elements, or None."""
+    if text.count("<") - text.count("</") <= max(limit, SCAN_ABOVE):
+        return None
+    stack: list[str] = []
+    foreign = 0  # svg/math elements open: only in them does "/>" close a tag
+    pos = 0
+    search = _TAG.search
+    while True:
+        m = search(text, pos)
+        if m is None:
+            return None
+        pos = m.end()
+        raw_name = m.group(2)
+        if raw_name is None:  # a comment
+            end = text.find("-->", pos)
+            if end < 0:
+                return None
+            pos = end + 3
+            continue
+        name = raw_name.lower()
+        if m.group(1):  # an end tag
+            # A special element's end tag closes it in scope (stepping over anything
+            # but a boundary); any other steps over non-special elements only.
+            foreign -= _end_tag(stack, name, _IN_SCOPE if name in _SPECIAL else _NOTHING)
+            continue
+        if name in _VOID or (foreign and m.group(3).endswith("/")):
+            continue
+        if name in _RAW:
+            end_tag = _raw_ends.get(name)
+            if end_tag is None:
+                end_tag = _raw_ends[name] = re.compile("</" + name, re.I)
+            found = end_tag.search(text, pos)
+            if found is None:
+                return None
+            pos = found.start()
+            continue
+        if name == "plaintext":
+            return None  # the rest of the page is text
+        if name in _ONCE and name in stack[:3]:
+            continue
+        if name in _CLOSES_P:
+            _close_p(stack)
+        family = _FAMILIES.get(name)
+        if family is not None:
+            foreign -= _pop_to(stack, *family)
+        stack.append(name)
+        if name in _FOREIGN:
+            foreign += 1
+        if len(stack) > limit:
+            return m.start()

@@ -1,0 +1,132 @@
+"""Bounded work per page: links taken per page, CPU spent parsing pathological nesting,
+and --max-time noticed while a parse runs. Real servers on 127.0.0.1, real subprocesses
+for peak RSS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from sites import Reply, Site, html
+
+CAREFUL = ["--timeout", "5", "--retries", "1", "--max-pages", "2000", "-q", "--json-summary"]
+
+# The child reports its own peak RSS (VmHWM) on exit (see test_memory.py for why).
+CHILD = textwrap.dedent(
+    """
+    import atexit, sys
+    def report():
+        status = open("/proc/self/status").read()
+        print("VmHWM_kB", status.split("VmHWM:")[1].split()[0], file=sys.stderr, flush=True)
+    atexit.register(report)
+    from shoal.cli import main
+    sys.argv = ["shoal", *sys.argv[1:]]
+    main()
+    """
+)
+
+
+def run_cli(args: list[str], timeout: float = 240) -> tuple[int, float, dict[str, Any]]:
+    """(exit code, peak RSS in MB, JSON summary) of a crawl in a child process."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, *args], capture_output=True, text=True, timeout=timeout
+    )
+    lines = proc.stderr.splitlines()
+    rss = next(int(x.split()[1]) / 1024 for x in lines if x.startswith("VmHWM_kB"))
+    summary = next((json.loads(x) for x in lines if x.startswith("{")), {})
+    return proc.returncode, rss, summary
+
+
+def records(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+LINK_DENSE = "".join(f'<a href="/p/{i:07d}">.</a>' for i in range(390_000)).encode()
+
+
+def test_a_link_dense_10mb_page_stays_within_256mb(tmp_path: Path) -> None:
+    body = b"<html><title>dense</title><body>" + LINK_DENSE + b"</body></html>"
+    assert len(body) > 9_500_000
+    with Site({"/": Reply(body=body), "/robots.txt": Reply(404, "")}) as site:
+        site.fallback = Reply(body=html("leaf"))
+        out = tmp_path / "o.jsonl"
+        code, rss, summary = run_cli(
+            ["crawl", site.url("/"), "-o", str(out), *CAREFUL[:4], "--max-pages", "20"]
+            + CAREFUL[6:]
+        )
+    assert code == 0, summary
+    print(f"peak RSS {rss:.0f} MB")
+    assert rss <= 256, rss
+    assert summary["discovered"] == 1 + 10_000  # the default cap on links per page
+    home = records(out)[0]
+    assert home["bytes"] == len(body) and home["title"] == "dense"
+    assert home["error"] == "parse_limit" and "200000 tags" in home["error_detail"]
+
+
+NESTED = (
+    '<html><title>deep</title><body><a href="/before">b</a>'
+    + "<div>" * 100_000
+    + '<a href="/after">a</a>'
+    + "</div>" * 100_000
+    + "</body></html>"
+)
+
+
+def test_pathological_nesting_is_cut_off_and_recorded(tmp_path: Path) -> None:
+    import resource
+
+    assert len(NESTED) > 1_100_000
+    with Site({"/": NESTED, "/robots.txt": Reply(404, "")}) as site:
+        site.fallback = Reply(body=html("leaf"))
+        out = tmp_path / "o.jsonl"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        code, rss, summary = run_cli(["crawl", site.url("/"), "-o", str(out), *CAREFUL])
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        assert site.count("/before") == 1 and site.count("/after") == 0
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"crawl CPU {cpu:.1f} s")
+    assert cpu < 10, cpu  # lexbor spent 24 s on the whole page; the cut part costs ~0.1 s
+    assert code == 0, summary
+    home = next(r for r in records(out) if r["url"] == site.url("/"))
+    assert home["error"] == "parse_limit" and "nested deeper than 1024" in home["error_detail"]
+    assert home["title"] == "deep" and home["status"] == 200
+
+
+def test_max_time_stops_a_crawl_while_a_page_is_still_being_processed(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from shoal.crawler import Crawler, Page
+
+    release = threading.Event()
+    entered = threading.Event()
+    left = threading.Event()
+
+    def slow(page: Page) -> None:
+        # Stands for any uninterruptible work on a worker: a parse in C, a callback.
+        entered.set()
+        release.wait(30)
+        left.set()
+
+    with Site({"/": html("home", "/a"), "/a": html("a"), "/robots.txt": Reply(404)}) as site:
+        try:
+            result = Crawler(
+                site.url("/"),
+                on_page=slow,
+                output=str(tmp_path / "o.jsonl"),
+                max_time=1,
+                timeout=5,
+                retries=1,
+                progress=False,
+            ).run()
+            still_busy = not left.is_set()
+        finally:
+            release.set()
+    assert entered.is_set()
+    assert still_busy, "run() waited for the page instead of stopping at --max-time"
+    assert result.stopped_by == "max_time"
