@@ -16,6 +16,7 @@ or the crawl has hit a limit. Every path through ``_dispatch`` keeps it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import threading
@@ -29,7 +30,7 @@ from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
 from ..state import StateStore
 from ._durable import DurableFrontier
 from ._fetch import Fetched, Fetcher
-from ._frontier import CrawlJob, Frontier, JobKind, MemoryFrontier
+from ._frontier import MAX_HOLD, CrawlJob, Frontier, JobKind, MemoryFrontier
 from ._gate import robots_gate, sitemap_gate
 from ._options import CrawlOptions
 from ._output import Commit, CrawlSink, infer_format, open_output
@@ -48,7 +49,6 @@ logger = logging.getLogger(__name__)
 _WAKE = CrawlJob("", kind=JobKind.WAKE)
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _RETRYABLE_ERRORS = frozenset({"timeout", "connection"})
-_MAX_RETRY_WAIT = 300.0
 # Group commit: the output writer waits up to this long to gather a batch, so a slow
 # crawl pays one write, flush and state transaction per ~10 ms rather than per page
 # (measured: ~15 % less CPU per page at 50 ms latency). Pages in that window are, after
@@ -457,25 +457,38 @@ class Crawler:
         retryable = fetched.error in _RETRYABLE_ERRORS or (
             fetched.error is None and status in _RETRYABLE_STATUS
         )
+        asked = fetched.retry_after if fetched.error is None else None
+        # A pause longer than a crawl waits: record it rather than hold and then drop it.
+        too_long = asked is not None and asked > MAX_HOLD and status in _RETRYABLE_STATUS
         now = time.monotonic()
-        if retryable and job.attempt <= opts.retries and not self._stopping:
-            wait = fetched.retry_after
+        if retryable and not too_long and job.attempt <= opts.retries and not self._stopping:
+            wait = asked
             if wait is None:
                 wait = opts.retry_backoff * 2 ** (job.attempt - 1) * random.uniform(0.5, 1.5)
-            wait = min(wait, _MAX_RETRY_WAIT)
             with self._lock:
                 self.result.retries += 1
-            hold = now + wait if fetched.retry_after is not None else None
+            hold = now + wait if asked is not None else None
+            if asked is not None:
+                self._writer.write(Commit(hold=(job.host, time.time() + asked)))
             # The retry may follow the same redirects: let it past its own claims.
             job.claims = (*job.claims, *(c.url for c in claimed))
             return _Outcome(retry_at=now + wait, hold_until=hold)
         hold = None
-        if status in (429, 503) and fetched.retry_after is not None:
-            hold = now + min(fetched.retry_after, _MAX_RETRY_WAIT)  # the host asked for a pause
+        if too_long:
+            hold = math.inf
+            logger.warning(
+                "%s asked for a pause of %.0f s (Retry-After); its URLs wait for a later run",
+                job.host,
+                asked,
+            )
+        elif status in (429, 503) and asked is not None:
+            hold = now + asked  # the host asked for a pause
 
         page: Page | None = None
         error = fetched.error
-        if error is None and status is not None:
+        if too_long:
+            error, fetched.detail = "retry_after", _retry_after_detail(fetched, asked)
+        elif error is None and status is not None:
             if status >= 400:
                 error = f"http_{status}"
             elif 200 <= status < 300:
@@ -525,6 +538,7 @@ class Crawler:
                 added=elsewhere + added,
                 claimed=claimed,
                 exchange=fetched if self.format == "warc" and page is not None else None,
+                hold=(job.host, time.time() + asked) if asked is not None and hold else None,
             )
         )
         return _Outcome(failed=error is not None, hold_until=hold)
@@ -571,6 +585,15 @@ class Crawler:
         new = min(max(new, opts.delay), 60.0)
         self._delays[host] = new
         self.frontier.set_delay(host, new)
+
+
+def _retry_after_detail(fetched: Fetched, asked: float | None) -> str:
+    header = fetched.headers.get("retry-after", "")
+    shown = header if len(header) <= 64 else header[:64] + "..."
+    return (
+        f"HTTP {fetched.status}, Retry-After: {shown} ({asked:.0f} s); a crawl waits at "
+        f"most {MAX_HOLD:.0f} s, so the host is not asked again before then"
+    )
 
 
 def _canonical(urls: list[str]) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,7 +27,11 @@ from typing import Protocol
 
 from ._urls import host_key
 
-__all__ = ["CrawlJob", "Frontier", "HostCounts", "JobKind", "MemoryFrontier"]
+__all__ = ["MAX_HOLD", "CrawlJob", "Frontier", "HostCounts", "JobKind", "MemoryFrontier"]
+
+# The longest pause a host may impose (Retry-After) that a crawl waits out. A host that
+# asks for longer is not asked again in this run (see hold_host).
+MAX_HOLD = 300.0
 
 
 class JobKind(StrEnum):
@@ -99,7 +104,8 @@ class Frontier(Protocol):
         """Change a host's delay between requests (auto-throttle)."""
 
     def hold_host(self, host: str, until: float) -> None:
-        """Ask nothing of ``host`` before ``until`` (Retry-After)."""
+        """Ask nothing of ``host`` before ``until`` (Retry-After); ``math.inf``: not again
+        in this run (its URLs stay queued, and the crawl may end without them)."""
 
     def pending(self) -> int:
         """URLs waiting, in any host's queue."""
@@ -195,7 +201,7 @@ class MemoryFrontier:
 
     def _relist(self, host: _Host, now: float) -> None:
         """Put a host where take() will find it, if it could give out a job."""
-        if host.listed or host.in_flight >= self.per_host:
+        if host.listed or host.in_flight >= self.per_host or host.next_at == math.inf:
             return
         if host.robots_pending:
             if host.robots_asked:

@@ -62,6 +62,7 @@ class Commit:
     added: list[CrawlJob] = field(default_factory=list)  # newly discovered URLs
     claimed: list[CrawlJob] = field(default_factory=list)  # redirect targets fetched in place
     exchange: Fetched | None = None  # the raw response, for WARC
+    hold: tuple[str, float] | None = None  # (host, wall-clock until): Retry-After, kept
 
 
 class Output(Protocol):
@@ -295,7 +296,8 @@ class CrawlSink:
             if c.finished is not None:
                 finished.append((_row(c.finished), FAILED if c.failed else DONE, c.status))
             finished.extend((_row(job), DONE, None) for job in c.claimed)
-        self.store.commit(added, finished, self.output.position())
+        holds = [c.hold for c in commits if c.hold is not None]
+        self.store.commit(added, finished, self.output.position(), holds)
 
     def flush(self) -> None:
         self.output.flush()

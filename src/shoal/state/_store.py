@@ -34,7 +34,14 @@ QUEUED, DONE, FAILED = 0, 1, 2
 _SCHEMA_VERSION = "1"
 _APP = "shoal-crawl-state"
 
-_SCHEMA = """
+# Hosts that asked for a pause (Retry-After), until a wall-clock time: a resume must not
+# ask them again at once. Added after schema 1 shipped: files without it gain it on open.
+_HOLDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS holds (host TEXT PRIMARY KEY, until REAL NOT NULL);
+"""
+
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS urls (
     fp INTEGER PRIMARY KEY,          -- 64-bit fingerprint, stored signed
@@ -51,6 +58,8 @@ CREATE TABLE IF NOT EXISTS urls (
 -- done never touches this index.
 CREATE INDEX IF NOT EXISTS urls_spilled ON urls (seq) WHERE state=0 AND spilled=1;
 """
+    + _HOLDS_SCHEMA
+)
 
 
 @dataclass(slots=True)
@@ -139,6 +148,8 @@ class StateStore:
             conns.append(_connect(path))
             write, read = conns
             _check(path, read, identity)
+            with _translated(f"opening {path}"):
+                write.executescript(_HOLDS_SCHEMA)
             return cls(path, write, read, lock_fd, created)
         except BaseException:
             for conn in conns:
@@ -170,6 +181,14 @@ class StateStore:
         with _translated("resuming"), self._write:
             self._write.execute("UPDATE urls SET spilled=1 WHERE state=0 AND spilled=0")
 
+    def holds(self) -> dict[str, float]:
+        """Hosts that asked not to be asked again before a wall-clock time still ahead."""
+        with _translated("reading the state file"):
+            rows = self._read.execute(
+                "SELECT host, until FROM holds WHERE until > ?", (time.time(),)
+            ).fetchall()
+        return dict(rows)
+
     def spilled_count(self, after_seq: int) -> int:
         return int(
             self._scalar(
@@ -198,9 +217,16 @@ class StateStore:
         added: Iterable[UrlRow],
         finished: Iterable[tuple[UrlRow, int, int | None]],
         output_offset: int | None,
+        holds: Iterable[tuple[str, float]] = (),
     ) -> None:
-        """One transaction: new URLs, final states, and where the output now ends."""
+        """One transaction: new URLs, final states, where the output now ends, and hosts'
+        holds (host, wall-clock time until which it must not be asked)."""
         with _translated("writing the state file"), self._write:
+            self._write.executemany(
+                "INSERT INTO holds VALUES (?, ?) ON CONFLICT(host) DO UPDATE SET "
+                "until=max(until, excluded.until)",
+                holds,
+            )
             rows = [(*self._row_head(row), QUEUED, int(row.spilled)) for row in added]
             if rows:
                 self._write.executemany(
