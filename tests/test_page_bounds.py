@@ -130,3 +130,41 @@ def test_max_time_stops_a_crawl_while_a_page_is_still_being_processed(
     assert entered.is_set()
     assert still_busy, "run() waited for the page instead of stopping at --max-time"
     assert result.stopped_by == "max_time"
+
+
+N = 30_000
+HOSTILE = {
+    "nested divs": "<div>" * N,
+    "p then div": "<p><div>" * N,
+    "formatting with attributes": "".join(f"<b id={i}>" for i in range(N)),
+    "spans over ignored end tags": "<span>" + "<div></span>" * N,
+    "options in one select": "<select>" + "<option>x</option>" * N,
+    "html breaking out of svg": "<svg>" + "<div/>" * N,
+    "svg style is not raw text": "<svg><style>" + "<div>" * N,
+    "mathml text integration": "<math><mi>" + "<div>" * N,
+    "nested tables": "<table><tr><td>" * N,
+}
+ORDINARY = {
+    "sloppy table": "<table>" + "<tr><td>a<td>b" * N + "</table>",
+    "unclosed list items": "<ul>" + "<li>x" * N + "</ul>",
+    "definition list": "<dl>" + "<dt>a<dd>b" * N + "</dl>",
+    "svg icons": ("<svg>" + "<g><path d='x'/></g>" * 20 + "</svg>") * (N // 20),
+    "tags in scripts": "<script>" + "'<div>'+" * N + "</script>" + "<p>x</p>" * N,
+    "tags in comments": "<!--" + "<div>" * N + "-->" + "<p>x" * N,
+    "paragraphs in divs": "<div><p>a<p>b</div>" * N,
+    "many small selects": ("<select>" + "<option>x" * 100 + "</select>") * (N // 100),
+}
+
+
+def test_pathological_nesting_is_cut_and_ordinary_pages_are_not() -> None:
+    from shoal.crawler._html import bounded
+    from shoal.crawler._nesting import MAX_NESTING, MAX_OPTIONS
+
+    for name, text in HOSTILE.items():
+        kept, cut = bounded(text)
+        assert cut is not None, name
+        assert len(kept) < len(text) // 2, name
+        assert f"deeper than {MAX_NESTING}" in cut or f"{MAX_OPTIONS} options" in cut, name
+    for name, text in ORDINARY.items():
+        kept, cut = bounded(text)
+        assert cut is None and kept == text, name

@@ -11,7 +11,7 @@ import re
 
 from selectolax.lexbor import LexborHTMLParser
 
-from ._nesting import MAX_NESTING, MAX_TAGS, nesting_cut, tag_count_cut
+from ._nesting import MAX_TAGS, nesting_cut, tag_count_cut
 
 __all__ = ["ParsedHTML", "decode_body", "is_html", "parse_html"]
 
@@ -91,10 +91,11 @@ def bounded(text: str) -> tuple[str, str | None]:
     if at is not None:
         text = text[:at]
         cut = f"more than {MAX_TAGS} tags; parsed the first {at} characters"
-    at = nesting_cut(text)
-    if at is not None:
+    found = nesting_cut(text)
+    if found is not None:
+        at, why = found
         text = text[:at]
-        cut = f"elements nested deeper than {MAX_NESTING}; parsed the first {at} characters"
+        cut = f"{why}; parsed the first {at} characters"
     return text, cut
 
 

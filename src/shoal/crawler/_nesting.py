@@ -20,35 +20,42 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_NESTING", "MAX_TAGS", "SCAN_ABOVE", "nesting_cut", "tag_count_cut"]
+__all__ = ["MAX_NESTING", "MAX_OPTIONS", "MAX_TAGS", "SCAN_ABOVE", "nesting_cut", "tag_count_cut"]
 
 MAX_NESTING = 1024
 MAX_TAGS = 200_000
 # Pages with fewer start tags are not scanned: the scan costs a few times what lexbor's
 # parse does, and at 8192 elements even the worst nesting costs lexbor ~0.2 s.
 SCAN_ABOVE = 8192
+# lexbor's cost grows with the square of a <select>'s options (20,000 cost it 2.3 s).
+MAX_OPTIONS = 4096
+
+
+def _names(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
 
 _TAG = re.compile(r"<(/?)([A-Za-z][^\t\n\f\r />]*)([^>]*)>|<!--")
-_VOID = frozenset(
+_VOID = _names(
     "area base basefont bgsound br col embed frame hr img input keygen link meta param "
-    "source track wbr".split()
+    "source track wbr"
 )
 # Their content is text up to their own end tag.
-_RAW = frozenset("script style textarea title xmp iframe noembed noframes".split())
-_BOUNDARY = frozenset("applet caption html table td th marquee object template".split())
-_SPECIAL = _BOUNDARY | frozenset(
-    "address area article aside base basefont bgsound blockquote body br button center col "
-    "colgroup dd details dir div dl dt embed fieldset figcaption figure footer form frame "
-    "frameset h1 h2 h3 h4 h5 h6 head header hgroup hr iframe img input keygen li link listing "
-    "main menu meta nav noembed noframes noscript ol p param plaintext pre script search "
-    "section select source style summary tbody textarea tfoot thead title tr track ul wbr "
-    "xmp".split()
+_RAW = _names("script style textarea title xmp iframe noembed noframes")
+_BOUNDARY = _names("applet caption html table td th marquee object template")
+_SPECIAL = _BOUNDARY | _names(
+    "address area article aside base basefont bgsound blockquote body br button center "
+    "col colgroup dd details dir div dl dt embed fieldset figcaption figure footer form "
+    "frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr iframe img input keygen li "
+    "link listing main menu meta nav noembed noframes noscript ol p param plaintext pre "
+    "script search section select source style summary tbody textarea tfoot thead title "
+    "tr track ul wbr xmp"
 )
 # Start tags that close an open <p> (in button scope) before they open.
-_CLOSES_P = frozenset(
-    "address article aside blockquote center details dialog dir div dl fieldset figcaption "
-    "figure footer header hgroup main menu nav ol p search section summary ul h1 h2 h3 h4 h5 "
-    "h6 pre listing form table hr xmp".split()
+_CLOSES_P = _names(
+    "address article aside blockquote center details dialog dir div dl fieldset "
+    "figcaption figure footer header hgroup main menu nav ol p search section summary ul "
+    "h1 h2 h3 h4 h5 h6 pre listing form table hr xmp"
 )
 # A start tag that closes an open element of its family, and what the search for it may
 # step over on the way down the stack.
@@ -69,42 +76,48 @@ _FAMILIES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "nobr": (frozenset({"nobr"}), frozenset()),
     "button": (frozenset({"button"}), frozenset()),
 }
+_FOREIGN = frozenset({"svg", "math"})
+_ONCE = frozenset({"html", "head", "body"})
 _IN_SCOPE = _SPECIAL - _BOUNDARY
 _NOTHING: frozenset[str] = frozenset()
-_ONCE = frozenset({"html", "head", "body"})
-_FOREIGN = frozenset({"svg", "math"})
+# Inside <svg> or <math> elements are foreign (kept on the stack as "^name"): there "/>"
+# closes a tag, and these start tags break out into HTML again (HTML5 13.2.6.5).
+_BREAKOUT = _names(
+    "b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr "
+    "i img li listing menu meta nobr ol p pre ruby s small span strong strike sub sup "
+    "table tt u ul var font"
+)
+# Foreign elements whose content is HTML again.
+_INTEGRATION = frozenset(
+    {"^foreignobject", "^desc", "^title", "^annotation-xml", "^mi", "^mo", "^mn", "^ms"}
+    | {"^mtext"}
+)
 _WALK = 24  # how far down the stack a search for a matching element goes
 _raw_ends: dict[str, re.Pattern[str]] = {}
 
 
-def _pop_to(stack: list[str], names: frozenset[str], passable: frozenset[str]) -> int:
+def _pop_to(stack: list[str], names: frozenset[str], passable: frozenset[str]) -> None:
     """Pop down to and including the nearest element named in ``names``, stepping over
-    non-special elements and ``passable`` ones; how many foreign roots were popped."""
+    non-special elements and ``passable`` ones; give up at anything else."""
     for i in range(len(stack) - 1, max(-1, len(stack) - 1 - _WALK), -1):
         name = stack[i]
         if name in names:
-            foreign = sum(1 for n in stack[i:] if n in _FOREIGN)
             del stack[i:]
-            return foreign
+            return
         if name in _SPECIAL and name not in passable:
-            return 0
-    return 0
+            return
 
 
-def _end_tag(stack: list[str], name: str, passable: frozenset[str]) -> int:
-    """An end tag: pop to its element if it is near the top; foreign roots popped."""
-    if stack and stack[-1] == name:  # the common case: it closes the current element
-        stack.pop()
-        return 1 if name in _FOREIGN else 0
-    for i in range(len(stack) - 2, max(-1, len(stack) - 1 - _WALK), -1):
+def _end_tag(stack: list[str], name: str, passable: frozenset[str]) -> None:
+    """An end tag: pop to its element if it is near the top, else ignore it."""
+    foreign = "^" + name
+    for i in range(len(stack) - 1, max(-1, len(stack) - 1 - _WALK), -1):
         open_name = stack[i]
-        if open_name == name:
-            foreign = sum(1 for n in stack[i:] if n in _FOREIGN)
+        if open_name in (name, foreign):
             del stack[i:]
-            return foreign
+            return
         if open_name in _SPECIAL and open_name not in passable:
-            return 0
-    return 0
+            return
 
 
 def _close_p(stack: list[str]) -> None:
@@ -133,12 +146,13 @@ def tag_count_cut(text: str, max_tags: int = MAX_TAGS) -> int | None:
     return pos - 1
 
 
-def nesting_cut(text: str, limit: int = MAX_NESTING) -> int | None:
-    """Where ``text`` first nests deeper than ``limit`` elements, or None."""
+def nesting_cut(text: str, limit: int = MAX_NESTING) -> tuple[int, str] | None:
+    """Where ``text`` first nests deeper than ``limit`` elements (or puts more than
+    MAX_OPTIONS options in one <select>), and why; None if it never does."""
     if text.count("<") - text.count("</") <= max(limit, SCAN_ABOVE):
         return None
     stack: list[str] = []
-    foreign = 0  # svg/math elements open: only in them does "/>" close a tag
+    options = 0  # <option>/<optgroup> since the last <select>
     pos = 0
     search = _TAG.search
     while True:
@@ -157,9 +171,20 @@ def nesting_cut(text: str, limit: int = MAX_NESTING) -> int | None:
         if m.group(1):  # an end tag
             # A special element's end tag closes it in scope (stepping over anything
             # but a boundary); any other steps over non-special elements only.
-            foreign -= _end_tag(stack, name, _IN_SCOPE if name in _SPECIAL else _NOTHING)
+            _end_tag(stack, name, _IN_SCOPE if name in _SPECIAL else _NOTHING)
             continue
-        if name in _VOID or (foreign and m.group(3).endswith("/")):
+        top = stack[-1] if stack else ""
+        if top[:1] == "^" and top not in _INTEGRATION:  # in foreign content
+            if name in _BREAKOUT:
+                while stack and stack[-1][:1] == "^":
+                    stack.pop()
+            else:
+                if not m.group(3).endswith("/"):
+                    stack.append("^" + name)
+                    if len(stack) > limit:
+                        return m.start(), f"elements nested deeper than {limit}"
+                continue
+        if name in _VOID:
             continue
         if name in _RAW:
             end_tag = _raw_ends.get(name)
@@ -167,20 +192,28 @@ def nesting_cut(text: str, limit: int = MAX_NESTING) -> int | None:
                 end_tag = _raw_ends[name] = re.compile("</" + name, re.I)
             found = end_tag.search(text, pos)
             if found is None:
-                return None
+                return None  # the rest of the page is this element's text
             pos = found.start()
             continue
         if name == "plaintext":
             return None  # the rest of the page is text
         if name in _ONCE and name in stack[:3]:
             continue
+        if name == "select":
+            options = 0
+        elif name in ("option", "optgroup"):
+            options += 1
+            if options > MAX_OPTIONS:
+                return m.start(), f"more than {MAX_OPTIONS} options in one <select>"
         if name in _CLOSES_P:
             _close_p(stack)
         family = _FAMILIES.get(name)
         if family is not None:
-            foreign -= _pop_to(stack, *family)
-        stack.append(name)
+            _pop_to(stack, *family)
         if name in _FOREIGN:
-            foreign += 1
+            if m.group(3).endswith("/"):
+                continue
+            name = "^" + name
+        stack.append(name)
         if len(stack) > limit:
-            return m.start()
+            return m.start(), f"elements nested deeper than {limit}"
