@@ -153,22 +153,22 @@ def nesting_cut(text: str, limit: int = MAX_NESTING) -> tuple[int, str] | None:
         return None
     stack: list[str] = []
     options = 0  # <option>/<optgroup> since the last <select>
-    pos = 0
-    search = _TAG.search
-    while True:
-        m = search(text, pos)
-        if m is None:
-            return None
-        pos = m.end()
+    skip_to = 0  # inside a comment or raw text until here
+    for m in _TAG.finditer(text):
+        if m.start() < skip_to:
+            continue
         raw_name = m.group(2)
         if raw_name is None:  # a comment
-            end = text.find("-->", pos)
+            end = text.find("-->", m.end())
             if end < 0:
                 return None
-            pos = end + 3
+            skip_to = end + 3
             continue
         name = raw_name.lower()
         if m.group(1):  # an end tag
+            if stack and stack[-1] == name:  # the common case: it closes the current one
+                stack.pop()
+                continue
             # A special element's end tag closes it in scope (stepping over anything
             # but a boundary); any other steps over non-special elements only.
             _end_tag(stack, name, _IN_SCOPE if name in _SPECIAL else _NOTHING)
@@ -190,10 +190,10 @@ def nesting_cut(text: str, limit: int = MAX_NESTING) -> tuple[int, str] | None:
             end_tag = _raw_ends.get(name)
             if end_tag is None:
                 end_tag = _raw_ends[name] = re.compile("</" + name, re.I)
-            found = end_tag.search(text, pos)
+            found = end_tag.search(text, m.end())
             if found is None:
                 return None  # the rest of the page is this element's text
-            pos = found.start()
+            skip_to = found.start()
             continue
         if name == "plaintext":
             return None  # the rest of the page is text
@@ -217,3 +217,4 @@ def nesting_cut(text: str, limit: int = MAX_NESTING) -> tuple[int, str] | None:
         stack.append(name)
         if len(stack) > limit:
             return m.start(), f"elements nested deeper than {limit}"
+    return None
