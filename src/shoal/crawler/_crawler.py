@@ -395,20 +395,20 @@ class Crawler:
         with self._lock:
             self._robots[host] = rules
             self.frontier.robots_known(host, rules.crawl_delay(self.options.user_agent))
-            # Found again from robots.txt on resume: not saved.
-            self.frontier.add(self._sitemap_quota(sitemap_jobs))
+            skipped = self._queue_sitemaps(sitemap_jobs)  # found again on resume: not saved
+        self._log_sitemap_cap(skipped)
         return _Outcome()
 
-    def _sitemap_quota(self, jobs: list[CrawlJob]) -> list[CrawlJob]:
-        """The sitemap jobs that fit the per-crawl cap (under the lock)."""
+    def _queue_sitemaps(self, jobs: list[CrawlJob]) -> int:
+        """Queue the sitemap jobs that fit the per-run cap (under the lock); how many did
+        not fit."""
         room = max(0, self.options.max_sitemaps - self._sitemaps_queued)
-        if len(jobs) > room:
-            logger.info(
-                "sitemap cap (%d) reached: %d skipped", self.options.max_sitemaps, len(jobs) - room
-            )
-            jobs = jobs[:room]
-        self._sitemaps_queued += len(jobs)
-        return jobs
+        self._sitemaps_queued += len(self.frontier.add(jobs[:room]))
+        return max(0, len(jobs) - room)
+
+    def _log_sitemap_cap(self, skipped: int) -> None:
+        if skipped:  # logged outside the lock: logging handlers are user code
+            logger.info("sitemap cap (%d) reached: %d skipped", self.options.max_sitemaps, skipped)
 
     def _do_sitemap(self, job: CrawlJob) -> _Outcome:
         assert self._fetcher is not None and self._writer is not None
@@ -434,8 +434,9 @@ class Crawler:
             children = []
         with self._lock:
             added = self.frontier.add(jobs)
-            self.frontier.add(self._sitemap_quota(children))
+            skipped = self._queue_sitemaps(children)
             self.result.discovered += len(added)
+        self._log_sitemap_cap(skipped)
         self._writer.write(Commit(added=added))
         return _Outcome()
 
