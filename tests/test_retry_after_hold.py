@@ -89,3 +89,28 @@ def test_a_hold_in_the_state_is_kept_by_the_next_run(tmp_path: Path) -> None:
         frontier.hold_host(far, math.inf)
         frontier.finish(CrawlJob(f"{near}/x"), now + 200)
         frontier.close()
+
+
+def test_a_held_host_does_not_starve_the_others_of_memory(tmp_path: Path) -> None:
+    # memory_limit 4: pages wait on disk and are paged in as memory drains. The URLs of a
+    # host held for the run must not sit in memory and stop the others being paged in.
+    path = tmp_path / "state.sqlite"
+    held, other = "http://held.example", "http://other.example"
+    with StateStore.open(path, {"crawl": 1}) as store:
+        rows = [UrlRow(i + 1, f"{held}/{i}", held, 0, None) for i in range(10)]
+        rows += [UrlRow(i + 100, f"{other}/{i}", other, 0, None) for i in range(10)]
+        store.commit(rows, [], 0, [(held, time.time() + 10**6)])
+    with StateStore.open(path, {"crawl": 1}) as store:
+        frontier = DurableFrontier(store, robots=False, memory_limit=4)
+        taken: list[str] = []
+        now = time.monotonic()
+        for _ in range(100):  # bounded: 10 URLs to take
+            jobs, _next = frontier.take(now, 4)
+            for job in jobs:
+                taken.append(job.url)
+                frontier.finish(job, now)
+            if len(taken) == 10:
+                break
+        assert sorted(taken) == sorted(f"{other}/{i}" for i in range(10))
+        assert frontier.pending() == 10  # the held host's, still owed
+        frontier.close()

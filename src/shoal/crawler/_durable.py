@@ -125,7 +125,7 @@ class DurableFrontier(MemoryFrontier):
             self._enqueue(job, front=False)
 
     def pending(self) -> int:
-        return self._pending + self._on_disk
+        return super().pending() + self._on_disk
 
     def close(self) -> None:
         super().close()

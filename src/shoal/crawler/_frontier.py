@@ -147,6 +147,9 @@ class MemoryFrontier:
         self._timed: list[tuple[float, int, _Host]] = []
         self._seq = itertools.count()
         self._pending = 0
+        # Queued URLs of hosts held for the rest of the run: counted, not kept (a durable
+        # frontier has them in its file), so they neither fill memory nor block paging.
+        self._parked = 0
         self._notices: list[str] = []
 
     # -- intake --------------------------------------------------------------------------
@@ -192,6 +195,9 @@ class MemoryFrontier:
 
     def _enqueue(self, job: CrawlJob, *, front: bool) -> None:
         host = self._host(job.host)
+        if host.next_at == math.inf:
+            self._parked += 1
+            return
         if front:
             host.queue.appendleft(job)
         else:
@@ -285,11 +291,15 @@ class MemoryFrontier:
     def hold_host(self, host: str, until: float) -> None:
         h = self._host(host)
         h.next_at = max(h.next_at, until)
+        if until == math.inf and h.queue:
+            self._parked += len(h.queue)
+            self._pending -= len(h.queue)
+            h.queue.clear()
 
     # -- reporting -----------------------------------------------------------------------
 
     def pending(self) -> int:
-        return self._pending
+        return self._pending + self._parked
 
     def by_host(self) -> dict[str, HostCounts]:
         return {
