@@ -11,9 +11,9 @@ import re
 
 from selectolax.lexbor import LexborHTMLParser
 
-from ._nesting import MAX_TAGS, nesting_cut, tag_count_cut
+from ._nesting import MAX_TAGS, SCAN_ABOVE, nesting_cut, tag_count_cut
 
-__all__ = ["ParsedHTML", "decode_body", "is_html", "parse_html"]
+__all__ = ["ParsedHTML", "bounded", "decode_body", "is_html", "parse_html"]
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_\-:.]+)", re.I)
@@ -86,6 +86,8 @@ class ParsedHTML:
 
 def bounded(text: str) -> tuple[str, str | None]:
     """The part of ``text`` that is safe to parse, and why the rest was cut off."""
+    if text.count("<") <= SCAN_ABOVE:
+        return text, None  # nearly every page: too few tags for either limit
     cut = None
     at = tag_count_cut(text)
     if at is not None:
@@ -99,8 +101,8 @@ def bounded(text: str) -> tuple[str, str | None]:
     return text, cut
 
 
-def parse_html(text: str) -> ParsedHTML:
-    text, cut = bounded(text)
+def parse_html(text: str, cut: str | None = None) -> ParsedHTML:
+    """Parse ``text``, which should have passed :func:`bounded` (``cut``: why it was cut)."""
     tree = LexborHTMLParser(text)
     # tags() walks the tree in C; css() would first compile a selector for every page.
     base = None

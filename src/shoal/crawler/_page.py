@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._html import ParsedHTML, decode_body, is_html, parse_html
+from ._html import ParsedHTML, bounded, decode_body, is_html, parse_html
 from ._urls import LinkResolver, join_url
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ class Page:
 
     __slots__ = (
         "_base_url",
+        "_bounded",
         "_decoded",
         "_html",
         "_is_html",
@@ -67,6 +68,7 @@ class Page:
         self.max_links = max_links
         self._is_html: bool | None = None
         self._decoded: tuple[str, str] | None = None
+        self._bounded: tuple[str, str | None] | None = None
         self._html: ParsedHTML | None = _UNSET
         self._base_url: str | None = None
         self._links: list[str] | None = None
@@ -96,18 +98,25 @@ class Page:
     def encoding(self) -> str:
         return self._decode()[1]
 
+    def _parseable(self) -> tuple[str, str | None]:
+        """The text that parsers get (cut off where parsing it would cost too much), and
+        why it was cut."""
+        if self._bounded is None:
+            self._bounded = bounded(self.text)
+        return self._bounded
+
     @property
     def html(self) -> ParsedHTML | None:
         if self._html is _UNSET:
-            self._html = parse_html(self.text) if self.is_html else None
+            self._html = parse_html(*self._parseable()) if self.is_html else None
         return self._html
 
     @property
     def parse_cut(self) -> str | None:
-        """Why the HTML parse stopped before the end of the page (pathological nesting,
-        too many tags), or None if it read it all (or the page is not HTML)."""
-        html = self.html
-        return html.cut if html is not None else None
+        """Why parsing stopped before the end of an HTML page (pathological nesting, too
+        many tags: see ``_nesting``), or None if parsers see it all. Links, title and
+        selectors all come from the part before the cut."""
+        return self._parseable()[1] if self.is_html else None
 
     @property
     def title(self) -> str | None:
@@ -155,7 +164,7 @@ class Page:
         if self._selector is None:
             from parsel import Selector
 
-            self._selector = Selector(text=self.text, base_url=self.final_url)
+            self._selector = Selector(text=self._parseable()[0], base_url=self.final_url)
         return self._selector
 
     def css(self, query: str) -> SelectorList[Any]:
