@@ -221,12 +221,14 @@ class StateStore:
     ) -> None:
         """One transaction: new URLs, final states, where the output now ends, and hosts'
         holds (host, wall-clock time until which it must not be asked)."""
+        holds = list(holds)
         with _translated("writing the state file"), self._write:
-            self._write.executemany(
-                "INSERT INTO holds VALUES (?, ?) ON CONFLICT(host) DO UPDATE SET "
-                "until=max(until, excluded.until)",
-                holds,
-            )
+            if holds:
+                self._write.executemany(
+                    "INSERT INTO holds VALUES (?, ?) ON CONFLICT(host) DO UPDATE SET "
+                    "until=max(until, excluded.until)",
+                    holds,
+                )
             rows = [(*self._row_head(row), QUEUED, int(row.spilled)) for row in added]
             if rows:
                 self._write.executemany(
