@@ -168,3 +168,40 @@ def test_pathological_nesting_is_cut_and_ordinary_pages_are_not() -> None:
     for name, text in ORDINARY.items():
         kept, cut = bounded(text)
         assert cut is None and kept == text, name
+
+
+def test_links_per_page_are_capped_callback_urls_included(tmp_path: Path) -> None:
+    from shoal.crawler import Crawler, Page
+
+    links = [f"/p{i}" for i in range(50)]
+
+    def on_page(page: Page) -> Any:
+        yield {"url": page.url}
+        yield from page.links
+        yield from ("/extra1", "/extra2")  # beyond the cap too
+
+    with Site({"/": html("home", *links), "/robots.txt": Reply(404)}) as site:
+        site.fallback = Reply(body=html("leaf"))
+        result = Crawler(
+            site.url("/"),
+            output=str(tmp_path / "o.jsonl"),
+            max_links_per_page=5,
+            timeout=5,
+            retries=1,
+            max_pages=2000,
+            progress=False,
+        ).run()
+        fetched = {p for p in site.paths() if p.startswith("/p")}
+        assert fetched == {f"/p{i}" for i in range(5)}
+        cb = Crawler(
+            site.url("/"),
+            on_page=on_page,
+            output=str(tmp_path / "c.jsonl"),
+            max_links_per_page=3,
+            max_depth=1,
+            timeout=5,
+            retries=1,
+            progress=False,
+        ).run()
+    assert result.discovered == 1 + 5
+    assert cb.discovered == 1 + 3
