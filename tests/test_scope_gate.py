@@ -205,3 +205,25 @@ def test_sitemap_nesting_and_count_are_capped(tmp_path: Path) -> None:
             **CAREFUL,
         ).run()
         assert sitemap_requests(site) == 100
+
+
+def test_sitemap_pages_are_taken_up_to_the_page_budget(tmp_path: Path) -> None:
+    with Site() as site:
+        locs = "".join(f"<url><loc>{site.url(f'/p{i}')}</loc></url>" for i in range(5000))
+        site.routes.update(
+            {
+                "/robots.txt": Reply(
+                    body=f"User-agent: *\nSitemap: {site.url('/sm.xml')}\n",
+                    content_type="text/plain",
+                ),
+                "/sm.xml": Reply(body=f"<urlset>{locs}</urlset>", content_type="text/xml"),
+                "/": html("home"),
+            }
+        )
+        site.fallback = Reply(body=html("leaf"))
+        opts = {**CAREFUL, "max_pages": 40}
+        out = tmp_path / "o.jsonl"
+        result = Crawler(site.url("/"), output=str(out), sitemaps=True, **opts).run()
+        assert result.discovered <= 1 + 40  # not 5001: the rest waits for a resume
+        again = Crawler(site.url("/"), output=str(out), sitemaps=True, **opts).run()
+        assert again.discovered >= 40  # the next ones

@@ -118,6 +118,7 @@ class Crawler:
         self._in_flight = 0
         self._taken = 0
         self._sitemaps_queued = 0
+        self._sitemap_pages = 0
         self._wake_at: float | None = None
         self._deadline: float | None = None
         self._stopping = False
@@ -406,6 +407,22 @@ class Crawler:
         self._sitemaps_queued += len(self.frontier.add(jobs[:room]))
         return max(0, len(jobs) - room)
 
+    def _queue_sitemap_pages(self, jobs: list[CrawlJob]) -> list[CrawlJob]:
+        """Queue sitemap pages, at most ``max_pages`` new ones per run (under the lock):
+        no more can be fetched in this run, and 1,000 sitemaps of 50,000 URLs each would
+        fill memory and disk. A resume reads the sitemaps again and takes the next ones."""
+        added: list[CrawlJob] = []
+        room = self.options.max_pages - self._sitemap_pages
+        start = 0
+        while room > 0 and start < len(jobs):
+            chunk = jobs[start : start + room]
+            start += len(chunk)
+            got = self.frontier.add(chunk)
+            room -= len(got)
+            added += got
+        self._sitemap_pages += len(added)
+        return added
+
     def _log_sitemap_cap(self, skipped: int) -> None:
         if skipped:  # logged outside the lock: logging handlers are user code
             logger.info("sitemap cap (%d) reached: %d skipped", self.options.max_sitemaps, skipped)
@@ -433,7 +450,7 @@ class Crawler:
             )
             children = []
         with self._lock:
-            added = self.frontier.add(jobs)
+            added = self._queue_sitemap_pages(jobs)
             skipped = self._queue_sitemaps(children)
             self.result.discovered += len(added)
         self._log_sitemap_cap(skipped)
