@@ -89,7 +89,7 @@ def test_pathological_nesting_is_cut_off_and_recorded(tmp_path: Path) -> None:
         assert site.count("/before") == 1 and site.count("/after") == 0
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     print(f"crawl CPU {cpu:.1f} s")
-    assert cpu < 10, cpu  # lexbor spent 24 s on the whole page; the cut part costs ~0.1 s
+    assert cpu < 10, cpu  # the whole page cost lexbor tens of seconds; the cut part, little
     assert code == 0, summary
     home = next(r for r in records(out) if r["url"] == site.url("/"))
     assert home["error"] == "parse_limit" and "nested deeper than 1024" in home["error_detail"]

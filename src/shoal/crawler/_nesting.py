@@ -2,11 +2,12 @@
 
 An HTML5 tree builder checks scopes by walking its stack of open elements, so a page
 of N nested elements costs it O(N^2): 100,000 nested ``<div>``s (1.1 MB) cost lexbor
-24 s of CPU, in one C call that nothing can interrupt. Browsers cap the depth (Chromium
-at 512); shoal cuts the page off where it nests deeper than ``MAX_NESTING`` and parses
-what came before. A page is also cut after ``MAX_TAGS`` tags, which bounds the parser's
-tree (~300 bytes a node in lexbor: a 10 MB page of links made a 230 MB tree) and so a
-crawl's memory.
+tens of seconds of CPU, in one C call that nothing can interrupt. Browsers cap the
+depth (Chromium at 512); shoal cuts the page off where it nests deeper than
+``MAX_NESTING`` and parses what came before. A page is also cut after ``MAX_TAGS``
+tags, which bounds the parser's tree (~300 bytes a node in lexbor: a 10 MB page of
+links made a 230 MB tree) and so a crawl's memory. (The model is hand-written because
+no parser at hand bounds this: lxml stops at depth 256 but is not what finds links.)
 
 ``nesting_cut`` models the tree builder's stack closely enough for real pages (void
 and raw-text elements, comments, elements that close their own kind, end tags that
@@ -25,9 +26,10 @@ __all__ = ["MAX_NESTING", "MAX_OPTIONS", "MAX_TAGS", "SCAN_ABOVE", "nesting_cut"
 MAX_NESTING = 1024
 MAX_TAGS = 200_000
 # Pages with fewer start tags are not scanned: the scan costs a few times what lexbor's
-# parse does, and at 8192 elements even the worst nesting costs lexbor ~0.2 s.
+# parse does, and 8192 elements nested as deep as they can go cost lexbor a fraction of a
+# second (each doubling of depth quadruples the time).
 SCAN_ABOVE = 8192
-# lexbor's cost grows with the square of a <select>'s options (20,000 cost it 2.3 s).
+# lexbor's cost grows with the square of a <select>'s options (20,000 cost seconds).
 MAX_OPTIONS = 4096
 
 
