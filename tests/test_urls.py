@@ -33,7 +33,7 @@ from shoal.crawler._urls import (
         ("http://example.com/caf\u00e9", "http://example.com/caf%C3%A9"),
         ("http://b\u00fccher.example/", "http://xn--bcher-kva.example/"),
         ("http://[::1]:8080/x", "http://[::1]:8080/x"),
-        ("http://user:pw@Example.com/", "http://user:pw@example.com/"),
+        ("http://user:pw@Example.com/", "http://example.com/"),  # userinfo dropped
     ],
 )
 def test_canonicalize(raw: str, canonical: str) -> None:

@@ -212,6 +212,20 @@ def _crawl_options(f: Any) -> Any:
             help="Field to extract: CSS (::text, ::attr(x)) or xpath:EXPR; NAME[] for all matches.",
         ),
         click.option("--sitemaps", is_flag=True, help="Also start from robots.txt sitemaps."),
+        click.option(
+            "--max-sitemaps",
+            type=int,
+            default=1_000,
+            show_default=True,
+            help="Sitemaps queued per run (each fetch also counts toward --max-pages).",
+        ),
+        click.option(
+            "--max-links-per-page",
+            type=int,
+            default=10_000,
+            show_default=True,
+            help="Links taken from one page; the rest are ignored.",
+        ),
         click.option("--auto-throttle", is_flag=True, help="Adapt per-host delay to latency."),
         click.option(
             "--http-client",

@@ -16,6 +16,7 @@ or the crawl has hit a limit. Every path through ``_dispatch`` keeps it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import sys
@@ -25,18 +26,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import StateError, UsageError, WriterError
+from .._errors import JoinTimeout, StateError, UsageError, WriterError
 from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
 from ..state import StateStore
 from ._durable import DurableFrontier
 from ._fetch import Fetched, Fetcher
-from ._frontier import CrawlJob, Frontier, JobKind, MemoryFrontier
+from ._frontier import MAX_HOLD, CrawlJob, Frontier, JobKind, MemoryFrontier
+from ._gate import robots_gate, sitemap_gate
 from ._options import CrawlOptions
 from ._output import Commit, CrawlSink, claim_output, infer_format, is_stream_path, open_output
 from ._page import Page
 from ._records import PageCallback, Records
 from ._robots import RobotsRules
-from ._sitemaps import parse_sitemap
+from ._sitemaps import MAX_SITEMAP_NESTING, parse_sitemap
 from ._stats import CrawlResult
 from ._urls import Scope, host_key, parse_start_url
 
@@ -48,12 +50,14 @@ logger = logging.getLogger(__name__)
 _WAKE = CrawlJob("", kind=JobKind.WAKE)
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _RETRYABLE_ERRORS = frozenset({"timeout", "connection"})
-_MAX_RETRY_WAIT = 300.0
 # Group commit: the output writer waits up to this long to gather a batch, so a slow
 # crawl pays one write, flush and state transaction per ~10 ms rather than per page
 # (measured: ~15 % less CPU per page at 50 ms latency). Pages in that window are, after
 # a kill, fetched again like the rest of the writer's (bounded) queue.
 _OUTPUT_LINGER = 0.01
+# At --max-time, work in flight gets this long to finish; then it is abandoned (a parse in
+# C or a callback cannot be interrupted) and its URLs are fetched again on resume.
+_MAX_TIME_GRACE = 2.0
 
 
 @dataclass(slots=True)
@@ -115,9 +119,12 @@ class Crawler:
         self._in_flight = 0
         self._hosts_busy: dict[str, int] = {}  # host -> requests in flight (live view)
         self._taken = 0
+        self._sitemaps_queued = 0
+        self._sitemap_pages = 0
         self._wake_at: float | None = None
         self._deadline: float | None = None
         self._stopping = False
+        self._abandoned = False  # --max-time left tasks running: their writes are moot
         self._fatal: BaseException | None = None
         self._pool: Pool[CrawlJob] | None = None
         self._writer: Writer | None = None
@@ -263,7 +270,7 @@ class Crawler:
                 self.result.discovered += len(added)
             self._writer.write(Commit(added=added))
             self._dispatch()
-            self._pool.join()
+            self._join()
         except KeyboardInterrupt:
             interrupted = True
             with self._lock:
@@ -279,9 +286,27 @@ class Crawler:
             raise self._fatal
         return self.result
 
+    def _join(self) -> None:
+        """``pool.join()``; with --max-time, noticed here too, not only when a task ends
+        (every worker may be busy in one long parse, callback or download)."""
+        assert self._pool is not None
+        if self._deadline is None:
+            self._pool.join()
+            return
+        try:
+            self._pool.join(timeout=self._deadline + _MAX_TIME_GRACE - time.monotonic())
+        except JoinTimeout:
+            notices: list[str] = []
+            with self._lock:
+                self._stopping = self._abandoned = True
+                self._stop("max_time", notices)
+            for notice in notices:
+                logger.warning("%s", notice)
+            self._pool.shutdown(grace=0)
+
     def _finish(self, started: float, interrupted: bool) -> None:
         assert self._pool is not None and self._writer is not None and self._fetcher is not None
-        if not interrupted:
+        if not interrupted and not self._abandoned:
             self._pool.close()
         self.result.elapsed = time.monotonic() - started
         with self._lock:
@@ -360,7 +385,7 @@ class Crawler:
             if free > 0:
                 jobs, next_at = self.frontier.take(now, free, fresh_limit=budget)
                 for job in jobs:
-                    if job.kind is JobKind.PAGE and job.attempt == 1:
+                    if job.kind is not JobKind.ROBOTS and job.attempt == 1:
                         self._taken += 1
                     self._hosts_busy[job.host] = self._hosts_busy.get(job.host, 0) + 1
                 self._in_flight += len(jobs)
@@ -404,7 +429,8 @@ class Crawler:
             else:
                 outcome = self._do_page(job)
         except WriterError as exc:
-            self._fail_crawl(exc)
+            if not self._abandoned:  # else: the crawl ended without this task, by design
+                self._fail_crawl(exc)
         except Exception as exc:
             # A bug or an input nothing anticipated: record the URL as failed, so that it
             # is neither lost nor fetched again by every resume, and carry on.
@@ -447,7 +473,7 @@ class Crawler:
         assert self._fetcher is not None
         fetched: Fetched | None = None
         try:
-            fetched = self._fetcher.fetch(job.url)
+            fetched = self._fetcher.fetch(job.url, robots_gate())
             rules = RobotsRules.from_fetch(fetched)
         except Exception as exc:
             logger.exception("robots.txt check failed for %s", job.url)
@@ -476,26 +502,65 @@ class Crawler:
         with self._lock:
             self._robots[host] = rules
             self.frontier.robots_known(host, rules.crawl_delay(self.options.user_agent))
-            self.frontier.add(sitemap_jobs)  # found again from robots.txt on resume: not saved
+            skipped = self._queue_sitemaps(sitemap_jobs)  # found again on resume: not saved
+        self._log_sitemap_cap(skipped)
         return _Outcome()
+
+    def _queue_sitemaps(self, jobs: list[CrawlJob]) -> int:
+        """Queue the sitemap jobs that fit the per-run cap (under the lock); how many did
+        not fit."""
+        room = max(0, self.options.max_sitemaps - self._sitemaps_queued)
+        self._sitemaps_queued += len(self.frontier.add(jobs[:room]))
+        return max(0, len(jobs) - room)
+
+    def _queue_sitemap_pages(self, jobs: list[CrawlJob]) -> list[CrawlJob]:
+        """Queue sitemap pages, at most ``max_pages`` new ones per run (under the lock):
+        no more can be fetched in this run, and 1,000 sitemaps of 50,000 URLs each would
+        fill memory and disk. A resume reads the sitemaps again and takes the next ones."""
+        added: list[CrawlJob] = []
+        room = self.options.max_pages - self._sitemap_pages
+        start = 0
+        while room > 0 and start < len(jobs):
+            chunk = jobs[start : start + room]
+            start += len(chunk)
+            got = self.frontier.add(chunk)
+            room -= len(got)
+            added += got
+        self._sitemap_pages += len(added)
+        return added
+
+    def _log_sitemap_cap(self, skipped: int) -> None:
+        if skipped:  # logged outside the lock: logging handlers are user code
+            logger.info("sitemap cap (%d) reached: %d skipped", self.options.max_sitemaps, skipped)
 
     def _do_sitemap(self, job: CrawlJob) -> _Outcome:
         assert self._fetcher is not None and self._writer is not None
-        fetched = self._fetcher.fetch(job.url)
+        fetched = self._fetcher.fetch(job.url, sitemap_gate(self.scope, self._count_off_scope))
         if fetched.error is not None or fetched.status != 200:
-            logger.info("sitemap %s: %s", job.url, fetched.error or fetched.status)
+            logger.info(
+                "sitemap %s: %s", job.url, fetched.error or fetched.detail or fetched.status
+            )
             return _Outcome(failed=True)
         pages, sitemaps = parse_sitemap(fetched.body, self.options.max_bytes)
         jobs = [CrawlJob(u, 0, job.url) for u in _canonical(pages) if self.scope.allows(u)]
-        jobs += [
-            CrawlJob(u, 0, job.url, kind=JobKind.SITEMAP)
+        # A sitemap job's depth is its nesting below robots.txt (sitemaps have no link depth).
+        nested = job.depth + 1
+        children = [
+            CrawlJob(u, nested, job.url, kind=JobKind.SITEMAP)
             for u in _canonical(sitemaps)
             if self.scope.allows(u)
         ]
+        if children and nested > MAX_SITEMAP_NESTING:
+            logger.info(
+                "sitemap %s: nested deeper than %d, not followed", job.url, MAX_SITEMAP_NESTING
+            )
+            children = []
         with self._lock:
-            added = self.frontier.add(jobs)
-            self.result.discovered += sum(1 for j in added if j.kind is JobKind.PAGE)
-        self._writer.write(Commit(added=[j for j in added if j.kind is JobKind.PAGE]))
+            added = self._queue_sitemap_pages(jobs)
+            skipped = self._queue_sitemaps(children)
+            self.result.discovered += len(added)
+        self._log_sitemap_cap(skipped)
+        self._writer.write(Commit(added=added))
         return _Outcome()
 
     def _do_page(self, job: CrawlJob) -> _Outcome:
@@ -519,25 +584,38 @@ class Crawler:
         retryable = fetched.error in _RETRYABLE_ERRORS or (
             fetched.error is None and status in _RETRYABLE_STATUS
         )
+        asked = fetched.retry_after if fetched.error is None else None
+        # A pause longer than a crawl waits: record it rather than hold and then drop it.
+        too_long = asked is not None and asked > MAX_HOLD and status in _RETRYABLE_STATUS
         now = time.monotonic()
-        if retryable and job.attempt <= opts.retries and not self._stopping:
-            wait = fetched.retry_after
+        if retryable and not too_long and job.attempt <= opts.retries and not self._stopping:
+            wait = asked
             if wait is None:
                 wait = opts.retry_backoff * 2 ** (job.attempt - 1) * random.uniform(0.5, 1.5)
-            wait = min(wait, _MAX_RETRY_WAIT)
             with self._lock:
                 self.result.retries += 1
-            hold = now + wait if fetched.retry_after is not None else None
+            hold = now + wait if asked is not None else None
+            if asked is not None:
+                self._writer.write(Commit(hold=(job.host, time.time() + asked)))
             # The retry may follow the same redirects: let it past its own claims.
             job.claims = (*job.claims, *(c.url for c in claimed))
             return _Outcome(retry_at=now + wait, hold_until=hold)
         hold = None
-        if status in (429, 503) and fetched.retry_after is not None:
-            hold = now + min(fetched.retry_after, _MAX_RETRY_WAIT)  # the host asked for a pause
+        if too_long:
+            hold = math.inf
+            logger.warning(
+                "%s asked for a pause of %.0f s (Retry-After); its URLs wait for a later run",
+                job.host,
+                asked,
+            )
+        elif status in (429, 503) and asked is not None:
+            hold = now + asked  # the host asked for a pause
 
         page: Page | None = None
         error = fetched.error
-        if error is None and status is not None:
+        if too_long:
+            error, fetched.detail = "retry_after", _retry_after_detail(fetched, asked)
+        elif error is None and status is not None:
             if not 200 <= status < 400:
                 error = f"http_{status}"
             elif 200 <= status < 300:
@@ -550,13 +628,17 @@ class Crawler:
                     depth=job.depth,
                     referrer=job.referrer,
                     elapsed=fetched.elapsed,
+                    max_links=opts.max_links_per_page,
                 )
         try:
+            if page is not None and page.parse_cut is not None:
+                error, fetched.detail = "parse_limit", page.parse_cut  # still has a record
             records, follow, callback_failed = self._records.build(job, fetched, page, error)
         except Exception as exc:
             logger.exception("processing %s failed", job.url)
             error, fetched.detail = "processing", repr(exc)
             records, follow, callback_failed = self._records.build(job, fetched, None, error)
+        del follow[opts.max_links_per_page :]  # the callback's own URLs count too
         depth = job.depth + 1
         in_scope = self.scope.allows_at(depth)
         # Each page counts once: ok + redirects + failed = pages.
@@ -598,6 +680,7 @@ class Crawler:
                 outcome=counted,
                 error=kind,
                 nbytes=len(fetched.body),
+                hold=(job.host, time.time() + asked) if asked is not None and hold else None,
             )
         )
         return _Outcome(failed=error is not None, hold_until=hold)
@@ -622,8 +705,7 @@ class Crawler:
     ) -> str | None:
         """None to follow a redirect hop in place, or why not."""
         if not self.scope.allows(target, job.depth):
-            with self._lock:
-                self.result.out_of_scope_redirects += 1
+            self._count_off_scope(target)
             return "redirect out of scope"
         if host_key(target) != job.host:
             # Another host has its own robots.txt and politeness: queue it there.
@@ -644,6 +726,10 @@ class Crawler:
                 return "redirect to an already-seen URL"
         claimed.append(target_job)
         return None
+
+    def _count_off_scope(self, target: str) -> None:
+        with self._lock:
+            self.result.out_of_scope_redirects += 1
 
     def _throttle(self, host: str, fetched: Fetched, status: int) -> None:
         """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight."""
@@ -685,6 +771,15 @@ def _progress_enabled(progress: bool | None, output: str | None) -> bool | None:
         if isatty is not None and isatty():
             return False
     return None
+
+
+def _retry_after_detail(fetched: Fetched, asked: float | None) -> str:
+    header = fetched.headers.get("retry-after", "")
+    shown = header if len(header) <= 64 else header[:64] + "..."
+    return (
+        f"HTTP {fetched.status}, Retry-After: {shown} ({asked:.0f} s); a crawl waits at "
+        f"most {MAX_HOLD:.0f} s, so the host is not asked again before then"
+    )
 
 
 def _canonical(urls: list[str]) -> list[str]:

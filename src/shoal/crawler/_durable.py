@@ -13,10 +13,12 @@ again shortly rather than letting the crawl end.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterable
 
 from ..state import FingerprintSet, StateStore, fingerprint
-from ._frontier import CrawlJob, JobKind, MemoryFrontier
+from ._frontier import MAX_HOLD, CrawlJob, JobKind, MemoryFrontier
 
 __all__ = ["DurableFrontier"]
 
@@ -43,9 +45,17 @@ class DurableFrontier(MemoryFrontier):
         for fp in store.fingerprints():
             self._fps.add(fp)
         store.prepare_resume()
+        self._resume_holds(store.holds(), time.time(), time.monotonic())
         self._on_disk = store.queued_count()  # queued URLs not in memory
         self._cursor = 0  # highest seq paged in so far
         self._empty_rechecks = 0
+
+    def _resume_holds(self, holds: dict[str, float], wall: float, now: float) -> None:
+        """A host that asked for a pause in an earlier run gets it in this one too; one
+        that asked for longer than a crawl waits is left alone for the whole run."""
+        for host, until in holds.items():
+            wait = until - wall
+            self.hold_host(host, math.inf if wait > MAX_HOLD else now + wait)
 
     def _first_sight(self, job: CrawlJob) -> bool:
         if not job.fp:
@@ -115,7 +125,7 @@ class DurableFrontier(MemoryFrontier):
             self._enqueue(job, front=False)
 
     def pending(self) -> int:
-        return self._pending + self._on_disk
+        return super().pending() + self._on_disk
 
     def close(self) -> None:
         super().close()

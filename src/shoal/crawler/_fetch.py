@@ -118,9 +118,13 @@ class Fetcher:
     def close(self) -> None:
         self._transport.close()
 
-    def fetch(self, url: str, follow: Callable[[str], str | None] | None = None) -> Fetched:
+    def fetch(self, url: str, follow: Callable[[str], str | None]) -> Fetched:
         """GET ``url``, following redirects while ``follow(next_url)`` returns a reason-free
-        None; a string return stops at that hop (out of scope, already seen, ...)."""
+        None; a string return stops at that hop (out of scope, already seen, ...).
+
+        ``follow`` is required: every hop is a request, and every request passes a gate
+        (see ``_gate``). Only canonical http(s) targets reach it: a Location of another
+        scheme is the error ``bad_redirect``."""
         started = time.monotonic()
         result = Fetched(url=url, final_url=url)
         current = url
@@ -140,7 +144,7 @@ class Fetcher:
             if target in (current, url) or target in result.redirects:
                 result.error, result.detail = "redirect_loop", f"redirect loop at {target}"
                 break
-            stop = follow(target) if follow is not None else None
+            stop = follow(target)
             if stop is not None:
                 result.detail = stop
                 result.final_url = target

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,7 +27,11 @@ from typing import Protocol
 
 from ._urls import host_key
 
-__all__ = ["CrawlJob", "Frontier", "HostCounts", "JobKind", "MemoryFrontier"]
+__all__ = ["MAX_HOLD", "CrawlJob", "Frontier", "HostCounts", "JobKind", "MemoryFrontier"]
+
+# The longest pause a host may impose (Retry-After) that a crawl waits out. A host that
+# asks for longer is not asked again in this run (see hold_host).
+MAX_HOLD = 300.0
 
 
 class JobKind(StrEnum):
@@ -85,7 +90,7 @@ class Frontier(Protocol):
     ) -> tuple[list[CrawlJob], float | None]:
         """Up to ``limit`` jobs that may start now, and when the next waiting one may
         (None when nothing waits on a clock). At most ``fresh_limit`` of them are first
-        attempts of pages (the page budget); retries are never held back by it."""
+        attempts of pages or sitemaps (the page budget); retries are never held back by it."""
 
     def finish(
         self, job: CrawlJob, now: float, *, failed: bool = False, retry_at: float | None = None
@@ -99,7 +104,8 @@ class Frontier(Protocol):
         """Change a host's delay between requests (auto-throttle)."""
 
     def hold_host(self, host: str, until: float) -> None:
-        """Ask nothing of ``host`` before ``until`` (Retry-After)."""
+        """Ask nothing of ``host`` before ``until`` (Retry-After); ``math.inf``: not again
+        in this run (its URLs stay queued, and the crawl may end without them)."""
 
     def pending(self) -> int:
         """URLs waiting, in any host's queue."""
@@ -141,6 +147,9 @@ class MemoryFrontier:
         self._timed: list[tuple[float, int, _Host]] = []
         self._seq = itertools.count()
         self._pending = 0
+        # Queued URLs of hosts held for the rest of the run: counted, not kept (a durable
+        # frontier has them in its file), so they neither fill memory nor block paging.
+        self._parked = 0
         self._notices: list[str] = []
 
     # -- intake --------------------------------------------------------------------------
@@ -186,6 +195,9 @@ class MemoryFrontier:
 
     def _enqueue(self, job: CrawlJob, *, front: bool) -> None:
         host = self._host(job.host)
+        if host.next_at == math.inf:
+            self._parked += 1
+            return
         if front:
             host.queue.appendleft(job)
         else:
@@ -195,7 +207,7 @@ class MemoryFrontier:
 
     def _relist(self, host: _Host, now: float) -> None:
         """Put a host where take() will find it, if it could give out a job."""
-        if host.listed or host.in_flight >= self.per_host:
+        if host.listed or host.in_flight >= self.per_host or host.next_at == math.inf:
             return
         if host.robots_pending:
             if host.robots_asked:
@@ -235,7 +247,9 @@ class MemoryFrontier:
                 continue
             if not host.queue:
                 continue
-            first_try = host.queue[0].attempt == 1 and host.queue[0].kind is JobKind.PAGE
+            # Sitemaps spend the page budget too: an index of ever more sitemaps must not
+            # make unbounded requests.
+            first_try = host.queue[0].attempt == 1 and host.queue[0].kind is not JobKind.ROBOTS
             if first_try and fresh_limit is not None and fresh >= fresh_limit:
                 continue  # the page budget is spent; only a retry (queued first) relists it
             fresh += first_try
@@ -277,11 +291,15 @@ class MemoryFrontier:
     def hold_host(self, host: str, until: float) -> None:
         h = self._host(host)
         h.next_at = max(h.next_at, until)
+        if until == math.inf and h.queue:
+            self._parked += len(h.queue)
+            self._pending -= len(h.queue)
+            h.queue.clear()
 
     # -- reporting -----------------------------------------------------------------------
 
     def pending(self) -> int:
-        return self._pending
+        return self._pending + self._parked
 
     def by_host(self) -> dict[str, HostCounts]:
         return {

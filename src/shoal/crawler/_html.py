@@ -11,7 +11,9 @@ import re
 
 from selectolax.lexbor import LexborHTMLParser
 
-__all__ = ["ParsedHTML", "decode_body", "is_html", "parse_html"]
+from ._nesting import MAX_TAGS, SCAN_ABOVE, nesting_cut, tag_count_cut
+
+__all__ = ["ParsedHTML", "bounded", "decode_body", "is_html", "parse_html"]
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_\-:.]+)", re.I)
@@ -62,20 +64,45 @@ def decode_body(body: bytes, content_type: str) -> tuple[str, str]:
 
 
 class ParsedHTML:
-    """What the crawler needs from a page, from one parse."""
+    """What the crawler needs from a page, from one parse. ``cut`` says why the parse
+    stopped before the end of the page (None: it did not)."""
 
-    __slots__ = ("base", "hrefs", "title", "tree")
+    __slots__ = ("base", "cut", "hrefs", "title", "tree")
 
     def __init__(
-        self, tree: LexborHTMLParser, base: str | None, title: str | None, hrefs: list[str]
+        self,
+        tree: LexborHTMLParser,
+        base: str | None,
+        title: str | None,
+        hrefs: list[str],
+        cut: str | None = None,
     ) -> None:
         self.tree = tree
         self.base = base
         self.title = title
         self.hrefs = hrefs
+        self.cut = cut
 
 
-def parse_html(text: str) -> ParsedHTML:
+def bounded(text: str) -> tuple[str, str | None]:
+    """The part of ``text`` that is safe to parse, and why the rest was cut off."""
+    if text.count("<") <= SCAN_ABOVE:
+        return text, None  # nearly every page: too few tags for either limit
+    cut = None
+    at = tag_count_cut(text)
+    if at is not None:
+        text = text[:at]
+        cut = f"more than {MAX_TAGS} tags; parsed the first {at} characters"
+    found = nesting_cut(text)
+    if found is not None:
+        at, why = found
+        text = text[:at]
+        cut = f"{why}; parsed the first {at} characters"
+    return text, cut
+
+
+def parse_html(text: str, cut: str | None = None) -> ParsedHTML:
+    """Parse ``text``, which should have passed :func:`bounded` (``cut``: why it was cut)."""
     tree = LexborHTMLParser(text)
     # tags() walks the tree in C; css() would first compile a selector for every page.
     base = None
@@ -89,4 +116,4 @@ def parse_html(text: str) -> ParsedHTML:
         break
     hrefs = [h for node in tree.tags("a") if (h := node.attrs.get("href"))]
     hrefs.extend(h for node in tree.tags("area") if (h := node.attrs.get("href")))
-    return ParsedHTML(tree, base, title or None, hrefs)
+    return ParsedHTML(tree, base, title or None, hrefs, cut)

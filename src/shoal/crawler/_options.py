@@ -31,6 +31,8 @@ class CrawlOptions:
     max_bytes: int = 10 * 1024 * 1024
     max_time: float | None = None
     max_redirects: int = 10
+    max_sitemaps: int = 1_000  # sitemaps queued per run (each fetch also counts as a page)
+    max_links_per_page: int = 10_000  # links taken from one page (or one callback's return)
     allow_domains: Sequence[str] = ()
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
@@ -71,12 +73,13 @@ class CrawlOptions:
             "max_pages": self.max_pages,
             "max_bytes": self.max_bytes,
             "memory_limit": self.memory_limit,
+            "max_links_per_page": self.max_links_per_page,
         }
         for name, value in positive.items():
             if value < 1:
                 raise UsageError(f"{name} must be at least 1 (got {value})")
-        if self.max_depth < 0 or self.retries < 0 or self.max_redirects < 0:
-            raise UsageError("max_depth, retries and max_redirects must be >= 0")
+        if min(self.max_depth, self.retries, self.max_redirects, self.max_sitemaps) < 0:
+            raise UsageError("max_depth, retries, max_redirects and max_sitemaps must be >= 0")
         if self.delay < 0 or self.timeout <= 0:
             raise UsageError("delay must be >= 0 and timeout > 0")
         if self.transport not in ("native", "urllib3"):

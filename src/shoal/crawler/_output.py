@@ -91,6 +91,7 @@ class Commit:
     outcome: str | None = None
     error: str | None = None
     nbytes: int = 0
+    hold: tuple[str, float] | None = None  # (host, wall-clock until): Retry-After, kept
 
 
 class Output(Protocol):
@@ -485,7 +486,8 @@ class CrawlSink:
                 if c.error is not None:
                     assert counts.errors is not None
                     counts.errors[c.error] = counts.errors.get(c.error, 0) + 1
-        self.store.commit(added, finished, self.output.position(), counts)
+        holds = [c.hold for c in commits if c.hold is not None]
+        self.store.commit(added, finished, self.output.position(), counts=counts, holds=holds)
 
     def flush(self) -> None:
         self.output.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._html import ParsedHTML, decode_body, is_html, parse_html
+from ._html import ParsedHTML, bounded, decode_body, is_html, parse_html
 from ._urls import LinkResolver, join_url
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ class Page:
 
     __slots__ = (
         "_base_url",
+        "_bounded",
         "_decoded",
         "_html",
         "_is_html",
@@ -37,6 +38,7 @@ class Page:
         "elapsed",
         "final_url",
         "headers",
+        "max_links",
         "referrer",
         "status",
         "url",
@@ -53,6 +55,7 @@ class Page:
         depth: int,
         referrer: str | None,
         elapsed: float,
+        max_links: int | None = None,
     ) -> None:
         self.url = url
         self.final_url = final_url
@@ -62,8 +65,10 @@ class Page:
         self.depth = depth
         self.referrer = referrer
         self.elapsed = elapsed
+        self.max_links = max_links
         self._is_html: bool | None = None
         self._decoded: tuple[str, str] | None = None
+        self._bounded: tuple[str, str | None] | None = None
         self._html: ParsedHTML | None = _UNSET
         self._base_url: str | None = None
         self._links: list[str] | None = None
@@ -93,11 +98,25 @@ class Page:
     def encoding(self) -> str:
         return self._decode()[1]
 
+    def _parseable(self) -> tuple[str, str | None]:
+        """The text that parsers get (cut off where parsing it would cost too much), and
+        why it was cut."""
+        if self._bounded is None:
+            self._bounded = bounded(self.text)
+        return self._bounded
+
     @property
     def html(self) -> ParsedHTML | None:
         if self._html is _UNSET:
-            self._html = parse_html(self.text) if self.is_html else None
+            self._html = parse_html(*self._parseable()) if self.is_html else None
         return self._html
+
+    @property
+    def parse_cut(self) -> str | None:
+        """Why parsing stopped before the end of an HTML page (pathological nesting, too
+        many tags: see ``_nesting``), or None if parsers see it all. Links, title and
+        selectors all come from the part before the cut."""
+        return self._parseable()[1] if self.is_html else None
 
     @property
     def title(self) -> str | None:
@@ -117,7 +136,8 @@ class Page:
 
     @property
     def links(self) -> list[str]:
-        """Every http(s) link on the page, absolute and canonical, in page order, once."""
+        """Every http(s) link on the page, absolute and canonical, in page order, once
+        (the first ``max_links`` of them, if set)."""
         if self._links is None:
             self._links = self._find_links()
         return self._links
@@ -129,7 +149,10 @@ class Page:
         resolve = LinkResolver(self.base_url).resolve
         seen: set[str] = set()
         out: list[str] = []
+        limit = self.max_links if self.max_links is not None else len(html.hrefs)
         for href in html.hrefs:
+            if len(out) >= limit:
+                break
             url = resolve(href)
             if url is not None and url not in seen:
                 seen.add(url)
@@ -141,7 +164,7 @@ class Page:
         if self._selector is None:
             from parsel import Selector
 
-            self._selector = Selector(text=self.text, base_url=self.final_url)
+            self._selector = Selector(text=self._parseable()[0], base_url=self.final_url)
         return self._selector
 
     def css(self, query: str) -> SelectorList[Any]:

@@ -1,8 +1,9 @@
 """URL canonicalization (w3lib semantics, faster) and crawl scope.
 
 Two spellings of one resource must become one string, or the crawler fetches it twice:
-scheme and host are lower-cased, default ports dropped, dot segments removed, the
-fragment dropped, query
+scheme and host are lower-cased, default ports dropped, userinfo (``user:pw@``) dropped
+(the HTTP client never sends it, so it only made one host look like many), dot segments
+removed, the fragment dropped, query
 arguments sorted (blank values kept), percent-escapes normalized (unreserved characters
 decoded, hex upper-cased); the path keeps its case. Most links on a real page are
 already canonical, so the common case is a handful of string checks.
@@ -88,12 +89,16 @@ MAX_URL_LENGTH = 8192
 
 
 def canonicalize(url: str) -> str:
-    """The canonical form of an absolute http(s) URL. Raises ValueError if malformed or
-    longer than MAX_URL_LENGTH."""
+    """The canonical form of an absolute http(s) URL. Raises ValueError if malformed, of
+    another scheme, or longer than MAX_URL_LENGTH."""
     if len(url) > 3 * MAX_URL_LENGTH:  # refused unparsed: a bound on the work per URL
         raise ValueError(f"longer than {MAX_URL_LENGTH} characters")
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        # The one gate every crawled URL passes: nothing but http(s) may reach the
+        # frontier, the state file or a request line (file:, ftp:, gopher:, ws: ...).
+        raise ValueError(f"scheme {scheme + ':' if scheme else 'missing'} is not crawled")
     hostname = parts.hostname
     if not hostname:
         raise ValueError("no host")
@@ -102,9 +107,6 @@ def canonicalize(url: str) -> str:
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != _DEFAULT_PORTS.get(scheme):
         netloc = f"{netloc}:{port}"
-    if parts.username is not None:
-        userinfo = parts.username + (f":{parts.password}" if parts.password is not None else "")
-        netloc = f"{userinfo}@{netloc}"
     path = _normalize_escapes(parts.path, _PATH_SAFE) if parts.path else "/"
     if "/." in path:
         path = _remove_dot_segments(path)  # RFC 3986 6.2.2.3: /a/../b is /b
@@ -301,6 +303,18 @@ def parse_start_url(url: str) -> str:
         raise InvalidURL(url, str(exc)) from None
 
 
+_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)", re.I)
+
+
+def _is_ip_like(host: str) -> bool:
+    """An IPv6 literal, or a host whose last label is a number: resolvers read "127.1"
+    and "0x7f.1" as IPv4 addresses (as the WHATWG URL standard does), and no DNS name
+    ends in a number, so these must never match a domain suffix."""
+    if ":" in host:
+        return True
+    return _NUMERIC_LABEL.fullmatch(host.rstrip(".").rpartition(".")[2]) is not None
+
+
 def _domain_of(url: str) -> str:
     host = urlsplit(url).hostname or ""
     return host.lower()
@@ -333,7 +347,7 @@ class Scope:
             from .._errors import UsageError
 
             raise UsageError(f"bad --include/--exclude pattern: {exc}") from None
-        domains = {d.lower().strip(".") for d in self.domains if d}
+        domains = {d.lower().strip(".").strip("[]") for d in self.domains if d}
         self._exact = frozenset(domains)
         self._suffixes = tuple("." + d for d in domains)
         self._origin_allowed = lru_cache(maxsize=4096)(self._check_origin)
@@ -356,10 +370,14 @@ class Scope:
         return cls(domains, include, exclude, max_depth)
 
     def allows_host(self, host: str) -> bool:
-        return host in self._exact or host.endswith(self._suffixes)
+        host = host.strip("[]")
+        if host in self._exact:
+            return True
+        # An IP address is matched exactly: "--allow-domain 1.1" must not admit 127.0.1.1.
+        return not _is_ip_like(host) and host.endswith(self._suffixes)
 
     def allows(self, url: str, depth: int = 0) -> bool:
-        """Is a canonical URL at ``depth`` in scope?"""
+        """Is a canonical URL at ``depth`` in scope? Only http(s) URLs ever are."""
         if self.max_depth is not None and depth > self.max_depth:
             return False
         if not self._origin_allowed(host_key(url)):
@@ -378,6 +396,8 @@ class Scope:
         return lambda url: self.allows(url, depth)
 
     def _check_origin(self, origin: str) -> bool:
+        if not origin.startswith(("http://", "https://")):
+            return False
         host = origin[origin.find("//") + 2 :].rpartition("@")[2]
         host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
         return self.allows_host(host)

@@ -43,7 +43,14 @@ QUEUED, DONE, FAILED = 0, 1, 2
 _SCHEMA_VERSION = "1"
 _APP = "shoal-crawl-state"
 
-_SCHEMA = """
+# Hosts that asked for a pause (Retry-After), until a wall-clock time: a resume must not
+# ask them again at once. Added after schema 1 shipped: files without it gain it on open.
+_HOLDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS holds (host TEXT PRIMARY KEY, until REAL NOT NULL);
+"""
+
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS urls (
     fp INTEGER PRIMARY KEY,          -- 64-bit fingerprint, stored signed
@@ -60,6 +67,8 @@ CREATE TABLE IF NOT EXISTS urls (
 -- done never touches this index.
 CREATE INDEX IF NOT EXISTS urls_spilled ON urls (seq) WHERE state=0 AND spilled=1;
 """
+    + _HOLDS_SCHEMA
+)
 # One row per run of the crawl (created on open when missing, so older files gain it):
 # what each run committed, so totals across resumed runs add up exactly.
 _RUNS = """
@@ -191,7 +200,7 @@ class StateStore:
             write, read = conns
             _check(path, read, identity)
             with _translated("opening the state file"):
-                write.executescript(_RUNS)
+                write.executescript(_RUNS + _HOLDS_SCHEMA)
             return cls(path, write, read, lock_fd, created)
         except BaseException:
             for conn in conns:
@@ -265,6 +274,14 @@ class StateStore:
         with _translated("resuming"), self._write:
             self._write.execute("UPDATE urls SET spilled=1 WHERE state=0 AND spilled=0")
 
+    def holds(self) -> dict[str, float]:
+        """Hosts that asked not to be asked again before a wall-clock time still ahead."""
+        with _translated("reading the state file"):
+            rows = self._read.execute(
+                "SELECT host, until FROM holds WHERE until > ?", (time.time(),)
+            ).fetchall()
+        return dict(rows)
+
     def spilled_count(self, after_seq: int) -> int:
         return int(
             self._scalar(
@@ -293,11 +310,21 @@ class StateStore:
         added: Iterable[UrlRow],
         finished: Iterable[tuple[UrlRow, int, int | None]],
         output_offset: int | None,
+        *,
         counts: RunCounts | None = None,
+        holds: Iterable[tuple[str, float]] = (),
     ) -> None:
-        """One transaction: new URLs, final states, where the output now ends, and what
-        this batch adds to the current run's counts."""
+        """One transaction: new URLs, final states, where the output now ends, what this
+        batch adds to the current run's counts, and hosts' holds (host, wall-clock time
+        until which it must not be asked)."""
+        holds = list(holds)
         with _translated("writing the state file"), self._write:
+            if holds:
+                self._write.executemany(
+                    "INSERT INTO holds VALUES (?, ?) ON CONFLICT(host) DO UPDATE SET "
+                    "until=max(until, excluded.until)",
+                    holds,
+                )
             if counts is not None and self._run_id is not None:
                 for kind, n in (counts.errors or {}).items():
                     self._run_errors[kind] = self._run_errors.get(kind, 0) + n
