@@ -16,7 +16,7 @@ import argparse
 import socket
 import timeit
 
-from shoal.crawler import _http
+from shoal.http import _client as _http
 
 BODY = (b"<html><body>" + b"<p>some text of a page, line</p>\n" * 200)[:6000]
 HEAD = (

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from shoal.crawler._dns import DNSTimeout, Resolver
-from shoal.crawler._http import HTTPClient, HTTPError
+from shoal.http import HTTPClient, TransportError
+from shoal.http._dns import DNSTimeout, Resolver
 
 
 class GatedLookup:
@@ -135,7 +135,7 @@ def hello() -> Iterator[int]:
 def test_the_connect_timeout_bounds_the_lookup(lookup: GatedLookup, hello: int) -> None:
     client = HTTPClient(connect_timeout=0.1, resolver=Resolver(lookup=lookup))
     try:
-        with pytest.raises(HTTPError) as caught:
+        with pytest.raises(TransportError) as caught:
             client.get(f"http://slow-dns.test:{hello}/", {}, max_bytes=100)
         assert caught.value.kind == "timeout" and "slow-dns.test" in caught.value.detail
         lookup.gate.set()
@@ -161,7 +161,7 @@ def test_a_name_that_does_not_resolve_is_a_dns_error() -> None:
     failing.gate.set()
     client = HTTPClient(resolver=Resolver(lookup=failing))
     try:
-        with pytest.raises(HTTPError) as caught:
+        with pytest.raises(TransportError) as caught:
             client.get("http://nowhere.test/", {}, max_bytes=100)
         assert caught.value.kind == "dns" and "not known" in caught.value.detail
     finally:

@@ -23,8 +23,8 @@ import pytest
 
 from conftest import LocalCA
 from rawserver import RawServer, Script, raw_servers, read_request, respond_once
-from shoal.crawler._http import HTTPClient, HTTPError
-from shoal.crawler._urllib3 import Urllib3Transport
+from shoal.http import HTTPClient, TransportError
+from shoal.http._urllib3 import Urllib3Transport
 
 PAGE = b"<html><body>" + b"".join(b"<p>line %d</p>\n" % i for i in range(300)) + b"</body></html>"
 BIG = 64 * 1024 * 1024
@@ -186,8 +186,8 @@ def get(client: HTTPClient, url: str, **kwargs: object) -> tuple[int, dict[str, 
     return resp.status, resp.headers, resp.body
 
 
-def error_of(call: Callable[[], object]) -> HTTPError:
-    with pytest.raises(HTTPError) as info:
+def error_of(call: Callable[[], object]) -> TransportError:
+    with pytest.raises(TransportError) as info:
         call()
     return info.value
 
@@ -287,6 +287,9 @@ def test_informational_responses_and_bare_lf_are_handled(
         client.close()
 
 
+URLLIB3_ARGS = {"per_host": 2, "connect_timeout": 5.0, "read_timeout": 5.0, "verify_tls": True}
+
+
 def test_split_packets_and_repeated_headers(raw_server: Callable[..., RawServer]) -> None:
     parts = [
         b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nVary: x\r\nset-cookie: b=2\r\n",
@@ -303,16 +306,30 @@ def test_split_packets_and_repeated_headers(raw_server: Callable[..., RawServer]
                 time.sleep(0.01)
 
     srv = raw_server(script)
-    client = HTTPClient()
-    try:
-        for _ in range(2):
-            status, headers, body = get(client, srv.url + "/")
-            assert (status, body) == (200, b"hello world")
-            assert headers["set-cookie"] == "a=1\nb=2"
-            assert headers["vary"] == "x, y"
-        assert srv.connections == 1
-    finally:
-        client.close()
+    for client in (HTTPClient(), Urllib3Transport(**URLLIB3_ARGS)):
+        try:
+            for _ in range(2):
+                resp = client.get(srv.url + "/x", {}, max_bytes=1000)
+                assert (resp.status, resp.body) == (200, b"hello world")
+                assert resp.headers["set-cookie"] == "a=1\nb=2"
+                assert resp.headers["vary"] == "x, y"
+                assert resp.url == srv.url + "/x"
+                # The raw list keeps each field line (urllib3 groups them by name).
+                raw = [(k.lower(), v) for k, v in resp.raw_headers]
+                sent = [
+                    ("set-cookie", "a=1"),
+                    ("vary", "x"),
+                    ("set-cookie", "b=2"),
+                    ("vary", "y"),
+                    ("transfer-encoding", "chunked"),
+                ]
+                if isinstance(client, HTTPClient):
+                    assert raw == sent
+                else:
+                    assert sorted(raw) == sorted(sent)
+        finally:
+            client.close()
+    assert srv.connections == 2  # one kept-alive connection per client
 
 
 # --- decoding and size limits ---------------------------------------------------------
@@ -325,7 +342,7 @@ def test_compressed_bodies_are_decoded(server: Server, client: HTTPClient, path:
 
 @pytest.mark.parametrize("path", ["/gzip", "/deflate", "/deflate-raw", "/br", "/gzip-members"])
 def test_decoding_fed_one_byte_at_a_time(path: str) -> None:
-    from shoal.crawler._response import Body as _Body
+    from shoal.http._response import Body as _Body
 
     coding, data = ENCODED[path]()
     body = _Body(coding, len(PAGE))
@@ -434,7 +451,7 @@ def test_the_deadline_bounds_sending_the_request(on_worker_thread: bool) -> None
         started = time.monotonic()
         try:
             client.get(deaf.url, {"X-Big": "a" * (8 << 20)}, max_bytes=100, deadline=started + 0.3)
-        except HTTPError as exc:
+        except TransportError as exc:
             outcome.append(exc.kind)
         outcome.append(time.monotonic() - started)
 

@@ -1,6 +1,6 @@
 """Hostile servers against the HTTP client, on raw sockets: responses sent unasked on
 kept-alive connections (desync), framing tricks and smuggling (RFC 9112), drips and
-stalls, and deny_private. Every failure must be an HTTPError with a kind, and no
+stalls, and deny_private. Every failure must be an TransportError with a kind, and no
 request may ever get bytes meant as another response."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 
 from rawserver import RawServer, Script, raw_servers, read_request, respond_always
 from shoal.crawler import Crawler
-from shoal.crawler._dns import is_public_address
-from shoal.crawler._http import HTTPClient, HTTPError
+from shoal.http import HTTPClient, TransportError
+from shoal.http._dns import is_public_address
 
 Start = Callable[[Script], RawServer]
 
@@ -52,7 +52,7 @@ def get(client: HTTPClient, url: str, **kwargs: object) -> tuple[int, bytes]:
 
 
 def kind_of(call: Callable[[], object]) -> str:
-    with pytest.raises(HTTPError) as info:
+    with pytest.raises(TransportError) as info:
         call()
     return info.value.kind
 
@@ -399,14 +399,14 @@ def test_deny_private_refuses_loopback(raw_server: Start, host: str) -> None:
         if host == "localhost":  # may resolve to ::1 first, where nothing listens
             try:
                 get(open_client, url)
-            except HTTPError:
+            except TransportError:
                 pytest.skip("localhost does not reach 127.0.0.1 here")
         else:
             assert get(open_client, url) == (200, b"answer for /")
-        with pytest.raises(HTTPError) as info:
+        with pytest.raises(TransportError) as info:
             get(strict, url)
         before = srv.connections
-        with pytest.raises(HTTPError) as info:
+        with pytest.raises(TransportError) as info:
             get(strict, url)
         assert info.value.kind == "blocked" and host in info.value.detail
     finally:
@@ -418,12 +418,12 @@ def test_deny_private_refuses_loopback(raw_server: Start, host: str) -> None:
 def test_deny_private_also_checks_the_target_through_a_proxy(raw_server: Start) -> None:
     # The proxy itself is on 127.0.0.1 (the user chose it); the target is refused
     # before anything is sent to the proxy.
-    from shoal.crawler._proxy import ProxyRules
+    from shoal.http._proxy import ProxyRules
 
     proxy = raw_server(respond_always(own_answer))
     client = HTTPClient(proxies=ProxyRules(http=proxy.url), deny_private=True)
     try:
-        with pytest.raises(HTTPError) as info:
+        with pytest.raises(TransportError) as info:
             get(client, "http://127.0.0.2:8080/")
         assert info.value.kind == "blocked"
     finally:
@@ -492,7 +492,7 @@ def test_a_redirect_whose_unwanted_body_fails_still_redirects(
 def test_a_connect_answer_ending_in_lf_crlf_opens_the_tunnel(raw_server: Start) -> None:
     # The proxy's answer ends "\n\r\n"; it then waits for the TLS hello and hangs up. A
     # client still waiting for the end of the answer would never send the hello.
-    from shoal.crawler._proxy import ProxyRules
+    from shoal.http._proxy import ProxyRules
 
     def script(conn: socket.socket, index: int) -> None:
         read_request(conn)

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import LocalCA
-from shoal.crawler._http import HTTPClient, HTTPError
-from shoal.crawler._proxy import Proxy, ProxyRules
+from shoal.http import HTTPClient, TransportError
+from shoal.http._proxy import Proxy, ProxyRules
 from sites import Site, html
 
 CREDENTIALS = "Basic dXNlcjpwIHc="  # user:"p w"
@@ -171,7 +171,7 @@ def test_credentials_in_the_proxy_url_are_sent() -> None:
             bad = HTTPClient(proxies=ProxyRules.single(guarded.url))
             try:
                 assert get(good, site.url("/")) == (200, b"hello")
-                with pytest.raises(HTTPError) as caught:
+                with pytest.raises(TransportError) as caught:
                     get(bad, site.url("/"))  # the proxy's own 407, not the page's status
                 assert caught.value.kind == "proxy" and "407" in caught.value.detail
             finally:
@@ -197,7 +197,7 @@ def test_a_proxy_that_is_down_is_named_in_the_error() -> None:
         port = sock.getsockname()[1]  # closed again: nothing listens there
     client = HTTPClient(proxies=ProxyRules.single(f"http://127.0.0.1:{port}"))
     try:
-        with pytest.raises(HTTPError) as caught:
+        with pytest.raises(TransportError) as caught:
             get(client, "http://example.test/")
         assert caught.value.kind == "connection"
         assert f"proxy 127.0.0.1:{port}" in caught.value.detail
@@ -291,7 +291,7 @@ def test_a_refused_connect_is_a_proxy_error(tls_site: str) -> None:
     guarded = ForwardProxy(require=CREDENTIALS)
     client = HTTPClient(proxies=ProxyRules.single(guarded.url), verify_tls=False)
     try:
-        with pytest.raises(HTTPError) as caught:
+        with pytest.raises(TransportError) as caught:
             get(client, tls_site + "/")
         assert caught.value.kind == "proxy" and "407" in caught.value.detail
     finally:
@@ -390,7 +390,7 @@ def test_a_slow_connect_answer_is_bounded_by_the_connect_timeout() -> None:
     client = HTTPClient(proxies=ProxyRules.single(slow.url), connect_timeout=0.5)
     try:
         started = time.monotonic()
-        with pytest.raises(HTTPError) as caught:
+        with pytest.raises(TransportError) as caught:
             get(client, "https://127.0.0.1:9/")
         assert caught.value.kind == "timeout"
         assert time.monotonic() - started < 5  # the whole answer would take 16 s
@@ -434,7 +434,7 @@ def test_a_host_name_tls_rejects_is_a_connection_error() -> None:
     lax = _ScriptedProxy(b"HTTP/1.1 200 OK\r\n\r\n")
     client = HTTPClient(proxies=ProxyRules.single(lax.url))
     try:
-        with pytest.raises(HTTPError) as caught:
+        with pytest.raises(TransportError) as caught:
             get(client, "https://a..example.test/")
         assert caught.value.kind == "connection" and "bad host name" in caught.value.detail
     finally:

@@ -32,6 +32,7 @@ EXPECTED = {
     "TaskContext",
     "TaskError",
     "TaskErrorGroup",
+    "TransportError",
     "UsageError",
     "Writer",
     "WriterError",

@@ -2,7 +2,7 @@
 
 The runtime (``Pool``, ``Writer``, ``Pipeline``) is imported eagerly and uses only the
 standard library. The crawler's names are loaded on first use, so ``import shoal``
-stays light: no urllib3, HTML parser, click or redis until you ask for them.
+stays light: no HTTP client, urllib3, HTML parser, click or redis until you ask for them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ._errors import (
     StateMismatch,
     TaskError,
     TaskErrorGroup,
+    TransportError,
     UsageError,
     WriterError,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "TaskContext",
     "TaskError",
     "TaskErrorGroup",
+    "TransportError",
     "UsageError",
     "Writer",
     "WriterError",

@@ -1,6 +1,6 @@
 """Every exception shoal raises on purpose descends from :class:`ShoalError`.
 
-Errors from the libraries underneath (sqlite3, urllib3, redis) are translated where
+Errors from the libraries underneath (sqlite3, urllib3, httptools) are translated where
 shoal calls them, so ``except shoal.ShoalError`` is enough to catch anything shoal
 means to report::
 
@@ -11,7 +11,8 @@ means to report::
     ├── TaskError             a task failed for good; .item, .attempts, __cause__
     ├── TaskErrorGroup        every failure of a "collect" pool (also an ExceptionGroup)
     ├── RetryLater            raised by a handler: run this task again after a backoff
-    ├── WriterError           the writer's sink failed; nothing more is accepted
+    ├── WriterError           the writer's sink failed; nothing more is accepted (exit code 4)
+    ├── TransportError        one HTTP request failed; .kind (an ErrorKind) says how
     ├── UsageError            a bad option or argument (exit code 2)
     │   └── InvalidURL        a URL that cannot be crawled
     ├── OutputError           the output cannot be used, or is not this crawl's (exit code 4)
@@ -25,9 +26,11 @@ Each error carries ``exit_code``, which the command line uses as its exit status
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "ErrorKind",
     "InvalidURL",
     "JoinTimeout",
     "OutputError",
@@ -40,6 +43,7 @@ __all__ = [
     "StateMismatch",
     "TaskError",
     "TaskErrorGroup",
+    "TransportError",
     "UsageError",
     "WriterError",
 ]
@@ -106,7 +110,51 @@ class RetryLater(ShoalError):
 
 
 class WriterError(ShoalError):
-    """The writer's sink raised; the writer accepts nothing more. ``__cause__`` says why."""
+    """The writer's sink raised; the writer accepts nothing more. ``__cause__`` says why.
+
+    Its exit code is 4, the output's: to a script, a sink that failed mid-crawl (a full
+    disk) is an output problem like one that could not be opened. Declared here, not set
+    by the command line at import, so the library and the CLI agree without import order."""
+
+    exit_code = 4
+
+
+class ErrorKind(StrEnum):
+    """How a request failed. The values are the ``error`` strings of the records, so
+    they are part of the output format: never rename one."""
+
+    TIMEOUT = "timeout"  # connect, read or the request's whole deadline
+    DNS = "dns"  # the host name did not resolve (or resolving timed out)
+    CONNECTION = "connection"  # refused, reset, closed early, bad host name
+    TLS = "tls"  # handshake or certificate
+    PROXY = "proxy"  # the proxy refused CONNECT, closed the tunnel, wants credentials
+    TOO_LARGE = "too_large"  # the body would exceed max_bytes (decoded)
+    PROTOCOL = "protocol"  # not HTTP/1.x as RFC 9112 frames it; an unsendable request
+    DECODE = "decode"  # a Content-Encoding that is unknown or does not decode
+    BLOCKED = "blocked"  # deny_private: the host is (or resolves to) a non-public address
+    # Set by the fetcher (redirects), never raised by a transport:
+    BAD_REDIRECT = "bad_redirect"
+    REDIRECT_LOOP = "redirect_loop"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    # Set by the crawler on a page's record (besides "http_<status>" for a 4xx/5xx):
+    RETRY_AFTER = "retry_after"  # the host asked for a pause longer than the crawl allows
+    PARSE_LIMIT = "parse_limit"  # the page was cut to the parser's bounds
+    PROCESSING = "processing"  # the page callback or link extraction raised
+    INTERNAL = "internal"  # shoal's own code failed on the page
+
+
+class TransportError(ShoalError):
+    """One HTTP request failed. ``kind`` says how (an :class:`ErrorKind`), ``detail`` is
+    the human-readable reason. Every transport raises only this, whatever library it
+    sits on."""
+
+    def __init__(self, kind: ErrorKind, detail: str) -> None:
+        super().__init__(kind, detail)
+        self.kind = kind
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
 
 
 class UsageError(ShoalError):

@@ -26,8 +26,6 @@ EXIT_OUTPUT = 4
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
-WriterError.exit_code = EXIT_OUTPUT
-
 
 def _configure_logging(verbose: int, quiet: bool, log_file: str | None = None) -> None:
     from ._logging import configure_logging

@@ -1,13 +1,7 @@
 """Fetching: redirects followed one hop at a time (so the crawler can vet each hop),
-over a small swappable transport.
-
-Transports take a GET and give a :class:`RawResponse` (decoded body, capped at
-``max_bytes``) or raise :class:`HTTPError` with a kind (timeout, connection, tls,
-proxy, too_large, protocol, decode, blocked). ``native`` is shoal's own HTTP/1.1 client (``_http``),
-about three times cheaper in CPU per request than urllib3 on this workload (see
-docs/benchmarks.md); ``urllib3`` is kept as an adapter for comparison and as a
-fallback. Neither lets its library's exceptions out: a fetch never raises for a network
-or protocol problem, it returns a :class:`Fetched` whose ``error`` names the kind.
+over a :class:`~shoal.http.Transport` (the contract and both clients live in
+``shoal.http``). A fetch never raises for a network or protocol problem: it returns a
+:class:`Fetched` whose ``error`` is the :class:`~shoal.http.ErrorKind`.
 """
 
 from __future__ import annotations
@@ -15,17 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 from urllib.parse import urljoin
 
-from ._http import HTTPClient, HTTPError, RawResponse
-from ._proxy import ProxyRules
+from ..http import ErrorKind, Transport, TransportError
 from ._urls import canonicalize
 
-__all__ = ["TRANSPORTS", "Fetched", "Fetcher", "Transport"]
+__all__ = ["Fetched", "Fetcher"]
 
 
-TRANSPORTS = ("native", "urllib3")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -40,7 +31,7 @@ class Fetched:
     body: bytes = b""
     elapsed: float = 0.0
     redirects: list[str] = field(default_factory=list)
-    error: str | None = None  # kind of failure: timeout, connection, tls, too_large, ...
+    error: ErrorKind | None = None  # how it failed (a str: records hold its value)
     detail: str = ""  # the human-readable reason behind ``error``
     retry_after: float | None = None
 
@@ -49,38 +40,20 @@ class Fetched:
         return self.headers.get("content-type", "")
 
 
-class Transport(Protocol):
-    def get(
-        self,
-        url: str,
-        headers: Mapping[str, str],
-        *,
-        max_bytes: int,
-        deadline: float | None = None,
-        read_body: bool = True,
-    ) -> RawResponse: ...
-
-    def close(self) -> None: ...
-
-
 class Fetcher:
     """Thread-safe: one transport (with its connection pools) shared by every worker."""
 
     def __init__(
         self,
+        transport: Transport,
         *,
         user_agent: str,
         timeout: float = 30.0,
-        connect_timeout: float | None = None,
         max_bytes: int = 10 * 1024 * 1024,
         max_redirects: int = 10,
-        per_host: int = 8,
-        verify_tls: bool = True,
         headers: Mapping[str, str] | None = None,
-        transport: str = "native",
-        proxies: ProxyRules | None = None,
-        deny_private: bool = False,
     ) -> None:
+        self._transport = transport  # owned: close() closes it
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
@@ -90,30 +63,6 @@ class Fetcher:
             "Accept-Encoding": "gzip, deflate, br",
             **(headers or {}),
         }
-        connect = connect_timeout if connect_timeout is not None else min(timeout, 10.0)
-        self._transport: Transport
-        if transport == "native":
-            self._transport = HTTPClient(
-                per_host=per_host,
-                connect_timeout=connect,
-                read_timeout=timeout,
-                verify_tls=verify_tls,
-                proxies=proxies,
-                deny_private=deny_private,
-            )
-        elif transport == "urllib3":
-            if proxies is not None or deny_private:
-                raise ValueError("the urllib3 transport supports neither proxies nor deny_private")
-            from ._urllib3 import Urllib3Transport
-
-            self._transport = Urllib3Transport(
-                per_host=per_host,
-                connect_timeout=connect,
-                read_timeout=timeout,
-                verify_tls=verify_tls,
-            )
-        else:
-            raise ValueError(f"unknown transport {transport!r}; choose from {TRANSPORTS}")
 
     def close(self) -> None:
         self._transport.close()
@@ -139,10 +88,13 @@ class Fetcher:
                 target = canonicalize(urljoin(current, location))
             except ValueError as exc:
                 shown = location if len(location) <= 200 else location[:200] + "..."
-                result.error, result.detail = "bad_redirect", f"bad Location {shown!r}: {exc}"
+                result.error, result.detail = (
+                    ErrorKind.BAD_REDIRECT,
+                    f"bad Location {shown!r}: {exc}",
+                )
                 break
             if target in (current, url) or target in result.redirects:
-                result.error, result.detail = "redirect_loop", f"redirect loop at {target}"
+                result.error, result.detail = ErrorKind.REDIRECT_LOOP, f"redirect loop at {target}"
                 break
             stop = follow(target)
             if stop is not None:
@@ -153,7 +105,7 @@ class Fetcher:
             current = target
             result.final_url = target
         else:
-            result.error = "too_many_redirects"
+            result.error = ErrorKind.TOO_MANY_REDIRECTS
             result.detail = f"more than {self.max_redirects} redirects"
         result.elapsed = time.monotonic() - started
         return result
@@ -165,7 +117,7 @@ class Fetcher:
             response = self._transport.get(
                 url, self._headers, max_bytes=self.max_bytes, deadline=started + self.timeout
             )
-        except HTTPError as exc:
+        except TransportError as exc:
             result.error, result.detail = exc.kind, exc.detail
             return
         result.status = response.status

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from .._errors import UsageError
 from .._version import __version__
-from ._proxy import ProxyRules
+from ..http import TRANSPORTS, ProxyRules
 
 __all__ = ["DEFAULT_USER_AGENT", "CrawlOptions"]
 
@@ -82,8 +82,9 @@ class CrawlOptions:
             raise UsageError("max_depth, retries, max_redirects and max_sitemaps must be >= 0")
         if self.delay < 0 or self.timeout <= 0:
             raise UsageError("delay must be >= 0 and timeout > 0")
-        if self.transport not in ("native", "urllib3"):
-            raise UsageError(f"unknown transport {self.transport!r}: native or urllib3")
+        if self.transport not in TRANSPORTS:
+            names = " or ".join(TRANSPORTS)
+            raise UsageError(f"unknown transport {self.transport!r}: {names}")
         if self.deny_private and self.transport != "native":
             raise UsageError("deny_private needs the native HTTP client (--http-client native)")
         if self.max_time is not None and self.max_time <= 0:

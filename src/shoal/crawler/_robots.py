@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from protego import Protego
 
+from ..http import ErrorKind
 from ._fetch import Fetched
 
 __all__ = ["RobotsRules"]
@@ -47,7 +48,7 @@ class RobotsRules:
             return cls(
                 deny_all=True,
                 reason=f"robots.txt unreachable ({fetched.error}: {fetched.detail})",
-                error=fetched.error or "connection",
+                error=fetched.error or ErrorKind.CONNECTION,
                 detail=fetched.detail,
             )
         if status >= 500:

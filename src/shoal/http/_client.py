@@ -3,7 +3,9 @@
 Why not urllib3: per page, urllib3 + http.client (email.parser header parsing, layers of
 wrappers) cost more CPU than the rest of the crawler together. This client does only what
 the crawler needs - GET over raw sockets, a keep-alive pool, gzip / deflate / br - with
-every size bounded. No HTTP/2, no request bodies, no cookies.
+every size bounded. It speaks through HTTP proxies (absolute-form for http, a CONNECT
+tunnel for https; rules in ``_proxy``) and looks names up through a resolver with its own
+timeout and a bounded cache (``_dns``). No HTTP/2, no request bodies, no cookies.
 
 Responses are parsed by llhttp (through ``httptools``), the parser of Node.js, which is
 fuzzed and strict about framing (RFC 9112): a response with both Content-Length and
@@ -42,9 +44,10 @@ import httptools
 from ._dns import Address, DNSTimeout, Resolver, is_public_address
 from ._proxy import Proxy, ProxyRules
 from ._response import MAX_HEAD as _MAX_HEAD
-from ._response import HTTPError, RawResponse, Reader
+from ._response import Reader
+from ._transport import ErrorKind, Response, TransportError
 
-__all__ = ["HTTPClient", "HTTPError", "RawResponse"]
+__all__ = ["HTTPClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ class _Conn:
             return self.read_timeout
         left = deadline - time.monotonic()
         if left <= 0:
-            raise HTTPError("timeout", "request deadline exceeded")
+            raise TransportError(ErrorKind.TIMEOUT, "request deadline exceeded")
         return min(self.read_timeout, left)  # a stalled call must not overrun the deadline
 
     def _use_kernel(self) -> bool:
@@ -193,7 +196,7 @@ def _split_url(url: str) -> tuple[str, str, int, str, str]:
     scheme, sep, rest = url.partition("://")
     default = _DEFAULT_PORTS.get(scheme)
     if not sep or default is None:
-        raise HTTPError("protocol", f"unsupported URL {url[:200]!r}")
+        raise TransportError(ErrorKind.PROTOCOL, f"unsupported URL {url[:200]!r}")
     cut = len(rest)
     for ch in "/?#":
         if (i := rest.find(ch, 0, cut)) >= 0:
@@ -208,10 +211,10 @@ def _split_url(url: str) -> tuple[str, str, int, str, str]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not host or (port_text and not (port_text.isascii() and port_text.isdigit())):
-        raise HTTPError("protocol", f"bad host or port in {url[:200]!r}")
+        raise TransportError(ErrorKind.PROTOCOL, f"bad host or port in {url[:200]!r}")
     port = int(port_text) if port_text else default
     if not 0 < port < 65536:
-        raise HTTPError("protocol", f"bad port in {url[:200]!r}")
+        raise TransportError(ErrorKind.PROTOCOL, f"bad port in {url[:200]!r}")
     return scheme, host, port, authority, target
 
 
@@ -225,18 +228,22 @@ def _request(target: str, authority: str, headers: Mapping[str, str]) -> bytes:
     # input rewrite the request: every line break must be one written here.
     lines = 2 + len(headers) + bool(host) + bool(connection)
     if " " in target or text.count("\n") != lines or text.count("\r") != lines:
-        raise HTTPError("protocol", "CR, LF or space in the request target or a header")
+        raise TransportError(
+            ErrorKind.PROTOCOL, "CR, LF or space in the request target or a header"
+        )
     try:
         return text.encode("latin-1")
     except UnicodeEncodeError:
-        raise HTTPError("protocol", "request target or header is not latin-1") from None
+        raise TransportError(
+            ErrorKind.PROTOCOL, "request target or header is not latin-1"
+        ) from None
 
 
-def _via(error: HTTPError, proxy: Proxy | None) -> HTTPError:
+def _via(error: TransportError, proxy: Proxy | None) -> TransportError:
     """Name the proxy in a failure to reach it."""
     if proxy is None:
         return error
-    return HTTPError(error.kind, f"proxy {proxy.host}:{proxy.port}: {error.detail}")
+    return TransportError(error.kind, f"proxy {proxy.host}:{proxy.port}: {error.detail}")
 
 
 def _split_head(buf: bytes) -> tuple[list[str], int] | None:
@@ -249,7 +256,7 @@ def _split_head(buf: bytes) -> tuple[list[str], int] | None:
         return None
     size, skip = (lf, 2) if lf >= 0 else (crlf, 3)
     if size > _MAX_HEAD:
-        raise HTTPError("protocol", f"response head over {_MAX_HEAD} bytes")
+        raise TransportError(ErrorKind.PROTOCOL, f"response head over {_MAX_HEAD} bytes")
     text = buf[:size].decode("latin-1")
     return [line.rstrip("\r") for line in text.split("\n")], size + skip
 
@@ -262,24 +269,30 @@ def _tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: floa
         lines.append(f"Proxy-Authorization: {proxy.authorization}")
     text = "\r\n".join(lines) + "\r\n\r\n"
     if any(c in authority for c in " \r\n"):
-        raise HTTPError("protocol", f"bad host {host!r}")
+        raise TransportError(ErrorKind.PROTOCOL, f"bad host {host!r}")
     _settimeout_until(sock, until)
     sock.sendall(text.encode("latin-1"))
     head = b""
     while (answer := _split_head(head)) is None:
         if len(head) > _MAX_HEAD:
-            raise HTTPError("proxy", "the proxy's answer to CONNECT is too long")
+            raise TransportError(ErrorKind.PROXY, "the proxy's answer to CONNECT is too long")
         _settimeout_until(sock, until)  # the whole answer, not each recv, has the timeout
         data = sock.recv(_READ)
         if not data:
-            raise HTTPError("proxy", f"proxy {proxy.host}:{proxy.port} closed the tunnel")
+            raise TransportError(
+                ErrorKind.PROXY, f"proxy {proxy.host}:{proxy.port} closed the tunnel"
+            )
         head += data
     lines, used = answer
     status = _connect_status(lines[0])
     if not 200 <= status < 300:
-        raise HTTPError("proxy", f"proxy {proxy.host}:{proxy.port} refused CONNECT: {status}")
+        raise TransportError(
+            ErrorKind.PROXY, f"proxy {proxy.host}:{proxy.port} refused CONNECT: {status}"
+        )
     if used != len(head):  # the server speaks only after our TLS hello
-        raise HTTPError("protocol", "unexpected bytes after the proxy's answer to CONNECT")
+        raise TransportError(
+            ErrorKind.PROTOCOL, "unexpected bytes after the proxy's answer to CONNECT"
+        )
     _settimeout_until(sock, until)  # what is left of it is the TLS handshake's
 
 
@@ -287,7 +300,7 @@ def _connect_status(line: str) -> int:
     version, _, rest = line.partition(" ")
     code = rest.partition(" ")[0]
     if not (version.startswith("HTTP/1.") and len(code) == 3 and code.isdigit()):
-        raise HTTPError("protocol", f"malformed answer to CONNECT {line[:100]!r}")
+        raise TransportError(ErrorKind.PROTOCOL, f"malformed answer to CONNECT {line[:100]!r}")
     return int(code)
 
 
@@ -328,14 +341,14 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("@ll", micros // 1_000_000, micros % 1_000_000)
 
 
-def _os_error(exc: OSError) -> HTTPError:
+def _os_error(exc: OSError) -> TransportError:
     if isinstance(exc, TimeoutError):
-        return HTTPError("timeout", str(exc) or "timed out")
+        return TransportError(ErrorKind.TIMEOUT, str(exc) or "timed out")
     if isinstance(exc, ssl.SSLError):
-        return HTTPError("tls", str(exc))
+        return TransportError(ErrorKind.TLS, str(exc))
     if isinstance(exc, socket.gaierror):  # the name does not resolve: not a connection
-        return HTTPError("dns", f"cannot resolve the host name: {exc.strerror or exc}")
-    return HTTPError("connection", f"{type(exc).__name__}: {exc}")
+        return TransportError(ErrorKind.DNS, f"cannot resolve the host name: {exc.strerror or exc}")
+    return TransportError(ErrorKind.CONNECTION, f"{type(exc).__name__}: {exc}")
 
 
 class HTTPClient:
@@ -385,8 +398,8 @@ class HTTPClient:
         max_bytes: int,
         deadline: float | None = None,
         read_body: bool = True,
-    ) -> RawResponse:
-        """GET an absolute http(s) URL; raises HTTPError. max_bytes caps the decoded body,
+    ) -> Response:
+        """GET an absolute http(s) URL; raises TransportError. max_bytes caps the decoded body,
         deadline (a time.monotonic() value) the whole request. read_body=False (for
         redirects) returns an empty body, keeping the connection if that is cheap."""
         scheme, host, port, authority, target = _split_url(url)
@@ -411,7 +424,7 @@ class HTTPClient:
                 if reused:  # the server dropped an idle connection: resend, once, on a new one
                     conn = None
                     continue
-                raise HTTPError("connection", f"{origin}: {exc}") from None
+                raise TransportError(ErrorKind.CONNECTION, f"{origin}: {exc}") from None
             except OSError as exc:
                 conn.close()
                 raise _os_error(exc) from None
@@ -424,7 +437,8 @@ class HTTPClient:
                 conn.close()
             if proxy is not None and response.status == 407:  # the proxy's, not the page's
                 where = f"proxy {proxy.host}:{proxy.port}"
-                raise HTTPError("proxy", f"{where} requires authentication (407)")
+                raise TransportError(ErrorKind.PROXY, f"{where} requires authentication (407)")
+            response.url = url
             return response
 
     def _check_target(self, host: str, port: int, timeout: float) -> None:
@@ -433,9 +447,11 @@ class HTTPClient:
         try:
             addresses = self._resolver.resolve(host, port, timeout)
         except (OSError, UnicodeError) as exc:
-            raise HTTPError("blocked", f"cannot check that {host!r} is public: {exc}") from None
+            raise TransportError(
+                ErrorKind.BLOCKED, f"cannot check that {host!r} is public: {exc}"
+            ) from None
         if len(_public(host, addresses)) < len(addresses):
-            raise HTTPError("blocked", f"{host!r} resolves to a non-public address")
+            raise TransportError(ErrorKind.BLOCKED, f"{host!r} resolves to a non-public address")
 
     def _tls(self) -> ssl.SSLContext:
         """The TLS context, made on the first https request: loading the CA store costs
@@ -490,7 +506,7 @@ class HTTPClient:
     ) -> _Conn:
         timeout = self.connect_timeout
         if deadline is not None and (timeout := min(timeout, deadline - time.monotonic())) <= 0:
-            raise HTTPError("timeout", "request deadline exceeded")
+            raise TransportError(ErrorKind.TIMEOUT, "request deadline exceeded")
         # The connect timeout covers the lookup, the TCP handshake and a proxy's CONNECT.
         until = time.monotonic() + timeout
         to_host, to_port = (host, port) if proxy is None else (proxy.host, proxy.port)
@@ -502,11 +518,13 @@ class HTTPClient:
                 addresses = _public(host, addresses)
             sock = _open_socket(addresses, until)
         except DNSTimeout as exc:
-            raise _via(HTTPError("timeout", str(exc)), proxy) from None
+            raise _via(TransportError(ErrorKind.TIMEOUT, str(exc)), proxy) from None
         except OSError as exc:
             raise _via(_os_error(exc), proxy) from None
         except UnicodeError as exc:  # a host name IDNA rejects ("a..example", long labels)
-            raise HTTPError("connection", f"bad host name {to_host!r}: {exc}") from None
+            raise TransportError(
+                ErrorKind.CONNECTION, f"bad host name {to_host!r}: {exc}"
+            ) from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
@@ -521,22 +539,24 @@ class HTTPClient:
             if isinstance(exc, OSError):
                 raise _os_error(exc) from None
             if isinstance(exc, UnicodeError):  # through a proxy, TLS is first to see the name
-                raise HTTPError("connection", f"bad host name {host!r}: {exc}") from None
+                raise TransportError(
+                    ErrorKind.CONNECTION, f"bad host name {host!r}: {exc}"
+                ) from None
             raise
 
 
 def _public(host: str, addresses: list[Address]) -> list[Address]:
-    """The public ones of ``addresses``; HTTPError ``blocked`` if there are none."""
+    """The public ones of ``addresses``; TransportError ``blocked`` if there are none."""
     public = [a for a in addresses if is_public_address(a[3][0])]
     if not public and addresses:
         shown = addresses[0][3][0]
-        raise HTTPError("blocked", f"{host!r} resolves to non-public address {shown}")
+        raise TransportError(ErrorKind.BLOCKED, f"{host!r} resolves to non-public address {shown}")
     return public
 
 
 def _exchange(
     conn: _Conn, request: bytes, max_bytes: int, deadline: float | None, read_body: bool
-) -> tuple[RawResponse, bool]:
+) -> tuple[Response, bool]:
     """Send the request, read the response: (response, connection reusable)."""
     try:
         conn.sendall(request, deadline)
@@ -553,11 +573,11 @@ def _exchange(
     while not reader.complete:
         try:
             data = conn.recv(deadline)
-        except (OSError, HTTPError) as exc:
+        except (OSError, TransportError) as exc:
             if reader.head_done and not read_body:  # the unwanted body did not come: drop it
                 reader.keep = False
                 break
-            if received or isinstance(exc, HTTPError | TimeoutError):
+            if received or isinstance(exc, TransportError | TimeoutError):
                 raise
             raise _Stale(f"{type(exc).__name__}: {exc}") from exc  # reset: it was stale
         if not data:
@@ -574,14 +594,14 @@ def _exchange(
         except httptools.HttpParserError as exc:
             reader.failed(exc)
         except httptools.HttpParserUpgrade:  # llhttp's view of a 101 (refused above)
-            raise HTTPError("protocol", "unrequested protocol switch") from None
+            raise TransportError(ErrorKind.PROTOCOL, "unrequested protocol switch") from None
         got = reader.body_bytes - before
         run = len(data) - got if got else run + len(data)
         # llhttp has no bound of its own on a head (kept in pieces until complete), on
         # chunk extensions or on trailers: _MAX_HEAD bytes in a row without a body byte.
         if run > _MAX_HEAD and not reader.complete:
             where = "response head" if not reader.head_done else "chunk framing or trailers"
-            raise HTTPError("protocol", f"{where} over {_MAX_HEAD} bytes")
+            raise TransportError(ErrorKind.PROTOCOL, f"{where} over {_MAX_HEAD} bytes")
     if reader.extra:
         logger.warning(
             "closing the connection to %s: bytes arrived after the response", _peer(conn.sock)

@@ -1,7 +1,7 @@
 """The urllib3 transport: the same contract as the native client, on urllib3's pools.
 
 Kept for comparison (bench/crawl.py can run either) and as a fallback. urllib3's
-exceptions are translated here into :class:`~shoal.crawler._http.HTTPError` kinds.
+exceptions are translated here into :class:`~shoal.TransportError` kinds.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from ._http import HTTPError, RawResponse
+from ._transport import ErrorKind, Response, TransportError
 
 __all__ = ["Urllib3Transport"]
 
@@ -54,7 +54,7 @@ class Urllib3Transport:
         max_bytes: int,
         deadline: float | None = None,
         read_body: bool = True,
-    ) -> RawResponse:
+    ) -> Response:
         try:
             resp = self._pools.urlopen(
                 "GET",
@@ -69,26 +69,31 @@ class Urllib3Transport:
             raise _translate(exc) from None
         ok = False
         try:
-            head = {k.lower(): v for k, v in resp.headers.items()}
+            raw = list(resp.headers.iteritems())  # repeated fields one by one
+            head = _joined(raw)
             if not read_body:
                 ok = True
-                return RawResponse(resp.status, head, b"")
+                return Response(resp.status, head, b"", url, raw)
             declared = head.get("content-length", "")
             encoded = head.get("content-encoding", "identity") not in ("", "identity")
             if declared.isdigit() and int(declared) > max_bytes and not encoded:
-                raise HTTPError("too_large", f"Content-Length {declared} exceeds {max_bytes}")
+                raise TransportError(
+                    ErrorKind.TOO_LARGE, f"Content-Length {declared} exceeds {max_bytes}"
+                )
             chunks: list[bytes] = []
             size = 0
             # Count *decoded* bytes: a small gzip or brotli body may inflate enormously.
             for chunk in resp.stream(_CHUNK, decode_content=True):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise HTTPError("too_large", f"body exceeds {max_bytes} bytes after decoding")
+                    raise TransportError(
+                        ErrorKind.TOO_LARGE, f"body exceeds {max_bytes} bytes after decoding"
+                    )
                 chunks.append(chunk)
                 if deadline is not None and time.monotonic() > deadline:
-                    raise HTTPError("timeout", "the request's deadline passed")
+                    raise TransportError(ErrorKind.TIMEOUT, "the request's deadline passed")
             ok = True
-            return RawResponse(resp.status, head, b"".join(chunks))
+            return Response(resp.status, head, b"".join(chunks), url, raw)
         except (Urllib3Error, OSError) as exc:
             raise _translate(exc) from None
         finally:
@@ -97,18 +102,31 @@ class Urllib3Transport:
             resp.release_conn()
 
 
-def _translate(exc: BaseException) -> HTTPError:
+def _joined(raw: list[tuple[str, str]]) -> dict[str, str]:
+    """Lower-cased names, repeated fields joined as the native client joins them."""
+    head: dict[str, str] = {}
+    for given, value in raw:
+        name = given.lower()
+        old = head.get(name)
+        if old is None:
+            head[name] = value
+        else:
+            head[name] = old + ("\n" if name == "set-cookie" else ", ") + value
+    return head
+
+
+def _translate(exc: BaseException) -> TransportError:
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
     # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first.
     if isinstance(exc, NewConnectionError):
-        return HTTPError("connection", str(exc))
+        return TransportError(ErrorKind.CONNECTION, str(exc))
     if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
-        return HTTPError("timeout", str(exc))
+        return TransportError(ErrorKind.TIMEOUT, str(exc))
     if isinstance(exc, SSLError):
-        return HTTPError("tls", str(exc))
+        return TransportError(ErrorKind.TLS, str(exc))
     if isinstance(exc, DecodeError):
-        return HTTPError("decode", str(exc))
+        return TransportError(ErrorKind.DECODE, str(exc))
     if isinstance(exc, ProtocolError | OSError):
-        return HTTPError("connection", str(exc))
-    return HTTPError("protocol", f"{type(exc).__name__}: {exc}")
+        return TransportError(ErrorKind.CONNECTION, str(exc))
+    return TransportError(ErrorKind.PROTOCOL, f"{type(exc).__name__}: {exc}")

@@ -1,50 +1,41 @@
 """Reading one HTTP/1.1 response for the client in ``_http``: the head and framing,
 parsed by llhttp (``httptools``), and the body, decoded (gzip, deflate, br) with its
-decoded size held to a cap. Every failure is an :class:`HTTPError` with a kind."""
+decoded size held to a cap. Every failure is a :class:`~shoal.TransportError` with a kind."""
 
 from __future__ import annotations
 
 import zlib
 from contextlib import suppress
-from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import brotli
 import httptools
 
-__all__ = ["MAX_HEAD", "Body", "HTTPError", "RawResponse", "Reader"]
+from ._transport import ErrorKind, Response, TransportError
+
+__all__ = ["MAX_HEAD", "Body", "Reader"]
 
 MAX_HEAD = 64 * 1024  # status line + headers; also chunk framing and trailers in a row
 _MAX_HEADERS = 200
 _MAX_INFORMATIONAL = 16  # 1xx responses skipped before the real one
 _DRAIN = 64 * 1024  # an unwanted body up to this size is read to keep the connection
-_NONE, _LENGTH, _CHUNKED, _CLOSE = range(4)  # how a body is framed
+
+
+class Framing(Enum):
+    """How a response's body is delimited (RFC 9112 section 6.3)."""
+
+    NONE = "none"  # no body (204, 304); also "no head read yet"
+    LENGTH = "length"  # Content-Length
+    CHUNKED = "chunked"  # Transfer-Encoding: chunked
+    CLOSE = "close"  # read until the server closes the connection
+
 
 _SLACK_BYTES = 64 * 1024  # encoded bytes allowed beyond the decoded cap (see Body.feed)
 
 
-@dataclass(slots=True)
-class RawResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes  # decoded
-
-
 class _Stop(Exception):
     """Raised in a parser callback to stop parsing: the response is settled."""
-
-
-class HTTPError(Exception):
-    """kind is one of timeout, dns, connection, tls, proxy, too_large, protocol, decode,
-    blocked."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(kind, detail)
-        self.kind = kind
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.detail}"
 
 
 class Body:
@@ -63,7 +54,7 @@ class Body:
         elif coding == "identity":
             coding = ""
         elif coding not in ("", "br"):
-            raise HTTPError("decode", f"unsupported Content-Encoding {coding!r}")
+            raise TransportError(ErrorKind.DECODE, f"unsupported Content-Encoding {coding!r}")
         self.coding = coding
         self.max_bytes = max_bytes
         self.size = self.wire = 0
@@ -77,7 +68,7 @@ class Body:
             return
         self.size += len(data)
         if self.size > self.max_bytes:
-            raise HTTPError("too_large", f"body exceeds max_bytes {self.max_bytes}")
+            raise TransportError(ErrorKind.TOO_LARGE, f"body exceeds max_bytes {self.max_bytes}")
         if not self.first:
             self.first = data  # a one-piece body is returned without copying
         else:
@@ -93,7 +84,9 @@ class Body:
         # Empty deflate blocks decode to nothing: cap the wire bytes too (incompressible
         # data grows by far less than 1/16 when "compressed").
         if self.wire > self.max_bytes + (self.max_bytes >> 4) + _SLACK_BYTES:
-            raise HTTPError("too_large", f"encoded body exceeds max_bytes {self.max_bytes}")
+            raise TransportError(
+                ErrorKind.TOO_LARGE, f"encoded body exceeds max_bytes {self.max_bytes}"
+            )
         if self.done:
             return  # bytes after the end of the compressed stream are ignored
         try:
@@ -102,7 +95,7 @@ class Body:
             else:
                 self._inflate(data)
         except (zlib.error, brotli.error) as exc:
-            raise HTTPError("decode", f"{self.coding}: {exc}") from None
+            raise TransportError(ErrorKind.DECODE, f"{self.coding}: {exc}") from None
 
     def _inflate(self, data: bytes) -> None:
         d = self.zobj
@@ -132,7 +125,7 @@ class Body:
 
     def finish(self) -> bytes:
         if self.head and self.zobj is None:
-            raise HTTPError("decode", "truncated compressed body")
+            raise TransportError(ErrorKind.DECODE, "truncated compressed body")
         if self.coding == "zlib" and self.zobj is not None and not self.done:
             with suppress(zlib.error):  # lenient, like urllib3: a cut stream yields its start
                 self._emit(self.zobj.flush())
@@ -173,6 +166,7 @@ class Reader:
         "max_bytes",
         "parser",
         "pieces",
+        "raw",
         "read_body",
         "status",
     )
@@ -191,9 +185,10 @@ class Reader:
         self.max_bytes = max_bytes
         self.read_body = read_body
         self.headers: dict[str, str] = {}
+        self.raw: list[tuple[str, str]] = []
         self.informational = self.status = self.body_bytes = 0
         self.pieces: list[bytes] = []  # what was received while the head was incomplete
-        self.framing = _NONE
+        self.framing = Framing.NONE
         self.head_done = self.complete = self.extra = self.keep = False
         self.body: Body | None = None
 
@@ -209,51 +204,56 @@ class Reader:
         status = parser.get_status_code()
         if status < 200:
             if status == 101:
-                raise HTTPError("protocol", "unrequested protocol switch (101)")
+                raise TransportError(ErrorKind.PROTOCOL, "unrequested protocol switch (101)")
             self.informational += 1
             if self.informational > _MAX_INFORMATIONAL:
-                raise HTTPError("protocol", f"more than {_MAX_INFORMATIONAL} 1xx responses")
+                raise TransportError(
+                    ErrorKind.PROTOCOL, f"more than {_MAX_INFORMATIONAL} 1xx responses"
+                )
             return  # llhttp ends a 1xx at its head; the next response follows
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
-            raise HTTPError("protocol", f"unsupported HTTP version {version}")
+            raise TransportError(ErrorKind.PROTOCOL, f"unsupported HTTP version {version}")
         self.status, self.head_done = status, True
         pieces = self.pieces
-        headers = self.headers = _fields(
+        headers, self.raw = _fields(
             pieces[0] if len(pieces) == 1 else b"".join(pieces), self.informational
         )
+        self.headers = headers
         self.pieces = []
         # llhttp weighs the Connection header against the version (and a body read
         # until close) as RFC 9112 section 9.3 says.
         keep = parser.should_keep_alive()
         length = 0
         if status in (204, 304):
-            framing = _NONE
+            framing = Framing.NONE
         elif (te := headers.get("transfer-encoding")) is not None:
             if [t.strip().lower() for t in te.split(",")] != ["chunked"]:
-                raise HTTPError("protocol", f"unrequested Transfer-Encoding {te[:60]!r}")
-            framing = _CHUNKED
+                raise TransportError(
+                    ErrorKind.PROTOCOL, f"unrequested Transfer-Encoding {te[:60]!r}"
+                )
+            framing = Framing.CHUNKED
             if version == "1.0":  # RFC 9112 section 6.1: faulty framing, close after
                 keep = False
         elif (value := headers.get("content-length")) is not None:
-            framing, length = _LENGTH, int(value)  # llhttp checked the digits
+            framing, length = Framing.LENGTH, int(value)  # llhttp checked the digits
         else:
-            framing, keep = _CLOSE, False
+            framing, keep = Framing.CLOSE, False
         self.framing, self.keep = framing, keep
         if not self.read_body:
-            if framing == _NONE:
+            if framing is Framing.NONE:
                 return
-            if keep and framing != _CLOSE and length <= _DRAIN:
+            if keep and framing is not Framing.CLOSE and length <= _DRAIN:
                 self.body = Body("", _DRAIN)  # read a small body to keep the connection
                 return
             self.complete, self.keep = True, False
             raise _Stop
-        if framing == _NONE:
+        if framing is Framing.NONE:
             return
         body = self.body = Body(headers.get("content-encoding", ""), self.max_bytes)
-        if framing == _LENGTH and not body.coding and length > self.max_bytes:
-            raise HTTPError(
-                "too_large", f"Content-Length {length} exceeds max_bytes {self.max_bytes}"
+        if framing is Framing.LENGTH and not body.coding and length > self.max_bytes:
+            raise TransportError(
+                ErrorKind.TOO_LARGE, f"Content-Length {length} exceeds max_bytes {self.max_bytes}"
             )
 
     def on_body(self, data: bytes) -> None:
@@ -267,7 +267,7 @@ class Reader:
     # --- the client's side --------------------------------------------------------------
 
     def failed(self, error: httptools.HttpParserError) -> None:
-        """Settle a parser error: raise it as an HTTPError unless the response was
+        """Settle a parser error: raise it as a TransportError unless the response was
         already complete (then what failed to parse came after it)."""
         cause = error.__context__
         if self.complete:
@@ -277,34 +277,36 @@ class Reader:
         if self.head_done and not self.read_body:
             self.complete, self.keep = True, False  # an unwanted body: drop the connection
             return
-        if isinstance(cause, HTTPError):
+        if isinstance(cause, TransportError):
             raise cause from None
         where = "response head" if not self.head_done else "response body framing"
-        raise HTTPError("protocol", f"bad {where}: {error}") from None
+        raise TransportError(ErrorKind.PROTOCOL, f"bad {where}: {error}") from None
 
     def ended(self) -> None:
         """The server closed the connection before the response was complete."""
-        if self.head_done and (self.framing == _CLOSE or not self.read_body):
+        if self.head_done and (self.framing is Framing.CLOSE or not self.read_body):
             self.complete, self.keep = True, False  # the body reads until close
             return
         if not self.head_done:
-            raise HTTPError("connection", "connection closed inside the response head")
-        raise HTTPError(
-            "connection", f"connection closed after {self.body_bytes} body bytes, before the end"
+            raise TransportError(ErrorKind.CONNECTION, "connection closed inside the response head")
+        raise TransportError(
+            ErrorKind.CONNECTION,
+            f"connection closed after {self.body_bytes} body bytes, before the end",
         )
 
-    def response(self) -> RawResponse:
+    def response(self) -> Response:
         body = self.body.finish() if self.read_body and self.body is not None else b""
-        return RawResponse(self.status, self.headers, body)
+        return Response(self.status, self.headers, body, "", self.raw)
 
 
-def _fields(buf: bytes, skip: int) -> dict[str, str]:
+def _fields(buf: bytes, skip: int) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """The header fields of the head after the first ``skip`` (1xx) heads in ``buf``.
 
     llhttp accepted these heads, so: lines end with CRLF or a bare LF, no line folding,
     no CR elsewhere, every field line is ``token ":" value``, and the first empty line
     ends a head; it skips CR and LF before a head. Names are lower-cased; a repeated
-    field is joined with ", " (set-cookie with "\n": cookie dates contain commas)."""
+    field is joined with ", " (set-cookie with "\n": cookie dates contain commas). Also
+    returns every field as received, (name, value) in order, name case kept."""
     start = 0
     while True:
         while buf[start : start + 1] in (b"\r", b"\n"):
@@ -313,21 +315,23 @@ def _fields(buf: bytes, skip: int) -> dict[str, str]:
         lf = buf.find(b"\n\n", start, len(buf) if crlf < 0 else crlf)
         end, skip_end = (lf, 2) if lf >= 0 else (crlf, 3)
         if end < 0:  # not a head llhttp would have accepted
-            raise HTTPError("protocol", "no end of the response head")
+            raise TransportError(ErrorKind.PROTOCOL, "no end of the response head")
         if not skip:
             break
         skip -= 1
         start = end + skip_end
     lines = buf[start:end].decode("latin-1").split("\n")
     if len(lines) > _MAX_HEADERS + 1:
-        raise HTTPError("protocol", f"more than {_MAX_HEADERS} response headers")
+        raise TransportError(ErrorKind.PROTOCOL, f"more than {_MAX_HEADERS} response headers")
     headers: dict[str, str] = {}
+    raw: list[tuple[str, str]] = []
     for line in lines[1:]:
-        name, _, value = line.partition(":")
-        name = name.lower()
+        given, _, value = line.partition(":")
         value = value.strip(" \t\r")  # OWS, and the CR of a CRLF; not latin-1 NBSP
+        raw.append((given, value))
+        name = given.lower()
         if (old := headers.get(name)) is None:
             headers[name] = value
         else:
             headers[name] = old + ("\n" if name == "set-cookie" else ", ") + value
-    return headers
+    return headers, raw

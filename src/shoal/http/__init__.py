@@ -1,0 +1,59 @@
+"""shoal's HTTP transport, below the crawler: one contract (``Transport``, ``Response``,
+``TransportError`` with an ``ErrorKind``) and two clients that implement it.
+
+    _transport  the contract, transport names, ``make_transport``
+    _client     shoal's own HTTP/1.1 client: keep-alive pool, timeouts, proxies, deny_private
+    _response   reading one response: llhttp framing, bounded decoding
+    _dns        bounded, cached name resolution; which addresses are public
+    _proxy      proxy rules (environment, no_proxy) and CONNECT credentials
+    _urllib3    the same contract on urllib3 (for comparison, and as a fallback)
+
+It knows nothing of crawling: no URLs in scope, no robots.txt, no records. Importing this
+package loads only the contract; a client's libraries (httptools, urllib3) load when the
+client is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._proxy import Proxy, ProxyRules
+from ._transport import (
+    TRANSPORTS,
+    ErrorKind,
+    Response,
+    Transport,
+    TransportError,
+    make_transport,
+)
+
+if TYPE_CHECKING:
+    from ._client import HTTPClient
+
+__all__ = [
+    "TRANSPORTS",
+    "ErrorKind",
+    "HTTPClient",
+    "Proxy",
+    "ProxyRules",
+    "Response",
+    "Transport",
+    "TransportError",
+    "make_transport",
+]
+
+_LAZY = {"HTTPClient": "._client"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shoal.http' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
