@@ -388,8 +388,8 @@ def test_warc_header_block_has_one_line_per_set_cookie(tmp_path: Path) -> None:
     from warcio.archiveiterator import ArchiveIterator
 
     from shoal.crawler._fetch import Fetched
-    from shoal.crawler._output import Commit, OutputFile
-    from shoal.crawler._warc import WarcOutput
+    from shoal.crawler.output import Commit, OutputFile
+    from shoal.crawler.output._warc import WarcOutput
 
     out = tmp_path / "x.warc.gz"
     fetched = Fetched(

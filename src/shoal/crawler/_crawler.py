@@ -35,13 +35,13 @@ from ._fetch import Fetched, Fetcher
 from ._frontier import MAX_HOLD, CrawlJob, Frontier, JobKind, MemoryFrontier
 from ._gate import robots_gate, sitemap_gate
 from ._options import CrawlOptions
-from ._output import Commit, CrawlSink, claim_output, infer_format, is_stream_path, open_output
 from ._page import Page
 from ._records import PageCallback, Records
 from ._robots import RobotsRules
 from ._sitemaps import MAX_SITEMAP_NESTING, parse_sitemap
 from ._stats import CrawlResult
 from ._urls import Scope, host_key, parse_start_url
+from .output import Commit, CrawlSink, claim_output, infer_format, is_stream_path, open_output
 
 __all__ = ["Crawler", "PageCallback"]
 

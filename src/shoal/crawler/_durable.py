@@ -5,7 +5,7 @@ a :class:`~shoal.state.FingerprintSet` of every URL ever seen (~16 bytes each). 
 discovered while memory is full are *spilled*: they exist only as rows in the state file
 until memory drains below a quarter full and they are paged back in, oldest first.
 
-Rows reach the file through the writer thread (see ``_output.CrawlSink``), so a spilled
+Rows reach the file through the writer thread (see ``output.CrawlSink``), so a spilled
 URL can be invisible to the pager for a moment after it was added. When memory is empty
 but the disk still owes URLs that are not readable yet, ``take()`` asks to be called
 again shortly rather than letting the crawl end.

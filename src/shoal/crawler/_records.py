@@ -18,8 +18,8 @@ from typing import Any
 from .._errors import UsageError
 from ._fetch import Fetched
 from ._frontier import CrawlJob
-from ._output import RECORD_FIELDS
 from ._page import Page
+from ._schema import RECORD_FIELDS
 from ._urls import LinkResolver
 
 __all__ = ["PageCallback", "Records"]

@@ -19,15 +19,17 @@ from urllib.parse import urlsplit
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from .._version import __version__
-from ._output import Commit, OutputFile, _FileOutput
+from ..._errors import UsageError
+from ..._version import __version__
+from ._base import Commit, OutputOptions
+from ._file import FileOutput, OutputFile
 
-__all__ = ["WarcOutput"]
+__all__ = ["WarcOutput", "open_format"]
 
 _DROPPED = {"content-encoding", "transfer-encoding", "content-length"}
 
 
-class WarcOutput(_FileOutput):
+class WarcOutput(FileOutput):
     def __init__(self, target: OutputFile, resume_at: int | None, user_agent: str) -> None:
         super().__init__(target, resume_at)
         path = target.path
@@ -94,3 +96,9 @@ def _header_lines(headers: Mapping[str, str]) -> list[tuple[str, str]]:
             clean = " ".join(part.replace("\r", " ").split("\n")).strip()
             lines.append((name.title(), clean))
     return lines
+
+
+def open_format(target: OutputFile | None, options: OutputOptions) -> WarcOutput:
+    if target is None:
+        raise UsageError("WARC output needs a file: -o crawl.warc.gz")
+    return WarcOutput(target, options.resume_at, options.user_agent)

@@ -1,0 +1,21 @@
+"""The fields of a standard record: the one schema the records (``_records``) fill in and
+the outputs (``output``) lay out as columns. Its own module so neither imports the other."""
+
+from __future__ import annotations
+
+__all__ = ["RECORD_FIELDS"]
+
+RECORD_FIELDS = (
+    "url",
+    "final_url",
+    "status",
+    "depth",
+    "referrer",
+    "content_type",
+    "bytes",
+    "elapsed",
+    "fetched_at",
+    "title",
+    "error",
+    "error_detail",
+)

@@ -1,0 +1,216 @@
+"""Where a crawl's results go, all through the writer thread.
+
+Workers hand the writer one :class:`Commit` per finished URL: its records, the URLs it
+discovered, and the URL's final state. :class:`CrawlSink` writes a batch of commits to
+the output, flushes it, and then (with a durable state) records in one SQLite
+transaction the new URLs, the finished ones and the output's byte offset. A crash
+between the two leaves output past the committed offset; a resume cuts it off and
+fetches those URLs again, so every URL's records appear exactly once.
+
+File outputs (JSONL, CSV, WARC) are written as bytes, so the offset is a byte offset;
+the SQLite output is keyed on URL, so writing a record again replaces it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..._errors import UsageError
+from ...state import DONE, FAILED, RunCounts, StateStore, UrlRow
+from .._schema import RECORD_FIELDS
+from ._file import OutputFile, is_stream_path
+
+__all__ = [
+    "FORMATS",
+    "RECORD_FIELDS",
+    "Commit",
+    "CrawlSink",
+    "Exchange",
+    "Output",
+    "OutputOptions",
+    "QueuedURL",
+    "infer_format",
+    "open_output",
+]
+
+FORMATS = ("jsonl", "csv", "sqlite", "warc")
+# Each format's module, imported on first use: warcio loads only for a WARC crawl.
+_MODULES = {"jsonl": "._jsonl", "csv": "._csv", "sqlite": "._sqlite", "warc": "._warc"}
+_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".jl": "jsonl",
+    ".csv": "csv",
+    ".sqlite": "sqlite",
+    ".sqlite3": "sqlite",
+    ".db": "sqlite",
+    ".warc": "warc",
+    ".warc.gz": "warc",
+}
+
+
+class QueuedURL(Protocol):
+    """What the outputs and the state file need of a URL the frontier handed out or took
+    in: plain fields, whatever the frontier's own job type is. ``fp`` and ``spilled`` are
+    the durable frontier's bookkeeping (0 and False elsewhere)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def referrer(self) -> str | None: ...
+    @property
+    def fp(self) -> int: ...
+    @property
+    def spilled(self) -> bool: ...
+
+
+class Exchange(Protocol):
+    """One fetch as an archive (WARC) sees it: the response, after any redirects."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def final_url(self) -> str: ...
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def redirects(self) -> list[str]: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+@dataclass(slots=True)
+class Commit:
+    """Everything one finished task changes, applied atomically by the writer thread."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    finished: QueuedURL | None = None
+    failed: bool = False
+    status: int | None = None
+    added: Sequence[QueuedURL] = field(default_factory=list)  # newly discovered URLs
+    claimed: Sequence[QueuedURL] = field(default_factory=list)  # redirect targets fetched in place
+    exchange: Exchange | None = None  # the raw response, for WARC
+    # What the URL counts as in the run's totals: "ok", "redirect" or "failed" (None: no
+    # page, e.g. a robots.txt fetch); ``error`` is the failure's kind.
+    outcome: str | None = None
+    error: str | None = None
+    nbytes: int = 0
+    hold: tuple[str, float] | None = None  # (host, wall-clock until): Retry-After, kept
+
+
+class Output(Protocol):
+    def write(self, commits: Sequence[Commit]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def position(self) -> int | None:
+        """Byte offset where committed output ends, or None if the output is idempotent."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutputOptions:
+    """What a format may need to open its output."""
+
+    fields: Sequence[str]
+    user_agent: str
+    resume_at: int | None = None
+    fresh: bool = False
+    header_from_first_record: bool = False
+
+
+def infer_format(path: str | None, given: str | None) -> str:
+    if given:
+        if given not in FORMATS:
+            raise UsageError(f"unknown format {given!r}; choose one of {', '.join(FORMATS)}")
+        return given
+    if path is None or path == "-":
+        return "jsonl"
+    name = path.lower()
+    if is_stream_path(path):
+        return "jsonl"  # /dev/null, /dev/stdout, a named pipe: a stream of lines
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return _SUFFIXES[suffix]
+    raise UsageError(
+        f"cannot tell the output format from the name {path!r}: end it in .jsonl, .csv, "
+        f".sqlite or .warc.gz, or give --format ({', '.join(FORMATS)})"
+    )
+
+
+def open_output(
+    target: OutputFile | None,
+    fmt: str,
+    fields: Sequence[str],
+    *,
+    user_agent: str,
+    resume_at: int | None = None,
+    fresh: bool = False,
+    header_from_first_record: bool = False,
+) -> Output:
+    """The output for a crawl, on a claimed file; stdout when ``target`` is None."""
+    if fmt not in _MODULES:
+        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    module = importlib.import_module(_MODULES[fmt], __package__)
+    options = OutputOptions(fields, user_agent, resume_at, fresh, header_from_first_record)
+    output: Output = module.open_format(target, options)
+    return output
+
+
+def _row(job: QueuedURL) -> UrlRow:
+    return UrlRow(job.fp, job.url, job.host, job.depth, job.referrer, job.spilled)
+
+
+class CrawlSink:
+    """The writer thread's sink: output first, then the state that points into it."""
+
+    def __init__(self, output: Output, store: StateStore | None) -> None:
+        self.output = output
+        self.store = store
+
+    def write_batch(self, entries: Sequence[Any]) -> None:
+        commits: list[Commit] = [e for e in entries if isinstance(e, Commit)]
+        self.output.write(commits)
+        if self.store is None:
+            return
+        # The output must reach the OS before the state says it is there.
+        self.output.flush()
+        added = [_row(job) for c in commits for job in c.added]
+        finished: list[tuple[UrlRow, int, int | None]] = []
+        counts = RunCounts(errors={})
+        for c in commits:
+            if c.finished is not None:
+                finished.append((_row(c.finished), FAILED if c.failed else DONE, c.status))
+            finished.extend((_row(job), DONE, None) for job in c.claimed)
+            if c.outcome is not None:
+                counts.pages += 1
+                counts.bytes += c.nbytes
+                if c.outcome == "ok":
+                    counts.ok += 1
+                elif c.outcome == "redirect":
+                    counts.redirects += 1
+                else:
+                    counts.failed += 1
+                if c.error is not None:
+                    assert counts.errors is not None
+                    counts.errors[c.error] = counts.errors.get(c.error, 0) + 1
+        holds = [c.hold for c in commits if c.hold is not None]
+        self.store.commit(added, finished, self.output.position(), counts=counts, holds=holds)
+
+    def flush(self) -> None:
+        self.output.flush()
+
+    def close(self) -> None:
+        self.output.close()

@@ -1,0 +1,98 @@
+"""SQLite: a ``records`` table, keyed on the URL that produced each row (idempotent)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from ..._errors import OutputError, UsageError, WriterError
+from ...runtime import json_line
+from .._schema import RECORD_FIELDS
+from ._base import Commit, OutputOptions
+from ._file import OutputFile
+
+__all__ = ["SqliteOutput", "open_format"]
+
+
+def _sql_value(value: Any) -> Any:
+    if value is None or isinstance(value, int | float | str | bytes):
+        return value
+    return json_line(value)
+
+
+class SqliteOutput:
+    """A ``records`` table: the record fields as columns (extracted or callback fields as
+    JSON in ``data``), indexed on url.
+
+    Rows are keyed by the URL that produced them and their position among its records, so
+    a page fetched again after a resume replaces its own rows instead of adding to them,
+    and a callback may give several records for one page (or records without a url).
+    """
+
+    def __init__(self, target: OutputFile, fresh: bool) -> None:
+        path = target.path
+        self._target = target  # holds the flock until close
+        try:
+            if fresh and target.size():
+                # Allowed by the caller (this crawl's own, or --overwrite): empty it in
+                # place, so the locked file stays the one other crawls see.
+                os.ftruncate(target.fd, 0)
+                for suffix in ("-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path + suffix)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            cols = ", ".join(
+                f"{f} {'INTEGER' if f in ('status', 'depth', 'bytes') else 'TEXT'}"
+                for f in RECORD_FIELDS
+            )
+            self._db.execute(
+                f"CREATE TABLE IF NOT EXISTS records (source_url TEXT NOT NULL, "
+                f"n INTEGER NOT NULL, {cols}, data TEXT, PRIMARY KEY (source_url, n))"
+            )
+            self._db.execute("CREATE INDEX IF NOT EXISTS records_url ON records (url)")
+        except sqlite3.Error as exc:
+            raise OutputError(f"cannot use {path} as SQLite output: {exc}") from None
+        columns = ("source_url", "n", *RECORD_FIELDS, "data")
+        self._insert = (
+            f"INSERT OR REPLACE INTO records ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})"
+        )
+
+    def write(self, commits: Sequence[Commit]) -> None:
+        rows = []
+        for commit in commits:
+            source = commit.finished.url if commit.finished is not None else ""
+            for n, r in enumerate(commit.records):
+                extra = {k: v for k, v in r.items() if k not in RECORD_FIELDS}
+                values = (_sql_value(r.get(f)) for f in RECORD_FIELDS)
+                rows.append((source, n, *values, json_line(extra) if extra else None))
+        if rows:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(self._insert, rows)
+            except sqlite3.Error as exc:
+                raise WriterError(f"writing the SQLite output failed: {exc}") from exc
+
+    def flush(self) -> None:
+        pass  # every write() is its own committed transaction
+
+    def position(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        self._db.close()
+        if self._target.fd >= 0:
+            os.close(self._target.fd)
+            self._target.fd = -1
+
+
+def open_format(target: OutputFile | None, options: OutputOptions) -> SqliteOutput:
+    if target is None:
+        raise UsageError("SQLite output needs a file: -o pages.sqlite")
+    return SqliteOutput(target, options.fresh)
