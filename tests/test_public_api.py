@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import shoal
 
 EXPECTED = {
@@ -54,29 +51,4 @@ def test_every_error_is_a_shoal_error() -> None:
             assert issubclass(obj, shoal.ShoalError), name
 
 
-def test_import_is_light() -> None:
-    code = (
-        "import sys, shoal; heavy = {'urllib3', 'click', 'redis', 'rich', 'selectolax', 'parsel'}"
-        " & set(sys.modules); print(sorted(heavy))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
-def test_imports_flow_one_way() -> None:
-    """runtime <- state <- crawler <- cli: no layer imports one above it."""
-    import ast
-    from pathlib import Path
-
-    root = Path(shoal.__file__).parent
-    rank = {"runtime": 0, "state": 1, "crawler": 2, "cli": 3}
-    for path in root.rglob("*.py"):
-        rel = path.relative_to(root).parts
-        if rel[0] not in rank:
-            continue
-        mine = rank[rel[0]]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level >= 2 and node.module:
-                target = node.module.split(".")[0]
-                if target in rank:
-                    assert rank[target] <= mine, f"{'/'.join(rel)} imports {target}"
+# How light `import shoal` is, and which way imports go: tests/test_layout.py.

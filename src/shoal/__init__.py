@@ -2,7 +2,7 @@
 
 The runtime (``Pool``, ``Writer``, ``Pipeline``) is imported eagerly and uses only the
 standard library. The crawler's names are loaded on first use, so ``import shoal``
-stays light: no HTTP client, urllib3, HTML parser, click or redis until you ask for them.
+stays light: no HTTP client, HTML parser, click or jinja2 until you ask for them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""The crawler, built on the runtime: fetch, follow links in scope, dedupe, be polite."""
+"""The crawler, built on the runtime: fetch, follow links in scope, dedupe, be polite.
+
+It sits above ``shoal.runtime`` (its pool and writer thread), ``shoal.state`` (the SQLite
+state file) and ``shoal.http`` (the transport it fetches through). Inside: the engine
+(``_crawler``), the in-memory and durable frontiers, the scope gate and URL handling,
+robots.txt and sitemaps, page parsing and records, and ``output`` (one module per format).
+"""
 
 from ._crawler import Crawler, PageCallback
 from ._frontier import CrawlJob, Frontier, HostCounts, JobKind, MemoryFrontier

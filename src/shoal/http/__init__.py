@@ -1,7 +1,8 @@
 """shoal's HTTP transport, below the crawler: one contract (``Transport``, ``Response``,
 ``TransportError`` with an ``ErrorKind``) and two clients that implement it.
 
-    _transport  the contract, transport names, ``make_transport``
+    _transport  the contract: Transport, Response, TransportError, ErrorKind
+    _factory    transport names (TRANSPORTS) and make_transport
     _client     shoal's own HTTP/1.1 client: keep-alive pool, timeouts, proxies, deny_private
     _response   reading one response: llhttp framing, bounded decoding
     _dns        bounded, cached name resolution; which addresses are public
@@ -18,15 +19,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._factory import TRANSPORTS, make_transport
 from ._proxy import Proxy, ProxyRules
-from ._transport import (
-    TRANSPORTS,
-    ErrorKind,
-    Response,
-    Transport,
-    TransportError,
-    make_transport,
-)
+from ._transport import ErrorKind, Response, Transport, TransportError
 
 if TYPE_CHECKING:
     from ._client import HTTPClient
