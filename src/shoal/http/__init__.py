@@ -7,6 +7,7 @@
     _response   reading one response: llhttp framing, bounded decoding
     _dns        bounded, cached name resolution; which addresses are public
     _proxy      proxy rules (environment, no_proxy) and CONNECT credentials
+    _tunnel     the CONNECT tunnel to an https origin through a proxy
     _urllib3    the same contract on urllib3 (for comparison, and as a fallback)
 
 It knows nothing of crawling: no URLs in scope, no robots.txt, no records. Importing this

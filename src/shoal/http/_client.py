@@ -46,6 +46,9 @@ from ._proxy import Proxy, ProxyRules
 from ._response import MAX_HEAD as _MAX_HEAD
 from ._response import Reader
 from ._transport import ErrorKind, Response, TransportError
+from ._tunnel import settimeout_until as _settimeout_until
+from ._tunnel import tunnel as _tunnel
+from ._tunnel import via as _via
 
 __all__ = ["HTTPClient"]
 
@@ -237,78 +240,6 @@ def _request(target: str, authority: str, headers: Mapping[str, str]) -> bytes:
         raise TransportError(
             ErrorKind.PROTOCOL, "request target or header is not latin-1"
         ) from None
-
-
-def _via(error: TransportError, proxy: Proxy | None) -> TransportError:
-    """Name the proxy in a failure to reach it."""
-    if proxy is None:
-        return error
-    return TransportError(error.kind, f"proxy {proxy.host}:{proxy.port}: {error.detail}")
-
-
-def _split_head(buf: bytes) -> tuple[list[str], int] | None:
-    """The lines of the proxy's answer to CONNECT that ``buf`` starts with, and the bytes
-    it takes up with its blank line; None while incomplete. A line may end with a bare
-    LF, so the head ends at the first "\n\n" or "\n\r\n"."""
-    crlf = buf.find(b"\n\r\n")
-    lf = buf.find(b"\n\n", 0, len(buf) if crlf < 0 else crlf)
-    if lf < 0 and crlf < 0:
-        return None
-    size, skip = (lf, 2) if lf >= 0 else (crlf, 3)
-    if size > _MAX_HEAD:
-        raise TransportError(ErrorKind.PROTOCOL, f"response head over {_MAX_HEAD} bytes")
-    text = buf[:size].decode("latin-1")
-    return [line.rstrip("\r") for line in text.split("\n")], size + skip
-
-
-def _tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: float) -> None:
-    """Ask the proxy for a tunnel to host:port (RFC 9110 section 9.3.6), by ``until``."""
-    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-    if proxy.authorization:
-        lines.append(f"Proxy-Authorization: {proxy.authorization}")
-    text = "\r\n".join(lines) + "\r\n\r\n"
-    if any(c in authority for c in " \r\n"):
-        raise TransportError(ErrorKind.PROTOCOL, f"bad host {host!r}")
-    _settimeout_until(sock, until)
-    sock.sendall(text.encode("latin-1"))
-    head = b""
-    while (answer := _split_head(head)) is None:
-        if len(head) > _MAX_HEAD:
-            raise TransportError(ErrorKind.PROXY, "the proxy's answer to CONNECT is too long")
-        _settimeout_until(sock, until)  # the whole answer, not each recv, has the timeout
-        data = sock.recv(_READ)
-        if not data:
-            raise TransportError(
-                ErrorKind.PROXY, f"proxy {proxy.host}:{proxy.port} closed the tunnel"
-            )
-        head += data
-    lines, used = answer
-    status = _connect_status(lines[0])
-    if not 200 <= status < 300:
-        raise TransportError(
-            ErrorKind.PROXY, f"proxy {proxy.host}:{proxy.port} refused CONNECT: {status}"
-        )
-    if used != len(head):  # the server speaks only after our TLS hello
-        raise TransportError(
-            ErrorKind.PROTOCOL, "unexpected bytes after the proxy's answer to CONNECT"
-        )
-    _settimeout_until(sock, until)  # what is left of it is the TLS handshake's
-
-
-def _connect_status(line: str) -> int:
-    version, _, rest = line.partition(" ")
-    code = rest.partition(" ")[0]
-    if not (version.startswith("HTTP/1.") and len(code) == 3 and code.isdigit()):
-        raise TransportError(ErrorKind.PROTOCOL, f"malformed answer to CONNECT {line[:100]!r}")
-    return int(code)
-
-
-def _settimeout_until(sock: socket.socket, until: float) -> None:
-    left = until - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("timed out connecting")
-    sock.settimeout(left)
 
 
 def _open_socket(addresses: list[Address], until: float) -> socket.socket:
