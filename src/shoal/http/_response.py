@@ -185,7 +185,7 @@ class Reader:
         self.max_bytes = max_bytes
         self.read_body = read_body
         self.headers: dict[str, str] = {}
-        self.raw: list[tuple[str, str]] = []
+        self.raw: list[str] = []  # the head's field lines, "Name: value"
         self.informational = self.status = self.body_bytes = 0
         self.pieces: list[bytes] = []  # what was received while the head was incomplete
         self.framing = Framing.NONE
@@ -296,17 +296,17 @@ class Reader:
 
     def response(self) -> Response:
         body = self.body.finish() if self.read_body and self.body is not None else b""
-        return Response(self.status, self.headers, body, "", self.raw)
+        return Response(self.status, self.headers, body, head_lines=self.raw)
 
 
-def _fields(buf: bytes, skip: int) -> tuple[dict[str, str], list[tuple[str, str]]]:
+def _fields(buf: bytes, skip: int) -> tuple[dict[str, str], list[str]]:
     """The header fields of the head after the first ``skip`` (1xx) heads in ``buf``.
 
     llhttp accepted these heads, so: lines end with CRLF or a bare LF, no line folding,
     no CR elsewhere, every field line is ``token ":" value``, and the first empty line
     ends a head; it skips CR and LF before a head. Names are lower-cased; a repeated
     field is joined with ", " (set-cookie with "\n": cookie dates contain commas). Also
-    returns every field as received, (name, value) in order, name case kept."""
+    returns the field lines as received (see ``Response.raw_headers``)."""
     start = 0
     while True:
         while buf[start : start + 1] in (b"\r", b"\n"):
@@ -324,14 +324,13 @@ def _fields(buf: bytes, skip: int) -> tuple[dict[str, str], list[tuple[str, str]
     if len(lines) > _MAX_HEADERS + 1:
         raise TransportError(ErrorKind.PROTOCOL, f"more than {_MAX_HEADERS} response headers")
     headers: dict[str, str] = {}
-    raw: list[tuple[str, str]] = []
-    for line in lines[1:]:
-        given, _, value = line.partition(":")
+    del lines[0]  # the status line
+    for line in lines:
+        name, _, value = line.partition(":")
+        name = name.lower()
         value = value.strip(" \t\r")  # OWS, and the CR of a CRLF; not latin-1 NBSP
-        raw.append((given, value))
-        name = given.lower()
         if (old := headers.get(name)) is None:
             headers[name] = value
         else:
             headers[name] = old + ("\n" if name == "set-cookie" else ", ") + value
-    return headers, raw
+    return headers, lines

@@ -10,7 +10,6 @@ library underneath gets out.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from .._errors import ErrorKind, TransportError
@@ -18,22 +17,52 @@ from .._errors import ErrorKind, TransportError
 __all__ = ["ErrorKind", "Response", "Transport", "TransportError"]
 
 
-@dataclass(slots=True)
 class Response:
     """One HTTP response, body decoded.
 
     ``headers`` maps lower-cased names to values, a repeated header joined with ", "
-    (``set-cookie`` with "\\n", as cookie dates hold commas). ``raw_headers`` keeps every
+    (``set-cookie`` with "\n", as cookie dates hold commas). ``raw_headers`` keeps every
     field line as received, name case preserved: the place to read repeated headers such
     as Set-Cookie one by one. The native client keeps the order of the lines; urllib3
     groups the fields of one name together.
+
+    A client may hand over the head's field lines (``head_lines``, "Name: value") instead
+    of the pairs: they are split only if ``raw_headers`` is read, which the crawler does
+    not do on its hot path.
     """
 
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    url: str = ""
-    raw_headers: list[tuple[str, str]] = field(default_factory=list)
+    __slots__ = ("_lines", "_raw", "body", "headers", "status", "url")
+
+    def __init__(
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        url: str = "",
+        raw_headers: list[tuple[str, str]] | None = None,
+        *,
+        head_lines: list[str] | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.url = url
+        self._raw = raw_headers
+        self._lines = head_lines
+
+    @property
+    def raw_headers(self) -> list[tuple[str, str]]:
+        raw = self._raw
+        if raw is None:  # built whole, then published: a reader never sees it half-made
+            raw = []
+            for line in self._lines or ():
+                name, _, value = line.partition(":")
+                raw.append((name, value.strip(" \t\r")))
+            self._raw = raw
+        return raw
+
+    def __repr__(self) -> str:
+        return f"Response(status={self.status}, url={self.url!r}, {len(self.body)} bytes)"
 
 
 class Transport(Protocol):
