@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Microbenchmark of the HTTP client's response path: microseconds to read one ~6 KB
-response (Content-Length, then chunked) through ``_http._exchange`` on a kept-alive
+response (Content-Length, then chunked) through ``shoal.http._client._exchange`` on a kept-alive
 connection whose ``recv`` hands over canned bytes, so no socket I/O is measured.
 
     .venv/bin/python bench/parse.py

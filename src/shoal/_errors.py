@@ -136,7 +136,8 @@ class ErrorKind(StrEnum):
     BAD_REDIRECT = "bad_redirect"
     REDIRECT_LOOP = "redirect_loop"
     TOO_MANY_REDIRECTS = "too_many_redirects"
-    # Set by the crawler on a page's record (besides "http_<status>" for a 4xx/5xx):
+    # Set by the crawler on a page's record (besides the patterns "http_<status>" for a
+    # 4xx/5xx page and "robots_http_<status>" for a robots.txt answered 5xx):
     RETRY_AFTER = "retry_after"  # the host asked for a pause longer than the crawl allows
     PARSE_LIMIT = "parse_limit"  # the page was cut to the parser's bounds
     PROCESSING = "processing"  # the page callback or link extraction raised

@@ -31,6 +31,10 @@ class Framing(Enum):
     CLOSE = "close"  # read until the server closes the connection
 
 
+# Module globals for the hot path: one global lookup each, not a class attribute lookup.
+_NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
+
+
 _SLACK_BYTES = 64 * 1024  # encoded bytes allowed beyond the decoded cap (see Body.feed)
 
 
@@ -188,7 +192,7 @@ class Reader:
         self.raw: list[str] = []  # the head's field lines, "Name: value"
         self.informational = self.status = self.body_bytes = 0
         self.pieces: list[bytes] = []  # what was received while the head was incomplete
-        self.framing = Framing.NONE
+        self.framing = _NONE
         self.head_done = self.complete = self.extra = self.keep = False
         self.body: Body | None = None
 
@@ -226,32 +230,32 @@ class Reader:
         keep = parser.should_keep_alive()
         length = 0
         if status in (204, 304):
-            framing = Framing.NONE
+            framing = _NONE
         elif (te := headers.get("transfer-encoding")) is not None:
             if [t.strip().lower() for t in te.split(",")] != ["chunked"]:
                 raise TransportError(
                     ErrorKind.PROTOCOL, f"unrequested Transfer-Encoding {te[:60]!r}"
                 )
-            framing = Framing.CHUNKED
+            framing = _CHUNKED
             if version == "1.0":  # RFC 9112 section 6.1: faulty framing, close after
                 keep = False
         elif (value := headers.get("content-length")) is not None:
-            framing, length = Framing.LENGTH, int(value)  # llhttp checked the digits
+            framing, length = _LENGTH, int(value)  # llhttp checked the digits
         else:
-            framing, keep = Framing.CLOSE, False
+            framing, keep = _CLOSE, False
         self.framing, self.keep = framing, keep
         if not self.read_body:
-            if framing is Framing.NONE:
+            if framing is _NONE:
                 return
-            if keep and framing is not Framing.CLOSE and length <= _DRAIN:
+            if keep and framing is not _CLOSE and length <= _DRAIN:
                 self.body = Body("", _DRAIN)  # read a small body to keep the connection
                 return
             self.complete, self.keep = True, False
             raise _Stop
-        if framing is Framing.NONE:
+        if framing is _NONE:
             return
         body = self.body = Body(headers.get("content-encoding", ""), self.max_bytes)
-        if framing is Framing.LENGTH and not body.coding and length > self.max_bytes:
+        if framing is _LENGTH and not body.coding and length > self.max_bytes:
             raise TransportError(
                 ErrorKind.TOO_LARGE, f"Content-Length {length} exceeds max_bytes {self.max_bytes}"
             )
@@ -284,7 +288,7 @@ class Reader:
 
     def ended(self) -> None:
         """The server closed the connection before the response was complete."""
-        if self.head_done and (self.framing is Framing.CLOSE or not self.read_body):
+        if self.head_done and (self.framing is _CLOSE or not self.read_body):
             self.complete, self.keep = True, False  # the body reads until close
             return
         if not self.head_done:
