@@ -21,9 +21,10 @@ from pathlib import Path
 import brotli
 import pytest
 
+import shoal
 from conftest import LocalCA
 from rawserver import RawServer, Script, raw_servers, read_request, respond_once
-from shoal.http import HTTPClient, TransportError
+from shoal.http import TRANSPORTS, ErrorKind, HTTPClient, TransportError, make_transport
 from shoal.http._urllib3 import Urllib3Transport
 
 PAGE = b"<html><body>" + b"".join(b"<p>line %d</p>\n" % i for i in range(300)) + b"</body></html>"
@@ -588,6 +589,29 @@ def test_connection_refused_and_bad_requests(client: HTTPClient) -> None:
         f"http://127.0.0.1:{port}/", {"X": "a\r\nEvil: 1"}, max_bytes=10
     )
     assert error_of(injected).kind == "protocol"
+
+
+def test_both_transports_fail_with_one_error_type() -> None:
+    """The contract: each client, built by name, raises a ShoalError whose kind is an
+    ErrorKind, never its library's own exception."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]  # closed again: connecting is refused
+    assert TRANSPORTS == ("native", "urllib3")
+    for name, kind in (("native", HTTPClient), ("urllib3", Urllib3Transport)):
+        transport = make_transport(name, connect_timeout=5.0, read_timeout=5.0)
+        try:
+            assert isinstance(transport, kind)
+            error = error_of(
+                lambda t=transport: t.get(f"http://127.0.0.1:{port}/", {}, max_bytes=9)
+            )
+            assert isinstance(error, shoal.ShoalError)
+            assert error.kind is ErrorKind.CONNECTION, name
+        finally:
+            transport.close()
+    with pytest.raises(ValueError, match="unknown transport"):
+        make_transport("curl")
+    with pytest.raises(ValueError, match="neither proxies nor deny_private"):
+        make_transport("urllib3", deny_private=True)
 
 
 # --- TLS ------------------------------------------------------------------------------
