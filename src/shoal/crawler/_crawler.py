@@ -441,19 +441,13 @@ class Crawler:
             # is neither lost nor fetched again by every resume, and carry on.
             logger.exception("crawling %s failed", job.url)
             if job.kind is JobKind.PAGE and self._writer is not None:
-                record = self._records.error_record(job, ErrorKind.INTERNAL, repr(exc))
+                record = self._records.error_record(job, "internal", repr(exc))
                 with self._lock:
                     self.result.pages += 1
-                    self.result.errors[ErrorKind.INTERNAL] += 1
-                    self.result.first_error.setdefault(ErrorKind.INTERNAL, f"{job.url}: {exc!r}")
+                    self.result.errors["internal"] += 1
+                    self.result.first_error.setdefault("internal", f"{job.url}: {exc!r}")
                 self._writer.write(
-                    Commit(
-                        [record],
-                        finished=job,
-                        failed=True,
-                        outcome="failed",
-                        error=ErrorKind.INTERNAL,
-                    )
+                    Commit([record], finished=job, failed=True, outcome="failed", error="internal")
                 )
         finally:
             now = time.monotonic()
@@ -491,7 +485,7 @@ class Crawler:
             rules = RobotsRules(
                 deny_all=True,
                 reason=f"robots.txt check failed: {exc!r}",
-                error=ErrorKind.INTERNAL,
+                error="internal",
                 detail=repr(exc),
             )
         if rules.reason:
