@@ -20,6 +20,7 @@ import click
 
 from .._errors import ShoalError, UsageError, WriterError
 from .._version import __version__
+from ..crawler._options import CrawlOptions, OptionError
 
 EXIT_NOTHING_FETCHED = 1
 EXIT_OUTPUT = 4
@@ -80,6 +81,9 @@ def _run_crawl(
         cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
         click.echo(f"shoal: error: writing the output failed: {exc}{cause}", err=True)
         sys.exit(EXIT_OUTPUT)
+    except OptionError as exc:
+        click.echo(f"shoal: error: {exc.named(flag_for)}", err=True)
+        sys.exit(exc.exit_code)
     except ShoalError as exc:
         click.echo(f"shoal: error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -135,141 +139,254 @@ def _report(result: Any, quiet: bool, as_json: bool) -> None:
         click.echo(result.summary(), err=True)
 
 
+_MiB = 1024 * 1024
+
+
 def _crawl_options(f: Any) -> Any:
-    """The options shared by ``crawl`` and ``demo``."""
+    """The options shared by ``crawl`` and ``demo``.
+
+    Every default comes from :class:`CrawlOptions` (tests/test_help.py checks it); each
+    option's destination is the CrawlOptions field of the same name, so a value error
+    raised there can be reported with the flag that was typed (:data:`FLAGS`).
+    """
+    d = CrawlOptions
     decorators = [
         click.option(
             "-o",
             "--output",
             metavar="FILE",
-            help="Output file (.jsonl, .csv, .sqlite, .warc.gz); stdout if omitted. "
-            "An existing file that is not this crawl's is refused (see --overwrite).",
+            help="Output file: .jsonl, .csv, .sqlite or .warc.gz (the suffix picks the "
+            "format). An existing file that is not this crawl's is refused (see --overwrite).  "
+            "[default: stdout, as JSON lines]",
         ),
         click.option(
             "--format",
-            "fmt",
+            "format",
             type=click.Choice(["jsonl", "csv", "sqlite", "warc"]),
-            help="Output format (default: from the file suffix; stdout: jsonl).",
+            help="Output format, whatever the file is called.  [default: from the -o suffix]",
         ),
         click.option(
             "--overwrite",
             is_flag=True,
+            default=d.overwrite,
             help="Replace an existing output file that is not this crawl's (its data is lost).",
         ),
         click.option(
             "--concurrency",
             type=int,
-            default=16,
+            metavar="N",
+            default=d.concurrency,
             show_default=True,
             help="Requests in flight in total.",
         ),
         click.option(
             "--per-host",
             type=int,
-            default=8,
+            metavar="N",
+            default=d.per_host,
             show_default=True,
-            help="Requests in flight per host.",
+            help="Requests in flight per host (at most --concurrency).",
         ),
         click.option(
             "--delay",
             type=float,
-            default=0.0,
+            metavar="SECONDS",
+            default=d.delay,
             show_default=True,
-            help="Seconds between requests to one host.",
+            help="Seconds between requests to one host (a larger robots.txt Crawl-delay wins).",
         ),
-        click.option("--max-pages", type=int, default=10_000, show_default=True),
-        click.option("--max-depth", type=int, default=50, show_default=True),
+        click.option(
+            "--max-pages",
+            type=int,
+            metavar="N",
+            default=d.max_pages,
+            show_default=True,
+            help="Stop after fetching N URLs in this run (a resumed crawl fetches up to N more).",
+        ),
+        click.option(
+            "--max-depth",
+            type=int,
+            metavar="N",
+            default=d.max_depth,
+            show_default=True,
+            help="Follow links at most N clicks away from a start URL (0: start URLs only).",
+        ),
         click.option(
             "--max-bytes",
             type=int,
-            default=10 * 1024 * 1024,
-            show_default=True,
-            help="Per response, after decompression.",
+            metavar="BYTES",
+            default=d.max_bytes,
+            show_default=f"{d.max_bytes} = {d.max_bytes // _MiB} MiB",
+            help="Largest response body kept, counted after decompression; longer ones are cut.",
         ),
-        click.option("--max-time", type=float, default=None, help="Seconds for the whole crawl."),
+        click.option(
+            "--max-time",
+            type=float,
+            metavar="SECONDS",
+            default=d.max_time,
+            help="Stop the crawl after this many seconds (resumable).  [default: no limit]",
+        ),
         click.option(
             "--allow-domain",
             "allow_domains",
+            metavar="DOMAIN",
             multiple=True,
-            help="Domain to stay within (repeatable; default: the start URLs' hosts).",
+            default=d.allow_domains,
+            help="Stay within DOMAIN and its subdomains (repeatable).  "
+            "[default: the start URLs' hosts]",
         ),
         click.option(
-            "--include", multiple=True, help="Only URLs matching this regex (repeatable)."
+            "--include",
+            metavar="REGEX",
+            multiple=True,
+            default=d.include,
+            help="Only crawl URLs this regular expression matches, searched anywhere in "
+            "the URL (repeatable: any one may match).",
         ),
         click.option(
-            "--exclude", multiple=True, help="Skip URLs matching this regex (repeatable)."
+            "--exclude",
+            metavar="REGEX",
+            multiple=True,
+            default=d.exclude,
+            help="Skip URLs this regular expression matches, searched anywhere in the URL "
+            "(repeatable).",
         ),
-        click.option("--no-robots", is_flag=True, help="Ignore robots.txt (be sure you may)."),
-        click.option("--user-agent", default=None, help="User-Agent header."),
         click.option(
-            "--timeout", type=float, default=30.0, show_default=True, help="Seconds per request."
+            "--include-glob",
+            metavar="GLOB",
+            multiple=True,
+            default=d.include_glob,
+            help="Only crawl URLs whose path matches this shell glob, e.g. '/docs/*' "
+            "(repeatable: any one may match).",
         ),
-        click.option("--retries", type=int, default=2, show_default=True),
+        click.option(
+            "--exclude-glob",
+            metavar="GLOB",
+            multiple=True,
+            default=d.exclude_glob,
+            help="Skip URLs whose path matches this shell glob, e.g. '*.pdf' (repeatable).",
+        ),
+        click.option(
+            "--robots/--no-robots",
+            default=d.robots,
+            show_default=True,
+            help="Obey robots.txt (--no-robots ignores it: be sure you may).",
+        ),
+        click.option(
+            "--user-agent",
+            metavar="TEXT",
+            default=d.user_agent,
+            show_default=True,
+            help="User-Agent header, also the name robots.txt rules are read for.",
+        ),
+        click.option(
+            "--timeout",
+            type=float,
+            metavar="SECONDS",
+            default=d.timeout,
+            show_default=True,
+            help="Seconds per request, whole (connecting at most 10 of them).",
+        ),
+        click.option(
+            "--retries",
+            type=int,
+            metavar="N",
+            default=d.retries,
+            show_default=True,
+            help="Retries of a URL after a connection error, timeout, 429 or 5xx, with "
+            "growing delays.",
+        ),
         click.option(
             "--extract",
             multiple=True,
             metavar="NAME=SELECTOR",
-            help="Field to extract: CSS (::text, ::attr(x)) or xpath:EXPR; NAME[] for all matches.",
+            help="Field to add to each record: CSS (::text, ::attr(x)) or xpath:EXPR; "
+            "NAME[] keeps every match (repeatable).",
         ),
-        click.option("--sitemaps", is_flag=True, help="Also start from robots.txt sitemaps."),
+        click.option(
+            "--sitemaps",
+            is_flag=True,
+            default=d.sitemaps,
+            help="Also start from the sitemaps robots.txt names.",
+        ),
         click.option(
             "--max-sitemaps",
             type=int,
-            default=1_000,
+            metavar="N",
+            default=d.max_sitemaps,
             show_default=True,
             help="Sitemaps queued per run (each fetch also counts toward --max-pages).",
         ),
         click.option(
             "--max-links-per-page",
             type=int,
-            default=10_000,
+            metavar="N",
+            default=d.max_links_per_page,
             show_default=True,
             help="Links taken from one page; the rest are ignored.",
         ),
-        click.option("--auto-throttle", is_flag=True, help="Adapt per-host delay to latency."),
         click.option(
+            "--auto-throttle",
+            is_flag=True,
+            default=d.auto_throttle,
+            help="Adapt each host's delay to its latency.",
+        ),
+        click.option(
+            "--transport",
             "--http-client",
             "transport",
             type=click.Choice(["native", "urllib3"]),
-            default="native",
+            default=d.transport,
             show_default=True,
-            help="HTTP client to fetch with.",
+            help="HTTP client to fetch with: native (shoal's own) or urllib3. "
+            "(--http-client is the old name.)",
         ),
         click.option(
             "--proxy",
             metavar="URL",
-            default="env",
-            help="HTTP proxy for every request (http://[user:pass@]host:port), or 'none'. "
-            "Default: http_proxy, https_proxy and no_proxy from the environment.",
+            default=d.proxy,
+            help="HTTP proxy for every request (http://[user:pass@]host:port), or 'none'.  "
+            "[default: http_proxy, https_proxy and no_proxy from the environment]",
         ),
         click.option(
             "--deny-private",
             is_flag=True,
+            default=d.deny_private,
             help="Connect only to public IP addresses (no loopback, private, link-local...): "
             "for crawling URLs you did not choose. Refusals are error kind 'blocked'.",
         ),
         click.option(
             "--state",
-            "state_path",
+            "state",
             metavar="PATH",
-            help="Crawl state file (default: OUTPUT.state.sqlite; none for stdout).",
+            help="Crawl state file, which makes the crawl resumable.  "
+            "[default: FILE.state.sqlite for -o FILE; none for stdout]",
         ),
-        click.option("--no-state", is_flag=True, help="Keep state in memory: no resume."),
+        click.option(
+            "--no-state", is_flag=True, help="Keep the state in memory: the crawl cannot resume."
+        ),
         click.option(
             "--fresh",
             is_flag=True,
+            default=d.fresh,
             help="Start over: delete this crawl's state and its output (another file at "
             "-o needs --overwrite too).",
         ),
         click.option(
             "--save-bodies",
             is_flag=True,
+            default=d.save_bodies,
             help="Add each response body and its SHA-256 to the records.",
         ),
-        click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal."),
-        click.option("--json-summary", is_flag=True, help="Print the summary as JSON."),
+        click.option("--no-progress", is_flag=True, help="No progress line, even on a terminal."),
+        click.option("--json-summary", is_flag=True, help="Print the summary to stderr as JSON."),
         click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),
-        click.option("-v", "--verbose", count=True, help="One log line per URL (-vv: debug)."),
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            help="-v: one log line per URL (status, size, time); -vv: debug.",
+        ),
         click.option(
             "--log-file",
             metavar="PATH",
@@ -281,25 +398,28 @@ def _crawl_options(f: Any) -> Any:
     return f
 
 
+# Where a CrawlOptions field is not "--" + its name with dashes.
+FLAGS = {"allow_domains": "--allow-domain", "output": "-o/--output"}
+
+
+def flag_for(field: str) -> str:
+    """The command-line spelling of the CrawlOptions field ``field``."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
 def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
     _configure_logging(kw.pop("verbose"), kw["quiet"], kw.pop("log_file"))
     quiet = kw.pop("quiet")
     as_json = kw.pop("json_summary")
-    state_path, no_state = kw.pop("state_path"), kw.pop("no_state")
+    state_path, no_state = kw.pop("state"), kw.pop("no_state")
     if state_path and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
     options = {
-        "state": None if no_state else (state_path or "auto"),
-        "output": kw.pop("output"),
-        "format": kw.pop("fmt"),
-        "overwrite": kw.pop("overwrite"),
-        "robots": not kw.pop("no_robots"),
+        "state": None if no_state else (state_path or CrawlOptions.state),
         "extract": _parse_extract(kw.pop("extract")),
-        "progress": False if kw.pop("no_progress") or quiet else None,
+        "progress": False if kw.pop("no_progress") or quiet else CrawlOptions.progress,
         **kw,
     }
-    if options["user_agent"] is None:
-        del options["user_agent"]
     return options, quiet, as_json
 
 
