@@ -1,10 +1,7 @@
 """``shoal crawl``, ``shoal demo``: options in, a Crawler run, a summary and exit code out.
 
-Exit codes: 0 the crawl ran to its end, or was already complete (page-level errors are
-in the output and the summary); 1 not one page could be fetched; 2 bad usage; 3 the state
-file is unusable; 4 the output cannot be used (unwritable, locked by another crawl, or an
-existing file that is not this crawl's); 130 interrupted (Ctrl-C); 141 stdout closed by
-its reader (``| head``).
+The exit codes are :data:`EXIT_CODES` (shown by ``shoal crawl --help``; the README's table
+says the same at length, and tests/test_help.py keeps the two in step).
 """
 
 from __future__ import annotations
@@ -28,6 +25,25 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
 WriterError.exit_code = EXIT_OUTPUT
+
+EXIT_CODES = (
+    (0, "the crawl ran to its end or was already complete (page errors: see the output)"),
+    (EXIT_NOTHING_FETCHED, "not one page fetched (every URL failed or robots.txt denied it)"),
+    (UsageError.exit_code, "bad usage: an option value, a URL, an --extract name"),
+    (3, "the state file cannot be used (corrupt, another crawl's, in use)"),
+    (EXIT_OUTPUT, "the output cannot be used (unwritable, in use, not this crawl's)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C): state saved, the same command resumes"),
+    (EXIT_BROKEN_PIPE, "stdout closed by its reader (shoal crawl URL | head)"),
+)
+
+
+def _epilog(examples: list[str], *, exit_codes: bool = False) -> str:
+    """A help epilog: examples (and exit codes), laid out as written (click's \\b)."""
+    text = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in examples)
+    if exit_codes:
+        codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES)
+        text += "\n\n\b\nExit codes:\n" + codes
+    return text
 
 
 def _configure_logging(verbose: int, quiet: bool, log_file: str | None = None) -> None:
@@ -426,17 +442,33 @@ def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="shoal")
 def cli() -> None:
-    """shoal: a fast, polite, crash-safe web crawler on threads that talk through queues."""
+    """shoal: a fast, polite, crash-safe web crawler on threads that talk through queues.
+
+    Run "shoal COMMAND --help" for a command's options and examples.
+    """
 
 
-@cli.command()
-@click.argument("urls", nargs=-1, required=True)
+@cli.command(
+    epilog=_epilog(
+        [
+            "shoal crawl https://example.com/ -o pages.jsonl",
+            "shoal crawl https://example.com/ -o pages.csv --max-pages 500 --max-depth 3",
+            "shoal crawl https://example.com/ -o pages.jsonl --exclude-glob '*.pdf'",
+            "shoal crawl https://example.com/ --include '/blog/' --extract 'h1=h1::text'",
+            "shoal crawl https://example.com/ -o pages.jsonl --report report.html",
+            "shoal crawl https://example.com/ | head   # JSON lines on stdout",
+            "(interrupted? run the same command again: it resumes)",
+        ],
+        exit_codes=True,
+    )
+)
+@click.argument("urls", nargs=-1, required=True, metavar="URL...")
 @_crawl_options
 @click.option(
     "--report",
     "report_path",
-    metavar="PATH",
-    help="Also write an HTML report of the output to PATH when the crawl ends "
+    metavar="FILE",
+    help="Also write an HTML report of the output to FILE when the crawl ends "
     "(also after Ctrl-C); see shoal report.",
 )
 @click.option(
@@ -448,7 +480,12 @@ def cli() -> None:
 def crawl(
     urls: tuple[str, ...], report_path: str | None, overwrite_report: bool, **kw: Any
 ) -> None:
-    """Crawl from URLS, following links within their hosts."""
+    """Crawl from each URL, following links within their hosts.
+
+    Records (one per URL: status, title, timings...) go to -o FILE or stdout; a summary
+    goes to stderr. A crawl with -o FILE is resumable: run it again after Ctrl-C or a
+    crash and it continues where it stopped.
+    """
     options, quiet, as_json = _options_from(kw)
     if report_path is None:
         _run_crawl(list(urls), options, quiet, as_json)
@@ -467,25 +504,35 @@ def crawl(
     report_after_crawl(report_path, options, overwrite_report, quiet)
 
 
-@cli.command()
-@click.argument("output", type=click.Path(dir_okay=False))
+@cli.command(
+    epilog=_epilog(
+        [
+            "shoal report pages.jsonl                  # writes pages.jsonl.report.html",
+            "shoal report pages.csv -o report.html --max-rows 100",
+            "shoal report pages.sqlite --no-state      # from the records alone",
+        ]
+    )
+)
+@click.argument("output", type=click.Path(dir_okay=False), metavar="OUTPUT")
 @click.option(
     "-o",
     "--out",
     "html",
-    metavar="PATH",
-    help="Where to write the report (default: OUTPUT.report.html).",
+    metavar="FILE",
+    help="Where to write the report.  [default: OUTPUT.report.html]",
 )
 @click.option(
     "--state",
     "state_path",
     metavar="PATH",
-    help="The crawl's state file (default: OUTPUT.state.sqlite, if it exists).",
+    help="The crawl's state file, for totals across runs and robots.txt verdicts.  "
+    "[default: OUTPUT.state.sqlite, if it exists]",
 )
 @click.option("--no-state", is_flag=True, help="Do not read the state file.")
 @click.option(
     "--max-rows",
     type=int,
+    metavar="N",
     default=500,
     show_default=True,
     help="Rows per table in the HTML; the full lists go to CSV files beside it.",
@@ -513,7 +560,15 @@ def report(
     )
 
 
-@cli.command()
+@cli.command(
+    epilog=_epilog(
+        [
+            "shoal demo                       # records on stdout, summary on stderr",
+            "shoal demo -o demo.jsonl --max-pages 20",
+            "shoal demo --extract 'h1=h1::text' -v",
+        ]
+    )
+)
 @_crawl_options
 def demo(**kw: Any) -> None:
     """Serve the bundled sample site on 127.0.0.1 and crawl it (works offline)."""
@@ -530,9 +585,17 @@ def demo(**kw: Any) -> None:
         _run_crawl([site.url], options, quiet, as_json, resumable=False)
 
 
-@cli.command()
-@click.argument("state", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@cli.command(
+    epilog=_epilog(
+        [
+            "shoal status pages.jsonl.state.sqlite",
+            "shoal status pages.jsonl                 # the same: an output names its state",
+            "shoal status pages.jsonl --json | jq .totals",
+        ]
+    )
+)
+@click.argument("state", type=click.Path(dir_okay=False), metavar="STATE")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for scripts).")
 def status(state: str, as_json: bool) -> None:
     """Report a crawl's progress from its STATE file, running or stopped.
 
