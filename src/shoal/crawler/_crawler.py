@@ -271,6 +271,7 @@ class Crawler:
 
     @property
     def record_fields(self) -> list[str]:
+        """The fields of each record: the standard ones plus ``extract`` names."""
         return self._records.fields
 
     def identity(self) -> dict[str, object]:
