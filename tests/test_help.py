@@ -19,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 import shoal
-from shoal.cli._commands import EXIT_CODES, cli, flag_for
+from shoal.cli._commands import EXIT_CODES, cli
+from shoal.cli._crawl_options import flag_for
 from shoal.crawler import Crawler, CrawlOptions
 from sites import Site, html
 
