@@ -53,3 +53,29 @@ def test_example_runs(code: str, tmp_path: Path) -> None:
             env=env,
         )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_public_method_has_a_docstring() -> None:
+    import inspect
+
+    import shoal
+
+    missing = []
+    for name in shoal.__all__:
+        obj = getattr(shoal, name)
+        if not inspect.isclass(obj):
+            if callable(obj) and not obj.__doc__:
+                missing.append(name)
+            continue
+        if not obj.__doc__:
+            missing.append(name)
+        if issubclass(obj, BaseException):
+            continue
+        for attr, value in vars(obj).items():
+            if attr.startswith("_"):
+                continue
+            func = value.fget if isinstance(value, property) else value
+            func = getattr(func, "__func__", func)
+            if callable(func) and not getattr(func, "__doc__", None):
+                missing.append(f"{name}.{attr}")
+    assert not missing, missing
