@@ -99,8 +99,8 @@ def crawl_options(f: Any) -> Any:
             type=int,
             metavar="BYTES",
             default=d.max_bytes,
-            show_default=f"{d.max_bytes} = {d.max_bytes // _MiB} MiB",
-            help="Largest response body kept, counted after decompression; longer ones are cut.",
+            help="Largest response body kept, counted after decompression; longer ones are "
+            f"cut.  [default: {d.max_bytes} = {d.max_bytes / _MiB:g} MiB]",
         ),
         click.option(
             "--max-time",
