@@ -108,7 +108,8 @@ class Crawler:
         user_agent: The User-Agent header (also the name robots.txt rules are read for).
         timeout: Seconds per request, whole (connecting at most 10 of them).
         retries: Retries of a URL after a connection error, timeout, 429 or 5xx.
-        retry_backoff: Seconds before the first retry; doubles with each retry.
+        retry_backoff: Seconds before the first retry (jittered 0.5-1.5x); doubles with
+            each retry. A Retry-After from the server wins.
         extract: Fields added to each record: name -> CSS selector (``::text``,
             ``::attr(x)``) or ``xpath:EXPR``; a name ending in ``[]`` keeps every match.
         sitemaps: Also start from the sitemaps robots.txt names.
