@@ -61,9 +61,12 @@ def test_csv_has_a_stable_header(tmp_path: Path) -> None:
     [
         (["crawl", "example.com"], "no scheme"),
         (["crawl", "ftp://example.com/"], "unsupported scheme"),
-        (["crawl", "http://example.com/", "--concurrency", "0"], "concurrency must be"),
+        (
+            ["crawl", "http://example.com/", "--concurrency", "0"],
+            "--concurrency must be at least 1",
+        ),
         (["crawl", "http://example.com/", "--extract", "nonsense"], "NAME=SELECTOR"),
-        (["crawl", "http://example.com/", "--include", "("], "bad --include"),
+        (["crawl", "http://example.com/", "--include", "("], "--include takes regular expressions"),
     ],
 )
 def test_usage_errors_exit_2_with_a_clear_message(args: list[str], message: str) -> None:

@@ -22,8 +22,9 @@ import shoal
 ROOT = Path(shoal.__file__).parent
 
 # Layer of a module: the first part of its name under ``shoal``. ``base`` is the
-# root's leaves every layer may use (_errors, _version).
-BASE = {"shoal._errors", "shoal._version"}
+# root's leaves every layer may use (_errors, _version, and _url: the one URL splitter,
+# standard library only, shared by the HTTP client and the crawler).
+BASE = {"shoal._errors", "shoal._version", "shoal._url"}
 
 # Which layers each layer may import (besides itself and ``base``). Downward only:
 #

@@ -1,10 +1,7 @@
 """``shoal crawl``, ``shoal demo``: options in, a Crawler run, a summary and exit code out.
 
-Exit codes: 0 the crawl ran to its end, or was already complete (page-level errors are
-in the output and the summary); 1 not one page could be fetched; 2 bad usage; 3 the state
-file is unusable; 4 the output cannot be used (unwritable, locked by another crawl, or an
-existing file that is not this crawl's); 130 interrupted (Ctrl-C); 141 stdout closed by
-its reader (``| head``).
+The exit codes are :data:`EXIT_CODES` (shown by ``shoal crawl --help``; the README's table
+says the same at length, and tests/test_help.py keeps the two in step).
 """
 
 from __future__ import annotations
@@ -20,27 +17,38 @@ import click
 
 from .._errors import ShoalError, UsageError, WriterError
 from .._version import __version__
+from ..crawler._options import CrawlOptions, OptionError
+from ._crawl_options import crawl_options, flag_for, parse_extract
 
 EXIT_NOTHING_FETCHED = 1
 EXIT_OUTPUT = 4
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
+EXIT_CODES = (
+    (0, "the crawl ran to its end or was already complete (page errors: see the output)"),
+    (EXIT_NOTHING_FETCHED, "not one page fetched (every URL failed or robots.txt denied it)"),
+    (UsageError.exit_code, "bad usage: an option value, a URL, an --extract name"),
+    (3, "the state file cannot be used (corrupt, another crawl's, in use)"),
+    (EXIT_OUTPUT, "the output cannot be used (unwritable, in use, not this crawl's)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C): state saved, the same command resumes"),
+    (EXIT_BROKEN_PIPE, "stdout closed by its reader (shoal crawl URL | head)"),
+)
+
+
+def _epilog(examples: list[str], *, exit_codes: bool = False) -> str:
+    """A help epilog: examples (and exit codes), laid out as written (click's \\b)."""
+    text = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in examples)
+    if exit_codes:
+        codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES)
+        text += "\n\n\b\nExit codes:\n" + codes
+    return text
+
 
 def _configure_logging(verbose: int, quiet: bool, log_file: str | None = None) -> None:
     from ._logging import configure_logging
 
     configure_logging(verbose, quiet, log_file)
-
-
-def _parse_extract(values: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for value in values:
-        name, eq, selector = value.partition("=")
-        if not eq or not name.strip() or not selector.strip():
-            raise click.BadParameter(f"{value!r}: want NAME=SELECTOR", param_hint="--extract")
-        out[name.strip()] = selector.strip()
-    return out
 
 
 def _run_crawl(
@@ -78,6 +86,9 @@ def _run_crawl(
         cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
         click.echo(f"shoal: error: writing the output failed: {exc}{cause}", err=True)
         sys.exit(EXIT_OUTPUT)
+    except OptionError as exc:
+        click.echo(f"shoal: error: {exc.named(flag_for)}", err=True)
+        sys.exit(exc.exit_code)
     except ShoalError as exc:
         click.echo(f"shoal: error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -133,188 +144,52 @@ def _report(result: Any, quiet: bool, as_json: bool) -> None:
         click.echo(result.summary(), err=True)
 
 
-def _crawl_options(f: Any) -> Any:
-    """The options shared by ``crawl`` and ``demo``."""
-    decorators = [
-        click.option(
-            "-o",
-            "--output",
-            metavar="FILE",
-            help="Output file (.jsonl, .csv, .sqlite, .warc.gz); stdout if omitted. "
-            "An existing file that is not this crawl's is refused (see --overwrite).",
-        ),
-        click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(["jsonl", "csv", "sqlite", "warc"]),
-            help="Output format (default: from the file suffix; stdout: jsonl).",
-        ),
-        click.option(
-            "--overwrite",
-            is_flag=True,
-            help="Replace an existing output file that is not this crawl's (its data is lost).",
-        ),
-        click.option(
-            "--concurrency",
-            type=int,
-            default=16,
-            show_default=True,
-            help="Requests in flight in total.",
-        ),
-        click.option(
-            "--per-host",
-            type=int,
-            default=8,
-            show_default=True,
-            help="Requests in flight per host.",
-        ),
-        click.option(
-            "--delay",
-            type=float,
-            default=0.0,
-            show_default=True,
-            help="Seconds between requests to one host.",
-        ),
-        click.option("--max-pages", type=int, default=10_000, show_default=True),
-        click.option("--max-depth", type=int, default=50, show_default=True),
-        click.option(
-            "--max-bytes",
-            type=int,
-            default=10 * 1024 * 1024,
-            show_default=True,
-            help="Per response, after decompression.",
-        ),
-        click.option("--max-time", type=float, default=None, help="Seconds for the whole crawl."),
-        click.option(
-            "--allow-domain",
-            "allow_domains",
-            multiple=True,
-            help="Domain to stay within (repeatable; default: the start URLs' hosts).",
-        ),
-        click.option(
-            "--include", multiple=True, help="Only URLs matching this regex (repeatable)."
-        ),
-        click.option(
-            "--exclude", multiple=True, help="Skip URLs matching this regex (repeatable)."
-        ),
-        click.option("--no-robots", is_flag=True, help="Ignore robots.txt (be sure you may)."),
-        click.option("--user-agent", default=None, help="User-Agent header."),
-        click.option(
-            "--timeout", type=float, default=30.0, show_default=True, help="Seconds per request."
-        ),
-        click.option("--retries", type=int, default=2, show_default=True),
-        click.option(
-            "--extract",
-            multiple=True,
-            metavar="NAME=SELECTOR",
-            help="Field to extract: CSS (::text, ::attr(x)) or xpath:EXPR; NAME[] for all matches.",
-        ),
-        click.option("--sitemaps", is_flag=True, help="Also start from robots.txt sitemaps."),
-        click.option(
-            "--max-sitemaps",
-            type=int,
-            default=1_000,
-            show_default=True,
-            help="Sitemaps queued per run (each fetch also counts toward --max-pages).",
-        ),
-        click.option(
-            "--max-links-per-page",
-            type=int,
-            default=10_000,
-            show_default=True,
-            help="Links taken from one page; the rest are ignored.",
-        ),
-        click.option("--auto-throttle", is_flag=True, help="Adapt per-host delay to latency."),
-        click.option(
-            "--http-client",
-            "transport",
-            type=click.Choice(["native", "urllib3"]),
-            default="native",
-            show_default=True,
-            help="HTTP client to fetch with.",
-        ),
-        click.option(
-            "--proxy",
-            metavar="URL",
-            default="env",
-            help="HTTP proxy for every request (http://[user:pass@]host:port), or 'none'. "
-            "Default: http_proxy, https_proxy and no_proxy from the environment.",
-        ),
-        click.option(
-            "--deny-private",
-            is_flag=True,
-            help="Connect only to public IP addresses (no loopback, private, link-local...): "
-            "for crawling URLs you did not choose. Refusals are error kind 'blocked'.",
-        ),
-        click.option(
-            "--state",
-            "state_path",
-            metavar="PATH",
-            help="Crawl state file (default: OUTPUT.state.sqlite; none for stdout).",
-        ),
-        click.option("--no-state", is_flag=True, help="Keep state in memory: no resume."),
-        click.option(
-            "--fresh",
-            is_flag=True,
-            help="Start over: delete this crawl's state and its output (another file at "
-            "-o needs --overwrite too).",
-        ),
-        click.option(
-            "--save-bodies",
-            is_flag=True,
-            help="Add each response body and its SHA-256 to the records.",
-        ),
-        click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal."),
-        click.option("--json-summary", is_flag=True, help="Print the summary as JSON."),
-        click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),
-        click.option("-v", "--verbose", count=True, help="One log line per URL (-vv: debug)."),
-        click.option(
-            "--log-file",
-            metavar="PATH",
-            help="Append the log (one line per URL, warnings, errors) to PATH.",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        f = decorator(f)
-    return f
-
-
 def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
     _configure_logging(kw.pop("verbose"), kw["quiet"], kw.pop("log_file"))
     quiet = kw.pop("quiet")
     as_json = kw.pop("json_summary")
-    state_path, no_state = kw.pop("state_path"), kw.pop("no_state")
+    state_path, no_state = kw.pop("state"), kw.pop("no_state")
     if state_path and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
     options = {
-        "state": None if no_state else (state_path or "auto"),
-        "output": kw.pop("output"),
-        "format": kw.pop("fmt"),
-        "overwrite": kw.pop("overwrite"),
-        "robots": not kw.pop("no_robots"),
-        "extract": _parse_extract(kw.pop("extract")),
-        "progress": False if kw.pop("no_progress") or quiet else None,
+        "state": None if no_state else (state_path or CrawlOptions.state),
+        "extract": parse_extract(kw.pop("extract")),
+        "progress": False if kw.pop("no_progress") or quiet else CrawlOptions.progress,
         **kw,
     }
-    if options["user_agent"] is None:
-        del options["user_agent"]
     return options, quiet, as_json
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="shoal")
 def cli() -> None:
-    """shoal: a fast, polite, crash-safe web crawler on threads that talk through queues."""
+    """shoal: a fast, polite, crash-safe web crawler on threads that talk through queues.
+
+    Run "shoal COMMAND --help" for a command's options and examples.
+    """
 
 
-@cli.command()
-@click.argument("urls", nargs=-1, required=True)
-@_crawl_options
+@cli.command(
+    epilog=_epilog(
+        [
+            "shoal crawl https://example.com/ -o pages.jsonl",
+            "shoal crawl https://example.com/ -o pages.csv --max-pages 500 --max-depth 3",
+            "shoal crawl https://example.com/ -o pages.jsonl --exclude-glob '*.pdf'",
+            "shoal crawl https://example.com/ --include '/blog/' --extract 'h1=h1::text'",
+            "shoal crawl https://example.com/ -o pages.jsonl --report report.html",
+            "shoal crawl https://example.com/ | head   # JSON lines on stdout",
+            "(interrupted? run the same command again: it resumes)",
+        ],
+        exit_codes=True,
+    )
+)
+@click.argument("urls", nargs=-1, required=True, metavar="URL...")
+@crawl_options
 @click.option(
     "--report",
     "report_path",
-    metavar="PATH",
-    help="Also write an HTML report of the output to PATH when the crawl ends "
+    metavar="FILE",
+    help="Also write an HTML report of the output to FILE when the crawl ends "
     "(also after Ctrl-C); see shoal report.",
 )
 @click.option(
@@ -326,7 +201,12 @@ def cli() -> None:
 def crawl(
     urls: tuple[str, ...], report_path: str | None, overwrite_report: bool, **kw: Any
 ) -> None:
-    """Crawl from URLS, following links within their hosts."""
+    """Crawl from each URL, following links within their hosts.
+
+    Records (one per URL: status, title, timings...) go to -o FILE or stdout; a summary
+    goes to stderr. A crawl with -o FILE is resumable: run it again after Ctrl-C or a
+    crash and it continues where it stopped.
+    """
     options, quiet, as_json = _options_from(kw)
     if report_path is None:
         _run_crawl(list(urls), options, quiet, as_json)
@@ -345,25 +225,35 @@ def crawl(
     report_after_crawl(report_path, options, overwrite_report, quiet)
 
 
-@cli.command()
-@click.argument("output", type=click.Path(dir_okay=False))
+@cli.command(
+    epilog=_epilog(
+        [
+            "shoal report pages.jsonl                  # writes pages.jsonl.report.html",
+            "shoal report pages.csv -o report.html --max-rows 100",
+            "shoal report pages.sqlite --no-state      # from the records alone",
+        ]
+    )
+)
+@click.argument("output", type=click.Path(dir_okay=False), metavar="OUTPUT")
 @click.option(
     "-o",
     "--out",
     "html",
-    metavar="PATH",
-    help="Where to write the report (default: OUTPUT.report.html).",
+    metavar="FILE",
+    help="Where to write the report.  [default: OUTPUT.report.html]",
 )
 @click.option(
     "--state",
     "state_path",
     metavar="PATH",
-    help="The crawl's state file (default: OUTPUT.state.sqlite, if it exists).",
+    help="The crawl's state file, for totals across runs and robots.txt verdicts.  "
+    "[default: OUTPUT.state.sqlite, if it exists]",
 )
 @click.option("--no-state", is_flag=True, help="Do not read the state file.")
 @click.option(
     "--max-rows",
     type=int,
+    metavar="N",
     default=500,
     show_default=True,
     help="Rows per table in the HTML; the full lists go to CSV files beside it.",
@@ -391,8 +281,16 @@ def report(
     )
 
 
-@cli.command()
-@_crawl_options
+@cli.command(
+    epilog=_epilog(
+        [
+            "shoal demo                       # records on stdout, summary on stderr",
+            "shoal demo -o demo.jsonl --max-pages 20",
+            "shoal demo --extract 'h1=h1::text' -v",
+        ]
+    )
+)
+@crawl_options
 def demo(**kw: Any) -> None:
     """Serve the bundled sample site on 127.0.0.1 and crawl it (works offline)."""
     from ..crawler._demo_site import DemoSite
@@ -408,9 +306,17 @@ def demo(**kw: Any) -> None:
         _run_crawl([site.url], options, quiet, as_json, resumable=False)
 
 
-@cli.command()
-@click.argument("state", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@cli.command(
+    epilog=_epilog(
+        [
+            "shoal status pages.jsonl.state.sqlite",
+            "shoal status pages.jsonl                 # the same: an output names its state",
+            "shoal status pages.jsonl --json | jq .totals",
+        ]
+    )
+)
+@click.argument("state", type=click.Path(dir_okay=False), metavar="STATE")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for scripts).")
 def status(state: str, as_json: bool) -> None:
     """Report a crawl's progress from its STATE file, running or stopped.
 

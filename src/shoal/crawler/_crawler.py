@@ -22,9 +22,8 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .._errors import JoinTimeout, StateError, UsageError, WriterError
 from ..http import ErrorKind, make_transport
@@ -75,6 +74,69 @@ class Crawler:
     (followed, if in scope). Without it each fetched URL gives one record with the
     standard fields plus any ``extract`` fields. Links on every HTML page are followed
     within scope unless ``follow_links=False``.
+
+    Every option is a keyword parameter whose default comes from :class:`CrawlOptions`;
+    the command line has the same names with dashes (``max_pages`` is ``--max-pages``;
+    the few exceptions are listed in docs/api.md). Units: seconds for times, bytes for
+    sizes.
+
+    Args:
+        start_urls: One URL or several: http(s) only; their hosts are the crawl's scope
+            unless ``allow_domains`` says otherwise.
+        on_page: Called with each fetched :class:`Page`; returns or yields records
+            (dicts) and URLs to follow. Runs on worker threads.
+        follow_links: Follow the links found on HTML pages (``on_page``'s URLs are
+            followed either way).
+        frontier: A frontier to queue URLs in instead of the built-in one.
+        concurrency: Requests in flight in total.
+        per_host: Requests in flight per host (at most ``concurrency``).
+        delay: Seconds between requests to one host (a larger robots.txt Crawl-delay wins).
+        max_pages: URLs fetched per run.
+        max_depth: Link depth from a start URL (0: the start URLs only).
+        max_bytes: Bytes per response body, after decompression; larger bodies are cut.
+        max_time: Seconds for the whole run; None: no limit.
+        max_redirects: Redirects followed from one URL.
+        max_sitemaps: Sitemaps queued per run (each fetch also counts as a page).
+        max_links_per_page: Links taken from one page or one ``on_page`` result.
+        allow_domains: Domains to stay within, subdomains included (default: the start
+            URLs' hosts, a leading ``www.`` dropped).
+        include: Regexes searched in the whole URL: only URLs matching one are crawled.
+        exclude: Regexes searched in the whole URL: matching URLs are skipped.
+        include_glob: Shell globs (``*``, ``?``, ``[...]``) matched against the URL's path:
+            only URLs whose path matches one are crawled.
+        exclude_glob: Shell globs matched against the URL's path: matching URLs are skipped.
+        robots: Obey robots.txt (False: ignore it; be sure you may).
+        user_agent: The User-Agent header (also the name robots.txt rules are read for).
+        timeout: Seconds per request, whole (connecting at most 10 of them).
+        retries: Retries of a URL after a connection error, timeout, 429 or 5xx.
+        retry_backoff: Seconds before the first retry (jittered 0.5-1.5x); doubles with
+            each retry. A Retry-After from the server wins.
+        extract: Fields added to each record: name -> CSS selector (``::text``,
+            ``::attr(x)``) or ``xpath:EXPR``; a name ending in ``[]`` keeps every match.
+        sitemaps: Also start from the sitemaps robots.txt names.
+        auto_throttle: Adapt each host's delay to its latency.
+        throttle_target: Requests in flight per host that auto-throttle aims at.
+        throttle_start: Auto-throttle's first delay per host, in seconds.
+        verify_tls: Verify TLS certificates.
+        transport: HTTP client: ``"native"`` (shoal's own) or ``"urllib3"``.
+        proxy: ``"env"``: http_proxy/https_proxy/no_proxy from the environment; None or
+            ``"none"``: no proxy; otherwise the URL of one HTTP proxy for every request.
+        deny_private: Connect only to public IP addresses (refusals are the error kind
+            ``blocked``): for crawling URLs someone else chose.
+        output: Output file (.jsonl, .csv, .sqlite, .warc.gz); None or ``"-"``: stdout.
+        format: ``jsonl``, ``csv``, ``sqlite`` or ``warc``; None: from the file suffix.
+        progress: Show the live progress line; None: when stderr is a terminal.
+        grace: Seconds in-flight requests get to finish after the first Ctrl-C.
+        state: Path of the state file that makes the crawl resumable; ``"auto"``:
+            OUTPUT.state.sqlite (none for stdout); None: keep state in memory.
+        fresh: Discard this crawl's existing state and output and start over.
+        overwrite: Replace an existing output file that is not this crawl's.
+        memory_limit: Queued URLs kept in memory; the rest wait in the state file.
+        save_bodies: Add the response body and its SHA-256 to each record.
+
+    Raises:
+        UsageError: an option value is out of range (the message names the option);
+            InvalidURL for a start URL that cannot be crawled.
     """
 
     def __init__(
@@ -84,16 +146,89 @@ class Crawler:
         on_page: PageCallback | None = None,
         follow_links: bool = True,
         frontier: Frontier | None = None,
-        **options: Any,
+        concurrency: int = CrawlOptions.concurrency,
+        per_host: int = CrawlOptions.per_host,
+        delay: float = CrawlOptions.delay,
+        max_pages: int = CrawlOptions.max_pages,
+        max_depth: int = CrawlOptions.max_depth,
+        max_bytes: int = CrawlOptions.max_bytes,
+        max_time: float | None = CrawlOptions.max_time,
+        max_redirects: int = CrawlOptions.max_redirects,
+        max_sitemaps: int = CrawlOptions.max_sitemaps,
+        max_links_per_page: int = CrawlOptions.max_links_per_page,
+        allow_domains: Sequence[str] = CrawlOptions.allow_domains,
+        include: Sequence[str] = CrawlOptions.include,
+        exclude: Sequence[str] = CrawlOptions.exclude,
+        include_glob: Sequence[str] = CrawlOptions.include_glob,
+        exclude_glob: Sequence[str] = CrawlOptions.exclude_glob,
+        robots: bool = CrawlOptions.robots,
+        user_agent: str = CrawlOptions.user_agent,
+        timeout: float = CrawlOptions.timeout,
+        retries: int = CrawlOptions.retries,
+        retry_backoff: float = CrawlOptions.retry_backoff,
+        extract: Mapping[str, str] | None = None,
+        sitemaps: bool = CrawlOptions.sitemaps,
+        auto_throttle: bool = CrawlOptions.auto_throttle,
+        throttle_target: float = CrawlOptions.throttle_target,
+        throttle_start: float = CrawlOptions.throttle_start,
+        verify_tls: bool = CrawlOptions.verify_tls,
+        transport: str = CrawlOptions.transport,
+        proxy: str | None = CrawlOptions.proxy,
+        deny_private: bool = CrawlOptions.deny_private,
+        output: str | None = CrawlOptions.output,
+        format: str | None = CrawlOptions.format,
+        progress: bool | None = CrawlOptions.progress,
+        grace: float = CrawlOptions.grace,
+        state: str | None = CrawlOptions.state,
+        fresh: bool = CrawlOptions.fresh,
+        overwrite: bool = CrawlOptions.overwrite,
+        memory_limit: int = CrawlOptions.memory_limit,
+        save_bodies: bool = CrawlOptions.save_bodies,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
         if not start_urls:
             raise UsageError("give at least one start URL")
-        try:
-            self.options = CrawlOptions(**options)
-        except TypeError as exc:
-            raise UsageError(str(exc)) from None
+        self.options = CrawlOptions(
+            concurrency=concurrency,
+            per_host=per_host,
+            delay=delay,
+            max_pages=max_pages,
+            max_depth=max_depth,
+            max_bytes=max_bytes,
+            max_time=max_time,
+            max_redirects=max_redirects,
+            max_sitemaps=max_sitemaps,
+            max_links_per_page=max_links_per_page,
+            allow_domains=allow_domains,
+            include=include,
+            exclude=exclude,
+            include_glob=include_glob,
+            exclude_glob=exclude_glob,
+            robots=robots,
+            user_agent=user_agent,
+            timeout=timeout,
+            retries=retries,
+            retry_backoff=retry_backoff,
+            extract={} if extract is None else extract,
+            sitemaps=sitemaps,
+            auto_throttle=auto_throttle,
+            throttle_target=throttle_target,
+            throttle_start=throttle_start,
+            verify_tls=verify_tls,
+            transport=transport,
+            proxy=proxy,
+            deny_private=deny_private,
+            output=output,
+            format=format,
+            progress=progress,
+            grace=grace,
+            state=state,
+            fresh=fresh,
+            overwrite=overwrite,
+            memory_limit=memory_limit,
+            save_bodies=save_bodies,
+        )
         opts = self.options
         self.start_urls = [parse_start_url(u) for u in start_urls]
         self.scope = Scope.for_start_urls(
@@ -102,6 +237,8 @@ class Crawler:
             include=opts.include,
             exclude=opts.exclude,
             max_depth=opts.max_depth,
+            include_glob=opts.include_glob,
+            exclude_glob=opts.exclude_glob,
         )
         self._records = Records(
             on_page, follow_links=follow_links, extract=opts.extract, save_bodies=opts.save_bodies
@@ -136,6 +273,7 @@ class Crawler:
 
     @property
     def record_fields(self) -> list[str]:
+        """The fields of each record: the standard ones plus ``extract`` names."""
         return self._records.fields
 
     def identity(self) -> dict[str, object]:

@@ -2,16 +2,87 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .._errors import UsageError
 from .._version import __version__
 from ..http import TRANSPORTS, ProxyRules
 
-__all__ = ["DEFAULT_USER_AGENT", "CrawlOptions"]
+__all__ = ["DEFAULT_USER_AGENT", "CrawlOptions", "OptionError", "glob_hint"]
 
 DEFAULT_USER_AGENT = f"shoal/{__version__} (+https://github.com/shoal-crawler/shoal)"
+
+
+class OptionError(UsageError):
+    """A bad value for one crawl option.
+
+    The message names options as the Python API spells them (``max_pages``); the command
+    line re-renders it with the flags the user typed (``--max-pages``): ``template`` holds
+    ``{field_name}`` placeholders and :meth:`named` fills them with any spelling.
+    """
+
+    def __init__(self, field: str, template: str) -> None:
+        self.field = field
+        self.template = template
+        super().__init__(self.named(lambda name: name))
+
+    def named(self, spell: Callable[[str], str]) -> str:
+        """The message with every option name spelled by ``spell``."""
+        return self.template.format_map(_Spelling(spell))
+
+
+class _Spelling(dict[str, str]):
+    def __init__(self, spell: Callable[[str], str]) -> None:
+        super().__init__()
+        self._spell = spell
+
+    def __missing__(self, key: str) -> str:
+        return self._spell(key)
+
+
+def _literal(text: str) -> str:
+    """``text`` made safe to put in an OptionError template."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def glob_hint(pattern: str) -> str | None:
+    """The regex a glob-looking ``pattern`` was probably meant as, or None.
+
+    Offered only for a pattern that starts as a shell glob does (``*.html``, ``?x``):
+    the one case where the user's intent is plain.
+    """
+    if not pattern or pattern[0] not in "*?":
+        return None
+    hint = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    try:
+        re.compile(hint)
+    except re.error:  # pragma: no cover - escaped text and .* always compile
+        return None
+    return hint
+
+
+def _check_regexes(name: str, patterns: Sequence[str]) -> None:
+    if isinstance(patterns, str):
+        raise OptionError(name, f"{{{name}}} takes a list of regexes, not one string")
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            hint = glob_hint(pattern)
+            how = (
+                _literal(f"; did you mean '{hint}'?") + " Or match the URL path with a glob: "
+                f"{{{name}_glob}} " + _literal(repr(pattern))
+                if hint
+                else ""
+            )
+            raise OptionError(
+                name,
+                f"{{{name}}} takes regular expressions (searched in the whole URL): "
+                + _literal(f"{pattern!r} is not one ({exc})")
+                + how,
+            ) from None
 
 
 @dataclass
@@ -34,8 +105,10 @@ class CrawlOptions:
     max_sitemaps: int = 1_000  # sitemaps queued per run (each fetch also counts as a page)
     max_links_per_page: int = 10_000  # links taken from one page (or one callback's return)
     allow_domains: Sequence[str] = ()
-    include: Sequence[str] = ()
+    include: Sequence[str] = ()  # regexes searched in the whole URL
     exclude: Sequence[str] = ()
+    include_glob: Sequence[str] = ()  # shell globs (fnmatch) matched against the URL path
+    exclude_glob: Sequence[str] = ()
     robots: bool = True
     user_agent: str = DEFAULT_USER_AGENT
     timeout: float = 30.0
@@ -67,28 +140,38 @@ class CrawlOptions:
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        positive = {
-            "concurrency": self.concurrency,
-            "per_host": self.per_host,
-            "max_pages": self.max_pages,
-            "max_bytes": self.max_bytes,
-            "memory_limit": self.memory_limit,
-            "max_links_per_page": self.max_links_per_page,
-        }
-        for name, value in positive.items():
+        at_least_one = (
+            "concurrency",
+            "per_host",
+            "max_pages",
+            "max_bytes",
+            "memory_limit",
+            "max_links_per_page",
+        )
+        for name in at_least_one:
+            value = getattr(self, name)
             if value < 1:
-                raise UsageError(f"{name} must be at least 1 (got {value})")
-        if min(self.max_depth, self.retries, self.max_redirects, self.max_sitemaps) < 0:
-            raise UsageError("max_depth, retries, max_redirects and max_sitemaps must be >= 0")
-        if self.delay < 0 or self.timeout <= 0:
-            raise UsageError("delay must be >= 0 and timeout > 0")
+                raise OptionError(name, f"{{{name}}} must be at least 1 (got {value})")
+        for name in ("max_depth", "retries", "max_redirects", "max_sitemaps", "delay"):
+            value = getattr(self, name)
+            if value < 0:
+                raise OptionError(name, f"{{{name}}} must be at least 0 (got {value})")
+        for name in ("timeout", "max_time"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise OptionError(name, f"{{{name}}} must be more than 0 seconds (got {value})")
         if self.transport not in TRANSPORTS:
             names = " or ".join(TRANSPORTS)
-            raise UsageError(f"unknown transport {self.transport!r}: {names}")
+            raise OptionError(
+                "transport", "unknown {transport} " + _literal(f"{self.transport!r}: {names}")
+            )
         if self.deny_private and self.transport != "native":
-            raise UsageError("deny_private needs the native HTTP client (--http-client native)")
-        if self.max_time is not None and self.max_time <= 0:
-            raise UsageError("max_time must be > 0")
+            raise OptionError("deny_private", "{deny_private} needs {transport} native")
+        for name in ("include", "exclude"):
+            _check_regexes(name, getattr(self, name))
+        for name in ("allow_domains", "include_glob", "exclude_glob"):
+            if isinstance(getattr(self, name), str):
+                raise OptionError(name, f"{{{name}}} takes a list of strings, not one string")
         self._proxies = self._make_proxy_rules()  # a bad proxy fails here, before any work
         self.per_host = min(self.per_host, self.concurrency)
 
@@ -107,9 +190,10 @@ class CrawlOptions:
             where = " (from the environment)" if self.proxy == "env" else ""
             raise UsageError(f"{exc}{where}") from None
         if rules is not None and self.transport != "native":
-            raise UsageError(
-                "the urllib3 HTTP client does not go through proxies: use --http-client native"
-                + (" or --proxy none" if self.proxy == "env" else "")
+            raise OptionError(
+                "proxy",
+                "the urllib3 HTTP client does not go through proxies: use {transport} native"
+                + (" or {proxy} none" if self.proxy == "env" else ""),
             )
         return rules
 
@@ -120,10 +204,16 @@ class CrawlOptions:
 
     def scope_key(self) -> dict[str, object]:
         """The options that change which URLs belong to the crawl (checked on resume)."""
-        return {
+        key: dict[str, object] = {
             "allow_domains": sorted(self.allow_domains),
             "include": list(self.include),
             "exclude": list(self.exclude),
             "max_depth": self.max_depth,
             "robots": self.robots,
         }
+        # Added only when used, so state files written before globs existed still match.
+        if self.include_glob:
+            key["include_glob"] = list(self.include_glob)
+        if self.exclude_glob:
+            key["exclude_glob"] = list(self.exclude_glob)
+        return key

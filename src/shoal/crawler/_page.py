@@ -76,10 +76,13 @@ class Page:
 
     @property
     def content_type(self) -> str:
+        """The Content-Type header as sent (``""`` if none)."""
         return self.headers.get("content-type", "")
 
     @property
     def is_html(self) -> bool:
+        """True for an HTML page: by Content-Type (text/html, XHTML), or, when there is
+        no Content-Type, by the body's first bytes (``<!doctype html``, ``<html``)."""
         if self._is_html is None:
             self._is_html = is_html(self.content_type, self.body)
         return self._is_html
@@ -96,6 +99,7 @@ class Page:
 
     @property
     def encoding(self) -> str:
+        """The character encoding ``text`` was decoded with."""
         return self._decode()[1]
 
     def _parseable(self) -> tuple[str, str | None]:
@@ -107,6 +111,7 @@ class Page:
 
     @property
     def html(self) -> ParsedHTML | None:
+        """The parsed page (title, hrefs, <base>), or None when it is not HTML."""
         if self._html is _UNSET:
             self._html = parse_html(*self._parseable()) if self.is_html else None
         return self._html
@@ -120,6 +125,7 @@ class Page:
 
     @property
     def title(self) -> str | None:
+        """The text of the page's <title>; None when it is not HTML or has none."""
         return self.html.title if self.html is not None else None
 
     @property
@@ -161,6 +167,7 @@ class Page:
 
     @property
     def selector(self) -> Selector:
+        """A parsel ``Selector`` over the page (parsel is imported on first use)."""
         if self._selector is None:
             from parsel import Selector
 
@@ -168,10 +175,12 @@ class Page:
         return self._selector
 
     def css(self, query: str) -> SelectorList[Any]:
-        """parsel CSS selection, ``::text`` and ``::attr(name)`` included."""
+        """parsel CSS selection, ``::text`` and ``::attr(name)`` included:
+        ``page.css("h1::text").get()``, ``page.css("a::attr(href)").getall()``."""
         return self.selector.css(query)
 
     def xpath(self, query: str) -> SelectorList[Any]:
+        """parsel XPath selection: ``page.xpath("//h1/text()").get()``."""
         return self.selector.xpath(query)
 
     def __repr__(self) -> str:

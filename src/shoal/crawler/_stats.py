@@ -64,13 +64,17 @@ class CrawlResult:
 
     @property
     def pages_per_second(self) -> float:
+        """Pages (ok, redirects and failed alike) per second of this run."""
         return self.pages / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
     def failed(self) -> int:
+        """Pages that ended in an error (any kind: see ``errors`` for the count of each)."""
         return sum(self.errors.values())
 
     def as_dict(self) -> dict[str, object]:
+        """The result as plain JSON-ready values (what ``--json-summary`` prints):
+        counts, errors by kind, latency percentiles in ms, and ``all_runs`` totals."""
         p50, p95 = self.latency.percentile(50), self.latency.percentile(95)
         return {
             "pages": self.pages,
@@ -96,6 +100,9 @@ class CrawlResult:
         }
 
     def summary(self) -> str:
+        """A few human-readable lines: pages and rate, latency, errors by kind with the
+        first URL of each, why the crawl stopped, and totals over all runs when resumed.
+        The CLI prints this to stderr at the end of a crawl."""
         d = self.as_dict()
         lines = [
             f"pages {d['pages']} (ok {d['ok']}, redirects {d['redirects']}, failed {d['failed']})"

@@ -14,10 +14,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from functools import lru_cache
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin
 
 from .._errors import InvalidURL
+from .._url import DEFAULT_PORTS as _DEFAULT_PORTS
+from .._url import URLParts, split_url
 
 __all__ = [
     "MAX_URL_LENGTH",
@@ -27,9 +30,10 @@ __all__ = [
     "host_key",
     "join_url",
     "parse_start_url",
+    "split_url",
+    "suggest_url",
+    "url_path",
 ]
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters a canonical path may hold as they are: RFC 3986 unreserved, sub-delims,
 # ":", "@", "/" and "%" (escapes of reserved characters stay escaped).
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
@@ -93,17 +97,16 @@ def canonicalize(url: str) -> str:
     another scheme, or longer than MAX_URL_LENGTH."""
     if len(url) > 3 * MAX_URL_LENGTH:  # refused unparsed: a bound on the work per URL
         raise ValueError(f"longer than {MAX_URL_LENGTH} characters")
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
+    parts = split_url(url.strip())
+    scheme = parts.scheme
     if scheme not in _DEFAULT_PORTS:
         # The one gate every crawled URL passes: nothing but http(s) may reach the
         # frontier, the state file or a request line (file:, ftp:, gopher:, ws: ...).
         raise ValueError(f"scheme {scheme + ':' if scheme else 'missing'} is not crawled")
-    hostname = parts.hostname
-    if not hostname:
+    if not parts.host:
         raise ValueError("no host")
-    host = _host(hostname)
-    port = parts.port  # raises ValueError for a port that is not a number in range
+    host = _host(parts.host)
+    port = parts.port  # the userinfo is dropped: see shoal._url
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != _DEFAULT_PORTS.get(scheme):
         netloc = f"{netloc}:{port}"
@@ -293,7 +296,8 @@ def parse_start_url(url: str) -> str:
     if not raw:
         raise InvalidURL(url, "empty")
     if "://" not in raw:
-        raise InvalidURL(url, "no scheme (did you mean http://" + raw + " ?)")
+        hint = suggest_url(raw)
+        raise InvalidURL(url, f"no scheme (did you mean {hint} ?)" if hint else "no scheme")
     scheme = raw.split("://", 1)[0].lower()
     if scheme not in ("http", "https"):
         raise InvalidURL(url, f"unsupported scheme {scheme!r}; only http and https are crawled")
@@ -301,6 +305,36 @@ def parse_start_url(url: str) -> str:
         return canonicalize(raw)
     except ValueError as exc:
         raise InvalidURL(url, str(exc)) from None
+
+
+# "http//host", "http:/host", "https:host", "http///host": a scheme whose "://" was mistyped.
+_MISTYPED_SCHEME = re.compile(r"(https?)(?::/|/{1,3}|:(?=[A-Za-z]))(?=[^/])(.*)", re.I | re.S)
+# "example.com/path", "localhost:8000": a host (and port) with the scheme left out.
+_BARE_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]*(:[0-9]{1,5})?([/?].*)?", re.S)
+
+
+def suggest_url(raw: str) -> str | None:
+    """The URL a user who typed ``raw`` (no "://") most likely meant, or None.
+
+    A suggestion is made only when it is a crawlable URL with a plausible host, so
+    ``http//host/`` gets ``http://host/`` (never ``http://http//host/``) and ``/path``
+    gets nothing.
+    """
+    m = _MISTYPED_SCHEME.fullmatch(raw)
+    if m:
+        candidate = f"{m.group(1).lower()}://{m.group(2)}"
+    elif "//" not in raw and _BARE_HOST.fullmatch(raw):
+        candidate = "http://" + raw
+    else:
+        return None
+    try:
+        canonicalize(candidate)
+    except ValueError:
+        return None
+    host = split_url(candidate).host
+    if host in ("", "http", "https") or not (_BARE_HOST.fullmatch(host) or ":" in host):
+        return None
+    return candidate
 
 
 _NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)", re.I)
@@ -316,8 +350,16 @@ def _is_ip_like(host: str) -> bool:
 
 
 def _domain_of(url: str) -> str:
-    host = urlsplit(url).hostname or ""
-    return host.lower()
+    return split_url(url).host
+
+
+def url_path(url: str) -> str:
+    """The path of a canonical URL (what ``include_glob``/``exclude_glob`` match)."""
+    start = url.find("/", url.find("//") + 2)
+    if start < 0:
+        return "/"
+    end = url.find("?", start)
+    return url[start:] if end < 0 else url[start:end]
 
 
 @dataclass
@@ -327,12 +369,16 @@ class Scope:
     A URL is in scope when its host is one of ``domains`` or below one of them (a leading
     "www." on a start URL also admits the bare domain), it matches every ``include`` pattern
     list (any one of them) and none of ``exclude``, and its depth is within ``max_depth``.
+    ``include``/``exclude`` are regexes searched in the whole URL; ``include_glob``/
+    ``exclude_glob`` are shell globs matched against the URL's path (``*.html``, ``/docs/*``).
     """
 
     domains: Sequence[str]
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
     max_depth: int | None = None
+    include_glob: Sequence[str] = ()
+    exclude_glob: Sequence[str] = ()
     _include: list[re.Pattern[str]] = field(init=False, repr=False)
     _exclude: list[re.Pattern[str]] = field(init=False, repr=False)
     _suffixes: tuple[str, ...] = field(init=False, repr=False)
@@ -346,7 +392,7 @@ class Scope:
         except re.error as exc:
             from .._errors import UsageError
 
-            raise UsageError(f"bad --include/--exclude pattern: {exc}") from None
+            raise UsageError(f"bad include/exclude regex: {exc}") from None
         domains = {d.lower().strip(".").strip("[]") for d in self.domains if d}
         self._exact = frozenset(domains)
         self._suffixes = tuple("." + d for d in domains)
@@ -361,13 +407,15 @@ class Scope:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         max_depth: int | None = None,
+        include_glob: Sequence[str] = (),
+        exclude_glob: Sequence[str] = (),
     ) -> Scope:
         domains = list(allow_domains)
         if not domains:
             for url in start_urls:
                 host = _domain_of(url)
                 domains.append(host.removeprefix("www."))
-        return cls(domains, include, exclude, max_depth)
+        return cls(domains, include, exclude, max_depth, include_glob, exclude_glob)
 
     def allows_host(self, host: str) -> bool:
         host = host.strip("[]")
@@ -384,13 +432,20 @@ class Scope:
             return False
         if self._include and not any(p.search(url) for p in self._include):
             return False
-        return not any(p.search(url) for p in self._exclude)
+        if any(p.search(url) for p in self._exclude):
+            return False
+        if self.include_glob or self.exclude_glob:
+            path = url_path(url)
+            if self.include_glob and not any(fnmatchcase(path, g) for g in self.include_glob):
+                return False
+            return not any(fnmatchcase(path, g) for g in self.exclude_glob)
+        return True
 
     def allows_at(self, depth: int) -> Callable[[str], bool]:
         """``allows`` for URLs found at one depth: a predicate for the frontier."""
         if self.max_depth is not None and depth > self.max_depth:
             return lambda url: False
-        if not self._include and not self._exclude:
+        if not (self._include or self._exclude or self.include_glob or self.exclude_glob):
             origin_allowed = self._origin_allowed
             return lambda url: origin_allowed(host_key(url))
         return lambda url: self.allows(url, depth)
@@ -398,6 +453,8 @@ class Scope:
     def _check_origin(self, origin: str) -> bool:
         if not origin.startswith(("http://", "https://")):
             return False
-        host = origin[origin.find("//") + 2 :].rpartition("@")[2]
-        host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
-        return self.allows_host(host)
+        try:
+            parts: URLParts = split_url(origin)
+        except ValueError:
+            return False
+        return self.allows_host(parts.host)

@@ -41,6 +41,7 @@ from contextlib import suppress
 
 import httptools
 
+from .._url import split_url
 from ._dns import Address, DNSTimeout, Resolver, is_public_address
 from ._proxy import Proxy, ProxyRules
 from ._response import MAX_HEAD as _MAX_HEAD
@@ -195,30 +196,24 @@ def _peer(sock: socket.socket) -> str:
 
 
 def _split_url(url: str) -> tuple[str, str, int, str, str]:
-    """(scheme, host, port, authority, target) of an absolute http(s) URL."""
-    scheme, sep, rest = url.partition("://")
-    default = _DEFAULT_PORTS.get(scheme)
-    if not sep or default is None:
+    """(scheme, host, port, authority, target) of an absolute http(s) URL; the userinfo,
+    if any, is dropped (credentials are never sent)."""
+    try:
+        parts = split_url(url)
+    except ValueError:
+        raise TransportError(ErrorKind.PROTOCOL, f"bad host or port in {url[:200]!r}") from None
+    port = parts.effective_port
+    if parts.scheme not in _DEFAULT_PORTS or port is None:
         raise TransportError(ErrorKind.PROTOCOL, f"unsupported URL {url[:200]!r}")
-    cut = len(rest)
-    for ch in "/?#":
-        if (i := rest.find(ch, 0, cut)) >= 0:
-            cut = i
-    authority = rest[:cut].rpartition("@")[2]  # credentials are never sent
-    target = rest[cut:].partition("#")[0]
-    if not target.startswith("/"):
-        target = "/" + target
-    host, colon, port_text = authority.rpartition(":")
-    if not colon or "]" in port_text:  # no port, or the end of an IPv6 literal
-        host, port_text = authority, ""
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host or (port_text and not (port_text.isascii() and port_text.isdigit())):
+    if not parts.host or not 0 < port < 65536:
         raise TransportError(ErrorKind.PROTOCOL, f"bad host or port in {url[:200]!r}")
-    port = int(port_text) if port_text else default
-    if not 0 < port < 65536:
-        raise TransportError(ErrorKind.PROTOCOL, f"bad port in {url[:200]!r}")
-    return scheme, host, port, authority, target
+    if any(ch in url for ch in "\t\r\n"):
+        # The splitter drops these (as browsers do); a request must not silently differ
+        # from the URL it was given.
+        raise TransportError(
+            ErrorKind.PROTOCOL, "CR, LF or space in the request target or a header"
+        )
+    return parts.scheme, parts.host, port, parts.authority, parts.target
 
 
 def _request(target: str, authority: str, headers: Mapping[str, str]) -> bytes:

@@ -16,7 +16,9 @@ import ipaddress
 import logging
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
+
+from .._url import split_url
 
 __all__ = ["Proxy", "ProxyRules"]
 
@@ -41,26 +43,27 @@ class Proxy:
         text = url.strip()
         if "://" not in text:
             text = "http://" + text  # "proxy:3128", as curl accepts
-        parts = urlsplit(text)
+        try:
+            parts = split_url(text)
+        except ValueError as exc:
+            raise ValueError(f"proxy {url!r}: {exc}") from None
         if parts.scheme != "http":
             raise ValueError(
                 f"proxy {url!r}: only http:// proxies are supported (https:// URLs are "
                 "tunnelled through them with CONNECT)"
             )
-        try:
-            port = parts.port if parts.port is not None else 80
-        except ValueError:
-            raise ValueError(f"proxy {url!r}: bad port") from None
+        port = parts.port if parts.port is not None else 80
         if port == 0:
             raise ValueError(f"proxy {url!r}: bad port")
-        if not parts.hostname:
+        if not parts.host:
             raise ValueError(f"proxy {url!r}: no host")
         authorization = None
-        if parts.username is not None:
-            user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        if parts.userinfo:
+            user, _colon, password = parts.userinfo.partition(":")
+            user_pass = f"{unquote(user)}:{unquote(password)}"
             token = base64.b64encode(user_pass.encode("utf-8")).decode("ascii")
             authorization = f"Basic {token}"
-        return cls(parts.hostname, port, authorization)
+        return cls(parts.host, port, authorization)
 
 
 class ProxyRules:

@@ -34,6 +34,7 @@ class PoolStats:
 
     @property
     def finished(self) -> int:
+        """Tasks that ran to an end: ``done + failed``."""
         return self.done + self.failed
 
     @property

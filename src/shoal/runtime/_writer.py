@@ -184,6 +184,7 @@ class Writer:
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` has begun: ``write()`` then raises WriterError."""
         return self._closing
 
     def __enter__(self) -> Writer:

@@ -14,12 +14,12 @@ import io
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from http.client import responses
-from urllib.parse import urlsplit
 
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from ..._errors import UsageError
+from ..._url import split_url
 from ..._version import __version__
 from ._base import Commit, OutputOptions
 from ._file import FileOutput, OutputFile
@@ -66,11 +66,10 @@ class WarcOutput(FileOutput):
                 http_headers=http_headers,
                 warc_headers_dict={"WARC-Date": date},
             )
-            parts = urlsplit(url)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            parts = split_url(url)
             request_headers = StatusAndHeaders(
-                f"GET {target} HTTP/1.1",
-                [("Host", parts.netloc), *self._request_headers],
+                f"GET {parts.target} HTTP/1.1",
+                [("Host", parts.authority), *self._request_headers],
                 is_http_request=True,
             )
             request = self._writer.create_warc_record(

@@ -1,0 +1,70 @@
+"""The one URL splitter: every part of shoal that takes a URL apart uses :func:`split_url`.
+
+It sits below every package (the HTTP client, the crawler, the proxy rules) so that they
+agree on where the host ends and what the credentials are. The rule for credentials
+(``user:password@``): they are split off into ``userinfo`` and are never part of ``host``,
+``authority`` or a host key; canonical URLs drop them, the HTTP client never sends them,
+and only a proxy URL's userinfo is used (as its Proxy-Authorization).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+__all__ = ["DEFAULT_PORTS", "URLParts", "split_url"]
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class URLParts(NamedTuple):
+    """An absolute URL taken apart. ``host`` is lower-cased, without IPv6 brackets."""
+
+    scheme: str
+    userinfo: str
+    host: str
+    port: int | None  # as written; None when the URL names no port
+    path: str
+    query: str
+    fragment: str
+
+    @property
+    def authority(self) -> str:
+        """``host[:port]`` as a Host header carries it: never the userinfo."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+    @property
+    def effective_port(self) -> int | None:
+        """The port connected to: the one written, else the scheme's default."""
+        return self.port if self.port is not None else DEFAULT_PORTS.get(self.scheme)
+
+    @property
+    def target(self) -> str:
+        """The request target: path (``/`` when empty) and query, never the fragment."""
+        path = self.path or "/"
+        return f"{path}?{self.query}" if self.query else path
+
+
+def split_url(url: str) -> URLParts:
+    """Split ``url`` (WHATWG/RFC 3986 as urllib reads it: tabs and line breaks removed).
+
+    Raises ValueError, saying why, for a port that is not a number in 0-65535 or a
+    malformed IPv6 literal. The authority ends at the first ``/``, ``?`` or ``#``; the
+    userinfo is everything before the *last* ``@`` in it.
+    """
+    parts = urlsplit(url)  # ValueError for an unbalanced "[" in the authority
+    userinfo, _at, _hostport = parts.netloc.rpartition("@")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("bad port: not a number in 0-65535") from None
+    return URLParts(
+        parts.scheme.lower(),
+        userinfo,
+        parts.hostname or "",
+        port,
+        parts.path,
+        parts.query,
+        parts.fragment,
+    )

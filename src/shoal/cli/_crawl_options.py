@@ -1,0 +1,290 @@
+"""The options ``shoal crawl`` and ``shoal demo`` share: help, metavars and defaults.
+
+Every default comes from :class:`CrawlOptions` (tests/test_help.py checks it); each
+option's destination is the CrawlOptions field of the same name, so a value error raised
+there can be reported with the flag that was typed (:func:`flag_for`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..crawler._options import CrawlOptions
+
+__all__ = ["FLAGS", "crawl_options", "flag_for", "parse_extract"]
+
+
+def parse_extract(values: tuple[str, ...]) -> dict[str, str]:
+    """``--extract NAME=SELECTOR`` values as the ``extract`` mapping."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, eq, selector = value.partition("=")
+        if not eq or not name.strip() or not selector.strip():
+            raise click.BadParameter(f"{value!r}: want NAME=SELECTOR", param_hint="--extract")
+        out[name.strip()] = selector.strip()
+    return out
+
+
+_MiB = 1024 * 1024
+
+
+def crawl_options(f: Any) -> Any:
+    """Decorate a click command with the options shared by ``crawl`` and ``demo``."""
+    d = CrawlOptions
+    decorators = [
+        click.option(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="Output file: .jsonl, .csv, .sqlite or .warc.gz (the suffix picks the "
+            "format). An existing file that is not this crawl's is refused (see --overwrite).  "
+            "[default: stdout, as JSON lines]",
+        ),
+        click.option(
+            "--format",
+            "format",
+            type=click.Choice(["jsonl", "csv", "sqlite", "warc"]),
+            help="Output format, whatever the file is called.  [default: from the -o suffix]",
+        ),
+        click.option(
+            "--overwrite",
+            is_flag=True,
+            default=d.overwrite,
+            help="Replace an existing output file that is not this crawl's (its data is lost).",
+        ),
+        click.option(
+            "--concurrency",
+            type=int,
+            metavar="N",
+            default=d.concurrency,
+            show_default=True,
+            help="Requests in flight in total.",
+        ),
+        click.option(
+            "--per-host",
+            type=int,
+            metavar="N",
+            default=d.per_host,
+            show_default=True,
+            help="Requests in flight per host (at most --concurrency).",
+        ),
+        click.option(
+            "--delay",
+            type=float,
+            metavar="SECONDS",
+            default=d.delay,
+            show_default=True,
+            help="Seconds between requests to one host (a larger robots.txt Crawl-delay wins).",
+        ),
+        click.option(
+            "--max-pages",
+            type=int,
+            metavar="N",
+            default=d.max_pages,
+            show_default=True,
+            help="Stop after fetching N URLs in this run (a resumed crawl fetches up to N more).",
+        ),
+        click.option(
+            "--max-depth",
+            type=int,
+            metavar="N",
+            default=d.max_depth,
+            show_default=True,
+            help="Follow links at most N clicks away from a start URL (0: start URLs only).",
+        ),
+        click.option(
+            "--max-bytes",
+            type=int,
+            metavar="BYTES",
+            default=d.max_bytes,
+            help="Largest response body kept, counted after decompression; longer ones are "
+            f"cut.  [default: {d.max_bytes} = {d.max_bytes / _MiB:g} MiB]",
+        ),
+        click.option(
+            "--max-time",
+            type=float,
+            metavar="SECONDS",
+            default=d.max_time,
+            help="Stop the crawl after this many seconds (resumable).  [default: no limit]",
+        ),
+        click.option(
+            "--allow-domain",
+            "allow_domains",
+            metavar="DOMAIN",
+            multiple=True,
+            default=d.allow_domains,
+            help="Stay within DOMAIN and its subdomains (repeatable).  "
+            "[default: the start URLs' hosts]",
+        ),
+        click.option(
+            "--include",
+            metavar="REGEX",
+            multiple=True,
+            default=d.include,
+            help="Only crawl URLs this regular expression matches, searched anywhere in "
+            "the URL (repeatable: any one may match).",
+        ),
+        click.option(
+            "--exclude",
+            metavar="REGEX",
+            multiple=True,
+            default=d.exclude,
+            help="Skip URLs this regular expression matches, searched anywhere in the URL "
+            "(repeatable).",
+        ),
+        click.option(
+            "--include-glob",
+            metavar="GLOB",
+            multiple=True,
+            default=d.include_glob,
+            help="Only crawl URLs whose path matches this shell glob, e.g. '/docs/*' "
+            "(repeatable: any one may match).",
+        ),
+        click.option(
+            "--exclude-glob",
+            metavar="GLOB",
+            multiple=True,
+            default=d.exclude_glob,
+            help="Skip URLs whose path matches this shell glob, e.g. '*.pdf' (repeatable).",
+        ),
+        click.option(
+            "--robots/--no-robots",
+            default=d.robots,
+            show_default=True,
+            help="Obey robots.txt (--no-robots ignores it: be sure you may).",
+        ),
+        click.option(
+            "--user-agent",
+            metavar="TEXT",
+            default=d.user_agent,
+            show_default=True,
+            help="User-Agent header, also the name robots.txt rules are read for.",
+        ),
+        click.option(
+            "--timeout",
+            type=float,
+            metavar="SECONDS",
+            default=d.timeout,
+            show_default=True,
+            help="Seconds per request, whole (connecting at most 10 of them).",
+        ),
+        click.option(
+            "--retries",
+            type=int,
+            metavar="N",
+            default=d.retries,
+            show_default=True,
+            help="Retries of a URL after a connection error, timeout, 429 or 5xx, with "
+            "growing delays.",
+        ),
+        click.option(
+            "--extract",
+            multiple=True,
+            metavar="NAME=SELECTOR",
+            help="Field to add to each record: CSS (::text, ::attr(x)) or xpath:EXPR; "
+            "NAME[] keeps every match (repeatable).",
+        ),
+        click.option(
+            "--sitemaps",
+            is_flag=True,
+            default=d.sitemaps,
+            help="Also start from the sitemaps robots.txt names.",
+        ),
+        click.option(
+            "--max-sitemaps",
+            type=int,
+            metavar="N",
+            default=d.max_sitemaps,
+            show_default=True,
+            help="Sitemaps queued per run (each fetch also counts toward --max-pages).",
+        ),
+        click.option(
+            "--max-links-per-page",
+            type=int,
+            metavar="N",
+            default=d.max_links_per_page,
+            show_default=True,
+            help="Links taken from one page; the rest are ignored.",
+        ),
+        click.option(
+            "--auto-throttle",
+            is_flag=True,
+            default=d.auto_throttle,
+            help="Adapt each host's delay to its latency.",
+        ),
+        click.option(
+            "--transport",
+            "--http-client",
+            "transport",
+            type=click.Choice(["native", "urllib3"]),
+            default=d.transport,
+            show_default=True,
+            help="HTTP client to fetch with: native (shoal's own) or urllib3. "
+            "(--http-client is the old name.)",
+        ),
+        click.option(
+            "--proxy",
+            metavar="URL",
+            default=d.proxy,
+            help="HTTP proxy for every request (http://[user:pass@]host:port), or 'none'.  "
+            "[default: http_proxy, https_proxy and no_proxy from the environment]",
+        ),
+        click.option(
+            "--deny-private",
+            is_flag=True,
+            default=d.deny_private,
+            help="Connect only to public IP addresses (no loopback, private, link-local...): "
+            "for crawling URLs you did not choose. Refusals are error kind 'blocked'.",
+        ),
+        click.option(
+            "--state",
+            "state",
+            metavar="PATH",
+            help="Crawl state file, which makes the crawl resumable.  "
+            "[default: FILE.state.sqlite for -o FILE; none for stdout]",
+        ),
+        click.option(
+            "--no-state", is_flag=True, help="Keep the state in memory: the crawl cannot resume."
+        ),
+        click.option(
+            "--fresh",
+            is_flag=True,
+            default=d.fresh,
+            help="Start over: delete this crawl's state and its output (another file at "
+            "-o needs --overwrite too).",
+        ),
+        click.option(
+            "--save-bodies",
+            is_flag=True,
+            default=d.save_bodies,
+            help="Add each response body and its SHA-256 to the records.",
+        ),
+        click.option("--no-progress", is_flag=True, help="No progress line, even on a terminal."),
+        click.option("--json-summary", is_flag=True, help="Print the summary to stderr as JSON."),
+        click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            help="-v: one log line per URL (status, size, time); -vv: debug.",
+        ),
+        click.option(
+            "--log-file",
+            metavar="PATH",
+            help="Append the log (one line per URL, warnings, errors) to PATH.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
+# Where a CrawlOptions field is not "--" + its name with dashes.
+FLAGS = {"allow_domains": "--allow-domain", "output": "-o/--output"}
+
+
+def flag_for(field: str) -> str:
+    """The command-line spelling of the CrawlOptions field ``field``."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
