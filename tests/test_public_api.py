@@ -26,6 +26,7 @@ EXPECTED = {
     "ShoalError",
     "ShutdownReport",
     "Stage",
+    "FrontierError",
     "StateError",
     "StateLocked",
     "StateMismatch",

@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
+    FrontierError,
     InvalidURL,
     JoinTimeout,
     OutputError,
@@ -63,6 +64,7 @@ __all__ = [
     "ShoalError",
     "ShutdownReport",
     "Stage",
+    "FrontierError",
     "StateError",
     "StateLocked",
     "StateMismatch",

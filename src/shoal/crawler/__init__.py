@@ -1,25 +1,46 @@
-"""The crawler, built on the runtime: fetch, follow links in scope, dedupe, be polite."""
+"""The crawler, built on the runtime: fetch, follow links in scope, dedupe, be polite.
+
+``frontier`` is where a crawl's URLs live (the seam, and the memory and SQLite backends).
+"""
 
 from ._crawler import Crawler, PageCallback
-from ._frontier import CrawlJob, Frontier, HostCounts, JobKind, MemoryFrontier
 from ._options import DEFAULT_USER_AGENT, CrawlOptions
 from ._page import Page
 from ._stats import CrawlResult
 from ._urls import Scope, canonicalize, parse_start_url
+from .frontier import (
+    Candidate,
+    Frontier,
+    FrontierStats,
+    HostCounts,
+    HostPolicy,
+    JobKind,
+    Lease,
+    MemoryFrontier,
+    Outcome,
+    Release,
+    SqliteFrontier,
+)
 
 __all__ = [
     "DEFAULT_USER_AGENT",
-    "CrawlJob",
+    "Candidate",
     "CrawlOptions",
     "CrawlResult",
     "Crawler",
     "Frontier",
+    "FrontierStats",
     "HostCounts",
+    "HostPolicy",
     "JobKind",
+    "Lease",
     "MemoryFrontier",
+    "Outcome",
     "Page",
     "PageCallback",
+    "Release",
     "Scope",
+    "SqliteFrontier",
     "canonicalize",
     "parse_start_url",
 ]

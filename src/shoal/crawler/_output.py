@@ -28,9 +28,9 @@ from typing import IO, Any, Protocol
 
 from .._errors import OutputError, StateError, UsageError, WriterError
 from ..runtime import json_line
-from ..state import DONE, FAILED, RunCounts, StateStore, UrlRow, peek_identity
+from ..state import RunCounts, peek_identity
 from ._fetch import Fetched
-from ._frontier import CrawlJob
+from .frontier import Frontier, Lease, Outcome
 
 __all__ = [
     "FORMATS",
@@ -77,21 +77,19 @@ _SUFFIXES = {
 
 @dataclass(slots=True)
 class Commit:
-    """Everything one finished task changes, applied atomically by the writer thread."""
+    """Everything one finished task changes, applied by the writer thread: its records
+    go to the output, then the frontier commits the lease with the output position."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
-    finished: CrawlJob | None = None
-    failed: bool = False
+    finished: Lease | None = None  # a page lease, ended by this commit
+    state: Outcome = Outcome.DONE  # what the lease ends as: DONE, FAILED or DEFER
     status: int | None = None
-    added: list[CrawlJob] = field(default_factory=list)  # newly discovered URLs
-    claimed: list[CrawlJob] = field(default_factory=list)  # redirect targets fetched in place
     exchange: Fetched | None = None  # the raw response, for WARC
     # What the URL counts as in the run's totals: "ok", "redirect" or "failed" (None: no
     # page, e.g. a robots.txt fetch); ``error`` is the failure's kind.
     outcome: str | None = None
     error: str | None = None
     nbytes: int = 0
-    hold: tuple[str, float] | None = None  # (host, wall-clock until): Retry-After, kept
 
 
 class Output(Protocol):
@@ -449,31 +447,28 @@ def open_output(
     return JsonlOutput(target, resume_at)
 
 
-def _row(job: CrawlJob) -> UrlRow:
-    return UrlRow(job.fp, job.url, job.host, job.depth, job.referrer, job.spilled)
-
-
 class CrawlSink:
-    """The writer thread's sink: output first, then the state that points into it."""
+    """The writer thread's sink: output first, then the frontier's commit that points
+    into it. ``durable``: the frontier keeps state on disk, so the output is flushed to
+    the OS first and its position goes with the commit."""
 
-    def __init__(self, output: Output, store: StateStore | None) -> None:
+    def __init__(self, output: Output, frontier: Frontier, *, durable: bool) -> None:
         self.output = output
-        self.store = store
+        self.frontier = frontier
+        self.durable = durable
 
     def write_batch(self, entries: Sequence[Any]) -> None:
         commits: list[Commit] = [e for e in entries if isinstance(e, Commit)]
         self.output.write(commits)
-        if self.store is None:
+        finished = [(c.finished, c.state, c.status) for c in commits if c.finished is not None]
+        if not self.durable:
+            if finished:
+                self.frontier.commit(finished)
             return
         # The output must reach the OS before the state says it is there.
         self.output.flush()
-        added = [_row(job) for c in commits for job in c.added]
-        finished: list[tuple[UrlRow, int, int | None]] = []
         counts = RunCounts(errors={})
         for c in commits:
-            if c.finished is not None:
-                finished.append((_row(c.finished), FAILED if c.failed else DONE, c.status))
-            finished.extend((_row(job), DONE, None) for job in c.claimed)
             if c.outcome is not None:
                 counts.pages += 1
                 counts.bytes += c.nbytes
@@ -486,8 +481,7 @@ class CrawlSink:
                 if c.error is not None:
                     assert counts.errors is not None
                     counts.errors[c.error] = counts.errors.get(c.error, 0) + 1
-        holds = [c.hold for c in commits if c.hold is not None]
-        self.store.commit(added, finished, self.output.position(), counts=counts, holds=holds)
+        self.frontier.commit(finished, output=self.output.position(), counts=counts)
 
     def flush(self) -> None:
         self.output.flush()
