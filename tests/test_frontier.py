@@ -182,3 +182,31 @@ def test_a_policy_another_process_stored_is_applied(tmp_path: Path) -> None:
         assert site.count("/robots.txt") == 0
         assert site.count("/secret") == 0 and site.count("/open") == 1
         assert result.robots_denied == 1
+
+
+def test_a_claimed_redirect_target_is_durable_only_with_its_page(tmp_path: Path) -> None:
+    # Marked seen on disk before the page's commit, a crash in between would make the
+    # refetched page meet its own target as "already seen" and lose it.
+    from shoal.state import fingerprint
+
+    with StateStore.open(tmp_path / "s.sqlite", {"t": 1}) as store:
+        frontier = SqliteFrontier(store, robots=False)
+        frontier.submit([Candidate(f"{A}/from")])
+        (job,), _ = frontier.lease(1)
+        assert frontier.claim(job, f"{A}/to")
+        frontier.release(job, Release(Outcome.DONE))
+        frontier.commit([])  # another page's batch: the buffered rows go in, not the claim
+        assert fingerprint(f"{A}/to") not in set(store.fingerprints())
+        assert store.queued_count() == 1
+        frontier.commit([(job, Outcome.DONE, 200)], output=0)
+        assert fingerprint(f"{A}/to") in set(store.fingerprints())
+        assert store.done_count() == 2 and store.queued_count() == 0
+
+
+def test_crawl_retries_back_off_like_the_pool() -> None:
+    # One formula (RetryPolicy's capped exponential with full jitter), not a second one.
+    from shoal.crawler._jobs import backoff
+
+    waits = [backoff(0.5, 3) for _ in range(400)]
+    assert all(0.0 <= w <= 2.0 for w in waits)
+    assert min(waits) < 0.5  # full jitter reaches down towards 0
