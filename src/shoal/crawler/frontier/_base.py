@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = [
     "MAX_HOLD",
@@ -55,10 +55,10 @@ class Outcome(StrEnum):
     DEFER = "defer"
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A URL offered to the frontier (start URL, link, redirect target, sitemap entry):
-    canonical, absolute http(s), already through the crawler's scope gate."""
+    canonical, absolute http(s), already through the crawler's scope gate. A named tuple,
+    not a frozen dataclass: one is made per link found (4x cheaper to build)."""
 
     url: str
     depth: int = 0
