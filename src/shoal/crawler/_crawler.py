@@ -385,36 +385,35 @@ class Crawler(JobSteps):
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, *, asked: bool = False) -> None:
         """Move whatever the frontier has ready into the pool. One thread at a time
         dispatches, without self._lock held while it asks the frontier; a thread that
-        finds another dispatching leaves a request that one picks up before it leaves."""
-        while True:
+        finds another dispatching leaves a request (``_dispatch_wanted``) that one picks
+        up before it lets go. ``asked``: the caller has set the request, under the lock."""
+        if not asked:
             with self._lock:
                 self._dispatch_wanted = True
-            if not self._dispatching.acquire(blocking=False):
-                return  # the dispatching thread sees the request
+        while self._dispatching.acquire(blocking=False):
             try:
-                while True:
-                    with self._lock:
-                        if not self._dispatch_wanted:
-                            break
-                        self._dispatch_wanted = False
-                    self._dispatch_once()
+                while self._dispatch_once():
+                    pass
             finally:
                 self._dispatching.release()
             with self._lock:
                 if not self._dispatch_wanted:
                     return
             # Asked for between our last look and the release: go round again.
+        # Another thread is dispatching: it sees the request before it lets go.
 
-    def _dispatch_once(self) -> None:
+    def _dispatch_once(self) -> bool:
+        """One round of dispatch; True if another was asked for meanwhile."""
         assert self._pool is not None
         now = time.monotonic()
         notices: list[str] = []
         with self._lock:
+            self._dispatch_wanted = False
             if self._stopping:
-                return
+                return False
             free = self.options.concurrency - self._in_flight
             if self._deadline is not None and now >= self._deadline:
                 self._stop("max_time", notices)
@@ -442,12 +441,14 @@ class Crawler(JobSteps):
                         next_at = min(next_at, self._deadline)
                     self._wake_at = next_at
                     wake_in = max(next_at - now, 0.0005)
+            again = self._dispatch_wanted
         for notice in notices:  # logging handlers are user code: never under the lock
             logger.warning("%s", notice)
         for job in jobs:
             self._pool.put(job)
         if wake_in is not None:
             self._pool.put(_WAKE, delay=wake_in)
+        return again
 
     def _stop(self, reason: str, notices: list[str]) -> None:
         if self.result.stopped_by is None:
@@ -465,7 +466,8 @@ class Crawler(JobSteps):
             with self._lock:
                 if self._wake_at is not None and self._wake_at <= time.monotonic() + 0.001:
                     self._wake_at = None
-            self._dispatch()
+                self._dispatch_wanted = True
+            self._dispatch(asked=True)
             return
         release = Release(Outcome.FAILED)
         commit: Commit | None = None
@@ -495,7 +497,8 @@ class Crawler(JobSteps):
                     self._hosts_busy[job.host] = busy
                 else:
                     self._hosts_busy.pop(job.host, None)
-            self._dispatch()
+                self._dispatch_wanted = True
+            self._dispatch(asked=True)
 
     def _end(self, job: Lease, release: Release, commit: Commit | None) -> None:
         """Release first (the host's slot is free now), then hand the commit to the writer."""

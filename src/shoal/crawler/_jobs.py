@@ -203,9 +203,8 @@ class JobSteps:
             # A hold must reach the state file: an empty commit carries it there.
             return release, (Commit() if verdict.hold_for is not None else None)
         records, follow, error, failed_by = self._build(job, fetched, verdict)
-        counted = self._count(job, fetched, error, failed_by)
-        if follow:
-            self._submit_links(job, follow)
+        discovered = self._submit_links(job, follow) if follow else 0
+        counted = self._count(job, fetched, failed_by, discovered)
         if logger.isEnabledFor(logging.INFO):  # -v: one line per URL, never under the lock
             logger.info("%s", _page_line(job.url, fetched.status, error, fetched))
         outcome = Outcome.FAILED if error is not None else Outcome.DONE
@@ -285,7 +284,7 @@ class JobSteps:
         failed_by = error or (CrawlErrorKind.CALLBACK if callback_failed else None)
         return records, follow, error, (None if failed_by is None else str(failed_by))
 
-    def _count(self, job: Lease, fetched: Fetched, error: str | None, failed_by: str | None) -> str:
+    def _count(self, job: Lease, fetched: Fetched, failed_by: str | None, discovered: int) -> str:
         """Add the page to the totals; what it counts as (each page counts once:
         ok + redirects + failed = pages)."""
         status = fetched.status
@@ -298,6 +297,7 @@ class JobSteps:
         with self._lock:
             r = self.result
             r.pages += 1
+            r.discovered += discovered
             r.bytes += len(fetched.body)
             r.latency.add(fetched.elapsed)
             if failed_by is not None:
@@ -316,14 +316,12 @@ class JobSteps:
             self.frontier.set_delay(job.host, delay)
         return counted
 
-    def _submit_links(self, job: Lease, follow: Sequence[str]) -> None:
+    def _submit_links(self, job: Lease, follow: Sequence[str]) -> int:
+        """Offer the page's in-scope links to the frontier; how many were new."""
         depth = job.depth + 1
         in_scope = self.scope.allows_at(depth)
         candidates = [Candidate(url, depth, job.url) for url in follow if in_scope(url)]
-        added = self.frontier.submit(candidates) if candidates else []
-        if added:
-            with self._lock:
-                self.result.discovered += len(added)
+        return len(self.frontier.submit(candidates)) if candidates else 0
 
     def _held_back(self, job: Lease, rules: RobotsRules) -> tuple[Release, Commit]:
         """A URL whose host's robots.txt could not be fetched: a record saying why, but
