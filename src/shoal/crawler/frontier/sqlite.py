@@ -20,8 +20,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-from ...state import FingerprintSet, StateStore, fingerprint
-from ...state._store import DONE, FAILED, RunCounts, UrlRow
+from ...state import DONE, FAILED, FingerprintSet, RunCounts, StateStore, UrlRow, fingerprint
 from ._base import MAX_HOLD, Committed, JobKind, Outcome
 from .memory import MemoryFrontier, _Host, _Job
 
