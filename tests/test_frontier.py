@@ -210,3 +210,60 @@ def test_crawl_retries_back_off_like_the_pool() -> None:
     waits = [backoff(0.5, 3) for _ in range(400)]
     assert all(0.0 <= w <= 2.0 for w in waits)
     assert min(waits) < 0.5  # full jitter reaches down towards 0
+
+
+def test_many_workers_finish_every_url_once_within_per_host(make: Callable[..., Frontier]) -> None:
+    # Workers lease, release and submit from their own threads while one thread commits,
+    # as the crawler does; no lock outside the frontier. Every URL ends exactly once, no
+    # host ever has more than per_host unreleased leases, and pending reaches 0 exactly.
+    frontier = make(robots=False, per_host=2)
+    hosts = [f"http://h{i}.example" for i in range(5)]
+    frontier.submit([Candidate(f"{h}/0") for h in hosts])
+    busy: dict[str, int] = dict.fromkeys(hosts, 0)
+    worst = {"n": 0}
+    finished: list[str] = []
+    to_commit: list[object] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker() -> None:
+        for _ in range(5000):  # bounded
+            if stop.is_set():
+                return
+            jobs, _ = frontier.lease(2)
+            for job in jobs:
+                with lock:
+                    busy[job.host] += 1
+                    worst["n"] = max(worst["n"], busy[job.host])
+                n = int(job.url.rsplit("/", 1)[1])
+                if n < 40:  # each page links the next two on its host: 1 + 40 URLs a host
+                    frontier.submit([Candidate(f"{job.host}/{n + 1}", n + 1, job.url)])
+                with lock:
+                    busy[job.host] -= 1
+                frontier.release(job, Release(Outcome.DONE))
+                with lock:
+                    to_commit.append(job)
+                    finished.append(job.url)
+
+    def committer() -> None:
+        while not stop.is_set():
+            with lock:
+                batch, to_commit[:] = list(to_commit), []
+            frontier.commit([(j, Outcome.DONE, 200) for j in batch])  # type: ignore[misc]
+            if frontier.stats().pending == 0:
+                stop.set()
+            stop.wait(0.001)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    threads.append(threading.Thread(target=committer))
+    for t in threads:
+        t.start()
+    stop.wait(30)
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(finished) == sorted(f"{h}/{n}" for h in hosts for n in range(41))
+    assert worst["n"] <= 2
+    stats = frontier.stats()
+    assert (stats.pending, stats.done) == (0, 5 * 41)
