@@ -381,18 +381,18 @@ def test_save_bodies_records_text_and_digest(tmp_path: Path) -> None:
 def test_durable_frontier_never_waits_forever_for_rows_that_never_come(tmp_path: Path) -> None:
     """A spilled URL whose commit never reaches the file (a crashed writer, a bug) must not
     keep the crawl polling forever: after ~5 s of empty looks the file's count wins."""
-    from shoal.crawler._durable import _MAX_EMPTY_RECHECKS, DurableFrontier
-    from shoal.crawler._frontier import CrawlJob
+    from shoal.crawler.frontier import Candidate, Outcome, Release, SqliteFrontier
+    from shoal.crawler.frontier.sqlite import _MAX_EMPTY_RECHECKS
     from shoal.state import StateStore
 
     with StateStore.open(tmp_path / "s.sqlite", {"test": 1}) as store:
-        frontier = DurableFrontier(store, robots=False, memory_limit=1)
-        frontier.add([CrawlJob("http://a.example/1"), CrawlJob("http://a.example/2")])
-        jobs, _ = frontier.take(0.0, 10)
+        frontier = SqliteFrontier(store, robots=False, memory_limit=1, clock=lambda: 0.0)
+        frontier.submit([Candidate("http://a.example/1"), Candidate("http://a.example/2")])
+        jobs, _ = frontier.lease(10)
         assert [j.url for j in jobs] == ["http://a.example/1"]  # the second one spilled
-        frontier.finish(jobs[0], 0.0)
+        frontier.release(jobs[0], Release(Outcome.DONE))  # never committed: rows stay unwritten
         for _ in range(_MAX_EMPTY_RECHECKS - 1):
-            jobs, next_at = frontier.take(0.0, 10)
-            assert not jobs and next_at is not None  # still hoping the row will be committed
-        jobs, next_at = frontier.take(0.0, 10)
-        assert not jobs and next_at is None and frontier.pending() == 0
+            jobs, ready_in = frontier.lease(10)
+            assert not jobs and ready_in is not None  # still hoping the row will be committed
+        jobs, ready_in = frontier.lease(10)
+        assert not jobs and ready_in is None and frontier.stats().queued == 0

@@ -50,8 +50,10 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     # The outputs depend on plain protocols and the record schema, not on how pages are
     # fetched, queued or parsed.
     ("shoal.crawler.output", "shoal.crawler._fetch", "outputs take an Exchange protocol"),
-    ("shoal.crawler.output", "shoal.crawler._frontier", "outputs take a QueuedURL protocol"),
-    ("shoal.crawler.output", "shoal.crawler.frontier", "outputs take a QueuedURL protocol"),
+    # They take the frontier's contract (frontier._base: the Lease they end, the Frontier
+    # they commit to), never a backend.
+    ("shoal.crawler.output", "shoal.crawler.frontier.memory", "outputs use frontier._base"),
+    ("shoal.crawler.output", "shoal.crawler.frontier.sqlite", "outputs use frontier._base"),
     ("shoal.crawler.output", "shoal.crawler._records", "the schema is in crawler._schema"),
     ("shoal.crawler.output", "shoal.crawler._crawler", "the engine is above its outputs"),
     ("shoal.crawler._records", "shoal.crawler.output", "the schema is in crawler._schema"),

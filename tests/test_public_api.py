@@ -23,6 +23,7 @@ EXPECTED = {
     "ShoalError",
     "ShutdownReport",
     "Stage",
+    "FrontierError",
     "StateError",
     "StateLocked",
     "StateMismatch",

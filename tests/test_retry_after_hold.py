@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,7 @@ from typing import Any
 import pytest
 
 from shoal.crawler import Crawler
-from shoal.crawler._durable import DurableFrontier
-from shoal.crawler._frontier import CrawlJob
+from shoal.crawler.frontier import Outcome, Release, SqliteFrontier
 from shoal.state import StateStore
 from shoal.state._store import UrlRow
 from sites import Reply, Request, Site, html
@@ -78,16 +76,18 @@ def test_a_hold_in_the_state_is_kept_by_the_next_run(tmp_path: Path) -> None:
         store.commit(rows, [], 0, holds=[(near, time.time() + 100), (far, time.time() + 10**6)])
     with StateStore.open(path, {"crawl": 1}) as store:
         assert set(store.holds()) == {near, far}
-        frontier = DurableFrontier(store, robots=False)
-        now = time.monotonic()
-        jobs, next_at = frontier.take(now, 10)
+        clock = {"now": time.monotonic()}
+        frontier = SqliteFrontier(store, robots=False, clock=lambda: clock["now"])
+        jobs, ready_in = frontier.lease(10)
         assert jobs == []
-        assert next_at is not None and now + 90 < next_at <= now + 100  # waits, not asks
-        jobs, _ = frontier.take(now + 200, 10)
+        assert ready_in is not None and 90 < ready_in <= 100  # waits, not asks
+        clock["now"] += 200
+        jobs, _ = frontier.lease(10)
         assert [j.url for j in jobs] == [f"{near}/x"]  # far.example: not in this run
-        assert frontier.pending() == 1
-        frontier.hold_host(far, math.inf)
-        frontier.finish(CrawlJob(f"{near}/x"), now + 200)
+        assert frontier.stats().queued == 1 and frontier.stats().pending == 2
+        frontier.release(jobs[0], Release(Outcome.DONE))
+        frontier.commit([(jobs[0], Outcome.DONE, 200)])
+        assert frontier.stats().pending == 1
         frontier.close()
 
 
@@ -101,16 +101,16 @@ def test_a_held_host_does_not_starve_the_others_of_memory(tmp_path: Path) -> Non
         rows += [UrlRow(i + 100, f"{other}/{i}", other, 0, None) for i in range(10)]
         store.commit(rows, [], 0, holds=[(held, time.time() + 10**6)])
     with StateStore.open(path, {"crawl": 1}) as store:
-        frontier = DurableFrontier(store, robots=False, memory_limit=4)
+        frontier = SqliteFrontier(store, robots=False, memory_limit=4)
         taken: list[str] = []
-        now = time.monotonic()
         for _ in range(100):  # bounded: 10 URLs to take
-            jobs, _next = frontier.take(now, 4)
+            jobs, _next = frontier.lease(4)
             for job in jobs:
                 taken.append(job.url)
-                frontier.finish(job, now)
+                frontier.release(job, Release(Outcome.DONE))
+            frontier.commit([(job, Outcome.DONE, 200) for job in jobs])
             if len(taken) == 10:
                 break
         assert sorted(taken) == sorted(f"{other}/{i}" for i in range(10))
-        assert frontier.pending() == 10  # the held host's, still owed
+        assert frontier.stats().queued == 10  # the held host's, still owed
         frontier.close()

@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
+    FrontierError,
     InvalidURL,
     JoinTimeout,
     OutputError,
@@ -64,6 +65,7 @@ __all__ = [
     "ShoalError",
     "ShutdownReport",
     "Stage",
+    "FrontierError",
     "StateError",
     "StateLocked",
     "StateMismatch",

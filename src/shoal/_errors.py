@@ -18,7 +18,8 @@ means to report::
     ├── OutputError           the output cannot be used, or is not this crawl's (exit code 4)
     └── StateError            the crawl state file cannot be used (exit code 3)
         ├── StateLocked       another crawl holds the state file
-        └── StateMismatch     the state file was made with other scope options
+        ├── StateMismatch     the state file was made with other scope options
+        └── FrontierError     the frontier refused a change (a lease no longer held)
 
 Each error carries ``exit_code``, which the command line uses as its exit status.
 """
@@ -38,6 +39,7 @@ __all__ = [
     "QueueFull",
     "RetryLater",
     "ShoalError",
+    "FrontierError",
     "StateError",
     "StateLocked",
     "StateMismatch",
@@ -193,3 +195,8 @@ class StateLocked(StateError):
 
 class StateMismatch(StateError):
     """The state file belongs to a crawl with other start URLs or scope options."""
+
+
+class FrontierError(StateError):
+    """The frontier refused a change: a lease that is no longer held (it expired and its
+    URL was given out again), released twice, or committed with an unknown outcome."""

@@ -1,9 +1,10 @@
 """The crawler: a Pool whose tasks fetch URLs that the frontier says are ready.
 
-Flow of one page: a worker takes a job, fetches it (redirects vetted hop by hop),
-hands records to the writer thread, adds the page's in-scope links to the frontier,
-reports the job finished, and *dispatches*: moves whatever the frontier now has ready
-into the pool. Dispatch happens at the end of every task, so the crawl drives itself
+Flow of one page (see ``_jobs``): a worker leases a job, fetches it (redirects vetted
+hop by hop), submits the page's in-scope links to the frontier, *releases* the lease
+(the host's slot is free again), hands the records and the lease's *commit* to the
+writer thread, and *dispatches*: moves whatever the frontier now has ready into the
+pool. Dispatch happens at the end of every task, so the crawl drives itself
 with no scheduler thread and no polling. When every ready URL waits on a clock (a
 per-host delay, Crawl-delay, Retry-After), dispatch puts a delayed wake-up task in the
 pool instead; because that task is counted like any other, ``pool.join()`` returns
@@ -16,30 +17,34 @@ or the crawl has hit a limit. Every path through ``_dispatch`` keeps it.
 from __future__ import annotations
 
 import logging
-import math
 import os
-import random
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from .._errors import JoinTimeout, StateError, UsageError, WriterError
-from ..http import ErrorKind, make_transport
+from ..http import make_transport
 from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
 from ..state import StateStore
-from ._durable import DurableFrontier
-from ._fetch import Fetched, Fetcher
-from ._frontier import MAX_HOLD, CrawlJob, Frontier, JobKind, MemoryFrontier
-from ._gate import robots_gate, sitemap_gate
+from ._fetch import Fetcher
+from ._jobs import JobSteps
+from ._kinds import CrawlErrorKind
 from ._options import CrawlOptions
-from ._page import Page
 from ._records import PageCallback, Records
 from ._robots import RobotsRules
-from ._sitemaps import MAX_SITEMAP_NESTING, parse_sitemap
 from ._stats import CrawlResult
-from ._urls import Scope, host_key, parse_start_url
+from ._urls import Scope, parse_start_url
+from .frontier import (
+    Candidate,
+    Frontier,
+    JobKind,
+    Lease,
+    MemoryFrontier,
+    Outcome,
+    Release,
+    SqliteFrontier,
+)
 from .output import Commit, CrawlSink, claim_output, infer_format, is_stream_path, open_output
 
 __all__ = ["Crawler", "PageCallback"]
@@ -47,9 +52,8 @@ __all__ = ["Crawler", "PageCallback"]
 logger = logging.getLogger(__name__)
 
 
-_WAKE = CrawlJob("", kind=JobKind.WAKE)
-_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-_RETRYABLE_ERRORS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION})
+# No URL: a delayed task that only dispatches (see _dispatch); known by identity.
+_WAKE = Lease("wake", "", "", JobKind.PAGE, 0, None, 0)
 # Group commit: the output writer waits up to this long to gather a batch, so a slow
 # crawl pays one write, flush and state transaction per ~10 ms rather than per page
 # (measured: ~15 % less CPU per page at 50 ms latency). Pages in that window are, after
@@ -60,14 +64,7 @@ _OUTPUT_LINGER = 0.01
 _MAX_TIME_GRACE = 2.0
 
 
-@dataclass(slots=True)
-class _Outcome:
-    failed: bool = False
-    retry_at: float | None = None
-    hold_until: float | None = None
-
-
-class Crawler:
+class Crawler(JobSteps):
     """Crawl from ``start_urls``; ``run()`` returns a :class:`CrawlResult`.
 
     ``on_page(page)`` may return or yield dicts (written as records) and URL strings
@@ -87,7 +84,10 @@ class Crawler:
             (dicts) and URLs to follow. Runs on worker threads.
         follow_links: Follow the links found on HTML pages (``on_page``'s URLs are
             followed either way).
-        frontier: A frontier to queue URLs in instead of the built-in one.
+        frontier: Where the URLs live. A frontier given here owns the crawl's state: the
+            crawler opens no state file of its own (``state`` must be left ``"auto"`` or
+            None) and does not resume the output; without it the crawler uses a SQLite
+            frontier in the state file (or a memory one with no state).
         concurrency: Requests in flight in total.
         per_host: Requests in flight per host (at most ``concurrency``).
         delay: Seconds between requests to one host (a larger robots.txt Crawl-delay wins).
@@ -244,11 +244,16 @@ class Crawler:
             on_page, follow_links=follow_links, extract=opts.extract, save_bodies=opts.save_bodies
         )
         self.format = infer_format(opts.output, opts.format)
+        if frontier is not None and opts.state not in (None, "auto"):
+            raise UsageError(
+                "a frontier given to Crawler(frontier=...) keeps the crawl's state itself: "
+                f"do not give a state file too (state={opts.state!r})"
+            )
         self._given_frontier = frontier
         self.frontier: Frontier = frontier or MemoryFrontier(
             per_host=opts.per_host, delay=opts.initial_delay, robots=opts.robots
         )
-        self.state_path = _state_path(opts.state, opts.output)
+        self.state_path = None if frontier is not None else _state_path(opts.state, opts.output)
         self._store: StateStore | None = None
         self.result = CrawlResult()
         self._lock = threading.Lock()
@@ -264,7 +269,11 @@ class Crawler:
         self._stopping = False
         self._abandoned = False  # --max-time left tasks running: their writes are moot
         self._fatal: BaseException | None = None
-        self._pool: Pool[CrawlJob] | None = None
+        self._pool: Pool[Lease] | None = None
+        # One thread dispatches at a time, outside self._lock; a request made meanwhile
+        # is picked up by that thread (see _dispatch).
+        self._dispatching = threading.Lock()
+        self._dispatch_wanted = False
         self._writer: Writer | None = None
         self._fetcher: Fetcher | None = None
         # Where "resuming...", "already complete" and what --fresh discards are told;
@@ -315,7 +324,7 @@ class Crawler:
                     resume_at = self._store.output_offset
                     self._announce_resume(self._store)
                 if self._given_frontier is None:
-                    self.frontier = DurableFrontier(
+                    self.frontier = SqliteFrontier(
                         self._store,
                         per_host=opts.per_host,
                         delay=opts.initial_delay,
@@ -344,7 +353,7 @@ class Crawler:
         # A short queue: what waits in it at a crash is fetched again on resume, so the
         # backlog is kept to two commits per worker (workers wait if the output lags).
         return Writer(
-            sink=CrawlSink(output, self._store),
+            sink=CrawlSink(output, self.frontier, durable=self._store is not None),
             name="shoal-output",
             maxsize=2 * opts.concurrency,
             linger=_OUTPUT_LINGER,
@@ -408,10 +417,10 @@ class Crawler:
         interrupted = False
         try:
             progress.start()
+            added = self.frontier.submit([Candidate(url) for url in self.start_urls])
             with self._lock:
-                added = self.frontier.add(CrawlJob(url) for url in self.start_urls)
                 self.result.discovered += len(added)
-            self._writer.write(Commit(added=added))
+            self._writer.write(Commit())  # the start URLs reach the state file now
             self._dispatch()
             self._join()
         except KeyboardInterrupt:
@@ -425,8 +434,10 @@ class Crawler:
         finally:
             progress.stop()
             self._finish(started, interrupted)
-        if self._fatal is not None:
-            raise self._fatal
+        with self._lock:
+            fatal = self._fatal
+        if fatal is not None:
+            raise fatal
         return self.result
 
     def _join(self) -> None:
@@ -449,16 +460,20 @@ class Crawler:
 
     def _finish(self, started: float, interrupted: bool) -> None:
         assert self._pool is not None and self._writer is not None and self._fetcher is not None
-        if not interrupted and not self._abandoned:
-            self._pool.close()
-        self.result.elapsed = time.monotonic() - started
         with self._lock:
-            self.result.pending = self.frontier.pending()
+            abandoned = self._abandoned
+        if not interrupted and not abandoned:
+            self._pool.close()
+        queued = self.frontier.stats().queued
+        with self._lock:  # abandoned tasks may still be counting
+            self.result.elapsed = time.monotonic() - started
+            self.result.pending = queued
         try:
             self._writer.close()
         except WriterError as exc:
-            if self._fatal is None:
-                self._fatal = exc
+            with self._lock:
+                if self._fatal is None:
+                    self._fatal = exc
         finally:
             self._fetcher.close()
             self.frontier.close()
@@ -468,9 +483,11 @@ class Crawler:
     def _close_run(self, store: StateStore, interrupted: bool) -> None:
         """Record how this run ended and read the totals over all runs, then close."""
         r = self.result
+        with self._lock:
+            fatal = self._fatal
         if interrupted:
             outcome = "interrupted"
-        elif self._fatal is not None:
+        elif fatal is not None:
             outcome = "failed"
         elif r.stopped_by is not None:
             outcome = f"stopped: {r.stopped_by}"
@@ -485,10 +502,10 @@ class Crawler:
             store.close()
 
     def _progress_state(self) -> ProgressState:
+        pending = self.frontier.stats().queued
         with self._lock:
             r = self.result
             done = r.pages
-            pending = self.frontier.pending()
             in_flight = self._in_flight
             hosts = len(self._hosts_busy)
             errors = tuple(r.errors.most_common())
@@ -509,41 +526,70 @@ class Crawler:
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, *, asked: bool = False) -> None:
+        """Move whatever the frontier has ready into the pool. One thread at a time
+        dispatches, without self._lock held while it asks the frontier; a thread that
+        finds another dispatching leaves a request (``_dispatch_wanted``) that one picks
+        up before it lets go. ``asked``: the caller has set the request, under the lock."""
+        if not asked:
+            with self._lock:
+                self._dispatch_wanted = True
+        while self._dispatching.acquire(blocking=False):
+            try:
+                while self._dispatch_once():
+                    pass
+            finally:
+                self._dispatching.release()
+            with self._lock:
+                if not self._dispatch_wanted:
+                    return
+            # Asked for between our last look and the release: go round again.
+        # Another thread is dispatching: it sees the request before it lets go.
+
+    def _dispatch_once(self) -> bool:
+        """One round of dispatch; True if another was asked for meanwhile."""
         assert self._pool is not None
         now = time.monotonic()
-        jobs: list[CrawlJob] = []
-        wake_in: float | None = None
         notices: list[str] = []
         with self._lock:
+            self._dispatch_wanted = False
             if self._stopping:
-                return
+                return False
             free = self.options.concurrency - self._in_flight
             if self._deadline is not None and now >= self._deadline:
                 self._stop("max_time", notices)
                 free = 0
             budget = max(0, self.options.max_pages - self._taken)
-            if budget == 0 and self.frontier.pending():
+        if budget == 0 and self.frontier.stats().queued:
+            with self._lock:
                 self._stop("max_pages", notices)  # retries of counted pages still run
-            if free > 0:
-                jobs, next_at = self.frontier.take(now, free, fresh_limit=budget)
-                for job in jobs:
-                    if job.kind is not JobKind.ROBOTS and job.attempt == 1:
-                        self._taken += 1
-                    self._hosts_busy[job.host] = self._hosts_busy.get(job.host, 0) + 1
-                self._in_flight += len(jobs)
-                if next_at is not None and (self._wake_at is None or next_at < self._wake_at):
+        jobs: list[Lease] = []
+        ready_in: float | None = None
+        if free > 0:
+            # Only this thread dispatches, so `free` and `budget` cannot shrink meanwhile.
+            jobs, ready_in = self.frontier.lease(free, budget)
+        wake_in: float | None = None
+        with self._lock:
+            for job in jobs:
+                if job.kind is not JobKind.ROBOTS and job.attempt == 1:
+                    self._taken += 1
+                self._hosts_busy[job.host] = self._hosts_busy.get(job.host, 0) + 1
+            self._in_flight += len(jobs)
+            if ready_in is not None:
+                next_at = now + ready_in
+                if self._wake_at is None or next_at < self._wake_at:
                     if self._deadline is not None:
                         next_at = min(next_at, self._deadline)
                     self._wake_at = next_at
                     wake_in = max(next_at - now, 0.0005)
-            notices += self.frontier.drain_notices()
+            again = self._dispatch_wanted
         for notice in notices:  # logging handlers are user code: never under the lock
             logger.warning("%s", notice)
         for job in jobs:
             self._pool.put(job)
         if wake_in is not None:
             self._pool.put(_WAKE, delay=wake_in)
+        return again
 
     def _stop(self, reason: str, notices: list[str]) -> None:
         if self.result.stopped_by is None:
@@ -556,39 +602,35 @@ class Crawler:
 
     # -- one task ------------------------------------------------------------------------
 
-    def _handle(self, job: CrawlJob, ctx: TaskContext[CrawlJob]) -> None:
+    def _handle(self, job: Lease, ctx: TaskContext[Lease]) -> None:
         if job is _WAKE:
             with self._lock:
                 if self._wake_at is not None and self._wake_at <= time.monotonic() + 0.001:
                     self._wake_at = None
-            self._dispatch()
+                self._dispatch_wanted = True
+            self._dispatch(asked=True)
             return
-        outcome = _Outcome(failed=True)
+        release = Release(Outcome.FAILED)
+        commit: Commit | None = None
         try:
-            if job.kind is JobKind.ROBOTS:
-                outcome = self._do_robots(job)
-            elif job.kind is JobKind.SITEMAP:
-                outcome = self._do_sitemap(job)
-            else:
-                outcome = self._do_page(job)
+            try:
+                if job.kind is JobKind.ROBOTS:
+                    release, commit = self._do_robots(job)
+                elif job.kind is JobKind.SITEMAP:
+                    release, commit = self._do_sitemap(job)
+                else:
+                    release, commit = self._do_page(job)
+            except WriterError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - logged in _internal_error
+                commit = self._internal_error(job, exc)
+            self._end(job, release, commit)
         except WriterError as exc:
-            if not self._abandoned:  # else: the crawl ended without this task, by design
+            with self._lock:
+                abandoned = self._abandoned
+            if not abandoned:  # else: the crawl ended without this task, by design
                 self._fail_crawl(exc)
-        except Exception as exc:
-            # A bug or an input nothing anticipated: record the URL as failed, so that it
-            # is neither lost nor fetched again by every resume, and carry on.
-            logger.exception("crawling %s failed", job.url)
-            if job.kind is JobKind.PAGE and self._writer is not None:
-                record = self._records.error_record(job, "internal", repr(exc))
-                with self._lock:
-                    self.result.pages += 1
-                    self.result.errors["internal"] += 1
-                    self.result.first_error.setdefault("internal", f"{job.url}: {exc!r}")
-                self._writer.write(
-                    Commit([record], finished=job, failed=True, outcome="failed", error="internal")
-                )
         finally:
-            now = time.monotonic()
             with self._lock:
                 self._in_flight -= 1
                 busy = self._hosts_busy.get(job.host, 0) - 1
@@ -596,10 +638,37 @@ class Crawler:
                     self._hosts_busy[job.host] = busy
                 else:
                     self._hosts_busy.pop(job.host, None)
-                if outcome.hold_until is not None:
-                    self.frontier.hold_host(job.host, outcome.hold_until)
-                self.frontier.finish(job, now, failed=outcome.failed, retry_at=outcome.retry_at)
-            self._dispatch()
+                self._dispatch_wanted = True
+            self._dispatch(asked=True)
+
+    def _end(self, job: Lease, release: Release, commit: Commit | None) -> None:
+        """Release first (the host's slot is free now), then hand the commit to the writer."""
+        try:
+            self.frontier.release(job, release)
+        except Exception:
+            # The frontier failed (a bug, or a networked one's link): this lease is lost
+            # to this process; it is given out again when it expires.
+            logger.exception("releasing %s failed", job.url)
+            return
+        if commit is not None:
+            assert self._writer is not None
+            self._writer.write(commit)
+
+    def _internal_error(self, job: Lease, exc: Exception) -> Commit | None:
+        """A bug or an input nothing anticipated: record the URL as failed, so that it
+        is neither lost nor fetched again by every resume, and carry on."""
+        logger.exception("crawling %s failed", job.url)
+        if job.kind is not JobKind.PAGE:
+            return None
+        kind = CrawlErrorKind.INTERNAL
+        record = self._records.error_record(job, kind, repr(exc))
+        with self._lock:
+            self.result.pages += 1
+            self.result.errors[kind] += 1
+            self.result.first_error.setdefault(kind, f"{job.url}: {exc!r}")
+        return Commit(
+            [record], finished=job, state=Outcome.FAILED, outcome="failed", error=str(kind)
+        )
 
     def _fail_crawl(self, exc: BaseException) -> None:
         with self._lock:
@@ -612,297 +681,6 @@ class Crawler:
         assert self._pool is not None
         self._pool.cancel()
 
-    def _do_robots(self, job: CrawlJob) -> _Outcome:
-        assert self._fetcher is not None
-        fetched: Fetched | None = None
-        try:
-            fetched = self._fetcher.fetch(job.url, robots_gate())
-            rules = RobotsRules.from_fetch(fetched)
-        except Exception as exc:
-            logger.exception("robots.txt check failed for %s", job.url)
-            rules = RobotsRules(
-                deny_all=True,
-                reason=f"robots.txt check failed: {exc!r}",
-                error="internal",
-                detail=repr(exc),
-            )
-        if rules.reason:
-            logger.info("%s: %s", job.url, rules.reason)
-        if rules.error is not None:
-            with self._lock:
-                self.result.notes.append(
-                    f"{job.url} could not be fetched ({rules.error}: {rules.detail}); "
-                    "that host's URLs stay queued: run the same command again to retry them"
-                )
-        if self.format == "warc" and fetched is not None and fetched.status is not None:
-            assert self._writer is not None
-            self._writer.write(Commit(exchange=fetched))  # wget archives robots.txt too
-        host = job.host
-        sitemap_jobs: list[CrawlJob] = []
-        if self.options.sitemaps:
-            urls = _canonical(rules.sitemaps) or [host + "/sitemap.xml"]
-            sitemap_jobs = [CrawlJob(u, kind=JobKind.SITEMAP) for u in urls if self.scope.allows(u)]
-        with self._lock:
-            self._robots[host] = rules
-            self.frontier.robots_known(host, rules.crawl_delay(self.options.user_agent))
-            skipped = self._queue_sitemaps(sitemap_jobs)  # found again on resume: not saved
-        self._log_sitemap_cap(skipped)
-        return _Outcome()
-
-    def _queue_sitemaps(self, jobs: list[CrawlJob]) -> int:
-        """Queue the sitemap jobs that fit the per-run cap (under the lock); how many did
-        not fit."""
-        room = max(0, self.options.max_sitemaps - self._sitemaps_queued)
-        self._sitemaps_queued += len(self.frontier.add(jobs[:room]))
-        return max(0, len(jobs) - room)
-
-    def _queue_sitemap_pages(self, jobs: list[CrawlJob]) -> list[CrawlJob]:
-        """Queue sitemap pages, at most ``max_pages`` new ones per run (under the lock):
-        no more can be fetched in this run, and 1,000 sitemaps of 50,000 URLs each would
-        fill memory and disk. A resume reads the sitemaps again and takes the next ones."""
-        added: list[CrawlJob] = []
-        room = self.options.max_pages - self._sitemap_pages
-        start = 0
-        while room > 0 and start < len(jobs):
-            chunk = jobs[start : start + room]
-            start += len(chunk)
-            got = self.frontier.add(chunk)
-            room -= len(got)
-            added += got
-        self._sitemap_pages += len(added)
-        return added
-
-    def _log_sitemap_cap(self, skipped: int) -> None:
-        if skipped:  # logged outside the lock: logging handlers are user code
-            logger.info("sitemap cap (%d) reached: %d skipped", self.options.max_sitemaps, skipped)
-
-    def _do_sitemap(self, job: CrawlJob) -> _Outcome:
-        assert self._fetcher is not None and self._writer is not None
-        fetched = self._fetcher.fetch(job.url, sitemap_gate(self.scope, self._count_off_scope))
-        if fetched.error is not None or fetched.status != 200:
-            logger.info(
-                "sitemap %s: %s", job.url, fetched.error or fetched.detail or fetched.status
-            )
-            return _Outcome(failed=True)
-        pages, sitemaps = parse_sitemap(fetched.body, self.options.max_bytes)
-        jobs = [CrawlJob(u, 0, job.url) for u in _canonical(pages) if self.scope.allows(u)]
-        # A sitemap job's depth is its nesting below robots.txt (sitemaps have no link depth).
-        nested = job.depth + 1
-        children = [
-            CrawlJob(u, nested, job.url, kind=JobKind.SITEMAP)
-            for u in _canonical(sitemaps)
-            if self.scope.allows(u)
-        ]
-        if children and nested > MAX_SITEMAP_NESTING:
-            logger.info(
-                "sitemap %s: nested deeper than %d, not followed", job.url, MAX_SITEMAP_NESTING
-            )
-            children = []
-        with self._lock:
-            added = self._queue_sitemap_pages(jobs)
-            skipped = self._queue_sitemaps(children)
-            self.result.discovered += len(added)
-        self._log_sitemap_cap(skipped)
-        self._writer.write(Commit(added=added))
-        return _Outcome()
-
-    def _do_page(self, job: CrawlJob) -> _Outcome:
-        assert self._fetcher is not None and self._writer is not None
-        opts = self.options
-        rules = self._robots.get(job.host) if opts.robots else None
-        if rules is not None and rules.error is not None:
-            return self._held_back(job, rules)
-        if rules is not None and not rules.allowed(job.url, opts.user_agent):
-            with self._lock:
-                self.result.robots_denied += 1
-            logger.info("skipped: robots.txt disallows %s", job.url)
-            self._writer.write(Commit(finished=job))
-            return _Outcome()
-        elsewhere: list[CrawlJob] = []  # redirect targets queued on their own host
-        claimed: list[CrawlJob] = []  # redirect targets fetched in place
-        fetched = self._fetcher.fetch(
-            job.url, follow=lambda target: self._vet_redirect(job, target, elsewhere, claimed)
-        )
-        status = fetched.status
-        retryable = fetched.error in _RETRYABLE_ERRORS or (
-            fetched.error is None and status in _RETRYABLE_STATUS
-        )
-        asked = fetched.retry_after if fetched.error is None else None
-        # A pause longer than a crawl waits: record it rather than hold and then drop it.
-        too_long = asked is not None and asked > MAX_HOLD and status in _RETRYABLE_STATUS
-        now = time.monotonic()
-        if retryable and not too_long and job.attempt <= opts.retries and not self._stopping:
-            wait = asked
-            if wait is None:
-                wait = opts.retry_backoff * 2 ** (job.attempt - 1) * random.uniform(0.5, 1.5)
-            with self._lock:
-                self.result.retries += 1
-            hold = now + wait if asked is not None else None
-            if asked is not None:
-                self._writer.write(Commit(hold=(job.host, time.time() + asked)))
-            # The retry may follow the same redirects: let it past its own claims.
-            job.claims = (*job.claims, *(c.url for c in claimed))
-            return _Outcome(retry_at=now + wait, hold_until=hold)
-        hold = None
-        if too_long:
-            hold = math.inf
-            logger.warning(
-                "%s asked for a pause of %.0f s (Retry-After); its URLs wait for a later run",
-                job.host,
-                asked,
-            )
-        elif status in (429, 503) and asked is not None:
-            hold = now + asked  # the host asked for a pause
-
-        page: Page | None = None
-        error: str | None = fetched.error
-        if too_long:
-            error, fetched.detail = "retry_after", _retry_after_detail(fetched, asked)
-        elif error is None and status is not None:
-            if not 200 <= status < 400:
-                error = f"http_{status}"
-            elif 200 <= status < 300:
-                page = Page(
-                    url=job.url,
-                    final_url=fetched.final_url,
-                    status=status,
-                    headers=fetched.headers,
-                    body=fetched.body,
-                    depth=job.depth,
-                    referrer=job.referrer,
-                    elapsed=fetched.elapsed,
-                    max_links=opts.max_links_per_page,
-                )
-        try:
-            if page is not None and page.parse_cut is not None:
-                error, fetched.detail = "parse_limit", page.parse_cut  # still has a record
-            records, follow, callback_failed = self._records.build(job, fetched, page, error)
-        except Exception as exc:
-            logger.exception("processing %s failed", job.url)
-            error, fetched.detail = "processing", repr(exc)
-            records, follow, callback_failed = self._records.build(job, fetched, None, error)
-        del follow[opts.max_links_per_page :]  # the callback's own URLs count too
-        depth = job.depth + 1
-        in_scope = self.scope.allows_at(depth)
-        # Each page counts once: ok + redirects + failed = pages.
-        if error is not None or callback_failed:
-            counted, kind = "failed", error or "callback"
-        elif status is not None and 300 <= status < 400:
-            counted, kind = "redirect", None  # a redirect not followed (off-host, seen, ...)
-        else:
-            counted, kind = "ok", None
-        with self._lock:
-            r = self.result
-            r.pages += 1
-            r.bytes += len(fetched.body)
-            r.latency.add(fetched.elapsed)
-            if kind is not None:
-                r.errors[kind] += 1
-                r.first_error.setdefault(
-                    kind, f"{job.url}: {fetched.detail}" if fetched.detail else job.url
-                )
-            elif counted == "redirect":
-                r.redirects += 1
-            else:
-                r.ok += 1
-            added = self.frontier.add_links(follow, depth, job.url, in_scope) if follow else []
-            r.discovered += len(added)
-            if opts.auto_throttle and status is not None:
-                self._throttle(job.host, fetched, status)
-        if logger.isEnabledFor(logging.INFO):  # -v: one line per URL, never under the lock
-            logger.info("%s", _page_line(job.url, status, error, len(fetched.body), fetched))
-        self._writer.write(
-            Commit(
-                records,
-                finished=job,
-                failed=error is not None,
-                status=status,
-                added=elsewhere + added,
-                claimed=claimed,
-                exchange=fetched if self.format == "warc" else None,
-                outcome=counted,
-                error=kind,
-                nbytes=len(fetched.body),
-                hold=(job.host, time.time() + asked) if asked is not None and hold else None,
-            )
-        )
-        return _Outcome(failed=error is not None, hold_until=hold)
-
-    def _held_back(self, job: CrawlJob, rules: RobotsRules) -> _Outcome:
-        """A URL whose host's robots.txt could not be fetched: a record saying why, but
-        the URL is not marked finished in the state, so running again retries it."""
-        assert self._writer is not None and rules.error is not None
-        detail = rules.detail
-        if not detail.startswith("robots.txt"):
-            detail = f"robots.txt unreachable: {detail}"
-        record = self._records.error_record(job, rules.error, detail)
-        with self._lock:
-            r = self.result
-            r.pages += 1
-            r.errors[rules.error] += 1  # the cause is told once, in the summary's notes
-        self._writer.write(Commit([record], outcome="failed", error=rules.error))
-        return _Outcome(failed=True)
-
-    def _vet_redirect(
-        self, job: CrawlJob, target: str, elsewhere: list[CrawlJob], claimed: list[CrawlJob]
-    ) -> str | None:
-        """None to follow a redirect hop in place, or why not."""
-        if not self.scope.allows(target, job.depth):
-            self._count_off_scope(target)
-            return "redirect out of scope"
-        if host_key(target) != job.host:
-            # Another host has its own robots.txt and politeness: queue it there.
-            with self._lock:
-                added = self.frontier.add([CrawlJob(target, job.depth, job.url)])
-                self.result.discovered += len(added)
-            elsewhere.extend(added)
-            return "redirect to another host, queued"
-        rules = self._robots.get(job.host)
-        if rules is not None and not rules.allowed(target, self.options.user_agent):
-            return "redirect target disallowed by robots.txt"
-        target_job = CrawlJob(target, job.depth, job.url)
-        if target in job.claims:
-            claimed.append(target_job)  # claimed by this job's earlier, retried attempt
-            return None
-        with self._lock:
-            if not self.frontier.claim(target_job):
-                return "redirect to an already-seen URL"
-        claimed.append(target_job)
-        return None
-
-    def _count_off_scope(self, target: str) -> None:
-        with self._lock:
-            self.result.out_of_scope_redirects += 1
-
-    def _throttle(self, host: str, fetched: Fetched, status: int) -> None:
-        """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight."""
-        opts = self.options
-        current = self._delays.get(host, opts.initial_delay)
-        target = fetched.elapsed / opts.throttle_target
-        new = (current + target) / 2
-        if status != 200 and new < current:
-            new = current  # errors must never speed a crawl up
-        new = min(max(new, opts.delay), 60.0)
-        self._delays[host] = new
-        self.frontier.set_delay(host, new)
-
-
-def _page_line(url: str, status: int | None, error: str | None, size: int, f: Fetched) -> str:
-    """``200   12.3 KB    45 ms  URL`` (plus where it redirected, or why it failed)."""
-    code = str(status) if status is not None else "---"
-    if size >= 1024 * 1024:
-        shown = f"{size / 1024 / 1024:.1f} MB"
-    elif size >= 1024:
-        shown = f"{size / 1024:.1f} KB"
-    else:
-        shown = f"{size} B"
-    line = f"{code} {shown:>9} {f.elapsed * 1000:>6.0f} ms  {url}"
-    if f.final_url != url:
-        line += f" -> {f.final_url}"
-    if error is not None and not error.startswith("http_"):
-        line += f"  ({error}: {f.detail})" if f.detail else f"  ({error})"
-    return line
-
 
 def _progress_enabled(progress: bool | None, output: str | None) -> bool | None:
     """None (auto: stderr is a terminal), unless records go to a terminal on stdout:
@@ -914,26 +692,6 @@ def _progress_enabled(progress: bool | None, output: str | None) -> bool | None:
         if isatty is not None and isatty():
             return False
     return None
-
-
-def _retry_after_detail(fetched: Fetched, asked: float | None) -> str:
-    header = fetched.headers.get("retry-after", "")
-    shown = header if len(header) <= 64 else header[:64] + "..."
-    return (
-        f"HTTP {fetched.status}, Retry-After: {shown} ({asked:.0f} s); a crawl waits at "
-        f"most {MAX_HOLD:.0f} s, so the host is not asked again before then"
-    )
-
-
-def _canonical(urls: list[str]) -> list[str]:
-    """Canonical forms of absolute http(s) URLs from a sitemap; anything else is dropped."""
-    out = []
-    for url in urls:
-        try:
-            out.append(parse_start_url(url))
-        except UsageError:
-            logger.debug("sitemap entry skipped: %r", url)
-    return out
 
 
 def _state_path(state: str | None, output: str | None) -> str | None:

@@ -17,10 +17,10 @@ from typing import Any
 
 from .._errors import UsageError
 from ._fetch import Fetched
-from ._frontier import CrawlJob
 from ._page import Page
 from ._schema import RECORD_FIELDS
 from ._urls import LinkResolver
+from .frontier import Lease
 
 __all__ = ["PageCallback", "Records"]
 
@@ -54,7 +54,7 @@ class Records:
         return [*RECORD_FIELDS, *extra, *self.extractors]
 
     def build(
-        self, job: CrawlJob, fetched: Fetched, page: Page | None, error: str | None
+        self, job: Lease, fetched: Fetched, page: Page | None, error: str | None
     ) -> tuple[list[dict[str, Any]], list[str], bool]:
         """(records, URLs to follow, whether the callback failed)."""
         follow: list[str] = []
@@ -75,7 +75,7 @@ class Records:
         return [self._standard(job, fetched, page, error)], follow, False
 
     def _standard(
-        self, job: CrawlJob, fetched: Fetched, page: Page | None, error: str | None
+        self, job: Lease, fetched: Fetched, page: Page | None, error: str | None
     ) -> dict[str, Any]:
         record: dict[str, Any] = {
             "url": job.url,
@@ -97,7 +97,7 @@ class Records:
             record[name] = extract(page) if page is not None and page.is_html else None
         return record
 
-    def error_record(self, job: CrawlJob, kind: str, detail: str) -> dict[str, Any]:
+    def error_record(self, job: Lease, kind: str, detail: str) -> dict[str, Any]:
         """The record of a URL whose processing failed before a response was in hand."""
         record: dict[str, Any] = dict.fromkeys(self.fields)
         record.update(
@@ -111,9 +111,7 @@ class Records:
         )
         return record
 
-    def _call(
-        self, job: CrawlJob, page: Page
-    ) -> tuple[list[dict[str, Any]], list[str], str | None]:
+    def _call(self, job: Lease, page: Page) -> tuple[list[dict[str, Any]], list[str], str | None]:
         """(records, URLs, None) or, if the callback raised, what it raised instead of None."""
         assert self.on_page is not None
         records: list[dict[str, Any]] = []

@@ -15,6 +15,7 @@ from protego import Protego
 
 from ..http import ErrorKind
 from ._fetch import Fetched
+from .frontier import HostPolicy
 
 __all__ = ["RobotsRules"]
 
@@ -40,6 +41,23 @@ class RobotsRules:
     # the host's URLs are held back this run but stay queued, to be tried again.
     error: str | None = None
     detail: str = ""
+    text: str | None = None  # the robots.txt that was parsed, for the frontier to keep
+
+    @classmethod
+    def from_policy(cls, policy: HostPolicy) -> RobotsRules:
+        """The rules of a policy the frontier holds (perhaps fetched by another process)."""
+        if policy.unreachable is not None:
+            kind, detail = policy.unreachable
+            return cls(deny_all=True, error=kind, detail=detail)
+        if policy.robots_txt is None:
+            return cls(allow_all=True)
+        return cls._parse(policy.robots_txt, "robots.txt")
+
+    def policy(self, user_agent: str) -> HostPolicy:
+        """What the frontier stores for this host, for every process to apply."""
+        if self.error is not None:
+            return HostPolicy(None, None, unreachable=(self.error, self.detail))
+        return HostPolicy(self.text, self.crawl_delay(user_agent))
 
     @classmethod
     def from_fetch(cls, fetched: Fetched) -> RobotsRules:
@@ -64,12 +82,16 @@ class RobotsRules:
             # A 4xx, or a redirect we did not follow to the end: no rules to obey.
             return cls(allow_all=True, reason=f"robots.txt answered {status}")
         text = fetched.body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
+        return cls._parse(text, fetched.url)
+
+    @classmethod
+    def _parse(cls, text: str, where: str) -> RobotsRules:
         try:
             parser = Protego.parse(text)
         except Exception as exc:  # noqa: BLE001 - a garbled file must not stop the crawl
-            logger.warning("unparsable robots.txt at %s: %r; allowing all", fetched.url, exc)
+            logger.warning("unparsable robots.txt at %s: %r; allowing all", where, exc)
             return cls(allow_all=True, reason="robots.txt unparsable")
-        return cls(parser=parser, sitemaps=list(parser.sitemaps))
+        return cls(parser=parser, sitemaps=list(parser.sitemaps), text=text)
 
     def allowed(self, url: str, user_agent: str) -> bool:
         if self.deny_all:

@@ -18,7 +18,6 @@ from ._base import (
     Exchange,
     Output,
     OutputOptions,
-    QueuedURL,
     infer_format,
     open_output,
 )
@@ -34,7 +33,6 @@ __all__ = [
     "Output",
     "OutputFile",
     "OutputOptions",
-    "QueuedURL",
     "claim_output",
     "infer_format",
     "is_stream_path",

@@ -1,11 +1,11 @@
 """Where a crawl's results go, all through the writer thread.
 
-Workers hand the writer one :class:`Commit` per finished URL: its records, the URLs it
-discovered, and the URL's final state. :class:`CrawlSink` writes a batch of commits to
-the output, flushes it, and then (with a durable state) records in one SQLite
-transaction the new URLs, the finished ones and the output's byte offset. A crash
-between the two leaves output past the committed offset; a resume cuts it off and
-fetches those URLs again, so every URL's records appear exactly once.
+Workers hand the writer one :class:`Commit` per finished URL: its records and the lease
+it ends. :class:`CrawlSink` writes a batch of commits to the output, flushes it, and then
+has the frontier commit the batch's leases together with the output's byte offset (a
+durable frontier does that in one SQLite transaction). A crash between the two leaves
+output past the committed offset; a resume cuts it off and fetches those URLs again, so
+every URL's records appear exactly once.
 
 File outputs (JSONL, CSV, WARC) are written as bytes, so the offset is a byte offset;
 the SQLite output is keyed on URL, so writing a record again replaces it.
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..._errors import UsageError
-from ...state import DONE, FAILED, RunCounts, StateStore, UrlRow
+from ...state import RunCounts
 from .._schema import RECORD_FIELDS
+from ..frontier._base import Frontier, Lease, Outcome
 from ._file import OutputFile, is_stream_path
 
 __all__ = [
@@ -31,7 +32,6 @@ __all__ = [
     "Exchange",
     "Output",
     "OutputOptions",
-    "QueuedURL",
     "infer_format",
     "open_output",
 ]
@@ -50,25 +50,6 @@ _SUFFIXES = {
     ".warc": "warc",
     ".warc.gz": "warc",
 }
-
-
-class QueuedURL(Protocol):
-    """What the outputs and the state file need of a URL the frontier handed out or took
-    in: plain fields, whatever the frontier's own job type is. ``fp`` and ``spilled`` are
-    the durable frontier's bookkeeping (0 and False elsewhere)."""
-
-    @property
-    def url(self) -> str: ...
-    @property
-    def host(self) -> str: ...
-    @property
-    def depth(self) -> int: ...
-    @property
-    def referrer(self) -> str | None: ...
-    @property
-    def fp(self) -> int: ...
-    @property
-    def spilled(self) -> bool: ...
 
 
 class Exchange(Protocol):
@@ -92,21 +73,19 @@ class Exchange(Protocol):
 
 @dataclass(slots=True)
 class Commit:
-    """Everything one finished task changes, applied atomically by the writer thread."""
+    """Everything one finished task changes, applied by the writer thread: its records
+    go to the output, then the frontier commits the lease with the output position."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
-    finished: QueuedURL | None = None
-    failed: bool = False
+    finished: Lease | None = None  # a page lease, ended by this commit
+    state: Outcome = Outcome.DONE  # what the lease ends as: DONE, FAILED or DEFER
     status: int | None = None
-    added: Sequence[QueuedURL] = field(default_factory=list)  # newly discovered URLs
-    claimed: Sequence[QueuedURL] = field(default_factory=list)  # redirect targets fetched in place
     exchange: Exchange | None = None  # the raw response, for WARC
     # What the URL counts as in the run's totals: "ok", "redirect" or "failed" (None: no
     # page, e.g. a robots.txt fetch); ``error`` is the failure's kind.
     outcome: str | None = None
     error: str | None = None
     nbytes: int = 0
-    hold: tuple[str, float] | None = None  # (host, wall-clock until): Retry-After, kept
 
 
 class Output(Protocol):
@@ -169,31 +148,28 @@ def open_output(
     return output
 
 
-def _row(job: QueuedURL) -> UrlRow:
-    return UrlRow(job.fp, job.url, job.host, job.depth, job.referrer, job.spilled)
-
-
 class CrawlSink:
-    """The writer thread's sink: output first, then the state that points into it."""
+    """The writer thread's sink: output first, then the frontier's commit that points
+    into it. ``durable``: the frontier keeps state on disk, so the output is flushed to
+    the OS first and its position goes with the commit."""
 
-    def __init__(self, output: Output, store: StateStore | None) -> None:
+    def __init__(self, output: Output, frontier: Frontier, *, durable: bool) -> None:
         self.output = output
-        self.store = store
+        self.frontier = frontier
+        self.durable = durable
 
     def write_batch(self, entries: Sequence[Any]) -> None:
         commits: list[Commit] = [e for e in entries if isinstance(e, Commit)]
         self.output.write(commits)
-        if self.store is None:
+        finished = [(c.finished, c.state, c.status) for c in commits if c.finished is not None]
+        if not self.durable:
+            if finished:
+                self.frontier.commit(finished)
             return
         # The output must reach the OS before the state says it is there.
         self.output.flush()
-        added = [_row(job) for c in commits for job in c.added]
-        finished: list[tuple[UrlRow, int, int | None]] = []
         counts = RunCounts(errors={})
         for c in commits:
-            if c.finished is not None:
-                finished.append((_row(c.finished), FAILED if c.failed else DONE, c.status))
-            finished.extend((_row(job), DONE, None) for job in c.claimed)
             if c.outcome is not None:
                 counts.pages += 1
                 counts.bytes += c.nbytes
@@ -206,8 +182,7 @@ class CrawlSink:
                 if c.error is not None:
                     assert counts.errors is not None
                     counts.errors[c.error] = counts.errors.get(c.error, 0) + 1
-        holds = [c.hold for c in commits if c.hold is not None]
-        self.store.commit(added, finished, self.output.position(), counts=counts, holds=holds)
+        self.frontier.commit(finished, output=self.output.position(), counts=counts)
 
     def flush(self) -> None:
         self.output.flush()

@@ -1,0 +1,432 @@
+"""What a worker does with one lease: robots.txt, a sitemap, or a page.
+
+Each ``do_*`` returns the :class:`Release` for the frontier and the :class:`Commit` for
+the writer (None: nothing to write); the caller releases first and then hands the
+commit over, so the host's slot is free before the output's linger. A page goes through
+named steps: policy (robots.txt), fetch, classify (retry or not), build (page and
+records), count, submit links.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .._errors import UsageError
+from ..http import ErrorKind
+from ..runtime._retry import RetryPolicy
+from ._fetch import Fetched, Fetcher
+from ._gate import robots_gate, sitemap_gate
+from ._kinds import CrawlErrorKind, http_error
+from ._options import CrawlOptions
+from ._page import Page
+from ._records import Records
+from ._robots import RobotsRules
+from ._sitemaps import MAX_SITEMAP_NESTING, parse_sitemap
+from ._stats import CrawlResult
+from ._urls import Scope, host_key, parse_start_url
+from .frontier import MAX_HOLD, Candidate, Frontier, JobKind, Lease, Outcome, Release
+from .output import Commit
+
+logger = logging.getLogger(__name__)
+
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+_RETRYABLE_ERRORS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION})
+_MAX_BACKOFF = 60.0
+
+
+@dataclass(slots=True)
+class _Classified:
+    """What the response means for the frontier, before any page is built."""
+
+    retry_in: float | None  # not None: try again after this long (nothing is written)
+    hold_for: float | None  # ask the host nothing for this long (Retry-After)
+    too_long: bool  # Retry-After beyond what a crawl waits: recorded, host held
+
+
+class JobSteps:
+    """The job handlers; :class:`~shoal.crawler.Crawler` owns the state they share."""
+
+    options: CrawlOptions
+    scope: Scope
+    frontier: Frontier
+    format: str
+    result: CrawlResult
+    _lock: threading.Lock
+    _records: Records
+    _robots: dict[str, RobotsRules]
+    _delays: dict[str, float]
+    _sitemaps_queued: int
+    _sitemap_pages: int
+    _stopping: bool
+    _fetcher: Fetcher | None
+
+    # -- robots.txt ----------------------------------------------------------------------
+
+    def _do_robots(self, job: Lease) -> tuple[Release, Commit | None]:
+        assert self._fetcher is not None
+        fetched: Fetched | None = None
+        try:
+            fetched = self._fetcher.fetch(job.url, robots_gate())
+            rules = RobotsRules.from_fetch(fetched)
+        except Exception as exc:
+            logger.exception("robots.txt check failed for %s", job.url)
+            rules = RobotsRules(
+                deny_all=True,
+                reason=f"robots.txt check failed: {exc!r}",
+                error=CrawlErrorKind.INTERNAL,
+                detail=repr(exc),
+            )
+        if rules.reason:
+            logger.info("%s: %s", job.url, rules.reason)
+        if rules.error is not None:
+            with self._lock:
+                self.result.notes.append(
+                    f"{job.url} could not be fetched ({rules.error}: {rules.detail}); "
+                    "that host's URLs stay queued: run the same command again to retry them"
+                )
+        sitemap_jobs: list[Candidate] = []
+        if self.options.sitemaps:
+            urls = _canonical(rules.sitemaps) or [job.host + "/sitemap.xml"]
+            sitemap_jobs = [
+                Candidate(u, kind=JobKind.SITEMAP) for u in urls if self.scope.allows(u)
+            ]
+        with self._lock:
+            self._robots[job.host] = rules
+        self._log_sitemap_cap(self._queue_sitemaps(sitemap_jobs))  # found again on resume
+        policy = rules.policy(self.options.user_agent)
+        commit = None
+        if self.format == "warc" and fetched is not None and fetched.status is not None:
+            commit = Commit(exchange=fetched)  # wget archives robots.txt too
+        return Release(Outcome.DONE, policy=policy), commit
+
+    def _rules_for(self, host: str) -> RobotsRules | None:
+        """The host's robots.txt rules: parsed here once, from the frontier's policy (the
+        truth, which another process may have fetched)."""
+        with self._lock:
+            rules = self._robots.get(host)
+        if rules is not None:
+            return rules
+        policy = self.frontier.host_policy(host)
+        if policy is None:
+            return None
+        rules = RobotsRules.from_policy(policy)
+        with self._lock:
+            self._robots.setdefault(host, rules)
+        return rules
+
+    # -- sitemaps ------------------------------------------------------------------------
+
+    def _queue_sitemaps(self, jobs: list[Candidate]) -> int:
+        """Queue the sitemap jobs that fit the per-run cap; how many did not fit."""
+        with self._lock:
+            room = max(0, self.options.max_sitemaps - self._sitemaps_queued)
+            self._sitemaps_queued += room  # reserved; what was not new is given back
+        added = self.frontier.submit(jobs[:room]) if room else []
+        with self._lock:
+            self._sitemaps_queued -= room - len(added)
+        return max(0, len(jobs) - room)
+
+    def _queue_sitemap_pages(self, jobs: list[Candidate]) -> list[Candidate]:
+        """Queue sitemap pages, at most ``max_pages`` new ones per run: no more can be
+        fetched in this run, and 1,000 sitemaps of 50,000 URLs each would fill memory and
+        disk. A resume reads the sitemaps again and takes the next ones."""
+        with self._lock:
+            room = max(0, self.options.max_pages - self._sitemap_pages)
+            self._sitemap_pages += room  # reserved; the unused part is given back below
+        added: list[Candidate] = []
+        start = 0
+        left = room
+        while left > 0 and start < len(jobs):
+            chunk = jobs[start : start + left]
+            start += len(chunk)
+            got = self.frontier.submit(chunk)
+            left -= len(got)
+            added += got
+        with self._lock:
+            self._sitemap_pages -= left
+        return added
+
+    def _log_sitemap_cap(self, skipped: int) -> None:
+        if skipped:  # logged outside the lock: logging handlers are user code
+            logger.info("sitemap cap (%d) reached: %d skipped", self.options.max_sitemaps, skipped)
+
+    def _do_sitemap(self, job: Lease) -> tuple[Release, Commit | None]:
+        assert self._fetcher is not None
+        fetched = self._fetcher.fetch(job.url, sitemap_gate(self.scope, self._count_off_scope))
+        if fetched.error is not None or fetched.status != 200:
+            logger.info(
+                "sitemap %s: %s", job.url, fetched.error or fetched.detail or fetched.status
+            )
+            return Release(Outcome.FAILED), None
+        pages, sitemaps = parse_sitemap(fetched.body, self.options.max_bytes)
+        jobs = [Candidate(u, 0, job.url) for u in _canonical(pages) if self.scope.allows(u)]
+        # A sitemap job's depth is its nesting below robots.txt (sitemaps have no link depth).
+        nested = job.depth + 1
+        children = [
+            Candidate(u, nested, job.url, kind=JobKind.SITEMAP)
+            for u in _canonical(sitemaps)
+            if self.scope.allows(u)
+        ]
+        if children and nested > MAX_SITEMAP_NESTING:
+            logger.info(
+                "sitemap %s: nested deeper than %d, not followed", job.url, MAX_SITEMAP_NESTING
+            )
+            children = []
+        added = self._queue_sitemap_pages(jobs)
+        skipped = self._queue_sitemaps(children)
+        with self._lock:
+            self.result.discovered += len(added)
+        self._log_sitemap_cap(skipped)
+        # An empty commit: the new URLs reach the state file now, not with the next page.
+        return Release(Outcome.DONE), (Commit() if added else None)
+
+    # -- pages ---------------------------------------------------------------------------
+
+    def _do_page(self, job: Lease) -> tuple[Release, Commit | None]:
+        opts = self.options
+        rules = self._rules_for(job.host) if opts.robots else None
+        if rules is not None and rules.error is not None:
+            return self._held_back(job, rules)
+        if rules is not None and not rules.allowed(job.url, opts.user_agent):
+            with self._lock:
+                self.result.robots_denied += 1
+            logger.info("skipped: robots.txt disallows %s", job.url)
+            return Release(Outcome.DONE), Commit(finished=job)
+        fetched = self._fetch_page(job, rules)
+        verdict = self._classify(job, fetched)
+        if verdict.retry_in is not None:
+            with self._lock:
+                self.result.retries += 1
+            release = Release(Outcome.RETRY, verdict.retry_in, verdict.hold_for)
+            # A hold must reach the state file: an empty commit carries it there.
+            return release, (Commit() if verdict.hold_for is not None else None)
+        records, follow, error, failed_by = self._build(job, fetched, verdict)
+        discovered = self._submit_links(job, follow) if follow else 0
+        counted = self._count(job, fetched, failed_by, discovered)
+        if logger.isEnabledFor(logging.INFO):  # -v: one line per URL, never under the lock
+            logger.info("%s", _page_line(job.url, fetched.status, error, fetched))
+        outcome = Outcome.FAILED if error is not None else Outcome.DONE
+        commit = Commit(
+            records,
+            finished=job,
+            state=outcome,
+            status=fetched.status,
+            exchange=fetched if self.format == "warc" else None,
+            outcome=counted,
+            error=failed_by,
+            nbytes=len(fetched.body),
+        )
+        return Release(outcome, hold_host_for=verdict.hold_for), commit
+
+    def _fetch_page(self, job: Lease, rules: RobotsRules | None) -> Fetched:
+        assert self._fetcher is not None
+        return self._fetcher.fetch(job.url, follow=_Redirects(self, job, rules))
+
+    def _classify(self, job: Lease, fetched: Fetched) -> _Classified:
+        status = fetched.status
+        retryable = fetched.error in _RETRYABLE_ERRORS or (
+            fetched.error is None and status in _RETRYABLE_STATUS
+        )
+        asked = fetched.retry_after if fetched.error is None else None
+        # A pause longer than a crawl waits: record it rather than hold and then drop it.
+        too_long = asked is not None and asked > MAX_HOLD and status in _RETRYABLE_STATUS
+        with self._lock:
+            stopping = self._stopping
+        if retryable and not too_long and job.attempt <= self.options.retries and not stopping:
+            wait = asked if asked is not None else backoff(self.options.retry_backoff, job.attempt)
+            return _Classified(wait, asked, False)
+        if too_long:
+            logger.warning(
+                "%s asked for a pause of %.0f s (Retry-After); its URLs wait for a later run",
+                job.host,
+                asked,
+            )
+            return _Classified(None, asked, True)
+        hold = asked if status in (429, 503) and asked is not None else None
+        return _Classified(None, hold, False)
+
+    def _build(
+        self, job: Lease, fetched: Fetched, verdict: _Classified
+    ) -> tuple[list[dict[str, object]], list[str], str | None, str | None]:
+        """The page and its records: (records, URLs to follow, error kind, what the page
+        counts as failed by, if anything)."""
+        page: Page | None = None
+        status = fetched.status
+        error: str | None = fetched.error
+        if verdict.too_long:
+            error, fetched.detail = CrawlErrorKind.RETRY_AFTER, _retry_after_detail(fetched)
+        elif error is None and status is not None:
+            if not 200 <= status < 400:
+                error = http_error(status)
+            elif 200 <= status < 300:
+                page = Page(
+                    url=job.url,
+                    final_url=fetched.final_url,
+                    status=status,
+                    headers=fetched.headers,
+                    body=fetched.body,
+                    depth=job.depth,
+                    referrer=job.referrer,
+                    elapsed=fetched.elapsed,
+                    max_links=self.options.max_links_per_page,
+                )
+        try:
+            if page is not None and page.parse_cut is not None:
+                error, fetched.detail = CrawlErrorKind.PARSE_LIMIT, page.parse_cut
+            records, follow, callback_failed = self._records.build(job, fetched, page, error)
+        except Exception as exc:
+            logger.exception("processing %s failed", job.url)
+            error, fetched.detail = CrawlErrorKind.PROCESSING, repr(exc)
+            records, follow, callback_failed = self._records.build(job, fetched, None, error)
+        del follow[self.options.max_links_per_page :]  # the callback's own URLs count too
+        failed_by = error or (CrawlErrorKind.CALLBACK if callback_failed else None)
+        return records, follow, error, (None if failed_by is None else str(failed_by))
+
+    def _count(self, job: Lease, fetched: Fetched, failed_by: str | None, discovered: int) -> str:
+        """Add the page to the totals; what it counts as (each page counts once:
+        ok + redirects + failed = pages)."""
+        status = fetched.status
+        if failed_by is not None:
+            counted = "failed"
+        elif status is not None and 300 <= status < 400:
+            counted = "redirect"  # a redirect not followed (off-host, seen, ...)
+        else:
+            counted = "ok"
+        with self._lock:
+            r = self.result
+            r.pages += 1
+            r.discovered += discovered
+            r.bytes += len(fetched.body)
+            r.latency.add(fetched.elapsed)
+            if failed_by is not None:
+                r.errors[failed_by] += 1
+                r.first_error.setdefault(
+                    failed_by, f"{job.url}: {fetched.detail}" if fetched.detail else job.url
+                )
+            elif counted == "redirect":
+                r.redirects += 1
+            else:
+                r.ok += 1
+            delay = None
+            if self.options.auto_throttle and status is not None:
+                delay = self._throttle(job.host, fetched, status)
+        if delay is not None:
+            self.frontier.set_delay(job.host, delay)
+        return counted
+
+    def _submit_links(self, job: Lease, follow: Sequence[str]) -> int:
+        """Offer the page's in-scope links to the frontier; how many were new."""
+        depth = job.depth + 1
+        in_scope = self.scope.allows_at(depth)
+        candidates = [Candidate(url, depth, job.url) for url in follow if in_scope(url)]
+        return len(self.frontier.submit(candidates)) if candidates else 0
+
+    def _held_back(self, job: Lease, rules: RobotsRules) -> tuple[Release, Commit]:
+        """A URL whose host's robots.txt could not be fetched: a record saying why, but
+        the URL is not finished in the state (DEFER), so running again retries it."""
+        assert rules.error is not None
+        detail = rules.detail
+        if not detail.startswith("robots.txt"):
+            detail = f"robots.txt unreachable: {detail}"
+        record = self._records.error_record(job, rules.error, detail)
+        with self._lock:
+            r = self.result
+            r.pages += 1
+            r.errors[rules.error] += 1  # the cause is told once, in the summary's notes
+        commit = Commit([record], finished=job, state=Outcome.DEFER)
+        commit.outcome, commit.error = "failed", rules.error
+        return Release(Outcome.FAILED), commit
+
+    def _count_off_scope(self, target: str) -> None:
+        with self._lock:
+            self.result.out_of_scope_redirects += 1
+
+    def _throttle(self, host: str, fetched: Fetched, status: int) -> float:
+        """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight
+        (under the lock); the host's new delay."""
+        opts = self.options
+        current = self._delays.get(host, opts.initial_delay)
+        target = fetched.elapsed / opts.throttle_target
+        new = (current + target) / 2
+        if status != 200 and new < current:
+            new = current  # errors must never speed a crawl up
+        new = min(max(new, opts.delay), 60.0)
+        self._delays[host] = new
+        return new
+
+
+class _Redirects:
+    """The fetcher's redirect vetter for one page lease: None to follow a hop in place,
+    or why not."""
+
+    def __init__(self, steps: JobSteps, job: Lease, rules: RobotsRules | None) -> None:
+        self.steps = steps
+        self.job = job
+        self.rules = rules
+
+    def __call__(self, target: str) -> str | None:
+        steps, job = self.steps, self.job
+        if not steps.scope.allows(target, job.depth):
+            steps._count_off_scope(target)
+            return "redirect out of scope"
+        if host_key(target) != job.host:
+            # Another host has its own robots.txt and politeness: queue it there.
+            added = steps.frontier.submit([Candidate(target, job.depth, job.url)])
+            if added:
+                with steps._lock:
+                    steps.result.discovered += len(added)
+            return "redirect to another host, queued"
+        rules = self.rules
+        if rules is not None and not rules.allowed(target, steps.options.user_agent):
+            return "redirect target disallowed by robots.txt"
+        if not steps.frontier.claim(job, target):
+            return "redirect to an already-seen URL"
+        return None
+
+
+def backoff(base: float, attempt: int) -> float:
+    """Seconds before retry ``attempt`` of a page: the runtime's capped exponential
+    backoff with full jitter (one formula for pool tasks and crawl retries)."""
+    return RetryPolicy(base=base, cap=_MAX_BACKOFF).delay(attempt)
+
+
+def _page_line(url: str, status: int | None, error: str | None, f: Fetched) -> str:
+    """``200   12.3 KB    45 ms  URL`` (plus where it redirected, or why it failed)."""
+    size = len(f.body)
+    code = str(status) if status is not None else "---"
+    if size >= 1024 * 1024:
+        shown = f"{size / 1024 / 1024:.1f} MB"
+    elif size >= 1024:
+        shown = f"{size / 1024:.1f} KB"
+    else:
+        shown = f"{size} B"
+    line = f"{code} {shown:>9} {f.elapsed * 1000:>6.0f} ms  {url}"
+    if f.final_url != url:
+        line += f" -> {f.final_url}"
+    if error is not None and not error.startswith("http_"):
+        line += f"  ({error}: {f.detail})" if f.detail else f"  ({error})"
+    return line
+
+
+def _retry_after_detail(fetched: Fetched) -> str:
+    asked = fetched.retry_after or 0.0
+    header = fetched.headers.get("retry-after", "")
+    shown = header if len(header) <= 64 else header[:64] + "..."
+    return (
+        f"HTTP {fetched.status}, Retry-After: {shown} ({asked:.0f} s); a crawl waits at "
+        f"most {MAX_HOLD:.0f} s, so the host is not asked again before then"
+    )
+
+
+def _canonical(urls: list[str]) -> list[str]:
+    """Canonical forms of absolute http(s) URLs from a sitemap; anything else is dropped."""
+    out = []
+    for url in urls:
+        try:
+            out.append(parse_start_url(url))
+        except UsageError:
+            logger.debug("sitemap entry skipped: %r", url)
+    return out

@@ -1,0 +1,37 @@
+"""Where a crawl's URLs live: the seam (``_base``) and its backends.
+
+``memory`` keeps everything in this process; ``sqlite`` keeps it in the crawl's state
+file (resumable, bounded memory). Only ``_base`` is needed by the crawler itself.
+"""
+
+from ._base import (
+    MAX_HOLD,
+    Candidate,
+    Committed,
+    Frontier,
+    FrontierStats,
+    HostCounts,
+    HostPolicy,
+    JobKind,
+    Lease,
+    Outcome,
+    Release,
+)
+from .memory import MemoryFrontier
+from .sqlite import SqliteFrontier
+
+__all__ = [
+    "MAX_HOLD",
+    "Candidate",
+    "Committed",
+    "Frontier",
+    "FrontierStats",
+    "HostCounts",
+    "HostPolicy",
+    "JobKind",
+    "Lease",
+    "MemoryFrontier",
+    "Outcome",
+    "Release",
+    "SqliteFrontier",
+]

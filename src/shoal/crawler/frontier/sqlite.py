@@ -1,0 +1,152 @@
+"""The frontier on disk: resumable after any crash, with bounded memory.
+
+Memory holds the per-host politeness state, at most ``memory_limit`` queued URLs, and
+a :class:`~shoal.state.FingerprintSet` of every URL ever seen (~16 bytes each). URLs
+discovered while memory is full are *spilled*: they exist only as rows in the state file
+until memory drains below a quarter full and they are paged back in, oldest first.
+
+``submit()`` only buffers the new rows; ``commit()`` (the writer thread, after the output
+is written and flushed) writes them in one transaction with the finished URLs, the
+output offset, the run's counts and the hosts' holds. A page's links are submitted before
+its commit is handed to the writer, so they reach the file no later than the page: a
+crash loses neither. A spilled URL can therefore be invisible to the pager for a moment;
+when memory is empty but the disk still owes URLs that are not readable yet, ``lease()``
+asks to be called again shortly rather than letting the crawl end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from ...state import DONE, FAILED, FingerprintSet, RunCounts, StateStore, UrlRow, fingerprint
+from ._base import MAX_HOLD, Committed, JobKind, Outcome
+from .memory import MemoryFrontier, _Host, _Job
+
+__all__ = ["SqliteFrontier"]
+
+_RECHECK = 0.02  # seconds until lease() looks again for spilled rows not yet committed
+# After this many empty looks in a row (~5 s), trust the file over the in-memory count:
+# the writer commits within milliseconds, so rows still missing then will never come.
+_MAX_EMPTY_RECHECKS = 250
+
+
+class SqliteFrontier(MemoryFrontier):
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        per_host: int = 8,
+        delay: float = 0.0,
+        robots: bool = True,
+        memory_limit: int = 50_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(per_host=per_host, delay=delay, robots=robots, clock=clock)
+        self.store = store
+        self.memory_limit = memory_limit
+        self._fps = FingerprintSet()
+        for fp in store.fingerprints():
+            self._fps.add(fp)
+        store.prepare_resume()
+        self._new_rows: list[UrlRow] = []  # submitted, for the next commit
+        self._new_holds: list[tuple[str, float]] = []  # (host, wall-clock until)
+        self._resume_holds(store.holds(), time.time())
+        self._on_disk = store.queued_count()  # queued URLs not in memory
+        self._cursor = 0  # highest seq paged in so far
+        self._empty_rechecks = 0
+
+    def _resume_holds(self, holds: dict[str, float], wall: float) -> None:
+        """A host that asked for a pause in an earlier run gets it in this one too; one
+        that asked for longer than a crawl waits is left alone for the whole run."""
+        now = self._clock()
+        for host, until in holds.items():
+            wait = until - wall
+            super()._hold(self._host(host), math.inf if wait > MAX_HOLD else wait, now)
+
+    def _first_sight(self, url: str) -> int | None:
+        fp = fingerprint(url)
+        return fp if self._fps.add(fp) else None
+
+    def _admit(self, job: _Job) -> None:
+        """Queue a new job in memory, or, when memory is full, leave it on disk."""
+        if job.kind is not JobKind.PAGE:
+            # Only pages reach the state file: sitemaps are found again from robots.txt
+            # after a resume, and so are the robots.txt files.
+            self._enqueue(job, front=False)
+            return
+        if self._pending >= self.memory_limit:
+            job.spilled = True  # backpressure
+            self._on_disk += 1
+        else:
+            self._enqueue(job, front=False)
+        self._new_rows.append(_row(job))
+
+    def _hold(self, host: _Host, seconds: float, now: float) -> None:
+        super()._hold(host, seconds, now)
+        self._new_holds.append((host.name, time.time() + seconds))  # kept across a resume
+
+    def _take(
+        self, now: float, limit: int, budget: int | None, notices: list[str]
+    ) -> tuple[list[_Job], float | None]:
+        if self._on_disk and self._pending < max(1, self.memory_limit // 4):
+            self._page_in()
+        jobs, ready_at = super()._take(now, limit, budget, notices)
+        if not jobs and not self._pending and self._on_disk and ready_at is None:
+            self._empty_rechecks += 1
+            if self._empty_rechecks < _MAX_EMPTY_RECHECKS:
+                return jobs, now + _RECHECK
+            actual = self.store.spilled_count(self._cursor)
+            notices.append(f"frontier expected {self._on_disk} URL(s) on disk, found {actual}")
+            self._on_disk = actual
+            self._empty_rechecks = 0
+            return jobs, (now + _RECHECK if actual else None)
+        self._empty_rechecks = 0
+        return jobs, ready_at
+
+    def _page_in(self) -> None:
+        want = self.memory_limit - self._pending
+        for seq, row in self.store.page_in(self._cursor, want):
+            self._cursor = seq
+            self._on_disk -= 1
+            self._enqueue(
+                _Job(row.url, row.host, row.depth, row.referrer, fp=row.fp, spilled=True),
+                front=False,
+            )
+
+    def commit(
+        self,
+        finished: Sequence[Committed],
+        *,
+        output: int | None = None,
+        counts: object | None = None,
+    ) -> None:
+        if counts is not None and not isinstance(counts, RunCounts):
+            raise TypeError("counts must be a RunCounts")
+        with self._lock:
+            self._check_commit(finished)
+            added, self._new_rows = self._new_rows, []
+            holds, self._new_holds = self._new_holds, []
+            rows: list[tuple[UrlRow, int, int | None]] = []
+            for lease, outcome, status in finished:
+                job = self._leases[lease.id]
+                if outcome is Outcome.DEFER:
+                    continue  # stays queued in the file: the next run tries it again
+                rows.append((_row(job), DONE if outcome is Outcome.DONE else FAILED, status))
+                rows.extend(
+                    (UrlRow(fingerprint(url), url, job.host, job.depth, job.url), DONE, None)
+                    for url in job.claims
+                )
+        # Outside the lock: only the writer thread commits, and workers must not wait on
+        # the disk. The leases stay held until the transaction is in.
+        self.store.commit(added, rows, output, counts=counts, holds=holds)
+        with self._lock:
+            self._apply_commit(finished)
+
+    def _queued(self) -> int:
+        return self._pending + self._parked + self._on_disk
+
+
+def _row(job: _Job) -> UrlRow:
+    return UrlRow(job.fp, job.url, job.host, job.depth, job.referrer, job.spilled)

@@ -1,0 +1,269 @@
+"""The frontier seam: both backends behave the same through it, thread-safe inside."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal import FrontierError, UsageError
+from shoal.crawler import Crawler
+from shoal.crawler.frontier import (
+    Candidate,
+    HostPolicy,
+    JobKind,
+    MemoryFrontier,
+    Outcome,
+    Release,
+    SqliteFrontier,
+)
+from shoal.crawler.frontier._base import Frontier
+from shoal.state import StateStore
+from sites import Site, html
+
+QUIET = {"progress": False, "timeout": 5}
+A = "http://a.example"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Frontier]]:
+    stores: list[StateStore] = []
+
+    def build(**kw: object) -> Frontier:
+        if request.param == "memory":
+            return MemoryFrontier(**kw)  # type: ignore[arg-type]
+        store = StateStore.open(tmp_path / f"s{len(stores)}.sqlite", {"t": 1})
+        stores.append(store)
+        return SqliteFrontier(store, **kw)  # type: ignore[arg-type]
+
+    yield build
+    for store in stores:
+        store.close()
+
+
+def test_submit_dedupes_atomically_across_threads(make: Callable[..., Frontier]) -> None:
+    frontier = make(robots=False)
+    urls = [f"{A}/{i}" for i in range(400)]
+    accepted: list[str] = []
+    lock = threading.Lock()
+    gate = threading.Barrier(8)
+
+    def offer(shift: int) -> None:
+        gate.wait(timeout=10)
+        mine = urls[shift * 50 :] + urls[: shift * 50]  # every thread offers every URL
+        for i in range(0, len(mine), 7):
+            got = frontier.submit([Candidate(u) for u in mine[i : i + 7]])
+            with lock:
+                accepted.extend(c.url for c in got)
+
+    threads = [threading.Thread(target=offer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(accepted) == sorted(urls)  # each accepted exactly once
+    assert frontier.stats().queued == 400
+
+
+def test_leases_release_and_commit_are_two_phases(make: Callable[..., Frontier]) -> None:
+    clock = Clock()
+    frontier = make(robots=False, per_host=1, clock=clock)
+    frontier.submit([Candidate(f"{A}/1"), Candidate(f"{A}/2")])
+    (first,), _ = frontier.lease(10)
+    assert frontier.lease(10)[0] == []  # per_host 1: the host's slot is taken
+    assert frontier.stats().pending == 2 and frontier.stats().leased == 1
+    frontier.release(first, Release(Outcome.DONE))
+    (second,), _ = frontier.lease(10)  # the slot is free at release, before the commit
+    assert second.id != first.id
+    assert frontier.stats().leased == 2  # the first one is leased until it commits
+    frontier.commit([(first, Outcome.DONE, 200)])
+    with pytest.raises(FrontierError):
+        frontier.commit([(first, Outcome.DONE, 200)])  # not held any more
+    with pytest.raises(FrontierError):  # all or nothing: the good one is not committed
+        frontier.commit([(second, Outcome.DONE, 200), (first, Outcome.DONE, 200)])
+    frontier.commit([(second, Outcome.FAILED, 404)])
+    stats = frontier.stats()
+    assert (stats.pending, stats.done, stats.failed) == (0, 1, 1)
+
+
+def test_a_retry_waits_a_duration_and_keeps_its_claims(make: Callable[..., Frontier]) -> None:
+    clock = Clock()
+    frontier = make(robots=False, clock=clock)
+    frontier.submit([Candidate(f"{A}/r")])
+    (job,), _ = frontier.lease(10)
+    assert frontier.claim(job, f"{A}/target")
+    frontier.release(job, Release(Outcome.RETRY, retry_in=5.0))
+    jobs, ready_in = frontier.lease(10)
+    assert jobs == [] and ready_in == pytest.approx(5.0)  # a duration, not a clock value
+    clock.now += 5.0
+    (again,), _ = frontier.lease(10)
+    assert again.attempt == 2 and again.url == job.url
+    assert frontier.claim(again, f"{A}/target")  # its own earlier claim
+    assert not frontier.claim(again, f"{A}/r")  # seen
+    with pytest.raises(FrontierError):
+        frontier.release(job, Release(Outcome.DONE))  # the old lease is over
+
+
+def test_host_policy_lives_in_the_frontier(make: Callable[..., Frontier]) -> None:
+    clock = Clock()
+    frontier = make(robots=True, clock=clock)
+    frontier.submit([Candidate(f"{A}/1"), Candidate(f"{A}/2")])
+    (robots,), _ = frontier.lease(10)
+    assert robots.kind is JobKind.ROBOTS and robots.url == f"{A}/robots.txt"
+    assert frontier.lease(10)[0] == []  # no page before the policy, no second robots job
+    assert frontier.host_policy(A) is None
+    policy = HostPolicy("User-agent: *\nDisallow: /2\n", 2.0)
+    frontier.release(robots, Release(Outcome.DONE, policy=policy))
+    assert frontier.host_policy(A) == policy
+    (page,), ready_in = frontier.lease(10)
+    assert page.kind is JobKind.PAGE and ready_in == pytest.approx(2.0)  # Crawl-delay
+
+
+def test_a_long_hold_parks_the_host_for_the_run(make: Callable[..., Frontier]) -> None:
+    frontier = make(robots=False, clock=Clock())
+    frontier.submit([Candidate(f"{A}/{i}") for i in range(3)])
+    jobs, _ = frontier.lease(1)
+    frontier.release(jobs[0], Release(Outcome.FAILED, hold_host_for=10**6))
+    frontier.commit([(jobs[0], Outcome.FAILED, 503)])
+    assert frontier.lease(10) == ([], None)  # nothing waits on a clock: the crawl may end
+    assert frontier.stats().queued == 2  # still owed, to a later run
+
+
+def test_a_frontier_given_with_a_file_output_owns_the_state(tmp_path: Path) -> None:
+    # The bug: the crawler wrote the given frontier's URLs into its own state file with
+    # fingerprint 0, one row for all; the next run "resumed" and wrote every record again.
+    out = tmp_path / "o.jsonl"
+    pages = {"/": html("home", "/a", "/b"), "/a": html("a", "/c"), "/b": html("b"), "/c": "c"}
+    with Site(pages) as site:
+        result = Crawler(site.url("/"), output=str(out), frontier=MemoryFrontier(), **QUIET).run()
+        assert result.pages == 4
+        assert not (tmp_path / "o.jsonl.state.sqlite").exists()
+        again = Crawler(
+            site.url("/"), output=str(out), frontier=MemoryFrontier(), overwrite=True, **QUIET
+        ).run()
+        assert again.pages == 4 and again.already_complete is False
+    urls = [json.loads(line)["url"] for line in out.read_text().splitlines()]
+    assert sorted(urls) == sorted(set(urls)) and len(urls) == 4
+    with pytest.raises(UsageError, match="state"):
+        Crawler("http://127.0.0.1:9/", frontier=MemoryFrontier(), state=str(tmp_path / "s"))
+
+
+def test_a_policy_another_process_stored_is_applied(tmp_path: Path) -> None:
+    # robots.txt fetched elsewhere: this crawler must not fetch it again, and must obey it.
+    pages = {
+        "/": html("home", "/open", "/secret"),
+        "/open": "open",
+        "/secret": "no",
+        "/robots.txt": "User-agent: *\nDisallow: /\n",
+    }
+    with Site(pages) as site:
+        frontier = MemoryFrontier()
+        origin = site.url("/").rstrip("/")
+        frontier.submit([Candidate(site.url("/"))])
+        (robots,), _ = frontier.lease(1)
+        assert robots.kind is JobKind.ROBOTS
+        rules = HostPolicy("User-agent: *\nDisallow: /secret\n", None)
+        frontier.release(robots, Release(Outcome.DONE, policy=rules))
+        assert frontier.host_policy(origin) == rules
+        out = tmp_path / "o.jsonl"
+        result = Crawler(site.url("/"), output=str(out), frontier=frontier, **QUIET).run()
+        assert site.count("/robots.txt") == 0
+        assert site.count("/secret") == 0 and site.count("/open") == 1
+        assert result.robots_denied == 1
+
+
+def test_a_claimed_redirect_target_is_durable_only_with_its_page(tmp_path: Path) -> None:
+    # Marked seen on disk before the page's commit, a crash in between would make the
+    # refetched page meet its own target as "already seen" and lose it.
+    from shoal.state import fingerprint
+
+    with StateStore.open(tmp_path / "s.sqlite", {"t": 1}) as store:
+        frontier = SqliteFrontier(store, robots=False)
+        frontier.submit([Candidate(f"{A}/from")])
+        (job,), _ = frontier.lease(1)
+        assert frontier.claim(job, f"{A}/to")
+        frontier.release(job, Release(Outcome.DONE))
+        frontier.commit([])  # another page's batch: the buffered rows go in, not the claim
+        assert fingerprint(f"{A}/to") not in set(store.fingerprints())
+        assert store.queued_count() == 1
+        frontier.commit([(job, Outcome.DONE, 200)], output=0)
+        assert fingerprint(f"{A}/to") in set(store.fingerprints())
+        assert store.done_count() == 2 and store.queued_count() == 0
+
+
+def test_crawl_retries_back_off_like_the_pool() -> None:
+    # One formula (RetryPolicy's capped exponential with full jitter), not a second one.
+    from shoal.crawler._jobs import backoff
+
+    waits = [backoff(0.5, 3) for _ in range(400)]
+    assert all(0.0 <= w <= 2.0 for w in waits)
+    assert min(waits) < 0.5  # full jitter reaches down towards 0
+
+
+def test_many_workers_finish_every_url_once_within_per_host(make: Callable[..., Frontier]) -> None:
+    # Workers lease, release and submit from their own threads while one thread commits,
+    # as the crawler does; no lock outside the frontier. Every URL ends exactly once, no
+    # host ever has more than per_host unreleased leases, and pending reaches 0 exactly.
+    frontier = make(robots=False, per_host=2)
+    hosts = [f"http://h{i}.example" for i in range(5)]
+    frontier.submit([Candidate(f"{h}/0") for h in hosts])
+    busy: dict[str, int] = dict.fromkeys(hosts, 0)
+    worst = {"n": 0}
+    finished: list[str] = []
+    to_commit: list[object] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker() -> None:
+        for _ in range(5000):  # bounded
+            if stop.is_set():
+                return
+            jobs, _ = frontier.lease(2)
+            for job in jobs:
+                with lock:
+                    busy[job.host] += 1
+                    worst["n"] = max(worst["n"], busy[job.host])
+                n = int(job.url.rsplit("/", 1)[1])
+                if n < 40:  # each page links the next two on its host: 1 + 40 URLs a host
+                    frontier.submit([Candidate(f"{job.host}/{n + 1}", n + 1, job.url)])
+                with lock:
+                    busy[job.host] -= 1
+                frontier.release(job, Release(Outcome.DONE))
+                with lock:
+                    to_commit.append(job)
+                    finished.append(job.url)
+
+    def committer() -> None:
+        while not stop.is_set():
+            with lock:
+                batch, to_commit[:] = list(to_commit), []
+            frontier.commit([(j, Outcome.DONE, 200) for j in batch])  # type: ignore[misc]
+            if frontier.stats().pending == 0:
+                stop.set()
+            stop.wait(0.001)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    threads.append(threading.Thread(target=committer))
+    for t in threads:
+        t.start()
+    stop.wait(30)
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(finished) == sorted(f"{h}/{n}" for h in hosts for n in range(41))
+    assert worst["n"] <= 2
+    stats = frontier.stats()
+    assert (stats.pending, stats.done) == (0, 5 * 41)
