@@ -8,6 +8,7 @@ import sys
 import shoal
 
 EXPECTED = {
+    "CrawlMismatch",
     "CrawlResult",
     "Crawler",
     "ErrorPolicy",
@@ -19,10 +20,13 @@ EXPECTED = {
     "PoolClosed",
     "PoolStats",
     "QueueFull",
+    "RedisStateError",
+    "RedisUnavailable",
     "RetryLater",
     "RetryPolicy",
     "ShoalError",
     "ShutdownReport",
+    "StaleCommit",
     "Stage",
     "StateError",
     "StateLocked",

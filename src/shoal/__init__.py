@@ -11,12 +11,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
+    CrawlMismatch,
     InvalidURL,
     JoinTimeout,
     PoolClosed,
     QueueFull,
+    RedisStateError,
+    RedisUnavailable,
     RetryLater,
     ShoalError,
+    StaleCommit,
     StateError,
     StateLocked,
     StateMismatch,
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
     from .crawler import Crawler, CrawlResult, Page
 
 __all__ = [
+    "CrawlMismatch",
     "CrawlResult",
     "Crawler",
     "ErrorPolicy",
@@ -53,10 +58,13 @@ __all__ = [
     "PoolClosed",
     "PoolStats",
     "QueueFull",
+    "RedisStateError",
+    "RedisUnavailable",
     "RetryLater",
     "RetryPolicy",
     "ShoalError",
     "ShutdownReport",
+    "StaleCommit",
     "Stage",
     "StateError",
     "StateLocked",

@@ -14,9 +14,13 @@ means to report::
     ├── WriterError           the writer's sink failed; nothing more is accepted
     ├── UsageError            a bad option or argument (exit code 2)
     │   └── InvalidURL        a URL that cannot be crawled
-    └── StateError            the crawl state file cannot be used (exit code 3)
+    └── StateError            the crawl state cannot be used (exit code 3)
         ├── StateLocked       another crawl holds the state file
-        └── StateMismatch     the state file was made with other scope options
+        ├── StateMismatch     the state file was made with other scope options
+        │   └── CrawlMismatch a shared crawl (Redis) was started with other options
+        ├── StaleCommit       a commit was refused: a lease or output position moved on
+        └── RedisStateError   the crawl's Redis cannot be used (refused, too old, ...)
+            └── RedisUnavailable  Redis cannot be reached (or the connection was lost)
 
 Each error carries ``exit_code``, which the command line uses as its exit status.
 """
@@ -27,12 +31,16 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "CrawlMismatch",
     "InvalidURL",
     "JoinTimeout",
     "PoolClosed",
     "QueueFull",
+    "RedisStateError",
+    "RedisUnavailable",
     "RetryLater",
     "ShoalError",
+    "StaleCommit",
     "StateError",
     "StateLocked",
     "StateMismatch",
@@ -135,3 +143,23 @@ class StateLocked(StateError):
 
 class StateMismatch(StateError):
     """The state file belongs to a crawl with other start URLs or scope options."""
+
+
+class CrawlMismatch(StateMismatch):
+    """A crawl of this id exists in Redis with other scope or politeness options."""
+
+
+class StaleCommit(StateError):
+    """A commit was refused, nothing of it applied: one of its leases expired and went to
+    another worker, or the stored output position is not the one the commit started from
+    (another process registered with this worker id). The records it covers must be cut
+    from the output, since another worker fetches those URLs again."""
+
+
+class RedisStateError(StateError):
+    """The crawl's Redis cannot be used: it refused the password, is older than 7.0, evicts
+    keys, or answered with an error."""
+
+
+class RedisUnavailable(RedisStateError):
+    """Redis cannot be reached, or the connection was lost and did not come back in time."""

@@ -1,15 +1,35 @@
-"""Durable storage for crawl state. Knows SQLite, not HTTP: the crawler builds on it."""
+"""Durable storage for crawl state. Knows SQLite and Redis, not HTTP: the crawler builds on it.
+
+The Redis state imports redis-py only when a state is opened, so importing this package
+never loads it.
+"""
 
 from ._fingerprints import FingerprintSet, fingerprint
+from ._redis import (
+    CrawlCounts,
+    HostTally,
+    LeasedURL,
+    NewURL,
+    RedisCrawlState,
+    StoredPolicy,
+    WorkerInfo,
+)
 from ._store import DONE, FAILED, QUEUED, StateStore, UrlRow, read_status
 
 __all__ = [
     "DONE",
     "FAILED",
     "QUEUED",
+    "CrawlCounts",
     "FingerprintSet",
+    "HostTally",
+    "LeasedURL",
+    "NewURL",
+    "RedisCrawlState",
     "StateStore",
+    "StoredPolicy",
     "UrlRow",
+    "WorkerInfo",
     "fingerprint",
     "read_status",
 ]
