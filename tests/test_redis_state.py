@@ -133,6 +133,7 @@ def test_one_robots_job_per_host_for_the_whole_crawl(open_state: Opener) -> None
     a.submit(pages(H, 3))
     got_a, _ = a.lease(10)
     assert [(j.kind, j.url) for j in got_a] == [("robots", f"{H}/robots.txt")]
+    b.submit(pages(H, 4, start=3))  # more of its pages arrive meanwhile
     got_b, _ = b.lease(10)
     assert got_b == []  # neither a second robots job nor a page before the policy
     assert b.host_policy(H) is None
@@ -298,6 +299,10 @@ def test_close_keeps_the_crawl_and_delete_crawl_removes_only_it(
     assert again.delete_crawl() > 0
     assert open_state().stats().queued == 0
     assert other.stats().queued == 2 and raw.get("unrelated") == b"1"
+    other.register("w")
+    other.delete_crawl()
+    with pytest.raises(RedisStateError, match="state is gone from Redis"):
+        other.lease(1)  # never a new empty crawl in its place
     assert all(k.startswith(b"shoal:{c1") for k in raw.keys("shoal:*"))
     raw.close()
 
@@ -403,3 +408,18 @@ def test_redis_older_than_7_is_refused() -> None:
     finally:
         listener.close()
         thread.join(timeout=10)
+
+
+def test_lease_resent_after_a_lost_reply_gives_the_same_leases(open_state: Opener) -> None:
+    """redis-py sends a script again when the connection dropped before its reply: the
+    same request must not lease twice (its first leases would sit out their expiry)."""
+    s = open_state()
+    s.register("w")
+    s.submit(pages(H, 6))
+    args = ["w", s.epoch, 2, -1, 60_000, "request-1"]
+    first = s._run("LEASE", *args)
+    again = s._run("LEASE", *args)
+    assert first == again and len(first) == 7
+    assert s.stats().leased == 2
+    jobs, _ = s.lease(10)  # a new request: new leases
+    assert len(jobs) == 4 and s.stats().leased == 6

@@ -20,8 +20,10 @@ Key layout (``P`` = ``shoal:{<crawl id>}:``; one hash tag, so one Cluster slot):
     P delayed        ZSET  "<host>\\n<entry>" -> when a retry may go back to its queue (ms)
     P l              HASH  lease id -> "<worker>\\n<epoch>\\n<host>\\n<released>\\n<entry>"
     P le             ZSET  lease id -> expiry (ms)
-    P workers        SET   worker ids;  P w:<worker> HASH epoch, offset, token, seen, done,
-                           failed;  P wl:<worker> SET the worker's lease ids
+    P workers        SET   worker ids
+    P w:<worker>     HASH  epoch, offset, token (last commit), seen (ms), done, failed,
+                           lreq/lrep (last lease request and its reply, for a resend)
+    P wl:<worker>    SET   the worker's lease ids
 
 An entry is ``"<attempt> <kind p|r|s> <depth> <url bytes> <url><referrer>"``: one compact
 string per queued URL in a list, about its URL and referrer in size.
@@ -65,8 +67,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -142,6 +146,8 @@ class RedisCrawlState:
         self._scripts = {name: client.register_script(getattr(lua, name)) for name in lua.__all__}
         self._lock = threading.Lock()
         self._policies: dict[str, StoredPolicy] = {}
+        self._requests = itertools.count(1)
+        self._nonce = os.urandom(6).hex()  # request ids of this client, unique to it
         self.worker_id: str | None = None
         self.epoch: str | None = None
 
@@ -335,11 +341,19 @@ class RedisCrawlState:
     def lease(self, n: int, budget: int | None = None) -> tuple[list[LeasedURL], float | None]:
         """Up to ``n`` jobs that may start now, at most ``budget`` of them first tries of
         pages, each leased for ``lease_ttl`` seconds; and the seconds until something may be
-        ready without another event (None: nothing waits on a clock). A lost reply means the
-        leases it gave expire and come back: nothing is lost."""
+        ready without another event (None: nothing waits on a clock). Sent again after a
+        lost reply, the request gets the reply it had, not a second set of leases."""
         worker, epoch = self._me()
+        with self._lock:
+            request = next(self._requests)
         reply = self._run(
-            "LEASE", worker, epoch, n, -1 if budget is None else budget, ms(self.lease_ttl)
+            "LEASE",
+            worker,
+            epoch,
+            n,
+            -1 if budget is None else budget,
+            ms(self.lease_ttl),
+            f"{request}.{self._nonce}",
         )
         if reply[0] == b"fenced":
             raise self._fenced()

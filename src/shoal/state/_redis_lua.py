@@ -201,6 +201,14 @@ local function worker_epoch(worker)
 end
 """
 
+# Every script but INIT starts with this: a crawl whose keys vanished (deleted, evicted, or a
+# Redis restarted without its data) is an error, never a fresh empty crawl.
+GUARD = r"""
+if redis.call('EXISTS', META) == 0 then
+  return redis.error_reply('SHOAL_GONE the crawl has no state in Redis')
+end
+"""
+
 # ARGV: version, identity, per_host, delay_ms, robots (1/0), bucket target.
 # Creates the crawl's meta hash unless it exists; returns what is stored.
 INIT = (
@@ -221,6 +229,7 @@ return {'exists', m[1] or '', m[2] or '', m[3] or '', m[4] or '', m[5] or ''}
 # Returns {epoch, committed offset, leases reclaimed}.
 REGISTER = (
     PRELUDE
+    + GUARD
     + r"""
 local worker = ARGV[1]
 local wk = P .. 'w:' .. worker
@@ -240,6 +249,7 @@ return {epoch, redis.call('HGET', wk, 'offset') or '0', back}
 # ARGV: n, then n triples (fingerprint, host, entry). Returns 1/0 per URL (queued / seen).
 SUBMIT = (
     PRELUDE
+    + GUARD
     + r"""
 local n = tonumber(ARGV[1])
 local fps = {}
@@ -268,21 +278,27 @@ return new
 # ARGV: fingerprints. Marks them seen without queueing; returns 1/0 per fingerprint.
 CLAIM = (
     PRELUDE
+    + GUARD
     + r"""
 local new = see(ARGV)
 return new
 """
 )
 
-# ARGV: worker, epoch, n, budget (-1: none), ttl_ms.
+# ARGV: worker, epoch, n, budget (-1: none), ttl_ms, request id.
 # Returns {ready_in_ms (-1: nothing waits on a clock), id, host, entry, id, host, entry, ...}
-# or {'fenced'} when the worker was registered again by another process.
+# or {'fenced'} when the worker was registered again by another process. The same request
+# sent again (its reply was lost with the connection) gets the same reply, not new leases.
 LEASE = (
     PRELUDE
+    + GUARD
     + r"""
 local worker, epoch = ARGV[1], ARGV[2]
 local n, budget, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-if worker_epoch(worker) ~= epoch then return {'fenced'} end
+local wk = P .. 'w:' .. worker
+local w = redis.call('HMGET', wk, 'epoch', 'lreq', 'lrep')
+if w[1] ~= epoch then return {'fenced'} end
+if w[2] == ARGV[6] then return cmsgpack.unpack(w[3]) end
 local now = now_ms()
 local limit = per_host()
 reclaim_expired(now, limit)
@@ -375,7 +391,7 @@ else
   end
 end
 if soon == nil then out[1] = -1 else out[1] = math.max(0, soon - now) end
-redis.call('HSET', P .. 'w:' .. worker, 'seen', now)
+redis.call('HSET', wk, 'seen', now, 'lreq', ARGV[6], 'lrep', cmsgpack.pack(out))
 return out
 """
 )
@@ -385,6 +401,7 @@ return out
 # Returns 1 when applied (or already released), 0 when the lease is no longer this worker's.
 RELEASE = (
     PRELUDE
+    + GUARD
     + r"""
 local worker, epoch, id, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local retry_ms, hold_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -441,6 +458,7 @@ return 1
 # {'offset', stored offset} or {'lost', lease id} / {'robots', lease id}: refused, nothing done.
 COMMIT = (
     PRELUDE
+    + GUARD
     + r"""
 local worker, epoch, token, expected, offset = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local wk = P .. 'w:' .. worker
@@ -492,6 +510,7 @@ return {'ok'}
 # that are no longer its own.
 RENEW = (
     PRELUDE
+    + GUARD
     + r"""
 local worker, epoch, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
@@ -514,6 +533,7 @@ return lost
 # ARGV: host, delay ms. The host's delay between request starts (auto-throttle).
 SET_DELAY = (
     PRELUDE
+    + GUARD
     + r"""
 local host = ARGV[1]
 if redis.call('SADD', P .. 'hosts', host) == 1 and redis.call('HGET', META, 'robots') ~= '1' then

@@ -147,6 +147,11 @@ def translated(url: str, what: str, reconnect_for: float) -> Iterator[None]:
         ) from None
     except rex.ResponseError as exc:
         text = str(exc)
+        if "SHOAL_GONE" in text:
+            raise RedisStateError(
+                f"the crawl's state is gone from Redis at {url}: deleted, evicted, or Redis "
+                "restarted without its data (run Redis with appendonly yes)"
+            ) from None
         if "NOAUTH" in text or "WRONGPASS" in text:
             raise RedisStateError(
                 f"Redis at {url} needs a password ({text}); "
