@@ -201,6 +201,8 @@ def test_commit_checks_offset_and_is_idempotent(open_state: Opener) -> None:
     assert s.register("w") == 0
     s.submit(pages(H, 3))
     jobs, _ = s.lease(3)
+    with pytest.raises(ValueError, match="twice"):
+        s.commit([(jobs[0].id, "done"), (jobs[0].id, "done")], expected_offset=0, new_offset=9)
     with pytest.raises(StaleCommit, match="offset 0 committed"):
         s.commit([(jobs[0].id, "done")], expected_offset=5, new_offset=9)
     assert s.commit([(jobs[0].id, "done"), (jobs[1].id, "failed")], expected_offset=0, new_offset=9)

@@ -418,6 +418,8 @@ class RedisCrawlState:
         already been applied (sent again after a lost reply), True otherwise."""
         worker, epoch = self._me()
         ids = [lease_id for lease_id, _ in finished]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a lease appears twice in one commit")
         token = hashlib.blake2b(
             f"{expected_offset} {new_offset} {' '.join(ids)}".encode(), digest_size=12
         ).hexdigest()
