@@ -137,9 +137,11 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not on PATH")
-    version = subprocess.run(
-        ["redis-server", "--version"], capture_output=True, text=True, check=True
-    ).stdout.split()[2].removeprefix("v=")
+    version = (
+        subprocess.run(["redis-server", "--version"], capture_output=True, text=True, check=True)
+        .stdout.split()[2]
+        .removeprefix("v=")
+    )
     folder = Path(tempfile.mkdtemp(prefix="shoal-bench-redis-"))
     proc, url_ = start_server(folder)
     rows = []
