@@ -4,6 +4,7 @@ The Redis state imports redis-py only when a state is opened, so importing this 
 never loads it.
 """
 
+from ._combine import CombinedPart, combine_parts
 from ._fingerprints import FingerprintSet, fingerprint
 from ._redis import (
     CrawlCounts,
@@ -20,6 +21,7 @@ __all__ = [
     "DONE",
     "FAILED",
     "QUEUED",
+    "CombinedPart",
     "CrawlCounts",
     "FingerprintSet",
     "HostTally",
@@ -30,6 +32,7 @@ __all__ = [
     "StoredPolicy",
     "UrlRow",
     "WorkerInfo",
+    "combine_parts",
     "fingerprint",
     "read_status",
 ]
