@@ -111,7 +111,7 @@ def work(
             if not jobs:
                 if state.finished():
                     return
-                time.sleep(min(ready_in if ready_in is not None else 0.01, 0.01))
+                state.wait(min(ready_in if ready_in is not None else 5.0, 5.0))
                 continue
             leased += len(jobs)
             if die_after is not None and leased >= die_after:
@@ -334,6 +334,8 @@ def snapshot(server: RedisServer) -> dict[bytes, Any]:
                 out[key] = sorted(raw.smembers(key))
             elif kind == b"zset":
                 out[key] = raw.zrange(key, 0, -1, withscores=True)
+            elif kind == b"stream":
+                out[key] = raw.xrange(key)
             else:
                 out[key] = raw.get(key)
         return out

@@ -421,7 +421,46 @@ def test_lease_resent_after_a_lost_reply_gives_the_same_leases(open_state: Opene
     args = ["w", s.epoch, 2, -1, 60_000, "request-1"]
     first = s._run("LEASE", *args)
     again = s._run("LEASE", *args)
-    assert first == again and len(first) == 7
+    assert first == again and len(first) == 2 + 2 * 3
     assert s.stats().leased == 2
     jobs, _ = s.lease(10)  # a new request: new leases
     assert len(jobs) == 4 and s.stats().leased == 6
+
+
+def test_wait_wakes_when_another_worker_frees_a_slot(open_state: Opener) -> None:
+    a, b = open_state(per_host=1), open_state(per_host=1)
+    a.register("a")
+    b.register("b")
+    a.submit(pages(H, 2))
+    (job,), _ = a.lease(1)
+    got, ready_in = b.lease(1)
+    assert got == [] and ready_in is not None and ready_in > 50  # only a's lease expiry
+    assert not b.wait(0.05)  # nothing changed
+    woke: list[bool] = []
+    started = threading.Event()
+
+    def waiter() -> None:
+        started.set()
+        woke.append(b.wait(20.0))
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    started.wait(timeout=10)
+    a.release(job.id, "done")  # before or after b blocks: either way b wakes
+    t.join(timeout=30)
+    assert woke == [True]
+    (mine,), _ = b.lease(1)
+    assert mine.url == f"{H}/p1"
+
+
+def test_wait_returns_at_once_for_a_change_since_the_last_lease(open_state: Opener) -> None:
+    a, b = open_state(per_host=1), open_state(per_host=1)
+    a.register("a")
+    b.register("b")
+    a.submit(pages(H, 1))
+    (job,), _ = a.lease(1)
+    a.release(job.id, "done")
+    assert b.lease(1)[0] == [] and not b.finished()  # a's page is not committed yet
+    a.commit([(job.id, "done")], expected_offset=0, new_offset=1)  # pending is 0 now
+    assert b.wait(20.0)  # the change came before the call: not lost
+    assert b.finished()

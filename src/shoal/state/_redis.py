@@ -20,6 +20,7 @@ Key layout (``P`` = ``shoal:{<crawl id>}:``; one hash tag, so one Cluster slot):
     P delayed        ZSET  "<host>\\n<entry>" -> when a retry may go back to its queue (ms)
     P l              HASH  lease id -> "<worker>\\n<epoch>\\n<host>\\n<released>\\n<entry>"
     P le             ZSET  lease id -> expiry (ms)
+    P events         STREAM one entry per change a waiting worker may care about (short)
     P workers        SET   worker ids
     P w:<worker>     HASH  epoch, offset, token (last commit), seen (ms), done, failed,
                            lreq/lrep (last lease request and its reply, for a resend)
@@ -136,6 +137,7 @@ class RedisCrawlState:
         *,
         lease_ttl: float,
         reconnect_for: float,
+        socket_timeout: float = 30.0,
     ) -> None:
         self._client = client
         self._url = shown(url)
@@ -148,6 +150,8 @@ class RedisCrawlState:
         self._policies: dict[str, StoredPolicy] = {}
         self._requests = itertools.count(1)
         self._nonce = os.urandom(6).hex()  # request ids of this client, unique to it
+        self._socket_timeout = socket_timeout
+        self._last_event = (0, 0)
         self.worker_id: str | None = None
         self.epoch: str | None = None
 
@@ -182,7 +186,14 @@ class RedisCrawlState:
         if per_host < 1:
             raise UsageError("per_host must be >= 1")
         client = connect(url, socket_timeout)
-        state = cls(client, url, crawl_id, lease_ttl=lease_ttl, reconnect_for=reconnect_for)
+        state = cls(
+            client,
+            url,
+            crawl_id,
+            lease_ttl=lease_ttl,
+            reconnect_for=reconnect_for,
+            socket_timeout=socket_timeout,
+        )
         try:
             state._check_server()
             state._join(identity, per_host=per_host, delay=delay, robots=robots)
@@ -357,8 +368,9 @@ class RedisCrawlState:
         )
         if reply[0] == b"fenced":
             raise self._fenced()
+        self._saw(reply[1].decode())
         jobs = []
-        for i in range(1, len(reply), 3):
+        for i in range(2, len(reply), 3):
             attempt, kind, depth, url, referrer = parse_entry(reply[i + 2])
             jobs.append(
                 LeasedURL(
@@ -367,6 +379,33 @@ class RedisCrawlState:
             )
         ready_in = None if reply[0] < 0 else reply[0] / 1000
         return jobs, ready_in
+
+    def _saw(self, event_id: str) -> None:
+        ms_part, _, seq = event_id.partition("-")
+        seen = (int(ms_part), int(seq or 0))
+        with self._lock:
+            self._last_event = max(self._last_event, seen)
+
+    def wait(self, timeout: float) -> bool:
+        """Block until something changed in the crawl since the last :meth:`lease` of this
+        client (a URL queued or given back, a host slot freed, a commit: pending may have
+        reached 0), or ``timeout`` seconds passed; True when something changed. A change
+        that came between that lease and this call returns at once: no wake-up is lost.
+
+        ``ready_in`` from :meth:`lease` covers clocks (delays, retries, lease expiries);
+        this covers the other workers. Wait ``min(ready_in, a cap)`` with it."""
+        with self._lock:
+            since = "{}-{}".format(*self._last_event)
+        # The block must end before the socket's own timeout would call the link dead.
+        block = max(1, min(round(timeout * 1000), round((self._socket_timeout - 1) * 1000)))
+        with self._guard("waiting for changes"):
+            reply: Any = self._client.xread({f"{self.prefix}events": since}, count=1, block=block)
+        if not reply:
+            return False
+        entries = reply[0][1]
+        if entries:
+            self._saw(_text(entries[-1][0]))
+        return True
 
     def release(
         self,

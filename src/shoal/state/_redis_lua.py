@@ -37,6 +37,7 @@ local READY = P .. 'ready'
 local DELAYED = P .. 'delayed'
 local LEASES = P .. 'l'
 local EXPIRY = P .. 'le'
+local EVENTS = P .. 'events'
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -141,6 +142,12 @@ local function parse_lease(rec)
   return worker, epoch, host, released, entry
 end
 
+-- Something changed that may let a waiting worker go on (a URL queued or back, a slot freed,
+-- pending down): one entry in a short stream, which waiters block on with XREAD.
+local function poke()
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', 100, '*', 'e', '')
+end
+
 local function per_host()
   return tonumber(redis.call('HGET', META, 'per_host'))
 end
@@ -194,6 +201,7 @@ end
 local function reclaim_expired(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, 256)
   for _, id in ipairs(ids) do reclaim(id, limit) end
+  if #ids > 0 then poke() end
 end
 
 local function worker_epoch(worker)
@@ -242,6 +250,7 @@ for _, id in ipairs(redis.call('SMEMBERS', P .. 'wl:' .. worker)) do
 end
 redis.call('DEL', P .. 'wl:' .. worker)
 redis.call('HSET', wk, 'seen', now_ms())
+if back > 0 then poke() end
 return {epoch, redis.call('HGET', wk, 'offset') or '0', back}
 """
 )
@@ -271,6 +280,7 @@ end
 redis.call('HINCRBY', META, 'queued', added)
 local limit = per_host()
 for host in pairs(touched) do schedule(host, limit) end
+poke()
 return new
 """
 )
@@ -286,7 +296,7 @@ return new
 )
 
 # ARGV: worker, epoch, n, budget (-1: none), ttl_ms, request id.
-# Returns {ready_in_ms (-1: nothing waits on a clock), id, host, entry, id, host, entry, ...}
+# Returns {ready_in_ms (-1: nothing waits on a clock), last event id, id, host, entry, ...}
 # or {'fenced'} when the worker was registered again by another process. The same request
 # sent again (its reply was lost with the connection) gets the same reply, not new leases.
 LEASE = (
@@ -313,7 +323,7 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT
 end
 
 local default_delay = tonumber(redis.call('HGET', META, 'delay'))
-local out = {0}
+local out = {0, '0-0'}
 local taken, fresh, skipped, examined = 0, 0, 0, 0
 local wl = P .. 'wl:' .. worker
 
@@ -391,6 +401,9 @@ else
   end
 end
 if soon == nil then out[1] = -1 else out[1] = math.max(0, soon - now) end
+-- The last event this reply already reflects: wait() blocks for a later one.
+local last = redis.call('XREVRANGE', EVENTS, '+', '-', 'COUNT', 1)
+if last[1] then out[2] = last[1][1] else out[2] = '0-0' end
 redis.call('HSET', wk, 'seen', now, 'lreq', ARGV[6], 'lrep', cmsgpack.pack(out))
 return out
 """
@@ -449,6 +462,7 @@ else
   redis.call('HSET', LEASES, id, w .. '\n' .. e .. '\n' .. host .. '\n1\n' .. entry)
 end
 schedule(host, limit)
+poke()
 return 1
 """
 )
@@ -502,6 +516,7 @@ redis.call('HINCRBY', META, 'failed', failed)
 redis.call('HSET', wk, 'offset', offset, 'token', token, 'seen', now_ms())
 redis.call('HINCRBY', wk, 'done', done)
 redis.call('HINCRBY', wk, 'failed', failed)
+poke()
 return {'ok'}
 """
 )
