@@ -35,8 +35,10 @@ Semantics, each step one Lua script (``_redis_lua.py``), times from the server's
   the crawl is over exactly when it is 0 (:meth:`finished`). A worker submits a page's
   links *before* committing the page, so pending never touches 0 while work can still grow.
 - **Seen**: linear hashing over intset buckets. A bucket splits when the average passes ~40%
-  of ``set-max-intset-entries``, so buckets stay intsets: ~9-10 bytes a URL (measured by
-  ``bench/redis_memory.py``; a plain SET of fingerprints costs ~50).
+  of ``set-max-intset-entries``, so buckets stay intsets: ~9 bytes a URL on Redis 7.0
+  (``bench/redis_memory.py``; a plain SET of the fingerprints costs ~70, scrapy-redis's
+  dupefilter ~90). Buckets are chosen by the fingerprint's low bits, computed in Lua from
+  its decimal digits (Lua numbers are doubles).
 - **Lease**: reclaims expired leases first (the URL goes back to the front of its host, one
   more attempt, the slot is freed), moves due retries back, then takes from hosts in
   ``ready`` with the oldest start first: a host gives a job if it has fewer than ``per_host``
@@ -52,6 +54,14 @@ Semantics, each step one Lua script (``_redis_lua.py``), times from the server's
   offset is not ``expected_offset``; else marks the URLs done/failed, drops the leases and
   stores the new offset. A commit carries a token made from its content, so the same commit
   sent again (a reply lost with the connection) is recognised and not counted twice.
+- **Waiting**: ``lease`` returns how long until a clock makes something ready (a host's
+  delay, a retry, a lease expiry); :meth:`wait` blocks on the ``events`` stream until
+  another worker changes something (queues URLs, frees a slot, commits). Together they let
+  a worker wait for the end of the crawl without polling.
+- **Lost replies**: redis-py resends a command when the connection drops (capped backoff for
+  ``reconnect_for`` seconds). Every script is safe to run twice: submit/claim dedupe (a URL
+  the first run queued is then reported as not new), release and renew are idempotent, a
+  lease request resent gets the reply it had, a commit resent is recognised by its token.
 - **Workers**: ``register(worker_id)`` starts a new epoch of that worker: leases of the old
   one come back at once, and the old process (if it lives on) is fenced: its commits are
   refused. Worker ids must be unique among live workers; reusing one means "I am its restart".
@@ -61,7 +71,9 @@ Semantics, each step one Lua script (``_redis_lua.py``), times from the server's
 Redis settings needed for "no committed work lost": ``appendonly yes`` (``appendfsync
 everysec`` survives Redis being killed; ``always`` also survives the machine losing power),
 and a ``maxmemory-policy`` that never evicts these keys (``noeviction``, the default; an
-``allkeys-*`` policy is refused at open).
+``allkeys-*`` policy is refused at open). The client is plain ``redis.Redis``: Redis
+Cluster is not supported yet (scripts derive key names from ``KEYS[1]``; the hash tag keeps
+them in one slot for when it is).
 """
 
 from __future__ import annotations
@@ -351,9 +363,11 @@ class RedisCrawlState:
 
     def lease(self, n: int, budget: int | None = None) -> tuple[list[LeasedURL], float | None]:
         """Up to ``n`` jobs that may start now, at most ``budget`` of them first tries of
-        pages, each leased for ``lease_ttl`` seconds; and the seconds until something may be
-        ready without another event (None: nothing waits on a clock). Sent again after a
-        lost reply, the request gets the reply it had, not a second set of leases."""
+        pages, each leased for ``lease_ttl`` seconds; and the seconds until a clock may make
+        something ready (None: nothing waits on a clock; see :meth:`wait` for the rest).
+        ``budget`` is the caller's (a per-process ``--max-pages``); retries and robots
+        jobs never count against it. Sent again after a lost reply, the request gets the
+        reply it had, not a second set of leases."""
         worker, epoch = self._me()
         with self._lock:
             request = next(self._requests)
