@@ -330,6 +330,8 @@ def test_bad_url_and_ids_are_usage_errors(redis_server: RedisServer) -> None:
             s.register("has space")
         with pytest.raises(RuntimeError, match="register"):
             s.lease(1)
+        with pytest.raises(ValueError, match="scheme://host"):
+            s.submit([NewURL("http://a.test/x", "http://a.test\nb")])
 
 
 def test_wrong_or_missing_password_is_a_clear_error(tmp_path: Path) -> None:

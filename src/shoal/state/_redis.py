@@ -128,6 +128,7 @@ logger = logging.getLogger(__name__)
 _LAYOUT_VERSION = "1"
 _CRAWL_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _WORKER_ID = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces or newlines
+_HOST = re.compile(r"[a-z][a-z0-9+.-]*://[!-~]+")  # no spaces or newlines: key names
 _SUBMIT_CHUNK = 1000
 _POLICY_CACHE = 65536
 
@@ -341,6 +342,8 @@ class RedisCrawlState:
             for u in urls[start : start + _SUBMIT_CHUNK]:
                 if u.kind == "robots":
                     raise ValueError("robots jobs are made by lease(), not submitted")
+                if not _HOST.fullmatch(u.host):
+                    raise ValueError(f"not a scheme://host[:port] key: {u.host!r}")
                 args += [
                     signed(fingerprint(u.url)),
                     u.host,
@@ -541,6 +544,8 @@ class RedisCrawlState:
 
     def set_delay(self, host: str, seconds: float) -> None:
         """Set the host's delay between request starts, for every worker (auto-throttle)."""
+        if not _HOST.fullmatch(host):
+            raise ValueError(f"not a scheme://host[:port] key: {host!r}")
         self._run("SET_DELAY", host, ms(seconds))
 
     # -- reporting -----------------------------------------------------------------------
