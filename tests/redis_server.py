@@ -1,8 +1,9 @@
 """A private redis-server per test: never the machine's shared one.
 
 Each server listens on a unix socket in its own short temporary folder (socket paths are
-limited to ~100 bytes, pytest's tmp paths can be longer) with AOF persistence in its own
-data folder, so a test can kill it with SIGKILL and start it again on the same data.
+limited to ~100 bytes, pytest's tmp paths can be longer) with AOF persistence
+(appendfsync always) in its own data folder, so a test can kill it with SIGKILL and start
+it again on the same data.
 Without the binary the tests are skipped, except under CI=true, where that fails the run
 (.ci/run installs redis-server).
 """
@@ -42,6 +43,9 @@ class RedisServer:
             BINARY,
             *("--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700"),
             *("--dir", str(self.data), "--save", "", "--appendonly", "yes"),
+            # everysec may answer before the AOF write when an fsync lags (a loaded disk):
+            # a kill -9 then loses acknowledged commits. always writes before answering.
+            *("--appendfsync", "always"),
             *("--logfile", str(self.data / "redis.log"), "--daemonize", "no"),
         ]
         if self.password:

@@ -140,7 +140,13 @@ def work(
                 state.commit(
                     [(j.id, "done") for j in batch], expected_offset=start, new_offset=len(out)
                 )
-            except StaleCommit:
+            except StaleCommit as exc:
+                if exc.committed_offset is not None:
+                    # Redis holds an earlier offset (it lost acknowledged commits): cut back
+                    # to it and start again, as a restarted worker would.
+                    del out[exc.committed_offset :]
+                    state.register(worker)
+                    continue
                 del out[start:]  # cut back; then the jobs still held, one by one
                 for job in batch:
                     out.append(job.url)

@@ -203,8 +203,9 @@ def test_commit_checks_offset_and_is_idempotent(open_state: Opener) -> None:
     jobs, _ = s.lease(3)
     with pytest.raises(ValueError, match="twice"):
         s.commit([(jobs[0].id, "done"), (jobs[0].id, "done")], expected_offset=0, new_offset=9)
-    with pytest.raises(StaleCommit, match="offset 0 committed"):
+    with pytest.raises(StaleCommit, match="offset 0 committed") as info:
         s.commit([(jobs[0].id, "done")], expected_offset=5, new_offset=9)
+    assert info.value.committed_offset == 0
     assert s.commit([(jobs[0].id, "done"), (jobs[1].id, "failed")], expected_offset=0, new_offset=9)
     # The same commit again (its reply was lost): recognised, not counted twice.
     assert not s.commit(

@@ -153,7 +153,10 @@ class StaleCommit(StateError):
     """A commit was refused, nothing of it applied: one of its leases expired and went to
     another worker, or the stored output position is not the one the commit started from
     (another process registered with this worker id). The records it covers must be cut
-    from the output, since another worker fetches those URLs again."""
+    from the output, since another worker fetches those URLs again. ``committed_offset`` is
+    the offset Redis holds for this worker when that is the reason: cut the output back to it."""
+
+    committed_offset: int | None = None
 
 
 class RedisStateError(StateError):

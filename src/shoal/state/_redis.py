@@ -68,9 +68,14 @@ Semantics, each step one Lua script (``_redis_lua.py``), times from the server's
 - Nothing here deletes a crawl's data except :meth:`delete_crawl`, which must be called by
   name. ``close()`` only disconnects.
 
-Redis settings needed for "no committed work lost": ``appendonly yes`` (``appendfsync
-everysec`` survives Redis being killed; ``always`` also survives the machine losing power),
-and a ``maxmemory-policy`` that never evicts these keys (``noeviction``, the default; an
+Redis settings needed for "no committed work lost": ``appendonly yes`` with ``appendfsync
+always``: Redis then writes and syncs each change before it answers. With ``everysec`` Redis
+may answer before writing while an fsync lags (seen under load), so a kill -9 of Redis can
+lose up to ~2 s of acknowledged commits; the state stays consistent (an earlier moment of
+the crawl) but a worker's file is then ahead of its offset in Redis: its next commit raises
+StaleCommit with ``committed_offset``, and it must cut its file back to it (combining parts
+at their committed offsets covers workers that had already exited). Also a
+``maxmemory-policy`` that never evicts these keys (``noeviction``, the default; an
 ``allkeys-*`` policy is refused at open). The client is plain ``redis.Redis``: Redis
 Cluster is not supported yet (scripts derive key names from ``KEYS[1]``; the hash tag keeps
 them in one slot for when it is).
@@ -499,10 +504,12 @@ class RedisCrawlState:
         if status == "fenced":
             raise self._fenced()
         if status == "offset":
-            raise StaleCommit(
+            error = StaleCommit(
                 f"commit refused: worker {worker!r} has output offset {reply[1].decode()} "
                 f"committed in Redis, not {expected_offset}"
             )
+            error.committed_offset = int(reply[1])
+            raise error
         if status == "robots":
             raise ValueError(f"lease {reply[1].decode()} is a robots job: it ends at release")
         raise StaleCommit(
