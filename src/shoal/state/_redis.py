@@ -74,7 +74,10 @@ may answer before writing while an fsync lags (seen under load), so a kill -9 of
 lose up to ~2 s of acknowledged commits; the state stays consistent (an earlier moment of
 the crawl) but a worker's file is then ahead of its offset in Redis: its next commit raises
 StaleCommit with ``committed_offset``, and it must cut its file back to it (combining parts
-at their committed offsets covers workers that had already exited). Also a
+at their committed offsets covers workers that had already exited). On Redis 7.0 also
+``aof-load-truncated no``, and after a crash ``redis-check-aof --fix`` on the AOF manifest
+before the restart: 7.0 itself cuts a torn AOF tail inside a script's MULTI block, and the
+restart after that applies half a script (the restart tests found it). Also a
 ``maxmemory-policy`` that never evicts these keys (``noeviction``, the default; an
 ``allkeys-*`` policy is refused at open). The client is plain ``redis.Redis``: Redis
 Cluster is not supported yet (scripts derive key names from ``KEYS[1]``; the hash tag keeps
