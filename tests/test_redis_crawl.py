@@ -380,6 +380,17 @@ def test_redis_killed_and_restarted_from_its_aof_loses_nothing(
 
 
 def test_a_crawl_survives_redis_restarts_midway(redis_server: RedisServer) -> None:
+    crawl_with_redis_restarts(redis_server)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("round_", range(20))
+def test_stress_redis_restarts_midway(redis_server: RedisServer, round_: int) -> None:
+    crawl_with_redis_restarts(redis_server)
+
+
+def crawl_with_redis_restarts(redis_server: RedisServer) -> None:
+    """kill -9 of Redis twice while three workers crawl; each comes back from its AOF."""
     watch = Watch(per_host=2)
     outputs: dict[str, list[str]] = {}
     killer_done = threading.Event()
