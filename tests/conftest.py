@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import pytest
 
+from redis_server import redis_server  # noqa: F401  (the fixture, for tests of shared crawls)
+
 # A shell without job control starts background commands with SIGINT ignored, and an
 # ignored signal stays ignored across exec: the subprocesses that the Ctrl-C tests
 # interrupt would never see their SIGINT. A caught signal is reset to the default on

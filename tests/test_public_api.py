@@ -5,6 +5,7 @@ from __future__ import annotations
 import shoal
 
 EXPECTED = {
+    "CrawlMismatch",
     "CrawlResult",
     "Crawler",
     "ErrorPolicy",
@@ -18,10 +19,13 @@ EXPECTED = {
     "PoolClosed",
     "PoolStats",
     "QueueFull",
+    "RedisStateError",
+    "RedisUnavailable",
     "RetryLater",
     "RetryPolicy",
     "ShoalError",
     "ShutdownReport",
+    "StaleCommit",
     "Stage",
     "FrontierError",
     "StateError",

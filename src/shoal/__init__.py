@@ -11,14 +11,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
+    CrawlMismatch,
     FrontierError,
     InvalidURL,
     JoinTimeout,
     OutputError,
     PoolClosed,
     QueueFull,
+    RedisStateError,
+    RedisUnavailable,
     RetryLater,
     ShoalError,
+    StaleCommit,
     StateError,
     StateLocked,
     StateMismatch,
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
     from .crawler import Crawler, CrawlResult, Page
 
 __all__ = [
+    "CrawlMismatch",
     "CrawlResult",
     "Crawler",
     "ErrorPolicy",
@@ -59,11 +64,14 @@ __all__ = [
     "PoolClosed",
     "PoolStats",
     "QueueFull",
+    "RedisStateError",
+    "RedisUnavailable",
     "RetryLater",
     "RetryPolicy",
     "OutputError",
     "ShoalError",
     "ShutdownReport",
+    "StaleCommit",
     "Stage",
     "FrontierError",
     "StateError",

@@ -16,10 +16,14 @@ means to report::
     ├── UsageError            a bad option or argument (exit code 2)
     │   └── InvalidURL        a URL that cannot be crawled
     ├── OutputError           the output cannot be used, or is not this crawl's (exit code 4)
-    └── StateError            the crawl state file cannot be used (exit code 3)
+    └── StateError            the crawl state cannot be used (exit code 3)
         ├── StateLocked       another crawl holds the state file
         ├── StateMismatch     the state file was made with other scope options
-        └── FrontierError     the frontier refused a change (a lease no longer held)
+        │   └── CrawlMismatch a shared crawl (Redis) was started with other options
+        ├── FrontierError     the frontier refused a change (a lease no longer held)
+        │   └── StaleCommit   a commit refused: its lease or output position moved on
+        └── RedisStateError   the crawl's Redis cannot be used (refused, too old, ...)
+            └── RedisUnavailable  Redis cannot be reached (or the connection was lost)
 
 Each error carries ``exit_code``, which the command line uses as its exit status.
 """
@@ -31,15 +35,19 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "CrawlMismatch",
     "ErrorKind",
     "InvalidURL",
     "JoinTimeout",
     "OutputError",
     "PoolClosed",
     "QueueFull",
+    "RedisStateError",
+    "RedisUnavailable",
     "RetryLater",
     "ShoalError",
     "FrontierError",
+    "StaleCommit",
     "StateError",
     "StateLocked",
     "StateMismatch",
@@ -200,3 +208,26 @@ class StateMismatch(StateError):
 class FrontierError(StateError):
     """The frontier refused a change: a lease that is no longer held (it expired and its
     URL was given out again), released twice, or committed with an unknown outcome."""
+
+
+class CrawlMismatch(StateMismatch):
+    """A crawl of this id exists in Redis with other scope or politeness options."""
+
+
+class StaleCommit(FrontierError):
+    """A commit was refused, nothing of it applied: one of its leases expired and went to
+    another worker, or the stored output position is not the one the commit started from
+    (another process registered with this worker id). The records it covers must be cut
+    from the output, since another worker fetches those URLs again. ``committed_offset`` is
+    the offset Redis holds for this worker when that is the reason: cut the output back to it."""
+
+    committed_offset: int | None = None
+
+
+class RedisStateError(StateError):
+    """The crawl's Redis cannot be used: it refused the password, is older than 7.0, evicts
+    keys, or answered with an error."""
+
+
+class RedisUnavailable(RedisStateError):
+    """Redis cannot be reached, or the connection was lost and did not come back in time."""

@@ -1,6 +1,20 @@
-"""Durable storage for crawl state. Knows SQLite, not HTTP: the crawler builds on it."""
+"""Durable storage for crawl state. Knows SQLite and Redis, not HTTP: the crawler builds on it.
 
+The Redis state imports redis-py only when a state is opened, so importing this package
+never loads it.
+"""
+
+from ._combine import CombinedPart, combine_parts
 from ._fingerprints import FingerprintSet, fingerprint
+from ._redis import (
+    CrawlCounts,
+    HostTally,
+    LeasedURL,
+    NewURL,
+    RedisCrawlState,
+    StoredPolicy,
+    WorkerInfo,
+)
 from ._store import (
     DONE,
     FAILED,
@@ -16,9 +30,18 @@ __all__ = [
     "DONE",
     "FAILED",
     "QUEUED",
+    "CombinedPart",
+    "CrawlCounts",
     "FingerprintSet",
+    "HostTally",
+    "LeasedURL",
+    "NewURL",
+    "RedisCrawlState",
     "StateStore",
+    "StoredPolicy",
     "UrlRow",
+    "WorkerInfo",
+    "combine_parts",
     "fingerprint",
     "RunCounts",
     "peek_identity",

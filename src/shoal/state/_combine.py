@@ -1,0 +1,166 @@
+"""One output from the part files of a shared crawl, each read up to its committed offset.
+
+Every worker of a shared crawl writes its own output file (a *part*) and commits, with each
+batch of finished URLs, the byte offset its part has reached. Bytes past that offset belong
+to URLs whose commit never happened (the worker was killed, or its lease had expired):
+another worker fetched them again, so they are cut here. What remains of all parts holds
+every page of the crawl exactly once.
+
+When every part ends exactly at its committed offset (each worker exited normally), JSONL
+parts need no cutting and ``cat`` gives the same result; CSV parts still each start with a
+header, which this writes once.
+
+Only byte-stream formats with one record per line end can be cut by offset: JSONL and CSV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from .._errors import StateError, UsageError
+
+__all__ = ["CombinedPart", "combine_parts"]
+
+_CHUNK = 1 << 20
+_MAX_HEADER = 1 << 20  # a CSV header longer than this is not one shoal wrote
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedPart:
+    path: str
+    committed: int  # the offset committed for this part
+    size: int  # the part's size on disk: anything past ``committed`` was cut
+    written: int  # bytes of it copied to the output (its header excluded, for CSV)
+    lines: int  # line ends among them (JSONL: records)
+
+
+def _format(output: Path, given: str | None) -> str:
+    if given is None:
+        name = output.name.lower()
+        given = "csv" if name.endswith(".csv") else "jsonl"
+        if name.endswith((".sqlite", ".sqlite3", ".db", ".warc", ".warc.gz")):
+            given = name.rsplit(".", 1)[-1]
+    if given not in ("jsonl", "csv"):
+        raise UsageError(
+            f"cannot combine {given} outputs by committed offset: only jsonl and csv parts "
+            "can be cut at a record boundary"
+        )
+    return given
+
+
+def _check_part(path: Path, committed: int, f: BinaryIO) -> int:
+    size = os.fstat(f.fileno()).st_size
+    if size < committed:
+        raise StateError(
+            f"{path} is shorter ({size} bytes) than its committed offset ({committed}): "
+            "records the crawl counts as written are missing; was the file changed?"
+        )
+    if committed:
+        f.seek(committed - 1)
+        if f.read(1) != b"\n":
+            raise StateError(
+                f"{path} does not end a record at its committed offset {committed}: "
+                "is it the part of this worker?"
+            )
+        f.seek(0)
+    return size
+
+
+def _header(path: Path, f: BinaryIO, committed: int) -> bytes:
+    line = f.readline(min(committed, _MAX_HEADER))
+    if not line.endswith(b"\n"):
+        raise StateError(f"{path} has no CSV header line before its committed offset")
+    return line
+
+
+def _copy(src: BinaryIO, dst: BinaryIO, count: int) -> int:
+    lines = 0
+    while count > 0:
+        data = src.read(min(_CHUNK, count))
+        if not data:
+            raise StateError(f"{src.name} became shorter while it was read")
+        dst.write(data)
+        lines += data.count(b"\n")
+        count -= len(data)
+    return lines
+
+
+def combine_parts(
+    parts: Sequence[tuple[str | os.PathLike[str], int]],
+    output: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    overwrite: bool = False,
+) -> list[CombinedPart]:
+    """Write ``output`` from ``parts``, each ``(path, committed offset)``, in the order
+    given. ``format`` (``jsonl`` or ``csv``) defaults to the output's extension.
+
+    Every part is checked before anything is written (present, at least as long as its
+    committed offset, a record ending there, the same CSV header); the output is built
+    under a temporary name and renamed into place, so a failure leaves no half output.
+    An existing ``output`` is replaced only with ``overwrite=True``.
+    """
+    out = Path(output)
+    fmt = _format(out, format)
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out} exists; pass overwrite to replace it")
+    paths = [Path(p) for p, _ in parts]
+    for p in paths:
+        if out.exists() and p.exists() and p.samefile(out):
+            raise UsageError(f"the output {out} is also one of the parts")
+    opened: list[BinaryIO] = []
+    tmp: Path | None = None
+    try:
+        sizes = []
+        for p, (_, committed) in zip(paths, parts, strict=True):
+            if committed < 0:
+                raise UsageError(f"{p}: a committed offset cannot be negative")
+            try:
+                reader: BinaryIO = open(p, "rb")  # noqa: SIM115  (closed in finally)
+            except OSError as exc:
+                raise UsageError(f"cannot read part {p}: {exc.strerror or exc}") from None
+            opened.append(reader)
+            sizes.append(_check_part(p, committed, reader))
+        header: bytes | None = None
+        skips = []
+        for p, f, (_, committed) in zip(paths, opened, parts, strict=True):
+            skip = 0
+            if fmt == "csv" and committed:
+                line = _header(p, f, committed)
+                if header is None:
+                    header = line
+                elif line != header:
+                    raise StateError(f"{p} has another CSV header than {paths[0]}: {line!r}")
+                skip = len(line)
+            skips.append(skip)
+        report = []
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+            tmp = Path(name)
+            with os.fdopen(fd, "wb") as dst:
+                if header is not None:
+                    dst.write(header)
+                for p, f, (_, committed), size, skip in zip(
+                    paths, opened, parts, sizes, skips, strict=True
+                ):
+                    f.seek(skip)
+                    lines = _copy(f, dst, committed - skip)
+                    report.append(CombinedPart(str(p), committed, size, committed - skip, lines))
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise StateError(f"cannot write {out}: {exc.strerror or exc}") from None
+        return report
+    finally:
+        for f in opened:
+            f.close()
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)

@@ -1,0 +1,654 @@
+"""One crawl's state in Redis, shared by any number of worker processes on any machines.
+
+:class:`RedisCrawlState` is the Redis half of the frontier seam (``FRONTIER_SEAM.md``): it
+speaks only plain data (strings, numbers, its own small dataclasses) and knows nothing of the
+crawler, which adapts it. redis-py is imported when a state is opened, never by
+``import shoal`` or ``import shoal.state``. Needs Redis >= 7.0, nothing but its core.
+
+Key layout (``P`` = ``shoal:{<crawl id>}:``; one hash tag, so one Cluster slot)::
+
+    P meta           HASH  version, identity (JSON), per_host, delay (ms), robots (1/0);
+                           counters queued, leased, done, failed; lseq (lease ids);
+                           seen set shape: sl (level), ss (split), st (target), sn (count)
+    P s:<b>          SET   seen fingerprints of bucket b, as signed 64-bit ints: an intset
+    P hosts          SET   every host ("scheme://host[:port]") ever queued
+    P h:<host>       HASH  inflight, next (ms: earliest next start), delay (ms, if not the
+                           crawl's), pol (none|txt; absent: robots.txt unknown), rtxt, cdelay,
+                           asked (1 while its robots job is out), rattempt, dl, done, failed
+    P q:<host>       LIST  the host's queued entries, front first
+    P ready          ZSET  host -> next start (ms), for hosts that can give out a job
+    P delayed        ZSET  "<host>\\n<entry>" -> when a retry may go back to its queue (ms)
+    P l              HASH  lease id -> "<worker>\\n<epoch>\\n<host>\\n<released>\\n<entry>"
+    P le             ZSET  lease id -> expiry (ms)
+    P events         STREAM one entry per change a waiting worker may care about (short)
+    P workers        SET   worker ids
+    P w:<worker>     HASH  epoch, offset, token (last commit), seen (ms), done, failed,
+                           lreq/lrep (last lease request and its reply, for a resend)
+    P wl:<worker>    SET   the worker's lease ids
+
+An entry is ``"<attempt> <kind p|r|s> <depth> <url bytes> <url><referrer>"``: one compact
+string per queued URL in a list, about its URL and referrer in size.
+
+Semantics, each step one Lua script (``_redis_lua.py``), times from the server's ``TIME``:
+
+- ``pending`` = queued (lists + delayed retries) + leased, kept exact by every script, so
+  the crawl is over exactly when it is 0 (:meth:`finished`). A worker submits a page's
+  links *before* committing the page, so pending never touches 0 while work can still grow.
+- **Seen**: linear hashing over intset buckets. A bucket splits when the average passes ~40%
+  of ``set-max-intset-entries``, so buckets stay intsets: ~9 bytes a URL on Redis 7.0
+  (``bench/redis_memory.py``; a plain SET of the fingerprints costs ~70, scrapy-redis's
+  dupefilter ~90). Buckets are chosen by the fingerprint's low bits, computed in Lua from
+  its decimal digits (Lua numbers are doubles).
+- **Lease**: reclaims expired leases first (the URL goes back to the front of its host, one
+  more attempt, the slot is freed), moves due retries back, then takes from hosts in
+  ``ready`` with the oldest start first: a host gives a job if it has fewer than ``per_host``
+  in flight and its next start has passed, and each take sets its next start to now + its
+  delay. A host whose robots.txt is unknown gives exactly one ROBOTS job for the whole crawl
+  and none of its pages until that job's release stores the policy.
+- **Release** (immediate, the moment the response is in): frees the slot, holds the host
+  (Retry-After), stores a robots policy (Crawl-delay raises the host's delay) or re-queues a
+  retry after its wait. A DONE/FAILED lease stays held until committed; a ROBOTS lease ends
+  at release and is never committed.
+- **Commit** (on the writer, after the records are written): all or nothing. Refused
+  (:class:`~shoal.StaleCommit`) if any lease is no longer this worker's or the stored output
+  offset is not ``expected_offset``; else marks the URLs done/failed, drops the leases and
+  stores the new offset. A commit carries a token made from its content, so the same commit
+  sent again (a reply lost with the connection) is recognised and not counted twice.
+- **Waiting**: ``lease`` returns how long until a clock makes something ready (a host's
+  delay, a retry, a lease expiry); :meth:`wait` blocks on the ``events`` stream until
+  another worker changes something (queues URLs, frees a slot, commits). Together they let
+  a worker wait for the end of the crawl without polling.
+- **Lost replies**: redis-py resends a command when the connection drops (capped backoff for
+  ``reconnect_for`` seconds). Every script is safe to run twice: submit/claim dedupe (a URL
+  the first run queued is then reported as not new), release and renew are idempotent, a
+  lease request resent gets the reply it had, a commit resent is recognised by its token.
+- **Workers**: ``register(worker_id)`` starts a new epoch of that worker: leases of the old
+  one come back at once, and the old process (if it lives on) is fenced: its commits are
+  refused. Worker ids must be unique among live workers; reusing one means "I am its restart".
+- Nothing here deletes a crawl's data except :meth:`delete_crawl`, which must be called by
+  name. ``close()`` only disconnects.
+
+Redis settings needed for "no committed work lost": ``appendonly yes`` with ``appendfsync
+always``: Redis then writes and syncs each change before it answers. With ``everysec`` Redis
+may answer before writing while an fsync lags (seen under load), so a kill -9 of Redis can
+lose up to ~2 s of acknowledged commits; the state stays consistent (an earlier moment of
+the crawl) but a worker's file is then ahead of its offset in Redis: its next commit raises
+StaleCommit with ``committed_offset``, and it must cut its file back to it (combining parts
+at their committed offsets covers workers that had already exited). On Redis 7.0 also
+``aof-load-truncated no``, and after a crash ``redis-check-aof --fix`` on the AOF manifest
+before the restart: 7.0 itself cuts a torn AOF tail inside a script's MULTI block, and the
+restart after that applies half a script (the restart tests found it). Also a
+``maxmemory-policy`` that never evicts these keys (``noeviction``, the default; an
+``allkeys-*`` policy is refused at open). The client is plain ``redis.Redis``: Redis
+Cluster is not supported yet (scripts derive key names from ``KEYS[1]``; the hash tag keeps
+them in one slot for when it is).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._errors import CrawlMismatch, RedisStateError, StaleCommit, UsageError
+from . import _redis_lua as lua
+from ._fingerprints import fingerprint
+from ._redis_support import (
+    CrawlCounts,
+    HostTally,
+    LeasedURL,
+    NewURL,
+    StoredPolicy,
+    WorkerInfo,
+    config_value,
+    connect,
+    entry,
+    ms,
+    parse_entry,
+    retry_for,
+    shown,
+    signed,
+    translated,
+)
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = [
+    "CrawlCounts",
+    "HostTally",
+    "LeasedURL",
+    "NewURL",
+    "RedisCrawlState",
+    "StoredPolicy",
+    "WorkerInfo",
+]
+
+logger = logging.getLogger(__name__)
+
+_LAYOUT_VERSION = "1"
+_CRAWL_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_WORKER_ID = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces or newlines
+_HOST = re.compile(r"[a-z][a-z0-9+.-]*://[!-~]+")  # no spaces or newlines: key names
+_SUBMIT_CHUNK = 1000
+_POLICY_CACHE = 65536
+
+Outcome = Literal["done", "failed", "retry"]
+
+
+class RedisCrawlState:
+    """The shared state of one crawl in Redis; see the module docstring for the layout.
+
+    Open with :meth:`open`. Thread-safe: redis-py's client keeps a connection pool and every
+    change is one script. Call :meth:`register` once before the worker methods.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        url: str,
+        crawl_id: str,
+        *,
+        lease_ttl: float,
+        reconnect_for: float,
+        socket_timeout: float = 30.0,
+    ) -> None:
+        self._client = client
+        self._url = shown(url)
+        self.crawl_id = crawl_id
+        self.prefix = f"shoal:{{{crawl_id}}}:"
+        self.lease_ttl = lease_ttl
+        self._reconnect_for = reconnect_for
+        self._scripts = {name: client.register_script(getattr(lua, name)) for name in lua.__all__}
+        self._lock = threading.Lock()
+        self._policies: dict[str, StoredPolicy] = {}
+        self._requests = itertools.count(1)
+        self._nonce = os.urandom(6).hex()  # request ids of this client, unique to it
+        self._socket_timeout = socket_timeout
+        self._last_event = (0, 0)
+        self.worker_id: str | None = None
+        self.epoch: str | None = None
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        crawl_id: str,
+        identity: Mapping[str, Any],
+        *,
+        per_host: int = 8,
+        delay: float = 0.0,
+        robots: bool = True,
+        lease_ttl: float = 60.0,
+        reconnect_for: float = 30.0,
+        socket_timeout: float = 30.0,
+    ) -> RedisCrawlState:
+        """Connect to the Redis at ``url`` and join (or create) crawl ``crawl_id``.
+
+        ``identity`` (scope options, JSON-able) and the politeness settings ``per_host``,
+        ``delay`` and ``robots`` are stored by the first process; a later one with other
+        values is refused with :class:`~shoal.CrawlMismatch` naming them. A lost connection
+        is retried with capped exponential backoff for ``reconnect_for`` seconds before
+        :class:`~shoal.RedisUnavailable`; the first connection is tried only briefly.
+        """
+        if not _CRAWL_ID.fullmatch(crawl_id):
+            raise UsageError(
+                f"invalid crawl id {crawl_id!r}: use 1-100 letters, digits, '.', '_' or '-'"
+            )
+        if per_host < 1:
+            raise UsageError("per_host must be >= 1")
+        client = connect(url, socket_timeout)
+        state = cls(
+            client,
+            url,
+            crawl_id,
+            lease_ttl=lease_ttl,
+            reconnect_for=reconnect_for,
+            socket_timeout=socket_timeout,
+        )
+        try:
+            state._check_server()
+            state._join(identity, per_host=per_host, delay=delay, robots=robots)
+        except BaseException:
+            client.close()
+            raise
+        client.set_retry(retry_for(reconnect_for))
+        return state
+
+    def _check_server(self) -> None:
+        with self._guard("connecting"):
+            info = self._client.info("server")
+        version = str(info.get("redis_version", "0"))
+        if tuple(int(x) for x in re.findall(r"\d+", version)[:2]) < (7, 0):
+            raise RedisStateError(
+                f"Redis at {self._url} is version {version}; shoal needs Redis 7.0 or newer"
+            )
+        policy = config_value(self._client, "maxmemory-policy")
+        if policy is None:
+            logger.debug("CONFIG GET refused by %s; eviction policy not checked", self._url)
+        elif policy.startswith("allkeys"):
+            raise RedisStateError(
+                f"Redis at {self._url} evicts keys (maxmemory-policy {policy}): a crawl's "
+                "queue and seen set would be lost; use noeviction (or a volatile-* policy)"
+            )
+
+    def _join(
+        self, identity: Mapping[str, Any], *, per_host: int, delay: float, robots: bool
+    ) -> None:
+        ours = {
+            "identity": json.loads(json.dumps(identity, sort_keys=True)),
+            "per_host": per_host,
+            "delay": ms(delay),
+            "robots": robots,
+        }
+        # Buckets of the seen set split at 40% of the server's intset limit (see the Lua).
+        limit = config_value(self._client, "set-max-intset-entries")
+        target = max(16, int(int(limit or 512) * 0.4))
+        reply = self._run(
+            "INIT",
+            _LAYOUT_VERSION,
+            json.dumps(ours["identity"], sort_keys=True),
+            per_host,
+            ours["delay"],
+            int(robots),
+            target,
+        )
+        if reply[0] == b"created":
+            logger.info("created crawl %s in %s", self.crawl_id, self._url)
+            return
+        version, ident, theirs_per_host, theirs_delay, theirs_robots = (
+            x.decode() for x in reply[1:]
+        )
+        if version != _LAYOUT_VERSION:
+            raise RedisStateError(
+                f"crawl {self.crawl_id!r} in {self._url} has state layout {version!r}; "
+                f"this shoal uses {_LAYOUT_VERSION!r}: use another --crawl-id"
+            )
+        theirs = {
+            "identity": json.loads(ident),
+            "per_host": int(theirs_per_host),
+            "delay": int(theirs_delay),
+            "robots": theirs_robots == "1",
+        }
+        diffs = [k for k in ("per_host", "delay", "robots") if theirs[k] != ours[k]]
+        a, b = theirs["identity"], ours["identity"]
+        diffs += sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if diffs:
+            shown = {**theirs, **a}
+            if "delay" in diffs:
+                shown["delay"] = theirs["delay"] / 1000
+            raise CrawlMismatch(
+                f"crawl {self.crawl_id!r} in {self._url} was started with other "
+                f"{', '.join(diffs)} (it has "
+                f"{', '.join(f'{k}={shown.get(k)!r}' for k in diffs)}); "
+                "use the same options, or another --crawl-id"
+            )
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _guard(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return translated(self._url, what, self._reconnect_for)
+
+    def _run(self, name: str, *args: str | int | bytes) -> Any:
+        with self._guard(name.lower()):
+            return self._scripts[name](keys=[self.prefix], args=list(args))
+
+    def _me(self) -> tuple[str, str]:
+        if self.worker_id is None or self.epoch is None:
+            raise RuntimeError("register() a worker id first")
+        return self.worker_id, self.epoch
+
+    def _fenced(self) -> StaleCommit:
+        return StaleCommit(
+            f"worker {self.worker_id!r} of crawl {self.crawl_id!r} was registered again by "
+            "another process: this one must stop"
+        )
+
+    # -- workers -------------------------------------------------------------------------
+
+    def register(self, worker_id: str) -> int:
+        """Become ``worker_id`` (a new epoch of it) and return its committed output offset:
+        a restarted worker cuts its output back to it. Leases the worker held before come
+        back to the queue at once."""
+        if not _WORKER_ID.fullmatch(worker_id):
+            raise UsageError(f"invalid worker id {worker_id!r}: 1-200 printable ASCII, no spaces")
+        epoch, offset, back = self._run("REGISTER", worker_id)
+        if back:
+            logger.info(
+                "worker %s: %d leases of its last run went back to the queue", worker_id, back
+            )
+        self.worker_id, self.epoch = worker_id, str(epoch)
+        return int(offset)
+
+    def output_offset(self, worker_id: str | None = None) -> int:
+        """The committed output offset of ``worker_id`` (this worker by default); 0 if none."""
+        worker = worker_id or self._me()[0]
+        with self._guard("reading the output offset"):
+            value = self._client.hget(f"{self.prefix}w:{worker}", "offset")
+        return int(value) if value is not None else 0
+
+    # -- the frontier --------------------------------------------------------------------
+
+    def submit(self, urls: Sequence[NewURL]) -> list[bool]:
+        """Dedupe and queue, atomically per URL; True for each URL that was new.
+
+        Safe to repeat (seeding by every worker): a URL is queued at most once per crawl.
+        After a lost connection the call is retried; a URL the lost attempt queued is then
+        reported as not new."""
+        out: list[bool] = []
+        for start in range(0, len(urls), _SUBMIT_CHUNK):
+            args: list[str | int | bytes] = [len(urls[start : start + _SUBMIT_CHUNK])]
+            for u in urls[start : start + _SUBMIT_CHUNK]:
+                if u.kind == "robots":
+                    raise ValueError("robots jobs are made by lease(), not submitted")
+                if not _HOST.fullmatch(u.host):
+                    raise ValueError(f"not a scheme://host[:port] key: {u.host!r}")
+                args += [
+                    signed(fingerprint(u.url)),
+                    u.host,
+                    entry(1, u.kind, u.depth, u.url, u.referrer),
+                ]
+            out += [bool(x) for x in self._run("SUBMIT", *args)]
+        return out
+
+    def claim(self, url: str) -> bool:
+        """Mark ``url`` seen without queueing it; False if it was seen already."""
+        return bool(self._run("CLAIM", signed(fingerprint(url)))[0])
+
+    def claim_many(self, urls: Sequence[str]) -> list[bool]:
+        """:meth:`claim` for many URLs in one step."""
+        out: list[bool] = []
+        for start in range(0, len(urls), _SUBMIT_CHUNK * 3):
+            fps = [signed(fingerprint(u)) for u in urls[start : start + _SUBMIT_CHUNK * 3]]
+            out += [bool(x) for x in self._run("CLAIM", *fps)]
+        return out
+
+    def lease(self, n: int, budget: int | None = None) -> tuple[list[LeasedURL], float | None]:
+        """Up to ``n`` jobs that may start now, at most ``budget`` of them first tries of
+        pages, each leased for ``lease_ttl`` seconds; and the seconds until a clock may make
+        something ready (None: nothing waits on a clock; see :meth:`wait` for the rest).
+        ``budget`` is the caller's (a per-process ``--max-pages``); retries and robots
+        jobs never count against it. Sent again after a lost reply, the request gets the
+        reply it had, not a second set of leases."""
+        worker, epoch = self._me()
+        with self._lock:
+            request = next(self._requests)
+        reply = self._run(
+            "LEASE",
+            worker,
+            epoch,
+            n,
+            -1 if budget is None else budget,
+            ms(self.lease_ttl),
+            f"{request}.{self._nonce}",
+        )
+        if reply[0] == b"fenced":
+            raise self._fenced()
+        self._saw(reply[1].decode())
+        jobs = []
+        for i in range(2, len(reply), 3):
+            attempt, kind, depth, url, referrer = parse_entry(reply[i + 2])
+            jobs.append(
+                LeasedURL(
+                    reply[i].decode(), url, reply[i + 1].decode(), kind, depth, referrer, attempt
+                )
+            )
+        ready_in = None if reply[0] < 0 else reply[0] / 1000
+        return jobs, ready_in
+
+    def _saw(self, event_id: str) -> None:
+        ms_part, _, seq = event_id.partition("-")
+        seen = (int(ms_part), int(seq or 0))
+        with self._lock:
+            self._last_event = max(self._last_event, seen)
+
+    def wait(self, timeout: float) -> bool:
+        """Block until something changed in the crawl since the last :meth:`lease` of this
+        client (a URL queued or given back, a host slot freed, a commit: pending may have
+        reached 0), or ``timeout`` seconds passed; True when something changed. A change
+        that came between that lease and this call returns at once: no wake-up is lost.
+
+        ``ready_in`` from :meth:`lease` covers clocks (delays, retries, lease expiries);
+        this covers the other workers. Wait ``min(ready_in, a cap)`` with it."""
+        with self._lock:
+            since = "{}-{}".format(*self._last_event)
+        # The block must end before the socket's own timeout would call the link dead.
+        block = max(1, min(round(timeout * 1000), round((self._socket_timeout - 1) * 1000)))
+        with self._guard("waiting for changes"):
+            reply: Any = self._client.xread({f"{self.prefix}events": since}, count=1, block=block)
+        if not reply:
+            return False
+        entries = reply[0][1]
+        if entries:
+            self._saw(_text(entries[-1][0]))
+        return True
+
+    def release(
+        self,
+        lease_id: str,
+        outcome: Outcome,
+        *,
+        retry_in: float | None = None,
+        hold_host_for: float | None = None,
+        policy: StoredPolicy | None = None,
+    ) -> bool:
+        """The fetch is over: free the host's slot now. ``retry`` re-queues the URL after
+        ``retry_in`` seconds (one attempt more); ``hold_host_for`` asks the host nothing
+        for that long; a ROBOTS lease released done/failed must carry the host's
+        ``policy``, and ends here. False if the lease is no longer this worker's (it
+        expired and went elsewhere: its result must not be written). Idempotent."""
+        worker, epoch = self._me()
+        if outcome not in ("done", "failed", "retry"):
+            raise ValueError(f"unknown outcome {outcome!r}")
+        pol, text, cdelay = "", b"", -1
+        if policy is not None:
+            pol = "none" if policy.robots_txt is None else "txt"
+            text = (policy.robots_txt or "").encode("utf-8", "surrogatepass")
+            cdelay = ms(policy.crawl_delay)
+        reply = self._run(
+            "RELEASE",
+            worker,
+            epoch,
+            lease_id,
+            outcome,
+            ms(retry_in if retry_in is not None else 0.0),
+            ms(hold_host_for),
+            pol,
+            text,
+            cdelay,
+        )
+        return bool(reply)
+
+    def commit(
+        self,
+        finished: Sequence[tuple[str, Literal["done", "failed"]]],
+        *,
+        expected_offset: int,
+        new_offset: int,
+    ) -> bool:
+        """Durably finish leases ``(lease id, "done"|"failed")`` whose records now lie in
+        this worker's output before ``new_offset``, the output having been at
+        ``expected_offset`` at the last commit. All or nothing; raises
+        :class:`~shoal.StaleCommit` when refused. Returns False when this same commit had
+        already been applied (sent again after a lost reply), True otherwise."""
+        worker, epoch = self._me()
+        ids = [lease_id for lease_id, _ in finished]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a lease appears twice in one commit")
+        token = hashlib.blake2b(
+            f"{expected_offset} {new_offset} {' '.join(ids)}".encode(), digest_size=12
+        ).hexdigest()
+        args: list[str | int | bytes] = [
+            worker,
+            epoch,
+            token,
+            str(expected_offset),
+            str(new_offset),
+        ]
+        for lease_id, outcome in finished:
+            if outcome not in ("done", "failed"):
+                raise ValueError(f"a commit is done or failed, not {outcome!r}")
+            args += [lease_id, outcome]
+        reply = self._run("COMMIT", *args)
+        status = reply[0].decode()
+        if status == "ok":
+            return True
+        if status == "dup":
+            return False
+        if status == "fenced":
+            raise self._fenced()
+        if status == "offset":
+            error = StaleCommit(
+                f"commit refused: worker {worker!r} has output offset {reply[1].decode()} "
+                f"committed in Redis, not {expected_offset}"
+            )
+            error.committed_offset = int(reply[1])
+            raise error
+        if status == "robots":
+            raise ValueError(f"lease {reply[1].decode()} is a robots job: it ends at release")
+        raise StaleCommit(
+            f"commit refused: lease {reply[1].decode()} is no longer held by worker {worker!r} "
+            "(it expired and its URL went back to the queue)"
+        )
+
+    def renew(self, lease_ids: Sequence[str]) -> list[str]:
+        """Extend this worker's leases by ``lease_ttl`` (the heartbeat of long fetches);
+        returns the ids that are no longer its own."""
+        worker, epoch = self._me()
+        lost = self._run("RENEW", worker, epoch, ms(self.lease_ttl), *lease_ids)
+        return [x.decode() for x in lost]
+
+    def host_policy(self, host: str) -> StoredPolicy | None:
+        """The host's stored robots policy, None while unknown. Cached once known: a policy
+        never changes within a crawl."""
+        with self._lock:
+            cached = self._policies.get(host)
+        if cached is not None:
+            return cached
+        with self._guard("reading a host policy"):
+            pol, text, cdelay = self._client.hmget(
+                f"{self.prefix}h:{host}", "pol", "rtxt", "cdelay"
+            )
+        if pol is None:
+            return None
+        policy = StoredPolicy(
+            text.decode("utf-8", "surrogatepass")
+            if pol == b"txt" and isinstance(text, bytes)
+            else None,
+            int(cdelay) / 1000 if cdelay is not None else None,
+        )
+        with self._lock:
+            if len(self._policies) >= _POLICY_CACHE:
+                self._policies.clear()
+            self._policies[host] = policy
+        return policy
+
+    def set_delay(self, host: str, seconds: float) -> None:
+        """Set the host's delay between request starts, for every worker (auto-throttle)."""
+        if not _HOST.fullmatch(host):
+            raise ValueError(f"not a scheme://host[:port] key: {host!r}")
+        self._run("SET_DELAY", host, ms(seconds))
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def stats(self) -> CrawlCounts:
+        """Counts in one round trip, one consistent snapshot."""
+        with self._guard("reading counts"):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hmget(f"{self.prefix}meta", "queued", "leased", "done", "failed")
+            pipe.scard(f"{self.prefix}hosts")
+            counts, hosts = pipe.execute()
+        q, le, d, f = (int(x or 0) for x in counts)
+        return CrawlCounts(q, le, d, f, int(hosts))
+
+    def finished(self) -> bool:
+        """True exactly when nothing is queued or leased anywhere in the crawl."""
+        return self.stats().pending == 0
+
+    def seen_count(self) -> int:
+        with self._guard("reading counts"):
+            return int(self._client.hget(f"{self.prefix}meta", "sn") or 0)
+
+    def by_host(self) -> dict[str, HostTally]:
+        """Per-host counts (several round trips; not one snapshot)."""
+        out: dict[str, HostTally] = {}
+        with self._guard("reading host counts"):
+            hosts = sorted(_text(h) for h in self._client.sscan_iter(f"{self.prefix}hosts"))
+            for start in range(0, len(hosts), 500):
+                chunk = hosts[start : start + 500]
+                pipe = self._client.pipeline(transaction=False)
+                for h in chunk:
+                    pipe.hmget(f"{self.prefix}h:{h}", "inflight", "done", "failed", "dl")
+                    pipe.llen(f"{self.prefix}q:{h}")
+                replies = pipe.execute()
+                for i, h in enumerate(chunk):
+                    inflight, done, failed, dl = (int(x or 0) for x in replies[2 * i])
+                    out[h] = HostTally(replies[2 * i + 1] + dl, inflight, done, failed)
+        return out
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every worker that ever registered, with its committed offset and counts."""
+        out = []
+        with self._guard("reading workers"):
+            now_s, now_us = self._client.time()
+            now = now_s * 1000 + now_us // 1000
+            for w in sorted(_text(x) for x in self._client.smembers(f"{self.prefix}workers")):
+                epoch, offset, done, failed, seen = self._client.hmget(
+                    f"{self.prefix}w:{w}", "epoch", "offset", "done", "failed", "seen"
+                )
+                leases = self._client.scard(f"{self.prefix}wl:{w}")
+                idle = (now - int(seen)) / 1000 if seen is not None else None
+                out.append(
+                    WorkerInfo(
+                        w,
+                        int(epoch or 0),
+                        int(offset or 0),
+                        int(leases),
+                        int(done or 0),
+                        int(failed or 0),
+                        idle,
+                    )
+                )
+        return out
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def delete_crawl(self) -> int:
+        """Delete every key of this crawl (queue, seen set, offsets): only on an explicit
+        request, never as part of closing. Returns the number of keys deleted."""
+        deleted = 0
+        with self._guard("deleting the crawl"):
+            batch: list[bytes] = []
+            for key in self._client.scan_iter(match=f"shoal:{{{self.crawl_id}}}:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    deleted += int(self._client.unlink(*batch))
+                    batch = []
+            if batch:
+                deleted += int(self._client.unlink(*batch))
+        with self._lock:
+            self._policies.clear()
+        return deleted
+
+    def close(self) -> None:
+        """Disconnect. The crawl's data stays in Redis."""
+        self._client.close()
+
+    def __enter__(self) -> RedisCrawlState:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

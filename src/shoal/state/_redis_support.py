@@ -1,0 +1,219 @@
+"""Plain data, the entry format and redis-py plumbing of :mod:`shoal.state._redis`.
+
+Nothing here imports redis-py at module level: ``import shoal.state`` must not load it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .._errors import RedisStateError, RedisUnavailable, UsageError
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = [
+    "CrawlCounts",
+    "HostTally",
+    "LeasedURL",
+    "NewURL",
+    "StoredPolicy",
+    "WorkerInfo",
+]
+
+_KIND_CODE = {"page": "p", "robots": "r", "sitemap": "s"}
+_KIND_NAME = {v: k for k, v in _KIND_CODE.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class NewURL:
+    """A URL offered to the crawl (start URL, link, sitemap entry)."""
+
+    url: str  # canonical absolute URL
+    host: str  # "scheme://host[:port]" as the crawler computes it
+    depth: int = 0
+    referrer: str | None = None
+    kind: str = "page"  # page | sitemap (robots jobs are made by lease())
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedURL:
+    """One job given out by :meth:`RedisCrawlState.lease`."""
+
+    id: str
+    url: str
+    host: str
+    kind: str  # page | robots | sitemap
+    depth: int
+    referrer: str | None
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPolicy:
+    """A host's robots.txt as stored for the crawl: ``robots_txt`` None means no rules."""
+
+    robots_txt: str | None
+    crawl_delay: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlCounts:
+    queued: int
+    leased: int
+    done: int
+    failed: int
+    hosts: int
+
+    @property
+    def pending(self) -> int:
+        return self.queued + self.leased
+
+
+@dataclass(frozen=True, slots=True)
+class HostTally:
+    queued: int
+    in_flight: int
+    done: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    worker_id: str
+    epoch: int
+    offset: int
+    leases: int
+    done: int
+    failed: int
+    idle_for: float | None  # seconds since it last spoke to Redis
+
+
+def signed(fp: int) -> str:
+    """Redis keeps a set of integers as an intset only for signed 64-bit values."""
+    return str(fp - (1 << 64) if fp >= 1 << 63 else fp)
+
+
+def entry(attempt: int, kind: str, depth: int, url: str, referrer: str | None) -> bytes:
+    raw = url.encode()
+    code = _KIND_CODE.get(kind)
+    if code is None:
+        raise ValueError(f"unknown job kind {kind!r}")
+    head = f"{attempt} {code} {depth} {len(raw)} ".encode()
+    return head + raw + (referrer or "").encode()
+
+
+def parse_entry(entry: bytes) -> tuple[int, str, int, str, str | None]:
+    attempt, code, depth, size, rest = entry.split(b" ", 4)
+    n = int(size)
+    referrer = rest[n:].decode()
+    return int(attempt), _KIND_NAME[code.decode()], int(depth), rest[:n].decode(), referrer or None
+
+
+def ms(seconds: float | None) -> int:
+    return -1 if seconds is None else max(0, round(seconds * 1000))
+
+
+def shown(url: str) -> str:
+    """The Redis URL for messages: never the password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@contextlib.contextmanager
+def translated(url: str, what: str, reconnect_for: float) -> Iterator[None]:
+    """redis-py's errors become shoal's, naming the URL (given without its password)."""
+    import redis.exceptions as rex
+
+    try:
+        yield
+    except rex.AuthenticationError as exc:
+        if "required" in str(exc):
+            raise RedisStateError(
+                f"Redis at {url} needs a password ({exc}); "
+                "give it in the URL: redis://:PASSWORD@host:port/db"
+            ) from None
+        raise RedisStateError(
+            f"Redis at {url} refused the credentials ({exc}); check the password "
+            "in the URL (redis://:PASSWORD@host:port/db)"
+        ) from None
+    except rex.ResponseError as exc:
+        text = str(exc)
+        if "SHOAL_GONE" in text:
+            raise RedisStateError(
+                f"the crawl's state is gone from Redis at {url}: deleted, evicted, or Redis "
+                "restarted without its data (run Redis with appendonly yes)"
+            ) from None
+        if "NOAUTH" in text or "WRONGPASS" in text:
+            raise RedisStateError(
+                f"Redis at {url} needs a password ({text}); "
+                "give it in the URL: redis://:PASSWORD@host:port/db"
+            ) from None
+        raise RedisStateError(f"Redis at {url} failed {what}: {text}") from None
+    except (rex.ConnectionError, rex.TimeoutError) as exc:
+        if what == "connecting":
+            raise RedisUnavailable(f"cannot reach Redis at {url}: {exc}") from None
+        raise RedisUnavailable(
+            f"lost Redis at {url} ({what}) and could not reconnect within "
+            f"{reconnect_for:g} s: {exc}; committed work is safe in Redis"
+        ) from None
+    except rex.RedisError as exc:
+        raise RedisStateError(f"Redis at {url} failed {what}: {exc}") from None
+
+
+def config_value(client: redis.Redis, name: str) -> str | None:
+    """A server setting, or None where CONFIG is refused (managed Redis often renames it)."""
+    import redis.exceptions as rex
+
+    try:
+        reply: dict[Any, Any] = dict(client.config_get(name))
+    except rex.ResponseError:
+        return None
+    value = reply.get(name.encode(), reply.get(name))
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def retry_for(seconds: float) -> Any:
+    """redis-py's Retry with capped exponential backoff lasting about ``seconds``."""
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    base, cap = 0.05, 2.0  # at most 2 s between tries: a restarted Redis is found quickly
+    retries, total, step = 0, 0.0, base
+    while total < seconds:
+        total += min(cap, step)
+        step *= 2
+        retries += 1
+    return Retry(ExponentialBackoff(cap=cap, base=base), retries)
+
+
+def connect(url: str, socket_timeout: float) -> redis.Redis:
+    try:
+        import redis
+    except ImportError:
+        raise UsageError("a shared crawl needs redis-py: pip install 'shoal[redis]'") from None
+    try:
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=min(socket_timeout, 5.0),
+            retry=retry_for(0.0),  # the first contact fails fast; open() sets the real one
+            health_check_interval=30,
+            client_name="shoal",
+            protocol=2,  # the replies this module parses; redis-py 8 would pick RESP3
+        )
+    except ValueError as exc:
+        raise UsageError(
+            f"invalid Redis URL {shown(url)!r}: {exc} "
+            "(expected redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... or unix:///PATH)"
+        ) from None
