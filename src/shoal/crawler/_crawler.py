@@ -303,13 +303,21 @@ class Crawler(JobSteps):
         opts = self.options
         resume_at = None
         fresh = True
+        # A shared frontier (Redis) holds this worker's committed output offset: the
+        # output is resumed at it when the frontier knows this worker from before.
+        shared_offset: int | None = getattr(self._given_frontier, "output_offset", None)
+        shared_known = bool(getattr(self._given_frontier, "known_worker", False))
         claim = claim_output(
             opts.output,
             self.state_path,
             fresh=opts.fresh,
-            overwrite=opts.overwrite,
+            overwrite=opts.overwrite or shared_known,
             announce=self.announce,
         )
+        if shared_offset is not None:
+            resume_at, fresh = shared_offset, shared_offset == 0
+            if shared_known:
+                self.announce(f"resuming this worker's output at byte {shared_offset:,}")
         try:
             if self.state_path is not None:
                 self._store = StateStore.open(
@@ -353,7 +361,11 @@ class Crawler(JobSteps):
         # A short queue: what waits in it at a crash is fetched again on resume, so the
         # backlog is kept to two commits per worker (workers wait if the output lags).
         return Writer(
-            sink=CrawlSink(output, self.frontier, durable=self._store is not None),
+            sink=CrawlSink(
+                output,
+                self.frontier,
+                durable=self._store is not None or getattr(self.frontier, "durable", False),
+            ),
             name="shoal-output",
             maxsize=2 * opts.concurrency,
             linger=_OUTPUT_LINGER,
@@ -567,7 +579,13 @@ class Crawler(JobSteps):
         ready_in: float | None = None
         if free > 0:
             # Only this thread dispatches, so `free` and `budget` cannot shrink meanwhile.
-            jobs, ready_in = self.frontier.lease(free, budget)
+            try:
+                jobs, ready_in = self.frontier.lease(free, budget)
+            except StateError as exc:
+                # A shared frontier lost for good (Redis gone past its reconnect time):
+                # ending quietly would look like a finished crawl.
+                self._fail_crawl(exc)
+                return False
         wake_in: float | None = None
         with self._lock:
             for job in jobs:
@@ -604,6 +622,14 @@ class Crawler(JobSteps):
 
     def _handle(self, job: Lease, ctx: TaskContext[Lease]) -> None:
         if job is _WAKE:
+            # A shared frontier whose work is all in other processes' hands blocks here
+            # until the crawl changes (bounded), rather than being polled.
+            wait_idle: Callable[[], None] | None = getattr(self.frontier, "wait_idle", None)
+            if wait_idle is not None:
+                try:
+                    wait_idle()
+                except Exception as exc:  # noqa: BLE001 - the lease below reports it
+                    logger.debug("waiting for other workers failed: %s", exc)
             with self._lock:
                 if self._wake_at is not None and self._wake_at <= time.monotonic() + 0.001:
                     self._wake_at = None

@@ -25,6 +25,7 @@ Key layout (``P`` = ``shoal:{<crawl id>}:``; one hash tag, so one Cluster slot):
     P w:<worker>     HASH  epoch, offset, token (last commit), seen (ms), done, failed,
                            lreq/lrep (last lease request and its reply, for a resend)
     P wl:<worker>    SET   the worker's lease ids
+    P jc:<fp>        SET   redirect targets the job of URL fingerprint fp claimed (a week)
 
 An entry is ``"<attempt> <kind p|r|s> <depth> <url bytes> <url><referrer>"``: one compact
 string per queued URL in a list, about its URL and referrer in size.
@@ -363,6 +364,15 @@ class RedisCrawlState:
     def claim(self, url: str) -> bool:
         """Mark ``url`` seen without queueing it; False if it was seen already."""
         return bool(self._run("CLAIM", signed(fingerprint(url)))[0])
+
+    def claim_for(self, job_url: str, url: str) -> bool:
+        """:meth:`claim` of a redirect target that the job for ``job_url`` fetches in
+        place; True also when an earlier attempt of that job claimed it (a redo follows
+        the same redirects). The job's claims are kept a week (``P jc:<fingerprint>``)."""
+        reply = self._run(
+            "CLAIM_FOR", signed(fingerprint(job_url)), signed(fingerprint(url)), 7 * 86400 * 1000
+        )
+        return bool(reply)
 
     def claim_many(self, urls: Sequence[str]) -> list[bool]:
         """:meth:`claim` for many URLs in one step."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 __all__ = [
     "CLAIM",
+    "CLAIM_FOR",
     "COMMIT",
     "INIT",
     "LEASE",
@@ -292,6 +293,25 @@ CLAIM = (
     + r"""
 local new = see(ARGV)
 return new
+"""
+)
+
+# ARGV: job fingerprint, url fingerprint, keep_ms. A redirect target fetched in place by
+# the job of that fingerprint: seen by the crawl, and remembered as the job's own, so a
+# redo of the job (a retry, or its lease reclaimed from a dead worker) may claim it again.
+# Returns 1 if the job may fetch it, 0 if another job had it.
+CLAIM_FOR = (
+    PRELUDE
+    + GUARD
+    + r"""
+local jc = P .. 'jc:' .. ARGV[1]
+if redis.call('SISMEMBER', jc, ARGV[2]) == 1 then return 1 end
+local new = see({ARGV[2]})
+if new[1] == 1 then
+  redis.call('SADD', jc, ARGV[2])
+  redis.call('PEXPIRE', jc, tonumber(ARGV[3]))
+end
+return new[1]
 """
 )
 

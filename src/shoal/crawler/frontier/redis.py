@@ -1,0 +1,307 @@
+"""The Redis frontier: one crawl shared by many processes, on any machines.
+
+:class:`RedisFrontier` adapts :class:`~shoal.state._redis.RedisCrawlState` (which speaks
+plain data and does every change in one Lua script) to the crawler's :class:`Frontier`
+seam. What it adds on this side:
+
+- **Exactly-once output per worker.** Each worker writes its own output file; every
+  commit carries the byte offset the batch started from and the one it ends at, and Redis
+  refuses it (:class:`~shoal.StaleCommit`) unless the first is the offset it holds. A
+  refused commit stops this worker with that error (exit 3): its file past the committed
+  offset holds records of leases it no longer owns, and ``shoal combine`` (or a restart of
+  the worker, which cuts its file back to the offset) never reads past it.
+- **Exact completion.** A worker with nothing leasable while the crawl's pending count is
+  above 0 (another worker holds leases that may add links, or a retry waits) is told
+  "look again now" (``ready_in`` 0) and the crawler's wake-up then blocks in
+  :meth:`wait_idle` on the crawl's change stream, bounded by the next clock, so it neither
+  polls hot nor ends early; when pending reaches 0 ``lease`` returns ``ready_in`` None and
+  the crawl ends here by itself.
+- **Heartbeat.** A daemon timer renews this process's open leases every ``lease_ttl / 3``
+  so long fetches are not reclaimed; it never keeps the crawl from ending.
+- **Host policy** (robots.txt text, crawl delay) lives in Redis, so robots.txt is fetched
+  once per host per crawl. A robots.txt that could not be fetched is stored as such (its
+  pages are recorded as held back by every worker); in a Redis crawl a held-back (DEFER)
+  page is finished as failed, since the crawl is one run.
+
+redis-py is imported only by :meth:`RedisFrontier.open` (through the state module).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..._errors import FrontierError
+from .._urls import host_key
+from ._base import (
+    Candidate,
+    Committed,
+    FrontierStats,
+    HostCounts,
+    HostPolicy,
+    JobKind,
+    Lease,
+    Outcome,
+    Release,
+)
+
+if TYPE_CHECKING:
+    from ...state._redis import RedisCrawlState
+    from ...state._redis_support import StoredPolicy
+
+__all__ = ["RedisFrontier"]
+
+logger = logging.getLogger(__name__)
+
+# A worker waiting on other workers wakes at least this often (a change stream read is
+# bounded too), to notice expired leases of dead workers and its own --max-time.
+_IDLE_CAP = 5.0
+# With jobs of its own in flight, a worker looks for other ready hosts at least this often.
+_BUSY_CAP = 1.0
+# A robots.txt that could not be fetched is stored as a policy with this text prefix: the
+# state module stores text and delay only, and no robots.txt file starts with NUL.
+_UNREACHABLE = "\x00shoal-unreachable\x00"
+
+
+class RedisFrontier:
+    """A :class:`Frontier` on a registered :class:`RedisCrawlState`.
+
+    ``offset`` is this worker's committed output offset (what :meth:`open` got from
+    ``register``); ``known`` says whether the worker id had registered before (its output
+    file is then this crawl's, to be cut back to ``offset``).
+    """
+
+    durable = True  # the crawler flushes the output before each commit and passes offsets
+
+    def __init__(self, state: RedisCrawlState, *, offset: int = 0, known: bool = False) -> None:
+        self.state = state
+        self.output_offset = offset
+        self.known_worker = known
+        self._lock = threading.Lock()
+        self._held: dict[str, Lease] = {}  # this process's open leases (the heartbeat's)
+        self._idle_for: float | None = None  # set when the last lease() found only others' work
+        self._closed = threading.Event()
+        self._heartbeat = threading.Thread(
+            target=self._beat, name="shoal-lease-heartbeat", daemon=True
+        )
+        self._heartbeat.start()
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        crawl_id: str,
+        worker_id: str,
+        identity: Mapping[str, Any],
+        *,
+        per_host: int = 8,
+        delay: float = 0.0,
+        robots: bool = True,
+        lease_ttl: float = 60.0,
+        reconnect_for: float = 30.0,
+    ) -> RedisFrontier:
+        """Join (or create) crawl ``crawl_id`` at the Redis ``url`` as ``worker_id``.
+        ``identity`` is the crawler's (:meth:`Crawler.identity`); its ``output`` is not
+        part of the crawl's, every worker having its own."""
+        from ...state._redis import RedisCrawlState
+
+        # Each worker has its own output: the rest of the crawler's identity is shared.
+        shared = {k: v for k, v in identity.items() if k != "output"}
+        state = RedisCrawlState.open(
+            url,
+            crawl_id,
+            shared,
+            per_host=per_host,
+            delay=delay,
+            robots=robots,
+            lease_ttl=lease_ttl,
+            reconnect_for=reconnect_for,
+        )
+        try:
+            known = any(w.worker_id == worker_id for w in state.workers())
+            offset = state.register(worker_id)
+        except BaseException:
+            state.close()
+            raise
+        return cls(state, offset=offset, known=known)
+
+    # -- heartbeat -----------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        period = max(0.05, self.state.lease_ttl / 3)
+        while not self._closed.wait(period):
+            with self._lock:
+                held = list(self._held.values())
+            if not held:
+                continue
+            try:
+                lost = self.state.renew([lease.id for lease in held])
+            except Exception as exc:  # noqa: BLE001 - the next beat tries again
+                logger.warning("renewing %d leases failed: %s", len(held), exc)
+                continue
+            if lost:
+                logger.warning("%d leases of this worker expired and went elsewhere", len(lost))
+
+    # -- the seam ------------------------------------------------------------------------
+
+    def submit(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        from ...state._redis_support import NewURL
+
+        if not candidates:
+            return []
+        new = self.state.submit(
+            [NewURL(c.url, host_key(c.url), c.depth, c.referrer, str(c.kind)) for c in candidates]
+        )
+        return [c for c, fresh in zip(candidates, new, strict=True) if fresh]
+
+    def claim(self, lease: Lease, url: str) -> bool:
+        self._mine(lease)
+        return self.state.claim_for(lease.url, url)
+
+    def lease(self, n: int, budget: int | None = None) -> tuple[list[Lease], float | None]:
+        got, ready_in = self.state.lease(n, budget)
+        jobs = [
+            Lease(j.id, j.url, j.host, JobKind(j.kind), j.depth, j.referrer, j.attempt) for j in got
+        ]
+        # Redis's ready_in also counts lease expiries (its own leases' too), and the
+        # crawler's pool waits for a scheduled wake-up before it can end: so never hand
+        # back a long one.
+        idle: float | None = None
+        if jobs:
+            # They dispatch again as they end; a short wake-up catches other hosts'
+            # clocks meanwhile.
+            ready_in = None if ready_in is None else min(ready_in, _BUSY_CAP)
+        elif budget == 0:
+            ready_in = None  # this worker's --max-pages is spent: it ends with its own work
+        elif self.state.stats().pending > 0:
+            # Others hold the work (or it waits on a clock): look again at once, and let
+            # the wake-up block on the change stream until something happens.
+            idle = _IDLE_CAP if ready_in is None else min(ready_in, _IDLE_CAP)
+            ready_in = 0.0
+        else:
+            ready_in = None  # the crawl is over
+        with self._lock:
+            for job in jobs:
+                self._held[job.id] = job
+            self._idle_for = idle
+        return jobs, ready_in
+
+    def wait_idle(self) -> None:
+        """Called by the crawler's wake-up before it leases again: when the last lease()
+        found only other workers' work, block until the crawl changes (or the next clock)."""
+        with self._lock:
+            idle, self._idle_for = self._idle_for, None
+        if idle is not None and idle > 0:
+            self.state.wait(idle)
+
+    def release(self, lease: Lease, release: Release) -> None:
+        self._mine(lease)
+        outcome: Literal["done", "failed", "retry"]
+        if release.outcome is Outcome.RETRY:
+            outcome = "retry"
+        elif release.outcome is Outcome.DONE:
+            outcome = "done"
+        elif release.outcome is Outcome.FAILED:
+            outcome = "failed"
+        else:
+            raise FrontierError(f"a release is done, failed or retry, not {release.outcome}")
+        if lease.kind is JobKind.ROBOTS and outcome != "retry" and release.policy is None:
+            raise FrontierError(f"the robots lease of {lease.host} needs a policy")
+        policy = None if release.policy is None else _stored(release.policy)
+        ok = self.state.release(
+            lease.id,
+            outcome,
+            retry_in=release.retry_in,
+            hold_host_for=release.hold_host_for,
+            policy=policy,
+        )
+        if outcome == "retry" or lease.kind is not JobKind.PAGE:
+            with self._lock:
+                self._held.pop(lease.id, None)
+        if not ok:
+            with self._lock:
+                self._held.pop(lease.id, None)
+            raise FrontierError(
+                f"the lease of {lease.url} expired and went to another worker: "
+                "its result is not written here"
+            )
+
+    def commit(
+        self,
+        finished: Sequence[Committed],
+        *,
+        output: int | None = None,
+        counts: object | None = None,
+    ) -> None:
+        if output is None:
+            raise FrontierError("a Redis crawl needs an output with offsets (jsonl, csv, warc)")
+        items: list[tuple[str, Literal["done", "failed"]]] = []
+        for lease, outcome, _ in finished:
+            if outcome is Outcome.DONE:
+                items.append((lease.id, "done"))
+            elif outcome in (Outcome.FAILED, Outcome.DEFER):
+                items.append((lease.id, "failed"))
+            else:
+                raise FrontierError(f"a commit is done, failed or defer, not {outcome}")
+        with self._lock:
+            expected = self.output_offset
+        if not items and output == expected:
+            return
+        # Raises StaleCommit (a FrontierError): the writer fails and the crawl stops.
+        self.state.commit(items, expected_offset=expected, new_offset=output)
+        with self._lock:
+            self.output_offset = output
+            for lease, _, _ in finished:
+                self._held.pop(lease.id, None)
+
+    def renew(self, leases: Sequence[Lease]) -> None:
+        lost = self.state.renew([lease.id for lease in leases])
+        if lost:
+            raise FrontierError(f"{len(lost)} leases are no longer this worker's")
+
+    def host_policy(self, host: str) -> HostPolicy | None:
+        stored = self.state.host_policy(host)
+        if stored is None:
+            return None
+        text = stored.robots_txt
+        if text is not None and text.startswith(_UNREACHABLE):
+            kind, detail = json.loads(text[len(_UNREACHABLE) :])
+            return HostPolicy(None, stored.crawl_delay, unreachable=(kind, detail))
+        return HostPolicy(text, stored.crawl_delay)
+
+    def set_delay(self, host: str, seconds: float) -> None:
+        self.state.set_delay(host, seconds)
+
+    def stats(self) -> FrontierStats:
+        c = self.state.stats()
+        return FrontierStats(c.queued, c.leased, c.done, c.failed, c.hosts)
+
+    def by_host(self) -> dict[str, HostCounts]:
+        return {
+            h: HostCounts(t.queued, t.in_flight, t.done, t.failed)
+            for h, t in self.state.by_host().items()
+        }
+
+    def close(self) -> None:
+        """Stop the heartbeat and disconnect; the crawl's data stays in Redis."""
+        self._closed.set()
+        if self._heartbeat is not threading.current_thread():
+            self._heartbeat.join()
+        self.state.close()
+
+    def _mine(self, lease: Lease) -> None:
+        with self._lock:
+            if lease.id not in self._held:
+                raise FrontierError(f"lease {lease.id} of {lease.url} is not held here")
+
+
+def _stored(policy: HostPolicy) -> StoredPolicy:
+    from ...state._redis_support import StoredPolicy
+
+    if policy.unreachable is not None:
+        text = _UNREACHABLE + json.dumps(list(policy.unreachable))
+        return StoredPolicy(text, policy.crawl_delay)
+    return StoredPolicy(policy.robots_txt, policy.crawl_delay)

@@ -1,0 +1,176 @@
+"""The Redis frontier under the real crawler: several crawlers (threads here, processes in
+test_redis_cluster_crawl) on one crawl in a real redis-server, over real HTTP sites."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from redis_server import RedisServer
+from shoal import Crawler, FrontierError, StaleCommit
+from shoal.crawler.frontier import Candidate, Outcome, Release
+from shoal.crawler.frontier.redis import RedisFrontier
+from sites import Reply, Site, html
+
+PAGES = 30
+
+
+def two_sites() -> tuple[Site, Site]:
+    a, b = Site(host="127.0.0.2"), Site(host="127.0.0.3")
+
+    def page(site: Site, other: Site, i: int) -> str:
+        links = [f"/p{j}" for j in (2 * i + 1, 2 * i + 2) if j < PAGES]
+        return html(f"{site.origin} {i}", *links, other.url(f"/p{(i * 7 + 3) % PAGES}"))
+
+    for site, other in ((a, b), (b, a)):
+        for i in range(PAGES):
+            site.routes[f"/p{i}"] = page(site, other, i)
+        site.routes["/robots.txt"] = Reply(404, "no")
+    return a, b
+
+
+def open_frontier(
+    server: RedisServer, worker: str, crawler: Crawler, **kw: object
+) -> RedisFrontier:
+    return RedisFrontier.open(
+        server.url,
+        "t",
+        worker,
+        crawler.identity(),
+        per_host=2,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def make(start: list[str], out: Path) -> Crawler:
+    return Crawler(start, output=str(out), progress=False, concurrency=4, per_host=2)
+
+
+def test_two_crawlers_share_one_crawl_each_page_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    a, b = two_sites()
+    with a, b:
+        start = [a.url("/p0"), b.url("/p0")]
+        results = []
+        errors: list[BaseException] = []
+
+        def run(name: str) -> None:
+            try:
+                probe = make(start, tmp_path / f"{name}.jsonl")
+                frontier = open_frontier(redis_server, name, probe)
+                crawler = Crawler(
+                    start,
+                    output=str(tmp_path / f"{name}.jsonl"),
+                    progress=False,
+                    concurrency=4,
+                    per_host=2,
+                    frontier=frontier,
+                )
+                results.append(crawler.run())
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(n,)) for n in ("w1", "w2")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        assert all(not t.is_alive() for t in threads)
+        urls = []
+        for name in ("w1", "w2"):
+            urls += [json.loads(line)["url"] for line in (tmp_path / f"{name}.jsonl").open()]
+        assert len(urls) == len(set(urls)) == 2 * PAGES
+        for site in (a, b):
+            assert site.count("/robots.txt") == 1
+            assert site.max_in_flight <= 2
+            assert max(site.paths().values()) == 1
+
+
+def test_a_redirect_target_stays_its_jobs_across_a_redo(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    crawler = make(["http://127.0.0.9/"], tmp_path / "o.jsonl")
+    f = open_frontier(redis_server, "w1", crawler, robots=False)
+    try:
+        f.submit([Candidate("http://127.0.0.9/a"), Candidate("http://127.0.0.9/b")])
+        jobs, _ = f.lease(2)
+        first = {j.url: j for j in jobs}
+        assert f.claim(first["http://127.0.0.9/a"], "http://127.0.0.9/t")
+        # The job for /a is redone (here: a retry): it may fetch its own target again...
+        f.release(first["http://127.0.0.9/a"], Release(Outcome.RETRY, retry_in=0))
+        again, _ = f.lease(2)
+        assert [j.url for j in again] == ["http://127.0.0.9/a"]
+        assert f.claim(again[0], "http://127.0.0.9/t")
+        # ...and no other job may.
+        assert not f.claim(first["http://127.0.0.9/b"], "http://127.0.0.9/t")
+    finally:
+        f.close()
+
+
+def test_a_stale_commit_stops_the_worker(redis_server: RedisServer, tmp_path: Path) -> None:
+    crawler = make(["http://127.0.0.9/"], tmp_path / "o.jsonl")
+    f = open_frontier(redis_server, "w1", crawler, robots=False)
+    try:
+        f.submit([Candidate("http://127.0.0.9/a")])
+        (job,), _ = f.lease(1)
+        f.release(job, Release(Outcome.DONE))
+        # Another process registers as the same worker: this one is fenced.
+        other = open_frontier(redis_server, "w1", crawler, robots=False)
+        other.close()
+        with pytest.raises(StaleCommit):
+            f.commit([(job, Outcome.DONE, 200)], output=100)
+        assert f.output_offset == 0
+    finally:
+        f.close()
+
+
+def test_release_of_a_lease_not_held_is_refused(redis_server: RedisServer, tmp_path: Path) -> None:
+    crawler = make(["http://127.0.0.9/"], tmp_path / "o.jsonl")
+    f = open_frontier(redis_server, "w1", crawler, robots=False)
+    try:
+        f.submit([Candidate("http://127.0.0.9/a")])
+        (job,), _ = f.lease(1)
+        f.release(job, Release(Outcome.RETRY, retry_in=0))
+        with pytest.raises(FrontierError):
+            f.release(job, Release(Outcome.DONE))
+    finally:
+        f.close()
+
+
+def test_the_heartbeat_keeps_a_long_fetch_leased(redis_server: RedisServer, tmp_path: Path) -> None:
+    gate = threading.Event()
+
+    def slow(_: object) -> Reply:
+        gate.wait(1.5)  # longer than two lease times; the test ends it early on failure
+        return Reply(body=html("slow"))
+
+    site = Site(host="127.0.0.2")
+    site.routes["/"] = html("home", "/slow", "/a")
+    site.routes["/slow"] = slow
+    site.routes["/a"] = html("a")
+    site.routes["/robots.txt"] = Reply(404, "no")
+    with site:
+        out = tmp_path / "o.jsonl"
+        probe = make([site.url("/")], out)
+        frontier = open_frontier(redis_server, "w1", probe, lease_ttl=0.6)
+        crawler = Crawler(
+            [site.url("/")],
+            output=str(out),
+            progress=False,
+            per_host=2,
+            max_time=10,  # bounded: without a heartbeat /slow is fetched again and again
+            frontier=frontier,
+        )
+        try:
+            result = crawler.run()
+        finally:
+            gate.set()
+        assert site.count("/slow") == 1
+        assert result.pages == 3
+        urls = [json.loads(line)["url"] for line in out.open()]
+        assert sorted(urls) == sorted(site.url(p) for p in ("/", "/slow", "/a"))
