@@ -19,6 +19,7 @@ from .._errors import ShoalError, UsageError, WriterError
 from .._version import __version__
 from ..crawler._options import CrawlOptions, OptionError
 from ._crawl_options import crawl_options, flag_for, parse_extract
+from ._redis import REDIS_OPTIONS, redis_options
 
 EXIT_NOTHING_FETCHED = 1
 EXIT_OUTPUT = 4
@@ -29,7 +30,11 @@ EXIT_CODES = (
     (0, "the crawl ran to its end or was already complete (page errors: see the output)"),
     (EXIT_NOTHING_FETCHED, "not one page fetched (every URL failed or robots.txt denied it)"),
     (UsageError.exit_code, "bad usage: an option value, a URL, an --extract name"),
-    (3, "the state file cannot be used (corrupt, another crawl's, in use)"),
+    (
+        3,
+        "the state cannot be used (state file corrupt, another crawl's, in use; Redis "
+        "unreachable, refused, too old, lost; a shared crawl with other options)",
+    ),
     (EXIT_OUTPUT, "the output cannot be used (unwritable, in use, not this crawl's)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): state saved, the same command resumes"),
     (EXIT_BROKEN_PIPE, "stdout closed by its reader (shoal crawl URL | head)"),
@@ -52,7 +57,13 @@ def _configure_logging(verbose: int, quiet: bool, log_file: str | None = None) -
 
 
 def _run_crawl(
-    urls: list[str], options: dict[str, Any], quiet: bool, as_json: bool, resumable: bool = True
+    urls: list[str],
+    options: dict[str, Any],
+    quiet: bool,
+    as_json: bool,
+    *,
+    resumable: bool = True,
+    redis: dict[str, Any] | None = None,
 ) -> None:
     from ..crawler import Crawler
 
@@ -61,7 +72,12 @@ def _run_crawl(
         # A reader that goes away (`| head`) is not an error worth a log line.
         logging.getLogger("shoal.runtime._writer").addFilter(_not_a_broken_pipe)
     try:
-        crawler = Crawler(urls, **options)
+        if redis is not None:
+            from ._redis import open_shared
+
+            crawler = open_shared(urls, options, redis)
+        else:
+            crawler = Crawler(urls, **options)
         if not quiet:
             crawler.announce = lambda message: click.echo(message, err=True)
         try:
@@ -179,12 +195,15 @@ def cli() -> None:
             "shoal crawl https://example.com/ -o pages.jsonl --report report.html",
             "shoal crawl https://example.com/ | head   # JSON lines on stdout",
             "(interrupted? run the same command again: it resumes)",
+            "shoal crawl https://example.com/ -o part-$(hostname).jsonl "
+            "--redis redis://queue:6379/0 --crawl-id docs   # one crawl, many machines",
         ],
         exit_codes=True,
     )
 )
 @click.argument("urls", nargs=-1, required=True, metavar="URL...")
 @crawl_options
+@redis_options
 @click.option(
     "--report",
     "report_path",
@@ -207,7 +226,16 @@ def crawl(
     goes to stderr. A crawl with -o FILE is resumable: run it again after Ctrl-C or a
     crash and it continues where it stopped.
     """
+    shared = {k: kw.pop(k) for k in REDIS_OPTIONS}
+    redis = shared if shared["redis"] is not None else None
+    if redis is None and shared["crawl_id"] is not None:
+        raise click.UsageError("--crawl-id names a crawl shared through --redis URL")
     options, quiet, as_json = _options_from(kw)
+    if redis is not None:
+        if report_path is not None:
+            raise click.UsageError("--report does not apply to a shared crawl's part")
+        _run_crawl(list(urls), options, quiet, as_json, redis=redis)
+        return
     if report_path is None:
         _run_crawl(list(urls), options, quiet, as_json)
         return
@@ -315,15 +343,32 @@ def demo(**kw: Any) -> None:
         ]
     )
 )
-@click.argument("state", type=click.Path(dir_okay=False), metavar="STATE")
+@click.argument("state", type=click.Path(dir_okay=False), metavar="[STATE]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for scripts).")
-def status(state: str, as_json: bool) -> None:
+@click.option("--redis", metavar="URL", help="Report the shared crawl --crawl-id in this Redis.")
+@click.option("--crawl-id", metavar="ID", help="The shared crawl's name (with --redis).")
+def status(state: str | None, as_json: bool, redis: str | None, crawl_id: str | None) -> None:
     """Report a crawl's progress from its STATE file, running or stopped.
 
-    Given a crawl's output file instead (-o FILE), it reports FILE.state.sqlite.
+    Given a crawl's output file instead (-o FILE), it reports FILE.state.sqlite. With
+    --redis URL --crawl-id ID: a shared crawl's progress, per worker and per host.
     """
     from ..state import read_status
 
+    if redis is not None or crawl_id is not None:
+        if redis is None or crawl_id is None or state is not None:
+            raise click.UsageError("a shared crawl's status: --redis URL --crawl-id ID, no STATE")
+        from ._redis import print_status, status_report
+
+        try:
+            shared = status_report(redis, crawl_id)
+        except ShoalError as exc:
+            click.echo(f"shoal: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        print_status(shared, as_json)
+        return
+    if state is None:
+        raise click.UsageError("give a STATE file (or --redis URL --crawl-id ID)")
     try:
         state = _state_for(state)
         report = read_status(state)
@@ -334,6 +379,52 @@ def status(state: str, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     _print_status(state, report)
+
+
+@cli.command(
+    epilog=_epilog(
+        [
+            "shoal combine --redis redis://queue:6379/0 --crawl-id docs part-*.jsonl "
+            "-o pages.jsonl",
+            "(every worker exited 0 by itself? then JSONL parts need no cutting: "
+            "cat part-*.jsonl > pages.jsonl is the same)",
+        ]
+    )
+)
+@click.argument("parts", nargs=-1, required=True, metavar="PART...")
+@click.option("--redis", metavar="URL", required=True, help="The shared crawl's Redis.")
+@click.option("--crawl-id", metavar="ID", required=True, help="The shared crawl's name.")
+@click.option("-o", "--output", metavar="FILE", required=True, help="The combined output.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), help="[default: from -o's suffix]"
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing FILE.")
+def combine(  # noqa: PLR0917 - click passes options by keyword
+    parts: tuple[str, ...],
+    redis: str,
+    crawl_id: str,
+    output: str,
+    fmt: str | None,
+    overwrite: bool,
+) -> None:
+    """Combine a shared crawl's PART files (jsonl or csv) into one output holding every
+    page of the crawl exactly once: each part is read up to the offset its worker
+    committed in Redis (a killed worker's uncommitted tail was fetched again by another).
+    Every worker that committed anything must have its part given.
+    """
+    from ._redis import combine as combine_shared
+
+    try:
+        report = combine_shared(redis, crawl_id, parts, output, fmt=fmt, overwrite=overwrite)
+    except ShoalError as exc:
+        click.echo(f"shoal: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    cut = sum(1 for r in report if r.size > r.committed)
+    click.echo(
+        f"{output}: {sum(r.lines for r in report)} records from {len(report)} parts"
+        + (f" ({cut} cut back to their committed offset)" if cut else ""),
+        err=True,
+    )
 
 
 def _state_for(path: str) -> str:
