@@ -90,6 +90,9 @@ def run_once(server: RedisServer, tmp: Path, seed: int) -> None:
         parts = [tmp / f"part{i}.jsonl" for i in range(3)]
         logs = [tmp / f"worker{i}.log" for i in range(3)]
         procs = [worker(server, sites, parts[i], logs[i]) for i in range(3)]
+        wait_until = time.monotonic() + 30
+        while not all(p.exists() for p in parts) and time.monotonic() < wait_until:
+            time.sleep(0.05)
         # Three events at seeded moments, in a seeded order.
         events = ["kill_for_good", "kill_restart", "redis"]
         rng.shuffle(events)

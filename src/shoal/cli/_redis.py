@@ -204,7 +204,7 @@ def print_status(report: dict[str, Any], as_json: bool) -> None:
             click.echo(f"  ... and {len(hosts) - 20} more hosts")
 
 
-def _match(part: str, workers: list[WorkerInfo]) -> WorkerInfo:
+def _match(part: str, workers: list[WorkerInfo]) -> WorkerInfo | None:
     by_id = {w.worker_id: w for w in workers}
     own = by_id.get(worker_id_for(part))
     if own is not None:
@@ -214,7 +214,11 @@ def _match(part: str, workers: list[WorkerInfo]) -> WorkerInfo:
     if len(named) == 1:
         return named[0]
     if not named:
-        raise UsageError(f"no worker of this crawl wrote {part} (workers: {', '.join(by_id)})")
+        # A worker killed before it joined the crawl committed nothing: none of its file.
+        click.echo(
+            f"note: no worker of this crawl committed to {part}: nothing of it is used", err=True
+        )
+        return None
     raise UsageError(
         f"several workers wrote a file named {name}: run combine on the machine that wrote "
         f"{part}, with its path as the crawl had it"
@@ -247,6 +251,8 @@ def combine(
     matched = [(p, _match(p, workers)) for p in parts]
     seen: dict[str, str] = {}
     for p, w in matched:
+        if w is None:
+            continue
         if w.worker_id in seen:
             raise UsageError(f"{p} and {seen[w.worker_id]} are the same worker's part")
         seen[w.worker_id] = p
@@ -256,6 +262,9 @@ def combine(
             f"parts of these workers are missing (their pages would be lost): {', '.join(missing)}"
         )
     result: list[Any] = combine_parts(
-        [(p, w.offset) for p, w in matched], output, format=fmt, overwrite=overwrite
+        [(p, 0 if w is None else w.offset) for p, w in matched],
+        output,
+        format=fmt,
+        overwrite=overwrite,
     )
     return result
