@@ -1,0 +1,105 @@
+"""``shoal crawl --redis``, ``shoal status --redis`` and ``shoal combine`` as a user runs
+them: real subprocesses, a real redis-server, a real site."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from redis_server import RedisServer, running
+from sites import Reply, Site, html
+
+
+def shoal(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shoal", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def small_site() -> Site:
+    site = Site(host="127.0.0.2")
+    site.routes["/"] = html("home", "/a", "/b")
+    site.routes["/a"] = html("a", "/b", "/c")
+    site.routes["/b"] = html("b")
+    site.routes["/c"] = html("c")
+    site.routes["/robots.txt"] = Reply(404, "none")
+    return site
+
+
+def crawl(server_url: str, site: Site, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return shoal(
+        "crawl", site.url("/"), "-o", str(out), "--redis", server_url, "--crawl-id", "c",
+        "--no-progress", *extra,
+    )  # fmt: skip
+
+
+def test_crawl_status_combine_and_a_restart_that_cuts_back(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with small_site() as site:
+        part = tmp_path / "part.jsonl"
+        done = crawl(redis_server.url, site, part)
+        assert done.returncode == 0, done.stderr
+        original = part.read_bytes()
+        assert len(original.splitlines()) == 4
+        status = shoal("status", "--redis", redis_server.url, "--crawl-id", "c", "--json")
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        assert report["status"] == "finished"
+        assert report["done"] == 4
+        (w,) = report["workers"].values()
+        assert w["offset"] == len(original)
+        assert report["hosts"][site.origin]["done"] == 4
+        # A tail the worker never committed (it was killed after writing): the same command
+        # again is its restart, and cuts the file back to the offset Redis holds.
+        with part.open("ab") as f:
+            f.write(b'{"url": "uncommitted"}\n')
+        again = crawl(redis_server.url, site, part)
+        assert again.returncode == 0, again.stderr
+        assert part.read_bytes() == original
+        out = tmp_path / "all.jsonl"
+        combined = shoal(
+            "combine", "--redis", redis_server.url, "--crawl-id", "c", str(part), "-o", str(out)
+        )
+        assert combined.returncode == 0, combined.stderr
+        assert out.read_bytes() == original
+
+
+def test_other_scope_options_are_refused_by_name(redis_server: RedisServer, tmp_path: Path) -> None:
+    with small_site() as site:
+        assert crawl(redis_server.url, site, tmp_path / "a.jsonl").returncode == 0
+        other = crawl(redis_server.url, site, tmp_path / "b.jsonl", "--max-depth", "1")
+        assert other.returncode == 3
+        assert "scope" in other.stderr and "another --crawl-id" in other.stderr
+        assert not (tmp_path / "b.jsonl").exists() or (tmp_path / "b.jsonl").stat().st_size == 0
+
+
+def test_unreachable_redis_and_a_wrong_password_exit_3(tmp_path: Path) -> None:
+    with small_site() as site:
+        gone = crawl(f"unix://{tmp_path}/none.sock", site, tmp_path / "a.jsonl")
+        assert gone.returncode == 3
+        assert "cannot reach Redis" in gone.stderr
+        with running(tmp_path / "r", password="sesame") as server:
+            url = server.url.replace(":sesame@", "")
+            refused = crawl(url, site, tmp_path / "b.jsonl")
+            assert refused.returncode == 3
+            assert "password" in refused.stderr
+            assert "sesame" not in refused.stderr
+
+
+def test_redis_needs_a_crawl_id_and_an_offset_output(tmp_path: Path) -> None:
+    no_id = shoal(
+        "crawl", "http://127.0.0.2/", "-o", str(tmp_path / "a.jsonl"), "--redis", "redis://x"
+    )
+    assert no_id.returncode == 2 and "--crawl-id" in no_id.stderr
+    sqlite = shoal(
+        "crawl", "http://127.0.0.2/", "-o", str(tmp_path / "a.sqlite"),
+        "--redis", "redis://x", "--crawl-id", "c",
+    )  # fmt: skip
+    assert sqlite.returncode == 2 and "offsets" in sqlite.stderr
