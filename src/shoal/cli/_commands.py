@@ -386,6 +386,7 @@ def status(state: str | None, as_json: bool, redis: str | None, crawl_id: str | 
         [
             "shoal combine --redis redis://queue:6379/0 --crawl-id docs part-*.jsonl "
             "-o pages.jsonl",
+            "shoal combine --redis redis://queue:6379/0 --crawl-id docs a.csv b.csv -o pages.csv",
             "(every worker exited 0 by itself? then JSONL parts need no cutting: "
             "cat part-*.jsonl > pages.jsonl is the same)",
         ]
