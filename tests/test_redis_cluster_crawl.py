@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -65,6 +66,16 @@ def worker(
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=f)
 
 
+def epoch_of(server: RedisServer, part: Path) -> bytes | None:
+    client = redis.Redis(unix_socket_path=str(server.socket))
+    try:
+        wid = f"{socket.gethostname()}:{part}"
+        value: bytes | None = client.hget(f"shoal:{{crash}}:w:{wid}", "epoch")
+        return value
+    finally:
+        client.close()
+
+
 def combine(server: RedisServer, parts: list[Path], out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
@@ -104,7 +115,14 @@ def run_once(server: RedisServer, tmp: Path, seed: int) -> None:
             elif event == "kill_restart":
                 procs[1].send_signal(signal.SIGKILL)
                 procs[1].wait(10)
+                before = epoch_of(server, parts[1])
                 procs[1] = worker(server, sites, parts[1], logs[1])
+                # A worker that cannot reach Redis when it starts exits 3 (by design): let
+                # it join before Redis may be killed, as an operator restarting it would.
+                joined_by = time.monotonic() + 30
+                while epoch_of(server, parts[1]) == before and time.monotonic() < joined_by:
+                    assert procs[1].poll() is None, logs[1].read_text()[-3000:]
+                    time.sleep(0.05)
             else:
                 server.kill()
                 time.sleep(rng.uniform(0, 0.3))
