@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Shared-crawl throughput: pages/s of one crawl run by 1, 2 and 4 worker processes through
+one Redis, on this machine, with the CPU each part used.
+
+The site is bench/site_server.py bound to 0.0.0.0 with 0 ms latency; each of ``--hosts``
+loopback addresses (127.0.0.2, 127.0.0.3, ...) is a host of its own (a copy of the site),
+so the crawl is CPU-bound and per-host politeness is not the limit. Each configuration
+gets a fresh redis-server (unix socket, appendonly yes, appendfsync always: the settings a
+shared crawl needs). CPU: the workers' from os.wait4, Redis's and the site's from
+/proc/<pid>/stat at the end. For each worker count, the median of ``--rounds`` runs.
+
+    .venv/bin/python bench/redis_crawl.py --pages 1000 --hosts 8 --workers 1,2,4
+
+Prints a table; writes nothing into docs (figures measured on a loaded machine are not
+published).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from site_server import reachable_paths
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+SHOAL = [sys.executable, "-m", "shoal"]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pid: int) -> float:
+    """User + system seconds of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def start_site(pages: int, links: int, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    ready = tmp / "port"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(BENCH / "site_server.py"),
+            *("--pages", str(pages), "--links", str(links), "--latency-ms", "0"),
+            *("--host", "0.0.0.0", "--port", "0", "--ready-file", str(ready)),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not ready.exists() or not ready.read_text().strip():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("the site server did not start")
+        time.sleep(0.05)
+    return proc, int(ready.read_text())
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    sock = tmp / "redis.sock"
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            *("--port", "0", "--unixsocket", str(sock), "--dir", str(tmp), "--save", ""),
+            *("--appendonly", "yes", "--appendfsync", "always", "--aof-load-truncated", "no"),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while not sock.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("redis-server did not start")
+        time.sleep(0.05)
+    time.sleep(0.2)
+    return proc, sock
+
+
+def one_run(workers: int, args: argparse.Namespace) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="shoal-redis-bench-"))
+    site, port = start_site(args.pages, args.links, tmp)
+    redis, sock = start_redis(tmp)
+    try:
+        starts = [f"http://127.0.0.{2 + h}:{port}/" for h in range(args.hosts)]
+        cmd = [
+            *SHOAL,
+            "crawl",
+            *starts,
+            *("--redis", f"unix://{sock}", "--crawl-id", "bench", "--no-progress", "-q"),
+            *("--concurrency", str(args.concurrency), "--max-pages", str(10**9)),
+        ]
+        began = time.monotonic()
+        procs = [
+            subprocess.Popen([*cmd, "-o", str(tmp / f"part{i}.jsonl")]) for i in range(workers)
+        ]
+        cpu = 0.0
+        for p in procs:
+            _, status, usage = os.wait4(p.pid, 0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise RuntimeError(f"a worker exited {os.waitstatus_to_exitcode(status)}")
+            cpu += usage.ru_utime + usage.ru_stime
+        wall = time.monotonic() - began
+        pages = sum(sum(1 for _ in (tmp / f"part{i}.jsonl").open("rb")) for i in range(workers))
+        expected = len(reachable_paths(args.pages, args.links, 1)) * args.hosts
+        return {
+            "pages": pages,
+            "complete": pages / expected,
+            "wall": wall,
+            "pages_per_s": pages / wall,
+            "cpu_workers": cpu,
+            "cpu_redis": cpu_of(redis.pid),
+            "cpu_site": cpu_of(site.pid),
+        }
+    finally:
+        for proc in (redis, site):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pages", type=int, default=1000, help="pages per host")
+    parser.add_argument("--links", type=int, default=10)
+    parser.add_argument("--hosts", type=int, default=8)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--concurrency", type=int, default=16, help="per worker")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("redis-server") is None:
+        sys.exit("redis-server is not installed")
+    table = {}
+    for n in (int(x) for x in args.workers.split(",")):
+        runs = [one_run(n, args) for _ in range(args.rounds)]
+        table[n] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return
+    base = table[min(table)]["pages_per_s"]
+    print(f"{'workers':>7} {'pages':>7} {'complete':>8} {'pages/s':>8} {'speedup':>7} "
+          f"{'cpu workers':>11} {'cpu redis':>9} {'cpu site':>8}")  # fmt: skip
+    for n, r in table.items():
+        print(
+            f"{n:>7} {r['pages']:>7.0f} {r['complete']:>8.3f} {r['pages_per_s']:>8.0f} "
+            f"{r['pages_per_s'] / base:>7.2f} {r['cpu_workers']:>10.1f}s "
+            f"{r['cpu_redis']:>8.1f}s {r['cpu_site']:>7.1f}s"
+        )
+
+
+if __name__ == "__main__":
+    main()
