@@ -84,7 +84,9 @@ def _run_crawl(
             result = crawler.run()
         except KeyboardInterrupt:
             result = crawler.result
-            if crawler.state_path is not None and resumable:
+            if redis is not None:
+                how = "committed work is in Redis; the same command resumes this worker"
+            elif crawler.state_path is not None and resumable:
                 # Without --fresh/--overwrite: run again, they would delete what was saved.
                 args = [a for a in sys.argv[1:] if a not in ("--fresh", "--overwrite")]
                 again = shlex.join(["shoal", *args])
