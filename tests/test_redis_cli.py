@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import redis
 
 from redis_server import RedisServer, running
 from sites import Reply, Site, html
@@ -103,3 +106,50 @@ def test_redis_needs_a_crawl_id_and_an_offset_output(tmp_path: Path) -> None:
         "--redis", "redis://x", "--crawl-id", "c",
     )  # fmt: skip
     assert sqlite.returncode == 2 and "offsets" in sqlite.stderr
+
+
+def test_a_worker_registered_again_elsewhere_stops_with_exit_3(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    site = Site(host="127.0.0.2")
+
+    def slow(_: object) -> Reply:
+        time.sleep(0.05)
+        return Reply(body=html("page", *(f"/p{j}" for j in range(40))))
+
+    site.fallback = slow  # type: ignore[assignment]
+    site.routes["/robots.txt"] = Reply(404, "none")
+    with site:
+        args = [
+            sys.executable, "-m", "shoal", "crawl", site.url("/"), "--redis", redis_server.url,
+            "--crawl-id", "c", "--no-progress", "--worker-id", "same", "--per-host", "1",
+        ]  # fmt: skip
+        first = subprocess.Popen(
+            [*args, "-o", str(tmp_path / "a.jsonl")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while site.count("/p3") == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # Another process becomes worker "same" (here: the test, through the state API).
+            from shoal.state import RedisCrawlState
+
+            raw = RedisCrawlState(
+                redis.Redis(unix_socket_path=str(redis_server.socket)),
+                redis_server.url,
+                "c",
+                lease_ttl=60,
+                reconnect_for=1,
+            )
+            raw.register("same")
+            raw.close()
+            _, err = first.communicate(timeout=60)
+            assert first.returncode == 3, err
+            assert "registered again by another process" in err
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait(10)

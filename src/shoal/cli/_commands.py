@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .._errors import ShoalError, UsageError, WriterError
+from .._errors import ShoalError, StateError, UsageError, WriterError
 from .._version import __version__
 from ..crawler._options import CrawlOptions, OptionError
 from ._crawl_options import crawl_options, flag_for, parse_extract
@@ -101,6 +101,11 @@ def _run_crawl(
     except WriterError as exc:
         if to_stdout and _is_broken_pipe(exc):
             _quiet_broken_pipe()
+        if isinstance(exc.__cause__, StateError):
+            # The state refused the commit (a shared crawl's worker fenced or its lease
+            # gone): a state problem, not an output one.
+            click.echo(f"shoal: error: {exc.__cause__}", err=True)
+            sys.exit(exc.__cause__.exit_code)
         cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
         click.echo(f"shoal: error: writing the output failed: {exc}{cause}", err=True)
         sys.exit(EXIT_OUTPUT)
@@ -432,7 +437,6 @@ def combine(  # noqa: PLR0917 - click passes options by keyword
 
 def _state_for(path: str) -> str:
     """``path`` if it is a state file; a crawl output's state file if it is an output."""
-    from .._errors import StateError
 
     if not os.path.exists(path):
         raise StateError(f"no state file at {path}")
