@@ -153,3 +153,43 @@ def test_a_worker_registered_again_elsewhere_stops_with_exit_3(
             if first.poll() is None:
                 first.kill()
                 first.wait(10)
+
+
+def test_the_same_command_twice_at_once_leaves_the_running_worker_alone(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    site = Site(host="127.0.0.2")
+
+    def slow(_: object) -> Reply:
+        time.sleep(0.05)
+        return Reply(body=html("page", *(f"/p{j}" for j in range(30))))
+
+    site.fallback = slow  # type: ignore[assignment]
+    site.routes["/robots.txt"] = Reply(404, "none")
+    with site:
+        out = tmp_path / "a.jsonl"
+        args = [
+            "crawl", site.url("/"), "--redis", redis_server.url, "--crawl-id", "c",
+            "--no-progress", "--per-host", "1", "-o", str(out),
+        ]  # fmt: skip
+        first = subprocess.Popen(
+            [sys.executable, "-m", "shoal", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while site.count("/p3") == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            second = shoal(*args)
+            assert second.returncode == 4, second.stderr
+            assert "another running crawl" in second.stderr
+            _, err = first.communicate(timeout=60)
+            assert first.returncode == 0, err
+            urls = [json.loads(line)["url"] for line in out.read_text().splitlines()]
+            assert len(urls) == len(set(urls)) == 31
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait(10)

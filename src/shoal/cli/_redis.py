@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._errors import UsageError
+from .._errors import OutputError, UsageError
 
 if TYPE_CHECKING:
     from ..state._redis_support import WorkerInfo
@@ -105,6 +105,7 @@ def open_shared(urls: Sequence[str], options: dict[str, Any], redis: dict[str, A
     from ..crawler.frontier.redis import RedisFrontier
 
     check_shared(options, redis)
+    _not_in_use(options["output"])
     probe = Crawler(list(urls), **{**options, "state": None})
     opts = probe.options
     worker = redis["worker_id"] or worker_id_for(options["output"])
@@ -123,6 +124,28 @@ def open_shared(urls: Sequence[str], options: dict[str, Any], redis: dict[str, A
     except BaseException:
         frontier.close()
         raise
+
+
+def _not_in_use(path: str) -> None:
+    """Refuse an output another running worker writes *before* joining the crawl: joining
+    as its worker id would fence that live worker (its commits refused from then on)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # absent (or unreadable: the crawler's own claim reports it)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OutputError(
+            f"{path} is being written by another running crawl (this worker would take over "
+            "its worker id and stop it); choose another -o"
+        ) from None
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _state(url: str, crawl_id: str) -> Any:
