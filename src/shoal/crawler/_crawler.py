@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
 from .._errors import JoinTimeout, StateError, UsageError, WriterError
 from ..http import make_transport
-from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
+from ..runtime import Pool, ProgressDisplay, TaskContext, Writer
 from ..state import StateStore
 from ._fetch import Fetcher
 from ._jobs import JobSteps
@@ -33,6 +32,7 @@ from ._kinds import CrawlErrorKind
 from ._options import CrawlOptions
 from ._records import PageCallback, Records
 from ._robots import RobotsRules
+from ._session import RunSession, progress_enabled, state_path_for
 from ._stats import CrawlResult
 from ._urls import Scope, parse_start_url
 from .frontier import (
@@ -43,9 +43,8 @@ from .frontier import (
     MemoryFrontier,
     Outcome,
     Release,
-    SqliteFrontier,
 )
-from .output import Commit, CrawlSink, claim_output, infer_format, is_stream_path, open_output
+from .output import Commit, infer_format
 
 __all__ = ["Crawler", "PageCallback"]
 
@@ -54,17 +53,12 @@ logger = logging.getLogger(__name__)
 
 # No URL: a delayed task that only dispatches (see _dispatch); known by identity.
 _WAKE = Lease("wake", "", "", JobKind.PAGE, 0, None, 0)
-# Group commit: the output writer waits up to this long to gather a batch, so a slow
-# crawl pays one write, flush and state transaction per ~10 ms rather than per page
-# (measured: ~15 % less CPU per page at 50 ms latency). Pages in that window are, after
-# a kill, fetched again like the rest of the writer's (bounded) queue.
-_OUTPUT_LINGER = 0.01
 # At --max-time, work in flight gets this long to finish; then it is abandoned (a parse in
 # C or a callback cannot be interrupted) and its URLs are fetched again on resume.
 _MAX_TIME_GRACE = 2.0
 
 
-class Crawler(JobSteps):
+class Crawler(JobSteps, RunSession):
     """Crawl from ``start_urls``; ``run()`` returns a :class:`CrawlResult`.
 
     ``on_page(page)`` may return or yield dicts (written as records) and URL strings
@@ -253,7 +247,7 @@ class Crawler(JobSteps):
         self.frontier: Frontier = frontier or MemoryFrontier(
             per_host=opts.per_host, delay=opts.initial_delay, robots=opts.robots
         )
-        self.state_path = None if frontier is not None else _state_path(opts.state, opts.output)
+        self.state_path = None if frontier is not None else state_path_for(opts.state, opts.output)
         self._store: StateStore | None = None
         self.result = CrawlResult()
         self._lock = threading.Lock()
@@ -299,90 +293,6 @@ class Crawler(JobSteps):
             identity["extract"] = dict(self.options.extract)
         return identity
 
-    def _open_outputs(self) -> Writer:
-        opts = self.options
-        resume_at = None
-        fresh = True
-        # A shared frontier (Redis) holds this worker's committed output offset: the
-        # output is resumed at it when the frontier knows this worker from before.
-        shared_offset: int | None = getattr(self._given_frontier, "output_offset", None)
-        shared_known = bool(getattr(self._given_frontier, "known_worker", False))
-        claim = claim_output(
-            opts.output,
-            self.state_path,
-            fresh=opts.fresh,
-            overwrite=opts.overwrite or shared_known,
-            announce=self.announce,
-        )
-        if shared_offset is not None:
-            resume_at, fresh = shared_offset, shared_offset == 0
-            if shared_known:
-                self.announce(f"resuming this worker's output at byte {shared_offset:,}")
-        try:
-            if self.state_path is not None:
-                self._store = StateStore.open(
-                    self.state_path,
-                    self.identity(),
-                    fresh=opts.fresh,
-                    replace_foreign=opts.fresh and opts.overwrite,
-                )
-            if self._store is not None:
-                fresh = self._store.created
-                if not fresh:
-                    resume_at = self._store.output_offset
-                    self._announce_resume(self._store)
-                if self._given_frontier is None:
-                    self.frontier = SqliteFrontier(
-                        self._store,
-                        per_host=opts.per_host,
-                        delay=opts.initial_delay,
-                        robots=opts.robots,
-                        memory_limit=opts.memory_limit,
-                    )
-            output = open_output(
-                claim,
-                self.format,
-                self.record_fields,
-                user_agent=opts.user_agent,
-                resume_at=resume_at,
-                fresh=fresh,
-                header_from_first_record=self._records.on_page is not None,
-            )
-            if self._store is not None:
-                self._store.start_run()
-        except BaseException:
-            # Leave nothing behind: no state, lock or output file this call created.
-            if self._store is not None:
-                self._store.discard()
-                self._store = None
-            if claim is not None:
-                claim.abandon()
-            raise
-        # A short queue: what waits in it at a crash is fetched again on resume, so the
-        # backlog is kept to two commits per worker (workers wait if the output lags).
-        return Writer(
-            sink=CrawlSink(
-                output,
-                self.frontier,
-                durable=self._store is not None or getattr(self.frontier, "durable", False),
-            ),
-            name="shoal-output",
-            maxsize=2 * opts.concurrency,
-            linger=_OUTPUT_LINGER,
-        )
-
-    def _announce_resume(self, store: StateStore) -> None:
-        done, queued = store.done_count(), store.queued_count()
-        if queued == 0 and done > 0:
-            self.result.already_complete = True
-            output = self.options.output
-            what = f"{output} and its state" if output not in (None, "-") else "its state"
-            self.announce(
-                f"already complete: {done} pages (use --fresh to crawl again; it deletes {what})"
-            )
-        else:
-            self.announce(f"resuming: {done} done, {queued} queued (state: {self.state_path})")
-
     # -- running -------------------------------------------------------------------------
 
     def run(self) -> CrawlResult:
@@ -424,7 +334,7 @@ class Crawler(JobSteps):
             self._progress_state,
             description="crawl",
             unit="pages",
-            enabled=_progress_enabled(opts.progress, opts.output),
+            enabled=progress_enabled(opts.progress, opts.output),
         )
         interrupted = False
         try:
@@ -491,50 +401,6 @@ class Crawler(JobSteps):
             self.frontier.close()
             if self._store is not None:
                 self._close_run(self._store, interrupted)
-
-    def _close_run(self, store: StateStore, interrupted: bool) -> None:
-        """Record how this run ended and read the totals over all runs, then close."""
-        r = self.result
-        with self._lock:
-            fatal = self._fatal
-        if interrupted:
-            outcome = "interrupted"
-        elif fatal is not None:
-            outcome = "failed"
-        elif r.stopped_by is not None:
-            outcome = f"stopped: {r.stopped_by}"
-        else:
-            outcome = "finished"
-        try:
-            store.end_run(outcome)
-            r.totals = store.totals()["totals"]
-        except StateError as exc:
-            logger.warning("could not record the end of this run: %s", exc)
-        finally:
-            store.close()
-
-    def _progress_state(self) -> ProgressState:
-        pending = self.frontier.stats().queued
-        with self._lock:
-            r = self.result
-            done = r.pages
-            in_flight = self._in_flight
-            hosts = len(self._hosts_busy)
-            errors = tuple(r.errors.most_common())
-            failed = r.failed
-        total = done + pending + in_flight
-        # This run fetches at most max_pages: past that, the queue is not work left.
-        bounded = total >= self.options.max_pages
-        deadline = self._deadline
-        return ProgressState(
-            done=done,
-            total=min(total, self.options.max_pages),
-            failed=failed,
-            note=f"queued {pending}, hosts {hosts}",
-            bounded=bounded,
-            errors=errors,
-            time_left=None if deadline is None else deadline - time.monotonic(),
-        )
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -706,25 +572,3 @@ class Crawler(JobSteps):
             logger.debug("stopping the crawl: %s", exc)
         assert self._pool is not None
         self._pool.cancel()
-
-
-def _progress_enabled(progress: bool | None, output: str | None) -> bool | None:
-    """None (auto: stderr is a terminal), unless records go to a terminal on stdout:
-    then the records are the display, and a bar would be drawn through them."""
-    if progress is not None:
-        return progress
-    if output in (None, "-"):
-        isatty = getattr(sys.stdout, "isatty", None)
-        if isatty is not None and isatty():
-            return False
-    return None
-
-
-def _state_path(state: str | None, output: str | None) -> str | None:
-    """``auto``: beside a file output, none for stdout, a device or a pipe (no offsets to
-    resume at); None: keep state in memory only."""
-    if state != "auto":
-        return state
-    if output is None or output == "-" or is_stream_path(output):
-        return None
-    return output + ".state.sqlite"

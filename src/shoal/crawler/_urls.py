@@ -145,6 +145,10 @@ def _fast_canonical(origin: str, tail: str) -> str | None:
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 
 
+# Process-wide caches here are safe to share between crawls and threads: each wraps a
+# pure function of its arguments (a LinkResolver is never changed once built), is
+# bounded, and lru_cache is thread-safe for concurrent calls (at worst two threads
+# compute the same entry).
 @lru_cache(maxsize=4096)
 def _canonical_origin(raw: str) -> str | None:
     """``scheme://host[:port]`` made canonical; None if it is not a crawlable origin."""
@@ -258,12 +262,13 @@ class LinkResolver:
 
 
 # ~300 bytes an entry: 16k entries cost ~5 MB, a fixed price for skipping most resolving.
+# Shared process-wide: safe for the reasons given at _canonical_origin.
 @lru_cache(maxsize=1 << 14)
 def _resolve_cached(where: str, href: str) -> str | None:
     return _resolver(where)._resolve(href)
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=1024)  # shared process-wide: see _canonical_origin
 def _resolver(where: str) -> LinkResolver:
     return LinkResolver(where)
 

@@ -15,6 +15,7 @@ from ._redis import (
     StoredPolicy,
     WorkerInfo,
 )
+from ._status import read_status
 from ._store import (
     DONE,
     FAILED,
@@ -23,7 +24,6 @@ from ._store import (
     StateStore,
     UrlRow,
     peek_identity,
-    read_status,
 )
 
 __all__ = [

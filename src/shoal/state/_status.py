@@ -1,0 +1,94 @@
+"""Reading a crawl's progress from its state file, running or not (``shoal status``).
+
+Apart from ``_store`` because it only reads: it opens the file read-only, never takes
+the crawl's lock (it only tests it), and so works beside a live crawl (WAL mode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from .._errors import StateError
+from ._store import DONE, FAILED, QUEUED, _run_totals, _translated, peek_identity
+
+__all__ = ["read_status"]
+
+
+def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Progress of the crawl whose state is at ``path``, running or not (read-only).
+
+    ``status`` is ``running`` (a live crawl holds the lock), ``finished`` (the last run
+    ran out of work; URLs still queued then were held back and are retried by the next
+    run), ``interrupted`` (Ctrl-C, or killed: the last run never recorded its end),
+    ``stopped`` (a limit such as max_pages ended it; ``last_run`` says which) or
+    ``failed`` (the output could not be written).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StateError(f"no state file at {path}")
+    peek_identity(path)  # a clear error for a file that is not a shoal state
+    with _translated(f"reading {path}"):
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            totals = dict.fromkeys(("queued", "done", "failed"), 0)
+            hosts: dict[str, dict[str, int]] = {}
+            names = {QUEUED: "queued", DONE: "done", FAILED: "failed"}
+            for host, state, n in conn.execute(
+                "SELECT host, state, count(*) FROM urls GROUP BY host, state"
+            ):
+                totals[names[state]] += n
+                hosts.setdefault(host, dict.fromkeys(("queued", "done", "failed"), 0))
+                hosts[host][names[state]] = n
+            runs = _run_totals(conn)
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"{path} is not a shoal state file ({exc})") from None
+        finally:
+            conn.close()
+    running = _is_locked(path)
+    last = runs["runs"][-1]["outcome"] if runs["runs"] else None
+    if running:
+        status = "running"
+    elif last == "finished" or (last is None and totals["queued"] == 0 and totals["done"]):
+        # Queued URLs left by a finished run were held back (robots.txt unreachable):
+        # the next run retries them.
+        status = "finished"
+    elif last is not None and last.startswith("stopped"):
+        status = "stopped"
+    elif last == "failed":
+        status = "failed"
+    else:
+        status = "interrupted"
+    if last == "running" and not running:
+        last = "killed"  # the run never recorded its end
+    return {
+        "state": str(path),
+        "status": status,
+        "running": running,
+        "last_run": last,
+        **totals,
+        "hosts": hosts,
+        "identity": json.loads(meta.get("identity", "{}")),
+        "output_offset": int(meta.get("output_offset", 0)),
+        **runs,
+    }
+
+
+def _is_locked(path: Path) -> bool:
+    import fcntl
+
+    try:
+        fd = os.open(f"{path}.lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
