@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -128,3 +129,23 @@ def local_ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
         local=leaf("local", "IP:127.0.0.1,DNS:localhost"),
         other=leaf("other", "DNS:other.test"),
     )
+
+
+def interrupt_when_ready(code: str) -> tuple[int, str, str]:
+    """Run ``code`` in a child Python, send it SIGINT once it prints ``ready``, and return
+    (exit code, stdout, stderr). Bounded: the child gets 60 s to exit, then is killed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    return proc.returncode, out, err

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 import shoal
+from conftest import interrupt_when_ready
 from shoal import RetryLater, RetryPolicy, TaskError, TaskErrorGroup
 
 
@@ -330,21 +330,8 @@ sys.exit(130)
 
 
 def test_ctrl_c_stops_the_map_and_leaves_no_thread() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_CHILD],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == 130, err
+    code, out, err = interrupt_when_ready(CTRL_C_CHILD)
+    assert code == 130, err
     assert "left []" in out, (out, err)
 
 

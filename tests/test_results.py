@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import shoal
+from conftest import interrupt_when_ready
 from shoal import Pipeline, Pool, Stage, TaskContext, TaskError, TaskErrorGroup, UsageError
 
 
@@ -331,25 +332,8 @@ sys.exit(130)
 
 
 def test_ctrl_c_while_reading_results_stops_the_pool() -> None:
-    import signal
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_CHILD],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == 130, err
+    code, out, err = interrupt_when_ready(CTRL_C_CHILD)
+    assert code == 130, err
     assert "left [] cancelled True" in out, (out, err)
 
 
