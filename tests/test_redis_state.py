@@ -424,7 +424,7 @@ def test_lease_resent_after_a_lost_reply_gives_the_same_leases(open_state: Opene
     args = ["w", s.epoch, 2, -1, 60_000, "request-1"]
     first = s._run("LEASE", *args)
     again = s._run("LEASE", *args)
-    assert first == again and len(first) == 2 + 2 * 3
+    assert first == again and len(first) == 3 + 2 * 3
     assert s.stats().leased == 2
     jobs, _ = s.lease(10)  # a new request: new leases
     assert len(jobs) == 4 and s.stats().leased == 6

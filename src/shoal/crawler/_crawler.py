@@ -256,6 +256,10 @@ class Crawler(JobSteps, RunSession):
         self._in_flight = 0
         self._hosts_busy: dict[str, int] = {}  # host -> requests in flight (live view)
         self._taken = 0
+        # First tries promised to leases in flight (the dispatcher's, and each finishing
+        # job's for its successor): budget = max_pages - taken - reserved, so two threads
+        # leasing at once never take more than --max-pages together.
+        self._reserved = 0
         self._sitemaps_queued = 0
         self._sitemap_pages = 0
         self._wake_at: float | None = None
@@ -426,7 +430,6 @@ class Crawler(JobSteps, RunSession):
 
     def _dispatch_once(self) -> bool:
         """One round of dispatch; True if another was asked for meanwhile."""
-        assert self._pool is not None
         now = time.monotonic()
         notices: list[str] = []
         with self._lock:
@@ -437,23 +440,41 @@ class Crawler(JobSteps, RunSession):
             if self._deadline is not None and now >= self._deadline:
                 self._stop("max_time", notices)
                 free = 0
-            budget = max(0, self.options.max_pages - self._taken)
-        if budget == 0 and self.frontier.stats().queued:
+            spent = self._taken >= self.options.max_pages
+            reserved = max(0, min(free, self._budget_left()))
+            self._reserved += reserved
+        if spent and self.frontier.stats().queued:
             with self._lock:
                 self._stop("max_pages", notices)  # retries of counted pages still run
         jobs: list[Lease] = []
         ready_in: float | None = None
         if free > 0:
-            # Only this thread dispatches, so `free` and `budget` cannot shrink meanwhile.
+            # Only this thread dispatches, so `free` cannot shrink meanwhile (a successor
+            # lease only refills the slot its own job leaves).
             try:
-                jobs, ready_in = self.frontier.lease(free, budget)
+                jobs, ready_in = self.frontier.lease(free, reserved)
             except StateError as exc:
                 # A shared frontier lost for good (Redis gone past its reconnect time):
                 # ending quietly would look like a finished crawl.
+                self._accept([], None, reserved, now)
                 self._fail_crawl(exc)
                 return False
+        again = self._accept(jobs, ready_in, reserved, now)
+        for notice in notices:  # logging handlers are user code: never under the lock
+            logger.warning("%s", notice)
+        return again
+
+    def _budget_left(self) -> int:
+        return self.options.max_pages - self._taken - self._reserved
+
+    def _accept(self, jobs: list[Lease], ready_in: float | None, reserved: int, now: float) -> bool:
+        """Count leased jobs in, hand them to the pool and schedule the next wake-up;
+        ``reserved``: the first tries promised to that lease, now settled. True if a
+        dispatch was asked for meanwhile."""
+        assert self._pool is not None
         wake_in: float | None = None
         with self._lock:
+            self._reserved -= reserved
             for job in jobs:
                 if job.kind is not JobKind.ROBOTS and job.attempt == 1:
                     self._taken += 1
@@ -467,8 +488,6 @@ class Crawler(JobSteps, RunSession):
                     self._wake_at = next_at
                     wake_in = max(next_at - now, 0.0005)
             again = self._dispatch_wanted
-        for notice in notices:  # logging handlers are user code: never under the lock
-            logger.warning("%s", notice)
         for job in jobs:
             self._pool.put(job)
         if wake_in is not None:
@@ -534,13 +553,37 @@ class Crawler(JobSteps, RunSession):
             self._dispatch(asked=True)
 
     def _end(self, job: Lease, release: Release, commit: Commit | None) -> None:
-        """Release first (the host's slot is free now), then hand the commit to the writer."""
+        """Release first (the host's slot is free now), then hand the commit to the writer.
+
+        The slot this job leaves goes straight to the next job where one is ready, leased
+        in the same step: a shared frontier then costs one round trip a page, and no
+        thread waits for the dispatcher's."""
+        now = time.monotonic()
+        with self._lock:
+            running = not self._stopping and (self._deadline is None or now < self._deadline)
+            take = 1 if running else 0
+            reserved = 1 if running and self._budget_left() > 0 else 0
+            self._reserved += reserved
         try:
-            self.frontier.release(job, release)
+            done = self.frontier.release(job, release, take=take, budget=reserved)
         except Exception:
+            self._accept([], None, reserved, now)
             # The frontier failed (a bug, or a networked one's link): this lease is lost
             # to this process; it is given out again when it expires.
             logger.exception("releasing %s failed", job.url)
+            return
+        # With a job for the slot, a "more may be ready" is the dispatcher's to act on
+        # (it runs as this task ends, and leases only for slots that are free).
+        self._accept(done.jobs, None if done.jobs else done.ready_in, reserved, now)
+        if done.added:
+            with self._lock:
+                self.result.discovered += len(done.added)
+        if done.lost:
+            logger.warning(
+                "the lease of %s expired and went to another worker: its result is not "
+                "written here",
+                job.url,
+            )
             return
         if commit is not None:
             assert self._writer is not None

@@ -204,8 +204,7 @@ class JobSteps:
             # A hold must reach the state file: an empty commit carries it there.
             return release, (Commit() if verdict.hold_for is not None else None)
         records, follow, error, failed_by = self._build(job, fetched, verdict)
-        discovered = self._submit_links(job, follow) if follow else 0
-        counted = self._count(job, fetched, failed_by, discovered)
+        counted = self._count(job, fetched, failed_by)
         if logger.isEnabledFor(logging.INFO):  # -v: one line per URL, never under the lock
             logger.info("%s", _page_line(job.url, fetched.status, error, fetched))
         outcome = Outcome.FAILED if error is not None else Outcome.DONE
@@ -219,7 +218,8 @@ class JobSteps:
             error=failed_by,
             nbytes=len(fetched.body),
         )
-        return Release(outcome, hold_host_for=verdict.hold_for), commit
+        links = self._links(job, follow) if follow else ()
+        return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
 
     def _fetch_page(self, job: Lease, rules: RobotsRules | None) -> Fetched:
         assert self._fetcher is not None
@@ -285,7 +285,7 @@ class JobSteps:
         failed_by = error or (CrawlErrorKind.CALLBACK if callback_failed else None)
         return records, follow, error, (None if failed_by is None else str(failed_by))
 
-    def _count(self, job: Lease, fetched: Fetched, failed_by: str | None, discovered: int) -> str:
+    def _count(self, job: Lease, fetched: Fetched, failed_by: str | None) -> str:
         """Add the page to the totals; what it counts as (each page counts once:
         ok + redirects + failed = pages)."""
         status = fetched.status
@@ -298,7 +298,6 @@ class JobSteps:
         with self._lock:
             r = self.result
             r.pages += 1
-            r.discovered += discovered
             r.bytes += len(fetched.body)
             r.latency.add(fetched.elapsed)
             if failed_by is not None:
@@ -317,12 +316,11 @@ class JobSteps:
             self.frontier.set_delay(job.host, delay)
         return counted
 
-    def _submit_links(self, job: Lease, follow: Sequence[str]) -> int:
-        """Offer the page's in-scope links to the frontier; how many were new."""
+    def _links(self, job: Lease, follow: Sequence[str]) -> tuple[Candidate, ...]:
+        """The page's in-scope links, for the frontier with the page's release."""
         depth = job.depth + 1
         in_scope = self.scope.allows_at(depth)
-        candidates = [Candidate(url, depth, job.url) for url in follow if in_scope(url)]
-        return len(self.frontier.submit(candidates)) if candidates else 0
+        return tuple(Candidate(url, depth, job.url) for url in follow if in_scope(url))
 
     def _held_back(self, job: Lease, rules: RobotsRules) -> tuple[Release, Commit]:
         """A URL whose host's robots.txt could not be fetched: a record saying why, but

@@ -100,12 +100,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import CrawlMismatch, RedisStateError, StaleCommit, UsageError
 from . import _redis_lua as lua
-from ._fingerprints import fingerprint
+from ._fingerprints import FingerprintSet, fingerprint
 from ._redis_support import (
     CrawlCounts,
     HostTally,
     LeasedURL,
     NewURL,
+    Released,
     StoredPolicy,
     WorkerInfo,
     config_value,
@@ -128,6 +129,7 @@ __all__ = [
     "LeasedURL",
     "NewURL",
     "RedisCrawlState",
+    "Released",
     "StoredPolicy",
     "WorkerInfo",
 ]
@@ -140,6 +142,10 @@ _WORKER_ID = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces or newlin
 _HOST = re.compile(r"[a-z][a-z0-9+.-]*://[!-~]+")  # no spaces or newlines: key names
 _SUBMIT_CHUNK = 1000
 _POLICY_CACHE = 65536
+# Fingerprints this client knows the crawl has seen (seen is never undone), so that a
+# page's links already seen cost no round trip and no Redis work: most links are. About
+# 10-15 bytes each; at this many the cache starts over (it only saves work, never decides).
+_KNOWN_CAP = 2_000_000
 
 Outcome = Literal["done", "failed", "retry"]
 
@@ -170,6 +176,7 @@ class RedisCrawlState:
         self._scripts = {name: client.register_script(getattr(lua, name)) for name in lua.__all__}
         self._lock = threading.Lock()
         self._policies: dict[str, StoredPolicy] = {}
+        self._known = FingerprintSet()
         self._requests = itertools.count(1)
         self._nonce = os.urandom(6).hex()  # request ids of this client, unique to it
         self._socket_timeout = socket_timeout
@@ -347,39 +354,71 @@ class RedisCrawlState:
         reported as not new."""
         out: list[bool] = []
         for start in range(0, len(urls), _SUBMIT_CHUNK):
-            args: list[str | int | bytes] = [len(urls[start : start + _SUBMIT_CHUNK])]
-            for u in urls[start : start + _SUBMIT_CHUNK]:
-                if u.kind == "robots":
-                    raise ValueError("robots jobs are made by lease(), not submitted")
-                if not _HOST.fullmatch(u.host):
-                    raise ValueError(f"not a scheme://host[:port] key: {u.host!r}")
-                args += [
-                    signed(fingerprint(u.url)),
-                    u.host,
-                    entry(1, u.kind, u.depth, u.url, u.referrer),
-                ]
-            out += [bool(x) for x in self._run("SUBMIT", *args)]
+            chunk = urls[start : start + _SUBMIT_CHUNK]
+            fps, sent, args = self._unknown(chunk)
+            replies = [bool(x) for x in self._run("SUBMIT", len(sent), *args)] if sent else []
+            out += self._merged(len(chunk), sent, replies, fps)
         return out
+
+    def _unknown(
+        self, urls: Sequence[NewURL]
+    ) -> tuple[list[int], list[int], list[str | int | bytes]]:
+        """The fingerprints of ``urls``, the positions of those this client does not know
+        as seen, and the script arguments (fingerprint, host, entry) for those."""
+        for u in urls:
+            if u.kind == "robots":
+                raise ValueError("robots jobs are made by lease(), not submitted")
+            if not _HOST.fullmatch(u.host):
+                raise ValueError(f"not a scheme://host[:port] key: {u.host!r}")
+        fps = [fingerprint(u.url) for u in urls]
+        with self._lock:
+            known = self._known
+            sent = [i for i, fp in enumerate(fps) if fp not in known]
+        args: list[str | int | bytes] = []
+        for i in sent:
+            u = urls[i]
+            args += [signed(fps[i]), u.host, entry(1, u.kind, u.depth, u.url, u.referrer)]
+        return fps, sent, args
+
+    def _merged(self, n: int, sent: list[int], replies: list[bool], fps: list[int]) -> list[bool]:
+        """Per URL: new or not (a URL known here as seen is not new); the sent ones are
+        known as seen from now on."""
+        out = [False] * n
+        for i, new in zip(sent, replies, strict=True):
+            out[i] = new
+        self._learn([fps[i] for i in sent])
+        return out
+
+    def _learn(self, fps: Sequence[int]) -> None:
+        with self._lock:
+            if len(self._known) + len(fps) > _KNOWN_CAP:
+                self._known = FingerprintSet()
+            for fp in fps:
+                self._known.add(fp)
 
     def claim(self, url: str) -> bool:
         """Mark ``url`` seen without queueing it; False if it was seen already."""
-        return bool(self._run("CLAIM", signed(fingerprint(url)))[0])
+        fp = fingerprint(url)
+        new = bool(self._run("CLAIM", signed(fp))[0])
+        self._learn([fp])
+        return new
 
     def claim_for(self, job_url: str, url: str) -> bool:
         """:meth:`claim` of a redirect target that the job for ``job_url`` fetches in
         place; True also when an earlier attempt of that job claimed it (a redo follows
         the same redirects). The job's claims are kept a week (``P jc:<fingerprint>``)."""
-        reply = self._run(
-            "CLAIM_FOR", signed(fingerprint(job_url)), signed(fingerprint(url)), 7 * 86400 * 1000
-        )
+        fp = fingerprint(url)
+        reply = self._run("CLAIM_FOR", signed(fingerprint(job_url)), signed(fp), 7 * 86400 * 1000)
+        self._learn([fp])
         return bool(reply)
 
     def claim_many(self, urls: Sequence[str]) -> list[bool]:
         """:meth:`claim` for many URLs in one step."""
         out: list[bool] = []
         for start in range(0, len(urls), _SUBMIT_CHUNK * 3):
-            fps = [signed(fingerprint(u)) for u in urls[start : start + _SUBMIT_CHUNK * 3]]
-            out += [bool(x) for x in self._run("CLAIM", *fps)]
+            fps = [fingerprint(u) for u in urls[start : start + _SUBMIT_CHUNK * 3]]
+            out += [bool(x) for x in self._run("CLAIM", *map(signed, fps))]
+            self._learn(fps)
         return out
 
     def lease(self, n: int, budget: int | None = None) -> tuple[list[LeasedURL], float | None]:
@@ -389,6 +428,16 @@ class RedisCrawlState:
         ``budget`` is the caller's (a per-process ``--max-pages``); retries and robots
         jobs never count against it. Sent again after a lost reply, the request gets the
         reply it had, not a second set of leases."""
+        jobs, ready_in, expires_in = self.lease_timed(n, budget)
+        if expires_in is not None and (ready_in is None or expires_in < ready_in):
+            ready_in = expires_in
+        return jobs, ready_in
+
+    def lease_timed(
+        self, n: int, budget: int | None = None
+    ) -> tuple[list[LeasedURL], float | None, float | None]:
+        """:meth:`lease`, with its clocks apart: seconds until a host's delay or a retry's
+        wait may make a job ready, and seconds until the first lease expires (None: none)."""
         worker, epoch = self._me()
         with self._lock:
             request = next(self._requests)
@@ -403,9 +452,13 @@ class RedisCrawlState:
         )
         if reply[0] == b"fenced":
             raise self._fenced()
-        self._saw(reply[1].decode())
+        return self._leased(reply)
+
+    def _leased(self, reply: Sequence[Any]) -> tuple[list[LeasedURL], float | None, float | None]:
+        """LEASE's reply (also the tail of RELEASE's): jobs, ready_in, expires_in."""
+        self._saw(_text(reply[1]))
         jobs = []
-        for i in range(2, len(reply), 3):
+        for i in range(3, len(reply), 3):
             attempt, kind, depth, url, referrer = parse_entry(reply[i + 2])
             jobs.append(
                 LeasedURL(
@@ -413,7 +466,8 @@ class RedisCrawlState:
                 )
             )
         ready_in = None if reply[0] < 0 else reply[0] / 1000
-        return jobs, ready_in
+        expires_in = None if reply[2] < 0 else reply[2] / 1000
+        return jobs, ready_in, expires_in
 
     def _saw(self, event_id: str) -> None:
         ms_part, _, seq = event_id.partition("-")
@@ -456,14 +510,41 @@ class RedisCrawlState:
         for that long; a ROBOTS lease released done/failed must carry the host's
         ``policy``, and ends here. False if the lease is no longer this worker's (it
         expired and went elsewhere: its result must not be written). Idempotent."""
+        done = self.release_with_links(
+            lease_id, outcome, (), retry_in=retry_in, hold_host_for=hold_host_for, policy=policy
+        )
+        return done.applied
+
+    def release_with_links(
+        self,
+        lease_id: str,
+        outcome: Outcome,
+        links: Sequence[NewURL],
+        *,
+        retry_in: float | None = None,
+        hold_host_for: float | None = None,
+        policy: StoredPolicy | None = None,
+        take: int = 0,
+        budget: int | None = None,
+    ) -> Released:
+        """:meth:`submit` ``links`` (the page's), then :meth:`release`, then (``take`` > 0)
+        :meth:`lease` up to ``take`` jobs with ``budget``: one round trip a page. The
+        links are queued whatever the release's answer (they are real links)."""
         worker, epoch = self._me()
         if outcome not in ("done", "failed", "retry"):
             raise ValueError(f"unknown outcome {outcome!r}")
+        # Past one chunk the leading links go ahead on their own, still before the release.
+        head = len(links) - (len(links) - 1) % _SUBMIT_CHUNK - 1 if links else 0
+        before = self.submit(links[:head]) if head else []
+        tail = links[head:]
+        fps, sent, args = self._unknown(tail)
         pol, text, cdelay = "", b"", -1
         if policy is not None:
             pol = "none" if policy.robots_txt is None else "txt"
             text = (policy.robots_txt or "").encode("utf-8", "surrogatepass")
             cdelay = ms(policy.crawl_delay)
+        with self._lock:
+            request = next(self._requests)
         reply = self._run(
             "RELEASE",
             worker,
@@ -475,8 +556,19 @@ class RedisCrawlState:
             pol,
             text,
             cdelay,
+            len(sent),
+            *args,
+            take,
+            -1 if budget is None else budget,
+            ms(self.lease_ttl),
+            f"{request}.{self._nonce}",
         )
-        return bool(reply)
+        new = self._merged(len(tail), sent, [bool(x) for x in reply[1 : 1 + len(sent)]], fps)
+        if take > 0:
+            jobs, ready_in, expires_in = self._leased(reply[1 + len(sent) :])
+        else:
+            jobs, ready_in, expires_in = [], None, None
+        return Released(bool(reply[0]), before + new, jobs, ready_in, expires_in)
 
     def commit(
         self,
@@ -647,6 +739,7 @@ class RedisCrawlState:
                 deleted += int(self._client.unlink(*batch))
         with self._lock:
             self._policies.clear()
+            self._known = FingerprintSet()
         return deleted
 
     def close(self) -> None:

@@ -205,6 +205,132 @@ local function reclaim_expired(now, limit)
   if #ids > 0 then poke() end
 end
 
+-- Queue the n URLs given as ARGV triples (fingerprint, host, entry) from ARGV[first] on:
+-- dedupe, append to the host's queue, pending + 1 each. Returns 1 (queued) / 0 (seen) per
+-- URL, and how many were new.
+local function admit(first, n)
+  local fps = {}
+  for i = 1, n do fps[i] = ARGV[first + (i - 1) * 3] end
+  local new, added = see(fps)
+  if added == 0 then return new, 0 end
+  local robots_on = redis.call('HGET', META, 'robots') == '1'
+  local touched = {}
+  for i = 1, n do
+    if new[i] == 1 then
+      local host = ARGV[first + 1 + (i - 1) * 3]
+      if redis.call('SADD', P .. 'hosts', host) == 1 and not robots_on then
+        redis.call('HSET', P .. 'h:' .. host, 'pol', 'none')
+      end
+      redis.call('RPUSH', P .. 'q:' .. host, ARGV[first + 2 + (i - 1) * 3])
+      touched[host] = true
+    end
+  end
+  redis.call('HINCRBY', META, 'queued', added)
+  local limit = per_host()
+  for host in pairs(touched) do schedule(host, limit) end
+  return new, added
+end
+
+-- Lease up to n jobs to worker (epoch checked by the caller), at most budget (-1: none) of
+-- them first tries of pages, for ttl ms; appends to out {ready_in_ms, last event id,
+-- ms until the first lease expiry, id, host, entry, ...}.
+local function lease_jobs(out, worker, epoch, n, budget, ttl, now, limit)
+  reclaim_expired(now, limit)
+
+  -- Retries whose wait is over go to the front of their host's queue.
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, 512)) do
+    local host, entry = string.match(member, '^([^\n]*)\n(.*)$')
+    redis.call('ZREM', DELAYED, member)
+    redis.call('LPUSH', P .. 'q:' .. host, entry)
+    redis.call('HINCRBY', P .. 'h:' .. host, 'dl', -1)
+    schedule(host, limit)
+  end
+
+  local default_delay = tonumber(redis.call('HGET', META, 'delay'))
+  out[1], out[2], out[3] = 0, '0-0', -1
+  local taken, fresh, skipped, examined = 0, 0, 0, 0
+  local wl = P .. 'wl:' .. worker
+
+  local function new_lease(host, entry)
+    local id = tostring(redis.call('HINCRBY', META, 'lseq', 1))
+    redis.call('HSET', LEASES, id, worker .. '\n' .. epoch .. '\n' .. host .. '\n0\n' .. entry)
+    redis.call('ZADD', EXPIRY, now + ttl, id)
+    redis.call('SADD', wl, id)
+    redis.call('HINCRBY', META, 'leased', 1)
+    out[#out + 1] = id
+    out[#out + 1] = host
+    out[#out + 1] = entry
+    taken = taken + 1
+  end
+
+  -- Each pass looks at the hosts ready now, least recently started first; a host taken from
+  -- is scored again by its next start, so with room left it may come round in a later pass.
+  -- Hosts held back by the page budget are skipped (they stay ready for other workers).
+  while taken < n and examined < n + 64 do
+    local hosts = redis.call('ZRANGEBYSCORE', READY, '-inf', now, 'LIMIT', skipped, n - taken)
+    if #hosts == 0 then break end
+    for _, host in ipairs(hosts) do
+      examined = examined + 1
+      local hk = P .. 'h:' .. host
+      local f = redis.call('HMGET', hk, 'inflight', 'pol', 'asked', 'delay', 'rattempt')
+      if num(f[1], 0) >= limit then
+        redis.call('ZREM', READY, host)
+      elseif not f[2] then
+        if f[3] == '1' then
+          redis.call('ZREM', READY, host)
+        else
+          -- The one robots.txt job of this host, for the whole crawl; its pages wait for it.
+          redis.call('HSET', hk, 'asked', '1')
+          redis.call('HINCRBY', hk, 'inflight', 1)
+          local url = host .. '/robots.txt'
+          new_lease(host, (num(f[5], 0) + 1) .. ' r 0 ' .. #url .. ' ' .. url)
+          redis.call('ZREM', READY, host)
+        end
+      else
+        local q = P .. 'q:' .. host
+        local head = redis.call('LINDEX', q, 0)
+        if not head then
+          redis.call('ZREM', READY, host)
+        else
+          local attempt, kind = entry_head(head)
+          if kind == 'p' and attempt == 1 and budget >= 0 and fresh >= budget then
+            skipped = skipped + 1
+          else
+            if kind == 'p' and attempt == 1 then fresh = fresh + 1 end
+            redis.call('LPOP', q)
+            redis.call('HINCRBY', META, 'queued', -1)
+            redis.call('HINCRBY', hk, 'inflight', 1)
+            local delay = num(f[4], default_delay)
+            redis.call('HSET', hk, 'next', now + delay)
+            new_lease(host, head)
+            schedule(host, limit)
+          end
+        end
+      end
+      if taken >= n then break end
+    end
+  end
+
+  -- How long until something may be ready without any other event: a host's next start or a
+  -- retry's wait; and apart, a lease's expiry (its URL comes back then), which a worker with
+  -- jobs of its own need not wake for (its own next lease reclaims it).
+  local soon = nil
+  if taken >= n then
+    soon = now
+  else
+    local r = redis.call('ZRANGEBYSCORE', READY, '(' .. now, '+inf', 'LIMIT', 0, 1, 'WITHSCORES')
+    if r[2] then soon = tonumber(r[2]) end
+    local z = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+    if z[2] and (soon == nil or tonumber(z[2]) < soon) then soon = tonumber(z[2]) end
+  end
+  if soon == nil then out[1] = -1 else out[1] = math.max(0, soon - now) end
+  local z = redis.call('ZRANGE', EXPIRY, 0, 0, 'WITHSCORES')
+  if z[2] then out[3] = math.max(0, tonumber(z[2]) - now) end
+  -- The last event this reply already reflects: wait() blocks for a later one.
+  local last = redis.call('XREVRANGE', EVENTS, '+', '-', 'COUNT', 1)
+  if last[1] then out[2] = last[1][1] else out[2] = '0-0' end
+end
+
 local function worker_epoch(worker)
   return redis.call('HGET', P .. 'w:' .. worker, 'epoch')
 end
@@ -261,27 +387,8 @@ SUBMIT = (
     PRELUDE
     + GUARD
     + r"""
-local n = tonumber(ARGV[1])
-local fps = {}
-for i = 1, n do fps[i] = ARGV[2 + (i - 1) * 3] end
-local new, added = see(fps)
-if added == 0 then return new end
-local robots_on = redis.call('HGET', META, 'robots') == '1'
-local touched = {}
-for i = 1, n do
-  if new[i] == 1 then
-    local host = ARGV[3 + (i - 1) * 3]
-    if redis.call('SADD', P .. 'hosts', host) == 1 and not robots_on then
-      redis.call('HSET', P .. 'h:' .. host, 'pol', 'none')
-    end
-    redis.call('RPUSH', P .. 'q:' .. host, ARGV[4 + (i - 1) * 3])
-    touched[host] = true
-  end
-end
-redis.call('HINCRBY', META, 'queued', added)
-local limit = per_host()
-for host in pairs(touched) do schedule(host, limit) end
-poke()
+local new, added = admit(2, tonumber(ARGV[1]))
+if added > 0 then poke() end
 return new
 """
 )
@@ -316,7 +423,8 @@ return new[1]
 )
 
 # ARGV: worker, epoch, n, budget (-1: none), ttl_ms, request id.
-# Returns {ready_in_ms (-1: nothing waits on a clock), last event id, id, host, entry, ...}
+# Returns {ready_in_ms (-1: nothing waits on a clock), last event id, ms until the first
+# lease expiry (-1: none), id, host, entry, ...}
 # or {'fenced'} when the worker was registered again by another process. The same request
 # sent again (its reply was lost with the connection) gets the same reply, not new leases.
 LEASE = (
@@ -324,114 +432,29 @@ LEASE = (
     + GUARD
     + r"""
 local worker, epoch = ARGV[1], ARGV[2]
-local n, budget, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local wk = P .. 'w:' .. worker
 local w = redis.call('HMGET', wk, 'epoch', 'lreq', 'lrep')
 if w[1] ~= epoch then return {'fenced'} end
 if w[2] == ARGV[6] then return cmsgpack.unpack(w[3]) end
 local now = now_ms()
-local limit = per_host()
-reclaim_expired(now, limit)
-
--- Retries whose wait is over go to the front of their host's queue.
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, 512)) do
-  local host, entry = string.match(member, '^([^\n]*)\n(.*)$')
-  redis.call('ZREM', DELAYED, member)
-  redis.call('LPUSH', P .. 'q:' .. host, entry)
-  redis.call('HINCRBY', P .. 'h:' .. host, 'dl', -1)
-  schedule(host, limit)
-end
-
-local default_delay = tonumber(redis.call('HGET', META, 'delay'))
-local out = {0, '0-0'}
-local taken, fresh, skipped, examined = 0, 0, 0, 0
-local wl = P .. 'wl:' .. worker
-
-local function new_lease(host, entry)
-  local id = tostring(redis.call('HINCRBY', META, 'lseq', 1))
-  redis.call('HSET', LEASES, id, worker .. '\n' .. epoch .. '\n' .. host .. '\n0\n' .. entry)
-  redis.call('ZADD', EXPIRY, now + ttl, id)
-  redis.call('SADD', wl, id)
-  redis.call('HINCRBY', META, 'leased', 1)
-  out[#out + 1] = id
-  out[#out + 1] = host
-  out[#out + 1] = entry
-  taken = taken + 1
-end
-
--- Each pass looks at the hosts ready now, least recently started first; a host taken from
--- is scored again by its next start, so with room left it may come round in a later pass.
--- Hosts held back by the page budget are skipped (they stay ready for other workers).
-while taken < n and examined < n + 64 do
-  local hosts = redis.call('ZRANGEBYSCORE', READY, '-inf', now, 'LIMIT', skipped, n - taken)
-  if #hosts == 0 then break end
-  for _, host in ipairs(hosts) do
-    examined = examined + 1
-    local hk = P .. 'h:' .. host
-    local f = redis.call('HMGET', hk, 'inflight', 'pol', 'asked', 'delay', 'rattempt')
-    if num(f[1], 0) >= limit then
-      redis.call('ZREM', READY, host)
-    elseif not f[2] then
-      if f[3] == '1' then
-        redis.call('ZREM', READY, host)
-      else
-        -- The one robots.txt job of this host, for the whole crawl; its pages wait for it.
-        redis.call('HSET', hk, 'asked', '1')
-        redis.call('HINCRBY', hk, 'inflight', 1)
-        local url = host .. '/robots.txt'
-        new_lease(host, (num(f[5], 0) + 1) .. ' r 0 ' .. #url .. ' ' .. url)
-        redis.call('ZREM', READY, host)
-      end
-    else
-      local q = P .. 'q:' .. host
-      local head = redis.call('LINDEX', q, 0)
-      if not head then
-        redis.call('ZREM', READY, host)
-      else
-        local attempt, kind = entry_head(head)
-        if kind == 'p' and attempt == 1 and budget >= 0 and fresh >= budget then
-          skipped = skipped + 1
-        else
-          if kind == 'p' and attempt == 1 then fresh = fresh + 1 end
-          redis.call('LPOP', q)
-          redis.call('HINCRBY', META, 'queued', -1)
-          redis.call('HINCRBY', hk, 'inflight', 1)
-          local delay = num(f[4], default_delay)
-          redis.call('HSET', hk, 'next', now + delay)
-          new_lease(host, head)
-          schedule(host, limit)
-        end
-      end
-    end
-    if taken >= n then break end
-  end
-end
-
--- How long until something may be ready without any other event: a host's next start, a
--- retry's wait, or a lease's expiry (its URL comes back then).
-local soon = nil
-if taken >= n then
-  soon = now
-else
-  local r = redis.call('ZRANGEBYSCORE', READY, '(' .. now, '+inf', 'LIMIT', 0, 1, 'WITHSCORES')
-  if r[2] then soon = tonumber(r[2]) end
-  for _, key in ipairs({DELAYED, EXPIRY}) do
-    local z = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    if z[2] and (soon == nil or tonumber(z[2]) < soon) then soon = tonumber(z[2]) end
-  end
-end
-if soon == nil then out[1] = -1 else out[1] = math.max(0, soon - now) end
--- The last event this reply already reflects: wait() blocks for a later one.
-local last = redis.call('XREVRANGE', EVENTS, '+', '-', 'COUNT', 1)
-if last[1] then out[2] = last[1][1] else out[2] = '0-0' end
+local out = {}
+lease_jobs(out, worker, epoch, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), now,
+  per_host())
 redis.call('HSET', wk, 'seen', now, 'lreq', ARGV[6], 'lrep', cmsgpack.pack(out))
 return out
 """
 )
 
 # ARGV: worker, epoch, id, outcome (done|failed|retry), retry_ms, hold_ms (-1: none),
-#       policy ('' none given | 'none' | 'txt'), robots text, crawl delay ms (-1: none).
-# Returns 1 when applied (or already released), 0 when the lease is no longer this worker's.
+#       policy ('' none given | 'none' | 'txt'), robots text, crawl delay ms (-1: none),
+#       n, then n triples (fingerprint, host, entry): the page's links, queued first (also
+#       when the lease is gone: they are real links, and queued before the URL can end),
+#       then take, budget (-1: none), ttl_ms, request id: lease up to ``take`` jobs to the
+#       worker in the same step (the slot the finished job leaves), as LEASE does.
+# Returns {1 when applied (or already released) / 0 when the lease is no longer this
+# worker's, then 1/0 per link (queued / seen)}, followed when take > 0 by LEASE's reply
+# (no jobs when the worker is fenced). With take > 0 the same request sent again gets the
+# reply it had.
 RELEASE = (
     PRELUDE
     + GUARD
@@ -439,51 +462,83 @@ RELEASE = (
 local worker, epoch, id, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local retry_ms, hold_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
 local pol, rtxt, cdelay = ARGV[7], ARGV[8], tonumber(ARGV[9])
-local rec = redis.call('HGET', LEASES, id)
-if not rec then return 0 end
-local w, e, host, released, entry = parse_lease(rec)
-if w ~= worker or e ~= epoch then return 0 end
-if released == '1' then return 1 end
-local now = now_ms()
-local limit = per_host()
-local hk = P .. 'h:' .. host
-redis.call('HINCRBY', hk, 'inflight', -1)
-if hold_ms >= 0 then
-  local nxt = num(redis.call('HGET', hk, 'next'), 0)
-  if now + hold_ms > nxt then redis.call('HSET', hk, 'next', now + hold_ms) end
+local nlinks = tonumber(ARGV[10])
+local at = 11 + nlinks * 3
+local take = tonumber(ARGV[at])
+local wk = P .. 'w:' .. worker
+local w = {}
+if take > 0 then
+  w = redis.call('HMGET', wk, 'epoch', 'lreq', 'lrep')
+  if w[1] == epoch and w[2] == ARGV[at + 3] then return cmsgpack.unpack(w[3]) end
 end
-local _, kind = entry_head(entry)
-if kind == 'r' then
-  -- A robots lease ends here: the policy is its whole result (it is never committed).
-  drop_lease(id, worker)
-  redis.call('HINCRBY', META, 'leased', -1)
-  redis.call('HDEL', hk, 'asked')
-  if outcome == 'retry' or pol == '' then
-    redis.call('HINCRBY', hk, 'rattempt', 1)
+local new, added = admit(11, nlinks)
+local changed = added > 0  -- something waiters care about: poke once below
+
+-- Returns 1 when applied (or already released), 0 when the lease is not this worker's.
+local function release_lease()
+  local rec = redis.call('HGET', LEASES, id)
+  if not rec then return 0 end
+  local w, e, host, released, entry = parse_lease(rec)
+  if w ~= worker or e ~= epoch then return 0 end
+  if released == '1' then return 1 end
+  local now = now_ms()
+  local limit = per_host()
+  local hk = P .. 'h:' .. host
+  redis.call('HINCRBY', hk, 'inflight', -1)
+  if hold_ms >= 0 then
     local nxt = num(redis.call('HGET', hk, 'next'), 0)
-    if now + retry_ms > nxt then redis.call('HSET', hk, 'next', now + retry_ms) end
-  else
-    redis.call('HSET', hk, 'pol', pol, 'rtxt', rtxt)
-    if cdelay >= 0 then
-      redis.call('HSET', hk, 'cdelay', cdelay)
-      local default = tonumber(redis.call('HGET', META, 'delay'))
-      local delay = num(redis.call('HGET', hk, 'delay'), default)
-      if cdelay > delay then redis.call('HSET', hk, 'delay', cdelay) end
-    end
+    if now + hold_ms > nxt then redis.call('HSET', hk, 'next', now + hold_ms) end
   end
-elseif outcome == 'retry' then
-  drop_lease(id, worker)
-  redis.call('HINCRBY', META, 'leased', -1)
-  redis.call('HINCRBY', META, 'queued', 1)
-  redis.call('ZADD', DELAYED, now + retry_ms, host .. '\n' .. bump(entry))
-  redis.call('HINCRBY', hk, 'dl', 1)
-else
-  -- Done or failed: the slot is free now, the lease stays until the writer commits it.
-  redis.call('HSET', LEASES, id, w .. '\n' .. e .. '\n' .. host .. '\n1\n' .. entry)
+  local _, kind = entry_head(entry)
+  if kind == 'r' then
+    -- A robots lease ends here: the policy is its whole result (it is never committed).
+    drop_lease(id, worker)
+    redis.call('HINCRBY', META, 'leased', -1)
+    redis.call('HDEL', hk, 'asked')
+    if outcome == 'retry' or pol == '' then
+      redis.call('HINCRBY', hk, 'rattempt', 1)
+      local nxt = num(redis.call('HGET', hk, 'next'), 0)
+      if now + retry_ms > nxt then redis.call('HSET', hk, 'next', now + retry_ms) end
+    else
+      redis.call('HSET', hk, 'pol', pol, 'rtxt', rtxt)
+      if cdelay >= 0 then
+        redis.call('HSET', hk, 'cdelay', cdelay)
+        local default = tonumber(redis.call('HGET', META, 'delay'))
+        local delay = num(redis.call('HGET', hk, 'delay'), default)
+        if cdelay > delay then redis.call('HSET', hk, 'delay', cdelay) end
+      end
+    end
+  elseif outcome == 'retry' then
+    drop_lease(id, worker)
+    redis.call('HINCRBY', META, 'leased', -1)
+    redis.call('HINCRBY', META, 'queued', 1)
+    redis.call('ZADD', DELAYED, now + retry_ms, host .. '\n' .. bump(entry))
+    redis.call('HINCRBY', hk, 'dl', 1)
+  else
+    -- Done or failed: the slot is free now, the lease stays until the writer commits it.
+    redis.call('HSET', LEASES, id, w .. '\n' .. e .. '\n' .. host .. '\n1\n' .. entry)
+  end
+  schedule(host, limit)
+  changed = true
+  return 1
 end
-schedule(host, limit)
-poke()
-return 1
+
+local out = {release_lease()}
+if changed then poke() end
+for i = 1, #new do out[#out + 1] = new[i] end
+if take > 0 then
+  if w[1] == epoch then
+    local now = now_ms()
+    local leased = {}
+    lease_jobs(leased, worker, epoch, take, tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]),
+      now, per_host())
+    for i = 1, #leased do out[#out + 1] = leased[i] end
+    redis.call('HSET', wk, 'seen', now, 'lreq', ARGV[at + 3], 'lrep', cmsgpack.pack(out))
+  else
+    out[#out + 1], out[#out + 2], out[#out + 3] = -1, '0-0', -1
+  end
+end
+return out
 """
 )
 
@@ -530,7 +585,7 @@ for _, l in ipairs(leases) do
     schedule(host, limit)
   end
 end
-redis.call('HINCRBY', META, 'leased', -(done + failed))
+redis.call('HINCRBY', META, 'leased', 0 - done - failed)
 redis.call('HINCRBY', META, 'done', done)
 redis.call('HINCRBY', META, 'failed', failed)
 redis.call('HSET', wk, 'offset', offset, 'token', token, 'seen', now_ms())

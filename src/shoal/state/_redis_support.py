@@ -21,6 +21,7 @@ __all__ = [
     "HostTally",
     "LeasedURL",
     "NewURL",
+    "Released",
     "StoredPolicy",
     "WorkerInfo",
 ]
@@ -51,6 +52,17 @@ class LeasedURL:
     depth: int
     referrer: str | None
     attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What :meth:`RedisCrawlState.release_with_links` did in its one step."""
+
+    applied: bool  # False: the lease was no longer this worker's (its result is not written)
+    new: list[bool]  # per link: queued (True) or seen before
+    jobs: list[LeasedURL]  # leased in the same step (take > 0)
+    ready_in: float | None  # as from lease(), when take > 0
+    expires_in: float | None
 
 
 @dataclass(frozen=True, slots=True)

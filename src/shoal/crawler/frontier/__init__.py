@@ -16,6 +16,7 @@ from ._base import (
     Lease,
     Outcome,
     Release,
+    Released,
 )
 from .memory import MemoryFrontier
 from .sqlite import SqliteFrontier
@@ -33,5 +34,6 @@ __all__ = [
     "MemoryFrontier",
     "Outcome",
     "Release",
+    "Released",
     "SqliteFrontier",
 ]

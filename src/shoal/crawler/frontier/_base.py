@@ -33,6 +33,7 @@ __all__ = [
     "Lease",
     "Outcome",
     "Release",
+    "Released",
 ]
 
 # The longest pause a host may impose (Retry-After) that a crawl waits out. A host that
@@ -100,6 +101,20 @@ class Release:
     retry_in: float | None = None  # seconds, with RETRY
     hold_host_for: float | None = None  # seconds: ask this host nothing for this long
     policy: HostPolicy | None = None  # with a ROBOTS lease: the host's rules
+    # The links the page gave, submitted with the release (before it, atomically for a
+    # networked backend): one round trip a page instead of two.
+    links: tuple[Candidate, ...] = ()
+
+
+class Released(NamedTuple):
+    """What :meth:`Frontier.release` did."""
+
+    added: list[Candidate]  # the release's links that were new
+    jobs: list[Lease]  # leased in the same step (``take`` > 0), as from lease()
+    ready_in: float | None = None  # as from lease(), when ``take`` > 0
+    # The lease was no longer this worker's (it expired and went elsewhere): the job's
+    # result must not be written. Only a shared backend loses leases this way.
+    lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +161,16 @@ class Frontier(Protocol):
         pages or sitemaps (retries are never held back by it). Second value: seconds until
         the next waiting job may be ready (None: nothing waits on a clock)."""
 
-    def release(self, lease: Lease, release: Release) -> None:
-        """Immediate, on the worker: free the host slot, apply holds, schedule a retry,
-        store a host policy. ROBOTS and SITEMAP leases and retries end here; a PAGE lease
-        released DONE or FAILED ends at its commit."""
+    def release(
+        self, lease: Lease, release: Release, *, take: int = 0, budget: int | None = None
+    ) -> Released:
+        """Immediate, on the worker: submit ``release.links`` (as :meth:`submit`, also
+        when the lease turns out not to be held: they are real links), then free the host
+        slot, apply holds, schedule a retry, store a host policy. ROBOTS and SITEMAP
+        leases and retries end here; a PAGE lease released DONE or FAILED ends at its
+        commit. Then, with ``take`` > 0, :meth:`lease` ``(take, budget)``: the worker
+        that finished a job takes the next one in the same step (one round trip a page
+        for a networked backend)."""
 
     def commit(
         self,

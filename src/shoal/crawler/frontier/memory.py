@@ -37,6 +37,7 @@ from ._base import (
     Lease,
     Outcome,
     Release,
+    Released,
 )
 
 __all__ = ["MemoryFrontier"]
@@ -241,7 +242,12 @@ class MemoryFrontier:
             raise FrontierError(f"lease {lease.id} ({lease.url}) is not held")
         return job
 
-    def release(self, lease: Lease, release: Release) -> None:
+    def release(
+        self, lease: Lease, release: Release, *, take: int = 0, budget: int | None = None
+    ) -> Released:
+        # Links first, as the crawler did before they rode on the release: the URL's
+        # children are queued before the URL can be finished.
+        added = self.submit(release.links) if release.links else []
         with self._lock:
             job = self._held(lease)
             if job.released:
@@ -267,6 +273,10 @@ class MemoryFrontier:
             elif job.kind is not JobKind.PAGE:
                 del self._leases[lease.id]  # robots.txt and sitemaps have no commit
             self._relist(host, now)
+        if take > 0:
+            jobs, ready_in = self.lease(take, budget)
+            return Released(added, jobs, ready_in)
+        return Released(added, [])
 
     def _hold(self, host: _Host, seconds: float, now: float) -> None:
         """Ask nothing of ``host`` for ``seconds``; past MAX_HOLD, not again in this run

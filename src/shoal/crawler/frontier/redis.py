@@ -46,11 +46,12 @@ from ._base import (
     Lease,
     Outcome,
     Release,
+    Released,
 )
 
 if TYPE_CHECKING:
     from ...state._redis import RedisCrawlState
-    from ...state._redis_support import StoredPolicy
+    from ...state._redis_support import LeasedURL, StoredPolicy
 
 __all__ = ["RedisFrontier"]
 
@@ -162,21 +163,31 @@ class RedisFrontier:
         return self.state.claim_for(lease.url, url)
 
     def lease(self, n: int, budget: int | None = None) -> tuple[list[Lease], float | None]:
-        got, ready_in = self.state.lease(n, budget)
+        got, ready_in, expires_in = self.state.lease_timed(n, budget)
+        return self._leased(got, ready_in, expires_in, budget)
+
+    def _leased(
+        self,
+        got: Sequence[LeasedURL],
+        ready_in: float | None,
+        expires_in: float | None,
+        budget: int | None,
+    ) -> tuple[list[Lease], float | None]:
         jobs = [
             Lease(j.id, j.url, j.host, JobKind(j.kind), j.depth, j.referrer, j.attempt) for j in got
         ]
-        # Redis's ready_in also counts lease expiries (its own leases' too), and the
-        # crawler's pool waits for a scheduled wake-up before it can end: so never hand
-        # back a long one.
+        # The crawler's pool waits for a scheduled wake-up before it can end: so never
+        # hand back a long one, nor one for a lease expiry while jobs of this worker run
+        # (each of them dispatches again as it ends, and that lease reclaims expired ones).
         idle: float | None = None
         if jobs:
-            # They dispatch again as they end; a short wake-up catches other hosts'
-            # clocks meanwhile.
+            # A short wake-up catches other hosts' clocks meanwhile.
             ready_in = None if ready_in is None else min(ready_in, _BUSY_CAP)
         elif budget == 0:
             ready_in = None  # this worker's --max-pages is spent: it ends with its own work
         elif self.state.stats().pending > 0:
+            if expires_in is not None and (ready_in is None or expires_in < ready_in):
+                ready_in = expires_in
             # Others hold the work (or it waits on a clock): look again at once, and let
             # the wake-up block on the change stream until something happens.
             idle = _IDLE_CAP if ready_in is None else min(ready_in, _IDLE_CAP)
@@ -197,7 +208,11 @@ class RedisFrontier:
         if idle is not None and idle > 0:
             self.state.wait(idle)
 
-    def release(self, lease: Lease, release: Release) -> None:
+    def release(
+        self, lease: Lease, release: Release, *, take: int = 0, budget: int | None = None
+    ) -> Released:
+        from ...state._redis_support import NewURL
+
         self._mine(lease)
         outcome: Literal["done", "failed", "retry"]
         if release.outcome is Outcome.RETRY:
@@ -211,23 +226,28 @@ class RedisFrontier:
         if lease.kind is JobKind.ROBOTS and outcome != "retry" and release.policy is None:
             raise FrontierError(f"the robots lease of {lease.host} needs a policy")
         policy = None if release.policy is None else _stored(release.policy)
-        ok = self.state.release(
+        links = release.links
+        done = self.state.release_with_links(
             lease.id,
             outcome,
+            [NewURL(c.url, host_key(c.url), c.depth, c.referrer, str(c.kind)) for c in links],
             retry_in=release.retry_in,
             hold_host_for=release.hold_host_for,
             policy=policy,
+            take=take,
+            budget=budget,
         )
-        if outcome == "retry" or lease.kind is not JobKind.PAGE:
+        jobs: list[Lease] = []
+        ready_in: float | None = None
+        if take > 0:
+            jobs, ready_in = self._leased(done.jobs, done.ready_in, done.expires_in, budget)
+        if outcome == "retry" or lease.kind is not JobKind.PAGE or not done.applied:
             with self._lock:
                 self._held.pop(lease.id, None)
-        if not ok:
-            with self._lock:
-                self._held.pop(lease.id, None)
-            raise FrontierError(
-                f"the lease of {lease.url} expired and went to another worker: "
-                "its result is not written here"
-            )
+        added = [c for c, fresh in zip(links, done.new, strict=True) if fresh]
+        # A lost lease is not an error raised here: the jobs leased with it are this
+        # worker's either way, and the crawler must run them.
+        return Released(added, jobs, ready_in, lost=not done.applied)
 
     def commit(
         self,
