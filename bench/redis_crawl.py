@@ -2,12 +2,13 @@
 """Shared-crawl throughput: pages/s of one crawl run by 1, 2 and 4 worker processes through
 one Redis, on this machine, with the CPU each part used.
 
-The site is bench/site_server.py bound to 0.0.0.0 with 0 ms latency; each of ``--hosts``
-loopback addresses (127.0.0.2, 127.0.0.3, ...) is a host of its own (a copy of the site),
-so the crawl is CPU-bound and per-host politeness is not the limit. Each configuration
-gets a fresh redis-server (unix socket, appendonly yes, appendfsync always: the settings a
-shared crawl needs). CPU: the workers' from os.wait4, Redis's and the site's from
-/proc/<pid>/stat at the end. For each worker count, the median of ``--rounds`` runs.
+The site is bench/site_server.py with 0 ms latency, listening on ``--hosts`` loopback
+addresses (127.0.0.2, 127.0.0.3, ...; nothing beyond this machine), each a host of its own
+(a copy of the site whose absolute links stay on it), so the crawl is CPU-bound and
+per-host politeness is not the limit. Each configuration gets a fresh redis-server (unix
+socket, appendonly yes, appendfsync always: the settings a shared crawl needs). CPU: the
+workers' from os.wait4, Redis's and the site's from /proc/<pid>/stat at the end. For each
+worker count, the median of ``--rounds`` runs.
 
     .venv/bin/python bench/redis_crawl.py --pages 1000 --hosts 8 --workers 1,2,4
 
@@ -43,14 +44,21 @@ def cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def start_site(pages: int, links: int, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+def site_hosts(count: int) -> list[str]:
+    return [f"127.0.0.{2 + h}" for h in range(count)]
+
+
+def start_site(
+    pages: int, links: int, hosts: list[str], tmp: Path
+) -> tuple[subprocess.Popen[bytes], int]:
     ready = tmp / "port"
     proc = subprocess.Popen(
         [
             sys.executable,
             str(BENCH / "site_server.py"),
             *("--pages", str(pages), "--links", str(links), "--latency-ms", "0"),
-            *("--host", "0.0.0.0", "--port", "0", "--ready-file", str(ready)),
+            *(arg for host in hosts for arg in ("--host", host)),
+            *("--port", "0", "--ready-file", str(ready)),
         ],
         stdout=subprocess.DEVNULL,
     )
@@ -83,10 +91,11 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], Path]:
 
 def one_run(workers: int, args: argparse.Namespace) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="shoal-redis-bench-"))
-    site, port = start_site(args.pages, args.links, tmp)
+    hosts = site_hosts(args.hosts)
+    site, port = start_site(args.pages, args.links, hosts, tmp)
     redis, sock = start_redis(tmp)
     try:
-        starts = [f"http://127.0.0.{2 + h}:{port}/" for h in range(args.hosts)]
+        starts = [f"http://{host}:{port}/" for host in hosts]
         cmd = [
             *SHOAL,
             "crawl",

@@ -12,8 +12,14 @@ CPU: every response is pre-rendered at start-up and latency is simulated with as
 It counts requests per request-target; ``GET /__stats`` returns the counts as JSON (that
 request is neither counted nor delayed), and SIGTERM writes them to ``--stats-file``.
 
+Each ``--host`` address (give it several times) gets its own listening socket, all on one
+port, and serves its own copy of the site, whose absolute links name that address: several
+loopback addresses (127.0.0.2, 127.0.0.3, ...) are then several hosts to a crawler, while
+nothing listens beyond this machine. Request counts are summed over the hosts.
+
     python bench/site_server.py --pages 3000 --links 10 --latency-ms 50 --port 0 --seed 1 \
         --ready-file /tmp/port
+    python bench/site_server.py --host 127.0.0.2 --host 127.0.0.3 --ready-file /tmp/port
     python bench/site_server.py --pages 3000 --links 10 --seed 1 --oracle
 """
 
@@ -162,19 +168,24 @@ class SiteServer:
     def __init__(self, graph: dict[str, list[Link]], latency_s: float) -> None:
         self.graph = graph
         self.latency_s = latency_s
-        # Filled by render() once the port (needed for absolute links) is known.
-        self.bodies: dict[str, tuple[str, bytes]] = {}
+        # Per listening address, filled by render() once the port (needed for absolute
+        # links) is known.
+        self.bodies: dict[str, dict[str, tuple[str, bytes]]] = {}
         self.counts: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
         self.first_request: float | None = None
         self.last_response: float | None = None
 
-    def render(self, host: str) -> None:
+    def render(self, host: str, port: int, addresses: list[str]) -> None:
+        """The pages for ``host`` (absolute links name it), served on its ``addresses``."""
         html = "text/html; charset=utf-8"
-        self.bodies = {
-            path: (html, render_page(path, out, host)) for path, out in self.graph.items()
+        authority = f"{host}:{port}"
+        bodies = {
+            path: (html, render_page(path, out, authority)) for path, out in self.graph.items()
         }
-        self.bodies["/robots.txt"] = ("text/plain", ROBOTS_TXT)
+        bodies["/robots.txt"] = ("text/plain", ROBOTS_TXT)
+        for address in addresses:
+            self.bodies[address] = bodies
 
     def stats(self) -> dict[str, object]:
         active = 0.0
@@ -225,7 +236,8 @@ class SiteServer:
             if self.first_request is None:
                 self.first_request = time.monotonic()
             self.counts[target] += 1
-            status, ctype, body = self.route(method, target)
+            address = writer.get_extra_info("sockname")[0]
+            status, ctype, body = self.route(method, target, self.bodies.get(address, {}))
             self.statuses[status] += 1
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
@@ -241,20 +253,45 @@ class SiteServer:
             self.last_response = time.monotonic()
         return keep_alive
 
-    def route(self, method: str, target: str) -> tuple[int, str, bytes]:
+    @staticmethod
+    def route(
+        method: str, target: str, bodies: dict[str, tuple[str, bytes]]
+    ) -> tuple[int, str, bytes]:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n"
-        if found := self.bodies.get(target):
+        if found := bodies.get(target):
             return 200, *found
         return 404, "text/plain", b"not found\n"
 
 
+async def listen(site: SiteServer, hosts: list[str], port: int) -> list[asyncio.Server]:
+    """One server per address, all on one port: the first address picks it when ``port``
+    is 0. Another process may hold that port on a later address: then try a new port."""
+    for _ in range(1 if port else 20):
+        # A large backlog: crawlers open up to `concurrency` connections at once.
+        first = await asyncio.start_server(site.handle, hosts[0], port, backlog=1024)
+        servers = [first]
+        chosen = first.sockets[0].getsockname()[1]
+        try:
+            for host in hosts[1:]:
+                servers.append(await asyncio.start_server(site.handle, host, chosen, backlog=1024))
+        except OSError:
+            for server in servers:
+                server.close()
+            if port:
+                raise
+            continue
+        return servers
+    raise OSError("no port free on all of " + ", ".join(hosts))
+
+
 async def serve(args: argparse.Namespace) -> None:
     site = SiteServer(build_graph(args.pages, args.links, args.seed), args.latency_ms / 1000)
-    # A large backlog: crawlers open up to `concurrency` connections at once.
-    server = await asyncio.start_server(site.handle, args.host, args.port, backlog=1024)
-    port = server.sockets[0].getsockname()[1]
-    site.render(f"{args.host}:{port}")
+    hosts = list(dict.fromkeys(args.host or ["127.0.0.1"]))
+    servers = await listen(site, hosts, args.port)
+    port = servers[0].sockets[0].getsockname()[1]
+    for host, server in zip(hosts, servers, strict=True):
+        site.render(host, port, [sock.getsockname()[0] for sock in server.sockets])
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -266,10 +303,13 @@ async def serve(args: argparse.Namespace) -> None:
         tmp = Path(f"{args.ready_file}.tmp")
         tmp.write_text(f"{port}\n")
         os.replace(tmp, args.ready_file)
-    print(f"site_server: {args.pages} pages on http://{args.host}:{port}/", file=sys.stderr)
+    where = ", ".join(f"http://{host}:{port}/" for host in hosts)
+    print(f"site_server: {args.pages} pages on {where}", file=sys.stderr)
 
-    async with server:
-        await stop.wait()
+    await stop.wait()
+    for server in servers:
+        server.close()
+        await server.wait_closed()
     stats = site.stats()
     if args.stats_file:
         Path(args.stats_file).write_text(json.dumps(stats))
@@ -282,7 +322,12 @@ def main() -> None:
     parser.add_argument("--links", type=int, default=10, help="content links per page")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="delay of each response")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--host",
+        action="append",
+        help="an address to listen on, one copy of the site each; repeat for several hosts "
+        "(default: 127.0.0.1)",
+    )
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--ready-file", help="write the listening port here once ready")
     parser.add_argument("--stats-file", help="write the request counts here on SIGTERM")

@@ -4,8 +4,12 @@ offset. Real files; the last test takes the offsets from a real Redis."""
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -88,8 +92,10 @@ def test_usage_errors(tmp_path: Path) -> None:
         combine_parts([a], a[0], overwrite=True)
     with pytest.raises(UsageError, match="cannot read part"):
         combine_parts([(tmp_path / "missing.jsonl", 0)], tmp_path / "o.jsonl")
-    with pytest.raises(UsageError, match="only jsonl and csv"):
-        combine_parts([a], tmp_path / "o.warc.gz")
+    with pytest.raises(UsageError, match="no worker writes a sqlite part"):
+        combine_parts([a], tmp_path / "o.sqlite")
+    with pytest.raises(UsageError, match="only jsonl, csv and warc"):
+        combine_parts([a], tmp_path / "o.jsonl", format="parquet")
     combine_parts([a], tmp_path / "mine.jsonl", overwrite=True)
     assert (tmp_path / "mine.jsonl").read_bytes() == jsonl(["u1"])
 
@@ -121,3 +127,133 @@ def test_offsets_from_redis_give_every_page_once(redis_server: RedisServer, tmp_
     assert b.finished()
     a.close()
     b.close()
+
+
+def warc_part(path: Path, urls: list[str], *, committed: int) -> tuple[Path, int, list[int]]:
+    """A WARC part as a worker writes it: a warcinfo record, then a request and a response
+    record per page, each its own gzip member; ``committed`` pages of it were committed.
+    Returns the path, the committed offset and the offset after each page."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with path.open("wb") as f:
+        writer = WARCWriter(f, gzip=True, warc_version="1.1")
+        writer.write_record(writer.create_warcinfo_record(path.name, {"software": "test"}))
+        ends = [f.tell()]
+        for name in urls:
+            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], "HTTP/1.1")
+            url = f"http://a.test/{name}"  # warcio parses HTTP headers of http(s) records only
+            response = writer.create_warc_record(
+                url, "response", payload=io.BytesIO(f"<p>{url}</p>".encode()), http_headers=http
+            )
+            request = writer.create_warc_record(
+                url,
+                "request",
+                payload=io.BytesIO(b""),
+                http_headers=StatusAndHeaders("GET / HTTP/1.1", [], is_http_request=True),
+            )
+            writer.write_request_response_pair(request, response)
+            ends.append(f.tell())
+    return path, ends[committed], ends
+
+
+def gzip_members(data: bytes) -> list[bytes]:
+    members = []
+    while data:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        d.decompress(data)
+        members.append(data[: len(data) - len(d.unused_data)])
+        data = d.unused_data
+    return members
+
+
+def warc_records(path: Path) -> list[tuple[str, str | None]]:
+    from warcio.archiveiterator import ArchiveIterator
+
+    with path.open("rb") as f:
+        return [
+            (r.rec_type, r.rec_headers.get_header("WARC-Target-URI"))
+            for r in ArchiveIterator(f, check_digests="raise")
+        ]
+
+
+def warcio_check(path: Path) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from warcio.cli import main; main(['check', '-v', sys.argv[1]])"
+    return subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_warc_parts_are_cut_at_their_committed_offsets(tmp_path: Path) -> None:
+    a, a_at, a_ends = warc_part(tmp_path / "a.warc.gz", ["u1", "u2", "u5"], committed=2)
+    with a.open("ab") as f:  # killed mid-record: half a gzip member after u5
+        f.write((a.read_bytes()[a_ends[1] : a_ends[2]])[:150])
+    b, b_at, _ = warc_part(tmp_path / "b.warc.gz", ["u3", "u4"], committed=2)
+    c = warc_part(tmp_path / "c.warc.gz", ["u6"], committed=0)[0]  # never committed
+    report = combine_parts([(a, a_at), (b, b_at), (c, 0)], tmp_path / "all.warc.gz")
+    out = tmp_path / "all.warc.gz"
+    records = warc_records(out)
+    responses = [u for kind, u in records if kind == "response"]
+    assert responses == [f"http://a.test/u{i}" for i in (1, 2, 3, 4)]
+    # Each part's warcinfo stays in front of the records it describes.
+    assert [k for k, _ in records].count("warcinfo") == 2
+    assert records[0][0] == "warcinfo" and records[5][0] == "warcinfo"
+    assert out.read_bytes() == a.read_bytes()[:a_at] + b.read_bytes()
+    assert [(r.records, r.size > r.committed) for r in report] == [(5, True), (5, False), (0, True)]
+    checked = warcio_check(out)
+    assert checked.returncode == 0, checked.stdout
+    assert checked.stdout.count("digest pass") == len(records) == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.warc.gz", "all.warc.gz", "b.warc.gz", "c.warc.gz",
+    ]  # fmt: skip
+
+
+def test_warc_parts_that_are_not_whole_records_are_refused(tmp_path: Path) -> None:
+    a, a_at, ends = warc_part(tmp_path / "a.warc.gz", ["u1", "u2"], committed=2)
+    out = tmp_path / "all.warc.gz"
+    for inside in (a_at - 1, ends[1] + 30, 10):
+        with pytest.raises(StateError, match=rf"a\.warc\.gz .*committed offset {inside}"):
+            combine_parts([(a, inside)], out)
+    plain = tmp_path / "plain.warc"
+    warc = gzip.decompress(a.read_bytes())  # the same records, not compressed
+    plain.write_bytes(warc)
+    with pytest.raises(StateError, match=r"plain\.warc: the gzip member at byte 0"):
+        combine_parts([(plain, len(warc))], out)
+    whole = tmp_path / "whole.warc.gz"  # every record in one gzip member
+    whole.write_bytes(gzip.compress(warc))
+    with pytest.raises(StateError, match=r"whole\.warc\.gz"):
+        combine_parts([(whole, whole.stat().st_size)], out)
+    text = tmp_path / "text.warc.gz"
+    text.write_bytes(gzip.compress(b"not a warc\n"))
+    with pytest.raises(StateError, match=r"text\.warc\.gz is not a valid WARC stream"):
+        combine_parts([(text, text.stat().st_size)], out)
+    # A response whose block no longer matches its digest, in its own intact gzip member.
+    bad = tmp_path / "bad.warc.gz"
+    response, request = gzip_members(a.read_bytes()[ends[0] : ends[1]])
+    assert b"WARC-Type: response" in gzip.decompress(response)
+    changed = gzip.decompress(response).replace(b"/u1</p>", b"/XX</p>")
+    bad.write_bytes(a.read_bytes()[: ends[0]] + gzip.compress(changed) + request)
+    with pytest.raises(StateError, match=r"bad\.warc\.gz .*digest"):
+        combine_parts([(bad, bad.stat().st_size)], out)
+    with pytest.raises(StateError, match=r"a\.warc\.gz is gzip-compressed"):
+        combine_parts([(a, a_at)], tmp_path / "all.jsonl")
+    assert not out.exists() and not (tmp_path / "all.jsonl").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_output_is_never_put_over_a_file_that_appeared_meanwhile(tmp_path: Path) -> None:
+    from shoal.state._combine import _publish
+
+    tmp = tmp_path / ".all.jsonl.x.tmp"
+    tmp.write_text("combined\n")
+    out = tmp_path / "all.jsonl"
+    out.write_text("the user's own file\n")  # created after combine_parts' first check
+    with pytest.raises(UsageError, match="exists"):
+        _publish(tmp, out, overwrite=False)
+    assert out.read_text() == "the user's own file\n"
+    _publish(tmp, out, overwrite=True)
+    assert out.read_text() == "combined\n"

@@ -394,7 +394,9 @@ def status(state: str | None, as_json: bool, redis: str | None, crawl_id: str | 
             "shoal combine --redis redis://queue:6379/0 --crawl-id docs part-*.jsonl "
             "-o pages.jsonl",
             "shoal combine --redis redis://queue:6379/0 --crawl-id docs a.csv b.csv -o pages.csv",
-            "(every worker exited 0 by itself? then JSONL parts need no cutting: "
+            "shoal combine --redis redis://queue:6379/0 --crawl-id docs part-*.warc.gz "
+            "-o pages.warc.gz",
+            "(every worker exited 0 by itself? then JSONL and WARC parts need no cutting: "
             "cat part-*.jsonl > pages.jsonl is the same)",
         ]
     )
@@ -404,7 +406,10 @@ def status(state: str | None, as_json: bool, redis: str | None, crawl_id: str | 
 @click.option("--crawl-id", metavar="ID", required=True, help="The shared crawl's name.")
 @click.option("-o", "--output", metavar="FILE", required=True, help="The combined output.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), help="[default: from -o's suffix]"
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "warc"]),
+    help="[default: from -o's suffix]",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing FILE.")
 def combine(  # noqa: PLR0917 - click passes options by keyword
@@ -415,10 +420,11 @@ def combine(  # noqa: PLR0917 - click passes options by keyword
     fmt: str | None,
     overwrite: bool,
 ) -> None:
-    """Combine a shared crawl's PART files (jsonl or csv) into one output holding every
-    page of the crawl exactly once: each part is read up to the offset its worker
+    """Combine a shared crawl's PART files (jsonl, csv or warc) into one output holding
+    every page of the crawl exactly once: each part is read up to the offset its worker
     committed in Redis (a killed worker's uncommitted tail was fetched again by another).
-    Every worker that committed anything must have its part given.
+    Every worker that committed anything must have its part given. WARC parts keep their
+    own warcinfo records; sqlite outputs cannot be shared, so there are none to combine.
     """
     from ._redis import combine as combine_shared
 
@@ -428,8 +434,10 @@ def combine(  # noqa: PLR0917 - click passes options by keyword
         click.echo(f"shoal: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     cut = sum(1 for r in report if r.size > r.committed)
+    records = sum(r.lines if r.records is None else r.records for r in report)
+    kind = "WARC records" if any(r.records is not None for r in report) else "records"
     click.echo(
-        f"{output}: {sum(r.lines for r in report)} records from {len(report)} parts"
+        f"{output}: {records} {kind} from {len(report)} parts"
         + (f" ({cut} cut back to their committed offset)" if cut else ""),
         err=True,
     )

@@ -6,11 +6,18 @@ to URLs whose commit never happened (the worker was killed, or its lease had exp
 another worker fetched them again, so they are cut here. What remains of all parts holds
 every page of the crawl exactly once.
 
-When every part ends exactly at its committed offset (each worker exited normally), JSONL
-parts need no cutting and ``cat`` gives the same result; CSV parts still each start with a
-header, which this writes once.
+Formats whose parts can be cut at a byte offset on a record boundary: JSONL and CSV (a
+record ends with a line end) and WARC (each record is its own gzip member; the prefix is
+checked to be whole members, one valid record each). WARC parts are joined as they are:
+each part's warcinfo record stays in front of the records it describes (a WARC file may
+hold several; the spec has a warcinfo record describe the records after it, up to the
+next one), which keeps the worker each record came from and copies every record byte for
+byte. When every part ends exactly at its committed offset (each worker exited normally),
+JSONL and WARC parts need no cutting and ``cat`` gives the same result; CSV parts still
+each start with a header, which this writes once.
 
-Only byte-stream formats with one record per line end can be cut by offset: JSONL and CSV.
+SQLite outputs have no byte offset to commit: a shared crawl refuses them, so there are no
+SQLite parts to combine.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .._errors import StateError, UsageError
+from ._combine_warc import check_warc_part
 
 __all__ = ["CombinedPart", "combine_parts"]
 
@@ -38,30 +46,52 @@ class CombinedPart:
     size: int  # the part's size on disk: anything past ``committed`` was cut
     written: int  # bytes of it copied to the output (its header excluded, for CSV)
     lines: int  # line ends among them (JSONL: records)
+    records: int | None = None  # WARC: the records among them (None for JSONL and CSV)
+
+
+_SUFFIXES = {
+    ".csv": "csv",
+    ".warc": "warc",
+    ".warc.gz": "warc",
+    ".sqlite": "sqlite",
+    ".sqlite3": "sqlite",
+    ".db": "sqlite",
+}
 
 
 def _format(output: Path, given: str | None) -> str:
     if given is None:
         name = output.name.lower()
-        given = "csv" if name.endswith(".csv") else "jsonl"
-        if name.endswith((".sqlite", ".sqlite3", ".db", ".warc", ".warc.gz")):
-            given = name.rsplit(".", 1)[-1]
-    if given not in ("jsonl", "csv"):
+        given = next((f for s, f in _SUFFIXES.items() if name.endswith(s)), "jsonl")
+    if given == "sqlite":
+        # The same reason, in the same words, as a shared crawl refusing a sqlite -o.
         raise UsageError(
-            f"cannot combine {given} outputs by committed offset: only jsonl and csv parts "
-            "can be cut at a record boundary"
+            "cannot combine sqlite outputs: a shared crawl (--redis) needs an output with "
+            "byte offsets (jsonl, csv or warc), so no worker writes a sqlite part"
+        )
+    if given not in ("jsonl", "csv", "warc"):
+        raise UsageError(
+            f"cannot combine {given} outputs by committed offset: only jsonl, csv and warc "
+            "parts can be cut at a record boundary"
         )
     return given
 
 
-def _check_part(path: Path, committed: int, f: BinaryIO) -> int:
+def _check_part(path: Path, committed: int, f: BinaryIO, fmt: str) -> tuple[int, int | None]:
+    """The part's size, and for WARC its records up to ``committed``; ``f`` is left at 0."""
     size = os.fstat(f.fileno()).st_size
     if size < committed:
         raise StateError(
             f"{path} is shorter ({size} bytes) than its committed offset ({committed}): "
             "records the crawl counts as written are missing; was the file changed?"
         )
+    if fmt == "warc":
+        records = check_warc_part(path, f, committed) if committed else 0
+        f.seek(0)
+        return size, records
     if committed:
+        if f.read(2) == b"\x1f\x8b":
+            raise StateError(f"{path} is gzip-compressed (a WARC part?), not {fmt}")
         f.seek(committed - 1)
         if f.read(1) != b"\n":
             raise StateError(
@@ -69,7 +99,7 @@ def _check_part(path: Path, committed: int, f: BinaryIO) -> int:
                 "is it the part of this worker?"
             )
         f.seek(0)
-    return size
+    return size, None
 
 
 def _header(path: Path, f: BinaryIO, committed: int) -> bytes:
@@ -91,6 +121,24 @@ def _copy(src: BinaryIO, dst: BinaryIO, count: int) -> int:
     return lines
 
 
+def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Move the finished ``tmp`` to ``out``. Without ``overwrite`` a hard link puts it in
+    place only if nothing is there, so a file created at ``out`` since the check at the
+    start is refused too, not replaced."""
+    if overwrite:
+        os.replace(tmp, out)
+        return
+    try:
+        os.link(tmp, out)
+    except FileExistsError:
+        raise UsageError(f"{out} exists; pass overwrite to replace it") from None
+    except OSError:
+        # No hard links here (some network and FUSE file systems): check, then rename.
+        if out.exists():
+            raise UsageError(f"{out} exists; pass overwrite to replace it") from None
+        os.replace(tmp, out)
+
+
 def combine_parts(
     parts: Sequence[tuple[str | os.PathLike[str], int]],
     output: str | os.PathLike[str],
@@ -99,10 +147,11 @@ def combine_parts(
     overwrite: bool = False,
 ) -> list[CombinedPart]:
     """Write ``output`` from ``parts``, each ``(path, committed offset)``, in the order
-    given. ``format`` (``jsonl`` or ``csv``) defaults to the output's extension.
+    given. ``format`` (``jsonl``, ``csv`` or ``warc``) defaults to the output's extension.
 
     Every part is checked before anything is written (present, at least as long as its
-    committed offset, a record ending there, the same CSV header); the output is built
+    committed offset, a record ending there, the same CSV header; for WARC, whole gzip
+    members up to the offset, each one valid WARC record); the output is built
     under a temporary name and renamed into place, so a failure leaves no half output.
     An existing ``output`` is replaced only with ``overwrite=True``.
     """
@@ -118,6 +167,7 @@ def combine_parts(
     tmp: Path | None = None
     try:
         sizes = []
+        records = []
         for p, (_, committed) in zip(paths, parts, strict=True):
             if committed < 0:
                 raise UsageError(f"{p}: a committed offset cannot be negative")
@@ -126,7 +176,9 @@ def combine_parts(
             except OSError as exc:
                 raise UsageError(f"cannot read part {p}: {exc.strerror or exc}") from None
             opened.append(reader)
-            sizes.append(_check_part(p, committed, reader))
+            size, count = _check_part(p, committed, reader, fmt)
+            sizes.append(size)
+            records.append(count)
         header: bytes | None = None
         skips = []
         for p, f, (_, committed) in zip(paths, opened, parts, strict=True):
@@ -146,15 +198,17 @@ def combine_parts(
             with os.fdopen(fd, "wb") as dst:
                 if header is not None:
                     dst.write(header)
-                for p, f, (_, committed), size, skip in zip(
-                    paths, opened, parts, sizes, skips, strict=True
+                for p, f, (_, committed), size, skip, count in zip(
+                    paths, opened, parts, sizes, skips, records, strict=True
                 ):
                     f.seek(skip)
                     lines = _copy(f, dst, committed - skip)
-                    report.append(CombinedPart(str(p), committed, size, committed - skip, lines))
+                    report.append(
+                        CombinedPart(str(p), committed, size, committed - skip, lines, count)
+                    )
                 dst.flush()
                 os.fsync(dst.fileno())
-            os.replace(tmp, out)
+            _publish(tmp, out, overwrite)
         except OSError as exc:
             raise StateError(f"cannot write {out}: {exc.strerror or exc}") from None
         return report
