@@ -10,12 +10,10 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
 from redis_server import RedisServer, running
 from shoal import UsageError
-from shoal.state import _redis_lua
 from sites import Reply, Request, Site, html
 
 
@@ -199,17 +197,6 @@ def test_the_same_command_twice_at_once_leaves_the_running_worker_alone(
                 first.wait(10)
 
 
-# The COMMIT script sends HINCRBY ... -(done + failed), which Lua formats as "-0" when a
-# commit carries an output offset but no finished lease (a WARC worker's warcinfo record
-# before its first page): Redis refuses "-0" as an integer and the worker exits 3.
-_NEGATIVE_ZERO = "'leased', -(done + failed)" in _redis_lua.COMMIT
-
-
-@pytest.mark.xfail(
-    _NEGATIVE_ZERO,
-    strict=True,
-    reason="state/_redis_lua.py COMMIT: an offset-only commit sends HINCRBY -0 (refused)",
-)
 def test_warc_parts_of_a_worker_killed_mid_crawl_combine_to_every_page_once(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:

@@ -467,3 +467,15 @@ def test_wait_returns_at_once_for_a_change_since_the_last_lease(open_state: Open
     a.commit([(job.id, "done")], expected_offset=0, new_offset=1)  # pending is 0 now
     assert b.wait(20.0)  # the change came before the call: not lost
     assert b.finished()
+
+
+def test_a_commit_of_an_offset_alone_is_accepted(open_state: Opener) -> None:
+    """A WARC worker's first batch may hold its warcinfo record and no finished page:
+    the commit moves the offset only (Lua once sent HINCRBY -0 for it, which Redis
+    refuses, and the worker exited 3)."""
+    s = open_state()
+    assert s.register("w") == 0
+    assert s.commit([], expected_offset=0, new_offset=270)
+    assert s.output_offset() == 270
+    counts = s.stats()
+    assert (counts.done, counts.failed, counts.leased) == (0, 0, 0)
