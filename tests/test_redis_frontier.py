@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import redis
 
 from redis_server import RedisServer
 from shoal import Crawler, FrontierError, StaleCommit
@@ -108,6 +109,13 @@ def test_a_redirect_target_stays_its_jobs_across_a_redo(
         assert f.claim(again[0], "http://127.0.0.9/t")
         # ...and no other job may.
         assert not f.claim(first["http://127.0.0.9/b"], "http://127.0.0.9/t")
+        # The job's claims end with its commit: no key of it is left in Redis.
+        client = redis.Redis(unix_socket_path=str(redis_server.socket))
+        claims = "shoal:{t}:jc:*"
+        assert len(list(client.scan_iter(match=claims))) == 1
+        f.release(again[0], Release(Outcome.DONE))
+        f.commit([(again[0], Outcome.DONE, 200)], output=10)
+        assert list(client.scan_iter(match=claims)) == []
     finally:
         f.close()
 

@@ -406,7 +406,8 @@ class RedisCrawlState:
     def claim_for(self, job_url: str, url: str) -> bool:
         """:meth:`claim` of a redirect target that the job for ``job_url`` fetches in
         place; True also when an earlier attempt of that job claimed it (a redo follows
-        the same redirects). The job's claims are kept a week (``P jc:<fingerprint>``)."""
+        the same redirects). The job's claims (``P jc:<fingerprint>``) end with its
+        commit (``claimed_by``), or after a week if that never comes."""
         fp = fingerprint(url)
         reply = self._run("CLAIM_FOR", signed(fingerprint(job_url)), signed(fp), 7 * 86400 * 1000)
         self._learn([fp])
@@ -576,12 +577,15 @@ class RedisCrawlState:
         *,
         expected_offset: int,
         new_offset: int,
+        claimed_by: Sequence[str] = (),
     ) -> bool:
         """Durably finish leases ``(lease id, "done"|"failed")`` whose records now lie in
         this worker's output before ``new_offset``, the output having been at
         ``expected_offset`` at the last commit. All or nothing; raises
         :class:`~shoal.StaleCommit` when refused. Returns False when this same commit had
-        already been applied (sent again after a lost reply), True otherwise."""
+        already been applied (sent again after a lost reply), True otherwise.
+        ``claimed_by``: URLs of committed jobs that claimed redirect targets
+        (:meth:`claim_for`): those claims end here (else they expire after a week)."""
         worker, epoch = self._me()
         ids = [lease_id for lease_id, _ in finished]
         if len(set(ids)) != len(ids):
@@ -595,6 +599,8 @@ class RedisCrawlState:
             token,
             str(expected_offset),
             str(new_offset),
+            len(claimed_by),
+            *(signed(fingerprint(url)) for url in claimed_by),
         ]
         for lease_id, outcome in finished:
             if outcome not in ("done", "failed"):

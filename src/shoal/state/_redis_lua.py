@@ -542,7 +542,8 @@ return out
 """
 )
 
-# ARGV: worker, epoch, token, expected offset, new offset, then pairs (lease id, done|failed).
+# ARGV: worker, epoch, token, expected offset, new offset, n, then n job fingerprints whose
+# redirect claims (jc:) end with this commit, then pairs (lease id, done|failed).
 # Returns {'ok'}, {'dup'} (this very commit was applied before), {'fenced'},
 # {'offset', stored offset} or {'lost', lease id} / {'robots', lease id}: refused, nothing done.
 COMMIT = (
@@ -556,8 +557,9 @@ if w[1] ~= epoch then return {'fenced'} end
 if w[3] == token then return {'dup'} end
 local stored = w[2] or '0'
 if stored ~= expected then return {'offset', stored} end
+local nclaims = tonumber(ARGV[6])
 local leases = {}
-for i = 6, #ARGV, 2 do
+for i = 7 + nclaims, #ARGV, 2 do
   local id = ARGV[i]
   local rec = redis.call('HGET', LEASES, id)
   if not rec then return {'lost', id} end
@@ -591,6 +593,7 @@ redis.call('HINCRBY', META, 'failed', failed)
 redis.call('HSET', wk, 'offset', offset, 'token', token, 'seen', now_ms())
 redis.call('HINCRBY', wk, 'done', done)
 redis.call('HINCRBY', wk, 'failed', failed)
+for i = 7, 6 + nclaims do redis.call('DEL', P .. 'jc:' .. ARGV[i]) end
 poke()
 return {'ok'}
 """

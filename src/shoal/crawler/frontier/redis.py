@@ -83,6 +83,7 @@ class RedisFrontier:
         self.known_worker = known
         self._lock = threading.Lock()
         self._held: dict[str, Lease] = {}  # this process's open leases (the heartbeat's)
+        self._claimed: set[str] = set()  # ids of held leases that claimed redirect targets
         self._idle_for: float | None = None  # set when the last lease() found only others' work
         self._closed = threading.Event()
         self._heartbeat = threading.Thread(
@@ -160,7 +161,10 @@ class RedisFrontier:
 
     def claim(self, lease: Lease, url: str) -> bool:
         self._mine(lease)
-        return self.state.claim_for(lease.url, url)
+        claimed = self.state.claim_for(lease.url, url)
+        with self._lock:
+            self._claimed.add(lease.id)
+        return claimed
 
     def lease(self, n: int, budget: int | None = None) -> tuple[list[Lease], float | None]:
         got, ready_in, expires_in = self.state.lease_timed(n, budget)
@@ -244,6 +248,7 @@ class RedisFrontier:
         if outcome == "retry" or lease.kind is not JobKind.PAGE or not done.applied:
             with self._lock:
                 self._held.pop(lease.id, None)
+                self._claimed.discard(lease.id)  # a retry keeps its claims in Redis
         added = [c for c, fresh in zip(links, done.new, strict=True) if fresh]
         # A lost lease is not an error raised here: the jobs leased with it are this
         # worker's either way, and the crawler must run them.
@@ -268,14 +273,16 @@ class RedisFrontier:
                 raise FrontierError(f"a commit is done, failed or defer, not {outcome}")
         with self._lock:
             expected = self.output_offset
+            claimed = [lease.url for lease, _, _ in finished if lease.id in self._claimed]
         if not items and output == expected:
             return
         # Raises StaleCommit (a FrontierError): the writer fails and the crawl stops.
-        self.state.commit(items, expected_offset=expected, new_offset=output)
+        self.state.commit(items, expected_offset=expected, new_offset=output, claimed_by=claimed)
         with self._lock:
             self.output_offset = output
             for lease, _, _ in finished:
                 self._held.pop(lease.id, None)
+                self._claimed.discard(lease.id)
 
     def renew(self, leases: Sequence[Lease]) -> None:
         lost = self.state.renew([lease.id for lease in leases])
