@@ -509,12 +509,10 @@ class Crawler(JobSteps, RunSession):
         if job is _WAKE:
             # A shared frontier whose work is all in other processes' hands blocks here
             # until the crawl changes (bounded), rather than being polled.
-            wait_idle: Callable[[], None] | None = getattr(self.frontier, "wait_idle", None)
-            if wait_idle is not None:
-                try:
-                    wait_idle()
-                except Exception as exc:  # noqa: BLE001 - the lease below reports it
-                    logger.debug("waiting for other workers failed: %s", exc)
+            try:
+                self.frontier.wait_idle()
+            except Exception as exc:  # noqa: BLE001 - the lease below reports it
+                logger.debug("waiting for other workers failed: %s", exc)
             with self._lock:
                 if self._wake_at is not None and self._wake_at <= time.monotonic() + 0.001:
                     self._wake_at = None

@@ -66,8 +66,9 @@ class RunSession:
         fresh = True
         # A shared frontier (Redis) holds this worker's committed output offset: the
         # output is resumed at it when the frontier knows this worker from before.
-        shared_offset: int | None = getattr(self._given_frontier, "output_offset", None)
-        shared_known = bool(getattr(self._given_frontier, "known_worker", False))
+        given = self._given_frontier
+        shared_offset = None if given is None else given.output_offset
+        shared_known = given is not None and given.known_worker
         claim = claim_output(
             opts.output,
             self.state_path,
@@ -125,7 +126,7 @@ class RunSession:
             sink=CrawlSink(
                 output,
                 self.frontier,
-                durable=self._store is not None or getattr(self.frontier, "durable", False),
+                durable=self._store is not None or self.frontier.durable,
             ),
             name="shoal-output",
             maxsize=2 * opts.concurrency,

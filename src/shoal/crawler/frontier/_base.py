@@ -148,6 +148,26 @@ Committed = tuple[Lease, Outcome, int | None]
 class Frontier(Protocol):
     """Where a crawl keeps its URLs. Every URL enters at most once."""
 
+    @property
+    def durable(self) -> bool:
+        """State outlives this process: the crawler flushes the output before each
+        commit and passes its position with it."""
+
+    @property
+    def output_offset(self) -> int | None:
+        """A shared frontier's committed output position of this worker, where its
+        output resumes; None when the frontier keeps no output positions."""
+
+    @property
+    def known_worker(self) -> bool:
+        """This worker id wrote output for the crawl before: its file is the crawl's, to
+        be cut back to :attr:`output_offset` (not a stranger's file to refuse)."""
+
+    def wait_idle(self) -> None:
+        """Called by the crawler's wake-up before it leases again. A shared frontier whose
+        last :meth:`lease` found only other processes' work blocks here (bounded) until
+        the crawl changes; any other returns at once."""
+
     def submit(self, candidates: Sequence[Candidate]) -> list[Candidate]:
         """Atomically dedupe and queue; return the candidates that were new."""
 

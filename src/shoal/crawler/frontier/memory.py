@@ -79,6 +79,10 @@ class _Host:
 class MemoryFrontier:
     """A frontier in this process's memory. ``clock`` is for tests (monotonic seconds)."""
 
+    durable = False
+    output_offset: int | None = None  # no output positions kept here
+    known_worker = False
+
     def __init__(
         self,
         *,
@@ -358,6 +362,9 @@ class MemoryFrontier:
                 name: HostCounts(len(h.queue), h.in_flight, h.done, h.failed)
                 for name, h in self._hosts.items()
             }
+
+    def wait_idle(self) -> None:
+        return  # every job of the crawl is in this process: nothing to wait for
 
     def close(self) -> None:
         with self._lock:

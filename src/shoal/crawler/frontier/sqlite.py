@@ -33,6 +33,8 @@ _MAX_EMPTY_RECHECKS = 250
 
 
 class SqliteFrontier(MemoryFrontier):
+    durable = True  # its state file holds the output position, committed with the URLs
+
     def __init__(
         self,
         store: StateStore,
