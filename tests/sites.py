@@ -126,6 +126,11 @@ class Site:
         with self._lock:
             return Counter(p for p, _ in self.hits)
 
+    def requests(self) -> list[tuple[str, float]]:
+        """Every request so far: (path, arrival time on time.monotonic)."""
+        with self._lock:
+            return list(self.hits)
+
     def times(self, path: str) -> list[float]:
         with self._lock:
             return [t for p, t in self.hits if p == path]

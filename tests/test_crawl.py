@@ -457,3 +457,22 @@ def test_auto_throttle_spaces_requests_to_a_slow_host(tmp_path: Path) -> None:
         # Aiming at one request in flight per host, the throttle holds the host near 1
         # even though 8 were allowed.
         assert site.max_in_flight <= 3
+
+
+def test_auto_throttle_never_goes_under_crawl_delay(tmp_path: Path) -> None:
+    # A fast host: the throttle halves its delay with every answer (1.0, 0.5, 0.25, ...),
+    # but robots.txt asked for 0.4 s between requests, and Crawl-delay wins if larger.
+    with Site() as site:
+        site.routes.update(
+            {
+                "/robots.txt": Reply(body="User-agent: *\nCrawl-delay: 0.4\n"),
+                "/": html("home", "/a"),
+                "/a": html("a", "/b"),
+                "/b": html("b", "/c"),
+                "/c": html("c"),
+            }
+        )
+        crawl(site.url("/"), tmp_path, auto_throttle=True, throttle_start=1.0)
+        times = sorted(t for p, t in site.requests() if p != "/robots.txt")
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(times) == 4 and min(gaps) >= 0.39, gaps

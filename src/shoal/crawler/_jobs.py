@@ -204,7 +204,7 @@ class JobSteps:
             # A hold must reach the state file: an empty commit carries it there.
             return release, (Commit() if verdict.hold_for is not None else None)
         records, follow, error, failed_by = self._build(job, fetched, verdict)
-        counted = self._count(job, fetched, failed_by)
+        counted = self._count(job, fetched, failed_by, rules)
         if logger.isEnabledFor(logging.INFO):  # -v: one line per URL, never under the lock
             logger.info("%s", _page_line(job.url, fetched.status, error, fetched))
         outcome = Outcome.FAILED if error is not None else Outcome.DONE
@@ -285,10 +285,21 @@ class JobSteps:
         failed_by = error or (CrawlErrorKind.CALLBACK if callback_failed else None)
         return records, follow, error, (None if failed_by is None else str(failed_by))
 
-    def _count(self, job: Lease, fetched: Fetched, failed_by: str | None) -> str:
+    def _count(
+        self,
+        job: Lease,
+        fetched: Fetched,
+        failed_by: str | None,
+        rules: RobotsRules | None,
+    ) -> str:
         """Add the page to the totals; what it counts as (each page counts once:
         ok + redirects + failed = pages)."""
         status = fetched.status
+        # The frontier takes what the throttle sets as the host's delay, Crawl-delay or not:
+        # parsed here, outside the lock.
+        floor = 0.0
+        if self.options.auto_throttle and rules is not None:
+            floor = rules.crawl_delay(self.options.user_agent) or 0.0
         if failed_by is not None:
             counted = "failed"
         elif status is not None and 300 <= status < 400:
@@ -311,7 +322,7 @@ class JobSteps:
                 r.ok += 1
             delay = None
             if self.options.auto_throttle and status is not None:
-                delay = self._throttle(job.host, fetched, status)
+                delay = self._throttle(job.host, fetched, status, floor)
         if delay is not None:
             self.frontier.set_delay(job.host, delay)
         return counted
@@ -342,16 +353,17 @@ class JobSteps:
         with self._lock:
             self.result.out_of_scope_redirects += 1
 
-    def _throttle(self, host: str, fetched: Fetched, status: int) -> float:
+    def _throttle(self, host: str, fetched: Fetched, status: int, floor: float) -> float:
         """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight
-        (under the lock); the host's new delay."""
+        (under the lock); the host's new delay, never under --delay nor ``floor`` (the
+        host's robots.txt Crawl-delay, which wins if larger)."""
         opts = self.options
         current = self._delays.get(host, opts.initial_delay)
         target = fetched.elapsed / opts.throttle_target
         new = (current + target) / 2
         if status != 200 and new < current:
             new = current  # errors must never speed a crawl up
-        new = min(max(new, opts.delay), 60.0)
+        new = min(max(new, opts.delay, floor), 60.0)
         self._delays[host] = new
         return new
 
