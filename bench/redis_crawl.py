@@ -5,15 +5,17 @@ one Redis, on this machine, with the CPU each part used.
 The site is bench/site_server.py with 0 ms latency, listening on ``--hosts`` loopback
 addresses (127.0.0.2, 127.0.0.3, ...; nothing beyond this machine), each a host of its own
 (a copy of the site whose absolute links stay on it), so the crawl is CPU-bound and
-per-host politeness is not the limit. Each configuration gets a fresh redis-server (unix
-socket, appendonly yes, appendfsync always: the settings a shared crawl needs). CPU: the
-workers' from os.wait4, Redis's and the site's from /proc/<pid>/stat at the end. For each
-worker count, the median of ``--rounds`` runs.
+per-host politeness is not the limit. Each run gets a fresh redis-server (unix socket,
+appendonly yes) with each ``--appendfsync`` policy asked for: ``always`` (survives a machine
+crash) and ``no`` (survives a kill of Redis: it writes the AOF before it answers, the OS
+syncs it later); the README says which to choose. CPU: the workers' from os.wait4, Redis's
+and the site's from /proc/<pid>/stat at the end. Runs are interleaved round by round, and
+each cell is the median of ``--rounds`` runs. ``--baseline-shoal`` adds the same runs with
+another build of shoal (its ``shoal`` executable), side by side.
 
-    .venv/bin/python bench/redis_crawl.py --pages 1000 --hosts 8 --workers 1,2,4
+    .venv/bin/python bench/redis_crawl.py --rounds 3 --markdown bench/results/redis_crawl.md
 
-Prints a table; writes nothing into docs (figures measured on a loaded machine are not
-published).
+Prints a table (and writes it to ``--markdown``).
 """
 
 from __future__ import annotations
@@ -70,13 +72,14 @@ def start_site(
     return proc, int(ready.read_text())
 
 
-def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def start_redis(tmp: Path, appendfsync: str) -> tuple[subprocess.Popen[bytes], Path]:
     sock = tmp / "redis.sock"
     proc = subprocess.Popen(
         [
             "redis-server",
             *("--port", "0", "--unixsocket", str(sock), "--dir", str(tmp), "--save", ""),
-            *("--appendonly", "yes", "--appendfsync", "always", "--aof-load-truncated", "no"),
+            *("--appendonly", "yes", "--appendfsync", appendfsync),
+            *("--aof-load-truncated", "no"),
         ],
         stdout=subprocess.DEVNULL,
     )
@@ -89,15 +92,17 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], Path]:
     return proc, sock
 
 
-def one_run(workers: int, args: argparse.Namespace) -> dict[str, float]:
+def one_run(
+    workers: int, appendfsync: str, shoal: list[str], args: argparse.Namespace
+) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="shoal-redis-bench-"))
     hosts = site_hosts(args.hosts)
     site, port = start_site(args.pages, args.links, hosts, tmp)
-    redis, sock = start_redis(tmp)
+    redis, sock = start_redis(tmp, appendfsync)
     try:
         starts = [f"http://{host}:{port}/" for host in hosts]
         cmd = [
-            *SHOAL,
+            *shoal,
             "crawl",
             *starts,
             *("--redis", f"unix://{sock}", "--crawl-id", "bench", "--no-progress", "-q"),
@@ -140,26 +145,50 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--concurrency", type=int, default=16, help="per worker")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--appendfsync", default="always,no", help="Redis AOF sync policies")
+    parser.add_argument("--baseline-shoal", type=Path, help="another build's shoal executable")
+    parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         sys.exit("redis-server is not installed")
-    table = {}
-    for n in (int(x) for x in args.workers.split(",")):
-        runs = [one_run(n, args) for _ in range(args.rounds)]
-        table[n] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    builds = {"shoal": SHOAL}
+    if args.baseline_shoal is not None:
+        builds["shoal-before"] = [str(args.baseline_shoal)]
+    configs = [
+        (build, fsync, int(n))
+        for build in builds
+        for fsync in args.appendfsync.split(",")
+        for n in args.workers.split(",")
+    ]
+    runs: dict[tuple[str, str, int], list[dict[str, float]]] = {c: [] for c in configs}
+    for _ in range(args.rounds):  # interleaved: drift in the machine's load hits all alike
+        for build, fsync, n in configs:
+            runs[(build, fsync, n)].append(one_run(n, fsync, builds[build], args))
+    table = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in runs.items()}
     if args.json:
-        print(json.dumps(table, indent=2))
+        print(json.dumps({f"{b} {f} {n}": r for (b, f, n), r in table.items()}, indent=2))
         return
-    base = table[min(table)]["pages_per_s"]
-    print(f"{'workers':>7} {'pages':>7} {'complete':>8} {'pages/s':>8} {'speedup':>7} "
-          f"{'cpu workers':>11} {'cpu redis':>9} {'cpu site':>8}")  # fmt: skip
-    for n, r in table.items():
-        print(
-            f"{n:>7} {r['pages']:>7.0f} {r['complete']:>8.3f} {r['pages_per_s']:>8.0f} "
-            f"{r['pages_per_s'] / base:>7.2f} {r['cpu_workers']:>10.1f}s "
-            f"{r['cpu_redis']:>8.1f}s {r['cpu_site']:>7.1f}s"
+    lines = [
+        f"{args.hosts} hosts x {args.pages} pages, 0 ms latency, --concurrency "
+        f"{args.concurrency} per worker; median of {args.rounds} interleaved rounds.",
+        "",
+        "| build | appendfsync | workers | pages | complete | pages/s | vs 1 worker "
+        "| cpu workers | cpu redis | cpu site |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (build, fsync, n), r in table.items():
+        base = table[(build, fsync, min(m for b, f, m in table if (b, f) == (build, fsync)))]
+        lines.append(
+            f"| {build} | {fsync} | {n} | {r['pages']:.0f} | {r['complete']:.3f} "
+            f"| {r['pages_per_s']:.0f} | {r['pages_per_s'] / base['pages_per_s']:.2f}x "
+            f"| {r['cpu_workers']:.1f} s | {r['cpu_redis']:.1f} s | {r['cpu_site']:.1f} s |"
         )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,12 @@ BINARY = "redis-server"
 
 
 class RedisServer:
-    def __init__(self, data: Path, *, password: str | None = None) -> None:
+    def __init__(
+        self, data: Path, *, password: str | None = None, appendfsync: str = "always"
+    ) -> None:
         self.data = data
         self.password = password
+        self.appendfsync = appendfsync
         self._sockdir = Path(tempfile.mkdtemp(prefix="shoal-redis-"))
         self.socket = self._sockdir / "redis.sock"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -43,9 +46,10 @@ class RedisServer:
             BINARY,
             *("--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700"),
             *("--dir", str(self.data), "--save", "", "--appendonly", "yes"),
-            # everysec may answer before the AOF write when an fsync lags (a loaded disk):
-            # a kill -9 then loses acknowledged commits. always writes before answering.
-            *("--appendfsync", "always"),
+            # always and no both write the AOF before answering, so a kill -9 of Redis
+            # loses nothing acknowledged (always also survives a machine crash). everysec
+            # may answer before writing when an fsync lags (a loaded disk): not used.
+            *("--appendfsync", self.appendfsync),
             # Redis 7.0 cuts a torn AOF tail inside a script's MULTI block and a later
             # restart applies half a script: refuse to load it, and repair it first (below).
             *("--aof-load-truncated", "no"),
@@ -119,10 +123,12 @@ def _need_binary() -> None:
 
 
 @contextlib.contextmanager
-def running(data: Path, *, password: str | None = None) -> Iterator[RedisServer]:
+def running(
+    data: Path, *, password: str | None = None, appendfsync: str = "always"
+) -> Iterator[RedisServer]:
     _need_binary()
     data.mkdir(parents=True, exist_ok=True)
-    server = RedisServer(data, password=password)
+    server = RedisServer(data, password=password, appendfsync=appendfsync)
     try:
         server.start()
         yield server

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from redis_server import RedisServer
+from redis_server import RedisServer, running
 from sites import Reply, Request, Site, html
 
 HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
@@ -257,12 +257,26 @@ def test_three_workers_survive_kills_and_a_redis_restart(
     run_once(redis_server, tmp_path, int(os.environ.get("SHOAL_CRASH_SEED", "1")))
 
 
+def test_kills_and_a_redis_restart_with_appendfsync_no(tmp_path: Path) -> None:
+    """The README's faster setting: Redis writes the AOF (to the OS) before it answers,
+    without syncing, so a kill -9 of Redis still loses nothing acknowledged."""
+    with running(tmp_path / "redis", appendfsync="no") as server:
+        run_once(server, tmp_path, int(os.environ.get("SHOAL_CRASH_SEED", "2")))
+
+
 @pytest.mark.stress
 @pytest.mark.parametrize("seed", range(20))
 def test_kills_and_redis_restarts_many_seeds(
     redis_server: RedisServer, tmp_path: Path, seed: int
 ) -> None:
     run_once(redis_server, tmp_path, 1000 + seed)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("seed", range(20))
+def test_kills_and_redis_restarts_appendfsync_no_many_seeds(tmp_path: Path, seed: int) -> None:
+    with running(tmp_path / "redis", appendfsync="no") as server:
+        run_once(server, tmp_path, 3000 + seed)
 
 
 def test_politeness_holds_across_workers_through_kills(
