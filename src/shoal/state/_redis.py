@@ -1,34 +1,11 @@
 """One crawl's state in Redis, shared by any number of worker processes on any machines.
 
-:class:`RedisCrawlState` is the Redis half of the frontier seam (``FRONTIER_SEAM.md``): it
+:class:`RedisCrawlState` is the Redis half of the frontier seam (``docs/design.md``): it
 speaks only plain data (strings, numbers, its own small dataclasses) and knows nothing of the
 crawler, which adapts it. redis-py is imported when a state is opened, never by
 ``import shoal`` or ``import shoal.state``. Needs Redis >= 7.0, nothing but its core.
 
-Key layout (``P`` = ``shoal:{<crawl id>}:``; one hash tag, so one Cluster slot)::
-
-    P meta           HASH  version, identity (JSON), per_host, delay (ms), robots (1/0);
-                           counters queued, leased, done, failed; lseq (lease ids);
-                           seen set shape: sl (level), ss (split), st (target), sn (count)
-    P s:<b>          SET   seen fingerprints of bucket b, as signed 64-bit ints: an intset
-    P hosts          SET   every host ("scheme://host[:port]") ever queued
-    P h:<host>       HASH  inflight, next (ms: earliest next start), delay (ms, if not the
-                           crawl's), pol (none|txt; absent: robots.txt unknown), rtxt, cdelay,
-                           asked (1 while its robots job is out), rattempt, dl, done, failed
-    P q:<host>       LIST  the host's queued entries, front first
-    P ready          ZSET  host -> next start (ms), for hosts that can give out a job
-    P delayed        ZSET  "<host>\\n<entry>" -> when a retry may go back to its queue (ms)
-    P l              HASH  lease id -> "<worker>\\n<epoch>\\n<host>\\n<released>\\n<entry>"
-    P le             ZSET  lease id -> expiry (ms)
-    P events         STREAM one entry per change a waiting worker may care about (short)
-    P workers        SET   worker ids
-    P w:<worker>     HASH  epoch, offset, token (last commit), seen (ms), done, failed,
-                           lreq/lrep (last lease request and its reply, for a resend)
-    P wl:<worker>    SET   the worker's lease ids
-    P jc:<fp>        SET   redirect targets the job of URL fingerprint fp claimed (a week)
-
-An entry is ``"<attempt> <kind p|r|s> <depth> <url bytes> <url><referrer>"``: one compact
-string per queued URL in a list, about its URL and referrer in size.
+The key layout is drawn in ``_redis_prelude.py``, where the scripts name the keys.
 
 Semantics, each step one Lua script (``_redis_lua.py``), times from the server's ``TIME``:
 
@@ -69,20 +46,16 @@ Semantics, each step one Lua script (``_redis_lua.py``), times from the server's
 - Nothing here deletes a crawl's data except :meth:`delete_crawl`, which must be called by
   name. ``close()`` only disconnects.
 
-Redis settings needed for "no committed work lost": ``appendonly yes`` with ``appendfsync
-always``: Redis then writes and syncs each change before it answers. With ``everysec`` Redis
-may answer before writing while an fsync lags (seen under load), so a kill -9 of Redis can
-lose up to ~2 s of acknowledged commits; the state stays consistent (an earlier moment of
-the crawl) but a worker's file is then ahead of its offset in Redis: its next commit raises
-StaleCommit with ``committed_offset``, and it must cut its file back to it (combining parts
-at their committed offsets covers workers that had already exited). On Redis 7.0 also
-``aof-load-truncated no``, and after a crash ``redis-check-aof --fix`` on the AOF manifest
-before the restart: 7.0 itself cuts a torn AOF tail inside a script's MULTI block, and the
-restart after that applies half a script (the restart tests found it). Also a
-``maxmemory-policy`` that never evicts these keys (``noeviction``, the default; an
-``allkeys-*`` policy is refused at open). The client is plain ``redis.Redis``: Redis
-Cluster is not supported yet (scripts derive key names from ``KEYS[1]``; the hash tag keeps
-them in one slot for when it is).
+Redis settings (README, "One crawl, many machines"): ``appendonly yes`` with ``appendfsync
+always`` (nothing acknowledged is lost, even in a machine crash) or ``no`` (nothing is lost
+when Redis is killed; a machine crash rolls the crawl back to an earlier, consistent moment:
+a worker whose file is then ahead of its offset gets StaleCommit with ``committed_offset``
+and cuts back). Never ``everysec``: with a lagging fsync Redis answers before it writes. On
+7.0 also ``aof-load-truncated no`` and ``redis-check-aof --fix`` before a restart after a
+crash (7.0 cuts a torn tail inside a script's MULTI block; the restart then applies half a
+script: the restart tests found it). ``maxmemory-policy`` must not evict (``allkeys-*`` is
+refused at open). Redis Cluster is not supported yet (scripts derive key names from
+``KEYS[1]``; the hash tag keeps them in one slot for when it is).
 """
 
 from __future__ import annotations
@@ -100,18 +73,21 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import CrawlMismatch, RedisStateError, StaleCommit, UsageError
 from . import _redis_lua as lua
-from ._fingerprints import FingerprintSet, fingerprint
+from ._fingerprints import fingerprint
 from ._redis_support import (
     CrawlCounts,
     HostTally,
+    KnownSeen,
     LeasedURL,
     NewURL,
     Released,
     StoredPolicy,
     WorkerInfo,
+    check_server,
     config_value,
     connect,
     entry,
+    identity_differs,
     ms,
     parse_entry,
     retry_for,
@@ -119,6 +95,7 @@ from ._redis_support import (
     signed,
     translated,
 )
+from ._redis_views import CrawlViews
 
 if TYPE_CHECKING:
     import redis
@@ -142,15 +119,11 @@ _WORKER_ID = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces or newlin
 _HOST = re.compile(r"[a-z][a-z0-9+.-]*://[!-~]+")  # no spaces or newlines: key names
 _SUBMIT_CHUNK = 1000
 _POLICY_CACHE = 65536
-# Fingerprints this client knows the crawl has seen (seen is never undone), so that a
-# page's links already seen cost no round trip and no Redis work: most links are. About
-# 10-15 bytes each; at this many the cache starts over (it only saves work, never decides).
-_KNOWN_CAP = 2_000_000
 
 Outcome = Literal["done", "failed", "retry"]
 
 
-class RedisCrawlState:
+class RedisCrawlState(CrawlViews):
     """The shared state of one crawl in Redis; see the module docstring for the layout.
 
     Open with :meth:`open`. Thread-safe: redis-py's client keeps a connection pool and every
@@ -176,7 +149,7 @@ class RedisCrawlState:
         self._scripts = {name: client.register_script(getattr(lua, name)) for name in lua.__all__}
         self._lock = threading.Lock()
         self._policies: dict[str, StoredPolicy] = {}
-        self._known = FingerprintSet()
+        self._known = KnownSeen()
         self._requests = itertools.count(1)
         self._nonce = os.urandom(6).hex()  # request ids of this client, unique to it
         self._socket_timeout = socket_timeout
@@ -234,20 +207,7 @@ class RedisCrawlState:
 
     def _check_server(self) -> None:
         with self._guard("connecting"):
-            info = self._client.info("server")
-        version = str(info.get("redis_version", "0"))
-        if tuple(int(x) for x in re.findall(r"\d+", version)[:2]) < (7, 0):
-            raise RedisStateError(
-                f"Redis at {self._url} is version {version}; shoal needs Redis 7.0 or newer"
-            )
-        policy = config_value(self._client, "maxmemory-policy")
-        if policy is None:
-            logger.debug("CONFIG GET refused by %s; eviction policy not checked", self._url)
-        elif policy.startswith("allkeys"):
-            raise RedisStateError(
-                f"Redis at {self._url} evicts keys (maxmemory-policy {policy}): a crawl's "
-                "queue and seen set would be lost; use noeviction (or a volatile-* policy)"
-            )
+            check_server(self._client, self._url)
 
     def _join(
         self, identity: Mapping[str, Any], *, per_host: int, delay: float, robots: bool
@@ -287,17 +247,10 @@ class RedisCrawlState:
             "delay": int(theirs_delay),
             "robots": theirs_robots == "1",
         }
-        diffs = [k for k in ("per_host", "delay", "robots") if theirs[k] != ours[k]]
-        a, b = theirs["identity"], ours["identity"]
-        diffs += sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-        if diffs:
-            shown = {**theirs, **a}
-            if "delay" in diffs:
-                shown["delay"] = theirs["delay"] / 1000
+        differs = identity_differs(theirs, ours)
+        if differs:
             raise CrawlMismatch(
-                f"crawl {self.crawl_id!r} in {self._url} was started with other "
-                f"{', '.join(diffs)} (it has "
-                f"{', '.join(f'{k}={shown.get(k)!r}' for k in diffs)}); "
+                f"crawl {self.crawl_id!r} in {self._url} was started with other {differs}; "
                 "use the same options, or another --crawl-id"
             )
 
@@ -337,13 +290,6 @@ class RedisCrawlState:
         self.worker_id, self.epoch = worker_id, str(epoch)
         return int(offset)
 
-    def output_offset(self, worker_id: str | None = None) -> int:
-        """The committed output offset of ``worker_id`` (this worker by default); 0 if none."""
-        worker = worker_id or self._me()[0]
-        with self._guard("reading the output offset"):
-            value = self._client.hget(f"{self.prefix}w:{worker}", "offset")
-        return int(value) if value is not None else 0
-
     # -- the frontier --------------------------------------------------------------------
 
     def submit(self, urls: Sequence[NewURL]) -> list[bool]:
@@ -371,9 +317,7 @@ class RedisCrawlState:
             if not _HOST.fullmatch(u.host):
                 raise ValueError(f"not a scheme://host[:port] key: {u.host!r}")
         fps = [fingerprint(u.url) for u in urls]
-        with self._lock:
-            known = self._known
-            sent = [i for i, fp in enumerate(fps) if fp not in known]
+        sent = self._known.unknown(fps)
         args: list[str | int | bytes] = []
         for i in sent:
             u = urls[i]
@@ -386,21 +330,14 @@ class RedisCrawlState:
         out = [False] * n
         for i, new in zip(sent, replies, strict=True):
             out[i] = new
-        self._learn([fps[i] for i in sent])
+        self._known.learn([fps[i] for i in sent])
         return out
-
-    def _learn(self, fps: Sequence[int]) -> None:
-        with self._lock:
-            if len(self._known) + len(fps) > _KNOWN_CAP:
-                self._known = FingerprintSet()
-            for fp in fps:
-                self._known.add(fp)
 
     def claim(self, url: str) -> bool:
         """Mark ``url`` seen without queueing it; False if it was seen already."""
         fp = fingerprint(url)
         new = bool(self._run("CLAIM", signed(fp))[0])
-        self._learn([fp])
+        self._known.learn([fp])
         return new
 
     def claim_for(self, job_url: str, url: str) -> bool:
@@ -410,7 +347,7 @@ class RedisCrawlState:
         commit (``claimed_by``), or after a week if that never comes."""
         fp = fingerprint(url)
         reply = self._run("CLAIM_FOR", signed(fingerprint(job_url)), signed(fp), 7 * 86400 * 1000)
-        self._learn([fp])
+        self._known.learn([fp])
         return bool(reply)
 
     def claim_many(self, urls: Sequence[str]) -> list[bool]:
@@ -419,7 +356,7 @@ class RedisCrawlState:
         for start in range(0, len(urls), _SUBMIT_CHUNK * 3):
             fps = [fingerprint(u) for u in urls[start : start + _SUBMIT_CHUNK * 3]]
             out += [bool(x) for x in self._run("CLAIM", *map(signed, fps))]
-            self._learn(fps)
+            self._known.learn(fps)
         return out
 
     def lease(self, n: int, budget: int | None = None) -> tuple[list[LeasedURL], float | None]:
@@ -666,87 +603,7 @@ class RedisCrawlState:
             raise ValueError(f"not a scheme://host[:port] key: {host!r}")
         self._run("SET_DELAY", host, ms(seconds))
 
-    # -- reporting -----------------------------------------------------------------------
-
-    def stats(self) -> CrawlCounts:
-        """Counts in one round trip, one consistent snapshot."""
-        with self._guard("reading counts"):
-            pipe = self._client.pipeline(transaction=True)
-            pipe.hmget(f"{self.prefix}meta", "queued", "leased", "done", "failed")
-            pipe.scard(f"{self.prefix}hosts")
-            counts, hosts = pipe.execute()
-        q, le, d, f = (int(x or 0) for x in counts)
-        return CrawlCounts(q, le, d, f, int(hosts))
-
-    def finished(self) -> bool:
-        """True exactly when nothing is queued or leased anywhere in the crawl."""
-        return self.stats().pending == 0
-
-    def seen_count(self) -> int:
-        with self._guard("reading counts"):
-            return int(self._client.hget(f"{self.prefix}meta", "sn") or 0)
-
-    def by_host(self) -> dict[str, HostTally]:
-        """Per-host counts (several round trips; not one snapshot)."""
-        out: dict[str, HostTally] = {}
-        with self._guard("reading host counts"):
-            hosts = sorted(_text(h) for h in self._client.sscan_iter(f"{self.prefix}hosts"))
-            for start in range(0, len(hosts), 500):
-                chunk = hosts[start : start + 500]
-                pipe = self._client.pipeline(transaction=False)
-                for h in chunk:
-                    pipe.hmget(f"{self.prefix}h:{h}", "inflight", "done", "failed", "dl")
-                    pipe.llen(f"{self.prefix}q:{h}")
-                replies = pipe.execute()
-                for i, h in enumerate(chunk):
-                    inflight, done, failed, dl = (int(x or 0) for x in replies[2 * i])
-                    out[h] = HostTally(replies[2 * i + 1] + dl, inflight, done, failed)
-        return out
-
-    def workers(self) -> list[WorkerInfo]:
-        """Every worker that ever registered, with its committed offset and counts."""
-        out = []
-        with self._guard("reading workers"):
-            now_s, now_us = self._client.time()
-            now = now_s * 1000 + now_us // 1000
-            for w in sorted(_text(x) for x in self._client.smembers(f"{self.prefix}workers")):
-                epoch, offset, done, failed, seen = self._client.hmget(
-                    f"{self.prefix}w:{w}", "epoch", "offset", "done", "failed", "seen"
-                )
-                leases = self._client.scard(f"{self.prefix}wl:{w}")
-                idle = (now - int(seen)) / 1000 if seen is not None else None
-                out.append(
-                    WorkerInfo(
-                        w,
-                        int(epoch or 0),
-                        int(offset or 0),
-                        int(leases),
-                        int(done or 0),
-                        int(failed or 0),
-                        idle,
-                    )
-                )
-        return out
-
     # -- lifetime ------------------------------------------------------------------------
-
-    def delete_crawl(self) -> int:
-        """Delete every key of this crawl (queue, seen set, offsets): only on an explicit
-        request, never as part of closing. Returns the number of keys deleted."""
-        deleted = 0
-        with self._guard("deleting the crawl"):
-            batch: list[bytes] = []
-            for key in self._client.scan_iter(match=f"shoal:{{{self.crawl_id}}}:*", count=1000):
-                batch.append(key)
-                if len(batch) >= 500:
-                    deleted += int(self._client.unlink(*batch))
-                    batch = []
-            if batch:
-                deleted += int(self._client.unlink(*batch))
-        with self._lock:
-            self._policies.clear()
-            self._known = FingerprintSet()
-        return deleted
 
     def close(self) -> None:
         """Disconnect. The crawl's data stays in Redis."""

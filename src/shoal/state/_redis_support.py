@@ -6,12 +6,16 @@ Nothing here imports redis-py at module level: ``import shoal.state`` must not l
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import logging
+import re
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import RedisStateError, RedisUnavailable, UsageError
+from ._fingerprints import FingerprintSet
 
 if TYPE_CHECKING:
     import redis
@@ -19,12 +23,15 @@ if TYPE_CHECKING:
 __all__ = [
     "CrawlCounts",
     "HostTally",
+    "KnownSeen",
     "LeasedURL",
     "NewURL",
     "Released",
     "StoredPolicy",
     "WorkerInfo",
 ]
+
+logger = logging.getLogger(__name__)
 
 _KIND_CODE = {"page": "p", "robots": "r", "sitemap": "s"}
 _KIND_NAME = {v: k for k, v in _KIND_CODE.items()}
@@ -103,6 +110,35 @@ class WorkerInfo:
     done: int
     failed: int
     idle_for: float | None  # seconds since it last spoke to Redis
+
+
+class KnownSeen:
+    """Fingerprints this client knows the crawl has seen (seen is never undone in a crawl),
+    so that a page's links already seen cost no round trip and no Redis work: most links
+    are. A :class:`FingerprintSet`, 10-15 bytes each; at ``cap`` it starts over (it only
+    saves work, it never decides). Thread-safe."""
+
+    def __init__(self, cap: int = 2_000_000) -> None:
+        self._cap = cap
+        self._lock = threading.Lock()
+        self._set = FingerprintSet()
+
+    def unknown(self, fps: Sequence[int]) -> list[int]:
+        """The positions in ``fps`` of the fingerprints not known here."""
+        with self._lock:
+            known = self._set
+            return [i for i, fp in enumerate(fps) if fp not in known]
+
+    def learn(self, fps: Sequence[int]) -> None:
+        with self._lock:
+            if len(self._set) + len(fps) > self._cap:
+                self._set = FingerprintSet()
+            for fp in fps:
+                self._set.add(fp)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._set = FingerprintSet()
 
 
 def signed(fp: int) -> str:
@@ -229,3 +265,37 @@ def connect(url: str, socket_timeout: float) -> redis.Redis:
             f"invalid Redis URL {shown(url)!r}: {exc} "
             "(expected redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... or unix:///PATH)"
         ) from None
+
+
+def check_server(client: redis.Redis, url: str) -> None:
+    """Refuse a Redis older than 7.0, or one that evicts keys (a crawl's queue and seen set
+    would vanish under memory pressure)."""
+    info = client.info("server")
+    version = str(info.get("redis_version", "0"))
+    if tuple(int(x) for x in re.findall(r"\d+", version)[:2]) < (7, 0):
+        raise RedisStateError(
+            f"Redis at {url} is version {version}; shoal needs Redis 7.0 or newer"
+        )
+    policy = config_value(client, "maxmemory-policy")
+    if policy is None:
+        logger.debug("CONFIG GET refused by %s; eviction policy not checked", url)
+    elif policy.startswith("allkeys"):
+        raise RedisStateError(
+            f"Redis at {url} evicts keys (maxmemory-policy {policy}): a crawl's "
+            "queue and seen set would be lost; use noeviction (or a volatile-* policy)"
+        )
+
+
+def identity_differs(theirs: dict[str, Any], ours: dict[str, Any]) -> str | None:
+    """What a joining worker's settings change of the crawl's stored ones ("per_host, depth
+    (it has per_host=2, depth=3)"), None when they agree. ``delay`` is in ms."""
+    diffs = [k for k in ("per_host", "delay", "robots") if theirs[k] != ours[k]]
+    a, b = theirs["identity"], ours["identity"]
+    diffs += sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if not diffs:
+        return None
+    stored = {**theirs, **a}
+    if "delay" in diffs:
+        stored["delay"] = theirs["delay"] / 1000
+    have = ", ".join(f"{k}={stored.get(k)!r}" for k in diffs)
+    return f"{', '.join(diffs)} (it has {have})"

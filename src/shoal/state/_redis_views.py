@@ -1,0 +1,125 @@
+"""The read-only views of a shared crawl (counts, hosts, workers) and its explicit delete:
+what ``shoal status --redis`` and the frontier's stats read, apart from the scripts that
+change the crawl. Mixed into :class:`~shoal.state._redis.RedisCrawlState`."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import TYPE_CHECKING
+
+from ._redis_support import CrawlCounts, HostTally, KnownSeen, StoredPolicy, WorkerInfo
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["CrawlViews"]
+
+
+class CrawlViews:
+    """Reads of one crawl's keys; each view is a few round trips, none a script."""
+
+    # Set by RedisCrawlState.
+    _client: redis.Redis
+    _lock: threading.Lock
+    _policies: dict[str, StoredPolicy]
+    _known: KnownSeen
+    prefix: str
+    crawl_id: str
+    worker_id: str | None
+
+    def _guard(self, what: str) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def output_offset(self, worker_id: str | None = None) -> int:
+        """The committed output offset of ``worker_id`` (this worker by default); 0 if none."""
+        worker = worker_id or self.worker_id
+        if worker is None:
+            raise RuntimeError("register() a worker id first")
+        with self._guard("reading the output offset"):
+            value = self._client.hget(f"{self.prefix}w:{worker}", "offset")
+        return int(value) if value is not None else 0
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def stats(self) -> CrawlCounts:
+        """Counts in one round trip, one consistent snapshot."""
+        with self._guard("reading counts"):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hmget(f"{self.prefix}meta", "queued", "leased", "done", "failed")
+            pipe.scard(f"{self.prefix}hosts")
+            counts, hosts = pipe.execute()
+        q, le, d, f = (int(x or 0) for x in counts)
+        return CrawlCounts(q, le, d, f, int(hosts))
+
+    def finished(self) -> bool:
+        """True exactly when nothing is queued or leased anywhere in the crawl."""
+        return self.stats().pending == 0
+
+    def seen_count(self) -> int:
+        with self._guard("reading counts"):
+            return int(self._client.hget(f"{self.prefix}meta", "sn") or 0)
+
+    def by_host(self) -> dict[str, HostTally]:
+        """Per-host counts (several round trips; not one snapshot)."""
+        out: dict[str, HostTally] = {}
+        with self._guard("reading host counts"):
+            hosts = sorted(_text(h) for h in self._client.sscan_iter(f"{self.prefix}hosts"))
+            for start in range(0, len(hosts), 500):
+                chunk = hosts[start : start + 500]
+                pipe = self._client.pipeline(transaction=False)
+                for h in chunk:
+                    pipe.hmget(f"{self.prefix}h:{h}", "inflight", "done", "failed", "dl")
+                    pipe.llen(f"{self.prefix}q:{h}")
+                replies = pipe.execute()
+                for i, h in enumerate(chunk):
+                    inflight, done, failed, dl = (int(x or 0) for x in replies[2 * i])
+                    out[h] = HostTally(replies[2 * i + 1] + dl, inflight, done, failed)
+        return out
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every worker that ever registered, with its committed offset and counts."""
+        out = []
+        with self._guard("reading workers"):
+            now_s, now_us = self._client.time()
+            now = now_s * 1000 + now_us // 1000
+            for w in sorted(_text(x) for x in self._client.smembers(f"{self.prefix}workers")):
+                epoch, offset, done, failed, seen = self._client.hmget(
+                    f"{self.prefix}w:{w}", "epoch", "offset", "done", "failed", "seen"
+                )
+                leases = self._client.scard(f"{self.prefix}wl:{w}")
+                idle = (now - int(seen)) / 1000 if seen is not None else None
+                out.append(
+                    WorkerInfo(
+                        w,
+                        int(epoch or 0),
+                        int(offset or 0),
+                        int(leases),
+                        int(done or 0),
+                        int(failed or 0),
+                        idle,
+                    )
+                )
+        return out
+
+    def delete_crawl(self) -> int:
+        """Delete every key of this crawl (queue, seen set, offsets): only on an explicit
+        request, never as part of closing. Returns the number of keys deleted."""
+        deleted = 0
+        with self._guard("deleting the crawl"):
+            batch: list[bytes] = []
+            for key in self._client.scan_iter(match=f"shoal:{{{self.crawl_id}}}:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    deleted += int(self._client.unlink(*batch))
+                    batch = []
+            if batch:
+                deleted += int(self._client.unlink(*batch))
+        with self._lock:
+            self._policies.clear()
+            self._known.clear()
+        return deleted
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
