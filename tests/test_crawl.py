@@ -476,3 +476,37 @@ def test_auto_throttle_never_goes_under_crawl_delay(tmp_path: Path) -> None:
         times = sorted(t for p, t in site.requests() if p != "/robots.txt")
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) == 4 and min(gaps) >= 0.39, gaps
+
+
+def _fanout(req: Request) -> Reply:
+    n = int(req.path.lstrip("/") or 0)
+    return Reply(body=html(str(n), *(f"/{n * 50 + i}" for i in range(1, 51))))
+
+
+def _exactly_max_pages(tmp_path: Path, runs: int) -> None:
+    """Every thread that ends a page leases its successor while the dispatcher leases for
+    free slots: both take shares of --max-pages, and the crawl must fetch exactly that
+    many, neither more nor fewer (a lease whose share ran out once dropped hosts, and a
+    crawl ended early with budget left)."""
+    for k in range(runs):
+        with Site({"/robots.txt": Reply(404, "none")}) as site:
+            site.fallback = _fanout
+            result = Crawler(
+                site.url("/"),
+                output=str(tmp_path / f"o{k}.jsonl"),
+                max_pages=120,
+                concurrency=16,
+                per_host=16,
+                progress=False,
+            ).run()
+        assert result.pages == 120 and result.stopped_by == "max_pages", (k, result.pages)
+        assert len((tmp_path / f"o{k}.jsonl").read_text().splitlines()) == 120
+
+
+def test_max_pages_is_exact_with_successor_leases(tmp_path: Path) -> None:
+    _exactly_max_pages(tmp_path, 1)
+
+
+@pytest.mark.stress
+def test_max_pages_is_exact_many_times(tmp_path: Path) -> None:
+    _exactly_max_pages(tmp_path, 20)

@@ -77,6 +77,33 @@ def test_submit_dedupes_atomically_across_threads(make: Callable[..., Frontier])
     assert frontier.stats().queued == 400
 
 
+def test_a_lease_out_of_budget_leaves_the_other_hosts_ready(
+    make: Callable[..., Frontier],
+) -> None:
+    """A lease's budget is its share of --max-pages, not the rest of it: the hosts it had
+    no budget for stay ready for the next lease (they were once dropped, and a crawl could
+    end with pages left to fetch and budget left to fetch them)."""
+    frontier = make(robots=False)
+    frontier.submit([Candidate(f"{A}/1"), Candidate("http://b.example/1")])
+    first, _ = frontier.lease(2, 1)
+    assert len(first) == 1
+    second, _ = frontier.lease(2, 1)
+    assert [j.url for j in second] != [] and second[0].url != first[0].url
+    assert frontier.stats().queued == 0
+
+
+def test_the_job_that_ends_leases_its_successor(make: Callable[..., Frontier]) -> None:
+    frontier = make(robots=False, per_host=1)
+    frontier.submit([Candidate(f"{A}/1"), Candidate(f"{A}/2")])
+    (first,), _ = frontier.lease(10)
+    links = (Candidate(f"{A}/3", 1, f"{A}/1"), Candidate(f"{A}/2", 1, f"{A}/1"))
+    done = frontier.release(first, Release(Outcome.DONE, links=links), take=1, budget=1)
+    assert [c.url for c in done.added] == [f"{A}/3"]  # /2 was queued already
+    assert [j.url for j in done.jobs] == [f"{A}/2"]  # the freed slot, in the same step
+    assert not done.lost
+    assert frontier.stats().leased == 2 and frontier.stats().queued == 1
+
+
 def test_leases_release_and_commit_are_two_phases(make: Callable[..., Frontier]) -> None:
     clock = Clock()
     frontier = make(robots=False, per_host=1, clock=clock)

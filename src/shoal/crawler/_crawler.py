@@ -443,6 +443,11 @@ class Crawler(JobSteps, RunSession):
             spent = self._taken >= self.options.max_pages
             reserved = max(0, min(free, self._budget_left()))
             self._reserved += reserved
+            if reserved == 0 and not spent:
+                # Other leases in flight hold what is left of the budget: a lease with
+                # budget 0 would read as "spent" to the frontier. Their tasks dispatch
+                # again when they end.
+                free = 0
         if spent and self.frontier.stats().queued:
             with self._lock:
                 self._stop("max_pages", notices)  # retries of counted pages still run
@@ -559,9 +564,14 @@ class Crawler(JobSteps, RunSession):
         now = time.monotonic()
         with self._lock:
             running = not self._stopping and (self._deadline is None or now < self._deadline)
-            take = 1 if running else 0
-            reserved = 1 if running and self._budget_left() > 0 else 0
+            left = self._budget_left()
+            reserved = 1 if running and left > 0 else 0
             self._reserved += reserved
+            # With the budget's rest held by other leases in flight, leave the slot to the
+            # dispatcher (a budget of 0 reads as "spent" to the frontier); when it is truly
+            # spent, the successor may still be a retry.
+            spent = self._taken >= self.options.max_pages
+            take = 1 if running and (reserved or spent) else 0
         try:
             done = self.frontier.release(job, release, take=take, budget=reserved)
         except Exception:

@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._errors import CrawlMismatch, RedisStateError, StaleCommit, UsageError
 from . import _redis_lua as lua
 from ._fingerprints import fingerprint
+from ._redis_batch import ScriptBatcher
 from ._redis_support import (
     CrawlCounts,
     HostTally,
@@ -147,6 +148,7 @@ class RedisCrawlState(CrawlViews):
         self.lease_ttl = lease_ttl
         self._reconnect_for = reconnect_for
         self._scripts = {name: client.register_script(getattr(lua, name)) for name in lua.__all__}
+        self._batcher: ScriptBatcher | None = None  # from open(), once the crawl is joined
         self._lock = threading.Lock()
         self._policies: dict[str, StoredPolicy] = {}
         self._known = KnownSeen()
@@ -203,6 +205,9 @@ class RedisCrawlState(CrawlViews):
             client.close()
             raise
         client.set_retry(retry_for(reconnect_for))
+        state._batcher = ScriptBatcher(
+            client, state.prefix, {name: getattr(lua, name) for name in lua.__all__}
+        )
         return state
 
     def _check_server(self) -> None:
@@ -261,6 +266,8 @@ class RedisCrawlState(CrawlViews):
 
     def _run(self, name: str, *args: str | int | bytes) -> Any:
         with self._guard(name.lower()):
+            if self._batcher is not None:
+                return self._batcher.call(name, args)
             return self._scripts[name](keys=[self.prefix], args=list(args))
 
     def _me(self) -> tuple[str, str]:
@@ -607,6 +614,8 @@ class RedisCrawlState(CrawlViews):
 
     def close(self) -> None:
         """Disconnect. The crawl's data stays in Redis."""
+        if self._batcher is not None:
+            self._batcher.close()
         self._client.close()
 
     def __enter__(self) -> RedisCrawlState:

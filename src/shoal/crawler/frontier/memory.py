@@ -210,6 +210,11 @@ class MemoryFrontier:
             self._eligible.append(heapq.heappop(timed)[2])
         jobs: list[_Job] = []
         eligible = self._eligible
+        # Hosts passed over only because this lease's page budget ran out: still ready,
+        # put back in front below (a lease's budget is a share of the crawl's: another
+        # thread's lease may hold the rest, and a host dropped here may never be asked
+        # again). A budget of 0 means the crawl's is spent.
+        held_back: list[_Host] = []
         while eligible and len(jobs) < limit:
             host = eligible.popleft()
             host.listed = False
@@ -230,7 +235,11 @@ class MemoryFrontier:
             # make unbounded requests.
             first_try = host.queue[0].attempt == 1
             if first_try and budget is not None and fresh >= budget:
-                continue  # the page budget is spent; only a retry (queued first) relists it
+                if budget > 0:
+                    held_back.append(host)
+                # else the crawl's page budget is spent: only a retry (queued first) or a
+                # release relists the host, so later leases do not scan it again.
+                continue
             fresh += first_try
             job = host.queue.popleft()
             self._pending -= 1
@@ -238,6 +247,9 @@ class MemoryFrontier:
             host.next_at = now + host.delay
             jobs.append(job)
             self._relist(host, now)
+        for host in reversed(held_back):
+            host.listed = True
+            eligible.appendleft(host)
         return jobs, (timed[0][0] if timed else None)
 
     def _held(self, lease: Lease) -> _Job:

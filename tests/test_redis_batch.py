@@ -1,0 +1,137 @@
+"""Group commit (state/_redis_batch.py) against a real redis-server: many threads' script
+calls share pipelines, each caller gets its own reply and its own error, a Redis that forgot
+its scripts is given them again, and closing ends the sender thread."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from redis_server import RedisServer
+from shoal.state._redis_batch import ScriptBatcher
+
+ECHO = "return {KEYS[1], ARGV[1]}"
+FAIL = "return redis.error_reply('BOOM ' .. ARGV[1])"
+COUNT = "redis.call('INCR', KEYS[1] .. 'n'); return redis.call('GET', KEYS[1] .. 'n')"
+
+
+def client_of(server: RedisServer) -> redis.Redis:
+    return redis.Redis(unix_socket_path=str(server.socket), protocol=2)
+
+
+def test_each_caller_gets_its_own_reply_across_shared_batches(redis_server: RedisServer) -> None:
+    client = client_of(redis_server)
+    batcher = ScriptBatcher(client, "k:", {"ECHO": ECHO, "COUNT": COUNT})
+    # Every thread waits at the gate, then all call at once: their calls pile up while a
+    # batch is out, so most go in shared pipelines.
+    threads, calls = 16, 200
+    gate = threading.Barrier(threads)
+    wrong: list[tuple[int, int, object]] = []
+
+    def caller(t: int) -> None:
+        gate.wait()
+        for i in range(calls):
+            reply = batcher.call("ECHO", [f"{t}-{i}"])
+            if reply != [b"k:", f"{t}-{i}".encode()]:
+                wrong.append((t, i, reply))
+            batcher.call("COUNT", [])
+
+    workers = [threading.Thread(target=caller, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    try:
+        assert wrong == []
+        assert batcher.batches < 2 * threads * calls  # calls did share pipelines
+        # Every COUNT ran exactly once: nothing lost, nothing sent twice.
+        assert int(client.get("k:n") or 0) == threads * calls
+    finally:
+        batcher.close()
+        client.close()
+
+
+def test_a_failing_call_fails_alone(redis_server: RedisServer) -> None:
+    client = client_of(redis_server)
+    batcher = ScriptBatcher(client, "k:", {"ECHO": ECHO, "FAIL": FAIL})
+    results: dict[int, object] = {}
+    gate = threading.Barrier(8)
+
+    def caller(t: int) -> None:
+        gate.wait()
+        try:
+            results[t] = batcher.call("FAIL" if t % 2 else "ECHO", [str(t)])
+        except redis.ResponseError as exc:
+            results[t] = exc
+
+    workers = [threading.Thread(target=caller, args=(t,)) for t in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    try:
+        for t in range(8):
+            if t % 2:
+                assert isinstance(results[t], redis.ResponseError)
+                assert f"BOOM {t}" in str(results[t])
+            else:
+                assert results[t] == [b"k:", str(t).encode()]
+    finally:
+        batcher.close()
+        client.close()
+
+
+def test_scripts_are_loaded_again_after_a_flush(redis_server: RedisServer) -> None:
+    """A restarted Redis has no scripts cached: NOSCRIPT makes the batcher load them."""
+    client = client_of(redis_server)
+    batcher = ScriptBatcher(client, "k:", {"ECHO": ECHO})
+    try:
+        assert batcher.call("ECHO", ["a"]) == [b"k:", b"a"]
+        client.script_flush()
+        assert batcher.call("ECHO", ["b"]) == [b"k:", b"b"]
+    finally:
+        batcher.close()
+        client.close()
+
+
+def test_a_lost_server_is_every_callers_error(tmp_path: Path) -> None:
+    """No server at all: each caller gets the connection error (no hang, no lost caller)."""
+    client = redis.Redis(
+        unix_socket_path=str(tmp_path / "none.sock"),
+        socket_connect_timeout=1,
+        retry=Retry(NoBackoff(), 0),
+        protocol=2,
+    )
+    batcher = ScriptBatcher(client, "k:", {"ECHO": ECHO})
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            batcher.call("ECHO", ["x"])
+        except redis.ConnectionError as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=caller) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    batcher.close()
+    client.close()
+    assert len(errors) == 4
+
+
+def test_close_ends_the_sender_and_refuses_new_calls(redis_server: RedisServer) -> None:
+    client = client_of(redis_server)
+    batcher = ScriptBatcher(client, "k:", {"ECHO": ECHO})
+    assert batcher.call("ECHO", ["a"]) == [b"k:", b"a"]
+    batcher.close()
+    assert not any(t.name == "shoal-redis-batch" for t in threading.enumerate())
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.call("ECHO", ["b"])
+    client.close()
