@@ -143,6 +143,23 @@ def test_a_retry_waits_a_duration_and_keeps_its_claims(make: Callable[..., Front
         frontier.release(job, Release(Outcome.DONE))  # the old lease is over
 
 
+def test_the_first_page_waits_the_delay_after_robots_txt(
+    make: Callable[..., Frontier],
+) -> None:
+    clock = Clock()
+    frontier = make(delay=2.0, clock=clock)
+    frontier.submit([Candidate(f"{A}/1")])
+    (robots,), _ = frontier.lease(10)
+    assert robots.kind is JobKind.ROBOTS
+    clock.now += 5.0  # a slow robots.txt: the delay runs from its end, not its start
+    frontier.release(robots, Release(Outcome.DONE, policy=HostPolicy(None, 3.0)))
+    jobs, ready_in = frontier.lease(10)
+    assert jobs == [] and ready_in == pytest.approx(3.0)  # Crawl-delay 3 s beats --delay 2
+    clock.now += 3.0
+    (page,), _ = frontier.lease(10)
+    assert page.url == f"{A}/1"
+
+
 def test_host_policy_lives_in_the_frontier(make: Callable[..., Frontier]) -> None:
     clock = Clock()
     frontier = make(robots=True, clock=clock)
@@ -154,6 +171,8 @@ def test_host_policy_lives_in_the_frontier(make: Callable[..., Frontier]) -> Non
     policy = HostPolicy("User-agent: *\nDisallow: /2\n", 2.0)
     frontier.release(robots, Release(Outcome.DONE, policy=policy))
     assert frontier.host_policy(A) == policy
+    assert frontier.lease(10) == ([], pytest.approx(2.0))  # Crawl-delay, after robots.txt too
+    clock.now += 2.0
     (page,), ready_in = frontier.lease(10)
     assert page.kind is JobKind.PAGE and ready_in == pytest.approx(2.0)  # Crawl-delay
 

@@ -355,7 +355,7 @@ def test_redis_killed_and_restarted_from_its_aof_loses_nothing(
     state = open_state(redis_server, reconnect_for=20.0)
     state.register("w")
     state.submit(new_urls(list(range(50))))
-    rules = StoredPolicy("User-agent: *\nDisallow: /x", 2.0)
+    rules = StoredPolicy("User-agent: *\nDisallow: /x", None)
     pages = []
     for _ in range(3):
         jobs, _ = state.lease(4)

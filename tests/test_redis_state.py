@@ -142,10 +142,11 @@ def test_one_robots_job_per_host_for_the_whole_crawl(open_state: Opener) -> None
     rules = "User-agent: *\nDisallow: /private\nCrawl-delay: 20"
     assert a.release(got_a[0].id, "done", policy=StoredPolicy(rules, 20.0))
     assert b.host_policy(H) == StoredPolicy(rules, 20.0)
-    got_b, _ = b.lease(10)
-    assert [j.kind for j in got_b] == ["page"]  # one: Crawl-delay 20 s now spaces them
-    _, ready_in = a.lease(10)
-    assert ready_in is not None and 15 < ready_in <= 20
+    # Crawl-delay 20 s, counted from robots.txt too: no page yet, for either worker.
+    got_b, ready_in = b.lease(10)
+    assert got_b == [] and ready_in is not None and 15 < ready_in <= 20
+    got_a, ready_in = a.lease(10)
+    assert got_a == [] and ready_in is not None and 15 < ready_in <= 20
 
 
 def test_robots_retry_keeps_pages_held_and_asks_again(open_state: Opener) -> None:
@@ -479,3 +480,16 @@ def test_a_commit_of_an_offset_alone_is_accepted(open_state: Opener) -> None:
     assert s.output_offset() == 270
     counts = s.stats()
     assert (counts.done, counts.failed, counts.leased) == (0, 0, 0)
+
+
+def test_the_first_page_waits_the_delay_after_robots_txt(open_state: Opener) -> None:
+    """robots.txt counts as a request to its host: the first page starts a delay after the
+    robots job's release (on Redis's clock), for every worker."""
+    s = open_state(robots=True, delay=30.0)
+    s.register("w")
+    s.submit(pages(H, 2))
+    (robots,), _ = s.lease(5)
+    assert robots.kind == "robots"
+    assert s.release(robots.id, "done", policy=StoredPolicy(None, None))
+    jobs, ready_in = s.lease(5)
+    assert jobs == [] and ready_in is not None and 25 < ready_in <= 30

@@ -194,6 +194,11 @@ local function release_lease()
         if cdelay > delay then redis.call('HSET', hk, 'delay', cdelay) end
       end
     end
+    -- robots.txt is a request to the host like any other: its first page waits the delay
+    -- after it (Crawl-delay included), as every page after a page does.
+    local delay = num(redis.call('HGET', hk, 'delay'), tonumber(redis.call('HGET', META, 'delay')))
+    local nxt = num(redis.call('HGET', hk, 'next'), 0)
+    if now + delay > nxt then redis.call('HSET', hk, 'next', now + delay) end
   elseif outcome == 'retry' then
     drop_lease(id, worker)
     redis.call('HINCRBY', META, 'leased', -1)

@@ -278,6 +278,10 @@ class MemoryFrontier:
                 delay = release.policy.crawl_delay
                 if delay is not None and delay > host.delay:
                     host.delay = delay
+            if job.kind is JobKind.ROBOTS:
+                # robots.txt is a request to the host like any other: its first page waits
+                # the delay after it (Crawl-delay included), as every page after a page does.
+                host.next_at = max(host.next_at, now + host.delay)
             if release.hold_host_for is not None:
                 self._hold(host, release.hold_host_for, now)
             if release.outcome is Outcome.RETRY:
