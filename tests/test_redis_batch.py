@@ -24,9 +24,13 @@ def client_of(server: RedisServer) -> redis.Redis:
     return redis.Redis(unix_socket_path=str(server.socket), protocol=2)
 
 
+def batcher_of(client: redis.Redis, **sources: str) -> ScriptBatcher:
+    return ScriptBatcher(client, "k:", {n: client.register_script(t) for n, t in sources.items()})
+
+
 def test_each_caller_gets_its_own_reply_across_shared_batches(redis_server: RedisServer) -> None:
     client = client_of(redis_server)
-    batcher = ScriptBatcher(client, "k:", {"ECHO": ECHO, "COUNT": COUNT})
+    batcher = batcher_of(client, ECHO=ECHO, COUNT=COUNT)
     # Every thread waits at the gate, then all call at once: their calls pile up while a
     # batch is out, so most go in shared pipelines.
     threads, calls = 16, 200
@@ -58,7 +62,7 @@ def test_each_caller_gets_its_own_reply_across_shared_batches(redis_server: Redi
 
 def test_a_failing_call_fails_alone(redis_server: RedisServer) -> None:
     client = client_of(redis_server)
-    batcher = ScriptBatcher(client, "k:", {"ECHO": ECHO, "FAIL": FAIL})
+    batcher = batcher_of(client, ECHO=ECHO, FAIL=FAIL)
     results: dict[int, object] = {}
     gate = threading.Barrier(8)
 
@@ -89,7 +93,7 @@ def test_a_failing_call_fails_alone(redis_server: RedisServer) -> None:
 def test_scripts_are_loaded_again_after_a_flush(redis_server: RedisServer) -> None:
     """A restarted Redis has no scripts cached: NOSCRIPT makes the batcher load them."""
     client = client_of(redis_server)
-    batcher = ScriptBatcher(client, "k:", {"ECHO": ECHO})
+    batcher = batcher_of(client, ECHO=ECHO)
     try:
         assert batcher.call("ECHO", ["a"]) == [b"k:", b"a"]
         client.script_flush()
@@ -107,7 +111,7 @@ def test_a_lost_server_is_every_callers_error(tmp_path: Path) -> None:
         retry=Retry(NoBackoff(), 0),
         protocol=2,
     )
-    batcher = ScriptBatcher(client, "k:", {"ECHO": ECHO})
+    batcher = batcher_of(client, ECHO=ECHO)
     errors: list[BaseException] = []
 
     def caller() -> None:
@@ -128,7 +132,7 @@ def test_a_lost_server_is_every_callers_error(tmp_path: Path) -> None:
 
 def test_close_ends_the_sender_and_refuses_new_calls(redis_server: RedisServer) -> None:
     client = client_of(redis_server)
-    batcher = ScriptBatcher(client, "k:", {"ECHO": ECHO})
+    batcher = batcher_of(client, ECHO=ECHO)
     assert batcher.call("ECHO", ["a"]) == [b"k:", b"a"]
     batcher.close()
     assert not any(t.name == "shoal-redis-batch" for t in threading.enumerate())

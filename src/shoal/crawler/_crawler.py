@@ -441,13 +441,7 @@ class Crawler(JobSteps, RunSession):
                 self._stop("max_time", notices)
                 free = 0
             spent = self._taken >= self.options.max_pages
-            reserved = max(0, min(free, self._budget_left()))
-            self._reserved += reserved
-            if reserved == 0 and not spent:
-                # Other leases in flight hold what is left of the budget: a lease with
-                # budget 0 would read as "spent" to the frontier. Their tasks dispatch
-                # again when they end.
-                free = 0
+            free, reserved = self._reserve(free)
         if spent and self.frontier.stats().queued:
             with self._lock:
                 self._stop("max_pages", notices)  # retries of counted pages still run
@@ -469,8 +463,16 @@ class Crawler(JobSteps, RunSession):
             logger.warning("%s", notice)
         return again
 
-    def _budget_left(self) -> int:
-        return self.options.max_pages - self._taken - self._reserved
+    def _reserve(self, slots: int) -> tuple[int, int]:
+        """Under the lock: how many of ``slots`` may be leased now, and the first tries
+        reserved for them (budget = max_pages - taken - reserved)."""
+        reserved = max(0, min(slots, self.options.max_pages - self._taken - self._reserved))
+        self._reserved += reserved
+        if reserved == 0 and self._taken < self.options.max_pages:
+            # Other leases in flight hold what is left of the budget: a lease with budget 0
+            # would read as "spent" to the frontier. Their tasks dispatch again as they end.
+            slots = 0
+        return slots, reserved
 
     def _accept(self, jobs: list[Lease], ready_in: float | None, reserved: int, now: float) -> bool:
         """Count leased jobs in, hand them to the pool and schedule the next wake-up;
@@ -564,14 +566,8 @@ class Crawler(JobSteps, RunSession):
         now = time.monotonic()
         with self._lock:
             running = not self._stopping and (self._deadline is None or now < self._deadline)
-            left = self._budget_left()
-            reserved = 1 if running and left > 0 else 0
-            self._reserved += reserved
-            # With the budget's rest held by other leases in flight, leave the slot to the
-            # dispatcher (a budget of 0 reads as "spent" to the frontier); when it is truly
-            # spent, the successor may still be a retry.
-            spent = self._taken >= self.options.max_pages
-            take = 1 if running and (reserved or spent) else 0
+            # With the budget spent, the successor may still be a retry.
+            take, reserved = self._reserve(1 if running else 0)
         try:
             done = self.frontier.release(job, release, take=take, budget=reserved)
         except Exception:

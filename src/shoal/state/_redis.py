@@ -94,6 +94,7 @@ from ._redis_support import (
     retry_for,
     shown,
     signed,
+    text,
     translated,
 )
 from ._redis_views import CrawlViews
@@ -205,9 +206,7 @@ class RedisCrawlState(CrawlViews):
             client.close()
             raise
         client.set_retry(retry_for(reconnect_for))
-        state._batcher = ScriptBatcher(
-            client, state.prefix, {name: getattr(lua, name) for name in lua.__all__}
-        )
+        state._batcher = ScriptBatcher(client, state.prefix, state._scripts)
         return state
 
     def _check_server(self) -> None:
@@ -269,6 +268,13 @@ class RedisCrawlState(CrawlViews):
             if self._batcher is not None:
                 return self._batcher.call(name, args)
             return self._scripts[name](keys=[self.prefix], args=list(args))
+
+    def _request_id(self) -> str:
+        """Unique to this client: a script that leases stores it with its reply, so the same
+        request sent again (its reply lost with the connection) gets that reply."""
+        with self._lock:
+            request = next(self._requests)
+        return f"{request}.{self._nonce}"
 
     def _me(self) -> tuple[str, str]:
         if self.worker_id is None or self.epoch is None:
@@ -384,8 +390,6 @@ class RedisCrawlState(CrawlViews):
         """:meth:`lease`, with its clocks apart: seconds until a host's delay or a retry's
         wait may make a job ready, and seconds until the first lease expires (None: none)."""
         worker, epoch = self._me()
-        with self._lock:
-            request = next(self._requests)
         reply = self._run(
             "LEASE",
             worker,
@@ -393,7 +397,7 @@ class RedisCrawlState(CrawlViews):
             n,
             -1 if budget is None else budget,
             ms(self.lease_ttl),
-            f"{request}.{self._nonce}",
+            self._request_id(),
         )
         if reply[0] == b"fenced":
             raise self._fenced()
@@ -401,7 +405,7 @@ class RedisCrawlState(CrawlViews):
 
     def _leased(self, reply: Sequence[Any]) -> tuple[list[LeasedURL], float | None, float | None]:
         """LEASE's reply (also the tail of RELEASE's): jobs, ready_in, expires_in."""
-        self._saw(_text(reply[1]))
+        self._saw(text(reply[1]))
         jobs = []
         for i in range(3, len(reply), 3):
             attempt, kind, depth, url, referrer = parse_entry(reply[i + 2])
@@ -438,7 +442,7 @@ class RedisCrawlState(CrawlViews):
             return False
         entries = reply[0][1]
         if entries:
-            self._saw(_text(entries[-1][0]))
+            self._saw(text(entries[-1][0]))
         return True
 
     def release(
@@ -488,8 +492,6 @@ class RedisCrawlState(CrawlViews):
             pol = "none" if policy.robots_txt is None else "txt"
             text = (policy.robots_txt or "").encode("utf-8", "surrogatepass")
             cdelay = ms(policy.crawl_delay)
-        with self._lock:
-            request = next(self._requests)
         reply = self._run(
             "RELEASE",
             worker,
@@ -506,7 +508,7 @@ class RedisCrawlState(CrawlViews):
             take,
             -1 if budget is None else budget,
             ms(self.lease_ttl),
-            f"{request}.{self._nonce}",
+            self._request_id(),
         )
         new = self._merged(len(tail), sent, [bool(x) for x in reply[1 : 1 + len(sent)]], fps)
         if take > 0:
@@ -623,7 +625,3 @@ class RedisCrawlState(CrawlViews):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

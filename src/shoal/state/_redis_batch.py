@@ -15,11 +15,12 @@ run twice (see ``_redis.py``, "Lost replies").
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import redis
+    from redis.commands.core import Script
 
 __all__ = ["ScriptBatcher"]
 
@@ -36,16 +37,14 @@ class _Call:
 
 
 class ScriptBatcher:
-    """Sends script calls of one crawl (``keys`` = its prefix) in pipelines, from one daemon
-    thread. ``sources``: script name -> Lua text (loaded again if Redis lost its cache)."""
+    """Sends script calls of one crawl (``key`` = its prefix) in pipelines, from one daemon
+    thread. ``scripts``: name -> the client's registered script (its text is loaded again
+    if Redis lost its cache)."""
 
-    def __init__(self, client: redis.Redis, key: str, sources: dict[str, str]) -> None:
-        from redis.commands.core import Script
-
+    def __init__(self, client: redis.Redis, key: str, scripts: Mapping[str, Script]) -> None:
         self._client = client
         self._key = key
-        self._sources = sources
-        self._shas = {name: Script(client, text).sha for name, text in sources.items()}
+        self._scripts = scripts
         self._cond = threading.Condition()
         self._queue: list[_Call] = []
         self._closed = False
@@ -97,7 +96,7 @@ class ScriptBatcher:
         again = [c for c, r in zip(batch, replies, strict=True) if isinstance(r, NoScriptError)]
         if again:
             for name in {c.name for c in again}:
-                self._client.script_load(self._sources[name])
+                self._client.script_load(self._scripts[name].script)
             for call, reply in zip(again, self._pipeline(again), strict=True):
                 replies[batch.index(call)] = reply
         for call, reply in zip(batch, replies, strict=True):
@@ -112,6 +111,6 @@ class ScriptBatcher:
         pipe = self._client.pipeline(transaction=False)
         for call in calls:
             pipe.execute_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", self._shas[call.name], 1, self._key, *call.args
+                "EVALSHA", self._scripts[call.name].sha, 1, self._key, *call.args
             )
         return list(pipe.execute(raise_on_error=False))

@@ -141,6 +141,11 @@ class KnownSeen:
             self._set = FingerprintSet()
 
 
+def text(value: bytes | str) -> str:
+    """A reply item as str (redis-py gives bytes with protocol 2)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def signed(fp: int) -> str:
     """Redis keeps a set of integers as an intset only for signed 64-bit values."""
     return str(fp - (1 << 64) if fp >= 1 << 63 else fp)

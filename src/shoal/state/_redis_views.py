@@ -8,7 +8,7 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING
 
-from ._redis_support import CrawlCounts, HostTally, KnownSeen, StoredPolicy, WorkerInfo
+from ._redis_support import CrawlCounts, HostTally, KnownSeen, StoredPolicy, WorkerInfo, text
 
 if TYPE_CHECKING:
     import redis
@@ -64,7 +64,7 @@ class CrawlViews:
         """Per-host counts (several round trips; not one snapshot)."""
         out: dict[str, HostTally] = {}
         with self._guard("reading host counts"):
-            hosts = sorted(_text(h) for h in self._client.sscan_iter(f"{self.prefix}hosts"))
+            hosts = sorted(text(h) for h in self._client.sscan_iter(f"{self.prefix}hosts"))
             for start in range(0, len(hosts), 500):
                 chunk = hosts[start : start + 500]
                 pipe = self._client.pipeline(transaction=False)
@@ -83,7 +83,7 @@ class CrawlViews:
         with self._guard("reading workers"):
             now_s, now_us = self._client.time()
             now = now_s * 1000 + now_us // 1000
-            for w in sorted(_text(x) for x in self._client.smembers(f"{self.prefix}workers")):
+            for w in sorted(text(x) for x in self._client.smembers(f"{self.prefix}workers")):
                 epoch, offset, done, failed, seen = self._client.hmget(
                     f"{self.prefix}w:{w}", "epoch", "offset", "done", "failed", "seen"
                 )
@@ -119,7 +119,3 @@ class CrawlViews:
             self._policies.clear()
             self._known.clear()
         return deleted
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -51,7 +51,7 @@ from ._base import (
 
 if TYPE_CHECKING:
     from ...state._redis import RedisCrawlState
-    from ...state._redis_support import LeasedURL, StoredPolicy
+    from ...state._redis_support import LeasedURL, NewURL, StoredPolicy
 
 __all__ = ["RedisFrontier"]
 
@@ -150,13 +150,9 @@ class RedisFrontier:
     # -- the seam ------------------------------------------------------------------------
 
     def submit(self, candidates: Sequence[Candidate]) -> list[Candidate]:
-        from ...state._redis_support import NewURL
-
         if not candidates:
             return []
-        new = self.state.submit(
-            [NewURL(c.url, host_key(c.url), c.depth, c.referrer, str(c.kind)) for c in candidates]
-        )
+        new = self.state.submit(_new_urls(candidates))
         return [c for c, fresh in zip(candidates, new, strict=True) if fresh]
 
     def claim(self, lease: Lease, url: str) -> bool:
@@ -215,8 +211,6 @@ class RedisFrontier:
     def release(
         self, lease: Lease, release: Release, *, take: int = 0, budget: int | None = None
     ) -> Released:
-        from ...state._redis_support import NewURL
-
         self._mine(lease)
         outcome: Literal["done", "failed", "retry"]
         if release.outcome is Outcome.RETRY:
@@ -234,7 +228,7 @@ class RedisFrontier:
         done = self.state.release_with_links(
             lease.id,
             outcome,
-            [NewURL(c.url, host_key(c.url), c.depth, c.referrer, str(c.kind)) for c in links],
+            _new_urls(links),
             retry_in=release.retry_in,
             hold_host_for=release.hold_host_for,
             policy=policy,
@@ -323,6 +317,12 @@ class RedisFrontier:
         with self._lock:
             if lease.id not in self._held:
                 raise FrontierError(f"lease {lease.id} of {lease.url} is not held here")
+
+
+def _new_urls(candidates: Sequence[Candidate]) -> list[NewURL]:
+    from ...state._redis_support import NewURL
+
+    return [NewURL(c.url, host_key(c.url), c.depth, c.referrer, str(c.kind)) for c in candidates]
 
 
 def _stored(policy: HostPolicy) -> StoredPolicy:
