@@ -110,17 +110,24 @@ def test_redis_needs_a_crawl_id_and_an_offset_output(tmp_path: Path) -> None:
     assert sqlite.returncode == 2 and "offsets" in sqlite.stderr
 
 
-def test_a_worker_registered_again_elsewhere_stops_with_exit_3(
-    redis_server: RedisServer, tmp_path: Path
-) -> None:
+def slow_site(links: int) -> Site:
+    """A host whose every page takes 50 ms and links to /p0 .. /p<links-1>: a crawl of it
+    is still running when the test acts."""
     site = Site(host="127.0.0.2")
 
     def slow(_: object) -> Reply:
         time.sleep(0.05)
-        return Reply(body=html("page", *(f"/p{j}" for j in range(40))))
+        return Reply(body=html("page", *(f"/p{j}" for j in range(links))))
 
     site.fallback = slow  # type: ignore[assignment]
     site.routes["/robots.txt"] = Reply(404, "none")
+    return site
+
+
+def test_a_worker_registered_again_elsewhere_stops_with_exit_3(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    site = slow_site(links=40)
     with site:
         args = [
             sys.executable, "-m", "shoal", "crawl", site.url("/"), "--redis", redis_server.url,
@@ -160,14 +167,7 @@ def test_a_worker_registered_again_elsewhere_stops_with_exit_3(
 def test_the_same_command_twice_at_once_leaves_the_running_worker_alone(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    site = Site(host="127.0.0.2")
-
-    def slow(_: object) -> Reply:
-        time.sleep(0.05)
-        return Reply(body=html("page", *(f"/p{j}" for j in range(30))))
-
-    site.fallback = slow  # type: ignore[assignment]
-    site.routes["/robots.txt"] = Reply(404, "none")
+    site = slow_site(links=30)
     with site:
         out = tmp_path / "a.jsonl"
         args = [
