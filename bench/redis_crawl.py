@@ -5,13 +5,17 @@ one Redis, on this machine, with the CPU each part used.
 The site is bench/site_server.py with 0 ms latency, listening on ``--hosts`` loopback
 addresses (127.0.0.2, 127.0.0.3, ...; nothing beyond this machine), each a host of its own
 (a copy of the site whose absolute links stay on it), so the crawl is CPU-bound and
-per-host politeness is not the limit. Each run gets a fresh redis-server (unix socket,
-appendonly yes) with each ``--appendfsync`` policy asked for: ``always`` (survives a machine
-crash) and ``no`` (survives a kill of Redis: it writes the AOF before it answers, the OS
-syncs it later); the README says which to choose. CPU: the workers' from os.wait4, Redis's
-and the site's from /proc/<pid>/stat at the end. Runs are interleaved round by round, and
-each cell is the median of ``--rounds`` runs. ``--baseline-shoal`` adds the same runs with
-another build of shoal (its ``shoal`` executable), side by side.
+per-host politeness is not the limit. The site shares the cores with what it measures, so
+by default it runs on uvloop, from bench/.venv-site (created on first use; never a
+dependency of shoal); ``--site-loop asyncio`` runs it on the standard library alone.
+Each run gets a fresh redis-server (unix socket, appendonly yes) with each
+``--appendfsync`` policy asked for: ``always`` (survives a machine crash) and ``no``
+(survives a kill of Redis: it writes the AOF before it answers, the OS syncs it later); the
+README says which to choose. CPU: the workers' from os.wait4, Redis's and the site's from
+/proc/<pid>/stat, from the workers' start to their end (the site renders its pages before).
+Runs are interleaved round by round, and each cell is the median of ``--rounds`` runs.
+``--baseline-shoal`` adds the same runs with another build of shoal (its ``shoal``
+executable), side by side.
 
     .venv/bin/python bench/redis_crawl.py --rounds 3 --markdown bench/results/redis_crawl.md
 
@@ -50,17 +54,35 @@ def site_hosts(count: int) -> list[str]:
     return [f"127.0.0.{2 + h}" for h in range(count)]
 
 
+SITE_VENV = BENCH / ".venv-site"
+SITE_PYTHON = SITE_VENV / "bin" / "python"
+
+
+def site_python(loop: str) -> str:
+    """The Python that runs the site: bench/.venv-site (with uvloop) for ``uvloop``."""
+    if loop == "asyncio":
+        return sys.executable
+    probe = [str(SITE_PYTHON), "-c", "import uvloop"]
+    if not SITE_PYTHON.exists() or subprocess.run(probe, check=False).returncode != 0:
+        print(f"creating {SITE_VENV} (uvloop) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(SITE_VENV)], check=True)
+        pip = [str(SITE_PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "uvloop>=0.19"], check=True)
+    return str(SITE_PYTHON)
+
+
 def start_site(
-    pages: int, links: int, hosts: list[str], tmp: Path
+    pages: int, links: int, hosts: list[str], tmp: Path, loop: str
 ) -> tuple[subprocess.Popen[bytes], int]:
     ready = tmp / "port"
     proc = subprocess.Popen(
         [
-            sys.executable,
+            site_python(loop),
             str(BENCH / "site_server.py"),
             *("--pages", str(pages), "--links", str(links), "--latency-ms", "0"),
             *(arg for host in hosts for arg in ("--host", host)),
             *("--port", "0", "--ready-file", str(ready)),
+            *("--loop", loop),
         ],
         stdout=subprocess.DEVNULL,
     )
@@ -97,7 +119,7 @@ def one_run(
 ) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="shoal-redis-bench-"))
     hosts = site_hosts(args.hosts)
-    site, port = start_site(args.pages, args.links, hosts, tmp)
+    site, port = start_site(args.pages, args.links, hosts, tmp, args.site_loop)
     redis, sock = start_redis(tmp, appendfsync)
     try:
         starts = [f"http://{host}:{port}/" for host in hosts]
@@ -108,6 +130,8 @@ def one_run(
             *("--redis", f"unix://{sock}", "--crawl-id", "bench", "--no-progress", "-q"),
             *("--concurrency", str(args.concurrency), "--max-pages", str(10**9)),
         ]
+        # The site renders its pages and Redis starts before the clock: not the crawl's.
+        site_before, redis_before = cpu_of(site.pid), cpu_of(redis.pid)
         began = time.monotonic()
         procs = [
             subprocess.Popen([*cmd, "-o", str(tmp / f"part{i}.jsonl")]) for i in range(workers)
@@ -127,8 +151,8 @@ def one_run(
             "wall": wall,
             "pages_per_s": pages / wall,
             "cpu_workers": cpu,
-            "cpu_redis": cpu_of(redis.pid),
-            "cpu_site": cpu_of(site.pid),
+            "cpu_redis": cpu_of(redis.pid) - redis_before,
+            "cpu_site": cpu_of(site.pid) - site_before,
         }
     finally:
         for proc in (redis, site):
@@ -149,6 +173,12 @@ def main() -> None:
     parser.add_argument("--baseline-shoal", type=Path, help="another build's shoal executable")
     parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--site-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the site's event loop (uvloop: from bench/.venv-site)",
+    )
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         sys.exit("redis-server is not installed")
@@ -171,7 +201,9 @@ def main() -> None:
         return
     lines = [
         f"{args.hosts} hosts x {args.pages} pages, 0 ms latency, --concurrency "
-        f"{args.concurrency} per worker; median of {args.rounds} interleaved rounds.",
+        f"{args.concurrency} per worker; median of {args.rounds} interleaved rounds; the "
+        f"site on {args.site_loop}. CPU is what each used from the workers' start to their "
+        "end.",
         "",
         "| build | appendfsync | workers | pages | complete | pages/s | vs 1 worker "
         "| cpu workers | cpu redis | cpu site |",

@@ -1,6 +1,6 @@
 """Group commit (state/_redis_batch.py) against a real redis-server: many threads' script
-calls share pipelines, each caller gets its own reply and its own error, a Redis that forgot
-its scripts is given them again, and closing ends the sender thread."""
+calls share pipelines, each caller gets its own reply and its own error, a Redis that lost
+the function library is given it again, and closing ends the sender thread."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redis_server import RedisServer
-from shoal.state._redis_batch import ScriptBatcher
+from shoal.state._redis_batch import Library, ScriptBatcher
 
 ECHO = "return {KEYS[1], ARGV[1]}"
 FAIL = "return redis.error_reply('BOOM ' .. ARGV[1])"
@@ -25,7 +25,7 @@ def client_of(server: RedisServer) -> redis.Redis:
 
 
 def batcher_of(client: redis.Redis, **sources: str) -> ScriptBatcher:
-    return ScriptBatcher(client, "k:", {n: client.register_script(t) for n, t in sources.items()})
+    return ScriptBatcher(client, "k:", Library("test", "", sources))
 
 
 def test_each_caller_gets_its_own_reply_across_shared_batches(redis_server: RedisServer) -> None:
@@ -90,14 +90,17 @@ def test_a_failing_call_fails_alone(redis_server: RedisServer) -> None:
         client.close()
 
 
-def test_scripts_are_loaded_again_after_a_flush(redis_server: RedisServer) -> None:
-    """A restarted Redis has no scripts cached: NOSCRIPT makes the batcher load them."""
+def test_the_library_is_loaded_again_after_a_flush(redis_server: RedisServer) -> None:
+    """A Redis restarted without its data has no functions: the batcher loads them."""
     client = client_of(redis_server)
-    batcher = batcher_of(client, ECHO=ECHO)
+    batcher = batcher_of(client, ECHO=ECHO, COUNT=COUNT)
     try:
         assert batcher.call("ECHO", ["a"]) == [b"k:", b"a"]
-        client.script_flush()
+        client.function_flush()
         assert batcher.call("ECHO", ["b"]) == [b"k:", b"b"]
+        assert batcher.call("COUNT", []) == b"1"  # ran once, after the load
+        loaded = [entry[1] for entry in client.function_list()]
+        assert len(loaded) == 1 and loaded[0].startswith(b"test_")
     finally:
         batcher.close()
         client.close()

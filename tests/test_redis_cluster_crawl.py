@@ -201,8 +201,7 @@ def run_once(server: RedisServer, tmp: Path, seed: int, plan: Plan = CRASH) -> N
             assert client.zcard(p + "le") == 0
             assert client.zcard(p + "delayed") == 0
             assert not list(client.scan_iter(match=p + "q:*"))
-            queued, leased = client.hmget(p + "meta", "queued", "leased")
-            assert (int(queued), int(leased)) == (0, 0)
+            assert int(client.hget(p + "meta", "pending")) == 0
         finally:
             client.close()
         for s in sites:

@@ -7,18 +7,21 @@ crawler, which adapts it. redis-py is imported when a state is opened, never by
 
 The key layout is drawn in ``_redis_prelude.py``, where the scripts name the keys.
 
-Semantics, each step one Lua script (``_redis_lua.py``), times from the server's ``TIME``:
+Semantics, each step one call of a Lua function (``_redis_lua.py``), times from the
+server's ``TIME``:
 
-- ``pending`` = queued (lists + delayed retries) + leased, kept exact by every script, so
-  the crawl is over exactly when it is 0 (:meth:`finished`). A worker submits a page's
-  links *before* committing the page, so pending never touches 0 while work can still grow.
+- ``pending`` = queued (lists + delayed retries) + leased (``HLEN`` of the leases), kept
+  exact by every function, so the crawl is over exactly when it is 0 (:meth:`finished`). A
+  worker submits a page's links *before* committing the page, so pending never touches 0
+  while work can still grow.
 - **Seen**: linear hashing over intset buckets. A bucket splits when the average passes ~40%
   of ``set-max-intset-entries``, so buckets stay intsets: ~9 bytes a URL on Redis 7.0
   (``bench/redis_memory.py``; a plain SET of the fingerprints costs ~70, scrapy-redis's
   dupefilter ~90). Buckets are chosen by the fingerprint's low bits, computed in Lua from
   its decimal digits (Lua numbers are doubles).
 - **Lease**: reclaims expired leases first (the URL goes back to the front of its host, one
-  more attempt, the slot is freed), moves due retries back, then takes from hosts in
+  more attempt, the slot is freed), moves due retries back (both only once the earliest
+  expiry or retry time has passed), then takes from hosts in
   ``ready`` with the oldest start first: a host gives a job if it has fewer than ``per_host``
   in flight and its next start has passed, and each take sets its next start to now + its
   delay. A host whose robots.txt is unknown gives exactly one ROBOTS job for the whole crawl
@@ -115,12 +118,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_LAYOUT_VERSION = "1"
+_LAYOUT_VERSION = "2"
 _CRAWL_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _WORKER_ID = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces or newlines
 _HOST = re.compile(r"[a-z][a-z0-9+.-]*://[!-~]+")  # no spaces or newlines: key names
 _SUBMIT_CHUNK = 1000
 _POLICY_CACHE = 65536
+_WAIT_CAP = 5.0  # seconds; see wait()
 
 Outcome = Literal["done", "failed", "retry"]
 
@@ -148,7 +152,6 @@ class RedisCrawlState(CrawlViews):
         self.prefix = f"shoal:{{{crawl_id}}}:"
         self.lease_ttl = lease_ttl
         self._reconnect_for = reconnect_for
-        self._scripts = {name: client.register_script(getattr(lua, name)) for name in lua.__all__}
         self._batcher: ScriptBatcher | None = None  # from open(), once the crawl is joined
         self._lock = threading.Lock()
         self._policies: dict[str, StoredPolicy] = {}
@@ -206,7 +209,7 @@ class RedisCrawlState(CrawlViews):
             client.close()
             raise
         client.set_retry(retry_for(reconnect_for))
-        state._batcher = ScriptBatcher(client, state.prefix, state._scripts)
+        state._batcher = ScriptBatcher(client, state.prefix, lua.LIBRARY)
         return state
 
     def _check_server(self) -> None:
@@ -267,7 +270,7 @@ class RedisCrawlState(CrawlViews):
         with self._guard(name.lower()):
             if self._batcher is not None:
                 return self._batcher.call(name, args)
-            return self._scripts[name](keys=[self.prefix], args=list(args))
+            return lua.LIBRARY.call(self._client, name, self.prefix, args)
 
     def _request_id(self) -> str:
         """Unique to this client: a script that leases stores it with its reply, so the same
@@ -427,15 +430,20 @@ class RedisCrawlState(CrawlViews):
     def wait(self, timeout: float) -> bool:
         """Block until something changed in the crawl since the last :meth:`lease` of this
         client (a URL queued or given back, a host slot freed, a commit: pending may have
-        reached 0), or ``timeout`` seconds passed; True when something changed. A change
-        that came between that lease and this call returns at once: no wake-up is lost.
+        reached 0), or ``timeout`` seconds passed (at most 5); True when something changed.
+        A change that came between that lease and this call returns at once: no wake-up is
+        lost. Changes are written for waiters only after a lease that gave fewer jobs than
+        it was asked for (the only time there is reason to wait), so call it after one.
 
         ``ready_in`` from :meth:`lease` covers clocks (delays, retries, lease expiries);
         this covers the other workers. Wait ``min(ready_in, a cap)`` with it."""
         with self._lock:
             since = "{}-{}".format(*self._last_event)
-        # The block must end before the socket's own timeout would call the link dead.
-        block = max(1, min(round(timeout * 1000), round((self._socket_timeout - 1) * 1000)))
+        # The block must end before the socket's own timeout would call the link dead, and
+        # within the window in which the scripts write events for waiters (WAIT_WINDOW_MS in
+        # the Lua prelude): a longer block could sleep through a change.
+        cap = min(_WAIT_CAP, self._socket_timeout - 1)
+        block = max(1, round(min(timeout, cap) * 1000))
         with self._guard("waiting for changes"):
             reply: Any = self._client.xread({f"{self.prefix}events": since}, count=1, block=block)
         if not reply:

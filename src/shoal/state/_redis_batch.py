@@ -1,6 +1,12 @@
-"""Group commit for a shared crawl's scripts: calls from many threads go to Redis together.
+"""Calling a crawl's Redis functions: the library they live in, and group commit.
 
-Every script call changes the crawl, so Redis appends it to its AOF, and with ``appendfsync
+:class:`Library` is a Redis function library (Redis >= 7.0): shared Lua that Redis compiles
+and defines once, and functions called by name (FCALL). Its name carries a digest of its
+text, so two shoal versions on one Redis each call their own, and a Redis that lost it
+(restarted without its data, FUNCTION FLUSH) is given it again on the first call that
+misses it.
+
+Every call changes the crawl, so Redis appends it to its AOF, and with ``appendfsync
 always`` it syncs the file before it answers: once per turn of its event loop, for all the
 commands of that turn. Calls sent one by one from a worker's threads each wait for a sync of
 their own. :class:`ScriptBatcher` sends them from one thread instead, as one pipeline (one
@@ -8,21 +14,68 @@ write, one turn, one sync), while the calls that arrive meanwhile wait for the n
 batch grows exactly when Redis is slow to answer, and a lone call goes out at once.
 
 Each caller still waits for its own reply and gets its own error; a lost connection is
-retried by redis-py for the whole pipeline, which is safe because every script is safe to
-run twice (see ``_redis.py``, "Lost replies").
+retried by redis-py for the whole pipeline, which is safe because every function is safe
+to run twice (see ``_redis.py``, "Lost replies").
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import redis
-    from redis.commands.core import Script
 
-__all__ = ["ScriptBatcher"]
+__all__ = ["Library", "ScriptBatcher"]
+
+
+class Library:
+    """Lua ``prelude`` (run once, at load) and ``functions``: name -> body, a function of
+    ``KEYS`` and ``ARGV`` as a script's would be. Named ``<stem>_<digest>``; its functions
+    ``<library>_<name in lower case>``."""
+
+    def __init__(self, stem: str, prelude: str, functions: Mapping[str, str]) -> None:
+        digest = hashlib.sha1(prelude.encode(), usedforsecurity=False)
+        for name, body in functions.items():
+            digest.update(f"\0{name}\0{body}".encode())
+        self.name = f"{stem}_{digest.hexdigest()[:16]}"
+        self._names = {name: f"{self.name}_{name.lower()}" for name in functions}
+        registered = "".join(
+            f"\nredis.register_function('{self._names[name]}', function(KEYS, ARGV)\n{body}\nend)\n"
+            for name, body in functions.items()
+        )
+        self.text = f"#!lua name={self.name}\n{prelude}{registered}"
+
+    def function(self, name: str) -> str:
+        return self._names[name]
+
+    def load(self, client: redis.Redis) -> None:
+        # REPLACE: another client may have loaded it meanwhile (the same text: same name).
+        client.execute_command("FUNCTION", "LOAD", "REPLACE", self.text)  # type: ignore[no-untyped-call]
+
+    @staticmethod
+    def missing(reply: object) -> bool:
+        """Is this reply Redis saying it has no such function (the library is not loaded)?"""
+        from redis.exceptions import ResponseError
+
+        return isinstance(reply, ResponseError) and "function not found" in str(reply).lower()
+
+    def call(
+        self, client: redis.Redis, name: str, key: str, args: Sequence[str | int | bytes]
+    ) -> Any:
+        """One call, outside any batch; loads the library if Redis lacks it."""
+        from redis.exceptions import ResponseError
+
+        command = ("FCALL", self._names[name], 1, key, *args)
+        try:
+            return client.execute_command(*command)  # type: ignore[no-untyped-call]
+        except ResponseError as exc:
+            if not self.missing(exc):
+                raise
+        self.load(client)
+        return client.execute_command(*command)  # type: ignore[no-untyped-call]
 
 
 class _Call:
@@ -37,14 +90,13 @@ class _Call:
 
 
 class ScriptBatcher:
-    """Sends script calls of one crawl (``key`` = its prefix) in pipelines, from one daemon
-    thread. ``scripts``: name -> the client's registered script (its text is loaded again
-    if Redis lost its cache)."""
+    """Sends calls of ``library``'s functions for one crawl (``key`` = its prefix) in
+    pipelines, from one daemon thread."""
 
-    def __init__(self, client: redis.Redis, key: str, scripts: Mapping[str, Script]) -> None:
+    def __init__(self, client: redis.Redis, key: str, library: Library) -> None:
         self._client = client
         self._key = key
-        self._scripts = scripts
+        self._library = library
         self._cond = threading.Condition()
         self._queue: list[_Call] = []
         self._closed = False
@@ -53,7 +105,7 @@ class ScriptBatcher:
         self._thread.start()
 
     def call(self, name: str, args: Sequence[str | int | bytes]) -> Any:
-        """Run script ``name`` with ``args``; its reply, or its error raised here."""
+        """Call function ``name`` with ``args``; its reply, or its error raised here."""
         call = _Call(name, args)
         with self._cond:
             if self._closed:
@@ -89,14 +141,12 @@ class ScriptBatcher:
                         call.done.set()
 
     def _send(self, batch: list[_Call]) -> None:
-        from redis.exceptions import NoScriptError
-
         replies = self._pipeline(batch)
-        # A Redis restarted (or SCRIPT FLUSHed) forgot the scripts: load them, send again.
-        again = [c for c, r in zip(batch, replies, strict=True) if isinstance(r, NoScriptError)]
+        # A Redis restarted without its data (or FUNCTION FLUSHed) lost the library: load
+        # it, send those calls again (a missing function ran nothing).
+        again = [c for c, r in zip(batch, replies, strict=True) if self._library.missing(r)]
         if again:
-            for name in {c.name for c in again}:
-                self._client.script_load(self._scripts[name].script)
+            self._library.load(self._client)
             for call, reply in zip(again, self._pipeline(again), strict=True):
                 replies[batch.index(call)] = reply
         for call, reply in zip(batch, replies, strict=True):
@@ -111,6 +161,6 @@ class ScriptBatcher:
         pipe = self._client.pipeline(transaction=False)
         for call in calls:
             pipe.execute_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", self._scripts[call.name].sha, 1, self._key, *call.args
+                "FCALL", self._library.function(call.name), 1, self._key, *call.args
             )
         return list(pipe.execute(raise_on_error=False))

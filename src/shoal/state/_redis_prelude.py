@@ -7,7 +7,8 @@ leases and leasing jobs. ``GUARD`` refuses to run on a crawl whose keys are gone
 Key layout (``P`` = ``shoal:{<crawl id>}:``; one hash tag, so one Cluster slot)::
 
     P meta           HASH  version, identity (JSON), per_host, delay (ms), robots (1/0);
-                           counters queued, leased, done, failed; lseq (lease ids);
+                           counters pending (queued + leased), done, failed; lseq (lease
+                           ids); due (ms: nothing in le or delayed falls due before it);
                            seen set shape: sl (level), ss (split), st (target), sn (count)
     P s:<b>          SET   seen fingerprints of bucket b, as signed 64-bit ints: an intset
     P hosts          SET   every host ("scheme://host[:port]") ever queued
@@ -23,12 +24,18 @@ Key layout (``P`` = ``shoal:{<crawl id>}:``; one hash tag, so one Cluster slot):
     P workers        SET   worker ids
     P w:<worker>     HASH  epoch, offset, token (last commit), seen (ms), done, failed,
                            lreq/lrep (last lease request and its reply, for a resend)
-    P wl:<worker>    SET   the worker's lease ids
     P jc:<fp>        SET   redirect targets the job of URL fingerprint fp claimed (until
                            the job commits; a week at most)
 
 An entry is ``"<attempt> <kind p|r|s> <depth> <url bytes> <url><referrer>"``: one compact
 string per queued URL in a list, about its URL and referrer in size.
+
+What a script costs Redis is mostly how many ``redis.call`` it makes (each is a command
+dispatch, and each write is also appended to the AOF), so the scripts count them: the
+crawl's settings and seen-set shape are read once per script (``load_meta``), the clock once
+(``now_ms``), a host is rescheduled only when its readiness can have changed, expired leases
+and due retries are looked for only once ``due`` has passed, and the counters are the few
+that cannot be read off a key's length (the leased count is ``HLEN l``).
 
 Lua in Redis has only doubles for numbers, exact up to 2^53. So fingerprints (signed 64-bit)
 stay strings from end to end and are never turned into Lua numbers: ``low_bits`` reads the
@@ -39,25 +46,62 @@ about 1.8e12: exact in a double, and ``tostring`` prints them without an exponen
 
 from __future__ import annotations
 
-__all__ = ["GUARD", "PRELUDE"]
+__all__ = ["BEGIN", "GUARD", "PRELUDE"]
 
 PRELUDE = r"""
-local P = KEYS[1]
-local META = P .. 'meta'
-local READY = P .. 'ready'
-local DELAYED = P .. 'delayed'
-local LEASES = P .. 'l'
-local EXPIRY = P .. 'le'
-local EVENTS = P .. 'events'
+-- A library's functions are defined once, when it is loaded; what belongs to one call (the
+-- crawl's keys, the clock, its settings) is set by begin() at the start of every call.
+-- Redis runs one function at a time, so these are the current call's.
+local P, META, READY, DELAYED, LEASES, EXPIRY, EVENTS
+local NOW, CFG, POKED
 
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function begin(keys)
+  P = keys[1]
+  META, READY, DELAYED = P .. 'meta', P .. 'ready', P .. 'delayed'
+  LEASES, EXPIRY, EVENTS = P .. 'l', P .. 'le', P .. 'events'
+  NOW, CFG, POKED = nil, nil, nil
 end
 
 local function num(v, default)
   if v then return tonumber(v) end
   return default
+end
+
+-- An integer as a command argument. Lua would print a number with '%.14g', which costs
+-- libc many times what '%d' does, and a call passes several (times, counts) every page.
+-- (Only redis.* exists while the library loads: library functions look the rest up when
+-- they run.)
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- The server's clock, read once per call: a call runs at one instant.
+local function now_ms()
+  if not NOW then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW
+end
+
+-- The crawl's settings and the seen set's shape, read once per call. nil when the crawl
+-- has no state (see GUARD).
+local function load_meta()
+  local m = redis.call('HMGET', META, 'version', 'per_host', 'delay', 'robots', 'sl', 'ss',
+    'st', 'sn', 'due', 'wt')
+  if not m[1] then return nil end
+  CFG = {limit = tonumber(m[2]), delay = tonumber(m[3]), robots = m[4] == '1',
+    level = tonumber(m[5]), split = tonumber(m[6]), target = tonumber(m[7]),
+    count = tonumber(m[8]), due = num(m[9], nil), waiters = num(m[10], 0)}
+  return CFG
+end
+
+-- Calls cmd key with the items of list, at most per of them a call (Lua's unpack is
+-- bounded by its stack).
+local function call_chunked(cmd, key, list, per)
+  for i = 1, #list, per do
+    redis.call(cmd, key, unpack(list, i, math.min(i + per - 1, #list)))
+  end
 end
 
 -- (fingerprint as an unsigned 64-bit number) mod m, for m a power of two below 2^40, read off
@@ -82,18 +126,12 @@ local function bucket_of(fp, level, split)
   return lo
 end
 
-local function sadd_all(key, members)
-  for i = 1, #members, 500 do
-    redis.call('SADD', key, unpack(members, i, math.min(i + 499, #members)))
-  end
-end
-
 -- Split one bucket when the average bucket holds more than the target. Buckets not yet split
 -- at this level hold about twice the average, so the target is kept near 40% of the
 -- server's set-max-intset-entries: every bucket stays a compact intset (8 bytes a member).
--- Returns the new (level, split).
-local function maybe_split(count, level, split, target)
-  if count <= (2 ^ level + split) * target then return level, split end
+local function maybe_split()
+  local level, split = CFG.level, CFG.split
+  if CFG.count <= (2 ^ level + split) * CFG.target then return end
   local old = P .. 's:' .. split
   local members = redis.call('SMEMBERS', old)
   local stay, move = {}, {}
@@ -104,33 +142,31 @@ local function maybe_split(count, level, split, target)
   -- Re-created rather than trimmed: a bucket that once outgrew the intset limit became a
   -- hash table, and only a new key is an intset again.
   redis.call('DEL', old)
-  sadd_all(old, stay)
-  sadd_all(P .. 's:' .. (split + 2 ^ level), move)
+  call_chunked('SADD', old, stay, 500)
+  call_chunked('SADD', P .. 's:' .. (split + 2 ^ level), move, 500)
   split = split + 1
   if split == 2 ^ level then
     level = level + 1
     split = 0
   end
+  CFG.level, CFG.split = level, split
   redis.call('HSET', META, 'sl', level, 'ss', split)
-  return level, split
 end
 
 -- Add fingerprints to the seen set; returns a table of 1 (new) / 0 (seen before), and the
 -- number of new ones.
 local function see(fps)
-  local m = redis.call('HMGET', META, 'sl', 'ss', 'st', 'sn')
-  local level, split, target, count = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]), tonumber(m[4])
   local out, added = {}, 0
   for i, fp in ipairs(fps) do
-    local new = redis.call('SADD', P .. 's:' .. bucket_of(fp, level, split), fp)
+    local new = redis.call('SADD', P .. 's:' .. int(bucket_of(fp, CFG.level, CFG.split)), fp)
     out[i] = new
     if new == 1 then
       added = added + 1
-      count = count + 1
-      level, split = maybe_split(count, level, split, target)
+      CFG.count = CFG.count + 1
+      maybe_split()
     end
   end
-  if added > 0 then redis.call('HSET', META, 'sn', count) end
+  if added > 0 then redis.call('HSET', META, 'sn', int(CFG.count)) end
   return out, added
 end
 
@@ -154,22 +190,53 @@ local function parse_lease(rec)
 end
 
 -- Something changed that may let a waiting worker go on (a URL queued or back, a slot freed,
--- pending down): one entry in a short stream, which waiters block on with XREAD.
+-- pending down): one entry in a short stream, which waiters block on with XREAD. POKED is
+-- its id: the last event, known without asking the stream again. Only while a worker may
+-- be waiting ('wt', set by a lease that could not give all it was asked for: see
+-- may_wait): a busy crawl, whose every lease is filled, writes no events.
 local function poke()
-  redis.call('XADD', EVENTS, 'MAXLEN', '~', 100, '*', 'e', '')
+  if not POKED and now_ms() <= CFG.waiters then
+    POKED = redis.call('XADD', EVENTS, 'MAXLEN', '~', 100, '*', 'e', '')
+  end
 end
 
-local function per_host()
-  return tonumber(redis.call('HGET', META, 'per_host'))
+-- The worker given this reply may block on the stream: every change pokes until then. The
+-- window is the longest block a client makes (RedisCrawlState.wait caps it at 5 s) and a
+-- margin for the reply's way to it; a block that outlives it (a reply late by more than
+-- the margin) misses wake-ups and ends on its own timeout: later, never hung.
+local WAIT_WINDOW_MS = 15000
+local function may_wait(now)
+  if now + WAIT_WINDOW_MS > CFG.waiters + 1000 then
+    CFG.waiters = now + WAIT_WINDOW_MS
+    redis.call('HSET', META, 'wt', CFG.waiters)
+  end
+end
+
+-- The last event this script's reply reflects (a worker's wait blocks for a later one).
+local function last_event()
+  if POKED then return POKED end
+  local last = redis.call('XREVRANGE', EVENTS, '+', '-', 'COUNT', 1)
+  if last[1] then return last[1][1] end
+  return '0-0'
+end
+
+-- Something in EXPIRY or DELAYED falls due at t: keep 'due' no later than that, so that
+-- sweep() looks in time.
+local function due_by(t)
+  if CFG.due == nil or t < CFG.due then
+    CFG.due = t
+    redis.call('HSET', META, 'due', t)
+  end
 end
 
 -- Put a host in READY (scored by its next allowed start) if it can give out a job now or
 -- later on the clock alone, and take it out otherwise (no URLs, all slots busy, or its
--- robots.txt is being fetched).
-local function schedule(host, limit)
+-- robots.txt is being fetched). Only a change to one of those moves a host in or out, so
+-- callers skip this when they know none happened.
+local function schedule(host)
   local hk = P .. 'h:' .. host
   local f = redis.call('HMGET', hk, 'inflight', 'pol', 'asked', 'next')
-  local can = num(f[1], 0) < limit and redis.call('LLEN', P .. 'q:' .. host) > 0
+  local can = num(f[1], 0) < CFG.limit and redis.call('LLEN', P .. 'q:' .. host) > 0
   if can and not f[2] then can = f[3] ~= '1' end
   if can then
     redis.call('ZADD', READY, num(f[4], 0), host)
@@ -178,142 +245,153 @@ local function schedule(host, limit)
   end
 end
 
-local function drop_lease(id, worker)
+local function drop_lease(id)
   redis.call('HDEL', LEASES, id)
   redis.call('ZREM', EXPIRY, id)
-  redis.call('SREM', P .. 'wl:' .. worker, id)
 end
 
 -- Give a lease's URL back: its holder is gone (expired, or the worker registered again).
-local function reclaim(id, limit)
-  local rec = redis.call('HGET', LEASES, id)
+-- rec: the lease's record if the caller has it.
+local function reclaim(id, rec)
+  rec = rec or redis.call('HGET', LEASES, id)
   if not rec then
     redis.call('ZREM', EXPIRY, id)
     return 0
   end
-  local worker, _, host, released, entry = parse_lease(rec)
-  drop_lease(id, worker)
-  redis.call('HINCRBY', META, 'leased', -1)
+  local _, _, host, released, entry = parse_lease(rec)
+  drop_lease(id)
   local hk = P .. 'h:' .. host
   if released ~= '1' then redis.call('HINCRBY', hk, 'inflight', -1) end
   local _, kind = entry_head(entry)
   if kind == 'r' then
+    -- A robots job is never queued: it ends here, and the host will ask for another.
     redis.call('HDEL', hk, 'asked')
     redis.call('HINCRBY', hk, 'rattempt', 1)
+    redis.call('HINCRBY', META, 'pending', -1)
   else
     -- Counted as a try: a URL that kills every worker that takes it must run out of tries.
     redis.call('LPUSH', P .. 'q:' .. host, bump(entry))
-    redis.call('HINCRBY', META, 'queued', 1)
   end
-  schedule(host, limit)
+  schedule(host)
   return 1
 end
 
-local function reclaim_expired(now, limit)
+-- Reclaim expired leases and move retries whose wait is over to the front of their host's
+-- queue; only once 'due' has passed, so a busy crawl does not look at every lease.
+local function sweep(now)
+  if CFG.due == nil or now < CFG.due then return end
   local ids = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, 256)
-  for _, id in ipairs(ids) do reclaim(id, limit) end
+  for _, id in ipairs(ids) do reclaim(id, nil) end
   if #ids > 0 then poke() end
-end
-
--- Queue the n URLs given as ARGV triples (fingerprint, host, entry) from ARGV[first] on:
--- dedupe, append to the host's queue, pending + 1 each. Returns 1 (queued) / 0 (seen) per
--- URL, and how many were new.
-local function admit(first, n)
-  local fps = {}
-  for i = 1, n do fps[i] = ARGV[first + (i - 1) * 3] end
-  local new, added = see(fps)
-  if added == 0 then return new, 0 end
-  local robots_on = redis.call('HGET', META, 'robots') == '1'
-  local touched = {}
-  for i = 1, n do
-    if new[i] == 1 then
-      local host = ARGV[first + 1 + (i - 1) * 3]
-      if redis.call('SADD', P .. 'hosts', host) == 1 and not robots_on then
-        redis.call('HSET', P .. 'h:' .. host, 'pol', 'none')
-      end
-      redis.call('RPUSH', P .. 'q:' .. host, ARGV[first + 2 + (i - 1) * 3])
-      touched[host] = true
-    end
-  end
-  redis.call('HINCRBY', META, 'queued', added)
-  local limit = per_host()
-  for host in pairs(touched) do schedule(host, limit) end
-  return new, added
-end
-
--- Lease up to n jobs to worker (epoch checked by the caller), at most budget (-1: none) of
--- them first tries of pages, for ttl ms; appends to out {ready_in_ms, last event id,
--- ms until the first lease expiry, id, host, entry, ...}.
-local function lease_jobs(out, worker, epoch, n, budget, ttl, now, limit)
-  reclaim_expired(now, limit)
-
-  -- Retries whose wait is over go to the front of their host's queue.
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, 512)) do
     local host, entry = string.match(member, '^([^\n]*)\n(.*)$')
     redis.call('ZREM', DELAYED, member)
     redis.call('LPUSH', P .. 'q:' .. host, entry)
     redis.call('HINCRBY', P .. 'h:' .. host, 'dl', -1)
-    schedule(host, limit)
+    schedule(host)
   end
+  -- What falls due next (now again, if more were due than one sweep takes).
+  local a = redis.call('ZRANGE', EXPIRY, 0, 0, 'WITHSCORES')
+  local b = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  local due = nil
+  if a[2] then due = tonumber(a[2]) end
+  if b[2] and (due == nil or tonumber(b[2]) < due) then due = tonumber(b[2]) end
+  CFG.due = due
+  if due then redis.call('HSET', META, 'due', due) else redis.call('HDEL', META, 'due') end
+end
 
-  local default_delay = tonumber(redis.call('HGET', META, 'delay'))
-  out[1], out[2], out[3] = 0, '0-0', -1
-  local taken, fresh, skipped, examined = 0, 0, 0, 0
-  local wl = P .. 'wl:' .. worker
+-- Queue the n URLs given as triples (fingerprint, host, entry) in args from args[first] on:
+-- dedupe, append to the host's queue, pending + 1 each. Returns 1 (queued) / 0 (seen) per
+-- URL, and how many were new.
+local function admit(args, first, n)
+  local fps = {}
+  for i = 1, n do fps[i] = args[first + (i - 1) * 3] end
+  local new, added = see(fps)
+  if added == 0 then return new, 0 end
+  local pushed, touched = {}, {}
+  for i = 1, n do
+    if new[i] == 1 then
+      local host = args[first + 1 + (i - 1) * 3]
+      local len = redis.call('RPUSH', P .. 'q:' .. host, args[first + 2 + (i - 1) * 3])
+      local count = (pushed[host] or 0) + 1
+      pushed[host] = count
+      -- A queue that was not empty before kept its host's place in READY as it was, and
+      -- its host is known: only a push to an empty queue can bring a new host.
+      if len == count then
+        touched[host] = true
+        if count == 1 and redis.call('SADD', P .. 'hosts', host) == 1 and not CFG.robots then
+          redis.call('HSET', P .. 'h:' .. host, 'pol', 'none')
+        end
+      end
+    end
+  end
+  redis.call('HINCRBY', META, 'pending', int(added))
+  for host in pairs(touched) do schedule(host) end
+  return new, added
+end
 
-  local function new_lease(host, entry)
-    local id = tostring(redis.call('HINCRBY', META, 'lseq', 1))
-    redis.call('HSET', LEASES, id, worker .. '\n' .. epoch .. '\n' .. host .. '\n0\n' .. entry)
-    redis.call('ZADD', EXPIRY, now + ttl, id)
-    redis.call('SADD', wl, id)
-    redis.call('HINCRBY', META, 'leased', 1)
-    out[#out + 1] = id
-    out[#out + 1] = host
-    out[#out + 1] = entry
+-- Lease up to n jobs to worker (epoch checked by the caller), at most budget (-1: none) of
+-- them first tries of pages, for ttl ms; appends to out {ready_in_ms, last event id,
+-- ms until the first lease expiry, id, host, entry, ...}. When it leases all n, the worker
+-- will not wait on a clock or the stream: the two times are then -1 and 0 and the event id
+-- is '0-0' unless this script made one.
+local function lease_jobs(out, worker, epoch, n, budget, ttl, now)
+  local limit = CFG.limit
+  sweep(now)
+  local taken, fresh, skipped, examined, robots = 0, 0, 0, 0, 0
+  local hosts_got, entries_got = {}, {}
+
+  local function got(host, entry)
     taken = taken + 1
+    hosts_got[taken] = host
+    entries_got[taken] = entry
   end
 
   -- Each pass looks at the hosts ready now, least recently started first; a host taken from
   -- is scored again by its next start, so with room left it may come round in a later pass.
   -- Hosts held back by the page budget are skipped (they stay ready for other workers).
   while taken < n and examined < n + 64 do
-    local hosts = redis.call('ZRANGEBYSCORE', READY, '-inf', now, 'LIMIT', skipped, n - taken)
+    local hosts = redis.call('ZRANGEBYSCORE', READY, '-inf', int(now), 'LIMIT', int(skipped),
+      int(n - taken))
     if #hosts == 0 then break end
     for _, host in ipairs(hosts) do
       examined = examined + 1
       local hk = P .. 'h:' .. host
       local f = redis.call('HMGET', hk, 'inflight', 'pol', 'asked', 'delay', 'rattempt')
-      if num(f[1], 0) >= limit then
+      local inflight = num(f[1], 0)
+      if inflight >= limit then
         redis.call('ZREM', READY, host)
       elseif not f[2] then
-        if f[3] == '1' then
-          redis.call('ZREM', READY, host)
-        else
+        redis.call('ZREM', READY, host)
+        if f[3] ~= '1' then
           -- The one robots.txt job of this host, for the whole crawl; its pages wait for it.
-          redis.call('HSET', hk, 'asked', '1')
-          redis.call('HINCRBY', hk, 'inflight', 1)
+          -- It is a lease of nothing queued: pending counts it while it is out.
+          redis.call('HSET', hk, 'asked', '1', 'inflight', inflight + 1)
           local url = host .. '/robots.txt'
-          new_lease(host, (num(f[5], 0) + 1) .. ' r 0 ' .. #url .. ' ' .. url)
-          redis.call('ZREM', READY, host)
+          got(host, (num(f[5], 0) + 1) .. ' r 0 ' .. #url .. ' ' .. url)
+          robots = robots + 1
         end
       else
         local q = P .. 'q:' .. host
-        local head = redis.call('LINDEX', q, 0)
+        local head = redis.call('LPOP', q)
         if not head then
           redis.call('ZREM', READY, host)
         else
           local attempt, kind = entry_head(head)
           if kind == 'p' and attempt == 1 and budget >= 0 and fresh >= budget then
+            redis.call('LPUSH', q, head)
             skipped = skipped + 1
           else
             if kind == 'p' and attempt == 1 then fresh = fresh + 1 end
-            redis.call('LPOP', q)
-            redis.call('HINCRBY', META, 'queued', -1)
-            redis.call('HINCRBY', hk, 'inflight', 1)
-            local delay = num(f[4], default_delay)
-            redis.call('HSET', hk, 'next', now + delay)
-            new_lease(host, head)
-            schedule(host, limit)
+            inflight = inflight + 1
+            local nxt = int(now + num(f[4], CFG.delay))
+            redis.call('HSET', hk, 'inflight', int(inflight), 'next', nxt)
+            got(host, head)
+            if inflight < limit and redis.call('LLEN', q) > 0 then
+              redis.call('ZADD', READY, nxt, host)
+            else
+              redis.call('ZREM', READY, host)
+            end
           end
         end
       end
@@ -321,35 +399,58 @@ local function lease_jobs(out, worker, epoch, n, budget, ttl, now, limit)
     end
   end
 
+  out[1], out[2], out[3] = 0, '0-0', -1
+  if taken > 0 then
+    local last = redis.call('HINCRBY', META, 'lseq', int(taken))
+    local recs, expiries = {}, {}
+    local expiry = int(now + ttl)
+    for i = 1, taken do
+      local id = int(last - taken + i)
+      local host, entry = hosts_got[i], entries_got[i]
+      recs[#recs + 1] = id
+      recs[#recs + 1] = worker .. '\n' .. epoch .. '\n' .. host .. '\n0\n' .. entry
+      expiries[#expiries + 1] = expiry
+      expiries[#expiries + 1] = id
+      out[#out + 1] = id
+      out[#out + 1] = host
+      out[#out + 1] = entry
+    end
+    call_chunked('HSET', LEASES, recs, 400)
+    call_chunked('ZADD', EXPIRY, expiries, 400)
+    due_by(now + ttl)
+    if robots > 0 then redis.call('HINCRBY', META, 'pending', robots) end
+  end
+
+  if taken >= n then
+    if POKED then out[2] = POKED end
+    return
+  end
   -- How long until something may be ready without any other event: a host's next start or a
   -- retry's wait; and apart, a lease's expiry (its URL comes back then), which a worker with
   -- jobs of its own need not wake for (its own next lease reclaims it).
   local soon = nil
-  if taken >= n then
-    soon = now
-  else
-    local r = redis.call('ZRANGEBYSCORE', READY, '(' .. now, '+inf', 'LIMIT', 0, 1, 'WITHSCORES')
-    if r[2] then soon = tonumber(r[2]) end
-    local z = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
-    if z[2] and (soon == nil or tonumber(z[2]) < soon) then soon = tonumber(z[2]) end
-  end
+  local r = redis.call('ZRANGEBYSCORE', READY, '(' .. int(now), '+inf', 'LIMIT', 0, 1,
+    'WITHSCORES')
+  if r[2] then soon = tonumber(r[2]) end
+  local z = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  if z[2] and (soon == nil or tonumber(z[2]) < soon) then soon = tonumber(z[2]) end
   if soon == nil then out[1] = -1 else out[1] = math.max(0, soon - now) end
-  local z = redis.call('ZRANGE', EXPIRY, 0, 0, 'WITHSCORES')
+  z = redis.call('ZRANGE', EXPIRY, 0, 0, 'WITHSCORES')
   if z[2] then out[3] = math.max(0, tonumber(z[2]) - now) end
-  -- The last event this reply already reflects: wait() blocks for a later one.
-  local last = redis.call('XREVRANGE', EVENTS, '+', '-', 'COUNT', 1)
-  if last[1] then out[2] = last[1][1] else out[2] = '0-0' end
-end
-
-local function worker_epoch(worker)
-  return redis.call('HGET', P .. 'w:' .. worker, 'epoch')
+  may_wait(now)
+  out[2] = last_event()
 end
 """
 
-# Every script but INIT starts with this: a crawl whose keys vanished (deleted, evicted, or a
-# Redis restarted without its data) is an error, never a fresh empty crawl.
+# Every function but INIT starts with this: a crawl whose keys vanished (deleted, evicted, or
+# a Redis restarted without its data) is an error, never a fresh empty crawl. It also reads
+# the crawl's settings (CFG) for the call.
 GUARD = r"""
-if redis.call('EXISTS', META) == 0 then
+begin(KEYS)
+if not load_meta() then
   return redis.error_reply('SHOAL_GONE the crawl has no state in Redis')
 end
 """
+
+# INIT starts with this alone: it creates the crawl's state.
+BEGIN = "begin(KEYS)\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from ._redis_support import CrawlCounts, HostTally, KnownSeen, StoredPolicy, WorkerInfo, text
@@ -46,11 +47,13 @@ class CrawlViews:
         """Counts in one round trip, one consistent snapshot."""
         with self._guard("reading counts"):
             pipe = self._client.pipeline(transaction=True)
-            pipe.hmget(f"{self.prefix}meta", "queued", "leased", "done", "failed")
+            pipe.hmget(f"{self.prefix}meta", "pending", "done", "failed")
+            pipe.hlen(f"{self.prefix}l")
             pipe.scard(f"{self.prefix}hosts")
-            counts, hosts = pipe.execute()
-        q, le, d, f = (int(x or 0) for x in counts)
-        return CrawlCounts(q, le, d, f, int(hosts))
+            counts, leased, hosts = pipe.execute()
+        pending, d, f = (int(x or 0) for x in counts)
+        # The scripts keep pending (queued + leased) and the leases; queued is the rest.
+        return CrawlCounts(pending - int(leased), int(leased), d, f, int(hosts))
 
     def finished(self) -> bool:
         """True exactly when nothing is queued or leased anywhere in the crawl."""
@@ -83,11 +86,16 @@ class CrawlViews:
         with self._guard("reading workers"):
             now_s, now_us = self._client.time()
             now = now_s * 1000 + now_us // 1000
+            # A lease record starts with its worker's id (the layout in _redis_prelude).
+            held = Counter(
+                text(rec.split(b"\n", 1)[0])
+                for _, rec in self._client.hscan_iter(f"{self.prefix}l", count=1000)
+            )
             for w in sorted(text(x) for x in self._client.smembers(f"{self.prefix}workers")):
                 epoch, offset, done, failed, seen = self._client.hmget(
                     f"{self.prefix}w:{w}", "epoch", "offset", "done", "failed", "seen"
                 )
-                leases = self._client.scard(f"{self.prefix}wl:{w}")
+                leases = held[w]
                 idle = (now - int(seen)) / 1000 if seen is not None else None
                 out.append(
                     WorkerInfo(
