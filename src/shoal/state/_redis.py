@@ -5,7 +5,7 @@ speaks only plain data (strings, numbers, its own small dataclasses) and knows n
 crawler, which adapts it. redis-py is imported when a state is opened, never by
 ``import shoal`` or ``import shoal.state``. Needs Redis >= 7.0, nothing but its core.
 
-The key layout is drawn in ``_redis_prelude.py``, where the scripts name the keys.
+The key layout is drawn in ``_redis_prelude.py``, where the functions name the keys.
 
 Semantics, each step one call of a Lua function (``_redis_lua.py``), times from the
 server's ``TIME``:
@@ -40,7 +40,7 @@ server's ``TIME``:
   another worker changes something (queues URLs, frees a slot, commits). Together they let
   a worker wait for the end of the crawl without polling.
 - **Lost replies**: redis-py resends a command when the connection drops (capped backoff for
-  ``reconnect_for`` seconds). Every script is safe to run twice: submit/claim dedupe (a URL
+  ``reconnect_for`` seconds). Every function is safe to run twice: submit/claim dedupe (a URL
   the first run queued is then reported as not new), release and renew are idempotent, a
   lease request resent gets the reply it had, a commit resent is recognised by its token.
 - **Workers**: ``register(worker_id)`` starts a new epoch of that worker: leases of the old
@@ -55,9 +55,9 @@ when Redis is killed; a machine crash rolls the crawl back to an earlier, consis
 a worker whose file is then ahead of its offset gets StaleCommit with ``committed_offset``
 and cuts back). Never ``everysec``: with a lagging fsync Redis answers before it writes. On
 7.0 also ``aof-load-truncated no`` and ``redis-check-aof --fix`` before a restart after a
-crash (7.0 cuts a torn tail inside a script's MULTI block; the restart then applies half a
-script: the restart tests found it). ``maxmemory-policy`` must not evict (``allkeys-*`` is
-refused at open). Redis Cluster is not supported yet (scripts derive key names from
+crash (7.0 cuts a torn tail inside a call's MULTI block; the restart then applies half a
+call: the restart tests found it). ``maxmemory-policy`` must not evict (``allkeys-*`` is
+refused at open). Redis Cluster is not supported yet (functions derive key names from
 ``KEYS[1]``; the hash tag keeps them in one slot for when it is).
 """
 
@@ -133,7 +133,7 @@ class RedisCrawlState(CrawlViews):
     """The shared state of one crawl in Redis; see the module docstring for the layout.
 
     Open with :meth:`open`. Thread-safe: redis-py's client keeps a connection pool and every
-    change is one script. Call :meth:`register` once before the worker methods.
+    change is one function call. Call :meth:`register` once before the worker methods.
     """
 
     def __init__(
@@ -273,7 +273,7 @@ class RedisCrawlState(CrawlViews):
             return lua.LIBRARY.call(self._client, name, self.prefix, args)
 
     def _request_id(self) -> str:
-        """Unique to this client: a script that leases stores it with its reply, so the same
+        """Unique to this client: a call that leases stores it with its reply, so the same
         request sent again (its reply lost with the connection) gets that reply."""
         with self._lock:
             request = next(self._requests)
@@ -326,7 +326,7 @@ class RedisCrawlState(CrawlViews):
         self, urls: Sequence[NewURL]
     ) -> tuple[list[int], list[int], list[str | int | bytes]]:
         """The fingerprints of ``urls``, the positions of those this client does not know
-        as seen, and the script arguments (fingerprint, host, entry) for those."""
+        as seen, and the call's arguments (fingerprint, host, entry) for those."""
         for u in urls:
             if u.kind == "robots":
                 raise ValueError("robots jobs are made by lease(), not submitted")
@@ -440,7 +440,7 @@ class RedisCrawlState(CrawlViews):
         with self._lock:
             since = "{}-{}".format(*self._last_event)
         # The block must end before the socket's own timeout would call the link dead, and
-        # within the window in which the scripts write events for waiters (WAIT_WINDOW_MS in
+        # within the window in which the functions write events for waiters (WAIT_WINDOW_MS in
         # the Lua prelude): a longer block could sleep through a change.
         cap = min(_WAIT_CAP, self._socket_timeout - 1)
         block = max(1, round(min(timeout, cap) * 1000))

@@ -1,8 +1,10 @@
-"""The Lua functions every script of :mod:`~shoal.state._redis_lua` starts with.
+"""The shared part of the crawl's Redis function library (:mod:`~shoal.state._redis_lua`).
 
-``PRELUDE`` names the crawl's keys and holds the steps several scripts share: the seen set
-(linear hashing over intset buckets), admitting URLs, scheduling a host, reclaiming expired
-leases and leasing jobs. ``GUARD`` refuses to run on a crawl whose keys are gone.
+``PRELUDE`` is run once, when Redis loads the library: it holds the steps several functions
+share (the seen set as linear hashing over intset buckets, admitting URLs, scheduling a
+host, reclaiming expired leases, leasing jobs) and ``begin``, which names the crawl's keys
+for a call. ``GUARD`` starts every function: it refuses to run on a crawl whose keys are
+gone. ``BEGIN`` starts INIT, which creates them.
 
 Key layout (``P`` = ``shoal:{<crawl id>}:``; one hash tag, so one Cluster slot)::
 
@@ -30,9 +32,9 @@ Key layout (``P`` = ``shoal:{<crawl id>}:``; one hash tag, so one Cluster slot):
 An entry is ``"<attempt> <kind p|r|s> <depth> <url bytes> <url><referrer>"``: one compact
 string per queued URL in a list, about its URL and referrer in size.
 
-What a script costs Redis is mostly how many ``redis.call`` it makes (each is a command
-dispatch, and each write is also appended to the AOF), so the scripts count them: the
-crawl's settings and seen-set shape are read once per script (``load_meta``), the clock once
+What a call costs Redis is mostly how many ``redis.call`` it makes (each is a command
+dispatch, and each write is also appended to the AOF), so the functions count them: the
+crawl's settings and seen-set shape are read once per call (``load_meta``), the clock once
 (``now_ms``), a host is rescheduled only when its readiness can have changed, expired leases
 and due retries are looked for only once ``due`` has passed, and the counters are the few
 that cannot be read off a key's length (the leased count is ``HLEN l``).
@@ -40,7 +42,7 @@ that cannot be read off a key's length (the leased count is ``HLEN l``).
 Lua in Redis has only doubles for numbers, exact up to 2^53. So fingerprints (signed 64-bit)
 stay strings from end to end and are never turned into Lua numbers: ``low_bits`` reads the
 bucket number off the decimal digits. Times are integer milliseconds of the server's clock
-(``TIME``; allowed in scripts since Redis replicates a script's effects, the only mode on 7.0),
+(``TIME``; allowed since Redis replicates a function's effects, the only mode on 7.0),
 about 1.8e12: exact in a double, and ``tostring`` prints them without an exponent.
 """
 
@@ -212,7 +214,7 @@ local function may_wait(now)
   end
 end
 
--- The last event this script's reply reflects (a worker's wait blocks for a later one).
+-- The last event this call's reply reflects (a worker's wait blocks for a later one).
 local function last_event()
   if POKED then return POKED end
   local last = redis.call('XREVRANGE', EVENTS, '+', '-', 'COUNT', 1)
@@ -334,7 +336,7 @@ end
 -- them first tries of pages, for ttl ms; appends to out {ready_in_ms, last event id,
 -- ms until the first lease expiry, id, host, entry, ...}. When it leases all n, the worker
 -- will not wait on a clock or the stream: the two times are then -1 and 0 and the event id
--- is '0-0' unless this script made one.
+-- is '0-0' unless this call made one.
 local function lease_jobs(out, worker, epoch, n, budget, ttl, now)
   local limit = CFG.limit
   sweep(now)

@@ -1,5 +1,5 @@
 """The read-only views of a shared crawl (counts, hosts, workers) and its explicit delete:
-what ``shoal status --redis`` and the frontier's stats read, apart from the scripts that
+what ``shoal status --redis`` and the frontier's stats read, apart from the functions that
 change the crawl. Mixed into :class:`~shoal.state._redis.RedisCrawlState`."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ __all__ = ["CrawlViews"]
 
 
 class CrawlViews:
-    """Reads of one crawl's keys; each view is a few round trips, none a script."""
+    """Reads of one crawl's keys; each view is a few round trips, none a function call."""
 
     # Set by RedisCrawlState.
     _client: redis.Redis
@@ -52,7 +52,7 @@ class CrawlViews:
             pipe.scard(f"{self.prefix}hosts")
             counts, leased, hosts = pipe.execute()
         pending, d, f = (int(x or 0) for x in counts)
-        # The scripts keep pending (queued + leased) and the leases; queued is the rest.
+        # The functions keep pending (queued + leased) and the leases; queued is the rest.
         return CrawlCounts(pending - int(leased), int(leased), d, f, int(hosts))
 
     def finished(self) -> bool:
