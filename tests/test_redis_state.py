@@ -470,6 +470,52 @@ def test_wait_returns_at_once_for_a_change_since_the_last_lease(open_state: Open
     assert b.finished()
 
 
+def test_a_busy_crawl_writes_no_events_and_a_short_lease_turns_them_on(
+    open_state: Opener, redis_server: RedisServer
+) -> None:
+    """Events exist to wake waiting workers: while every lease gets all it asked for, no
+    worker waits and the change stream stays empty; a lease that comes back short makes
+    every change write one (for the next 15 s), so the waiter is woken."""
+    import redis
+
+    a = open_state(per_host=8)
+    a.register("a")
+    a.submit(pages(H, 6))
+    raw = redis.Redis.from_url(redis_server.url)
+    events = "shoal:{c1}:events"
+    try:
+        (job,), _ = a.lease(1)
+        for i in range(4):  # page by page, each release leasing its successor
+            done = a.release_with_links(job.id, "done", pages(H, 7 + i, 6 + i), take=1)
+            (job,) = done.jobs
+        assert raw.xlen(events) == 0
+        b = open_state(per_host=8)
+        b.register("b")
+        got, _ = b.lease(100)  # short: b may wait now
+        assert len(got) < 100
+        a.release(job.id, "done")
+        assert raw.xlen(events) >= 1
+        assert b.wait(20.0)
+    finally:
+        raw.close()
+
+
+def test_the_function_library_is_loaded_again_when_redis_lost_it(
+    open_state: Opener, redis_server: RedisServer
+) -> None:
+    import redis
+
+    a = open_state()
+    a.register("a")
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        raw.function_flush()
+        assert a.submit(pages(H, 2)) == [True, True]
+        assert [lib[1].startswith(b"shoal_") for lib in raw.function_list()] == [True]
+    finally:
+        raw.close()
+
+
 def test_a_commit_of_an_offset_alone_is_accepted(open_state: Opener) -> None:
     """A WARC worker's first batch may hold its warcinfo record and no finished page:
     the commit moves the offset only (Lua once sent HINCRBY -0 for it, which Redis
