@@ -119,13 +119,13 @@ LEASE = (
     + r"""
 local worker, epoch = ARGV[1], ARGV[2]
 local wk = P .. 'w:' .. worker
-local w = redis.call('HMGET', wk, 'epoch', 'lreq')
-if w[1] ~= epoch then return {'fenced'} end
-if w[2] == ARGV[6] then return cmsgpack.unpack(redis.call('HGET', wk, 'lrep')) end
+local current, replay = lease_request(wk, epoch, ARGV[6])
+if current ~= epoch then return {'fenced'} end
+if replay then return replay end
 local now = now_ms()
 local out = {}
 lease_jobs(out, worker, epoch, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), now)
-redis.call('HSET', wk, 'seen', now, 'lreq', ARGV[6], 'lrep', cmsgpack.pack(out))
+remember_reply(wk, now, ARGV[6], out)
 return out
 """
 )
@@ -152,11 +152,9 @@ local take = tonumber(ARGV[at])
 local wk = P .. 'w:' .. worker
 local current = nil
 if take > 0 then
-  local w = redis.call('HMGET', wk, 'epoch', 'lreq')
-  current = w[1]
-  if w[1] == epoch and w[2] == ARGV[at + 3] then
-    return cmsgpack.unpack(redis.call('HGET', wk, 'lrep'))
-  end
+  local replay
+  current, replay = lease_request(wk, epoch, ARGV[at + 3])
+  if replay then return replay end
 end
 local new, added = admit(ARGV, 11, nlinks)
 if added > 0 then poke() end
@@ -227,7 +225,7 @@ if take > 0 then
     local leased = {}
     lease_jobs(leased, worker, epoch, take, tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), now)
     for i = 1, #leased do out[#out + 1] = leased[i] end
-    redis.call('HSET', wk, 'seen', int(now), 'lreq', ARGV[at + 3], 'lrep', cmsgpack.pack(out))
+    remember_reply(wk, now, ARGV[at + 3], out)
   else
     out[#out + 1], out[#out + 2], out[#out + 3] = -1, '0-0', -1
   end

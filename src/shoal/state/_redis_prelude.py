@@ -332,6 +332,22 @@ local function admit(args, first, n)
   return new, added
 end
 
+-- A lease request is answered once: the same request sent again (its reply lost with the
+-- connection) gets the reply it had. Returns the worker's current epoch, and that reply
+-- when this is such a resend from the current epoch.
+local function lease_request(wk, epoch, request)
+  local w = redis.call('HMGET', wk, 'epoch', 'lreq')
+  if w[1] == epoch and w[2] == request then
+    return w[1], cmsgpack.unpack(redis.call('HGET', wk, 'lrep'))
+  end
+  return w[1], nil
+end
+
+-- Keeps a lease request's reply for a resend (lease_request), and the worker's last sign.
+local function remember_reply(wk, now, request, out)
+  redis.call('HSET', wk, 'seen', int(now), 'lreq', request, 'lrep', cmsgpack.pack(out))
+end
+
 -- Lease up to n jobs to worker (epoch checked by the caller), at most budget (-1: none) of
 -- them first tries of pages, for ttl ms; appends to out {ready_in_ms, last event id,
 -- ms until the first lease expiry, id, host, entry, ...}. When it leases all n, the worker
