@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from side_venv import ensure_side_venv
 from site_server import bfs_levels, ideal_crawl_seconds, reachable_paths
 
 BENCH = Path(__file__).resolve().parent
@@ -102,14 +103,7 @@ def parse_configs(text: str) -> list[Config]:
 
 def ensure_peer_venv() -> None:
     """Create bench/.venv-peers with scrapy and requests unless it already works."""
-    if PEER_PYTHON.exists():
-        probe = [str(PEER_PYTHON), "-c", "import scrapy, requests"]
-        if subprocess.run(probe, check=False, capture_output=True).returncode == 0:
-            return
-    print(f"creating {PEER_VENV} (scrapy, requests) ...", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-    pip = [str(PEER_PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "scrapy", "requests"], check=True)
+    ensure_side_venv(PEER_VENV, ["scrapy", "requests"], ["scrapy", "requests"])
 
 
 def package_version(python: Path, package: str) -> str:

@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from side_venv import ensure_side_venv
 from site_server import reachable_paths
 
 BENCH = Path(__file__).resolve().parent
@@ -55,20 +56,13 @@ def site_hosts(count: int) -> list[str]:
 
 
 SITE_VENV = BENCH / ".venv-site"
-SITE_PYTHON = SITE_VENV / "bin" / "python"
 
 
 def site_python(loop: str) -> str:
     """The Python that runs the site: bench/.venv-site (with uvloop) for ``uvloop``."""
     if loop == "asyncio":
         return sys.executable
-    probe = [str(SITE_PYTHON), "-c", "import uvloop"]
-    if not SITE_PYTHON.exists() or subprocess.run(probe, check=False).returncode != 0:
-        print(f"creating {SITE_VENV} (uvloop) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(SITE_VENV)], check=True)
-        pip = [str(SITE_PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "uvloop>=0.19"], check=True)
-    return str(SITE_PYTHON)
+    return str(ensure_side_venv(SITE_VENV, ["uvloop"], ["uvloop>=0.19"]))
 
 
 def start_site(

@@ -5,6 +5,7 @@ the function library is given it again, and closing ends the sender thread."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,16 @@ COUNT = "redis.call('INCR', KEYS[1] .. 'n'); return redis.call('GET', KEYS[1] ..
 
 def client_of(server: RedisServer) -> redis.Redis:
     return redis.Redis(unix_socket_path=str(server.socket), protocol=2)
+
+
+def run_callers(caller: Callable[[int], None], count: int) -> None:
+    """``caller(t)`` for t in range(count), each on a thread of its own; returns when all
+    have ended."""
+    workers = [threading.Thread(target=caller, args=(t,)) for t in range(count)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
 
 
 def batcher_of(client: redis.Redis, **sources: str) -> ScriptBatcher:
@@ -45,11 +56,7 @@ def test_each_caller_gets_its_own_reply_across_shared_batches(redis_server: Redi
                 wrong.append((t, i, reply))
             batcher.call("COUNT", [])
 
-    workers = [threading.Thread(target=caller, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    run_callers(caller, threads)
     try:
         assert wrong == []
         assert batcher.batches < 2 * threads * calls  # calls did share pipelines
@@ -73,11 +80,7 @@ def test_a_failing_call_fails_alone(redis_server: RedisServer) -> None:
         except redis.ResponseError as exc:
             results[t] = exc
 
-    workers = [threading.Thread(target=caller, args=(t,)) for t in range(8)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    run_callers(caller, 8)
     try:
         for t in range(8):
             if t % 2:
@@ -117,17 +120,13 @@ def test_a_lost_server_is_every_callers_error(tmp_path: Path) -> None:
     batcher = batcher_of(client, ECHO=ECHO)
     errors: list[BaseException] = []
 
-    def caller() -> None:
+    def caller(_: int) -> None:
         try:
             batcher.call("ECHO", ["x"])
         except redis.ConnectionError as exc:
             errors.append(exc)
 
-    workers = [threading.Thread(target=caller) for _ in range(4)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    run_callers(caller, 4)
     batcher.close()
     client.close()
     assert len(errors) == 4
