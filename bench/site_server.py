@@ -285,8 +285,9 @@ class Connection(asyncio.Protocol):
                 break
             head, rest = buffer[:end], buffer[end + 4 :]
             length = 0
-            if b"content-length:" in head.lower():
-                for field in head.lower().split(b"\r\n"):
+            lower = head.lower()
+            if b"content-length:" in lower:
+                for field in lower.split(b"\r\n"):
                     if field.startswith(b"content-length:"):
                         length = int(field[15:].strip() or 0)
             if len(rest) < length:

@@ -58,6 +58,8 @@ class Library:
     @staticmethod
     def missing(reply: object) -> bool:
         """Is this reply Redis saying it has no such function (the library is not loaded)?"""
+        if not isinstance(reply, Exception):
+            return False  # every reply of every batch comes here: the common case first
         from redis.exceptions import ResponseError
 
         return isinstance(reply, ResponseError) and "function not found" in str(reply).lower()
