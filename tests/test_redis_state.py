@@ -348,6 +348,41 @@ def test_wrong_or_missing_password_is_a_clear_error(tmp_path: Path) -> None:
             assert s.stats().pending == 0
 
 
+def test_a_user_without_the_function_commands_is_a_clear_error(
+    redis_server: RedisServer,
+) -> None:
+    """The crawl runs as Lua functions: a Redis ACL user who may not load them (or call
+    them) is told so, with the crawl's first call; nothing is written."""
+    import redis
+
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        raw.acl_setuser(
+            "noload",
+            enabled=True,
+            passwords=["+pw"],
+            keys="*",
+            channels="*",
+            commands=["+@all", "-function"],
+        )
+        raw.acl_setuser(
+            "nocall",
+            enabled=True,
+            passwords=["+pw"],
+            keys="*",
+            channels="*",
+            commands=["+@all", "-fcall"],
+        )
+        socket_path = str(redis_server.socket)
+        for user in ("noload", "nocall"):
+            with pytest.raises(RedisStateError, match="does not let this user") as info:
+                RedisCrawlState.open(f"unix://{user}:pw@{socket_path}", "c", {})
+            assert "FCALL and FUNCTION LOAD" in str(info.value) and "pw@" not in str(info.value)
+        assert raw.keys("shoal:*") == []
+    finally:
+        raw.close()
+
+
 def _commands(data: bytes) -> tuple[list[list[bytes]], bytes]:
     """Whole RESP commands at the front of ``data``, and the rest."""
     out = []

@@ -205,6 +205,12 @@ def translated(url: str, what: str, reconnect_for: float) -> Iterator[None]:
                 f"the crawl's state is gone from Redis at {url}: deleted, evicted, or Redis "
                 "restarted without its data (run Redis with appendonly yes)"
             ) from None
+        if text.startswith("NOPERM") or "no permissions" in text:
+            raise RedisStateError(
+                f"Redis at {url} does not let this user do that ({what}: {text}); a shared "
+                "crawl needs FCALL and FUNCTION LOAD among others (README, 'One crawl, many "
+                "machines')"
+            ) from None
         if "NOAUTH" in text or "WRONGPASS" in text:
             raise RedisStateError(
                 f"Redis at {url} needs a password ({text}); "
