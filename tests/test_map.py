@@ -415,3 +415,22 @@ def test_seed_crawler_example_crawls_levels_and_skips_failures() -> None:
         assert all(line.startswith("200 ") for line in proc.stdout.splitlines())
         assert "/missing" in proc.stderr and "404" in proc.stderr  # logged, skipped
         assert site.count("/too-deep") == 0
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_error_caught_inside_with_is_not_raised_again(ordered: bool) -> None:
+    def fn(x: int) -> int:
+        if x == 3:
+            raise ValueError("bad")
+        return x
+
+    caught: list[TaskError] = []
+    with shoal.map(fn, range(10), workers=2, ordered=ordered) as results:
+        try:
+            for _ in results:
+                pass
+        except TaskError as err:
+            caught.append(err)
+        assert list(results) == []  # closed by the failure: nothing more, nothing raised
+    assert [e.item for e in caught] == [3]
+    assert _map_threads() == []

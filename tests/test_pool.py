@@ -472,3 +472,30 @@ def test_blocking_tasks_spread_over_workers_even_after_cheap_ones() -> None:
         phase["blocking"] = True
         pool.put_many(range(4))
         pool.join(timeout=60)
+
+
+def test_fail_fast_error_caught_from_join_is_not_raised_again_at_exit() -> None:
+    def handle(item: int, ctx: TaskContext[int]) -> None:
+        if item == 2:
+            raise ValueError("boom")
+
+    caught: list[shoal.TaskError] = []
+    with Pool(handle, workers=2, output=quiet_writer()) as pool:
+        pool.put_many(range(5))
+        try:
+            pool.join()
+        except shoal.TaskError as err:
+            caught.append(err)
+        pool.join()  # raised once, to the first caller: handled now
+    assert [e.item for e in caught] == [2]
+
+
+def test_fail_fast_error_never_caught_surfaces_at_exit() -> None:
+    def handle(item: int, ctx: TaskContext[int]) -> None:
+        if item == 2:
+            raise ValueError("boom")
+
+    with pytest.raises(shoal.TaskError) as info:
+        with Pool(handle, workers=2, output=quiet_writer()) as pool:
+            pool.put_many(range(5))
+    assert info.value.item == 2
