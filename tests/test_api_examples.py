@@ -55,6 +55,33 @@ def test_example_runs(code: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+README = DOC.parent.parent / "README.md"
+
+
+def test_readme_on_page_example_follows_only_the_urls_it_yields(tmp_path: Path) -> None:
+    """The README's crawler example yields the /docs/ links as the URLs to follow: run it
+    against a local site and check that no other link of the page was fetched."""
+    blocks = re.findall(r"^```python\n(.*?)^```$", README.read_text(), re.M | re.S)
+    (code,) = [b for b in blocks if "on_page=on_page" in b and PLACEHOLDER in b]
+    with Site(PAGES) as site:
+        script = tmp_path / "example.py"
+        script.write_text(code.replace(PLACEHOLDER, site.url("/")))
+        env = {**os.environ, "NO_PROXY": "*", "no_proxy": "*"}
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        fetched = set(site.paths()) - {"/robots.txt", "/sitemap.xml"}
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert fetched == {"/", "/docs/c.html"}
+    records = (tmp_path / "docs.jsonl").read_text().splitlines()
+    assert len(records) == 2
+
+
 def test_every_public_method_has_a_docstring() -> None:
     import inspect
 
