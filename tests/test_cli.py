@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import shoal
 from shoal.cli._commands import cli
 from sites import Reply, Site, html
 
@@ -104,7 +105,8 @@ def test_demo_crawls_the_bundled_site() -> None:
 
 def test_version() -> None:
     code, out, _ = run("--version")
-    assert code == 0 and "shoal" in out
+    assert code == 0
+    assert out == f"shoal, version {shoal.__version__}\n"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

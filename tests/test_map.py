@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 import shoal
 from conftest import interrupt_when_ready
 from shoal import RetryLater, RetryPolicy, TaskError, TaskErrorGroup
+from sites import Site
 
 
 def _map_threads() -> list[str]:
@@ -216,14 +218,17 @@ def test_log_skips_failed_items(ordered: bool, caplog: pytest.LogCaptureFixture)
             raise RuntimeError("boom")
         return x
 
-    with caplog.at_level(logging.ERROR):
+    with caplog.at_level(logging.WARNING):
         got = list(shoal.map(fn, range(10), errors="log", ordered=ordered, buffer=4))
     assert sorted(got) == [0, 1, 3, 4, 5, 6, 8, 9]
     if ordered:
         assert got == [0, 1, 3, 4, 5, 6, 8, 9]
     messages = sorted(r.getMessage() for r in caplog.records if "failed" in r.getMessage())
     # The item itself, not the (index, item) pair ordered mode carries inside.
-    assert messages == ["task 2 failed after 1 attempt(s)", "task 7 failed after 1 attempt(s)"]
+    assert messages == [
+        "task 2 failed after 1 attempt(s): RuntimeError: boom",
+        "task 7 failed after 1 attempt(s): RuntimeError: boom",
+    ]
 
 
 def test_retries() -> None:
@@ -415,3 +420,56 @@ def test_seed_crawler_example_crawls_levels_and_skips_failures() -> None:
         assert all(line.startswith("200 ") for line in proc.stdout.splitlines())
         assert "/missing" in proc.stderr and "404" in proc.stderr  # logged, skipped
         assert site.count("/too-deep") == 0
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_error_caught_inside_with_is_not_raised_again(ordered: bool) -> None:
+    def fn(x: int) -> int:
+        if x == 3:
+            raise ValueError("bad")
+        return x
+
+    caught: list[TaskError] = []
+    with shoal.map(fn, range(10), workers=2, ordered=ordered) as results:
+        try:
+            for _ in results:
+                pass
+        except TaskError as err:
+            caught.append(err)
+        assert list(results) == []  # closed by the failure: nothing more, nothing raised
+    assert [e.item for e in caught] == [3]
+    assert _map_threads() == []
+
+
+def test_log_is_one_warning_line_per_failure_with_the_traceback_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 404 among many URLs is one line, not a 25-line traceback; DEBUG has the traceback."""
+    long_path = "/missing/" + "x" * 5000
+
+    def fetch(url: str) -> int:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+
+    with Site({"/ok": "fine"}) as site:
+        urls = [site.url("/ok"), site.url("/gone"), site.url(long_path)]
+        with caplog.at_level(logging.INFO, logger="shoal"):
+            assert list(shoal.map(fetch, urls, workers=2, errors="log")) == [200]
+        failures = [r for r in caplog.records if "failed after" in r.getMessage()]
+        assert [r.levelno for r in failures] == [logging.WARNING] * 2
+        assert all(r.exc_info is None for r in failures)
+        assert "Traceback" not in caplog.text
+        assert all("\n" not in r.getMessage() for r in failures)
+        gone = next(r.getMessage() for r in failures if "/gone" in r.getMessage())
+        assert gone.endswith("HTTPError: HTTP Error 404: Not Found")
+        long_one = next(r.getMessage() for r in failures if "xxx" in r.getMessage())
+        assert len(long_one) < 500  # the item's repr is bounded
+
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="shoal"):
+            assert list(shoal.map(fetch, [site.url("/gone")], errors="log")) == []
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].exc_info is None
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
+    assert len(debug) == 1 and "/gone" in debug[0].getMessage()
+    assert "Traceback" in caplog.text and "HTTPError" in caplog.text

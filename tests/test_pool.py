@@ -162,13 +162,51 @@ def test_log_policy_logs_and_continues(caplog: pytest.LogCaptureFixture) -> None
         if item == 5:
             raise RuntimeError("bad item")
 
-    with caplog.at_level(logging.ERROR, logger="shoal"):
+    with caplog.at_level(logging.INFO, logger="shoal"):
         with Pool(handle, workers=2, errors="log", output=quiet_writer()) as pool:
             pool.put_many(range(10))
             pool.join()
             stats = pool.stats()
     assert stats.done == 9 and stats.failed == 1
-    assert any("task 5 failed" in r.getMessage() and r.exc_info for r in caplog.records)
+    # One line per failure at WARNING; the traceback only at DEBUG.
+    assert [(r.levelno, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        (logging.WARNING, "task 5 failed after 1 attempt(s): RuntimeError: bad item", None)
+    ]
+    assert "Traceback" not in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="shoal"):
+        with Pool(handle, workers=2, errors="log", output=quiet_writer()) as pool:
+            pool.put_many(range(10))
+    assert [r.levelno for r in caplog.records if "task 5" in r.getMessage()] == [
+        logging.WARNING,
+        logging.DEBUG,
+    ]
+    assert "Traceback" in caplog.text and "bad item" in caplog.text
+
+
+def test_pipeline_stage_log_policy_logs_one_line_per_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def handle(item: int, ctx: TaskContext[int]) -> int:
+        if item % 4 == 1:
+            raise KeyError(item)
+        return item
+
+    def last(item: int, ctx: TaskContext[int]) -> None:
+        pass
+
+    stages = [shoal.Stage(handle, workers=2, errors="log"), shoal.Stage(last)]
+    with caplog.at_level(logging.INFO, logger="shoal"):
+        with shoal.Pipeline(stages, output=quiet_writer()) as pipe:
+            pipe.put_many(range(8))
+        pipe.output.close()
+    failures = sorted(r.getMessage() for r in caplog.records)
+    assert failures == [
+        "task 1 failed after 1 attempt(s): KeyError: 1",
+        "task 5 failed after 1 attempt(s): KeyError: 5",
+    ]
+    assert all(r.levelno == logging.WARNING and not r.exc_info for r in caplog.records)
 
 
 def test_retry_later_runs_again_then_succeeds() -> None:
@@ -472,3 +510,30 @@ def test_blocking_tasks_spread_over_workers_even_after_cheap_ones() -> None:
         phase["blocking"] = True
         pool.put_many(range(4))
         pool.join(timeout=60)
+
+
+def test_fail_fast_error_caught_from_join_is_not_raised_again_at_exit() -> None:
+    def handle(item: int, ctx: TaskContext[int]) -> None:
+        if item == 2:
+            raise ValueError("boom")
+
+    caught: list[shoal.TaskError] = []
+    with Pool(handle, workers=2, output=quiet_writer()) as pool:
+        pool.put_many(range(5))
+        try:
+            pool.join()
+        except shoal.TaskError as err:
+            caught.append(err)
+        pool.join()  # raised once, to the first caller: handled now
+    assert [e.item for e in caught] == [2]
+
+
+def test_fail_fast_error_never_caught_surfaces_at_exit() -> None:
+    def handle(item: int, ctx: TaskContext[int]) -> None:
+        if item == 2:
+            raise ValueError("boom")
+
+    with pytest.raises(shoal.TaskError) as info:
+        with Pool(handle, workers=2, output=quiet_writer()) as pool:
+            pool.put_many(range(5))
+    assert info.value.item == 2

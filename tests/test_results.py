@@ -387,3 +387,62 @@ def test_pipeline_feed_with_bounded_stages() -> None:
         pipe.feed(range(3000))
         got = list(pipe.results())
     assert sorted(got) == sorted(-(x + 1) for x in range(3000))
+
+
+# -- an error raised to the caller is handled: the with block does not raise it again ----
+
+
+def _fails_on_3(item: int, ctx: TaskContext[int]) -> int:
+    if item == 3:
+        raise ValueError("bad item")
+    return item
+
+
+def test_pipeline_error_caught_from_results_is_not_raised_again_at_exit() -> None:
+    caught: list[TaskError] = []
+    with Pipeline([Stage(_fails_on_3, workers=2)], results=True) as pipe:
+        pipe.feed(range(10))
+        try:
+            for _ in pipe.results():
+                pass
+        except TaskError as err:
+            caught.append(err)
+        pipe.join()  # handled: join() after results() raised it returns quietly
+    assert [e.item for e in caught] == [3]
+
+
+def test_pipeline_error_in_an_earlier_stage_caught_from_results_is_handled() -> None:
+    def last(item: int, ctx: TaskContext[int]) -> int:
+        return item
+
+    stages = [Stage(_fails_on_3, workers=2), Stage(last, workers=2)]
+    caught: list[TaskError] = []
+    with Pipeline(stages, results=True) as pipe:
+        pipe.feed(range(10))
+        try:
+            for _ in pipe.results():
+                pass
+        except TaskError as err:
+            caught.append(err)
+    assert [e.item for e in caught] == [3]
+
+
+def test_pipeline_error_never_delivered_still_surfaces_at_exit() -> None:
+    with pytest.raises(TaskError) as info:
+        with Pipeline([Stage(_fails_on_3)], results=True) as pipe:
+            pipe.put_many(range(5))  # results() never read: the with block's join raises
+    assert info.value.item == 3
+
+
+def test_pool_error_caught_from_results_is_not_raised_again() -> None:
+    caught: list[TaskError] = []
+    with Pool(_fails_on_3, workers=2, results=True) as pool:
+        pool.put_many(range(10))
+        try:
+            for _ in pool.results():
+                pass
+        except TaskError as err:
+            caught.append(err)
+        pool.join()
+        assert list(pool.results()) == []  # nothing more: the pool stopped on the failure
+    assert [e.item for e in caught] == [3]

@@ -5,10 +5,11 @@ standard library. The crawler's names are loaded on first use, so ``import shoal
 stays light: no HTTP client, HTML parser, click or jinja2 until you ask for them.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+# No ``from __future__ import annotations`` and no plain ``import importlib``/``typing``:
+# every name bound here is an attribute of the package (vars(shoal)), so only the public
+# API, ``map`` and private names are bound.
+import typing as _typing
+from importlib import import_module as _import_module
 
 from ._errors import (
     CrawlMismatch,
@@ -44,20 +45,28 @@ from .runtime import (
     Stage,
     TaskContext,
     Writer,
-    map,
+)
+from .runtime import (
+    map as map,  # public as shoal.map, not in __all__ (see below); "as": an explicit export
 )
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
+    from typing import Any
+
     from .crawler import Crawler, CrawlResult, Page
 
+# ``map`` is left out on purpose: ``from shoal import *`` must not shadow the builtin.
+# It stays ``shoal.map``.
 __all__ = [
     "CrawlMismatch",
     "CrawlResult",
     "Crawler",
     "ErrorPolicy",
+    "FrontierError",
     "InvalidURL",
     "JoinTimeout",
     "MapIterator",
+    "OutputError",
     "Page",
     "Pipeline",
     "Pool",
@@ -68,12 +77,10 @@ __all__ = [
     "RedisUnavailable",
     "RetryLater",
     "RetryPolicy",
-    "OutputError",
     "ShoalError",
     "ShutdownReport",
-    "StaleCommit",
     "Stage",
-    "FrontierError",
+    "StaleCommit",
     "StateError",
     "StateLocked",
     "StateMismatch",
@@ -85,20 +92,22 @@ __all__ = [
     "Writer",
     "WriterError",
     "__version__",
-    "map",
 ]
 
 _LAZY = {"Crawler": ".crawler", "CrawlResult": ".crawler", "Page": ".crawler"}
+# The subpackages, listed by dir(shoal) whether imported yet or not.
+_SUBPACKAGES = ("cli", "crawler", "http", "report", "runtime", "state")
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'shoal' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(_import_module(module, __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # The public API and the subpackages: not the helpers this module imports.
+    return sorted({*__all__, "map", *_SUBPACKAGES})

@@ -409,7 +409,7 @@ def status(state: str | None, as_json: bool, redis: str | None, crawl_id: str | 
     "--format",
     "fmt",
     type=click.Choice(["jsonl", "csv", "warc"]),
-    help="[default: from -o's suffix]",
+    help="Format of the combined FILE.  [default: from -o's suffix]",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing FILE.")
 def combine(  # noqa: PLR0917 - click passes options by keyword

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import reprlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +19,39 @@ from ._types import ErrorPolicy
 if TYPE_CHECKING:
     from ._pool import Pool
 
-__all__ = ["before_failure", "record_failure_locked"]
+__all__ = ["before_failure", "log_failure", "record_failure_locked"]
 
 logger = logging.getLogger(__name__)
+
+# An item may be a whole page or a long URL list: its repr in a log line is bounded.
+_ITEM_REPR = reprlib.Repr()
+_ITEM_REPR.maxstring = 160
+_ITEM_REPR.maxother = 160
+_MAX_MESSAGE = 300
+
+
+def log_failure(item: Any, attempts: int, exc: BaseException) -> None:
+    """The ``errors="log"`` record of a failed task: one WARNING line (item, exception
+    type and message); the traceback goes in a DEBUG record of its own.
+
+    A failure per item is expected in a "log and skip" run (a 404 among a thousand URLs),
+    so a traceback each would bury everything else; with DEBUG logging it is there.
+    """
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the record
+        message = "<unprintable message>"
+    lines = message.strip().splitlines()
+    first = lines[0] if lines else ""
+    if len(first) > _MAX_MESSAGE or len(lines) > 1:
+        first = first[:_MAX_MESSAGE] + " ..."
+    what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    shown = _ITEM_REPR.repr(item)
+    if len(shown) > _MAX_MESSAGE:  # a tuple of long strings: each is bounded, not the whole
+        shown = shown[:_MAX_MESSAGE] + "..."
+    logger.warning("task %s failed after %d attempt(s): %s", shown, attempts, what)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("traceback of task %s", shown, exc_info=(type(exc), exc, exc.__traceback__))
 
 
 def before_failure(pool: Pool[Any], item: Any, attempt: int, exc: BaseException) -> None:
@@ -36,12 +67,7 @@ def before_failure(pool: Pool[Any], item: Any, attempt: int, exc: BaseException)
         return
     pool._local.retry_delay = None
     if pool._policy is ErrorPolicy.LOG and pool._results_report_failures:
-        logger.error(
-            "task %r failed after %d attempt(s)",
-            item,
-            attempt,
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
+        log_failure(item, attempt, exc)
 
 
 def record_failure_locked(pool: Pool[Any], item: Any, attempt: int, exc: BaseException) -> None:

@@ -32,6 +32,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 from .._errors import JoinTimeout, TaskError, TaskErrorGroup
 from ._context import TaskContext
+from ._failures import log_failure
 from ._pool import Pool
 from ._results import Failure, ResultBuffer, next_results_locked
 from ._retry import RetryPolicy
@@ -303,13 +304,7 @@ class MapIterator(Generic[R]):
             self._errors.append(self._own(error))
         elif policy is ErrorPolicy.LOG:
             err = self._own(error)
-            cause = err.error
-            logger.error(
-                "task %r failed after %d attempt(s)",
-                err.item,
-                err.attempts,
-                exc_info=(type(cause), cause, cause.__traceback__),
-            )
+            log_failure(err.item, err.attempts, err.error)
 
     def _own(self, err: TaskError) -> TaskError:
         """The pool's error names the (index, item) pair in ordered mode: name the item."""

@@ -65,6 +65,8 @@ class Pipeline:
     With ``results=True`` the last stage's values (returned or emitted) are kept for
     :meth:`results`, at most ``buffer`` of them. Leaving the ``with`` block joins on
     success, cancels every stage on an error, and on Ctrl-C shuts every stage down.
+    A failure is raised once: one caught from :meth:`results` or :meth:`join` is not
+    raised again by a later join() or by leaving the ``with`` block.
     """
 
     def __init__(
@@ -136,7 +138,7 @@ class Pipeline:
             while True:
                 for pool in self.pools[:-1]:
                     # A fail-fast failure upstream: raise it now, as the last stage would.
-                    failure = pool._first_failure()
+                    failure = pool._take_failure()
                     if failure is not None:
                         raise failure
                 try:

@@ -148,6 +148,9 @@ class Pool(Generic[T]):
         self._stopped = False  # workers leave now, whatever is queued
         self._cancelling = False  # cancel() was called: drop spawns and retries too
         self._failure: TaskError | None = None  # fail-fast: the first failure
+        # Raised to a caller once (by results(), join() or the with block), then handled:
+        # a caller who caught it must not get it again when the with block joins.
+        self._failure_raised = False
         self._collected: list[TaskError] = []
         # shoal.map logs and collects failures itself, naming the item, not its pair.
         self._results_report_failures = True
@@ -439,7 +442,8 @@ class Pool(Generic[T]):
 
         Raises the first TaskError (fail-fast), a TaskErrorGroup (collect), or
         JoinTimeout if ``timeout`` seconds pass first. Safe to call from any thread but a
-        worker of this pool.
+        worker of this pool. A failure is raised once: after results() or an earlier
+        join() raised it, join() (and leaving the ``with`` block) returns quietly.
         """
         if getattr(self._local, "inside", False):
             raise RuntimeError("join() from a worker of the same pool would wait for itself")
@@ -452,13 +456,23 @@ class Pool(Generic[T]):
                 self._done.wait(remaining)
             self._raise_outcome_locked()
 
-    def _first_failure(self) -> TaskError | None:
+    def _take_failure(self) -> TaskError | None:
+        """The fail-fast failure for a caller to raise, if no caller has raised it yet."""
         with self._lock:
-            return self._failure
+            return self._take_failure_locked()
+
+    def _take_failure_locked(self) -> TaskError | None:
+        if self._failure is None or self._failure_raised:
+            return None
+        self._failure_raised = True
+        return self._failure
 
     def _raise_outcome_locked(self) -> None:
-        if self._failure is not None:
-            raise self._failure
+        # Each outcome is raised once, to the first caller that waits for it: a failure
+        # the caller has caught is handled, and leaving the with block must not repeat it.
+        failure = self._take_failure_locked()
+        if failure is not None:
+            raise failure
         if self._feed_error is not None:
             error, self._feed_error = self._feed_error, None
             raise error

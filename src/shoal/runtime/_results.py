@@ -157,7 +157,10 @@ def next_results_locked(pool: Pool[Any], buf: ResultBuffer) -> list[Any]:
     buf.release_held_locked()  # the reader is back: its earlier share is handed out
     while True:
         if pool._failure is not None:
-            raise pool._failure
+            failure = pool._take_failure_locked()
+            if failure is None:
+                return []  # raised to a caller already: the pool is stopped, nothing to add
+            raise failure
         if buf.items:
             return buf.take_locked()
         if not pool._unfinished or pool._stopped:

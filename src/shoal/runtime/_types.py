@@ -14,7 +14,7 @@ class ErrorPolicy(StrEnum):
 
     FAIL_FAST = "fail_fast"  # cancel what is queued; join() raises TaskError
     COLLECT = "collect"  # keep going; join() raises one TaskErrorGroup with every failure
-    LOG = "log"  # log the failure with its traceback and keep going
+    LOG = "log"  # log one WARNING line (traceback at DEBUG), keep going
 
 
 @dataclass(frozen=True, slots=True)
