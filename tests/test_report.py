@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -372,3 +373,52 @@ def test_saved_bodies_give_every_page_that_links_to_a_broken_url(tmp_path: Path)
     assert (
         "crawl with --save-bodies for every linking page" in (tmp_path / "plain.html").read_text()
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "sqlite"])
+def test_a_url_retried_after_its_host_was_unreachable_counts_once(
+    tmp_path: Path, suffix: str
+) -> None:
+    """Two runs while nothing listens on the start URL's port (each appends a held-back
+    failure record), then a run with the site up: the report, status and the SQLite output
+    count the URL once, as its latest record says."""
+    port = _free_port()
+    start = f"http://127.0.0.1:{port}/"
+    out = tmp_path / f"pages.{suffix}"
+    for _ in range(2):
+        down = shoal("crawl", start, "-o", str(out), "-q")
+        assert down.returncode == 1, down.stderr
+    result = build_report(out, tmp_path / "down.html")
+    assert (result.pages, result.broken) == (1, 1)
+    status = shoal("status", str(out))
+    assert status.returncode == 0, status.stderr
+    assert "pages 1 (ok 0, redirects 0, failed 1) in 2 run(s)" in status.stdout
+    assert "errors: connection 1\n" in status.stdout
+
+    routes = {"/": html("home"), "/robots.txt": Reply(200, "", content_type="text/plain")}
+    with Site(routes, port=port):  # type: ignore[arg-type]
+        up = shoal("crawl", start, "-o", str(out), "-q")
+    assert up.returncode == 0, up.stderr
+    result = build_report(out, tmp_path / "up.html")
+    assert (result.pages, result.broken) == (1, 0)
+    assert read_csv(result.csv["broken"]) == []
+    status = shoal("status", str(out), "--json")
+    totals = json.loads(status.stdout)["totals"]
+    assert (totals["pages"], totals["ok"], totals["failed"], totals["errors"]) == (1, 1, 0, {})
+    if suffix == "sqlite":
+        with sqlite3.connect(out) as db:
+            rows = db.execute("SELECT url, status, error FROM records").fetchall()
+        assert rows == [(start, 200, None)]
+    else:  # append-only: every run's record is still there, in order
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [(r["status"], r["error"]) for r in records] == [
+            (None, "connection"),
+            (None, "connection"),
+            (200, None),
+        ]

@@ -488,6 +488,12 @@ def _print_status(state: str, report: dict[str, Any]) -> None:
     click.echo(
         f"  pages {t['pages']} (ok {t['ok']}, redirects {t['redirects']}, failed {t['failed']})"
         f" in {t['runs']} run(s), {t['elapsed']}s = {t['pages_per_second']} pages/s"
+        + (
+            f"; each URL once: {t['superseded']} held-back record(s) of URLs retried later "
+            "not counted"
+            if t.get("superseded")
+            else ""
+        )
     )
     if t["errors"]:
         kinds = sorted(t["errors"].items(), key=lambda kv: -kv[1])
