@@ -422,3 +422,27 @@ def test_a_url_retried_after_its_host_was_unreachable_counts_once(
             (None, "connection"),
             (200, None),
         ]
+
+
+def test_sqlite_elapsed_is_a_number_and_older_text_columns_still_read(tmp_path: Path) -> None:
+    out = tmp_path / "pages.sqlite"
+    with broken_site() as site:
+        done = shoal("crawl", site.url("/"), "-o", str(out), "--retries", "0", "-q")
+    assert done.returncode == 0, done.stderr
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(out) as db:
+        kinds = db.execute("SELECT DISTINCT typeof(elapsed) FROM records").fetchall()
+        assert kinds == [("real",)]
+        # An output written before elapsed was REAL: the same rows, elapsed as text.
+        (schema,) = db.execute("SELECT sql FROM sqlite_master WHERE name='records'").fetchone()
+    with sqlite3.connect(old) as db:
+        db.execute(schema.replace("elapsed REAL", "elapsed TEXT"))
+        db.execute("ATTACH ? AS new", (str(out),))
+        db.execute("INSERT INTO records SELECT * FROM new.records")
+        assert db.execute("SELECT DISTINCT typeof(elapsed) FROM records").fetchall() == [("text",)]
+    medians = []
+    for path in (out, old):
+        result = build_report(path, tmp_path / f"{path.stem}.html", state=None)
+        (host,) = read_csv(result.csv["hosts"])
+        medians.append(host["median_latency_ms"])
+    assert medians[0] != "" and medians[0] == medians[1]

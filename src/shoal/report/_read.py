@@ -121,7 +121,15 @@ class OutputReader:
             names = [d[0] for d in cursor.description]
             try:
                 for row in cursor:
-                    yield dict(zip(names, row, strict=True))
+                    record = dict(zip(names, row, strict=True))
+                    elapsed = record.get("elapsed")
+                    if isinstance(elapsed, str):
+                        # A file written before the column was REAL holds it as text.
+                        try:
+                            record["elapsed"] = float(elapsed)
+                        except ValueError:
+                            record["elapsed"] = None
+                    yield record
             except sqlite3.Error as exc:
                 raise UsageError(f"reading {self.path} failed: {exc}") from None
         finally:
