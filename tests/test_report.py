@@ -122,17 +122,42 @@ def test_same_report_from_jsonl_csv_and_sqlite(tmp_path: Path) -> None:
     assert results["csv"] == results["jsonl"] == results["sqlite"]
 
 
-def test_warc_output_is_refused_with_a_clear_message(tmp_path: Path) -> None:
-    out = tmp_path / "crawl.warc.gz"
+def test_a_warc_output_gives_the_same_counts_as_the_jsonl_of_the_same_site(
+    tmp_path: Path,
+) -> None:
+    """A WARC holds responses only: the report counts the same pages and broken links as
+    the JSONL's, and names the linking pages from the archived HTML (no referrers)."""
+    warc, jsonl = tmp_path / "crawl.warc.gz", tmp_path / "pages.jsonl"
     with broken_site() as site:
-        done = shoal("crawl", site.url("/"), "-o", str(out), "-q", "--retries", "0")
-        assert done.returncode == 0, done.stderr
-        up_front = shoal("crawl", site.url("/"), "-o", str(out), "--report", "r.html")
-    made = shoal("report", str(out), "-o", str(tmp_path / "r.html"))
-    assert made.returncode == 2
-    assert "WARC" in made.stderr and "JSONL, CSV or SQLite" in made.stderr
-    assert up_front.returncode == 2 and "not WARC" in up_front.stderr
-    assert not (tmp_path / "r.html").exists()
+        for out in (warc, jsonl):
+            done = shoal("crawl", site.url("/"), "-o", str(out), "-q", "--retries", "0")
+            assert done.returncode == 0, done.stderr
+        with_report = tmp_path / "with.warc.gz"
+        crawl_report = shoal(
+            "crawl", site.url("/"), "-o", str(with_report), "-q", "--retries", "0",
+            "--report", str(tmp_path / "crawl.html"),
+        )  # fmt: skip
+    assert crawl_report.returncode == 0, crawl_report.stderr
+    assert (tmp_path / "crawl.html").exists()
+    made = shoal("report", str(warc), "-o", str(tmp_path / "r.html"))
+    assert made.returncode == 0, made.stderr
+    assert "(8 pages, 3 broken;" in made.stderr
+    from_jsonl = build_report(jsonl, tmp_path / "j.html")
+    from_warc = build_report(warc, tmp_path / "w.html")
+    assert (from_warc.pages, from_warc.broken) == (from_jsonl.pages, from_jsonl.broken) == (8, 3)
+
+    def broken(result: object) -> set[tuple[str, str, str]]:
+        rows = read_csv(result.csv["broken"])  # type: ignore[attr-defined]
+        return {(b["url"], b["status"], b["error"]) for b in rows}
+
+    assert broken(from_warc) == broken(from_jsonl) == {b[:3] for b in expected_broken(site)}
+    # No referrer in a WARC: the pages whose HTML links to each broken URL instead.
+    pairs = {(r["url"], r["linked_from"]) for r in read_csv(from_warc.csv["referrers"])}
+    assert {(b[0], b[3]) for b in expected_broken(site)} <= pairs
+    (host,) = read_csv(from_warc.csv["hosts"])
+    assert (host["pages"], host["errors"]) == ("8", "3")
+    page = (tmp_path / "w.html").read_text()
+    assert "Made from a WARC archive" in page
 
 
 def test_report_needs_a_file_output() -> None:

@@ -266,6 +266,7 @@ def crawl(
             "shoal report pages.jsonl                  # writes pages.jsonl.report.html",
             "shoal report pages.csv -o report.html --max-rows 100",
             "shoal report pages.sqlite --no-state      # from the records alone",
+            "shoal report crawl.warc.gz               # responses only: see docs/report.md",
         ]
     )
 )
