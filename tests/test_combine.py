@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import socket
 import subprocess
 import sys
 import zlib
@@ -302,3 +303,32 @@ def test_parts_of_another_format_than_the_output_are_refused_by_name(
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert into.read_bytes() == jsonl([f"{host}/1", f"{host}/2"])
+
+
+def test_a_shared_crawl_of_an_unreachable_host_combines_to_one_record_per_url(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A shared crawl is one run: a URL held back (robots.txt unreachable) is finished as
+    failed, so a second worker does not record it again and combine holds it once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    parts = [str(tmp_path / f"m-{n}.jsonl") for n in (1, 2)]
+    for path in parts:
+        done = subprocess.run(
+            [sys.executable, "-m", "shoal", "crawl", f"http://127.0.0.1:{port}/", "--redis",
+             redis_server.url, "--crawl-id", "c", "-o", path, "-q"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode in (0, 1), done.stderr
+    out = tmp_path / "all.jsonl"
+    combined = subprocess.run(
+        [sys.executable, "-m", "shoal", "combine", "--redis", redis_server.url, "--crawl-id",
+         "c", *parts, "-o", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert combined.returncode == 0, combined.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["url"], r["error"]) for r in records] == [
+        (f"http://127.0.0.1:{port}/", "connection")
+    ]
