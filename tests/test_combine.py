@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import socket
 import subprocess
 import sys
 import zlib
@@ -239,7 +240,9 @@ def test_warc_parts_that_are_not_whole_records_are_refused(tmp_path: Path) -> No
     bad.write_bytes(a.read_bytes()[: ends[0]] + gzip.compress(changed) + request)
     with pytest.raises(StateError, match=r"bad\.warc\.gz .*digest"):
         combine_parts([(bad, bad.stat().st_size)], out)
-    with pytest.raises(StateError, match=r"a\.warc\.gz is gzip-compressed"):
+    with pytest.raises(
+        StateError, match=r"a\.warc\.gz is a WARC part: WARC parts cannot be combined into a JSONL"
+    ):
         combine_parts([(a, a_at)], tmp_path / "all.jsonl")
     assert not out.exists() and not (tmp_path / "all.jsonl").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -257,3 +260,75 @@ def test_the_output_is_never_put_over_a_file_that_appeared_meanwhile(tmp_path: P
     assert out.read_text() == "the user's own file\n"
     _publish(tmp, out, overwrite=True)
     assert out.read_text() == "combined\n"
+
+
+def test_parts_of_another_format_than_the_output_are_refused_by_name(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """``shoal combine m-*.jsonl -o mixc.csv``: the parts are JSONL, the output CSV; the
+    message names the part, its format and the output's (it said "another CSV header")."""
+    host = "http://a.test"
+    parts = []
+    for n in (1, 2):
+        state = RedisCrawlState.open(redis_server.url, "c", {}, robots=False)
+        path = tmp_path / f"m-{n}.jsonl"
+        state.register(f"box:{path}")
+        state.submit([NewURL(f"{host}/{n}", host)])
+        (job,), _ = state.lease(1)
+        data = jsonl([job.url])
+        state.commit([(job.id, "done")], expected_offset=0, new_offset=len(data))
+        path.write_bytes(data)
+        parts.append(str(path))
+        state.close()
+    out = tmp_path / "mixc.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "shoal", "combine", "--redis", redis_server.url, "--crawl-id", "c",
+         *parts, "-o", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == StateError.exit_code, done.stderr
+    assert (
+        f"{parts[0]} is a JSONL part: JSONL parts cannot be combined into a CSV output "
+        f"({out})" in done.stderr
+    )
+    assert "header" not in done.stderr
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # The same parts into a JSONL output: every page once.
+    into = tmp_path / "all.jsonl"
+    ok = subprocess.run(
+        [sys.executable, "-m", "shoal", "combine", "--redis", redis_server.url, "--crawl-id", "c",
+         *parts, "-o", str(into)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert into.read_bytes() == jsonl([f"{host}/1", f"{host}/2"])
+
+
+def test_a_shared_crawl_of_an_unreachable_host_combines_to_one_record_per_url(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A shared crawl is one run: a URL held back (robots.txt unreachable) is finished as
+    failed, so a second worker does not record it again and combine holds it once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    parts = [str(tmp_path / f"m-{n}.jsonl") for n in (1, 2)]
+    for path in parts:
+        done = subprocess.run(
+            [sys.executable, "-m", "shoal", "crawl", f"http://127.0.0.1:{port}/", "--redis",
+             redis_server.url, "--crawl-id", "c", "-o", path, "-q"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode in (0, 1), done.stderr
+    out = tmp_path / "all.jsonl"
+    combined = subprocess.run(
+        [sys.executable, "-m", "shoal", "combine", "--redis", redis_server.url, "--crawl-id",
+         "c", *parts, "-o", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert combined.returncode == 0, combined.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["url"], r["error"]) for r in records] == [
+        (f"http://127.0.0.1:{port}/", "connection")
+    ]

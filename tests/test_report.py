@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -121,17 +122,42 @@ def test_same_report_from_jsonl_csv_and_sqlite(tmp_path: Path) -> None:
     assert results["csv"] == results["jsonl"] == results["sqlite"]
 
 
-def test_warc_output_is_refused_with_a_clear_message(tmp_path: Path) -> None:
-    out = tmp_path / "crawl.warc.gz"
+def test_a_warc_output_gives_the_same_counts_as_the_jsonl_of_the_same_site(
+    tmp_path: Path,
+) -> None:
+    """A WARC holds responses only: the report counts the same pages and broken links as
+    the JSONL's, and names the linking pages from the archived HTML (no referrers)."""
+    warc, jsonl = tmp_path / "crawl.warc.gz", tmp_path / "pages.jsonl"
     with broken_site() as site:
-        done = shoal("crawl", site.url("/"), "-o", str(out), "-q", "--retries", "0")
-        assert done.returncode == 0, done.stderr
-        up_front = shoal("crawl", site.url("/"), "-o", str(out), "--report", "r.html")
-    made = shoal("report", str(out), "-o", str(tmp_path / "r.html"))
-    assert made.returncode == 2
-    assert "WARC" in made.stderr and "JSONL, CSV or SQLite" in made.stderr
-    assert up_front.returncode == 2 and "not WARC" in up_front.stderr
-    assert not (tmp_path / "r.html").exists()
+        for out in (warc, jsonl):
+            done = shoal("crawl", site.url("/"), "-o", str(out), "-q", "--retries", "0")
+            assert done.returncode == 0, done.stderr
+        with_report = tmp_path / "with.warc.gz"
+        crawl_report = shoal(
+            "crawl", site.url("/"), "-o", str(with_report), "-q", "--retries", "0",
+            "--report", str(tmp_path / "crawl.html"),
+        )  # fmt: skip
+    assert crawl_report.returncode == 0, crawl_report.stderr
+    assert (tmp_path / "crawl.html").exists()
+    made = shoal("report", str(warc), "-o", str(tmp_path / "r.html"))
+    assert made.returncode == 0, made.stderr
+    assert "(8 pages, 3 broken;" in made.stderr
+    from_jsonl = build_report(jsonl, tmp_path / "j.html")
+    from_warc = build_report(warc, tmp_path / "w.html")
+    assert (from_warc.pages, from_warc.broken) == (from_jsonl.pages, from_jsonl.broken) == (8, 3)
+
+    def broken(result: object) -> set[tuple[str, str, str]]:
+        rows = read_csv(result.csv["broken"])  # type: ignore[attr-defined]
+        return {(b["url"], b["status"], b["error"]) for b in rows}
+
+    assert broken(from_warc) == broken(from_jsonl) == {b[:3] for b in expected_broken(site)}
+    # No referrer in a WARC: the pages whose HTML links to each broken URL instead.
+    pairs = {(r["url"], r["linked_from"]) for r in read_csv(from_warc.csv["referrers"])}
+    assert {(b[0], b[3]) for b in expected_broken(site)} <= pairs
+    (host,) = read_csv(from_warc.csv["hosts"])
+    assert (host["pages"], host["errors"]) == ("8", "3")
+    page = (tmp_path / "w.html").read_text()
+    assert "Made from a WARC archive" in page
 
 
 def test_report_needs_a_file_output() -> None:
@@ -372,3 +398,101 @@ def test_saved_bodies_give_every_page_that_links_to_a_broken_url(tmp_path: Path)
     assert (
         "crawl with --save-bodies for every linking page" in (tmp_path / "plain.html").read_text()
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "sqlite"])
+def test_a_url_retried_after_its_host_was_unreachable_counts_once(
+    tmp_path: Path, suffix: str
+) -> None:
+    """Two runs while nothing listens on the start URL's port (each appends a held-back
+    failure record), then a run with the site up: the report, status and the SQLite output
+    count the URL once, as its latest record says."""
+    port = _free_port()
+    start = f"http://127.0.0.1:{port}/"
+    out = tmp_path / f"pages.{suffix}"
+    for _ in range(2):
+        down = shoal("crawl", start, "-o", str(out), "-q")
+        assert down.returncode == 1, down.stderr
+    result = build_report(out, tmp_path / "down.html")
+    assert (result.pages, result.broken) == (1, 1)
+    status = shoal("status", str(out))
+    assert status.returncode == 0, status.stderr
+    assert "pages 1 (ok 0, redirects 0, failed 1) in 2 run(s)" in status.stdout
+    assert "errors: connection 1\n" in status.stdout
+
+    routes = {"/": html("home"), "/robots.txt": Reply(200, "", content_type="text/plain")}
+    with Site(routes, port=port):  # type: ignore[arg-type]
+        up = shoal("crawl", start, "-o", str(out), "-q")
+    assert up.returncode == 0, up.stderr
+    result = build_report(out, tmp_path / "up.html")
+    assert (result.pages, result.broken) == (1, 0)
+    assert read_csv(result.csv["broken"]) == []
+    status = shoal("status", str(out), "--json")
+    totals = json.loads(status.stdout)["totals"]
+    assert (totals["pages"], totals["ok"], totals["failed"], totals["errors"]) == (1, 1, 0, {})
+    if suffix == "sqlite":
+        with sqlite3.connect(out) as db:
+            rows = db.execute("SELECT url, status, error FROM records").fetchall()
+        assert rows == [(start, 200, None)]
+    else:  # append-only: every run's record is still there, in order
+        if suffix == "csv":
+            got = [(r["status"], r["error"]) for r in read_csv(out)]
+        else:
+            records = [json.loads(line) for line in out.read_text().splitlines()]
+            got = [(str(r["status"] or ""), r["error"] or "") for r in records]
+        assert got == [("", "connection"), ("", "connection"), ("200", "")]
+
+
+def test_sqlite_elapsed_is_a_number_and_older_text_columns_still_read(tmp_path: Path) -> None:
+    out = tmp_path / "pages.sqlite"
+    with broken_site() as site:
+        done = shoal("crawl", site.url("/"), "-o", str(out), "--retries", "0", "-q")
+    assert done.returncode == 0, done.stderr
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(out) as db:
+        kinds = db.execute("SELECT DISTINCT typeof(elapsed) FROM records").fetchall()
+        assert kinds == [("real",)]
+        # An output written before elapsed was REAL: the same rows, elapsed as text.
+        (schema,) = db.execute("SELECT sql FROM sqlite_master WHERE name='records'").fetchone()
+    with sqlite3.connect(old) as db:
+        db.execute(schema.replace("elapsed REAL", "elapsed TEXT"))
+        db.execute("ATTACH ? AS new", (str(out),))
+        db.execute("INSERT INTO records SELECT * FROM new.records")
+        assert db.execute("SELECT DISTINCT typeof(elapsed) FROM records").fetchall() == [("text",)]
+    medians = []
+    for path in (out, old):
+        result = build_report(path, tmp_path / f"{path.stem}.html", state=None)
+        (host,) = read_csv(result.csv["hosts"])
+        medians.append(host["median_latency_ms"])
+    assert medians[0] != "" and medians[0] == medians[1]
+
+
+def test_held_back_records_of_a_5xx_robots_txt_count_once_each(tmp_path: Path) -> None:
+    """Written as a crawl writes them (robots.txt answered 503 in two runs, then /a came
+    through): each URL counts once, as its latest record says."""
+    a, b = "http://h.test/a", "http://h.test/b"
+
+    def held(url: str, at: str) -> dict[str, object]:
+        return {"url": url, "final_url": url, "status": None, "error": "robots_http_503",
+                "error_detail": "robots.txt answered 503", "fetched_at": at}  # fmt: skip
+
+    records = [
+        held(a, "2026-01-01T00:00:00"),
+        held(b, "2026-01-01T00:00:01"),
+        held(a, "2026-01-02T00:00:00"),
+        held(b, "2026-01-02T00:00:01"),
+        {"url": a, "final_url": a, "status": 200, "error": None, "fetched_at": "2026-01-03"},
+    ]
+    out = tmp_path / "pages.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = build_report(out, tmp_path / "r.html", state=None)
+    assert (result.pages, result.broken) == (2, 1)
+    assert [(r["url"], r["error"]) for r in read_csv(result.csv["broken"])] == [
+        (b, "robots_http_503")
+    ]

@@ -266,6 +266,7 @@ def crawl(
             "shoal report pages.jsonl                  # writes pages.jsonl.report.html",
             "shoal report pages.csv -o report.html --max-rows 100",
             "shoal report pages.sqlite --no-state      # from the records alone",
+            "shoal report crawl.warc.gz               # responses only: see docs/report.md",
         ]
     )
 )
@@ -488,6 +489,12 @@ def _print_status(state: str, report: dict[str, Any]) -> None:
     click.echo(
         f"  pages {t['pages']} (ok {t['ok']}, redirects {t['redirects']}, failed {t['failed']})"
         f" in {t['runs']} run(s), {t['elapsed']}s = {t['pages_per_second']} pages/s"
+        + (
+            f"; each URL once: {t['superseded']} held-back record(s) of URLs retried later "
+            "not counted"
+            if t.get("superseded")
+            else ""
+        )
     )
     if t["errors"]:
         kinds = sorted(t["errors"].items(), key=lambda kv: -kv[1])

@@ -48,8 +48,6 @@ def check_report_target(path: str, options: dict[str, Any], overwrite: bool) -> 
     output = options.get("output")
     if output in (None, "-"):
         raise click.UsageError("--report needs a file output: add -o pages.jsonl")
-    if str(output).lower().endswith((".warc", ".warc.gz")):
-        raise click.UsageError("--report reads JSONL, CSV or SQLite output, not WARC")
     try:
         check_writable(path, overwrite=overwrite)
     except UsageError as exc:

@@ -20,7 +20,14 @@ from urllib.parse import urlsplit
 
 from ..crawler._stats import LatencyHistogram
 
-__all__ = ["LATENCY_EDGES_MS", "Aggregate", "BrokenLink", "HostRow", "RedirectChain"]
+__all__ = [
+    "LATENCY_EDGES_MS",
+    "Aggregate",
+    "BrokenLink",
+    "HostRow",
+    "RedirectChain",
+    "is_held_back",
+]
 
 # The authority of an absolute URL; 5x cheaper than urlsplit, which stays the fallback.
 _NETLOC = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)").match
@@ -84,6 +91,18 @@ def error_kind(record: dict[str, Any]) -> str | None:
     return None
 
 
+def is_held_back(record: dict[str, Any]) -> bool:
+    """A record of a URL held back because its host's robots.txt could not be fetched
+    (unreachable, or a 5xx): the URL stayed queued, and a later run that retries it writes
+    another record for it, which supersedes this one. Recognised by what such a record has
+    always said (no status, an error whose detail starts "robots.txt"), so files written
+    before this rule are read the same way."""
+    if record.get("status") is not None or not record.get("error"):
+        return False
+    detail = record.get("error_detail")
+    return isinstance(detail, str) and detail.startswith("robots.txt")
+
+
 class Aggregate:
     def __init__(
         self,
@@ -120,18 +139,41 @@ class Aggregate:
         # URLs the state file saw finish without a response: robots.txt skips, once the
         # redirect targets among them (they appear as some record's final_url) are removed.
         self._no_response = dict(no_response or {})
+        # URL -> its latest held-back record, not yet counted (see add)
+        self._held: dict[str, dict[str, Any]] = {}
 
     # -- the pass ------------------------------------------------------------------------
 
     def add_all(self, records: Iterable[dict[str, Any]]) -> None:
         for record in records:
             self.add(record)
+        self.finish()
 
     def add(self, r: dict[str, Any]) -> None:
         url = r.get("url")
         if not isinstance(url, str) or not url:
             self.skipped_records += 1
             return
+        if is_held_back(r):
+            # The URL stayed queued and the next run records it again: only its latest
+            # record counts, so this one waits (for a later record of the URL, or finish).
+            self._held.pop(url, None)
+            self._held[url] = r
+            return
+        if self._held:
+            self._held.pop(url, None)
+        self._add(r, url)
+
+    def finish(self) -> None:
+        """Count the held-back records no later record replaced (after the last add)."""
+        held, self._held = self._held, {}
+        for url, r in held.items():
+            # The state says the URL finished without a response (robots.txt, once
+            # fetched, disallowed it): it is a skip now, not a failure.
+            if url not in self._no_response:
+                self._add(r, url)
+
+    def _add(self, r: dict[str, Any], url: str) -> None:
         status = r.get("status")
         if not isinstance(status, int):
             status = None

@@ -144,7 +144,7 @@ def build_report(
 
     ``html`` defaults to ``OUTPUT.report.html``. ``state`` is the crawl's state file
     ("auto": ``OUTPUT.state.sqlite`` when it exists; None: ignore it). Raises
-    UsageError for an unreadable output, a WARC output, or a path it may not replace.
+    UsageError for an unreadable output or a path it may not replace.
     """
     if max_rows < 1:
         raise UsageError("--max-rows must be at least 1")
@@ -176,10 +176,13 @@ def build_report(
             no_response=facts.no_response if facts else None,
         )
         agg.add_all(reader)
-        if agg.has_bodies and agg.broken_urls:
+        # A WARC holds every page's body: its HTML names the pages linking to a broken URL
+        # (its records have no referrer).
+        warc = reader.format == "warc"
+        if (agg.has_bodies or warc) and agg.broken_urls:
             from ._links import referrers_from_bodies
 
-            linked = referrers_from_bodies(OutputReader(source), agg.broken_urls)
+            linked = referrers_from_bodies(OutputReader(source, bodies=warc), agg.broken_urls)
             for url, pages in linked.items():
                 for linking in pages:
                     pairs_csv.writerow([url, linking, "page body"])

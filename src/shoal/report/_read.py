@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import sqlite3
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from .._errors import StateError, UsageError
 
@@ -25,6 +28,9 @@ __all__ = ["OutputReader", "StateFacts", "read_state_facts"]
 _INT_FIELDS = ("status", "depth", "bytes")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _GZIP_MAGIC = b"\x1f\x8b"
+_MAX_BODY = 64 << 20  # of a WARC page read for its links: more than any crawl keeps
+
+logger = logging.getLogger(__name__)
 
 
 def _sniff(path: Path) -> str:
@@ -41,9 +47,11 @@ def _sniff(path: Path) -> str:
 
 
 class OutputReader:
-    """Iterate the records of a shoal output file (JSONL, CSV or SQLite)."""
+    """Iterate the records of a shoal output file (JSONL, CSV, SQLite or WARC)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, bodies: bool = False) -> None:
+        """``bodies``: WARC only, give each HTML page's decoded body as ``body`` (for the
+        report's pass that finds every page linking to a broken URL)."""
         self.path = Path(path)
         if not self.path.exists():
             raise UsageError(f"no crawl output at {self.path}")
@@ -53,18 +61,15 @@ class OutputReader:
             self.format = _sniff(self.path)
         except OSError as exc:
             raise UsageError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        if self.format == "warc":
-            raise UsageError(
-                f"{self.path} is a WARC archive: it holds responses, not crawl records. "
-                "Make the report from a JSONL, CSV or SQLite output "
-                "(crawl with -o pages.jsonl, or with a second run writing one)"
-            )
+        self.bodies = bodies
         self.unreadable = 0  # lines or rows that were not a record
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         try:
             if self.format == "sqlite":
                 yield from self._sqlite()
+            elif self.format == "warc":
+                yield from self._warc()
             elif self.format == "csv":
                 yield from self._csv()
             else:
@@ -106,6 +111,80 @@ class OutputReader:
                     continue
                 yield record
 
+    def _warc(self) -> Iterator[dict[str, Any]]:
+        """A record per response record, built from what a WARC holds: the URL, the status,
+        the Content-Type, the payload's length, the WARC-Date. No depth, referrer, latency
+        or title, and no record at all for a URL that got no response (its failure is in
+        the state file only). robots.txt responses are the crawler's own, not pages."""
+        from warcio.archiveiterator import ArchiveIterator
+        from warcio.exceptions import ArchiveLoadFailed
+
+        with self.path.open("rb") as f:
+            records = ArchiveIterator(f)
+            while True:
+                try:
+                    rec = next(records)
+                except StopIteration:
+                    return
+                except (ArchiveLoadFailed, ValueError, EOFError, zlib.error) as exc:
+                    # A torn last record (a killed crawl that was never resumed): the
+                    # records before it stand, what follows cannot be found.
+                    logger.info("%s: stopped at an unreadable WARC record: %s", self.path, exc)
+                    self.unreadable += 1
+                    return
+                record = self._warc_record(rec)
+                if record is not None:
+                    yield record
+
+    def _warc_record(self, rec: Any) -> dict[str, Any] | None:
+        if rec.rec_type != "response" or rec.http_headers is None:
+            return None
+        url = rec.rec_headers.get_header("WARC-Target-URI")
+        if not url or urlsplit(url).path == "/robots.txt":
+            return None
+        http = rec.http_headers
+        try:
+            status: int | None = int(http.get_statuscode())
+        except (TypeError, ValueError):
+            self.unreadable += 1
+            return None
+        final_url = url
+        location = http.get_header("Location")
+        if status is not None and 300 <= status < 400 and location:
+            final_url = urljoin(url, location.strip())  # a redirect not followed: its target
+        content_type = http.get_header("Content-Type")
+        stream = rec.content_stream()
+        # shoal writes the decoded payload and its length; count it when there is none.
+        length = http.get_header("Content-Length")
+        body = b""
+        html = bool(content_type) and "html" in content_type.lower()
+        if self.bodies and html and status is not None and 200 <= status < 300:
+            body = stream.read(_MAX_BODY)
+            nbytes: int | None = len(body)
+        elif length is not None and length.strip().isdigit():
+            nbytes = int(length)
+        else:
+            nbytes = 0
+            while chunk := stream.read(1 << 16):
+                nbytes += len(chunk)
+        record: dict[str, Any] = {
+            "url": url,
+            "final_url": final_url,
+            "status": status,
+            "depth": None,
+            "referrer": None,
+            "content_type": content_type,
+            "bytes": nbytes,
+            "elapsed": None,
+            "fetched_at": rec.rec_headers.get_header("WARC-Date"),
+            "title": None,
+            "error": None,
+            "error_detail": None,
+        }
+        if body:
+            record["body"] = body.decode("utf-8", errors="replace")
+        return record
+
     def _sqlite(self) -> Iterator[dict[str, Any]]:
         try:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
@@ -121,7 +200,15 @@ class OutputReader:
             names = [d[0] for d in cursor.description]
             try:
                 for row in cursor:
-                    yield dict(zip(names, row, strict=True))
+                    record = dict(zip(names, row, strict=True))
+                    elapsed = record.get("elapsed")
+                    if isinstance(elapsed, str):
+                        # A file written before the column was REAL holds it as text.
+                        try:
+                            record["elapsed"] = float(elapsed)
+                        except ValueError:
+                            record["elapsed"] = None
+                    yield record
             except sqlite3.Error as exc:
                 raise UsageError(f"reading {self.path} failed: {exc}") from None
         finally:

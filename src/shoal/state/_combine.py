@@ -77,7 +77,23 @@ def _format(output: Path, given: str | None) -> str:
     return given
 
 
-def _check_part(path: Path, committed: int, f: BinaryIO, fmt: str) -> tuple[int, int | None]:
+_NAMES = {"jsonl": "JSONL", "csv": "CSV", "warc": "WARC"}
+_EXAMPLES = {"jsonl": "pages.jsonl", "csv": "pages.csv", "warc": "pages.warc.gz"}
+
+
+def _part_format(f: BinaryIO) -> str:
+    """What a part that holds records was written as, from its first bytes: a WARC part
+    starts with a gzip member, a JSONL part with ``{``, a CSV part with its header."""
+    head = f.read(5)
+    f.seek(0)
+    if head.startswith(b"\x1f\x8b") or head == b"WARC/":
+        return "warc"  # an uncompressed one is refused by the WARC check, with its reason
+    return "jsonl" if head.lstrip()[:1] == b"{" else "csv"
+
+
+def _check_part(
+    path: Path, committed: int, f: BinaryIO, fmt: str, out: Path
+) -> tuple[int, int | None]:
     """The part's size, and for WARC its records up to ``committed``; ``f`` is left at 0."""
     size = os.fstat(f.fileno()).st_size
     if size < committed:
@@ -85,13 +101,18 @@ def _check_part(path: Path, committed: int, f: BinaryIO, fmt: str) -> tuple[int,
             f"{path} is shorter ({size} bytes) than its committed offset ({committed}): "
             "records the crawl counts as written are missing; was the file changed?"
         )
+    if committed and (kind := _part_format(f)) != fmt:
+        # Parts are copied byte for byte, never converted: one format in, the same out.
+        raise StateError(
+            f"{path} is a {_NAMES[kind]} part: {_NAMES[kind]} parts cannot be combined into "
+            f"a {_NAMES[fmt]} output ({out}); combine them into one of their own format "
+            f"(-o {_EXAMPLES[kind]})"
+        )
     if fmt == "warc":
         records = check_warc_part(path, f, committed) if committed else 0
         f.seek(0)
         return size, records
     if committed:
-        if f.read(2) == b"\x1f\x8b":
-            raise StateError(f"{path} is gzip-compressed (a WARC part?), not {fmt}")
         f.seek(committed - 1)
         if f.read(1) != b"\n":
             raise StateError(
@@ -176,7 +197,7 @@ def combine_parts(
             except OSError as exc:
                 raise UsageError(f"cannot read part {p}: {exc.strerror or exc}") from None
             opened.append(reader)
-            size, count = _check_part(p, committed, reader, fmt)
+            size, count = _check_part(p, committed, reader, fmt, out)
             sizes.append(size)
             records.append(count)
         header: bytes | None = None

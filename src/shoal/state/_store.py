@@ -85,6 +85,14 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 _COUNTS = ("pages", "ok", "redirects", "failed", "bytes")
+# URLs whose latest record is a held-back failure (robots.txt unreachable: the URL stays
+# queued and the next run records it again). A later record of such a URL supersedes the
+# held-back one: meta 'superseded' sums what those superseded records had added to the
+# runs, and the totals across runs leave it out, so each URL counts once, as its latest
+# record says. Per-run counts stay what each run recorded.
+_HELD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS held (url TEXT PRIMARY KEY, error TEXT NOT NULL);
+"""
 
 
 @dataclass(slots=True)
@@ -97,6 +105,8 @@ class RunCounts:
     failed: int = 0
     bytes: int = 0
     errors: dict[str, int] | None = None
+    # (url, error kind) of each held-back record in the batch: the URL stays queued
+    held_back: list[tuple[str, str]] | None = None
 
 
 @dataclass(slots=True)
@@ -155,6 +165,7 @@ class StateStore:
         self._next_seq = 1 + (self._scalar("SELECT max(seq) FROM urls") or 0)
         self._run_id: int | None = None
         self._run_errors: dict[str, int] = {}
+        self._held = int(self._scalar("SELECT count(*) FROM held") or 0)
 
     # -- opening -------------------------------------------------------------------------
 
@@ -199,7 +210,7 @@ class StateStore:
             write, read = conns
             _check(path, read, identity)
             with _translated("opening the state file"):
-                write.executescript(_RUNS + _HOLDS_SCHEMA)
+                write.executescript(_RUNS + _HOLDS_SCHEMA + _HELD_SCHEMA)
             return cls(path, write, read, lock_fd, created)
         except BaseException:
             for conn in conns:
@@ -317,6 +328,7 @@ class StateStore:
         batch adds to the current run's counts, and hosts' holds (host, wall-clock time
         until which it must not be asked)."""
         holds = list(holds)
+        finished = list(finished)
         with _translated("writing the state file"), self._write:
             if holds:
                 self._write.executemany(
@@ -354,10 +366,44 @@ class StateStore:
                     "UPDATE SET state=excluded.state, status=excluded.status",
                     done,
                 )
+            held_back = (counts.held_back if counts is not None else None) or []
+            if held_back or self._held:
+                self._supersede([row.url for row, _, _ in finished], held_back)
             if output_offset is not None:
                 self._write.execute(
                     "UPDATE meta SET value=? WHERE key='output_offset'", (str(output_offset),)
                 )
+
+    def _supersede(self, finished: list[str], held_back: list[tuple[str, str]]) -> None:
+        """Inside commit's transaction: the held-back records this batch's records
+        supersede (added to meta 'superseded'), and which URLs are now held back."""
+        urls = [*finished, *(url for url, _ in held_back)]
+        earlier: list[str] = []
+        for i in range(0, len(urls), 500):  # SQLite's bound on host parameters
+            chunk = urls[i : i + 500]
+            earlier.extend(
+                error
+                for (error,) in self._write.execute(
+                    f"SELECT error FROM held WHERE url IN ({','.join('?' * len(chunk))})", chunk
+                )
+            )
+        if earlier:
+            row = self._write.execute("SELECT value FROM meta WHERE key='superseded'").fetchone()
+            gone: dict[str, Any] = json.loads(row[0]) if row else {}
+            gone["pages"] = gone.get("pages", 0) + len(earlier)
+            gone["failed"] = gone.get("failed", 0) + len(earlier)
+            errors = gone.setdefault("errors", {})
+            for kind in earlier:
+                errors[kind] = errors.get(kind, 0) + 1
+            self._write.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('superseded', ?)",
+                (json.dumps(gone, sort_keys=True),),
+            )
+        if finished:
+            self._write.executemany("DELETE FROM held WHERE url=?", [(u,) for u in finished])
+        if held_back:
+            self._write.executemany("INSERT OR REPLACE INTO held VALUES (?, ?)", held_back)
+        self._held = int(self._write.execute("SELECT count(*) FROM held").fetchone()[0])
 
     def _row_head(self, row: UrlRow) -> tuple[int, int, str, str, int, str | None]:
         """The leading columns of a row (fp, seq, url, host, depth, referrer), taking the
@@ -463,6 +509,11 @@ def _run_totals(conn: sqlite3.Connection) -> dict[str, Any]:
     totals: dict[str, Any] = dict.fromkeys(_COUNTS, 0)
     errors: dict[str, int] = {}
     elapsed = 0.0
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='superseded'").fetchone()
+    except sqlite3.OperationalError:
+        row = None
+    superseded: dict[str, Any] = json.loads(row[0]) if row else {}
     for started, ended, outcome, *counts, errs in rows:
         run = dict(zip(_COUNTS, counts, strict=True))
         run.update(
@@ -477,7 +528,22 @@ def _run_totals(conn: sqlite3.Connection) -> dict[str, Any]:
         for kind, n in run["errors"].items():
             errors[kind] = errors.get(kind, 0) + n
         elapsed += ended - started
-    totals.update(runs=len(runs), elapsed=round(elapsed, 3), errors=errors)
+    # Each URL once, as its latest record says: a held-back record a later one replaced
+    # is left out of the totals (it stays in its own run's counts).
+    for key in ("pages", "failed"):
+        totals[key] -= superseded.get(key, 0)
+    for kind, n in superseded.get("errors", {}).items():
+        left = errors.get(kind, 0) - n
+        if left > 0:
+            errors[kind] = left
+        else:
+            errors.pop(kind, None)
+    totals.update(
+        runs=len(runs),
+        elapsed=round(elapsed, 3),
+        errors=errors,
+        superseded=superseded.get("pages", 0),
+    )
     totals["pages_per_second"] = round(totals["pages"] / elapsed, 1) if elapsed > 0 else 0.0
     return {"totals": totals, "runs": runs}
 

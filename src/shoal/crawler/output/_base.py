@@ -182,6 +182,9 @@ class CrawlSink:
                 if c.error is not None:
                     assert counts.errors is not None
                     counts.errors[c.error] = counts.errors.get(c.error, 0) + 1
+                if c.state is Outcome.DEFER and c.finished is not None:
+                    counts.held_back = counts.held_back or []
+                    counts.held_back.append((c.finished.url, c.error or "held_back"))
         self.frontier.commit(finished, output=self.output.position(), counts=counts)
 
     def flush(self) -> None:

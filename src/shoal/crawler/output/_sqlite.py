@@ -17,6 +17,11 @@ from ._file import OutputFile
 __all__ = ["SqliteOutput", "open_format"]
 
 
+# Columns of other types than TEXT. A table made before elapsed was REAL keeps its TEXT
+# column when a crawl resumes into it (CREATE TABLE IF NOT EXISTS); readers convert it.
+_COLUMN_TYPES = {"status": "INTEGER", "depth": "INTEGER", "bytes": "INTEGER", "elapsed": "REAL"}
+
+
 def _sql_value(value: Any) -> Any:
     if value is None or isinstance(value, int | float | str | bytes):
         return value
@@ -46,10 +51,7 @@ class SqliteOutput:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            cols = ", ".join(
-                f"{f} {'INTEGER' if f in ('status', 'depth', 'bytes') else 'TEXT'}"
-                for f in RECORD_FIELDS
-            )
+            cols = ", ".join(f"{f} {_COLUMN_TYPES.get(f, 'TEXT')}" for f in RECORD_FIELDS)
             self._db.execute(
                 f"CREATE TABLE IF NOT EXISTS records (source_url TEXT NOT NULL, "
                 f"n INTEGER NOT NULL, {cols}, data TEXT, PRIMARY KEY (source_url, n))"
