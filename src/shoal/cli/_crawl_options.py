@@ -193,6 +193,13 @@ def crawl_options(f: Any) -> Any:
             help="Also start from the sitemaps robots.txt names.",
         ),
         click.option(
+            "--sitemaps-only",
+            is_flag=True,
+            default=d.sitemaps_only,
+            help="Fetch the start URLs and the pages the sitemaps list (robots.txt "
+            "Sitemap: lines, else /sitemap.xml); follow no link found in a page.",
+        ),
+        click.option(
             "--max-sitemaps",
             type=int,
             metavar="N",

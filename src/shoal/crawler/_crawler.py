@@ -108,6 +108,9 @@ class Crawler(JobSteps, RunSession):
         extract: Fields added to each record: name -> CSS selector (``::text``,
             ``::attr(x)``) or ``xpath:EXPR``; a name ending in ``[]`` keeps every match.
         sitemaps: Also start from the sitemaps robots.txt names.
+        sitemaps_only: Fetch the start URLs and the pages the sitemaps list (robots.txt's
+            Sitemap: lines, else /sitemap.xml), following no link found in a page
+            (``on_page``'s URLs are still followed). Needs ``robots``.
         auto_throttle: Adapt each host's delay to its latency.
         throttle_target: Requests in flight per host that auto-throttle aims at.
         throttle_start: Auto-throttle's first delay per host, in seconds.
@@ -162,6 +165,7 @@ class Crawler(JobSteps, RunSession):
         retry_backoff: float = CrawlOptions.retry_backoff,
         extract: Mapping[str, str] | None = None,
         sitemaps: bool = CrawlOptions.sitemaps,
+        sitemaps_only: bool = CrawlOptions.sitemaps_only,
         auto_throttle: bool = CrawlOptions.auto_throttle,
         throttle_target: float = CrawlOptions.throttle_target,
         throttle_start: float = CrawlOptions.throttle_start,
@@ -206,6 +210,7 @@ class Crawler(JobSteps, RunSession):
             retry_backoff=retry_backoff,
             extract={} if extract is None else extract,
             sitemaps=sitemaps,
+            sitemaps_only=sitemaps_only,
             auto_throttle=auto_throttle,
             throttle_target=throttle_target,
             throttle_start=throttle_start,
@@ -235,7 +240,10 @@ class Crawler(JobSteps, RunSession):
             exclude_glob=opts.exclude_glob,
         )
         self._records = Records(
-            on_page, follow_links=follow_links, extract=opts.extract, save_bodies=opts.save_bodies
+            on_page,
+            follow_links=follow_links and not opts.sitemaps_only,
+            extract=opts.extract,
+            save_bodies=opts.save_bodies,
         )
         self.format = infer_format(opts.output, opts.format)
         if frontier is not None and opts.state not in (None, "auto"):

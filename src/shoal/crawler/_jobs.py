@@ -88,7 +88,7 @@ class JobSteps:
                     "that host's URLs stay queued: run the same command again to retry them"
                 )
         sitemap_jobs: list[Candidate] = []
-        if self.options.sitemaps:
+        if self.options.use_sitemaps:
             urls = _canonical(rules.sitemaps) or [job.host + "/sitemap.xml"]
             sitemap_jobs = [
                 Candidate(u, kind=JobKind.SITEMAP) for u in urls if self.scope.allows(u)

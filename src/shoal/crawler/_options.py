@@ -116,6 +116,8 @@ class CrawlOptions:
     retry_backoff: float = 0.5
     extract: Mapping[str, str] = field(default_factory=dict)
     sitemaps: bool = False
+    # Fetch the start URLs and what the sitemaps list, and follow no link found in a page.
+    sitemaps_only: bool = False
     auto_throttle: bool = False
     throttle_target: float = 2.0  # requests in flight per host that auto-throttle aims at
     throttle_start: float = 1.0  # auto-throttle's first delay per host, before any latency is known
@@ -172,6 +174,13 @@ class CrawlOptions:
         for name in ("allow_domains", "include_glob", "exclude_glob"):
             if isinstance(getattr(self, name), str):
                 raise OptionError(name, f"{{{name}}} takes a list of strings, not one string")
+        if self.sitemaps_only and not self.robots:
+            # Sitemaps are found through robots.txt (its Sitemap: lines, else /sitemap.xml).
+            raise OptionError(
+                "sitemaps_only",
+                "{sitemaps_only} finds the sitemaps through "
+                "robots.txt: it cannot be used with {robots} off",
+            )
         self._proxies = self._make_proxy_rules()  # a bad proxy fails here, before any work
         self.per_host = min(self.per_host, self.concurrency)
 
@@ -216,4 +225,10 @@ class CrawlOptions:
             key["include_glob"] = list(self.include_glob)
         if self.exclude_glob:
             key["exclude_glob"] = list(self.exclude_glob)
+        if self.sitemaps_only:
+            key["sitemaps_only"] = True
         return key
+
+    @property
+    def use_sitemaps(self) -> bool:
+        return self.sitemaps or self.sitemaps_only
