@@ -470,7 +470,7 @@ def test_sitemaps_only_fetches_what_the_sitemaps_list(
 
 
 def test_sitemaps_only_needs_robots() -> None:
-    with pytest.raises(shoal.UsageError, match="sitemaps_only.*robots"):
+    with pytest.raises(shoal.UsageError, match=r"sitemaps_only.*robots"):
         Crawler("http://127.0.0.1:9/", sitemaps_only=True, robots=False)
 
 

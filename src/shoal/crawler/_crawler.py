@@ -120,8 +120,12 @@ class Crawler(JobSteps, RunSession):
             ``"none"``: no proxy; otherwise the URL of one HTTP proxy for every request.
         deny_private: Connect only to public IP addresses (refusals are the error kind
             ``blocked``): for crawling URLs someone else chose.
-        output: Output file (.jsonl, .csv, .sqlite, .warc.gz); None or ``"-"``: stdout.
+        output: Output file (.jsonl, .csv, .sqlite, .warc.gz); None or ``"-"``: stdout. A
+            list of files: every record goes to each (e.g. ``["pages.jsonl",
+            "crawl.warc.gz"]``), each resumed at its own committed offset; the state is
+            named after the first.
         format: ``jsonl``, ``csv``, ``sqlite`` or ``warc``; None: from the file suffix.
+            Only with one output (several take their formats from their suffixes).
         progress: Show the live progress line; None: when stderr is a terminal.
         grace: Seconds in-flight requests get to finish after the first Ctrl-C.
         state: Path of the state file that makes the crawl resumable; ``"auto"``:
@@ -173,7 +177,7 @@ class Crawler(JobSteps, RunSession):
         transport: str = CrawlOptions.transport,
         proxy: str | None = CrawlOptions.proxy,
         deny_private: bool = CrawlOptions.deny_private,
-        output: str | None = CrawlOptions.output,
+        output: str | Sequence[str] | None = CrawlOptions.output,
         format: str | None = CrawlOptions.format,
         progress: bool | None = CrawlOptions.progress,
         grace: float = CrawlOptions.grace,
@@ -245,7 +249,9 @@ class Crawler(JobSteps, RunSession):
             extract=opts.extract,
             save_bodies=opts.save_bodies,
         )
-        self.format = infer_format(opts.output, opts.format)
+        outputs = opts.output_paths()
+        self.formats = [infer_format(path, opts.format) for path in outputs]
+        self.format = self.formats[0]
         if frontier is not None and opts.state not in (None, "auto"):
             raise UsageError(
                 "a frontier given to Crawler(frontier=...) keeps the crawl's state itself: "
@@ -255,7 +261,8 @@ class Crawler(JobSteps, RunSession):
         self.frontier: Frontier = frontier or MemoryFrontier(
             per_host=opts.per_host, delay=opts.initial_delay, robots=opts.robots
         )
-        self.state_path = None if frontier is not None else state_path_for(opts.state, opts.output)
+        # Named after the first output: adding outputs to a crawl's command keeps its name.
+        self.state_path = None if frontier is not None else state_path_for(opts.state, outputs[0])
         self._store: StateStore | None = None
         self.result = CrawlResult()
         self._lock = threading.Lock()
@@ -293,13 +300,18 @@ class Crawler(JobSteps, RunSession):
 
     def identity(self) -> dict[str, object]:
         """What makes a state file belong to this crawl (checked when resuming)."""
-        output = self.options.output
+        paths = [
+            os.path.abspath(p) if p and p != "-" else None for p in self.options.output_paths()
+        ]
         identity: dict[str, object] = {
             "start_urls": sorted(self.start_urls),
             "scope": self.options.scope_key(),
-            "output": os.path.abspath(output) if output and output != "-" else None,
+            "output": paths[0],
             "format": self.format,
         }
+        if len(paths) > 1:
+            # Only with several, so a one-output crawl's state from before still matches.
+            identity["outputs"] = [[p, f] for p, f in zip(paths, self.formats, strict=True)]
         if self.options.extract:
             # Records of another extract set would not fit the output (CSV columns).
             identity["extract"] = dict(self.options.extract)
@@ -346,7 +358,7 @@ class Crawler(JobSteps, RunSession):
             self._progress_state,
             description="crawl",
             unit="pages",
-            enabled=progress_enabled(opts.progress, opts.output),
+            enabled=progress_enabled(opts.progress, opts.output_paths()[0]),
         )
         interrupted = False
         try:
