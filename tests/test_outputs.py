@@ -60,8 +60,12 @@ def test_two_outputs_each_hold_every_page_once(tmp_path: Path) -> None:
     state = Path(f"{jsonl}.state.sqlite")  # named after the first output
     assert not Path(f"{warc}.state.sqlite").exists()
     assert offsets(state) == [jsonl.stat().st_size, warc.stat().st_size]
-    identity = read_status(state)["identity"]
-    assert identity["outputs"] == [[str(jsonl), "jsonl"], [str(warc), "warc"]]
+    status = read_status(state)
+    assert status["identity"]["outputs"] == [[str(jsonl), "jsonl"], [str(warc), "warc"]]
+    assert status["outputs"] == [
+        {"path": str(jsonl), "format": "jsonl", "offset": jsonl.stat().st_size},
+        {"path": str(warc), "format": "warc", "offset": warc.stat().st_size},
+    ]
 
 
 @pytest.mark.parametrize("seed", range(2))

@@ -57,6 +57,15 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
                 hosts.setdefault(host, dict.fromkeys(("queued", "done", "failed"), 0))
                 hosts[host][names[state]] = n
             runs = _run_totals(conn)
+            try:
+                outputs = [
+                    {"path": p, "format": f, "offset": n}
+                    for p, f, n in conn.execute(
+                        "SELECT path, format, offset FROM outputs ORDER BY n"
+                    )
+                ]
+            except sqlite3.OperationalError:
+                outputs = []  # a file no shoal with several outputs has opened yet
         except sqlite3.OperationalError as exc:
             raise StateError(f"{path} is not a shoal state file ({exc})") from None
         finally:
@@ -86,6 +95,7 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
         "hosts": hosts,
         "identity": json.loads(meta.get("identity", "{}")),
         "output_offset": int(meta.get("output_offset", 0)),
+        "outputs": outputs,
         **runs,
     }
 
