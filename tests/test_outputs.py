@@ -145,6 +145,7 @@ def test_each_output_keeps_the_no_clobber_rules(tmp_path: Path) -> None:
         (["-o", "a.jsonl", "-o", "b.csv", "--format", "csv"], "--format applies to a single"),
         (["-o", "a.jsonl", "-o", "./a.jsonl"], "names './a.jsonl' twice"),
         (["-o", "-", "-o", "b.csv"], "each must be a file"),
+        (["-o", "/dev/null", "-o", "b.csv"], "put a file first"),
         (
             ["-o", "a.jsonl", "-o", "b.csv", "--redis", "redis://127.0.0.1:9/0", "--crawl-id", "x"],
             "--redis takes one -o",

@@ -44,7 +44,7 @@ from .frontier import (
     Outcome,
     Release,
 )
-from .output import Commit, infer_format
+from .output import Commit, infer_format, is_stream_path
 
 __all__ = ["Crawler", "PageCallback"]
 
@@ -250,6 +250,13 @@ class Crawler(JobSteps, RunSession):
             save_bodies=opts.save_bodies,
         )
         outputs = opts.output_paths()
+        if len(outputs) > 1 and is_stream_path(str(outputs[0])):
+            # The state is named after the first output; a stream keeps none, and the
+            # other files could then never be resumed.
+            raise UsageError(
+                f"the first of several outputs names the crawl's state: {outputs[0]} is a "
+                "device or pipe, not a file; put a file first"
+            )
         self.formats = [infer_format(path, opts.format) for path in outputs]
         self.format = self.formats[0]
         if frontier is not None and opts.state not in (None, "auto"):
