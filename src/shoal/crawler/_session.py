@@ -9,6 +9,7 @@ whose state is owned by :class:`~shoal.crawler.Crawler`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -126,7 +127,8 @@ class RunSession:
         except BaseException:
             # Leave nothing behind: no state, lock or output file this call created.
             for output in outputs:
-                output.close()
+                with contextlib.suppress(Exception):  # the first failure is what is raised
+                    output.close()
             if self._store is not None:
                 self._store.discard()
                 self._store = None
