@@ -435,6 +435,45 @@ def test_sitemaps_add_start_points(tmp_path: Path) -> None:
     assert by_url(records)[site.url("/orphan?a=2&b=1")]["title"] == "found via sitemap"
 
 
+@pytest.mark.parametrize("named_in_robots", [True, False])
+def test_sitemaps_only_fetches_what_the_sitemaps_list(
+    tmp_path: Path, named_in_robots: bool
+) -> None:
+    """Only the start URL and the sitemap's pages are fetched: their links are listed
+    nowhere else and are not followed; robots.txt still applies to listed pages."""
+    with Site() as site:
+        urlset = (
+            "<?xml version='1.0'?><urlset>"
+            + "".join(f"<url><loc>{site.url(p)}</loc></url>" for p in ("/listed", "/private"))
+            + "</urlset>"
+        )
+        sitemap = "/maps/pages.xml" if named_in_robots else "/sitemap.xml"
+        robots = "User-agent: *\nDisallow: /private\n"
+        if named_in_robots:
+            robots += f"Sitemap: {site.url(sitemap)}\n"
+        site.routes.update(
+            {
+                "/robots.txt": Reply(body=robots, content_type="text/plain"),
+                "/": html("home", "/listed", "/unlisted"),
+                sitemap: Reply(body=urlset, content_type="application/xml"),
+                "/listed": html("listed", "/deeper", "/unlisted"),
+                "/unlisted": html("unlisted", "/deeper"),
+                "/deeper": html("deeper"),
+                "/private": html("private"),
+            }
+        )
+        result, records = crawl(site.url("/"), tmp_path, sitemaps_only=True)
+        fetched = set(site.paths())
+    assert fetched == {"/robots.txt", sitemap, "/", "/listed"}, fetched
+    assert sorted(r["url"] for r in records) == [site.url("/"), site.url("/listed")]
+    assert result.robots_denied == 1
+
+
+def test_sitemaps_only_needs_robots() -> None:
+    with pytest.raises(shoal.UsageError, match=r"sitemaps_only.*robots"):
+        Crawler("http://127.0.0.1:9/", sitemaps_only=True, robots=False)
+
+
 def test_auto_throttle_spaces_requests_to_a_slow_host(tmp_path: Path) -> None:
     import threading
 

@@ -67,7 +67,7 @@ def _run_crawl(
 ) -> None:
     from ..crawler import Crawler
 
-    to_stdout = options.get("output") in (None, "-")
+    to_stdout = options.get("output") in (None, "-")  # several outputs: a list of files
     if to_stdout:
         # A reader that goes away (`| head`) is not an error worth a log line.
         logging.getLogger("shoal.runtime._writer").addFilter(_not_a_broken_pipe)
@@ -174,7 +174,9 @@ def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
     state_path, no_state = kw.pop("state"), kw.pop("no_state")
     if state_path and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
+    outputs = kw.pop("output")  # -o is repeatable: one output is a str, several a list
     options = {
+        "output": (outputs[0] if len(outputs) == 1 else list(outputs)) if outputs else None,
         "state": None if no_state else (state_path or CrawlOptions.state),
         "extract": parse_extract(kw.pop("extract")),
         "progress": False if kw.pop("no_progress") or quiet else CrawlOptions.progress,
@@ -358,7 +360,8 @@ def demo(**kw: Any) -> None:
 def status(state: str | None, as_json: bool, redis: str | None, crawl_id: str | None) -> None:
     """Report a crawl's progress from its STATE file, running or stopped.
 
-    Given a crawl's output file instead (-o FILE), it reports FILE.state.sqlite. With
+    Given a crawl's output file instead (-o FILE), it reports FILE.state.sqlite (for a
+    crawl's later -o, the state file beside it that names it). With
     --redis URL --crawl-id ID: a shared crawl's progress, per worker and per host.
     """
     from ..state import read_status
@@ -460,9 +463,12 @@ def _state_for(path: str) -> str:
         except StateError:
             pass
     beside = path + ".state.sqlite"
-    if os.path.exists(beside):
-        click.echo(f"{path} is a crawl's output, not its state; reporting {beside}", err=True)
-        return beside
+    from ..state import state_for_output
+
+    found = state_for_output(path)
+    if found is not None:
+        click.echo(f"{path} is a crawl's output, not its state; reporting {found}", err=True)
+        return str(found)
     raise StateError(
         f"{path} is not a shoal state file (a crawl with -o {path} keeps its state in "
         f"{beside}, which does not exist; a crawl run with --state has it where that says)"
@@ -484,8 +490,11 @@ def _print_status(state: str, report: dict[str, Any]) -> None:
         f" of {total} discovered"
     )
     click.echo(f"  start: {', '.join(report['identity'].get('start_urls', []))}")
-    if report["identity"].get("output"):
-        click.echo(f"  output: {report['identity']['output']}")
+    from ..state import identity_outputs
+
+    for output, _ in identity_outputs(report["identity"]):
+        if output:
+            click.echo(f"  output: {output}")
     click.echo(
         f"  pages {t['pages']} (ok {t['ok']}, redirects {t['redirects']}, failed {t['failed']})"
         f" in {t['runs']} run(s), {t['elapsed']}s = {t['pages_per_second']} pages/s"

@@ -38,15 +38,18 @@ def crawl_options(f: Any) -> Any:
             "-o",
             "--output",
             metavar="FILE",
+            multiple=True,
             help="Output file: .jsonl, .csv, .sqlite or .warc.gz (the suffix picks the "
-            "format). An existing file that is not this crawl's is refused (see --overwrite).  "
-            "[default: stdout, as JSON lines]",
+            "format). Repeatable: every record goes to each (-o pages.jsonl -o crawl.warc.gz), "
+            "the state is named after the first. An existing file that is not this crawl's "
+            "is refused (see --overwrite).  [default: stdout, as JSON lines]",
         ),
         click.option(
             "--format",
             "format",
             type=click.Choice(["jsonl", "csv", "sqlite", "warc"]),
-            help="Output format, whatever the file is called.  [default: from the -o suffix]",
+            help="Output format, whatever the file is called (one -o only).  "
+            "[default: from the -o suffix]",
         ),
         click.option(
             "--overwrite",
@@ -191,6 +194,13 @@ def crawl_options(f: Any) -> Any:
             is_flag=True,
             default=d.sitemaps,
             help="Also start from the sitemaps robots.txt names.",
+        ),
+        click.option(
+            "--sitemaps-only",
+            is_flag=True,
+            default=d.sitemaps_only,
+            help="Fetch the start URLs and the pages the sitemaps list (robots.txt "
+            "Sitemap: lines, else /sitemap.xml); follow no link found in a page.",
         ),
         click.option(
             "--max-sitemaps",

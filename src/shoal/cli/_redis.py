@@ -81,6 +81,11 @@ def check_shared(options: dict[str, Any], redis: dict[str, Any]) -> None:
     if redis["crawl_id"] is None:
         raise UsageError("--redis needs --crawl-id ID (the shared crawl's name)")
     output = options.get("output")
+    if isinstance(output, list):
+        raise UsageError(
+            "--redis takes one -o: each worker writes its own output file (combine the "
+            "parts with shoal combine, into any format)"
+        )
     if output in (None, "-"):
         raise UsageError("--redis needs -o FILE: each worker writes its own output file")
     from ..crawler.output import infer_format

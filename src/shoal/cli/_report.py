@@ -54,11 +54,23 @@ def check_report_target(path: str, options: dict[str, Any], overwrite: bool) -> 
         raise click.UsageError(str(exc)) from None
 
 
+def _reported(options: dict[str, Any]) -> str | None:
+    """The output a --report reads: the first that is not a WARC (a WARC report lacks
+    latency, depth and titles), else the first (None: there is none)."""
+    output = options.get("output")
+    paths = [output] if isinstance(output, str) else list(output or ())
+    for path in paths:
+        if not str(path).lower().endswith((".warc", ".warc.gz")):
+            return str(path)
+    return str(paths[0]) if paths else None
+
+
 def report_after_crawl(path: str, options: dict[str, Any], overwrite: bool, quiet: bool) -> None:
     """After the crawl, however it ended: a report of everything the output holds."""
     from ..report import build_report
 
-    output = str(options["output"])
+    output = _reported(options)
+    assert output is not None  # checked by check_report_target
     state = options.get("state")
     try:
         result = build_report(

@@ -44,7 +44,7 @@ from .frontier import (
     Outcome,
     Release,
 )
-from .output import Commit, infer_format
+from .output import Commit, infer_format, is_stream_path
 
 __all__ = ["Crawler", "PageCallback"]
 
@@ -108,6 +108,9 @@ class Crawler(JobSteps, RunSession):
         extract: Fields added to each record: name -> CSS selector (``::text``,
             ``::attr(x)``) or ``xpath:EXPR``; a name ending in ``[]`` keeps every match.
         sitemaps: Also start from the sitemaps robots.txt names.
+        sitemaps_only: Fetch the start URLs and the pages the sitemaps list (robots.txt's
+            Sitemap: lines, else /sitemap.xml), following no link found in a page
+            (``on_page``'s URLs are still followed). Needs ``robots``.
         auto_throttle: Adapt each host's delay to its latency.
         throttle_target: Requests in flight per host that auto-throttle aims at.
         throttle_start: Auto-throttle's first delay per host, in seconds.
@@ -117,8 +120,12 @@ class Crawler(JobSteps, RunSession):
             ``"none"``: no proxy; otherwise the URL of one HTTP proxy for every request.
         deny_private: Connect only to public IP addresses (refusals are the error kind
             ``blocked``): for crawling URLs someone else chose.
-        output: Output file (.jsonl, .csv, .sqlite, .warc.gz); None or ``"-"``: stdout.
+        output: Output file (.jsonl, .csv, .sqlite, .warc.gz); None or ``"-"``: stdout. A
+            list of files: every record goes to each (e.g. ``["pages.jsonl",
+            "crawl.warc.gz"]``), each resumed at its own committed offset; the state is
+            named after the first.
         format: ``jsonl``, ``csv``, ``sqlite`` or ``warc``; None: from the file suffix.
+            Only with one output (several take their formats from their suffixes).
         progress: Show the live progress line; None: when stderr is a terminal.
         grace: Seconds in-flight requests get to finish after the first Ctrl-C.
         state: Path of the state file that makes the crawl resumable; ``"auto"``:
@@ -162,6 +169,7 @@ class Crawler(JobSteps, RunSession):
         retry_backoff: float = CrawlOptions.retry_backoff,
         extract: Mapping[str, str] | None = None,
         sitemaps: bool = CrawlOptions.sitemaps,
+        sitemaps_only: bool = CrawlOptions.sitemaps_only,
         auto_throttle: bool = CrawlOptions.auto_throttle,
         throttle_target: float = CrawlOptions.throttle_target,
         throttle_start: float = CrawlOptions.throttle_start,
@@ -169,7 +177,7 @@ class Crawler(JobSteps, RunSession):
         transport: str = CrawlOptions.transport,
         proxy: str | None = CrawlOptions.proxy,
         deny_private: bool = CrawlOptions.deny_private,
-        output: str | None = CrawlOptions.output,
+        output: str | Sequence[str] | None = CrawlOptions.output,
         format: str | None = CrawlOptions.format,
         progress: bool | None = CrawlOptions.progress,
         grace: float = CrawlOptions.grace,
@@ -206,6 +214,7 @@ class Crawler(JobSteps, RunSession):
             retry_backoff=retry_backoff,
             extract={} if extract is None else extract,
             sitemaps=sitemaps,
+            sitemaps_only=sitemaps_only,
             auto_throttle=auto_throttle,
             throttle_target=throttle_target,
             throttle_start=throttle_start,
@@ -235,9 +244,21 @@ class Crawler(JobSteps, RunSession):
             exclude_glob=opts.exclude_glob,
         )
         self._records = Records(
-            on_page, follow_links=follow_links, extract=opts.extract, save_bodies=opts.save_bodies
+            on_page,
+            follow_links=follow_links and not opts.sitemaps_only,
+            extract=opts.extract,
+            save_bodies=opts.save_bodies,
         )
-        self.format = infer_format(opts.output, opts.format)
+        outputs = opts.output_paths()
+        if len(outputs) > 1 and is_stream_path(str(outputs[0])):
+            # The state is named after the first output; a stream keeps none, and the
+            # other files could then never be resumed.
+            raise UsageError(
+                f"the first of several outputs names the crawl's state: {outputs[0]} is a "
+                "device or pipe, not a file; put a file first"
+            )
+        self.formats = [infer_format(path, opts.format) for path in outputs]
+        self.format = self.formats[0]
         if frontier is not None and opts.state not in (None, "auto"):
             raise UsageError(
                 "a frontier given to Crawler(frontier=...) keeps the crawl's state itself: "
@@ -247,7 +268,8 @@ class Crawler(JobSteps, RunSession):
         self.frontier: Frontier = frontier or MemoryFrontier(
             per_host=opts.per_host, delay=opts.initial_delay, robots=opts.robots
         )
-        self.state_path = None if frontier is not None else state_path_for(opts.state, opts.output)
+        # Named after the first output: adding outputs to a crawl's command keeps its name.
+        self.state_path = None if frontier is not None else state_path_for(opts.state, outputs[0])
         self._store: StateStore | None = None
         self.result = CrawlResult()
         self._lock = threading.Lock()
@@ -285,13 +307,18 @@ class Crawler(JobSteps, RunSession):
 
     def identity(self) -> dict[str, object]:
         """What makes a state file belong to this crawl (checked when resuming)."""
-        output = self.options.output
+        paths = [
+            os.path.abspath(p) if p and p != "-" else None for p in self.options.output_paths()
+        ]
         identity: dict[str, object] = {
             "start_urls": sorted(self.start_urls),
             "scope": self.options.scope_key(),
-            "output": os.path.abspath(output) if output and output != "-" else None,
+            "output": paths[0],
             "format": self.format,
         }
+        if len(paths) > 1:
+            # Only with several, so a one-output crawl's state from before still matches.
+            identity["outputs"] = [[p, f] for p, f in zip(paths, self.formats, strict=True)]
         if self.options.extract:
             # Records of another extract set would not fit the output (CSV columns).
             identity["extract"] = dict(self.options.extract)
@@ -338,7 +365,7 @@ class Crawler(JobSteps, RunSession):
             self._progress_state,
             description="crawl",
             unit="pages",
-            enabled=progress_enabled(opts.progress, opts.output),
+            enabled=progress_enabled(opts.progress, opts.output_paths()[0]),
         )
         interrupted = False
         try:

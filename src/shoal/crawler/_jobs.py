@@ -52,7 +52,7 @@ class JobSteps:
     options: CrawlOptions
     scope: Scope
     frontier: Frontier
-    format: str
+    formats: list[str]
     result: CrawlResult
     _lock: threading.Lock
     _records: Records
@@ -88,7 +88,7 @@ class JobSteps:
                     "that host's URLs stay queued: run the same command again to retry them"
                 )
         sitemap_jobs: list[Candidate] = []
-        if self.options.sitemaps:
+        if self.options.use_sitemaps:
             urls = _canonical(rules.sitemaps) or [job.host + "/sitemap.xml"]
             sitemap_jobs = [
                 Candidate(u, kind=JobKind.SITEMAP) for u in urls if self.scope.allows(u)
@@ -98,7 +98,7 @@ class JobSteps:
         self._log_sitemap_cap(self._queue_sitemaps(sitemap_jobs))  # found again on resume
         policy = rules.policy(self.options.user_agent)
         commit = None
-        if self.format == "warc" and fetched is not None and fetched.status is not None:
+        if "warc" in self.formats and fetched is not None and fetched.status is not None:
             commit = Commit(exchange=fetched)  # wget archives robots.txt too
         return Release(Outcome.DONE, policy=policy), commit
 
@@ -213,7 +213,7 @@ class JobSteps:
             finished=job,
             state=outcome,
             status=fetched.status,
-            exchange=fetched if self.format == "warc" else None,
+            exchange=fetched if "warc" in self.formats else None,
             outcome=counted,
             error=failed_by,
             nbytes=len(fetched.body),

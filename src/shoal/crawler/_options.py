@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,6 +117,8 @@ class CrawlOptions:
     retry_backoff: float = 0.5
     extract: Mapping[str, str] = field(default_factory=dict)
     sitemaps: bool = False
+    # Fetch the start URLs and what the sitemaps list, and follow no link found in a page.
+    sitemaps_only: bool = False
     auto_throttle: bool = False
     throttle_target: float = 2.0  # requests in flight per host that auto-throttle aims at
     throttle_start: float = 1.0  # auto-throttle's first delay per host, before any latency is known
@@ -128,8 +131,9 @@ class CrawlOptions:
     # URLs someone else chose, so no link, redirect or DNS answer reaches 127.0.0.1,
     # the local network or a cloud metadata address. Refusals are error kind "blocked".
     deny_private: bool = False
-    output: str | None = None
-    format: str | None = None
+    # One output file, or several (a list), each written with every record; None: stdout.
+    output: str | Sequence[str] | None = None
+    format: str | None = None  # with one output only: each of several has its suffix's
     progress: bool | None = None  # None: on when stderr is a terminal
     grace: float = 10.0  # seconds in-flight requests get after the first Ctrl-C
     state: str | None = "auto"  # path of the state file; "auto": <output>.state.sqlite
@@ -172,8 +176,49 @@ class CrawlOptions:
         for name in ("allow_domains", "include_glob", "exclude_glob"):
             if isinstance(getattr(self, name), str):
                 raise OptionError(name, f"{{{name}}} takes a list of strings, not one string")
+        self._check_outputs()
+        if self.sitemaps_only and not self.robots:
+            # Sitemaps are found through robots.txt (its Sitemap: lines, else /sitemap.xml).
+            raise OptionError(
+                "sitemaps_only",
+                "{sitemaps_only} finds the sitemaps through "
+                "robots.txt: it cannot be used with {robots} off",
+            )
         self._proxies = self._make_proxy_rules()  # a bad proxy fails here, before any work
         self.per_host = min(self.per_host, self.concurrency)
+
+    def output_paths(self) -> list[str | None]:
+        """Every output, the first one first ([None] for stdout)."""
+        if self.output is None or isinstance(self.output, str):
+            return [self.output]
+        return list(self.output)
+
+    def _check_outputs(self) -> None:
+        if self.output is None or isinstance(self.output, str):
+            return
+        paths = list(self.output)
+        if not paths:
+            raise OptionError("output", "{output} is an empty list: give a file (or None: stdout)")
+        if len(paths) == 1:
+            return
+        seen: set[str] = set()
+        for path in paths:
+            if not isinstance(path, str) or path in ("", "-"):
+                raise OptionError(
+                    "output",
+                    "with several {output}, each must be a file: "
+                    + _literal(f"{path!r} is not (stdout takes one output)"),
+                )
+            full = os.path.abspath(path)
+            if full in seen:
+                raise OptionError("output", "{output} names " + _literal(f"{path!r} twice"))
+            seen.add(full)
+        if self.format is not None:
+            raise OptionError(
+                "format",
+                "{format} applies to a single {output}: with several, each output's format "
+                "comes from its name (.jsonl, .csv, .sqlite, .warc.gz)",
+            )
 
     def proxy_rules(self) -> ProxyRules | None:
         return self._proxies
@@ -216,4 +261,10 @@ class CrawlOptions:
             key["include_glob"] = list(self.include_glob)
         if self.exclude_glob:
             key["exclude_glob"] = list(self.exclude_glob)
+        if self.sitemaps_only:
+            key["sitemaps_only"] = True
         return key
+
+    @property
+    def use_sitemaps(self) -> bool:
+        return self.sitemaps or self.sitemaps_only

@@ -9,6 +9,7 @@ whose state is owned by :class:`~shoal.crawler.Crawler`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -23,7 +24,7 @@ from ._options import CrawlOptions
 from ._records import Records
 from ._stats import CrawlResult
 from .frontier import Frontier, SqliteFrontier
-from .output import CrawlSink, claim_output, is_stream_path, open_output
+from .output import CrawlSink, Output, OutputFile, claim_output, is_stream_path, open_output
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class RunSession:
 
     options: CrawlOptions
     frontier: Frontier
-    format: str
+    formats: list[str]
     result: CrawlResult
     state_path: str | None
     announce: Callable[[str], None]
@@ -61,26 +62,34 @@ class RunSession:
         def identity(self) -> dict[str, object]: ...
 
     def _open_outputs(self) -> Writer:
+        """Claim and lock every output, open the state, and open each output at its
+        committed offset; on any failure, leave nothing behind that this call created."""
         opts = self.options
-        resume_at = None
+        paths = opts.output_paths()
+        resume_at: list[int | None] = [None] * len(paths)
         fresh = True
         # A shared frontier (Redis) holds this worker's committed output offset: the
         # output is resumed at it when the frontier knows this worker from before.
         given = self._given_frontier
         shared_offset = None if given is None else given.output_offset
         shared_known = given is not None and given.known_worker
-        claim = claim_output(
-            opts.output,
-            self.state_path,
-            fresh=opts.fresh,
-            overwrite=opts.overwrite or shared_known,
-            announce=self.announce,
-        )
-        if shared_offset is not None:
-            resume_at, fresh = shared_offset, shared_offset == 0
-            if shared_known:
-                self.announce(f"resuming this worker's output at byte {shared_offset:,}")
+        claims: list[OutputFile | None] = []
+        outputs: list[Output] = []
         try:
+            for path in paths:
+                claims.append(
+                    claim_output(
+                        path,
+                        self.state_path,
+                        fresh=opts.fresh,
+                        overwrite=opts.overwrite or shared_known,
+                        announce=self.announce,
+                    )
+                )
+            if shared_offset is not None:
+                resume_at[0], fresh = shared_offset, shared_offset == 0
+                if shared_known:
+                    self.announce(f"resuming this worker's output at byte {shared_offset:,}")
             if self.state_path is not None:
                 self._store = StateStore.open(
                     self.state_path,
@@ -91,7 +100,7 @@ class RunSession:
             if self._store is not None:
                 fresh = self._store.created
                 if not fresh:
-                    resume_at = self._store.output_offset
+                    resume_at = list(self._store.output_offsets())
                     self._announce_resume(self._store)
                 if self._given_frontier is None:
                     self.frontier = SqliteFrontier(
@@ -101,30 +110,37 @@ class RunSession:
                         robots=opts.robots,
                         memory_limit=opts.memory_limit,
                     )
-            output = open_output(
-                claim,
-                self.format,
-                self.record_fields,
-                user_agent=opts.user_agent,
-                resume_at=resume_at,
-                fresh=fresh,
-                header_from_first_record=self._records.on_page is not None,
-            )
+            for claim, fmt, at in zip(claims, self.formats, resume_at, strict=True):
+                outputs.append(
+                    open_output(
+                        claim,
+                        fmt,
+                        self.record_fields,
+                        user_agent=opts.user_agent,
+                        resume_at=at,
+                        fresh=fresh,
+                        header_from_first_record=self._records.on_page is not None,
+                    )
+                )
             if self._store is not None:
                 self._store.start_run()
         except BaseException:
             # Leave nothing behind: no state, lock or output file this call created.
+            for output in outputs:
+                with contextlib.suppress(Exception):  # the first failure is what is raised
+                    output.close()
             if self._store is not None:
                 self._store.discard()
                 self._store = None
-            if claim is not None:
-                claim.abandon()
+            for claim in claims:
+                if claim is not None:
+                    claim.abandon()
             raise
         # A short queue: what waits in it at a crash is fetched again on resume, so the
         # backlog is kept to two commits per worker (workers wait if the output lags).
         return Writer(
             sink=CrawlSink(
-                output,
+                outputs,
                 self.frontier,
                 durable=self._store is not None or self.frontier.durable,
             ),
@@ -137,8 +153,8 @@ class RunSession:
         done, queued = store.done_count(), store.queued_count()
         if queued == 0 and done > 0:
             self.result.already_complete = True
-            output = self.options.output
-            what = f"{output} and its state" if output not in (None, "-") else "its state"
+            files = [p for p in self.options.output_paths() if p not in (None, "-")]
+            what = f"{' and '.join(files)} and its state" if files else "its state"
             self.announce(
                 f"already complete: {done} pages (use --fresh to crawl again; it deletes {what})"
             )

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from .._errors import UsageError
 from .._version import __version__
+from ..state import state_for_output
 from ._aggregate import LATENCY_EDGES_MS, Aggregate, BrokenLink
 from ._read import OutputReader, StateFacts, read_state_facts
 
@@ -92,12 +93,13 @@ def _written_by_shoal(path: Path, kind: str) -> bool:
 
 
 def _state_for(output: Path, state: str | None) -> StateFacts | None:
-    """``state``: a path, "auto" (OUTPUT.state.sqlite if it exists) or None (do not read)."""
+    """``state``: a path, "auto" (the output's state file if there is one) or None (do not read)."""
     if state is None:
         return None
     if state == "auto":
-        guess = Path(f"{output}.state.sqlite")
-        if not guess.exists():
+        # OUTPUT.state.sqlite, or the state of a crawl whose later -o this is.
+        guess = state_for_output(output)
+        if guess is None:
             return None
         return read_state_facts(guess)
     return read_state_facts(state)
@@ -143,7 +145,8 @@ def build_report(
     """Write the HTML report of the crawl whose output is ``output``.
 
     ``html`` defaults to ``OUTPUT.report.html``. ``state`` is the crawl's state file
-    ("auto": ``OUTPUT.state.sqlite`` when it exists; None: ignore it). Raises
+    ("auto": ``OUTPUT.state.sqlite``, or the state of a crawl that had OUTPUT as a later
+    ``-o``, when it exists; None: ignore it). Raises
     UsageError for an unreadable output or a path it may not replace.
     """
     if max_rows < 1:

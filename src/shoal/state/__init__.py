@@ -15,7 +15,7 @@ from ._redis import (
     StoredPolicy,
     WorkerInfo,
 )
-from ._status import read_status
+from ._status import read_status, state_for_output
 from ._store import (
     DONE,
     FAILED,
@@ -23,6 +23,7 @@ from ._store import (
     RunCounts,
     StateStore,
     UrlRow,
+    identity_outputs,
     peek_identity,
 )
 
@@ -44,6 +45,8 @@ __all__ = [
     "combine_parts",
     "fingerprint",
     "RunCounts",
+    "identity_outputs",
     "peek_identity",
     "read_status",
+    "state_for_output",
 ]

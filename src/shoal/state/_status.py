@@ -13,9 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import StateError
-from ._store import DONE, FAILED, QUEUED, _run_totals, _translated, peek_identity
+from ._store import (
+    DONE,
+    FAILED,
+    QUEUED,
+    _run_totals,
+    _translated,
+    identity_outputs,
+    peek_identity,
+)
 
-__all__ = ["read_status"]
+__all__ = ["read_status", "state_for_output"]
+
+# A crawl's later outputs have no state named after them: it is found by asking the state
+# files beside the output which crawl wrote it; a directory with more is not searched.
+_MAX_STATES_SEARCHED = 100
 
 
 def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -45,6 +57,15 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
                 hosts.setdefault(host, dict.fromkeys(("queued", "done", "failed"), 0))
                 hosts[host][names[state]] = n
             runs = _run_totals(conn)
+            try:
+                outputs = [
+                    {"path": p, "format": f, "offset": n}
+                    for p, f, n in conn.execute(
+                        "SELECT path, format, offset FROM outputs ORDER BY n"
+                    )
+                ]
+            except sqlite3.OperationalError:
+                outputs = []  # a file no shoal with several outputs has opened yet
         except sqlite3.OperationalError as exc:
             raise StateError(f"{path} is not a shoal state file ({exc})") from None
         finally:
@@ -74,8 +95,32 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
         "hosts": hosts,
         "identity": json.loads(meta.get("identity", "{}")),
         "output_offset": int(meta.get("output_offset", 0)),
+        "outputs": outputs,
         **runs,
     }
+
+
+def state_for_output(output: str | os.PathLike[str]) -> Path | None:
+    """The state file of the crawl that wrote ``output`` (with ``--state`` left to its
+    default): OUTPUT.state.sqlite, or for a crawl's second or later ``-o``, the state file
+    beside it (``*.state.sqlite``) whose crawl names it as an output. None if neither."""
+    beside = Path(f"{output}.state.sqlite")
+    if beside.exists():
+        return beside
+    want = os.path.abspath(output)
+    folder = Path(want).parent
+    try:
+        candidates = sorted(folder.glob("*.state.sqlite"))[:_MAX_STATES_SEARCHED]
+    except OSError:
+        return None
+    for candidate in candidates:
+        try:
+            identity = peek_identity(candidate)
+        except StateError:
+            continue  # not a shoal state: not this output's either
+        if identity and want in {p for p, _ in identity_outputs(identity)}:
+            return candidate
+    return None
 
 
 def _is_locked(path: Path) -> bool:

@@ -21,7 +21,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ __all__ = [
     "RunCounts",
     "StateStore",
     "UrlRow",
+    "identity_outputs",
     "peek_identity",
 ]
 
@@ -92,6 +93,17 @@ _COUNTS = ("pages", "ok", "redirects", "failed", "bytes")
 # record says. Per-run counts stay what each run recorded.
 _HELD_SCHEMA = """
 CREATE TABLE IF NOT EXISTS held (url TEXT PRIMARY KEY, error TEXT NOT NULL);
+"""
+# Each output of the crawl (the first is the one the state file is named after) and where
+# its committed records end. Added after schema 1 shipped: a file without it gains it on
+# open, its one output at the offset ``meta`` holds (which stays the first output's too).
+_OUTPUTS = """
+CREATE TABLE IF NOT EXISTS outputs (
+    n INTEGER PRIMARY KEY,           -- 0: the first output
+    path TEXT,                       -- absolute; NULL: stdout
+    format TEXT NOT NULL,
+    offset INTEGER NOT NULL          -- committed byte offset (0 for SQLite outputs)
+);
 """
 
 
@@ -211,6 +223,7 @@ class StateStore:
             _check(path, read, identity)
             with _translated("opening the state file"):
                 write.executescript(_RUNS + _HOLDS_SCHEMA + _HELD_SCHEMA)
+                _add_outputs(write, identity)
             return cls(path, write, read, lock_fd, created)
         except BaseException:
             for conn in conns:
@@ -242,6 +255,12 @@ class StateStore:
     @property
     def output_offset(self) -> int:
         return int(self._scalar("SELECT value FROM meta WHERE key='output_offset'") or 0)
+
+    def output_offsets(self) -> list[int]:
+        """Each output's committed byte offset, the first output's first."""
+        with _translated("reading the state file"):
+            rows = self._read.execute("SELECT offset FROM outputs ORDER BY n").fetchall()
+        return [int(offset) for (offset,) in rows]
 
     def fingerprints(self) -> Iterator[int]:
         with _translated("reading the state file"):
@@ -319,16 +338,22 @@ class StateStore:
         self,
         added: Iterable[UrlRow],
         finished: Iterable[tuple[UrlRow, int, int | None]],
-        output_offset: int | None,
+        output_offset: int | Sequence[int | None] | None,
         *,
         counts: RunCounts | None = None,
         holds: Iterable[tuple[str, float]] = (),
     ) -> None:
-        """One transaction: new URLs, final states, where the output now ends, what this
-        batch adds to the current run's counts, and hosts' holds (host, wall-clock time
-        until which it must not be asked)."""
+        """One transaction: new URLs, final states, where the output now ends (each
+        output's offset, in order, for a crawl with several; None: an idempotent output),
+        what this batch adds to the current run's counts, and hosts' holds (host,
+        wall-clock time until which it must not be asked)."""
         holds = list(holds)
         finished = list(finished)
+        offsets = (
+            [output_offset]
+            if output_offset is None or isinstance(output_offset, int)
+            else list(output_offset)
+        )
         with _translated("writing the state file"), self._write:
             if holds:
                 self._write.executemany(
@@ -369,10 +394,13 @@ class StateStore:
             held_back = (counts.held_back if counts is not None else None) or []
             if held_back or self._held:
                 self._supersede([row.url for row, _, _ in finished], held_back)
-            if output_offset is not None:
+            if offsets[0] is not None:
                 self._write.execute(
-                    "UPDATE meta SET value=? WHERE key='output_offset'", (str(output_offset),)
+                    "UPDATE meta SET value=? WHERE key='output_offset'", (str(offsets[0]),)
                 )
+            moved = [(offset, n) for n, offset in enumerate(offsets) if offset is not None]
+            if moved:
+                self._write.executemany("UPDATE outputs SET offset=? WHERE n=?", moved)
 
     def _supersede(self, finished: list[str], held_back: list[tuple[str, str]]) -> None:
         """Inside commit's transaction: the held-back records this batch's records
@@ -457,13 +485,50 @@ def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any]) ->
     ours = json.loads(json.dumps(identity, sort_keys=True))
     if theirs != ours:
         diffs = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-        output = theirs.get("output")
+        files = " and ".join(p for p, _ in identity_outputs(theirs) if p)
         raise StateMismatch(
             f"{path} belongs to a crawl with other {', '.join(diffs)} "
-            f"(it has {', '.join(f'{k}={theirs.get(k)!r}' for k in diffs)}); "
+            f"(it has {', '.join(f'{k}={_shown(theirs, k)!r}' for k in diffs)}); "
             "to resume that crawl, run it with its own options; to start over, add --fresh, "
-            f"which deletes this state{f' and the output {output}' if output else ''}; "
+            f"which deletes this state{f' and the output {files}' if files else ''}; "
             "to keep both, choose another -o and --state"
+        )
+
+
+def _shown(identity: Mapping[str, Any], key: str) -> Any:
+    """An identity's value as a mismatch names it: a crawl's outputs as their paths, also
+    for a one-output crawl (whose identity lists none)."""
+    if key == "outputs":
+        return [p for p, _ in identity_outputs(identity)]
+    return identity.get(key)
+
+
+def identity_outputs(identity: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+    """(absolute path or None for stdout, format) of each output an identity names."""
+    several = identity.get("outputs")
+    if isinstance(several, list) and several:
+        return [(str(p), str(f)) for p, f in several]
+    output = identity.get("output")
+    return [(None if output is None else str(output), str(identity.get("format") or "jsonl"))]
+
+
+def _add_outputs(conn: sqlite3.Connection, identity: Mapping[str, Any]) -> None:
+    """Create the outputs table where it is missing (a file from before it existed, or a
+    new one) and fill it from the identity, already checked to be this crawl's; the first
+    output keeps the offset ``meta`` holds. One transaction: a file has it all or none."""
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_OUTPUTS)
+        if conn.execute("SELECT count(*) FROM outputs").fetchone()[0]:
+            return
+        row = conn.execute("SELECT value FROM meta WHERE key='output_offset'").fetchone()
+        first = int(row[0]) if row else 0
+        conn.executemany(
+            "INSERT INTO outputs VALUES (?, ?, ?, ?)",
+            [
+                (n, path, fmt, first if n == 0 else 0)
+                for n, (path, fmt) in enumerate(identity_outputs(identity))
+            ],
         )
 
 

@@ -196,14 +196,15 @@ class Frontier(Protocol):
         self,
         finished: Sequence[Committed],
         *,
-        output: int | None = None,
+        output: int | Sequence[int | None] | None = None,
         counts: object | None = None,
     ) -> None:
         """Durable, on the writer thread, after the records are written: the finished
         page leases and the output position that now includes their records (None for an
-        idempotent output), plus what the batch adds to the run's totals (a durable
-        backend stores them in the same transaction). All or nothing; a lease that is no
-        longer held is refused with :class:`~shoal.FrontierError`."""
+        idempotent output; a crawl with several outputs gives each one's, in order), plus
+        what the batch adds to the run's totals (a durable backend stores them in the same
+        transaction). All or nothing; a lease that is no longer held is refused with
+        :class:`~shoal.FrontierError`."""
 
     def renew(self, leases: Sequence[Lease]) -> None:
         """Extend live leases (the heartbeat of long fetches)."""

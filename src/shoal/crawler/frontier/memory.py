@@ -314,7 +314,7 @@ class MemoryFrontier:
         self,
         finished: Sequence[Committed],
         *,
-        output: int | None = None,
+        output: int | Sequence[int | None] | None = None,
         counts: object | None = None,
     ) -> None:
         with self._lock:

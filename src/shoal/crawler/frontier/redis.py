@@ -252,9 +252,11 @@ class RedisFrontier:
         self,
         finished: Sequence[Committed],
         *,
-        output: int | None = None,
+        output: int | Sequence[int | None] | None = None,
         counts: object | None = None,
     ) -> None:
+        if output is not None and not isinstance(output, int):
+            raise FrontierError("a Redis crawl's worker writes one output, not several")
         if output is None:
             raise FrontierError("a Redis crawl needs an output with offsets (jsonl, csv, warc)")
         items: list[tuple[str, Literal["done", "failed"]]] = []

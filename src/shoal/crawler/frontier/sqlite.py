@@ -121,7 +121,7 @@ class SqliteFrontier(MemoryFrontier):
         self,
         finished: Sequence[Committed],
         *,
-        output: int | None = None,
+        output: int | Sequence[int | None] | None = None,
         counts: object | None = None,
     ) -> None:
         if counts is not None and not isinstance(counts, RunCounts):

@@ -149,25 +149,30 @@ def open_output(
 
 
 class CrawlSink:
-    """The writer thread's sink: output first, then the frontier's commit that points
-    into it. ``durable``: the frontier keeps state on disk, so the output is flushed to
-    the OS first and its position goes with the commit."""
+    """The writer thread's sink: outputs first, then the frontier's commit that points
+    into them. ``durable``: the frontier keeps state on disk, so every output is flushed
+    to the OS first and their positions go with the commit (one transaction: a resume
+    cuts each output back to the same batch)."""
 
-    def __init__(self, output: Output, frontier: Frontier, *, durable: bool) -> None:
-        self.output = output
+    def __init__(
+        self, outputs: Output | Sequence[Output], frontier: Frontier, *, durable: bool
+    ) -> None:
+        self.outputs = list(outputs) if isinstance(outputs, Sequence) else [outputs]
         self.frontier = frontier
         self.durable = durable
 
     def write_batch(self, entries: Sequence[Any]) -> None:
         commits: list[Commit] = [e for e in entries if isinstance(e, Commit)]
-        self.output.write(commits)
+        for output in self.outputs:
+            output.write(commits)
         finished = [(c.finished, c.state, c.status) for c in commits if c.finished is not None]
         if not self.durable:
             if finished:
                 self.frontier.commit(finished)
             return
-        # The output must reach the OS before the state says it is there.
-        self.output.flush()
+        # The outputs must reach the OS before the state says they are there.
+        for output in self.outputs:
+            output.flush()
         counts = RunCounts(errors={})
         for c in commits:
             if c.outcome is not None:
@@ -185,10 +190,20 @@ class CrawlSink:
                 if c.state is Outcome.DEFER and c.finished is not None:
                     counts.held_back = counts.held_back or []
                     counts.held_back.append((c.finished.url, c.error or "held_back"))
-        self.frontier.commit(finished, output=self.output.position(), counts=counts)
+        positions = [output.position() for output in self.outputs]
+        position = positions[0] if len(positions) == 1 else positions
+        self.frontier.commit(finished, output=position, counts=counts)
 
     def flush(self) -> None:
-        self.output.flush()
+        for output in self.outputs:
+            output.flush()
 
     def close(self) -> None:
-        self.output.close()
+        failure: BaseException | None = None
+        for output in self.outputs:  # each is closed (and unlocked) even if one fails
+            try:
+                output.close()
+            except Exception as exc:  # noqa: BLE001 - the first is raised below
+                failure = failure or exc
+        if failure is not None:
+            raise failure

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO
 
 from ..._errors import OutputError, StateError
-from ...state import peek_identity
+from ...state import identity_outputs, peek_identity
 
 __all__ = ["FileOutput", "OutputFile", "claim_output", "is_stream_path"]
 
@@ -99,7 +99,7 @@ def claim_output(
     size = claim.size()
     if size == 0:
         return claim
-    ours = prior is not None and prior.get("output") == os.path.abspath(path)
+    ours = prior is not None and os.path.abspath(path) in {p for p, _ in identity_outputs(prior)}
     if ours and not fresh:
         return claim  # resumed, or refused as another crawl's state when that is opened
     if overwrite:
