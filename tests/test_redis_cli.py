@@ -70,12 +70,39 @@ def test_crawl_status_combine_and_a_restart_that_cuts_back(
         again = crawl(redis_server.url, site, part)
         assert again.returncode == 0, again.stderr
         assert part.read_bytes() == original
+        # It says what it does: the file is kept and cut back, not replaced (no --overwrite
+        # was given); and the crawl has nothing left, which is said instead of "pages 0".
+        assert "overwrite" not in again.stderr and "replacing" not in again.stderr
+        assert (
+            f"resuming {part}: cutting back to the committed {len(original):,} bytes "
+            "(23 bytes not committed; their pages are fetched again)"
+        ) in again.stderr
+        assert "crawl c is already complete: 4 URLs done, 0 failed" in again.stderr
+        assert "pages/s" not in again.stderr
         out = tmp_path / "all.jsonl"
         combined = shoal(
             "combine", "--redis", redis_server.url, "--crawl-id", "c", str(part), "-o", str(out)
         )
         assert combined.returncode == 0, combined.stderr
         assert out.read_bytes() == original
+
+
+def test_joining_a_finished_crawl_says_it_is_complete(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with small_site() as site:
+        assert crawl(redis_server.url, site, tmp_path / "a.jsonl").returncode == 0
+        fetched = site.count("/")
+        late = crawl(redis_server.url, site, tmp_path / "b.jsonl")
+        assert late.returncode == 0, late.stderr
+        assert late.stderr.splitlines() == [
+            "crawl c is already complete: 4 URLs done, 0 failed, nothing queued or leased; "
+            "nothing to do (to crawl again, start a new crawl with another --crawl-id)"
+        ]
+        assert site.count("/") == fetched
+        assert (tmp_path / "b.jsonl").read_bytes() == b""
+        summary = crawl(redis_server.url, site, tmp_path / "c.jsonl", "--json-summary")
+        assert json.loads(summary.stderr.splitlines()[-1])["already_complete"] is True
 
 
 def test_a_redis_that_may_lose_acknowledged_commits_is_refused_with_the_setting(

@@ -134,6 +134,10 @@ class RedisFrontier:
             raise
         return cls(state, offset=offset, known=known)
 
+    @property
+    def crawl_id(self) -> str:
+        return self.state.crawl_id
+
     # -- heartbeat -----------------------------------------------------------------------
 
     def _beat(self) -> None:
