@@ -126,7 +126,7 @@ def test_cli_defaults_are_the_crawl_options_defaults() -> None:
     fields = {f.name: f for f in init_fields()}
     on_cli = set(params) & set(fields)
     assert on_cli == set(fields) - PYTHON_ONLY  # every field is either on the CLI or listed
-    shared = {"redis", "crawl_id", "worker_id", "lease_ttl"}  # the Redis frontier's
+    shared = {"redis", "crawl_id", "worker_id", "lease_ttl", "allow_weak_durability"}  # Redis
     assert (
         set(params) - set(fields) <= CLI_ONLY | {"urls", "report_path", "overwrite_report"} | shared
     )

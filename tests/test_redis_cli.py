@@ -37,9 +37,11 @@ def small_site() -> Site:
     return site
 
 
-def crawl(server_url: str, site: Site, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def crawl(
+    server_url: str, site: Site, out: Path, *extra: str, crawl_id: str = "c"
+) -> subprocess.CompletedProcess[str]:
     return shoal(
-        "crawl", site.url("/"), "-o", str(out), "--redis", server_url, "--crawl-id", "c",
+        "crawl", site.url("/"), "-o", str(out), "--redis", server_url, "--crawl-id", crawl_id,
         "--no-progress", *extra,
     )  # fmt: skip
 
@@ -68,12 +70,90 @@ def test_crawl_status_combine_and_a_restart_that_cuts_back(
         again = crawl(redis_server.url, site, part)
         assert again.returncode == 0, again.stderr
         assert part.read_bytes() == original
+        # It says what it does: the file is kept and cut back, not replaced (no --overwrite
+        # was given); and the crawl has nothing left, which is said instead of "pages 0".
+        assert "overwrite" not in again.stderr and "replacing" not in again.stderr
+        assert (
+            f"resuming {part}: cutting back to the committed {len(original):,} bytes "
+            "(23 bytes not committed; their pages are fetched again)"
+        ) in again.stderr
+        assert "crawl c is already complete: 4 URLs done, 0 failed" in again.stderr
+        assert "pages/s" not in again.stderr
         out = tmp_path / "all.jsonl"
         combined = shoal(
             "combine", "--redis", redis_server.url, "--crawl-id", "c", str(part), "-o", str(out)
         )
         assert combined.returncode == 0, combined.stderr
         assert out.read_bytes() == original
+
+
+def test_joining_a_finished_crawl_says_it_is_complete(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with small_site() as site:
+        assert crawl(redis_server.url, site, tmp_path / "a.jsonl").returncode == 0
+        fetched = site.count("/")
+        late = crawl(redis_server.url, site, tmp_path / "b.jsonl")
+        assert late.returncode == 0, late.stderr
+        assert late.stderr.splitlines() == [
+            "crawl c is already complete: 4 URLs done, 0 failed, nothing queued or leased; "
+            "nothing to do (to crawl again, start a new crawl with another --crawl-id)"
+        ]
+        assert site.count("/") == fetched
+        assert (tmp_path / "b.jsonl").read_bytes() == b""
+        summary = crawl(redis_server.url, site, tmp_path / "c.jsonl", "--json-summary")
+        assert json.loads(summary.stderr.splitlines()[-1])["already_complete"] is True
+
+
+def test_a_redis_that_may_lose_acknowledged_commits_is_refused_with_the_setting(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The README's settings are checked, not assumed: appendonly yes with appendfsync
+    always (the test server's) or no runs; everysec or appendonly no is refused (exit 3)
+    naming what to change, and nothing is written to Redis or to the output; with
+    --allow-weak-durability it runs and warns what can be lost."""
+    raw = redis.Redis(unix_socket_path=str(redis_server.socket))
+    try:
+        with small_site() as site:
+            for fsync in ("always", "no"):
+                raw.config_set("appendfsync", fsync)
+                ok = crawl(redis_server.url, site, tmp_path / f"{fsync}.jsonl", crawl_id=fsync)
+                assert ok.returncode == 0, ok.stderr
+                assert "warning" not in ok.stderr and "durability" not in ok.stderr
+            raw.config_set("appendfsync", "everysec")
+            everysec = crawl(redis_server.url, site, tmp_path / "e.jsonl", crawl_id="e")
+            assert everysec.returncode == 3, everysec.stderr
+            assert "acknowledges: appendfsync everysec" in everysec.stderr
+            assert "CONFIG SET appendfsync no" in everysec.stderr
+            assert "--allow-weak-durability" in everysec.stderr
+            raw.config_set("appendonly", "no")
+            off = crawl(redis_server.url, site, tmp_path / "o.jsonl", crawl_id="o")
+            assert off.returncode == 3, off.stderr
+            assert "appendonly no (CONFIG SET appendonly yes)" in off.stderr
+            assert raw.keys("shoal:{e}:*") == [] and raw.keys("shoal:{o}:*") == []
+            assert not (tmp_path / "e.jsonl").exists() and not (tmp_path / "o.jsonl").exists()
+            weak = crawl(
+                redis_server.url, site, tmp_path / "w.jsonl", "--allow-weak-durability",
+                crawl_id="w",
+            )  # fmt: skip
+            assert weak.returncode == 0, weak.stderr
+            assert "warning: Redis at" in weak.stderr and "appendonly no" in weak.stderr
+            # The test server saves no snapshot ("--save ''"): a restart loses everything.
+            assert "a restart of this Redis loses the whole crawl" in weak.stderr
+            assert len((tmp_path / "w.jsonl").read_text().splitlines()) == 4
+            raw.config_set("appendonly", "yes")
+            raw.config_set("appendfsync", "everysec")
+            weak = crawl(
+                redis_server.url, site, tmp_path / "w2.jsonl", "--allow-weak-durability",
+                crawl_id="w2",
+            )  # fmt: skip
+            assert weak.returncode == 0, weak.stderr
+            assert "a kill of this Redis may lose commits it acknowledged" in weak.stderr
+            assert "those pages are fetched again" in weak.stderr
+        alone = shoal("crawl", "http://127.0.0.2/", "--allow-weak-durability")
+        assert alone.returncode == 2 and "--redis" in alone.stderr
+    finally:
+        raw.close()
 
 
 def test_other_scope_options_are_refused_by_name(redis_server: RedisServer, tmp_path: Path) -> None:

@@ -383,6 +383,44 @@ def test_a_user_without_the_function_commands_is_a_clear_error(
         raw.close()
 
 
+def test_durability_settings_are_checked_and_unreadable_ones_said(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user who may not run CONFIG GET (as on managed Redis services) cannot see
+    appendfsync: refused saying so, unless weak durability is accepted (then a warning).
+    On 7.0, aof-load-truncated yes is refused by name. Nothing is written either way."""
+    import redis
+
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        raw.acl_setuser(
+            "noconfig",
+            enabled=True,
+            passwords=["+pw"],
+            keys="*",
+            channels="*",
+            commands=["+@all", "-config"],
+        )
+        url = f"unix://noconfig:pw@{redis_server.socket}"
+        with pytest.raises(RedisStateError, match="does not show appendfsync") as info:
+            RedisCrawlState.open(url, "c", {})
+        assert "CONFIG GET refused" in str(info.value)
+        assert "allow_weak_durability=True" in str(info.value)
+        assert raw.keys("shoal:*") == []
+        with caplog.at_level("WARNING", logger="shoal.state._redis_support"):
+            with RedisCrawlState.open(url, "c", {}, allow_weak_durability=True) as s:
+                assert s.stats().pending == 0
+        assert "cannot check that commits it acknowledges survive a kill" in caplog.text
+        version = str(raw.info("server")["redis_version"])
+        if version.startswith("7.0."):
+            raw.config_set("aof-load-truncated", "yes")
+            with pytest.raises(RedisStateError, match="aof-load-truncated yes"):
+                RedisCrawlState.open(redis_server.url, "d", {})
+            assert raw.keys("shoal:{d}:*") == []
+    finally:
+        raw.close()
+
+
 def _commands(data: bytes) -> tuple[list[list[bytes]], bytes]:
     """Whole RESP commands at the front of ``data``, and the rest."""
     out = []

@@ -239,6 +239,8 @@ def crawl(
     redis = shared if shared["redis"] is not None else None
     if redis is None and shared["crawl_id"] is not None:
         raise click.UsageError("--crawl-id names a crawl shared through --redis URL")
+    if redis is None and shared["allow_weak_durability"]:
+        raise click.UsageError("--allow-weak-durability applies to a crawl shared through --redis")
     options, quiet, as_json = _options_from(kw)
     if redis is not None:
         if report_path is not None:

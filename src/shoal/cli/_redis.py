@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 _PRINTABLE = re.compile(r"[!-~]{1,200}")
 
-REDIS_OPTIONS = ("redis", "crawl_id", "worker_id", "lease_ttl")
+REDIS_OPTIONS = ("redis", "crawl_id", "worker_id", "lease_ttl", "allow_weak_durability")
 
 
 def redis_options(f: Any) -> Any:
@@ -40,7 +40,8 @@ def redis_options(f: Any) -> Any:
             help="Share the crawl through the Redis at URL (redis://[:PASSWORD@]HOST:PORT/DB "
             "or unix:///path/to.sock): every worker started with the same --redis and "
             "--crawl-id works on one crawl, each with its own -o file. Needs Redis >= 7.0 "
-            "with appendonly yes, appendfsync always (see README: One crawl, many machines).",
+            "with appendonly yes and appendfsync no or always (checked; see README: One "
+            "crawl, many machines).",
         ),
         click.option("--crawl-id", metavar="ID", help="The shared crawl's name (with --redis)."),
         click.option(
@@ -58,6 +59,13 @@ def redis_options(f: Any) -> Any:
             metavar="SECONDS",
             help="With --redis: how long a killed worker's URLs stay leased before another "
             "worker takes them (live workers renew theirs).",
+        ),
+        click.option(
+            "--allow-weak-durability",
+            is_flag=True,
+            help="With --redis: run on a Redis that may lose commits it acknowledged "
+            "(appendonly no, appendfsync everysec, or settings it does not show), with a "
+            "warning saying what can be lost; without it such a Redis is refused (exit 3).",
         ),
     ]
     for decorate in reversed(decorators):
@@ -123,6 +131,7 @@ def open_shared(urls: Sequence[str], options: dict[str, Any], redis: dict[str, A
         delay=opts.initial_delay,
         robots=opts.robots,
         lease_ttl=redis["lease_ttl"],
+        allow_weak_durability=redis["allow_weak_durability"],
     )
     try:
         return Crawler(list(urls), **{**options, "state": None}, frontier=frontier)

@@ -82,14 +82,15 @@ class RunSession:
                         path,
                         self.state_path,
                         fresh=opts.fresh,
-                        overwrite=opts.overwrite or shared_known,
+                        overwrite=opts.overwrite,
                         announce=self.announce,
+                        shared_worker=shared_known,
                     )
                 )
             if shared_offset is not None:
                 resume_at[0], fresh = shared_offset, shared_offset == 0
-                if shared_known:
-                    self.announce(f"resuming this worker's output at byte {shared_offset:,}")
+                if shared_known and claims[0] is not None:
+                    self._announce_shared_resume(claims[0].path, claims[0].size(), shared_offset)
             if self.state_path is not None:
                 self._store = StateStore.open(
                     self.state_path,
@@ -136,6 +137,8 @@ class RunSession:
                 if claim is not None:
                     claim.abandon()
             raise
+        if given is not None and shared_offset is not None:
+            self._check_shared_complete(given)
         # A short queue: what waits in it at a crash is fetched again on resume, so the
         # backlog is kept to two commits per worker (workers wait if the output lags).
         return Writer(
@@ -147,6 +150,33 @@ class RunSession:
             name="shoal-output",
             maxsize=2 * opts.concurrency,
             linger=_OUTPUT_LINGER,
+        )
+
+    def _announce_shared_resume(self, path: str, size: int, offset: int) -> None:
+        """A restarted worker of a shared crawl keeps its file up to the offset Redis holds
+        (a tail past it was never committed: those pages go to a worker again)."""
+        if size > offset:
+            self.announce(
+                f"resuming {path}: cutting back to the committed {offset:,} bytes "
+                f"({size - offset:,} bytes not committed; their pages are fetched again)"
+            )
+        elif size == offset:  # (a shorter file is refused when the output opens)
+            self.announce(f"resuming {path} at its committed {offset:,} bytes")
+
+    def _check_shared_complete(self, frontier: Frontier) -> None:
+        """A shared crawl with work done and nothing queued or leased anywhere is over:
+        seeding it again adds nothing (every start URL is seen), so this run has nothing
+        to do. Said here, before the run, rather than as a summary of 0 pages."""
+        counts = frontier.stats()
+        if counts.pending or not (counts.done or counts.failed):
+            return  # running, or created and not seeded yet
+        self.result.already_complete = True
+        crawl = getattr(frontier, "crawl_id", None)
+        name = f"crawl {crawl}" if crawl is not None else "the shared crawl"
+        self.announce(
+            f"{name} is already complete: {counts.done:,} URLs done, {counts.failed:,} failed, "
+            "nothing queued or leased; nothing to do (to crawl again, start a new crawl "
+            "with another --crawl-id)"
         )
 
     def _announce_resume(self, store: StateStore) -> None:

@@ -56,9 +56,11 @@ a worker whose file is then ahead of its offset gets StaleCommit with ``committe
 and cuts back). Never ``everysec``: with a lagging fsync Redis answers before it writes. On
 7.0 also ``aof-load-truncated no`` and ``redis-check-aof --fix`` before a restart after a
 crash (7.0 cuts a torn tail inside a call's MULTI block; the restart then applies half a
-call: the restart tests found it). ``maxmemory-policy`` must not evict (``allkeys-*`` is
-refused at open). Redis Cluster is not supported yet (functions derive key names from
-``KEYS[1]``; the hash tag keeps them in one slot for when it is).
+call: the restart tests found it). :meth:`RedisCrawlState.open` checks these settings and
+refuses others, or ones it cannot read, unless ``allow_weak_durability``.
+``maxmemory-policy`` must not evict (``allkeys-*`` is refused at open). Redis Cluster is
+not supported yet (functions derive key names from ``KEYS[1]``; the hash tag keeps them in
+one slot for when it is).
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ from ._redis_support import (
     Released,
     StoredPolicy,
     WorkerInfo,
+    check_durability,
     check_server,
     config_value,
     connect,
@@ -178,6 +181,7 @@ class RedisCrawlState(CrawlViews):
         lease_ttl: float = 60.0,
         reconnect_for: float = 30.0,
         socket_timeout: float = 30.0,
+        allow_weak_durability: bool = False,
     ) -> RedisCrawlState:
         """Connect to the Redis at ``url`` and join (or create) crawl ``crawl_id``.
 
@@ -186,6 +190,11 @@ class RedisCrawlState(CrawlViews):
         values is refused with :class:`~shoal.CrawlMismatch` naming them. A lost connection
         is retried with capped exponential backoff for ``reconnect_for`` seconds before
         :class:`~shoal.RedisUnavailable`; the first connection is tried only briefly.
+
+        A Redis whose settings may lose commits it acknowledged (``appendonly no``,
+        ``appendfsync everysec``; on 7.0 ``aof-load-truncated yes``), or that does not
+        show them, is refused with :class:`~shoal.RedisStateError` naming the setting;
+        ``allow_weak_durability`` runs on it with a warning that says what can be lost.
         """
         if not _CRAWL_ID.fullmatch(crawl_id):
             raise UsageError(
@@ -204,6 +213,8 @@ class RedisCrawlState(CrawlViews):
         )
         try:
             state._check_server()
+            with state._guard("connecting"):
+                check_durability(client, state._url, allow_weak=allow_weak_durability)
             state._join(identity, per_host=per_host, delay=delay, robots=robots)
         except BaseException:
             client.close()

@@ -297,6 +297,102 @@ def check_server(client: redis.Redis, url: str) -> None:
         )
 
 
+WEAK_DURABILITY_FLAG = "--allow-weak-durability (Python: allow_weak_durability=True)"
+
+
+def check_durability(client: redis.Redis, url: str, *, allow_weak: bool) -> None:
+    """Refuse a Redis that may lose commits it acknowledged, or whose settings cannot be
+    read, unless ``allow_weak``: then warn with what can be lost.
+
+    The exactly-once guarantee needs every acknowledged commit to survive a kill of Redis:
+    ``appendonly yes`` with ``appendfsync no`` or ``always`` (both write the AOF before
+    answering; ``everysec`` may answer first when an fsync lags), and on 7.0
+    ``aof-load-truncated no`` (7.0 loads a torn tail inside a call's MULTI block as half
+    a call). A managed Redis may refuse CONFIG GET: ``appendonly`` is then read from INFO
+    persistence, ``appendfsync`` cannot be read at all."""
+    weak: list[str] = []  # "setting value (how to fix)"
+    unread: list[str] = []
+    losses: list[str] = []
+    config_refused = False
+    rolls_back = False  # Redis may come back at an earlier, consistent moment of the crawl
+    appendonly = config_value(client, "appendonly")
+    if appendonly is None:
+        config_refused = True
+        aof = client.info("persistence").get("aof_enabled")
+        appendonly = None if aof is None else ("yes" if str(aof) == "1" else "no")
+    if appendonly is None:
+        unread.append("appendonly")
+    elif appendonly != "yes":
+        weak.append("appendonly no (CONFIG SET appendonly yes)")
+        save = None if config_refused else config_value(client, "save")
+        if save == "":
+            losses.append(
+                "a restart of this Redis loses the whole crawl (nothing is saved): its "
+                "workers stop (exit 3) and their files are no crawl's any more"
+            )
+        else:
+            rolls_back = True
+            losses.append(
+                "a restart of this Redis takes the crawl back to its last RDB snapshot, if any"
+            )
+    if appendonly != "no":
+        fsync = None if config_refused else config_value(client, "appendfsync")
+        if fsync is None:
+            unread.append("appendfsync")
+        elif fsync not in ("no", "always"):
+            rolls_back = True
+            weak.append(
+                f"appendfsync {fsync} (CONFIG SET appendfsync no; or always, which also "
+                "survives a machine crash)"
+            )
+            losses.append(
+                "a kill of this Redis may lose commits it acknowledged (the last second or "
+                "more when its disk lags)"
+            )
+    version = str(client.info("server").get("redis_version", "0"))
+    if tuple(int(x) for x in re.findall(r"\d+", version)[:2]) == (7, 0):
+        truncated = None if config_refused else config_value(client, "aof-load-truncated")
+        if truncated is None:
+            unread.append("aof-load-truncated (Redis 7.0)")
+        elif truncated != "no":
+            weak.append(f"aof-load-truncated {truncated} (CONFIG SET aof-load-truncated no)")
+            losses.append(
+                "after a crash, Redis 7.0 may load half of a crawl's last call (leases and "
+                "offsets that no worker wrote)"
+            )
+    if not weak and not unread:
+        return
+    if weak:
+        what = f"Redis at {url} is not set to keep every commit it acknowledges: "
+        what += "; ".join(weak)
+        consequence = "; ".join(losses)
+        if rolls_back:
+            consequence += (
+                "; the crawl then goes back to an earlier moment: a worker whose file is "
+                "ahead of it stops (exit 3) and, restarted, cuts its file back, and those "
+                "pages are fetched again"
+            )
+    else:
+        what = (
+            f"Redis at {url} does not show {', '.join(unread)} (CONFIG GET refused, as managed "
+            "Redis services do): shoal cannot check that commits it acknowledges survive a kill"
+        )
+        consequence = (
+            "unless the server runs appendonly yes with appendfsync no or always, a kill of "
+            "it may lose acknowledged commits and pages are fetched again"
+        )
+    if unread and weak:
+        what += f"; and it does not show {', '.join(unread)} (CONFIG GET refused)"
+    if not allow_weak:
+        fix = "change the settings (also in redis.conf)" if weak else "check the settings"
+        raise RedisStateError(
+            f"{what}. The shared crawl's exactly-once output needs appendonly yes with "
+            f"appendfsync no or always (on 7.0 also aof-load-truncated no): {fix}, or accept "
+            f"weaker durability with {WEAK_DURABILITY_FLAG}"
+        )
+    logger.warning("%s; running anyway (weak durability accepted): %s", what, consequence)
+
+
 def identity_differs(theirs: dict[str, Any], ours: dict[str, Any]) -> str | None:
     """What a joining worker's settings change of the crawl's stored ones ("per_host, depth
     (it has per_host=2, depth=3)"), None when they agree. ``delay`` is in ms."""

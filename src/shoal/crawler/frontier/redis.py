@@ -104,10 +104,13 @@ class RedisFrontier:
         robots: bool = True,
         lease_ttl: float = 60.0,
         reconnect_for: float = 30.0,
+        allow_weak_durability: bool = False,
     ) -> RedisFrontier:
         """Join (or create) crawl ``crawl_id`` at the Redis ``url`` as ``worker_id``.
         ``identity`` is the crawler's (:meth:`Crawler.identity`); its ``output`` is not
-        part of the crawl's, every worker having its own."""
+        part of the crawl's, every worker having its own. A Redis that may lose commits
+        it acknowledged is refused unless ``allow_weak_durability`` (see
+        :meth:`RedisCrawlState.open`)."""
         from ...state._redis import RedisCrawlState
 
         # Each worker has its own output: the rest of the crawler's identity is shared.
@@ -121,6 +124,7 @@ class RedisFrontier:
             robots=robots,
             lease_ttl=lease_ttl,
             reconnect_for=reconnect_for,
+            allow_weak_durability=allow_weak_durability,
         )
         try:
             known = any(w.worker_id == worker_id for w in state.workers())
@@ -129,6 +133,10 @@ class RedisFrontier:
             state.close()
             raise
         return cls(state, offset=offset, known=known)
+
+    @property
+    def crawl_id(self) -> str:
+        return self.state.crawl_id
 
     # -- heartbeat -----------------------------------------------------------------------
 

@@ -76,6 +76,7 @@ def claim_output(
     fresh: bool,
     overwrite: bool,
     announce: Callable[[str], None],
+    shared_worker: bool = False,
 ) -> OutputFile | None:
     """Open and lock the output file (None for stdout), refusing one whose data is not
     this crawl's.
@@ -83,7 +84,8 @@ def claim_output(
     The output is this crawl's when the state file names it as its output: then it is
     resumed, or with ``fresh`` discarded (and said so). Anything else already in the file
     is replaced only with ``overwrite``. A state file that is not shoal's is an error
-    here, unless both ``fresh`` and ``overwrite`` ask to replace it.
+    here, unless both ``fresh`` and ``overwrite`` ask to replace it. ``shared_worker``:
+    a shared crawl knows this worker, so the output is its own, resumed (never replaced).
     """
     path = output if output not in (None, "-") else None
     prior = None
@@ -99,7 +101,9 @@ def claim_output(
     size = claim.size()
     if size == 0:
         return claim
-    ours = prior is not None and os.path.abspath(path) in {p for p, _ in identity_outputs(prior)}
+    ours = shared_worker or (
+        prior is not None and os.path.abspath(path) in {p for p, _ in identity_outputs(prior)}
+    )
     if ours and not fresh:
         return claim  # resumed, or refused as another crawl's state when that is opened
     if overwrite:
