@@ -23,7 +23,7 @@ from ._kinds import CrawlErrorKind, http_error
 from ._options import CrawlOptions
 from ._page import Page
 from ._records import Records
-from ._robots import RobotsRules
+from ._robots import MAX_ROBOTS_BYTES, RobotsRules
 from ._sitemaps import MAX_SITEMAP_NESTING, parse_sitemap
 from ._stats import CrawlResult
 from ._urls import Scope, host_key, parse_start_url
@@ -69,7 +69,10 @@ class JobSteps:
         assert self._fetcher is not None
         fetched: Fetched | None = None
         try:
-            fetched = self._fetcher.fetch(job.url, robots_gate())
+            # Its own size limit, not --max-bytes: see MAX_ROBOTS_BYTES.
+            fetched = self._fetcher.fetch(
+                job.url, robots_gate(), max_bytes=MAX_ROBOTS_BYTES, truncate=True
+            )
             rules = RobotsRules.from_fetch(fetched)
         except Exception as exc:
             logger.exception("robots.txt check failed for %s", job.url)
