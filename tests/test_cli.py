@@ -67,12 +67,32 @@ def test_csv_has_a_stable_header(tmp_path: Path) -> None:
         ),
         (["crawl", "http://example.com/", "--extract", "nonsense"], "NAME=SELECTOR"),
         (["crawl", "http://example.com/", "--include", "("], "--include takes regular expressions"),
+        (["crawl", "http://example.com:0/"], "port 0 cannot be connected to"),
+        (["crawl", "http://:80/x"], "no host"),
+        (["crawl", "http://example.com:65536/"], "bad port"),
     ],
 )
 def test_usage_errors_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
     code, _, err = run(*args)
     assert code == 2
     assert message in err
+
+
+def test_links_no_request_could_fetch_are_refused_when_found(tmp_path: Path) -> None:
+    # Queued, they were recorded as failures (robots.txt "unreachable") on every run.
+    links = ["http://127.0.0.1:0/x", "http:///x", "http://:80/x", "http://127.0.0.1:65536/x"]
+    out = tmp_path / "out.jsonl"
+    with Site({"/": html("home", "/a", *links), "/a": html("a")}) as site:
+        args = ["crawl", site.url("/"), "-o", str(out), "--allow-domain", "127.0.0.1"]
+        code, _, err = run(*args, "-v", "--json-summary")
+        again, _, err2 = run(*args)
+    assert code == 0, err
+    assert "link(s) refused" in err and "'http://127.0.0.1:0/x' (port 0" in err
+    summary = json.loads(err.strip().splitlines()[-1])
+    assert summary["refused_links"] == 4 and summary["failed"] == 0
+    urls = sorted(json.loads(line)["url"] for line in out.read_text().splitlines())
+    assert urls == [site.url("/"), site.url("/a")]
+    assert again == 0, err2  # nothing was left queued to fail again
 
 
 def test_nothing_fetched_exits_1() -> None:
