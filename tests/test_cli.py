@@ -70,12 +70,43 @@ def test_csv_has_a_stable_header(tmp_path: Path) -> None:
         (["crawl", "http://example.com:0/"], "port 0 cannot be connected to"),
         (["crawl", "http://:80/x"], "no host"),
         (["crawl", "http://example.com:65536/"], "bad port"),
+        (["crawl", "http://example.com/", "--exclude-glob", "["], "--exclude-glob '[' is not"),
+        (["crawl", "http://example.com/", "--include-glob", "/a[b"], "--include-glob '/a[b' is"),
+        (["crawl", "http://example.com/", "--include-glob", ""], "--include-glob '' is empty"),
+        (["crawl", "http://example.com/", "--user-agent", ""], "--user-agent must not be empty"),
+        (["crawl", "http://example.com/", "--user-agent", "  "], "--user-agent must not be"),
+        (["crawl", "http://example.com/", "--user-agent", "a\r\nX: y"], "must be one line"),
     ],
 )
 def test_usage_errors_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
     code, _, err = run(*args)
     assert code == 2
     assert message in err
+
+
+def test_valid_globs_and_user_agents_are_taken() -> None:
+    from shoal.crawler._options import CrawlOptions
+
+    globs = ["*.pdf", "/docs/*", "/a[[]b", "/[!x]*", "/[]]", "/[!]]"]
+    CrawlOptions(include_glob=globs, exclude_glob=globs, user_agent="bot/1.0 (+x; \te)")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"exclude_glob": ["["]},
+        {"include_glob": ["/x/[a-z"]},
+        {"user_agent": ""},
+        {"user_agent": "bot\nInjected: 1"},
+        {"user_agent": "bot\u2603"},
+    ],
+)
+def test_the_python_api_refuses_the_same_options(options: dict[str, object]) -> None:
+    from shoal import UsageError
+    from shoal.crawler import Crawler
+
+    with pytest.raises(UsageError):
+        Crawler("http://example.com/", **options)  # type: ignore[arg-type]
 
 
 def test_links_no_request_could_fetch_are_refused_when_found(tmp_path: Path) -> None:
