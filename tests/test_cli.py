@@ -76,12 +76,44 @@ def test_csv_has_a_stable_header(tmp_path: Path) -> None:
         (["crawl", "http://example.com/", "--user-agent", ""], "--user-agent must not be empty"),
         (["crawl", "http://example.com/", "--user-agent", "  "], "--user-agent must not be"),
         (["crawl", "http://example.com/", "--user-agent", "a\r\nX: y"], "must be one line"),
+        (
+            ["crawl", "http://example.com/", "--allow-domain", "exmaple.com"],
+            "the start URL 'http://example.com/' is outside the crawl's scope: its host "
+            "example.com is not within --allow-domain exmaple.com",
+        ),
+        (
+            [
+                "crawl",
+                "http://example.com/a",
+                "http://example.org/",
+                "--allow-domain",
+                "example.com",
+            ],
+            "start URL 'http://example.org/' is outside",
+        ),
+        (
+            ["crawl", "http://example.com/docs/", "--exclude", "/docs/"],
+            "the start URL 'http://example.com/docs/' is excluded by --exclude '/docs/'",
+        ),
+        (
+            ["crawl", "http://example.com/a.pdf", "--exclude-glob", "*.pdf"],
+            "excluded by --exclude-glob '*.pdf' (its path '/a.pdf' matches)",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
     code, _, err = run(*args)
     assert code == 2
     assert message in err
+
+
+def test_a_start_url_that_include_does_not_match_is_a_hub_and_is_fetched(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    with Site({"/": html("home", "/blog/1", "/about"), "/blog/1": html("b")}) as site:
+        code, _, err = run("crawl", site.url("/"), "-o", str(out), "--include", "/blog/")
+    assert code == 0, err
+    urls = sorted(json.loads(line)["url"] for line in out.read_text().splitlines())
+    assert urls == [site.url("/"), site.url("/blog/1")]
 
 
 def test_valid_globs_and_user_agents_are_taken() -> None:
@@ -99,6 +131,8 @@ def test_valid_globs_and_user_agents_are_taken() -> None:
         {"user_agent": ""},
         {"user_agent": "bot\nInjected: 1"},
         {"user_agent": "bot\u2603"},
+        {"allow_domains": ["exmaple.com"]},
+        {"exclude": ["example"]},
     ],
 )
 def test_the_python_api_refuses_the_same_options(options: dict[str, object]) -> None:

@@ -412,6 +412,11 @@ def _is_ip_like(host: str) -> bool:
     return _NUMERIC_LABEL.fullmatch(host.rstrip(".").rpartition(".")[2]) is not None
 
 
+def _braces(text: str) -> str:
+    """``text`` made safe in an OptionError template (whose ``{name}`` are options)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def _domain_of(url: str) -> str:
     return split_url(url).host
 
@@ -503,6 +508,40 @@ class Scope:
                 return False
             return not any(fnmatchcase(path, g) for g in self.exclude_glob)
         return True
+
+    def check_start_url(self, url: str) -> None:
+        """Refuse (OptionError, naming the option) a canonical start URL that this scope
+        shuts out: one outside ``allow_domains``, or matched by ``exclude`` or
+        ``exclude_glob``. Crawling from it would fetch that one page and follow nothing,
+        with no word of why. Not matching ``include``/``include_glob`` is allowed: a start
+        page is often the hub whose links lead to what is included (start URLs are
+        fetched whatever those say)."""
+        from ._options import OptionError
+
+        shown = _braces(repr(url if len(url) <= 200 else url[:200] + "..."))
+        if not self._origin_allowed(host_key(url)):
+            host = _braces(split_url(url).host)
+            domains = _braces(", ".join(self.domains))
+            raise OptionError(
+                "allow_domains",
+                f"the start URL {shown} is outside the crawl's scope: its host {host} is not "
+                f"within {{allow_domains}} {domains} (add {{allow_domains}} {host}, or check "
+                "the spelling)",
+            )
+        for pattern, regex in zip(self.exclude, self._exclude, strict=True):
+            if regex.search(url):
+                raise OptionError(
+                    "exclude",
+                    f"the start URL {shown} is excluded by {{exclude}} " + _braces(repr(pattern)),
+                )
+        path = url_path(url)
+        for glob in self.exclude_glob:
+            if fnmatchcase(path, glob):
+                raise OptionError(
+                    "exclude_glob",
+                    f"the start URL {shown} is excluded by {{exclude_glob}} "
+                    + _braces(f"{glob!r} (its path {path!r} matches)"),
+                )
 
     def allows_at(self, depth: int) -> Callable[[str], bool]:
         """``allows`` for URLs found at one depth: a predicate for the frontier."""
