@@ -138,3 +138,21 @@ def test_overlong_urls_are_not_followed() -> None:
     with pytest.raises(InvalidURL, match="longer than") as caught:
         parse_start_url("http://h.example/" + "a" * MAX_URL_LENGTH)
     assert len(str(caught.value)) < 400  # the message shows the start of the URL only
+
+
+def test_a_page_counts_the_links_it_refused() -> None:
+    from shoal.crawler import Page
+
+    hrefs = ["/a", "http://h.example:0/x", "http:///y", "mailto:a@b", "#top", "/a"]
+    body = "".join(f'<a href="{h}">x</a>' for h in hrefs).encode()
+    page = Page(
+        url="http://h.example/",
+        final_url="http://h.example/",
+        status=200,
+        headers={"content-type": "text/html"},
+        body=body,
+        depth=0,
+        referrer=None,
+        elapsed=0.0,
+    )
+    assert page.refused_links == 2 and page.links == ["http://h.example/a"]
