@@ -68,12 +68,97 @@ def test_csv_has_a_stable_header(tmp_path: Path) -> None:
         ),
         (["crawl", "http://example.com/", "--extract", "nonsense"], "NAME=SELECTOR"),
         (["crawl", "http://example.com/", "--include", "("], "--include takes regular expressions"),
+        (["crawl", "http://example.com:0/"], "port 0 cannot be connected to"),
+        (["crawl", "http://:80/x"], "no host"),
+        (["crawl", "http://example.com:65536/"], "bad port"),
+        (["crawl", "http://example.com/", "--exclude-glob", "["], "--exclude-glob '[' is not"),
+        (["crawl", "http://example.com/", "--include-glob", "/a[b"], "--include-glob '/a[b' is"),
+        (["crawl", "http://example.com/", "--include-glob", ""], "--include-glob '' is empty"),
+        (["crawl", "http://example.com/", "--user-agent", ""], "--user-agent must not be empty"),
+        (["crawl", "http://example.com/", "--user-agent", "  "], "--user-agent must not be"),
+        (["crawl", "http://example.com/", "--user-agent", "a\r\nX: y"], "must be one line"),
+        (
+            ["crawl", "http://example.com/", "--allow-domain", "exmaple.com"],
+            "the start URL 'http://example.com/' is outside the crawl's scope: its host "
+            "example.com is not within --allow-domain exmaple.com",
+        ),
+        (
+            [
+                "crawl",
+                "http://example.com/a",
+                "http://example.org/",
+                "--allow-domain",
+                "example.com",
+            ],
+            "start URL 'http://example.org/' is outside",
+        ),
+        (
+            ["crawl", "http://example.com/docs/", "--exclude", "/docs/"],
+            "the start URL 'http://example.com/docs/' is excluded by --exclude '/docs/'",
+        ),
+        (
+            ["crawl", "http://example.com/a.pdf", "--exclude-glob", "*.pdf"],
+            "excluded by --exclude-glob '*.pdf' (its path '/a.pdf' matches)",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
     code, _, err = run(*args)
     assert code == 2
     assert message in err
+
+
+def test_a_start_url_that_include_does_not_match_is_a_hub_and_is_fetched(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    with Site({"/": html("home", "/blog/1", "/about"), "/blog/1": html("b")}) as site:
+        code, _, err = run("crawl", site.url("/"), "-o", str(out), "--include", "/blog/")
+    assert code == 0, err
+    urls = sorted(json.loads(line)["url"] for line in out.read_text().splitlines())
+    assert urls == [site.url("/"), site.url("/blog/1")]
+
+
+def test_valid_globs_and_user_agents_are_taken() -> None:
+    from shoal.crawler._options import CrawlOptions
+
+    globs = ["*.pdf", "/docs/*", "/a[[]b", "/[!x]*", "/[]]", "/[!]]"]
+    CrawlOptions(include_glob=globs, exclude_glob=globs, user_agent="bot/1.0 (+x; \te)")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"exclude_glob": ["["]},
+        {"include_glob": ["/x/[a-z"]},
+        {"user_agent": ""},
+        {"user_agent": "bot\nInjected: 1"},
+        {"user_agent": "bot\u2603"},
+        {"allow_domains": ["exmaple.com"]},
+        {"exclude": ["example"]},
+    ],
+)
+def test_the_python_api_refuses_the_same_options(options: dict[str, object]) -> None:
+    from shoal import UsageError
+    from shoal.crawler import Crawler
+
+    with pytest.raises(UsageError):
+        Crawler("http://example.com/", **options)  # type: ignore[arg-type]
+
+
+def test_links_no_request_could_fetch_are_refused_when_found(tmp_path: Path) -> None:
+    # Queued, they were recorded as failures (robots.txt "unreachable") on every run.
+    links = ["http://127.0.0.1:0/x", "http:///x", "http://:80/x", "http://127.0.0.1:65536/x"]
+    out = tmp_path / "out.jsonl"
+    with Site({"/": html("home", "/a", *links), "/a": html("a")}) as site:
+        args = ["crawl", site.url("/"), "-o", str(out), "--allow-domain", "127.0.0.1"]
+        code, _, err = run(*args, "-v", "--json-summary")
+        again, _, err2 = run(*args)
+    assert code == 0, err
+    assert "link(s) refused" in err and "'http://127.0.0.1:0/x' (port 0" in err
+    summary = json.loads(err.strip().splitlines()[-1])
+    assert summary["refused_links"] == 4 and summary["failed"] == 0
+    urls = sorted(json.loads(line)["url"] for line in out.read_text().splitlines())
+    assert urls == [site.url("/"), site.url("/a")]
+    assert again == 0, err2  # nothing was left queued to fail again
 
 
 def test_nothing_fetched_exits_1() -> None:

@@ -286,3 +286,34 @@ def test_old_spelling_http_client_still_works() -> None:
     assert code == 2 and "use --transport native" in err, err
     code, _, err = run("demo", "--http-client", "urllib3", "--max-pages", "2", "-q")
     assert code == 0, err
+
+
+def test_auto_throttle_help_says_where_it_starts_and_how_it_adapts() -> None:
+    code, out, _ = run("crawl", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    start = f"{CrawlOptions.throttle_start:g} s"
+    assert f"starts at {start} (or --delay, if larger)" in text, text
+    assert f"halfway to the response time / {CrawlOptions.throttle_target:g}" in text
+    assert "never above 60 s" in text
+    row = next(line for line in README.read_text().splitlines() if "`--auto-throttle`" in line)
+    assert f"starts at {start}" in row and "halfway" in row
+
+
+def test_auto_throttle_behaves_as_the_help_says() -> None:
+    from shoal.crawler._fetch import Fetched
+    from shoal.crawler._jobs import JobSteps
+
+    assert CrawlOptions(auto_throttle=True).initial_delay == CrawlOptions.throttle_start
+    assert CrawlOptions(auto_throttle=True, delay=3.0).initial_delay == 3.0
+    steps = JobSteps()
+    steps.options, steps._delays = CrawlOptions(auto_throttle=True), {}
+
+    def after(elapsed: float, status: int = 200, host: str = "h") -> float:
+        fetched = Fetched("http://h/", "http://h/", status, elapsed=elapsed)
+        return steps._throttle(host, fetched, status, 0.0)
+
+    start = CrawlOptions.throttle_start
+    assert after(0.2) == (start + 0.2 / CrawlOptions.throttle_target) / 2  # halfway
+    assert after(0.0, 503, host="other") == start  # an error never shortens it
+    assert after(10_000.0) == 60.0

@@ -506,3 +506,137 @@ def test_a_connect_answer_ending_in_lf_crlf_opens_the_tunnel(raw_server: Start) 
     finally:
         client.close()
     assert kind in ("tls", "connection")  # the handshake failed: the tunnel was open
+
+
+# --- robots.txt larger than --max-bytes, or endless -----------------------------------
+
+ROBOTS_HEAD = b"User-agent: *\nDisallow: /private\n"
+ROBOTS_PAD = b"# " + b"x" * 60 + b"\n"  # a comment line: rules stay the same however long
+
+
+def endless(head: bytes, framing: str) -> Script:
+    """Answer with a body that starts with ``head`` and never ends (until the client
+    hangs up, or the script's 3 s socket timeout): bounded only by the client's limit."""
+
+    def script(conn: socket.socket, index: int) -> None:
+        while request := read_request(conn):
+            if path_of(request) != "/robots.txt":
+                body = b"<html><a href=/private>p</a> <a href=/ok>o</a></html>"
+                conn.sendall(OK + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                continue
+            pad = ROBOTS_PAD * 1000
+            if framing == "length":
+                conn.sendall(OK + b"Content-Length: 1000000000\r\n\r\n" + head)
+                piece = pad
+            elif framing == "chunked":
+                conn.sendall(CHUNKED + b"%x\r\n%s\r\n" % (len(head), head))
+                piece = b"%x\r\n%s\r\n" % (len(pad), pad)
+            elif framing == "gzip":
+                import zlib
+
+                z = zlib.compressobj(wbits=31)
+                conn.sendall(OK + b"Content-Encoding: gzip\r\nConnection: close\r\n\r\n")
+                conn.sendall(z.compress(head) + z.flush(zlib.Z_SYNC_FLUSH))
+                # One compressed piece sent again and again: an endless, valid deflate stream.
+                piece = z.compress(pad) + z.flush(zlib.Z_SYNC_FLUSH)
+            else:  # "close": the body runs until the connection closes
+                conn.sendall(OK + b"Connection: close\r\n\r\n" + head)
+                piece = pad
+            for _ in range(100_000):  # ~6 GB: never reached
+                conn.sendall(piece)
+            return
+
+    return script
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "close", "gzip"])
+def test_truncate_cuts_an_endless_body_at_max_bytes(raw_server: Start, framing: str) -> None:
+    srv = raw_server(endless(ROBOTS_HEAD, framing))
+    client = HTTPClient(read_timeout=2.0)
+    try:
+        with pytest.raises(TransportError) as info:  # without truncate: the error it was
+            client.get(srv.url + "/robots.txt", {}, max_bytes=10_000)
+        assert info.value.kind == "too_large"
+        resp = client.get(srv.url + "/robots.txt", {}, max_bytes=10_000, truncate=True)
+        assert resp.truncated and len(resp.body) == 10_000
+        assert resp.body.startswith(ROBOTS_HEAD)
+        again = client.get(srv.url + "/", {}, max_bytes=10_000, truncate=True)
+        assert again.status == 200 and not again.truncated  # a new connection, clean
+    finally:
+        client.close()
+
+
+def test_urllib3_truncates_too(raw_server: Start) -> None:
+    from shoal.http._urllib3 import Urllib3Transport
+
+    srv = raw_server(endless(ROBOTS_HEAD, "length"))
+    transport = Urllib3Transport(per_host=2, connect_timeout=2.0, read_timeout=2.0, verify_tls=True)
+    try:
+        resp = transport.get(srv.url + "/robots.txt", {}, max_bytes=10_000, truncate=True)
+        assert resp.truncated and len(resp.body) == 10_000
+        assert resp.body.startswith(ROBOTS_HEAD)
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_an_endless_robots_txt_is_read_to_its_limit_and_obeyed(
+    raw_server: Start, tmp_path: Path, framing: str
+) -> None:
+    srv = raw_server(endless(ROBOTS_HEAD, framing))
+    out = tmp_path / "out.jsonl"
+    result = Crawler(srv.url + "/", output=str(out), retries=0, progress=False).run()
+    urls = sorted(json.loads(line)["url"] for line in out.read_text().splitlines())
+    assert urls == [srv.url + "/", srv.url + "/ok"]  # /private: disallowed by its start
+    assert result.robots_denied == 1 and result.failed == 0 and result.pending == 0
+
+
+def test_robots_txt_larger_than_max_bytes_is_obeyed_and_the_crawl_completes(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from shoal.cli._commands import cli
+    from sites import Site, html
+
+    robots = ROBOTS_HEAD + ROBOTS_PAD * 3000  # ~190 KB: over --max-bytes, under 500 KiB
+    site = Site(
+        {
+            "/": html("home", "/private", "/ok"),
+            "/ok": html("ok"),
+            "/private": html("private"),
+            "/robots.txt": robots.decode(),
+        }
+    )
+    out = tmp_path / "out.jsonl"
+    args = ["crawl", "", "-o", str(out), "--max-bytes", "100000", "--proxy", "none"]
+    with site:
+        args[1] = site.url("/")
+        first = CliRunner().invoke(cli, args)
+        second = CliRunner().invoke(cli, args)  # a rerun finds nothing left to do
+    assert first.exit_code == 0, first.stderr
+    assert second.exit_code == 0, second.stderr
+    urls = sorted(json.loads(line)["url"] for line in out.read_text().splitlines())
+    assert urls == [site.url("/"), site.url("/ok")]
+    assert site.count("/private") == 0 and site.count("/robots.txt") == 1
+
+
+def test_a_cut_robots_txt_obeys_whole_lines_only() -> None:
+    from shoal.crawler._fetch import Fetched
+    from shoal.crawler._robots import MAX_ROBOTS_BYTES, RobotsRules
+
+    body = b"User-agent: *\nDisallow: /a\n" + b"#" * (MAX_ROBOTS_BYTES - 40) + b"\nDisallow: /"
+    cut = body[:MAX_ROBOTS_BYTES]  # "Disallow: /" as cut would disallow everything
+    fetched = Fetched("http://h/robots.txt", "http://h/robots.txt", 200, body=cut)
+    fetched.truncated = True
+    rules = RobotsRules.from_fetch(fetched)
+    assert not rules.allowed("http://h/a", "shoal") and rules.allowed("http://h/b", "shoal")
+
+
+def test_a_dripping_robots_txt_ends_at_the_timeout(raw_server: Start, tmp_path: Path) -> None:
+    srv = raw_server(drip(OK + b"Content-Length: 99999\r\n\r\n" + ROBOTS_HEAD, ROBOTS_PAD))
+    out = tmp_path / "out.jsonl"
+    Crawler(srv.url + "/", output=str(out), timeout=0.5, retries=0, progress=False).run()
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    # Unreachable, as RFC 9309 says: the host's URLs are held back for the next run.
+    assert record["error"] == "timeout" and "robots.txt" in record["error_detail"]

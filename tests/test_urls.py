@@ -11,11 +11,13 @@ from shoal import InvalidURL
 from shoal.crawler._urls import (
     MAX_URL_LENGTH,
     LinkResolver,
+    Refused,
     Scope,
     canonicalize,
     host_key,
     join_url,
     parse_start_url,
+    why_refused,
 )
 
 
@@ -80,6 +82,35 @@ def test_non_http_links_are_dropped() -> None:
     assert join_url(base, "page?x=a:b") == "http://h.example/page?x=a:b"
 
 
+UNFETCHABLE = [
+    "http://h.example:0/x",  # a port number, but none a connection can be made to
+    "//h.example:0/y",
+    "http:///x",  # no host
+    "http://:80/x",
+    "https://user@:443/x",
+    "http://h.example:65536/x",  # beyond the port range
+    "http://h.example:99999999/x",
+    "/" + "y" * MAX_URL_LENGTH,  # too long to send
+]
+
+
+def test_unfetchable_links_are_refused_and_counted() -> None:
+    base = "http://h.example/dir/page"
+    refused = Refused()
+    resolver = LinkResolver(base, refused)
+    for href in UNFETCHABLE:
+        assert resolver.resolve(href) is None, href
+        assert join_url(base, href) is None, href
+    # Links of other schemes and fragments are not web links: dropped, not refused.
+    for href in ("mailto:a@b", "javascript:void(0)", "#top", "", "data:,x", "ftp://h/f"):
+        assert resolver.resolve(href) is None
+    assert refused.count == len(UNFETCHABLE) and refused.first == UNFETCHABLE[0]
+    assert why_refused(base, UNFETCHABLE[0]) == "port 0 cannot be connected to"
+    assert why_refused(base, "http:///x") == "no host"
+    with pytest.raises(InvalidURL, match="port 0"):
+        parse_start_url("http://h.example:0/")
+
+
 def test_host_key() -> None:
     assert host_key("http://h.example:81/a?b") == "http://h.example:81"
     assert host_key("https://h.example") == "https://h.example"
@@ -107,3 +138,21 @@ def test_overlong_urls_are_not_followed() -> None:
     with pytest.raises(InvalidURL, match="longer than") as caught:
         parse_start_url("http://h.example/" + "a" * MAX_URL_LENGTH)
     assert len(str(caught.value)) < 400  # the message shows the start of the URL only
+
+
+def test_a_page_counts_the_links_it_refused() -> None:
+    from shoal.crawler import Page
+
+    hrefs = ["/a", "http://h.example:0/x", "http:///y", "mailto:a@b", "#top", "/a"]
+    body = "".join(f'<a href="{h}">x</a>' for h in hrefs).encode()
+    page = Page(
+        url="http://h.example/",
+        final_url="http://h.example/",
+        status=200,
+        headers={"content-type": "text/html"},
+        body=body,
+        depth=0,
+        referrer=None,
+        elapsed=0.0,
+    )
+    assert page.refused_links == 2 and page.links == ["http://h.example/a"]

@@ -222,7 +222,12 @@ def crawl_options(f: Any) -> Any:
             "--auto-throttle",
             is_flag=True,
             default=d.auto_throttle,
-            help="Adapt each host's delay to its latency.",
+            help="Adapt each host's delay to its latency: it starts at "
+            f"{d.throttle_start:g} s (or --delay, if larger); after each response it moves "
+            f"halfway to the response time / {d.throttle_target:g} (about "
+            f"{d.throttle_target:g} requests in flight per host), never below --delay or "
+            "robots.txt's Crawl-delay, never above 60 s, and never shorter after an answer "
+            "other than 200.",
         ),
         click.option(
             "--transport",

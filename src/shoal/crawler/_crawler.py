@@ -137,7 +137,9 @@ class Crawler(JobSteps, RunSession):
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
-            InvalidURL for a start URL that cannot be crawled.
+            InvalidURL for a start URL that cannot be crawled; also a start URL outside
+            ``allow_domains`` or matched by ``exclude``/``exclude_glob`` (one that does
+            not match ``include``/``include_glob`` is fetched: it may be a hub page).
     """
 
     def __init__(
@@ -243,6 +245,8 @@ class Crawler(JobSteps, RunSession):
             include_glob=opts.include_glob,
             exclude_glob=opts.exclude_glob,
         )
+        for url in self.start_urls:
+            self.scope.check_start_url(url)  # a start URL the scope shuts out is a usage error
         self._records = Records(
             on_page,
             follow_links=follow_links and not opts.sitemaps_only,

@@ -34,6 +34,7 @@ class Fetched:
     error: ErrorKind | None = None  # how it failed (a str: records hold its value)
     detail: str = ""  # the human-readable reason behind ``error``
     retry_after: float | None = None
+    truncated: bool = False  # the body is the first max_bytes of a longer one (truncate)
 
     @property
     def content_type(self) -> str:
@@ -67,9 +68,18 @@ class Fetcher:
     def close(self) -> None:
         self._transport.close()
 
-    def fetch(self, url: str, follow: Callable[[str], str | None]) -> Fetched:
+    def fetch(
+        self,
+        url: str,
+        follow: Callable[[str], str | None],
+        *,
+        max_bytes: int | None = None,
+        truncate: bool = False,
+    ) -> Fetched:
         """GET ``url``, following redirects while ``follow(next_url)`` returns a reason-free
         None; a string return stops at that hop (out of scope, already seen, ...).
+        ``max_bytes`` overrides the fetcher's for this fetch; ``truncate``: a longer body
+        is cut to it (``Fetched.truncated``) rather than being the error ``too_large``.
 
         ``follow`` is required: every hop is a request, and every request passes a gate
         (see ``_gate``). Only canonical http(s) targets reach it: a Location of another
@@ -77,8 +87,9 @@ class Fetcher:
         started = time.monotonic()
         result = Fetched(url=url, final_url=url)
         current = url
+        limit = self.max_bytes if max_bytes is None else max_bytes
         for _hop in range(self.max_redirects + 1):
-            self._get(current, result, started)
+            self._get(current, result, started, limit, truncate)
             if result.error is not None or result.status not in REDIRECT_STATUSES:
                 break
             location = result.headers.get("location")
@@ -110,12 +121,18 @@ class Fetcher:
         result.elapsed = time.monotonic() - started
         return result
 
-    def _get(self, url: str, result: Fetched, started: float) -> None:
+    def _get(
+        self, url: str, result: Fetched, started: float, max_bytes: int, truncate: bool
+    ) -> None:
         result.final_url = url
         result.body = b""
         try:
             response = self._transport.get(
-                url, self._headers, max_bytes=self.max_bytes, deadline=started + self.timeout
+                url,
+                self._headers,
+                max_bytes=max_bytes,
+                deadline=started + self.timeout,
+                truncate=truncate,
             )
         except TransportError as exc:
             result.error, result.detail = exc.kind, exc.detail
@@ -124,6 +141,7 @@ class Fetcher:
         result.headers = response.headers
         result.retry_after = _retry_after(response.headers.get("retry-after"))
         result.body = response.body
+        result.truncated = response.truncated
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -23,10 +23,10 @@ from ._kinds import CrawlErrorKind, http_error
 from ._options import CrawlOptions
 from ._page import Page
 from ._records import Records
-from ._robots import RobotsRules
+from ._robots import MAX_ROBOTS_BYTES, RobotsRules
 from ._sitemaps import MAX_SITEMAP_NESTING, parse_sitemap
 from ._stats import CrawlResult
-from ._urls import Scope, host_key, parse_start_url
+from ._urls import Scope, host_key, parse_start_url, why_refused
 from .frontier import MAX_HOLD, Candidate, Frontier, JobKind, Lease, Outcome, Release
 from .output import Commit
 
@@ -69,7 +69,10 @@ class JobSteps:
         assert self._fetcher is not None
         fetched: Fetched | None = None
         try:
-            fetched = self._fetcher.fetch(job.url, robots_gate())
+            # Its own size limit, not --max-bytes: see MAX_ROBOTS_BYTES.
+            fetched = self._fetcher.fetch(
+                job.url, robots_gate(), max_bytes=MAX_ROBOTS_BYTES, truncate=True
+            )
             rules = RobotsRules.from_fetch(fetched)
         except Exception as exc:
             logger.exception("robots.txt check failed for %s", job.url)
@@ -282,6 +285,8 @@ class JobSteps:
             error, fetched.detail = CrawlErrorKind.PROCESSING, repr(exc)
             records, follow, callback_failed = self._records.build(job, fetched, None, error)
         del follow[self.options.max_links_per_page :]  # the callback's own URLs count too
+        if page is not None and page._refused is not None and page._refused.count:
+            self._count_refused(job, page)
         failed_by = error or (CrawlErrorKind.CALLBACK if callback_failed else None)
         return records, follow, error, (None if failed_by is None else str(failed_by))
 
@@ -348,6 +353,22 @@ class JobSteps:
         commit = Commit([record], finished=job, state=Outcome.DEFER)
         commit.outcome, commit.error = "failed", rules.error
         return Release(Outcome.FAILED), commit
+
+    def _count_refused(self, job: Lease, page: Page) -> None:
+        """Links of the page that no request could fetch: never queued, counted and told
+        (-v) here, so that they are not found to fail on every run."""
+        refused = page._refusals()
+        with self._lock:
+            self.result.refused_links += refused.count
+        first = refused.first
+        if logger.isEnabledFor(logging.INFO) and first is not None:
+            logger.info(
+                "%s: %d link(s) refused, no request could fetch them; the first: %r (%s)",
+                job.url,
+                refused.count,
+                first if len(first) <= 200 else first[:200] + "...",
+                why_refused(page.base_url, first),
+            )
 
     def _count_off_scope(self, target: str) -> None:
         with self._lock:

@@ -86,6 +86,53 @@ def _check_regexes(name: str, patterns: Sequence[str]) -> None:
             ) from None
 
 
+def _check_globs(name: str, patterns: Sequence[str]) -> None:
+    """Refuse a glob fnmatch would quietly read otherwise than written: a ``[`` that opens
+    a set never closed is taken as a literal ``[`` (so ``[`` matches only paths holding
+    one), and an empty glob matches no path at all."""
+    for pattern in patterns:
+        if not pattern:
+            raise OptionError(name, f"{{{name}}} '' is empty: it would match no URL path")
+        i, n = 0, len(pattern)
+        while i < n:
+            c = pattern[i]
+            i += 1
+            if c != "[":
+                continue
+            j = i
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":  # a "]" first in a set is part of it
+                j += 1
+            j = pattern.find("]", j)
+            if j < 0:
+                raise OptionError(
+                    name,
+                    f"{{{name}}} "
+                    + _literal(
+                        f"{pattern!r} is not a valid glob: the '[' at character {i} opens a "
+                        "set that is never closed with ']' (to match a '[' itself, write '[[]')"
+                    ),
+                )
+            i = j + 1
+
+
+def _check_user_agent(value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise OptionError("user_agent", "{user_agent} must not be empty")
+    bad = next((ch for ch in value if (ch < " " and ch != "\t") or ch == "\x7f"), None)
+    if bad is not None:
+        raise OptionError(
+            "user_agent",
+            "{user_agent} "
+            + _literal(f"must be one line of text: it holds the control character {bad!r}"),
+        )
+    if any(ord(ch) > 0xFF for ch in value):
+        raise OptionError(
+            "user_agent", "{user_agent} must be ASCII (or Latin-1): it is sent as a header"
+        )
+
+
 @dataclass
 class CrawlOptions:
     """Every knob of a crawl. Each limit has a default that keeps a crawl bounded.
@@ -176,6 +223,9 @@ class CrawlOptions:
         for name in ("allow_domains", "include_glob", "exclude_glob"):
             if isinstance(getattr(self, name), str):
                 raise OptionError(name, f"{{{name}}} takes a list of strings, not one string")
+        for name in ("include_glob", "exclude_glob"):
+            _check_globs(name, getattr(self, name))
+        _check_user_agent(self.user_agent)
         self._check_outputs()
         if self.sitemaps_only and not self.robots:
             # Sitemaps are found through robots.txt (its Sitemap: lines, else /sitemap.xml).

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._html import ParsedHTML, bounded, decode_body, is_html, parse_html
-from ._urls import LinkResolver, join_url
+from ._urls import LinkResolver, Refused, join_url
 
 if TYPE_CHECKING:
     from parsel import Selector, SelectorList
@@ -32,6 +32,7 @@ class Page:
         "_html",
         "_is_html",
         "_links",
+        "_refused",
         "_selector",
         "body",
         "depth",
@@ -72,6 +73,7 @@ class Page:
         self._html: ParsedHTML | None = _UNSET
         self._base_url: str | None = None
         self._links: list[str] | None = None
+        self._refused: Refused | None = None  # made with links (see refused_links)
         self._selector: Selector | None = None
 
     @property
@@ -148,11 +150,26 @@ class Page:
             self._links = self._find_links()
         return self._links
 
+    @property
+    def refused_links(self) -> int:
+        """How many http(s) links of the page (among those ``links`` looked at) no request
+        could ever fetch: no host, port 0 or over 65535, longer than 8192 characters...
+        They are left out of ``links``; the crawler counts ``on_page``'s URLs here too."""
+        if self._links is None:
+            self._links = self._find_links()
+        return self._refusals().count
+
+    def _refusals(self) -> Refused:
+        """The tally behind ``refused_links``: the crawler's code adds to it as well."""
+        if self._refused is None:
+            self._refused = Refused()
+        return self._refused
+
     def _find_links(self) -> list[str]:
         html = self.html
         if html is None:
             return []
-        resolve = LinkResolver(self.base_url).resolve
+        resolve = LinkResolver(self.base_url, self._refusals()).resolve
         seen: set[str] = set()
         out: list[str] = []
         limit = self.max_links if self.max_links is not None else len(html.hrefs)

@@ -62,7 +62,7 @@ class Records:
             follow.extend(page.links)
         if self.on_page is not None and page is not None:
             records, extra, failure = self._call(job, page)
-            resolve = LinkResolver(page.base_url).resolve
+            resolve = LinkResolver(page.base_url, page._refusals()).resolve
             follow.extend(u for u in map(resolve, extra) if u)
             if failure is not None:
                 # The page's own record says the callback failed, so it is not lost.

@@ -21,7 +21,9 @@ __all__ = ["RobotsRules"]
 
 logger = logging.getLogger(__name__)
 
-# RFC 9309 asks crawlers to parse at least 500 KiB; anything past it is ignored.
+# RFC 9309 (section 2.5) asks crawlers to parse at least 500 KiB. robots.txt is read up to
+# this limit whatever --max-bytes says, and a longer file is cut here and its start obeyed
+# (as Google does): refusing it would hold the host's URLs back on every run.
 MAX_ROBOTS_BYTES = 512 * 1024
 # A Crawl-delay above this is taken as this: a site asking for a day between requests would
 # otherwise hold a crawl open for a day per URL.
@@ -81,7 +83,18 @@ class RobotsRules:
         if status >= 400 or (300 <= status < 400):
             # A 4xx, or a redirect we did not follow to the end: no rules to obey.
             return cls(allow_all=True, reason=f"robots.txt answered {status}")
-        text = fetched.body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
+        body = fetched.body[:MAX_ROBOTS_BYTES]
+        if fetched.truncated or len(fetched.body) > MAX_ROBOTS_BYTES:
+            # The last line may be cut mid-rule ("Disallow: /private" read as "/pri"):
+            # only whole lines are obeyed.
+            body = body[: body.rfind(b"\n") + 1]
+            logger.info(
+                "%s: robots.txt is longer than %d KiB; its first %d bytes are obeyed",
+                fetched.url,
+                MAX_ROBOTS_BYTES // 1024,
+                len(body),
+            )
+        text = body.decode("utf-8", errors="replace")
         return cls._parse(text, fetched.url)
 
     @classmethod

@@ -51,6 +51,8 @@ class CrawlResult:
     retries: int = 0
     robots_denied: int = 0
     out_of_scope_redirects: int = 0
+    # Links refused when found: no request could ever fetch them (no host, port 0...).
+    refused_links: int = 0
     discovered: int = 0  # distinct URLs queued
     pending: int = 0  # still waiting when the crawl stopped
     elapsed: float = 0.0
@@ -85,6 +87,7 @@ class CrawlResult:
             "bytes": self.bytes,
             "retries": self.retries,
             "robots_denied": self.robots_denied,
+            "refused_links": self.refused_links,
             "discovered": self.discovered,
             "pending": self.pending,
             "elapsed": round(self.elapsed, 3),
@@ -122,6 +125,11 @@ class CrawlResult:
             for kind, _ in self.errors.most_common(3):
                 if kind in self.first_error:
                     lines.append(f"  first {kind}: {self.first_error[kind]}")
+        if self.refused_links:
+            lines.append(
+                f"links refused: {self.refused_links} (no request could fetch them: no host, "
+                "port 0 or over 65535, too long; -v names the first of each page)"
+            )
         lines.extend(self.notes[:5])
         if self.stopped_by:
             lines.append(f"stopped by {self.stopped_by}; {self.pending} URL(s) not fetched")

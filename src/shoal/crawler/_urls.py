@@ -25,6 +25,7 @@ from .._url import URLParts, split_url
 __all__ = [
     "MAX_URL_LENGTH",
     "LinkResolver",
+    "Refused",
     "Scope",
     "canonicalize",
     "host_key",
@@ -33,6 +34,7 @@ __all__ = [
     "split_url",
     "suggest_url",
     "url_path",
+    "why_refused",
 ]
 # Characters a canonical path may hold as they are: RFC 3986 unreserved, sub-delims,
 # ":", "@", "/" and "%" (escapes of reserved characters stay escaped).
@@ -105,8 +107,12 @@ def canonicalize(url: str) -> str:
         raise ValueError(f"scheme {scheme + ':' if scheme else 'missing'} is not crawled")
     if not parts.host:
         raise ValueError("no host")
-    host = _host(parts.host)
     port = parts.port  # the userinfo is dropped: see shoal._url
+    if port == 0:
+        # A valid port number that no connection can be made to: refused here, when the
+        # URL is found, rather than queued and failing on every run.
+        raise ValueError("port 0 cannot be connected to")
+    host = _host(parts.host)
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != _DEFAULT_PORTS.get(scheme):
         netloc = f"{netloc}:{port}"
@@ -173,18 +179,63 @@ def _remove_dot_segments(path: str) -> str:
     return joined if joined.startswith("/") else "/" + joined
 
 
+class Refused:
+    """A page's http(s) links that no request could ever fetch (no host, port 0 or over
+    65535, longer than MAX_URL_LENGTH...): how many, and the first, for the log."""
+
+    __slots__ = ("count", "first")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: str | None = None
+
+    def add(self, href: str) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = href
+
+
+def _is_web_link(href: str) -> bool:
+    """Does ``href`` mean an http(s) URL (absolute, scheme-relative or relative)? Not a
+    fragment, nor a link of another scheme (mailto:, javascript:...)."""
+    href = href.strip()
+    if not href or href[0] == "#":
+        return False
+    m = _SCHEME.match(href)
+    return m is None or href[: m.end() - 1].lower() in ("http", "https")
+
+
+def why_refused(base: str, href: str) -> str:
+    """Why ``href`` on a page at ``base`` cannot be fetched (for the log: not on the hot
+    path)."""
+    if len(href) > MAX_URL_LENGTH:
+        return f"longer than {MAX_URL_LENGTH} characters"
+    href = href.strip()
+    if href.startswith("//"):
+        href = base[: base.find(":") + 1] + href
+    # urljoin would lend an absolute URL with no host ("http:///x") the base's host.
+    url = href if _SCHEME.match(href) else urljoin(base, href)
+    try:
+        canonicalize(url)
+    except ValueError as exc:
+        return str(exc)
+    return "unusable URL"
+
+
 class LinkResolver:
     """Resolves the links of one page against its (canonical) base URL.
 
     The general path (urljoin, then canonicalize) costs ~25 us a link; most links are
     root-relative, document-relative or absolute on a known origin, and for those this
     builds the canonical URL directly, falling back to the general path for anything
-    unusual.
+    unusual. ``refused``, if given, counts the http(s) links that resolve to nothing a
+    request could fetch (a resolver that is shared, as the cached ones are, has none).
     """
 
-    __slots__ = ("base", "directory", "origin", "path", "root", "scheme", "where")
+    __slots__ = ("base", "directory", "origin", "path", "refused", "root", "scheme", "where")
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, refused: Refused | None = None) -> None:
+        self.refused = refused
         self.base = base
         self.origin = host_key(base)
         self.scheme = base[: base.find(":")]
@@ -200,14 +251,21 @@ class LinkResolver:
         ones from every page of the site), and the same links recur on page after page
         (navigation, footers), so results are cached by (directory, href).
         """
-        if not href or len(href) > MAX_URL_LENGTH:  # checked first: results are cached
+        if not href:
             return None
-        first = href[0]
-        if first == "?" or first.isspace():
-            url = self._resolve(href)  # depends on the page's own name, or needs strip()
+        if len(href) > MAX_URL_LENGTH:  # checked first: results are cached
+            url = None
         else:
-            url = _resolve_cached(self.root if first == "/" else self.where, href)
-        return url if url is None or len(url) <= MAX_URL_LENGTH else None
+            first = href[0]
+            if first == "?" or first.isspace():
+                url = self._resolve(href)  # depends on the page's own name, or needs strip()
+            else:
+                url = _resolve_cached(self.root if first == "/" else self.where, href)
+            if url is not None and len(url) <= MAX_URL_LENGTH:
+                return url
+        if self.refused is not None and _is_web_link(href):
+            self.refused.add(href)
+        return None
 
     def _resolve(self, href: str) -> str | None:
         href = href.strip()
@@ -354,6 +412,11 @@ def _is_ip_like(host: str) -> bool:
     return _NUMERIC_LABEL.fullmatch(host.rstrip(".").rpartition(".")[2]) is not None
 
 
+def _braces(text: str) -> str:
+    """``text`` made safe in an OptionError template (whose ``{name}`` are options)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def _domain_of(url: str) -> str:
     return split_url(url).host
 
@@ -445,6 +508,40 @@ class Scope:
                 return False
             return not any(fnmatchcase(path, g) for g in self.exclude_glob)
         return True
+
+    def check_start_url(self, url: str) -> None:
+        """Refuse (OptionError, naming the option) a canonical start URL that this scope
+        shuts out: one outside ``allow_domains``, or matched by ``exclude`` or
+        ``exclude_glob``. Crawling from it would fetch that one page and follow nothing,
+        with no word of why. Not matching ``include``/``include_glob`` is allowed: a start
+        page is often the hub whose links lead to what is included (start URLs are
+        fetched whatever those say)."""
+        from ._options import OptionError
+
+        shown = _braces(repr(url if len(url) <= 200 else url[:200] + "..."))
+        if not self._origin_allowed(host_key(url)):
+            host = _braces(split_url(url).host)
+            domains = _braces(", ".join(self.domains))
+            raise OptionError(
+                "allow_domains",
+                f"the start URL {shown} is outside the crawl's scope: its host {host} is not "
+                f"within {{allow_domains}} {domains} (add {{allow_domains}} {host}, or check "
+                "the spelling)",
+            )
+        for pattern, regex in zip(self.exclude, self._exclude, strict=True):
+            if regex.search(url):
+                raise OptionError(
+                    "exclude",
+                    f"the start URL {shown} is excluded by {{exclude}} " + _braces(repr(pattern)),
+                )
+        path = url_path(url)
+        for glob in self.exclude_glob:
+            if fnmatchcase(path, glob):
+                raise OptionError(
+                    "exclude_glob",
+                    f"the start URL {shown} is excluded by {{exclude_glob}} "
+                    + _braces(f"{glob!r} (its path {path!r} matches)"),
+                )
 
     def allows_at(self, depth: int) -> Callable[[str], bool]:
         """``allows`` for URLs found at one depth: a predicate for the frontier."""

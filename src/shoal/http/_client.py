@@ -324,10 +324,12 @@ class HTTPClient:
         max_bytes: int,
         deadline: float | None = None,
         read_body: bool = True,
+        truncate: bool = False,
     ) -> Response:
         """GET an absolute http(s) URL; raises TransportError. max_bytes caps the decoded body,
         deadline (a time.monotonic() value) the whole request. read_body=False (for
-        redirects) returns an empty body, keeping the connection if that is cheap."""
+        redirects) returns an empty body, keeping the connection if that is cheap;
+        truncate=True returns a longer body cut to max_bytes (see Transport.get)."""
         scheme, host, port, authority, target = _split_url(url)
         origin = f"{scheme}://{authority}"
         proxy = self.proxies.for_url(scheme, host) if self.proxies is not None else None
@@ -344,7 +346,7 @@ class HTTPClient:
             if conn is None:
                 conn = self._connect(scheme, host, port, deadline, proxy)
             try:
-                response, keep = _exchange(conn, request, max_bytes, deadline, read_body)
+                response, keep = _exchange(conn, request, max_bytes, deadline, read_body, truncate)
             except _Stale as exc:
                 conn.close()
                 if reused:  # the server dropped an idle connection: resend, once, on a new one
@@ -480,8 +482,13 @@ def _public(host: str, addresses: list[Address]) -> list[Address]:
     return public
 
 
-def _exchange(
-    conn: _Conn, request: bytes, max_bytes: int, deadline: float | None, read_body: bool
+def _exchange(  # noqa: PLR0917 - one private call site, on the hot path
+    conn: _Conn,
+    request: bytes,
+    max_bytes: int,
+    deadline: float | None,
+    read_body: bool,
+    truncate: bool = False,
 ) -> tuple[Response, bool]:
     """Send the request, read the response: (response, connection reusable)."""
     try:
@@ -492,7 +499,7 @@ def _exchange(
         raise _Stale(f"{type(exc).__name__}: {exc}") from exc
     if (reader := conn.reader) is None:
         reader = conn.reader = Reader()
-    reader.start(max_bytes, read_body)
+    reader.start(max_bytes, read_body, truncate)
     feed = reader.feed_data
     received = 0
     run = 0  # bytes received since the last body byte: head, chunk framing, trailers

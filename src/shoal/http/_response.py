@@ -42,16 +42,34 @@ class _Stop(Exception):
     """Raised in a parser callback to stop parsing: the response is settled."""
 
 
+class _Full(Exception):
+    """A body read with ``truncate`` reached max_bytes: what it holds is the response."""
+
+
 class Body:
     """Collects a body, decoding it, with the decoded size held to max_bytes.
 
     Decompression output is capped per call (zlib max_length, brotli output_buffer_limit),
     so a decompression bomb never inflates much past max_bytes before it is rejected.
+    With ``truncate`` a body that would pass max_bytes is cut there instead (``_Full``
+    ends the read; ``truncated`` says so).
     """
 
-    __slots__ = ("acc", "coding", "done", "first", "head", "max_bytes", "size", "wire", "zobj")
+    __slots__ = (
+        "acc",
+        "coding",
+        "done",
+        "first",
+        "head",
+        "max_bytes",
+        "size",
+        "truncate",
+        "truncated",
+        "wire",
+        "zobj",
+    )
 
-    def __init__(self, coding: str, max_bytes: int) -> None:
+    def __init__(self, coding: str, max_bytes: int, truncate: bool = False) -> None:
         coding = coding.strip().lower()
         if coding in ("gzip", "x-gzip", "deflate"):
             coding = "zlib"  # the stream's own header says which (see _wbits)
@@ -65,6 +83,8 @@ class Body:
         self.first = self.head = b""
         self.acc: bytearray | None = None
         self.done = False
+        self.truncate = truncate
+        self.truncated = False
         self.zobj: Any = brotli.Decompressor() if coding == "br" else None
 
     def _emit(self, data: bytes) -> None:
@@ -72,13 +92,28 @@ class Body:
             return
         self.size += len(data)
         if self.size > self.max_bytes:
-            raise TransportError(ErrorKind.TOO_LARGE, f"body exceeds max_bytes {self.max_bytes}")
+            self._over(data)
         if not self.first:
             self.first = data  # a one-piece body is returned without copying
         else:
             if self.acc is None:
                 self.acc = bytearray(self.first)
             self.acc += data
+
+    def _over(self, data: bytes) -> None:
+        """``data`` takes the body past max_bytes: TOO_LARGE, or with ``truncate`` the part
+        of it that fits is kept and ``_Full`` ends the read."""
+        if not self.truncate:
+            raise TransportError(ErrorKind.TOO_LARGE, f"body exceeds max_bytes {self.max_bytes}")
+        data = data[: len(data) - (self.size - self.max_bytes)]
+        self.size, self.truncated = self.max_bytes, True
+        if not self.first:
+            self.first = data
+        else:
+            if self.acc is None:
+                self.acc = bytearray(self.first)
+            self.acc += data
+        raise _Full
 
     def feed(self, data: bytes) -> None:
         if not self.coding:
@@ -88,6 +123,9 @@ class Body:
         # Empty deflate blocks decode to nothing: cap the wire bytes too (incompressible
         # data grows by far less than 1/16 when "compressed").
         if self.wire > self.max_bytes + (self.max_bytes >> 4) + _SLACK_BYTES:
+            if self.truncate:
+                self.truncated = True
+                raise _Full
             raise TransportError(
                 ErrorKind.TOO_LARGE, f"encoded body exceeds max_bytes {self.max_bytes}"
             )
@@ -128,6 +166,8 @@ class Body:
         self.done = d.is_finished()
 
     def finish(self) -> bytes:
+        if self.truncated:
+            return bytes(self.acc) if self.acc is not None else self.first
         if self.head and self.zobj is None:
             raise TransportError(ErrorKind.DECODE, "truncated compressed body")
         if self.coding == "zlib" and self.zobj is not None and not self.done:
@@ -173,6 +213,7 @@ class Reader:
         "raw",
         "read_body",
         "status",
+        "truncate",
     )
 
     def __init__(self) -> None:
@@ -182,12 +223,14 @@ class Reader:
         self.feed_data = self.parser.feed_data
         self.start(0, False)
 
-    def start(self, max_bytes: int, read_body: bool) -> None:
+    def start(self, max_bytes: int, read_body: bool, truncate: bool = False) -> None:
         """Get ready for the next response on the connection. A connection carries a
         next request only after a clean response, which leaves llhttp ready for the
-        next message: one parser serves the connection's whole life."""
+        next message: one parser serves the connection's whole life. ``truncate``: a
+        body past max_bytes is cut there (see Body), not an error."""
         self.max_bytes = max_bytes
         self.read_body = read_body
+        self.truncate = truncate
         self.headers: dict[str, str] = {}
         self.raw: list[str] = []  # the head's field lines, "Name: value"
         self.informational = self.status = self.body_bytes = 0
@@ -254,15 +297,20 @@ class Reader:
             raise _Stop
         if framing is _NONE:
             return
-        body = self.body = Body(headers.get("content-encoding", ""), self.max_bytes)
-        if framing is _LENGTH and not body.coding and length > self.max_bytes:
+        body = self.body = Body(headers.get("content-encoding", ""), self.max_bytes, self.truncate)
+        if framing is _LENGTH and not body.coding and length > self.max_bytes and not self.truncate:
             raise TransportError(
                 ErrorKind.TOO_LARGE, f"Content-Length {length} exceeds max_bytes {self.max_bytes}"
             )
 
     def on_body(self, data: bytes) -> None:
         self.body_bytes += len(data)
-        self.body.feed(data)  # type: ignore[union-attr]  # set with the head
+        try:
+            self.body.feed(data)  # type: ignore[union-attr]  # set with the head
+        except _Full:
+            # The rest of the body is never read: the connection cannot carry another.
+            self.complete, self.keep = True, False
+            raise _Stop from None
 
     def on_message_complete(self) -> None:
         if self.head_done:
@@ -300,7 +348,10 @@ class Reader:
 
     def response(self) -> Response:
         body = self.body.finish() if self.read_body and self.body is not None else b""
-        return Response(self.status, self.headers, body, head_lines=self.raw)
+        response = Response(self.status, self.headers, body, head_lines=self.raw)
+        if self.body is not None and self.body.truncated:
+            response.truncated = True
+        return response
 
 
 def _fields(buf: bytes, skip: int) -> tuple[dict[str, str], list[str]]:

@@ -31,7 +31,7 @@ class Response:
     not do on its hot path.
     """
 
-    __slots__ = ("_lines", "_raw", "body", "headers", "status", "url")
+    __slots__ = ("_lines", "_raw", "body", "headers", "status", "truncated", "url")
 
     def __init__(
         self,
@@ -47,6 +47,7 @@ class Response:
         self.headers = headers
         self.body = body
         self.url = url
+        self.truncated = False  # the body is the first max_bytes of a longer one (truncate)
         self._raw = raw_headers
         self._lines = head_lines
 
@@ -76,9 +77,13 @@ class Transport(Protocol):
         max_bytes: int,
         deadline: float | None = None,
         read_body: bool = True,
+        truncate: bool = False,
     ) -> Response:
         """GET an absolute http(s) URL. ``deadline`` is a ``time.monotonic()`` value
-        bounding the whole request; ``read_body=False`` reads the head only."""
+        bounding the whole request; ``read_body=False`` reads the head only;
+        ``truncate=True`` cuts a body longer than ``max_bytes`` to its first ``max_bytes``
+        (``Response.truncated``; the connection is not reused) instead of raising
+        TOO_LARGE."""
         ...
 
     def close(self) -> None: ...

@@ -54,6 +54,7 @@ class Urllib3Transport:
         max_bytes: int,
         deadline: float | None = None,
         read_body: bool = True,
+        truncate: bool = False,
     ) -> Response:
         try:
             resp = self._pools.urlopen(
@@ -76,24 +77,32 @@ class Urllib3Transport:
                 return Response(resp.status, head, b"", url, raw)
             declared = head.get("content-length", "")
             encoded = head.get("content-encoding", "identity") not in ("", "identity")
-            if declared.isdigit() and int(declared) > max_bytes and not encoded:
+            too_long = declared.isdigit() and int(declared) > max_bytes
+            if too_long and not encoded and not truncate:
                 raise TransportError(
                     ErrorKind.TOO_LARGE, f"Content-Length {declared} exceeds {max_bytes}"
                 )
             chunks: list[bytes] = []
             size = 0
+            cut = False
             # Count *decoded* bytes: a small gzip or brotli body may inflate enormously.
             for chunk in resp.stream(_CHUNK, decode_content=True):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise TransportError(
-                        ErrorKind.TOO_LARGE, f"body exceeds {max_bytes} bytes after decoding"
-                    )
+                    if not truncate:
+                        raise TransportError(
+                            ErrorKind.TOO_LARGE, f"body exceeds {max_bytes} bytes after decoding"
+                        )
+                    chunks.append(chunk[: len(chunk) - (size - max_bytes)])
+                    cut = True  # the connection, left mid-body, is closed below
+                    break
                 chunks.append(chunk)
                 if deadline is not None and time.monotonic() > deadline:
                     raise TransportError(ErrorKind.TIMEOUT, "the request's deadline passed")
-            ok = True
-            return Response(resp.status, head, b"".join(chunks), url, raw)
+            response = Response(resp.status, head, b"".join(chunks), url, raw)
+            response.truncated = cut
+            ok = not cut
+            return response
         except (Urllib3Error, OSError) as exc:
             raise _translate(exc) from None
         finally:

@@ -69,6 +69,8 @@ class Exchange(Protocol):
     def redirects(self) -> list[str]: ...
     @property
     def error(self) -> str | None: ...
+    @property
+    def truncated(self) -> bool: ...  # the body is only the start of the response's
 
 
 @dataclass(slots=True)

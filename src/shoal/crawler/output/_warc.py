@@ -59,12 +59,15 @@ class WarcOutput(FileOutput):
             headers.append(("Content-Length", str(len(fetched.body))))
             status = f"{fetched.status} {responses.get(fetched.status, 'Unknown')}"
             http_headers = StatusAndHeaders(status, headers, protocol="HTTP/1.1")
+            warc_headers = {"WARC-Date": date}
+            if fetched.truncated:  # a robots.txt cut at its size limit (WARC 1.1, 5.13)
+                warc_headers["WARC-Truncated"] = "length"
             response = self._writer.create_warc_record(
                 url,
                 "response",
                 payload=io.BytesIO(fetched.body),
                 http_headers=http_headers,
-                warc_headers_dict={"WARC-Date": date},
+                warc_headers_dict=warc_headers,
             )
             parts = split_url(url)
             request_headers = StatusAndHeaders(
