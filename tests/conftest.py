@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,21 @@ def no_leaked_threads() -> Iterator[None]:
             t.join(timeout=0.05)
         leaked = _live_threads() - before
     assert not leaked, f"leaked threads: {sorted(t.name for t in leaked)}"
+
+
+@pytest.fixture(autouse=True)
+def root_logger_restored() -> Iterator[None]:
+    """A CLI run in the test process (CliRunner) configures the root logger (`-q` sets it
+    to ERROR): give the next test the level and handlers it had, so its caplog sees
+    warnings whatever ran before it."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
 
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
