@@ -5,10 +5,10 @@ speaks only plain data (strings, numbers, its own small dataclasses) and knows n
 crawler, which adapts it. redis-py is imported when a state is opened, never by
 ``import shoal`` or ``import shoal.state``. Needs Redis >= 7.0, nothing but its core.
 
-The key layout is drawn in ``_redis_prelude.py``, where the functions name the keys.
+The key layout is drawn in ``lua/prelude.lua``, where the functions name the keys.
 
-Semantics, each step one call of a Lua function (``_redis_lua.py``), times from the
-server's ``TIME``:
+Semantics, each step one call of a Lua function (``lua/<name>.lua``, loaded by
+``_redis_lua.py``), times from the server's ``TIME``:
 
 - ``pending`` = queued (lists + delayed retries) + leased (``HLEN`` of the leases), kept
   exact by every function, so the crawl is over exactly when it is 0 (:meth:`finished`). A
