@@ -7,7 +7,9 @@ missing redis-server does in tests/redis_server.py)."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,8 +21,9 @@ import redis
 
 from lua_lint import BINARY, luacheck
 from redis_server import RedisServer
+from shoal.state import _redis_lua as lua
 from shoal.state._redis_batch import Library
-from shoal.state._redis_lua import LIBRARY, LIBRARY_FILES
+from shoal.state._redis_lua import LIBRARY, LIBRARY_FILES, NONE
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "src" / "shoal" / "state" / "lua"
@@ -138,3 +141,103 @@ def test_luacheck_reports_a_bug_at_its_file_and_line() -> None:
     assert code == 1
     assert "bad.lua:2:3: (W111) setting non-standard global variable 'x'" in report
     assert "bad.lua:3:9: (W211) unused variable 'y'" in report
+
+
+def test_each_function_file_documents_the_arguments_its_builder_names() -> None:
+    # Each function's arguments are documented at the top of its file ("[i] name ..."), and
+    # one Python builder of the same name lays them out from keyword arguments, by those
+    # names, in that order (a list's count, "how many ... follow", is derived from it).
+    functions = [n.removesuffix(".lua") for n in LIBRARY_FILES if n not in HELPERS]
+    for name in functions:
+        text = (LUA / f"{name}.lua").read_text(encoding="utf-8")
+        head = text[: text.index(f"('{name}', function(args)")]
+        documented = [
+            arg
+            for arg, says in re.findall(r"^--\s+\[[^\]]+\]\s+(\w+)\s*(.*)$", head, re.M)
+            if not re.fullmatch(r"how many .* follow", says)  # the count before a list
+        ]
+        builder = getattr(lua, name)
+        params = inspect.signature(builder).parameters.values()
+        assert all(p.kind is p.KEYWORD_ONLY for p in params), name
+        assert documented == [p.name for p in params], name
+        assert builder.__name__ == name
+
+
+def test_builders_lay_out_the_wire_arguments_with_the_sentinels_of_none() -> None:
+    # The wire is what the call sites sent before the builders: the Lua is unchanged.
+    links = [("-5", "http://a", b"1 p 0 8 http://a/"), ("7", "http://b", b"1 p 1 8 http://b/")]
+    assert lua.lease(worker="w", epoch="3", n=2, budget=None, ttl_ms=60_000, request="r") == (
+        "LEASE",
+        ["w", "3", 2, NONE, 60_000, "r"],
+    )
+    assert lua.submit(links=links).args == [
+        2,
+        "-5",
+        "http://a",
+        links[0][2],
+        "7",
+        "http://b",
+        links[1][2],
+    ]
+    call = lua.release(
+        worker="w",
+        epoch="3",
+        lease_id="9",
+        outcome="done",
+        retry_ms=0,
+        hold_ms=None,
+        policy=None,
+        robots_txt=b"",
+        crawl_delay_ms=None,
+        links=links[:1],
+        take=1,
+        budget=None,
+        ttl_ms=60_000,
+        request="r",
+    )
+    assert call == (
+        "RELEASE",
+        ["w", "3", "9", "done", 0, -1, "", b"", -1, 1, *links[0], 1, -1, 60_000, "r"],
+    )
+    robots = lua.release(
+        worker="w",
+        epoch="3",
+        lease_id="9",
+        outcome="done",
+        retry_ms=0,
+        hold_ms=2000,
+        policy="txt",
+        robots_txt=b"User-agent: *",
+        crawl_delay_ms=1500,
+        links=(),
+        take=0,
+        budget=4,
+        ttl_ms=60_000,
+        request="r",
+    )
+    assert robots.args == [
+        "w",
+        "3",
+        "9",
+        "done",
+        0,
+        2000,
+        "txt",
+        b"User-agent: *",
+        1500,
+        0,
+        0,
+        4,
+        60_000,
+        "r",
+    ]
+    commit = lua.commit(
+        worker="w",
+        epoch="3",
+        token="t",
+        expected_offset=0,
+        new_offset=10,
+        claims=["-5"],
+        finished=[("9", "done"), ("10", "failed")],
+    )
+    assert commit == ("COMMIT", ["w", "3", "t", "0", "10", 1, "-5", "9", "done", "10", "failed"])

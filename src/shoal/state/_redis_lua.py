@@ -12,11 +12,13 @@ touches).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
+from typing import Literal, NamedTuple
 
 from ._redis_batch import Library
 
-__all__ = ["LIBRARY", "LIBRARY_FILES", "read_files"]
+__all__ = ["LIBRARY", "LIBRARY_FILES", "NONE", "Call", "Link", "read_files"]
 
 # Loaded as one chunk in this order: the shared helpers first (each file uses the locals of
 # the ones before it), then one file per function, each registering itself (its arguments
@@ -45,3 +47,121 @@ def read_files() -> list[tuple[str, str]]:
 
 
 LIBRARY = Library("shoal", read_files())
+
+
+# -- the calls -----------------------------------------------------------------------------
+# One builder per function: it names the function and lays out its ARGV from keyword
+# arguments, in the order the function's file documents at its top. The wire stays flat
+# (positional strings: what FCALL carries, no encoding to pay for on either side); the
+# sentinels of "none" (-1 for a number, '' for a policy) are written here and nowhere else.
+
+Arg = str | int | bytes
+Link = tuple[str, str, bytes]
+"""A URL to queue: (signed fingerprint, host key ``scheme://host[:port]``, entry)."""
+
+NONE = -1  # a number argument's "none", as the Lua reads it
+
+
+class Call(NamedTuple):
+    """One call: the function's name (``lua/<name in lower case>.lua``) and its ARGV."""
+
+    name: str
+    args: list[Arg]
+
+
+def _opt(value: int | None) -> int:
+    return NONE if value is None else value
+
+
+def _links(links: Sequence[Link]) -> list[Arg]:
+    out: list[Arg] = [len(links)]
+    for fp, host, entry in links:
+        out += [fp, host, entry]
+    return out
+
+
+def init(
+    *,
+    version: str,
+    identity: str,
+    per_host: int,
+    delay_ms: int,
+    robots: bool,
+    bucket_target: int,
+) -> Call:
+    return Call("INIT", [version, identity, per_host, delay_ms, int(robots), bucket_target])
+
+
+def register(*, worker: str) -> Call:
+    return Call("REGISTER", [worker])
+
+
+def submit(*, links: Sequence[Link]) -> Call:
+    return Call("SUBMIT", _links(links))
+
+
+def claim(*, fingerprints: Sequence[str]) -> Call:
+    return Call("CLAIM", list(fingerprints))
+
+
+def claim_for(*, job: str, url: str, keep_ms: int) -> Call:
+    return Call("CLAIM_FOR", [job, url, keep_ms])
+
+
+def lease(
+    *, worker: str, epoch: str, n: int, budget: int | None, ttl_ms: int, request: str
+) -> Call:
+    return Call("LEASE", [worker, epoch, n, _opt(budget), ttl_ms, request])
+
+
+def release(
+    *,
+    worker: str,
+    epoch: str,
+    lease_id: str,
+    outcome: str,
+    retry_ms: int,
+    hold_ms: int | None,
+    policy: Literal["none", "txt"] | None,
+    robots_txt: bytes,
+    crawl_delay_ms: int | None,
+    links: Sequence[Link],
+    take: int,
+    budget: int | None,
+    ttl_ms: int,
+    request: str,
+) -> Call:
+    return Call(
+        "RELEASE",
+        [
+            *(worker, epoch, lease_id, outcome, retry_ms, _opt(hold_ms)),
+            *(policy or "", robots_txt, _opt(crawl_delay_ms)),
+            *_links(links),
+            *(take, _opt(budget), ttl_ms, request),
+        ],
+    )
+
+
+def commit(
+    *,
+    worker: str,
+    epoch: str,
+    token: str,
+    expected_offset: int,
+    new_offset: int,
+    claims: Sequence[str],
+    finished: Sequence[tuple[str, str]],
+) -> Call:
+    args: list[Arg] = [worker, epoch, token, str(expected_offset), str(new_offset)]
+    args += [len(claims), *claims]
+    for lease_id, outcome in finished:
+        args += [lease_id, outcome]
+    return Call("COMMIT", args)
+
+
+def renew(*, worker: str, epoch: str, ttl_ms: int, lease_ids: Sequence[str]) -> Call:
+    return Call("RENEW", [worker, epoch, ttl_ms, *lease_ids])
+
+
+def set_delay(*, host: str, delay_ms: int) -> Call:
+    return Call("SET_DELAY", [host, delay_ms])

@@ -1,7 +1,18 @@
--- args: worker, epoch, token, expected offset, new offset, n, then n job fingerprints whose
--- redirect claims (jc:) end with this commit, then pairs (lease id, done|failed).
+-- COMMIT: durably finish leases whose records a worker has written: all or nothing.
+--
+-- args (built by commit() in shoal/state/_redis_lua.py):
+--   [1]     worker            the worker's id
+--   [2]     epoch             its epoch
+--   [3]     token             made from the commit's content: the same commit sent again
+--                             is recognised
+--   [4]     expected_offset   the worker's output offset at its last commit
+--   [5]     new_offset        its output offset now
+--   [6]     n                 how many claims follow
+--   [7 ...] claims            n job fingerprints whose redirect claims (jc:) end here
+--   [7 + n ...] finished      pairs (lease id, done | failed)
 -- Returns {'ok'}, {'dup'} (this very commit was applied before), {'fenced'},
--- {'offset', stored offset} or {'lost', lease id} / {'robots', lease id}: refused, nothing done.
+-- {'offset', stored offset} or {'lost', lease id} / {'robots', lease id}: refused, nothing
+-- done.
 register('commit', function(args)
   local worker, epoch, token, expected, offset = args[1], args[2], args[3], args[4], args[5]
   local wk = P .. 'w:' .. worker

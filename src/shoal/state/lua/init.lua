@@ -1,5 +1,14 @@
--- args: version, identity, per_host, delay_ms, robots (1/0), bucket target.
--- Creates the crawl's meta hash unless it exists; returns what is stored.
+-- INIT: create the crawl's meta hash unless it exists (the only function that runs on a
+-- crawl without keys).
+--
+-- args (built by init() in shoal/state/_redis_lua.py, from these names):
+--   [1] version        the key layout's version
+--   [2] identity       what the crawl is (JSON): workers of another crawl are refused
+--   [3] per_host       jobs in flight per host at most
+--   [4] delay_ms       the crawl's delay between request starts on one host
+--   [5] robots         1: obey robots.txt, 0: not
+--   [6] bucket_target  seen-set bucket size to split at (see maybe_split)
+-- Returns {'created'}, or {'exists', version, identity, per_host, delay, robots} as stored.
 register_init('init', function(args)
   if redis.call('EXISTS', META) == 0 then
     redis.call('HSET', META, 'version', args[1], 'identity', args[2], 'per_host', args[3],

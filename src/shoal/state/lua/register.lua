@@ -1,4 +1,7 @@
--- args: worker. A new epoch for the worker; every lease of an older epoch comes back.
+-- REGISTER: a new epoch for a worker; every lease of an older epoch comes back.
+--
+-- args (built by register() in shoal/state/_redis_lua.py):
+--   [1] worker   the worker's id
 -- Returns {epoch, committed offset, leases reclaimed}.
 register('register', function(args)
   local worker = args[1]

@@ -1,9 +1,25 @@
--- args: worker, epoch, id, outcome (done|failed|retry), retry_ms, hold_ms (-1: none),
---       policy ('' none given | 'none' | 'txt'), robots text, crawl delay ms (-1: none),
---       n, then n triples (fingerprint, host, entry): the page's links, queued first (also
---       when the lease is gone: they are real links, and queued before the URL can end),
---       then take, budget (-1: none), ttl_ms, request id: lease up to ``take`` jobs to the
---       worker in the same step (the slot the finished job leaves), as LEASE does.
+-- RELEASE: a fetch is over: queue its page's links, free the host's slot (or queue a
+-- retry, or store a robots policy), and lease up to take jobs in the same step (the slot the
+-- finished job leaves), as LEASE does.
+--
+-- args (built by release() in shoal/state/_redis_lua.py; -1 and '' are its "none"):
+--   [1]      worker          the worker's id
+--   [2]      epoch           its epoch
+--   [3]      lease_id        the lease ending
+--   [4]      outcome         done | failed | retry
+--   [5]      retry_ms        a retry waits this long before it goes back to its queue
+--   [6]      hold_ms         ask the host nothing for this long (-1: no hold)
+--   [7]      policy          a robots job's result: 'none' | 'txt' ('': none given)
+--   [8]      robots_txt      the robots.txt text when policy is 'txt'
+--   [9]      crawl_delay_ms  its Crawl-delay (-1: none)
+--   [10]     n               how many links follow
+--   [11 ...] links           n triples (fingerprint, host, entry): queued first, also
+--                            when the lease is gone (they are real links, and queued
+--                            before the URL can end)
+--   [at]     take            jobs to lease in the same step (0: none); at = 11 + 3n
+--   [at + 1] budget          as LEASE's (-1: no limit)
+--   [at + 2] ttl_ms          as LEASE's
+--   [at + 3] request         as LEASE's
 -- Returns {1 when applied (or already released) / 0 when the lease is no longer this
 -- worker's, then 1/0 per link (queued / seen)}, followed when take > 0 by LEASE's reply
 -- (no jobs when the worker is fenced). With take > 0 the same request sent again gets the

@@ -1,5 +1,11 @@
--- args: worker, epoch, ttl_ms, lease ids. Extends the worker's live leases; returns the ids
--- that are no longer its own.
+-- RENEW: extend a worker's live leases (the heartbeat of long fetches).
+--
+-- args (built by renew() in shoal/state/_redis_lua.py):
+--   [1]     worker      the worker's id
+--   [2]     epoch       its epoch
+--   [3]     ttl_ms      how long from now the leases last
+--   [4 ...] lease_ids
+-- Returns the ids that are no longer its own.
 register('renew', function(args)
   local worker, epoch, ttl = args[1], args[2], tonumber(args[3])
   local now = now_ms()
