@@ -444,7 +444,7 @@ class RedisCrawlState(CrawlViews):
             since = "{}-{}".format(*self._last_event)
         # The block must end before the socket's own timeout would call the link dead, and
         # within the window in which the functions write events for waiters (WAIT_WINDOW_MS in
-        # the Lua prelude): a longer block could sleep through a change.
+        # lua/jobs.lua): a longer block could sleep through a change.
         cap = min(_WAIT_CAP, self._socket_timeout - 1)
         block = max(1, round(min(timeout, cap) * 1000))
         with self._guard("waiting for changes"):
