@@ -3,7 +3,8 @@
 
     python3 dev.py run [ARGS]    the main job: crawl the bundled sample site (or ARGS)
     python3 dev.py test [ARGS]   the whole test suite (ARGS go to pytest)
-    python3 dev.py lint          ruff (lint + format check) and mypy --strict on src/
+    python3 dev.py lint          ruff (lint + format check), mypy --strict on src/, and
+                                 luacheck on the Redis function library (src/shoal/state/lua)
 
 Each creates or refreshes .venv/ at the repository root from pyproject.toml and the
 pinned versions in requirements/constraints.txt, then runs inside it. SHOAL_VENV names
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -70,6 +72,19 @@ def main(argv: list[str]) -> int:
     for check in checks:
         print("$", " ".join(check[2:]), file=sys.stderr)
         worst = max(worst, subprocess.call(check, cwd=ROOT, env=env))
+    # The Lua: luacheck (Debian's lua-check) over the library as Redis loads it. Outside CI
+    # a machine without it skips this with a notice; under CI it must run (.ci/run installs it).
+    if shutil.which("luacheck"):
+        print("$ luacheck (tests/lua_lint.py)", file=sys.stderr)
+        lua = [str(PY), str(ROOT / "tests" / "lua_lint.py")]
+        worst = max(worst, subprocess.call(lua, cwd=ROOT, env=env))
+    elif os.environ.get("CI") == "true":
+        print("luacheck is not installed (CI must install it: see .ci/run)", file=sys.stderr)
+        worst = max(worst, 1)
+    else:
+        print(
+            "luacheck not found: the Lua is not linted (apt-get install lua-check)", file=sys.stderr
+        )
     return worst
 
 

@@ -35,8 +35,14 @@ def run_callers(caller: Callable[[int], None], count: int) -> None:
         w.join()
 
 
-def batcher_of(client: redis.Redis, **sources: str) -> ScriptBatcher:
-    return ScriptBatcher(client, "k:", Library("test", "", sources))
+def batcher_of(client: redis.Redis, **bodies: str) -> ScriptBatcher:
+    """A library of one file registering each body as a function of KEYS and ARGV."""
+    lua = "".join(
+        f"redis.register_function(LIBRARY .. '_{name.lower()}', function(KEYS, ARGV)\n"
+        f"{body}\nend)\n"
+        for name, body in bodies.items()
+    )
+    return ScriptBatcher(client, "k:", Library("test", [("test.lua", lua)]))
 
 
 def test_each_caller_gets_its_own_reply_across_shared_batches(redis_server: RedisServer) -> None:

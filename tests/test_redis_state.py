@@ -19,6 +19,7 @@ import pytest
 from redis_server import RedisServer, running
 from shoal import CrawlMismatch, RedisStateError, RedisUnavailable, StaleCommit, UsageError
 from shoal.state import NewURL, RedisCrawlState, StoredPolicy
+from shoal.state import _redis_lua as lua
 
 Opener = Callable[..., RedisCrawlState]
 H = "http://a.test"
@@ -495,9 +496,10 @@ def test_lease_resent_after_a_lost_reply_gives_the_same_leases(open_state: Opene
     s = open_state()
     s.register("w")
     s.submit(pages(H, 6))
-    args = ["w", s.epoch, 2, -1, 60_000, "request-1"]
-    first = s._run("LEASE", *args)
-    again = s._run("LEASE", *args)
+    assert s.epoch is not None
+    call = lua.lease(worker="w", epoch=s.epoch, n=2, budget=None, ttl_ms=60_000, request="r-1")
+    first = s._run(call)
+    again = s._run(call)
     assert first == again and len(first) == 3 + 2 * 3
     assert s.stats().leased == 2
     jobs, _ = s.lease(10)  # a new request: new leases

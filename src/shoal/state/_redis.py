@@ -5,10 +5,10 @@ speaks only plain data (strings, numbers, its own small dataclasses) and knows n
 crawler, which adapts it. redis-py is imported when a state is opened, never by
 ``import shoal`` or ``import shoal.state``. Needs Redis >= 7.0, nothing but its core.
 
-The key layout is drawn in ``_redis_prelude.py``, where the functions name the keys.
+The key layout is drawn in ``lua/prelude.lua``, where the functions name the keys.
 
-Semantics, each step one call of a Lua function (``_redis_lua.py``), times from the
-server's ``TIME``:
+Semantics, each step one call of a Lua function (``lua/<name>.lua``, loaded by
+``_redis_lua.py``), times from the server's ``TIME``:
 
 - ``pending`` = queued (lists + delayed retries) + leased (``HLEN`` of the leases), kept
   exact by every function, so the crawl is over exactly when it is 0 (:meth:`finished`). A
@@ -240,13 +240,14 @@ class RedisCrawlState(CrawlViews):
         limit = config_value(self._client, "set-max-intset-entries")
         target = max(16, int(int(limit or 512) * 0.4))
         reply = self._run(
-            "INIT",
-            _LAYOUT_VERSION,
-            json.dumps(ours["identity"], sort_keys=True),
-            per_host,
-            ours["delay"],
-            int(robots),
-            target,
+            lua.init(
+                version=_LAYOUT_VERSION,
+                identity=json.dumps(ours["identity"], sort_keys=True),
+                per_host=per_host,
+                delay_ms=ours["delay"],
+                robots=robots,
+                bucket_target=target,
+            )
         )
         if reply[0] == b"created":
             logger.info("created crawl %s in %s", self.crawl_id, self._url)
@@ -277,11 +278,11 @@ class RedisCrawlState(CrawlViews):
     def _guard(self, what: str) -> contextlib.AbstractContextManager[None]:
         return translated(self._url, what, self._reconnect_for)
 
-    def _run(self, name: str, *args: str | int | bytes) -> Any:
-        with self._guard(name.lower()):
+    def _run(self, call: lua.Call) -> Any:
+        with self._guard(call.name.lower()):
             if self._batcher is not None:
-                return self._batcher.call(name, args)
-            return lua.LIBRARY.call(self._client, name, self.prefix, args)
+                return self._batcher.call(call.name, call.args)
+            return lua.LIBRARY.call(self._client, call.name, self.prefix, call.args)
 
     def _request_id(self) -> str:
         """Unique to this client: a call that leases stores it with its reply, so the same
@@ -309,7 +310,7 @@ class RedisCrawlState(CrawlViews):
         back to the queue at once."""
         if not _WORKER_ID.fullmatch(worker_id):
             raise UsageError(f"invalid worker id {worker_id!r}: 1-200 printable ASCII, no spaces")
-        epoch, offset, back = self._run("REGISTER", worker_id)
+        epoch, offset, back = self._run(lua.register(worker=worker_id))
         if back:
             logger.info(
                 "worker %s: %d leases of its last run went back to the queue", worker_id, back
@@ -328,16 +329,14 @@ class RedisCrawlState(CrawlViews):
         out: list[bool] = []
         for start in range(0, len(urls), _SUBMIT_CHUNK):
             chunk = urls[start : start + _SUBMIT_CHUNK]
-            fps, sent, args = self._unknown(chunk)
-            replies = [bool(x) for x in self._run("SUBMIT", len(sent), *args)] if sent else []
+            fps, sent, links = self._unknown(chunk)
+            replies = [bool(x) for x in self._run(lua.submit(links=links))] if sent else []
             out += self._merged(len(chunk), sent, replies, fps)
         return out
 
-    def _unknown(
-        self, urls: Sequence[NewURL]
-    ) -> tuple[list[int], list[int], list[str | int | bytes]]:
+    def _unknown(self, urls: Sequence[NewURL]) -> tuple[list[int], list[int], list[lua.Link]]:
         """The fingerprints of ``urls``, the positions of those this client does not know
-        as seen, and the call's arguments (fingerprint, host, entry) for those."""
+        as seen, and those as links to queue (fingerprint, host, entry)."""
         for u in urls:
             if u.kind == "robots":
                 raise ValueError("robots jobs are made by lease(), not submitted")
@@ -345,11 +344,11 @@ class RedisCrawlState(CrawlViews):
                 raise ValueError(f"not a scheme://host[:port] key: {u.host!r}")
         fps = [fingerprint(u.url) for u in urls]
         sent = self._known.unknown(fps)
-        args: list[str | int | bytes] = []
+        links: list[lua.Link] = []
         for i in sent:
             u = urls[i]
-            args += [signed(fps[i]), u.host, entry(1, u.kind, u.depth, u.url, u.referrer)]
-        return fps, sent, args
+            links.append((signed(fps[i]), u.host, entry(1, u.kind, u.depth, u.url, u.referrer)))
+        return fps, sent, links
 
     def _merged(self, n: int, sent: list[int], replies: list[bool], fps: list[int]) -> list[bool]:
         """Per URL: new or not (a URL known here as seen is not new); the sent ones are
@@ -363,7 +362,7 @@ class RedisCrawlState(CrawlViews):
     def claim(self, url: str) -> bool:
         """Mark ``url`` seen without queueing it; False if it was seen already."""
         fp = fingerprint(url)
-        new = bool(self._run("CLAIM", signed(fp))[0])
+        new = bool(self._run(lua.claim(fingerprints=[signed(fp)]))[0])
         self._known.learn([fp])
         return new
 
@@ -373,7 +372,10 @@ class RedisCrawlState(CrawlViews):
         the same redirects). The job's claims (``P jc:<fingerprint>``) end with its
         commit (``claimed_by``), or after a week if that never comes."""
         fp = fingerprint(url)
-        reply = self._run("CLAIM_FOR", signed(fingerprint(job_url)), signed(fp), 7 * 86400 * 1000)
+        week = 7 * 86400 * 1000
+        reply = self._run(
+            lua.claim_for(job=signed(fingerprint(job_url)), url=signed(fp), keep_ms=week)
+        )
         self._known.learn([fp])
         return bool(reply)
 
@@ -382,7 +384,7 @@ class RedisCrawlState(CrawlViews):
         out: list[bool] = []
         for start in range(0, len(urls), _SUBMIT_CHUNK * 3):
             fps = [fingerprint(u) for u in urls[start : start + _SUBMIT_CHUNK * 3]]
-            out += [bool(x) for x in self._run("CLAIM", *map(signed, fps))]
+            out += [bool(x) for x in self._run(lua.claim(fingerprints=[signed(x) for x in fps]))]
             self._known.learn(fps)
         return out
 
@@ -405,13 +407,14 @@ class RedisCrawlState(CrawlViews):
         wait may make a job ready, and seconds until the first lease expires (None: none)."""
         worker, epoch = self._me()
         reply = self._run(
-            "LEASE",
-            worker,
-            epoch,
-            n,
-            -1 if budget is None else budget,
-            ms(self.lease_ttl),
-            self._request_id(),
+            lua.lease(
+                worker=worker,
+                epoch=epoch,
+                n=n,
+                budget=budget,
+                ttl_ms=ms(self.lease_ttl),
+                request=self._request_id(),
+            )
         )
         if reply[0] == b"fenced":
             raise self._fenced()
@@ -452,7 +455,7 @@ class RedisCrawlState(CrawlViews):
             since = "{}-{}".format(*self._last_event)
         # The block must end before the socket's own timeout would call the link dead, and
         # within the window in which the functions write events for waiters (WAIT_WINDOW_MS in
-        # the Lua prelude): a longer block could sleep through a change.
+        # lua/jobs.lua): a longer block could sleep through a change.
         cap = min(_WAIT_CAP, self._socket_timeout - 1)
         block = max(1, round(min(timeout, cap) * 1000))
         with self._guard("waiting for changes"):
@@ -505,29 +508,30 @@ class RedisCrawlState(CrawlViews):
         head = len(links) - (len(links) - 1) % _SUBMIT_CHUNK - 1 if links else 0
         before = self.submit(links[:head]) if head else []
         tail = links[head:]
-        fps, sent, args = self._unknown(tail)
-        pol, text, cdelay = "", b"", -1
+        fps, sent, tail_links = self._unknown(tail)
+        pol: Literal["none", "txt"] | None = None
+        robots_txt, cdelay = b"", None
         if policy is not None:
             pol = "none" if policy.robots_txt is None else "txt"
-            text = (policy.robots_txt or "").encode("utf-8", "surrogatepass")
-            cdelay = ms(policy.crawl_delay)
+            robots_txt = (policy.robots_txt or "").encode("utf-8", "surrogatepass")
+            cdelay = None if policy.crawl_delay is None else ms(policy.crawl_delay)
         reply = self._run(
-            "RELEASE",
-            worker,
-            epoch,
-            lease_id,
-            outcome,
-            ms(retry_in if retry_in is not None else 0.0),
-            ms(hold_host_for),
-            pol,
-            text,
-            cdelay,
-            len(sent),
-            *args,
-            take,
-            -1 if budget is None else budget,
-            ms(self.lease_ttl),
-            self._request_id(),
+            lua.release(
+                worker=worker,
+                epoch=epoch,
+                lease_id=lease_id,
+                outcome=outcome,
+                retry_ms=ms(retry_in if retry_in is not None else 0.0),
+                hold_ms=None if hold_host_for is None else ms(hold_host_for),
+                policy=pol,
+                robots_txt=robots_txt,
+                crawl_delay_ms=cdelay,
+                links=tail_links,
+                take=take,
+                budget=budget,
+                ttl_ms=ms(self.lease_ttl),
+                request=self._request_id(),
+            )
         )
         new = self._merged(len(tail), sent, [bool(x) for x in reply[1 : 1 + len(sent)]], fps)
         if take > 0:
@@ -558,20 +562,20 @@ class RedisCrawlState(CrawlViews):
         token = hashlib.blake2b(
             f"{expected_offset} {new_offset} {' '.join(ids)}".encode(), digest_size=12
         ).hexdigest()
-        args: list[str | int | bytes] = [
-            worker,
-            epoch,
-            token,
-            str(expected_offset),
-            str(new_offset),
-            len(claimed_by),
-            *(signed(fingerprint(url)) for url in claimed_by),
-        ]
-        for lease_id, outcome in finished:
+        for _, outcome in finished:
             if outcome not in ("done", "failed"):
                 raise ValueError(f"a commit is done or failed, not {outcome!r}")
-            args += [lease_id, outcome]
-        reply = self._run("COMMIT", *args)
+        reply = self._run(
+            lua.commit(
+                worker=worker,
+                epoch=epoch,
+                token=token,
+                expected_offset=expected_offset,
+                new_offset=new_offset,
+                claims=[signed(fingerprint(url)) for url in claimed_by],
+                finished=finished,
+            )
+        )
         status = reply[0].decode()
         if status == "ok":
             return True
@@ -597,7 +601,9 @@ class RedisCrawlState(CrawlViews):
         """Extend this worker's leases by ``lease_ttl`` (the heartbeat of long fetches);
         returns the ids that are no longer its own."""
         worker, epoch = self._me()
-        lost = self._run("RENEW", worker, epoch, ms(self.lease_ttl), *lease_ids)
+        lost = self._run(
+            lua.renew(worker=worker, epoch=epoch, ttl_ms=ms(self.lease_ttl), lease_ids=lease_ids)
+        )
         return [x.decode() for x in lost]
 
     def host_policy(self, host: str) -> StoredPolicy | None:
@@ -629,7 +635,7 @@ class RedisCrawlState(CrawlViews):
         """Set the host's delay between request starts, for every worker (auto-throttle)."""
         if not _HOST.fullmatch(host):
             raise ValueError(f"not a scheme://host[:port] key: {host!r}")
-        self._run("SET_DELAY", host, ms(seconds))
+        self._run(lua.set_delay(host=host, delay_ms=ms(seconds)))
 
     # -- lifetime ------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 :class:`Library` is a Redis function library (Redis >= 7.0): shared Lua that Redis compiles
 and defines once, and functions called by name (FCALL). Its name carries a digest of its
-text, so two shoal versions on one Redis each call their own, and a Redis that lost it
+code, so two shoal versions on one Redis each call their own, and a Redis that lost it
 (restarted without its data, FUNCTION FLUSH) is given it again on the first call that
 misses it.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,24 +32,44 @@ __all__ = ["Library", "ScriptBatcher"]
 
 
 class Library:
-    """Lua ``prelude`` (run once, at load) and ``functions``: name -> body, a function of
-    ``KEYS`` and ``ARGV`` as a script's would be. Named ``<stem>_<digest>``; its functions
-    ``<library>_<name in lower case>``."""
+    """A function library made of Lua ``files`` (name, text), loaded as one chunk in their
+    order, so a local of one file is seen by the files after it. Named
+    ``<stem>_<digest of the files' text>``.
 
-    def __init__(self, stem: str, prelude: str, functions: Mapping[str, str]) -> None:
-        digest = hashlib.sha1(prelude.encode(), usedforsecurity=False)
-        for name, body in functions.items():
-            digest.update(f"\0{name}\0{body}".encode())
-        self.name = f"{stem}_{digest.hexdigest()[:16]}"
-        self._names = {name: f"{self.name}_{name.lower()}" for name in functions}
-        registered = "".join(
-            f"\nredis.register_function('{self._names[name]}', function(KEYS, ARGV)\n{body}\nend)\n"
-            for name, body in functions.items()
-        )
-        self.text = f"#!lua name={self.name}\n{prelude}{registered}"
+    The files are plain Lua: the only text added is a first two lines, ``#!lua
+    name=<library>`` (Redis requires it) and ``local LIBRARY = '<library>'``, for the files
+    to register their functions as ``<library>_<name>`` (function names are global to a
+    Redis, so they must carry the digest too). :meth:`function` gives that name for a
+    function called ``name`` in any case: Python's ``"CLAIM_FOR"`` is Lua's ``claim_for``.
+    """
+
+    HEADER_LINES = 2
+
+    def __init__(self, stem: str, files: Sequence[tuple[str, str]]) -> None:
+        texts = [text if text.endswith("\n") else text + "\n" for _, text in files]
+        code = "".join(texts)
+        digest = hashlib.sha1(code.encode(), usedforsecurity=False).hexdigest()
+        self.name = f"{stem}_{digest[:16]}"
+        self.code = code
+        self.text = f"#!lua name={self.name}\nlocal LIBRARY = '{self.name}'\n{code}"
+        # (file name, its first line in text), for reading a line number of text back.
+        self.files: list[tuple[str, int]] = []
+        line = self.HEADER_LINES + 1
+        for (name, _), text in zip(files, texts, strict=True):
+            self.files.append((name, line))
+            line += text.count("\n")
 
     def function(self, name: str) -> str:
-        return self._names[name]
+        return f"{self.name}_{name.lower()}"
+
+    def locate(self, line: int) -> tuple[str, int]:
+        """The file and line in it of ``text``'s line ``line`` (1-based); ``("<header>",
+        line)`` for the two added lines."""
+        where = ("<header>", line)
+        for name, first in self.files:
+            if line >= first:
+                where = (name, line - first + 1)
+        return where
 
     def load(self, client: redis.Redis) -> None:
         # REPLACE: another client may have loaded it meanwhile (the same text: same name).
@@ -70,7 +90,7 @@ class Library:
         """One call, outside any batch; loads the library if Redis lacks it."""
         from redis.exceptions import ResponseError
 
-        command = ("FCALL", self._names[name], 1, key, *args)
+        command = ("FCALL", self.function(name), 1, key, *args)
         try:
             return client.execute_command(*command)  # type: ignore[no-untyped-call]
         except ResponseError as exc:

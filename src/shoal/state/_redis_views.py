@@ -86,7 +86,7 @@ class CrawlViews:
         with self._guard("reading workers"):
             now_s, now_us = self._client.time()
             now = now_s * 1000 + now_us // 1000
-            # A lease record starts with its worker's id (the layout in _redis_prelude).
+            # A lease record starts with its worker's id (the layout in lua/prelude.lua).
             held = Counter(
                 text(rec.split(b"\n", 1)[0])
                 for _, rec in self._client.hscan_iter(f"{self.prefix}l", count=1000)

@@ -1,0 +1,80 @@
+-- COMMIT: durably finish leases whose records a worker has written: all or nothing.
+--
+-- args (built by commit() in shoal/state/_redis_lua.py):
+--   [1]     worker            the worker's id
+--   [2]     epoch             its epoch
+--   [3]     token             made from the commit's content: the same commit sent again
+--                             is recognised
+--   [4]     expected_offset   the worker's output offset at its last commit
+--   [5]     new_offset        its output offset now
+--   [6]     n                 how many claims follow
+--   [7 ...] claims            n job fingerprints whose redirect claims (jc:) end here
+--   [7 + n ...] finished      pairs (lease id, done | failed)
+-- Returns {'ok'}, {'dup'} (this very commit was applied before), {'fenced'},
+-- {'offset', stored offset} or {'lost', lease id} / {'robots', lease id}: refused, nothing
+-- done.
+register('commit', function(args)
+  local worker, epoch, token, expected, offset = args[1], args[2], args[3], args[4], args[5]
+  local wk = P .. 'w:' .. worker
+  local w = redis.call('HMGET', wk, 'epoch', 'offset', 'token')
+  if w[1] ~= epoch then return {'fenced'} end
+  if w[3] == token then return {'dup'} end
+  local stored = w[2] or '0'
+  if stored ~= expected then return {'offset', stored} end
+  local nclaims = tonumber(args[6])
+  local ids, outcomes = {}, {}
+  for i = 7 + nclaims, #args, 2 do
+    ids[#ids + 1] = args[i]
+    outcomes[#outcomes + 1] = args[i + 1]
+  end
+  -- Every lease is checked before anything changes: all or nothing.
+  local recs = {}
+  for i = 1, #ids, 400 do
+    local got = redis.call('HMGET', LEASES, unpack(ids, i, math.min(i + 399, #ids)))
+    for j = 1, #got do recs[#recs + 1] = got[j] end
+  end
+  local hosts = {}  -- host -> {done, failed, unreleased}
+  for i, id in ipairs(ids) do
+    local rec = recs[i]
+    if not rec then return {'lost', id} end
+    local lw, le, host, released, entry = parse_lease(rec)
+    if lw ~= worker or le ~= epoch then return {'lost', id} end
+    local _, kind = entry_head(entry)
+    if kind == 'r' then return {'robots', id} end
+    local h = hosts[host]
+    if not h then
+      h = {0, 0, 0}
+      hosts[host] = h
+    end
+    if outcomes[i] == 'done' then h[1] = h[1] + 1 else h[2] = h[2] + 1 end
+    if released ~= '1' then h[3] = h[3] + 1 end
+  end
+  local done, failed = 0, 0
+  for host, h in pairs(hosts) do
+    local hk = P .. 'h:' .. host
+    done, failed = done + h[1], failed + h[2]
+    if h[1] > 0 then redis.call('HINCRBY', hk, 'done', h[1]) end
+    if h[2] > 0 then redis.call('HINCRBY', hk, 'failed', h[2]) end
+    if h[3] > 0 then
+      redis.call('HINCRBY', hk, 'inflight', -h[3])
+      schedule(host)
+    end
+  end
+  if #ids > 0 then
+    call_chunked('HDEL', LEASES, ids, 400)
+    call_chunked('ZREM', EXPIRY, ids, 400)
+    redis.call('HINCRBY', META, 'pending', -#ids)
+  end
+  if done > 0 then
+    redis.call('HINCRBY', META, 'done', done)
+    redis.call('HINCRBY', wk, 'done', done)
+  end
+  if failed > 0 then
+    redis.call('HINCRBY', META, 'failed', failed)
+    redis.call('HINCRBY', wk, 'failed', failed)
+  end
+  redis.call('HSET', wk, 'offset', offset, 'token', token, 'seen', now_ms())
+  for i = 7, 6 + nclaims do redis.call('DEL', P .. 'jc:' .. args[i]) end
+  poke()
+  return {'ok'}
+end)
