@@ -274,8 +274,6 @@ class JobSteps:
                     max_links=self.options.max_links_per_page,
                 )
         try:
-            if page is not None and page.parse_cut is not None:
-                error, fetched.detail = CrawlErrorKind.PARSE_LIMIT, page.parse_cut
             records, follow, callback_failed = self._records.build(job, fetched, page, error)
         except Exception as exc:
             logger.exception("processing %s failed", job.url)

@@ -103,25 +103,32 @@ class Page:
         return self._decode()[1]
 
     def _parseable(self) -> tuple[str, str | None]:
-        """The text that parsers get (cut off where parsing it would cost too much), and
-        why it was cut."""
+        """The text that selectors get (cut off where a whole tree of it would cost too
+        much), and why it was cut."""
         if self._bounded is None:
             self._bounded = bounded(self.text)
         return self._bounded
 
     @property
     def html(self) -> ParsedHTML | None:
-        """The parsed page (title, hrefs, <base>), or None when it is not HTML."""
+        """The parsed page (title, hrefs, <base>, <meta>), or None when it is not HTML.
+        Always the whole page: a large one is parsed in pieces (see ``parse_html``)."""
         if self._html is _UNSET:
-            self._html = parse_html(*self._parseable()) if self.is_html else None
+            self._html = parse_html(self.text) if self.is_html else None
         return self._html
 
     @property
     def parse_cut(self) -> str | None:
-        """Why parsing stopped before the end of an HTML page (pathological nesting, too
-        many tags: see ``_nesting``), or None if parsers see it all. Links, title and
-        selectors all come from the part before the cut."""
+        """Why selectors (``css``, ``xpath``, ``--extract``) see only the start of an HTML
+        page (pathological nesting, too many tags for one tree: see ``_nesting``), or
+        None if they see it all. Links and title always come from the whole page."""
         return self._parseable()[1] if self.is_html else None
+
+    @property
+    def truncated(self) -> str | None:
+        """``parse_cut`` if a selector was used on this page (so something taken from it
+        may be missing), else None."""
+        return self.parse_cut if self._selector is not None else None
 
     @property
     def title(self) -> str | None:
