@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._html import ParsedHTML, bounded, decode_body, is_html, parse_html
@@ -11,10 +12,53 @@ from ._urls import LinkResolver, join_url
 if TYPE_CHECKING:
     from parsel import Selector, SelectorList
 
-__all__ = ["Page"]
+__all__ = ["Page", "product_token", "robots_directives"]
 
 
 _UNSET: Any = object()
+# The directives a crawler acts on; "none" means both.
+_DIRECTIVES = frozenset({"noindex", "nofollow"})
+# "name: value" directives of X-Robots-Tag, whose colon is not a user-agent prefix.
+_VALUED = frozenset({"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"})
+_AGENT_PREFIX = re.compile(r"\s*([A-Za-z0-9_.\-]+)\s*:(.*)", re.S)
+
+
+def product_token(user_agent: str) -> str:
+    """The name a User-Agent goes by in robots rules: ``shoal`` for ``shoal/1.0 (+url)``."""
+    words = user_agent.split("/", 1)[0].split()
+    return words[0] if words else ""
+
+
+def robots_directives(
+    metas: Iterable[tuple[str, str]], header: str | None, agent: str
+) -> tuple[str, ...]:
+    """The ``noindex``/``nofollow`` directives that apply to the user-agent product token
+    ``agent``: from ``<meta name="robots">`` or ``<meta name="AGENT">`` (content
+    comma-separated, case-insensitive, ``none`` meaning both) and from the X-Robots-Tag
+    header (repeated fields arrive joined by "\\n"; in a field, an ``otherbot:`` prefix
+    makes what follows it apply to that agent only)."""
+    agent = agent.lower()
+    words: list[str] = []
+    for name, content in metas:
+        if name in ("robots", agent):
+            words.extend(content.split(","))
+    for line in header.split("\n") if header else ():
+        applies = True
+        for part in line.split(","):
+            m = _AGENT_PREFIX.fullmatch(part)
+            directive = part
+            if m is not None and m.group(1).lower() not in _VALUED:
+                applies = m.group(1).lower() == agent
+                directive = m.group(2)
+            if applies:
+                words.append(directive)
+    found: list[str] = []
+    for raw in words:
+        word = raw.strip().lower()
+        for directive in ("noindex", "nofollow") if word == "none" else (word,):
+            if directive in _DIRECTIVES and directive not in found:
+                found.append(directive)
+    return tuple(sorted(found))
 
 
 class Page:
@@ -40,6 +84,7 @@ class Page:
         "headers",
         "max_links",
         "referrer",
+        "robots_agent",
         "status",
         "url",
     )
@@ -56,6 +101,7 @@ class Page:
         referrer: str | None,
         elapsed: float,
         max_links: int | None = None,
+        robots_agent: str = "shoal",
     ) -> None:
         self.url = url
         self.final_url = final_url
@@ -66,6 +112,7 @@ class Page:
         self.referrer = referrer
         self.elapsed = elapsed
         self.max_links = max_links
+        self.robots_agent = robots_agent
         self._is_html: bool | None = None
         self._decoded: tuple[str, str] | None = None
         self._bounded: tuple[str, str | None] | None = None
@@ -129,6 +176,14 @@ class Page:
         """``parse_cut`` if a selector was used on this page (so something taken from it
         may be missing), else None."""
         return self.parse_cut if self._selector is not None else None
+
+    @property
+    def robots(self) -> tuple[str, ...]:
+        """The page's robots directives that apply to this crawler (``noindex``,
+        ``nofollow``), from ``<meta name="robots">`` and the X-Robots-Tag header."""
+        html = self.html
+        metas = html.metas if html is not None else ()
+        return robots_directives(metas, self.headers.get("x-robots-tag"), self.robots_agent)
 
     @property
     def title(self) -> str | None:

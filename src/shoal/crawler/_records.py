@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 # Fields of a page's record besides RECORD_FIELDS, kept out of them so the SQLite table
 # of an output begun by an older shoal still fits (SQLite keeps them in its ``data``).
-PAGE_FIELDS = ("truncated",)
+PAGE_FIELDS = ("truncated", "robots")
 # Names --extract may not take: they would overwrite (or, in CSV, repeat) a record field.
 _RESERVED = (*RECORD_FIELDS, *PAGE_FIELDS, "body", "body_sha256")
 
@@ -94,6 +94,7 @@ class Records:
             "error": error,
             "error_detail": (fetched.detail or None) if error else None,
             "truncated": None,
+            "robots": (list(page.robots) or None) if page is not None else None,
         }
         if self.save_bodies:
             record["body"], record["body_sha256"] = _body_fields(fetched.body, page)
