@@ -554,6 +554,11 @@ def test_page_level_nofollow_is_obeyed_noindex_recorded_and_the_option_ignores_t
         leaves = {p for p in site.paths() if p.startswith("/leaf")}
         assert leaves == {f"/leaf-{p[1:]}" for p in pages}
         assert by_url(records)[site.url("/meta")]["robots"] == ["nofollow"]
+        # A callback's URLs are the page's links too: not followed from a nofollow page.
+        site.hits.clear()
+        crawl(site.url("/"), tmp_path, on_page=lambda page: page.links, follow_links=False)
+        leaves = {p for p in site.paths() if p.startswith("/leaf")}
+        assert leaves == {f"/leaf-{p[1:]}" for p in pages} - obeyed
 
 
 def test_x_robots_tag_fields_each_keep_their_user_agent_prefix(tmp_path: Path) -> None:
