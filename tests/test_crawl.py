@@ -549,3 +549,82 @@ def test_max_pages_is_exact_with_successor_leases(tmp_path: Path) -> None:
 @pytest.mark.stress
 def test_max_pages_is_exact_many_times(tmp_path: Path) -> None:
     _exactly_max_pages(tmp_path, 20)
+
+
+def _robots_meta(content: str, name: str = "robots") -> str:
+    return f'<meta name="{name}" content="{content}">'
+
+
+def test_page_level_nofollow_is_obeyed_noindex_recorded_and_the_option_ignores_them(
+    tmp_path: Path,
+) -> None:
+    # Each page links to one leaf of its own: a leaf fetched means its page's links were
+    # followed.
+    pages = {
+        "/meta": html("m", "/leaf-meta", extra=_robots_meta("noarchive, NoFollow")),
+        "/none": html("n", "/leaf-none", extra=_robots_meta("NONE", name="ROBOTS")),
+        "/ours": html("s", "/leaf-ours", extra=_robots_meta("nofollow", name="shoal")),
+        "/theirs": html("t", "/leaf-theirs", extra=_robots_meta("nofollow", name="otherbot")),
+        "/header": Reply(body=html("h", "/leaf-header"), headers={"X-Robots-Tag": "nofollow"}),
+        "/other": Reply(
+            body=html("o", "/leaf-other"), headers={"X-Robots-Tag": "otherbot: nofollow"}
+        ),
+        "/noindex": html("i", "/leaf-noindex", extra=_robots_meta("noindex")),
+        "/rel": html("r", extra='<a rel="nofollow" href="/leaf-rel">x</a>'),
+    }
+    obeyed = {"/leaf-meta", "/leaf-none", "/leaf-ours", "/leaf-header"}
+    with Site() as site:
+        site.routes.update({"/": html("home", *pages), **pages})
+        site.fallback = Reply(body=html("leaf"))
+        result, records = crawl(site.url("/"), tmp_path)
+        leaves = {p for p in site.paths() if p.startswith("/leaf")}
+        assert leaves == {f"/leaf-{p[1:]}" for p in pages} - obeyed
+        got = by_url(records)
+        assert got[site.url("/noindex")]["robots"] == ["noindex"]
+        assert got[site.url("/meta")]["robots"] == ["nofollow"]
+        assert got[site.url("/none")]["robots"] == ["nofollow", "noindex"]
+        assert got[site.url("/header")]["robots"] == ["nofollow"]
+        assert got[site.url("/other")]["robots"] is None
+        assert got[site.url("/")]["robots"] is None and got[site.url("/")]["error"] is None
+        assert result.failed == 0
+        # --ignore-nofollow: every page's links are followed; the directives still recorded.
+        site.hits.clear()
+        _, records = crawl(site.url("/"), tmp_path, obey_nofollow=False)
+        leaves = {p for p in site.paths() if p.startswith("/leaf")}
+        assert leaves == {f"/leaf-{p[1:]}" for p in pages}
+        assert by_url(records)[site.url("/meta")]["robots"] == ["nofollow"]
+        # A callback's URLs are the page's links too: not followed from a nofollow page.
+        site.hits.clear()
+        crawl(site.url("/"), tmp_path, on_page=lambda page: page.links, follow_links=False)
+        leaves = {p for p in site.paths() if p.startswith("/leaf")}
+        assert leaves == {f"/leaf-{p[1:]}" for p in pages} - obeyed
+
+
+def test_x_robots_tag_fields_each_keep_their_user_agent_prefix(tmp_path: Path) -> None:
+    from rawserver import raw_servers, respond_always
+
+    def answer(request: bytes) -> bytes:
+        path = request.split(b" ", 2)[1]
+        if path == b"/robots.txt":
+            return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+        body = b'<html><title>x</title><a href="/leaf">l</a></html>'
+        if path == b"/":
+            # Two fields: "nofollow" is for every crawler, "noindex" only for otherbot
+            # (joined by ", " the second field would read as otherbot's too).
+            head = b"X-Robots-Tag: otherbot: noindex\r\nX-Robots-Tag: nofollow\r\n"
+        else:
+            head = b""
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+            + head
+            + b"Content-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+
+    with raw_servers() as start:
+        server = start(respond_always(answer))
+        for transport in ("native", "urllib3"):
+            result, records = crawl(server.url + "/", tmp_path, transport=transport)
+            assert [r["url"] for r in records] == [server.url + "/"], transport
+            assert records[0]["robots"] == ["nofollow"], transport
+            assert result.ok == 1 and result.discovered == 1

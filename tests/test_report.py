@@ -496,3 +496,22 @@ def test_held_back_records_of_a_5xx_robots_txt_count_once_each(tmp_path: Path) -
     assert [(r["url"], r["error"]) for r in read_csv(result.csv["broken"])] == [
         (b, "robots_http_503")
     ]
+
+
+def test_a_page_cut_for_its_selectors_is_ok_not_broken(tmp_path: Path) -> None:
+    from shoal.crawler import Crawler
+
+    deep = "<html><title>deep</title><body>" + "<div>" * 10_000 + "<a href='/a'>a</a>"
+    with Site({"/": deep, "/a": html("a"), "/robots.txt": Reply(404)}) as site:
+        out = tmp_path / "o.jsonl"
+        Crawler(site.url("/"), output=str(out), extract={"h1": "h1"}, progress=False).run()
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert "nested deeper than 1024" in records[0]["truncated"], records[0]
+    # An older build recorded such a page as the error parse_limit: not broken either.
+    old = {**records[0], "url": site.url("/old"), "error": "parse_limit"}
+    old["error_detail"] = "elements nested deeper than 1024; parsed the first 9 characters"
+    with out.open("a") as f:
+        f.write(json.dumps(old) + "\n")
+    result = build_report(out, tmp_path / "r.html", state=None)
+    assert result.pages == 3 and result.broken == 0
+    assert read_csv(result.csv["broken"]) == []

@@ -149,7 +149,9 @@ class ErrorKind(StrEnum):
     # Set by the crawler on a page's record (besides the patterns "http_<status>" for a
     # 4xx/5xx page and "robots_http_<status>" for a robots.txt answered 5xx):
     RETRY_AFTER = "retry_after"  # the host asked for a pause longer than the crawl allows
-    PARSE_LIMIT = "parse_limit"  # the page was cut to the parser's bounds
+    # Written by earlier builds for a page cut at a parse bound; such a page is now
+    # fetched fine, its record saying so in ``truncated`` (the report reads old files so).
+    PARSE_LIMIT = "parse_limit"
     PROCESSING = "processing"  # the page callback or link extraction raised
     INTERNAL = "internal"  # shoal's own code failed on the page
 

@@ -159,6 +159,13 @@ def crawl_options(f: Any) -> Any:
             help="Obey robots.txt (--no-robots ignores it: be sure you may).",
         ),
         click.option(
+            "--obey-nofollow/--ignore-nofollow",
+            default=d.obey_nofollow,
+            show_default=True,
+            help="Follow no link of a page whose robots meta tag or X-Robots-Tag header "
+            "says nofollow (--ignore-nofollow follows them).",
+        ),
+        click.option(
             "--user-agent",
             metavar="TEXT",
             default=d.user_agent,

@@ -100,6 +100,8 @@ class Crawler(JobSteps, RunSession):
             only URLs whose path matches one are crawled.
         exclude_glob: Shell globs matched against the URL's path: matching URLs are skipped.
         robots: Obey robots.txt (False: ignore it; be sure you may).
+        obey_nofollow: Follow no link of a page whose robots meta tag or X-Robots-Tag
+            header says nofollow (False: follow them anyway).
         user_agent: The User-Agent header (also the name robots.txt rules are read for).
         timeout: Seconds per request, whole (connecting at most 10 of them).
         retries: Retries of a URL after a connection error, timeout, 429 or 5xx.
@@ -165,6 +167,7 @@ class Crawler(JobSteps, RunSession):
         include_glob: Sequence[str] = CrawlOptions.include_glob,
         exclude_glob: Sequence[str] = CrawlOptions.exclude_glob,
         robots: bool = CrawlOptions.robots,
+        obey_nofollow: bool = CrawlOptions.obey_nofollow,
         user_agent: str = CrawlOptions.user_agent,
         timeout: float = CrawlOptions.timeout,
         retries: int = CrawlOptions.retries,
@@ -210,6 +213,7 @@ class Crawler(JobSteps, RunSession):
             include_glob=include_glob,
             exclude_glob=exclude_glob,
             robots=robots,
+            obey_nofollow=obey_nofollow,
             user_agent=user_agent,
             timeout=timeout,
             retries=retries,

@@ -21,7 +21,7 @@ from ._fetch import Fetched, Fetcher
 from ._gate import robots_gate, sitemap_gate
 from ._kinds import CrawlErrorKind, http_error
 from ._options import CrawlOptions
-from ._page import Page
+from ._page import Page, product_token
 from ._records import Records
 from ._robots import MAX_ROBOTS_BYTES, RobotsRules
 from ._sitemaps import MAX_SITEMAP_NESTING, parse_sitemap
@@ -275,11 +275,14 @@ class JobSteps:
                     referrer=job.referrer,
                     elapsed=fetched.elapsed,
                     max_links=self.options.max_links_per_page,
+                    robots_agent=product_token(self.options.user_agent),
                 )
         try:
-            if page is not None and page.parse_cut is not None:
-                error, fetched.detail = CrawlErrorKind.PARSE_LIMIT, page.parse_cut
             records, follow, callback_failed = self._records.build(job, fetched, page, error)
+            nofollow = page is not None and "nofollow" in page.robots
+            if follow and nofollow and self.options.obey_nofollow:
+                logger.info("not following the links of %s: robots nofollow", job.url)
+                follow = []
         except Exception as exc:
             logger.exception("processing %s failed", job.url)
             error, fetched.detail = CrawlErrorKind.PROCESSING, repr(exc)

@@ -12,7 +12,6 @@ __all__ = ["CrawlErrorKind", "http_error"]
 
 
 class CrawlErrorKind(StrEnum):
-    PARSE_LIMIT = "parse_limit"  # the page was cut at a parse bound (it still has a record)
     RETRY_AFTER = "retry_after"  # the host asked for a pause longer than a crawl waits
     CALLBACK = "callback"  # on_page raised
     PROCESSING = "processing"  # building the page or its records raised

@@ -2,12 +2,13 @@
 
 An HTML5 tree builder checks scopes by walking its stack of open elements, so a page
 of N nested elements costs it O(N^2): 100,000 nested ``<div>``s (1.1 MB) cost lexbor
-tens of seconds of CPU, in one C call that nothing can interrupt. Browsers cap the
-depth (Chromium at 512); shoal cuts the page off where it nests deeper than
-``MAX_NESTING`` and parses what came before. A page is also cut after ``MAX_TAGS``
-tags, which bounds the parser's tree (~300 bytes a node in lexbor: a 10 MB page of
-links made a 230 MB tree) and so a crawl's memory. (The model is hand-written because
-no parser at hand bounds this: lxml stops at depth 256 but is not what finds links.)
+tens of seconds of CPU, in one C call that nothing can interrupt. Links, <base>, <title>
+and <meta> are therefore read from a large page in pieces (``segments``): every tag is
+parsed, each piece at depth 0. Selectors need one whole tree, so the text they get is
+cut off where it nests deeper than ``MAX_NESTING`` (browsers cap the depth: Chromium at
+512) or after ``MAX_TAGS`` tags, which bounds the tree (~300 bytes a node: a 10 MB page
+of links made a 230 MB tree) and so a crawl's memory. (The model is hand-written
+because no parser at hand bounds this.)
 
 ``nesting_cut`` models the tree builder's stack closely enough for real pages (void
 and raw-text elements, comments, elements that close their own kind, end tags that
@@ -21,7 +22,16 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_NESTING", "MAX_OPTIONS", "MAX_TAGS", "SCAN_ABOVE", "nesting_cut", "tag_count_cut"]
+__all__ = [
+    "MAX_NESTING",
+    "MAX_OPTIONS",
+    "MAX_TAGS",
+    "SCAN_ABOVE",
+    "SEGMENT_TAGS",
+    "nesting_cut",
+    "segments",
+    "tag_count_cut",
+]
 
 MAX_NESTING = 1024
 MAX_TAGS = 200_000
@@ -31,6 +41,10 @@ MAX_TAGS = 200_000
 SCAN_ABOVE = 8192
 # lexbor's cost grows with the square of a <select>'s options (20,000 cost seconds).
 MAX_OPTIONS = 4096
+# How many tags one parse of a large page's links takes (see ``segments``). A piece
+# costs lexbor at most about its square: 1024 formatting elements with distinct attributes
+# (the worst found) 4 ms, 1024 nested <div>s 1 ms; and ~300 KB of tree.
+SEGMENT_TAGS = 1024
 
 
 def _names(words: str) -> frozenset[str]:
@@ -220,3 +234,42 @@ def nesting_cut(text: str, limit: int = MAX_NESTING) -> tuple[int, str] | None:
         if len(stack) > limit:
             return m.start(), f"elements nested deeper than {limit}"
     return None
+
+
+def segments(text: str, tags: int = SEGMENT_TAGS) -> list[int]:
+    """Where to split ``text`` into pieces of about ``tags`` tags each, for parsing one
+    piece at a time: offsets of tags outside comments and raw text (a split there leaves
+    every tag whole), in order, 0 first.
+
+    Each piece parsed on its own starts again at depth 0, so no parse nests deeper than
+    about ``tags`` (lexbor's cost is quadratic in depth) and each tree stays small, while
+    every tag of the page is still parsed: what the pieces lose is only the structure
+    across a split, which links, <base>, <title> and <meta> do not need. A comment or raw
+    text holding more than ``tags`` tags, or never closed, is split like markup: which it
+    is depends on context (``<style>`` in ``<svg>`` is markup), and a page must not get
+    an unbounded piece by claiming it.
+    """
+    cuts = [0]
+    seen = 0
+    skip_to = 0
+    for m in _TAG.finditer(text):
+        if m.start() < skip_to:
+            continue
+        seen += 1
+        if seen > tags:
+            cuts.append(m.start())
+            seen = 1
+        raw_name = m.group(2)
+        if raw_name is None:  # a comment
+            end = text.find("-->", m.end())
+        elif m.group(1) or (name := raw_name.lower()) not in _RAW:
+            continue
+        else:
+            end_tag = _raw_ends.get(name)
+            if end_tag is None:
+                end_tag = _raw_ends[name] = re.compile("</" + name, re.I)
+            found = end_tag.search(text, m.end())
+            end = found.start() if found is not None else -1
+        if end >= 0 and text.count("<", m.end(), end) <= tags:
+            skip_to = end
+    return cuts

@@ -158,6 +158,8 @@ class CrawlOptions:
     include_glob: Sequence[str] = ()  # shell globs (fnmatch) matched against the URL path
     exclude_glob: Sequence[str] = ()
     robots: bool = True
+    # Follow no link of a page whose <meta name="robots"> or X-Robots-Tag says nofollow.
+    obey_nofollow: bool = True
     user_agent: str = DEFAULT_USER_AGENT
     timeout: float = 30.0
     retries: int = 2
@@ -306,6 +308,8 @@ class CrawlOptions:
             "max_depth": self.max_depth,
             "robots": self.robots,
         }
+        if not self.obey_nofollow:  # only when used: older state files still match
+            key["obey_nofollow"] = False
         # Added only when used, so state files written before globs existed still match.
         if self.include_glob:
             key["include_glob"] = list(self.include_glob)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._html import ParsedHTML, bounded, decode_body, is_html, parse_html
@@ -11,10 +12,53 @@ from ._urls import LinkResolver, Refused, join_url
 if TYPE_CHECKING:
     from parsel import Selector, SelectorList
 
-__all__ = ["Page"]
+__all__ = ["Page", "product_token", "robots_directives"]
 
 
 _UNSET: Any = object()
+# The directives a crawler acts on; "none" means both.
+_DIRECTIVES = frozenset({"noindex", "nofollow"})
+# "name: value" directives of X-Robots-Tag, whose colon is not a user-agent prefix.
+_VALUED = frozenset({"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"})
+_AGENT_PREFIX = re.compile(r"\s*([A-Za-z0-9_.\-]+)\s*:(.*)", re.S)
+
+
+def product_token(user_agent: str) -> str:
+    """The name a User-Agent goes by in robots rules: ``shoal`` for ``shoal/1.0 (+url)``."""
+    words = user_agent.split("/", 1)[0].split()
+    return words[0] if words else ""
+
+
+def robots_directives(
+    metas: Iterable[tuple[str, str]], header: str | None, agent: str
+) -> tuple[str, ...]:
+    """The ``noindex``/``nofollow`` directives that apply to the user-agent product token
+    ``agent``: from ``<meta name="robots">`` or ``<meta name="AGENT">`` (content
+    comma-separated, case-insensitive, ``none`` meaning both) and from the X-Robots-Tag
+    header (repeated fields arrive joined by "\\n"; in a field, an ``otherbot:`` prefix
+    makes what follows it apply to that agent only)."""
+    agent = agent.lower()
+    words: list[str] = []
+    for name, content in metas:
+        if name in ("robots", agent):
+            words.extend(content.split(","))
+    for line in header.split("\n") if header else ():
+        applies = True
+        for part in line.split(","):
+            m = _AGENT_PREFIX.fullmatch(part)
+            directive = part
+            if m is not None and m.group(1).lower() not in _VALUED:
+                applies = m.group(1).lower() == agent
+                directive = m.group(2)
+            if applies:
+                words.append(directive)
+    found: list[str] = []
+    for raw in words:
+        word = raw.strip().lower()
+        for directive in ("noindex", "nofollow") if word == "none" else (word,):
+            if directive in _DIRECTIVES and directive not in found:
+                found.append(directive)
+    return tuple(sorted(found))
 
 
 class Page:
@@ -41,6 +85,7 @@ class Page:
         "headers",
         "max_links",
         "referrer",
+        "robots_agent",
         "status",
         "url",
     )
@@ -57,6 +102,7 @@ class Page:
         referrer: str | None,
         elapsed: float,
         max_links: int | None = None,
+        robots_agent: str = "shoal",
     ) -> None:
         self.url = url
         self.final_url = final_url
@@ -67,6 +113,7 @@ class Page:
         self.referrer = referrer
         self.elapsed = elapsed
         self.max_links = max_links
+        self.robots_agent = robots_agent
         self._is_html: bool | None = None
         self._decoded: tuple[str, str] | None = None
         self._bounded: tuple[str, str | None] | None = None
@@ -105,25 +152,40 @@ class Page:
         return self._decode()[1]
 
     def _parseable(self) -> tuple[str, str | None]:
-        """The text that parsers get (cut off where parsing it would cost too much), and
-        why it was cut."""
+        """The text that selectors get (cut off where a whole tree of it would cost too
+        much), and why it was cut."""
         if self._bounded is None:
             self._bounded = bounded(self.text)
         return self._bounded
 
     @property
     def html(self) -> ParsedHTML | None:
-        """The parsed page (title, hrefs, <base>), or None when it is not HTML."""
+        """The parsed page (title, hrefs, <base>, <meta>), or None when it is not HTML.
+        Always the whole page: a large one is parsed in pieces (see ``parse_html``)."""
         if self._html is _UNSET:
-            self._html = parse_html(*self._parseable()) if self.is_html else None
+            self._html = parse_html(self.text) if self.is_html else None
         return self._html
 
     @property
     def parse_cut(self) -> str | None:
-        """Why parsing stopped before the end of an HTML page (pathological nesting, too
-        many tags: see ``_nesting``), or None if parsers see it all. Links, title and
-        selectors all come from the part before the cut."""
+        """Why selectors (``css``, ``xpath``, ``--extract``) see only the start of an HTML
+        page (pathological nesting, too many tags for one tree: see ``_nesting``), or
+        None if they see it all. Links and title always come from the whole page."""
         return self._parseable()[1] if self.is_html else None
+
+    @property
+    def truncated(self) -> str | None:
+        """``parse_cut`` if a selector was used on this page (so something taken from it
+        may be missing), else None."""
+        return self.parse_cut if self._selector is not None else None
+
+    @property
+    def robots(self) -> tuple[str, ...]:
+        """The page's robots directives that apply to this crawler (``noindex``,
+        ``nofollow``), from ``<meta name="robots">`` and the X-Robots-Tag header."""
+        html = self.html
+        metas = html.metas if html is not None else ()
+        return robots_directives(metas, self.headers.get("x-robots-tag"), self.robots_agent)
 
     @property
     def title(self) -> str | None:

@@ -26,8 +26,11 @@ __all__ = ["PageCallback", "Records"]
 
 logger = logging.getLogger(__name__)
 
+# Fields of a page's record besides RECORD_FIELDS, kept out of them so the SQLite table
+# of an output begun by an older shoal still fits (SQLite keeps them in its ``data``).
+PAGE_FIELDS = ("truncated", "robots")
 # Names --extract may not take: they would overwrite (or, in CSV, repeat) a record field.
-_RESERVED = (*RECORD_FIELDS, "body", "body_sha256")
+_RESERVED = (*RECORD_FIELDS, *PAGE_FIELDS, "body", "body_sha256")
 
 # What a page callback may give back: records (dicts) to write and URLs (str) to follow.
 PageCallback = Callable[[Page], Iterable[Any] | dict[str, Any] | None]
@@ -51,7 +54,7 @@ class Records:
     def fields(self) -> list[str]:
         """The CSV header: standard fields, then the optional and extracted ones."""
         extra = ["body", "body_sha256"] if self.save_bodies else []
-        return [*RECORD_FIELDS, *extra, *self.extractors]
+        return [*RECORD_FIELDS, *PAGE_FIELDS, *extra, *self.extractors]
 
     def build(
         self, job: Lease, fetched: Fetched, page: Page | None, error: str | None
@@ -90,11 +93,15 @@ class Records:
             "title": page.title if page is not None else None,
             "error": error,
             "error_detail": (fetched.detail or None) if error else None,
+            "truncated": None,
+            "robots": (list(page.robots) or None) if page is not None else None,
         }
         if self.save_bodies:
             record["body"], record["body_sha256"] = _body_fields(fetched.body, page)
         for name, extract in self.extractors.items():
             record[name] = extract(page) if page is not None and page.is_html else None
+        if page is not None:
+            record["truncated"] = page.truncated  # after the extractors: set if they saw a cut
         return record
 
     def error_record(self, job: Lease, kind: str, detail: str) -> dict[str, Any]:

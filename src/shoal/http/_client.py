@@ -23,7 +23,8 @@ before reuse it must also have nothing to read (a stray response a server sends 
 never taken as the answer to the next request).
 
 Response headers: names lower-cased; a repeated header is joined with ", ", except
-``set-cookie``, whose values are joined with "\\n" (cookie dates contain commas).
+``set-cookie`` and ``x-robots-tag``, whose values are joined with "\\n" (cookie dates contain
+commas; an X-Robots-Tag "otherbot:" prefix reaches to the end of its own field).
 """
 
 from __future__ import annotations

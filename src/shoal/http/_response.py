@@ -12,7 +12,7 @@ from typing import Any
 import brotli
 import httptools
 
-from ._transport import ErrorKind, Response, TransportError
+from ._transport import JOINED_BY_LF, ErrorKind, Response, TransportError
 
 __all__ = ["MAX_HEAD", "Body", "Reader"]
 
@@ -360,7 +360,7 @@ def _fields(buf: bytes, skip: int) -> tuple[dict[str, str], list[str]]:
     llhttp accepted these heads, so: lines end with CRLF or a bare LF, no line folding,
     no CR elsewhere, every field line is ``token ":" value``, and the first empty line
     ends a head; it skips CR and LF before a head. Names are lower-cased; a repeated
-    field is joined with ", " (set-cookie with "\n": cookie dates contain commas). Also
+    field is joined with ", " (set-cookie, x-robots-tag with "\n": ``JOINED_BY_LF``). Also
     returns the field lines as received (see ``Response.raw_headers``)."""
     start = 0
     while True:
@@ -387,5 +387,5 @@ def _fields(buf: bytes, skip: int) -> tuple[dict[str, str], list[str]]:
         if (old := headers.get(name)) is None:
             headers[name] = value
         else:
-            headers[name] = old + ("\n" if name == "set-cookie" else ", ") + value
+            headers[name] = old + ("\n" if name in JOINED_BY_LF else ", ") + value
     return headers, lines

@@ -14,15 +14,19 @@ from typing import Protocol
 
 from .._errors import ErrorKind, TransportError
 
-__all__ = ["ErrorKind", "Response", "Transport", "TransportError"]
+__all__ = ["JOINED_BY_LF", "ErrorKind", "Response", "Transport", "TransportError"]
+
+# Repeated fields joined with "\n" rather than ", ": cookie dates contain commas, and an
+# X-Robots-Tag's "otherbot:" prefix reaches to the end of its own field only.
+JOINED_BY_LF = frozenset({"set-cookie", "x-robots-tag"})
 
 
 class Response:
     """One HTTP response, body decoded.
 
     ``headers`` maps lower-cased names to values, a repeated header joined with ", "
-    (``set-cookie`` with "\n", as cookie dates hold commas). ``raw_headers`` keeps every
-    field line as received, name case preserved: the place to read repeated headers such
+    (``set-cookie`` and ``x-robots-tag`` with "\n": see ``JOINED_BY_LF``). ``raw_headers``
+    keeps every field line as received, name case preserved: the place to read repeated headers such
     as Set-Cookie one by one. The native client keeps the order of the lines; urllib3
     groups the fields of one name together.
 

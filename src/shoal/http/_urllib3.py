@@ -21,7 +21,7 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from ._transport import ErrorKind, Response, TransportError
+from ._transport import JOINED_BY_LF, ErrorKind, Response, TransportError
 
 __all__ = ["Urllib3Transport"]
 
@@ -120,7 +120,7 @@ def _joined(raw: list[tuple[str, str]]) -> dict[str, str]:
         if old is None:
             head[name] = value
         else:
-            head[name] = old + ("\n" if name == "set-cookie" else ", ") + value
+            head[name] = old + ("\n" if name in JOINED_BY_LF else ", ") + value
     return head
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._errors import ErrorKind
 from ..crawler._stats import LatencyHistogram
 
 __all__ = [
@@ -83,6 +84,8 @@ class _Redirect:
 def error_kind(record: dict[str, Any]) -> str | None:
     """The record's error kind (``http_404``, ``timeout``, ...), or None if it is fine."""
     error = record.get("error")
+    if error == ErrorKind.PARSE_LIMIT:
+        error = None  # older shoal: the page was fetched, only its parse was cut
     if error:
         return str(error)
     status = record.get("status")

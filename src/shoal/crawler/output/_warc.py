@@ -86,16 +86,16 @@ class WarcOutput(FileOutput):
 
 
 def _header_lines(headers: Mapping[str, str]) -> list[tuple[str, str]]:
-    """One (name, value) per header line. Repeated Set-Cookie values arrive joined by LF
-    (cookie dates hold commas): each becomes its own line, and no value keeps a CR or LF,
-    which would break the WARC record's header block."""
+    """One (name, value) per header line. Repeated Set-Cookie and X-Robots-Tag values
+    arrive joined by LF (``shoal.http._transport.JOINED_BY_LF``): each becomes its own
+    line, and no value keeps a CR or LF, which would break the WARC record's header
+    block."""
     lines: list[tuple[str, str]] = []
     for name, value in headers.items():
         if name in _DROPPED:
             continue
-        parts = value.split("\n") if name == "set-cookie" else [value]
-        for part in parts:
-            clean = " ".join(part.replace("\r", " ").split("\n")).strip()
+        for part in value.split("\n"):
+            clean = part.replace("\r", " ").strip()
             lines.append((name.title(), clean))
     return lines
 
