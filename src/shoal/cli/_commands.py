@@ -6,11 +6,15 @@ says the same at length, and tests/test_help.py keeps the two in step).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -24,6 +28,7 @@ from ._redis import REDIS_OPTIONS, redis_options
 EXIT_NOTHING_FETCHED = 1
 EXIT_OUTPUT = 4
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM: stopped as by Ctrl-C, told apart for supervisors
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
 EXIT_CODES = (
@@ -37,6 +42,7 @@ EXIT_CODES = (
     ),
     (EXIT_OUTPUT, "the output cannot be used (unwritable, in use, not this crawl's)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): state saved, the same command resumes"),
+    (EXIT_TERMINATED, "stopped by SIGTERM, as by Ctrl-C: state saved, the same command resumes"),
     (EXIT_BROKEN_PIPE, "stdout closed by its reader (shoal crawl URL | head)"),
 )
 
@@ -81,7 +87,8 @@ def _run_crawl(
         if not quiet:
             crawler.announce = lambda message: click.echo(message, err=True)
         try:
-            result = crawler.run()
+            with _sigterm_as_interrupt() as signals:
+                result = crawler.run()
         except KeyboardInterrupt:
             result = crawler.result
             if redis is not None:
@@ -93,11 +100,14 @@ def _run_crawl(
                 how = f"state saved in {crawler.state_path}; to resume, run: {again}"
             else:
                 how = "this crawl kept no state it can resume from (stdout, --no-state, demo)"
-            click.echo(
-                f"\ninterrupted: in-flight requests finished, output flushed; {how}", err=True
+            requests = (
+                f"{result.abandoned} in-flight request(s) abandoned"
+                if result.abandoned
+                else "in-flight requests finished"
             )
+            click.echo(f"\ninterrupted: {requests}, output flushed; {how}", err=True)
             _report(result, quiet, as_json)
-            sys.exit(EXIT_INTERRUPTED)
+            sys.exit(EXIT_TERMINATED if signals[:1] == [signal.SIGTERM] else EXIT_INTERRUPTED)
     except WriterError as exc:
         if to_stdout and _is_broken_pipe(exc):
             _quiet_broken_pipe()
@@ -124,6 +134,33 @@ def _run_crawl(
                 "not one page fetched: robots.txt disallowed every URL this run tried", err=True
             )
         sys.exit(EXIT_NOTHING_FETCHED)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM (systemd, Docker, Kubernetes stopping the crawl) takes the path of Ctrl-C:
+    the first lets in-flight requests finish and saves, a second quits at once. Yields
+    the signals received, in order (SIGINT is seen only as its KeyboardInterrupt, so the
+    list starts with SIGTERM only when that came first)."""
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # signal handlers can only be set from the main thread
+        return
+    before_term = signal.signal(signal.SIGTERM, interrupt)
+    before_int = signal.getsignal(signal.SIGINT)
+    if before_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, before_term)
+        if before_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, before_int)
 
 
 def _not_a_broken_pipe(record: logging.LogRecord) -> bool:

@@ -48,6 +48,8 @@ class RunSession:
     _given_frontier: Frontier | None
     _store: StateStore | None
     _in_flight: int
+    _taken: int  # first tries of pages and sitemaps, earlier runs' pages included
+    _earlier_pages: int  # pages committed by earlier runs of this crawl
     _hosts_busy: dict[str, int]
     _deadline: float | None
     _fatal: BaseException | None
@@ -92,6 +94,9 @@ class RunSession:
                 fresh = self._store.created
                 if not fresh:
                     resume_at = self._store.output_offset
+                    # --max-pages is the crawl's: earlier runs' pages count against it.
+                    self._earlier_pages = int(self._store.totals()["totals"]["pages"])
+                    self._taken = self._earlier_pages
                     self._announce_resume(self._store)
                 if self._given_frontier is None:
                     self.frontier = SqliteFrontier(
@@ -142,6 +147,14 @@ class RunSession:
             self.announce(
                 f"already complete: {done} pages (use --fresh to crawl again; it deletes {what})"
             )
+        elif self._earlier_pages >= self.options.max_pages:
+            # Nothing to fetch in this run: said as a limit, not as a crawl that failed.
+            self.result.stopped_by = "max_pages"
+            self.announce(
+                f"page limit reached: earlier runs fetched {self._earlier_pages} pages "
+                f"(--max-pages {self.options.max_pages}); {queued} URL(s) stay queued: "
+                "a larger --max-pages continues the crawl"
+            )
         else:
             self.announce(f"resuming: {done} done, {queued} queued (state: {self.state_path})")
 
@@ -161,6 +174,8 @@ class RunSession:
         try:
             store.end_run(outcome)
             r.totals = store.totals()["totals"]
+            # What `shoal status` will call queued (abandoned leases included).
+            r.pending = store.queued_count()
         except StateError as exc:
             logger.warning("could not record the end of this run: %s", exc)
         finally:
@@ -176,12 +191,14 @@ class RunSession:
             errors = tuple(r.errors.most_common())
             failed = r.failed
         total = done + pending + in_flight
-        # This run fetches at most max_pages: past that, the queue is not work left.
-        bounded = total >= self.options.max_pages
+        # This run fetches at most what earlier runs left of max_pages: past that, the
+        # queue is not work left.
+        budget = max(self.options.max_pages - self._earlier_pages, 0)
+        bounded = total >= budget
         deadline = self._deadline
         return ProgressState(
             done=done,
-            total=min(total, self.options.max_pages),
+            total=min(total, budget),
             failed=failed,
             note=f"queued {pending}, hosts {hosts}",
             bounded=bounded,

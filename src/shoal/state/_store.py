@@ -10,7 +10,8 @@ Connections: one for writing (used only by the writer thread) and one for readin
 (used under the crawler's lock to page queued URLs back into memory). WAL lets the
 reader run while a write is in progress, and lets ``shoal status`` read a running crawl.
 
-A lock file beside the database (``flock``) keeps two crawls from sharing one state.
+A lock file beside the database (``flock``) keeps two crawls from sharing one state; it
+exists only while a crawl holds it (removed as the crawl ends).
 sqlite3 errors never leave this module: they become :class:`~shoal.StateError`.
 """
 
@@ -175,7 +176,6 @@ class StateStore:
         for another crawl, StateError if it cannot be used at all.
         """
         path = Path(path)
-        lock_existed = os.path.exists(f"{path}.lock")
         lock_fd = _lock(path)
         conns: list[sqlite3.Connection] = []
         try:
@@ -204,11 +204,7 @@ class StateStore:
         except BaseException:
             for conn in conns:
                 conn.close()
-            os.close(lock_fd)
-            if not lock_existed and not path.exists():
-                # Nothing was made: leave nothing behind (not even the lock file).
-                with contextlib.suppress(OSError):
-                    os.unlink(f"{path}.lock")
+            _unlock(path, lock_fd)
             raise
 
     def discard(self) -> None:
@@ -217,7 +213,7 @@ class StateStore:
             self.close()
             return
         self.close()
-        for suffix in ("", "-wal", "-shm", ".lock"):
+        for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(OSError):
                 os.unlink(f"{self.path}{suffix}")
 
@@ -374,7 +370,7 @@ class StateStore:
         with contextlib.suppress(sqlite3.Error):
             self._write.close()
         if self._lock_fd >= 0:
-            os.close(self._lock_fd)
+            _unlock(self.path, self._lock_fd)
             self._lock_fd = -1
 
     def __enter__(self) -> StateStore:
@@ -525,21 +521,62 @@ def _connect(path: Path) -> sqlite3.Connection:
         return conn
 
 
+# Tries at taking the lock file when other crawls keep removing it under us (each try
+# that loses that race means another crawl ended in between): bounded, never a spin.
+_LOCK_TRIES = 20
+
+
 def _lock(path: Path) -> int:
+    """Open and ``flock`` STATE.lock; the fd holds the lock until :func:`_unlock`.
+
+    The file is removed when its crawl ends (:func:`_unlock`, while still holding the
+    lock), so the file we opened may have been unlinked before our flock got it: a lock
+    on an inode no longer at the path excludes nobody. So after locking, the inode at
+    the path must still be ours; if not, go round again with the new file."""
     import fcntl
 
     lock_path = f"{path}.lock"
+    for _ in range(_LOCK_TRIES):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the state file {path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateLocked(f"{path} is in use by another running crawl") from None
+        except OSError as exc:
+            os.close(fd)
+            raise StateError(f"cannot lock {lock_path}: {exc.strerror or exc}") from None
+        if _same_file(fd, lock_path):
+            return fd
+        os.close(fd)  # its crawl ended and removed it meanwhile: lock the current one
+    raise StateLocked(f"{path} is being opened and closed by other crawls; try again")
+
+
+def _same_file(fd: int, path: str) -> bool:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StateError(f"cannot create the state file {path}: {exc.strerror or exc}") from None
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _unlock(path: Path, fd: int) -> None:
+    """Remove STATE.lock, then let go of it. Removed while the lock is still held, so no
+    other crawl can hold it at that moment; one that opened the file before the removal
+    sees on locking that the inode is no longer at the path (:func:`_lock`). Only our
+    own file goes: the inode we hold, empty as shoal leaves it."""
+    lock_path = f"{path}.lock"
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        if _same_file(fd, lock_path) and os.fstat(fd).st_size == 0:
+            os.unlink(lock_path)
+    except OSError:
+        pass  # a lock file left behind is harmless: the next crawl takes it over
+    finally:
         os.close(fd)
-        raise StateLocked(f"{path} is in use by another running crawl") from None
-    except OSError as exc:
-        os.close(fd)
-        raise StateError(f"cannot lock {lock_path}: {exc.strerror or exc}") from None
-    return fd
