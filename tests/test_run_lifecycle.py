@@ -307,3 +307,55 @@ def test_the_lock_is_exclusive_while_lock_files_come_and_go(tmp_path: Path) -> N
         assert p.returncode == 0, err
     assert sum(int(out) for out, _ in results) > 0
     assert not Path(f"{path}.lock").exists()
+
+
+# -- messages that name options as the caller spells them --------------------------------
+
+
+def test_a_foreign_output_names_overwrite_as_the_caller_spells_it(tmp_path: Path) -> None:
+    from shoal import Crawler, OutputError, UsageError
+    from shoal.report import build_report
+
+    out = tmp_path / "mine.jsonl"
+    out.write_text('{"mine": 1}\n')
+    with chain_site(3) as site:
+        with pytest.raises(OutputError) as python:
+            Crawler(site.url("/p0"), output=str(out)).run()
+        cli = shoal("crawl", site.url("/p0"), "-o", str(out))
+    assert "choose another output, or add overwrite=True to replace it" in str(python.value)
+    assert "--" not in str(python.value)
+    assert cli.returncode == 4
+    assert "choose another -o/--output, or add --overwrite to replace it" in cli.stderr
+    assert "overwrite=True" not in cli.stderr
+    # The report's own refusal: overwrite=True from Python, --overwrite for shoal report.
+    (tmp_path / "r.html").write_text("<p>not shoal's</p>")
+    pages = tmp_path / "pages.jsonl"
+    pages.write_text(json.dumps({"url": "http://a/", "status": 200}) + "\n")
+    with pytest.raises(UsageError) as python:
+        build_report(pages, tmp_path / "r.html", state=None)
+    assert "or pass overwrite=True to replace it" in str(python.value)
+    assert "--overwrite" not in str(python.value)
+    cli = shoal("report", str(pages), "-o", str(tmp_path / "r.html"), "--no-state")
+    assert cli.returncode == 2 and "or pass --overwrite to replace it" in cli.stderr
+
+
+def test_a_rerun_with_another_option_names_what_changed(tmp_path: Path) -> None:
+    from shoal import Crawler, StateMismatch
+
+    out = tmp_path / "out.jsonl"
+    with chain_site(6) as site:
+        base = ["crawl", site.url("/p0"), "-o", str(out), "-q"]
+        assert shoal(*base, "--max-depth", "3").returncode == 0
+        cli = shoal(*base, "--max-depth", "5", "--exclude", "p4")
+        with pytest.raises(StateMismatch) as python:
+            Crawler(site.url("/p0"), output=str(out), max_depth=5).run()
+    assert cli.returncode == 3, cli.stderr
+    err = " ".join(cli.stderr.split())  # the message as one line, however wrapped
+    assert "--max-depth: 3 in the state, 5 now" in err
+    assert "--exclude: none in the state, p4 now" in err
+    assert "{'" not in err  # no Python dict of the old scope
+    assert "add --fresh, which deletes this state and the output" in err
+    assert "choose another -o/--output and --state" in err
+    message = str(python.value)
+    assert "max_depth: 3 in the state, 5 now" in message and "exclude" not in message
+    assert "add fresh=True" in message and "choose another output and state" in message

@@ -21,7 +21,7 @@ import click
 
 from .._errors import ShoalError, StateError, UsageError, WriterError
 from .._version import __version__
-from ..crawler._options import CrawlOptions, OptionError
+from ..crawler._options import CrawlOptions
 from ._crawl_options import crawl_options, flag_for, parse_extract
 from ._redis import REDIS_OPTIONS, redis_options
 
@@ -114,16 +114,13 @@ def _run_crawl(
         if isinstance(exc.__cause__, StateError):
             # The state refused the commit (a shared crawl's worker fenced or its lease
             # gone): a state problem, not an output one.
-            click.echo(f"shoal: error: {exc.__cause__}", err=True)
+            click.echo(f"shoal: error: {exc.__cause__.named(cli_spelling)}", err=True)
             sys.exit(exc.__cause__.exit_code)
         cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
         click.echo(f"shoal: error: writing the output failed: {exc}{cause}", err=True)
         sys.exit(EXIT_OUTPUT)
-    except OptionError as exc:
-        click.echo(f"shoal: error: {exc.named(flag_for)}", err=True)
-        sys.exit(exc.exit_code)
     except ShoalError as exc:
-        click.echo(f"shoal: error: {exc}", err=True)
+        click.echo(f"shoal: error: {exc.named(cli_spelling)}", err=True)
         sys.exit(exc.exit_code)
     _report(result, quiet, as_json)
     if result.already_complete:
@@ -161,6 +158,14 @@ def _sigterm_as_interrupt() -> Iterator[list[int]]:
         signal.signal(signal.SIGTERM, before_term)
         if before_int is signal.default_int_handler:
             signal.signal(signal.SIGINT, before_int)
+
+
+def cli_spelling(option: str) -> str:
+    """An option an error names (:meth:`ShoalError.naming`) as the command line spells
+    it: ``max_depth`` is --max-depth, ``overwrite=True`` --overwrite, ``state=None``
+    --no-state."""
+    name, _, value = option.partition("=")
+    return flag_for(f"no_{name}" if value in ("None", "False") else name)
 
 
 def _not_a_broken_pipe(record: logging.LogRecord) -> bool:

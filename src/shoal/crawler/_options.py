@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .._errors import UsageError
+from .._errors import UsageError, literal
 from .._version import __version__
 from ..http import TRANSPORTS, ProxyRules
 
@@ -28,23 +28,8 @@ class OptionError(UsageError):
         self.template = template
         super().__init__(self.named(lambda name: name))
 
-    def named(self, spell: Callable[[str], str]) -> str:
-        """The message with every option name spelled by ``spell``."""
-        return self.template.format_map(_Spelling(spell))
 
-
-class _Spelling(dict[str, str]):
-    def __init__(self, spell: Callable[[str], str]) -> None:
-        super().__init__()
-        self._spell = spell
-
-    def __missing__(self, key: str) -> str:
-        return self._spell(key)
-
-
-def _literal(text: str) -> str:
-    """``text`` made safe to put in an OptionError template."""
-    return text.replace("{", "{{").replace("}", "}}")
+_literal = literal
 
 
 def glob_hint(pattern: str) -> str | None:

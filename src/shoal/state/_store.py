@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._errors import StateError, StateLocked, StateMismatch
+from .._errors import StateError, StateLocked, StateMismatch, literal
 
 __all__ = [
     "QUEUED",
@@ -406,15 +406,45 @@ def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any]) ->
         ) from None
     ours = json.loads(json.dumps(identity, sort_keys=True))
     if theirs != ours:
-        diffs = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         output = theirs.get("output")
-        raise StateMismatch(
-            f"{path} belongs to a crawl with other {', '.join(diffs)} "
-            f"(it has {', '.join(f'{k}={theirs.get(k)!r}' for k in diffs)}); "
-            "to resume that crawl, run it with its own options; to start over, add --fresh, "
-            f"which deletes this state{f' and the output {output}' if output else ''}; "
-            "to keep both, choose another -o and --state"
+        # Options named as placeholders: max_depth from Python, --max-depth in a shell.
+        raise StateMismatch.naming(
+            literal(f"{path} belongs to a crawl with other options: ")
+            + "; ".join(_changes(theirs, ours))
+            + ". To resume that crawl, give it those options again; to start over, add "
+            "{fresh=True}, which deletes this state"
+            + literal(f" and the output {output}" if output else "")
+            + "; to keep both, choose another {output} and {state}"
         )
+
+
+def _changes(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> list[str]:
+    """Each option that differs, as ``{option}: OLD in the state, NEW now`` (a template
+    for :meth:`~shoal.ShoalError.naming`). The identity's keys are crawl option names,
+    its ``scope`` a dict of them; ``start_urls`` are the crawl's arguments."""
+    changes = []
+    for key in sorted(set(theirs) | set(ours)):
+        old, new = theirs.get(key), ours.get(key)
+        if old == new:
+            continue
+        if key == "scope" and isinstance(old, dict) and isinstance(new, dict):
+            changes.extend(_changes(old, new))
+            continue
+        name = "start URLs" if key == "start_urls" else f"{{{key}}}"
+        changes.append(name + literal(f": {_shown(old)} in the state, {_shown(new)} now"))
+    return changes
+
+
+def _shown(value: Any) -> str:
+    if value is None or value in ([], {}):
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
 
 
 def peek_identity(path: str | os.PathLike[str]) -> dict[str, Any] | None:
