@@ -9,6 +9,7 @@ signal arrives.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import signal
@@ -359,3 +360,50 @@ def test_a_rerun_with_another_option_names_what_changed(tmp_path: Path) -> None:
     message = str(python.value)
     assert "max_depth: 3 in the state, 5 now" in message and "exclude" not in message
     assert "add fresh=True" in message and "choose another output and state" in message
+
+
+# -- a state file this user cannot write -------------------------------------------------
+
+
+def _read_only_file_runner(path: Path) -> list[str] | None:
+    """A command prefix under which ``path`` cannot be written. Root ignores file modes
+    (CI runs as root), but not a read-only mount: a private mount namespace binds the file
+    read-only over itself. None where neither works."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        return []
+    prefix = ["unshare", "--mount", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"']
+    probe = subprocess.run(
+        [*prefix, str(path), "sh", "-c", 'exec 3>>"$0"', str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if probe.returncode == 0 or "Read-only" not in probe.stderr:
+        return None  # no mount namespace here (or the bind did not hold)
+    return [*prefix, str(path)]
+
+
+def test_a_state_file_that_cannot_be_written_is_named_as_such(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    state = Path(f"{out}.state.sqlite")
+    with chain_site(20) as site:
+        args = ["crawl", site.url("/p0"), "-o", str(out), "--max-pages", "3", "--no-progress"]
+        assert shoal(*args).returncode == 0
+        before = out.read_bytes()
+        prefix = _read_only_file_runner(state)
+        if prefix is None:
+            pytest.skip("no way to make a file read-only for root here")
+        args[-2] = "10"  # --max-pages 10: this run has work to do
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-m", "shoal", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        hits = sum(n for p, n in site.paths().items() if p != "/robots.txt")
+    assert proc.returncode == 3, proc.stderr
+    assert f"cannot write the state file {state}: " in proc.stderr
+    assert "Read-only file system" in proc.stderr or "Permission denied" in proc.stderr
+    assert "not a shoal state file" not in proc.stderr and "Traceback" not in proc.stderr
+    assert out.read_bytes() == before and hits == 3  # refused before any work

@@ -37,7 +37,7 @@ EXIT_CODES = (
     (UsageError.exit_code, "bad usage: an option value, a URL, an --extract name"),
     (
         3,
-        "the state cannot be used (state file corrupt, another crawl's, in use; Redis "
+        "the state cannot be used (state file unwritable, corrupt, another crawl's, in use; Redis "
         "unreachable, refused, too old, lost; a shared crawl with other options)",
     ),
     (EXIT_OUTPUT, "the output cannot be used (unwritable, in use, not this crawl's)"),

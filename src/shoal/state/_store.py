@@ -194,6 +194,8 @@ class StateStore:
             created = not path.exists()
             if created:
                 _create(path, identity)
+            else:
+                _check_writable(path)
             conns.append(_connect(path))
             conns.append(_connect(path))
             write, read = conns
@@ -385,6 +387,12 @@ def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any]) ->
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc) or "unable to open" in str(exc):
+                # Its -wal or -shm file cannot be written: a permission, not a foreign file.
+                raise StateError(
+                    f"cannot write the state file {path} or the -wal/-shm files beside it "
+                    f"({exc}): check their permissions, or choose another --state"
+                ) from None
             raise StateError(
                 f"{path} is not a shoal state file ({exc}); shoal leaves it as it is: "
                 "choose another --state"
@@ -537,6 +545,20 @@ def _create(path: Path, identity: Mapping[str, Any]) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _check_writable(path: Path) -> None:
+    """SQLite opens a file it may not write read-only without a word and fails at the
+    first write ("attempt to write a readonly database"): ask the OS first, so the
+    message names the file and the reason (permissions, a read-only file system)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StateError(
+            f"cannot write the state file {path}: {exc.strerror or exc}; shoal needs to "
+            "write it to resume the crawl (check its permissions, or choose another --state)"
+        ) from None
+    os.close(fd)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
