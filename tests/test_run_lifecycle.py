@@ -407,3 +407,42 @@ def test_a_state_file_that_cannot_be_written_is_named_as_such(tmp_path: Path) ->
     assert "Read-only file system" in proc.stderr or "Permission denied" in proc.stderr
     assert "not a shoal state file" not in proc.stderr and "Traceback" not in proc.stderr
     assert out.read_bytes() == before and hits == 3  # refused before any work
+
+
+# -- the live view's active hosts ----------------------------------------------------------
+
+
+LIVE_VIEW_CHILD = """
+import sys, threading
+from shoal.crawler import Crawler
+
+crawler = Crawler(URL, delay=60.0, robots=False, progress=False, state=None, output=OUTPUT)
+seen = []
+
+def watch():
+    done = threading.Event()
+    for _ in range(6000):  # bounded: 60 s
+        with crawler._lock:
+            pages = crawler.result.pages
+        if pages >= 1:
+            break
+        done.wait(0.01)
+    seen.append(crawler._progress_state().note)  # between two requests: waiting on --delay
+    print("ready", flush=True)
+
+threading.Thread(target=watch, daemon=True).start()
+try:
+    crawler.run()
+except KeyboardInterrupt:
+    print(seen[0], flush=True)
+"""
+
+
+def test_live_view_counts_a_host_waiting_on_its_delay(tmp_path: Path) -> None:
+    from conftest import interrupt_when_ready
+
+    with chain_site(5) as site:
+        code = LIVE_VIEW_CHILD.replace("URL", repr(site.url("/p0")))
+        _, out, err = interrupt_when_ready(code.replace("OUTPUT", repr(str(tmp_path / "o.jsonl"))))
+    # Page 1 done, page 2 waits a minute on --delay: nothing in flight, one host active.
+    assert out.strip().startswith("queued 3, hosts 1"), (out, err)

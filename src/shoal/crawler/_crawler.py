@@ -256,6 +256,11 @@ class Crawler(JobSteps, RunSession):
         self._delays: dict[str, float] = {}  # auto-throttle's current delay per host
         self._in_flight = 0
         self._hosts_busy: dict[str, int] = {}  # host -> requests in flight (live view)
+        # host -> when its delay after its last request ends (live view: a host between
+        # two requests of a --delay crawl is active too); pruned as it grows.
+        self._hosts_waiting: dict[str, float] = {}
+        self._prune_waiting_at = 64
+        self._crawl_delays: dict[str, float] = {}  # robots.txt Crawl-delay, where given
         self._taken = 0
         self._earlier_pages = 0  # a resumed crawl's pages from earlier runs
         # First tries promised to leases in flight (the dispatcher's, and each finishing
@@ -530,6 +535,7 @@ class Crawler(JobSteps, RunSession):
                 if job.kind is not JobKind.ROBOTS and job.attempt == 1:
                     self._taken += 1
                 self._hosts_busy[job.host] = self._hosts_busy.get(job.host, 0) + 1
+                self._note_delay(job.host, now)
             self._in_flight += len(jobs)
             if ready_in is not None:
                 next_at = now + ready_in
@@ -544,6 +550,24 @@ class Crawler(JobSteps, RunSession):
         if wake_in is not None:
             self._pool.put(_WAKE, delay=wake_in)
         return again
+
+    def _note_delay(self, host: str, now: float) -> None:
+        """Under the lock, as a job for ``host`` starts: until when the host waits on its
+        delay (as the frontier counts it: from the start of the request), for the live
+        view's count of active hosts."""
+        delay = self._delays.get(host)  # auto-throttle's, Crawl-delay included
+        if delay is None:
+            delay = max(self.options.initial_delay, self._crawl_delays.get(host, 0.0))
+        if delay <= 0:
+            return
+        self._hosts_waiting[host] = now + delay
+        if len(self._hosts_waiting) >= self._prune_waiting_at:
+            self._prune_waiting(now)
+            self._prune_waiting_at = 2 * len(self._hosts_waiting) + 64
+
+    def _prune_waiting(self, now: float) -> None:
+        for name in [h for h, until in self._hosts_waiting.items() if until <= now]:
+            del self._hosts_waiting[name]
 
     def _stop(self, reason: str, notices: list[str]) -> None:
         if self.result.stopped_by is None:

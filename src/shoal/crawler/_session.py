@@ -51,6 +51,7 @@ class RunSession:
     _taken: int  # first tries of pages and sitemaps, earlier runs' pages included
     _earlier_pages: int  # pages committed by earlier runs of this crawl
     _hosts_busy: dict[str, int]
+    _hosts_waiting: dict[str, float]
     _deadline: float | None
     _fatal: BaseException | None
 
@@ -61,6 +62,8 @@ class RunSession:
         def record_fields(self) -> list[str]: ...
 
         def identity(self) -> dict[str, object]: ...
+
+        def _prune_waiting(self, now: float) -> None: ...
 
     def _open_outputs(self) -> Writer:
         opts = self.options
@@ -187,7 +190,9 @@ class RunSession:
             r = self.result
             done = r.pages
             in_flight = self._in_flight
-            hosts = len(self._hosts_busy)
+            # Active: a request in flight, or waiting on the host's delay for the next.
+            self._prune_waiting(time.monotonic())
+            hosts = len(self._hosts_busy.keys() | self._hosts_waiting.keys())
             errors = tuple(r.errors.most_common())
             failed = r.failed
         total = done + pending + in_flight
