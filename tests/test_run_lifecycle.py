@@ -191,9 +191,11 @@ def test_max_pages_after_an_interrupt_is_the_total(tmp_path: Path, gate: threadi
 def test_first_interrupt_finishes_in_flight_and_keeps_the_queue(
     tmp_path: Path, gate: threading.Event, sig: signal.Signals
 ) -> None:
-    out = tmp_path / "out.jsonl"
+    out, report = tmp_path / "out.jsonl", tmp_path / "report.html"
     with gated_site(gate) as site:
-        crawl = Crawl(site.url("/"), "-o", str(out), "--concurrency", str(IN_FLIGHT))
+        crawl = Crawl(
+            site.url("/"), "-o", str(out), "--concurrency", str(IN_FLIGHT), "--report", str(report)
+        )
         try:
             wait_until_in_flight(site, IN_FLIGHT, crawl)
             crawl.proc.send_signal(sig)
@@ -209,6 +211,7 @@ def test_first_interrupt_finishes_in_flight_and_keeps_the_queue(
     assert "interrupted: in-flight requests finished, output flushed" in err
     assert "abandoned" not in err
     assert "Traceback" not in err
+    assert report.exists()  # --report is written after a stop, as after a finished crawl
     report = status(out)
     assert report["status"] == "interrupted" and report["last_run"] == "interrupted"
     [not_fetched] = re.findall(r"stopped by interrupt; (\d+) URL\(s\) not fetched", err)

@@ -296,7 +296,7 @@ def crawl(
     except SystemExit as exc:
         # A crawl that ran (finished, fetched nothing, interrupted) gets its report; one
         # that could not start (bad usage, unusable state or output) does not.
-        if exc.code in (None, 0, EXIT_NOTHING_FETCHED, EXIT_INTERRUPTED):
+        if exc.code in (None, 0, EXIT_NOTHING_FETCHED, EXIT_INTERRUPTED, EXIT_TERMINATED):
             report_after_crawl(report_path, options, overwrite_report, quiet)
         raise
     report_after_crawl(report_path, options, overwrite_report, quiet)
