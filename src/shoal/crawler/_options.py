@@ -29,9 +29,6 @@ class OptionError(UsageError):
         super().__init__(self.named(lambda name: name))
 
 
-_literal = literal
-
-
 def glob_hint(pattern: str) -> str | None:
     """The regex a glob-looking ``pattern`` was probably meant as, or None.
 
@@ -57,15 +54,15 @@ def _check_regexes(name: str, patterns: Sequence[str]) -> None:
         except re.error as exc:
             hint = glob_hint(pattern)
             how = (
-                _literal(f"; did you mean '{hint}'?") + " Or match the URL path with a glob: "
-                f"{{{name}_glob}} " + _literal(repr(pattern))
+                literal(f"; did you mean '{hint}'?") + " Or match the URL path with a glob: "
+                f"{{{name}_glob}} " + literal(repr(pattern))
                 if hint
                 else ""
             )
             raise OptionError(
                 name,
                 f"{{{name}}} takes regular expressions (searched in the whole URL): "
-                + _literal(f"{pattern!r} is not one ({exc})")
+                + literal(f"{pattern!r} is not one ({exc})")
                 + how,
             ) from None
 
@@ -148,7 +145,7 @@ class CrawlOptions:
         if self.transport not in TRANSPORTS:
             names = " or ".join(TRANSPORTS)
             raise OptionError(
-                "transport", "unknown {transport} " + _literal(f"{self.transport!r}: {names}")
+                "transport", "unknown {transport} " + literal(f"{self.transport!r}: {names}")
             )
         if self.deny_private and self.transport != "native":
             raise OptionError("deny_private", "{deny_private} needs {transport} native")
