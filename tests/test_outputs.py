@@ -103,7 +103,7 @@ def test_a_changed_set_of_outputs_is_refused(tmp_path: Path) -> None:
                 shoal_cmd(site, jsonl, *extra), capture_output=True, text=True, timeout=60
             )
             assert proc.returncode == 3, proc.stderr
-            assert "other outputs" in proc.stderr and str(jsonl) in proc.stderr, proc.stderr
+            assert "outputs: " in proc.stderr and str(jsonl) in proc.stderr, proc.stderr
             assert not warc.exists() and not other.exists()  # nothing left behind
         assert jsonl.stat().st_size == size
         # And back: a two-output crawl resumed with one output is refused too.
@@ -113,7 +113,7 @@ def test_a_changed_set_of_outputs_is_refused(tmp_path: Path) -> None:
         made = subprocess.run(shoal_cmd(site, a, "-o", str(b), "--max-pages", "5"), timeout=60)
         assert made.returncode == 0
         proc = subprocess.run(shoal_cmd(site, a), capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 3 and "other outputs" in proc.stderr and str(b) in proc.stderr
+        assert proc.returncode == 3 and "outputs: " in proc.stderr and str(b) in proc.stderr
         # --fresh starts over with the new set.
         again = subprocess.run(shoal_cmd(site, jsonl, "-o", str(warc), "--fresh"), timeout=120)
         assert again.returncode == 0
@@ -199,7 +199,7 @@ def test_a_state_file_from_before_several_outputs_opens(tmp_path: Path) -> None:
     assert rows == [(0, identity["output"], "jsonl", 569)]
     with StateStore.open(state, identity) as store:  # opened again: unchanged
         assert store.output_offsets() == [569]
-    with pytest.raises(shoal.StateMismatch, match="other outputs"):
+    with pytest.raises(shoal.StateMismatch, match="outputs: "):
         StateStore.open(
             state, {**identity, "outputs": [[identity["output"], "jsonl"], ["x", "warc"]]}
         )

@@ -308,11 +308,12 @@ def test_state_file_is_read_while_the_crawl_holds_it(
 
     _, out = crawled
     lock = Path(f"{out}.state.sqlite.lock")
-    fd = lock.open("rb+")
+    fd = lock.open("ab+")  # a crawl's lock file exists while it runs (removed at its end)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         build_report(out, tmp_path / "live.html")
     finally:
+        lock.unlink()
         fd.close()
     assert "a crawl is running" in (tmp_path / "live.html").read_text()
     with sqlite3.connect(f"{out}.state.sqlite") as conn:  # untouched and still readable

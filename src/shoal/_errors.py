@@ -30,9 +30,9 @@ Each error carries ``exit_code``, which the command line uses as its exit status
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "CrawlMismatch",
@@ -63,6 +63,39 @@ class ShoalError(Exception):
     """Root of every error shoal raises on purpose."""
 
     exit_code: int = 1
+    # A message that names options, as ``{name}`` placeholders (see :meth:`naming`).
+    template: str | None = None
+
+    @classmethod
+    def naming(cls, template: str) -> Self:
+        """An error whose message names options: ``{max_depth}``, ``{overwrite=True}``.
+
+        ``str()`` spells them as the Python API does (``max_depth``, ``overwrite=True``);
+        :meth:`named` lets the command line spell them as flags (``--max-depth``,
+        ``--overwrite``). Literal braces in ``template`` are doubled (:func:`literal`)."""
+        error = cls(template.format_map(_Spelling(lambda key: key)))
+        error.template = template
+        return error
+
+    def named(self, spell: Callable[[str], str]) -> str:
+        """The message with every option it names spelled by ``spell``."""
+        if self.template is None:
+            return str(self)
+        return self.template.format_map(_Spelling(spell))
+
+
+class _Spelling(dict[str, str]):
+    def __init__(self, spell: Callable[[str], str]) -> None:
+        super().__init__()
+        self._spell = spell
+
+    def __missing__(self, key: str) -> str:
+        return self._spell(key)
+
+
+def literal(text: str) -> str:
+    """``text`` made safe to put in a :meth:`ShoalError.naming` template."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 class PoolClosed(ShoalError):

@@ -6,24 +6,29 @@ says the same at length, and tests/test_help.py keeps the two in step).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from .._errors import ShoalError, StateError, UsageError, WriterError
 from .._version import __version__
-from ..crawler._options import CrawlOptions, OptionError
+from ..crawler._options import CrawlOptions
 from ._crawl_options import crawl_options, flag_for, parse_extract
 from ._redis import REDIS_OPTIONS, redis_options
 
 EXIT_NOTHING_FETCHED = 1
 EXIT_OUTPUT = 4
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM: stopped as by Ctrl-C, told apart for supervisors
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
 EXIT_CODES = (
@@ -32,11 +37,12 @@ EXIT_CODES = (
     (UsageError.exit_code, "bad usage: an option value, a URL, an --extract name"),
     (
         3,
-        "the state cannot be used (state file corrupt, another crawl's, in use; Redis "
+        "the state cannot be used (state file unwritable, corrupt, another crawl's, in use; Redis "
         "unreachable, refused, too old, lost; a shared crawl with other options)",
     ),
     (EXIT_OUTPUT, "the output cannot be used (unwritable, in use, not this crawl's)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): state saved, the same command resumes"),
+    (EXIT_TERMINATED, "stopped by SIGTERM, as by Ctrl-C: state saved, the same command resumes"),
     (EXIT_BROKEN_PIPE, "stdout closed by its reader (shoal crawl URL | head)"),
 )
 
@@ -81,7 +87,8 @@ def _run_crawl(
         if not quiet:
             crawler.announce = lambda message: click.echo(message, err=True)
         try:
-            result = crawler.run()
+            with _sigterm_as_interrupt() as signals:
+                result = crawler.run()
         except KeyboardInterrupt:
             result = crawler.result
             if redis is not None:
@@ -93,27 +100,27 @@ def _run_crawl(
                 how = f"state saved in {crawler.state_path}; to resume, run: {again}"
             else:
                 how = "this crawl kept no state it can resume from (stdout, --no-state, demo)"
-            click.echo(
-                f"\ninterrupted: in-flight requests finished, output flushed; {how}", err=True
+            requests = (
+                f"{result.abandoned} in-flight request(s) abandoned"
+                if result.abandoned
+                else "in-flight requests finished"
             )
+            click.echo(f"\ninterrupted: {requests}, output flushed; {how}", err=True)
             _report(result, quiet, as_json)
-            sys.exit(EXIT_INTERRUPTED)
+            sys.exit(EXIT_TERMINATED if signals[:1] == [signal.SIGTERM] else EXIT_INTERRUPTED)
     except WriterError as exc:
         if to_stdout and _is_broken_pipe(exc):
             _quiet_broken_pipe()
         if isinstance(exc.__cause__, StateError):
             # The state refused the commit (a shared crawl's worker fenced or its lease
             # gone): a state problem, not an output one.
-            click.echo(f"shoal: error: {exc.__cause__}", err=True)
+            click.echo(f"shoal: error: {exc.__cause__.named(cli_spelling)}", err=True)
             sys.exit(exc.__cause__.exit_code)
         cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
         click.echo(f"shoal: error: writing the output failed: {exc}{cause}", err=True)
         sys.exit(EXIT_OUTPUT)
-    except OptionError as exc:
-        click.echo(f"shoal: error: {exc.named(flag_for)}", err=True)
-        sys.exit(exc.exit_code)
     except ShoalError as exc:
-        click.echo(f"shoal: error: {exc}", err=True)
+        click.echo(f"shoal: error: {exc.named(cli_spelling)}", err=True)
         sys.exit(exc.exit_code)
     _report(result, quiet, as_json)
     if result.already_complete:
@@ -124,6 +131,41 @@ def _run_crawl(
                 "not one page fetched: robots.txt disallowed every URL this run tried", err=True
             )
         sys.exit(EXIT_NOTHING_FETCHED)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM (systemd, Docker, Kubernetes stopping the crawl) takes the path of Ctrl-C:
+    the first lets in-flight requests finish and saves, a second quits at once. Yields
+    the signals received, in order (SIGINT is seen only as its KeyboardInterrupt, so the
+    list starts with SIGTERM only when that came first)."""
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # signal handlers can only be set from the main thread
+        return
+    before_term = signal.signal(signal.SIGTERM, interrupt)
+    before_int = signal.getsignal(signal.SIGINT)
+    if before_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, before_term)
+        if before_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, before_int)
+
+
+def cli_spelling(option: str) -> str:
+    """An option an error names (:meth:`ShoalError.naming`) as the command line spells
+    it: ``max_depth`` is --max-depth, ``overwrite=True`` --overwrite, ``state=None``
+    --no-state."""
+    name, _, value = option.partition("=")
+    return flag_for(f"no_{name}" if value in ("None", "False") else name)
 
 
 def _not_a_broken_pipe(record: logging.LogRecord) -> bool:
@@ -258,7 +300,7 @@ def crawl(
     except SystemExit as exc:
         # A crawl that ran (finished, fetched nothing, interrupted) gets its report; one
         # that could not start (bad usage, unusable state or output) does not.
-        if exc.code in (None, 0, EXIT_NOTHING_FETCHED, EXIT_INTERRUPTED):
+        if exc.code in (None, 0, EXIT_NOTHING_FETCHED, EXIT_INTERRUPTED, EXIT_TERMINATED):
             report_after_crawl(report_path, options, overwrite_report, quiet)
         raise
     report_after_crawl(report_path, options, overwrite_report, quiet)

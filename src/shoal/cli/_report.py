@@ -32,7 +32,7 @@ def run_report(
             overwrite=overwrite,
         )
     except ShoalError as exc:
-        click.echo(f"shoal: error: {exc}", err=True)
+        click.echo(f"shoal: error: {exc.named(lambda _: '--overwrite')}", err=True)
         sys.exit(exc.exit_code)
     click.echo(
         f"report: {result.html} ({result.pages} pages, {result.broken} broken; "
@@ -51,7 +51,7 @@ def check_report_target(path: str, options: dict[str, Any], overwrite: bool) -> 
     try:
         check_writable(path, overwrite=overwrite)
     except UsageError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(exc.named(lambda _: "--overwrite-report")) from None
 
 
 def _reported(options: dict[str, Any]) -> str | None:
@@ -80,7 +80,8 @@ def report_after_crawl(path: str, options: dict[str, Any], overwrite: bool, quie
             overwrite=overwrite,
         )
     except ShoalError as exc:
-        click.echo(f"shoal: report not written: {exc}", err=True)
+        report = exc.named(lambda _: "--overwrite-report")
+        click.echo(f"shoal: report not written: {report}", err=True)
         return
     if not quiet:
         click.echo(f"report: {result.html}", err=True)

@@ -85,7 +85,8 @@ class Crawler(JobSteps, RunSession):
         concurrency: Requests in flight in total.
         per_host: Requests in flight per host (at most ``concurrency``).
         delay: Seconds between requests to one host (a larger robots.txt Crawl-delay wins).
-        max_pages: URLs fetched per run.
+        max_pages: URLs fetched by the crawl: with a state file, over all its runs (a
+            resume fetches what is left; a larger value extends the crawl).
         max_depth: Link depth from a start URL (0: the start URLs only).
         max_bytes: Bytes per response body, after decompression; larger bodies are cut.
         max_time: Seconds for the whole run; None: no limit.
@@ -285,7 +286,13 @@ class Crawler(JobSteps, RunSession):
         self._delays: dict[str, float] = {}  # auto-throttle's current delay per host
         self._in_flight = 0
         self._hosts_busy: dict[str, int] = {}  # host -> requests in flight (live view)
+        # host -> when its delay after its last request ends (live view: a host between
+        # two requests of a --delay crawl is active too); pruned as it grows.
+        self._hosts_waiting: dict[str, float] = {}
+        self._prune_waiting_at = 64
+        self._crawl_delays: dict[str, float] = {}  # robots.txt Crawl-delay, where given
         self._taken = 0
+        self._earlier_pages = 0  # a resumed crawl's pages from earlier runs
         # First tries promised to leases in flight (the dispatcher's, and each finishing
         # job's for its successor): budget = max_pages - taken - reserved, so two threads
         # leasing at once never take more than --max-pages together.
@@ -378,19 +385,20 @@ class Crawler(JobSteps, RunSession):
         interrupted = False
         try:
             progress.start()
-            added = self.frontier.submit([Candidate(url) for url in self.start_urls])
-            with self._lock:
-                self.result.discovered += len(added)
-            self._writer.write(Commit())  # the start URLs reach the state file now
-            self._dispatch()
-            self._join()
+            if self.result.stopped_by is None:  # else earlier runs spent --max-pages
+                added = self.frontier.submit([Candidate(url) for url in self.start_urls])
+                with self._lock:
+                    self.result.discovered += len(added)
+                self._writer.write(Commit())  # the start URLs reach the state file now
+                self._dispatch()
+                self._join()
         except KeyboardInterrupt:
             interrupted = True
             with self._lock:
                 self._stopping = True
                 self.result.interrupted = True
                 self.result.stopped_by = "interrupt"
-            self._pool.shutdown()
+            self._drain_after_interrupt()
             raise
         finally:
             progress.stop()
@@ -417,7 +425,46 @@ class Crawler(JobSteps, RunSession):
                 self._stop("max_time", notices)
             for notice in notices:
                 logger.warning("%s", notice)
-            self._pool.shutdown(grace=0)
+            self._pool.shutdown(grace=0, log=False)
+            self._abandon_in_flight("stopping at the time limit")
+
+    def _drain_after_interrupt(self) -> None:
+        """The first interrupt: requests in flight get ``grace`` seconds to finish and be
+        written; what is queued is left queued. A second interrupt meanwhile (the
+        KeyboardInterrupt raised out of shutdown) abandons them at once."""
+        assert self._pool is not None
+        with self._lock:
+            in_flight = self._in_flight
+        queued = (
+            "queued URLs stay queued for the resume"
+            if self._resumable()
+            else "queued URLs are not fetched (this crawl keeps no state to resume from)"
+        )
+        self.announce(
+            f"interrupted: finishing {in_flight} request(s) in flight (at most "
+            f"{self.options.grace:g} s; interrupt again to quit at once); {queued}"
+        )
+        try:
+            self._pool.shutdown(log=False)
+        except KeyboardInterrupt:
+            self._abandon_in_flight("interrupted again")
+            raise
+        self._abandon_in_flight(f"still in flight after {self.options.grace:g} s")
+
+    def _abandon_in_flight(self, why: str) -> None:
+        """Say how many requests are left running, unwritten (their URLs were never
+        committed, so a durable crawl still has them queued)."""
+        with self._lock:
+            n = self._in_flight
+            if n:
+                self._abandoned = True
+                self.result.abandoned = n
+        if n:
+            fate = "stay queued for the resume" if self._resumable() else "are not fetched"
+            self.announce(f"{why}: {n} request(s) in flight abandoned; their URLs {fate}")
+
+    def _resumable(self) -> bool:
+        return self._store is not None or self.frontier.durable
 
     def _finish(self, started: float, interrupted: bool) -> None:
         assert self._pool is not None and self._writer is not None and self._fetcher is not None
@@ -428,7 +475,9 @@ class Crawler(JobSteps, RunSession):
         queued = self.frontier.stats().queued
         with self._lock:  # abandoned tasks may still be counting
             self.result.elapsed = time.monotonic() - started
-            self.result.pending = queued
+            # Abandoned leases were never finished: not fetched either (a state file
+            # counts them as queued; _close_run takes its count, what `status` shows).
+            self.result.pending = queued + self.result.abandoned
         try:
             self._writer.close()
         except WriterError as exc:
@@ -521,6 +570,7 @@ class Crawler(JobSteps, RunSession):
                 if job.kind is not JobKind.ROBOTS and job.attempt == 1:
                     self._taken += 1
                 self._hosts_busy[job.host] = self._hosts_busy.get(job.host, 0) + 1
+                self._note_delay(job.host, now)
             self._in_flight += len(jobs)
             if ready_in is not None:
                 next_at = now + ready_in
@@ -535,6 +585,24 @@ class Crawler(JobSteps, RunSession):
         if wake_in is not None:
             self._pool.put(_WAKE, delay=wake_in)
         return again
+
+    def _note_delay(self, host: str, now: float) -> None:
+        """Under the lock, as a job for ``host`` starts: until when the host waits on its
+        delay (as the frontier counts it: from the start of the request), for the live
+        view's count of active hosts."""
+        delay = self._delays.get(host)  # auto-throttle's, Crawl-delay included
+        if delay is None:
+            delay = max(self.options.initial_delay, self._crawl_delays.get(host, 0.0))
+        if delay <= 0:
+            return
+        self._hosts_waiting[host] = now + delay
+        if len(self._hosts_waiting) >= self._prune_waiting_at:
+            self._prune_waiting(now)
+            self._prune_waiting_at = 2 * len(self._hosts_waiting) + 64
+
+    def _prune_waiting(self, now: float) -> None:
+        for name in [h for h, until in self._hosts_waiting.items() if until <= now]:
+            del self._hosts_waiting[name]
 
     def _stop(self, reason: str, notices: list[str]) -> None:
         if self.result.stopped_by is None:

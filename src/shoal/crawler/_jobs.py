@@ -58,6 +58,7 @@ class JobSteps:
     _records: Records
     _robots: dict[str, RobotsRules]
     _delays: dict[str, float]
+    _crawl_delays: dict[str, float]
     _sitemaps_queued: int
     _sitemap_pages: int
     _stopping: bool
@@ -100,6 +101,9 @@ class JobSteps:
             self._robots[job.host] = rules
         self._log_sitemap_cap(self._queue_sitemaps(sitemap_jobs))  # found again on resume
         policy = rules.policy(self.options.user_agent)
+        if policy.crawl_delay:
+            with self._lock:  # for the live view's count of hosts waiting on a delay
+                self._crawl_delays[job.host] = policy.crawl_delay
         commit = None
         if "warc" in self.formats and fetched is not None and fetched.status is not None:
             commit = Commit(exchange=fetched)  # wget archives robots.txt too

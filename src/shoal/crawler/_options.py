@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .._errors import UsageError
+from .._errors import UsageError, literal
 from .._version import __version__
 from ..http import TRANSPORTS, ProxyRules
 
@@ -28,24 +28,6 @@ class OptionError(UsageError):
         self.field = field
         self.template = template
         super().__init__(self.named(lambda name: name))
-
-    def named(self, spell: Callable[[str], str]) -> str:
-        """The message with every option name spelled by ``spell``."""
-        return self.template.format_map(_Spelling(spell))
-
-
-class _Spelling(dict[str, str]):
-    def __init__(self, spell: Callable[[str], str]) -> None:
-        super().__init__()
-        self._spell = spell
-
-    def __missing__(self, key: str) -> str:
-        return self._spell(key)
-
-
-def _literal(text: str) -> str:
-    """``text`` made safe to put in an OptionError template."""
-    return text.replace("{", "{{").replace("}", "}}")
 
 
 def glob_hint(pattern: str) -> str | None:
@@ -73,15 +55,15 @@ def _check_regexes(name: str, patterns: Sequence[str]) -> None:
         except re.error as exc:
             hint = glob_hint(pattern)
             how = (
-                _literal(f"; did you mean '{hint}'?") + " Or match the URL path with a glob: "
-                f"{{{name}_glob}} " + _literal(repr(pattern))
+                literal(f"; did you mean '{hint}'?") + " Or match the URL path with a glob: "
+                f"{{{name}_glob}} " + literal(repr(pattern))
                 if hint
                 else ""
             )
             raise OptionError(
                 name,
                 f"{{{name}}} takes regular expressions (searched in the whole URL): "
-                + _literal(f"{pattern!r} is not one ({exc})")
+                + literal(f"{pattern!r} is not one ({exc})")
                 + how,
             ) from None
 
@@ -109,7 +91,7 @@ def _check_globs(name: str, patterns: Sequence[str]) -> None:
                 raise OptionError(
                     name,
                     f"{{{name}}} "
-                    + _literal(
+                    + literal(
                         f"{pattern!r} is not a valid glob: the '[' at character {i} opens a "
                         "set that is never closed with ']' (to match a '[' itself, write '[[]')"
                     ),
@@ -125,7 +107,7 @@ def _check_user_agent(value: str) -> None:
         raise OptionError(
             "user_agent",
             "{user_agent} "
-            + _literal(f"must be one line of text: it holds the control character {bad!r}"),
+            + literal(f"must be one line of text: it holds the control character {bad!r}"),
         )
     if any(ord(ch) > 0xFF for ch in value):
         raise OptionError(
@@ -216,7 +198,7 @@ class CrawlOptions:
         if self.transport not in TRANSPORTS:
             names = " or ".join(TRANSPORTS)
             raise OptionError(
-                "transport", "unknown {transport} " + _literal(f"{self.transport!r}: {names}")
+                "transport", "unknown {transport} " + literal(f"{self.transport!r}: {names}")
             )
         if self.deny_private and self.transport != "native":
             raise OptionError("deny_private", "{deny_private} needs {transport} native")
@@ -259,11 +241,11 @@ class CrawlOptions:
                 raise OptionError(
                     "output",
                     "with several {output}, each must be a file: "
-                    + _literal(f"{path!r} is not (stdout takes one output)"),
+                    + literal(f"{path!r} is not (stdout takes one output)"),
                 )
             full = os.path.abspath(path)
             if full in seen:
-                raise OptionError("output", "{output} names " + _literal(f"{path!r} twice"))
+                raise OptionError("output", "{output} names " + literal(f"{path!r} twice"))
             seen.add(full)
         if self.format is not None:
             raise OptionError(

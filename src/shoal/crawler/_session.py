@@ -49,7 +49,10 @@ class RunSession:
     _given_frontier: Frontier | None
     _store: StateStore | None
     _in_flight: int
+    _taken: int  # first tries of pages and sitemaps, earlier runs' pages included
+    _earlier_pages: int  # pages committed by earlier runs of this crawl
     _hosts_busy: dict[str, int]
+    _hosts_waiting: dict[str, float]
     _deadline: float | None
     _fatal: BaseException | None
 
@@ -60,6 +63,8 @@ class RunSession:
         def record_fields(self) -> list[str]: ...
 
         def identity(self) -> dict[str, object]: ...
+
+        def _prune_waiting(self, now: float) -> None: ...
 
     def _open_outputs(self) -> Writer:
         """Claim and lock every output, open the state, and open each output at its
@@ -102,6 +107,9 @@ class RunSession:
                 fresh = self._store.created
                 if not fresh:
                     resume_at = list(self._store.output_offsets())
+                    # --max-pages is the crawl's: earlier runs' pages count against it.
+                    self._earlier_pages = int(self._store.totals()["totals"]["pages"])
+                    self._taken = self._earlier_pages
                     self._announce_resume(self._store)
                 if self._given_frontier is None:
                     self.frontier = SqliteFrontier(
@@ -188,6 +196,14 @@ class RunSession:
             self.announce(
                 f"already complete: {done} pages (use --fresh to crawl again; it deletes {what})"
             )
+        elif self._earlier_pages >= self.options.max_pages:
+            # Nothing to fetch in this run: said as a limit, not as a crawl that failed.
+            self.result.stopped_by = "max_pages"
+            self.announce(
+                f"page limit reached: earlier runs fetched {self._earlier_pages} pages "
+                f"(--max-pages {self.options.max_pages}); {queued} URL(s) stay queued: "
+                "a larger --max-pages continues the crawl"
+            )
         else:
             self.announce(f"resuming: {done} done, {queued} queued (state: {self.state_path})")
 
@@ -207,6 +223,8 @@ class RunSession:
         try:
             store.end_run(outcome)
             r.totals = store.totals()["totals"]
+            # What `shoal status` will call queued (abandoned leases included).
+            r.pending = store.queued_count()
         except StateError as exc:
             logger.warning("could not record the end of this run: %s", exc)
         finally:
@@ -218,16 +236,20 @@ class RunSession:
             r = self.result
             done = r.pages
             in_flight = self._in_flight
-            hosts = len(self._hosts_busy)
+            # Active: a request in flight, or waiting on the host's delay for the next.
+            self._prune_waiting(time.monotonic())
+            hosts = len(self._hosts_busy.keys() | self._hosts_waiting.keys())
             errors = tuple(r.errors.most_common())
             failed = r.failed
         total = done + pending + in_flight
-        # This run fetches at most max_pages: past that, the queue is not work left.
-        bounded = total >= self.options.max_pages
+        # This run fetches at most what earlier runs left of max_pages: past that, the
+        # queue is not work left.
+        budget = max(self.options.max_pages - self._earlier_pages, 0)
+        bounded = total >= budget
         deadline = self._deadline
         return ProgressState(
             done=done,
-            total=min(total, self.options.max_pages),
+            total=min(total, budget),
             failed=failed,
             note=f"queued {pending}, hosts {hosts}",
             bounded=bounded,

@@ -54,7 +54,8 @@ class CrawlResult:
     # Links refused when found: no request could ever fetch them (no host, port 0...).
     refused_links: int = 0
     discovered: int = 0  # distinct URLs queued
-    pending: int = 0  # still waiting when the crawl stopped
+    pending: int = 0  # still waiting when the crawl stopped (a state file's queued count)
+    abandoned: int = 0  # requests left in flight by a second interrupt or at max_time
     elapsed: float = 0.0
     interrupted: bool = False
     stopped_by: str | None = None  # "max_pages", "max_time" or "interrupt" if not complete
@@ -90,6 +91,7 @@ class CrawlResult:
             "refused_links": self.refused_links,
             "discovered": self.discovered,
             "pending": self.pending,
+            "abandoned": self.abandoned,
             "elapsed": round(self.elapsed, 3),
             "pages_per_second": round(self.pages_per_second, 1),
             "latency_p50_ms": None if p50 is None else round(p50 * 1000, 1),

@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
-from .._errors import UsageError
+from .._errors import UsageError, literal
 from .._version import __version__
 from ..state import state_for_output
 from ._aggregate import LATENCY_EDGES_MS, Aggregate, BrokenLink
@@ -74,9 +74,9 @@ def check_writable(html: str | os.PathLike[str], *, overwrite: bool) -> None:
         return
     for target, kind in targets:
         if target.exists() and not _written_by_shoal(target, kind):
-            raise UsageError(
-                f"{target} exists and is not a shoal report; choose another path "
-                "or pass --overwrite (crawl: --overwrite-report) to replace it"
+            raise UsageError.naming(
+                literal(f"{target} exists and is not a shoal report; choose another path ")
+                + "or pass {overwrite=True} to replace it"
             )
 
 

@@ -539,13 +539,14 @@ class Pool(Generic[T]):
         if self._own_output and self._output is not None:
             self._output.close()
 
-    def shutdown(self, grace: float | None = None) -> ShutdownReport:
+    def shutdown(self, grace: float | None = None, *, log: bool = True) -> ShutdownReport:
         """Stop now: drop what is queued, give in-flight tasks ``grace`` seconds, report.
 
         A KeyboardInterrupt while waiting (the second Ctrl-C) abandons the in-flight
-        tasks at once; the report says so and the interrupt propagates.
+        tasks at once; the report says so and the interrupt propagates. ``log=False``:
+        no warning of what was left undone (the caller tells its user in its own terms).
         """
-        return shutdown_pool(self, self.grace if grace is None else grace)
+        return shutdown_pool(self, self.grace if grace is None else grace, log=log)
 
     def _stop_now(self) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ __all__ = ["shutdown_pool"]
 logger = logging.getLogger(__name__)
 
 
-def shutdown_pool(pool: Pool[Any], grace: float) -> ShutdownReport:
+def shutdown_pool(pool: Pool[Any], grace: float, *, log: bool = True) -> ShutdownReport:
     cancelled: list[Any] = []
     abandoned = False
     try:
@@ -33,11 +33,13 @@ def shutdown_pool(pool: Pool[Any], grace: float) -> ShutdownReport:
     except KeyboardInterrupt:
         # The second Ctrl-C: leave in-flight tasks to die with the process.
         pool._stop_now()
-        _report(pool, ShutdownReport(cancelled, pool.stats().in_flight, True))
+        if log:
+            _report(pool, ShutdownReport(cancelled, pool.stats().in_flight, True))
         raise
     pool._stop_now()
     report = ShutdownReport(cancelled, unfinished, abandoned)
-    _report(pool, report)
+    if log:
+        _report(pool, report)
     return report
 
 

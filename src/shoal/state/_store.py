@@ -10,7 +10,8 @@ Connections: one for writing (used only by the writer thread) and one for readin
 (used under the crawler's lock to page queued URLs back into memory). WAL lets the
 reader run while a write is in progress, and lets ``shoal status`` read a running crawl.
 
-A lock file beside the database (``flock``) keeps two crawls from sharing one state.
+A lock file beside the database (``flock``) keeps two crawls from sharing one state; it
+exists only while a crawl holds it (removed as the crawl ends).
 sqlite3 errors never leave this module: they become :class:`~shoal.StateError`.
 """
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._errors import StateError, StateLocked, StateMismatch
+from .._errors import StateError, StateLocked, StateMismatch, literal
 
 __all__ = [
     "QUEUED",
@@ -198,7 +199,6 @@ class StateStore:
         for another crawl, StateError if it cannot be used at all.
         """
         path = Path(path)
-        lock_existed = os.path.exists(f"{path}.lock")
         lock_fd = _lock(path)
         conns: list[sqlite3.Connection] = []
         try:
@@ -217,6 +217,8 @@ class StateStore:
             created = not path.exists()
             if created:
                 _create(path, identity)
+            else:
+                _check_writable(path)
             conns.append(_connect(path))
             conns.append(_connect(path))
             write, read = conns
@@ -228,11 +230,7 @@ class StateStore:
         except BaseException:
             for conn in conns:
                 conn.close()
-            os.close(lock_fd)
-            if not lock_existed and not path.exists():
-                # Nothing was made: leave nothing behind (not even the lock file).
-                with contextlib.suppress(OSError):
-                    os.unlink(f"{path}.lock")
+            _unlock(path, lock_fd)
             raise
 
     def discard(self) -> None:
@@ -241,7 +239,7 @@ class StateStore:
             self.close()
             return
         self.close()
-        for suffix in ("", "-wal", "-shm", ".lock"):
+        for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(OSError):
                 os.unlink(f"{self.path}{suffix}")
 
@@ -448,7 +446,7 @@ class StateStore:
         with contextlib.suppress(sqlite3.Error):
             self._write.close()
         if self._lock_fd >= 0:
-            os.close(self._lock_fd)
+            _unlock(self.path, self._lock_fd)
             self._lock_fd = -1
 
     def __enter__(self) -> StateStore:
@@ -463,6 +461,12 @@ def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any]) ->
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc) or "unable to open" in str(exc):
+                # Its -wal or -shm file cannot be written: a permission, not a foreign file.
+                raise StateError(
+                    f"cannot write the state file {path} or the -wal/-shm files beside it "
+                    f"({exc}): check their permissions, or choose another --state"
+                ) from None
             raise StateError(
                 f"{path} is not a shoal state file ({exc}); shoal leaves it as it is: "
                 "choose another --state"
@@ -484,23 +488,50 @@ def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any]) ->
         ) from None
     ours = json.loads(json.dumps(identity, sort_keys=True))
     if theirs != ours:
-        diffs = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         files = " and ".join(p for p, _ in identity_outputs(theirs) if p)
-        raise StateMismatch(
-            f"{path} belongs to a crawl with other {', '.join(diffs)} "
-            f"(it has {', '.join(f'{k}={_shown(theirs, k)!r}' for k in diffs)}); "
-            "to resume that crawl, run it with its own options; to start over, add --fresh, "
-            f"which deletes this state{f' and the output {files}' if files else ''}; "
-            "to keep both, choose another -o and --state"
+        # Options named as placeholders: max_depth from Python, --max-depth in a shell.
+        raise StateMismatch.naming(
+            literal(f"{path} belongs to a crawl with other options: ")
+            + "; ".join(_changes(theirs, ours))
+            + ". To resume that crawl, give it those options again; to start over, add "
+            "{fresh=True}, which deletes this state"
+            + literal(f" and the output {files}" if files else "")
+            + "; to keep both, choose another {output} and {state}"
         )
 
 
-def _shown(identity: Mapping[str, Any], key: str) -> Any:
-    """An identity's value as a mismatch names it: a crawl's outputs as their paths, also
-    for a one-output crawl (whose identity lists none)."""
-    if key == "outputs":
-        return [p for p, _ in identity_outputs(identity)]
-    return identity.get(key)
+def _changes(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> list[str]:
+    """Each option that differs, as ``{option}: OLD in the state, NEW now`` (a template
+    for :meth:`~shoal.ShoalError.naming`). The identity's keys are crawl option names,
+    its ``scope`` a dict of them; ``start_urls`` are the crawl's arguments."""
+    changes = []
+    for key in sorted(set(theirs) | set(ours)):
+        old, new = theirs.get(key), ours.get(key)
+        if old == new:
+            continue
+        if key == "scope" and isinstance(old, dict) and isinstance(new, dict):
+            changes.extend(_changes(old, new))
+            continue
+        if key == "outputs":  # a one-output crawl's identity lists none: name the paths
+            old = [p for p, _ in identity_outputs(theirs)]
+            new = [p for p, _ in identity_outputs(ours)]
+            changes.append(literal(f"outputs: {_shown(old)} in the state, {_shown(new)} now"))
+            continue
+        name = "start URLs" if key == "start_urls" else f"{{{key}}}"
+        changes.append(name + literal(f": {_shown(old)} in the state, {_shown(new)} now"))
+    return changes
+
+
+def _shown(value: Any) -> str:
+    if value is None or value in ([], {}):
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
 
 
 def identity_outputs(identity: Mapping[str, Any]) -> list[tuple[str | None, str]]:
@@ -644,6 +675,20 @@ def _create(path: Path, identity: Mapping[str, Any]) -> None:
             os.unlink(tmp)
 
 
+def _check_writable(path: Path) -> None:
+    """SQLite opens a file it may not write read-only without a word and fails at the
+    first write ("attempt to write a readonly database"): ask the OS first, so the
+    message names the file and the reason (permissions, a read-only file system)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StateError(
+            f"cannot write the state file {path}: {exc.strerror or exc}; shoal needs to "
+            "write it to resume the crawl (check its permissions, or choose another --state)"
+        ) from None
+    os.close(fd)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     with _translated(f"opening {path}"):
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -656,21 +701,62 @@ def _connect(path: Path) -> sqlite3.Connection:
         return conn
 
 
+# Tries at taking the lock file when other crawls keep removing it under us (each try
+# that loses that race means another crawl ended in between): bounded, never a spin.
+_LOCK_TRIES = 20
+
+
 def _lock(path: Path) -> int:
+    """Open and ``flock`` STATE.lock; the fd holds the lock until :func:`_unlock`.
+
+    The file is removed when its crawl ends (:func:`_unlock`, while still holding the
+    lock), so the file we opened may have been unlinked before our flock got it: a lock
+    on an inode no longer at the path excludes nobody. So after locking, the inode at
+    the path must still be ours; if not, go round again with the new file."""
     import fcntl
 
     lock_path = f"{path}.lock"
+    for _ in range(_LOCK_TRIES):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the state file {path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateLocked(f"{path} is in use by another running crawl") from None
+        except OSError as exc:
+            os.close(fd)
+            raise StateError(f"cannot lock {lock_path}: {exc.strerror or exc}") from None
+        if _same_file(fd, lock_path):
+            return fd
+        os.close(fd)  # its crawl ended and removed it meanwhile: lock the current one
+    raise StateLocked(f"{path} is being opened and closed by other crawls; try again")
+
+
+def _same_file(fd: int, path: str) -> bool:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StateError(f"cannot create the state file {path}: {exc.strerror or exc}") from None
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _unlock(path: Path, fd: int) -> None:
+    """Remove STATE.lock, then let go of it. Removed while the lock is still held, so no
+    other crawl can hold it at that moment; one that opened the file before the removal
+    sees on locking that the inode is no longer at the path (:func:`_lock`). Only our
+    own file goes: the inode we hold, empty as shoal leaves it."""
+    lock_path = f"{path}.lock"
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        if _same_file(fd, lock_path) and os.fstat(fd).st_size == 0:
+            os.unlink(lock_path)
+    except OSError:
+        pass  # a lock file left behind is harmless: the next crawl takes it over
+    finally:
         os.close(fd)
-        raise StateLocked(f"{path} is in use by another running crawl") from None
-    except OSError as exc:
-        os.close(fd)
-        raise StateError(f"cannot lock {lock_path}: {exc.strerror or exc}") from None
-    return fd

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from ..._errors import OutputError, StateError
+from ..._errors import OutputError, StateError, literal
 from ...state import identity_outputs, peek_identity
 
 __all__ = ["FileOutput", "OutputFile", "claim_output", "is_stream_path"]
@@ -117,14 +117,17 @@ def claim_output(
         return claim
     claim.abandon()
     if state_path is None:
-        where = "--no-state"
+        where = "{state=None}"
     elif prior is None:
-        where = f"no crawl state for it at {state_path}"
+        where = literal(f"no crawl state for it at {state_path}")
     else:
-        where = f"the crawl state {state_path} is for another output"
-    raise OutputError(
-        f"{path} already exists ({size:,} bytes) and is not this crawl's output ({where}); "
-        "shoal will not replace it: choose another -o, or add --overwrite to replace it"
+        where = literal(f"the crawl state {state_path} is for another output")
+    # Options named as placeholders: overwrite=True from Python, --overwrite in a shell.
+    raise OutputError.naming(
+        literal(f"{path} already exists ({size:,} bytes) and is not this crawl's output (")
+        + where
+        + "); shoal will not replace it: choose another {output}, or add {overwrite=True} "
+        "to replace it"
     )
 
 
