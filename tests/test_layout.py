@@ -73,7 +73,6 @@ TYPE_ONLY_BACK_EDGES = {
     ("shoal.runtime._feed", "shoal.runtime._pool"),
     ("shoal.runtime._intake", "shoal.runtime._pool"),
     ("shoal.runtime._results", "shoal.runtime._pool"),
-    ("shoal.runtime._shutdown", "shoal.runtime._pool"),
 }
 
 

@@ -47,7 +47,6 @@ from ._intake import put_many_outside, wait_for_room_locked
 from ._progress import ProgressDisplay, ProgressState
 from ._results import ResultBuffer, read_results
 from ._retry import NO_RETRY, RetryPolicy
-from ._shutdown import shutdown_pool
 from ._types import ErrorPolicy, PoolStats, ShutdownReport
 from ._writer import Writer
 
@@ -545,7 +544,38 @@ class Pool(Generic[T]):
         A KeyboardInterrupt while waiting (the second Ctrl-C) abandons the in-flight
         tasks at once; the report says so and the interrupt propagates.
         """
-        return shutdown_pool(self, self.grace if grace is None else grace)
+        grace = self.grace if grace is None else grace
+        cancelled: list[Any] = []
+        abandoned = False
+        try:
+            cancelled = self.cancel()
+            deadline = time.monotonic() + grace
+            with self._lock:
+                while self._in_flight:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        abandoned = True
+                        break
+                    self._done.wait(remaining)
+                unfinished = self._in_flight
+        except KeyboardInterrupt:
+            # The second Ctrl-C: leave in-flight tasks to die with the process.
+            self._stop_now()
+            self._log_shutdown(ShutdownReport(cancelled, self.stats().in_flight, True))
+            raise
+        self._stop_now()
+        report = ShutdownReport(cancelled, unfinished, abandoned)
+        self._log_shutdown(report)
+        return report
+
+    def _log_shutdown(self, report: ShutdownReport) -> None:
+        logger.warning(
+            "pool %r stopped: %d queued task(s) cancelled, %d in flight %s",
+            self.name,
+            len(report.cancelled),
+            report.unfinished,
+            "abandoned" if report.abandoned else "finished",
+        )
 
     def _stop_now(self) -> None:
         with self._lock:
