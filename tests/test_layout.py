@@ -71,7 +71,6 @@ TYPE_ONLY_BACK_EDGES = {
     ("shoal.runtime._context", "shoal.runtime._pool"),
     ("shoal.runtime._failures", "shoal.runtime._pool"),
     ("shoal.runtime._feed", "shoal.runtime._pool"),
-    ("shoal.runtime._intake", "shoal.runtime._pool"),
     ("shoal.runtime._results", "shoal.runtime._pool"),
 }
 

@@ -36,6 +36,7 @@ from typing import Any, Generic, TypeVar
 from .._errors import (
     JoinTimeout,
     PoolClosed,
+    QueueFull,
     TaskError,
     TaskErrorGroup,
     UsageError,
@@ -43,7 +44,6 @@ from .._errors import (
 from ._context import TaskContext
 from ._failures import before_failure, record_failure_locked
 from ._feed import start_feed
-from ._intake import put_many_outside, wait_for_room_locked
 from ._progress import ProgressDisplay, ProgressState
 from ._results import ResultBuffer, read_results
 from ._retry import NO_RETRY, RetryPolicy
@@ -206,7 +206,7 @@ class Pool(Generic[T]):
         with self._lock:
             self._check_open()
             if self._maxsize and delay is None:
-                wait_for_room_locked(self, timeout)
+                self._wait_for_room_locked(timeout)
             self._add_locked(item, delay, front=False)
 
     def put_many(self, items: Iterable[T], *, timeout: float | None = None) -> None:
@@ -215,7 +215,24 @@ class Pool(Generic[T]):
             for item in items:
                 self._put_inside(item, None)
             return
-        put_many_outside(self, items, timeout)
+        # From outside the pool: the lock is taken once per chunk, not once per item.
+        it = iter(items)
+        chunk = list(itertools.islice(it, 4096))
+        while chunk:
+            with self._lock:
+                self._check_open()
+                pos = 0
+                while pos < len(chunk):
+                    if self._maxsize:
+                        self._wait_for_room_locked(timeout)
+                        room = self._maxsize - len(self._queue)
+                    else:
+                        room = len(chunk)
+                    part = chunk[pos : pos + room]
+                    pos += len(part)
+                    self._queue.extend(part)
+                    self._count_added_locked(len(part))
+            chunk = list(itertools.islice(it, 4096))
 
     def feed(self, items: Iterable[T]) -> None:
         """Put ``items`` from a thread of their own and return at once.
@@ -274,6 +291,29 @@ class Pool(Generic[T]):
             raise PoolClosed(f"pool {self.name!r} is closed")
         if self._failure is not None:
             raise PoolClosed(f"pool {self.name!r} was cancelled by a failure") from self._failure
+
+    def _wait_for_room_locked(self, timeout: float | None) -> None:
+        """Wait until the queue is below ``maxsize`` (QueueFull after ``timeout``;
+        PoolClosed if the pool closes meanwhile). Only threads outside the pool come
+        here: a worker's puts never wait (see the module notes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(self._queue) >= self._maxsize:
+            if self._results is not None and self._results.reader is threading.current_thread():
+                # Workers may be waiting for this very thread to read their results.
+                raise UsageError(
+                    f"pool {self.name!r}: put() would wait for room in the thread that reads "
+                    "results(), which can deadlock; put from another thread, spawn with "
+                    "ctx.put(), or use maxsize=0"
+                )
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise QueueFull(f"pool {self.name!r}: {self._maxsize} tasks already waiting")
+            self._room_waiters += 1
+            try:
+                self._room.wait(remaining)
+            finally:
+                self._room_waiters -= 1
+            self._check_open()
 
     def _add_locked(self, item: Any, delay: float | None, *, front: bool) -> None:
         if delay is not None and delay > 0:
