@@ -70,7 +70,6 @@ FORBIDDEN: list[tuple[str, str, str]] = [
 TYPE_ONLY_BACK_EDGES = {
     ("shoal.runtime._context", "shoal.runtime._pool"),
     ("shoal.runtime._failures", "shoal.runtime._pool"),
-    ("shoal.runtime._feed", "shoal.runtime._pool"),
     ("shoal.runtime._results", "shoal.runtime._pool"),
 }
 

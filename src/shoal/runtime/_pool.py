@@ -43,7 +43,6 @@ from .._errors import (
 )
 from ._context import TaskContext
 from ._failures import before_failure, record_failure_locked
-from ._feed import start_feed
 from ._progress import ProgressDisplay, ProgressState
 from ._results import ResultBuffer, read_results
 from ._retry import NO_RETRY, RetryPolicy
@@ -60,6 +59,9 @@ T = TypeVar("T")
 _CHEAP_TASK = 50e-6
 _MAX_BATCH = 64
 _MAX_WAIT = 3600.0  # longest single sleep of an idle worker; it then looks again
+# feed(): most items read per chunk, and the seconds per item under which input is fast.
+_MAX_FEED_CHUNK = 256
+_CHEAP_READ = 20e-6
 
 
 class Pool(Generic[T]):
@@ -242,7 +244,50 @@ class Pool(Generic[T]):
         its last item; an exception raised by ``items`` is raised by join() (or at the end
         of results()). Closing or cancelling the pool stops the feed.
         """
-        self._feeders.append(start_feed(self, items))
+        # Why a thread: the thread that reads results() must not also be the one that
+        # waits for room in a bounded queue (the workers may be waiting for it to read).
+        # The feed counts as one unfinished task while it runs, so join() and results()
+        # do not end before the last item is in.
+        source = iter(items)  # a non-iterable fails here, in the caller
+        self._hold()
+        thread = threading.Thread(
+            target=self._run_feed, args=(source,), name=f"{self.name}-feed", daemon=True
+        )
+        try:
+            thread.start()
+        except BaseException:
+            self._release()
+            raise
+        self._feeders.append(thread)
+
+    def _run_feed(self, source: Iterator[T]) -> None:
+        chunk_size = 1
+        try:
+            while True:
+                chunk: list[T] = []
+                error: BaseException | None = None
+                started = time.perf_counter()
+                try:  # user code, no lock held; items read before an error still go in
+                    for _ in range(chunk_size):
+                        chunk.append(next(source))
+                except StopIteration:
+                    error = StopIteration()
+                except BaseException as exc:  # noqa: BLE001 - join() raises it
+                    error = exc
+                fast = time.perf_counter() - started < _CHEAP_READ * chunk_size
+                if chunk:
+                    self.put_many(chunk)  # waits for room; PoolClosed once closed
+                if error is not None:
+                    if not isinstance(error, StopIteration):
+                        with self._lock:
+                            self._feed_error = error
+                    return
+                # Grow while the input is fast; hand a slow input over item by item.
+                chunk_size = min(chunk_size * 2, _MAX_FEED_CHUNK) if fast else 1
+        except PoolClosed:
+            pass  # closed, cancelled or failed: the rest of the input is not wanted
+        finally:
+            self._release()
 
     def _put_inside(self, item: Any, delay: float | None) -> None:
         with self._lock:
