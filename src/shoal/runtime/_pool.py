@@ -31,18 +31,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from .._errors import (
     JoinTimeout,
     PoolClosed,
     QueueFull,
+    RetryLater,
     TaskError,
     TaskErrorGroup,
     UsageError,
 )
 from ._context import TaskContext
-from ._failures import before_failure, record_failure_locked
+from ._failures import log_failure
 from ._progress import ProgressDisplay, ProgressState
 from ._results import ResultBuffer, read_results
 from ._retry import NO_RETRY, RetryPolicy
@@ -62,6 +63,14 @@ _MAX_WAIT = 3600.0  # longest single sleep of an idle worker; it then looks agai
 # feed(): most items read per chunk, and the seconds per item under which input is fast.
 _MAX_FEED_CHUNK = 256
 _CHEAP_READ = 20e-6
+
+
+class _Failed(NamedTuple):
+    """A task that raised, as judged on its worker with no lock held: the first half of
+    a failure. The worker hands it to :meth:`Pool._record_failure_locked`, the second."""
+
+    error: TaskError  # .item, .attempts and the exception the task raised
+    retry_in: float | None  # seconds until it runs again; None: it failed for good
 
 
 class Pool(Generic[T]):
@@ -400,7 +409,7 @@ class Pool(Generic[T]):
         batch: list[Any] = []
         attempt = 1
         ran = 0  # tasks of the batch that returned normally
-        error: BaseException | None = None
+        failed: _Failed | None = None  # the task that raised, batch[ran]
         buf = self._results
         out: list[Any] | None = None if buf is None else []  # values for results()
         # How many queued tasks to claim per lock round trip. It doubles while tasks are
@@ -414,7 +423,7 @@ class Pool(Generic[T]):
                         assert buf is not None
                         buf.put_locked(out, lambda: self._dropping)
                         out.clear()
-                    self._finish_batch_locked(batch, ran, attempt, error)
+                    self._finish_batch_locked(batch, ran, failed)
                 # Take the next work: retries that fell due first, then the queue.
                 while True:
                     if self._stopped:
@@ -447,7 +456,7 @@ class Pool(Generic[T]):
                 self._in_flight += len(batch)
             ctx.attempt = attempt
             ran = 0
-            error = None
+            failed = None
             started = clock()
             try:
                 if out is None:
@@ -464,22 +473,19 @@ class Pool(Generic[T]):
                             out.append(value)
                         ran += 1
             except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
-                error = exc
-                before_failure(self, batch[ran], attempt, exc)
-            if error is None and (clock() - started) < _CHEAP_TASK * len(batch):
+                failed = self._judge_failure(batch[ran], attempt, exc)
+            if failed is None and (clock() - started) < _CHEAP_TASK * len(batch):
                 limit = min(limit * 2, _MAX_BATCH)
             else:
                 limit = 1
 
-    def _finish_batch_locked(
-        self, batch: list[Any], ran: int, attempt: int, error: BaseException | None
-    ) -> None:
+    def _finish_batch_locked(self, batch: list[Any], ran: int, failed: _Failed | None) -> None:
         self._in_flight -= len(batch)
         if self._cancelling and not self._in_flight:
             self._done.notify_all()  # shutdown() waits for in-flight tasks only
         self._done_count += ran
         self._unfinished -= ran
-        if error is not None:
+        if failed is not None:
             rest = batch[ran + 1 :]
             if rest and self._dropping:
                 self._unfinished -= len(rest)  # claimed after cancel(): cancelled, not run
@@ -491,9 +497,50 @@ class Pool(Generic[T]):
                 self._queue.extendleft(reversed(rest))
                 if self._idle_workers:
                     self._work.notify(len(rest))
-            record_failure_locked(self, batch[ran], attempt, error)
+            self._record_failure_locked(failed)
         if not self._unfinished:
             self._all_finished_locked()
+
+    # A failure is handled in two halves. _judge_failure runs on the worker with no lock
+    # held (it may log, which runs logging handlers, and draws the random backoff);
+    # _record_failure_locked then updates the books under the lock with what it decided.
+
+    def _judge_failure(self, item: Any, attempt: int, exc: BaseException) -> _Failed:
+        # Built here, not under the lock: its message calls repr() on the item (user code).
+        # Also when a retry is planned: a cancel() before it is recorded makes it final.
+        error = TaskError(item, exc, attempt)
+        retryable = isinstance(exc, RetryLater) or bool(
+            self._retry_on and isinstance(exc, self._retry_on)
+        )
+        if retryable and attempt < self._retry.attempts:
+            requested = exc.after if isinstance(exc, RetryLater) else None
+            return _Failed(error, self._retry.delay(attempt, requested))
+        if self._policy is ErrorPolicy.LOG and self._results_report_failures:
+            log_failure(item, attempt, exc)
+        return _Failed(error, None)
+
+    def _record_failure_locked(self, failed: _Failed) -> None:
+        error = failed.error
+        if failed.retry_in is not None and not self._dropping:
+            self._retried += 1
+            due = time.monotonic() + failed.retry_in
+            first = not self._delayed or due < self._delayed[0][0]
+            heapq.heappush(self._delayed, (due, next(self._seq), error.item, error.attempts + 1))
+            if first:
+                self._work.notify()
+            return  # still unfinished: the retry carries the count
+        self._failed += 1
+        self._unfinished -= 1
+        if self._results is not None:
+            self._results.fail_locked(error)
+        if self._policy is ErrorPolicy.FAIL_FAST:
+            if self._failure is None:
+                self._failure = error
+                self._drop_queued_locked()
+                if self._results is not None:
+                    self._results.wake_all_locked()  # the reader raises it now
+        elif self._policy is ErrorPolicy.COLLECT and self._results_report_failures:
+            self._collected.append(error)
 
     def _all_finished_locked(self) -> None:
         self._done.notify_all()
