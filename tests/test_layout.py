@@ -69,7 +69,6 @@ FORBIDDEN: list[tuple[str, str, str]] = [
 # edge by edge; each must still exist, so the list cannot rot.
 TYPE_ONLY_BACK_EDGES = {
     ("shoal.runtime._context", "shoal.runtime._pool"),
-    ("shoal.runtime._results", "shoal.runtime._pool"),
 }
 
 

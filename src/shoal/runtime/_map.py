@@ -34,7 +34,7 @@ from .._errors import JoinTimeout, TaskError, TaskErrorGroup
 from ._context import TaskContext
 from ._failures import log_failure
 from ._pool import Pool
-from ._results import Failure, ResultBuffer, next_results_locked
+from ._results import Failure, ResultBuffer
 from ._retry import RetryPolicy
 from ._types import ErrorPolicy
 
@@ -259,7 +259,7 @@ class MapIterator(Generic[R]):
                     self._unreported = 0
                     if feed.waiting:
                         feed.room.notify()
-                    values = next_results_locked(pool, self._buf)
+                    values = pool._next_results_locked(self._buf)
             except TaskError as err:
                 self.close()
                 raise self._own(err) from err.__cause__

@@ -45,7 +45,7 @@ from .._errors import (
 from ._context import TaskContext
 from ._failures import log_failure
 from ._progress import ProgressDisplay, ProgressState
-from ._results import ResultBuffer, read_results
+from ._results import Failure, ResultBuffer
 from ._retry import NO_RETRY, RetryPolicy
 from ._types import ErrorPolicy, PoolStats, ShutdownReport
 from ._writer import Writer
@@ -632,9 +632,49 @@ class Pool(Generic[T]):
         with self._lock:
             if buf.reader is not None:
                 raise UsageError("results() is already being read by another loop")
-            buf.reader = threading.current_thread()
-            buf.closed = False
-        return read_results(self, buf)
+            buf.open_locked(threading.current_thread())
+        return self._read_results(buf)
+
+    def _read_results(self, buf: ResultBuffer) -> Iterator[Any]:
+        """The generator behind results(); the caller's thread is the buffer's reader."""
+        ended = False
+        try:
+            while True:
+                with self._lock:
+                    values = self._next_results_locked(buf)
+                    if not values:
+                        ended = True
+                        self._raise_outcome_locked()
+                        return
+                for value in values:  # handed out with no lock held
+                    if type(value) is not Failure:
+                        yield value
+        finally:
+            with self._lock:
+                buf.reader = None
+            if not ended:
+                self.cancel()
+                with self._lock:
+                    buf.close_locked()
+
+    def _next_results_locked(self, buf: ResultBuffer) -> list[Any]:
+        """The next values for the reader of ``buf`` (this pool's results), waiting for
+        some; [] once the pool is idle. Also shoal.map's reader.
+
+        A fail-fast failure is raised as soon as it is recorded, values still waiting or not.
+        """
+        buf.release_held_locked()  # the reader is back: its earlier share is handed out
+        while True:
+            if self._failure is not None:
+                failure = self._take_failure_locked()
+                if failure is None:
+                    return []  # raised to a caller already: the pool is stopped, nothing to add
+                raise failure
+            if buf.items:
+                return buf.take_locked()
+            if not self._unfinished or self._stopped:
+                return []
+            buf.wait_locked()
 
     def cancel(self) -> list[Any]:
         """Stop intake and drop every queued task; in-flight tasks run on. Returns the dropped."""
