@@ -67,9 +67,7 @@ FORBIDDEN: list[tuple[str, str, str]] = [
 # Import loops that exist only for type annotations (``if TYPE_CHECKING``), so they are
 # never executed: the runtime's helper modules name the Pool they are handed. Listed
 # edge by edge; each must still exist, so the list cannot rot.
-TYPE_ONLY_BACK_EDGES = {
-    ("shoal.runtime._context", "shoal.runtime._pool"),
-}
+TYPE_ONLY_BACK_EDGES: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

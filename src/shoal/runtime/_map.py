@@ -31,9 +31,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, NoReturn, TypeVar
 
 from .._errors import JoinTimeout, TaskError, TaskErrorGroup
-from ._context import TaskContext
 from ._failures import log_failure
-from ._pool import Pool
+from ._pool import Pool, TaskContext
 from ._results import Failure, ResultBuffer
 from ._retry import RetryPolicy
 from ._types import ErrorPolicy

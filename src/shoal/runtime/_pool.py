@@ -20,6 +20,12 @@ Design points, each for a reason:
   runs, so each level of the tree can leave up to a batch's worth of them waiting.
 * No polling: idle workers sleep on a condition and are woken by put(), by close(),
   or when the earliest delayed task (a retry with backoff) falls due.
+
+The pool is one class on purpose, however long: everything that touches its state is a
+method of it. :class:`TaskContext`, the handle a handler gets, lives here too; it is a
+worker's view of its own pool. What stands on its own is elsewhere: the result buffer
+(``_results``), the failure log line (``_failures``), retry backoff (``_retry``), the
+writer thread and the progress display.
 """
 
 from __future__ import annotations
@@ -42,7 +48,6 @@ from .._errors import (
     TaskErrorGroup,
     UsageError,
 )
-from ._context import TaskContext
 from ._failures import log_failure
 from ._progress import ProgressDisplay, ProgressState
 from ._results import Failure, ResultBuffer
@@ -63,6 +68,54 @@ _MAX_WAIT = 3600.0  # longest single sleep of an idle worker; it then looks agai
 # feed(): most items read per chunk, and the seconds per item under which input is fast.
 _MAX_FEED_CHUNK = 256
 _CHEAP_READ = 20e-6
+
+
+class TaskContext(Generic[T]):
+    """What a handler gets besides its item: one context per worker thread.
+
+    ``worker`` is the worker's number (0 .. workers-1), ``attempt`` is 1 on a task's
+    first run and counts up on retries, ``item`` is the task being run.
+    """
+
+    __slots__ = ("_pool", "attempt", "item", "worker")
+
+    def __init__(self, pool: Pool[T], worker: int) -> None:
+        self._pool = pool
+        self.worker = worker
+        self.attempt = 1
+        self.item: Any = None
+
+    def put(self, item: T, *, delay: float | None = None) -> None:
+        """Spawn a task; the pool's join() waits for it too. Never blocks.
+
+        ``delay`` runs it no sooner than that many seconds from now.
+        """
+        self._pool._put_inside(item, delay)
+
+    def put_many(self, items: Iterable[T]) -> None:
+        """Spawn many tasks at once (see :meth:`put`)."""
+        for item in items:
+            self._pool._put_inside(item, None)
+
+    def emit(self, value: Any) -> None:
+        """Send one value on: to the pool's ``results()`` (a pool made with
+        ``results=True``, or a pipeline's last stage) or to the next stage of a pipeline.
+
+        A task may emit any number of values and also return one; the emitted ones go
+        first. Blocks while the receiving buffer or stage is full.
+        """
+        self._pool._emit(value)
+
+    def print(self, *args: object, sep: str = " ", end: str = "\n") -> None:
+        """Print a line through the pool's writer thread."""
+        self._pool.output.print(*args, sep=sep, end=end)
+
+    def write(self, record: Any) -> None:
+        """Hand a record to the pool's writer thread."""
+        self._pool.output.write(record)
+
+    def __repr__(self) -> str:
+        return f"<TaskContext worker={self.worker} attempt={self.attempt}>"
 
 
 class _Failed(NamedTuple):
