@@ -123,9 +123,7 @@ class _Feed:
         close() need not wait for a feeder stuck in a slow input."""
         if self.holding:
             self.holding = False
-            self.pool._unfinished -= 1
-            if not self.pool._unfinished:
-                self.pool._all_finished_locked()
+            self.pool._release_locked()
 
     def run(self) -> None:
         pool, source = self.pool, self.source
@@ -163,8 +161,7 @@ class _Feed:
                     if self.stop or pool._dropping:
                         return
                     if chunk:
-                        pool._queue.extend(chunk)
-                        pool._count_added_locked(len(chunk))
+                        pool._add_many_locked(chunk)
                         self.taken += len(chunk)
                 if exhausted:
                     return

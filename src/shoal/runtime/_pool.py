@@ -294,8 +294,7 @@ class Pool(Generic[T]):
                         room = len(chunk)
                     part = chunk[pos : pos + room]
                     pos += len(part)
-                    self._queue.extend(part)
-                    self._count_added_locked(len(part))
+                    self._add_many_locked(part)
             chunk = list(itertools.islice(it, 4096))
 
     def feed(self, items: Iterable[T]) -> None:
@@ -379,9 +378,12 @@ class Pool(Generic[T]):
 
     def _release(self) -> None:
         with self._lock:
-            self._unfinished -= 1
-            if not self._unfinished:
-                self._all_finished_locked()
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        self._unfinished -= 1
+        if not self._unfinished:
+            self._all_finished_locked()
 
     def _busy_locked(self) -> None:
         # Called before _unfinished grows. Lock order is always stage i, then i+1.
@@ -439,6 +441,11 @@ class Pool(Generic[T]):
         else:
             self._queue.append(item)
         self._count_added_locked(1)
+
+    def _add_many_locked(self, items: list[Any]) -> None:
+        """Queue items at the back, room or not (the caller has checked for room)."""
+        self._queue.extend(items)
+        self._count_added_locked(len(items))
 
     def _count_added_locked(self, n: int) -> None:
         self._busy_locked()
