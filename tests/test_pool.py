@@ -284,6 +284,29 @@ def test_every_outcome_is_captured_even_base_exceptions() -> None:
     assert len(info.value.exceptions) == 4
 
 
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr() of this item raises")
+
+
+def test_a_failure_is_recorded_even_when_repr_of_its_item_raises() -> None:
+    """TaskError's message shows the item and the exception: a __repr__ that raises must
+    not take the worker down along with the failure it was delivering."""
+    items = [_Unprintable(), _Unprintable()]
+
+    def handle(item: _Unprintable, ctx: TaskContext[_Unprintable]) -> None:
+        raise ValueError(item)  # the exception's repr() calls the item's too
+
+    with Pool(handle, workers=2, errors="collect", output=quiet_writer()) as pool:
+        pool.put_many(items)
+        with pytest.raises(shoal.TaskErrorGroup) as info:
+            pool.join(timeout=30)  # a bound, not a timing assertion: it used to hang
+    errors = info.value.errors
+    assert sorted(id(e.item) for e in errors) == sorted(id(item) for item in items)
+    assert all("_Unprintable object: repr() failed" in str(e) for e in errors)
+    assert all(isinstance(e.__cause__, ValueError) for e in errors)
+
+
 def test_join_timeout() -> None:
     gate = threading.Event()
 

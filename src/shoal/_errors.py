@@ -110,11 +110,21 @@ class JoinTimeout(ShoalError, TimeoutError):
     """join(timeout=...) returned before every task finished."""
 
 
+def _shown(obj: object) -> str:
+    # A worker builds a TaskError for every failure: a __repr__ that raises must not take
+    # the failure (and the worker) down with it, or join() would wait for it forever.
+    try:
+        return repr(obj)
+    except Exception:  # noqa: BLE001 - any broken __repr__
+        return f"<{type(obj).__name__} object: repr() failed>"
+
+
 class TaskError(ShoalError):
     """A task failed for good (after any retries). The original error is ``__cause__``."""
 
     def __init__(self, item: Any, error: BaseException, attempts: int = 1) -> None:
-        super().__init__(f"task {item!r} failed after {attempts} attempt(s): {error!r}")
+        shown = f"task {_shown(item)} failed after {attempts} attempt(s): {_shown(error)}"
+        super().__init__(shown)
         self.item = item
         self.error = error
         self.attempts = attempts

@@ -1,9 +1,8 @@
 """The runtime: worker pools fed by queues, one writer thread, pipelines. No HTTP here."""
 
-from ._context import TaskContext
 from ._map import MapIterator, map
 from ._pipeline import Pipeline, Stage
-from ._pool import Pool
+from ._pool import Pool, TaskContext
 from ._progress import ProgressDisplay, ProgressState
 from ._retry import RetryPolicy
 from ._types import ErrorPolicy, PoolStats, ShutdownReport

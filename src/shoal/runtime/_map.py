@@ -31,10 +31,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, NoReturn, TypeVar
 
 from .._errors import JoinTimeout, TaskError, TaskErrorGroup
-from ._context import TaskContext
 from ._failures import log_failure
-from ._pool import Pool
-from ._results import Failure, ResultBuffer, next_results_locked
+from ._pool import Pool, TaskContext
+from ._results import Failure, ResultBuffer
 from ._retry import RetryPolicy
 from ._types import ErrorPolicy
 
@@ -124,9 +123,7 @@ class _Feed:
         close() need not wait for a feeder stuck in a slow input."""
         if self.holding:
             self.holding = False
-            self.pool._unfinished -= 1
-            if not self.pool._unfinished:
-                self.pool._all_finished_locked()
+            self.pool._release_locked()
 
     def run(self) -> None:
         pool, source = self.pool, self.source
@@ -164,8 +161,7 @@ class _Feed:
                     if self.stop or pool._dropping:
                         return
                     if chunk:
-                        pool._queue.extend(chunk)
-                        pool._count_added_locked(len(chunk))
+                        pool._add_many_locked(chunk)
                         self.taken += len(chunk)
                 if exhausted:
                     return
@@ -259,7 +255,7 @@ class MapIterator(Generic[R]):
                     self._unreported = 0
                     if feed.waiting:
                         feed.room.notify()
-                    values = next_results_locked(pool, self._buf)
+                    values = pool._next_results_locked(self._buf)
             except TaskError as err:
                 self.close()
                 raise self._own(err) from err.__cause__

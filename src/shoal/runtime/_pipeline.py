@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import TaskError, TaskErrorGroup
-from ._context import TaskContext
-from ._pool import Pool
+from ._pool import Pool, TaskContext
 from ._retry import RetryPolicy
 from ._types import ErrorPolicy, PoolStats
 from ._writer import Writer

@@ -20,6 +20,12 @@ Design points, each for a reason:
   runs, so each level of the tree can leave up to a batch's worth of them waiting.
 * No polling: idle workers sleep on a condition and are woken by put(), by close(),
   or when the earliest delayed task (a retry with backoff) falls due.
+
+The pool is one class on purpose, however long: everything that touches its state is a
+method of it. :class:`TaskContext`, the handle a handler gets, lives here too; it is a
+worker's view of its own pool. What stands on its own is elsewhere: the result buffer
+(``_results``), the failure log line (``_failures``), retry backoff (``_retry``), the
+writer thread and the progress display.
 """
 
 from __future__ import annotations
@@ -31,23 +37,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from .._errors import (
     JoinTimeout,
     PoolClosed,
+    QueueFull,
+    RetryLater,
     TaskError,
     TaskErrorGroup,
     UsageError,
 )
-from ._context import TaskContext
-from ._failures import before_failure, record_failure_locked
-from ._feed import start_feed
-from ._intake import put_many_outside, wait_for_room_locked
+from ._failures import log_failure
 from ._progress import ProgressDisplay, ProgressState
-from ._results import ResultBuffer, read_results
+from ._results import Failure, ResultBuffer
 from ._retry import NO_RETRY, RetryPolicy
-from ._shutdown import shutdown_pool
 from ._types import ErrorPolicy, PoolStats, ShutdownReport
 from ._writer import Writer
 
@@ -61,6 +65,65 @@ T = TypeVar("T")
 _CHEAP_TASK = 50e-6
 _MAX_BATCH = 64
 _MAX_WAIT = 3600.0  # longest single sleep of an idle worker; it then looks again
+# feed(): most items read per chunk, and the seconds per item under which input is fast.
+_MAX_FEED_CHUNK = 256
+_CHEAP_READ = 20e-6
+
+
+class TaskContext(Generic[T]):
+    """What a handler gets besides its item: one context per worker thread.
+
+    ``worker`` is the worker's number (0 .. workers-1), ``attempt`` is 1 on a task's
+    first run and counts up on retries, ``item`` is the task being run.
+    """
+
+    __slots__ = ("_pool", "attempt", "item", "worker")
+
+    def __init__(self, pool: Pool[T], worker: int) -> None:
+        self._pool = pool
+        self.worker = worker
+        self.attempt = 1
+        self.item: Any = None
+
+    def put(self, item: T, *, delay: float | None = None) -> None:
+        """Spawn a task; the pool's join() waits for it too. Never blocks.
+
+        ``delay`` runs it no sooner than that many seconds from now.
+        """
+        self._pool._put_inside(item, delay)
+
+    def put_many(self, items: Iterable[T]) -> None:
+        """Spawn many tasks at once (see :meth:`put`)."""
+        for item in items:
+            self._pool._put_inside(item, None)
+
+    def emit(self, value: Any) -> None:
+        """Send one value on: to the pool's ``results()`` (a pool made with
+        ``results=True``, or a pipeline's last stage) or to the next stage of a pipeline.
+
+        A task may emit any number of values and also return one; the emitted ones go
+        first. Blocks while the receiving buffer or stage is full.
+        """
+        self._pool._emit(value)
+
+    def print(self, *args: object, sep: str = " ", end: str = "\n") -> None:
+        """Print a line through the pool's writer thread."""
+        self._pool.output.print(*args, sep=sep, end=end)
+
+    def write(self, record: Any) -> None:
+        """Hand a record to the pool's writer thread."""
+        self._pool.output.write(record)
+
+    def __repr__(self) -> str:
+        return f"<TaskContext worker={self.worker} attempt={self.attempt}>"
+
+
+class _Failed(NamedTuple):
+    """A task that raised, as judged on its worker with no lock held: the first half of
+    a failure. The worker hands it to :meth:`Pool._record_failure_locked`, the second."""
+
+    error: TaskError  # .item, .attempts and the exception the task raised
+    retry_in: float | None  # seconds until it runs again; None: it failed for good
 
 
 class Pool(Generic[T]):
@@ -207,7 +270,7 @@ class Pool(Generic[T]):
         with self._lock:
             self._check_open()
             if self._maxsize and delay is None:
-                wait_for_room_locked(self, timeout)
+                self._wait_for_room_locked(timeout)
             self._add_locked(item, delay, front=False)
 
     def put_many(self, items: Iterable[T], *, timeout: float | None = None) -> None:
@@ -216,7 +279,23 @@ class Pool(Generic[T]):
             for item in items:
                 self._put_inside(item, None)
             return
-        put_many_outside(self, items, timeout)
+        # From outside the pool: the lock is taken once per chunk, not once per item.
+        it = iter(items)
+        chunk = list(itertools.islice(it, 4096))
+        while chunk:
+            with self._lock:
+                self._check_open()
+                pos = 0
+                while pos < len(chunk):
+                    if self._maxsize:
+                        self._wait_for_room_locked(timeout)
+                        room = self._maxsize - len(self._queue)
+                    else:
+                        room = len(chunk)
+                    part = chunk[pos : pos + room]
+                    pos += len(part)
+                    self._add_many_locked(part)
+            chunk = list(itertools.islice(it, 4096))
 
     def feed(self, items: Iterable[T]) -> None:
         """Put ``items`` from a thread of their own and return at once.
@@ -226,7 +305,50 @@ class Pool(Generic[T]):
         its last item; an exception raised by ``items`` is raised by join() (or at the end
         of results()). Closing or cancelling the pool stops the feed.
         """
-        self._feeders.append(start_feed(self, items))
+        # Why a thread: the thread that reads results() must not also be the one that
+        # waits for room in a bounded queue (the workers may be waiting for it to read).
+        # The feed counts as one unfinished task while it runs, so join() and results()
+        # do not end before the last item is in.
+        source = iter(items)  # a non-iterable fails here, in the caller
+        self._hold()
+        thread = threading.Thread(
+            target=self._run_feed, args=(source,), name=f"{self.name}-feed", daemon=True
+        )
+        try:
+            thread.start()
+        except BaseException:
+            self._release()
+            raise
+        self._feeders.append(thread)
+
+    def _run_feed(self, source: Iterator[T]) -> None:
+        chunk_size = 1
+        try:
+            while True:
+                chunk: list[T] = []
+                error: BaseException | None = None
+                started = time.perf_counter()
+                try:  # user code, no lock held; items read before an error still go in
+                    for _ in range(chunk_size):
+                        chunk.append(next(source))
+                except StopIteration:
+                    error = StopIteration()
+                except BaseException as exc:  # noqa: BLE001 - join() raises it
+                    error = exc
+                fast = time.perf_counter() - started < _CHEAP_READ * chunk_size
+                if chunk:
+                    self.put_many(chunk)  # waits for room; PoolClosed once closed
+                if error is not None:
+                    if not isinstance(error, StopIteration):
+                        with self._lock:
+                            self._feed_error = error
+                    return
+                # Grow while the input is fast; hand a slow input over item by item.
+                chunk_size = min(chunk_size * 2, _MAX_FEED_CHUNK) if fast else 1
+        except PoolClosed:
+            pass  # closed, cancelled or failed: the rest of the input is not wanted
+        finally:
+            self._release()
 
     def _put_inside(self, item: Any, delay: float | None) -> None:
         with self._lock:
@@ -256,9 +378,12 @@ class Pool(Generic[T]):
 
     def _release(self) -> None:
         with self._lock:
-            self._unfinished -= 1
-            if not self._unfinished:
-                self._all_finished_locked()
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        self._unfinished -= 1
+        if not self._unfinished:
+            self._all_finished_locked()
 
     def _busy_locked(self) -> None:
         # Called before _unfinished grows. Lock order is always stage i, then i+1.
@@ -275,6 +400,29 @@ class Pool(Generic[T]):
             raise PoolClosed(f"pool {self.name!r} is closed")
         if self._failure is not None:
             raise PoolClosed(f"pool {self.name!r} was cancelled by a failure") from self._failure
+
+    def _wait_for_room_locked(self, timeout: float | None) -> None:
+        """Wait until the queue is below ``maxsize`` (QueueFull after ``timeout``;
+        PoolClosed if the pool closes meanwhile). Only threads outside the pool come
+        here: a worker's puts never wait (see the module notes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(self._queue) >= self._maxsize:
+            if self._results is not None and self._results.reader is threading.current_thread():
+                # Workers may be waiting for this very thread to read their results.
+                raise UsageError(
+                    f"pool {self.name!r}: put() would wait for room in the thread that reads "
+                    "results(), which can deadlock; put from another thread, spawn with "
+                    "ctx.put(), or use maxsize=0"
+                )
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise QueueFull(f"pool {self.name!r}: {self._maxsize} tasks already waiting")
+            self._room_waiters += 1
+            try:
+                self._room.wait(remaining)
+            finally:
+                self._room_waiters -= 1
+            self._check_open()
 
     def _add_locked(self, item: Any, delay: float | None, *, front: bool) -> None:
         if delay is not None and delay > 0:
@@ -293,6 +441,11 @@ class Pool(Generic[T]):
         else:
             self._queue.append(item)
         self._count_added_locked(1)
+
+    def _add_many_locked(self, items: list[Any]) -> None:
+        """Queue items at the back, room or not (the caller has checked for room)."""
+        self._queue.extend(items)
+        self._count_added_locked(len(items))
 
     def _count_added_locked(self, n: int) -> None:
         self._busy_locked()
@@ -316,7 +469,7 @@ class Pool(Generic[T]):
         batch: list[Any] = []
         attempt = 1
         ran = 0  # tasks of the batch that returned normally
-        error: BaseException | None = None
+        failed: _Failed | None = None  # the task that raised, batch[ran]
         buf = self._results
         out: list[Any] | None = None if buf is None else []  # values for results()
         # How many queued tasks to claim per lock round trip. It doubles while tasks are
@@ -330,7 +483,7 @@ class Pool(Generic[T]):
                         assert buf is not None
                         buf.put_locked(out, lambda: self._dropping)
                         out.clear()
-                    self._finish_batch_locked(batch, ran, attempt, error)
+                    self._finish_batch_locked(batch, ran, failed)
                 # Take the next work: retries that fell due first, then the queue.
                 while True:
                     if self._stopped:
@@ -363,7 +516,7 @@ class Pool(Generic[T]):
                 self._in_flight += len(batch)
             ctx.attempt = attempt
             ran = 0
-            error = None
+            failed = None
             started = clock()
             try:
                 if out is None:
@@ -380,22 +533,19 @@ class Pool(Generic[T]):
                             out.append(value)
                         ran += 1
             except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
-                error = exc
-                before_failure(self, batch[ran], attempt, exc)
-            if error is None and (clock() - started) < _CHEAP_TASK * len(batch):
+                failed = self._judge_failure(batch[ran], attempt, exc)
+            if failed is None and (clock() - started) < _CHEAP_TASK * len(batch):
                 limit = min(limit * 2, _MAX_BATCH)
             else:
                 limit = 1
 
-    def _finish_batch_locked(
-        self, batch: list[Any], ran: int, attempt: int, error: BaseException | None
-    ) -> None:
+    def _finish_batch_locked(self, batch: list[Any], ran: int, failed: _Failed | None) -> None:
         self._in_flight -= len(batch)
         if self._cancelling and not self._in_flight:
             self._done.notify_all()  # shutdown() waits for in-flight tasks only
         self._done_count += ran
         self._unfinished -= ran
-        if error is not None:
+        if failed is not None:
             rest = batch[ran + 1 :]
             if rest and self._dropping:
                 self._unfinished -= len(rest)  # claimed after cancel(): cancelled, not run
@@ -407,9 +557,50 @@ class Pool(Generic[T]):
                 self._queue.extendleft(reversed(rest))
                 if self._idle_workers:
                     self._work.notify(len(rest))
-            record_failure_locked(self, batch[ran], attempt, error)
+            self._record_failure_locked(failed)
         if not self._unfinished:
             self._all_finished_locked()
+
+    # A failure is handled in two halves. _judge_failure runs on the worker with no lock
+    # held (it may log, which runs logging handlers, and draws the random backoff);
+    # _record_failure_locked then updates the books under the lock with what it decided.
+
+    def _judge_failure(self, item: Any, attempt: int, exc: BaseException) -> _Failed:
+        # Built here, not under the lock: its message calls repr() on the item (user code).
+        # Also when a retry is planned: a cancel() before it is recorded makes it final.
+        error = TaskError(item, exc, attempt)
+        retryable = isinstance(exc, RetryLater) or bool(
+            self._retry_on and isinstance(exc, self._retry_on)
+        )
+        if retryable and attempt < self._retry.attempts:
+            requested = exc.after if isinstance(exc, RetryLater) else None
+            return _Failed(error, self._retry.delay(attempt, requested))
+        if self._policy is ErrorPolicy.LOG and self._results_report_failures:
+            log_failure(item, attempt, exc)
+        return _Failed(error, None)
+
+    def _record_failure_locked(self, failed: _Failed) -> None:
+        error = failed.error
+        if failed.retry_in is not None and not self._dropping:
+            self._retried += 1
+            due = time.monotonic() + failed.retry_in
+            first = not self._delayed or due < self._delayed[0][0]
+            heapq.heappush(self._delayed, (due, next(self._seq), error.item, error.attempts + 1))
+            if first:
+                self._work.notify()
+            return  # still unfinished: the retry carries the count
+        self._failed += 1
+        self._unfinished -= 1
+        if self._results is not None:
+            self._results.fail_locked(error)
+        if self._policy is ErrorPolicy.FAIL_FAST:
+            if self._failure is None:
+                self._failure = error
+                self._drop_queued_locked()
+                if self._results is not None:
+                    self._results.wake_all_locked()  # the reader raises it now
+        elif self._policy is ErrorPolicy.COLLECT and self._results_report_failures:
+            self._collected.append(error)
 
     def _all_finished_locked(self) -> None:
         self._done.notify_all()
@@ -501,9 +692,49 @@ class Pool(Generic[T]):
         with self._lock:
             if buf.reader is not None:
                 raise UsageError("results() is already being read by another loop")
-            buf.reader = threading.current_thread()
-            buf.closed = False
-        return read_results(self, buf)
+            buf.open_locked(threading.current_thread())
+        return self._read_results(buf)
+
+    def _read_results(self, buf: ResultBuffer) -> Iterator[Any]:
+        """The generator behind results(); the caller's thread is the buffer's reader."""
+        ended = False
+        try:
+            while True:
+                with self._lock:
+                    values = self._next_results_locked(buf)
+                    if not values:
+                        ended = True
+                        self._raise_outcome_locked()
+                        return
+                for value in values:  # handed out with no lock held
+                    if type(value) is not Failure:
+                        yield value
+        finally:
+            with self._lock:
+                buf.reader = None
+            if not ended:
+                self.cancel()
+                with self._lock:
+                    buf.close_locked()
+
+    def _next_results_locked(self, buf: ResultBuffer) -> list[Any]:
+        """The next values for the reader of ``buf`` (this pool's results), waiting for
+        some; [] once the pool is idle. Also shoal.map's reader.
+
+        A fail-fast failure is raised as soon as it is recorded, values still waiting or not.
+        """
+        buf.release_held_locked()  # the reader is back: its earlier share is handed out
+        while True:
+            if self._failure is not None:
+                failure = self._take_failure_locked()
+                if failure is None:
+                    return []  # raised to a caller already: the pool is stopped, nothing to add
+                raise failure
+            if buf.items:
+                return buf.take_locked()
+            if not self._unfinished or self._stopped:
+                return []
+            buf.wait_locked()
 
     def cancel(self) -> list[Any]:
         """Stop intake and drop every queued task; in-flight tasks run on. Returns the dropped."""
@@ -546,7 +777,40 @@ class Pool(Generic[T]):
         tasks at once; the report says so and the interrupt propagates. ``log=False``:
         no warning of what was left undone (the caller tells its user in its own terms).
         """
-        return shutdown_pool(self, self.grace if grace is None else grace, log=log)
+        grace = self.grace if grace is None else grace
+        cancelled: list[Any] = []
+        abandoned = False
+        try:
+            cancelled = self.cancel()
+            deadline = time.monotonic() + grace
+            with self._lock:
+                while self._in_flight:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        abandoned = True
+                        break
+                    self._done.wait(remaining)
+                unfinished = self._in_flight
+        except KeyboardInterrupt:
+            # The second Ctrl-C: leave in-flight tasks to die with the process.
+            self._stop_now()
+            if log:
+                self._log_shutdown(ShutdownReport(cancelled, self.stats().in_flight, True))
+            raise
+        self._stop_now()
+        report = ShutdownReport(cancelled, unfinished, abandoned)
+        if log:
+            self._log_shutdown(report)
+        return report
+
+    def _log_shutdown(self, report: ShutdownReport) -> None:
+        logger.warning(
+            "pool %r stopped: %d queued task(s) cancelled, %d in flight %s",
+            self.name,
+            len(report.cancelled),
+            report.unfinished,
+            "abandoned" if report.abandoned else "finished",
+        )
 
     def _stop_now(self) -> None:
         with self._lock:

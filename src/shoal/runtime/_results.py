@@ -3,7 +3,9 @@
 It lives under the pool's own lock (so "no more results" and "the pool is finished" are
 decided together) with two conditions on it: the reader waits on ``ready``, workers
 wait on ``room``. Every method whose name ends in ``_locked`` is called with that
-lock held; none of them calls user code.
+lock held; none of them calls user code. It knows nothing of the pool: the pool reads
+it (``Pool.results()``, and shoal.map's reader through the pool) and tells it what it
+needs to know, such as whether the pool is dropping values.
 
 Room is counted as values in the buffer *plus* values the reader took but has not
 handed out yet (``held``), so the bound holds for everything between the workers and
@@ -15,15 +17,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from .._errors import TaskError
 
-if TYPE_CHECKING:
-    from ._pool import Pool
-
-__all__ = ["Failure", "ResultBuffer", "next_results_locked", "read_results"]
+__all__ = ["Failure", "ResultBuffer"]
 
 
 class Failure:
@@ -88,6 +87,19 @@ class ResultBuffer:
             if self.waiting:
                 self.ready.notify()
 
+    def open_locked(self, reader: threading.Thread) -> None:
+        """``reader`` will read: values are kept for it again."""
+        self.reader = reader
+        self.closed = False
+
+    def wait_locked(self) -> None:
+        """The reader found nothing: sleep until a value, a failure or the end."""
+        self.waiting = True
+        try:
+            self.ready.wait()
+        finally:
+            self.waiting = False
+
     def fail_locked(self, error: TaskError) -> None:
         # Not bounded by ``maxsize``: a failure replaces the value its task would have
         # produced, which the reader's own bound (shoal.map's buffer) already counted.
@@ -124,49 +136,3 @@ class ResultBuffer:
         self.items.clear()
         self.held = 0
         self.wake_all_locked()
-
-
-def read_results(pool: Pool[Any], buf: ResultBuffer) -> Iterator[Any]:
-    """The generator behind ``Pool.results()``; the pool has made this thread the reader."""
-    ended = False
-    try:
-        while True:
-            with pool._lock:
-                values = next_results_locked(pool, buf)
-                if not values:
-                    ended = True
-                    pool._raise_outcome_locked()
-                    return
-            for value in values:  # handed out with no lock held
-                if type(value) is not Failure:
-                    yield value
-    finally:
-        with pool._lock:
-            buf.reader = None
-        if not ended:
-            pool.cancel()
-            with pool._lock:
-                buf.close_locked()
-
-
-def next_results_locked(pool: Pool[Any], buf: ResultBuffer) -> list[Any]:
-    """The next values for the reader, waiting for some; [] once the pool is idle.
-
-    A fail-fast failure is raised as soon as it is recorded, values still waiting or not.
-    """
-    buf.release_held_locked()  # the reader is back: its earlier share is handed out
-    while True:
-        if pool._failure is not None:
-            failure = pool._take_failure_locked()
-            if failure is None:
-                return []  # raised to a caller already: the pool is stopped, nothing to add
-            raise failure
-        if buf.items:
-            return buf.take_locked()
-        if not pool._unfinished or pool._stopped:
-            return []
-        buf.waiting = True
-        try:
-            buf.ready.wait()
-        finally:
-            buf.waiting = False
