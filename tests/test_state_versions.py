@@ -343,8 +343,8 @@ def test_status_reads_an_older_file_without_migrating_it(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     assert "urls: done 2, failed 0, queued 2 of 4 discovered" in proc.stdout
     assert (
-        "state schema 1 (older): the next crawl run migrates it to 2, keeping a copy of it "
-        "beside it"
+        "state schema 1 (older): the next crawl run migrates it to 2 in place, after copying "
+        f"it to {state}.v1.bak"
     ) in proc.stdout
     proc = shoal_run("status", "--json", str(state))
     assert proc.returncode == 0, proc.stderr

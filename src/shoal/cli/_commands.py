@@ -539,7 +539,7 @@ def _print_status(state: str, report: dict[str, Any]) -> None:
     if report["schema"] < SCHEMA_VERSION:
         click.echo(
             f"  state schema {report['schema']} (older): the next crawl run migrates it to "
-            f"{SCHEMA_VERSION}, keeping a copy of it beside it"
+            f"{SCHEMA_VERSION} in place, after copying it to {state}.v{report['schema']}.bak"
         )
     for output, _ in identity_outputs(report["identity"]):
         if output:
