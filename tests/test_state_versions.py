@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from redis_server import RedisServer
-from shoal import Crawler, RedisStateError, StateError, StateLocked
+from shoal import Crawler, RedisStateError, StateError, StateLocked, StateMismatch
 from shoal.state import RedisCrawlState, StateStore, fingerprint, peek_identity
 from shoal.state import _store as store
 from sites import Reply, Site, html
@@ -153,6 +153,20 @@ def test_a_backup_never_replaces_a_file_beside_it(tmp_path: Path) -> None:
     assert backups(tmp_path) == ["old.state.sqlite.v1.1.bak", taken.name]
     assert told[0].endswith(f"kept at {tmp_path / 'old.state.sqlite.v1.1.bak'}")
     assert schema_of(tmp_path / "old.state.sqlite.v1.1.bak") == "1"
+
+
+def test_no_migration_without_a_backup(tmp_path: Path) -> None:
+    """Every free name taken (a folder nobody tidies): refused, the file as it was."""
+    state = old_state(tmp_path)
+    before = dump(state)
+    names = ["old.state.sqlite.v1.bak"] + [f"old.state.sqlite.v1.{n}.bak" for n in range(1, 100)]
+    for name in names:
+        (tmp_path / name).write_text("")
+    identity = peek_identity(state)
+    assert identity is not None
+    with pytest.raises(StateError, match="100 backups of it are already beside it"):
+        StateStore.open(state, identity)
+    assert dump(state) == before and backups(tmp_path) == sorted(names)
 
 
 def test_the_backup_holds_what_only_the_wal_file_holds(tmp_path: Path) -> None:
@@ -333,6 +347,16 @@ def test_a_file_a_running_crawl_holds_is_never_migrated(tmp_path: Path) -> None:
             StateStore.open(state, identity)
     finally:
         store._unlock(state, held)
+    assert dump(state) == before and backups(tmp_path) == []
+
+
+def test_a_file_of_another_crawl_is_refused_before_it_is_migrated(tmp_path: Path) -> None:
+    state = old_state(tmp_path)
+    before = dump(state)
+    identity = peek_identity(state)
+    assert identity is not None
+    with pytest.raises(StateMismatch):
+        StateStore.open(state, {**identity, "start_urls": ["http://other.test/"]})
     assert dump(state) == before and backups(tmp_path) == []
 
 

@@ -645,9 +645,11 @@ def _backup(path: Path, conn: sqlite3.Connection, version: int, target: int) -> 
             copy.execute("PRAGMA journal_mode=DELETE")
         finally:
             copy.close()
-    except sqlite3.Error as exc:
-        with contextlib.suppress(OSError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # a half-made copy is nobody's backup
             os.unlink(backup)
+        if not isinstance(exc, sqlite3.Error):
+            raise
         raise StateError(f"{failed} ({backup}: {exc}); the file is as it was") from None
     return backup
 
