@@ -534,8 +534,13 @@ def _print_status(state: str, report: dict[str, Any]) -> None:
         f" of {total} discovered"
     )
     click.echo(f"  start: {', '.join(report['identity'].get('start_urls', []))}")
-    from ..state import identity_outputs
+    from ..state import SCHEMA_VERSION, identity_outputs
 
+    if report["schema"] < SCHEMA_VERSION:
+        click.echo(
+            f"  state schema {report['schema']} (older): the next crawl run migrates it to "
+            f"{SCHEMA_VERSION} in place, after copying it to {state}.v{report['schema']}.bak"
+        )
     for output, _ in identity_outputs(report["identity"]):
         if output:
             click.echo(f"  output: {output}")

@@ -102,6 +102,7 @@ class RunSession:
                     self.identity(),
                     fresh=opts.fresh,
                     replace_foreign=opts.fresh and opts.overwrite,
+                    announce=self.announce,
                 )
             if self._store is not None:
                 fresh = self._store.created

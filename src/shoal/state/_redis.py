@@ -256,9 +256,16 @@ class RedisCrawlState(CrawlViews):
             x.decode() for x in reply[1:]
         )
         if version != _LAYOUT_VERSION:
+            # Never migrated in place: workers of the other shoal may be running on it
+            # (docs/design.md, "State versions").
+            if version.isdigit() and int(version) < int(_LAYOUT_VERSION):
+                how = "an older shoal started it: finish it with that shoal"
+            else:
+                how = "a newer shoal started it: upgrade shoal here to join it"
             raise RedisStateError(
                 f"crawl {self.crawl_id!r} in {self._url} has state layout {version!r}; "
-                f"this shoal uses {_LAYOUT_VERSION!r}: use another --crawl-id"
+                f"this shoal uses {_LAYOUT_VERSION!r}: {how}, or crawl again under "
+                "another --crawl-id"
             )
         theirs = {
             "identity": json.loads(ident),

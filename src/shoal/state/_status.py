@@ -18,6 +18,7 @@ from ._store import (
     FAILED,
     QUEUED,
     _run_totals,
+    _schema_of,
     _translated,
     identity_outputs,
     peek_identity,
@@ -37,7 +38,8 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
     ran out of work; URLs still queued then were held back and are retried by the next
     run), ``interrupted`` (Ctrl-C, or killed: the last run never recorded its end),
     ``stopped`` (a limit such as max_pages ended it; ``last_run`` says which) or
-    ``failed`` (the output could not be written).
+    ``failed`` (the output could not be written). ``schema`` is the file's state schema
+    version: below ``SCHEMA_VERSION``, the next crawl run migrates it (status does not).
     """
     path = Path(path)
     if not path.exists():
@@ -47,6 +49,9 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            # An older file is read as it is (never migrated: this is read-only); a newer
+            # one may hold what this shoal cannot read, so it is refused.
+            schema = _schema_of(path, meta)
             totals = dict.fromkeys(("queued", "done", "failed"), 0)
             hosts: dict[str, dict[str, int]] = {}
             names = {QUEUED: "queued", DONE: "done", FAILED: "failed"}
@@ -88,6 +93,7 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
         last = "killed"  # the run never recorded its end
     return {
         "state": str(path),
+        "schema": schema,
         "status": status,
         "running": running,
         "last_run": last,

@@ -2,9 +2,12 @@
 
 Tables: ``meta`` (what crawl this is, where its output stands) and ``urls`` (one row per
 URL ever discovered, keyed by its 64-bit fingerprint, with its state: queued, done or
-failed). Everything a crawl learns reaches the file through :meth:`StateStore.commit`,
-one transaction per writer batch, so the file always holds a consistent cut: the
-output's committed byte offset together with exactly the URLs whose records lie before it.
+failed), and the tables later schema versions added (runs, holds, held, outputs: see the
+migrations below). meta 'schema' is the file's version: an older file is migrated when a
+crawl opens it, a newer one refused. Everything a crawl learns reaches the file through
+:meth:`StateStore.commit`, one transaction per writer batch, so the file always holds a
+consistent cut: the output's committed byte offset together with exactly the URLs whose
+records lie before it.
 
 Connections: one for writing (used only by the writer thread) and one for reading
 (used under the crawler's lock to page queued URLs back into memory). WAL lets the
@@ -19,18 +22,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._errors import StateError, StateLocked, StateMismatch, literal
+from .._version import __version__
 
 __all__ = [
     "QUEUED",
+    "SCHEMA_VERSION",
     "DONE",
     "FAILED",
     "RunCounts",
@@ -40,20 +46,25 @@ __all__ = [
     "peek_identity",
 ]
 
+logger = logging.getLogger(__name__)
+
 QUEUED, DONE, FAILED = 0, 1, 2
-_SCHEMA_VERSION = "1"
 _APP = "shoal-crawl-state"
 
-# Hosts that asked for a pause (Retry-After), until a wall-clock time: a resume must not
-# ask them again at once. Added after schema 1 shipped: files without it gain it on open.
-_HOLDS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS holds (host TEXT PRIMARY KEY, until REAL NOT NULL);
-"""
+# -- schema versions and migrations -------------------------------------------------------
+#
+# meta 'schema' is the file's version. A file of an older version is migrated in place
+# when a crawl opens it for writing (never by a read-only command): a backup copy beside
+# it first, then every step from its version to this one in ONE transaction, so the file
+# is either wholly old or wholly new. A file of a newer version is refused. A new file is
+# made the same way (schema 1, then every migration), so a migrated file and a new one
+# are the same by construction. To change the schema: append a step to _MIGRATIONS
+# (docs/design.md, "State file versions"); never edit a step that has shipped.
 
-_SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS urls (
+# Schema 1 as the first release wrote it. Frozen: files of every later version began so.
+_SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE urls (
     fp INTEGER PRIMARY KEY,          -- 64-bit fingerprint, stored signed
     seq INTEGER NOT NULL,            -- discovery order, assigned at commit
     url TEXT NOT NULL,
@@ -66,46 +77,72 @@ CREATE TABLE IF NOT EXISTS urls (
 );
 -- Partial: only URLs waiting on disk are indexed, so marking the (many) in-memory URLs
 -- done never touches this index.
-CREATE INDEX IF NOT EXISTS urls_spilled ON urls (seq) WHERE state=0 AND spilled=1;
+CREATE INDEX urls_spilled ON urls (seq) WHERE state=0 AND spilled=1;
 """
-    + _HOLDS_SCHEMA
-)
-# One row per run of the crawl (created on open when missing, so older files gain it):
-# what each run committed, so totals across resumed runs add up exactly.
-_RUNS = """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    started_at REAL NOT NULL,
-    ended_at REAL NOT NULL,
-    outcome TEXT NOT NULL,           -- running, finished, interrupted, stopped: REASON, failed
-    pages INTEGER NOT NULL DEFAULT 0,
-    ok INTEGER NOT NULL DEFAULT 0,
-    redirects INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    bytes INTEGER NOT NULL DEFAULT 0,
-    errors TEXT NOT NULL DEFAULT '{}'  -- JSON: failures by kind
-);
-"""
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """The tables schema-1 files gained on open, one release after another, without a
+    version change: a file of version 2 has them all. ``IF NOT EXISTS``: a schema-1 file
+    may have any of the first two already."""
+    # One row per run of the crawl: what each run committed, so totals across resumed
+    # runs add up exactly.
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS runs (
+        id INTEGER PRIMARY KEY,
+        started_at REAL NOT NULL,
+        ended_at REAL NOT NULL,
+        outcome TEXT NOT NULL,          -- running, finished, interrupted, stopped: REASON, failed
+        pages INTEGER NOT NULL DEFAULT 0,
+        ok INTEGER NOT NULL DEFAULT 0,
+        redirects INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        errors TEXT NOT NULL DEFAULT '{}' -- JSON: failures by kind
+    )"""
+    )
+    # Hosts that asked for a pause (Retry-After), until a wall-clock time: a resume must
+    # not ask them again at once.
+    conn.execute("CREATE TABLE IF NOT EXISTS holds (host TEXT PRIMARY KEY, until REAL NOT NULL)")
+    # URLs whose latest record is a held-back failure (robots.txt unreachable: the URL
+    # stays queued and the next run records it again). A later record of such a URL
+    # supersedes the held-back one: meta 'superseded' sums what those superseded records
+    # had added to the runs, and the totals across runs leave it out, so each URL counts
+    # once, as its latest record says. Per-run counts stay what each run recorded.
+    conn.execute("CREATE TABLE IF NOT EXISTS held (url TEXT PRIMARY KEY, error TEXT NOT NULL)")
+    # Each output of the crawl (the first is the one the state file is named after) and
+    # where its committed records end. A schema-1 file had one output, at the offset meta
+    # holds (which stays the first output's too).
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS outputs (
+        n INTEGER PRIMARY KEY,          -- 0: the first output
+        path TEXT,                      -- absolute; NULL: stdout
+        format TEXT NOT NULL,
+        offset INTEGER NOT NULL         -- committed byte offset (0 for SQLite outputs)
+    )"""
+    )
+    if conn.execute("SELECT count(*) FROM outputs").fetchone()[0]:
+        return
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    identity = json.loads(meta.get("identity", "{}"))
+    first = int(meta.get("output_offset", 0))
+    conn.executemany(
+        "INSERT INTO outputs VALUES (?, ?, ?, ?)",
+        [
+            (n, path, fmt, first if n == 0 else 0)
+            for n, (path, fmt) in enumerate(identity_outputs(identity))
+        ],
+    )
+
+
+Migration = Callable[[sqlite3.Connection], None]
+"""One step, version N to N+1: statements run on a connection inside the migration's
+transaction. It must not commit (so no ``executescript``, which commits first)."""
+
+# _MIGRATIONS[i] takes a file from version i + 1 to i + 2. Append only.
+_MIGRATIONS: tuple[Migration, ...] = (_migrate_1_to_2,)
+SCHEMA_VERSION = 1 + len(_MIGRATIONS)
 _COUNTS = ("pages", "ok", "redirects", "failed", "bytes")
-# URLs whose latest record is a held-back failure (robots.txt unreachable: the URL stays
-# queued and the next run records it again). A later record of such a URL supersedes the
-# held-back one: meta 'superseded' sums what those superseded records had added to the
-# runs, and the totals across runs leave it out, so each URL counts once, as its latest
-# record says. Per-run counts stay what each run recorded.
-_HELD_SCHEMA = """
-CREATE TABLE IF NOT EXISTS held (url TEXT PRIMARY KEY, error TEXT NOT NULL);
-"""
-# Each output of the crawl (the first is the one the state file is named after) and where
-# its committed records end. Added after schema 1 shipped: a file without it gains it on
-# open, its one output at the offset ``meta`` holds (which stays the first output's too).
-_OUTPUTS = """
-CREATE TABLE IF NOT EXISTS outputs (
-    n INTEGER PRIMARY KEY,           -- 0: the first output
-    path TEXT,                       -- absolute; NULL: stdout
-    format TEXT NOT NULL,
-    offset INTEGER NOT NULL          -- committed byte offset (0 for SQLite outputs)
-);
-"""
 
 
 @dataclass(slots=True)
@@ -190,13 +227,18 @@ class StateStore:
         *,
         fresh: bool = False,
         replace_foreign: bool = False,
+        announce: Callable[[str], None] | None = None,
+        migrations: Sequence[Migration] = _MIGRATIONS,
     ) -> StateStore:
         """Open (or create) the state at ``path`` for the crawl that ``identity`` names.
 
         ``fresh`` deletes an existing shoal state first; a file that is not one (corrupt,
-        or another program's) is deleted only with ``replace_foreign`` as well.
+        or another program's) is deleted only with ``replace_foreign`` as well. A file of
+        an older schema is migrated in place, a backup beside it first; ``announce`` (else
+        the log) is told so. ``migrations`` is for tests: the default is this shoal's.
         Raises StateLocked if another live process holds it, StateMismatch if it was made
-        for another crawl, StateError if it cannot be used at all.
+        for another crawl, StateError if it cannot be used at all (a newer schema, or a
+        migration that failed and was rolled back).
         """
         path = Path(path)
         lock_fd = _lock(path)
@@ -216,16 +258,16 @@ class StateStore:
                         ) from None
             created = not path.exists()
             if created:
-                _create(path, identity)
+                _create(path, identity, migrations)
             else:
                 _check_writable(path)
             conns.append(_connect(path))
             conns.append(_connect(path))
             write, read = conns
-            _check(path, read, identity)
-            with _translated("opening the state file"):
-                write.executescript(_RUNS + _HOLDS_SCHEMA + _HELD_SCHEMA)
-                _add_outputs(write, identity)
+            version = _check(path, read, identity, 1 + len(migrations))
+            if version <= len(migrations):
+                # Under the lock taken above: never under a running crawl.
+                _migrate(path, write, version, migrations, announce or logger.info)
             return cls(path, write, read, lock_fd, created)
         except BaseException:
             for conn in conns:
@@ -456,7 +498,9 @@ class StateStore:
         self.close()
 
 
-def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any]) -> None:
+def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any], newest: int) -> int:
+    """Check that the file is a shoal state of a schema up to ``newest`` and of this
+    crawl; return its schema version."""
     with _translated("reading the state file"):
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -475,10 +519,7 @@ def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any]) ->
         raise StateError(
             f"{path} is not a shoal state file; shoal leaves it as it is: choose another --state"
         )
-    if meta.get("schema") != _SCHEMA_VERSION:
-        raise StateError(
-            f"{path} has state schema {meta.get('schema')}; this shoal reads {_SCHEMA_VERSION}"
-        )
+    version = _schema_of(path, meta, newest)
     try:
         theirs = json.loads(meta["identity"])
     except (KeyError, ValueError):
@@ -498,6 +539,119 @@ def _check(path: Path, conn: sqlite3.Connection, identity: Mapping[str, Any]) ->
             + literal(f" and the output {files}" if files else "")
             + "; to keep both, choose another {output} and {state}"
         )
+    return version
+
+
+def _schema_of(path: Path, meta: Mapping[str, str], newest: int = SCHEMA_VERSION) -> int:
+    """The schema version meta names; StateError if this shoal cannot read it."""
+    try:
+        version = int(meta["schema"])
+    except (KeyError, ValueError):
+        raise StateError(
+            f"{path} is damaged (no state schema version); --fresh deletes it, and with "
+            "--overwrite also replaces an existing output"
+        ) from None
+    if version > newest:
+        raise StateError(
+            f"{path} was written by a newer shoal: it has state schema {version}, and this "
+            f"shoal ({__version__}) reads schema {newest} and older. Upgrade shoal to resume "
+            "this crawl; shoal leaves the file as it is"
+        )
+    if version < 1:
+        raise StateError(f"{path} is damaged (state schema {version}); shoal leaves it as it is")
+    return version
+
+
+def _migrate(
+    path: Path,
+    conn: sqlite3.Connection,
+    version: int,
+    migrations: Sequence[Migration],
+    announce: Callable[[str], None],
+) -> None:
+    """Take the file at ``path`` from schema ``version`` to the newest ``migrations``
+    reach: a backup beside it first, then every step in one transaction (SQLite's DDL is
+    transactional), so a failure at any step leaves the file as it was."""
+    target = 1 + len(migrations)
+    backup = _backup(path, conn, version, target)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        _apply(conn, version, migrations)
+        conn.commit()
+    except BaseException as exc:
+        try:
+            conn.rollback()
+        except sqlite3.Error as again:
+            raise StateError(
+                f"migrating {path} from state schema {version} to {target} failed ({exc}), "
+                f"and so did rolling back ({again}): SQLite rolls it back when the file is "
+                f"next opened; a copy of the file as it was is at {backup}"
+            ) from exc
+        # The file is as it was, so the copy is not needed: none piles up over retries.
+        with contextlib.suppress(OSError):
+            os.unlink(backup)
+        if not isinstance(exc, Exception):
+            raise  # Ctrl-C during the migration: rolled back, then propagated
+        raise StateError(
+            f"migrating {path} from state schema {version} to {target} failed ({exc}); "
+            f"rolled back: the file is as it was (schema {version}). Free the disk or fix "
+            "what the message names, and run the crawl again"
+        ) from exc
+    announce(
+        f"migrated the state file {path} from schema {version} to {target}; "
+        f"the file as it was is kept at {backup}"
+    )
+
+
+def _apply(conn: sqlite3.Connection, version: int, migrations: Sequence[Migration]) -> None:
+    """Inside the caller's transaction: every step from ``version`` on, then the version."""
+    for step in migrations[version - 1 :]:
+        step(conn)
+    conn.execute("UPDATE meta SET value=? WHERE key='schema'", (str(1 + len(migrations)),))
+
+
+# Backups of one file at one version beside it at most (each migration that succeeded
+# made one; each new name is tried once): past that, the folder needs tidying first.
+_MAX_BACKUPS = 100
+
+
+def _backup(path: Path, conn: sqlite3.Connection, version: int, target: int) -> Path:
+    """Copy the state as it is to a free name beside it (STATE.vN.bak, then STATE.vN.1.bak
+    and so on: an existing file is never overwritten). SQLite's online backup reads
+    through ``conn``, so what the -wal file holds is in the copy too; the copy is one
+    self-contained file (rollback journal, not WAL)."""
+    failed = f"cannot back up {path} before migrating it from state schema {version} to {target}"
+    for n in range(_MAX_BACKUPS):
+        backup = path.with_name(f"{path.name}.v{version}{f'.{n}' if n else ''}.bak")
+        try:
+            mode = os.stat(path).st_mode & 0o777
+            fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise StateError(
+                f"{failed} ({backup}: {exc.strerror or exc}); the file is as it was"
+            ) from None
+        os.close(fd)
+        break
+    else:
+        raise StateError(
+            f"{failed}: {_MAX_BACKUPS} backups of it are already beside it; move them away"
+        )
+    try:
+        copy = sqlite3.connect(backup, isolation_level=None)
+        try:
+            conn.backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            copy.close()
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # a half-made copy is nobody's backup
+            os.unlink(backup)
+        if not isinstance(exc, sqlite3.Error):
+            raise
+        raise StateError(f"{failed} ({backup}: {exc}); the file is as it was") from None
+    return backup
 
 
 def _changes(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> list[str]:
@@ -541,26 +695,6 @@ def identity_outputs(identity: Mapping[str, Any]) -> list[tuple[str | None, str]
         return [(str(p), str(f)) for p, f in several]
     output = identity.get("output")
     return [(None if output is None else str(output), str(identity.get("format") or "jsonl"))]
-
-
-def _add_outputs(conn: sqlite3.Connection, identity: Mapping[str, Any]) -> None:
-    """Create the outputs table where it is missing (a file from before it existed, or a
-    new one) and fill it from the identity, already checked to be this crawl's; the first
-    output keeps the offset ``meta`` holds. One transaction: a file has it all or none."""
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_OUTPUTS)
-        if conn.execute("SELECT count(*) FROM outputs").fetchone()[0]:
-            return
-        row = conn.execute("SELECT value FROM meta WHERE key='output_offset'").fetchone()
-        first = int(row[0]) if row else 0
-        conn.executemany(
-            "INSERT INTO outputs VALUES (?, ?, ?, ?)",
-            [
-                (n, path, fmt, first if n == 0 else 0)
-                for n, (path, fmt) in enumerate(identity_outputs(identity))
-            ],
-        )
 
 
 def peek_identity(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -644,9 +778,10 @@ def _run_totals(conn: sqlite3.Connection) -> dict[str, Any]:
     return {"totals": totals, "runs": runs}
 
 
-def _create(path: Path, identity: Mapping[str, Any]) -> None:
+def _create(path: Path, identity: Mapping[str, Any], migrations: Sequence[Migration]) -> None:
     """Build a new state file beside ``path`` and rename it into place: a state file
-    either does not exist or is complete, even if the disk fills up halfway."""
+    either does not exist or is complete, even if the disk fills up halfway. Built as
+    schema 1 and every migration, so it is what a migrated file is."""
     tmp = path.with_name(path.name + ".new")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
@@ -654,17 +789,20 @@ def _create(path: Path, identity: Mapping[str, Any]) -> None:
         with _translated("creating the state file"):
             conn = sqlite3.connect(tmp, isolation_level=None)
             try:
-                conn.executescript(_SCHEMA)
+                conn.executescript(_SCHEMA_1)
+                conn.execute("BEGIN")
                 conn.executemany(
                     "INSERT INTO meta VALUES (?, ?)",
                     [
                         ("app", _APP),
-                        ("schema", _SCHEMA_VERSION),
+                        ("schema", "1"),
                         ("identity", json.dumps(identity, sort_keys=True)),
                         ("output_offset", "0"),
                         ("created_at", str(time.time())),
                     ],
                 )
+                _apply(conn, 1, migrations)
+                conn.execute("COMMIT")
             finally:
                 conn.close()
         os.replace(tmp, path)
