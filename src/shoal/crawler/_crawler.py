@@ -440,11 +440,13 @@ class Crawler(JobSteps, RunSession):
             if self._resumable()
             else "queued URLs are not fetched (this crawl keeps no state to resume from)"
         )
-        self.announce(
-            f"interrupted: finishing {in_flight} request(s) in flight (at most "
-            f"{self.options.grace:g} s; interrupt again to quit at once); {queued}"
-        )
         try:
+            # Inside the try: a user who reads this line and interrupts again at once
+            # must reach the "interrupted again" path, even before shutdown() is entered.
+            self.announce(
+                f"interrupted: finishing {in_flight} request(s) in flight (at most "
+                f"{self.options.grace:g} s; interrupt again to quit at once); {queued}"
+            )
             self._pool.shutdown(log=False)
         except KeyboardInterrupt:
             self._abandon_in_flight("interrupted again")
