@@ -494,13 +494,16 @@ class RedisCrawlState(CrawlViews):
         *,
         retry_in: float | None = None,
         hold_host_for: float | None = None,
+        park: bool = False,
         policy: StoredPolicy | None = None,
         take: int = 0,
         budget: int | None = None,
     ) -> Released:
         """:meth:`submit` ``links`` (the page's), then :meth:`release`, then (``take`` > 0)
         :meth:`lease` up to ``take`` jobs with ``budget``: one round trip a page. The
-        links are queued whatever the release's answer (they are real links)."""
+        links are queued whatever the release's answer (they are real links). ``park``
+        (instead of ``hold_host_for``): the host is not asked again in this crawl; its URLs
+        stay queued and are not :meth:`work_left`."""
         worker, epoch = self._me()
         if outcome not in ("done", "failed", "retry"):
             raise ValueError(f"unknown outcome {outcome!r}")
@@ -522,7 +525,9 @@ class RedisCrawlState(CrawlViews):
                 lease_id=lease_id,
                 outcome=outcome,
                 retry_ms=ms(retry_in if retry_in is not None else 0.0),
-                hold_ms=None if hold_host_for is None else ms(hold_host_for),
+                hold_ms=lua.PARK
+                if park
+                else (None if hold_host_for is None else ms(hold_host_for)),
                 policy=pol,
                 robots_txt=robots_txt,
                 crawl_delay_ms=cdelay,

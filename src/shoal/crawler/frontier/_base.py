@@ -154,6 +154,23 @@ class Frontier(Protocol):
         commit and passes its position with it."""
 
     @property
+    def shared(self) -> bool:
+        """Other processes lease from the same crawl (Redis). What that changes, on
+        purpose, in what the caller sees (``tests/test_frontier.py`` holds each backend to
+        its flag):
+
+        - :meth:`lease` that gives nothing while work remains anywhere returns ready_in 0
+          ("look again"), and :meth:`wait_idle` then blocks until the crawl changes or the
+          next clock (another process's release can make work ready at any moment); with
+          jobs given, ready_in is at most 1 s.
+        - Clocks are the shared store's (the Redis server's ``TIME``), not this process's.
+        - ``budget`` is this process's share only (``--max-pages`` is per worker).
+        - :meth:`commit` needs this worker's output position (an int): exactly-once output
+          is per worker. A DEFER is finished as failed (a shared crawl is one run).
+        - :meth:`release` tells ``lost`` when the lease expired and went to another
+          process."""
+
+    @property
     def output_offset(self) -> int | None:
         """A shared frontier's committed output position of this worker, where its
         output resumes; None when the frontier keeps no output positions."""

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..._errors import FrontierError
 from .._urls import host_key
 from ._base import (
+    MAX_HOLD,
     Candidate,
     Committed,
     FrontierStats,
@@ -76,6 +77,7 @@ class RedisFrontier:
     """
 
     durable = True  # the crawler flushes the output before each commit and passes offsets
+    shared = True  # many processes lease from one crawl: see Frontier.shared
 
     def __init__(self, state: RedisCrawlState, *, offset: int = 0, known: bool = False) -> None:
         self.state = state
@@ -193,7 +195,7 @@ class RedisFrontier:
             ready_in = None if ready_in is None else min(ready_in, _BUSY_CAP)
         elif budget == 0:
             ready_in = None  # this worker's --max-pages is spent: it ends with its own work
-        elif self.state.stats().pending > 0:
+        elif self.state.work_left() > 0:
             if expires_in is not None and (ready_in is None or expires_in < ready_in):
                 ready_in = expires_in
             # Others hold the work (or it waits on a clock): look again at once, and let
@@ -239,6 +241,7 @@ class RedisFrontier:
             _new_urls(links),
             retry_in=release.retry_in,
             hold_host_for=release.hold_host_for,
+            park=release.hold_host_for is not None and release.hold_host_for > MAX_HOLD,
             policy=policy,
             take=take,
             budget=budget,
@@ -276,6 +279,11 @@ class RedisFrontier:
             else:
                 raise FrontierError(f"a commit is done, failed or defer, not {outcome}")
         with self._lock:
+            # Checked here, not only in Redis: the same commit sent twice has the same
+            # token, and Redis takes it for a resend of a lost reply (and answers ok).
+            for lease, _, _ in finished:
+                if lease.id not in self._held:
+                    raise FrontierError(f"lease {lease.id} ({lease.url}) is not held here")
             expected = self.output_offset
             claimed = [lease.url for lease, _, _ in finished if lease.id in self._claimed]
         if not items and output == expected:
