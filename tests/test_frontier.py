@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from redis_server import redis_session  # noqa: F401  (the fixture of the Redis backend)
 from shoal import FrontierError, UsageError
 from shoal.crawler import Crawler
 from shoal.crawler.frontier import (
@@ -26,7 +27,6 @@ from shoal.crawler.frontier import (
 )
 from shoal.crawler.frontier._base import Frontier
 from shoal.state import StateStore
-from redis_server import redis_session  # noqa: F401  (the fixture of the Redis backend)
 from sites import Site, html
 
 QUIET = {"progress": False, "timeout": 5}
