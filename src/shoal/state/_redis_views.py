@@ -9,7 +9,8 @@ import threading
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from ._redis_support import CrawlCounts, HostTally, KnownSeen, StoredPolicy, WorkerInfo, text
+from ._jobs import HostPolicy
+from ._redis_support import CrawlCounts, HostTally, KnownSeen, WorkerInfo, text
 
 if TYPE_CHECKING:
     import redis
@@ -23,7 +24,7 @@ class CrawlViews:
     # Set by RedisCrawlState.
     _client: redis.Redis
     _lock: threading.Lock
-    _policies: dict[str, StoredPolicy]
+    _policies: dict[str, HostPolicy]
     _known: KnownSeen
     prefix: str
     crawl_id: str
