@@ -66,10 +66,15 @@ class CrawlViews:
         number, so a host parked between the two round trips is counted as work: late,
         never early."""
         with self._guard("reading counts"):
-            parked = sorted(text(h) for h in self._client.smembers(f"{self.prefix}parked"))
             pipe = self._client.pipeline(transaction=True)
             pipe.hget(f"{self.prefix}meta", "pending")
-            for host in parked:
+            pipe.smembers(f"{self.prefix}parked")
+            pending, parked = pipe.execute()
+            if not parked:  # the usual case: one round trip, as stats() is
+                return int(pending or 0)
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hget(f"{self.prefix}meta", "pending")
+            for host in sorted(text(h) for h in parked):
                 pipe.llen(f"{self.prefix}q:{host}")
                 pipe.hget(f"{self.prefix}h:{host}", "dl")
             pending, *held = pipe.execute()
