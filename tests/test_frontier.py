@@ -253,6 +253,28 @@ def test_host_policy_lives_in_the_frontier(make: Callable[..., Frontier]) -> Non
     next_wake(frontier, ready_in, 2.0, busy=True)  # Crawl-delay before the next page
 
 
+def test_an_unreachable_robots_txt_is_stored_as_such(make: Callable[..., Frontier]) -> None:
+    frontier = make(clock=Clock())
+    frontier.submit([Candidate(f"{A}/1")])
+    (robots,), _ = frontier.lease(10)
+    policy = HostPolicy(None, None, unreachable=("timeout", "no answer in 5 s"))
+    frontier.release(robots, Release(Outcome.DONE, policy=policy))
+    assert frontier.host_policy(A) == policy
+    (page,), _ = frontier.lease(10)  # its pages are given out, to be recorded as held back
+    assert page.url == f"{A}/1"
+
+
+def test_renew_keeps_held_leases_and_refuses_others(make: Callable[..., Frontier]) -> None:
+    frontier = make(robots=False, clock=Clock())
+    frontier.submit([Candidate(f"{A}/1"), Candidate(f"{A}/2")])
+    (one, two), _ = frontier.lease(10)
+    frontier.renew([one, two])
+    frontier.release(two, Release(Outcome.RETRY, retry_in=1.0))
+    frontier.renew([one])
+    with pytest.raises(FrontierError):
+        frontier.renew([two])  # a retry's lease is over
+
+
 def test_a_hold_waits_out_retry_after_on_that_host_only(
     make: Callable[..., Frontier],
 ) -> None:
