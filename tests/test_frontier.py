@@ -450,3 +450,9 @@ def test_many_workers_finish_every_url_once_within_per_host(make: Callable[..., 
     assert worst["n"] <= 2
     stats = frontier.stats()
     assert (stats.pending, stats.done) == (0, 5 * 41)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("round_", range(10))
+def test_stress_many_workers_over_each_backend(make: Callable[..., Frontier], round_: int) -> None:
+    test_many_workers_finish_every_url_once_within_per_host(make)
