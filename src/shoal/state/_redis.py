@@ -2,8 +2,9 @@
 
 :class:`RedisCrawlState` is the Redis half of the frontier seam (``docs/design.md``): it
 speaks the job types of ``_jobs.py`` (Candidate in, Lease out, HostPolicy, Released), the
-same the crawler's frontier seam uses, and knows nothing of the crawler, which adapts it. redis-py is imported when a state is opened, never by
-``import shoal`` or ``import shoal.state``. Needs Redis >= 7.0, nothing but its core.
+same the crawler's frontier seam uses, and knows nothing of the crawler, which adapts it.
+redis-py is imported when a state is opened, never by ``import shoal`` or ``import
+shoal.state``. Needs Redis >= 7.0, nothing but its core.
 
 The key layout is drawn in ``lua/prelude.lua``, where the functions name the keys.
 

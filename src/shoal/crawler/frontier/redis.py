@@ -2,7 +2,8 @@
 
 :class:`RedisFrontier` adapts :class:`~shoal.state._redis.RedisCrawlState` (which speaks
 the same job types, ``shoal.state._jobs``, and does every change in one Lua function) to
-the crawler's :class:`Frontier` seam. ``Crawler(redis=..., crawl_id=...)`` opens one. What it adds on this side:
+the crawler's :class:`Frontier` seam. ``Crawler(redis=..., crawl_id=...)`` opens one.
+What it adds on this side:
 
 - **Exactly-once output per worker.** Each worker writes its own output file; every
   commit carries the byte offset the batch started from and the one it ends at, and Redis
