@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from redis_server import RedisServer
 from shoal.crawler import Crawler
 from shoal.crawler.frontier import Outcome, Release, SqliteFrontier
 from shoal.state import StateStore
 from shoal.state._store import UrlRow
-from redis_server import RedisServer
 from sites import Reply, Request, Site, html
 
 CAREFUL: dict[str, Any] = {"timeout": 5, "retries": 1, "max_pages": 2000, "progress": False}
