@@ -28,7 +28,7 @@ from pathlib import Path
 
 import redis
 
-from shoal.state import NewURL, RedisCrawlState
+from shoal.state import Candidate, RedisCrawlState
 
 
 def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -113,7 +113,7 @@ def measure(url_: str, n: int) -> dict[str, float]:
     batch = []
     for i in range(n):
         u = url(i)
-        batch.append(NewURL(u, u.split("/section", 1)[0], 2, url(i // 50)))
+        batch.append(Candidate(u, 2, url(i // 50)))
         if len(batch) >= 5000:
             state.submit(batch)
             batch = []

@@ -141,3 +141,10 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server for this test, on a unix socket, with AOF on."""
     with running(tmp_path / "redis") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for a whole test session (tests keep apart by crawl id)."""
+    with running(tmp_path_factory.mktemp("redis-session")) as server:
+        yield server

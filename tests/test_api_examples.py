@@ -10,6 +10,7 @@ no example leaves the machine.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from redis_server import RedisServer
 from sites import Site, html
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
@@ -123,3 +125,39 @@ def test_every_public_method_has_a_docstring() -> None:
             if callable(func) and not getattr(func, "__doc__", None):
                 missing.append(f"{name}.{attr}")
     assert not missing, missing
+
+
+def test_readme_shared_crawl_example_runs_as_two_workers(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The README's Python worker of a shared crawl, run as two processes at once (each in
+    its own folder, so its own output and worker id): every page once across both parts."""
+    blocks = re.findall(r"^```python\n(.*?)^```$", README.read_text(), re.M | re.S)
+    (code,) = [b for b in blocks if "crawl_id=" in b]
+    with Site(PAGES) as site:
+        code = code.replace(PLACEHOLDER, site.url("/"))
+        code = code.replace("redis://queue-host:6379/0", redis_server.url)
+        env = {**os.environ, "NO_PROXY": "*", "no_proxy": "*"}
+        workers = []
+        for name in ("w1", "w2"):
+            folder = tmp_path / name
+            folder.mkdir()
+            (folder / "worker.py").write_text(code)
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "worker.py"],
+                    cwd=folder,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
+        outs = [w.communicate(timeout=120)[0] for w in workers]
+        assert [w.returncode for w in workers] == [0, 0], outs
+        assert site.count("/robots.txt") == 1
+    urls = []
+    for name in ("w1", "w2"):
+        part = tmp_path / name / "part-1.jsonl"
+        urls += [json.loads(line)["url"] for line in part.read_text().splitlines()]
+    assert sorted(urls) == sorted(site.url(p) for p in PAGES)

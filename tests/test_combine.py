@@ -17,7 +17,7 @@ import pytest
 
 from redis_server import RedisServer
 from shoal import StateError, UsageError
-from shoal.state import NewURL, RedisCrawlState, combine_parts
+from shoal.state import Candidate, RedisCrawlState, combine_parts
 
 
 def jsonl(urls: list[str]) -> bytes:
@@ -109,7 +109,7 @@ def test_offsets_from_redis_give_every_page_once(redis_server: RedisServer, tmp_
     b = RedisCrawlState.open(redis_server.url, "c", {}, robots=False)
     a.register("a")
     b.register("b")
-    a.submit([NewURL(f"{host}/{i}", host) for i in range(3)])
+    a.submit([Candidate(f"{host}/{i}") for i in range(3)])
     a.lease_ttl = 0.0
     (j1, j2, j3), _ = a.lease(3)
     a.commit([(j1.id, "done")], expected_offset=0, new_offset=len(jsonl([j1.url])))
@@ -273,7 +273,7 @@ def test_parts_of_another_format_than_the_output_are_refused_by_name(
         state = RedisCrawlState.open(redis_server.url, "c", {}, robots=False)
         path = tmp_path / f"m-{n}.jsonl"
         state.register(f"box:{path}")
-        state.submit([NewURL(f"{host}/{n}", host)])
+        state.submit([Candidate(f"{host}/{n}")])
         (job,), _ = state.lease(1)
         data = jsonl([job.url])
         state.commit([(job.id, "done")], expected_offset=0, new_offset=len(data))

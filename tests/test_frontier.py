@@ -1,7 +1,11 @@
-"""The frontier seam: both backends behave the same through it, thread-safe inside."""
+"""The frontier contract: every backend (memory, SQLite, Redis) behaves the same through the
+seam, thread-safe inside. The scheduling rules exist twice (Python in ``memory.py``, Lua in
+``state/lua/``): these cases hold both to the same behaviour. What a shared backend does
+differently on purpose is its :attr:`Frontier.shared` flag, asserted here, never skipped."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -9,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from redis_server import redis_session  # noqa: F401  (the fixture of the Redis backend)
 from shoal import FrontierError, UsageError
 from shoal.crawler import Crawler
 from shoal.crawler.frontier import (
@@ -29,27 +34,89 @@ A = "http://a.example"
 
 
 class Clock:
+    """A test's clock (seconds). A Redis frontier's clock is the server's: the fixture
+    holds the crawl's clock still there and moves it with this one."""
+
     def __init__(self) -> None:
-        self.now = 1000.0
+        self._now = 1000.0
+        self.moved: list[Callable[[float], None]] = []
+
+    @property
+    def now(self) -> float:
+        return self._now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self._now = value
+        for moved in self.moved:
+            moved(value)
 
     def __call__(self) -> float:
-        return self.now
+        return self._now
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+BACKENDS = ["memory", "sqlite", "redis"]
+
+
+@pytest.fixture(params=BACKENDS)
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Frontier]]:
+    """Builds a frontier of the backend with MemoryFrontier's keywords (``per_host``,
+    ``delay``, ``robots``, ``clock``). A new backend is one more ``BACKENDS`` name and
+    branch here."""
+    made: list[Frontier] = []
     stores: list[StateStore] = []
 
     def build(**kw: object) -> Frontier:
         if request.param == "memory":
             return MemoryFrontier(**kw)  # type: ignore[arg-type]
-        store = StateStore.open(tmp_path / f"s{len(stores)}.sqlite", {"t": 1})
-        stores.append(store)
-        return SqliteFrontier(store, **kw)  # type: ignore[arg-type]
+        if request.param == "sqlite":
+            store = StateStore.open(tmp_path / f"s{len(stores)}.sqlite", {"t": 1})
+            stores.append(store)
+            return SqliteFrontier(store, **kw)  # type: ignore[arg-type]
+        frontier = _redis_frontier(request, **kw)
+        made.append(frontier)
+        return frontier
 
     yield build
+    for frontier in made:
+        frontier.close()
     for store in stores:
         store.close()
+
+
+def _redis_frontier(request: pytest.FixtureRequest, **kw: object) -> Frontier:
+    from shoal.crawler.frontier import RedisFrontier
+
+    server = request.getfixturevalue("redis_session")
+    crawl_id = f"c{next(_CRAWL_IDS)}"
+    clock = kw.pop("clock", None)
+    frontier = RedisFrontier.open(server.url, crawl_id, "w1", {}, **kw)  # type: ignore[arg-type]
+    if isinstance(clock, Clock):
+        # The crawl's clock held still at the test's, as a memory frontier's clock= is.
+        meta = f"{frontier.state.prefix}meta"
+
+        def moved(now: float) -> None:
+            frontier.state._client.hset(meta, "tclock", round(now * 1000))
+
+        moved(clock.now)
+        clock.moved.append(moved)
+    return frontier
+
+
+_CRAWL_IDS = itertools.count(1)
+
+
+def next_wake(
+    frontier: Frontier, ready_in: float | None, clock: float | None, *, busy: bool = False
+) -> None:
+    """lease()'s second value: the seconds until a clock may make a job ready. A shared
+    frontier (:attr:`Frontier.shared`) answers 0 when it leased nothing while work remains
+    anywhere ("look again": its wait_idle blocks until the crawl changes or that clock),
+    and at most 1 s when it leased jobs (other hosts' clocks run meanwhile)."""
+    if frontier.shared and clock is not None:
+        assert ready_in == (pytest.approx(min(clock, 1.0)) if busy else 0.0)
+    else:
+        assert ready_in == pytest.approx(clock)
 
 
 def test_submit_dedupes_atomically_across_threads(make: Callable[..., Frontier]) -> None:
@@ -115,12 +182,12 @@ def test_leases_release_and_commit_are_two_phases(make: Callable[..., Frontier])
     (second,), _ = frontier.lease(10)  # the slot is free at release, before the commit
     assert second.id != first.id
     assert frontier.stats().leased == 2  # the first one is leased until it commits
-    frontier.commit([(first, Outcome.DONE, 200)])
+    frontier.commit([(first, Outcome.DONE, 200)], output=0)
     with pytest.raises(FrontierError):
-        frontier.commit([(first, Outcome.DONE, 200)])  # not held any more
+        frontier.commit([(first, Outcome.DONE, 200)], output=0)  # not held any more
     with pytest.raises(FrontierError):  # all or nothing: the good one is not committed
-        frontier.commit([(second, Outcome.DONE, 200), (first, Outcome.DONE, 200)])
-    frontier.commit([(second, Outcome.FAILED, 404)])
+        frontier.commit([(second, Outcome.DONE, 200), (first, Outcome.DONE, 200)], output=0)
+    frontier.commit([(second, Outcome.FAILED, 404)], output=0)
     stats = frontier.stats()
     assert (stats.pending, stats.done, stats.failed) == (0, 1, 1)
 
@@ -133,8 +200,11 @@ def test_a_retry_waits_a_duration_and_keeps_its_claims(make: Callable[..., Front
     assert frontier.claim(job, f"{A}/target")
     frontier.release(job, Release(Outcome.RETRY, retry_in=5.0))
     jobs, ready_in = frontier.lease(10)
-    assert jobs == [] and ready_in == pytest.approx(5.0)  # a duration, not a clock value
-    clock.now += 5.0
+    assert jobs == []
+    next_wake(frontier, ready_in, 5.0)  # a duration, not a clock value
+    clock.now += 4.999
+    assert frontier.lease(10)[0] == []  # not a millisecond early
+    clock.now += 0.001
     (again,), _ = frontier.lease(10)
     assert again.attempt == 2 and again.url == job.url
     assert frontier.claim(again, f"{A}/target")  # its own earlier claim
@@ -154,8 +224,11 @@ def test_the_first_page_waits_the_delay_after_robots_txt(
     clock.now += 5.0  # a slow robots.txt: the delay runs from its end, not its start
     frontier.release(robots, Release(Outcome.DONE, policy=HostPolicy(None, 3.0)))
     jobs, ready_in = frontier.lease(10)
-    assert jobs == [] and ready_in == pytest.approx(3.0)  # Crawl-delay 3 s beats --delay 2
-    clock.now += 3.0
+    assert jobs == []
+    next_wake(frontier, ready_in, 3.0)  # Crawl-delay 3 s beats --delay 2
+    clock.now += 2.999
+    assert frontier.lease(10)[0] == []
+    clock.now += 0.001
     (page,), _ = frontier.lease(10)
     assert page.url == f"{A}/1"
 
@@ -171,10 +244,74 @@ def test_host_policy_lives_in_the_frontier(make: Callable[..., Frontier]) -> Non
     policy = HostPolicy("User-agent: *\nDisallow: /2\n", 2.0)
     frontier.release(robots, Release(Outcome.DONE, policy=policy))
     assert frontier.host_policy(A) == policy
-    assert frontier.lease(10) == ([], pytest.approx(2.0))  # Crawl-delay, after robots.txt too
+    jobs, ready_in = frontier.lease(10)
+    assert jobs == []
+    next_wake(frontier, ready_in, 2.0)  # Crawl-delay, after robots.txt too
     clock.now += 2.0
     (page,), ready_in = frontier.lease(10)
-    assert page.kind is JobKind.PAGE and ready_in == pytest.approx(2.0)  # Crawl-delay
+    assert page.kind is JobKind.PAGE
+    next_wake(frontier, ready_in, 2.0, busy=True)  # Crawl-delay before the next page
+
+
+def test_an_unreachable_robots_txt_is_stored_as_such(make: Callable[..., Frontier]) -> None:
+    frontier = make(clock=Clock())
+    frontier.submit([Candidate(f"{A}/1")])
+    (robots,), _ = frontier.lease(10)
+    policy = HostPolicy(None, None, unreachable=("timeout", "no answer in 5 s"))
+    frontier.release(robots, Release(Outcome.DONE, policy=policy))
+    assert frontier.host_policy(A) == policy
+    (page,), _ = frontier.lease(10)  # its pages are given out, to be recorded as held back
+    assert page.url == f"{A}/1"
+
+
+def test_renew_keeps_held_leases_and_refuses_others(make: Callable[..., Frontier]) -> None:
+    frontier = make(robots=False, clock=Clock())
+    frontier.submit([Candidate(f"{A}/1"), Candidate(f"{A}/2")])
+    (one, two), _ = frontier.lease(10)
+    frontier.renew([one, two])
+    frontier.release(two, Release(Outcome.RETRY, retry_in=1.0))
+    frontier.renew([one])
+    with pytest.raises(FrontierError):
+        frontier.renew([two])  # a retry's lease is over
+
+
+def test_a_hold_waits_out_retry_after_on_that_host_only(
+    make: Callable[..., Frontier],
+) -> None:
+    clock = Clock()
+    frontier = make(robots=False, clock=clock)
+    frontier.submit([Candidate(f"{A}/1"), Candidate(f"{A}/2"), Candidate("http://b.example/1")])
+    jobs, _ = frontier.lease(1)
+    held = jobs[0]
+    frontier.release(held, Release(Outcome.FAILED, hold_host_for=4.0))
+    frontier.commit([(held, Outcome.FAILED, 503)], output=0)
+    others, _ = frontier.lease(10)  # the other host is not held
+    assert [j.host for j in others] == ["http://b.example"]
+    clock.now += 3.999
+    assert frontier.lease(10)[0] == []
+    clock.now += 0.001
+    (after,), _ = frontier.lease(10)
+    assert after.host == held.host
+
+
+def test_a_host_gives_its_urls_in_order_and_a_retry_first(
+    make: Callable[..., Frontier],
+) -> None:
+    clock = Clock()
+    frontier = make(robots=False, per_host=1, clock=clock)
+    frontier.submit([Candidate(f"{A}/{i}") for i in range(4)])
+    (first,), _ = frontier.lease(10)
+    assert first.url == f"{A}/0"
+    frontier.release(first, Release(Outcome.RETRY, retry_in=1.0))
+    clock.now += 1.0
+    order = []
+    for _ in range(4):
+        (job,), _ = frontier.lease(10)
+        order.append((job.url, job.attempt))
+        frontier.release(job, Release(Outcome.DONE))
+        frontier.commit([(job, Outcome.DONE, 200)], output=0)
+    assert order == [(f"{A}/0", 2), (f"{A}/1", 1), (f"{A}/2", 1), (f"{A}/3", 1)]
+    assert frontier.stats().pending == 0
 
 
 def test_a_long_hold_parks_the_host_for_the_run(make: Callable[..., Frontier]) -> None:
@@ -182,7 +319,7 @@ def test_a_long_hold_parks_the_host_for_the_run(make: Callable[..., Frontier]) -
     frontier.submit([Candidate(f"{A}/{i}") for i in range(3)])
     jobs, _ = frontier.lease(1)
     frontier.release(jobs[0], Release(Outcome.FAILED, hold_host_for=10**6))
-    frontier.commit([(jobs[0], Outcome.FAILED, 503)])
+    frontier.commit([(jobs[0], Outcome.FAILED, 503)], output=0)
     assert frontier.lease(10) == ([], None)  # nothing waits on a clock: the crawl may end
     assert frontier.stats().queued == 2  # still owed, to a later run
 
@@ -295,7 +432,7 @@ def test_many_workers_finish_every_url_once_within_per_host(make: Callable[..., 
         while not stop.is_set():
             with lock:
                 batch, to_commit[:] = list(to_commit), []
-            frontier.commit([(j, Outcome.DONE, 200) for j in batch])  # type: ignore[misc]
+            frontier.commit([(j, Outcome.DONE, 200) for j in batch], output=0)  # type: ignore[misc]
             if frontier.stats().pending == 0:
                 stop.set()
             stop.wait(0.001)
@@ -313,3 +450,9 @@ def test_many_workers_finish_every_url_once_within_per_host(make: Callable[..., 
     assert worst["n"] <= 2
     stats = frontier.stats()
     assert (stats.pending, stats.done) == (0, 5 * 41)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("round_", range(10))
+def test_stress_many_workers_over_each_backend(make: Callable[..., Frontier], round_: int) -> None:
+    test_many_workers_finish_every_url_once_within_per_host(make)

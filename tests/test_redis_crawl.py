@@ -23,7 +23,7 @@ import redis
 
 from redis_server import RedisServer
 from shoal import RedisUnavailable, StaleCommit
-from shoal.state import NewURL, RedisCrawlState, StoredPolicy
+from shoal.state import Candidate, HostPolicy, RedisCrawlState
 
 PAGES = 400
 HOSTS = 5
@@ -51,8 +51,8 @@ def reachable() -> set[str]:
     return {url_of(i) for i in seen}
 
 
-def new_urls(indices: list[int], referrer: str | None = None) -> list[NewURL]:
-    return [NewURL(url_of(j), host_of(url_of(j)), 1, referrer) for j in indices]
+def new_urls(indices: list[int], referrer: str | None = None) -> list[Candidate]:
+    return [Candidate(url_of(j), 1, referrer) for j in indices]
 
 
 def open_state(server: RedisServer, **kw: Any) -> RedisCrawlState:
@@ -121,7 +121,7 @@ def work(
                 watch.start(job.host)
                 if job.kind == "robots":
                     watch.end(job.host)
-                    state.release(job.id, "done", policy=StoredPolicy(None, None))
+                    state.release(job.id, "done", policy=HostPolicy(None, None))
                     continue
                 if job.attempt < 3 and rng.random() < retry_rate:
                     watch.end(job.host)
@@ -238,7 +238,7 @@ def test_submit_is_atomic_under_threads(redis_server: RedisServer) -> None:
         pages = [j for j in jobs if j.kind == "page"]
         for j in jobs:
             if j.kind == "robots":
-                shared.release(j.id, "done", policy=StoredPolicy(None, None))
+                shared.release(j.id, "done", policy=HostPolicy(None, None))
         drained += [j.url for j in pages]
         if pages:
             shared.commit([(j.id, "done") for j in pages], expected_offset=0, new_offset=0)
@@ -252,7 +252,7 @@ def test_submit_is_atomic_under_threads(redis_server: RedisServer) -> None:
 SUBMITTER = """
 import json, sys
 import redis
-from shoal.state import NewURL, RedisCrawlState
+from shoal.state import Candidate, RedisCrawlState
 url, k = sys.argv[1], int(sys.argv[2])
 state = RedisCrawlState.open(url, "crawl", {"start": "http://h0.test/p0"}, per_host=2)
 gate = redis.Redis.from_url(url)
@@ -260,7 +260,7 @@ assert gate.blpop(["gate"], timeout=60) is not None  # all start together
 batch = [i for i in range(3000) if (i * 7 + k) % 3 != 0]
 got = []
 for start in range(0, len(batch), 50):
-    chunk = [NewURL(f"http://h{i % 5}.test/p{i}", f"http://h{i % 5}.test")
+    chunk = [Candidate(f"http://h{i % 5}.test/p{i}")
              for i in batch[start:start + 50]]
     got += [u.url for u, new in zip(chunk, state.submit(chunk), strict=True) if new]
 print(json.dumps(got))
@@ -355,7 +355,7 @@ def test_redis_killed_and_restarted_from_its_aof_loses_nothing(
     state = open_state(redis_server, reconnect_for=20.0)
     state.register("w")
     state.submit(new_urls(list(range(50))))
-    rules = StoredPolicy("User-agent: *\nDisallow: /x", None)
+    rules = HostPolicy("User-agent: *\nDisallow: /x", None)
     pages = []
     for _ in range(3):
         jobs, _ = state.lease(4)

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from redis_server import RedisServer
-from shoal import Crawler, FrontierError, StaleCommit
+from shoal import Crawler, FrontierError, StaleCommit, UsageError
 from shoal.crawler.frontier import Candidate, Outcome, Release
 from shoal.crawler.frontier.redis import RedisFrontier
 from sites import Reply, Site, html
@@ -61,15 +61,16 @@ def test_two_crawlers_share_one_crawl_each_page_once(
 
         def run(name: str) -> None:
             try:
-                probe = make(start, tmp_path / f"{name}.jsonl")
-                frontier = open_frontier(redis_server, name, probe)
+                # The public way in: no frontier built by hand, no probe crawler.
                 crawler = Crawler(
                     start,
                     output=str(tmp_path / f"{name}.jsonl"),
                     progress=False,
                     concurrency=4,
                     per_host=2,
-                    frontier=frontier,
+                    redis=redis_server.url,
+                    crawl_id="t",
+                    worker_id=name,
                 )
                 results.append(crawler.run())
             except BaseException as exc:
@@ -86,6 +87,8 @@ def test_two_crawlers_share_one_crawl_each_page_once(
         for name in ("w1", "w2"):
             urls += [json.loads(line)["url"] for line in (tmp_path / f"{name}.jsonl").open()]
         assert len(urls) == len(set(urls)) == 2 * PAGES
+        assert len(results) == 2 and sum(r.pages for r in results) == 2 * PAGES
+        assert all(r.failed == 0 and not r.interrupted for r in results)
         for site in (a, b):
             assert site.count("/robots.txt") == 1
             assert site.max_in_flight <= 2
@@ -182,3 +185,21 @@ def test_the_heartbeat_keeps_a_long_fetch_leased(redis_server: RedisServer, tmp_
         assert result.pages == 3
         urls = [json.loads(line)["url"] for line in out.open()]
         assert sorted(urls) == sorted(site.url(p) for p in ("/", "/slow", "/a"))
+
+
+def test_the_shared_crawl_options_are_checked_before_anything_opens(tmp_path: Path) -> None:
+    out = str(tmp_path / "o.jsonl")
+    url = "unix:///nonexistent/redis.sock"  # never reached: each check comes first
+    for kw, says in [
+        ({"crawl_id": "c"}, "crawl_id applies to a crawl shared through redis"),
+        ({"lease_ttl": 5.0}, "lease_ttl applies to a crawl shared through redis"),
+        ({"redis": url}, "redis needs crawl_id"),
+        ({"redis": url, "crawl_id": "c", "output": None}, "needs an output file"),
+        ({"redis": url, "crawl_id": "c", "output": str(tmp_path / "o.sqlite")}, "offsets"),
+        ({"redis": url, "crawl_id": "c", "state": "s.sqlite"}, "do not give state"),
+        ({"redis": url, "crawl_id": "c", "fresh": True}, "fresh=True does not apply"),
+        ({"redis": url, "crawl_id": "c", "lease_ttl": 0.5}, "lease_ttl must be at least 1"),
+    ]:
+        with pytest.raises(UsageError, match=says):
+            Crawler("http://127.0.0.9/", **{"output": out, **kw})  # type: ignore[arg-type]
+        assert not (tmp_path / "o.jsonl").exists()

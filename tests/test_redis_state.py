@@ -18,7 +18,7 @@ import pytest
 
 from redis_server import RedisServer, running
 from shoal import CrawlMismatch, RedisStateError, RedisUnavailable, StaleCommit, UsageError
-from shoal.state import NewURL, RedisCrawlState, StoredPolicy
+from shoal.state import Candidate, HostPolicy, JobKind, RedisCrawlState
 from shoal.state import _redis_lua as lua
 
 Opener = Callable[..., RedisCrawlState]
@@ -43,8 +43,8 @@ def open_state(redis_server: RedisServer) -> Iterator[Opener]:
         state.close()
 
 
-def pages(host: str, n: int, start: int = 0) -> list[NewURL]:
-    return [NewURL(f"{host}/p{i}", host, depth=1, referrer=f"{host}/") for i in range(start, n)]
+def pages(host: str, n: int, start: int = 0) -> list[Candidate]:
+    return [Candidate(f"{host}/p{i}", depth=1, referrer=f"{host}/") for i in range(start, n)]
 
 
 def test_import_shoal_and_state_does_not_load_redis() -> None:
@@ -58,7 +58,7 @@ def test_seeding_is_idempotent_across_workers(open_state: Opener) -> None:
     seeds = pages(H, 3)
     assert a.submit(seeds) == [True, True, True]
     assert b.submit(seeds) == [False, False, False]
-    assert b.submit([*seeds, NewURL(f"{H}/new", H)]) == [False, False, False, True]
+    assert b.submit([*seeds, Candidate(f"{H}/new")]) == [False, False, False, True]
     assert not a.claim(f"{H}/p0")
     assert b.claim(f"{H}/elsewhere") and not a.claim(f"{H}/elsewhere")
     counts = a.stats()
@@ -71,7 +71,10 @@ def test_lease_round_trip_keeps_every_field(open_state: Opener) -> None:
     s.register("w1")
     url = f"{H}/p?q=é"  # a non-ASCII URL survives the entry format byte-exactly
     s.submit(
-        [NewURL(url, H, depth=3, referrer=f"{H}/ref page"), NewURL(f"{H}/s.xml", H, kind="sitemap")]
+        [
+            Candidate(url, depth=3, referrer=f"{H}/ref page"),
+            Candidate(f"{H}/s.xml", kind=JobKind.SITEMAP),
+        ]
     )
     jobs, _ = s.lease(5)
     assert [(j.url, j.host, j.kind, j.depth, j.referrer, j.attempt) for j in jobs] == [
@@ -141,8 +144,8 @@ def test_one_robots_job_per_host_for_the_whole_crawl(open_state: Opener) -> None
     with pytest.raises(ValueError, match="robots job"):  # it ends at release, never committed
         a.commit([(got_a[0].id, "done")], expected_offset=0, new_offset=0)
     rules = "User-agent: *\nDisallow: /private\nCrawl-delay: 20"
-    assert a.release(got_a[0].id, "done", policy=StoredPolicy(rules, 20.0))
-    assert b.host_policy(H) == StoredPolicy(rules, 20.0)
+    assert a.release(got_a[0].id, "done", policy=HostPolicy(rules, 20.0))
+    assert b.host_policy(H) == HostPolicy(rules, 20.0)
     # Crawl-delay 20 s, counted from robots.txt too: no page yet, for either worker.
     got_b, ready_in = b.lease(10)
     assert got_b == [] and ready_in is not None and 15 < ready_in <= 20
@@ -158,8 +161,8 @@ def test_robots_retry_keeps_pages_held_and_asks_again(open_state: Opener) -> Non
     assert a.release(got[0].id, "retry", retry_in=0.0)  # robots.txt timed out: not a policy
     again, _ = a.lease(5)
     assert [(j.kind, j.attempt) for j in again] == [("robots", 2)]
-    a.release(again[0].id, "done", policy=StoredPolicy(None, None))  # 404: no rules
-    assert a.host_policy(H) == StoredPolicy(None, None)
+    a.release(again[0].id, "done", policy=HostPolicy(None, None))  # 404: no rules
+    assert a.host_policy(H) == HostPolicy(None, None)
     got, _ = a.lease(5)
     assert sorted(j.url for j in got) == [f"{H}/p0", f"{H}/p1"]
 
@@ -247,7 +250,7 @@ def test_page_budget_spares_retries_and_robots(open_state: Opener) -> None:
     s.submit(pages(H, 5))
     got, _ = s.lease(8, budget=0)
     assert [j.kind for j in got] == ["robots"]
-    s.release(got[0].id, "done", policy=StoredPolicy(None, None))
+    s.release(got[0].id, "done", policy=HostPolicy(None, None))
     got, _ = s.lease(8, budget=2)
     assert len(got) == 2
     s.release(got[0].id, "retry", retry_in=0.0)
@@ -334,7 +337,7 @@ def test_bad_url_and_ids_are_usage_errors(redis_server: RedisServer) -> None:
         with pytest.raises(RuntimeError, match="register"):
             s.lease(1)
         with pytest.raises(ValueError, match="scheme://host"):
-            s.submit([NewURL("http://a.test/x", "http://a.test\nb")])
+            s.submit([Candidate("http://a.test\nb/x")])
 
 
 def test_wrong_or_missing_password_is_a_clear_error(tmp_path: Path) -> None:
@@ -611,6 +614,6 @@ def test_the_first_page_waits_the_delay_after_robots_txt(open_state: Opener) -> 
     s.submit(pages(H, 2))
     (robots,), _ = s.lease(5)
     assert robots.kind == "robots"
-    assert s.release(robots.id, "done", policy=StoredPolicy(None, None))
+    assert s.release(robots.id, "done", policy=HostPolicy(None, None))
     jobs, ready_in = s.lease(5)
     assert jobs == [] and ready_in is not None and 25 < ready_in <= 30

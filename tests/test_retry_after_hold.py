@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from redis_server import RedisServer
 from shoal.crawler import Crawler
 from shoal.crawler.frontier import Outcome, Release, SqliteFrontier
 from shoal.state import StateStore
@@ -114,3 +115,25 @@ def test_a_held_host_does_not_starve_the_others_of_memory(tmp_path: Path) -> Non
         assert sorted(taken) == sorted(f"{other}/{i}" for i in range(10))
         assert frontier.stats().queued == 10  # the held host's, still owed
         frontier.close()
+
+
+def test_a_far_retry_after_ends_a_shared_crawl_too(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # The bug: Redis held the host for the whole pause (days), its URLs counted as work
+    # left, and every worker waited on them: the crawl never ended by itself.
+    out = tmp_path / "o.jsonl"
+    pages = {
+        "/": html("home", "/a", "/b", "/c"),
+        "/a": Reply(503, "later", headers={"Retry-After": "999999"}),
+        "/b": html("b"),
+        "/c": html("c"),
+    }
+    with Site(pages) as site:
+        opts = {**CAREFUL, "concurrency": 1, "per_host": 1, "max_time": 20}
+        result = Crawler(
+            site.url("/"), output=str(out), redis=redis_server.url, crawl_id="c", **opts
+        ).run()
+        assert result.stopped_by is None  # the crawl ended by itself, not at max_time
+        assert site.count("/a") == 1 and site.count("/b") == 0
+        assert records(out)["a"]["error"] == "retry_after"

@@ -1,9 +1,8 @@
 """The command line of a crawl shared through Redis: ``shoal crawl --redis``, ``shoal status
 --redis`` and ``shoal combine``.
 
-A worker's id is ``<hostname>:<absolute output path>`` (when that is printable ASCII
-without spaces and at most 200 characters; otherwise ``<hostname>:h<hash>:<file name>``),
-or ``--worker-id``. The same command run again on the same machine with the same ``-o`` is
+A worker's id is ``<hostname>:<absolute output path>`` (see ``crawler/_shared.py``), or
+``--worker-id``. The same command run again on the same machine with the same ``-o`` is
 that worker's restart: it cuts its output back to the offset Redis holds and carries on.
 ``shoal combine`` finds each part's worker by that id (on the machine that wrote it), or
 by the file name alone when exactly one worker of the crawl wrote a file of that name.
@@ -11,22 +10,19 @@ by the file name alone when exactly one worker of the crawl wrote a file of that
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._errors import OutputError, UsageError
+from .._errors import UsageError
 
 if TYPE_CHECKING:
+    from ..crawler import Crawler
     from ..state._redis_support import WorkerInfo
-
-_PRINTABLE = re.compile(r"[!-~]{1,200}")
 
 REDIS_OPTIONS = ("redis", "crawl_id", "worker_id", "lease_ttl", "allow_weak_durability")
 
@@ -73,93 +69,12 @@ def redis_options(f: Any) -> Any:
     return f
 
 
-def worker_id_for(output: str) -> str:
-    path = os.path.abspath(output)
-    host = socket.gethostname() or "localhost"
-    wid = f"{host}:{path}"
-    if _PRINTABLE.fullmatch(wid):
-        return wid
-    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
-    name = re.sub(r"[^!-~]", "_", os.path.basename(path))[:60] or "out"
-    return f"{host}:h{digest}:{name}"[:200]
-
-
-def check_shared(options: dict[str, Any], redis: dict[str, Any]) -> None:
-    """Refuse what a shared crawl cannot do, before anything is opened."""
-    if redis["crawl_id"] is None:
-        raise UsageError("--redis needs --crawl-id ID (the shared crawl's name)")
-    output = options.get("output")
-    if isinstance(output, list):
-        raise UsageError(
-            "--redis takes one -o: each worker writes its own output file (combine the "
-            "parts with shoal combine, into any format)"
-        )
-    if output in (None, "-"):
-        raise UsageError("--redis needs -o FILE: each worker writes its own output file")
-    from ..crawler.output import infer_format
-
-    fmt = infer_format(output, options.get("format"))
-    if fmt == "sqlite":
-        raise UsageError(
-            "--redis needs an output with byte offsets (jsonl, csv or warc), not sqlite"
-        )
-    if options.get("state") not in (None, "auto"):
-        raise UsageError("--redis keeps the crawl's state in Redis: do not give --state")
-    if options.get("fresh"):
-        raise UsageError("--fresh does not apply to a shared crawl: use a new --crawl-id")
-    if redis["lease_ttl"] is None or redis["lease_ttl"] < 1:
-        raise UsageError("--lease-ttl must be at least 1 second")
-
-
-def open_shared(urls: Sequence[str], options: dict[str, Any], redis: dict[str, Any]) -> Any:
-    """A Crawler on a RedisFrontier (the crawl's identity from a crawler of the same
-    options; a crawl of this id with other scope options is refused, exit 3)."""
+def open_shared(urls: Sequence[str], options: dict[str, Any], redis: dict[str, Any]) -> Crawler:
+    """The crawler of this worker: ``Crawler(redis=..., crawl_id=...)`` checks the options
+    (in the flags' spelling on the way out) and joins the crawl."""
     from ..crawler import Crawler
-    from ..crawler.frontier.redis import RedisFrontier
 
-    check_shared(options, redis)
-    _not_in_use(options["output"])
-    probe = Crawler(list(urls), **{**options, "state": None})
-    opts = probe.options
-    worker = redis["worker_id"] or worker_id_for(options["output"])
-    frontier = RedisFrontier.open(
-        redis["redis"],
-        redis["crawl_id"],
-        worker,
-        probe.identity(),
-        per_host=opts.per_host,
-        delay=opts.initial_delay,
-        robots=opts.robots,
-        lease_ttl=redis["lease_ttl"],
-        allow_weak_durability=redis["allow_weak_durability"],
-    )
-    try:
-        return Crawler(list(urls), **{**options, "state": None}, frontier=frontier)
-    except BaseException:
-        frontier.close()
-        raise
-
-
-def _not_in_use(path: str) -> None:
-    """Refuse an output another running worker writes *before* joining the crawl: joining
-    as its worker id would fence that live worker (its commits refused from then on)."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # absent (or unreadable: the crawler's own claim reports it)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise OutputError(
-            f"{path} is being written by another running crawl (this worker would take over "
-            "its worker id and stop it); choose another -o"
-        ) from None
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return Crawler(list(urls), **options, **redis)
 
 
 def _state(url: str, crawl_id: str) -> Any:
@@ -243,6 +158,8 @@ def print_status(report: dict[str, Any], as_json: bool) -> None:
 
 def _match(part: str, workers: list[WorkerInfo]) -> WorkerInfo | None:
     by_id = {w.worker_id: w for w in workers}
+    from ..crawler._shared import worker_id_for
+
     own = by_id.get(worker_id_for(part))
     if own is not None:
         return own

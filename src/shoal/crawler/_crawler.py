@@ -33,6 +33,7 @@ from ._options import CrawlOptions
 from ._records import PageCallback, Records
 from ._robots import RobotsRules
 from ._session import RunSession, progress_enabled, state_path_for
+from ._shared import LEASE_TTL, SharedCrawl, join_shared
 from ._stats import CrawlResult
 from ._urls import Scope, parse_start_url
 from .frontier import (
@@ -82,6 +83,18 @@ class Crawler(JobSteps, RunSession):
             crawler opens no state file of its own (``state`` must be left ``"auto"`` or
             None) and does not resume the output; without it the crawler uses a SQLite
             frontier in the state file (or a memory one with no state).
+        redis: Share the crawl through the Redis at this URL (``redis://[:PASSWORD@]HOST:
+            PORT/DB`` or ``unix:///path``): every ``Crawler`` (in any process, on any
+            machine) with the same ``redis``, ``crawl_id`` and scope works on one crawl,
+            each writing its own ``output`` (jsonl, csv or warc; ``shoal combine`` joins
+            them). The crawler joins the crawl when it is made; ``run()`` leaves it.
+        crawl_id: The shared crawl's name (with ``redis``).
+        worker_id: This worker's name in the shared crawl (default: ``HOSTNAME:ABSOLUTE-
+            OUTPUT-PATH``; the same name again is that worker's restart).
+        lease_ttl: Seconds a dead worker's URLs stay leased before another worker takes
+            them (with ``redis``; live workers renew theirs).
+        allow_weak_durability: Run on a Redis that may lose commits it acknowledged (see
+            README, "One crawl, many machines"), with a warning.
         concurrency: Requests in flight in total.
         per_host: Requests in flight per host (at most ``concurrency``).
         delay: Seconds between requests to one host (a larger robots.txt Crawl-delay wins).
@@ -152,6 +165,11 @@ class Crawler(JobSteps, RunSession):
         on_page: PageCallback | None = None,
         follow_links: bool = True,
         frontier: Frontier | None = None,
+        redis: str | None = None,
+        crawl_id: str | None = None,
+        worker_id: str | None = None,
+        lease_ttl: float = LEASE_TTL,
+        allow_weak_durability: bool = False,
         concurrency: int = CrawlOptions.concurrency,
         per_host: int = CrawlOptions.per_host,
         delay: float = CrawlOptions.delay,
@@ -273,6 +291,12 @@ class Crawler(JobSteps, RunSession):
                 "a frontier given to Crawler(frontier=...) keeps the crawl's state itself: "
                 f"do not give a state file too (state={opts.state!r})"
             )
+        shared = SharedCrawl(redis, crawl_id, worker_id, lease_ttl, allow_weak_durability)
+        shared.check_unshared()
+        if redis is not None:
+            if frontier is not None:
+                raise UsageError("give redis= or frontier=, not both")
+            frontier = join_shared(shared, opts, self.formats, self.identity())
         self._given_frontier = frontier
         self.frontier: Frontier = frontier or MemoryFrontier(
             per_host=opts.per_host, delay=opts.initial_delay, robots=opts.robots

@@ -21,6 +21,7 @@ from urllib.parse import quote, urljoin
 from .._errors import InvalidURL
 from .._url import DEFAULT_PORTS as _DEFAULT_PORTS
 from .._url import URLParts, split_url
+from ..state import host_key
 
 __all__ = [
     "MAX_URL_LENGTH",
@@ -345,12 +346,6 @@ def join_url(base: str, href: str) -> str | None:
     """Resolve a link against a canonical base URL and canonicalize it; None for anything
     uncrawlable (other schemes, fragments only, malformed)."""
     return LinkResolver(base).resolve(href)
-
-
-def host_key(url: str) -> str:
-    """``scheme://host[:port]`` of a canonical URL: the unit of politeness and robots.txt."""
-    end = url.find("/", url.find("//") + 2)
-    return url if end < 0 else url[:end]
 
 
 def parse_start_url(url: str) -> str:

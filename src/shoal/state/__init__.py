@@ -6,15 +6,8 @@ never loads it.
 
 from ._combine import CombinedPart, combine_parts
 from ._fingerprints import FingerprintSet, fingerprint
-from ._redis import (
-    CrawlCounts,
-    HostTally,
-    LeasedURL,
-    NewURL,
-    RedisCrawlState,
-    StoredPolicy,
-    WorkerInfo,
-)
+from ._jobs import Candidate, HostPolicy, JobKind, Lease, Released, host_key
+from ._redis import CrawlCounts, HostTally, RedisCrawlState, WorkerInfo
 from ._status import read_status, state_for_output
 from ._store import (
     DONE,
@@ -32,20 +25,23 @@ __all__ = [
     "DONE",
     "FAILED",
     "QUEUED",
+    "Candidate",
     "CombinedPart",
     "CrawlCounts",
     "FingerprintSet",
+    "HostPolicy",
     "HostTally",
-    "LeasedURL",
-    "NewURL",
+    "JobKind",
+    "Lease",
     "RedisCrawlState",
+    "Released",
     "SCHEMA_VERSION",
     "StateStore",
-    "StoredPolicy",
     "UrlRow",
     "WorkerInfo",
     "combine_parts",
     "fingerprint",
+    "host_key",
     "RunCounts",
     "identity_outputs",
     "peek_identity",

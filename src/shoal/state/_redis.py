@@ -1,9 +1,10 @@
 """One crawl's state in Redis, shared by any number of worker processes on any machines.
 
 :class:`RedisCrawlState` is the Redis half of the frontier seam (``docs/design.md``): it
-speaks only plain data (strings, numbers, its own small dataclasses) and knows nothing of the
-crawler, which adapts it. redis-py is imported when a state is opened, never by
-``import shoal`` or ``import shoal.state``. Needs Redis >= 7.0, nothing but its core.
+speaks the job types of ``_jobs.py`` (Candidate in, Lease out, HostPolicy, Released), the
+same the crawler's frontier seam uses, and knows nothing of the crawler, which adapts it.
+redis-py is imported when a state is opened, never by ``import shoal`` or ``import
+shoal.state``. Needs Redis >= 7.0, nothing but its core.
 
 The key layout is drawn in ``lua/prelude.lua``, where the functions name the keys.
 
@@ -79,15 +80,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._errors import CrawlMismatch, RedisStateError, StaleCommit, UsageError
 from . import _redis_lua as lua
 from ._fingerprints import fingerprint
+from ._jobs import Candidate, HostPolicy, JobKind, Lease, Released, host_key
 from ._redis_batch import ScriptBatcher
 from ._redis_support import (
     CrawlCounts,
     HostTally,
     KnownSeen,
-    LeasedURL,
-    NewURL,
-    Released,
-    StoredPolicy,
     WorkerInfo,
     check_durability,
     check_server,
@@ -111,11 +109,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CrawlCounts",
     "HostTally",
-    "LeasedURL",
-    "NewURL",
     "RedisCrawlState",
-    "Released",
-    "StoredPolicy",
     "WorkerInfo",
 ]
 
@@ -128,6 +122,9 @@ _HOST = re.compile(r"[a-z][a-z0-9+.-]*://[!-~]+")  # no spaces or newlines: key 
 _SUBMIT_CHUNK = 1000
 _POLICY_CACHE = 65536
 _WAIT_CAP = 5.0  # seconds; see wait()
+# A robots.txt that could not be fetched is stored as a policy with this text prefix (a
+# host's hash keeps text and delay only), and no robots.txt file starts with NUL.
+_UNREACHABLE = "\x00shoal-unreachable\x00"
 
 Outcome = Literal["done", "failed", "retry"]
 
@@ -157,7 +154,7 @@ class RedisCrawlState(CrawlViews):
         self._reconnect_for = reconnect_for
         self._batcher: ScriptBatcher | None = None  # from open(), once the crawl is joined
         self._lock = threading.Lock()
-        self._policies: dict[str, StoredPolicy] = {}
+        self._policies: dict[str, HostPolicy] = {}
         self._known = KnownSeen()
         self._requests = itertools.count(1)
         self._nonce = os.urandom(6).hex()  # request ids of this client, unique to it
@@ -327,7 +324,7 @@ class RedisCrawlState(CrawlViews):
 
     # -- the frontier --------------------------------------------------------------------
 
-    def submit(self, urls: Sequence[NewURL]) -> list[bool]:
+    def submit(self, urls: Sequence[Candidate]) -> list[bool]:
         """Dedupe and queue, atomically per URL; True for each URL that was new.
 
         Safe to repeat (seeding by every worker): a URL is queued at most once per crawl.
@@ -341,20 +338,22 @@ class RedisCrawlState(CrawlViews):
             out += self._merged(len(chunk), sent, replies, fps)
         return out
 
-    def _unknown(self, urls: Sequence[NewURL]) -> tuple[list[int], list[int], list[lua.Link]]:
+    def _unknown(self, urls: Sequence[Candidate]) -> tuple[list[int], list[int], list[lua.Link]]:
         """The fingerprints of ``urls``, the positions of those this client does not know
-        as seen, and those as links to queue (fingerprint, host, entry)."""
+        as seen, and those as links to queue (fingerprint, host, entry): the host is
+        worked out only for these (most links are known)."""
         for u in urls:
-            if u.kind == "robots":
+            if u.kind is JobKind.ROBOTS:
                 raise ValueError("robots jobs are made by lease(), not submitted")
-            if not _HOST.fullmatch(u.host):
-                raise ValueError(f"not a scheme://host[:port] key: {u.host!r}")
         fps = [fingerprint(u.url) for u in urls]
         sent = self._known.unknown(fps)
         links: list[lua.Link] = []
         for i in sent:
             u = urls[i]
-            links.append((signed(fps[i]), u.host, entry(1, u.kind, u.depth, u.url, u.referrer)))
+            host = host_key(u.url)
+            if not _HOST.fullmatch(host):
+                raise ValueError(f"not an absolute URL with a scheme://host[:port]: {u.url!r}")
+            links.append((signed(fps[i]), host, entry(1, u.kind, u.depth, u.url, u.referrer)))
         return fps, sent, links
 
     def _merged(self, n: int, sent: list[int], replies: list[bool], fps: list[int]) -> list[bool]:
@@ -395,7 +394,7 @@ class RedisCrawlState(CrawlViews):
             self._known.learn(fps)
         return out
 
-    def lease(self, n: int, budget: int | None = None) -> tuple[list[LeasedURL], float | None]:
+    def lease(self, n: int, budget: int | None = None) -> tuple[list[Lease], float | None]:
         """Up to ``n`` jobs that may start now, at most ``budget`` of them first tries of
         pages, each leased for ``lease_ttl`` seconds; and the seconds until a clock may make
         something ready (None: nothing waits on a clock; see :meth:`wait` for the rest).
@@ -409,7 +408,7 @@ class RedisCrawlState(CrawlViews):
 
     def lease_timed(
         self, n: int, budget: int | None = None
-    ) -> tuple[list[LeasedURL], float | None, float | None]:
+    ) -> tuple[list[Lease], float | None, float | None]:
         """:meth:`lease`, with its clocks apart: seconds until a host's delay or a retry's
         wait may make a job ready, and seconds until the first lease expires (None: none)."""
         worker, epoch = self._me()
@@ -427,16 +426,14 @@ class RedisCrawlState(CrawlViews):
             raise self._fenced()
         return self._leased(reply)
 
-    def _leased(self, reply: Sequence[Any]) -> tuple[list[LeasedURL], float | None, float | None]:
+    def _leased(self, reply: Sequence[Any]) -> tuple[list[Lease], float | None, float | None]:
         """LEASE's reply (also the tail of RELEASE's): jobs, ready_in, expires_in."""
         self._saw(text(reply[1]))
         jobs = []
         for i in range(3, len(reply), 3):
             attempt, kind, depth, url, referrer = parse_entry(reply[i + 2])
             jobs.append(
-                LeasedURL(
-                    reply[i].decode(), url, reply[i + 1].decode(), kind, depth, referrer, attempt
-                )
+                Lease(reply[i].decode(), url, reply[i + 1].decode(), kind, depth, referrer, attempt)
             )
         ready_in = None if reply[0] < 0 else reply[0] / 1000
         expires_in = None if reply[2] < 0 else reply[2] / 1000
@@ -481,7 +478,7 @@ class RedisCrawlState(CrawlViews):
         *,
         retry_in: float | None = None,
         hold_host_for: float | None = None,
-        policy: StoredPolicy | None = None,
+        policy: HostPolicy | None = None,
     ) -> bool:
         """The fetch is over: free the host's slot now. ``retry`` re-queues the URL after
         ``retry_in`` seconds (one attempt more); ``hold_host_for`` asks the host nothing
@@ -491,23 +488,26 @@ class RedisCrawlState(CrawlViews):
         done = self.release_with_links(
             lease_id, outcome, (), retry_in=retry_in, hold_host_for=hold_host_for, policy=policy
         )
-        return done.applied
+        return not done.lost
 
     def release_with_links(
         self,
         lease_id: str,
         outcome: Outcome,
-        links: Sequence[NewURL],
+        links: Sequence[Candidate],
         *,
         retry_in: float | None = None,
         hold_host_for: float | None = None,
-        policy: StoredPolicy | None = None,
+        park: bool = False,
+        policy: HostPolicy | None = None,
         take: int = 0,
         budget: int | None = None,
     ) -> Released:
         """:meth:`submit` ``links`` (the page's), then :meth:`release`, then (``take`` > 0)
         :meth:`lease` up to ``take`` jobs with ``budget``: one round trip a page. The
-        links are queued whatever the release's answer (they are real links)."""
+        links are queued whatever the release's answer (they are real links). ``park``
+        (instead of ``hold_host_for``): the host is not asked again in this crawl; its URLs
+        stay queued and are not :meth:`work_left`."""
         worker, epoch = self._me()
         if outcome not in ("done", "failed", "retry"):
             raise ValueError(f"unknown outcome {outcome!r}")
@@ -519,8 +519,11 @@ class RedisCrawlState(CrawlViews):
         pol: Literal["none", "txt"] | None = None
         robots_txt, cdelay = b"", None
         if policy is not None:
-            pol = "none" if policy.robots_txt is None else "txt"
-            robots_txt = (policy.robots_txt or "").encode("utf-8", "surrogatepass")
+            rules = policy.robots_txt
+            if policy.unreachable is not None:
+                rules = _UNREACHABLE + json.dumps(list(policy.unreachable))
+            pol = "none" if rules is None else "txt"
+            robots_txt = (rules or "").encode("utf-8", "surrogatepass")
             cdelay = None if policy.crawl_delay is None else ms(policy.crawl_delay)
         reply = self._run(
             lua.release(
@@ -529,7 +532,9 @@ class RedisCrawlState(CrawlViews):
                 lease_id=lease_id,
                 outcome=outcome,
                 retry_ms=ms(retry_in if retry_in is not None else 0.0),
-                hold_ms=None if hold_host_for is None else ms(hold_host_for),
+                hold_ms=lua.PARK
+                if park
+                else (None if hold_host_for is None else ms(hold_host_for)),
                 policy=pol,
                 robots_txt=robots_txt,
                 crawl_delay_ms=cdelay,
@@ -545,7 +550,8 @@ class RedisCrawlState(CrawlViews):
             jobs, ready_in, expires_in = self._leased(reply[1 + len(sent) :])
         else:
             jobs, ready_in, expires_in = [], None, None
-        return Released(bool(reply[0]), before + new, jobs, ready_in, expires_in)
+        added = [c for c, fresh in zip(links, before + new, strict=True) if fresh]
+        return Released(added, jobs, ready_in, not reply[0], expires_in)
 
     def commit(
         self,
@@ -613,7 +619,7 @@ class RedisCrawlState(CrawlViews):
         )
         return [x.decode() for x in lost]
 
-    def host_policy(self, host: str) -> StoredPolicy | None:
+    def host_policy(self, host: str) -> HostPolicy | None:
         """The host's stored robots policy, None while unknown. Cached once known: a policy
         never changes within a crawl."""
         with self._lock:
@@ -626,12 +632,17 @@ class RedisCrawlState(CrawlViews):
             )
         if pol is None:
             return None
-        policy = StoredPolicy(
+        rules = (
             text.decode("utf-8", "surrogatepass")
             if pol == b"txt" and isinstance(text, bytes)
-            else None,
-            int(cdelay) / 1000 if cdelay is not None else None,
+            else None
         )
+        delay = int(cdelay) / 1000 if cdelay is not None else None
+        if rules is not None and rules.startswith(_UNREACHABLE):
+            kind, detail = json.loads(rules[len(_UNREACHABLE) :])
+            policy = HostPolicy(None, delay, unreachable=(kind, detail))
+        else:
+            policy = HostPolicy(rules, delay)
         with self._lock:
             if len(self._policies) >= _POLICY_CACHE:
                 self._policies.clear()

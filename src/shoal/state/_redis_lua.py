@@ -18,7 +18,7 @@ from typing import Literal, NamedTuple
 
 from ._redis_batch import Library
 
-__all__ = ["LIBRARY", "LIBRARY_FILES", "NONE", "Call", "Link", "read_files"]
+__all__ = ["LIBRARY", "LIBRARY_FILES", "NONE", "PARK", "Call", "Link", "read_files"]
 
 # Loaded as one chunk in this order: the shared helpers first (each file uses the locals of
 # the ones before it), then one file per function, each registering itself (its arguments
@@ -60,6 +60,7 @@ Link = tuple[str, str, bytes]
 """A URL to queue: (signed fingerprint, host key ``scheme://host[:port]``, entry)."""
 
 NONE = -1  # a number argument's "none", as the Lua reads it
+PARK = -2  # release's hold_ms: park the host for the rest of the crawl (not a duration)
 
 
 class Call(NamedTuple):

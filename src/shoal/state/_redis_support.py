@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import RedisStateError, RedisUnavailable, UsageError
 from ._fingerprints import FingerprintSet
+from ._jobs import JobKind
 
 if TYPE_CHECKING:
     import redis
@@ -24,60 +25,13 @@ __all__ = [
     "CrawlCounts",
     "HostTally",
     "KnownSeen",
-    "LeasedURL",
-    "NewURL",
-    "Released",
-    "StoredPolicy",
     "WorkerInfo",
 ]
 
 logger = logging.getLogger(__name__)
 
-_KIND_CODE = {"page": "p", "robots": "r", "sitemap": "s"}
-_KIND_NAME = {v: k for k, v in _KIND_CODE.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class NewURL:
-    """A URL offered to the crawl (start URL, link, sitemap entry)."""
-
-    url: str  # canonical absolute URL
-    host: str  # "scheme://host[:port]" as the crawler computes it
-    depth: int = 0
-    referrer: str | None = None
-    kind: str = "page"  # page | sitemap (robots jobs are made by lease())
-
-
-@dataclass(frozen=True, slots=True)
-class LeasedURL:
-    """One job given out by :meth:`RedisCrawlState.lease`."""
-
-    id: str
-    url: str
-    host: str
-    kind: str  # page | robots | sitemap
-    depth: int
-    referrer: str | None
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class Released:
-    """What :meth:`RedisCrawlState.release_with_links` did in its one step."""
-
-    applied: bool  # False: the lease was no longer this worker's (its result is not written)
-    new: list[bool]  # per link: queued (True) or seen before
-    jobs: list[LeasedURL]  # leased in the same step (take > 0)
-    ready_in: float | None  # as from lease(), when take > 0
-    expires_in: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPolicy:
-    """A host's robots.txt as stored for the crawl: ``robots_txt`` None means no rules."""
-
-    robots_txt: str | None
-    crawl_delay: float | None
+_KIND_CODE = {JobKind.PAGE: "p", JobKind.ROBOTS: "r", JobKind.SITEMAP: "s"}
+_KIND_OF = {v: k for k, v in _KIND_CODE.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +105,7 @@ def signed(fp: int) -> str:
     return str(fp - (1 << 64) if fp >= 1 << 63 else fp)
 
 
-def entry(attempt: int, kind: str, depth: int, url: str, referrer: str | None) -> bytes:
+def entry(attempt: int, kind: JobKind, depth: int, url: str, referrer: str | None) -> bytes:
     raw = url.encode()
     code = _KIND_CODE.get(kind)
     if code is None:
@@ -160,11 +114,11 @@ def entry(attempt: int, kind: str, depth: int, url: str, referrer: str | None) -
     return head + raw + (referrer or "").encode()
 
 
-def parse_entry(entry: bytes) -> tuple[int, str, int, str, str | None]:
+def parse_entry(entry: bytes) -> tuple[int, JobKind, int, str, str | None]:
     attempt, code, depth, size, rest = entry.split(b" ", 4)
     n = int(size)
     referrer = rest[n:].decode()
-    return int(attempt), _KIND_NAME[code.decode()], int(depth), rest[:n].decode(), referrer or None
+    return int(attempt), _KIND_OF[code.decode()], int(depth), rest[:n].decode(), referrer or None
 
 
 def ms(seconds: float | None) -> int:

@@ -9,7 +9,8 @@ import threading
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from ._redis_support import CrawlCounts, HostTally, KnownSeen, StoredPolicy, WorkerInfo, text
+from ._jobs import HostPolicy
+from ._redis_support import CrawlCounts, HostTally, KnownSeen, WorkerInfo, text
 
 if TYPE_CHECKING:
     import redis
@@ -23,7 +24,7 @@ class CrawlViews:
     # Set by RedisCrawlState.
     _client: redis.Redis
     _lock: threading.Lock
-    _policies: dict[str, StoredPolicy]
+    _policies: dict[str, HostPolicy]
     _known: KnownSeen
     prefix: str
     crawl_id: str
@@ -56,8 +57,28 @@ class CrawlViews:
         return CrawlCounts(pending - int(leased), int(leased), d, f, int(hosts))
 
     def finished(self) -> bool:
-        """True exactly when nothing is queued or leased anywhere in the crawl."""
-        return self.stats().pending == 0
+        """True exactly when no work is left anywhere in the crawl (:meth:`work_left`)."""
+        return self.work_left() == 0
+
+    def work_left(self) -> int:
+        """Queued or leased URLs, less those of parked hosts (a Retry-After longer than a
+        crawl waits: they are never given out in this crawl). Parked hosts only grow in
+        number, so a host parked between the two round trips is counted as work: late,
+        never early."""
+        with self._guard("reading counts"):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hget(f"{self.prefix}meta", "pending")
+            pipe.smembers(f"{self.prefix}parked")
+            pending, parked = pipe.execute()
+            if not parked:  # the usual case: one round trip, as stats() is
+                return int(pending or 0)
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hget(f"{self.prefix}meta", "pending")
+            for host in sorted(text(h) for h in parked):
+                pipe.llen(f"{self.prefix}q:{host}")
+                pipe.hget(f"{self.prefix}h:{host}", "dl")
+            pending, *held = pipe.execute()
+        return int(pending or 0) - sum(int(x or 0) for x in held)
 
     def seen_count(self) -> int:
         with self._guard("reading counts"):

@@ -1,7 +1,8 @@
 """Where a crawl's URLs live: the seam (``_base``) and its backends.
 
 ``memory`` keeps everything in this process; ``sqlite`` keeps it in the crawl's state
-file (resumable, bounded memory). Only ``_base`` is needed by the crawler itself.
+file (resumable, bounded memory); ``redis`` shares one crawl among many processes (redis-py
+is imported only when one is opened). Only ``_base`` is needed by the crawler itself.
 """
 
 from ._base import (
@@ -19,6 +20,7 @@ from ._base import (
     Released,
 )
 from .memory import MemoryFrontier
+from .redis import RedisFrontier
 from .sqlite import SqliteFrontier
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "Lease",
     "MemoryFrontier",
     "Outcome",
+    "RedisFrontier",
     "Release",
     "Released",
     "SqliteFrontier",

@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import Protocol
+
+from ...state import Candidate, HostPolicy, JobKind, Lease, Released
 
 __all__ = [
     "MAX_HOLD",
@@ -41,12 +43,6 @@ __all__ = [
 MAX_HOLD = 300.0
 
 
-class JobKind(StrEnum):
-    PAGE = "page"
-    ROBOTS = "robots"
-    SITEMAP = "sitemap"
-
-
 class Outcome(StrEnum):
     DONE = "done"
     FAILED = "failed"
@@ -54,43 +50,6 @@ class Outcome(StrEnum):
     # commit only: over for this run but not finished (its host's robots.txt could not be
     # fetched): a durable backend keeps the URL queued for the next run.
     DEFER = "defer"
-
-
-class Candidate(NamedTuple):
-    """A URL offered to the frontier (start URL, link, redirect target, sitemap entry):
-    canonical, absolute http(s), already through the crawler's scope gate. A named tuple,
-    not a frozen dataclass: one is made per link found (4x cheaper to build)."""
-
-    url: str
-    depth: int = 0
-    referrer: str | None = None
-    kind: JobKind = JobKind.PAGE
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """One job given out. Backend-private state (fingerprints, spill flags, redirect
-    targets claimed by earlier attempts) lives in the backend, keyed by ``id``."""
-
-    id: str  # opaque, unique per lease()
-    url: str
-    host: str  # "scheme://host[:port]", never with userinfo
-    kind: JobKind
-    depth: int
-    referrer: str | None
-    attempt: int  # 1 for a first try
-
-
-@dataclass(frozen=True, slots=True)
-class HostPolicy:
-    """A host's rules as every process applies them."""
-
-    robots_txt: str | None  # None: no rules (robots.txt 4xx, or robots off): allow all
-    crawl_delay: float | None  # seconds, already capped by the crawler
-    # Set when robots.txt could not be fetched (dns, tls, connection, timeout, 5xx): the
-    # host's pages are recorded as held back and stay queued for a later run. ``kind`` and
-    # ``detail`` of that failure, for their records.
-    unreachable: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,17 +63,6 @@ class Release:
     # The links the page gave, submitted with the release (before it, atomically for a
     # networked backend): one round trip a page instead of two.
     links: tuple[Candidate, ...] = ()
-
-
-class Released(NamedTuple):
-    """What :meth:`Frontier.release` did."""
-
-    added: list[Candidate]  # the release's links that were new
-    jobs: list[Lease]  # leased in the same step (``take`` > 0), as from lease()
-    ready_in: float | None = None  # as from lease(), when ``take`` > 0
-    # The lease was no longer this worker's (it expired and went elsewhere): the job's
-    # result must not be written. Only a shared backend loses leases this way.
-    lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +100,23 @@ class Frontier(Protocol):
     def durable(self) -> bool:
         """State outlives this process: the crawler flushes the output before each
         commit and passes its position with it."""
+
+    @property
+    def shared(self) -> bool:
+        """Other processes lease from the same crawl (Redis). What that changes, on
+        purpose, in what the caller sees (``tests/test_frontier.py`` holds each backend to
+        its flag):
+
+        - :meth:`lease` that gives nothing while work remains anywhere returns ready_in 0
+          ("look again"), and :meth:`wait_idle` then blocks until the crawl changes or the
+          next clock (another process's release can make work ready at any moment); with
+          jobs given, ready_in is at most 1 s.
+        - Clocks are the shared store's (the Redis server's ``TIME``), not this process's.
+        - ``budget`` is this process's share only (``--max-pages`` is per worker).
+        - :meth:`commit` needs this worker's output position (an int): exactly-once output
+          is per worker. A DEFER is finished as failed (a shared crawl is one run).
+        - :meth:`release` tells ``lost`` when the lease expired and went to another
+          process."""
 
     @property
     def output_offset(self) -> int | None:

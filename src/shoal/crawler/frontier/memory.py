@@ -80,6 +80,7 @@ class MemoryFrontier:
     """A frontier in this process's memory. ``clock`` is for tests (monotonic seconds)."""
 
     durable = False
+    shared = False  # every lease of the crawl is this process's
     output_offset: int | None = None  # no output positions kept here
     known_worker = False
 

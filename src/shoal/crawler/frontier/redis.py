@@ -1,8 +1,9 @@
 """The Redis frontier: one crawl shared by many processes, on any machines.
 
 :class:`RedisFrontier` adapts :class:`~shoal.state._redis.RedisCrawlState` (which speaks
-plain data and does every change in one Lua script) to the crawler's :class:`Frontier`
-seam. What it adds on this side:
+the same job types, ``shoal.state._jobs``, and does every change in one Lua function) to
+the crawler's :class:`Frontier` seam. ``Crawler(redis=..., crawl_id=...)`` opens one.
+What it adds on this side:
 
 - **Exactly-once output per worker.** Each worker writes its own output file; every
   commit carries the byte offset the batch started from and the one it ends at, and Redis
@@ -28,15 +29,14 @@ redis-py is imported only by :meth:`RedisFrontier.open` (through the state modul
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._errors import FrontierError
-from .._urls import host_key
 from ._base import (
+    MAX_HOLD,
     Candidate,
     Committed,
     FrontierStats,
@@ -51,7 +51,6 @@ from ._base import (
 
 if TYPE_CHECKING:
     from ...state._redis import RedisCrawlState
-    from ...state._redis_support import LeasedURL, NewURL, StoredPolicy
 
 __all__ = ["RedisFrontier"]
 
@@ -62,9 +61,6 @@ logger = logging.getLogger(__name__)
 _IDLE_CAP = 5.0
 # With jobs of its own in flight, a worker looks for other ready hosts at least this often.
 _BUSY_CAP = 1.0
-# A robots.txt that could not be fetched is stored as a policy with this text prefix: the
-# state module stores text and delay only, and no robots.txt file starts with NUL.
-_UNREACHABLE = "\x00shoal-unreachable\x00"
 
 
 class RedisFrontier:
@@ -76,6 +72,7 @@ class RedisFrontier:
     """
 
     durable = True  # the crawler flushes the output before each commit and passes offsets
+    shared = True  # many processes lease from one crawl: see Frontier.shared
 
     def __init__(self, state: RedisCrawlState, *, offset: int = 0, known: bool = False) -> None:
         self.state = state
@@ -160,7 +157,7 @@ class RedisFrontier:
     def submit(self, candidates: Sequence[Candidate]) -> list[Candidate]:
         if not candidates:
             return []
-        new = self.state.submit(_new_urls(candidates))
+        new = self.state.submit(candidates)
         return [c for c, fresh in zip(candidates, new, strict=True) if fresh]
 
     def claim(self, lease: Lease, url: str) -> bool:
@@ -176,14 +173,12 @@ class RedisFrontier:
 
     def _leased(
         self,
-        got: Sequence[LeasedURL],
+        got: list[Lease],
         ready_in: float | None,
         expires_in: float | None,
         budget: int | None,
     ) -> tuple[list[Lease], float | None]:
-        jobs = [
-            Lease(j.id, j.url, j.host, JobKind(j.kind), j.depth, j.referrer, j.attempt) for j in got
-        ]
+        jobs = got
         # The crawler's pool waits for a scheduled wake-up before it can end: so never
         # hand back a long one, nor one for a lease expiry while jobs of this worker run
         # (each of them dispatches again as it ends, and that lease reclaims expired ones).
@@ -193,7 +188,7 @@ class RedisFrontier:
             ready_in = None if ready_in is None else min(ready_in, _BUSY_CAP)
         elif budget == 0:
             ready_in = None  # this worker's --max-pages is spent: it ends with its own work
-        elif self.state.stats().pending > 0:
+        elif self.state.work_left() > 0:
             if expires_in is not None and (ready_in is None or expires_in < ready_in):
                 ready_in = expires_in
             # Others hold the work (or it waits on a clock): look again at once, and let
@@ -231,15 +226,14 @@ class RedisFrontier:
             raise FrontierError(f"a release is done, failed or retry, not {release.outcome}")
         if lease.kind is JobKind.ROBOTS and outcome != "retry" and release.policy is None:
             raise FrontierError(f"the robots lease of {lease.host} needs a policy")
-        policy = None if release.policy is None else _stored(release.policy)
-        links = release.links
         done = self.state.release_with_links(
             lease.id,
             outcome,
-            _new_urls(links),
+            release.links,
             retry_in=release.retry_in,
             hold_host_for=release.hold_host_for,
-            policy=policy,
+            park=release.hold_host_for is not None and release.hold_host_for > MAX_HOLD,
+            policy=release.policy,
             take=take,
             budget=budget,
         )
@@ -247,14 +241,13 @@ class RedisFrontier:
         ready_in: float | None = None
         if take > 0:
             jobs, ready_in = self._leased(done.jobs, done.ready_in, done.expires_in, budget)
-        if outcome == "retry" or lease.kind is not JobKind.PAGE or not done.applied:
+        if outcome == "retry" or lease.kind is not JobKind.PAGE or done.lost:
             with self._lock:
                 self._held.pop(lease.id, None)
                 self._claimed.discard(lease.id)  # a retry keeps its claims in Redis
-        added = [c for c, fresh in zip(links, done.new, strict=True) if fresh]
         # A lost lease is not an error raised here: the jobs leased with it are this
         # worker's either way, and the crawler must run them.
-        return Released(added, jobs, ready_in, lost=not done.applied)
+        return done._replace(jobs=jobs, ready_in=ready_in)
 
     def commit(
         self,
@@ -276,6 +269,11 @@ class RedisFrontier:
             else:
                 raise FrontierError(f"a commit is done, failed or defer, not {outcome}")
         with self._lock:
+            # Checked here, not only in Redis: the same commit sent twice has the same
+            # token, and Redis takes it for a resend of a lost reply (and answers ok).
+            for lease, _, _ in finished:
+                if lease.id not in self._held:
+                    raise FrontierError(f"lease {lease.id} ({lease.url}) is not held here")
             expected = self.output_offset
             claimed = [lease.url for lease, _, _ in finished if lease.id in self._claimed]
         if not items and output == expected:
@@ -294,14 +292,7 @@ class RedisFrontier:
             raise FrontierError(f"{len(lost)} leases are no longer this worker's")
 
     def host_policy(self, host: str) -> HostPolicy | None:
-        stored = self.state.host_policy(host)
-        if stored is None:
-            return None
-        text = stored.robots_txt
-        if text is not None and text.startswith(_UNREACHABLE):
-            kind, detail = json.loads(text[len(_UNREACHABLE) :])
-            return HostPolicy(None, stored.crawl_delay, unreachable=(kind, detail))
-        return HostPolicy(text, stored.crawl_delay)
+        return self.state.host_policy(host)
 
     def set_delay(self, host: str, seconds: float) -> None:
         self.state.set_delay(host, seconds)
@@ -327,18 +318,3 @@ class RedisFrontier:
         with self._lock:
             if lease.id not in self._held:
                 raise FrontierError(f"lease {lease.id} of {lease.url} is not held here")
-
-
-def _new_urls(candidates: Sequence[Candidate]) -> list[NewURL]:
-    from ...state._redis_support import NewURL
-
-    return [NewURL(c.url, host_key(c.url), c.depth, c.referrer, str(c.kind)) for c in candidates]
-
-
-def _stored(policy: HostPolicy) -> StoredPolicy:
-    from ...state._redis_support import StoredPolicy
-
-    if policy.unreachable is not None:
-        text = _UNREACHABLE + json.dumps(list(policy.unreachable))
-        return StoredPolicy(text, policy.crawl_delay)
-    return StoredPolicy(policy.robots_txt, policy.crawl_delay)

@@ -57,6 +57,11 @@ local function due_by(t)
   end
 end
 
+-- A hold argument that parks a host for the rest of the crawl, and the 'next' start it then
+-- gets: far past any clock (2^50 ms, exact in a double), so it never comes due.
+local PARK = -2
+local PARKED_UNTIL = 1125899906842624
+
 -- Put a host in READY (scored by its next allowed start) if it can give out a job now or
 -- later on the clock alone, and take it out otherwise (no URLs, all slots busy, or its
 -- robots.txt is being fetched). Only a change to one of those moves a host in or out, so
@@ -66,6 +71,7 @@ local function schedule(host)
   local f = redis.call('HMGET', hk, 'inflight', 'pol', 'asked', 'next')
   local can = num(f[1], 0) < CFG.limit and redis.call('LLEN', P .. 'q:' .. host) > 0
   if can and not f[2] then can = f[3] ~= '1' end
+  if can and num(f[4], 0) >= PARKED_UNTIL then can = false end
   if can then
     redis.call('ZADD', READY, num(f[4], 0), host)
   else

@@ -14,9 +14,12 @@
 --                         counters pending (queued + leased), done, failed; lseq (lease
 --                         ids); due (ms: nothing in le or delayed falls due before it);
 --                         seen set shape: sl (level), ss (split), st (target), sn (count);
---                         wt (ms: until then a worker may wait on events)
+--                         wt (ms: until then a worker may wait on events); tclock (ms:
+--                         tests only, the crawl's clock held still, as a MemoryFrontier's
+--                         clock= is; absent in a real crawl: the server's TIME)
 --   P s:<b>        SET    seen fingerprints of bucket b, as signed 64-bit ints: an intset
 --   P hosts        SET    every host ('scheme://host[:port]') ever queued
+--   P parked       SET    hosts not asked again in this crawl (a Retry-After past MAX_HOLD)
 --   P h:<host>     HASH   inflight, next (ms: earliest next start), delay (ms, if not the
 --                         crawl's), pol (none|txt; absent: robots.txt unknown), rtxt,
 --                         cdelay, asked (1 while its robots job is out), rattempt, dl, done,
@@ -77,6 +80,7 @@ end
 
 -- The server's clock, read once per call: a call runs at one instant.
 local function now_ms()
+  if not NOW and CFG and CFG.clock then NOW = CFG.clock end
   if not NOW then
     local t = redis.call('TIME')
     NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -88,11 +92,12 @@ end
 -- has no state (see register).
 local function load_meta()
   local m = redis.call('HMGET', META, 'version', 'per_host', 'delay', 'robots', 'sl', 'ss',
-    'st', 'sn', 'due', 'wt')
+    'st', 'sn', 'due', 'wt', 'tclock')
   if not m[1] then return nil end
   CFG = {limit = tonumber(m[2]), delay = tonumber(m[3]), robots = m[4] == '1',
     level = tonumber(m[5]), split = tonumber(m[6]), target = tonumber(m[7]),
-    count = tonumber(m[8]), due = num(m[9], nil), waiters = num(m[10], 0)}
+    count = tonumber(m[8]), due = num(m[9], nil), waiters = num(m[10], 0),
+    clock = num(m[11], nil)}
   return CFG
 end
 

@@ -8,7 +8,9 @@
 --   [3]      lease_id        the lease ending
 --   [4]      outcome         done | failed | retry
 --   [5]      retry_ms        a retry waits this long before it goes back to its queue
---   [6]      hold_ms         ask the host nothing for this long (-1: no hold)
+--   [6]      hold_ms         ask the host nothing for this long (-1: no hold; -2: park the
+--                            host, not asked again in this crawl: a Retry-After longer than
+--                            a crawl waits; its URLs stay queued, not counted as work left)
 --   [7]      policy          a robots job's result: 'none' | 'txt' ('': none given)
 --   [8]      robots_txt      the robots.txt text when policy is 'txt'
 --   [9]      crawl_delay_ms  its Crawl-delay (-1: none)
@@ -61,6 +63,10 @@ register('release', function(args)
     local moved = inflight == CFG.limit - 1
     if hold_ms >= 0 then
       hold_until(hk, now + hold_ms)
+      moved = true
+    elseif hold_ms == PARK then
+      hold_until(hk, PARKED_UNTIL)
+      redis.call('SADD', P .. 'parked', host)
       moved = true
     end
     local _, kind = entry_head(entry)

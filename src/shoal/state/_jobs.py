@@ -1,0 +1,81 @@
+"""The job types a frontier takes in and gives out, one set for every layer.
+
+A crawl's state (SQLite or Redis, this package) and the crawler's frontier seam
+(``shoal.crawler.frontier``, which re-exports these) speak the same types: a
+:class:`Candidate` goes in, a :class:`Lease` comes out, a :class:`HostPolicy` is stored
+per host, a :class:`Released` says what a release did. They know nothing of HTTP or of
+the crawler, so the state layer below the crawler can use them as they are: no second
+set of mirrored classes to convert between on every page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple
+
+__all__ = ["Candidate", "HostPolicy", "JobKind", "Lease", "Released", "host_key"]
+
+
+class JobKind(StrEnum):
+    PAGE = "page"
+    ROBOTS = "robots"
+    SITEMAP = "sitemap"
+
+
+def host_key(url: str) -> str:
+    """``scheme://host[:port]`` of a canonical URL: the unit of politeness and robots.txt."""
+    end = url.find("/", url.find("//") + 2)
+    return url if end < 0 else url[:end]
+
+
+class Candidate(NamedTuple):
+    """A URL offered to the frontier (start URL, link, redirect target, sitemap entry):
+    canonical, absolute http(s), already through the crawler's scope gate. A named tuple,
+    not a frozen dataclass: one is made per link found (4x cheaper to build). Its host is
+    :func:`host_key` of its URL, computed by a backend only for URLs it has not seen."""
+
+    url: str
+    depth: int = 0
+    referrer: str | None = None
+    kind: JobKind = JobKind.PAGE
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One job given out. Backend-private state (fingerprints, spill flags, redirect
+    targets claimed by earlier attempts) lives in the backend, keyed by ``id``."""
+
+    id: str  # opaque, unique per lease()
+    url: str
+    host: str  # "scheme://host[:port]", never with userinfo
+    kind: JobKind
+    depth: int
+    referrer: str | None
+    attempt: int  # 1 for a first try
+
+
+@dataclass(frozen=True, slots=True)
+class HostPolicy:
+    """A host's rules as every process applies them."""
+
+    robots_txt: str | None  # None: no rules (robots.txt 4xx, or robots off): allow all
+    crawl_delay: float | None  # seconds, already capped by the crawler
+    # Set when robots.txt could not be fetched (dns, tls, connection, timeout, 5xx): the
+    # host's pages are recorded as held back and stay queued for a later run. ``kind`` and
+    # ``detail`` of that failure, for their records.
+    unreachable: tuple[str, str] | None = None
+
+
+class Released(NamedTuple):
+    """What a release did."""
+
+    added: list[Candidate]  # the release's links that were new
+    jobs: list[Lease]  # leased in the same step (``take`` > 0), as from lease()
+    ready_in: float | None = None  # as from lease(), when ``take`` > 0
+    # The lease was no longer this worker's (it expired and went elsewhere): the job's
+    # result must not be written. Only a shared backend loses leases this way.
+    lost: bool = False
+    # A shared backend's, when ``take`` > 0: seconds until the first lease of the crawl
+    # expires (its URL comes back then); None: none, or not a shared backend.
+    expires_in: float | None = None
