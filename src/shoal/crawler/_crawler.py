@@ -23,10 +23,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from .._errors import JoinTimeout, StateError, UsageError, WriterError
-from ..http import make_transport
+from ..http import Resolver, Transport, make_transport
 from ..runtime import Pool, ProgressDisplay, TaskContext, Writer
 from ..state import StateStore
-from ._fetch import Fetcher
+from ._fetch import FetcherFactory, FetchSetup, HTTPFetcher, PageFetcher
+from ._gate import PublicOnly
 from ._jobs import JobSteps
 from ._kinds import CrawlErrorKind
 from ._options import CrawlOptions
@@ -118,7 +119,15 @@ class Crawler(JobSteps, RunSession):
         throttle_target: Requests in flight per host that auto-throttle aims at.
         throttle_start: Auto-throttle's first delay per host, in seconds.
         verify_tls: Verify TLS certificates.
-        transport: HTTP client: ``"native"`` (shoal's own) or ``"urllib3"``.
+        transport: HTTP client: ``"native"`` (shoal's own) or ``"urllib3"``, or a
+            :class:`~shoal.http.Transport` object (e.g. :class:`~shoal.http.MockTransport`
+            to test ``on_page`` without a server), which the caller owns and closes;
+            such an object makes its own connections, so ``proxy`` must be left as is.
+        fetcher: What fetches each URL: a :class:`PageFetcher`, which the caller owns,
+            or a factory called at the start of each run with a :class:`FetchSetup`
+            (the options and the crawl's transport) whose fetcher the crawler closes
+            at the run's end. None: :class:`HTTPFetcher` over ``transport``. Scope,
+            robots.txt, politeness and ``deny_private`` hold whatever the fetcher.
         proxy: ``"env"``: http_proxy/https_proxy/no_proxy from the environment; None or
             ``"none"``: no proxy; otherwise the URL of one HTTP proxy for every request.
         deny_private: Connect only to public IP addresses (refusals are the error kind
@@ -180,7 +189,8 @@ class Crawler(JobSteps, RunSession):
         throttle_target: float = CrawlOptions.throttle_target,
         throttle_start: float = CrawlOptions.throttle_start,
         verify_tls: bool = CrawlOptions.verify_tls,
-        transport: str = CrawlOptions.transport,
+        transport: str | Transport = CrawlOptions.transport,
+        fetcher: PageFetcher | FetcherFactory | None = None,
         proxy: str | None = CrawlOptions.proxy,
         deny_private: bool = CrawlOptions.deny_private,
         output: str | Sequence[str] | None = CrawlOptions.output,
@@ -226,7 +236,8 @@ class Crawler(JobSteps, RunSession):
             throttle_target=throttle_target,
             throttle_start=throttle_start,
             verify_tls=verify_tls,
-            transport=transport,
+            # A transport object stands in for the native client's place in the options.
+            transport=transport if isinstance(transport, str) else "native",
             proxy=proxy,
             deny_private=deny_private,
             output=output,
@@ -240,6 +251,13 @@ class Crawler(JobSteps, RunSession):
             save_bodies=save_bodies,
         )
         opts = self.options
+        self._transport = None if isinstance(transport, str) else transport
+        if self._transport is not None and proxy not in (CrawlOptions.proxy, None, "none"):
+            raise UsageError(
+                "a transport object makes its own connections: give it the proxy, not "
+                f"Crawler(proxy={proxy!r})"
+            )
+        self._fetcher_given = fetcher
         self.start_urls = [parse_start_url(u) for u in start_urls]
         self.scope = Scope.for_start_urls(
             self.start_urls,
@@ -310,7 +328,9 @@ class Crawler(JobSteps, RunSession):
         self._dispatching = threading.Lock()
         self._dispatch_wanted = False
         self._writer: Writer | None = None
-        self._fetcher: Fetcher | None = None
+        self._fetcher: PageFetcher | None = None
+        self._guard: Callable[[str], None] | None = None  # deny_private (see _gate)
+        self._run_closes: list[Callable[[], None]] = []  # what this run built, to close
         # Where "resuming...", "already complete" and what --fresh discards are told;
         # the command line prints them, the library logs them.
         self.announce: Callable[[str], None] = lambda message: logger.info("%s", message)
@@ -349,22 +369,12 @@ class Crawler(JobSteps, RunSession):
         then says what was done and ``interrupted`` is True.
         """
         opts = self.options
-        self._writer = self._open_outputs()
-        self._fetcher = Fetcher(
-            make_transport(
-                opts.transport,
-                per_host=opts.per_host,
-                connect_timeout=min(opts.timeout, 10.0),
-                read_timeout=opts.timeout,
-                verify_tls=opts.verify_tls,
-                proxies=opts.proxy_rules(),
-                deny_private=opts.deny_private,
-            ),
-            user_agent=opts.user_agent,
-            timeout=opts.timeout,
-            max_bytes=opts.max_bytes,
-            max_redirects=opts.max_redirects,
-        )
+        self._fetcher = self._open_fetcher()
+        try:
+            self._writer = self._open_outputs()
+        except BaseException:
+            self._close_fetcher()
+            raise
         started = time.monotonic()
         if opts.max_time is not None:
             self._deadline = started + opts.max_time
@@ -408,6 +418,42 @@ class Crawler(JobSteps, RunSession):
         if fatal is not None:
             raise fatal
         return self.result
+
+    def _open_fetcher(self) -> PageFetcher:
+        """This run's fetcher (and the transport under it, if it needs one), and the
+        ``deny_private`` check every request passes whatever the fetcher."""
+        opts = self.options
+        resolver = Resolver() if opts.deny_private else None
+        if resolver is not None:
+            self._guard = PublicOnly(resolver, min(opts.timeout, 10.0))
+        given = self._fetcher_given
+        if given is not None and not isinstance(given, type) and isinstance(given, PageFetcher):
+            return given  # the caller's: not closed here
+        transport = self._transport
+        if transport is None:
+            transport = make_transport(
+                opts.transport,
+                per_host=opts.per_host,
+                connect_timeout=min(opts.timeout, 10.0),
+                read_timeout=opts.timeout,
+                verify_tls=opts.verify_tls,
+                proxies=opts.proxy_rules(),
+                deny_private=opts.deny_private,
+                resolver=resolver,  # one lookup per host for the check and the connection
+            )
+            self._run_closes.append(transport.close)
+        factory = HTTPFetcher.from_setup if given is None else given
+        fetcher = factory(FetchSetup(opts, transport))
+        self._run_closes.append(fetcher.close)
+        return fetcher
+
+    def _close_fetcher(self) -> None:
+        closes, self._run_closes = self._run_closes, []
+        for close in reversed(closes):  # the fetcher, then its transport
+            try:
+                close()
+            except Exception:
+                logger.exception("closing the fetcher failed")
 
     def _join(self) -> None:
         """``pool.join()``; with --max-time, noticed here too, not only when a task ends
@@ -485,7 +531,7 @@ class Crawler(JobSteps, RunSession):
                 if self._fatal is None:
                     self._fatal = exc
         finally:
-            self._fetcher.close()
+            self._close_fetcher()
             self.frontier.close()
             if self._store is not None:
                 self._close_run(self._store, interrupted)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._errors import UsageError
-from ..http import ErrorKind
+from ..http import ErrorKind, TransportError
 from ..runtime._retry import RetryPolicy
-from ._fetch import Fetched, Fetcher
-from ._gate import robots_gate, sitemap_gate
+from ._fetch import Fetched, FetchRequest, Gate, PageFetcher
+from ._gate import HopGate, robots_gate, sitemap_gate
 from ._kinds import CrawlErrorKind, http_error
 from ._options import CrawlOptions
 from ._page import Page, product_token
@@ -62,17 +62,52 @@ class JobSteps:
     _sitemaps_queued: int
     _sitemap_pages: int
     _stopping: bool
-    _fetcher: Fetcher | None
+    _fetcher: PageFetcher | None
+    _guard: Callable[[str], None] | None  # deny_private, when asked for
+
+    # -- fetching ------------------------------------------------------------------------
+
+    def _fetch(
+        self,
+        url: str,
+        gate: Gate,
+        kind: JobKind,
+        *,
+        max_bytes: int | None = None,
+        truncate: bool = False,
+    ) -> Fetched:
+        """Fetch through the crawl's fetcher, the gate kept whatever the fetcher: the
+        first URL and every hop pass ``deny_private`` here, every hop the request's
+        ``gate``, and a result that went where the gate did not let it is refused."""
+        assert self._fetcher is not None
+        guard = self._guard
+        if guard is not None:
+            try:
+                guard(url)
+            except TransportError as exc:
+                return Fetched(url, url, error=exc.kind, detail=exc.detail)
+        hops = HopGate(gate, guard)
+        limit = self.options.max_bytes if max_bytes is None else max_bytes
+        fetched = self._fetcher.fetch(FetchRequest(url, hops, limit, truncate, kind))
+        stray = hops.stray(url, fetched)
+        if stray is None:
+            return fetched
+        logger.warning("%s: the fetcher requested %s without the crawl's gate", url, stray)
+        return Fetched(
+            url,
+            stray,
+            error=ErrorKind.BLOCKED,
+            detail=f"the fetcher requested {stray} without passing the crawl's gate",
+        )
 
     # -- robots.txt ----------------------------------------------------------------------
 
     def _do_robots(self, job: Lease) -> tuple[Release, Commit | None]:
-        assert self._fetcher is not None
         fetched: Fetched | None = None
         try:
             # Its own size limit, not --max-bytes: see MAX_ROBOTS_BYTES.
-            fetched = self._fetcher.fetch(
-                job.url, robots_gate(), max_bytes=MAX_ROBOTS_BYTES, truncate=True
+            fetched = self._fetch(
+                job.url, robots_gate(), job.kind, max_bytes=MAX_ROBOTS_BYTES, truncate=True
             )
             rules = RobotsRules.from_fetch(fetched)
         except Exception as exc:
@@ -161,8 +196,7 @@ class JobSteps:
             logger.info("sitemap cap (%d) reached: %d skipped", self.options.max_sitemaps, skipped)
 
     def _do_sitemap(self, job: Lease) -> tuple[Release, Commit | None]:
-        assert self._fetcher is not None
-        fetched = self._fetcher.fetch(job.url, sitemap_gate(self.scope, self._count_off_scope))
+        fetched = self._fetch(job.url, sitemap_gate(self.scope, self._count_off_scope), job.kind)
         if fetched.error is not None or fetched.status != 200:
             logger.info(
                 "sitemap %s: %s", job.url, fetched.error or fetched.detail or fetched.status
@@ -229,8 +263,7 @@ class JobSteps:
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
 
     def _fetch_page(self, job: Lease, rules: RobotsRules | None) -> Fetched:
-        assert self._fetcher is not None
-        return self._fetcher.fetch(job.url, follow=_Redirects(self, job, rules))
+        return self._fetch(job.url, _Redirects(self, job, rules), job.kind)
 
     def _classify(self, job: Lease, fetched: Fetched) -> _Classified:
         status = fetched.status
