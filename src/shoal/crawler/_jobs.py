@@ -1,4 +1,4 @@
-"""What a worker does with one lease: robots.txt, a sitemap, or a page.
+"""What a worker does with one lease (:class:`Jobs`): robots.txt, a sitemap, or a page.
 
 Each ``do_*`` returns the :class:`Release` for the frontier and the :class:`Commit` for
 the writer (None: nothing to write); the caller releases first and then hands the
@@ -46,24 +46,51 @@ class _Classified:
     too_long: bool  # Retry-After beyond what a crawl waits: recorded, host held
 
 
-class JobSteps:
-    """The job handlers; :class:`~shoal.crawler.Crawler` owns the state they share."""
+class Jobs:
+    """What a worker does with one lease, for one run of a crawl. Built by
+    :meth:`Crawler.run` once the run's frontier and fetcher are known; it shares the
+    crawl's lock and result with the crawler (the totals it counts into).
 
-    options: CrawlOptions
-    scope: Scope
-    frontier: Frontier
-    formats: list[str]
-    result: CrawlResult
-    _lock: threading.Lock
-    _records: Records
-    _robots: dict[str, RobotsRules]
-    _delays: dict[str, float]
-    _crawl_delays: dict[str, float]
-    _sitemaps_queued: int
-    _sitemap_pages: int
-    _stopping: bool
-    _fetcher: PageFetcher | None
-    _guard: Callable[[str], None] | None  # deny_private, when asked for
+    ``delays`` (auto-throttle's delay per host) and ``crawl_delays`` (robots.txt's) are
+    read by the crawler's live view, under the lock."""
+
+    def __init__(
+        self,
+        options: CrawlOptions,
+        *,
+        scope: Scope,
+        frontier: Frontier,
+        fetcher: PageFetcher,
+        guard: Callable[[str], None] | None,
+        records: Records,
+        formats: list[str],
+        result: CrawlResult,
+        lock: threading.Lock,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.options = options
+        self.scope = scope
+        self.frontier = frontier
+        self._fetcher = fetcher
+        self._guard = guard  # deny_private, when asked for
+        self._records = records
+        self.formats = formats
+        self.result = result
+        self._lock = lock
+        self._stopping = stopping  # the crawl is stopping: no more retries
+        self._robots: dict[str, RobotsRules] = {}
+        self.delays: dict[str, float] = {}  # auto-throttle's current delay per host
+        self.crawl_delays: dict[str, float] = {}  # robots.txt Crawl-delay, where given
+        self._sitemaps_queued = 0
+        self._sitemap_pages = 0
+
+    def do(self, job: Lease) -> tuple[Release, Commit | None]:
+        """The job's release for the frontier and its commit for the writer."""
+        if job.kind is JobKind.ROBOTS:
+            return self._do_robots(job)
+        if job.kind is JobKind.SITEMAP:
+            return self._do_sitemap(job)
+        return self._do_page(job)
 
     # -- fetching ------------------------------------------------------------------------
 
@@ -79,7 +106,6 @@ class JobSteps:
         """Fetch through the crawl's fetcher, the gate kept whatever the fetcher: the
         first URL and every hop pass ``deny_private`` here, every hop the request's
         ``gate``, and a result that went where the gate did not let it is refused."""
-        assert self._fetcher is not None
         guard = self._guard
         if guard is not None:
             try:
@@ -138,7 +164,7 @@ class JobSteps:
         policy = rules.policy(self.options.user_agent)
         if policy.crawl_delay:
             with self._lock:  # for the live view's count of hosts waiting on a delay
-                self._crawl_delays[job.host] = policy.crawl_delay
+                self.crawl_delays[job.host] = policy.crawl_delay
         commit = None
         if "warc" in self.formats and fetched is not None and fetched.status is not None:
             commit = Commit(exchange=fetched)  # wget archives robots.txt too
@@ -273,8 +299,7 @@ class JobSteps:
         asked = fetched.retry_after if fetched.error is None else None
         # A pause longer than a crawl waits: record it rather than hold and then drop it.
         too_long = asked is not None and asked > MAX_HOLD and status in _RETRYABLE_STATUS
-        with self._lock:
-            stopping = self._stopping
+        stopping = self._stopping()
         if retryable and not too_long and job.attempt <= self.options.retries and not stopping:
             wait = asked if asked is not None else backoff(self.options.retry_backoff, job.attempt)
             return _Classified(wait, asked, False)
@@ -415,17 +440,10 @@ class JobSteps:
             self.result.out_of_scope_redirects += 1
 
     def _throttle(self, host: str, fetched: Fetched, status: int, floor: float) -> float:
-        """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight
-        (under the lock); the host's new delay, never under --delay nor ``floor`` (the
-        host's robots.txt Crawl-delay, which wins if larger)."""
-        opts = self.options
-        current = self._delays.get(host, opts.initial_delay)
-        target = fetched.elapsed / opts.throttle_target
-        new = (current + target) / 2
-        if status != 200 and new < current:
-            new = current  # errors must never speed a crawl up
-        new = min(max(new, opts.delay, floor), 60.0)
-        self._delays[host] = new
+        """Under the lock: the host's new auto-throttle delay (see ``throttled``)."""
+        current = self.delays.get(host, self.options.initial_delay)
+        new = throttled(self.options, current, fetched.elapsed, status, floor)
+        self.delays[host] = new
         return new
 
 
@@ -433,7 +451,7 @@ class _Redirects:
     """The fetcher's redirect vetter for one page lease: None to follow a hop in place,
     or why not."""
 
-    def __init__(self, steps: JobSteps, job: Lease, rules: RobotsRules | None) -> None:
+    def __init__(self, steps: Jobs, job: Lease, rules: RobotsRules | None) -> None:
         self.steps = steps
         self.job = job
         self.rules = rules
@@ -456,6 +474,19 @@ class _Redirects:
         if not steps.frontier.claim(job, target):
             return "redirect to an already-seen URL"
         return None
+
+
+def throttled(
+    opts: CrawlOptions, current: float, elapsed: float, status: int, floor: float
+) -> float:
+    """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight; the
+    host's new delay after a response that took ``elapsed`` seconds, never under --delay
+    nor ``floor`` (the host's robots.txt Crawl-delay, which wins if larger)."""
+    target = elapsed / opts.throttle_target
+    new = (current + target) / 2
+    if status != 200 and new < current:
+        new = current  # errors must never speed a crawl up
+    return min(max(new, opts.delay, floor), 60.0)
 
 
 def backoff(base: float, attempt: int) -> float:
