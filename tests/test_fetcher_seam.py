@@ -8,6 +8,7 @@ addresses, never contacted), so ``deny_private`` can be told apart from them wit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -272,3 +273,38 @@ def test_a_fetcher_factory_gets_the_transport_and_is_closed_after_the_run(tmp_pa
     assert fetcher.setup.transport is transport and fetcher.closed
     assert fetcher.setup.options.user_agent == crawler.options.user_agent
     assert result.pages == 4
+
+
+# -- one shape of a page -------------------------------------------------------------------
+
+
+def test_a_page_is_made_over_the_fetchers_one_immutable_response(tmp_path: Path) -> None:
+    # Fewer shapes of a page (#21): the Page reads the very response the fetcher returned,
+    # nothing copied, and nothing downstream can change that response.
+    returned: dict[str, Fetched] = {}
+    seen: list[tuple[bool, bool, str]] = []
+
+    class Keeping(DictFetcher):
+        def fetch(self, request: FetchRequest) -> Fetched:
+            fetched = super().fetch(request)
+            returned[request.url] = fetched
+            return fetched
+
+    def on_page(page: Any) -> Any:
+        frozen = False
+        try:
+            page.response.detail = "changed"
+        except dataclasses.FrozenInstanceError:
+            frozen = True
+        same = page.response is returned[page.url] and page.body is page.response.body
+        seen.append((same, frozen, page.final_url))
+        return {"url": page.url}
+
+    Crawler(
+        SITE + "/",
+        fetcher=Keeping(site_pages()),
+        on_page=on_page,
+        output=str(tmp_path / "o.jsonl"),
+        **QUIET,
+    ).run()
+    assert sorted(seen) == sorted((True, True, SITE + p) for p in ("/", "/a", "/b", "/c"))

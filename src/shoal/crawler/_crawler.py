@@ -818,9 +818,7 @@ class Crawler:
             self.result.pages += 1
             self.result.errors[kind] += 1
             self.result.first_error.setdefault(kind, f"{job.url}: {exc!r}")
-        return Commit(
-            [record], finished=job, state=Outcome.FAILED, outcome="failed", error=str(kind)
-        )
+        return Commit([record], finished=job, state=Outcome.FAILED, page=True, error=str(kind))
 
     def _fail_crawl(self, exc: BaseException) -> None:
         with self._lock:

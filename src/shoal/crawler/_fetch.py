@@ -60,9 +60,11 @@ class FetchRequest:
     kind: JobKind = JobKind.PAGE
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Fetched:
-    """The outcome of one fetch, redirects included."""
+    """The outcome of one fetch, redirects included: the one shape of a response in the
+    crawler (a :class:`~shoal.crawler.Page` is made over it, a WARC record from it).
+    Immutable: what the crawler concludes about it (a retry, a failure) goes elsewhere."""
 
     url: str
     final_url: str
@@ -70,7 +72,7 @@ class Fetched:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     elapsed: float = 0.0
-    redirects: list[str] = field(default_factory=list)  # URLs requested before final_url
+    redirects: tuple[str, ...] = ()  # URLs requested before final_url
     error: ErrorKind | None = None  # how it failed (a str: records hold its value)
     detail: str = ""  # the human-readable reason behind ``error``
     retry_after: float | None = None
@@ -159,69 +161,74 @@ class HTTPFetcher:
         error ``bad_redirect``."""
         url, follow = request.url, request.gate
         started = time.monotonic()
-        result = Fetched(url=url, final_url=url)
-        current = url
-        limit, truncate = request.max_bytes, request.truncate
+        deadline = started + self.timeout
+        redirects: list[str] = []
+        current = final = url
+        status: int | None = None
+        headers: Mapping[str, str] = {}
+        body = b""
+        error: ErrorKind | None = None
+        detail = ""
+        retry_after: float | None = None
+        truncated = False
         for _hop in range(self.max_redirects + 1):
-            self._get(current, result, started, limit, truncate)
-            if result.error is not None or result.status not in REDIRECT_STATUSES:
+            final, body = current, b""
+            try:
+                response = self._transport.get(
+                    current,
+                    self._headers,
+                    max_bytes=request.max_bytes,
+                    deadline=deadline,
+                    truncate=request.truncate,
+                )
+            except TransportError as exc:
+                error, detail = exc.kind, exc.detail
                 break
-            location = result.headers.get("location")
+            status, headers, body = response.status, response.headers, response.body
+            retry_after = _retry_after(headers.get("retry-after"))
+            truncated = response.truncated
+            if status not in REDIRECT_STATUSES:
+                break
+            location = headers.get("location")
             if not location:
                 break
             try:
                 target = canonicalize(urljoin(current, location))
             except ValueError as exc:
                 shown = location if len(location) <= 200 else location[:200] + "..."
-                result.error, result.detail = (
-                    ErrorKind.BAD_REDIRECT,
-                    f"bad Location {shown!r}: {exc}",
-                )
+                error, detail = ErrorKind.BAD_REDIRECT, f"bad Location {shown!r}: {exc}"
                 break
-            if target in (current, url) or target in result.redirects:
-                result.error, result.detail = ErrorKind.REDIRECT_LOOP, f"redirect loop at {target}"
+            if target in (current, url) or target in redirects:
+                error, detail = ErrorKind.REDIRECT_LOOP, f"redirect loop at {target}"
                 break
             try:
                 stop = follow(target)
             except TransportError as exc:  # deny_private: the hop may not be requested
-                result.redirects.append(current)
-                result.final_url, result.body = target, b""  # as a transport's refusal
-                result.error, result.detail = exc.kind, exc.detail
+                redirects.append(current)
+                final, body = target, b""  # as a transport's refusal of that hop
+                error, detail = exc.kind, exc.detail
                 break
             if stop is not None:
-                result.detail = stop
-                result.final_url = target
+                detail, final = stop, target
                 break
-            result.redirects.append(current)
-            current = target
-            result.final_url = target
+            redirects.append(current)
+            current = final = target
         else:
-            result.error = ErrorKind.TOO_MANY_REDIRECTS
-            result.detail = f"more than {self.max_redirects} redirects"
-        result.elapsed = time.monotonic() - started
-        return result
-
-    def _get(
-        self, url: str, result: Fetched, started: float, max_bytes: int, truncate: bool
-    ) -> None:
-        result.final_url = url
-        result.body = b""
-        try:
-            response = self._transport.get(
-                url,
-                self._headers,
-                max_bytes=max_bytes,
-                deadline=started + self.timeout,
-                truncate=truncate,
-            )
-        except TransportError as exc:
-            result.error, result.detail = exc.kind, exc.detail
-            return
-        result.status = response.status
-        result.headers = response.headers
-        result.retry_after = _retry_after(response.headers.get("retry-after"))
-        result.body = response.body
-        result.truncated = response.truncated
+            error = ErrorKind.TOO_MANY_REDIRECTS
+            detail = f"more than {self.max_redirects} redirects"
+        return Fetched(
+            url,
+            final,
+            status,
+            headers,
+            body,
+            time.monotonic() - started,
+            tuple(redirects),
+            error,
+            detail,
+            retry_after,
+            truncated,
+        )
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .._errors import UsageError
 from ..http import ErrorKind, TransportError
@@ -35,6 +35,17 @@ logger = logging.getLogger(__name__)
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _RETRYABLE_ERRORS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION})
 _MAX_BACKOFF = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """What a response became: its records and the URLs to follow."""
+
+    fetched: Fetched  # the response; its ``detail`` says why, if building it failed
+    records: list[dict[str, object]]
+    follow: list[str]
+    error: str | None  # the error kind, if the response is a failure
+    failed_by: str | None  # what the page counts as failed by (a callback's too)
 
 
 @dataclass(slots=True)
@@ -83,6 +94,7 @@ class Jobs:
         self.crawl_delays: dict[str, float] = {}  # robots.txt Crawl-delay, where given
         self._sitemaps_queued = 0
         self._sitemap_pages = 0
+        self._robots_agent = product_token(options.user_agent)
 
     def do(self, job: Lease) -> tuple[Release, Commit | None]:
         """The job's release for the frontier and its commit for the writer."""
@@ -270,22 +282,23 @@ class Jobs:
             release = Release(Outcome.RETRY, verdict.retry_in, verdict.hold_for)
             # A hold must reach the state file: an empty commit carries it there.
             return release, (Commit() if verdict.hold_for is not None else None)
-        records, follow, error, failed_by = self._build(job, fetched, verdict)
-        counted = self._count(job, fetched, failed_by, rules)
+        built = self._build(job, fetched, verdict)
+        fetched = built.fetched  # with the failure's detail, if building it failed
+        self._count(job, fetched, built.failed_by, rules)
         if logger.isEnabledFor(logging.INFO):  # -v: one line per URL, never under the lock
-            logger.info("%s", _page_line(job.url, fetched.status, error, fetched))
-        outcome = Outcome.FAILED if error is not None else Outcome.DONE
+            logger.info("%s", _page_line(job.url, fetched.status, built.error, fetched))
+        outcome = Outcome.FAILED if built.error is not None else Outcome.DONE
         commit = Commit(
-            records,
+            built.records,
             finished=job,
             state=outcome,
             status=fetched.status,
             exchange=fetched if "warc" in self.formats else None,
-            outcome=counted,
-            error=failed_by,
+            page=True,
+            error=built.failed_by,
             nbytes=len(fetched.body),
         )
-        links = self._links(job, follow) if follow else ()
+        links = self._links(job, built.follow) if built.follow else ()
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
 
     def _fetch_page(self, job: Lease, rules: RobotsRules | None) -> Fetched:
@@ -313,31 +326,24 @@ class Jobs:
         hold = asked if status in (429, 503) and asked is not None else None
         return _Classified(None, hold, False)
 
-    def _build(
-        self, job: Lease, fetched: Fetched, verdict: _Classified
-    ) -> tuple[list[dict[str, object]], list[str], str | None, str | None]:
-        """The page and its records: (records, URLs to follow, error kind, what the page
-        counts as failed by, if anything)."""
+    def _build(self, job: Lease, fetched: Fetched, verdict: _Classified) -> _Built:
+        """The page over the response, and its records."""
         page: Page | None = None
         status = fetched.status
         error: str | None = fetched.error
         if verdict.too_long:
-            error, fetched.detail = CrawlErrorKind.RETRY_AFTER, _retry_after_detail(fetched)
+            error = CrawlErrorKind.RETRY_AFTER
+            fetched = replace(fetched, detail=_retry_after_detail(fetched))
         elif error is None and status is not None:
             if not 200 <= status < 400:
                 error = http_error(status)
             elif 200 <= status < 300:
-                page = Page(
-                    url=job.url,
-                    final_url=fetched.final_url,
-                    status=status,
-                    headers=fetched.headers,
-                    body=fetched.body,
+                page = Page.over(
+                    fetched,
                     depth=job.depth,
                     referrer=job.referrer,
-                    elapsed=fetched.elapsed,
                     max_links=self.options.max_links_per_page,
-                    robots_agent=product_token(self.options.user_agent),
+                    robots_agent=self._robots_agent,
                 )
         try:
             records, follow, callback_failed = self._records.build(job, fetched, page, error)
@@ -347,13 +353,16 @@ class Jobs:
                 follow = []
         except Exception as exc:
             logger.exception("processing %s failed", job.url)
-            error, fetched.detail = CrawlErrorKind.PROCESSING, repr(exc)
+            error = CrawlErrorKind.PROCESSING
+            fetched = replace(fetched, detail=repr(exc))
             records, follow, callback_failed = self._records.build(job, fetched, None, error)
         del follow[self.options.max_links_per_page :]  # the callback's own URLs count too
         if page is not None and page._refused is not None and page._refused.count:
             self._count_refused(job, page)
         failed_by = error or (CrawlErrorKind.CALLBACK if callback_failed else None)
-        return records, follow, error, (None if failed_by is None else str(failed_by))
+        return _Built(
+            fetched, records, follow, error, None if failed_by is None else str(failed_by)
+        )
 
     def _count(
         self,
@@ -361,21 +370,15 @@ class Jobs:
         fetched: Fetched,
         failed_by: str | None,
         rules: RobotsRules | None,
-    ) -> str:
-        """Add the page to the totals; what it counts as (each page counts once:
-        ok + redirects + failed = pages)."""
+    ) -> None:
+        """Add the page to the totals (each page counts once: ok + redirects + failed =
+        pages; ``Commit.counts_as`` says the same for the state file's totals)."""
         status = fetched.status
         # The frontier takes what the throttle sets as the host's delay, Crawl-delay or not:
         # parsed here, outside the lock.
         floor = 0.0
         if self.options.auto_throttle and rules is not None:
             floor = rules.crawl_delay(self.options.user_agent) or 0.0
-        if failed_by is not None:
-            counted = "failed"
-        elif status is not None and 300 <= status < 400:
-            counted = "redirect"  # a redirect not followed (off-host, seen, ...)
-        else:
-            counted = "ok"
         with self._lock:
             r = self.result
             r.pages += 1
@@ -386,8 +389,8 @@ class Jobs:
                 r.first_error.setdefault(
                     failed_by, f"{job.url}: {fetched.detail}" if fetched.detail else job.url
                 )
-            elif counted == "redirect":
-                r.redirects += 1
+            elif status is not None and 300 <= status < 400:
+                r.redirects += 1  # a redirect not followed (off-host, seen, ...)
             else:
                 r.ok += 1
             delay = None
@@ -395,7 +398,6 @@ class Jobs:
                 delay = self._throttle(job.host, fetched, status, floor)
         if delay is not None:
             self.frontier.set_delay(job.host, delay)
-        return counted
 
     def _links(self, job: Lease, follow: Sequence[str]) -> tuple[Candidate, ...]:
         """The page's in-scope links, for the frontier with the page's release."""
@@ -415,8 +417,7 @@ class Jobs:
             r = self.result
             r.pages += 1
             r.errors[rules.error] += 1  # the cause is told once, in the summary's notes
-        commit = Commit([record], finished=job, state=Outcome.DEFER)
-        commit.outcome, commit.error = "failed", rules.error
+        commit = Commit([record], finished=job, state=Outcome.DEFER, page=True, error=rules.error)
         return Release(Outcome.FAILED), commit
 
     def _count_refused(self, job: Lease, page: Page) -> None:
