@@ -275,6 +275,76 @@ def test_a_fetcher_factory_gets_the_transport_and_is_closed_after_the_run(tmp_pa
     assert result.pages == 4
 
 
+# -- the fetcher contract ------------------------------------------------------------------
+#
+# Every fetcher passes these (docs/extending.md): add yours to FETCHERS as a function from
+# an in-memory site (URL -> (status, lower-cased headers, body)) to Crawler keywords.
+
+Pages = dict[str, tuple[int, dict[str, str], bytes]]
+
+
+def over_mock_transport(pages: Pages) -> dict[str, Any]:
+    def handler(request: Request) -> Response:
+        status, headers, body = pages.get(request.url, (404, {}, b""))
+        return Response(status, headers, body)
+
+    return {"transport": MockTransport(handler)}
+
+
+def dict_fetcher(pages: Pages) -> dict[str, Any]:
+    return {"fetcher": DictFetcher(pages)}
+
+
+FETCHERS = [over_mock_transport, dict_fetcher]
+HTML = {"content-type": "text/html"}
+
+
+@pytest.mark.parametrize("plug", FETCHERS)
+def test_contract_a_site_is_crawled_with_robots_txt_obeyed(tmp_path: Path, plug: Any) -> None:
+    out = tmp_path / "o.jsonl"
+    result = Crawler(SITE + "/", output=str(out), **plug(site_pages()), **QUIET).run()
+    got = by_url(out)
+    assert set(got) == {SITE + "/", SITE + "/a", SITE + "/b", SITE + "/c"}
+    assert [got[SITE + p]["title"] for p in ("/", "/a", "/b", "/c")] == ["home", "a", "b", "c"]
+    assert result.robots_denied == 1 and result.ok == 4
+
+
+@pytest.mark.parametrize("plug", FETCHERS)
+def test_contract_redirects_pass_the_gate(tmp_path: Path, plug: Any) -> None:
+    pages = site_pages()
+    pages[SITE + "/a"] = (301, {"location": SITE + "/a2"}, b"")  # same host: followed
+    pages[SITE + "/a2"] = (200, HTML, b"<title>a2</title>")
+    pages[SITE + "/b"] = (302, {"location": OFF + "/x"}, b"")  # off scope: not followed
+    pages[OFF + "/x"] = (200, HTML, b"<title>off</title><a href=/y>y</a>")
+    out = tmp_path / "o.jsonl"
+    result = Crawler(SITE + "/", output=str(out), **plug(pages), **QUIET).run()
+    got = by_url(out)
+    assert (got[SITE + "/a"]["final_url"], got[SITE + "/a"]["title"]) == (SITE + "/a2", "a2")
+    assert (got[SITE + "/b"]["status"], got[SITE + "/b"]["final_url"]) == (302, OFF + "/x")
+    assert got[SITE + "/b"]["title"] is None
+    assert result.out_of_scope_redirects == 1
+    assert not [u for u in got if u.startswith(OFF)]
+
+
+@pytest.mark.parametrize("plug", FETCHERS)
+def test_contract_a_redirect_to_another_host_is_queued_there(tmp_path: Path, plug: Any) -> None:
+    # Another host has its own robots.txt and politeness: the hop is not taken in place.
+    pages = site_pages()
+    pages[SITE + "/b"] = (302, {"location": OFF + "/x"}, b"")
+    pages[OFF + "/x"] = (200, HTML, b"<title>other</title>")
+    out = tmp_path / "o.jsonl"
+    Crawler(
+        SITE + "/",
+        output=str(out),
+        allow_domains=["93.184.216.34", "8.8.8.8"],
+        **plug(pages),
+        **QUIET,
+    ).run()
+    got = by_url(out)
+    assert got[SITE + "/b"]["status"] == 302 and got[SITE + "/b"]["title"] is None
+    assert got[OFF + "/x"]["title"] == "other" and got[OFF + "/x"]["referrer"] == SITE + "/b"
+
+
 # -- one shape of a page -------------------------------------------------------------------
 
 

@@ -19,15 +19,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 from urllib.parse import urljoin
 
 from ..http import ErrorKind, Transport, TransportError
+from ._options import CrawlOptions
 from ._urls import canonicalize
 from .frontier import JobKind
-
-if TYPE_CHECKING:
-    from ._options import CrawlOptions
 
 __all__ = [
     "FetchRequest",
