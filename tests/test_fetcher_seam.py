@@ -378,3 +378,11 @@ def test_a_page_is_made_over_the_fetchers_one_immutable_response(tmp_path: Path)
         **QUIET,
     ).run()
     assert sorted(seen) == sorted((True, True, SITE + p) for p in ("/", "/a", "/b", "/c"))
+
+
+def test_a_fetcher_object_and_a_transport_do_not_mix() -> None:
+    # The object fetches by itself: a transport given beside it would be silently unused.
+    with pytest.raises(UsageError, match="fetcher given as an object"):
+        Crawler(SITE + "/", fetcher=DictFetcher({}), transport=MockTransport(site_handler))
+    with pytest.raises(UsageError, match="fetcher given as an object"):
+        Crawler(SITE + "/", fetcher=DictFetcher({}), transport="urllib3")

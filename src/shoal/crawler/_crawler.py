@@ -27,6 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeGuard, cast
 
 from .._errors import JoinTimeout, StateError, UsageError, WriterError
 from ..http import Resolver, Transport, make_transport
@@ -127,11 +128,12 @@ class Crawler:
             :class:`~shoal.http.Transport` object (e.g. :class:`~shoal.http.MockTransport`
             to test ``on_page`` without a server), which the caller owns and closes;
             such an object makes its own connections, so ``proxy`` must be left as is.
-        fetcher: What fetches each URL: a :class:`PageFetcher`, which the caller owns,
-            or a factory called at the start of each run with a :class:`FetchSetup`
-            (the options and the crawl's transport) whose fetcher the crawler closes
-            at the run's end. None: :class:`HTTPFetcher` over ``transport``. Scope,
-            robots.txt, politeness and ``deny_private`` hold whatever the fetcher.
+        fetcher: What fetches each URL: a :class:`PageFetcher`, which the caller owns
+            (it brings its own transport: ``transport`` must be left as is), or a
+            factory called at the start of each run with a :class:`FetchSetup` (the
+            options and the crawl's transport) whose fetcher the crawler closes at the
+            run's end. None: :class:`HTTPFetcher` over ``transport``. Scope, robots.txt,
+            politeness and ``deny_private`` hold whatever the fetcher.
         proxy: ``"env"``: http_proxy/https_proxy/no_proxy from the environment; None or
             ``"none"``: no proxy; otherwise the URL of one HTTP proxy for every request.
         deny_private: Connect only to public IP addresses (refusals are the error kind
@@ -260,6 +262,11 @@ class Crawler:
             raise UsageError(
                 "a transport object makes its own connections: give it the proxy, not "
                 f"Crawler(proxy={proxy!r})"
+            )
+        if _is_fetcher(fetcher) and transport != CrawlOptions.transport:
+            raise UsageError(
+                "a fetcher given as an object fetches by itself: give it the transport, not "
+                "Crawler(transport=...) (a fetcher factory gets the crawl's transport)"
             )
         self._fetcher_given = fetcher
         self.start_urls = [parse_start_url(u) for u in start_urls]
@@ -459,7 +466,7 @@ class Crawler:
         resolver = Resolver() if opts.deny_private else None
         guard = None if resolver is None else PublicOnly(resolver, min(opts.timeout, 10.0))
         given = self._fetcher_given
-        if given is not None and not isinstance(given, type) and isinstance(given, PageFetcher):
+        if _is_fetcher(given):
             return given, guard  # the caller's: not closed here
         transport = self._transport
         if transport is None:
@@ -474,7 +481,8 @@ class Crawler:
                 resolver=resolver,  # one lookup per host for the check and the connection
             )
             self._run_closes.append(transport.close)
-        factory = HTTPFetcher.from_setup if given is None else given
+        # Not a fetcher object (returned above): a factory.
+        factory = HTTPFetcher.from_setup if given is None else cast(FetcherFactory, given)
         fetcher = factory(FetchSetup(opts, transport))
         self._run_closes.append(fetcher.close)
         return fetcher, guard
@@ -830,3 +838,9 @@ class Crawler:
             logger.debug("stopping the crawl: %s", exc)
         assert self._pool is not None
         self._pool.cancel()
+
+
+def _is_fetcher(given: object) -> TypeGuard[PageFetcher]:
+    """A fetcher object, not a factory (a class is a factory even though it has the
+    methods a runtime protocol check looks for)."""
+    return given is not None and not isinstance(given, type) and isinstance(given, PageFetcher)
