@@ -301,17 +301,17 @@ def test_auto_throttle_help_says_where_it_starts_and_how_it_adapts() -> None:
 
 
 def test_auto_throttle_behaves_as_the_help_says() -> None:
-    from shoal.crawler._fetch import Fetched
-    from shoal.crawler._jobs import JobSteps
+    from shoal.crawler._jobs import throttled
 
     assert CrawlOptions(auto_throttle=True).initial_delay == CrawlOptions.throttle_start
     assert CrawlOptions(auto_throttle=True, delay=3.0).initial_delay == 3.0
-    steps = JobSteps()
-    steps.options, steps._delays = CrawlOptions(auto_throttle=True), {}
+    options = CrawlOptions(auto_throttle=True)
+    delays: dict[str, float] = {}
 
     def after(elapsed: float, status: int = 200, host: str = "h") -> float:
-        fetched = Fetched("http://h/", "http://h/", status, elapsed=elapsed)
-        return steps._throttle(host, fetched, status, 0.0)
+        current = delays.get(host, options.initial_delay)
+        delays[host] = throttled(options, current, elapsed, status, 0.0)
+        return delays[host]
 
     start = CrawlOptions.throttle_start
     assert after(0.2) == (start + 0.2 / CrawlOptions.throttle_target) / 2  # halfway

@@ -627,8 +627,7 @@ def test_a_cut_robots_txt_obeys_whole_lines_only() -> None:
 
     body = b"User-agent: *\nDisallow: /a\n" + b"#" * (MAX_ROBOTS_BYTES - 40) + b"\nDisallow: /"
     cut = body[:MAX_ROBOTS_BYTES]  # "Disallow: /" as cut would disallow everything
-    fetched = Fetched("http://h/robots.txt", "http://h/robots.txt", 200, body=cut)
-    fetched.truncated = True
+    fetched = Fetched("http://h/robots.txt", "http://h/robots.txt", 200, body=cut, truncated=True)
     rules = RobotsRules.from_fetch(fetched)
     assert not rules.allowed("http://h/a", "shoal") and rules.allowed("http://h/b", "shoal")
 

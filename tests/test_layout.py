@@ -318,3 +318,15 @@ def test_a_jsonl_crawl_does_not_load_warcio(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(tests)},
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_the_crawler_is_composed_of_parts_not_mixins() -> None:
+    # #21: following a page starts at Crawler.run(), which builds its parts (RunSession,
+    # Jobs, a PageFetcher) and hands each what it needs; no part declares another's
+    # members for the type checker.
+    from shoal.crawler import Crawler
+
+    assert Crawler.__bases__ == (object,)
+    for name in ("_session.py", "_jobs.py", "_crawler.py"):
+        source = (ROOT / "crawler" / name).read_text()
+        assert "if TYPE_CHECKING:" not in source, name

@@ -2,12 +2,14 @@
 
 It sits above ``shoal.runtime`` (its pool and writer thread), ``shoal.state`` (the SQLite
 state file) and ``shoal.http`` (the transport it fetches through). Inside: the engine
-(``_crawler``), ``frontier`` (where a crawl's URLs live: the seam, and
-the memory and SQLite backends), the scope gate and URL handling,
+(``_crawler``), the fetcher seam (``_fetch``: ``PageFetcher``, ``HTTPFetcher``),
+``frontier`` (where a crawl's URLs live: the seam, and the memory and SQLite backends),
+the scope gate and URL handling,
 robots.txt and sitemaps, page parsing and records, and ``output`` (one module per format).
 """
 
 from ._crawler import Crawler, PageCallback
+from ._fetch import Fetched, FetcherFactory, FetchRequest, FetchSetup, HTTPFetcher, PageFetcher
 from ._options import DEFAULT_USER_AGENT, CrawlOptions
 from ._page import Page
 from ._stats import CrawlResult
@@ -32,9 +34,14 @@ __all__ = [
     "CrawlOptions",
     "CrawlResult",
     "Crawler",
+    "FetchRequest",
+    "FetchSetup",
+    "Fetched",
+    "FetcherFactory",
     "Frontier",
     "FrontierStats",
     "HostCounts",
+    "HTTPFetcher",
     "HostPolicy",
     "JobKind",
     "Lease",
@@ -42,6 +49,7 @@ __all__ = [
     "Outcome",
     "Page",
     "PageCallback",
+    "PageFetcher",
     "Release",
     "Scope",
     "SqliteFrontier",

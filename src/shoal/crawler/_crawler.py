@@ -1,8 +1,14 @@
 """The crawler: a Pool whose tasks fetch URLs that the frontier says are ready.
 
-Flow of one page (see ``_jobs``): a worker leases a job, fetches it (redirects vetted
-hop by hop), submits the page's in-scope links to the frontier, *releases* the lease
-(the host's slot is free again), hands the records and the lease's *commit* to the
+Reading ``Crawler.run()`` top-down tells the story. A run is made of three parts: the
+fetcher (``_fetch``: a :class:`PageFetcher`, over a transport), the run's session
+(``_session``: outputs and state file, resumed where the last run left off) and its jobs
+(``_jobs``: what a worker does with one lease). The crawler owns the dispatch loop and
+the task handler that joins them.
+
+Flow of one page: a worker leases a job, fetches it (redirects vetted hop by hop through
+the crawl's gate), submits the page's in-scope links to the frontier, *releases* the
+lease (the host's slot is free again), hands the records and the lease's *commit* to the
 writer thread, and *dispatches*: moves whatever the frontier now has ready into the
 pool. Dispatch happens at the end of every task, so the crawl drives itself
 with no scheduler thread and no polling. When every ready URL waits on a clock (a
@@ -21,17 +27,17 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeGuard, cast
 
 from .._errors import JoinTimeout, StateError, UsageError, WriterError
-from ..http import make_transport
-from ..runtime import Pool, ProgressDisplay, TaskContext, Writer
-from ..state import StateStore
-from ._fetch import Fetcher
-from ._jobs import JobSteps
+from ..http import Resolver, Transport, make_transport
+from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
+from ._fetch import FetcherFactory, FetchSetup, HTTPFetcher, PageFetcher
+from ._gate import PublicOnly
+from ._jobs import Jobs
 from ._kinds import CrawlErrorKind
 from ._options import CrawlOptions
 from ._records import PageCallback, Records
-from ._robots import RobotsRules
 from ._session import RunSession, progress_enabled, state_path_for
 from ._shared import LEASE_TTL, SharedCrawl, join_shared
 from ._stats import CrawlResult
@@ -59,7 +65,7 @@ _WAKE = Lease("wake", "", "", JobKind.PAGE, 0, None, 0)
 _MAX_TIME_GRACE = 2.0
 
 
-class Crawler(JobSteps, RunSession):
+class Crawler:
     """Crawl from ``start_urls``; ``run()`` returns a :class:`CrawlResult`.
 
     ``on_page(page)`` may return or yield dicts (written as records) and URL strings
@@ -131,7 +137,16 @@ class Crawler(JobSteps, RunSession):
         throttle_target: Requests in flight per host that auto-throttle aims at.
         throttle_start: Auto-throttle's first delay per host, in seconds.
         verify_tls: Verify TLS certificates.
-        transport: HTTP client: ``"native"`` (shoal's own) or ``"urllib3"``.
+        transport: HTTP client: ``"native"`` (shoal's own) or ``"urllib3"``, or a
+            :class:`~shoal.http.Transport` object (e.g. :class:`~shoal.http.MockTransport`
+            to test ``on_page`` without a server), which the caller owns and closes;
+            such an object makes its own connections, so ``proxy`` must be left as is.
+        fetcher: What fetches each URL: a :class:`PageFetcher`, which the caller owns
+            (it brings its own transport: ``transport`` must be left as is), or a
+            factory called at the start of each run with a :class:`FetchSetup` (the
+            options and the crawl's transport) whose fetcher the crawler closes at the
+            run's end. None: :class:`HTTPFetcher` over ``transport``. Scope, robots.txt,
+            politeness and ``deny_private`` hold whatever the fetcher.
         proxy: ``"env"``: http_proxy/https_proxy/no_proxy from the environment; None or
             ``"none"``: no proxy; otherwise the URL of one HTTP proxy for every request.
         deny_private: Connect only to public IP addresses (refusals are the error kind
@@ -198,7 +213,8 @@ class Crawler(JobSteps, RunSession):
         throttle_target: float = CrawlOptions.throttle_target,
         throttle_start: float = CrawlOptions.throttle_start,
         verify_tls: bool = CrawlOptions.verify_tls,
-        transport: str = CrawlOptions.transport,
+        transport: str | Transport = CrawlOptions.transport,
+        fetcher: PageFetcher | FetcherFactory | None = None,
         proxy: str | None = CrawlOptions.proxy,
         deny_private: bool = CrawlOptions.deny_private,
         output: str | Sequence[str] | None = CrawlOptions.output,
@@ -244,7 +260,8 @@ class Crawler(JobSteps, RunSession):
             throttle_target=throttle_target,
             throttle_start=throttle_start,
             verify_tls=verify_tls,
-            transport=transport,
+            # A transport object stands in for the native client's place in the options.
+            transport=transport if isinstance(transport, str) else "native",
             proxy=proxy,
             deny_private=deny_private,
             output=output,
@@ -258,6 +275,18 @@ class Crawler(JobSteps, RunSession):
             save_bodies=save_bodies,
         )
         opts = self.options
+        self._transport = None if isinstance(transport, str) else transport
+        if self._transport is not None and proxy not in (CrawlOptions.proxy, None, "none"):
+            raise UsageError(
+                "a transport object makes its own connections: give it the proxy, not "
+                f"Crawler(proxy={proxy!r})"
+            )
+        if _is_fetcher(fetcher) and transport != CrawlOptions.transport:
+            raise UsageError(
+                "a fetcher given as an object fetches by itself: give it the transport, not "
+                "Crawler(transport=...) (a fetcher factory gets the crawl's transport)"
+            )
+        self._fetcher_given = fetcher
         self.start_urls = [parse_start_url(u) for u in start_urls]
         self.scope = Scope.for_start_urls(
             self.start_urls,
@@ -303,26 +332,22 @@ class Crawler(JobSteps, RunSession):
         )
         # Named after the first output: adding outputs to a crawl's command keeps its name.
         self.state_path = None if frontier is not None else state_path_for(opts.state, outputs[0])
-        self._store: StateStore | None = None
         self.result = CrawlResult()
+        # The crawl's one lock: the result's totals and the live counters below, shared
+        # with this run's Jobs.
         self._lock = threading.Lock()
-        self._robots: dict[str, RobotsRules] = {}
-        self._delays: dict[str, float] = {}  # auto-throttle's current delay per host
         self._in_flight = 0
         self._hosts_busy: dict[str, int] = {}  # host -> requests in flight (live view)
         # host -> when its delay after its last request ends (live view: a host between
         # two requests of a --delay crawl is active too); pruned as it grows.
         self._hosts_waiting: dict[str, float] = {}
         self._prune_waiting_at = 64
-        self._crawl_delays: dict[str, float] = {}  # robots.txt Crawl-delay, where given
         self._taken = 0
         self._earlier_pages = 0  # a resumed crawl's pages from earlier runs
         # First tries promised to leases in flight (the dispatcher's, and each finishing
         # job's for its successor): budget = max_pages - taken - reserved, so two threads
         # leasing at once never take more than --max-pages together.
         self._reserved = 0
-        self._sitemaps_queued = 0
-        self._sitemap_pages = 0
         self._wake_at: float | None = None
         self._deadline: float | None = None
         self._stopping = False
@@ -334,7 +359,11 @@ class Crawler(JobSteps, RunSession):
         self._dispatching = threading.Lock()
         self._dispatch_wanted = False
         self._writer: Writer | None = None
-        self._fetcher: Fetcher | None = None
+        # One run's parts, made by run(): its outputs and state file, and what a worker
+        # does with a job (fetching through the run's fetcher).
+        self._session: RunSession | None = None
+        self._jobs: Jobs | None = None
+        self._run_closes: list[Callable[[], None]] = []  # what this run built, to close
         # Where "resuming...", "already complete" and what --fresh discards are told;
         # the command line prints them, the library logs them.
         self.announce: Callable[[str], None] = lambda message: logger.info("%s", message)
@@ -373,22 +402,43 @@ class Crawler(JobSteps, RunSession):
         then says what was done and ``interrupted`` is True.
         """
         opts = self.options
-        self._writer = self._open_outputs()
-        self._fetcher = Fetcher(
-            make_transport(
-                opts.transport,
-                per_host=opts.per_host,
-                connect_timeout=min(opts.timeout, 10.0),
-                read_timeout=opts.timeout,
-                verify_tls=opts.verify_tls,
-                proxies=opts.proxy_rules(),
-                deny_private=opts.deny_private,
-            ),
-            user_agent=opts.user_agent,
-            timeout=opts.timeout,
-            max_bytes=opts.max_bytes,
-            max_redirects=opts.max_redirects,
+        # 1. The fetcher (and its transport), then the outputs and the state file.
+        fetcher, guard = self._open_fetcher()
+        session = self._session = RunSession(
+            opts,
+            formats=self.formats,
+            state_path=self.state_path,
+            frontier=self.frontier,
+            given_frontier=self._given_frontier,
+            result=self.result,
+            announce=self.announce,
         )
+        try:
+            self._writer = session.open(
+                self.identity(),
+                self.record_fields,
+                header_from_first_record=self._records.on_page is not None,
+            )
+        except BaseException:
+            self._close_fetcher()
+            raise
+        self.frontier = session.frontier  # a SQLite frontier over the state file
+        if session.earlier_pages:  # --max-pages is the crawl's, over all its runs
+            self._earlier_pages = self._taken = session.earlier_pages
+        # 2. What a worker does with a job: fetch it through the gate, build its records.
+        self._jobs = Jobs(
+            opts,
+            scope=self.scope,
+            frontier=self.frontier,
+            fetcher=fetcher,
+            guard=guard,
+            records=self._records,
+            formats=self.formats,
+            result=self.result,
+            lock=self._lock,
+            stopping=self._is_stopping,
+        )
+        # 3. The pool runs _handle on each leased job; _dispatch keeps it fed (see above).
         started = time.monotonic()
         if opts.max_time is not None:
             self._deadline = started + opts.max_time
@@ -432,6 +482,46 @@ class Crawler(JobSteps, RunSession):
         if fatal is not None:
             raise fatal
         return self.result
+
+    def _open_fetcher(self) -> tuple[PageFetcher, Callable[[str], None] | None]:
+        """This run's fetcher (and the transport under it, if it needs one), and the
+        ``deny_private`` check every request passes whatever the fetcher."""
+        opts = self.options
+        resolver = Resolver() if opts.deny_private else None
+        guard = None if resolver is None else PublicOnly(resolver, min(opts.timeout, 10.0))
+        given = self._fetcher_given
+        if _is_fetcher(given):
+            return given, guard  # the caller's: not closed here
+        transport = self._transport
+        if transport is None:
+            transport = make_transport(
+                opts.transport,
+                per_host=opts.per_host,
+                connect_timeout=min(opts.timeout, 10.0),
+                read_timeout=opts.timeout,
+                verify_tls=opts.verify_tls,
+                proxies=opts.proxy_rules(),
+                deny_private=opts.deny_private,
+                resolver=resolver,  # one lookup per host for the check and the connection
+            )
+            self._run_closes.append(transport.close)
+        # Not a fetcher object (returned above): a factory.
+        factory = HTTPFetcher.from_setup if given is None else cast(FetcherFactory, given)
+        fetcher = factory(FetchSetup(opts, transport))
+        self._run_closes.append(fetcher.close)
+        return fetcher, guard
+
+    def _is_stopping(self) -> bool:
+        with self._lock:
+            return self._stopping
+
+    def _close_fetcher(self) -> None:
+        closes, self._run_closes = self._run_closes, []
+        for close in reversed(closes):  # the fetcher, then its transport
+            try:
+                close()
+            except Exception:
+                logger.exception("closing the fetcher failed")
 
     def _join(self) -> None:
         """``pool.join()``; with --max-time, noticed here too, not only when a task ends
@@ -490,10 +580,12 @@ class Crawler(JobSteps, RunSession):
             self.announce(f"{why}: {n} request(s) in flight abandoned; their URLs {fate}")
 
     def _resumable(self) -> bool:
-        return self._store is not None or self.frontier.durable
+        session = self._session
+        return session.resumable if session is not None else self.frontier.durable
 
     def _finish(self, started: float, interrupted: bool) -> None:
-        assert self._pool is not None and self._writer is not None and self._fetcher is not None
+        assert self._pool is not None and self._writer is not None
+        assert self._session is not None
         with self._lock:
             abandoned = self._abandoned
         if not interrupted and not abandoned:
@@ -511,10 +603,39 @@ class Crawler(JobSteps, RunSession):
                 if self._fatal is None:
                     self._fatal = exc
         finally:
-            self._fetcher.close()
+            self._close_fetcher()
             self.frontier.close()
-            if self._store is not None:
-                self._close_run(self._store, interrupted)
+            with self._lock:
+                fatal = self._fatal
+            self._session.close(interrupted, fatal)
+
+    def _progress_state(self) -> ProgressState:
+        """The live view: called by the progress display's thread."""
+        pending = self.frontier.stats().queued
+        with self._lock:
+            r = self.result
+            done = r.pages
+            in_flight = self._in_flight
+            # Active: a request in flight, or waiting on the host's delay for the next.
+            self._prune_waiting(time.monotonic())
+            hosts = len(self._hosts_busy.keys() | self._hosts_waiting.keys())
+            errors = tuple(r.errors.most_common())
+            failed = r.failed
+        total = done + pending + in_flight
+        # This run fetches at most what earlier runs left of max_pages: past that, the
+        # queue is not work left.
+        budget = max(self.options.max_pages - self._earlier_pages, 0)
+        bounded = total >= budget
+        deadline = self._deadline
+        return ProgressState(
+            done=done,
+            total=min(total, budget),
+            failed=failed,
+            note=f"queued {pending}, hosts {hosts}",
+            bounded=bounded,
+            errors=errors,
+            time_left=None if deadline is None else deadline - time.monotonic(),
+        )
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -616,9 +737,10 @@ class Crawler(JobSteps, RunSession):
         """Under the lock, as a job for ``host`` starts: until when the host waits on its
         delay (as the frontier counts it: from the start of the request), for the live
         view's count of active hosts."""
-        delay = self._delays.get(host)  # auto-throttle's, Crawl-delay included
+        assert self._jobs is not None
+        delay = self._jobs.delays.get(host)  # auto-throttle's, Crawl-delay included
         if delay is None:
-            delay = max(self.options.initial_delay, self._crawl_delays.get(host, 0.0))
+            delay = max(self.options.initial_delay, self._jobs.crawl_delays.get(host, 0.0))
         if delay <= 0:
             return
         self._hosts_waiting[host] = now + delay
@@ -655,16 +777,12 @@ class Crawler(JobSteps, RunSession):
                 self._dispatch_wanted = True
             self._dispatch(asked=True)
             return
+        assert self._jobs is not None
         release = Release(Outcome.FAILED)
         commit: Commit | None = None
         try:
             try:
-                if job.kind is JobKind.ROBOTS:
-                    release, commit = self._do_robots(job)
-                elif job.kind is JobKind.SITEMAP:
-                    release, commit = self._do_sitemap(job)
-                else:
-                    release, commit = self._do_page(job)
+                release, commit = self._jobs.do(job)
             except WriterError:
                 raise
             except Exception as exc:  # noqa: BLE001 - logged in _internal_error
@@ -734,9 +852,7 @@ class Crawler(JobSteps, RunSession):
             self.result.pages += 1
             self.result.errors[kind] += 1
             self.result.first_error.setdefault(kind, f"{job.url}: {exc!r}")
-        return Commit(
-            [record], finished=job, state=Outcome.FAILED, outcome="failed", error=str(kind)
-        )
+        return Commit([record], finished=job, state=Outcome.FAILED, page=True, error=str(kind))
 
     def _fail_crawl(self, exc: BaseException) -> None:
         with self._lock:
@@ -748,3 +864,9 @@ class Crawler(JobSteps, RunSession):
             logger.debug("stopping the crawl: %s", exc)
         assert self._pool is not None
         self._pool.cancel()
+
+
+def _is_fetcher(given: object) -> TypeGuard[PageFetcher]:
+    """A fetcher object, not a factory (a class is a factory even though it has the
+    methods a runtime protocol check looks for)."""
+    return given is not None and not isinstance(given, type) and isinstance(given, PageFetcher)

@@ -1,7 +1,17 @@
-"""Fetching: redirects followed one hop at a time (so the crawler can vet each hop),
-over a :class:`~shoal.http.Transport` (the contract and both clients live in
-``shoal.http``). A fetch never raises for a network or protocol problem: it returns a
-:class:`Fetched` whose ``error`` is the :class:`~shoal.http.ErrorKind`.
+"""Fetching: the seam between the crawler and whatever gets a URL's response.
+
+The crawler asks a :class:`PageFetcher` for one URL at a time with a
+:class:`FetchRequest` and gets back a :class:`Fetched`: the response after any redirects,
+or the reason there is none. A fetch never raises for a network or protocol problem:
+``Fetched.error`` is the :class:`~shoal.http.ErrorKind`.
+
+:class:`HTTPFetcher` is the first fetcher: redirects followed one hop at a time over a
+:class:`~shoal.http.Transport` (the contract and both clients live in ``shoal.http``).
+Another fetcher (a browser, for pages that JavaScript builds) plugs in through
+``Crawler(fetcher=...)``. Whatever the fetcher, the crawler keeps the rules: every URL it
+requests beyond the first must pass ``FetchRequest.gate`` (scope, robots.txt, politeness,
+``deny_private``), and the crawler checks the result's redirect chain against what the
+gate let through (see ``_gate.HopGate``).
 """
 
 from __future__ import annotations
@@ -9,20 +19,50 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 from urllib.parse import urljoin
 
 from ..http import ErrorKind, Transport, TransportError
+from ._options import CrawlOptions
 from ._urls import canonicalize
+from .frontier import JobKind
 
-__all__ = ["Fetched", "Fetcher"]
+__all__ = [
+    "FetchRequest",
+    "FetchSetup",
+    "Fetched",
+    "FetcherFactory",
+    "Gate",
+    "HTTPFetcher",
+    "PageFetcher",
+]
 
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
+Gate = Callable[[str], str | None]
+"""A request's gate: ``gate(url)`` before requesting ``url`` (a redirect hop, or anything
+else the fetcher would request on its own): None to go on, or why not (the fetch stops
+there). It may raise :class:`~shoal.TransportError` (kind ``blocked``, for
+``deny_private``): the fetch ends with that error."""
 
-@dataclass(slots=True)
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    """One URL the crawler wants: a page, robots.txt or a sitemap (``kind``)."""
+
+    url: str  # canonical http(s); already in scope and past robots.txt
+    gate: Gate  # every further URL requested for this fetch must pass it first
+    max_bytes: int  # the decoded body's limit
+    truncate: bool = False  # a longer body is cut to max_bytes, not the error too_large
+    kind: JobKind = JobKind.PAGE
+
+
+@dataclass(frozen=True, slots=True)
 class Fetched:
-    """The outcome of one fetch, redirects included."""
+    """The outcome of one fetch, redirects included: the one shape of a response in the
+    crawler (a :class:`~shoal.crawler.Page` is made over it, a WARC record from it).
+    Immutable: what the crawler concludes about it (a retry, a failure) goes elsewhere."""
 
     url: str
     final_url: str
@@ -30,7 +70,7 @@ class Fetched:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     elapsed: float = 0.0
-    redirects: list[str] = field(default_factory=list)
+    redirects: tuple[str, ...] = ()  # URLs requested before final_url
     error: ErrorKind | None = None  # how it failed (a str: records hold its value)
     detail: str = ""  # the human-readable reason behind ``error``
     retry_after: float | None = None
@@ -41,8 +81,41 @@ class Fetched:
         return self.headers.get("content-type", "")
 
 
-class Fetcher:
-    """Thread-safe: one transport (with its connection pools) shared by every worker."""
+@runtime_checkable
+class PageFetcher(Protocol):
+    """What the crawler fetches through. Thread-safe: every worker calls ``fetch`` at once.
+
+    ``fetch`` requests ``request.url`` and returns a :class:`Fetched`; it never raises for
+    a network or protocol problem (an exception is recorded as the page's internal error).
+    Before it requests any other URL for this fetch (a redirect hop, a navigation), it
+    calls ``request.gate(url)`` and stops there unless that returns None; ``Fetched``'s
+    ``redirects`` and ``final_url`` say which URLs it requested, and the crawler refuses a
+    result that went where the gate did not let it. ``close`` ends what the fetcher holds
+    (the crawler calls it at the end of each run it built the fetcher for)."""
+
+    def fetch(self, request: FetchRequest) -> Fetched: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSetup:
+    """What a fetcher factory (``Crawler(fetcher=factory)``) is given at the start of a
+    run: the crawl's options and its HTTP transport (owned by the crawler, which closes
+    it; a browser fetcher sends robots.txt and sitemaps over it)."""
+
+    options: CrawlOptions
+    transport: Transport
+
+
+FetcherFactory = Callable[[FetchSetup], PageFetcher]
+
+
+class HTTPFetcher:
+    """Fetching over a :class:`~shoal.http.Transport`, one redirect hop at a time.
+
+    Thread-safe: one transport (with its connection pools) shared by every worker. The
+    transport is the caller's: ``close`` leaves it open."""
 
     def __init__(
         self,
@@ -50,13 +123,11 @@ class Fetcher:
         *,
         user_agent: str,
         timeout: float = 30.0,
-        max_bytes: int = 10 * 1024 * 1024,
         max_redirects: int = 10,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self._transport = transport  # owned: close() closes it
+        self._transport = transport
         self.timeout = timeout
-        self.max_bytes = max_bytes
         self.max_redirects = max_redirects
         self._headers = {
             "User-Agent": user_agent,
@@ -65,83 +136,97 @@ class Fetcher:
             **(headers or {}),
         }
 
+    @classmethod
+    def from_setup(cls, setup: FetchSetup) -> HTTPFetcher:
+        """The crawler's default fetcher factory."""
+        opts = setup.options
+        return cls(
+            setup.transport,
+            user_agent=opts.user_agent,
+            timeout=opts.timeout,
+            max_redirects=opts.max_redirects,
+        )
+
     def close(self) -> None:
-        self._transport.close()
+        pass  # the transport is closed by whoever made it
 
-    def fetch(
-        self,
-        url: str,
-        follow: Callable[[str], str | None],
-        *,
-        max_bytes: int | None = None,
-        truncate: bool = False,
-    ) -> Fetched:
-        """GET ``url``, following redirects while ``follow(next_url)`` returns a reason-free
-        None; a string return stops at that hop (out of scope, already seen, ...).
-        ``max_bytes`` overrides the fetcher's for this fetch; ``truncate``: a longer body
-        is cut to it (``Fetched.truncated``) rather than being the error ``too_large``.
+    def fetch(self, request: FetchRequest) -> Fetched:
+        """GET ``request.url``, following redirects while the gate returns None; a
+        string return stops at that hop (out of scope, already seen, ...), a
+        TransportError ends the fetch with its kind.
 
-        ``follow`` is required: every hop is a request, and every request passes a gate
-        (see ``_gate``). Only canonical http(s) targets reach it: a Location of another
-        scheme is the error ``bad_redirect``."""
+        Only canonical http(s) targets reach the gate: a Location of another scheme is the
+        error ``bad_redirect``."""
+        url, follow = request.url, request.gate
         started = time.monotonic()
-        result = Fetched(url=url, final_url=url)
-        current = url
-        limit = self.max_bytes if max_bytes is None else max_bytes
+        deadline = started + self.timeout
+        redirects: list[str] = []
+        current = final = url
+        status: int | None = None
+        headers: Mapping[str, str] = {}
+        body = b""
+        error: ErrorKind | None = None
+        detail = ""
+        retry_after: float | None = None
+        truncated = False
         for _hop in range(self.max_redirects + 1):
-            self._get(current, result, started, limit, truncate)
-            if result.error is not None or result.status not in REDIRECT_STATUSES:
+            final, body = current, b""
+            try:
+                response = self._transport.get(
+                    current,
+                    self._headers,
+                    max_bytes=request.max_bytes,
+                    deadline=deadline,
+                    truncate=request.truncate,
+                )
+            except TransportError as exc:
+                error, detail = exc.kind, exc.detail
                 break
-            location = result.headers.get("location")
+            status, headers, body = response.status, response.headers, response.body
+            retry_after = _retry_after(headers.get("retry-after"))
+            truncated = response.truncated
+            if status not in REDIRECT_STATUSES:
+                break
+            location = headers.get("location")
             if not location:
                 break
             try:
                 target = canonicalize(urljoin(current, location))
             except ValueError as exc:
                 shown = location if len(location) <= 200 else location[:200] + "..."
-                result.error, result.detail = (
-                    ErrorKind.BAD_REDIRECT,
-                    f"bad Location {shown!r}: {exc}",
-                )
+                error, detail = ErrorKind.BAD_REDIRECT, f"bad Location {shown!r}: {exc}"
                 break
-            if target in (current, url) or target in result.redirects:
-                result.error, result.detail = ErrorKind.REDIRECT_LOOP, f"redirect loop at {target}"
+            if target in (current, url) or target in redirects:
+                error, detail = ErrorKind.REDIRECT_LOOP, f"redirect loop at {target}"
                 break
-            stop = follow(target)
+            try:
+                stop = follow(target)
+            except TransportError as exc:  # deny_private: the hop may not be requested
+                redirects.append(current)
+                final, body = target, b""  # as a transport's refusal of that hop
+                error, detail = exc.kind, exc.detail
+                break
             if stop is not None:
-                result.detail = stop
-                result.final_url = target
+                detail, final = stop, target
                 break
-            result.redirects.append(current)
-            current = target
-            result.final_url = target
+            redirects.append(current)
+            current = final = target
         else:
-            result.error = ErrorKind.TOO_MANY_REDIRECTS
-            result.detail = f"more than {self.max_redirects} redirects"
-        result.elapsed = time.monotonic() - started
-        return result
-
-    def _get(
-        self, url: str, result: Fetched, started: float, max_bytes: int, truncate: bool
-    ) -> None:
-        result.final_url = url
-        result.body = b""
-        try:
-            response = self._transport.get(
-                url,
-                self._headers,
-                max_bytes=max_bytes,
-                deadline=started + self.timeout,
-                truncate=truncate,
-            )
-        except TransportError as exc:
-            result.error, result.detail = exc.kind, exc.detail
-            return
-        result.status = response.status
-        result.headers = response.headers
-        result.retry_after = _retry_after(response.headers.get("retry-after"))
-        result.body = response.body
-        result.truncated = response.truncated
+            error = ErrorKind.TOO_MANY_REDIRECTS
+            detail = f"more than {self.max_redirects} redirects"
+        return Fetched(
+            url,
+            final,
+            status,
+            headers,
+            body,
+            time.monotonic() - started,
+            tuple(redirects),
+            error,
+            detail,
+            retry_after,
+            truncated,
+        )
 
 
 def _retry_after(value: str | None) -> float | None:

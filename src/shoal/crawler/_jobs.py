@@ -1,4 +1,4 @@
-"""What a worker does with one lease: robots.txt, a sitemap, or a page.
+"""What a worker does with one lease (:class:`Jobs`): robots.txt, a sitemap, or a page.
 
 Each ``do_*`` returns the :class:`Release` for the frontier and the :class:`Commit` for
 the writer (None: nothing to write); the caller releases first and then hands the
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from .._errors import UsageError
-from ..http import ErrorKind
+from ..http import ErrorKind, TransportError
 from ..runtime._retry import RetryPolicy
-from ._fetch import Fetched, Fetcher
-from ._gate import robots_gate, sitemap_gate
+from ._fetch import Fetched, FetchRequest, Gate, PageFetcher
+from ._gate import HopGate, robots_gate, sitemap_gate
 from ._kinds import CrawlErrorKind, http_error
 from ._options import CrawlOptions
 from ._page import Page, product_token
@@ -37,6 +37,17 @@ _RETRYABLE_ERRORS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION})
 _MAX_BACKOFF = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """What a response became: its records and the URLs to follow."""
+
+    fetched: Fetched  # the response; its ``detail`` says why, if building it failed
+    records: list[dict[str, object]]
+    follow: list[str]
+    error: str | None  # the error kind, if the response is a failure
+    failed_by: str | None  # what the page counts as failed by (a callback's too)
+
+
 @dataclass(slots=True)
 class _Classified:
     """What the response means for the frontier, before any page is built."""
@@ -46,33 +57,95 @@ class _Classified:
     too_long: bool  # Retry-After beyond what a crawl waits: recorded, host held
 
 
-class JobSteps:
-    """The job handlers; :class:`~shoal.crawler.Crawler` owns the state they share."""
+class Jobs:
+    """What a worker does with one lease, for one run of a crawl. Built by
+    :meth:`Crawler.run` once the run's frontier and fetcher are known; it shares the
+    crawl's lock and result with the crawler (the totals it counts into).
 
-    options: CrawlOptions
-    scope: Scope
-    frontier: Frontier
-    formats: list[str]
-    result: CrawlResult
-    _lock: threading.Lock
-    _records: Records
-    _robots: dict[str, RobotsRules]
-    _delays: dict[str, float]
-    _crawl_delays: dict[str, float]
-    _sitemaps_queued: int
-    _sitemap_pages: int
-    _stopping: bool
-    _fetcher: Fetcher | None
+    ``delays`` (auto-throttle's delay per host) and ``crawl_delays`` (robots.txt's) are
+    read by the crawler's live view, under the lock."""
+
+    def __init__(
+        self,
+        options: CrawlOptions,
+        *,
+        scope: Scope,
+        frontier: Frontier,
+        fetcher: PageFetcher,
+        guard: Callable[[str], None] | None,
+        records: Records,
+        formats: list[str],
+        result: CrawlResult,
+        lock: threading.Lock,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.options = options
+        self.scope = scope
+        self.frontier = frontier
+        self._fetcher = fetcher
+        self._guard = guard  # deny_private, when asked for
+        self._records = records
+        self.formats = formats
+        self.result = result
+        self._lock = lock
+        self._stopping = stopping  # the crawl is stopping: no more retries
+        self._robots: dict[str, RobotsRules] = {}
+        self.delays: dict[str, float] = {}  # auto-throttle's current delay per host
+        self.crawl_delays: dict[str, float] = {}  # robots.txt Crawl-delay, where given
+        self._sitemaps_queued = 0
+        self._sitemap_pages = 0
+        self._robots_agent = product_token(options.user_agent)
+
+    def do(self, job: Lease) -> tuple[Release, Commit | None]:
+        """The job's release for the frontier and its commit for the writer."""
+        if job.kind is JobKind.ROBOTS:
+            return self._do_robots(job)
+        if job.kind is JobKind.SITEMAP:
+            return self._do_sitemap(job)
+        return self._do_page(job)
+
+    # -- fetching ------------------------------------------------------------------------
+
+    def _fetch(
+        self,
+        url: str,
+        gate: Gate,
+        kind: JobKind,
+        *,
+        max_bytes: int | None = None,
+        truncate: bool = False,
+    ) -> Fetched:
+        """Fetch through the crawl's fetcher, the gate kept whatever the fetcher: the
+        first URL and every hop pass ``deny_private`` here, every hop the request's
+        ``gate``, and a result that went where the gate did not let it is refused."""
+        guard = self._guard
+        if guard is not None:
+            try:
+                guard(url)
+            except TransportError as exc:
+                return Fetched(url, url, error=exc.kind, detail=exc.detail)
+        hops = HopGate(gate, guard)
+        limit = self.options.max_bytes if max_bytes is None else max_bytes
+        fetched = self._fetcher.fetch(FetchRequest(url, hops, limit, truncate, kind))
+        stray = hops.stray(url, fetched)
+        if stray is None:
+            return fetched
+        logger.warning("%s: the fetcher requested %s without the crawl's gate", url, stray)
+        return Fetched(
+            url,
+            stray,
+            error=ErrorKind.BLOCKED,
+            detail=f"the fetcher requested {stray} without passing the crawl's gate",
+        )
 
     # -- robots.txt ----------------------------------------------------------------------
 
     def _do_robots(self, job: Lease) -> tuple[Release, Commit | None]:
-        assert self._fetcher is not None
         fetched: Fetched | None = None
         try:
             # Its own size limit, not --max-bytes: see MAX_ROBOTS_BYTES.
-            fetched = self._fetcher.fetch(
-                job.url, robots_gate(), max_bytes=MAX_ROBOTS_BYTES, truncate=True
+            fetched = self._fetch(
+                job.url, robots_gate(), job.kind, max_bytes=MAX_ROBOTS_BYTES, truncate=True
             )
             rules = RobotsRules.from_fetch(fetched)
         except Exception as exc:
@@ -103,7 +176,7 @@ class JobSteps:
         policy = rules.policy(self.options.user_agent)
         if policy.crawl_delay:
             with self._lock:  # for the live view's count of hosts waiting on a delay
-                self._crawl_delays[job.host] = policy.crawl_delay
+                self.crawl_delays[job.host] = policy.crawl_delay
         commit = None
         if "warc" in self.formats and fetched is not None and fetched.status is not None:
             commit = Commit(exchange=fetched)  # wget archives robots.txt too
@@ -161,8 +234,7 @@ class JobSteps:
             logger.info("sitemap cap (%d) reached: %d skipped", self.options.max_sitemaps, skipped)
 
     def _do_sitemap(self, job: Lease) -> tuple[Release, Commit | None]:
-        assert self._fetcher is not None
-        fetched = self._fetcher.fetch(job.url, sitemap_gate(self.scope, self._count_off_scope))
+        fetched = self._fetch(job.url, sitemap_gate(self.scope, self._count_off_scope), job.kind)
         if fetched.error is not None or fetched.status != 200:
             logger.info(
                 "sitemap %s: %s", job.url, fetched.error or fetched.detail or fetched.status
@@ -210,27 +282,27 @@ class JobSteps:
             release = Release(Outcome.RETRY, verdict.retry_in, verdict.hold_for)
             # A hold must reach the state file: an empty commit carries it there.
             return release, (Commit() if verdict.hold_for is not None else None)
-        records, follow, error, failed_by = self._build(job, fetched, verdict)
-        counted = self._count(job, fetched, failed_by, rules)
+        built = self._build(job, fetched, verdict)
+        fetched = built.fetched  # with the failure's detail, if building it failed
+        self._count(job, fetched, built.failed_by, rules)
         if logger.isEnabledFor(logging.INFO):  # -v: one line per URL, never under the lock
-            logger.info("%s", _page_line(job.url, fetched.status, error, fetched))
-        outcome = Outcome.FAILED if error is not None else Outcome.DONE
+            logger.info("%s", _page_line(job.url, fetched.status, built.error, fetched))
+        outcome = Outcome.FAILED if built.error is not None else Outcome.DONE
         commit = Commit(
-            records,
+            built.records,
             finished=job,
             state=outcome,
             status=fetched.status,
             exchange=fetched if "warc" in self.formats else None,
-            outcome=counted,
-            error=failed_by,
+            page=True,
+            error=built.failed_by,
             nbytes=len(fetched.body),
         )
-        links = self._links(job, follow) if follow else ()
+        links = self._links(job, built.follow) if built.follow else ()
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
 
     def _fetch_page(self, job: Lease, rules: RobotsRules | None) -> Fetched:
-        assert self._fetcher is not None
-        return self._fetcher.fetch(job.url, follow=_Redirects(self, job, rules))
+        return self._fetch(job.url, _Redirects(self, job, rules), job.kind)
 
     def _classify(self, job: Lease, fetched: Fetched) -> _Classified:
         status = fetched.status
@@ -240,8 +312,7 @@ class JobSteps:
         asked = fetched.retry_after if fetched.error is None else None
         # A pause longer than a crawl waits: record it rather than hold and then drop it.
         too_long = asked is not None and asked > MAX_HOLD and status in _RETRYABLE_STATUS
-        with self._lock:
-            stopping = self._stopping
+        stopping = self._stopping()
         if retryable and not too_long and job.attempt <= self.options.retries and not stopping:
             wait = asked if asked is not None else backoff(self.options.retry_backoff, job.attempt)
             return _Classified(wait, asked, False)
@@ -255,31 +326,24 @@ class JobSteps:
         hold = asked if status in (429, 503) and asked is not None else None
         return _Classified(None, hold, False)
 
-    def _build(
-        self, job: Lease, fetched: Fetched, verdict: _Classified
-    ) -> tuple[list[dict[str, object]], list[str], str | None, str | None]:
-        """The page and its records: (records, URLs to follow, error kind, what the page
-        counts as failed by, if anything)."""
+    def _build(self, job: Lease, fetched: Fetched, verdict: _Classified) -> _Built:
+        """The page over the response, and its records."""
         page: Page | None = None
         status = fetched.status
         error: str | None = fetched.error
         if verdict.too_long:
-            error, fetched.detail = CrawlErrorKind.RETRY_AFTER, _retry_after_detail(fetched)
+            error = CrawlErrorKind.RETRY_AFTER
+            fetched = replace(fetched, detail=_retry_after_detail(fetched))
         elif error is None and status is not None:
             if not 200 <= status < 400:
                 error = http_error(status)
             elif 200 <= status < 300:
-                page = Page(
-                    url=job.url,
-                    final_url=fetched.final_url,
-                    status=status,
-                    headers=fetched.headers,
-                    body=fetched.body,
+                page = Page.over(
+                    fetched,
                     depth=job.depth,
                     referrer=job.referrer,
-                    elapsed=fetched.elapsed,
                     max_links=self.options.max_links_per_page,
-                    robots_agent=product_token(self.options.user_agent),
+                    robots_agent=self._robots_agent,
                 )
         try:
             records, follow, callback_failed = self._records.build(job, fetched, page, error)
@@ -289,13 +353,16 @@ class JobSteps:
                 follow = []
         except Exception as exc:
             logger.exception("processing %s failed", job.url)
-            error, fetched.detail = CrawlErrorKind.PROCESSING, repr(exc)
+            error = CrawlErrorKind.PROCESSING
+            fetched = replace(fetched, detail=repr(exc))
             records, follow, callback_failed = self._records.build(job, fetched, None, error)
         del follow[self.options.max_links_per_page :]  # the callback's own URLs count too
         if page is not None and page._refused is not None and page._refused.count:
             self._count_refused(job, page)
         failed_by = error or (CrawlErrorKind.CALLBACK if callback_failed else None)
-        return records, follow, error, (None if failed_by is None else str(failed_by))
+        return _Built(
+            fetched, records, follow, error, None if failed_by is None else str(failed_by)
+        )
 
     def _count(
         self,
@@ -303,21 +370,15 @@ class JobSteps:
         fetched: Fetched,
         failed_by: str | None,
         rules: RobotsRules | None,
-    ) -> str:
-        """Add the page to the totals; what it counts as (each page counts once:
-        ok + redirects + failed = pages)."""
+    ) -> None:
+        """Add the page to the totals (each page counts once: ok + redirects + failed =
+        pages; ``Commit.counts_as`` says the same for the state file's totals)."""
         status = fetched.status
         # The frontier takes what the throttle sets as the host's delay, Crawl-delay or not:
         # parsed here, outside the lock.
         floor = 0.0
         if self.options.auto_throttle and rules is not None:
             floor = rules.crawl_delay(self.options.user_agent) or 0.0
-        if failed_by is not None:
-            counted = "failed"
-        elif status is not None and 300 <= status < 400:
-            counted = "redirect"  # a redirect not followed (off-host, seen, ...)
-        else:
-            counted = "ok"
         with self._lock:
             r = self.result
             r.pages += 1
@@ -328,8 +389,8 @@ class JobSteps:
                 r.first_error.setdefault(
                     failed_by, f"{job.url}: {fetched.detail}" if fetched.detail else job.url
                 )
-            elif counted == "redirect":
-                r.redirects += 1
+            elif status is not None and 300 <= status < 400:
+                r.redirects += 1  # a redirect not followed (off-host, seen, ...)
             else:
                 r.ok += 1
             delay = None
@@ -337,7 +398,6 @@ class JobSteps:
                 delay = self._throttle(job.host, fetched, status, floor)
         if delay is not None:
             self.frontier.set_delay(job.host, delay)
-        return counted
 
     def _links(self, job: Lease, follow: Sequence[str]) -> tuple[Candidate, ...]:
         """The page's in-scope links, for the frontier with the page's release."""
@@ -357,8 +417,7 @@ class JobSteps:
             r = self.result
             r.pages += 1
             r.errors[rules.error] += 1  # the cause is told once, in the summary's notes
-        commit = Commit([record], finished=job, state=Outcome.DEFER)
-        commit.outcome, commit.error = "failed", rules.error
+        commit = Commit([record], finished=job, state=Outcome.DEFER, page=True, error=rules.error)
         return Release(Outcome.FAILED), commit
 
     def _count_refused(self, job: Lease, page: Page) -> None:
@@ -382,17 +441,10 @@ class JobSteps:
             self.result.out_of_scope_redirects += 1
 
     def _throttle(self, host: str, fetched: Fetched, status: int, floor: float) -> float:
-        """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight
-        (under the lock); the host's new delay, never under --delay nor ``floor`` (the
-        host's robots.txt Crawl-delay, which wins if larger)."""
-        opts = self.options
-        current = self._delays.get(host, opts.initial_delay)
-        target = fetched.elapsed / opts.throttle_target
-        new = (current + target) / 2
-        if status != 200 and new < current:
-            new = current  # errors must never speed a crawl up
-        new = min(max(new, opts.delay, floor), 60.0)
-        self._delays[host] = new
+        """Under the lock: the host's new auto-throttle delay (see ``throttled``)."""
+        current = self.delays.get(host, self.options.initial_delay)
+        new = throttled(self.options, current, fetched.elapsed, status, floor)
+        self.delays[host] = new
         return new
 
 
@@ -400,7 +452,7 @@ class _Redirects:
     """The fetcher's redirect vetter for one page lease: None to follow a hop in place,
     or why not."""
 
-    def __init__(self, steps: JobSteps, job: Lease, rules: RobotsRules | None) -> None:
+    def __init__(self, steps: Jobs, job: Lease, rules: RobotsRules | None) -> None:
         self.steps = steps
         self.job = job
         self.rules = rules
@@ -423,6 +475,19 @@ class _Redirects:
         if not steps.frontier.claim(job, target):
             return "redirect to an already-seen URL"
         return None
+
+
+def throttled(
+    opts: CrawlOptions, current: float, elapsed: float, status: int, floor: float
+) -> float:
+    """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight; the
+    host's new delay after a response that took ``elapsed`` seconds, never under --delay
+    nor ``floor`` (the host's robots.txt Crawl-delay, which wins if larger)."""
+    target = elapsed / opts.throttle_target
+    new = (current + target) / 2
+    if status != 200 and new < current:
+        new = current  # errors must never speed a crawl up
+    return min(max(new, opts.delay, floor), 60.0)
 
 
 def backoff(base: float, attempt: int) -> float:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from ._fetch import Fetched
 from ._html import ParsedHTML, bounded, decode_body, is_html, parse_html
 from ._urls import LinkResolver, Refused, join_url
 
@@ -64,6 +65,10 @@ def robots_directives(
 class Page:
     """A fetched URL. ``text``, ``links`` and selectors are computed on first use.
 
+    A page is made over the fetch's one immutable response (``response``, a
+    :class:`~shoal.crawler.Fetched`: its redirects are there too); ``url``, ``final_url``,
+    ``status``, ``headers``, ``body`` and ``elapsed`` are read from it, not copied.
+
     A Page belongs to the worker thread that made it, so the lazy attributes need no
     lock. (functools.cached_property would take one class-wide lock on Python 3.11,
     serializing every page's parse across all workers.)
@@ -78,16 +83,11 @@ class Page:
         "_links",
         "_refused",
         "_selector",
-        "body",
         "depth",
-        "elapsed",
-        "final_url",
-        "headers",
         "max_links",
         "referrer",
+        "response",
         "robots_agent",
-        "status",
-        "url",
     )
 
     def __init__(
@@ -104,14 +104,40 @@ class Page:
         max_links: int | None = None,
         robots_agent: str = "shoal",
     ) -> None:
-        self.url = url
-        self.final_url = final_url
-        self.status = status
-        self.headers = headers
-        self.body = body
+        self._start(
+            Fetched(url, final_url, status, headers, body, elapsed),
+            depth,
+            referrer,
+            max_links,
+            robots_agent,
+        )
+
+    @classmethod
+    def over(
+        cls,
+        response: Fetched,
+        *,
+        depth: int,
+        referrer: str | None,
+        max_links: int | None = None,
+        robots_agent: str = "shoal",
+    ) -> Page:
+        """The page of a successful fetch (``response.status`` is set)."""
+        page = cls.__new__(cls)
+        page._start(response, depth, referrer, max_links, robots_agent)
+        return page
+
+    def _start(
+        self,
+        response: Fetched,
+        depth: int,
+        referrer: str | None,
+        max_links: int | None,
+        robots_agent: str,
+    ) -> None:
+        self.response = response
         self.depth = depth
         self.referrer = referrer
-        self.elapsed = elapsed
         self.max_links = max_links
         self.robots_agent = robots_agent
         self._is_html: bool | None = None
@@ -122,6 +148,36 @@ class Page:
         self._links: list[str] | None = None
         self._refused: Refused | None = None  # made with links (see refused_links)
         self._selector: Selector | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL the crawler asked for."""
+        return self.response.url
+
+    @property
+    def final_url(self) -> str:
+        """Where the response came from, after redirects."""
+        return self.response.final_url
+
+    @property
+    def status(self) -> int:
+        """The HTTP status (2xx: pages are made for successful responses)."""
+        return cast(int, self.response.status)  # a page is made only for a response
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Response headers, names lower-cased."""
+        return self.response.headers
+
+    @property
+    def body(self) -> bytes:
+        """The body, decoded from its Content-Encoding (at most ``max_bytes``)."""
+        return self.response.body
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds the fetch took, redirects included."""
+        return self.response.elapsed
 
     @property
     def content_type(self) -> str:

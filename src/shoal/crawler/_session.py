@@ -1,10 +1,8 @@
-"""One run's bookkeeping around the dispatch loop: opening the output and the state file
-(resuming both where the last run left off), the live progress view, and recording how
-the run ended.
+"""One run's outputs and state file around the dispatch loop: opening them (resuming
+both where the last run left off) and recording how the run ended.
 
-Kept apart from ``_crawler`` (the dispatch loop and the task handler) so that each stays
-readable; like :class:`~shoal.crawler._jobs.JobSteps`, :class:`RunSession` is a mixin
-whose state is owned by :class:`~shoal.crawler.Crawler`.
+:class:`~shoal.crawler.Crawler` builds one :class:`RunSession` per run and hands it what
+it needs; the session knows nothing of dispatch or fetching.
 """
 
 from __future__ import annotations
@@ -12,16 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-import threading
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .._errors import StateError
-from ..runtime import ProgressState, Writer
+from ..runtime import Writer
 from ..state import StateStore
 from ._options import CrawlOptions
-from ._records import Records
 from ._stats import CrawlResult
 from .frontier import Frontier, SqliteFrontier
 from .output import CrawlSink, Output, OutputFile, claim_output, is_stream_path, open_output
@@ -36,39 +30,43 @@ _OUTPUT_LINGER = 0.01
 
 
 class RunSession:
-    """Opening and closing one run; :class:`~shoal.crawler.Crawler` owns the state."""
+    """One run's outputs and state file: claimed and opened before the first fetch (each
+    output resumed at the offset the state committed), and the run's end recorded after
+    the last write. Built by :meth:`Crawler.run` with what it needs; after :meth:`open`,
+    ``frontier`` is the run's frontier (a SQLite one over the state file unless one was
+    given) and ``store`` the state file (None: no state file)."""
 
-    options: CrawlOptions
-    frontier: Frontier
-    formats: list[str]
-    result: CrawlResult
-    state_path: str | None
-    announce: Callable[[str], None]
-    _lock: threading.Lock
-    _records: Records
-    _given_frontier: Frontier | None
-    _store: StateStore | None
-    _in_flight: int
-    _taken: int  # first tries of pages and sitemaps, earlier runs' pages included
-    _earlier_pages: int  # pages committed by earlier runs of this crawl
-    _hosts_busy: dict[str, int]
-    _hosts_waiting: dict[str, float]
-    _deadline: float | None
-    _fatal: BaseException | None
+    def __init__(
+        self,
+        options: CrawlOptions,
+        *,
+        formats: list[str],
+        state_path: str | None,
+        frontier: Frontier,
+        given_frontier: Frontier | None,
+        result: CrawlResult,
+        announce: Callable[[str], None],
+    ) -> None:
+        self.options = options
+        self.formats = formats
+        self.state_path = state_path
+        self.frontier = frontier
+        self._given_frontier = given_frontier
+        self.result = result
+        self.announce = announce
+        self.store: StateStore | None = None
+        self.earlier_pages = 0  # pages committed by earlier runs of this crawl
 
-    if TYPE_CHECKING:
-        # Crawler's public members; declared for the type checker only, so that at run
-        # time the lookup reaches Crawler's own (a subclass's override still wins).
-        @property
-        def record_fields(self) -> list[str]: ...
+    @property
+    def resumable(self) -> bool:
+        return self.store is not None or self.frontier.durable
 
-        def identity(self) -> dict[str, object]: ...
-
-        def _prune_waiting(self, now: float) -> None: ...
-
-    def _open_outputs(self) -> Writer:
+    def open(
+        self, identity: dict[str, object], fields: list[str], *, header_from_first_record: bool
+    ) -> Writer:
         """Claim and lock every output, open the state, and open each output at its
-        committed offset; on any failure, leave nothing behind that this call created."""
+        committed offset; on any failure, leave nothing behind that this call created.
+        The writer thread's sink writes to them."""
         opts = self.options
         paths = opts.output_paths()
         resume_at: list[int | None] = [None] * len(paths)
@@ -97,24 +95,23 @@ class RunSession:
                 if shared_known and claims[0] is not None:
                     self._announce_shared_resume(claims[0].path, claims[0].size(), shared_offset)
             if self.state_path is not None:
-                self._store = StateStore.open(
+                self.store = StateStore.open(
                     self.state_path,
-                    self.identity(),
+                    identity,
                     fresh=opts.fresh,
                     replace_foreign=opts.fresh and opts.overwrite,
                     announce=self.announce,
                 )
-            if self._store is not None:
-                fresh = self._store.created
+            if self.store is not None:
+                fresh = self.store.created
                 if not fresh:
-                    resume_at = list(self._store.output_offsets())
+                    resume_at = list(self.store.output_offsets())
                     # --max-pages is the crawl's: earlier runs' pages count against it.
-                    self._earlier_pages = int(self._store.totals()["totals"]["pages"])
-                    self._taken = self._earlier_pages
-                    self._announce_resume(self._store)
+                    self.earlier_pages = int(self.store.totals()["totals"]["pages"])
+                    self._announce_resume(self.store)
                 if self._given_frontier is None:
                     self.frontier = SqliteFrontier(
-                        self._store,
+                        self.store,
                         per_host=opts.per_host,
                         delay=opts.initial_delay,
                         robots=opts.robots,
@@ -125,23 +122,23 @@ class RunSession:
                     open_output(
                         claim,
                         fmt,
-                        self.record_fields,
+                        fields,
                         user_agent=opts.user_agent,
                         resume_at=at,
                         fresh=fresh,
-                        header_from_first_record=self._records.on_page is not None,
+                        header_from_first_record=header_from_first_record,
                     )
                 )
-            if self._store is not None:
-                self._store.start_run()
+            if self.store is not None:
+                self.store.start_run()
         except BaseException:
             # Leave nothing behind: no state, lock or output file this call created.
             for output in outputs:
                 with contextlib.suppress(Exception):  # the first failure is what is raised
                     output.close()
-            if self._store is not None:
-                self._store.discard()
-                self._store = None
+            if self.store is not None:
+                self.store.discard()
+                self.store = None
             for claim in claims:
                 if claim is not None:
                     claim.abandon()
@@ -151,11 +148,7 @@ class RunSession:
         # A short queue: what waits in it at a crash is fetched again on resume, so the
         # backlog is kept to two commits per worker (workers wait if the output lags).
         return Writer(
-            sink=CrawlSink(
-                outputs,
-                self.frontier,
-                durable=self._store is not None or self.frontier.durable,
-            ),
+            sink=CrawlSink(outputs, self.frontier, durable=self.resumable),
             name="shoal-output",
             maxsize=2 * opts.concurrency,
             linger=_OUTPUT_LINGER,
@@ -197,22 +190,24 @@ class RunSession:
             self.announce(
                 f"already complete: {done} pages (use --fresh to crawl again; it deletes {what})"
             )
-        elif self._earlier_pages >= self.options.max_pages:
+        elif self.earlier_pages >= self.options.max_pages:
             # Nothing to fetch in this run: said as a limit, not as a crawl that failed.
             self.result.stopped_by = "max_pages"
             self.announce(
-                f"page limit reached: earlier runs fetched {self._earlier_pages} pages "
+                f"page limit reached: earlier runs fetched {self.earlier_pages} pages "
                 f"(--max-pages {self.options.max_pages}); {queued} URL(s) stay queued: "
                 "a larger --max-pages continues the crawl"
             )
         else:
             self.announce(f"resuming: {done} done, {queued} queued (state: {self.state_path})")
 
-    def _close_run(self, store: StateStore, interrupted: bool) -> None:
-        """Record how this run ended and read the totals over all runs, then close."""
+    def close(self, interrupted: bool, fatal: BaseException | None) -> None:
+        """Record how this run ended and read the totals over all runs, then close the
+        state file (the outputs are closed by the writer)."""
+        store = self.store
+        if store is None:
+            return
         r = self.result
-        with self._lock:
-            fatal = self._fatal
         if interrupted:
             outcome = "interrupted"
         elif fatal is not None:
@@ -230,33 +225,6 @@ class RunSession:
             logger.warning("could not record the end of this run: %s", exc)
         finally:
             store.close()
-
-    def _progress_state(self) -> ProgressState:
-        pending = self.frontier.stats().queued
-        with self._lock:
-            r = self.result
-            done = r.pages
-            in_flight = self._in_flight
-            # Active: a request in flight, or waiting on the host's delay for the next.
-            self._prune_waiting(time.monotonic())
-            hosts = len(self._hosts_busy.keys() | self._hosts_waiting.keys())
-            errors = tuple(r.errors.most_common())
-            failed = r.failed
-        total = done + pending + in_flight
-        # This run fetches at most what earlier runs left of max_pages: past that, the
-        # queue is not work left.
-        budget = max(self.options.max_pages - self._earlier_pages, 0)
-        bounded = total >= budget
-        deadline = self._deadline
-        return ProgressState(
-            done=done,
-            total=min(total, budget),
-            failed=failed,
-            note=f"queued {pending}, hosts {hosts}",
-            bounded=bounded,
-            errors=errors,
-            time_left=None if deadline is None else deadline - time.monotonic(),
-        )
 
 
 def progress_enabled(progress: bool | None, output: str | None) -> bool | None:

@@ -3,6 +3,7 @@
 
     _transport  the contract: Transport, Response, TransportError, ErrorKind
     _factory    transport names (TRANSPORTS) and make_transport
+    _mock       MockTransport: responses from a function, for tests (no server)
     _client     shoal's own HTTP/1.1 client: keep-alive pool, timeouts, proxies, deny_private
     _response   reading one response: llhttp framing, bounded decoding
     _dns        bounded, cached name resolution; which addresses are public
@@ -20,7 +21,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._dns import Resolver, is_public_address
 from ._factory import TRANSPORTS, make_transport
+from ._mock import MockTransport, Request
 from ._proxy import Proxy, ProxyRules
 from ._transport import ErrorKind, Response, Transport, TransportError
 
@@ -31,11 +34,15 @@ __all__ = [
     "TRANSPORTS",
     "ErrorKind",
     "HTTPClient",
+    "MockTransport",
     "Proxy",
     "ProxyRules",
+    "Request",
+    "Resolver",
     "Response",
     "Transport",
     "TransportError",
+    "is_public_address",
     "make_transport",
 ]
 

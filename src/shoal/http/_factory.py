@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ._transport import Transport
 
 if TYPE_CHECKING:
+    from ._dns import Resolver
     from ._proxy import ProxyRules
 
 __all__ = ["TRANSPORTS", "make_transport"]
@@ -26,11 +27,16 @@ def make_transport(
     verify_tls: bool = True,
     proxies: ProxyRules | None = None,
     deny_private: bool = False,
+    resolver: Resolver | None = None,
 ) -> Transport:
     """Build the transport called ``name`` (one of :data:`TRANSPORTS`).
 
     The urllib3 adapter is imported only when asked for, so urllib3 loads only then.
-    ValueError for an unknown name, or for options the urllib3 adapter cannot honour."""
+    ``resolver``: the name lookups (and their cache) to share with the caller, e.g. the
+    crawler's own ``deny_private`` check (native client only).
+    ValueError for an unknown name, or for options the urllib3 adapter cannot honour.
+    (A transport object, e.g. :class:`~shoal.http.MockTransport`, is given to
+    ``Crawler(transport=...)`` directly; names are for the command line.)"""
     if name == "native":
         from ._client import HTTPClient
 
@@ -41,6 +47,7 @@ def make_transport(
             verify_tls=verify_tls,
             proxies=proxies,
             deny_private=deny_private,
+            resolver=resolver,
         )
     if name == "urllib3":
         if proxies is not None or deny_private:

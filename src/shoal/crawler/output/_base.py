@@ -66,14 +66,14 @@ class Exchange(Protocol):
     @property
     def body(self) -> bytes: ...
     @property
-    def redirects(self) -> list[str]: ...
+    def redirects(self) -> Sequence[str]: ...
     @property
     def error(self) -> str | None: ...
     @property
     def truncated(self) -> bool: ...  # the body is only the start of the response's
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Commit:
     """Everything one finished task changes, applied by the writer thread: its records
     go to the output, then the frontier commits the lease with the output position."""
@@ -83,11 +83,23 @@ class Commit:
     state: Outcome = Outcome.DONE  # what the lease ends as: DONE, FAILED or DEFER
     status: int | None = None
     exchange: Exchange | None = None  # the raw response, for WARC
-    # What the URL counts as in the run's totals: "ok", "redirect" or "failed" (None: no
-    # page, e.g. a robots.txt fetch); ``error`` is the failure's kind.
-    outcome: str | None = None
+    # A page for the run's totals (not a robots.txt fetch, nor a URL robots.txt denies):
+    # it counts as failed if ``error`` (the failure's kind) is set, else as a redirect
+    # for a 3xx status (one not followed), else ok.
+    page: bool = False
     error: str | None = None
     nbytes: int = 0
+
+    @property
+    def counts_as(self) -> str | None:
+        """``ok``, ``redirect`` or ``failed`` for a page; None for anything else."""
+        if not self.page:
+            return None
+        if self.error is not None:
+            return "failed"
+        if self.status is not None and 300 <= self.status < 400:
+            return "redirect"
+        return "ok"
 
 
 class Output(Protocol):
@@ -177,12 +189,13 @@ class CrawlSink:
             output.flush()
         counts = RunCounts(errors={})
         for c in commits:
-            if c.outcome is not None:
+            counted = c.counts_as
+            if counted is not None:
                 counts.pages += 1
                 counts.bytes += c.nbytes
-                if c.outcome == "ok":
+                if counted == "ok":
                     counts.ok += 1
-                elif c.outcome == "redirect":
+                elif counted == "redirect":
                     counts.redirects += 1
                 else:
                     counts.failed += 1

@@ -1,0 +1,388 @@
+"""The fetcher seam (#21): a fake transport and a fake fetcher plug into ``Crawler``
+without touching its code, and neither can take a request past the crawl's gate.
+
+The sites here live in memory (``MockTransport`` handlers and a dict-backed fetcher): no
+server, no socket. Hosts are public IP literals (documentation and well-known public
+addresses, never contacted), so ``deny_private`` can be told apart from them without DNS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shoal import UsageError
+from shoal.crawler import (
+    Crawler,
+    Fetched,
+    FetchRequest,
+    FetchSetup,
+    HTTPFetcher,
+    JobKind,
+    PageFetcher,
+)
+from shoal.http import ErrorKind, MockTransport, Request, Response, TransportError
+
+SITE = "http://93.184.216.34"  # in scope
+OFF = "http://8.8.8.8"  # out of scope
+QUIET: dict[str, Any] = {"progress": False, "timeout": 5, "retries": 0}
+
+PAGES: dict[str, tuple[int, dict[str, str], bytes]] = {
+    "/robots.txt": (200, {"Content-Type": "text/plain"}, b"User-agent: *\nDisallow: /private\n"),
+    "/": (
+        200,
+        {"Content-Type": "text/html"},
+        b"<title>home</title><a href=/a>a</a> <a href=/b>b</a> <a href=/private/x>p</a>",
+    ),
+    "/a": (200, {"Content-Type": "text/html"}, b"<title>a</title><a href=/c>c</a>"),
+    "/b": (200, {"Content-Type": "text/html"}, b"<title>b</title>"),
+    "/c": (200, {"Content-Type": "text/html"}, b"<title>c</title><a href=/>home</a>"),
+    "/private/x": (200, {"Content-Type": "text/html"}, b"<title>secret</title>"),
+}
+
+
+def site_handler(request: Request) -> Response:
+    path = request.url.removeprefix(SITE) or "/"
+    if request.url.startswith(SITE) and path in PAGES:
+        status, headers, body = PAGES[path]
+        return Response(status, headers, body)
+    return Response(404, {"Content-Type": "text/plain"}, b"not found")
+
+
+def records(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def by_url(out: Path) -> dict[str, dict[str, Any]]:
+    return {r["url"]: r for r in records(out)}
+
+
+# -- a fake transport ----------------------------------------------------------------------
+
+
+def test_a_mock_transport_crawls_an_in_memory_site(tmp_path: Path) -> None:
+    transport = MockTransport(site_handler)
+    out = tmp_path / "o.jsonl"
+    result = Crawler(SITE + "/", transport=transport, output=str(out), **QUIET).run()
+    got = by_url(out)
+    assert set(got) == {SITE + "/", SITE + "/a", SITE + "/b", SITE + "/c"}
+    assert got[SITE + "/a"]["title"] == "a" and got[SITE + "/a"]["status"] == 200
+    assert got[SITE + "/c"]["referrer"] == SITE + "/a" and got[SITE + "/c"]["depth"] == 2
+    asked = [r.url for r in transport.requests]
+    assert asked[0] == SITE + "/robots.txt", "robots.txt is asked first, through the transport"
+    assert SITE + "/private/x" not in asked, "robots.txt was not obeyed"
+    assert sorted(asked) == sorted(set(asked)), "a URL was fetched twice"
+    assert all(r.headers["User-Agent"].startswith("shoal") for r in transport.requests)
+    assert result.pages == 4 and result.ok == 4 and result.robots_denied == 1
+    assert not transport.closed, "the caller's transport is the caller's to close"
+
+
+def test_on_page_can_be_tested_with_a_mock_transport(tmp_path: Path) -> None:
+    def on_page(page: Any) -> Any:
+        yield {"url": page.url, "h": page.css("title::text").get()}
+
+    out = tmp_path / "o.jsonl"
+    Crawler(
+        SITE + "/", transport=MockTransport(site_handler), on_page=on_page, output=str(out), **QUIET
+    ).run()
+    assert sorted(r["h"] for r in records(out)) == ["a", "b", "c", "home"]
+
+
+def test_a_transport_that_redirects_off_scope_is_refused_by_the_crawler(tmp_path: Path) -> None:
+    def handler(request: Request) -> Response:
+        if request.url == SITE + "/":
+            return Response(302, {"Location": OFF + "/stolen"}, b"")
+        if request.url == SITE + "/robots.txt":
+            return Response(404, {}, b"")
+        return Response(200, {"Content-Type": "text/html"}, b"<a href=/more>x</a>")
+
+    transport = MockTransport(handler)
+    out = tmp_path / "o.jsonl"
+    result = Crawler(SITE + "/", transport=transport, output=str(out), **QUIET).run()
+    assert [r.url for r in transport.requests] == [SITE + "/robots.txt", SITE + "/"]
+    (rec,) = records(out)
+    assert rec["status"] == 302 and rec["final_url"] == OFF + "/stolen"
+    assert result.out_of_scope_redirects == 1
+
+
+def test_deny_private_holds_for_a_transport_object(tmp_path: Path) -> None:
+    # The native client refuses private addresses as it connects; a transport object does
+    # not, so the crawler's own check must: the start URL and a redirect hop to loopback.
+    def handler(request: Request) -> Response:
+        if request.url == SITE + "/":
+            return Response(302, {"Location": SITE + "/next"}, b"")
+        if request.url == SITE + "/next":
+            return Response(302, {"Location": "http://127.0.0.1/admin"}, b"")
+        return Response(404, {}, b"")
+
+    transport = MockTransport(handler)
+    out = tmp_path / "o.jsonl"
+    Crawler(
+        [SITE + "/", "http://127.0.0.1/"],
+        transport=transport,
+        robots=False,
+        deny_private=True,
+        allow_domains=["93.184.216.34", "127.0.0.1"],
+        output=str(out),
+        **QUIET,
+    ).run()
+    assert not [r for r in transport.requests if "127.0.0.1" in r.url]
+    got = by_url(out)
+    assert got["http://127.0.0.1/"]["error"] == "blocked"
+    assert "non-public address 127.0.0.1" in got["http://127.0.0.1/"]["error_detail"]
+    # The loopback hop is another host: queued there, and refused when its turn comes.
+    assert got["http://127.0.0.1/admin"]["error"] == "blocked"
+
+
+def test_a_transport_object_and_a_proxy_do_not_mix() -> None:
+    with pytest.raises(UsageError, match="transport object"):
+        Crawler(SITE + "/", transport=MockTransport(site_handler), proxy="http://p:1")
+
+
+def test_the_mock_transport_keeps_the_body_limit() -> None:
+    transport = MockTransport(lambda r: Response(200, {"X-A": "1"}, b"x" * 10))
+    with pytest.raises(TransportError) as caught:
+        transport.get(SITE + "/", {}, max_bytes=5)
+    assert caught.value.kind is ErrorKind.TOO_LARGE
+    cut = transport.get(SITE + "/", {}, max_bytes=5, truncate=True)
+    assert (cut.body, cut.truncated, cut.headers) == (b"xxxxx", True, {"x-a": "1"})
+
+
+# -- a fake fetcher ------------------------------------------------------------------------
+
+
+class DictFetcher:
+    """A fetcher over a dict of pages, honest about redirects: it asks the gate."""
+
+    def __init__(self, pages: dict[str, tuple[int, dict[str, str], bytes]]) -> None:
+        self.pages = pages
+        self.requests: list[FetchRequest] = []
+        self.closed = 0
+        self._lock = threading.Lock()
+
+    def fetch(self, request: FetchRequest) -> Fetched:
+        with self._lock:
+            self.requests.append(request)
+        url, redirects = request.url, []
+        for _ in range(5):
+            status, headers, body = self.pages.get(url, (404, {}, b""))
+            location = headers.get("location")
+            if status in (301, 302) and location:
+                stop = request.gate(location)
+                if stop is not None:
+                    return Fetched(request.url, location, status, headers, detail=stop)
+                redirects.append(url)
+                url = location
+                continue
+            break
+        return Fetched(
+            request.url, url, status, headers, body[: request.max_bytes], 0.001, redirects
+        )
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def site_pages() -> dict[str, tuple[int, dict[str, str], bytes]]:
+    return {
+        SITE + path: (status, {k.lower(): v for k, v in headers.items()}, body)
+        for path, (status, headers, body) in PAGES.items()
+    }
+
+
+def test_a_fake_fetcher_crawls_an_in_memory_site(tmp_path: Path) -> None:
+    fetcher = DictFetcher(site_pages())
+    assert isinstance(fetcher, PageFetcher)
+    out = tmp_path / "o.jsonl"
+    result = Crawler(SITE + "/", fetcher=fetcher, output=str(out), **QUIET).run()
+    got = by_url(out)
+    assert set(got) == {SITE + "/", SITE + "/a", SITE + "/b", SITE + "/c"}
+    assert got[SITE + "/b"]["title"] == "b" and got[SITE + "/b"]["referrer"] == SITE + "/"
+    kinds = [(r.url, r.kind) for r in fetcher.requests]
+    assert kinds[0] == (SITE + "/robots.txt", JobKind.ROBOTS)
+    assert SITE + "/private/x" not in [u for u, _ in kinds]
+    assert result.robots_denied == 1
+    assert fetcher.closed == 0, "the caller's fetcher is the caller's to close"
+
+
+def test_a_fake_fetcher_that_asks_the_gate_cannot_leave_the_scope(tmp_path: Path) -> None:
+    pages = site_pages()
+    pages[SITE + "/a"] = (302, {"location": OFF + "/x"}, b"")
+    pages[OFF + "/x"] = (200, {"content-type": "text/html"}, b"<a href=/y>y</a>")
+    fetcher = DictFetcher(pages)
+    out = tmp_path / "o.jsonl"
+    result = Crawler(SITE + "/", fetcher=fetcher, output=str(out), **QUIET).run()
+    rec = by_url(out)[SITE + "/a"]
+    assert rec["status"] == 302 and rec["final_url"] == OFF + "/x" and rec["error"] is None
+    assert result.out_of_scope_redirects == 1
+    assert not [u for u in by_url(out) if u.startswith(OFF)]
+
+
+class RogueFetcher(DictFetcher):
+    """Follows every redirect without asking the gate."""
+
+    def fetch(self, request: FetchRequest) -> Fetched:
+        url, redirects = request.url, []
+        status, headers, body = self.pages.get(url, (404, {}, b""))
+        while status == 302:
+            redirects.append(url)
+            url = headers["location"]
+            status, headers, body = self.pages.get(url, (404, {}, b""))
+        return Fetched(request.url, url, status, headers, body, 0.001, redirects)
+
+
+def test_a_fetcher_that_skips_the_gate_has_its_result_refused(tmp_path: Path) -> None:
+    pages = site_pages()
+    pages[SITE + "/a"] = (302, {"location": OFF + "/x"}, b"")
+    pages[OFF + "/x"] = (200, {"content-type": "text/html"}, b"<a href=/y>y</a>")
+    out = tmp_path / "o.jsonl"
+    Crawler(SITE + "/", fetcher=RogueFetcher(pages), output=str(out), **QUIET).run()
+    got = by_url(out)
+    rec = got[SITE + "/a"]
+    assert rec["error"] == "blocked" and OFF + "/x" in rec["error_detail"]
+    assert rec["title"] is None
+    assert not [u for u in got if u.startswith(OFF)], "links of an off-scope page followed"
+
+
+def test_a_fetcher_factory_gets_the_transport_and_is_closed_after_the_run(tmp_path: Path) -> None:
+    made: list[Any] = []
+
+    class Wrapped:
+        def __init__(self, setup: FetchSetup) -> None:
+            self.inner = HTTPFetcher.from_setup(setup)
+            self.setup = setup
+            self.closed = False
+            made.append(self)
+
+        def fetch(self, request: FetchRequest) -> Fetched:
+            return self.inner.fetch(request)
+
+        def close(self) -> None:
+            self.closed = True
+
+    transport = MockTransport(site_handler)
+    out = tmp_path / "o.jsonl"
+    crawler = Crawler(SITE + "/", transport=transport, fetcher=Wrapped, output=str(out), **QUIET)
+    result = crawler.run()
+    (fetcher,) = made
+    assert fetcher.setup.transport is transport and fetcher.closed
+    assert fetcher.setup.options.user_agent == crawler.options.user_agent
+    assert result.pages == 4
+
+
+# -- the fetcher contract ------------------------------------------------------------------
+#
+# Every fetcher passes these (docs/extending.md): add yours to FETCHERS as a function from
+# an in-memory site (URL -> (status, lower-cased headers, body)) to Crawler keywords.
+
+Pages = dict[str, tuple[int, dict[str, str], bytes]]
+
+
+def over_mock_transport(pages: Pages) -> dict[str, Any]:
+    def handler(request: Request) -> Response:
+        status, headers, body = pages.get(request.url, (404, {}, b""))
+        return Response(status, headers, body)
+
+    return {"transport": MockTransport(handler)}
+
+
+def dict_fetcher(pages: Pages) -> dict[str, Any]:
+    return {"fetcher": DictFetcher(pages)}
+
+
+FETCHERS = [over_mock_transport, dict_fetcher]
+HTML = {"content-type": "text/html"}
+
+
+@pytest.mark.parametrize("plug", FETCHERS)
+def test_contract_a_site_is_crawled_with_robots_txt_obeyed(tmp_path: Path, plug: Any) -> None:
+    out = tmp_path / "o.jsonl"
+    result = Crawler(SITE + "/", output=str(out), **plug(site_pages()), **QUIET).run()
+    got = by_url(out)
+    assert set(got) == {SITE + "/", SITE + "/a", SITE + "/b", SITE + "/c"}
+    assert [got[SITE + p]["title"] for p in ("/", "/a", "/b", "/c")] == ["home", "a", "b", "c"]
+    assert result.robots_denied == 1 and result.ok == 4
+
+
+@pytest.mark.parametrize("plug", FETCHERS)
+def test_contract_redirects_pass_the_gate(tmp_path: Path, plug: Any) -> None:
+    pages = site_pages()
+    pages[SITE + "/a"] = (301, {"location": SITE + "/a2"}, b"")  # same host: followed
+    pages[SITE + "/a2"] = (200, HTML, b"<title>a2</title>")
+    pages[SITE + "/b"] = (302, {"location": OFF + "/x"}, b"")  # off scope: not followed
+    pages[OFF + "/x"] = (200, HTML, b"<title>off</title><a href=/y>y</a>")
+    out = tmp_path / "o.jsonl"
+    result = Crawler(SITE + "/", output=str(out), **plug(pages), **QUIET).run()
+    got = by_url(out)
+    assert (got[SITE + "/a"]["final_url"], got[SITE + "/a"]["title"]) == (SITE + "/a2", "a2")
+    assert (got[SITE + "/b"]["status"], got[SITE + "/b"]["final_url"]) == (302, OFF + "/x")
+    assert got[SITE + "/b"]["title"] is None
+    assert result.out_of_scope_redirects == 1
+    assert not [u for u in got if u.startswith(OFF)]
+
+
+@pytest.mark.parametrize("plug", FETCHERS)
+def test_contract_a_redirect_to_another_host_is_queued_there(tmp_path: Path, plug: Any) -> None:
+    # Another host has its own robots.txt and politeness: the hop is not taken in place.
+    pages = site_pages()
+    pages[SITE + "/b"] = (302, {"location": OFF + "/x"}, b"")
+    pages[OFF + "/x"] = (200, HTML, b"<title>other</title>")
+    out = tmp_path / "o.jsonl"
+    Crawler(
+        SITE + "/",
+        output=str(out),
+        allow_domains=["93.184.216.34", "8.8.8.8"],
+        **plug(pages),
+        **QUIET,
+    ).run()
+    got = by_url(out)
+    assert got[SITE + "/b"]["status"] == 302 and got[SITE + "/b"]["title"] is None
+    assert got[OFF + "/x"]["title"] == "other" and got[OFF + "/x"]["referrer"] == SITE + "/b"
+
+
+# -- one shape of a page -------------------------------------------------------------------
+
+
+def test_a_page_is_made_over_the_fetchers_one_immutable_response(tmp_path: Path) -> None:
+    # Fewer shapes of a page (#21): the Page reads the very response the fetcher returned,
+    # nothing copied, and nothing downstream can change that response.
+    returned: dict[str, Fetched] = {}
+    seen: list[tuple[bool, bool, str]] = []
+
+    class Keeping(DictFetcher):
+        def fetch(self, request: FetchRequest) -> Fetched:
+            fetched = super().fetch(request)
+            returned[request.url] = fetched
+            return fetched
+
+    def on_page(page: Any) -> Any:
+        frozen = False
+        try:
+            page.response.detail = "changed"
+        except dataclasses.FrozenInstanceError:
+            frozen = True
+        same = page.response is returned[page.url] and page.body is page.response.body
+        seen.append((same, frozen, page.final_url))
+        return {"url": page.url}
+
+    Crawler(
+        SITE + "/",
+        fetcher=Keeping(site_pages()),
+        on_page=on_page,
+        output=str(tmp_path / "o.jsonl"),
+        **QUIET,
+    ).run()
+    assert sorted(seen) == sorted((True, True, SITE + p) for p in ("/", "/a", "/b", "/c"))
+
+
+def test_a_fetcher_object_and_a_transport_do_not_mix() -> None:
+    # The object fetches by itself: a transport given beside it would be silently unused.
+    with pytest.raises(UsageError, match="fetcher given as an object"):
+        Crawler(SITE + "/", fetcher=DictFetcher({}), transport=MockTransport(site_handler))
+    with pytest.raises(UsageError, match="fetcher given as an object"):
+        Crawler(SITE + "/", fetcher=DictFetcher({}), transport="urllib3")
