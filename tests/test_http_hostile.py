@@ -514,7 +514,7 @@ ROBOTS_HEAD = b"User-agent: *\nDisallow: /private\n"
 ROBOTS_PAD = b"# " + b"x" * 60 + b"\n"  # a comment line: rules stay the same however long
 
 
-def endless(head: bytes, framing: str) -> Script:
+def endless(head: bytes, framing: str, pad_line: bytes = ROBOTS_PAD) -> Script:
     """Answer with a body that starts with ``head`` and never ends (until the client
     hangs up, or the script's 3 s socket timeout): bounded only by the client's limit."""
 
@@ -524,7 +524,7 @@ def endless(head: bytes, framing: str) -> Script:
                 body = b"<html><a href=/private>p</a> <a href=/ok>o</a></html>"
                 conn.sendall(OK + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
                 continue
-            pad = ROBOTS_PAD * 1000
+            pad = pad_line * 1000
             if framing == "length":
                 conn.sendall(OK + b"Content-Length: 1000000000\r\n\r\n" + head)
                 piece = pad
@@ -589,6 +589,41 @@ def test_an_endless_robots_txt_is_read_to_its_limit_and_obeyed(
     urls = sorted(json.loads(line)["url"] for line in out.read_text().splitlines())
     assert urls == [srv.url + "/", srv.url + "/ok"]  # /private: disallowed by its start
     assert result.robots_denied == 1 and result.failed == 0 and result.pending == 0
+
+
+@pytest.mark.parametrize("eol", [b"\r", b"\r\n"])
+def test_an_endless_robots_txt_with_cr_line_ends_keeps_its_rules(
+    raw_server: Start, tmp_path: Path, eol: bytes
+) -> None:
+    """CR alone ends a line too (RFC 9309, and protego reads it so): the cut keeps the
+    whole lines before it, never an empty file that would allow everything."""
+    head = ROBOTS_HEAD.replace(b"\n", eol)
+    srv = raw_server(endless(head, "length", ROBOTS_PAD.replace(b"\n", eol)))
+    out = tmp_path / "out.jsonl"
+    result = Crawler(srv.url + "/", output=str(out), retries=0, progress=False).run()
+    urls = sorted(json.loads(line)["url"] for line in out.read_text().splitlines())
+    assert urls == [srv.url + "/", srv.url + "/ok"]  # /private: disallowed by its start
+    assert result.robots_denied == 1 and result.failed == 0 and result.pending == 0
+
+
+def test_a_robots_txt_with_no_line_break_in_its_limit_disallows_all(tmp_path: Path) -> None:
+    """A first line longer than the limit: nothing whole to obey, and rules may follow.
+    Not allow-all: the host's URLs are skipped as disallowed, and the summary says why."""
+    from shoal.crawler._robots import MAX_ROBOTS_BYTES
+    from sites import Site, html
+
+    robots = "# " + "x" * (600 * 1024) + "\nUser-agent: *\nDisallow: /private\n"
+    site = Site({"/": html("home", "/ok"), "/ok": html("ok"), "/robots.txt": robots})
+    out = tmp_path / "out.jsonl"
+    with site:
+        result = Crawler(site.url("/"), output=str(out), progress=False).run()
+        again = Crawler(site.url("/"), output=str(out), progress=False).run()
+    assert out.read_text() == ""
+    assert result.robots_denied == 1 and result.ok == 0 and result.pending == 0
+    assert site.count("/") == 0 and site.count("/ok") == 0 and site.count("/robots.txt") == 1
+    (note,) = [n for n in result.notes if "no line break" in n]
+    assert f"first {MAX_ROBOTS_BYTES // 1024} KiB" in note and "disallowed" in note
+    assert again.already_complete and again.ok == 0
 
 
 def test_robots_txt_larger_than_max_bytes_is_obeyed_and_the_crawl_completes(

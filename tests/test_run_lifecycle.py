@@ -13,6 +13,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -148,12 +149,69 @@ def test_max_pages_counts_over_the_runs_of_one_crawl(tmp_path: Path) -> None:
         hits = sum(n for p, n in site.paths().items() if p != "/robots.txt")
         third = shoal(*base, "--max-pages", "20")
         assert third.returncode == 0, third.stderr
-        assert "page limit reached: earlier runs fetched 20 pages (--max-pages 20)" in third.stderr
+        assert "page limit reached: earlier runs finished 20 pages (--max-pages 20)" in third.stderr
         assert "a larger --max-pages continues the crawl" in third.stderr
         assert sum(n for p, n in site.paths().items() if p != "/robots.txt") == hits
         assert len(records(out)) == 20
         report = status(out)
         assert report["status"] == "stopped" and report["last_run"] == "stopped: max_pages"
+
+
+def free_port() -> int:
+    """A port nothing listens on (yet): a host that is unreachable until a Site takes it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_url_held_back_while_offline_is_fetched_by_the_same_command_online(
+    tmp_path: Path,
+) -> None:
+    """Run 1 finds the host unreachable (robots.txt too): its held-back record does not use
+    up --max-pages, so the same command run again once online fetches the page."""
+    port = free_port()
+    out = tmp_path / "out.jsonl"
+    cmd = ["crawl", f"http://127.0.0.1:{port}/", "-o", str(out), "--max-pages", "1", "-q"]
+    down = shoal(*cmd)
+    assert down.returncode == 1, down.stderr
+    assert [r["error"] for r in records(out)] == ["connection"]
+    with Site({"/robots.txt": ROBOTS, "/": html("home")}, port=port) as site:  # type: ignore[arg-type]
+        up = shoal(*cmd)
+    assert up.returncode == 0, up.stderr
+    assert "page limit reached" not in up.stderr
+    assert site.paths().get("/") == 1
+    assert [(r["status"], r["error"]) for r in records(out)] == [
+        (None, "connection"),
+        (200, None),
+    ]
+    totals = status(out)["totals"]
+    assert isinstance(totals, dict)
+    assert (totals["pages"], totals["ok"], totals["failed"]) == (1, 1, 0)
+
+
+def test_max_pages_counts_pages_fetched_not_held_back_records(tmp_path: Path) -> None:
+    """--max-pages 5 over a crawl whose host was unreachable in run 1: the crawl ends
+    with exactly 5 pages fetched, and a third run says the limit is reached."""
+    port = free_port()
+    out = tmp_path / "out.jsonl"
+    cmd = ["crawl", f"http://127.0.0.1:{port}/p0", "-o", str(out), "--max-pages", "5"]
+    cmd += ["--concurrency", "2", "--no-progress"]
+    assert shoal(*cmd).returncode == 1
+    routes: dict[str, object] = {"/robots.txt": ROBOTS}
+    for i in range(30):
+        routes[f"/p{i}"] = html(f"p{i}", *[f"/p{j}" for j in range(i + 1, min(i + 4, 30))])
+    with Site(routes, port=port) as site:  # type: ignore[arg-type]
+        second = shoal(*cmd)
+        assert second.returncode == 0, second.stderr
+        third = shoal(*cmd)
+    assert third.returncode == 0, third.stderr
+    assert "page limit reached: earlier runs finished 5 pages (--max-pages 5)" in third.stderr
+    fetched = [r["url"] for r in records(out) if r["status"] == 200]
+    assert len(fetched) == len(set(fetched)) == 5
+    assert sum(n for p, n in site.paths().items() if p != "/robots.txt") == 5
+    totals = status(out)["totals"]
+    assert isinstance(totals, dict)
+    assert (totals["pages"], totals["ok"], totals["failed"]) == (5, 5, 0)
 
 
 def test_max_pages_after_an_interrupt_is_the_total(tmp_path: Path, gate: threading.Event) -> None:

@@ -105,7 +105,8 @@ class Crawler:
         per_host: Requests in flight per host (at most ``concurrency``).
         delay: Seconds between requests to one host (a larger robots.txt Crawl-delay wins).
         max_pages: URLs fetched by the crawl: with a state file, over all its runs (a
-            resume fetches what is left; a larger value extends the crawl).
+            resume fetches what is left; a larger value extends the crawl; a URL held
+            back by an unreachable robots.txt counts once it is fetched).
         max_depth: Link depth from a start URL (0: the start URLs only).
         max_bytes: Bytes per response body, after decompression; larger bodies are cut.
         max_time: Seconds for the whole run; None: no limit.

@@ -158,6 +158,9 @@ class Jobs:
             )
         if rules.reason:
             logger.info("%s: %s", job.url, rules.reason)
+        if rules.note:
+            with self._lock:
+                self.result.notes.append(rules.note)
         if rules.error is not None:
             with self._lock:
                 self.result.notes.append(

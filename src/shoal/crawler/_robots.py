@@ -3,7 +3,8 @@
 A robots.txt that answers 2xx is obeyed; 4xx means there are no rules (allow all);
 a 5xx or an unreachable server means the site may be in trouble, so the crawler stays
 away (disallow all) for this run: those URLs get an error record and stay queued.
-Rules are parsed with protego.
+One longer than MAX_ROBOTS_BYTES is cut at its last line break; with none, its rules
+are unknown and everything is disallowed, for good. Rules are parsed with protego.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ MAX_ROBOTS_BYTES = 512 * 1024
 # A Crawl-delay above this is taken as this: a site asking for a day between requests would
 # otherwise hold a crawl open for a day per URL.
 MAX_CRAWL_DELAY = 60.0
+# The rules obeyed for a robots.txt that cannot be read safely (see _unreadable).
+DISALLOW_ALL = "User-agent: *\nDisallow: /\n"
 
 
 @dataclass
@@ -44,6 +47,7 @@ class RobotsRules:
     error: str | None = None
     detail: str = ""
     text: str | None = None  # the robots.txt that was parsed, for the frontier to keep
+    note: str = ""  # a cause worth telling in the summary
 
     @classmethod
     def from_policy(cls, policy: HostPolicy) -> RobotsRules:
@@ -86,8 +90,11 @@ class RobotsRules:
         body = fetched.body[:MAX_ROBOTS_BYTES]
         if fetched.truncated or len(fetched.body) > MAX_ROBOTS_BYTES:
             # The last line may be cut mid-rule ("Disallow: /private" read as "/pri"):
-            # only whole lines are obeyed.
-            body = body[: body.rfind(b"\n") + 1]
+            # only whole lines are obeyed. A line ends at LF, CR or CRLF (RFC 9309 2.2).
+            end = max(body.rfind(b"\n"), body.rfind(b"\r")) + 1
+            if end == 0:
+                return cls._unreadable(fetched.url)
+            body = body[:end]
             logger.info(
                 "%s: robots.txt is longer than %d KiB; its first %d bytes are obeyed",
                 fetched.url,
@@ -96,6 +103,22 @@ class RobotsRules:
             )
         text = body.decode("utf-8", errors="replace")
         return cls._parse(text, fetched.url)
+
+    @classmethod
+    def _unreadable(cls, where: str) -> RobotsRules:
+        """A robots.txt longer than MAX_ROBOTS_BYTES with no line break before it: not
+        one whole line to obey, and any rule may be in what was cut off. Its rules are
+        unknown, so, as RFC 9309 (2.3.1.4) says of a robots.txt whose rules are
+        undefined, assume complete disallow. Not held back like a 5xx: the same file
+        would be fetched again on every run, each time holding the URLs back again, so
+        the host's URLs are final, skipped as disallowed, and the summary says why."""
+        note = (
+            f"{where} has no line break in its first {MAX_ROBOTS_BYTES // 1024} KiB and "
+            "cannot be read safely: that host's URLs are treated as disallowed"
+        )
+        rules = cls._parse(DISALLOW_ALL, where)  # kept as text: a resume reads the same
+        rules.reason, rules.note = "robots.txt unreadable: disallowing all", note
+        return rules
 
     @classmethod
     def _parse(cls, text: str, where: str) -> RobotsRules:

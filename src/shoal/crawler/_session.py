@@ -55,7 +55,7 @@ class RunSession:
         self.result = result
         self.announce = announce
         self.store: StateStore | None = None
-        self.earlier_pages = 0  # pages committed by earlier runs of this crawl
+        self.earlier_pages = 0  # pages earlier runs of this crawl finished (not held back)
 
     @property
     def resumable(self) -> bool:
@@ -106,8 +106,12 @@ class RunSession:
                 fresh = self.store.created
                 if not fresh:
                     resume_at = list(self.store.output_offsets())
-                    # --max-pages is the crawl's: earlier runs' pages count against it.
-                    self.earlier_pages = int(self.store.totals()["totals"]["pages"])
+                    # --max-pages is the crawl's: earlier runs' pages count against it,
+                    # but only those with a final outcome. A URL held back by an
+                    # unreachable robots.txt stays queued and is taken again this run:
+                    # its record would otherwise use up budget, and count twice.
+                    totals = self.store.totals()["totals"]
+                    self.earlier_pages = int(totals["pages"]) - self.store.held_count()
                     self._announce_resume(self.store)
                 if self._given_frontier is None:
                     self.frontier = SqliteFrontier(
@@ -194,7 +198,7 @@ class RunSession:
             # Nothing to fetch in this run: said as a limit, not as a crawl that failed.
             self.result.stopped_by = "max_pages"
             self.announce(
-                f"page limit reached: earlier runs fetched {self.earlier_pages} pages "
+                f"page limit reached: earlier runs finished {self.earlier_pages} pages "
                 f"(--max-pages {self.options.max_pages}); {queued} URL(s) stay queued: "
                 "a larger --max-pages continues the crawl"
             )

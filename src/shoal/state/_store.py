@@ -307,6 +307,10 @@ class StateStore:
             for (fp,) in self._read.execute("SELECT fp FROM urls"):
                 yield _unsigned(fp)
 
+    def held_count(self) -> int:
+        """Queued URLs whose latest record is a held-back one (robots.txt unreachable)."""
+        return self._held
+
     def queued_count(self) -> int:
         return int(self._scalar("SELECT count(*) FROM urls WHERE state=0") or 0)
 
