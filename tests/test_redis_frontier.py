@@ -252,3 +252,38 @@ def test_a_shared_crawler_that_fails_or_never_runs_leaves_no_thread_or_connectio
     assert not [t.name for t in threading.enumerate() if t.name.startswith("shoal-")]
     assert redis_clients(redis_server) == before
     # (the conftest's check fails the test on any thread left running as well)
+
+
+def test_a_worker_killed_before_its_first_commit_resumes_its_own_file(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Killed after it claimed its file and registered, with a tail written but nothing
+    committed (offset 0): the same crawler again cuts that tail off and crawls."""
+    from shoal.crawler._shared import worker_id_for
+    from shoal.state import RedisCrawlState
+
+    out = tmp_path / "w1.jsonl"
+    with Site({"/": html("home", "/a"), "/a": html("a")}) as site:
+        kw = {"output": str(out), "redis": redis_server.url, "crawl_id": "c", "robots": False}
+        Crawler(site.url("/"), **kw).run()  # type: ignore[arg-type]
+        crawled = sorted(json.loads(line)["url"] for line in out.open())
+        # The killed run of another crawl "d": claimed the file, registered, wrote a torn
+        # record, committed nothing (the frontier API stands in for that process).
+        crawler = Crawler(site.url("/"), **{**kw, "crawl_id": "d"})  # type: ignore[arg-type]
+        opts = crawler.options
+        killed = RedisFrontier.open(
+            redis_server.url, "d", worker_id_for(str(out)), crawler.identity(),
+            per_host=opts.per_host, delay=opts.initial_delay, robots=False,
+        )  # fmt: skip
+        killed.close()
+        out.write_bytes(b'{"url": "torn, never committed"')
+        again = crawler.run()
+        assert again.pages == 2
+        assert b"torn" not in out.read_bytes()
+        assert sorted(json.loads(line)["url"] for line in out.open()) == crawled
+    raw = RedisCrawlState(
+        redis.Redis(unix_socket_path=str(redis_server.socket)), redis_server.url, "d",
+        lease_ttl=60, reconnect_for=1,
+    )  # fmt: skip
+    assert [w.offset for w in raw.workers()] == [out.stat().st_size]
+    raw.close()
