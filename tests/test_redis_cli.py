@@ -4,6 +4,7 @@ them: real subprocesses, a real redis-server, a real site."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -381,3 +382,31 @@ def test_combine_says_why_there_are_no_sqlite_parts(
     )  # fmt: skip
     assert refused.returncode == 2
     assert "byte offsets (jsonl, csv or warc)" in refused.stderr
+
+
+def test_a_file_that_is_not_the_workers_is_left_alone_on_every_attempt(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "part.jsonl"
+    precious = b"precious user data, not a crawl output\n"
+    out.write_bytes(precious)
+    with small_site() as site:
+        # A refused attempt must not make the file the worker's for the next one.
+        attempts = [crawl(redis_server.url, site, out) for _ in range(2)]
+        assert out.read_bytes() == precious
+        assert site.count("/") == 0
+    for refused in attempts:
+        assert refused.returncode == 4, refused.stderr
+        assert "this worker of the shared crawl never wrote it" in refused.stderr
+        assert "--overwrite" in refused.stderr
+
+
+def test_a_named_pipe_as_the_output_is_refused_at_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "part.jsonl"
+    os.mkfifo(fifo)
+    with small_site() as site:
+        refused = crawl(redis_server.url, site, fifo)  # bounded: shoal() times out
+    assert refused.returncode == 2, refused.stderr
+    assert "device or pipe, not a file" in refused.stderr and "--redis" in refused.stderr

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from redis_server import RedisServer
-from shoal import Crawler, FrontierError, StaleCommit, UsageError
+from shoal import Crawler, FrontierError, OutputError, StaleCommit, UsageError
 from shoal.crawler.frontier import Candidate, Outcome, Release
 from shoal.crawler.frontier.redis import RedisFrontier
 from sites import Reply, Site, html
@@ -203,3 +203,87 @@ def test_the_shared_crawl_options_are_checked_before_anything_opens(tmp_path: Pa
         with pytest.raises(UsageError, match=says):
             Crawler("http://127.0.0.9/", **{"output": out, **kw})  # type: ignore[arg-type]
         assert not (tmp_path / "o.jsonl").exists()
+
+
+def redis_clients(server: RedisServer) -> int:
+    """Connections the server has, this look's own excluded."""
+    with redis.Redis(unix_socket_path=str(server.socket)) as probe:
+        return len(probe.client_list()) - 1
+
+
+def test_a_file_that_is_not_the_workers_is_never_cut_back_however_often_retried(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "w1.jsonl"
+    precious = b"precious user data, not a crawl output\n"
+    out.write_bytes(precious)
+    errors: list[BaseException | None] = []
+    with Site({"/": html("home")}) as site:
+        for _ in range(2):  # the first refusal must not make the file "this worker's"
+            crawler = Crawler(site.url("/"), output=str(out), redis=redis_server.url, crawl_id="c")
+            try:
+                crawler.run()
+                errors.append(None)
+            except OutputError as exc:
+                errors.append(exc)
+        assert out.read_bytes() == precious
+        assert site.count("/") == 0
+    for error in errors:
+        assert isinstance(error, OutputError)
+        assert "this worker of the shared crawl never wrote it" in str(error)
+    raw = redis.Redis(unix_socket_path=str(redis_server.socket))
+    assert raw.smembers("shoal:{c}:workers") == set()  # never registered
+    raw.close()
+
+
+def test_a_shared_crawler_that_fails_or_never_runs_leaves_no_thread_or_connection(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    before = redis_clients(redis_server)
+    out = tmp_path / "o.jsonl"
+    out.write_text("not ours\n")
+    failed = Crawler("http://127.0.0.9/", output=str(out), redis=redis_server.url, crawl_id="c")
+    with pytest.raises(OutputError):
+        failed.run()
+    never = Crawler(
+        "http://127.0.0.9/", output=str(tmp_path / "n.jsonl"), redis=redis_server.url, crawl_id="c"
+    )
+    assert never.result.pages == 0
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("shoal-")]
+    assert redis_clients(redis_server) == before
+    # (the conftest's check fails the test on any thread left running as well)
+
+
+def test_a_worker_killed_before_its_first_commit_resumes_its_own_file(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Killed after it claimed its file and registered, with a tail written but nothing
+    committed (offset 0): the same crawler again cuts that tail off and crawls."""
+    from shoal.crawler._shared import worker_id_for
+    from shoal.state import RedisCrawlState
+
+    out = tmp_path / "w1.jsonl"
+    with Site({"/": html("home", "/a"), "/a": html("a")}) as site:
+        kw = {"output": str(out), "redis": redis_server.url, "crawl_id": "c", "robots": False}
+        Crawler(site.url("/"), **kw).run()  # type: ignore[arg-type]
+        crawled = sorted(json.loads(line)["url"] for line in out.open())
+        # The killed run of another crawl "d": claimed the file, registered, wrote a torn
+        # record, committed nothing (the frontier API stands in for that process).
+        crawler = Crawler(site.url("/"), **{**kw, "crawl_id": "d"})  # type: ignore[arg-type]
+        opts = crawler.options
+        killed = RedisFrontier.open(
+            redis_server.url, "d", worker_id_for(str(out)), crawler.identity(),
+            per_host=opts.per_host, delay=opts.initial_delay, robots=False,
+        )  # fmt: skip
+        killed.close()
+        out.write_bytes(b'{"url": "torn, never committed"')
+        again = crawler.run()
+        assert again.pages == 2
+        assert b"torn" not in out.read_bytes()
+        assert sorted(json.loads(line)["url"] for line in out.open()) == crawled
+    raw = RedisCrawlState(
+        redis.Redis(unix_socket_path=str(redis_server.socket)), redis_server.url, "d",
+        lease_ttl=60, reconnect_for=1,
+    )  # fmt: skip
+    assert [w.offset for w in raw.workers()] == [out.stat().st_size]
+    raw.close()

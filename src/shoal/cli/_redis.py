@@ -71,7 +71,7 @@ def redis_options(f: Any) -> Any:
 
 def open_shared(urls: Sequence[str], options: dict[str, Any], redis: dict[str, Any]) -> Crawler:
     """The crawler of this worker: ``Crawler(redis=..., crawl_id=...)`` checks the options
-    (in the flags' spelling on the way out) and joins the crawl."""
+    (in the flags' spelling on the way out); its ``run()`` joins the crawl."""
     from ..crawler import Crawler
 
     return Crawler(list(urls), **options, **redis)

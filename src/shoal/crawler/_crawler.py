@@ -39,7 +39,7 @@ from ._kinds import CrawlErrorKind
 from ._options import CrawlOptions
 from ._records import PageCallback, Records
 from ._session import RunSession, progress_enabled, state_path_for
-from ._shared import LEASE_TTL, SharedCrawl, join_shared
+from ._shared import LEASE_TTL, SharedCrawl, check_shared, connect_shared
 from ._stats import CrawlResult
 from ._urls import Scope, parse_start_url
 from .frontier import (
@@ -93,7 +93,8 @@ class Crawler:
             PORT/DB`` or ``unix:///path``): every ``Crawler`` (in any process, on any
             machine) with the same ``redis``, ``crawl_id`` and scope works on one crawl,
             each writing its own ``output`` (jsonl, csv or warc; ``shoal combine`` joins
-            them). The crawler joins the crawl when it is made; ``run()`` leaves it.
+            them). ``Crawler()`` checks these options; ``run()`` joins the crawl
+            (registering this worker only once its output is claimed) and leaves it.
         crawl_id: The shared crawl's name (with ``redis``).
         worker_id: This worker's name in the shared crawl (default: ``HOSTNAME:ABSOLUTE-
             OUTPUT-PATH``; the same name again is that worker's restart).
@@ -323,16 +324,25 @@ class Crawler:
             )
         shared = SharedCrawl(redis, crawl_id, worker_id, lease_ttl, allow_weak_durability)
         shared.check_unshared()
+        # A shared crawl is joined by run(), not here: a crawler never run (or whose run
+        # fails) leaves no connection or thread behind.
+        self._shared: SharedCrawl | None = None
         if redis is not None:
             if frontier is not None:
                 raise UsageError("give redis= or frontier=, not both")
-            frontier = join_shared(shared, opts, self.formats, self.identity())
+            check_shared(shared, opts, self.formats)
+            self._shared = shared
         self._given_frontier = frontier
+        # A shared crawl's is the Redis frontier run() connects.
         self.frontier: Frontier = frontier or MemoryFrontier(
             per_host=opts.per_host, delay=opts.initial_delay, robots=opts.robots
         )
         # Named after the first output: adding outputs to a crawl's command keeps its name.
-        self.state_path = None if frontier is not None else state_path_for(opts.state, outputs[0])
+        self.state_path = (
+            None
+            if frontier is not None or redis is not None
+            else state_path_for(opts.state, outputs[0])
+        )
         self.result = CrawlResult()
         # The crawl's one lock: the result's totals and the live counters below, shared
         # with this run's Jobs.
@@ -403,18 +413,24 @@ class Crawler:
         then says what was done and ``interrupted`` is True.
         """
         opts = self.options
-        # 1. The fetcher (and its transport), then the outputs and the state file.
-        fetcher, guard = self._open_fetcher()
-        session = self._session = RunSession(
-            opts,
-            formats=self.formats,
-            state_path=self.state_path,
-            frontier=self.frontier,
-            given_frontier=self._given_frontier,
-            result=self.result,
-            announce=self.announce,
-        )
+        # 1. The shared crawl joined (its worker not registered yet), the fetcher (and its
+        # transport), then the outputs and the state file.
+        joined = None
+        if self._shared is not None:
+            joined = connect_shared(self._shared, opts, self.identity())
+            self.frontier = self._given_frontier = joined
         try:
+            fetcher, guard = self._open_fetcher()
+            session = self._session = RunSession(
+                opts,
+                formats=self.formats,
+                state_path=self.state_path,
+                frontier=self.frontier,
+                given_frontier=self._given_frontier,
+                result=self.result,
+                announce=self.announce,
+                register=None if joined is None else joined.register,
+            )
             self._writer = session.open(
                 self.identity(),
                 self.record_fields,
@@ -422,6 +438,8 @@ class Crawler:
             )
         except BaseException:
             self._close_fetcher()
+            if joined is not None:
+                joined.close()
             raise
         self.frontier = session.frontier  # a SQLite frontier over the state file
         if session.earlier_pages:  # --max-pages is the crawl's, over all its runs

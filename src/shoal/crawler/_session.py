@@ -12,10 +12,11 @@ import logging
 import sys
 from collections.abc import Callable
 
-from .._errors import StateError
+from .._errors import StateError, UsageError
 from ..runtime import Writer
 from ..state import StateStore
 from ._options import CrawlOptions
+from ._shared import not_a_file
 from ._stats import CrawlResult
 from .frontier import Frontier, SqliteFrontier
 from .output import CrawlSink, Output, OutputFile, claim_output, is_stream_path, open_output
@@ -46,6 +47,7 @@ class RunSession:
         given_frontier: Frontier | None,
         result: CrawlResult,
         announce: Callable[[str], None],
+        register: Callable[[], int] | None = None,
     ) -> None:
         self.options = options
         self.formats = formats
@@ -54,6 +56,8 @@ class RunSession:
         self._given_frontier = given_frontier
         self.result = result
         self.announce = announce
+        # A shared crawl's worker, registered once its output is claimed (see open()).
+        self._register = register
         self.store: StateStore | None = None
         self.earlier_pages = 0  # pages earlier runs of this crawl finished (not held back)
 
@@ -72,10 +76,10 @@ class RunSession:
         resume_at: list[int | None] = [None] * len(paths)
         fresh = True
         # A shared frontier (Redis) holds this worker's committed output offset: the
-        # output is resumed at it when the frontier knows this worker from before.
+        # output is resumed at it when the frontier knows this worker from before (it
+        # registered only after claiming that file, so the file is the worker's).
         given = self._given_frontier
-        shared_offset = None if given is None else given.output_offset
-        shared_known = given is not None and given.known_worker
+        shared_known = given.known_worker if given is not None and given.shared else None
         claims: list[OutputFile | None] = []
         outputs: list[Output] = []
         try:
@@ -90,6 +94,16 @@ class RunSession:
                         shared_worker=shared_known,
                     )
                 )
+            if self._register is not None:
+                if claims[0] is not None and not claims[0].regular:
+                    # Made a pipe since Crawler() checked: it could not be cut back.
+                    raise UsageError.naming(not_a_file(claims[0].path))
+                # The output is this worker's now (checked and locked): only now may the
+                # worker id stand for it. Registering first would make a refused file "the
+                # worker's" to the next attempt, which would cut it back (kill -9 at any
+                # step leaves either no registration or a file this worker claimed).
+                self._register()
+            shared_offset = None if given is None else given.output_offset
             if shared_offset is not None:
                 resume_at[0], fresh = shared_offset, shared_offset == 0
                 if shared_known and claims[0] is not None:

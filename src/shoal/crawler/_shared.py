@@ -17,11 +17,19 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .._errors import OutputError, UsageError, literal
+from .._errors import UsageError, literal
 from ._options import CrawlOptions
 from .frontier.redis import RedisFrontier
+from .output import is_stream_path
 
-__all__ = ["LEASE_TTL", "SharedCrawl", "join_shared", "worker_id_for"]
+__all__ = [
+    "LEASE_TTL",
+    "SharedCrawl",
+    "check_shared",
+    "connect_shared",
+    "not_a_file",
+    "worker_id_for",
+]
 
 _PRINTABLE = re.compile(r"[!-~]{1,200}")
 LEASE_TTL = 60.0  # seconds: the default lease_ttl
@@ -63,16 +71,9 @@ def worker_id_for(output: str) -> str:
     return f"{host}:h{digest}:{name}"[:200]
 
 
-def join_shared(
-    shared: SharedCrawl,
-    options: CrawlOptions,
-    formats: Sequence[str],
-    identity: Mapping[str, object],
-) -> RedisFrontier:
-    """Check what a shared crawl cannot do, then join (or create) it: the crawler's
-    frontier. Nothing is opened when a check fails."""
-    url = shared.redis
-    assert url is not None
+def check_shared(shared: SharedCrawl, options: CrawlOptions, formats: Sequence[str]) -> None:
+    """Refuse what a shared crawl cannot do (made by ``Crawler()``: nothing is connected
+    or opened here; :func:`connect_shared` does that in ``run()``)."""
     if shared.crawl_id is None:
         raise UsageError.naming("{redis} needs {crawl_id} (the shared crawl's name)")
     outputs = options.output_paths()
@@ -97,10 +98,33 @@ def join_shared(
         )
     if shared.lease_ttl < 1:
         raise UsageError.naming("{lease_ttl} must be at least 1 second")
-    _not_in_use(output)
+    if is_stream_path(output):
+        raise UsageError.naming(not_a_file(output))
+
+
+def not_a_file(output: str) -> str:
+    """Why a device or pipe cannot be a shared crawl's output (a named pipe would also
+    block whoever opens it to look, until a reader comes)."""
+    return (
+        literal(f"{output} is a device or pipe, not a file: ")
+        + "{redis} needs an {output} file, which a restarted worker cuts back to what "
+        "it committed"
+    )
+
+
+def connect_shared(
+    shared: SharedCrawl, options: CrawlOptions, identity: Mapping[str, object]
+) -> RedisFrontier:
+    """Connect and join (or create) the crawl, checked by :func:`check_shared` before: the
+    crawler's frontier, its worker looked up but *not registered*. The crawler registers
+    it (:meth:`RedisFrontier.register`) only once the output is claimed, so a refused
+    file never becomes "this worker's" (a worker id registered before is trusted to own
+    its file, which a restart cuts back)."""
+    url, crawl_id, output = shared.redis, shared.crawl_id, options.output_paths()[0]
+    assert url is not None and crawl_id is not None and output is not None
     return RedisFrontier.open(
         url,
-        shared.crawl_id,
+        crawl_id,
         shared.worker_id or worker_id_for(output),
         identity,
         per_host=options.per_host,
@@ -108,26 +132,5 @@ def join_shared(
         robots=options.robots,
         lease_ttl=shared.lease_ttl,
         allow_weak_durability=shared.allow_weak_durability,
+        register=False,
     )
-
-
-def _not_in_use(path: str) -> None:
-    """Refuse an output another running worker writes *before* joining the crawl: joining
-    as its worker id would fence that live worker (its commits refused from then on)."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # absent (or unreadable: the crawler's own claim reports it)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise OutputError.naming(
-            f"{literal(path)} is being written by another running crawl (this worker would "
-            "take over its worker id and stop it); choose another {output}"
-        ) from None
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -68,16 +68,25 @@ class RedisFrontier:
 
     ``offset`` is this worker's committed output offset (what :meth:`open` got from
     ``register``); ``known`` says whether the worker id had registered before (its output
-    file is then this crawl's, to be cut back to ``offset``).
+    file is then this crawl's, to be cut back to ``offset``). With ``worker_id``, the
+    worker is not registered yet: :meth:`register` does it (and starts the heartbeat).
     """
 
     durable = True  # the crawler flushes the output before each commit and passes offsets
     shared = True  # many processes lease from one crawl: see Frontier.shared
 
-    def __init__(self, state: RedisCrawlState, *, offset: int = 0, known: bool = False) -> None:
+    def __init__(
+        self,
+        state: RedisCrawlState,
+        *,
+        offset: int = 0,
+        known: bool = False,
+        worker_id: str | None = None,
+    ) -> None:
         self.state = state
         self.output_offset = offset
         self.known_worker = known
+        self._unregistered = worker_id  # the id register() takes; None: registered
         self._lock = threading.Lock()
         self._held: dict[str, Lease] = {}  # this process's open leases (the heartbeat's)
         self._claimed: set[str] = set()  # ids of held leases that claimed redirect targets
@@ -86,7 +95,8 @@ class RedisFrontier:
         self._heartbeat = threading.Thread(
             target=self._beat, name="shoal-lease-heartbeat", daemon=True
         )
-        self._heartbeat.start()
+        if worker_id is None:
+            self._heartbeat.start()
 
     @classmethod
     def open(
@@ -102,12 +112,16 @@ class RedisFrontier:
         lease_ttl: float = 60.0,
         reconnect_for: float = 30.0,
         allow_weak_durability: bool = False,
+        register: bool = True,
     ) -> RedisFrontier:
         """Join (or create) crawl ``crawl_id`` at the Redis ``url`` as ``worker_id``.
         ``identity`` is the crawler's (:meth:`Crawler.identity`); its ``output`` is not
         part of the crawl's, every worker having its own. A Redis that may lose commits
         it acknowledged is refused unless ``allow_weak_durability`` (see
-        :meth:`RedisCrawlState.open`)."""
+        :meth:`RedisCrawlState.open`). ``register=False``: only look the worker up
+        (``known_worker``, ``output_offset``); :meth:`register` makes it this process's
+        once its output is claimed (the crawler's order: a worker id must never come to
+        stand for a file that was refused)."""
         from ...state._redis import RedisCrawlState
 
         # Each worker has its own output: the rest of the crawler's identity is shared.
@@ -124,12 +138,26 @@ class RedisFrontier:
             allow_weak_durability=allow_weak_durability,
         )
         try:
-            known = any(w.worker_id == worker_id for w in state.workers())
+            before = [w for w in state.workers() if w.worker_id == worker_id]
+            if not register:
+                offset = before[0].offset if before else 0
+                return cls(state, offset=offset, known=bool(before), worker_id=worker_id)
             offset = state.register(worker_id)
         except BaseException:
             state.close()
             raise
-        return cls(state, offset=offset, known=known)
+        return cls(state, offset=offset, known=bool(before))
+
+    def register(self) -> int:
+        """Become the worker (a new epoch: a process still running as it is fenced) and
+        start the heartbeat; return its committed output offset. Once only."""
+        worker_id = self._unregistered
+        if worker_id is None:
+            return self.output_offset
+        self.output_offset = self.state.register(worker_id)
+        self._unregistered = None
+        self._heartbeat.start()
+        return self.output_offset
 
     @property
     def crawl_id(self) -> str:
@@ -310,7 +338,8 @@ class RedisFrontier:
     def close(self) -> None:
         """Stop the heartbeat and disconnect; the crawl's data stays in Redis."""
         self._closed.set()
-        if self._heartbeat is not threading.current_thread():
+        started = self._heartbeat.ident is not None
+        if started and self._heartbeat is not threading.current_thread():
             self._heartbeat.join()
         self.state.close()
 

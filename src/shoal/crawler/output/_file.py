@@ -76,7 +76,7 @@ def claim_output(
     fresh: bool,
     overwrite: bool,
     announce: Callable[[str], None],
-    shared_worker: bool = False,
+    shared_worker: bool | None = None,
 ) -> OutputFile | None:
     """Open and lock the output file (None for stdout), refusing one whose data is not
     this crawl's.
@@ -84,8 +84,9 @@ def claim_output(
     The output is this crawl's when the state file names it as its output: then it is
     resumed, or with ``fresh`` discarded (and said so). Anything else already in the file
     is replaced only with ``overwrite``. A state file that is not shoal's is an error
-    here, unless both ``fresh`` and ``overwrite`` ask to replace it. ``shared_worker``:
-    a shared crawl knows this worker, so the output is its own, resumed (never replaced).
+    here, unless both ``fresh`` and ``overwrite`` ask to replace it. ``shared_worker``
+    (None: not a shared crawl): True when the shared crawl knows this worker, which it
+    registered only after claiming this output, so the output is its own, resumed.
     """
     path = output if output not in (None, "-") else None
     prior = None
@@ -101,7 +102,7 @@ def claim_output(
     size = claim.size()
     if size == 0:
         return claim
-    ours = shared_worker or (
+    ours = bool(shared_worker) or (
         prior is not None and os.path.abspath(path) in {p for p, _ in identity_outputs(prior)}
     )
     if ours and not fresh:
@@ -116,7 +117,9 @@ def claim_output(
         )
         return claim
     claim.abandon()
-    if state_path is None:
+    if shared_worker is False:
+        where = literal("this worker of the shared crawl never wrote it")
+    elif state_path is None:
         where = "{state=None}"
     elif prior is None:
         where = literal(f"no crawl state for it at {state_path}")
