@@ -22,6 +22,13 @@ from pathlib import Path
 
 import pytest
 
+import shoal.crawler._crawler as crawler_module
+from conftest import interrupt_when_ready
+from shoal import StateError, UsageError
+from shoal.crawler import Crawler, FetcherFactory, HTTPFetcher
+from shoal.crawler.frontier import FrontierStats, MemoryFrontier
+from shoal.http import HTTPClient
+from shoal.runtime import ProgressDisplay
 from sites import Reply, Request, Site, html
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -507,3 +514,166 @@ def test_live_view_counts_a_host_waiting_on_its_delay(tmp_path: Path) -> None:
         _, out, err = interrupt_when_ready(code.replace("OUTPUT", repr(str(tmp_path / "o.jsonl"))))
     # Page 1 done, page 2 waits a minute on --delay: nothing in flight, one host active.
     assert out.strip().startswith("queued 3, hosts 1"), (out, err)
+
+
+# -- one run, its end, and the Crawler object --------------------------------------------
+
+
+class EndLost(MemoryFrontier):
+    """A frontier lost as the run ends (a shared crawl's Redis gone): its counts can no
+    longer be read by run()'s own thread, which reads them only to sum up the run."""
+
+    def __init__(self) -> None:
+        super().__init__(per_host=2, delay=0, robots=False)
+        self.closed = False
+
+    def stats(self) -> FrontierStats:
+        if threading.current_thread() is threading.main_thread():
+            raise StateError("the shared crawl's Redis is gone")
+        return super().stats()
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+def closing_fetcher(closed: list[str], monkeypatch: pytest.MonkeyPatch) -> FetcherFactory:
+    """HTTPFetcher, noting in ``closed`` when it and the crawl's transport are closed."""
+
+    class Noted(HTTPFetcher):
+        def close(self) -> None:
+            closed.append("fetcher")
+            super().close()
+
+    client_close = HTTPClient.close
+
+    def close_client(client: HTTPClient) -> None:
+        closed.append("transport")
+        client_close(client)
+
+    monkeypatch.setattr(HTTPClient, "close", close_client)
+    return Noted.from_setup
+
+
+def small_site() -> Site:
+    return Site({"/": html("home", "/a", "/b", "/c"), **{f"/{p}": html(p) for p in "abc"}})
+
+
+def test_a_frontier_lost_at_the_end_still_writes_and_closes_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page committed reaches the output, and the fetcher, its transport and the
+    frontier are closed (no thread left: conftest checks), before run() raises the error."""
+    out, closed, frontier = tmp_path / "out.jsonl", [], EndLost()
+    with small_site() as site:
+        crawler = Crawler(
+            site.url("/"),
+            frontier=frontier,
+            fetcher=closing_fetcher(closed, monkeypatch),
+            output=str(out),
+            progress=False,
+        )
+        with pytest.raises(StateError, match="Redis is gone"):
+            crawler.run()
+    urls = sorted(json.loads(line)["url"] for line in out.read_text().splitlines())
+    assert urls == sorted(site.url(p) for p in ("/", "/a", "/b", "/c"))
+    assert crawler.result.pages == 4
+    assert closed == ["fetcher", "transport"] and frontier.closed
+    assert not [t.name for t in threading.enumerate() if t.name == "shoal-output"]
+
+
+class BrokenDisplay(ProgressDisplay):
+    """A run that fails after its outputs, state and pool are ready, before the first
+    fetch (as when no more threads can be made)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+
+def test_a_run_failing_before_its_first_fetch_closes_what_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, closed = tmp_path / "out.jsonl", []
+    with small_site() as site:
+        monkeypatch.setattr(crawler_module, "ProgressDisplay", BrokenDisplay)
+        crawler = Crawler(
+            site.url("/"),
+            fetcher=closing_fetcher(closed, monkeypatch),
+            output=str(out),
+            progress=False,
+        )
+        with pytest.raises(RuntimeError, match="new thread"):
+            crawler.run()
+        assert closed == ["fetcher", "transport"] and site.hits == []
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("crawl-worker")]
+        monkeypatch.undo()
+        # The state file was closed (its lock let go) and says the run failed: the
+        # next run resumes it and crawls everything.
+        report = status(out)
+        assert report["last_run"] == "failed" and report["running"] is False
+        result = Crawler(site.url("/"), output=str(out), progress=False).run()
+    assert result.pages == 4 and result.totals["pages"] == 4
+
+
+def test_a_crawler_runs_once(tmp_path: Path) -> None:
+    """A second run() is refused, however the first ended: completed, stopped by
+    --max-time (tasks it abandoned may still use the object), or failed; a new Crawler
+    resumes a crawl with a state file."""
+    with small_site() as site:
+        done = Crawler(site.url("/"), output=str(tmp_path / "done.jsonl"), progress=False)
+        assert done.run().pages == 4
+        hits = len(site.hits)
+        with pytest.raises(UsageError, match="runs once"):
+            done.run()
+
+        out = tmp_path / "timed.jsonl"
+        # Each page waits 60 s for the host: the 0.2 s run stops after the first.
+        timed = Crawler(
+            site.url("/"), output=str(out), delay=60, max_time=0.2, robots=False, progress=False
+        )
+        first = timed.run()
+        assert first.stopped_by == "max_time" and first.pending > 0
+        with pytest.raises(UsageError, match="new Crawler with the same options"):
+            timed.run()
+        assert timed.result is first and first.pages == 1
+        assert len(site.hits) == hits + 1  # the refused run fetched nothing
+
+        failed = Crawler(site.url("/"), frontier=EndLost(), output="/dev/null", progress=False)
+        with pytest.raises(StateError):
+            failed.run()
+        with pytest.raises(UsageError, match="runs once"):
+            failed.run()
+
+        resumed = Crawler(site.url("/"), output=str(out), robots=False, progress=False).run()
+    assert resumed.pages == 3 and resumed.totals["pages"] == 4
+
+
+RUN_TWICE_CHILD = """
+import threading
+from shoal.crawler import Crawler
+from shoal import UsageError
+
+def on_page(page):
+    print("ready", flush=True)  # the next page waits 60 s on --delay: interrupt now
+    return None
+
+crawler = Crawler(URL, on_page=on_page, delay=60.0, robots=False, progress=False, output=OUTPUT)
+try:
+    crawler.run()
+except KeyboardInterrupt:
+    print("interrupted", crawler.result.interrupted, flush=True)
+try:
+    crawler.run()
+except UsageError as exc:
+    print("refused:", exc, flush=True)
+"""
+
+
+def test_a_crawler_interrupted_runs_once(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    with small_site() as site:
+        code = RUN_TWICE_CHILD.replace("URL", repr(site.url("/"))).replace("OUTPUT", repr(str(out)))
+        rc, stdout, stderr = interrupt_when_ready(code)
+        assert rc == 0, stderr
+        assert "interrupted True" in stdout and "refused: this Crawler has run" in stdout
+        assert len(site.hits) == 1  # the start page: nothing after

@@ -73,6 +73,10 @@ class Crawler:
     standard fields plus any ``extract`` fields. Links on every HTML page are followed
     within scope unless ``follow_links=False``.
 
+    A Crawler runs once: a second ``run()`` raises UsageError, however the first ended
+    (tasks a ``max_time`` stop abandoned may still be running on it). A crawl with a
+    state file is continued by a new Crawler with the same options, which resumes it.
+
     Every option is a keyword parameter whose default comes from :class:`CrawlOptions`;
     the command line has the same names with dashes (``max_pages`` is ``--max-pages``;
     the few exceptions are listed in docs/api.md). Units: seconds for times, bytes for
@@ -145,9 +149,9 @@ class Crawler:
             such an object makes its own connections, so ``proxy`` must be left as is.
         fetcher: What fetches each URL: a :class:`PageFetcher`, which the caller owns
             (it brings its own transport: ``transport`` must be left as is), or a
-            factory called at the start of each run with a :class:`FetchSetup` (the
-            options and the crawl's transport) whose fetcher the crawler closes at the
-            run's end. None: :class:`HTTPFetcher` over ``transport``. Scope, robots.txt,
+            factory called as the run starts with a :class:`FetchSetup` (the options
+            and the crawl's transport) whose fetcher the crawler closes at the run's
+            end. None: :class:`HTTPFetcher` over ``transport``. Scope, robots.txt,
             politeness and ``deny_private`` hold whatever the fetcher.
         proxy: ``"env"``: http_proxy/https_proxy/no_proxy from the environment; None or
             ``"none"``: no proxy; otherwise the URL of one HTTP proxy for every request.
@@ -361,6 +365,9 @@ class Crawler:
         self._reserved = 0
         self._wake_at: float | None = None
         self._deadline: float | None = None
+        self._ran = False  # a Crawler runs once (see run())
+        # The frontier's last queue count read: the result's if it cannot be read at the end.
+        self._last_queued = 0
         self._stopping = False
         self._abandoned = False  # --max-time left tasks running: their writes are moot
         self._fatal: BaseException | None = None
@@ -411,7 +418,23 @@ class Crawler:
         KeyboardInterrupt (Ctrl-C) stops intake, lets in-flight requests finish within
         ``grace`` seconds, writes what they produced, and propagates; ``self.result``
         then says what was done and ``interrupted`` is True.
+
+        A Crawler runs once: a second ``run()`` raises UsageError. A crawl with a state
+        file continues where this run left off in a new ``Crawler`` with the same options.
+
+        Whatever ends the run (an exception included), its outputs are written and closed,
+        and its fetcher, frontier and state file closed, before ``run()`` returns or raises.
         """
+        with self._lock:
+            ran, self._ran = self._ran, True
+        if ran:
+            # Tasks a --max-time run abandoned may still be running on this object, and
+            # its fetcher and frontier are closed: a second run would share their state.
+            raise UsageError(
+                "this Crawler has run already: a Crawler runs once (to continue a crawl "
+                "with a state file, make a new Crawler with the same options: it resumes "
+                "where the last run left off)"
+            )
         opts = self.options
         # 1. The shared crawl joined (its worker not registered yet), the fetcher (and its
         # transport), then the outputs and the state file.
@@ -444,39 +467,42 @@ class Crawler:
         self.frontier = session.frontier  # a SQLite frontier over the state file
         if session.earlier_pages:  # --max-pages is the crawl's, over all its runs
             self._earlier_pages = self._taken = session.earlier_pages
-        # 2. What a worker does with a job: fetch it through the gate, build its records.
-        self._jobs = Jobs(
-            opts,
-            scope=self.scope,
-            frontier=self.frontier,
-            fetcher=fetcher,
-            guard=guard,
-            records=self._records,
-            formats=self.formats,
-            result=self.result,
-            lock=self._lock,
-            stopping=self._is_stopping,
-        )
-        # 3. The pool runs _handle on each leased job; _dispatch keeps it fed (see above).
         started = time.monotonic()
-        if opts.max_time is not None:
-            self._deadline = started + opts.max_time
-        self._pool = Pool(
-            self._handle,
-            workers=opts.concurrency,
-            errors="log",
-            name="crawl",
-            output=self._writer,
-            grace=opts.grace,
-        )
-        progress = ProgressDisplay(
-            self._progress_state,
-            description="crawl",
-            unit="pages",
-            enabled=progress_enabled(opts.progress, opts.output_paths()[0]),
-        )
         interrupted = False
+        progress: ProgressDisplay | None = None
+        # From here on everything opened so far (writer, fetcher, frontier, state file) is
+        # closed by _finish, however the run ends: building the pool may fail too.
         try:
+            # 2. What a worker does with a job: fetch it through the gate, build its records.
+            self._jobs = Jobs(
+                opts,
+                scope=self.scope,
+                frontier=self.frontier,
+                fetcher=fetcher,
+                guard=guard,
+                records=self._records,
+                formats=self.formats,
+                result=self.result,
+                lock=self._lock,
+                stopping=self._is_stopping,
+            )
+            # 3. The pool runs _handle on each leased job; _dispatch keeps it fed (see above).
+            if opts.max_time is not None:
+                self._deadline = started + opts.max_time
+            self._pool = Pool(
+                self._handle,
+                workers=opts.concurrency,
+                errors="log",
+                name="crawl",
+                output=self._writer,
+                grace=opts.grace,
+            )
+            progress = ProgressDisplay(
+                self._progress_state,
+                description="crawl",
+                unit="pages",
+                enabled=progress_enabled(opts.progress, opts.output_paths()[0]),
+            )
             progress.start()
             if self.result.stopped_by is None:  # else earlier runs spent --max-pages
                 added = self.frontier.submit([Candidate(url) for url in self.start_urls])
@@ -491,11 +517,23 @@ class Crawler:
                 self._stopping = True
                 self.result.interrupted = True
                 self.result.stopped_by = "interrupt"
-            self._drain_after_interrupt()
+            if self._pool is not None:
+                self._drain_after_interrupt()
+            raise
+        except BaseException as exc:
+            with self._lock:
+                self._stopping = True
+                if self._fatal is None:  # the state file records a failed run
+                    self._fatal = exc
+            if self._pool is not None:
+                self._pool.cancel()  # nothing more starts; tasks in flight end
             raise
         finally:
-            progress.stop()
-            self._finish(started, interrupted)
+            try:
+                if progress is not None:
+                    progress.stop()
+            finally:
+                self._finish(started, interrupted)
         with self._lock:
             fatal = self._fatal
         if fatal is not None:
@@ -603,34 +641,60 @@ class Crawler:
         return session.resumable if session is not None else self.frontier.durable
 
     def _finish(self, started: float, interrupted: bool) -> None:
-        assert self._pool is not None and self._writer is not None
-        assert self._session is not None
-        with self._lock:
-            abandoned = self._abandoned
-        if not interrupted and not abandoned:
-            self._pool.close()
-        queued = self.frontier.stats().queued
-        with self._lock:  # abandoned tasks may still be counting
-            self.result.elapsed = time.monotonic() - started
-            # Abandoned leases were never finished: not fetched either (a state file
-            # counts them as queued; _close_run takes its count, what `status` shows).
-            self.result.pending = queued + self.result.abandoned
-        try:
-            self._writer.close()
-        except WriterError as exc:
+        """Stop the pool, count what is left, and close everything the run opened, each
+        step whatever the others do: the writer first (its last commits reach the state
+        file), then the fetcher, the frontier and the state file. A failure here becomes
+        the run's error (the first one; the rest are logged), raised by run() after the
+        closes, unless another exception is on its way out already."""
+        assert self._writer is not None and self._session is not None
+        writer, session = self._writer, self._session
+
+        def count() -> None:
             with self._lock:
-                if self._fatal is None:
-                    self._fatal = exc
-        finally:
-            self._close_fetcher()
-            self.frontier.close()
+                abandoned = self._abandoned
+            if self._pool is not None and not interrupted and not abandoned:
+                self._pool.close()
+            try:
+                self._queued()
+            finally:  # lost (a shared frontier's Redis gone): the last count read
+                with self._lock:  # abandoned tasks may still be counting
+                    self.result.elapsed = time.monotonic() - started
+                    # Abandoned leases were never finished: not fetched either (a state
+                    # file counts them as queued; session.close takes its count).
+                    self.result.pending = self._last_queued + self.result.abandoned
+
+        def close_session() -> None:
             with self._lock:
                 fatal = self._fatal
-            self._session.close(interrupted, fatal)
+            session.close(interrupted, fatal)
+
+        interrupt: BaseException | None = None
+        for step in (count, writer.close, self._close_fetcher, self.frontier.close, close_session):
+            try:
+                step()
+            except Exception as exc:
+                with self._lock:
+                    first = self._fatal is None
+                    if first:
+                        self._fatal = exc
+                # A writer's error is the one that failed the crawl: said once.
+                if not first and not isinstance(exc, WriterError):
+                    logger.error("ending the run: %s", exc, exc_info=exc)
+            except BaseException as exc:  # noqa: BLE001 - Ctrl-C: close the rest, then raise it
+                interrupt = interrupt or exc
+        if interrupt is not None:
+            raise interrupt
+
+    def _queued(self) -> int:
+        """The frontier's queue count, kept as the last one read."""
+        queued = self.frontier.stats().queued
+        with self._lock:
+            self._last_queued = queued
+        return queued
 
     def _progress_state(self) -> ProgressState:
         """The live view: called by the progress display's thread."""
-        pending = self.frontier.stats().queued
+        pending = self._queued()
         with self._lock:
             r = self.result
             done = r.pages
@@ -692,7 +756,7 @@ class Crawler:
                 free = 0
             spent = self._taken >= self.options.max_pages
             free, reserved = self._reserve(free)
-        if spent and self.frontier.stats().queued:
+        if spent and self._queued():
             with self._lock:
                 self._stop("max_pages", notices)  # retries of counted pages still run
         jobs: list[Lease] = []
