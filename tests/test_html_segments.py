@@ -9,7 +9,6 @@ import re
 from typing import Any
 
 import pytest
-from selectolax.lexbor import LexborHTMLParser
 
 from shoal.crawler import _nesting
 from shoal.crawler._html import ParsedHTML, _parse_into, bounded, parse_html

@@ -128,6 +128,8 @@ _INTEGRATION = frozenset(
     {"^foreignobject", "^desc", "^title", "^annotation-xml", "^mi", "^mo", "^mn", "^ms"}
     | {"^mtext"}
 )
+# Start tags that change how segments reads what follows (outside foreign content).
+_MODAL = _RAW | _FOREIGN | {"plaintext"}
 _WALK = 24  # how far down the stack a search for a matching element goes
 _raw_ends: dict[str, re.Pattern[str]] = {}
 
@@ -158,12 +160,15 @@ def _tokens(text: str, resume: list[int]) -> Iterator[tuple[int, int, re.Match[s
             return
         lt = found.start()
         c = text[lt + 1]
-        if c == "/" and not _ASCII_LETTER.match(text, lt + 2):
-            if text.startswith(">", lt + 2):  # "</>" is dropped
-                pos = lt + 3
-                continue
-            c = "?"
-        if c == "!" and text.startswith("<!--", lt):
+        if c not in "!?" and (c != "/" or _ASCII_LETTER.match(text, lt + 2)):
+            tag = _TAG.match(text, lt)
+            if tag is None:
+                return  # a tag that never ends: the rest of the page is inside it
+            pos = tag.end()
+            yield lt, pos, tag
+        elif c == "/" and text.startswith(">", lt + 2):  # "</>" is dropped
+            pos = lt + 3
+        elif text.startswith("<!--", lt):
             if text.startswith(">", lt + 4):  # "<!-->" and "<!--->" are whole comments
                 pos = lt + 5
             elif text.startswith("->", lt + 4):
@@ -174,18 +179,12 @@ def _tokens(text: str, resume: list[int]) -> Iterator[tuple[int, int, re.Match[s
                     return  # the rest of the page is this comment
                 pos = close.end()
             yield lt, pos, None
-        elif c in "!?":
+        else:  # a bogus comment: "<!x", "<?x", "</ x" up to the first ">"
             close = _GT.search(text, lt + 2)
             if close is None:
                 return
             pos = close.end()
             yield lt, pos, None
-        else:
-            tag = _TAG.match(text, lt)
-            if tag is None:
-                return  # a tag that never ends: the rest of the page is inside it
-            pos = tag.end()
-            yield lt, pos, tag
 
 
 def _pop_to(stack: list[str], names: frozenset[str], passable: frozenset[str]) -> None:
@@ -366,7 +365,10 @@ def segments(text: str, tags: int = SEGMENT_TAGS) -> list[int]:
 
     for start, end, m in _tokens(text, resume):
         was_foreign = bool(foreign)  # then read it again in HTML after a cut
-        stop, text_only = extent(start, end, m)
+        if m is not None and not was_foreign and (m.group(1) or m.group(2).lower() not in _MODAL):
+            stop, text_only = end, False  # nearly every tag: nothing to model
+        else:
+            stop, text_only = extent(start, end, m)
         weight = text.count("<", start, stop)
         if seen and seen + weight > tags:
             cuts.append(start)
