@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -165,6 +166,12 @@ class Counting:
         self.log.append((m.end() if m else len(text)) - pos)
         return m
 
+    def finditer(self, text: str, pos: int = 0) -> Iterator[re.Match[str]]:
+        for m in self.pattern.finditer(text, pos):
+            self.log.append(m.end() - pos)  # the text skipped to it, and it
+            pos = m.end()
+            yield m
+
 
 HOSTILE = {
     "unclosed comments": "<!--a",
@@ -190,7 +197,7 @@ HOSTILE = {
 @pytest.mark.parametrize("name", HOSTILE)
 def test_hostile_pages_are_scanned_in_linear_work(name: str, monkeypatch: Any) -> None:
     log: list[int] = []
-    for attr in ("_TAG", "_MARKUP", "_COMMENT_END", "_ASCII_LETTER", "_GT"):
+    for attr in ("_TAG", "_SIMPLE_TAG", "_MARKUP", "_COMMENT_END", "_ASCII_LETTER", "_GT"):
         monkeypatch.setattr(_nesting, attr, Counting(getattr(_nesting, attr), log))
     raw_end = _nesting._raw_end
     monkeypatch.setattr(_nesting, "_raw_end", lambda tag: Counting(raw_end(tag), log))
@@ -220,3 +227,14 @@ def test_hostile_pages_are_parsed_to_the_end_or_to_what_never_ends(name: str) ->
     else:
         assert links == whole(text).hrefs
     bounded(text)
+
+
+def test_the_fast_tag_pattern_reads_a_tag_as_the_exact_one_or_leaves_it() -> None:
+    rng = random.Random(7)
+    pieces = ["a", "b", " ", "=", '"', "'", ">", "<", "/", "\n", "x=", '="', "1>0"]
+    for _ in range(20_000):
+        text = "<a" + "".join(rng.choice(pieces) for _ in range(rng.randrange(12))) + ">"
+        fast, exact = _nesting._SIMPLE_TAG.match(text), _nesting._TAG.match(text)
+        assert fast is not None
+        if fast.group(2) is not None:
+            assert exact is not None and fast.group(0, 1, 2, 3) == exact.group(0, 1, 2, 3), text

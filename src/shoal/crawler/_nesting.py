@@ -66,6 +66,15 @@ _TAG = re.compile(
     r"|(?![\t\n\f\r ]*+=))"
     r")*+)>"
 )
+# A plain tag, as ``_TAG`` reads it: no "<", "=" or quote in names, "=" right after a
+# name, a quote only right after "="; else the "<" where something else starts, read by
+# ``_TAG``. No repeat passes a "<", so a failed try costs no more than the text to it.
+_SIMPLE_TAG = re.compile(
+    r"<(/?)([A-Za-z][^\t\n\f\r />]*+)("
+    r"""(?:[\t\n\f\r /]++|[^<>"'=\t\n\f\r /]++"""
+    r"""(?:=(?:"[^"<]*+"|'[^'<]*+'|[^\t\n\f\r <>"'=]*+))?+)*+)>"""
+    r"|<"
+)
 # Where markup may start: a "<" followed by anything else is text.
 _MARKUP = re.compile(r"<[A-Za-z!?/]")
 _COMMENT_END = re.compile(r"--!?>")
@@ -154,6 +163,18 @@ def _tokens(text: str, resume: list[int]) -> Iterator[tuple[int, int, re.Match[s
     """
     pos = 0
     while True:
+        pos = max(pos, resume[0])
+        # Simple tags, most of a page, in one C loop; anything else is read below.
+        for fast in _SIMPLE_TAG.finditer(text, pos):
+            if fast.group(2) is None:
+                pos = fast.start()
+                break
+            pos = fast.end()
+            yield fast.start(), pos, fast
+            if resume[0] > pos:
+                break
+        else:
+            pos = len(text)
         pos = max(pos, resume[0])
         found = _MARKUP.search(text, pos)
         if found is None:
