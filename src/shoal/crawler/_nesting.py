@@ -21,6 +21,7 @@ Pages with at most ``SCAN_ABOVE`` start tags (nearly all) are never scanned.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 __all__ = [
     "MAX_NESTING",
@@ -51,7 +52,35 @@ def _names(words: str) -> frozenset[str]:
     return frozenset(words.split())
 
 
-_TAG = re.compile(r"<(/?)([A-Za-z][^\t\n\f\r />]*)([^>]*)>|<!--")
+# A tag from its "<" to its ">", as the HTML tokenizer reads it: a quote opens an
+# attribute value only right after "=" (a ">" inside "1>0" does not end the tag), and
+# every quantifier is possessive so a tag that never ends costs one scan to the end of
+# the page, not one per backtrack. An attribute name may start with "=" (then it is a
+# name, not a value: '<a ="x>' ends at its ">").
+_TAG = re.compile(
+    r"<(/?)([A-Za-z][^\t\n\f\r />]*+)("
+    r"(?:[\t\n\f\r /]++"
+    r"|[^\t\n\f\r />][^\t\n\f\r />=]*+"
+    r"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+"
+    r"""(?:"[^"]*+"|'[^']*+'|[^\t\n\f\r >"'][^\t\n\f\r >]*+|(?=>))"""
+    r"|(?![\t\n\f\r ]*+=))"
+    r")*+)>"
+)
+# A plain tag, as ``_TAG`` reads it: no "<", "=" or quote in names, "=" right after a
+# name, a quote only right after "="; else the "<" where something else starts, read by
+# ``_TAG``. No repeat passes a "<", so a failed try costs no more than the text to it.
+_SIMPLE_TAG = re.compile(
+    r"<(/?)([A-Za-z][^\t\n\f\r />]*+)("
+    r"""(?:[\t\n\f\r /]++|[^<>"'=\t\n\f\r /]++"""
+    r"""(?:=(?:"[^"<]*+"|'[^'<]*+'|[^\t\n\f\r <>"'=]*+))?+)*+)>"""
+    r"|<"
+)
+# Where markup may start: a "<" followed by anything else is text.
+_MARKUP = re.compile(r"<[A-Za-z!?/]")
+_COMMENT_END = re.compile(r"--!?>")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+_GT = re.compile(">")
+_CDATA_END = re.compile(r"]]>")
 _VOID = _names(
     "area base basefont bgsound br col embed frame hr img input keygen link meta param "
     "source track wbr"
@@ -108,8 +137,75 @@ _INTEGRATION = frozenset(
     {"^foreignobject", "^desc", "^title", "^annotation-xml", "^mi", "^mo", "^mn", "^ms"}
     | {"^mtext"}
 )
+# Start tags that change how segments reads what follows (outside foreign content).
+_MODAL = _RAW | _FOREIGN | {"plaintext"}
 _WALK = 24  # how far down the stack a search for a matching element goes
 _raw_ends: dict[str, re.Pattern[str]] = {}
+
+
+def _raw_end(name: str) -> re.Pattern[str]:
+    """The end tag that closes raw text ``name``: "</name" then a space, "/" or ">"
+    ("</scripts>" does not close a script)."""
+    pattern = _raw_ends.get(name)
+    if pattern is None:
+        pattern = _raw_ends[name] = re.compile("</" + name + "(?=[\t\n\f\r />])", re.I)
+    return pattern
+
+
+def _tokens(text: str, resume: list[int]) -> Iterator[tuple[int, int, re.Match[str] | None]]:
+    """The comments and tags of ``text`` in order, as (start, end, tag match or None for
+    a comment). Bogus comments (``<!x>``, ``<?x>``, ``</ x>``) end at the first ">".
+
+    Stops where a comment or tag runs to the end of the page (the tokenizer reads all the
+    rest as part of it), so every character is scanned about once whatever the page: a
+    search that finds no end from here finds none from later either. A caller skips raw
+    text by setting ``resume[0]`` to where scanning goes on.
+    """
+    pos = 0
+    while True:
+        pos = max(pos, resume[0])
+        # Simple tags, most of a page, in one C loop; anything else is read below.
+        for fast in _SIMPLE_TAG.finditer(text, pos):
+            if fast.group(2) is None:
+                pos = fast.start()
+                break
+            pos = fast.end()
+            yield fast.start(), pos, fast
+            if resume[0] > pos:
+                break
+        else:
+            pos = len(text)
+        pos = max(pos, resume[0])
+        found = _MARKUP.search(text, pos)
+        if found is None:
+            return
+        lt = found.start()
+        c = text[lt + 1]
+        if c not in "!?" and (c != "/" or _ASCII_LETTER.match(text, lt + 2)):
+            tag = _TAG.match(text, lt)
+            if tag is None:
+                return  # a tag that never ends: the rest of the page is inside it
+            pos = tag.end()
+            yield lt, pos, tag
+        elif c == "/" and text.startswith(">", lt + 2):  # "</>" is dropped
+            pos = lt + 3
+        elif text.startswith("<!--", lt):
+            if text.startswith(">", lt + 4):  # "<!-->" and "<!--->" are whole comments
+                pos = lt + 5
+            elif text.startswith("->", lt + 4):
+                pos = lt + 6
+            else:
+                close = _COMMENT_END.search(text, lt + 4)
+                if close is None:
+                    return  # the rest of the page is this comment
+                pos = close.end()
+            yield lt, pos, None
+        else:  # a bogus comment: "<!x", "<?x", "</ x" up to the first ">"
+            close = _GT.search(text, lt + 2)
+            if close is None:
+                return
+            pos = close.end()
+            yield lt, pos, None
 
 
 def _pop_to(stack: list[str], names: frozenset[str], passable: frozenset[str]) -> None:
@@ -169,18 +265,11 @@ def nesting_cut(text: str, limit: int = MAX_NESTING) -> tuple[int, str] | None:
         return None
     stack: list[str] = []
     options = 0  # <option>/<optgroup> since the last <select>
-    skip_to = 0  # inside a comment or raw text until here
-    for m in _TAG.finditer(text):
-        if m.start() < skip_to:
+    resume = [0]  # past raw text
+    for start, _, m in _tokens(text, resume):
+        if m is None:  # a comment
             continue
-        raw_name = m.group(2)
-        if raw_name is None:  # a comment
-            end = text.find("-->", m.end())
-            if end < 0:
-                return None
-            skip_to = end + 3
-            continue
-        name = raw_name.lower()
+        name = m.group(2).lower()
         if m.group(1):  # an end tag
             if stack and stack[-1] == name:  # the common case: it closes the current one
                 stack.pop()
@@ -198,18 +287,15 @@ def nesting_cut(text: str, limit: int = MAX_NESTING) -> tuple[int, str] | None:
                 if not m.group(3).endswith("/"):
                     stack.append("^" + name)
                     if len(stack) > limit:
-                        return m.start(), f"elements nested deeper than {limit}"
+                        return start, f"elements nested deeper than {limit}"
                 continue
         if name in _VOID:
             continue
         if name in _RAW:
-            end_tag = _raw_ends.get(name)
-            if end_tag is None:
-                end_tag = _raw_ends[name] = re.compile("</" + name, re.I)
-            found = end_tag.search(text, m.end())
+            found = _raw_end(name).search(text, m.end())
             if found is None:
                 return None  # the rest of the page is this element's text
-            skip_to = found.start()
+            resume[0] = found.start()
             continue
         if name == "plaintext":
             return None  # the rest of the page is text
@@ -220,7 +306,7 @@ def nesting_cut(text: str, limit: int = MAX_NESTING) -> tuple[int, str] | None:
         elif name in ("option", "optgroup"):
             options += 1
             if options > MAX_OPTIONS:
-                return m.start(), f"more than {MAX_OPTIONS} options in one <select>"
+                return start, f"more than {MAX_OPTIONS} options in one <select>"
         if name in _CLOSES_P:
             _close_p(stack)
         family = _FAMILIES.get(name)
@@ -232,44 +318,89 @@ def nesting_cut(text: str, limit: int = MAX_NESTING) -> tuple[int, str] | None:
             name = "^" + name
         stack.append(name)
         if len(stack) > limit:
-            return m.start(), f"elements nested deeper than {limit}"
+            return start, f"elements nested deeper than {limit}"
     return None
 
 
 def segments(text: str, tags: int = SEGMENT_TAGS) -> list[int]:
     """Where to split ``text`` into pieces of about ``tags`` tags each, for parsing one
-    piece at a time: offsets of tags outside comments and raw text (a split there leaves
-    every tag whole), in order, 0 first.
+    piece at a time: offsets of tags and comments outside raw text (a split there leaves
+    every tag, comment and raw-text element whole), in order, 0 first.
 
     Each piece parsed on its own starts again at depth 0, so no parse nests deeper than
     about ``tags`` (lexbor's cost is quadratic in depth) and each tree stays small, while
     every tag of the page is still parsed: what the pieces lose is only the structure
-    across a split, which links, <base>, <title> and <meta> do not need. A comment or raw
-    text holding more than ``tags`` tags, or never closed, is split like markup: which it
-    is depends on context (``<style>`` in ``<svg>`` is markup), and a page must not get
-    an unbounded piece by claiming it.
+    across a split, which links, <base>, <title> and <meta> do not need.
+
+    Every "<" counts towards a piece's ``tags``, those in comments, attribute values and
+    raw text too: which raw text is text depends on context (``<style>`` in ``<svg>`` is
+    markup), and a page must not get an unbounded piece by claiming it. A comment or
+    raw-text element (or the ``<plaintext>`` rest of a page) that would overfill a piece
+    starts a new one instead, whatever it holds: at the start of a document it is text in
+    any parser, and text builds no nodes. So script and comment content is never parsed
+    as markup, and the work is linear in the page.
     """
     cuts = [0]
     seen = 0
-    skip_to = 0
-    for m in _TAG.finditer(text):
-        if m.start() < skip_to:
-            continue
-        seen += 1
-        if seen > tags:
-            cuts.append(m.start())
-            seen = 1
-        raw_name = m.group(2)
-        if raw_name is None:  # a comment
-            end = text.find("-->", m.end())
-        elif m.group(1) or (name := raw_name.lower()) not in _RAW:
-            continue
+    resume = [0]  # past raw text
+    # Elements open in <svg> or <math> since the last cut (as "^name"): there <style>,
+    # <script> and <title> are markup, and <![CDATA[ is text up to "]]>". A cut starts
+    # lexbor afresh in HTML, and this model with it.
+    foreign: list[str] = []
+
+    def extent(start: int, end: int, m: re.Match[str] | None) -> tuple[int, bool]:
+        """Where the construct at ``start`` ends (raw text included) and whether it is
+        text whatever the context; opens or closes foreign elements on the way."""
+        in_foreign = bool(foreign) and foreign[-1] not in _INTEGRATION
+        if m is None:
+            if in_foreign and text.startswith("<![CDATA[", start):
+                found = _CDATA_END.search(text, start + 9)
+                resume[0] = found.end() if found is not None else len(text)
+                return resume[0], False
+            return end, True
+        name = m.group(2).lower()
+        if m.group(1):  # an end tag closes the foreign element it names, if near
+            for i in range(len(foreign) - 1, max(-1, len(foreign) - 1 - _WALK), -1):
+                if foreign[i] == "^" + name:
+                    del foreign[i:]
+                    break
+            return end, False
+        opens = not m.group(3).endswith("/")
+        if in_foreign:
+            if name in _BREAKOUT:
+                foreign.clear()
+            elif opens:
+                foreign.append("^" + name)
+            return end, False
+        if name in _FOREIGN:
+            if opens:
+                foreign.append("^" + name)
+        elif name in _RAW:
+            found = _raw_end(name).search(text, end)
+            resume[0] = found.start() if found is not None else len(text)
+            return resume[0], True
+        elif name == "plaintext":
+            resume[0] = len(text)
+            return resume[0], True
+        return end, False
+
+    for start, end, m in _tokens(text, resume):
+        was_foreign = bool(foreign)  # then read it again in HTML after a cut
+        if m is not None and not was_foreign and (m.group(1) or m.group(2).lower() not in _MODAL):
+            stop, text_only = end, False  # nearly every tag: nothing to model
         else:
-            end_tag = _raw_ends.get(name)
-            if end_tag is None:
-                end_tag = _raw_ends[name] = re.compile("</" + name, re.I)
-            found = end_tag.search(text, m.end())
-            end = found.start() if found is not None else -1
-        if end >= 0 and text.count("<", m.end(), end) <= tags:
-            skip_to = end
+            stop, text_only = extent(start, end, m)
+        weight = text.count("<", start, stop)
+        if seen and seen + weight > tags:
+            cuts.append(start)
+            seen = 0
+            foreign.clear()
+            if was_foreign:
+                resume[0] = start
+                stop, text_only = extent(start, end, m)
+                weight = text.count("<", start, stop)
+        if text_only and not seen:
+            seen = 1 if m is None else text.count("<", start, end)
+        else:
+            seen += weight
     return cuts
