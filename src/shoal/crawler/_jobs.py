@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from .._errors import UsageError
 from ..http import ErrorKind, TransportError
 from ..runtime._retry import RetryPolicy
-from ._fetch import Fetched, FetchRequest, Gate, PageFetcher
+from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_side_requests
 from ._gate import HopGate, robots_gate, sitemap_gate
 from ._kinds import CrawlErrorKind, http_error
 from ._options import CrawlOptions
@@ -95,6 +95,8 @@ class Jobs:
         self._sitemaps_queued = 0
         self._sitemap_pages = 0
         self._robots_agent = product_token(options.user_agent)
+        # HTTPFetcher hands the gate canonical URLs: its hops are not canonicalized twice.
+        self._canonical_hops = type(fetcher) is HTTPFetcher
 
     def do(self, job: Lease) -> tuple[Release, Commit | None]:
         """The job's release for the frontier and its commit for the writer."""
@@ -114,22 +116,32 @@ class Jobs:
         *,
         max_bytes: int | None = None,
         truncate: bool = False,
+        side: Gate = no_side_requests,
+        max_hops: int | None = None,
     ) -> Fetched:
         """Fetch through the crawl's fetcher, the gate kept whatever the fetcher: the
         first URL and every hop pass ``deny_private`` here, every hop the request's
-        ``gate``, and a result that went where the gate did not let it is refused."""
+        ``gate`` (and the hop limit and loop check), every side request ``side``; and a
+        result that went where the gate did not let it is refused."""
         guard = self._guard
         if guard is not None:
             try:
                 guard(url)
             except TransportError as exc:
                 return Fetched(url, url, error=exc.kind, detail=exc.detail)
-        hops = HopGate(gate, guard)
+        hops = HopGate(
+            gate,
+            guard,
+            start=url,
+            max_hops=self.options.max_redirects if max_hops is None else max_hops,
+            side=side,
+            canonical=self._canonical_hops,
+        )
         limit = self.options.max_bytes if max_bytes is None else max_bytes
-        fetched = self._fetcher.fetch(FetchRequest(url, hops, limit, truncate, kind))
+        fetched = self._fetcher.fetch(FetchRequest(url, hops, limit, truncate, kind, hops.side))
         stray = hops.stray(url, fetched)
         if stray is None:
-            return fetched
+            return hops.settle(fetched)
         logger.warning("%s: the fetcher requested %s without the crawl's gate", url, stray)
         return Fetched(
             url,
@@ -145,7 +157,11 @@ class Jobs:
         try:
             # Its own size limit, not --max-bytes: see MAX_ROBOTS_BYTES.
             fetched = self._fetch(
-                job.url, robots_gate(), job.kind, max_bytes=MAX_ROBOTS_BYTES, truncate=True
+                job.url,
+                robots_gate(),
+                job.kind,
+                max_bytes=MAX_ROBOTS_BYTES,
+                truncate=True,
             )
             rules = RobotsRules.from_fetch(fetched)
         except Exception as exc:
@@ -237,7 +253,12 @@ class Jobs:
             logger.info("sitemap cap (%d) reached: %d skipped", self.options.max_sitemaps, skipped)
 
     def _do_sitemap(self, job: Lease) -> tuple[Release, Commit | None]:
-        fetched = self._fetch(job.url, sitemap_gate(self.scope, self._count_off_scope), job.kind)
+        fetched = self._fetch(
+            job.url,
+            sitemap_gate(self.scope, self._count_off_scope),
+            job.kind,
+            side=_SideRequests(self, job, None),
+        )
         if fetched.error is not None or fetched.status != 200:
             logger.info(
                 "sitemap %s: %s", job.url, fetched.error or fetched.detail or fetched.status
@@ -305,7 +326,9 @@ class Jobs:
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
 
     def _fetch_page(self, job: Lease, rules: RobotsRules | None) -> Fetched:
-        return self._fetch(job.url, _Redirects(self, job, rules), job.kind)
+        return self._fetch(
+            job.url, _Redirects(self, job, rules), job.kind, side=_SideRequests(self, job, rules)
+        )
 
     def _classify(self, job: Lease, fetched: Fetched) -> _Classified:
         status = fetched.status
@@ -477,6 +500,35 @@ class _Redirects:
             return "redirect target disallowed by robots.txt"
         if not steps.frontier.claim(job, target):
             return "redirect to an already-seen URL"
+        return None
+
+
+class _SideRequests:
+    """The side-request check for one lease: may the fetcher request a URL beside the page
+    (a browser's XHR, script, stylesheet, image)? Scope and robots.txt only: a side
+    request is not a page of the crawl, so nothing is claimed, queued or counted (a link
+    to the same URL is still crawled as a page of its own). A host whose robots.txt the
+    crawl has not read yet is refused: its rules are unknown."""
+
+    def __init__(self, steps: Jobs, job: Lease, rules: RobotsRules | None) -> None:
+        self.steps = steps
+        self.job = job
+        self.rules = rules
+
+    def __call__(self, target: str) -> str | None:
+        steps = self.steps
+        if not steps.scope.allows(target):
+            return "side request out of scope"
+        if not steps.options.robots:
+            return None
+        host = host_key(target)
+        rules = self.rules if host == self.job.host else None
+        if rules is None:
+            rules = steps._rules_for(host)
+        if rules is None:
+            return "side request to a host whose robots.txt is not read yet"
+        if rules.error is not None or not rules.allowed(target, steps.options.user_agent):
+            return "side request disallowed by robots.txt"
         return None
 
 
