@@ -416,7 +416,7 @@ def _answers(*addresses: str) -> Any:
 def test_public_only_strict_refuses_any_private_address_and_a_failed_lookup() -> None:
     mixed = Resolver(lookup=_answers("93.184.216.34", "127.0.0.1"))
     PublicOnly(mixed, 1.0)("http://mixed.test/")  # the native client picks the public one
-    with pytest.raises(TransportError, match="non-public address 127.0.0.1") as caught:
+    with pytest.raises(TransportError, match=r"non-public address 127\.0\.0\.1") as caught:
         PublicOnly(mixed, 1.0, strict=True)("http://mixed.test/")
     assert caught.value.kind is ErrorKind.BLOCKED
     failing = Resolver(lookup=_answers())

@@ -199,7 +199,12 @@ class Jobs:
         commit = None
         if "warc" in self.formats and fetched is not None and fetched.status is not None:
             commit = Commit(exchange=fetched)  # wget archives robots.txt too
-        return Release(Outcome.DONE, policy=policy), commit
+        hold = None
+        if rules.error is not None and fetched is not None and fetched.error is None:
+            hold = fetched.retry_after  # a 429 or 5xx that says when to come back
+        if hold is not None and commit is None:
+            commit = Commit()  # a hold must reach the state file: an empty commit carries it
+        return Release(Outcome.DONE, hold_host_for=hold, policy=policy), commit
 
     def _rules_for(self, host: str) -> RobotsRules | None:
         """The host's robots.txt rules: parsed here once, from the frontier's policy (the
