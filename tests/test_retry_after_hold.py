@@ -158,3 +158,20 @@ def test_a_robots_txt_retry_after_holds_its_host(tmp_path: Path, status: int) ->
     with contextlib.closing(sqlite3.connect(str(out) + ".state.sqlite")) as db:
         held = [host for (host,) in db.execute("SELECT host FROM holds")]
     assert held == [site.url("/").rstrip("/")]
+
+
+def test_a_sitemap_retry_after_holds_its_host(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    with Site(
+        {
+            "/robots.txt": Reply(body="User-agent: *\nAllow: /\n"),
+            "/sitemap.xml": Reply(503, "later", headers={"Retry-After": "999999"}),
+            "/": html("home"),
+        }
+    ) as site:
+        opts = {**CAREFUL, "max_time": 20, "sitemaps": True}
+        Crawler(site.url("/"), output=str(out), **opts).run()
+        assert site.count("/sitemap.xml") == 1
+    with contextlib.closing(sqlite3.connect(str(out) + ".state.sqlite")) as db:
+        held = [host for (host,) in db.execute("SELECT host FROM holds")]
+    assert held == [site.url("/").rstrip("/")]

@@ -268,6 +268,14 @@ class Jobs:
             logger.info(
                 "sitemap %s: %s", job.url, fetched.error or fetched.detail or fetched.status
             )
+            if fetched.error is None and fetched.retry_after is not None:
+                # A 429/503 that says when to come back: the host waits (pages too), and
+                # the sitemap is asked again then, as a page would be.
+                verdict = self._classify(job, fetched)
+                hold = Commit() if verdict.hold_for is not None else None
+                if verdict.retry_in is not None:
+                    return Release(Outcome.RETRY, verdict.retry_in, verdict.hold_for), hold
+                return Release(Outcome.FAILED, hold_host_for=verdict.hold_for), hold
             return Release(Outcome.FAILED), None
         pages, sitemaps = parse_sitemap(fetched.body, self.options.max_bytes)
         jobs = [Candidate(u, 0, job.url) for u in _canonical(pages) if self.scope.allows(u)]
