@@ -3,18 +3,17 @@ fetches it (see ``_fetch.PageFetcher``).
 
 A page, each of its redirect hops, a sitemap and each of *its* redirect hops are
 checked against the crawl's scope (``Scope.allows``: http(s) only, allowed hosts,
-include/exclude patterns, depth). Only robots.txt may leave the scope: RFC 9309
-(section 2.3.1.2) lets its redirects go to another host, up to five hops.
-Page redirects need more than a yes/no (robots.txt rules, politeness of another host,
-dedup), so the crawler's own ``_vet_redirect`` starts with the same scope check.
+include/exclude patterns, depth), robots.txt and politeness (a hop to another host is
+queued there: the crawler's ``_Redirects`` and ``_SitemapRedirects``). Only robots.txt may
+leave the scope: RFC 9309 (section 2.3.1.2) lets its redirects go to another host, up to
+five hops.
 
-Targets of other schemes (file:, ftp:, gopher:, ws: ...) never get this far:
-``canonicalize`` refuses them, and the fetcher records that hop as ``bad_redirect``.
-
-The crawler wraps each request's gate in a :class:`HopGate`, which adds ``deny_private``
-(:class:`PublicOnly`) and remembers what it let through, so that a fetcher that requests
-a URL without asking (a bug, or a browser that followed a redirect by itself) has its
-result refused rather than recorded.
+The crawler wraps each request's gates in a :class:`HopGate`, which checks canonical
+forms only (another scheme or a malformed URL is refused), bounds the hops
+(``max_redirects``, loops), adds ``deny_private`` (:class:`PublicOnly`) and remembers what
+it let through, so that a fetcher that requests a URL without asking (a bug, or a browser
+that followed a redirect by itself) has its result refused rather than recorded. Requests
+beside a page (a browser's subresources) pass ``HopGate.side``: checked, never claimed.
 """
 
 from __future__ import annotations
@@ -25,14 +24,13 @@ from dataclasses import replace
 from .._url import split_url
 from ..http import ErrorKind, Resolver, TransportError, is_public_address
 from ._fetch import REDIRECT_STATUSES, Fetched, Gate, no_side_requests
-from ._urls import Scope, canonicalize
+from ._urls import canonicalize
 
 __all__ = [
     "ROBOTS_MAX_REDIRECTS",
     "HopGate",
     "PublicOnly",
     "robots_gate",
-    "sitemap_gate",
 ]
 
 # RFC 9309 2.3.1.2: follow at least five consecutive redirects, then the file may be
@@ -50,19 +48,6 @@ def robots_gate() -> Gate:
         if hops > ROBOTS_MAX_REDIRECTS:
             return f"robots.txt redirected more than {ROBOTS_MAX_REDIRECTS} times"
         return None
-
-    return follow
-
-
-def sitemap_gate(scope: Scope, on_refused: Callable[[str], None] | None = None) -> Gate:
-    """Redirects of one sitemap fetch: only to URLs the crawl may fetch."""
-
-    def follow(target: str) -> str | None:
-        if scope.allows(target):
-            return None
-        if on_refused is not None:
-            on_refused(target)
-        return "sitemap redirect out of scope"
 
     return follow
 

@@ -18,7 +18,7 @@ from .._errors import UsageError
 from ..http import ErrorKind, TransportError
 from ..runtime._retry import RetryPolicy
 from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_side_requests
-from ._gate import HopGate, robots_gate, sitemap_gate
+from ._gate import HopGate, robots_gate
 from ._kinds import CrawlErrorKind, http_error
 from ._options import CrawlOptions
 from ._page import Page, product_token
@@ -260,7 +260,7 @@ class Jobs:
     def _do_sitemap(self, job: Lease) -> tuple[Release, Commit | None]:
         fetched = self._fetch(
             job.url,
-            sitemap_gate(self.scope, self._count_off_scope),
+            _SitemapRedirects(self, job),
             job.kind,
             side=_SideRequests(self, job, None),
         )
@@ -513,6 +513,30 @@ class _Redirects:
             return "redirect target disallowed by robots.txt"
         if not steps.frontier.claim(job, target):
             return "redirect to an already-seen URL"
+        return None
+
+
+class _SitemapRedirects:
+    """The redirect gate of one sitemap lease: in scope, and the host's robots.txt and
+    politeness, as a page's hops. A hop to another host is queued there as a sitemap of
+    its own (that host's robots.txt and delays apply), not taken in place."""
+
+    def __init__(self, steps: Jobs, job: Lease) -> None:
+        self.steps = steps
+        self.job = job
+
+    def __call__(self, target: str) -> str | None:
+        steps, job = self.steps, self.job
+        if not steps.scope.allows(target):
+            steps._count_off_scope(target)
+            return "sitemap redirect out of scope"
+        if host_key(target) != job.host:
+            candidate = Candidate(target, job.depth, job.url, kind=JobKind.SITEMAP)
+            steps._log_sitemap_cap(steps._queue_sitemaps([candidate]))
+            return "sitemap redirect to another host, queued"
+        rules = steps._rules_for(job.host) if steps.options.robots else None
+        if rules is not None and not rules.allowed(target, steps.options.user_agent):
+            return "sitemap redirect target disallowed by robots.txt"
         return None
 
 
