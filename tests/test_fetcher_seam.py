@@ -498,6 +498,19 @@ def test_robots_txt_hops_of_another_scheme_are_refused(tmp_path: Path) -> None:
     assert not [u for u in fetcher.requested if not u.startswith("http")]
 
 
+def test_a_page_hop_of_another_scheme_is_a_bad_redirect(tmp_path: Path) -> None:
+    # The fetcher stopped where the gate said: the result is that refusal, as HTTPFetcher
+    # reports it, not a fetcher that skipped the gate.
+    pages = site_pages()
+    pages[SITE + "/a"] = (302, {"location": "javascript:alert(1)"}, b"")
+    fetcher = HopFetcher(pages)
+    out = tmp_path / "o.jsonl"
+    Crawler(SITE + "/", fetcher=fetcher, output=str(out), **QUIET).run()
+    rec = by_url(out)[SITE + "/a"]
+    assert rec["error"] == "bad_redirect" and "javascript" in rec["error_detail"]
+    assert not [u for u in fetcher.requested if not u.startswith("http")]
+
+
 def test_the_gate_judges_a_hop_by_its_canonical_form(tmp_path: Path) -> None:
     # http://host:80/x is the same host (not another one with its own politeness), and
     # /c#frag is /c: one page, claimed once.

@@ -150,8 +150,10 @@ class HopGate:
         try:
             target = self._canon(target)
         except ValueError as exc:
-            self._last, self._stop = target, f"not a crawlable URL: {exc}"
-            return self._stop
+            why = f"not a crawlable URL: {exc}"
+            self._last, self._stop = target, why
+            self._limit = (ErrorKind.BAD_REDIRECT, why)  # as HTTPFetcher reports it
+            return why
         self._last, self._stop = target, None
         seen = self._seen
         if target == self._start or target in seen:
@@ -209,9 +211,10 @@ class HopGate:
         try:
             final = self._canon(shown)
         except ValueError:
-            return shown
-        if final == start or seen.get(final, False):
-            return None
+            final = shown  # only the refusal of that very URL may end there
+        else:
+            if final == start or seen.get(final, False):
+                return None
         stop = self._stop
         if final == self._last and stop is not None:
             if isinstance(stop, ErrorKind):
@@ -230,8 +233,11 @@ class HopGate:
         length or a loop (a fetcher that relies on the gate reports only the refusal)."""
         if not self._canonical:
             # Pages resolve their links against final_url: it must be the canonical form.
-            # (Called after ``stray``, which refused a result with a non-canonical URL.)
-            final = canonicalize(fetched.final_url)
+            # (Called after ``stray``, which refused a result with a non-canonical URL,
+            # but for a final URL the gate refused as such: kept, the fetch never went.)
+            final = fetched.final_url
+            if final != self._last or not isinstance(self._stop, str):
+                final = canonicalize(final)
             redirects = tuple(canonicalize(u) for u in fetched.redirects)
             if final != fetched.final_url or redirects != tuple(fetched.redirects):
                 fetched = replace(fetched, final_url=final, redirects=redirects)
