@@ -176,7 +176,9 @@ def test_robots_rules_and_crawl_delay(tmp_path: Path) -> None:
     assert len(times) == 3 and min(gaps) >= 0.29  # Crawl-delay kept requests apart
 
 
-@pytest.mark.parametrize(("status", "fetched"), [(503, False), (404, True), (410, True)])
+@pytest.mark.parametrize(
+    ("status", "fetched"), [(503, False), (429, False), (404, True), (410, True)]
+)
 def test_robots_status_per_rfc_9309(tmp_path: Path, status: int, fetched: bool) -> None:
     with Site() as site:
         site.routes.update(

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 
@@ -25,8 +27,17 @@ from shoal.crawler import (
     HTTPFetcher,
     JobKind,
     PageFetcher,
+    _crawler,
 )
-from shoal.http import ErrorKind, MockTransport, Request, Response, TransportError
+from shoal.crawler._gate import PublicOnly
+from shoal.http import (
+    ErrorKind,
+    MockTransport,
+    Request,
+    Resolver,
+    Response,
+    TransportError,
+)
 
 SITE = "http://93.184.216.34"  # in scope
 OFF = "http://8.8.8.8"  # out of scope
@@ -386,3 +397,195 @@ def test_a_fetcher_object_and_a_transport_do_not_mix() -> None:
         Crawler(SITE + "/", fetcher=DictFetcher({}), transport=MockTransport(site_handler))
     with pytest.raises(UsageError, match="fetcher given as an object"):
         Crawler(SITE + "/", fetcher=DictFetcher({}), transport="urllib3")
+
+
+# -- the gate holds whatever the fetcher (review of #21) -----------------------------------
+
+
+def _answers(*addresses: str) -> Any:
+    """A DNS lookup function: every host resolves to ``addresses`` (none: lookup fails)."""
+
+    def lookup(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+
+    return lookup
+
+
+def test_public_only_strict_refuses_any_private_address_and_a_failed_lookup() -> None:
+    mixed = Resolver(lookup=_answers("93.184.216.34", "127.0.0.1"))
+    PublicOnly(mixed, 1.0)("http://mixed.test/")  # the native client picks the public one
+    with pytest.raises(TransportError, match=r"non-public address 127\.0\.0\.1") as caught:
+        PublicOnly(mixed, 1.0, strict=True)("http://mixed.test/")
+    assert caught.value.kind is ErrorKind.BLOCKED
+    failing = Resolver(lookup=_answers())
+    PublicOnly(failing, 1.0)("http://nx.test/")
+    with pytest.raises(TransportError, match="cannot check"):
+        PublicOnly(failing, 1.0, strict=True)("http://nx.test/")
+
+
+@pytest.mark.parametrize("answer", [("93.184.216.34", "10.0.0.1"), ()])
+def test_deny_private_with_a_transport_object_needs_every_address_public(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: tuple[str, ...]
+) -> None:
+    # A transport object resolves the host itself and may connect to any address.
+    monkeypatch.setattr(_crawler, "Resolver", lambda: Resolver(lookup=_answers(*answer)))
+    transport = MockTransport(lambda r: Response(200, HTML, b"<title>internal</title>"))
+    out = tmp_path / "o.jsonl"
+    Crawler(
+        "http://mixed.test/",
+        transport=transport,
+        deny_private=True,
+        robots=False,
+        output=str(out),
+        **QUIET,
+    ).run()
+    assert transport.requests == []
+    assert by_url(out)["http://mixed.test/"]["error"] == "blocked"
+
+
+class HopFetcher:
+    """A fetcher that relies on the crawl's gate for everything: it reports the URLs it
+    is given as given (relative ones joined), and has no redirect limit of its own."""
+
+    def __init__(self, pages: Pages, side: dict[str, list[str]] | None = None) -> None:
+        self.pages = pages
+        self.side = side or {}
+        self.requested: list[str] = []
+        self.side_answers: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, url: str) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            self.requested.append(url)
+        return self.pages.get(url, (404, {}, b""))
+
+    def fetch(self, request: FetchRequest) -> Fetched:
+        url, redirects = request.url, []
+        for _ in range(100):  # a bound for the test only: the gate must stop it first
+            status, headers, body = self._get(url)
+            for sub in self.side.get(url, []):
+                try:
+                    why = request.side(sub)
+                except TransportError as exc:
+                    why = exc.detail
+                self.side_answers[sub] = why
+                if why is None:
+                    self._get(sub)
+            location = headers.get("location")
+            if status in (301, 302) and location:
+                target = urljoin(url, location)
+                stop = request.gate(target)
+                if stop is not None:
+                    return Fetched(request.url, target, status, headers, detail=stop)
+                redirects.append(url)
+                url = target
+                continue
+            return Fetched(request.url, url, status, headers, body, 0.001, tuple(redirects))
+        raise AssertionError("the gate let a redirect chain run on")
+
+    def close(self) -> None:
+        pass
+
+
+def test_robots_txt_hops_of_another_scheme_are_refused(tmp_path: Path) -> None:
+    pages = site_pages()
+    pages[SITE + "/robots.txt"] = (301, {"location": "file:///etc/passwd"}, b"")
+    fetcher = HopFetcher(pages)
+    out = tmp_path / "o.jsonl"
+    Crawler(SITE + "/", fetcher=fetcher, output=str(out), **QUIET).run()
+    assert not [u for u in fetcher.requested if not u.startswith("http")]
+
+
+def test_a_page_hop_of_another_scheme_is_a_bad_redirect(tmp_path: Path) -> None:
+    # The fetcher stopped where the gate said: the result is that refusal, as HTTPFetcher
+    # reports it, not a fetcher that skipped the gate.
+    pages = site_pages()
+    pages[SITE + "/a"] = (302, {"location": "javascript:alert(1)"}, b"")
+    fetcher = HopFetcher(pages)
+    out = tmp_path / "o.jsonl"
+    Crawler(SITE + "/", fetcher=fetcher, output=str(out), **QUIET).run()
+    rec = by_url(out)[SITE + "/a"]
+    assert rec["error"] == "bad_redirect" and "javascript" in rec["error_detail"]
+    assert not [u for u in fetcher.requested if not u.startswith("http")]
+
+
+def test_the_gate_judges_a_hop_by_its_canonical_form(tmp_path: Path) -> None:
+    # http://host:80/x is the same host (not another one with its own politeness), and
+    # /c#frag is /c: one page, claimed once.
+    pages = site_pages()
+    pages[SITE + "/a"] = (302, {"location": SITE + ":80/a2#top"}, b"")
+    pages[SITE + ":80/a2#top"] = (200, HTML, b"<title>a2</title><a href=/c>c</a>")
+    pages[SITE + "/b"] = (302, {"location": "/c#frag"}, b"")
+    pages[SITE + "/c#frag"] = pages[SITE + "/c"]
+    fetcher = HopFetcher(pages)
+    out = tmp_path / "o.jsonl"
+    Crawler(SITE + "/", fetcher=fetcher, output=str(out), **QUIET).run()
+    got = by_url(out)
+    assert got[SITE + "/a"]["title"] == "a2"
+    assert not [u for u in got if ":80" in u or "#" in u]
+    assert len([u for u in fetcher.requested if u.startswith(SITE + "/c")]) == 1
+
+
+def test_a_side_request_is_neither_claimed_nor_queued(tmp_path: Path) -> None:
+    # A browser loads /api as an XHR and the page also links to it: the link still gets its
+    # own record. A side request to another host is not queued as a page, and one out of
+    # scope or disallowed by robots.txt is refused.
+    pages = site_pages()
+    pages[SITE + "/"] = (200, HTML, b"<title>home</title><a href=/api>api</a>")
+    pages[SITE + "/api"] = (200, HTML, b"<title>api</title>")
+    side = {SITE + "/": [SITE + "/api", SITE + "/private/x", OFF + "/logo.png", "file:///x"]}
+    fetcher = HopFetcher(pages, side)
+    out = tmp_path / "o.jsonl"
+    result = Crawler(SITE + "/", fetcher=fetcher, output=str(out), **QUIET).run()
+    got = by_url(out)
+    assert set(got) == {SITE + "/", SITE + "/api"}
+    assert got[SITE + "/api"]["title"] == "api"
+    answers = fetcher.side_answers
+    assert answers[SITE + "/api"] is None
+    assert answers[SITE + "/private/x"] is not None and answers[OFF + "/logo.png"] is not None
+    assert answers["file:///x"] is not None
+    assert fetcher.requested.count(SITE + "/api") == 2  # the XHR, then its own page
+    assert SITE + "/private/x" not in fetcher.requested
+    assert result.discovered == 2 and result.out_of_scope_redirects == 0
+
+
+def test_the_gate_bounds_redirects_whatever_the_fetcher(tmp_path: Path) -> None:
+    pages = site_pages()
+    pages[SITE + "/robots.txt"] = (200, {}, b"Sitemap: " + SITE.encode() + b"/sm-a.xml\n")
+    pages[SITE + "/sm-a.xml"] = (302, {"location": "/sm-b.xml"}, b"")
+    pages[SITE + "/sm-b.xml"] = (302, {"location": "/sm-a.xml"}, b"")
+    for n in range(10):
+        pages[SITE + f"/r{n}"] = (302, {"location": f"/r{n + 1}"}, b"")
+    pages[SITE + "/a"] = (302, {"location": "/r0"}, b"")
+    fetcher = HopFetcher(pages)
+    out = tmp_path / "o.jsonl"
+    Crawler(
+        SITE + "/", fetcher=fetcher, sitemaps=True, max_redirects=3, output=str(out), **QUIET
+    ).run()
+    assert fetcher.requested.count(SITE + "/sm-a.xml") == 1  # the loop is cut
+    rec = by_url(out)[SITE + "/a"]
+    assert rec["error"] == "too_many_redirects"
+    assert SITE + "/r3" not in fetcher.requested  # /a, r0, r1, r2: three hops
+
+
+class PushyFetcher(HopFetcher):
+    """Asks the gate, then requests a refused hop anyway and reports that it failed."""
+
+    def fetch(self, request: FetchRequest) -> Fetched:
+        status, headers, _ = self._get(request.url)
+        target = headers.get("location")
+        if status in (301, 302) and target and request.gate(target) is not None:
+            self._get(target)
+            return Fetched(request.url, target, error=ErrorKind.TIMEOUT, detail="timed out")
+        return super().fetch(request)
+
+
+def test_a_refused_hop_that_was_requested_anyway_is_refused(tmp_path: Path) -> None:
+    pages = site_pages()
+    pages[SITE + "/a"] = (302, {"location": OFF + "/x"}, b"")
+    out = tmp_path / "o.jsonl"
+    Crawler(SITE + "/", fetcher=PushyFetcher(pages), output=str(out), **QUIET).run()
+    rec = by_url(out)[SITE + "/a"]
+    assert rec["error"] == "blocked" and OFF + "/x" in rec["error_detail"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -137,3 +139,39 @@ def test_a_far_retry_after_ends_a_shared_crawl_too(
         assert result.stopped_by is None  # the crawl ended by itself, not at max_time
         assert site.count("/a") == 1 and site.count("/b") == 0
         assert records(out)["a"]["error"] == "retry_after"
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_robots_txt_retry_after_holds_its_host(tmp_path: Path, status: int) -> None:
+    # A robots.txt that says "come back later" holds the host's URLs for that long: they
+    # are not asked for (nor given up on) before then, and the hold is kept in the state.
+    out = tmp_path / "o.jsonl"
+    with Site(
+        {
+            "/robots.txt": Reply(status, "later", headers={"Retry-After": "999999"}),
+            "/": html("home"),
+        }
+    ) as site:
+        result = Crawler(site.url("/"), output=str(out), **{**CAREFUL, "max_time": 20}).run()
+        assert site.count("/") == 0
+    assert result.pages == 0 and not out.read_text()
+    with contextlib.closing(sqlite3.connect(str(out) + ".state.sqlite")) as db:
+        held = [host for (host,) in db.execute("SELECT host FROM holds")]
+    assert held == [site.url("/").rstrip("/")]
+
+
+def test_a_sitemap_retry_after_holds_its_host(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    with Site(
+        {
+            "/robots.txt": Reply(body="User-agent: *\nAllow: /\n"),
+            "/sitemap.xml": Reply(503, "later", headers={"Retry-After": "999999"}),
+            "/": html("home"),
+        }
+    ) as site:
+        opts = {**CAREFUL, "max_time": 20, "sitemaps": True}
+        Crawler(site.url("/"), output=str(out), **opts).run()
+        assert site.count("/sitemap.xml") == 1
+    with contextlib.closing(sqlite3.connect(str(out) + ".state.sqlite")) as db:
+        held = [host for (host,) in db.execute("SELECT host FROM holds")]
+    assert held == [site.url("/").rstrip("/")]

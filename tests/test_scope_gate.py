@@ -49,6 +49,57 @@ def test_a_sitemap_that_redirects_to_another_host_is_not_fetched_there(tmp_path:
     assert result.out_of_scope_redirects == 1
 
 
+def test_a_sitemap_redirect_obeys_robots_txt(tmp_path: Path) -> None:
+    with Site() as site:
+        site.routes.update(
+            {
+                "/robots.txt": Reply(
+                    body=f"User-agent: *\nDisallow: /private\nSitemap: {site.url('/sm.xml')}\n",
+                    content_type="text/plain",
+                ),
+                "/sm.xml": Reply(302, headers={"Location": "/private/sm.xml"}),
+                "/private/sm.xml": Reply(body="<urlset></urlset>"),
+                "/": html("home"),
+            }
+        )
+        Crawler(site.url("/"), output=str(tmp_path / "o.jsonl"), sitemaps=True, **CAREFUL).run()
+        assert site.count("/sm.xml") == 1 and site.count("/private/sm.xml") == 0
+
+
+def test_a_sitemap_redirect_to_another_host_is_queued_there(tmp_path: Path) -> None:
+    # Another host's robots.txt and politeness apply: its sitemap is its own lease.
+    with Site(host="127.0.0.2") as other, Site() as site:
+        other.routes.update(
+            {
+                "/robots.txt": Reply(
+                    body="User-agent: *\nDisallow: /\n", content_type="text/plain"
+                ),
+                "/sm.xml": Reply(body=f"<urlset><url><loc>{other.url('/x')}</loc></url></urlset>"),
+            }
+        )
+        site.routes.update(
+            {
+                "/robots.txt": Reply(
+                    body=f"User-agent: *\nSitemap: {site.url('/sm.xml')}\n",
+                    content_type="text/plain",
+                ),
+                "/sm.xml": Reply(302, headers={"Location": other.url("/sm.xml")}),
+                "/": html("home"),
+            }
+        )
+        out = tmp_path / "o.jsonl"
+        Crawler(
+            site.url("/"),
+            output=str(out),
+            sitemaps=True,
+            allow_domains=["127.0.0.1", "127.0.0.2"],
+            **CAREFUL,
+        ).run()
+        assert other.count("/robots.txt") == 1
+        assert other.hits[0][0] == "/robots.txt", "another host's sitemap before its robots.txt"
+        assert other.count("/x") == 0
+
+
 def test_robots_txt_may_redirect_to_another_host(tmp_path: Path) -> None:
     # RFC 9309 2.3.1.2: robots.txt redirects are followed wherever they go (5 hops).
     with Site(host="127.0.0.2") as other, Site() as site:

@@ -545,8 +545,14 @@ class Crawler:
         ``deny_private`` check every request passes whatever the fetcher."""
         opts = self.options
         resolver = Resolver() if opts.deny_private else None
-        guard = None if resolver is None else PublicOnly(resolver, min(opts.timeout, 10.0))
         given = self._fetcher_given
+        # A transport or fetcher object looks hosts up itself: every address must be public.
+        strict = given is not None or self._transport is not None
+        guard = (
+            None
+            if resolver is None
+            else PublicOnly(resolver, min(opts.timeout, 10.0), strict=strict)
+        )
         if _is_fetcher(given):
             return given, guard  # the caller's: not closed here
         transport = self._transport

@@ -35,16 +35,25 @@ __all__ = [
     "Gate",
     "HTTPFetcher",
     "PageFetcher",
+    "no_side_requests",
 ]
 
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 Gate = Callable[[str], str | None]
-"""A request's gate: ``gate(url)`` before requesting ``url`` (a redirect hop, or anything
-else the fetcher would request on its own): None to go on, or why not (the fetch stops
-there). It may raise :class:`~shoal.TransportError` (kind ``blocked``, for
-``deny_private``): the fetch ends with that error."""
+"""A request's gate: ``gate(url)`` before requesting ``url``: None to go on, or why not.
+It may raise :class:`~shoal.TransportError` (kind ``blocked``, for ``deny_private``).
+
+``FetchRequest.gate`` is for a redirect or navigation hop (the page moves to ``url``):
+refused, the fetch stops there; raised, it ends with that error. ``FetchRequest.side``
+is for a request beside the page (a browser's XHR, script, image): refused or raised,
+that one request is not made and the page goes on."""
+
+
+def no_side_requests(url: str) -> str | None:
+    """The side-request check of a fetch that may make none (robots.txt)."""
+    return "no side request may be made for this fetch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,8 @@ class FetchRequest:
     max_bytes: int  # the decoded body's limit
     truncate: bool = False  # a longer body is cut to max_bytes, not the error too_large
     kind: JobKind = JobKind.PAGE
+    # every request made beside the page (not a hop) must pass it first
+    side: Gate = no_side_requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +98,15 @@ class PageFetcher(Protocol):
 
     ``fetch`` requests ``request.url`` and returns a :class:`Fetched`; it never raises for
     a network or protocol problem (an exception is recorded as the page's internal error).
-    Before it requests any other URL for this fetch (a redirect hop, a navigation), it
-    calls ``request.gate(url)`` and stops there unless that returns None; ``Fetched``'s
-    ``redirects`` and ``final_url`` say which URLs it requested, and the crawler refuses a
-    result that went where the gate did not let it. ``close`` ends what the fetcher holds
-    (the crawler calls it at the end of each run it built the fetcher for)."""
+    Before it moves to any other URL for this fetch (a redirect hop, a navigation), it
+    calls ``request.gate(url)`` and stops there unless that returns None (a refused hop:
+    ``final_url`` the refused URL, the 3xx response's status, ``detail`` the gate's
+    reason, no ``error``); before any request beside the page (a subresource), it calls
+    ``request.side(url)`` and skips that request unless it returns None. ``Fetched``'s
+    ``redirects`` and ``final_url`` say which URLs it moved through, and the crawler
+    refuses a result that went where the gate did not let it. The gate also bounds the
+    hops (``max_redirects``, loops) whatever the fetcher. ``close`` ends what the fetcher
+    holds (the crawler calls it at the end of each run it built the fetcher for)."""
 
     def fetch(self, request: FetchRequest) -> Fetched: ...
 
@@ -198,6 +213,10 @@ class HTTPFetcher:
                 break
             if target in (current, url) or target in redirects:
                 error, detail = ErrorKind.REDIRECT_LOOP, f"redirect loop at {target}"
+                break
+            if _hop == self.max_redirects:  # the last turn: the gate is not asked in vain
+                error = ErrorKind.TOO_MANY_REDIRECTS
+                detail = f"more than {self.max_redirects} redirects"
                 break
             try:
                 stop = follow(target)

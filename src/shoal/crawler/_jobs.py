@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 from .._errors import UsageError
 from ..http import ErrorKind, TransportError
 from ..runtime._retry import RetryPolicy
-from ._fetch import Fetched, FetchRequest, Gate, PageFetcher
-from ._gate import HopGate, robots_gate, sitemap_gate
+from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_side_requests
+from ._gate import HopGate, robots_gate
 from ._kinds import CrawlErrorKind, http_error
 from ._options import CrawlOptions
 from ._page import Page, product_token
@@ -95,6 +95,8 @@ class Jobs:
         self._sitemaps_queued = 0
         self._sitemap_pages = 0
         self._robots_agent = product_token(options.user_agent)
+        # HTTPFetcher hands the gate canonical URLs: its hops are not canonicalized twice.
+        self._canonical_hops = type(fetcher) is HTTPFetcher
 
     def do(self, job: Lease) -> tuple[Release, Commit | None]:
         """The job's release for the frontier and its commit for the writer."""
@@ -114,22 +116,32 @@ class Jobs:
         *,
         max_bytes: int | None = None,
         truncate: bool = False,
+        side: Gate = no_side_requests,
+        max_hops: int | None = None,
     ) -> Fetched:
         """Fetch through the crawl's fetcher, the gate kept whatever the fetcher: the
         first URL and every hop pass ``deny_private`` here, every hop the request's
-        ``gate``, and a result that went where the gate did not let it is refused."""
+        ``gate`` (and the hop limit and loop check), every side request ``side``; and a
+        result that went where the gate did not let it is refused."""
         guard = self._guard
         if guard is not None:
             try:
                 guard(url)
             except TransportError as exc:
                 return Fetched(url, url, error=exc.kind, detail=exc.detail)
-        hops = HopGate(gate, guard)
+        hops = HopGate(
+            gate,
+            guard,
+            start=url,
+            max_hops=self.options.max_redirects if max_hops is None else max_hops,
+            side=side,
+            canonical=self._canonical_hops,
+        )
         limit = self.options.max_bytes if max_bytes is None else max_bytes
-        fetched = self._fetcher.fetch(FetchRequest(url, hops, limit, truncate, kind))
+        fetched = self._fetcher.fetch(FetchRequest(url, hops, limit, truncate, kind, hops.side))
         stray = hops.stray(url, fetched)
         if stray is None:
-            return fetched
+            return hops.settle(fetched)
         logger.warning("%s: the fetcher requested %s without the crawl's gate", url, stray)
         return Fetched(
             url,
@@ -145,7 +157,11 @@ class Jobs:
         try:
             # Its own size limit, not --max-bytes: see MAX_ROBOTS_BYTES.
             fetched = self._fetch(
-                job.url, robots_gate(), job.kind, max_bytes=MAX_ROBOTS_BYTES, truncate=True
+                job.url,
+                robots_gate(),
+                job.kind,
+                max_bytes=MAX_ROBOTS_BYTES,
+                truncate=True,
             )
             rules = RobotsRules.from_fetch(fetched)
         except Exception as exc:
@@ -183,7 +199,12 @@ class Jobs:
         commit = None
         if "warc" in self.formats and fetched is not None and fetched.status is not None:
             commit = Commit(exchange=fetched)  # wget archives robots.txt too
-        return Release(Outcome.DONE, policy=policy), commit
+        hold = None
+        if rules.error is not None and fetched is not None and fetched.error is None:
+            hold = fetched.retry_after  # a 429 or 5xx that says when to come back
+        if hold is not None and commit is None:
+            commit = Commit()  # a hold must reach the state file: an empty commit carries it
+        return Release(Outcome.DONE, hold_host_for=hold, policy=policy), commit
 
     def _rules_for(self, host: str) -> RobotsRules | None:
         """The host's robots.txt rules: parsed here once, from the frontier's policy (the
@@ -237,11 +258,24 @@ class Jobs:
             logger.info("sitemap cap (%d) reached: %d skipped", self.options.max_sitemaps, skipped)
 
     def _do_sitemap(self, job: Lease) -> tuple[Release, Commit | None]:
-        fetched = self._fetch(job.url, sitemap_gate(self.scope, self._count_off_scope), job.kind)
+        fetched = self._fetch(
+            job.url,
+            _SitemapRedirects(self, job),
+            job.kind,
+            side=_SideRequests(self, job, None),
+        )
         if fetched.error is not None or fetched.status != 200:
             logger.info(
                 "sitemap %s: %s", job.url, fetched.error or fetched.detail or fetched.status
             )
+            if fetched.error is None and fetched.retry_after is not None:
+                # A 429/503 that says when to come back: the host waits (pages too), and
+                # the sitemap is asked again then, as a page would be.
+                verdict = self._classify(job, fetched)
+                hold = Commit() if verdict.hold_for is not None else None
+                if verdict.retry_in is not None:
+                    return Release(Outcome.RETRY, verdict.retry_in, verdict.hold_for), hold
+                return Release(Outcome.FAILED, hold_host_for=verdict.hold_for), hold
             return Release(Outcome.FAILED), None
         pages, sitemaps = parse_sitemap(fetched.body, self.options.max_bytes)
         jobs = [Candidate(u, 0, job.url) for u in _canonical(pages) if self.scope.allows(u)]
@@ -305,7 +339,9 @@ class Jobs:
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
 
     def _fetch_page(self, job: Lease, rules: RobotsRules | None) -> Fetched:
-        return self._fetch(job.url, _Redirects(self, job, rules), job.kind)
+        return self._fetch(
+            job.url, _Redirects(self, job, rules), job.kind, side=_SideRequests(self, job, rules)
+        )
 
     def _classify(self, job: Lease, fetched: Fetched) -> _Classified:
         status = fetched.status
@@ -477,6 +513,59 @@ class _Redirects:
             return "redirect target disallowed by robots.txt"
         if not steps.frontier.claim(job, target):
             return "redirect to an already-seen URL"
+        return None
+
+
+class _SitemapRedirects:
+    """The redirect gate of one sitemap lease: in scope, and the host's robots.txt and
+    politeness, as a page's hops. A hop to another host is queued there as a sitemap of
+    its own (that host's robots.txt and delays apply), not taken in place."""
+
+    def __init__(self, steps: Jobs, job: Lease) -> None:
+        self.steps = steps
+        self.job = job
+
+    def __call__(self, target: str) -> str | None:
+        steps, job = self.steps, self.job
+        if not steps.scope.allows(target):
+            steps._count_off_scope(target)
+            return "sitemap redirect out of scope"
+        if host_key(target) != job.host:
+            candidate = Candidate(target, job.depth, job.url, kind=JobKind.SITEMAP)
+            steps._log_sitemap_cap(steps._queue_sitemaps([candidate]))
+            return "sitemap redirect to another host, queued"
+        rules = steps._rules_for(job.host) if steps.options.robots else None
+        if rules is not None and not rules.allowed(target, steps.options.user_agent):
+            return "sitemap redirect target disallowed by robots.txt"
+        return None
+
+
+class _SideRequests:
+    """The side-request check for one lease: may the fetcher request a URL beside the page
+    (a browser's XHR, script, stylesheet, image)? Scope and robots.txt only: a side
+    request is not a page of the crawl, so nothing is claimed, queued or counted (a link
+    to the same URL is still crawled as a page of its own). A host whose robots.txt the
+    crawl has not read yet is refused: its rules are unknown."""
+
+    def __init__(self, steps: Jobs, job: Lease, rules: RobotsRules | None) -> None:
+        self.steps = steps
+        self.job = job
+        self.rules = rules
+
+    def __call__(self, target: str) -> str | None:
+        steps = self.steps
+        if not steps.scope.allows(target):
+            return "side request out of scope"
+        if not steps.options.robots:
+            return None
+        host = host_key(target)
+        rules = self.rules if host == self.job.host else None
+        if rules is None:
+            rules = steps._rules_for(host)
+        if rules is None:
+            return "side request to a host whose robots.txt is not read yet"
+        if rules.error is not None or not rules.allowed(target, steps.options.user_agent):
+            return "side request disallowed by robots.txt"
         return None
 
 

@@ -75,9 +75,10 @@ class RobotsRules:
                 error=fetched.error or ErrorKind.CONNECTION,
                 detail=fetched.detail,
             )
-        if status >= 500:
+        if status >= 500 or status == 429:
             # RFC 9309: the server is in trouble, stay away; but only for now, so the
             # held-back URLs get records and stay queued like an unreachable robots.txt.
+            # A 429 (too many requests) is no answer about the rules either.
             return cls(
                 deny_all=True,
                 reason=f"robots.txt answered {status}",
