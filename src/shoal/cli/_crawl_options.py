@@ -278,6 +278,14 @@ def crawl_options(f: Any) -> Any:
             "-o needs --overwrite too).",
         ),
         click.option(
+            "--recrawl",
+            is_flag=True,
+            default=d.recrawl,
+            help="Crawl again after a finished or interrupted crawl: revisit every URL the "
+            "state knows (conditional requests), append one record per URL with its run and "
+            "change (new, changed, unchanged, gone). Rerun to finish an interrupted recrawl.",
+        ),
+        click.option(
             "--save-bodies",
             is_flag=True,
             default=d.save_bodies,

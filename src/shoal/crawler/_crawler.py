@@ -34,7 +34,7 @@ from ..http import Resolver, Transport, make_transport
 from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
 from ._fetch import FetcherFactory, FetchSetup, HTTPFetcher, PageFetcher
 from ._gate import PublicOnly
-from ._jobs import Jobs
+from ._jobs import Jobs, Revisit
 from ._kinds import CrawlErrorKind
 from ._options import CrawlOptions
 from ._records import PageCallback, Records
@@ -167,6 +167,12 @@ class Crawler:
         overwrite: Replace an existing output file that is not this crawl's.
         memory_limit: Queued URLs kept in memory; the rest wait in the state file.
         save_bodies: Add the response body and its SHA-256 to each record.
+        recrawl: After a finished or interrupted crawl with this output and state, crawl
+            again (run N+1): revisit every URL the state knows with conditional requests,
+            follow links from new and changed pages, and append one record per URL with
+            ``run`` and ``change`` (``new``, ``changed``, ``unchanged``, ``gone``;
+            ``disallowed`` if robots.txt now says so). Running it again after an
+            interruption finishes that run. JSONL output and a state file only, for now.
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
@@ -228,6 +234,7 @@ class Crawler:
         overwrite: bool = CrawlOptions.overwrite,
         memory_limit: int = CrawlOptions.memory_limit,
         save_bodies: bool = CrawlOptions.save_bodies,
+        recrawl: bool = CrawlOptions.recrawl,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
@@ -275,6 +282,7 @@ class Crawler:
             overwrite=overwrite,
             memory_limit=memory_limit,
             save_bodies=save_bodies,
+            recrawl=recrawl,
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport
@@ -333,6 +341,8 @@ class Crawler:
             check_shared(shared, opts, self.formats)
             self._shared = shared
         self._given_frontier = frontier
+        if opts.recrawl:
+            _check_recrawl(opts, self.formats, redis, frontier)
         # A shared crawl's is the Redis frontier run() connects.
         self.frontier: Frontier = frontier or MemoryFrontier(
             per_host=opts.per_host, delay=opts.initial_delay, robots=opts.robots
@@ -442,6 +452,9 @@ class Crawler:
                 joined.close()
             raise
         self.frontier = session.frontier  # a SQLite frontier over the state file
+        revisit = None
+        if session.store is not None and session.generation > 1:
+            revisit = Revisit(session.generation, session.store.prior)
         if session.earlier_pages:  # --max-pages is the crawl's, over all its runs
             self._earlier_pages = self._taken = session.earlier_pages
         # 2. What a worker does with a job: fetch it through the gate, build its records.
@@ -456,6 +469,7 @@ class Crawler:
             result=self.result,
             lock=self._lock,
             stopping=self._is_stopping,
+            revisit=revisit,
         )
         # 3. The pool runs _handle on each leased job; _dispatch keeps it fed (see above).
         started = time.monotonic()
@@ -883,6 +897,33 @@ class Crawler:
             logger.debug("stopping the crawl: %s", exc)
         assert self._pool is not None
         self._pool.cancel()
+
+
+def _check_recrawl(
+    opts: CrawlOptions, formats: list[str], redis: str | None, frontier: Frontier | None
+) -> None:
+    """What ``recrawl`` does not do yet is refused before anything is opened."""
+    if redis is not None:
+        raise UsageError.naming(
+            "{recrawl} does not work with {redis} yet: recrawl a crawl of one process"
+        )
+    if frontier is not None:
+        raise UsageError.naming("{recrawl} needs the crawl's state file, not Crawler(frontier=...)")
+    outputs = opts.output_paths()
+    first = outputs[0]
+    if opts.state is None or (
+        opts.state == "auto" and (first in (None, "-") or is_stream_path(str(first)))
+    ):
+        raise UsageError.naming(
+            "{recrawl} needs a state file: the one an earlier crawl to a file output left "
+            "(-o FILE keeps FILE.state.sqlite)"
+        )
+    others = sorted({f for f in formats if f != "jsonl"})
+    if others:
+        raise UsageError.naming(
+            "{recrawl} writes JSONL output only, for now (" + ", ".join(others) + " keeps no "
+            "run history yet): use -o FILE.jsonl"
+        )
 
 
 def _is_fetcher(given: object) -> TypeGuard[PageFetcher]:

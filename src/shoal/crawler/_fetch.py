@@ -56,6 +56,9 @@ class FetchRequest:
     max_bytes: int  # the decoded body's limit
     truncate: bool = False  # a longer body is cut to max_bytes, not the error too_large
     kind: JobKind = JobKind.PAGE
+    # Sent with the first request only (not with a redirect hop): a recrawl's conditional
+    # headers (If-None-Match, If-Modified-Since), which name this URL's last capture.
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +172,13 @@ class HTTPFetcher:
         detail = ""
         retry_after: float | None = None
         truncated = False
-        for _hop in range(self.max_redirects + 1):
+        for hop in range(self.max_redirects + 1):
             final, body = current, b""
+            sent = {**self._headers, **request.headers} if hop == 0 else self._headers
             try:
                 response = self._transport.get(
                     current,
-                    self._headers,
+                    sent,
                     max_bytes=request.max_bytes,
                     deadline=deadline,
                     truncate=request.truncate,

@@ -9,14 +9,18 @@ records), count, submit links.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .._errors import UsageError
 from ..http import ErrorKind, TransportError
 from ..runtime._retry import RetryPolicy
+from ..state import fingerprint
+from ..state._store import MAX_VALIDATOR, FetchNote, Prior
 from ._fetch import Fetched, FetchRequest, Gate, PageFetcher
 from ._gate import HopGate, robots_gate, sitemap_gate
 from ._kinds import CrawlErrorKind, http_error
@@ -57,6 +61,15 @@ class _Classified:
     too_long: bool  # Retry-After beyond what a crawl waits: recorded, host held
 
 
+@dataclass(frozen=True, slots=True)
+class Revisit:
+    """A recrawl's run (``--recrawl``, run 2 or later): its number, for the records, and
+    each URL's last fetch, to ask conditionally and to classify the answer."""
+
+    run: int
+    prior: Callable[[int], Prior | None]
+
+
 class Jobs:
     """What a worker does with one lease, for one run of a crawl. Built by
     :meth:`Crawler.run` once the run's frontier and fetcher are known; it shares the
@@ -78,8 +91,12 @@ class Jobs:
         result: CrawlResult,
         lock: threading.Lock,
         stopping: Callable[[], bool],
+        revisit: Revisit | None = None,
     ) -> None:
         self.options = options
+        self._revisit = revisit
+        # Where each page's validators and digest go (a state file's frontier only).
+        self._note: Callable[[str, FetchNote], None] | None = getattr(frontier, "note_fetch", None)
         self.scope = scope
         self.frontier = frontier
         self._fetcher = fetcher
@@ -114,6 +131,7 @@ class Jobs:
         *,
         max_bytes: int | None = None,
         truncate: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> Fetched:
         """Fetch through the crawl's fetcher, the gate kept whatever the fetcher: the
         first URL and every hop pass ``deny_private`` here, every hop the request's
@@ -126,7 +144,8 @@ class Jobs:
                 return Fetched(url, url, error=exc.kind, detail=exc.detail)
         hops = HopGate(gate, guard)
         limit = self.options.max_bytes if max_bytes is None else max_bytes
-        fetched = self._fetcher.fetch(FetchRequest(url, hops, limit, truncate, kind))
+        request = FetchRequest(url, hops, limit, truncate, kind, headers or {})
+        fetched = self._fetcher.fetch(request)
         stray = hops.stray(url, fetched)
         if stray is None:
             return fetched
@@ -276,8 +295,20 @@ class Jobs:
             with self._lock:
                 self.result.robots_denied += 1
             logger.info("skipped: robots.txt disallows %s", job.url)
-            return Release(Outcome.DONE), Commit(finished=job)
-        fetched = self._fetch_page(job, rules)
+            if self._revisit is None:
+                return Release(Outcome.DONE), Commit(finished=job)
+            # A recrawl says what became of every URL it knows: this one is not fetched.
+            record = self._records.error_record(
+                job, "robots_disallowed", "robots.txt now disallows it: not fetched"
+            )
+            record.update(run=self._revisit.run, change="disallowed")
+            return Release(Outcome.DONE), Commit([record], finished=job)
+        prior = None
+        if self._revisit is not None:
+            prior = self._revisit.prior(fingerprint(job.url))
+        fetched = self._fetch(
+            job.url, _Redirects(self, job, rules), job.kind, headers=_conditional(prior)
+        )
         verdict = self._classify(job, fetched)
         if verdict.retry_in is not None:
             with self._lock:
@@ -291,11 +322,35 @@ class Jobs:
         if logger.isEnabledFor(logging.INFO):  # -v: one line per URL, never under the lock
             logger.info("%s", _page_line(job.url, fetched.status, built.error, fetched))
         outcome = Outcome.FAILED if built.error is not None else Outcome.DONE
+        status = fetched.status
+        not_modified = status == 304 and fetched.error is None and prior is not None
+        if not_modified:
+            assert prior is not None
+            status = prior.status  # the capture the 304 confirms: what the state keeps
+        sha = None
+        if fetched.status is not None and not not_modified:
+            sha = hashlib.sha256(fetched.body).digest()
+        if self._revisit is not None:
+            change = _change(prior, fetched, sha, not_modified)
+            for record in built.records:
+                record.update(run=self._revisit.run, change=change)
+        if self._note is not None and fetched.status is not None:
+            headers = fetched.headers
+            self._note(
+                job.id,
+                FetchNote(
+                    _bounded(headers.get("etag")),
+                    _bounded(headers.get("last-modified")),
+                    sha,
+                    None if fetched.final_url == job.url else fetched.final_url,
+                    time.time(),
+                ),
+            )
         commit = Commit(
             built.records,
             finished=job,
             state=outcome,
-            status=fetched.status,
+            status=status,
             exchange=fetched if "warc" in self.formats else None,
             page=True,
             error=built.failed_by,
@@ -303,9 +358,6 @@ class Jobs:
         )
         links = self._links(job, built.follow) if built.follow else ()
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
-
-    def _fetch_page(self, job: Lease, rules: RobotsRules | None) -> Fetched:
-        return self._fetch(job.url, _Redirects(self, job, rules), job.kind)
 
     def _classify(self, job: Lease, fetched: Fetched) -> _Classified:
         status = fetched.status
@@ -392,7 +444,7 @@ class Jobs:
                 r.first_error.setdefault(
                     failed_by, f"{job.url}: {fetched.detail}" if fetched.detail else job.url
                 )
-            elif status is not None and 300 <= status < 400:
+            elif status is not None and 300 <= status < 400 and status != 304:
                 r.redirects += 1  # a redirect not followed (off-host, seen, ...)
             else:
                 r.ok += 1
@@ -525,6 +577,49 @@ def _retry_after_detail(fetched: Fetched) -> str:
         f"HTTP {fetched.status}, Retry-After: {shown} ({asked:.0f} s); a crawl waits at "
         f"most {MAX_HOLD:.0f} s, so the host is not asked again before then"
     )
+
+
+def _bounded(validator: str | None) -> str | None:
+    """A validator as the server sent it, or None past MAX_VALIDATOR characters (its URL
+    is then revisited unconditionally: the body's digest still tells a change)."""
+    if validator is None or len(validator) > MAX_VALIDATOR:
+        return None
+    return validator
+
+
+def _conditional(prior: Prior | None) -> dict[str, str]:
+    """The conditional headers for a revisit: the stored ETag exactly as given (a weak
+    ``W/`` one included) and Last-Modified, both when both were stored."""
+    headers: dict[str, str] = {}
+    if prior is None:
+        return headers
+    if prior.etag:
+        headers["If-None-Match"] = prior.etag
+    if prior.last_modified:
+        headers["If-Modified-Since"] = prior.last_modified
+    return headers
+
+
+def _change(prior: Prior | None, fetched: Fetched, sha: bytes | None, not_modified: bool) -> str:
+    """``new``, ``changed``, ``unchanged`` or ``gone``: this fetch against the last. A 304
+    (to a conditional request) or the same decoded body, status and final URL is
+    unchanged whatever the validators say; 404/410 for a URL that was ok is gone."""
+    if prior is None:
+        return "new"
+    if not_modified:
+        return "unchanged"
+    status = fetched.status
+    was_ok = prior.status is not None and 200 <= prior.status < 300
+    if was_ok and fetched.error is None and status in (404, 410):
+        return "gone"
+    final = None if fetched.final_url == fetched.url else fetched.final_url
+    same = (
+        fetched.error is None
+        and status == prior.status
+        and sha == prior.sha256
+        and final == prior.final_url
+    )
+    return "unchanged" if same else "changed"
 
 
 def _canonical(urls: list[str]) -> list[str]:

@@ -172,6 +172,9 @@ class CrawlOptions:
     overwrite: bool = False  # replace an existing output that is not this crawl's
     memory_limit: int = 20_000  # queued URLs kept in memory; the rest wait on disk
     save_bodies: bool = False  # add the response body and its SHA-256 to each record
+    # After a finished or interrupted crawl: crawl again (run N+1), revisiting every URL
+    # the state knows with conditional requests; records say what changed.
+    recrawl: bool = False
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

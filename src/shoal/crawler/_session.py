@@ -60,6 +60,8 @@ class RunSession:
         self._register = register
         self.store: StateStore | None = None
         self.earlier_pages = 0  # pages earlier runs of this crawl finished (not held back)
+        # The crawl's run as records name it: 1, then one more per --recrawl.
+        self.generation = 1
 
     @property
     def resumable(self) -> bool:
@@ -120,13 +122,22 @@ class RunSession:
                 fresh = self.store.created
                 if not fresh:
                     resume_at = list(self.store.output_offsets())
-                    # --max-pages is the crawl's: earlier runs' pages count against it,
-                    # but only those with a final outcome. A URL held back by an
-                    # unreachable robots.txt stays queued and is taken again this run:
-                    # its record would otherwise use up budget, and count twice.
-                    totals = self.store.totals()["totals"]
-                    self.earlier_pages = int(totals["pages"]) - self.store.held_count()
-                    self._announce_resume(self.store)
+                    if opts.recrawl:
+                        self._start_recrawl(self.store)
+                    generation = self.generation = self.store.generation
+                    if generation > 1:
+                        # --max-pages counts this run of the recrawl: every URL it has
+                        # revisited is done again, the rest queued.
+                        self.earlier_pages = self.store.done_count()
+                    else:
+                        # --max-pages is the crawl's: earlier runs' pages count against
+                        # it, but only those with a final outcome. A URL held back by an
+                        # unreachable robots.txt stays queued and is taken again this
+                        # run: its record would otherwise use up budget, and count twice.
+                        totals = self.store.totals()["totals"]
+                        self.earlier_pages = int(totals["pages"]) - self.store.held_count()
+                    if not opts.recrawl:
+                        self._announce_resume(self.store)
                 if self._given_frontier is None:
                     self.frontier = SqliteFrontier(
                         self.store,
@@ -199,6 +210,25 @@ class RunSession:
             "with another --crawl-id)"
         )
 
+    def _start_recrawl(self, store: StateStore) -> None:
+        """``--recrawl``: finish the recrawl run a kill or Ctrl-C left unfinished (URLs of
+        it still queued), else start the next run with every URL the state knows queued.
+        Run 1's queued URLs (an interrupted first crawl) are not a recrawl's: they are
+        revisited as the next run's (new, as nothing was fetched for them)."""
+        queued = store.queued_count()
+        generation = store.generation
+        if generation > 1 and queued:
+            self.announce(
+                f"resuming run {generation} of the recrawl: {store.done_count()} URLs "
+                f"revisited, {queued} to go (state: {self.state_path})"
+            )
+            return
+        generation = store.begin_generation()
+        self.announce(
+            f"recrawl: run {generation} revisits the {store.queued_count()} URLs the state "
+            f"knows (state: {self.state_path})"
+        )
+
     def _announce_resume(self, store: StateStore) -> None:
         done, queued = store.done_count(), store.queued_count()
         if queued == 0 and done > 0:
@@ -206,7 +236,8 @@ class RunSession:
             files = [p for p in self.options.output_paths() if p not in (None, "-")]
             what = f"{' and '.join(files)} and its state" if files else "its state"
             self.announce(
-                f"already complete: {done} pages (use --fresh to crawl again; it deletes {what})"
+                f"already complete: {done} pages (use --fresh to crawl again; it deletes {what}; "
+                "--recrawl crawls again, fetching only what changed)"
             )
         elif self.earlier_pages >= self.options.max_pages:
             # Nothing to fetch in this run: said as a limit, not as a crawl that failed.

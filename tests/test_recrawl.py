@@ -1,0 +1,333 @@
+"""Crawl again (#19): ``--recrawl`` revisits what the state knows with conditional
+requests and says per URL what changed, against a real server that honours ETag (weak
+ones too), If-Modified-Since, and changes, deletes and adds pages between runs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from shoal import Crawler, UsageError
+from sites import Reply, Request, Site, html
+
+
+@dataclass
+class Doc:
+    body: str
+    etag: str | None = None
+    last_modified: str | None = None
+    status: int = 200
+
+
+class VersionedSite:
+    """Pages the test edits between runs. Honours If-None-Match (weak comparison, as
+    RFC 9110 has it for GET) and If-Modified-Since (an exact date match); ``lying``
+    ignores both. Counts the body bytes it sends and the conditional headers it gets."""
+
+    def __init__(self, docs: dict[str, Doc], robots: str = "User-agent: *\nAllow: /\n") -> None:
+        self.docs = docs
+        self.robots = robots
+        self.lying = False
+        self.body_bytes = 0
+        self.conditional: dict[str, dict[str, str]] = {}  # path -> headers of its last request
+        self._lock = threading.Lock()
+        self.site = Site()
+        self.site.fallback = self._serve
+
+    def _serve(self, req: Request) -> Reply:
+        if req.path == "/robots.txt":
+            return Reply(body=self.robots, content_type="text/plain")
+        headers = {k.lower(): v for k, v in req.headers.items()}
+        with self._lock:
+            doc = self.docs.get(req.path)
+            self.conditional[req.path] = {
+                k: v for k, v in headers.items() if k in ("if-none-match", "if-modified-since")
+            }
+        if doc is None:
+            return Reply(404, "not found")
+        sent: dict[str, str] = {}
+        if doc.etag:
+            sent["ETag"] = doc.etag
+        if doc.last_modified:
+            sent["Last-Modified"] = doc.last_modified
+        if doc.status == 200 and not self.lying:
+            inm, ims = headers.get("if-none-match"), headers.get("if-modified-since")
+            if inm is not None and doc.etag is not None:
+                if _weak(inm) == _weak(doc.etag):
+                    return Reply(304, b"", {**sent, "Content-Length": "0"}, content_type=None)
+            elif ims is not None and ims == doc.last_modified:
+                return Reply(304, b"", {**sent, "Content-Length": "0"}, content_type=None)
+        body = doc.body.encode()
+        with self._lock:
+            self.body_bytes += len(body)
+        return Reply(doc.status, body, sent)
+
+    def url(self, path: str = "/") -> str:
+        return self.site.url(path)
+
+    def __enter__(self) -> VersionedSite:
+        self.site.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.site.__exit__(*exc)
+
+
+def _weak(tag: str) -> str:
+    return tag.removeprefix("W/")
+
+
+LM1 = "Sat, 05 Dec 2026 10:00:00 GMT"
+LM2 = "Sun, 06 Dec 2026 10:00:00 GMT"
+
+
+def records(out: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def run_of(out: Path, run: int) -> dict[str, dict[str, object]]:
+    """The records of one run by path; exactly one per URL."""
+    mine = [r for r in records(out) if r.get("run", 1) == run]
+    paths = [str(r["url"]).split(":", 2)[2].split("/", 1)[1] for r in mine]
+    assert len(paths) == len(set(paths)), sorted(paths)
+    return {"/" + p: r for p, r in zip(paths, mine, strict=True)}
+
+
+def crawl(site: VersionedSite, out: Path, **kw: object) -> None:
+    Crawler(site.url("/"), output=str(out), concurrency=4, **kw).run()  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def site() -> Iterator[VersionedSite]:
+    docs = {
+        "/": Doc(html("home", "/a", "/b", "/c", "/d", "/e", "/f", "/x"), etag='"h1"'),
+        "/a": Doc(html("a"), etag='"a1"', last_modified=LM1),  # both validators
+        "/b": Doc(html("b"), etag='W/"b1"'),  # a weak ETag
+        "/c": Doc(html("c"), last_modified=LM1),  # Last-Modified only
+        "/d": Doc(html("d")),  # no validators: the digest decides
+        "/e": Doc(html("e"), etag='"e1"'),
+        "/f": Doc(html("f")),
+        "/x": Doc(html("x")),
+    }
+    with VersionedSite(docs) as s:
+        yield s
+
+
+def test_change_classes_match_the_server(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    crawl(site, out)
+    first = records(out)
+    assert len(first) == 8
+    # Run 1 is a plain crawl: its records are as before (no run, no change).
+    assert all("run" not in r and "change" not in r for r in first)
+
+    docs = site.docs
+    docs["/"] = Doc(html("home", "/a", "/b", "/c", "/d", "/n"), etag='"h2"')  # links /n
+    docs["/a"] = Doc(html("a, edited"), etag='"a2"', last_modified=LM2)
+    docs["/n"] = Doc(html("new", "/n2"))  # new, and a link from a new page is followed
+    docs["/n2"] = Doc(html("new too"))
+    docs["/e"].status = 404
+    docs["/f"].status = 410
+    site.robots = "User-agent: *\nDisallow: /x\n"
+    crawl(site, out, recrawl=True)
+
+    second = run_of(out, 2)
+    truth = {
+        "/": "changed",
+        "/a": "changed",
+        "/b": "unchanged",  # 304 to the weak ETag sent back as given
+        "/c": "unchanged",  # 304 to If-Modified-Since
+        "/d": "unchanged",  # 200 with the same body
+        "/e": "gone",
+        "/f": "gone",
+        "/n": "new",
+        "/n2": "new",
+        "/x": "disallowed",
+    }
+    assert {p: r["change"] for p, r in second.items()} == truth
+    assert {r["run"] for r in second.values()} == {2}
+    assert second["/b"]["status"] == 304 and second["/c"]["status"] == 304
+    assert second["/e"]["status"] == 404 and second["/f"]["status"] == 410
+    assert site.site.count("/x") == 1  # robots.txt now disallows it: not fetched again
+    assert site.site.count("/robots.txt") == 2  # fetched again by the recrawl
+    assert site.conditional["/b"] == {"if-none-match": 'W/"b1"'}
+    assert site.conditional["/a"] == {"if-none-match": '"a1"', "if-modified-since": LM1}
+    assert site.conditional["/c"] == {"if-modified-since": LM1}
+    assert site.conditional["/d"] == {}
+    # The first run's records are left as they were: the output is appended to.
+    assert records(out)[: len(first)] == first
+
+    # Run 3 compares with what run 2 saw: /a's new capture, /e still gone (404 again).
+    crawl(site, out, recrawl=True)
+    third = run_of(out, 3)
+    assert third["/a"]["change"] == "unchanged" and third["/e"]["change"] == "unchanged"
+    assert third["/n"]["change"] == "unchanged" and third["/"]["change"] == "unchanged"
+    assert site.conditional["/a"] == {"if-none-match": '"a2"', "if-modified-since": LM2}
+
+
+def test_a_lying_etag_is_not_believed(tmp_path: Path) -> None:
+    docs = {"/": Doc(html("home", "/a", "/b"), etag='"h"'), "/a": Doc(html("a"), etag='"same"')}
+    docs["/b"] = Doc(html("b"), etag='"b"')
+    with VersionedSite(docs) as site:
+        out = tmp_path / "out.jsonl"
+        crawl(site, out)
+        # A new body under the old ETag, and no 304 whatever was asked.
+        site.lying = True
+        docs["/a"] = Doc(html("a, edited"), etag='"same"')
+        crawl(site, out, recrawl=True)
+        second = run_of(out, 2)
+    assert second["/a"]["change"] == "changed"
+    assert second["/b"]["change"] == "unchanged"  # same body: unchanged without a 304
+    assert second["/b"]["status"] == 200
+
+
+def test_an_unchanged_site_transfers_almost_nothing(tmp_path: Path) -> None:
+    n = 40
+    docs = {"/": Doc(html("home", *(f"/p{i}" for i in range(n))), etag='"home"')}
+    for i in range(n):
+        docs[f"/p{i}"] = Doc(html(f"p{i}", extra="y" * 4000), etag=f'W/"p{i}"')
+    with VersionedSite(docs) as site:
+        out = tmp_path / "out.jsonl"
+        crawl(site, out)
+        first = site.body_bytes
+        site.body_bytes = 0
+        crawl(site, out, recrawl=True)
+        again = site.body_bytes
+    second = run_of(out, 2)
+    assert len(second) == n + 1
+    assert {r["change"] for r in second.values()} == {"unchanged"}
+    print(f"recrawl body bytes: {again} of {first} ({100 * again / first:.2f} %)")
+    assert again <= 0.05 * first
+
+
+def test_kill_9_mid_recrawl_then_rerun_is_exactly_once(tmp_path: Path) -> None:
+    n = 80
+    gate = threading.Event()  # released after the kill: the recrawl stalls mid-way
+
+    docs = {"/": Doc(html("home", *(f"/p{i}" for i in range(n))), etag='"home"')}
+    for i in range(n):
+        docs[f"/p{i}"] = Doc(html(f"p{i}"), etag=f'"p{i}"')
+    with VersionedSite(docs) as site:
+        out = tmp_path / "out.jsonl"
+        cmd = [sys.executable, "-m", "shoal", "crawl", site.url("/"), "-o", str(out), "-q"]
+        cmd += ["--concurrency", "2"]
+        assert subprocess.run(cmd, timeout=120, stderr=subprocess.PIPE).returncode == 0
+        for i in range(0, n, 2):  # half the pages change
+            docs[f"/p{i}"] = Doc(html(f"p{i} edited"), etag=f'"p{i}b"')
+        served = threading.Semaphore(0)
+        plain = site._serve
+
+        def stalling(req: Request) -> Reply:
+            if req.path.startswith("/p") and int(req.path[2:]) >= n // 2:
+                served.release()
+                gate.wait(60)  # the second half waits until the process is killed
+            return plain(req)
+
+        site.site.fallback = stalling
+        proc = subprocess.Popen([*cmd, "--recrawl"], stderr=subprocess.DEVNULL)
+        try:
+            assert served.acquire(timeout=60)  # the recrawl is mid-way
+            state = sqlite3.connect(f"{out}.state.sqlite")
+            try:  # wait (bounded) until some revisits are committed
+                for _ in range(600):
+                    done = state.execute("SELECT count(*) FROM urls WHERE state>0").fetchone()
+                    if done[0] >= 5:
+                        break
+                    threading.Event().wait(0.05)
+            finally:
+                state.close()
+        finally:
+            proc.kill()
+            proc.wait(30)
+            gate.set()
+        site.site.fallback = plain
+        partial = [r for r in records(out) if r.get("run") == 2]
+        assert 0 < len(partial) < n + 1
+        again = subprocess.run([*cmd, "--recrawl"], timeout=120, stderr=subprocess.PIPE)
+        assert again.returncode == 0, again.stderr
+        assert b"resuming run 2 of the recrawl" in again.stderr or not again.stderr
+    second = run_of(out, 2)  # exactly one record per URL for run 2
+    assert len(second) == n + 1
+    for i in range(n):
+        assert second[f"/p{i}"]["change"] == ("changed" if i % 2 == 0 else "unchanged")
+    assert not [r for r in records(out) if r.get("run", 1) > 2]
+
+
+def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    crawl(site, out)
+    state = Path(f"{out}.state.sqlite")
+    # The file as the release before this one left it: schema 2, none of what 3 added.
+    db = sqlite3.connect(state)
+    for column in ("etag", "last_modified", "sha256", "final_url", "fetched_at"):
+        db.execute(f"ALTER TABLE urls DROP COLUMN {column}")
+    db.execute("DELETE FROM meta WHERE key='generation'")
+    db.execute("UPDATE meta SET value='2' WHERE key='schema'")
+    db.commit()
+    db.close()
+    told: list[str] = []
+    site.docs["/e"].status = 404
+    crawler = Crawler(site.url("/"), output=str(out), concurrency=4, recrawl=True)
+    crawler.announce = told.append
+    crawler.run()
+    assert any("from schema 2 to 3" in m for m in told), told
+    assert Path(f"{state}.v2.bak").exists()
+    second = run_of(out, 2)
+    assert len(second) == 8
+    # Nothing of the captures was stored: no conditional request, every page fetched,
+    # and (no digest to compare with) taken again as changed; a 404 is still gone.
+    assert second["/e"]["change"] == "gone"
+    assert {r["change"] for p, r in second.items() if p != "/e"} == {"changed"}
+    assert site.conditional["/a"] == {}
+    crawl(site, out, recrawl=True)  # and the next recrawl has validators to send
+    assert run_of(out, 3)["/b"]["change"] == "unchanged"
+    assert site.conditional["/b"] == {"if-none-match": 'W/"b1"'}
+
+
+@pytest.mark.parametrize(
+    ("kw", "says"),
+    [
+        ({"output": "x.warc.gz"}, "recrawl writes JSONL output only, for now (warc"),
+        ({"output": "x.csv"}, "recrawl writes JSONL output only, for now (csv"),
+        ({"output": "x.jsonl", "state": None}, "recrawl needs a state file"),
+        ({"output": None}, "recrawl needs a state file"),
+        (
+            {"output": "x.jsonl", "redis": "redis://127.0.0.1:1/0", "crawl_id": "c"},
+            "does not work with redis",
+        ),
+    ],
+)
+def test_what_recrawl_does_not_do_yet_is_refused(
+    kw: dict[str, object], says: str, tmp_path: Path
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        Crawler("http://127.0.0.1:1/", recrawl=True, **kw)  # type: ignore[arg-type]
+    assert says in str(caught.value)
+
+
+def test_the_command_line_refuses_with_the_flag_names(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shoal",
+            "crawl",
+            "http://127.0.0.1:1/",
+            "-o",
+            str(tmp_path / "x.csv"),
+            "--recrawl",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "--recrawl writes JSONL output only" in proc.stderr
