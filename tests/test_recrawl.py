@@ -295,8 +295,8 @@ def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: 
 @pytest.mark.parametrize(
     ("kw", "says"),
     [
-        ({"output": "x.warc.gz"}, "recrawl writes JSONL output only, for now (warc"),
-        ({"output": "x.csv"}, "recrawl writes JSONL output only, for now (csv"),
+        ({"output": "x.warc.gz"}, "recrawl writes JSONL and SQLite output only, for now (warc"),
+        ({"output": "x.csv"}, "recrawl writes JSONL and SQLite output only, for now (csv"),
         ({"output": "x.jsonl", "state": None}, "recrawl needs a state file"),
         ({"output": None}, "recrawl needs a state file"),
         (
@@ -330,4 +330,31 @@ def test_the_command_line_refuses_with_the_flag_names(tmp_path: Path) -> None:
         timeout=60,
     )
     assert proc.returncode == 2
-    assert "--recrawl writes JSONL output only" in proc.stderr
+    assert "--recrawl writes JSONL and SQLite output only" in proc.stderr
+
+
+def test_sqlite_output_adds_each_runs_rows_and_a_latest_view(
+    site: VersionedSite, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.sqlite"
+    crawl(site, out)
+    site.docs["/a"] = Doc(html("a, edited"), etag='"a2"')
+    site.docs["/e"].status = 410
+    crawl(site, out, recrawl=True)
+    crawl(site, out, recrawl=True)
+    db = sqlite3.connect(out)
+    try:
+        by_run = dict(db.execute("SELECT run, count(*) FROM records GROUP BY run").fetchall())
+        assert by_run == {1: 8, 2: 8, 3: 8}  # one row per URL and run
+        changes = dict(db.execute("SELECT url, change FROM records WHERE run=2 AND url LIKE '%/_'"))
+        assert changes[site.url("/a")] == "changed" and changes[site.url("/e")] == "gone"
+        assert changes[site.url("/b")] == "unchanged"
+        assert db.execute("SELECT count(*) FROM records WHERE run=1 AND change IS NULL").fetchone()
+        latest = db.execute("SELECT run, count(*) FROM latest GROUP BY run").fetchall()
+        assert latest == [(3, 8)]
+        # run and change are columns, not in the JSON of extra fields.
+        assert not db.execute("SELECT count(*) FROM records WHERE data LIKE '%change%'").fetchone()[
+            0
+        ]
+    finally:
+        db.close()

@@ -172,7 +172,8 @@ class Crawler:
             follow links from new and changed pages, and append one record per URL with
             ``run`` and ``change`` (``new``, ``changed``, ``unchanged``, ``gone``;
             ``disallowed`` if robots.txt now says so). Running it again after an
-            interruption finishes that run. JSONL output and a state file only, for now.
+            interruption finishes that run. JSONL and SQLite output and a state file only,
+            for now.
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
@@ -918,11 +919,12 @@ def _check_recrawl(
             "{recrawl} needs a state file: the one an earlier crawl to a file output left "
             "(-o FILE keeps FILE.state.sqlite)"
         )
-    others = sorted({f for f in formats if f != "jsonl"})
+    others = sorted({f for f in formats if f not in ("jsonl", "sqlite")})
     if others:
         raise UsageError.naming(
-            "{recrawl} writes JSONL output only, for now (" + ", ".join(others) + " keeps no "
-            "run history yet): use -o FILE.jsonl"
+            "{recrawl} writes JSONL and SQLite output only, for now ("
+            + ", ".join(others)
+            + " keeps no run history yet): use -o FILE.jsonl or -o FILE.sqlite"
         )
 
 

@@ -119,7 +119,14 @@ class Jobs:
             return self._do_robots(job)
         if job.kind is JobKind.SITEMAP:
             return self._do_sitemap(job)
-        return self._do_page(job)
+        release, commit = self._do_page(job)
+        if self._revisit is not None and commit is not None:
+            # Every record of a recrawl run names it (a held-back one has no change: its
+            # URL stays queued and is fetched later in the same run).
+            for record in commit.records:
+                record.setdefault("run", self._revisit.run)
+                record.setdefault("change", None)
+        return release, commit
 
     # -- fetching ------------------------------------------------------------------------
 
