@@ -358,3 +358,60 @@ def test_sqlite_output_adds_each_runs_rows_and_a_latest_view(
         ]
     finally:
         db.close()
+
+
+def age(state: Path, paths: list[str], site: VersionedSite, seconds: float) -> None:
+    """Make the last fetch of ``paths`` ``seconds`` older (time passing, without a wait)."""
+    db = sqlite3.connect(state)
+    db.executemany(
+        "UPDATE urls SET fetched_at = fetched_at - ? WHERE url = ?",
+        [(seconds, site.url(p)) for p in paths],
+    )
+    db.commit()
+    db.close()
+
+
+def test_revisit_after_revisits_only_what_is_due(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    state = Path(f"{out}.state.sqlite")
+    crawl(site, out)
+    age(state, ["/a", "/b"], site, 7200)
+    site.docs["/a"] = Doc(html("a, edited"), etag='"a2"')
+    site.docs["/c"] = Doc(html("c, edited"))  # changed, but not due: not revisited
+    crawl(site, out, recrawl=True, revisit_after=3600)
+    second = run_of(out, 2)
+    assert {p: r["change"] for p, r in second.items()} == {"/a": "changed", "/b": "unchanged"}
+    assert site.site.count("/c") == 1
+
+    # Nothing due now: the command adds nothing, exits 0 and says when the next URL is due.
+    before = out.read_bytes()
+    cmd = [sys.executable, "-m", "shoal", "crawl", site.url("/"), "-o", str(out)]
+    proc = subprocess.run(
+        [*cmd, "--recrawl", "--revisit-after", "1h"], stderr=subprocess.PIPE, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing to revisit: every URL was fetched less than 1h ago" in proc.stderr
+    assert "the next falls due at 20" in proc.stderr
+    assert out.read_bytes() == before
+    # The next run is 3, when something is due again.
+    age(state, ["/c"], site, 7200)
+    crawl(site, out, recrawl=True, revisit_after=3600)
+    assert {p: r["change"] for p, r in run_of(out, 3).items()} == {"/c": "changed"}
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--recrawl", "--revisit-after", "6x"], "'6x' is not a duration"),
+        (["--revisit-after", "6h"], "--revisit-after needs --recrawl"),
+    ],
+)
+def test_revisit_after_bad_values_are_refused(args: list[str], says: str, tmp_path: Path) -> None:
+    out = str(tmp_path / "x.jsonl")
+    proc = subprocess.run(
+        [sys.executable, "-m", "shoal", "crawl", "http://127.0.0.1:1/", "-o", out, *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr

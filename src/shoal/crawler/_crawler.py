@@ -174,6 +174,8 @@ class Crawler:
             ``disallowed`` if robots.txt now says so). Running it again after an
             interruption finishes that run. JSONL and SQLite output and a state file only,
             for now.
+        revisit_after: With ``recrawl``: seconds; only URLs last fetched longer ago are
+            revisited (a run with none due adds nothing and says when the next is due).
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
@@ -236,6 +238,7 @@ class Crawler:
         memory_limit: int = CrawlOptions.memory_limit,
         save_bodies: bool = CrawlOptions.save_bodies,
         recrawl: bool = CrawlOptions.recrawl,
+        revisit_after: float | None = CrawlOptions.revisit_after,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
@@ -284,6 +287,7 @@ class Crawler:
             memory_limit=memory_limit,
             save_bodies=save_bodies,
             recrawl=recrawl,
+            revisit_after=revisit_after,
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport

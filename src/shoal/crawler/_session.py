@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from .._errors import StateError, UsageError
 from ..runtime import Writer
@@ -223,9 +225,29 @@ class RunSession:
                 f"revisited, {queued} to go (state: {self.state_path})"
             )
             return
-        generation = store.begin_generation()
+        after = self.options.revisit_after
+        started = store.begin_generation(None if after is None else time.time() - after)
+        if started is None:
+            assert after is not None
+            due = store.next_due(after)
+            when = (
+                ""
+                if due is None
+                else (
+                    " the next falls due at "
+                    + datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds")
+                    + f" (in {_span(due - time.time())})"
+                )
+            )
+            self.result.already_complete = True
+            self.announce(
+                f"nothing to revisit: every URL was fetched less than {_span(after)} ago "
+                f"(--revisit-after);{when}"
+            )
+            return
+        what = "the" if after is None else f"the due (last fetched over {_span(after)} ago)"
         self.announce(
-            f"recrawl: run {generation} revisits the {store.queued_count()} URLs the state "
+            f"recrawl: run {started} revisits {what} {store.queued_count()} URLs the state "
             f"knows (state: {self.state_path})"
         )
 
@@ -274,6 +296,21 @@ class RunSession:
             logger.warning("could not record the end of this run: %s", exc)
         finally:
             store.close()
+
+
+def _span(seconds: float) -> str:
+    """``45s``, ``12m``, ``5h 3m``, ``2d 4h``: a duration for a person."""
+    seconds = max(0, round(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    if minutes:
+        return f"{minutes}m {secs}s" if secs else f"{minutes}m"
+    return f"{secs}s"
 
 
 def progress_enabled(progress: bool | None, output: str | None) -> bool | None:

@@ -384,18 +384,29 @@ class StateStore:
         """The crawl's run number as records name it: 1, then one more per ``--recrawl``."""
         return int(self._scalar("SELECT value FROM meta WHERE key='generation'") or 1)
 
-    def begin_generation(self) -> int:
+    def begin_generation(self, fetched_before: float | None = None) -> int | None:
         """Start the next run of a recrawl, in one transaction: every URL the state knows
-        is queued again (on disk, paged in as memory allows), keeping what its last fetch
-        left (status, validators, digest) to compare with; returns the new number."""
+        (with ``fetched_before``, a wall-clock time: only those never fetched or fetched
+        before it) is queued again (on disk, paged in as memory allows), keeping what its
+        last fetch left (status, validators, digest) to compare with. Returns the new run's
+        number; None if no URL is due (nothing changed)."""
+        due = "" if fetched_before is None else " WHERE fetched_at IS NULL OR fetched_at < ?"
+        args = () if fetched_before is None else (fetched_before,)
         with _translated("starting a recrawl"), self._write:
+            cur = self._write.execute(f"UPDATE urls SET state=0, spilled=1{due}", args)
+            if cur.rowcount == 0:
+                return None  # the transaction changed nothing
             row = self._write.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
             generation = int(row[0]) + 1
             self._write.execute(
                 "UPDATE meta SET value=? WHERE key='generation'", (str(generation),)
             )
-            self._write.execute("UPDATE urls SET state=0, spilled=1")
         return generation
+
+    def next_due(self, after: float) -> float | None:
+        """When the URL fetched longest ago falls due, ``after`` seconds past its fetch."""
+        oldest = self._scalar("SELECT min(fetched_at) FROM urls")
+        return None if oldest is None else float(oldest) + after
 
     def prior(self, fp: int) -> Prior | None:
         """The last fetch of the URL ``fp`` names; None if it was never fetched. A fetch
