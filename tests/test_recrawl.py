@@ -259,6 +259,11 @@ def test_kill_9_mid_recrawl_then_rerun_is_exactly_once(tmp_path: Path) -> None:
     for i in range(n):
         assert second[f"/p{i}"]["change"] == ("changed" if i % 2 == 0 else "unchanged")
     assert not [r for r in records(out) if r.get("run", 1) > 2]
+    # The run's counts in the state agree: each URL counted once, the kill notwithstanding.
+    db = sqlite3.connect(f"{out}.state.sqlite")
+    counted = dict(db.execute("SELECT change, n FROM changes WHERE generation=2").fetchall())
+    db.close()
+    assert counted == {"changed": n // 2, "unchanged": n // 2 + 1}  # "/" is unchanged
 
 
 def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: Path) -> None:
@@ -270,6 +275,7 @@ def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: 
     for column in ("etag", "last_modified", "sha256", "final_url", "fetched_at"):
         db.execute(f"ALTER TABLE urls DROP COLUMN {column}")
     db.execute("DELETE FROM meta WHERE key='generation'")
+    db.execute("DROP TABLE changes")
     db.execute("UPDATE meta SET value='2' WHERE key='schema'")
     db.commit()
     db.close()
@@ -415,3 +421,22 @@ def test_revisit_after_bad_values_are_refused(args: list[str], says: str, tmp_pa
         timeout=60,
     )
     assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+
+
+def test_status_shows_each_recrawl_runs_changes(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    crawl(site, out)
+    site.docs["/a"] = Doc(html("a, edited"), etag='"a2"')
+    site.docs["/e"].status = 404
+    site.docs["/"] = Doc(html("home", "/a", "/b", "/c", "/d", "/e", "/f", "/x", "/n"))
+    site.docs["/n"] = Doc(html("n"))
+    crawl(site, out, recrawl=True)
+    crawl(site, out, recrawl=True)
+    cmd = [sys.executable, "-m", "shoal", "status"]
+    proc = subprocess.run([*cmd, str(out)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "recrawl run 2: new 1, changed 2, unchanged 5, gone 1" in proc.stdout
+    assert "recrawl run 3: new 0, changed 0, unchanged 9, gone 0" in proc.stdout
+    proc = subprocess.run([*cmd, "--json", str(out)], capture_output=True, text=True, timeout=60)
+    runs = json.loads(proc.stdout)["recrawls"]
+    assert runs[0] == {"run": 2, "new": 1, "changed": 2, "unchanged": 5, "gone": 1}

@@ -309,7 +309,7 @@ class Jobs:
                 job, "robots_disallowed", "robots.txt now disallows it: not fetched"
             )
             record.update(run=self._revisit.run, change="disallowed")
-            return Release(Outcome.DONE), Commit([record], finished=job)
+            return Release(Outcome.DONE), Commit([record], finished=job, change="disallowed")
         prior = None
         if self._revisit is not None:
             prior = self._revisit.prior(fingerprint(job.url))
@@ -337,6 +337,7 @@ class Jobs:
         sha = None
         if fetched.status is not None and not not_modified:
             sha = hashlib.sha256(fetched.body).digest()
+        change = None
         if self._revisit is not None:
             change = _change(prior, fetched, sha, not_modified)
             for record in built.records:
@@ -362,6 +363,7 @@ class Jobs:
             page=True,
             error=built.failed_by,
             nbytes=len(fetched.body),
+            change=change,
         )
         links = self._links(job, built.follow) if built.follow else ()
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit

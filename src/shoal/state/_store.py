@@ -154,6 +154,15 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     ):
         conn.execute(f"ALTER TABLE urls ADD COLUMN {column}")
     conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '1')")
+    # How many URLs of each recrawl run ended as each change (new, changed, ...).
+    conn.execute(
+        """CREATE TABLE changes (
+        generation INTEGER NOT NULL,
+        change TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (generation, change)
+    )"""
+    )
 
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -180,6 +189,7 @@ class RunCounts:
     errors: dict[str, int] | None = None
     # (url, error kind) of each held-back record in the batch: the URL stays queued
     held_back: list[tuple[str, str]] | None = None
+    changes: dict[str, int] | None = None  # a recrawl run's URLs by change
 
 
 # A validator longer than this is not stored (its URL is revisited unconditionally):
@@ -558,6 +568,16 @@ class StateStore:
                     "final_url=?, fetched_at=? WHERE fp=?",
                     noted,
                 )
+            changes = (counts.changes if counts is not None else None) or {}
+            if changes:
+                generation = self._write.execute(
+                    "SELECT value FROM meta WHERE key='generation'"
+                ).fetchone()[0]
+                self._write.executemany(
+                    "INSERT INTO changes VALUES (?, ?, ?) ON CONFLICT(generation, change) DO "
+                    "UPDATE SET n=n+excluded.n",
+                    [(int(generation), change, n) for change, n in changes.items()],
+                )
             held_back = (counts.held_back if counts is not None else None) or []
             if held_back or self._held:
                 self._supersede([row.url for row, _, _ in finished], held_back)
@@ -855,6 +875,25 @@ def peek_identity(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     except (KeyError, ValueError):
         return {}
     return identity if isinstance(identity, dict) else {}
+
+
+def recrawl_runs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Each recrawl run's URLs by change: ``[{"run": 2, "new": 1, "changed": 3, ...}]``
+    (none for a file from before recrawls, or a crawl never recrawled)."""
+    try:
+        rows = conn.execute(
+            "SELECT generation, change, n FROM changes ORDER BY generation"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    runs: dict[int, dict[str, Any]] = {}
+    for generation, change, n in rows:
+        run = runs.setdefault(
+            generation,
+            {"run": generation, **dict.fromkeys(("new", "changed", "unchanged", "gone"), 0)},
+        )
+        run[change] = n
+    return list(runs.values())
 
 
 def _run_totals(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -89,6 +89,7 @@ class Commit:
     page: bool = False
     error: str | None = None
     nbytes: int = 0
+    change: str | None = None  # a recrawl run's page: new, changed, unchanged, gone...
 
     @property
     def counts_as(self) -> str | None:
@@ -190,6 +191,9 @@ class CrawlSink:
         counts = RunCounts(errors={})
         for c in commits:
             counted = c.counts_as
+            if c.change is not None and c.state is not Outcome.DEFER:
+                counts.changes = counts.changes or {}
+                counts.changes[c.change] = counts.changes.get(c.change, 0) + 1
             if counted is not None:
                 counts.pages += 1
                 counts.bytes += c.nbytes
