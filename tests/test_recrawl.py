@@ -272,7 +272,7 @@ def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: 
     state = Path(f"{out}.state.sqlite")
     # The file as the release before this one left it: schema 2, none of what 3 added.
     db = sqlite3.connect(state)
-    for column in ("etag", "last_modified", "sha256", "final_url", "fetched_at"):
+    for column in ("etag", "last_modified", "sha256", "final_url", "fetched_at", "captured_at"):
         db.execute(f"ALTER TABLE urls DROP COLUMN {column}")
     db.execute("DELETE FROM meta WHERE key='generation'")
     db.execute("DROP TABLE changes")
@@ -301,8 +301,7 @@ def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: 
 @pytest.mark.parametrize(
     ("kw", "says"),
     [
-        ({"output": "x.warc.gz"}, "recrawl writes JSONL and SQLite output only, for now (warc"),
-        ({"output": "x.csv"}, "recrawl writes JSONL and SQLite output only, for now (csv"),
+        ({"output": "x.csv"}, "recrawl does not write CSV yet"),
         ({"output": "x.jsonl", "state": None}, "recrawl needs a state file"),
         ({"output": None}, "recrawl needs a state file"),
         (
@@ -336,7 +335,7 @@ def test_the_command_line_refuses_with_the_flag_names(tmp_path: Path) -> None:
         timeout=60,
     )
     assert proc.returncode == 2
-    assert "--recrawl writes JSONL and SQLite output only" in proc.stderr
+    assert "--recrawl does not write CSV yet" in proc.stderr
 
 
 def test_sqlite_output_adds_each_runs_rows_and_a_latest_view(
@@ -440,3 +439,54 @@ def test_status_shows_each_recrawl_runs_changes(site: VersionedSite, tmp_path: P
     proc = subprocess.run([*cmd, "--json", str(out)], capture_output=True, text=True, timeout=60)
     runs = json.loads(proc.stdout)["recrawls"]
     assert runs[0] == {"run": 2, "new": 1, "changed": 2, "unchanged": 5, "gone": 1}
+
+
+def warc_records(path: Path) -> list[dict[str, str]]:
+    from warcio.archiveiterator import ArchiveIterator
+
+    found = []
+    with open(path, "rb") as f:
+        for record in ArchiveIterator(f):
+            if record.rec_type in ("response", "revisit"):
+                headers = dict(record.rec_headers.headers)
+                headers["status"] = record.http_headers.get_statuscode()
+                headers["body"] = record.content_stream().read().decode("utf-8", "replace")
+                found.append(headers)
+    return found
+
+
+def test_warc_output_keeps_revisits_of_unchanged_pages(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "crawl.warc.gz"
+    crawl(site, out)
+    first = {r["WARC-Target-URI"]: r for r in warc_records(out)}
+    site.docs["/a"] = Doc(html("a, edited"), etag='"a2"')
+    crawl(site, out, recrawl=True)
+    later = warc_records(out)[len(first) :]
+    second = {r["WARC-Target-URI"]: r for r in later}
+    assert len(later) == len(second) == 9  # robots.txt and the 8 pages, once each
+    b, d, a = second[site.url("/b")], second[site.url("/d")], second[site.url("/a")]
+    # A 304: server-not-modified, naming the capture it confirms.
+    assert b["WARC-Type"] == "revisit" and b["status"] == "304"
+    assert b["WARC-Profile"] == "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
+    assert b["WARC-Refers-To-Target-URI"] == site.url("/b")
+    assert b["WARC-Refers-To-Date"] == first[site.url("/b")]["WARC-Date"]
+    # The same body again (no validators): identical-payload-digest, the original's digest.
+    assert d["WARC-Type"] == "revisit" and d["status"] == "200" and d["body"] == ""
+    assert d["WARC-Profile"] == "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest"
+    assert d["WARC-Payload-Digest"] == first[site.url("/d")]["WARC-Payload-Digest"]
+    assert d["WARC-Refers-To-Target-URI"] == site.url("/d")
+    assert d["WARC-Refers-To-Date"] == first[site.url("/d")]["WARC-Date"]
+    # A changed page: a full response with its new body.
+    assert a["WARC-Type"] == "response" and "a, edited" in a["body"]
+    # Run 3 still refers to run 1's capture of /d, and to run 2's of /a.
+    crawl(site, out, recrawl=True)
+    third = {r["WARC-Target-URI"]: r for r in warc_records(out)[len(first) + 9 :]}
+    assert third[site.url("/d")]["WARC-Refers-To-Date"] == first[site.url("/d")]["WARC-Date"]
+    assert third[site.url("/a")]["WARC-Refers-To-Date"] == a["WARC-Date"]
+    check = subprocess.run(
+        [sys.executable, "-m", "warcio.cli", "check", "-v", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

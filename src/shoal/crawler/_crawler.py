@@ -172,8 +172,7 @@ class Crawler:
             follow links from new and changed pages, and append one record per URL with
             ``run`` and ``change`` (``new``, ``changed``, ``unchanged``, ``gone``;
             ``disallowed`` if robots.txt now says so). Running it again after an
-            interruption finishes that run. JSONL and SQLite output and a state file only,
-            for now.
+            interruption finishes that run. Needs a state file; not CSV output, for now.
         revisit_after: With ``recrawl``: seconds; only URLs last fetched longer ago are
             revisited (a run with none due adds nothing and says when the next is due).
 
@@ -923,12 +922,10 @@ def _check_recrawl(
             "{recrawl} needs a state file: the one an earlier crawl to a file output left "
             "(-o FILE keeps FILE.state.sqlite)"
         )
-    others = sorted({f for f in formats if f not in ("jsonl", "sqlite")})
-    if others:
+    if "csv" in formats:
         raise UsageError.naming(
-            "{recrawl} writes JSONL and SQLite output only, for now ("
-            + ", ".join(others)
-            + " keeps no run history yet): use -o FILE.jsonl or -o FILE.sqlite"
+            "{recrawl} does not write CSV yet (a CSV's header, written by the first run, has "
+            "no run and change columns): use -o FILE.jsonl, FILE.sqlite or FILE.warc.gz"
         )
 
 

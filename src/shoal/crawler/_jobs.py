@@ -33,6 +33,7 @@ from ._stats import CrawlResult
 from ._urls import Scope, host_key, parse_start_url, why_refused
 from .frontier import MAX_HOLD, Candidate, Frontier, JobKind, Lease, Outcome, Release
 from .output import Commit
+from .output._base import RefersTo
 
 logger = logging.getLogger(__name__)
 
@@ -342,6 +343,7 @@ class Jobs:
             change = _change(prior, fetched, sha, not_modified)
             for record in built.records:
                 record.update(run=self._revisit.run, change=change)
+        now = time.time()
         if self._note is not None and fetched.status is not None:
             headers = fetched.headers
             self._note(
@@ -351,19 +353,29 @@ class Jobs:
                     _bounded(headers.get("last-modified")),
                     sha,
                     None if fetched.final_url == job.url else fetched.final_url,
-                    time.time(),
+                    now,
                 ),
+            )
+        warc = "warc" in self.formats
+        refers = None
+        if warc and change == "unchanged" and prior is not None and prior.captured_at:
+            refers = RefersTo(
+                "server-not-modified" if not_modified else "identical-payload-digest",
+                prior.final_url or job.url,
+                prior.captured_at,
             )
         commit = Commit(
             built.records,
             finished=job,
             state=outcome,
             status=status,
-            exchange=fetched if "warc" in self.formats else None,
+            exchange=fetched if warc else None,
             page=True,
             error=built.failed_by,
             nbytes=len(fetched.body),
             change=change,
+            fetched_at=now,
+            refers_to=refers,
         )
         links = self._links(job, built.follow) if built.follow else ()
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit

@@ -151,6 +151,7 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         "sha256 BLOB",
         "final_url TEXT",
         "fetched_at REAL",
+        "captured_at REAL",  # when the body with this digest was first fetched (WARC revisits)
     ):
         conn.execute(f"ALTER TABLE urls ADD COLUMN {column}")
     conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '1')")
@@ -218,6 +219,7 @@ class Prior:
     sha256: bytes | None
     final_url: str | None
     fetched_at: float | None
+    captured_at: float | None  # when the body of this digest was first fetched
 
 
 @dataclass(slots=True)
@@ -425,7 +427,8 @@ class StateStore:
             if self._prior_conn is None:
                 self._prior_conn = _connect(self.path)
             row = self._prior_conn.execute(
-                "SELECT status, etag, last_modified, sha256, final_url, fetched_at FROM urls "
+                "SELECT status, etag, last_modified, sha256, final_url, fetched_at, captured_at "
+                "FROM urls "
                 "WHERE fp=?",
                 (_signed(fp),),
             ).fetchone()
@@ -555,6 +558,9 @@ class StateStore:
                     n.etag,
                     n.last_modified,
                     n.sha256,
+                    n.sha256,
+                    n.fetched_at,
+                    n.sha256,
                     n.final_url,
                     n.fetched_at,
                     _signed(fp),
@@ -564,8 +570,9 @@ class StateStore:
             if noted:
                 # A 304 has no body: the digest of the capture it confirms stays.
                 self._write.executemany(
-                    "UPDATE urls SET etag=?, last_modified=?, sha256=coalesce(?, sha256), "
-                    "final_url=?, fetched_at=? WHERE fp=?",
+                    "UPDATE urls SET etag=?, last_modified=?, captured_at=CASE WHEN ? IS NOT "
+                    "NULL AND (sha256 IS NULL OR sha256 != ?) THEN ? ELSE captured_at END, "
+                    "sha256=coalesce(?, sha256), final_url=?, fetched_at=? WHERE fp=?",
                     noted,
                 )
             changes = (counts.changes if counts is not None else None) or {}

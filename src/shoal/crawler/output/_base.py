@@ -32,6 +32,7 @@ __all__ = [
     "Exchange",
     "Output",
     "OutputOptions",
+    "RefersTo",
     "infer_format",
     "open_output",
 ]
@@ -74,6 +75,16 @@ class Exchange(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class RefersTo:
+    """The capture a WARC revisit record stands for: ``profile`` is
+    ``server-not-modified`` (a 304) or ``identical-payload-digest`` (the same body)."""
+
+    profile: str
+    uri: str  # its WARC-Target-URI
+    date: float  # its WARC-Date, wall clock
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
     """Everything one finished task changes, applied by the writer thread: its records
     go to the output, then the frontier commits the lease with the output position."""
@@ -90,6 +101,10 @@ class Commit:
     error: str | None = None
     nbytes: int = 0
     change: str | None = None  # a recrawl run's page: new, changed, unchanged, gone...
+    fetched_at: float | None = None  # wall clock: the WARC-Date of its response
+    # An unchanged page of a recrawl: a WARC revisit record naming the capture, not a
+    # response with the body again.
+    refers_to: RefersTo | None = None
 
     @property
     def counts_as(self) -> str | None:
