@@ -102,7 +102,8 @@ def run_of(out: Path, run: int) -> dict[str, dict[str, object]]:
 
 
 def crawl(site: VersionedSite, out: Path, **kw: object) -> None:
-    Crawler(site.url("/"), output=str(out), concurrency=4, **kw).run()  # type: ignore[arg-type]
+    kw.setdefault("concurrency", 4)
+    Crawler(site.url("/"), output=str(out), **kw).run()  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -272,7 +273,9 @@ def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: 
     state = Path(f"{out}.state.sqlite")
     # The file as the release before this one left it: schema 2, none of what 3 added.
     db = sqlite3.connect(state)
-    for column in ("etag", "last_modified", "sha256", "final_url", "fetched_at", "captured_at"):
+    added = [row[1] for row in db.execute("PRAGMA table_info(urls)")][9:]  # after status
+    assert added[:2] == ["etag", "last_modified"]
+    for column in added:
         db.execute(f"ALTER TABLE urls DROP COLUMN {column}")
     db.execute("DELETE FROM meta WHERE key='generation'")
     db.execute("DROP TABLE changes")
@@ -490,3 +493,32 @@ def test_warc_output_keeps_revisits_of_unchanged_pages(site: VersionedSite, tmp_
         timeout=60,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_redirects_are_revisited_as_they_were_followed(tmp_path: Path) -> None:
+    """/old redirects to /new (reached only so: claimed, not revisited on its own); /r
+    redirects to /seen, which is also linked (fetched on its own, /r stops at the hop)."""
+    docs = {
+        "/": Doc(html("home", "/seen", "/old", "/r")),
+        "/new": Doc(html("new")),
+        "/seen": Doc(html("seen")),
+    }
+    with VersionedSite(docs) as site:
+        plain = site._serve
+
+        def serve(req: Request) -> Reply:
+            if req.path in ("/old", "/r"):
+                target = "/new" if req.path == "/old" else "/seen"
+                return Reply(301, "", {"Location": target})
+            return plain(req)
+
+        site.site.fallback = serve
+        out = tmp_path / "out.jsonl"
+        crawl(site, out, concurrency=1)
+        crawl(site, out, recrawl=True)
+        second = run_of(out, 2)
+        assert {p: r["change"] for p, r in second.items()} == dict.fromkeys(
+            ("/", "/seen", "/old", "/r"), "unchanged"
+        )
+        assert second["/old"]["final_url"] == site.url("/new")
+        assert site.site.count("/new") == 2  # once per run, through /old

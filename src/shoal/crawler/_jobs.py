@@ -315,7 +315,7 @@ class Jobs:
         if self._revisit is not None:
             prior = self._revisit.prior(fingerprint(job.url))
         fetched = self._fetch(
-            job.url, _Redirects(self, job, rules), job.kind, headers=_conditional(prior)
+            job.url, _Redirects(self, job, rules, prior), job.kind, headers=_conditional(prior)
         )
         verdict = self._classify(job, fetched)
         if verdict.retry_in is not None:
@@ -528,10 +528,16 @@ class _Redirects:
     """The fetcher's redirect vetter for one page lease: None to follow a hop in place,
     or why not."""
 
-    def __init__(self, steps: Jobs, job: Lease, rules: RobotsRules | None) -> None:
+    def __init__(
+        self, steps: Jobs, job: Lease, rules: RobotsRules | None, prior: Prior | None = None
+    ) -> None:
         self.steps = steps
         self.job = job
         self.rules = rules
+        # A recrawl follows the redirect its last fetch followed, to the target it claimed
+        # then (seen, so no longer claimable, and not revisited on its own).
+        followed = prior is not None and not (prior.status and 300 <= prior.status < 400)
+        self.again = prior.final_url if followed and prior is not None else None
 
     def __call__(self, target: str) -> str | None:
         steps, job = self.steps, self.job
@@ -548,6 +554,8 @@ class _Redirects:
         rules = self.rules
         if rules is not None and not rules.allowed(target, steps.options.user_agent):
             return "redirect target disallowed by robots.txt"
+        if target == self.again:
+            return None
         if not steps.frontier.claim(job, target):
             return "redirect to an already-seen URL"
         return None

@@ -152,6 +152,8 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         "final_url TEXT",
         "fetched_at REAL",
         "captured_at REAL",  # when the body with this digest was first fetched (WARC revisits)
+        # 1: a redirect target fetched as another URL's last hop, not revisited on its own
+        "claimed INTEGER",
     ):
         conn.execute(f"ALTER TABLE urls ADD COLUMN {column}")
     conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '1')")
@@ -402,7 +404,10 @@ class StateStore:
         before it) is queued again (on disk, paged in as memory allows), keeping what its
         last fetch left (status, validators, digest) to compare with. Returns the new run's
         number; None if no URL is due (nothing changed)."""
-        due = "" if fetched_before is None else " WHERE fetched_at IS NULL OR fetched_at < ?"
+        # A redirect target another URL reached is revisited through that URL.
+        due = " WHERE claimed IS NULL"
+        if fetched_before is not None:
+            due += " AND (fetched_at IS NULL OR fetched_at < ?)"
         args = () if fetched_before is None else (fetched_before,)
         with _translated("starting a recrawl"), self._write:
             cur = self._write.execute(f"UPDATE urls SET state=0, spilled=1{due}", args)
@@ -501,6 +506,7 @@ class StateStore:
         counts: RunCounts | None = None,
         holds: Iterable[tuple[str, float]] = (),
         notes: Iterable[tuple[int, FetchNote]] = (),
+        claimed: Iterable[int] = (),
     ) -> None:
         """One transaction: new URLs, final states, where the output now ends (each
         output's offset, in order, for a crawl with several; None: an idempotent output),
@@ -575,6 +581,9 @@ class StateStore:
                     "sha256=coalesce(?, sha256), final_url=?, fetched_at=? WHERE fp=?",
                     noted,
                 )
+            marked = [(_signed(fp),) for fp in claimed]
+            if marked:
+                self._write.executemany("UPDATE urls SET claimed=1 WHERE fp=?", marked)
             changes = (counts.changes if counts is not None else None) or {}
             if changes:
                 generation = self._write.execute(

@@ -141,23 +141,25 @@ class SqliteFrontier(MemoryFrontier):
             holds, self._new_holds = self._new_holds, []
             rows: list[tuple[UrlRow, int, int | None]] = []
             notes: list[tuple[int, FetchNote]] = []
+            claimed: list[int] = []
             for lease, outcome, status in finished:
                 job = self._leases[lease.id]
                 note = self._notes.pop(lease.id, None)
                 if outcome is Outcome.DEFER:
-                    continue
+                    continue  # stays queued in the file: the next run tries it again
                 if note is not None:
-                    notes.append(
-                        (job.fp, note)
-                    )  # stays queued in the file: the next run tries it again
+                    notes.append((job.fp, note))
                 rows.append((_row(job), DONE if outcome is Outcome.DONE else FAILED, status))
                 rows.extend(
                     (UrlRow(fingerprint(url), url, job.host, job.depth, job.url), DONE, None)
                     for url in job.claims
                 )
+                claimed.extend(fingerprint(url) for url in job.claims)
         # Outside the lock: only the writer thread commits, and workers must not wait on
         # the disk. The leases stay held until the transaction is in.
-        self.store.commit(added, rows, output, counts=counts, holds=holds, notes=notes)
+        self.store.commit(
+            added, rows, output, counts=counts, holds=holds, notes=notes, claimed=claimed
+        )
         with self._lock:
             self._apply_commit(finished)
 
