@@ -522,3 +522,23 @@ def test_redirects_are_revisited_as_they_were_followed(tmp_path: Path) -> None:
         )
         assert second["/old"]["final_url"] == site.url("/new")
         assert site.site.count("/new") == 2  # once per run, through /old
+
+
+def test_report_shows_each_recrawl_runs_changes(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    crawl(site, out)
+    site.docs["/a"] = Doc(html("a, edited"), etag='"a2"')
+    site.docs["/f"].status = 410
+    crawl(site, out, recrawl=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "shoal", "report", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    page = Path(f"{out}.report.html").read_text()
+    row = page.split('id="recrawls-table"')[1].split("</tr>")[1]
+    cells = [c.rsplit(">", 1)[1] for c in row.split("</td>")[:6]]
+    assert cells == ["2", "0", "1", "6", "1", "0"]
+    assert f"changed: {site.url('/a')}" in row and f"gone: {site.url('/f')}" in row
