@@ -335,9 +335,10 @@ class Jobs:
         if not_modified:
             assert prior is not None
             status = prior.status  # the capture the 304 confirms: what the state keeps
-        sha = None
+        sha = sha1 = None
         if fetched.status is not None and not not_modified:
             sha = hashlib.sha256(fetched.body).digest()
+            sha1 = hashlib.sha1(fetched.body).digest()
         change = None
         if self._revisit is not None:
             change = _change(prior, fetched, sha, not_modified)
@@ -352,6 +353,7 @@ class Jobs:
                     _bounded(headers.get("etag")),
                     _bounded(headers.get("last-modified")),
                     sha,
+                    sha1,
                     None if fetched.final_url == job.url else fetched.final_url,
                     now,
                 ),
@@ -363,6 +365,7 @@ class Jobs:
                 "server-not-modified" if not_modified else "identical-payload-digest",
                 prior.final_url or job.url,
                 prior.captured_at,
+                prior.sha1,
             )
         commit = Commit(
             built.records,

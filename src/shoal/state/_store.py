@@ -152,6 +152,7 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         "final_url TEXT",
         "fetched_at REAL",
         "captured_at REAL",  # when the body with this digest was first fetched (WARC revisits)
+        "sha1 BLOB",  # the same body's SHA-1: a WARC revisit's payload digest, for a 304 too
         # 1: a redirect target fetched as another URL's last hop, not revisited on its own
         "claimed INTEGER",
     ):
@@ -207,6 +208,7 @@ class FetchNote:
     etag: str | None
     last_modified: str | None
     sha256: bytes | None  # of the decoded body; None: no body to compare (a 304 keeps the last)
+    sha1: bytes | None  # of the same body, for WARC payload digests
     final_url: str | None  # None: the URL itself
     fetched_at: float
 
@@ -222,6 +224,7 @@ class Prior:
     final_url: str | None
     fetched_at: float | None
     captured_at: float | None  # when the body of this digest was first fetched
+    sha1: bytes | None
 
 
 @dataclass(slots=True)
@@ -432,7 +435,8 @@ class StateStore:
             if self._prior_conn is None:
                 self._prior_conn = _connect(self.path)
             row = self._prior_conn.execute(
-                "SELECT status, etag, last_modified, sha256, final_url, fetched_at, captured_at "
+                "SELECT status, etag, last_modified, sha256, final_url, fetched_at, captured_at, "
+                "sha1 "
                 "FROM urls "
                 "WHERE fp=?",
                 (_signed(fp),),
@@ -567,6 +571,7 @@ class StateStore:
                     n.sha256,
                     n.fetched_at,
                     n.sha256,
+                    n.sha1,
                     n.final_url,
                     n.fetched_at,
                     _signed(fp),
@@ -578,7 +583,8 @@ class StateStore:
                 self._write.executemany(
                     "UPDATE urls SET etag=?, last_modified=?, captured_at=CASE WHEN ? IS NOT "
                     "NULL AND (sha256 IS NULL OR sha256 != ?) THEN ? ELSE captured_at END, "
-                    "sha256=coalesce(?, sha256), final_url=?, fetched_at=? WHERE fp=?",
+                    "sha256=coalesce(?, sha256), sha1=coalesce(?, sha1), final_url=?, fetched_at=? "
+                    "WHERE fp=?",
                     noted,
                 )
             marked = [(_signed(fp),) for fp in claimed]

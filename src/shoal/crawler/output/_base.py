@@ -82,6 +82,7 @@ class RefersTo:
     profile: str
     uri: str  # its WARC-Target-URI
     date: float  # its WARC-Date, wall clock
+    sha1: bytes | None = None  # its payload's SHA-1 (a 304's revisit has no body to hash)
 
 
 @dataclass(frozen=True, slots=True)

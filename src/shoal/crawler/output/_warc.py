@@ -99,9 +99,10 @@ class WarcOutput(FileOutput):
         http_headers: StatusAndHeaders,
         warc_headers: dict[str, str],
     ) -> ArcWarcRecord:
-        """A revisit record for a recrawl's unchanged page: its response headers, no body,
-        naming the capture (WARC 1.1, 6.7). Identical payload: the payload digest of this
-        body, which is the capture's (same SHA-256, so the same SHA-1 warcio gave it)."""
+        """A revisit record for a recrawl's unchanged page, naming the capture (WARC 1.1,
+        6.7): the response headers of a 200 with the same body, none for a 304. The
+        payload digest is the capture's: this body's (the same SHA-256, so the same SHA-1
+        warcio gave it), or for a 304 the SHA-1 the state kept."""
         warc_headers = {
             **warc_headers,
             "WARC-Refers-To-Target-URI": refers.uri,
@@ -109,10 +110,15 @@ class WarcOutput(FileOutput):
         }
         if refers.profile == "server-not-modified":
             warc_headers["WARC-Profile"] = _NOT_MODIFIED
+            if refers.sha1 is not None:
+                # The capture's payload digest: replay tools (pywb) find it by digest.
+                warc_headers["WARC-Payload-Digest"] = _sha1_digest(refers.sha1)
+            # No HTTP headers: the 304's would be replayed as the page (pywb takes a
+            # revisit's own headers over its capture's), not the capture they confirm.
             return self._writer.create_warc_record(
-                url, "revisit", http_headers=http_headers, warc_headers_dict=warc_headers
+                url, "revisit", length=0, warc_headers_dict=warc_headers
             )
-        digest = "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode()
+        digest = _sha1_digest(hashlib.sha1(body).digest())
         record: ArcWarcRecord = self._writer.create_revisit_record(
             url,
             digest,
@@ -125,6 +131,11 @@ class WarcOutput(FileOutput):
 
 
 _NOT_MODIFIED = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
+
+
+def _sha1_digest(sha1: bytes) -> str:
+    """As warcio labels a payload: ``sha1:`` and base32."""
+    return "sha1:" + base64.b32encode(sha1).decode()
 
 
 def _warc_date(when: float | None) -> str:
