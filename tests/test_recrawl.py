@@ -544,3 +544,17 @@ def test_report_shows_each_recrawl_runs_changes(site: VersionedSite, tmp_path: P
     cells = [c.rsplit(">", 1)[1] for c in row.split("</td>")[:6]]
     assert cells == ["2", "0", "1", "6", "1", "0"]
     assert f"changed: {site.url('/a')}" in row and f"gone: {site.url('/f')}" in row
+
+
+def test_max_pages_counts_each_recrawl_run(site: VersionedSite, tmp_path: Path) -> None:
+    """--max-pages bounds one recrawl run: the rerun finishes it; URLs left done because
+    they were not due do not use it up."""
+    out = tmp_path / "out.jsonl"
+    state = Path(f"{out}.state.sqlite")
+    crawl(site, out, max_pages=8)
+    age(state, ["/", "/a", "/b", "/c", "/d"], site, 7200)
+    crawl(site, out, recrawl=True, revisit_after=3600, max_pages=3, concurrency=1)
+    assert len(run_of(out, 2)) == 3
+    crawl(site, out, recrawl=True, revisit_after=3600, max_pages=5, concurrency=1)
+    assert len(run_of(out, 2)) == 5  # finished: the 5 due URLs, once each
+    assert not [r for r in records(out) if r.get("run", 1) > 2]

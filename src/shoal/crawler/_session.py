@@ -128,9 +128,9 @@ class RunSession:
                         self._start_recrawl(self.store)
                     generation = self.generation = self.store.generation
                     if generation > 1:
-                        # --max-pages counts this run of the recrawl: every URL it has
-                        # revisited is done again, the rest queued.
-                        self.earlier_pages = self.store.done_count()
+                        # --max-pages counts this run of the recrawl: the URLs it has
+                        # committed (not those left done as not due, nor claimed ones).
+                        self.earlier_pages = self.store.generation_pages()
                     else:
                         # --max-pages is the crawl's: earlier runs' pages count against
                         # it, but only those with a final outcome. A URL held back by an

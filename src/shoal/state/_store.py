@@ -423,6 +423,16 @@ class StateStore:
             )
         return generation
 
+    def generation_pages(self) -> int:
+        """URLs the current recrawl run has committed so far (its records' count)."""
+        return int(
+            self._scalar(
+                "SELECT sum(n) FROM changes WHERE generation="
+                "(SELECT CAST(value AS INTEGER) FROM meta WHERE key='generation')"
+            )
+            or 0
+        )
+
     def next_due(self, after: float) -> float | None:
         """When the URL fetched longest ago falls due, ``after`` seconds past its fetch."""
         oldest = self._scalar("SELECT min(fetched_at) FROM urls")
