@@ -562,6 +562,9 @@ def _print_status(state: str, report: dict[str, Any]) -> None:
             f"  run {n}: {run['outcome']}, pages {run['pages']} (ok {run['ok']}, failed "
             f"{run['failed']}) in {run['elapsed']}s"
         )
+    for rec in report.get("recrawls", [])[-5:]:
+        counts = ", ".join(f"{k} {v}" for k, v in rec.items() if k != "run")
+        click.echo(f"  recrawl run {rec['run']}: {counts}")
     hosts = sorted(report["hosts"].items(), key=lambda kv: -sum(kv[1].values()))
     if hosts:
         width = max(len(h) for h, _ in hosts[:20])

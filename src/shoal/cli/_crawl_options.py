@@ -278,6 +278,22 @@ def crawl_options(f: Any) -> Any:
             "-o needs --overwrite too).",
         ),
         click.option(
+            "--recrawl",
+            is_flag=True,
+            default=d.recrawl,
+            help="Crawl again after a finished or interrupted crawl: revisit every URL the "
+            "state knows (conditional requests), append one record per URL with its run and "
+            "change (new, changed, unchanged, gone). Rerun to finish an interrupted recrawl.",
+        ),
+        click.option(
+            "--revisit-after",
+            type=_Duration(),
+            metavar="DURATION",
+            default=d.revisit_after,
+            help="With --recrawl: revisit only URLs last fetched longer ago than DURATION "
+            "(30s, 10m, 6h, 1d); with nothing due, add nothing and say when the next is.",
+        ),
+        click.option(
             "--save-bodies",
             is_flag=True,
             default=d.save_bodies,
@@ -301,6 +317,22 @@ def crawl_options(f: Any) -> Any:
     for decorator in reversed(decorators):
         f = decorator(f)
     return f
+
+
+class _Duration(click.ParamType[float]):
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        from ..crawler._options import parse_duration
+
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 # Where a CrawlOptions field is not "--" + its name with dashes.

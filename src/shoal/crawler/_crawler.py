@@ -34,7 +34,7 @@ from ..http import Resolver, Transport, make_transport
 from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
 from ._fetch import FetcherFactory, FetchSetup, HTTPFetcher, PageFetcher
 from ._gate import PublicOnly
-from ._jobs import Jobs
+from ._jobs import Jobs, Revisit
 from ._kinds import CrawlErrorKind
 from ._options import CrawlOptions
 from ._records import PageCallback, Records
@@ -171,6 +171,14 @@ class Crawler:
         overwrite: Replace an existing output file that is not this crawl's.
         memory_limit: Queued URLs kept in memory; the rest wait in the state file.
         save_bodies: Add the response body and its SHA-256 to each record.
+        recrawl: After a finished or interrupted crawl with this output and state, crawl
+            again (run N+1): revisit every URL the state knows with conditional requests,
+            follow links from new and changed pages, and append one record per URL with
+            ``run`` and ``change`` (``new``, ``changed``, ``unchanged``, ``gone``;
+            ``disallowed`` if robots.txt now says so). Running it again after an
+            interruption finishes that run. Needs a state file; not CSV output, for now.
+        revisit_after: With ``recrawl``: seconds; only URLs last fetched longer ago are
+            revisited (a run with none due adds nothing and says when the next is due).
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
@@ -232,6 +240,8 @@ class Crawler:
         overwrite: bool = CrawlOptions.overwrite,
         memory_limit: int = CrawlOptions.memory_limit,
         save_bodies: bool = CrawlOptions.save_bodies,
+        recrawl: bool = CrawlOptions.recrawl,
+        revisit_after: float | None = CrawlOptions.revisit_after,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
@@ -279,6 +289,8 @@ class Crawler:
             overwrite=overwrite,
             memory_limit=memory_limit,
             save_bodies=save_bodies,
+            recrawl=recrawl,
+            revisit_after=revisit_after,
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport
@@ -337,6 +349,8 @@ class Crawler:
             check_shared(shared, opts, self.formats)
             self._shared = shared
         self._given_frontier = frontier
+        if opts.recrawl:
+            _check_recrawl(opts, self.formats, redis, frontier)
         # A shared crawl's is the Redis frontier run() connects.
         self.frontier: Frontier = frontier or MemoryFrontier(
             per_host=opts.per_host, delay=opts.initial_delay, robots=opts.robots
@@ -465,6 +479,9 @@ class Crawler:
                 joined.close()
             raise
         self.frontier = session.frontier  # a SQLite frontier over the state file
+        revisit = None
+        if session.store is not None and session.generation > 1:
+            revisit = Revisit(session.generation, session.store.prior)
         if session.earlier_pages:  # --max-pages is the crawl's, over all its runs
             self._earlier_pages = self._taken = session.earlier_pages
         started = time.monotonic()
@@ -485,6 +502,7 @@ class Crawler:
                 result=self.result,
                 lock=self._lock,
                 stopping=self._is_stopping,
+                revisit=revisit,
             )
             # 3. The pool runs _handle on each leased job; _dispatch keeps it fed (see above).
             if opts.max_time is not None:
@@ -953,6 +971,32 @@ class Crawler:
             logger.debug("stopping the crawl: %s", exc)
         assert self._pool is not None
         self._pool.cancel()
+
+
+def _check_recrawl(
+    opts: CrawlOptions, formats: list[str], redis: str | None, frontier: Frontier | None
+) -> None:
+    """What ``recrawl`` does not do yet is refused before anything is opened."""
+    if redis is not None:
+        raise UsageError.naming(
+            "{recrawl} does not work with {redis} yet: recrawl a crawl of one process"
+        )
+    if frontier is not None:
+        raise UsageError.naming("{recrawl} needs the crawl's state file, not Crawler(frontier=...)")
+    outputs = opts.output_paths()
+    first = outputs[0]
+    if opts.state is None or (
+        opts.state == "auto" and (first in (None, "-") or is_stream_path(str(first)))
+    ):
+        raise UsageError.naming(
+            "{recrawl} needs a state file: the one an earlier crawl to a file output left "
+            "(-o FILE keeps FILE.state.sqlite)"
+        )
+    if "csv" in formats:
+        raise UsageError.naming(
+            "{recrawl} does not write CSV yet (a CSV's header, written by the first run, has "
+            "no run and change columns): use -o FILE.jsonl, FILE.sqlite or FILE.warc.gz"
+        )
 
 
 def _is_fetcher(given: object) -> TypeGuard[PageFetcher]:

@@ -67,6 +67,9 @@ class FetchRequest:
     kind: JobKind = JobKind.PAGE
     # every request made beside the page (not a hop) must pass it first
     side: Gate = no_side_requests
+    # Sent with the first request only (not with a redirect hop): a recrawl's conditional
+    # headers (If-None-Match, If-Modified-Since), which name this URL's last capture.
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +187,13 @@ class HTTPFetcher:
         detail = ""
         retry_after: float | None = None
         truncated = False
-        for _hop in range(self.max_redirects + 1):
+        for hop in range(self.max_redirects + 1):
             final, body = current, b""
+            sent = {**self._headers, **request.headers} if hop == 0 else self._headers
             try:
                 response = self._transport.get(
                     current,
-                    self._headers,
+                    sent,
                     max_bytes=request.max_bytes,
                     deadline=deadline,
                     truncate=request.truncate,
@@ -214,7 +218,7 @@ class HTTPFetcher:
             if target in (current, url) or target in redirects:
                 error, detail = ErrorKind.REDIRECT_LOOP, f"redirect loop at {target}"
                 break
-            if _hop == self.max_redirects:  # the last turn: the gate is not asked in vain
+            if hop == self.max_redirects:  # the last turn: the gate is not asked in vain
                 error = ErrorKind.TOO_MANY_REDIRECTS
                 detail = f"more than {self.max_redirects} redirects"
                 break

@@ -9,14 +9,18 @@ records), count, submit links.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .._errors import UsageError
 from ..http import ErrorKind, TransportError
 from ..runtime._retry import RetryPolicy
+from ..state import fingerprint
+from ..state._store import MAX_VALIDATOR, FetchNote, Prior
 from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_side_requests
 from ._gate import HopGate, robots_gate
 from ._kinds import CrawlErrorKind, http_error
@@ -29,6 +33,7 @@ from ._stats import CrawlResult
 from ._urls import Scope, host_key, parse_start_url, why_refused
 from .frontier import MAX_HOLD, Candidate, Frontier, JobKind, Lease, Outcome, Release
 from .output import Commit
+from .output._base import RefersTo
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +62,15 @@ class _Classified:
     too_long: bool  # Retry-After beyond what a crawl waits: recorded, host held
 
 
+@dataclass(frozen=True, slots=True)
+class Revisit:
+    """A recrawl's run (``--recrawl``, run 2 or later): its number, for the records, and
+    each URL's last fetch, to ask conditionally and to classify the answer."""
+
+    run: int
+    prior: Callable[[int], Prior | None]
+
+
 class Jobs:
     """What a worker does with one lease, for one run of a crawl. Built by
     :meth:`Crawler.run` once the run's frontier and fetcher are known; it shares the
@@ -78,8 +92,12 @@ class Jobs:
         result: CrawlResult,
         lock: threading.Lock,
         stopping: Callable[[], bool],
+        revisit: Revisit | None = None,
     ) -> None:
         self.options = options
+        self._revisit = revisit
+        # Where each page's validators and digest go (a state file's frontier only).
+        self._note: Callable[[str, FetchNote], None] | None = getattr(frontier, "note_fetch", None)
         self.scope = scope
         self.frontier = frontier
         self._fetcher = fetcher
@@ -104,7 +122,14 @@ class Jobs:
             return self._do_robots(job)
         if job.kind is JobKind.SITEMAP:
             return self._do_sitemap(job)
-        return self._do_page(job)
+        release, commit = self._do_page(job)
+        if self._revisit is not None and commit is not None:
+            # Every record of a recrawl run names it (a held-back one has no change: its
+            # URL stays queued and is fetched later in the same run).
+            for record in commit.records:
+                record.setdefault("run", self._revisit.run)
+                record.setdefault("change", None)
+        return release, commit
 
     # -- fetching ------------------------------------------------------------------------
 
@@ -118,6 +143,7 @@ class Jobs:
         truncate: bool = False,
         side: Gate = no_side_requests,
         max_hops: int | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Fetched:
         """Fetch through the crawl's fetcher, the gate kept whatever the fetcher: the
         first URL and every hop pass ``deny_private`` here, every hop the request's
@@ -138,7 +164,10 @@ class Jobs:
             canonical=self._canonical_hops,
         )
         limit = self.options.max_bytes if max_bytes is None else max_bytes
-        fetched = self._fetcher.fetch(FetchRequest(url, hops, limit, truncate, kind, hops.side))
+        request = FetchRequest(
+            url, hops, limit, truncate, kind, side=hops.side, headers=headers or {}
+        )
+        fetched = self._fetcher.fetch(request)
         stray = hops.stray(url, fetched)
         if stray is None:
             return hops.settle(fetched)
@@ -310,8 +339,18 @@ class Jobs:
             with self._lock:
                 self.result.robots_denied += 1
             logger.info("skipped: robots.txt disallows %s", job.url)
-            return Release(Outcome.DONE), Commit(finished=job)
-        fetched = self._fetch_page(job, rules)
+            if self._revisit is None:
+                return Release(Outcome.DONE), Commit(finished=job)
+            # A recrawl says what became of every URL it knows: this one is not fetched.
+            record = self._records.error_record(
+                job, "robots_disallowed", "robots.txt now disallows it: not fetched"
+            )
+            record.update(run=self._revisit.run, change="disallowed")
+            return Release(Outcome.DONE), Commit([record], finished=job, change="disallowed")
+        prior = None
+        if self._revisit is not None:
+            prior = self._revisit.prior(fingerprint(job.url))
+        fetched = self._fetch_page(job, rules, prior)
         verdict = self._classify(job, fetched)
         if verdict.retry_in is not None:
             with self._lock:
@@ -325,22 +364,66 @@ class Jobs:
         if logger.isEnabledFor(logging.INFO):  # -v: one line per URL, never under the lock
             logger.info("%s", _page_line(job.url, fetched.status, built.error, fetched))
         outcome = Outcome.FAILED if built.error is not None else Outcome.DONE
+        status = fetched.status
+        not_modified = status == 304 and fetched.error is None and prior is not None
+        if not_modified:
+            assert prior is not None
+            status = prior.status  # the capture the 304 confirms: what the state keeps
+        sha = sha1 = None
+        if fetched.status is not None and not not_modified:
+            sha = hashlib.sha256(fetched.body).digest()
+            sha1 = hashlib.sha1(fetched.body).digest()
+        change = None
+        if self._revisit is not None:
+            change = _change(prior, fetched, sha, not_modified)
+            for record in built.records:
+                record.update(run=self._revisit.run, change=change)
+        now = time.time()
+        if self._note is not None and fetched.status is not None:
+            headers = fetched.headers
+            self._note(
+                job.id,
+                FetchNote(
+                    _bounded(headers.get("etag")),
+                    _bounded(headers.get("last-modified")),
+                    sha,
+                    sha1,
+                    None if fetched.final_url == job.url else fetched.final_url,
+                    now,
+                ),
+            )
+        warc = "warc" in self.formats
+        refers = None
+        if warc and change == "unchanged" and prior is not None and prior.captured_at:
+            refers = RefersTo(
+                "server-not-modified" if not_modified else "identical-payload-digest",
+                prior.final_url or job.url,
+                prior.captured_at,
+                prior.sha1,
+            )
         commit = Commit(
             built.records,
             finished=job,
             state=outcome,
-            status=fetched.status,
-            exchange=fetched if "warc" in self.formats else None,
+            status=status,
+            exchange=fetched if warc else None,
             page=True,
             error=built.failed_by,
             nbytes=len(fetched.body),
+            change=change,
+            fetched_at=now,
+            refers_to=refers,
         )
         links = self._links(job, built.follow) if built.follow else ()
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
 
-    def _fetch_page(self, job: Lease, rules: RobotsRules | None) -> Fetched:
+    def _fetch_page(self, job: Lease, rules: RobotsRules | None, prior: Prior | None) -> Fetched:
         return self._fetch(
-            job.url, _Redirects(self, job, rules), job.kind, side=_SideRequests(self, job, rules)
+            job.url,
+            _Redirects(self, job, rules, prior),
+            job.kind,
+            side=_SideRequests(self, job, rules),
+            headers=_conditional(prior),
         )
 
     def _classify(self, job: Lease, fetched: Fetched) -> _Classified:
@@ -428,7 +511,7 @@ class Jobs:
                 r.first_error.setdefault(
                     failed_by, f"{job.url}: {fetched.detail}" if fetched.detail else job.url
                 )
-            elif status is not None and 300 <= status < 400:
+            elif status is not None and 300 <= status < 400 and status != 304:
                 r.redirects += 1  # a redirect not followed (off-host, seen, ...)
             else:
                 r.ok += 1
@@ -491,10 +574,16 @@ class _Redirects:
     """The fetcher's redirect vetter for one page lease: None to follow a hop in place,
     or why not."""
 
-    def __init__(self, steps: Jobs, job: Lease, rules: RobotsRules | None) -> None:
+    def __init__(
+        self, steps: Jobs, job: Lease, rules: RobotsRules | None, prior: Prior | None = None
+    ) -> None:
         self.steps = steps
         self.job = job
         self.rules = rules
+        # A recrawl follows the redirect its last fetch followed, to the target it claimed
+        # then (seen, so no longer claimable, and not revisited on its own).
+        followed = prior is not None and not (prior.status and 300 <= prior.status < 400)
+        self.again = prior.final_url if followed and prior is not None else None
 
     def __call__(self, target: str) -> str | None:
         steps, job = self.steps, self.job
@@ -511,6 +600,8 @@ class _Redirects:
         rules = self.rules
         if rules is not None and not rules.allowed(target, steps.options.user_agent):
             return "redirect target disallowed by robots.txt"
+        if target == self.again:
+            return None
         if not steps.frontier.claim(job, target):
             return "redirect to an already-seen URL"
         return None
@@ -614,6 +705,49 @@ def _retry_after_detail(fetched: Fetched) -> str:
         f"HTTP {fetched.status}, Retry-After: {shown} ({asked:.0f} s); a crawl waits at "
         f"most {MAX_HOLD:.0f} s, so the host is not asked again before then"
     )
+
+
+def _bounded(validator: str | None) -> str | None:
+    """A validator as the server sent it, or None past MAX_VALIDATOR characters (its URL
+    is then revisited unconditionally: the body's digest still tells a change)."""
+    if validator is None or len(validator) > MAX_VALIDATOR:
+        return None
+    return validator
+
+
+def _conditional(prior: Prior | None) -> dict[str, str]:
+    """The conditional headers for a revisit: the stored ETag exactly as given (a weak
+    ``W/`` one included) and Last-Modified, both when both were stored."""
+    headers: dict[str, str] = {}
+    if prior is None:
+        return headers
+    if prior.etag:
+        headers["If-None-Match"] = prior.etag
+    if prior.last_modified:
+        headers["If-Modified-Since"] = prior.last_modified
+    return headers
+
+
+def _change(prior: Prior | None, fetched: Fetched, sha: bytes | None, not_modified: bool) -> str:
+    """``new``, ``changed``, ``unchanged`` or ``gone``: this fetch against the last. A 304
+    (to a conditional request) or the same decoded body, status and final URL is
+    unchanged whatever the validators say; 404/410 for a URL that was ok is gone."""
+    if prior is None:
+        return "new"
+    if not_modified:
+        return "unchanged"
+    status = fetched.status
+    was_ok = prior.status is not None and 200 <= prior.status < 300
+    if was_ok and fetched.error is None and status in (404, 410):
+        return "gone"
+    final = None if fetched.final_url == fetched.url else fetched.final_url
+    same = (
+        fetched.error is None
+        and status == prior.status
+        and sha == prior.sha256
+        and final == prior.final_url
+    )
+    return "unchanged" if same else "changed"
 
 
 def _canonical(urls: list[str]) -> list[str]:

@@ -172,6 +172,11 @@ class CrawlOptions:
     overwrite: bool = False  # replace an existing output that is not this crawl's
     memory_limit: int = 20_000  # queued URLs kept in memory; the rest wait on disk
     save_bodies: bool = False  # add the response body and its SHA-256 to each record
+    # After a finished or interrupted crawl: crawl again (run N+1), revisiting every URL
+    # the state knows with conditional requests; records say what changed.
+    recrawl: bool = False
+    # With recrawl: revisit only URLs last fetched longer ago than this (seconds).
+    revisit_after: float | None = None
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -211,6 +216,14 @@ class CrawlOptions:
             _check_globs(name, getattr(self, name))
         _check_user_agent(self.user_agent)
         self._check_outputs()
+        if self.revisit_after is not None:
+            if not self.recrawl:
+                raise OptionError("revisit_after", "{revisit_after} needs {recrawl}")
+            if self.revisit_after <= 0:
+                raise OptionError(
+                    "revisit_after",
+                    f"{{revisit_after}} must be more than 0 seconds (got {self.revisit_after})",
+                )
         if self.sitemaps_only and not self.robots:
             # Sitemaps are found through robots.txt (its Sitemap: lines, else /sitemap.xml).
             raise OptionError(
@@ -304,3 +317,23 @@ class CrawlOptions:
     @property
     def use_sitemaps(self) -> bool:
         return self.sitemaps or self.sitemaps_only
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``10m``, ``6h``, ``1d`` (also ``s``, ``w``; a bare number is seconds);
+    ValueError naming the forms for anything else."""
+    value = text.strip().lower()
+    unit = _DURATION_UNITS.get(value[-1:])
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a duration: give a number and a unit, like 30s, 10m, 6h, 1d"
+        ) from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{text!r}: a duration must be more than 0")
+    return seconds

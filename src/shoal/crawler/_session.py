@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from .._errors import StateError, UsageError
 from ..runtime import Writer
@@ -60,6 +62,8 @@ class RunSession:
         self._register = register
         self.store: StateStore | None = None
         self.earlier_pages = 0  # pages earlier runs of this crawl finished (not held back)
+        # The crawl's run as records name it: 1, then one more per --recrawl.
+        self.generation = 1
 
     @property
     def resumable(self) -> bool:
@@ -120,13 +124,22 @@ class RunSession:
                 fresh = self.store.created
                 if not fresh:
                     resume_at = list(self.store.output_offsets())
-                    # --max-pages is the crawl's: earlier runs' pages count against it,
-                    # but only those with a final outcome. A URL held back by an
-                    # unreachable robots.txt stays queued and is taken again this run:
-                    # its record would otherwise use up budget, and count twice.
-                    totals = self.store.totals()["totals"]
-                    self.earlier_pages = int(totals["pages"]) - self.store.held_count()
-                    self._announce_resume(self.store)
+                    if opts.recrawl:
+                        self._start_recrawl(self.store)
+                    generation = self.generation = self.store.generation
+                    if generation > 1:
+                        # --max-pages counts this run of the recrawl: the URLs it has
+                        # committed (not those left done as not due, nor claimed ones).
+                        self.earlier_pages = self.store.generation_pages()
+                    else:
+                        # --max-pages is the crawl's: earlier runs' pages count against
+                        # it, but only those with a final outcome. A URL held back by an
+                        # unreachable robots.txt stays queued and is taken again this
+                        # run: its record would otherwise use up budget, and count twice.
+                        totals = self.store.totals()["totals"]
+                        self.earlier_pages = int(totals["pages"]) - self.store.held_count()
+                    if not opts.recrawl:
+                        self._announce_resume(self.store)
                 if self._given_frontier is None:
                     self.frontier = SqliteFrontier(
                         self.store,
@@ -199,6 +212,45 @@ class RunSession:
             "with another --crawl-id)"
         )
 
+    def _start_recrawl(self, store: StateStore) -> None:
+        """``--recrawl``: finish the recrawl run a kill or Ctrl-C left unfinished (URLs of
+        it still queued), else start the next run with every URL the state knows queued.
+        Run 1's queued URLs (an interrupted first crawl) are not a recrawl's: they are
+        revisited as the next run's (new, as nothing was fetched for them)."""
+        queued = store.queued_count()
+        generation = store.generation
+        if generation > 1 and queued:
+            self.announce(
+                f"resuming run {generation} of the recrawl: {store.done_count()} URLs "
+                f"revisited, {queued} to go (state: {self.state_path})"
+            )
+            return
+        after = self.options.revisit_after
+        started = store.begin_generation(None if after is None else time.time() - after)
+        if started is None:
+            assert after is not None
+            due = store.next_due(after)
+            when = (
+                ""
+                if due is None
+                else (
+                    " the next falls due at "
+                    + datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds")
+                    + f" (in {_span(due - time.time())})"
+                )
+            )
+            self.result.already_complete = True
+            self.announce(
+                f"nothing to revisit: every URL was fetched less than {_span(after)} ago "
+                f"(--revisit-after);{when}"
+            )
+            return
+        what = "the" if after is None else f"the due (last fetched over {_span(after)} ago)"
+        self.announce(
+            f"recrawl: run {started} revisits {what} {store.queued_count()} URLs the state "
+            f"knows (state: {self.state_path})"
+        )
+
     def _announce_resume(self, store: StateStore) -> None:
         done, queued = store.done_count(), store.queued_count()
         if queued == 0 and done > 0:
@@ -206,7 +258,8 @@ class RunSession:
             files = [p for p in self.options.output_paths() if p not in (None, "-")]
             what = f"{' and '.join(files)} and its state" if files else "its state"
             self.announce(
-                f"already complete: {done} pages (use --fresh to crawl again; it deletes {what})"
+                f"already complete: {done} pages (use --fresh to crawl again; it deletes {what}; "
+                "--recrawl crawls again, fetching only what changed)"
             )
         elif self.earlier_pages >= self.options.max_pages:
             # Nothing to fetch in this run: said as a limit, not as a crawl that failed.
@@ -243,6 +296,21 @@ class RunSession:
             logger.warning("could not record the end of this run: %s", exc)
         finally:
             store.close()
+
+
+def _span(seconds: float) -> str:
+    """``45s``, ``12m``, ``5h 3m``, ``2d 4h``: a duration for a person."""
+    seconds = max(0, round(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    if minutes:
+        return f"{minutes}m {secs}s" if secs else f"{minutes}m"
+    return f"{secs}s"
 
 
 def progress_enabled(progress: bool | None, output: str | None) -> bool | None:

@@ -144,6 +144,10 @@ class Aggregate:
         self._no_response = dict(no_response or {})
         # URL -> its latest held-back record, not yet counted (see add)
         self._held: dict[str, dict[str, Any]] = {}
+        # A recrawl's runs (records with run and change): run -> change -> URLs, and the
+        # first max_rows changed (new, changed, gone) URLs of each run.
+        self.recrawls: dict[int, Counter[str]] = {}
+        self.changed_pages: dict[int, list[tuple[str, str]]] = {}
 
     # -- the pass ------------------------------------------------------------------------
 
@@ -157,6 +161,13 @@ class Aggregate:
         if not isinstance(url, str) or not url:
             self.skipped_records += 1
             return
+        run, change = r.get("run"), r.get("change")
+        if isinstance(run, int) and isinstance(change, str):
+            self.recrawls.setdefault(run, Counter())[change] += 1
+            if change in ("new", "changed", "gone"):
+                listed = self.changed_pages.setdefault(run, [])
+                if len(listed) < self.max_rows:
+                    listed.append((change, url))
         if is_held_back(r):
             # The URL stayed queued and the next run records it again: only its latest
             # record counts, so this one waits (for a later record of the URL, or finish).

@@ -306,6 +306,15 @@ def _context(
             "robots_skipped": len(robots),
         },
         "errors": agg.errors.most_common(),
+        "recrawls": [
+            {
+                "run": run,
+                **{k: counts.get(k, 0) for k in ("new", "changed", "unchanged", "gone")},
+                "disallowed": counts.get("disallowed", 0),
+                "pages": agg.changed_pages.get(run, []),
+            }
+            for run, counts in sorted(agg.recrawls.items())
+        ],
         "broken": agg.broken,
         "broken_total": agg.broken_total,
         "has_bodies": agg.has_bodies,

@@ -22,6 +22,7 @@ from ._store import (
     _translated,
     identity_outputs,
     peek_identity,
+    recrawl_runs,
 )
 
 __all__ = ["read_status", "state_for_output"]
@@ -62,6 +63,7 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
                 hosts.setdefault(host, dict.fromkeys(("queued", "done", "failed"), 0))
                 hosts[host][names[state]] = n
             runs = _run_totals(conn)
+            recrawls = recrawl_runs(conn)
             try:
                 outputs = [
                     {"path": p, "format": f, "offset": n}
@@ -103,6 +105,7 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
         "output_offset": int(meta.get("output_offset", 0)),
         "outputs": outputs,
         **runs,
+        "recrawls": recrawls,
     }
 
 

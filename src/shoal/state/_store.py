@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "DONE",
     "FAILED",
+    "MAX_VALIDATOR",
+    "FetchNote",
+    "Prior",
     "RunCounts",
     "StateStore",
     "UrlRow",
@@ -135,13 +139,45 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """What a recrawl (#19) needs per URL: its validators (ETag exactly as sent, ``W/``
+    kept; Last-Modified), the SHA-256 of its decoded body, its final URL (NULL: the URL
+    itself) and when it was last fetched; and meta 'generation', the crawl's run number
+    as records name it (1 until the first ``--recrawl``). Files of version 2 hold none of
+    it: their URLs' first revisit is unconditional."""
+    for column in (
+        "etag TEXT",
+        "last_modified TEXT",
+        "sha256 BLOB",
+        "final_url TEXT",
+        "fetched_at REAL",
+        "captured_at REAL",  # when the body with this digest was first fetched (WARC revisits)
+        "sha1 BLOB",  # the same body's SHA-1: a WARC revisit's payload digest, for a 304 too
+        # 1: a redirect target fetched as another URL's last hop, not revisited on its own
+        "claimed INTEGER",
+    ):
+        conn.execute(f"ALTER TABLE urls ADD COLUMN {column}")
+    conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '1')")
+    # How many URLs of each recrawl run ended as each change (new, changed, ...).
+    conn.execute(
+        """CREATE TABLE changes (
+        generation INTEGER NOT NULL,
+        change TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (generation, change)
+    )"""
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 """One step, version N to N+1: statements run on a connection inside the migration's
 transaction. It must not commit (so no ``executescript``, which commits first)."""
 
 # _MIGRATIONS[i] takes a file from version i + 1 to i + 2. Append only.
-_MIGRATIONS: tuple[Migration, ...] = (_migrate_1_to_2,)
+_MIGRATIONS: tuple[Migration, ...] = (_migrate_1_to_2, _migrate_2_to_3)
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
+# The columns an insert names: schema 3 added more, which a new row leaves NULL.
+_URL_COLUMNS = "(fp, seq, url, host, depth, referrer, state, spilled, status)"
 _COUNTS = ("pages", "ok", "redirects", "failed", "bytes")
 
 
@@ -157,6 +193,38 @@ class RunCounts:
     errors: dict[str, int] | None = None
     # (url, error kind) of each held-back record in the batch: the URL stays queued
     held_back: list[tuple[str, str]] | None = None
+    changes: dict[str, int] | None = None  # a recrawl run's URLs by change
+
+
+# A validator longer than this is not stored (its URL is revisited unconditionally):
+# real ETags and dates are far shorter, and the state must not grow by what a server says.
+MAX_VALIDATOR = 256
+
+
+@dataclass(frozen=True, slots=True)
+class FetchNote:
+    """What a fetch of one URL leaves in the state for the next revisit."""
+
+    etag: str | None
+    last_modified: str | None
+    sha256: bytes | None  # of the decoded body; None: no body to compare (a 304 keeps the last)
+    sha1: bytes | None  # of the same body, for WARC payload digests
+    final_url: str | None  # None: the URL itself
+    fetched_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """What the state knows of a URL's last fetch (:meth:`StateStore.prior`)."""
+
+    status: int | None
+    etag: str | None
+    last_modified: str | None
+    sha256: bytes | None
+    final_url: str | None
+    fetched_at: float | None
+    captured_at: float | None  # when the body of this digest was first fetched
+    sha1: bytes | None
 
 
 @dataclass(slots=True)
@@ -216,6 +284,10 @@ class StateStore:
         self._run_id: int | None = None
         self._run_errors: dict[str, int] = {}
         self._held = int(self._scalar("SELECT count(*) FROM held") or 0)
+        # Workers look up a URL's last fetch (recrawl) on their own connection, one at a
+        # time: the read connection is the frontier's, under the crawler's lock.
+        self._prior_lock = threading.Lock()
+        self._prior_conn: sqlite3.Connection | None = None
 
     # -- opening -------------------------------------------------------------------------
 
@@ -322,6 +394,67 @@ class StateStore:
         with _translated("reading the state file"):
             return _run_totals(self._read)
 
+    # -- recrawl ---------------------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """The crawl's run number as records name it: 1, then one more per ``--recrawl``."""
+        return int(self._scalar("SELECT value FROM meta WHERE key='generation'") or 1)
+
+    def begin_generation(self, fetched_before: float | None = None) -> int | None:
+        """Start the next run of a recrawl, in one transaction: every URL the state knows
+        (with ``fetched_before``, a wall-clock time: only those never fetched or fetched
+        before it) is queued again (on disk, paged in as memory allows), keeping what its
+        last fetch left (status, validators, digest) to compare with. Returns the new run's
+        number; None if no URL is due (nothing changed)."""
+        # A redirect target another URL reached is revisited through that URL.
+        due = " WHERE claimed IS NULL"
+        if fetched_before is not None:
+            due += " AND (fetched_at IS NULL OR fetched_at < ?)"
+        args = () if fetched_before is None else (fetched_before,)
+        with _translated("starting a recrawl"), self._write:
+            cur = self._write.execute(f"UPDATE urls SET state=0, spilled=1{due}", args)
+            if cur.rowcount == 0:
+                return None  # the transaction changed nothing
+            row = self._write.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+            generation = int(row[0]) + 1
+            self._write.execute(
+                "UPDATE meta SET value=? WHERE key='generation'", (str(generation),)
+            )
+        return generation
+
+    def generation_pages(self) -> int:
+        """URLs the current recrawl run has committed so far (its records' count)."""
+        return int(
+            self._scalar(
+                "SELECT sum(n) FROM changes WHERE generation="
+                "(SELECT CAST(value AS INTEGER) FROM meta WHERE key='generation')"
+            )
+            or 0
+        )
+
+    def next_due(self, after: float) -> float | None:
+        """When the URL fetched longest ago falls due, ``after`` seconds past its fetch."""
+        oldest = self._scalar("SELECT min(fetched_at) FROM urls")
+        return None if oldest is None else float(oldest) + after
+
+    def prior(self, fp: int) -> Prior | None:
+        """The last fetch of the URL ``fp`` names; None if it was never fetched. A fetch
+        a state of schema 2 recorded has its status only (no validators, no digest)."""
+        with self._prior_lock, _translated("reading the state file"):
+            if self._prior_conn is None:
+                self._prior_conn = _connect(self.path)
+            row = self._prior_conn.execute(
+                "SELECT status, etag, last_modified, sha256, final_url, fetched_at, captured_at, "
+                "sha1 "
+                "FROM urls "
+                "WHERE fp=?",
+                (_signed(fp),),
+            ).fetchone()
+        if row is None or (row[0] is None and row[5] is None):
+            return None  # known, never fetched (queued, or denied by robots.txt): new
+        return Prior(*row)
+
     # -- runs ------------------------------------------------------------------------------
 
     def start_run(self) -> None:
@@ -386,6 +519,8 @@ class StateStore:
         *,
         counts: RunCounts | None = None,
         holds: Iterable[tuple[str, float]] = (),
+        notes: Iterable[tuple[int, FetchNote]] = (),
+        claimed: Iterable[int] = (),
     ) -> None:
         """One transaction: new URLs, final states, where the output now ends (each
         output's offset, in order, for a crawl with several; None: an idempotent output),
@@ -425,15 +560,55 @@ class StateStore:
             rows = [(*self._row_head(row), QUEUED, int(row.spilled)) for row in added]
             if rows:
                 self._write.executemany(
-                    "INSERT OR IGNORE INTO urls VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)", rows
+                    f"INSERT OR IGNORE INTO urls {_URL_COLUMNS} "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                    rows,
                 )
             done = [(*self._row_head(row), state, status) for row, state, status in finished]
             if done:
                 # Upsert: a page can finish before the batch that discovered it commits.
                 self._write.executemany(
-                    "INSERT INTO urls VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT(fp) DO "
+                    f"INSERT INTO urls {_URL_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) "
+                    "ON CONFLICT(fp) DO "
                     "UPDATE SET state=excluded.state, status=excluded.status",
                     done,
+                )
+            noted = [
+                (
+                    n.etag,
+                    n.last_modified,
+                    n.sha256,
+                    n.sha256,
+                    n.fetched_at,
+                    n.sha256,
+                    n.sha1,
+                    n.final_url,
+                    n.fetched_at,
+                    _signed(fp),
+                )
+                for fp, n in notes
+            ]
+            if noted:
+                # A 304 has no body: the digest of the capture it confirms stays.
+                self._write.executemany(
+                    "UPDATE urls SET etag=?, last_modified=?, captured_at=CASE WHEN ? IS NOT "
+                    "NULL AND (sha256 IS NULL OR sha256 != ?) THEN ? ELSE captured_at END, "
+                    "sha256=coalesce(?, sha256), sha1=coalesce(?, sha1), final_url=?, fetched_at=? "
+                    "WHERE fp=?",
+                    noted,
+                )
+            marked = [(_signed(fp),) for fp in claimed]
+            if marked:
+                self._write.executemany("UPDATE urls SET claimed=1 WHERE fp=?", marked)
+            changes = (counts.changes if counts is not None else None) or {}
+            if changes:
+                generation = self._write.execute(
+                    "SELECT value FROM meta WHERE key='generation'"
+                ).fetchone()[0]
+                self._write.executemany(
+                    "INSERT INTO changes VALUES (?, ?, ?) ON CONFLICT(generation, change) DO "
+                    "UPDATE SET n=n+excluded.n",
+                    [(int(generation), change, n) for change, n in changes.items()],
                 )
             held_back = (counts.held_back if counts is not None else None) or []
             if held_back or self._held:
@@ -485,6 +660,9 @@ class StateStore:
         return _signed(row.fp), seq, row.url, row.host, row.depth, row.referrer
 
     def close(self) -> None:
+        if self._prior_conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._prior_conn.close()
         with contextlib.suppress(sqlite3.Error):
             self._read.close()
         with contextlib.suppress(sqlite3.Error):
@@ -729,6 +907,25 @@ def peek_identity(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     except (KeyError, ValueError):
         return {}
     return identity if isinstance(identity, dict) else {}
+
+
+def recrawl_runs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Each recrawl run's URLs by change: ``[{"run": 2, "new": 1, "changed": 3, ...}]``
+    (none for a file from before recrawls, or a crawl never recrawled)."""
+    try:
+        rows = conn.execute(
+            "SELECT generation, change, n FROM changes ORDER BY generation"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    runs: dict[int, dict[str, Any]] = {}
+    for generation, change, n in rows:
+        run = runs.setdefault(
+            generation,
+            {"run": generation, **dict.fromkeys(("new", "changed", "unchanged", "gone"), 0)},
+        )
+        run[change] = n
+    return list(runs.values())
 
 
 def _run_totals(conn: sqlite3.Connection) -> dict[str, Any]:

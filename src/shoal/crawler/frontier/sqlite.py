@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ...state import DONE, FAILED, FingerprintSet, RunCounts, StateStore, UrlRow, fingerprint
+from ...state._store import FetchNote
 from ._base import MAX_HOLD, Committed, JobKind, Outcome
 from .memory import MemoryFrontier, _Host, _Job
 
@@ -58,6 +59,14 @@ class SqliteFrontier(MemoryFrontier):
         self._on_disk = store.queued_count()  # queued URLs not in memory
         self._cursor = 0  # highest seq paged in so far
         self._empty_rechecks = 0
+        self._notes: dict[str, FetchNote] = {}  # lease id -> its fetch, for its commit
+
+    def note_fetch(self, lease_id: str, note: FetchNote) -> None:
+        """What the fetch of a leased page leaves in the state (validators, digest), kept
+        until the lease commits: written in the same transaction as its record, so a
+        revisit never compares against a capture whose record was lost."""
+        with self._lock:
+            self._notes[lease_id] = note
 
     def _resume_holds(self, holds: dict[str, float], wall: float) -> None:
         """A host that asked for a pause in an earlier run gets it in this one too; one
@@ -131,18 +140,26 @@ class SqliteFrontier(MemoryFrontier):
             added, self._new_rows = self._new_rows, []
             holds, self._new_holds = self._new_holds, []
             rows: list[tuple[UrlRow, int, int | None]] = []
+            notes: list[tuple[int, FetchNote]] = []
+            claimed: list[int] = []
             for lease, outcome, status in finished:
                 job = self._leases[lease.id]
+                note = self._notes.pop(lease.id, None)
                 if outcome is Outcome.DEFER:
                     continue  # stays queued in the file: the next run tries it again
+                if note is not None:
+                    notes.append((job.fp, note))
                 rows.append((_row(job), DONE if outcome is Outcome.DONE else FAILED, status))
                 rows.extend(
                     (UrlRow(fingerprint(url), url, job.host, job.depth, job.url), DONE, None)
                     for url in job.claims
                 )
+                claimed.extend(fingerprint(url) for url in job.claims)
         # Outside the lock: only the writer thread commits, and workers must not wait on
         # the disk. The leases stay held until the transaction is in.
-        self.store.commit(added, rows, output, counts=counts, holds=holds)
+        self.store.commit(
+            added, rows, output, counts=counts, holds=holds, notes=notes, claimed=claimed
+        )
         with self._lock:
             self._apply_commit(finished)
 

@@ -32,6 +32,7 @@ __all__ = [
     "Exchange",
     "Output",
     "OutputOptions",
+    "RefersTo",
     "infer_format",
     "open_output",
 ]
@@ -74,6 +75,17 @@ class Exchange(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class RefersTo:
+    """The capture a WARC revisit record stands for: ``profile`` is
+    ``server-not-modified`` (a 304) or ``identical-payload-digest`` (the same body)."""
+
+    profile: str
+    uri: str  # its WARC-Target-URI
+    date: float  # its WARC-Date, wall clock
+    sha1: bytes | None = None  # its payload's SHA-1 (a 304's revisit has no body to hash)
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
     """Everything one finished task changes, applied by the writer thread: its records
     go to the output, then the frontier commits the lease with the output position."""
@@ -89,6 +101,11 @@ class Commit:
     page: bool = False
     error: str | None = None
     nbytes: int = 0
+    change: str | None = None  # a recrawl run's page: new, changed, unchanged, gone...
+    fetched_at: float | None = None  # wall clock: the WARC-Date of its response
+    # An unchanged page of a recrawl: a WARC revisit record naming the capture, not a
+    # response with the body again.
+    refers_to: RefersTo | None = None
 
     @property
     def counts_as(self) -> str | None:
@@ -190,6 +207,9 @@ class CrawlSink:
         counts = RunCounts(errors={})
         for c in commits:
             counted = c.counts_as
+            if c.change is not None and c.state is not Outcome.DEFER:
+                counts.changes = counts.changes or {}
+                counts.changes[c.change] = counts.changes.get(c.change, 0) + 1
             if counted is not None:
                 counts.pages += 1
                 counts.bytes += c.nbytes

@@ -57,9 +57,15 @@ class SqliteOutput:
                 f"n INTEGER NOT NULL, {cols}, data TEXT, PRIMARY KEY (source_url, n))"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS records_url ON records (url)")
+            # A recrawl's runs (#19): rows keyed by run too, and a view of the latest.
+            self._history = _has_history(self._db)
         except sqlite3.Error as exc:
             raise OutputError(f"cannot use {path} as SQLite output: {exc}") from None
         columns = ("source_url", "n", *RECORD_FIELDS, "data")
+        self._insert_run = (
+            f"INSERT OR REPLACE INTO records ({', '.join(columns)}, run, change) "
+            f"VALUES ({', '.join('?' * (len(columns) + 2))})"
+        )
         self._insert = (
             f"INSERT OR REPLACE INTO records ({', '.join(columns)}) "
             f"VALUES ({', '.join('?' * len(columns))})"
@@ -67,17 +73,31 @@ class SqliteOutput:
 
     def write(self, commits: Sequence[Commit]) -> None:
         rows = []
+        runs = []
         for commit in commits:
             source = commit.finished.url if commit.finished is not None else ""
             for n, r in enumerate(commit.records):
-                extra = {k: v for k, v in r.items() if k not in RECORD_FIELDS}
+                extra = {k: v for k, v in r.items() if k not in _COLUMNS}
                 values = (_sql_value(r.get(f)) for f in RECORD_FIELDS)
-                rows.append((source, n, *values, json_line(extra) if extra else None))
-        if rows:
+                row = (source, n, *values, json_line(extra) if extra else None)
+                if "run" in r:
+                    runs.append((*row, r["run"], r.get("change")))
+                else:
+                    rows.append(row)
+        if rows or runs:
             try:
                 with self._db:
                     self._db.execute("BEGIN")
-                    self._db.executemany(self._insert, rows)
+                    if runs and not self._history:
+                        _add_history(self._db)
+                        self._history = True
+                    if rows:
+                        self._db.executemany(
+                            self._insert_run if self._history else self._insert,
+                            [(*row, 1, None) for row in rows] if self._history else rows,
+                        )
+                    if runs:
+                        self._db.executemany(self._insert_run, runs)
             except sqlite3.Error as exc:
                 raise WriterError(f"writing the SQLite output failed: {exc}") from exc
 
@@ -92,6 +112,35 @@ class SqliteOutput:
         if self._target.fd >= 0:
             os.close(self._target.fd)
             self._target.fd = -1
+
+
+_COLUMNS = frozenset((*RECORD_FIELDS, "run", "change"))
+
+
+def _has_history(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "run" for row in db.execute("PRAGMA table_info(records)"))
+
+
+def _add_history(db: sqlite3.Connection) -> None:
+    """In the caller's transaction, at a recrawl's first record: ``records`` keyed by run
+    too (``run`` 1 for the rows before, ``change`` NULL), so each run adds its rows
+    (a page fetched again after a resume still replaces its own row of that run); and
+    ``latest``, each source URL's rows of its latest run."""
+    info = list(db.execute("PRAGMA table_info(records)"))
+    old = ", ".join(row[1] for row in info)
+    defs = ", ".join(f"{row[1]} {row[2] or 'TEXT'}{' NOT NULL' if row[3] else ''}" for row in info)
+    db.execute(
+        f"CREATE TABLE records_runs ({defs}, run INTEGER NOT NULL DEFAULT 1, change TEXT, "
+        "PRIMARY KEY (source_url, run, n))"
+    )
+    db.execute(f"INSERT INTO records_runs ({old}) SELECT {old} FROM records")
+    db.execute("DROP TABLE records")
+    db.execute("ALTER TABLE records_runs RENAME TO records")
+    db.execute("CREATE INDEX IF NOT EXISTS records_url ON records (url)")
+    db.execute(
+        "CREATE VIEW IF NOT EXISTS latest AS SELECT * FROM records AS r WHERE r.run = "
+        "(SELECT max(run) FROM records WHERE source_url = r.source_url)"
+    )
 
 
 def open_format(target: OutputFile | None, options: OutputOptions) -> SqliteOutput:

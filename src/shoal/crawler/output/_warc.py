@@ -10,18 +10,21 @@ replays see the real document); its headers are rewritten to match.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from http.client import responses
 
+from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from ..._errors import UsageError
 from ..._url import split_url
 from ..._version import __version__
-from ._base import Commit, OutputOptions
+from ._base import Commit, OutputOptions, RefersTo
 from ._file import FileOutput, OutputFile
 
 __all__ = ["WarcOutput", "open_format"]
@@ -54,7 +57,7 @@ class WarcOutput(FileOutput):
                 # A redirect not followed: final_url names its target; the response
                 # came from the URL asked for.
                 url = fetched.url
-            date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            date = _warc_date(commit.fetched_at)
             headers = _header_lines(fetched.headers)
             headers.append(("Content-Length", str(len(fetched.body))))
             status = f"{fetched.status} {responses.get(fetched.status, 'Unknown')}"
@@ -62,13 +65,17 @@ class WarcOutput(FileOutput):
             warc_headers = {"WARC-Date": date}
             if fetched.truncated:  # a robots.txt cut at its size limit (WARC 1.1, 5.13)
                 warc_headers["WARC-Truncated"] = "length"
-            response = self._writer.create_warc_record(
-                url,
-                "response",
-                payload=io.BytesIO(fetched.body),
-                http_headers=http_headers,
-                warc_headers_dict=warc_headers,
-            )
+            refers = commit.refers_to
+            if refers is not None:
+                response = self._revisit(url, fetched.body, refers, http_headers, warc_headers)
+            else:
+                response = self._writer.create_warc_record(
+                    url,
+                    "response",
+                    payload=io.BytesIO(fetched.body),
+                    http_headers=http_headers,
+                    warc_headers_dict=warc_headers,
+                )
             parts = split_url(url)
             request_headers = StatusAndHeaders(
                 f"GET {parts.target} HTTP/1.1",
@@ -83,6 +90,57 @@ class WarcOutput(FileOutput):
                 warc_headers_dict={"WARC-Date": date},
             )
             self._writer.write_request_response_pair(request, response)
+
+    def _revisit(
+        self,
+        url: str,
+        body: bytes,
+        refers: RefersTo,
+        http_headers: StatusAndHeaders,
+        warc_headers: dict[str, str],
+    ) -> ArcWarcRecord:
+        """A revisit record for a recrawl's unchanged page, naming the capture (WARC 1.1,
+        6.7): the response headers of a 200 with the same body, none for a 304. The
+        payload digest is the capture's: this body's (the same SHA-256, so the same SHA-1
+        warcio gave it), or for a 304 the SHA-1 the state kept."""
+        warc_headers = {
+            **warc_headers,
+            "WARC-Refers-To-Target-URI": refers.uri,
+            "WARC-Refers-To-Date": _warc_date(refers.date),
+        }
+        if refers.profile == "server-not-modified":
+            warc_headers["WARC-Profile"] = _NOT_MODIFIED
+            if refers.sha1 is not None:
+                # The capture's payload digest: replay tools (pywb) find it by digest.
+                warc_headers["WARC-Payload-Digest"] = _sha1_digest(refers.sha1)
+            # No HTTP headers: the 304's would be replayed as the page (pywb takes a
+            # revisit's own headers over its capture's), not the capture they confirm.
+            return self._writer.create_warc_record(
+                url, "revisit", length=0, warc_headers_dict=warc_headers
+            )
+        digest = _sha1_digest(hashlib.sha1(body).digest())
+        record: ArcWarcRecord = self._writer.create_revisit_record(
+            url,
+            digest,
+            refers.uri,
+            _warc_date(refers.date),
+            http_headers=http_headers,
+            warc_headers_dict={"WARC-Date": warc_headers["WARC-Date"]},
+        )
+        return record
+
+
+_NOT_MODIFIED = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
+
+
+def _sha1_digest(sha1: bytes) -> str:
+    """As warcio labels a payload: ``sha1:`` and base32."""
+    return "sha1:" + base64.b32encode(sha1).decode()
+
+
+def _warc_date(when: float | None) -> str:
+    at = datetime.now(UTC) if when is None else datetime.fromtimestamp(when, UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _header_lines(headers: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -1,0 +1,560 @@
+"""Crawl again (#19): ``--recrawl`` revisits what the state knows with conditional
+requests and says per URL what changed, against a real server that honours ETag (weak
+ones too), If-Modified-Since, and changes, deletes and adds pages between runs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from shoal import Crawler, UsageError
+from sites import Reply, Request, Site, html
+
+
+@dataclass
+class Doc:
+    body: str
+    etag: str | None = None
+    last_modified: str | None = None
+    status: int = 200
+
+
+class VersionedSite:
+    """Pages the test edits between runs. Honours If-None-Match (weak comparison, as
+    RFC 9110 has it for GET) and If-Modified-Since (an exact date match); ``lying``
+    ignores both. Counts the body bytes it sends and the conditional headers it gets."""
+
+    def __init__(self, docs: dict[str, Doc], robots: str = "User-agent: *\nAllow: /\n") -> None:
+        self.docs = docs
+        self.robots = robots
+        self.lying = False
+        self.body_bytes = 0
+        self.conditional: dict[str, dict[str, str]] = {}  # path -> headers of its last request
+        self._lock = threading.Lock()
+        self.site = Site()
+        self.site.fallback = self._serve
+
+    def _serve(self, req: Request) -> Reply:
+        if req.path == "/robots.txt":
+            return Reply(body=self.robots, content_type="text/plain")
+        headers = {k.lower(): v for k, v in req.headers.items()}
+        with self._lock:
+            doc = self.docs.get(req.path)
+            self.conditional[req.path] = {
+                k: v for k, v in headers.items() if k in ("if-none-match", "if-modified-since")
+            }
+        if doc is None:
+            return Reply(404, "not found")
+        sent: dict[str, str] = {}
+        if doc.etag:
+            sent["ETag"] = doc.etag
+        if doc.last_modified:
+            sent["Last-Modified"] = doc.last_modified
+        if doc.status == 200 and not self.lying:
+            inm, ims = headers.get("if-none-match"), headers.get("if-modified-since")
+            if inm is not None and doc.etag is not None:
+                if _weak(inm) == _weak(doc.etag):
+                    return Reply(304, b"", {**sent, "Content-Length": "0"}, content_type=None)
+            elif ims is not None and ims == doc.last_modified:
+                return Reply(304, b"", {**sent, "Content-Length": "0"}, content_type=None)
+        body = doc.body.encode()
+        with self._lock:
+            self.body_bytes += len(body)
+        return Reply(doc.status, body, sent)
+
+    def url(self, path: str = "/") -> str:
+        return self.site.url(path)
+
+    def __enter__(self) -> VersionedSite:
+        self.site.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.site.__exit__(*exc)
+
+
+def _weak(tag: str) -> str:
+    return tag.removeprefix("W/")
+
+
+LM1 = "Sat, 05 Dec 2026 10:00:00 GMT"
+LM2 = "Sun, 06 Dec 2026 10:00:00 GMT"
+
+
+def records(out: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def run_of(out: Path, run: int) -> dict[str, dict[str, object]]:
+    """The records of one run by path; exactly one per URL."""
+    mine = [r for r in records(out) if r.get("run", 1) == run]
+    paths = [str(r["url"]).split(":", 2)[2].split("/", 1)[1] for r in mine]
+    assert len(paths) == len(set(paths)), sorted(paths)
+    return {"/" + p: r for p, r in zip(paths, mine, strict=True)}
+
+
+def crawl(site: VersionedSite, out: Path, **kw: object) -> None:
+    kw.setdefault("concurrency", 4)
+    Crawler(site.url("/"), output=str(out), **kw).run()  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def site() -> Iterator[VersionedSite]:
+    docs = {
+        "/": Doc(html("home", "/a", "/b", "/c", "/d", "/e", "/f", "/x"), etag='"h1"'),
+        "/a": Doc(html("a"), etag='"a1"', last_modified=LM1),  # both validators
+        "/b": Doc(html("b"), etag='W/"b1"'),  # a weak ETag
+        "/c": Doc(html("c"), last_modified=LM1),  # Last-Modified only
+        "/d": Doc(html("d")),  # no validators: the digest decides
+        "/e": Doc(html("e"), etag='"e1"'),
+        "/f": Doc(html("f")),
+        "/x": Doc(html("x")),
+    }
+    with VersionedSite(docs) as s:
+        yield s
+
+
+def test_change_classes_match_the_server(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    crawl(site, out)
+    first = records(out)
+    assert len(first) == 8
+    # Run 1 is a plain crawl: its records are as before (no run, no change).
+    assert all("run" not in r and "change" not in r for r in first)
+
+    docs = site.docs
+    docs["/"] = Doc(html("home", "/a", "/b", "/c", "/d", "/n"), etag='"h2"')  # links /n
+    docs["/a"] = Doc(html("a, edited"), etag='"a2"', last_modified=LM2)
+    docs["/n"] = Doc(html("new", "/n2"))  # new, and a link from a new page is followed
+    docs["/n2"] = Doc(html("new too"))
+    docs["/e"].status = 404
+    docs["/f"].status = 410
+    site.robots = "User-agent: *\nDisallow: /x\n"
+    crawl(site, out, recrawl=True)
+
+    second = run_of(out, 2)
+    truth = {
+        "/": "changed",
+        "/a": "changed",
+        "/b": "unchanged",  # 304 to the weak ETag sent back as given
+        "/c": "unchanged",  # 304 to If-Modified-Since
+        "/d": "unchanged",  # 200 with the same body
+        "/e": "gone",
+        "/f": "gone",
+        "/n": "new",
+        "/n2": "new",
+        "/x": "disallowed",
+    }
+    assert {p: r["change"] for p, r in second.items()} == truth
+    assert {r["run"] for r in second.values()} == {2}
+    assert second["/b"]["status"] == 304 and second["/c"]["status"] == 304
+    assert second["/e"]["status"] == 404 and second["/f"]["status"] == 410
+    assert site.site.count("/x") == 1  # robots.txt now disallows it: not fetched again
+    assert site.site.count("/robots.txt") == 2  # fetched again by the recrawl
+    assert site.conditional["/b"] == {"if-none-match": 'W/"b1"'}
+    assert site.conditional["/a"] == {"if-none-match": '"a1"', "if-modified-since": LM1}
+    assert site.conditional["/c"] == {"if-modified-since": LM1}
+    assert site.conditional["/d"] == {}
+    # The first run's records are left as they were: the output is appended to.
+    assert records(out)[: len(first)] == first
+
+    # Run 3 compares with what run 2 saw: /a's new capture, /e still gone (404 again).
+    crawl(site, out, recrawl=True)
+    third = run_of(out, 3)
+    assert third["/a"]["change"] == "unchanged" and third["/e"]["change"] == "unchanged"
+    assert third["/n"]["change"] == "unchanged" and third["/"]["change"] == "unchanged"
+    assert site.conditional["/a"] == {"if-none-match": '"a2"', "if-modified-since": LM2}
+
+
+def test_a_lying_etag_is_not_believed(tmp_path: Path) -> None:
+    docs = {"/": Doc(html("home", "/a", "/b"), etag='"h"'), "/a": Doc(html("a"), etag='"same"')}
+    docs["/b"] = Doc(html("b"), etag='"b"')
+    with VersionedSite(docs) as site:
+        out = tmp_path / "out.jsonl"
+        crawl(site, out)
+        # A new body under the old ETag, and no 304 whatever was asked.
+        site.lying = True
+        docs["/a"] = Doc(html("a, edited"), etag='"same"')
+        crawl(site, out, recrawl=True)
+        second = run_of(out, 2)
+    assert second["/a"]["change"] == "changed"
+    assert second["/b"]["change"] == "unchanged"  # same body: unchanged without a 304
+    assert second["/b"]["status"] == 200
+
+
+def test_an_unchanged_site_transfers_almost_nothing(tmp_path: Path) -> None:
+    n = 40
+    docs = {"/": Doc(html("home", *(f"/p{i}" for i in range(n))), etag='"home"')}
+    for i in range(n):
+        docs[f"/p{i}"] = Doc(html(f"p{i}", extra="y" * 4000), etag=f'W/"p{i}"')
+    with VersionedSite(docs) as site:
+        out = tmp_path / "out.jsonl"
+        crawl(site, out)
+        first = site.body_bytes
+        site.body_bytes = 0
+        crawl(site, out, recrawl=True)
+        again = site.body_bytes
+    second = run_of(out, 2)
+    assert len(second) == n + 1
+    assert {r["change"] for r in second.values()} == {"unchanged"}
+    print(f"recrawl body bytes: {again} of {first} ({100 * again / first:.2f} %)")
+    assert again <= 0.05 * first
+
+
+def test_kill_9_mid_recrawl_then_rerun_is_exactly_once(tmp_path: Path) -> None:
+    n = 80
+    gate = threading.Event()  # released after the kill: the recrawl stalls mid-way
+
+    docs = {"/": Doc(html("home", *(f"/p{i}" for i in range(n))), etag='"home"')}
+    for i in range(n):
+        docs[f"/p{i}"] = Doc(html(f"p{i}"), etag=f'"p{i}"')
+    with VersionedSite(docs) as site:
+        out = tmp_path / "out.jsonl"
+        cmd = [sys.executable, "-m", "shoal", "crawl", site.url("/"), "-o", str(out), "-q"]
+        cmd += ["--concurrency", "2"]
+        assert subprocess.run(cmd, timeout=120, stderr=subprocess.PIPE).returncode == 0
+        for i in range(0, n, 2):  # half the pages change
+            docs[f"/p{i}"] = Doc(html(f"p{i} edited"), etag=f'"p{i}b"')
+        served = threading.Semaphore(0)
+        plain = site._serve
+
+        def stalling(req: Request) -> Reply:
+            if req.path.startswith("/p") and int(req.path[2:]) >= n // 2:
+                served.release()
+                gate.wait(60)  # the second half waits until the process is killed
+            return plain(req)
+
+        site.site.fallback = stalling
+        proc = subprocess.Popen([*cmd, "--recrawl"], stderr=subprocess.DEVNULL)
+        try:
+            assert served.acquire(timeout=60)  # the recrawl is mid-way
+            state = sqlite3.connect(f"{out}.state.sqlite")
+            try:  # wait (bounded) until some revisits are committed
+                for _ in range(600):
+                    done = state.execute("SELECT count(*) FROM urls WHERE state>0").fetchone()
+                    if done[0] >= 5:
+                        break
+                    threading.Event().wait(0.05)
+            finally:
+                state.close()
+        finally:
+            proc.kill()
+            proc.wait(30)
+            gate.set()
+        site.site.fallback = plain
+        partial = [r for r in records(out) if r.get("run") == 2]
+        assert 0 < len(partial) < n + 1
+        again = subprocess.run([*cmd, "--recrawl"], timeout=120, stderr=subprocess.PIPE)
+        assert again.returncode == 0, again.stderr
+        assert b"resuming run 2 of the recrawl" in again.stderr or not again.stderr
+    second = run_of(out, 2)  # exactly one record per URL for run 2
+    assert len(second) == n + 1
+    for i in range(n):
+        assert second[f"/p{i}"]["change"] == ("changed" if i % 2 == 0 else "unchanged")
+    assert not [r for r in records(out) if r.get("run", 1) > 2]
+    # The run's counts in the state agree: each URL counted once, the kill notwithstanding.
+    db = sqlite3.connect(f"{out}.state.sqlite")
+    counted = dict(db.execute("SELECT change, n FROM changes WHERE generation=2").fetchall())
+    db.close()
+    assert counted == {"changed": n // 2, "unchanged": n // 2 + 1}  # "/" is unchanged
+
+
+def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    crawl(site, out)
+    state = Path(f"{out}.state.sqlite")
+    # The file as the release before this one left it: schema 2, none of what 3 added.
+    db = sqlite3.connect(state)
+    added = [row[1] for row in db.execute("PRAGMA table_info(urls)")][9:]  # after status
+    assert added[:2] == ["etag", "last_modified"]
+    for column in added:
+        db.execute(f"ALTER TABLE urls DROP COLUMN {column}")
+    db.execute("DELETE FROM meta WHERE key='generation'")
+    db.execute("DROP TABLE changes")
+    db.execute("UPDATE meta SET value='2' WHERE key='schema'")
+    db.commit()
+    db.close()
+    told: list[str] = []
+    site.docs["/e"].status = 404
+    crawler = Crawler(site.url("/"), output=str(out), concurrency=4, recrawl=True)
+    crawler.announce = told.append
+    crawler.run()
+    assert any("from schema 2 to 3" in m for m in told), told
+    assert Path(f"{state}.v2.bak").exists()
+    second = run_of(out, 2)
+    assert len(second) == 8
+    # Nothing of the captures was stored: no conditional request, every page fetched,
+    # and (no digest to compare with) taken again as changed; a 404 is still gone.
+    assert second["/e"]["change"] == "gone"
+    assert {r["change"] for p, r in second.items() if p != "/e"} == {"changed"}
+    assert site.conditional["/a"] == {}
+    crawl(site, out, recrawl=True)  # and the next recrawl has validators to send
+    assert run_of(out, 3)["/b"]["change"] == "unchanged"
+    assert site.conditional["/b"] == {"if-none-match": 'W/"b1"'}
+
+
+@pytest.mark.parametrize(
+    ("kw", "says"),
+    [
+        ({"output": "x.csv"}, "recrawl does not write CSV yet"),
+        ({"output": "x.jsonl", "state": None}, "recrawl needs a state file"),
+        ({"output": None}, "recrawl needs a state file"),
+        (
+            {"output": "x.jsonl", "redis": "redis://127.0.0.1:1/0", "crawl_id": "c"},
+            "does not work with redis",
+        ),
+    ],
+)
+def test_what_recrawl_does_not_do_yet_is_refused(
+    kw: dict[str, object], says: str, tmp_path: Path
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        Crawler("http://127.0.0.1:1/", recrawl=True, **kw)  # type: ignore[arg-type]
+    assert says in str(caught.value)
+
+
+def test_the_command_line_refuses_with_the_flag_names(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shoal",
+            "crawl",
+            "http://127.0.0.1:1/",
+            "-o",
+            str(tmp_path / "x.csv"),
+            "--recrawl",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "--recrawl does not write CSV yet" in proc.stderr
+
+
+def test_sqlite_output_adds_each_runs_rows_and_a_latest_view(
+    site: VersionedSite, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.sqlite"
+    crawl(site, out)
+    site.docs["/a"] = Doc(html("a, edited"), etag='"a2"')
+    site.docs["/e"].status = 410
+    crawl(site, out, recrawl=True)
+    crawl(site, out, recrawl=True)
+    db = sqlite3.connect(out)
+    try:
+        by_run = dict(db.execute("SELECT run, count(*) FROM records GROUP BY run").fetchall())
+        assert by_run == {1: 8, 2: 8, 3: 8}  # one row per URL and run
+        changes = dict(db.execute("SELECT url, change FROM records WHERE run=2 AND url LIKE '%/_'"))
+        assert changes[site.url("/a")] == "changed" and changes[site.url("/e")] == "gone"
+        assert changes[site.url("/b")] == "unchanged"
+        assert db.execute("SELECT count(*) FROM records WHERE run=1 AND change IS NULL").fetchone()
+        latest = db.execute("SELECT run, count(*) FROM latest GROUP BY run").fetchall()
+        assert latest == [(3, 8)]
+        # run and change are columns, not in the JSON of extra fields.
+        assert not db.execute("SELECT count(*) FROM records WHERE data LIKE '%change%'").fetchone()[
+            0
+        ]
+    finally:
+        db.close()
+
+
+def age(state: Path, paths: list[str], site: VersionedSite, seconds: float) -> None:
+    """Make the last fetch of ``paths`` ``seconds`` older (time passing, without a wait)."""
+    db = sqlite3.connect(state)
+    db.executemany(
+        "UPDATE urls SET fetched_at = fetched_at - ? WHERE url = ?",
+        [(seconds, site.url(p)) for p in paths],
+    )
+    db.commit()
+    db.close()
+
+
+def test_revisit_after_revisits_only_what_is_due(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    state = Path(f"{out}.state.sqlite")
+    crawl(site, out)
+    age(state, ["/a", "/b"], site, 7200)
+    site.docs["/a"] = Doc(html("a, edited"), etag='"a2"')
+    site.docs["/c"] = Doc(html("c, edited"))  # changed, but not due: not revisited
+    crawl(site, out, recrawl=True, revisit_after=3600)
+    second = run_of(out, 2)
+    assert {p: r["change"] for p, r in second.items()} == {"/a": "changed", "/b": "unchanged"}
+    assert site.site.count("/c") == 1
+
+    # Nothing due now: the command adds nothing, exits 0 and says when the next URL is due.
+    before = out.read_bytes()
+    cmd = [sys.executable, "-m", "shoal", "crawl", site.url("/"), "-o", str(out)]
+    proc = subprocess.run(
+        [*cmd, "--recrawl", "--revisit-after", "1h"], stderr=subprocess.PIPE, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing to revisit: every URL was fetched less than 1h ago" in proc.stderr
+    assert "the next falls due at 20" in proc.stderr
+    assert out.read_bytes() == before
+    # The next run is 3, when something is due again.
+    age(state, ["/c"], site, 7200)
+    crawl(site, out, recrawl=True, revisit_after=3600)
+    assert {p: r["change"] for p, r in run_of(out, 3).items()} == {"/c": "changed"}
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--recrawl", "--revisit-after", "6x"], "'6x' is not a duration"),
+        (["--revisit-after", "6h"], "--revisit-after needs --recrawl"),
+    ],
+)
+def test_revisit_after_bad_values_are_refused(args: list[str], says: str, tmp_path: Path) -> None:
+    out = str(tmp_path / "x.jsonl")
+    proc = subprocess.run(
+        [sys.executable, "-m", "shoal", "crawl", "http://127.0.0.1:1/", "-o", out, *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+
+
+def test_status_shows_each_recrawl_runs_changes(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    crawl(site, out)
+    site.docs["/a"] = Doc(html("a, edited"), etag='"a2"')
+    site.docs["/e"].status = 404
+    site.docs["/"] = Doc(html("home", "/a", "/b", "/c", "/d", "/e", "/f", "/x", "/n"))
+    site.docs["/n"] = Doc(html("n"))
+    crawl(site, out, recrawl=True)
+    crawl(site, out, recrawl=True)
+    cmd = [sys.executable, "-m", "shoal", "status"]
+    proc = subprocess.run([*cmd, str(out)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "recrawl run 2: new 1, changed 2, unchanged 5, gone 1" in proc.stdout
+    assert "recrawl run 3: new 0, changed 0, unchanged 9, gone 0" in proc.stdout
+    proc = subprocess.run([*cmd, "--json", str(out)], capture_output=True, text=True, timeout=60)
+    runs = json.loads(proc.stdout)["recrawls"]
+    assert runs[0] == {"run": 2, "new": 1, "changed": 2, "unchanged": 5, "gone": 1}
+
+
+def warc_records(path: Path) -> list[dict[str, str]]:
+    from warcio.archiveiterator import ArchiveIterator
+
+    found = []
+    with open(path, "rb") as f:
+        for record in ArchiveIterator(f):
+            if record.rec_type in ("response", "revisit"):
+                headers = dict(record.rec_headers.headers)
+                http = record.http_headers
+                headers["status"] = http.get_statuscode() if http is not None else None
+                headers["body"] = record.content_stream().read().decode("utf-8", "replace")
+                found.append(headers)
+    return found
+
+
+def test_warc_output_keeps_revisits_of_unchanged_pages(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "crawl.warc.gz"
+    crawl(site, out)
+    first = {r["WARC-Target-URI"]: r for r in warc_records(out)}
+    site.docs["/a"] = Doc(html("a, edited"), etag='"a2"')
+    crawl(site, out, recrawl=True)
+    later = warc_records(out)[len(first) :]
+    second = {r["WARC-Target-URI"]: r for r in later}
+    assert len(later) == len(second) == 9  # robots.txt and the 8 pages, once each
+    b, d, a = second[site.url("/b")], second[site.url("/d")], second[site.url("/a")]
+    # A 304: server-not-modified, naming the capture it confirms.
+    assert b["WARC-Type"] == "revisit" and b["status"] is None  # no HTTP headers: see _warc
+    assert b["WARC-Payload-Digest"] == first[site.url("/b")]["WARC-Payload-Digest"]
+    assert b["WARC-Profile"] == "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
+    assert b["WARC-Refers-To-Target-URI"] == site.url("/b")
+    assert b["WARC-Refers-To-Date"] == first[site.url("/b")]["WARC-Date"]
+    # The same body again (no validators): identical-payload-digest, the original's digest.
+    assert d["WARC-Type"] == "revisit" and d["status"] == "200" and d["body"] == ""
+    assert d["WARC-Profile"] == "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest"
+    assert d["WARC-Payload-Digest"] == first[site.url("/d")]["WARC-Payload-Digest"]
+    assert d["WARC-Refers-To-Target-URI"] == site.url("/d")
+    assert d["WARC-Refers-To-Date"] == first[site.url("/d")]["WARC-Date"]
+    # A changed page: a full response with its new body.
+    assert a["WARC-Type"] == "response" and "a, edited" in a["body"]
+    # Run 3 still refers to run 1's capture of /d, and to run 2's of /a.
+    crawl(site, out, recrawl=True)
+    third = {r["WARC-Target-URI"]: r for r in warc_records(out)[len(first) + 9 :]}
+    assert third[site.url("/d")]["WARC-Refers-To-Date"] == first[site.url("/d")]["WARC-Date"]
+    assert third[site.url("/a")]["WARC-Refers-To-Date"] == a["WARC-Date"]
+    check = subprocess.run(
+        [sys.executable, "-m", "warcio.cli", "check", "-v", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_redirects_are_revisited_as_they_were_followed(tmp_path: Path) -> None:
+    """/old redirects to /new (reached only so: claimed, not revisited on its own); /r
+    redirects to /seen, which is also linked (fetched on its own, /r stops at the hop)."""
+    docs = {
+        "/": Doc(html("home", "/seen", "/old", "/r")),
+        "/new": Doc(html("new")),
+        "/seen": Doc(html("seen")),
+    }
+    with VersionedSite(docs) as site:
+        plain = site._serve
+
+        def serve(req: Request) -> Reply:
+            if req.path in ("/old", "/r"):
+                target = "/new" if req.path == "/old" else "/seen"
+                return Reply(301, "", {"Location": target})
+            return plain(req)
+
+        site.site.fallback = serve
+        out = tmp_path / "out.jsonl"
+        crawl(site, out, concurrency=1)
+        crawl(site, out, recrawl=True)
+        second = run_of(out, 2)
+        assert {p: r["change"] for p, r in second.items()} == dict.fromkeys(
+            ("/", "/seen", "/old", "/r"), "unchanged"
+        )
+        assert second["/old"]["final_url"] == site.url("/new")
+        assert site.site.count("/new") == 2  # once per run, through /old
+
+
+def test_report_shows_each_recrawl_runs_changes(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    crawl(site, out)
+    site.docs["/a"] = Doc(html("a, edited"), etag='"a2"')
+    site.docs["/f"].status = 410
+    crawl(site, out, recrawl=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "shoal", "report", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    page = Path(f"{out}.report.html").read_text()
+    row = page.split('id="recrawls-table"')[1].split("</tr>")[1]
+    cells = [c.rsplit(">", 1)[1] for c in row.split("</td>")[:6]]
+    assert cells == ["2", "0", "1", "6", "1", "0"]
+    assert f"changed: {site.url('/a')}" in row and f"gone: {site.url('/f')}" in row
+
+
+def test_max_pages_counts_each_recrawl_run(site: VersionedSite, tmp_path: Path) -> None:
+    """--max-pages bounds one recrawl run: the rerun finishes it; URLs left done because
+    they were not due do not use it up."""
+    out = tmp_path / "out.jsonl"
+    state = Path(f"{out}.state.sqlite")
+    crawl(site, out, max_pages=8)
+    age(state, ["/", "/a", "/b", "/c", "/d"], site, 7200)
+    crawl(site, out, recrawl=True, revisit_after=3600, max_pages=3, concurrency=1)
+    assert len(run_of(out, 2)) == 3
+    crawl(site, out, recrawl=True, revisit_after=3600, max_pages=5, concurrency=1)
+    assert len(run_of(out, 2)) == 5  # finished: the 5 due URLs, once each
+    assert not [r for r in records(out) if r.get("run", 1) > 2]
