@@ -36,6 +36,9 @@ class VersionedSite:
         self.docs = docs
         self.robots = robots
         self.lying = False
+        self.always_304: set[str] = set()  # paths answering 304 (no validators) to anything
+        self.bare_304 = False  # 304s carry no validators (as http.server's do)
+        self.moved: dict[str, str] = {}  # path -> where it redirects (302)
         self.body_bytes = 0
         self.conditional: dict[str, dict[str, str]] = {}  # path -> headers of its last request
         self._lock = threading.Lock()
@@ -51,6 +54,10 @@ class VersionedSite:
             self.conditional[req.path] = {
                 k: v for k, v in headers.items() if k in ("if-none-match", "if-modified-since")
             }
+        if req.path in self.always_304:
+            return Reply(304, b"", {"Content-Length": "0"}, content_type=None)
+        if req.path in self.moved:
+            return Reply(302, b"", {"Location": self.moved[req.path]})
         if doc is None:
             return Reply(404, "not found")
         sent: dict[str, str] = {}
@@ -58,13 +65,17 @@ class VersionedSite:
             sent["ETag"] = doc.etag
         if doc.last_modified:
             sent["Last-Modified"] = doc.last_modified
+        if self.bare_304:
+            sent304: dict[str, str] = {"Content-Length": "0"}
+        else:
+            sent304 = {**sent, "Content-Length": "0"}
         if doc.status == 200 and not self.lying:
             inm, ims = headers.get("if-none-match"), headers.get("if-modified-since")
             if inm is not None and doc.etag is not None:
                 if _weak(inm) == _weak(doc.etag):
-                    return Reply(304, b"", {**sent, "Content-Length": "0"}, content_type=None)
+                    return Reply(304, b"", sent304, content_type=None)
             elif ims is not None and ims == doc.last_modified:
-                return Reply(304, b"", {**sent, "Content-Length": "0"}, content_type=None)
+                return Reply(304, b"", sent304, content_type=None)
         body = doc.body.encode()
         with self._lock:
             self.body_bytes += len(body)
@@ -292,9 +303,18 @@ def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: 
     second = run_of(out, 2)
     assert len(second) == 8
     # Nothing of the captures was stored: no conditional request, every page fetched,
-    # and (no digest to compare with) taken again as changed; a 404 is still gone.
+    # and (no digest to compare with) unknown, not changed; a 404 is still gone.
     assert second["/e"]["change"] == "gone"
-    assert {r["change"] for p, r in second.items() if p != "/e"} == {"changed"}
+    assert {r["change"] for p, r in second.items() if p != "/e"} == {"unknown"}
+    status = subprocess.run(
+        [sys.executable, "-m", "shoal", "status", str(state), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    (run2,) = json.loads(status.stdout)["recrawls"]
+    assert run2["changed"] == 0 and run2["unknown"] == 7
     assert site.conditional["/a"] == {}
     crawl(site, out, recrawl=True)  # and the next recrawl has validators to send
     assert run_of(out, 3)["/b"]["change"] == "unchanged"
@@ -558,3 +578,67 @@ def test_max_pages_counts_each_recrawl_run(site: VersionedSite, tmp_path: Path) 
     crawl(site, out, recrawl=True, revisit_after=3600, max_pages=5, concurrency=1)
     assert len(run_of(out, 2)) == 5  # finished: the 5 due URLs, once each
     assert not [r for r in records(out) if r.get("run", 1) > 2]
+
+
+def test_a_304_is_believed_only_when_asked_for(site: VersionedSite, tmp_path: Path) -> None:
+    """/d sends no validators, so its revisit is unconditional: a 304 to it (or to a
+    redirect's hop) says nothing and is not unchanged; the next run compares against the
+    last good capture."""
+    out = tmp_path / "out.jsonl"
+    site.moved["/f"] = "/ft"
+    site.docs["/ft"] = Doc(html("ft"), etag='"ft1"')
+    crawl(site, out)
+    site.always_304 |= {"/d", "/ft"}
+    crawl(site, out, recrawl=True)
+    second = run_of(out, 2)
+    assert site.conditional["/d"] == {}
+    assert second["/d"]["change"] == "failed"
+    assert second["/f"]["change"] == "failed"
+    assert second["/a"]["change"] == "unchanged"
+    site.always_304.clear()
+    crawl(site, out, recrawl=True)
+    third = run_of(out, 3)
+    assert third["/d"]["change"] == "unchanged"
+    assert third["/f"]["change"] == "unchanged"
+
+
+def test_a_304_without_validators_keeps_the_stored_ones(
+    site: VersionedSite, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    site.bare_304 = True
+    crawl(site, out)
+    crawl(site, out, recrawl=True)
+    assert run_of(out, 2)["/a"]["change"] == "unchanged"
+    crawl(site, out, recrawl=True)
+    assert run_of(out, 3)["/a"]["change"] == "unchanged"
+    assert site.conditional["/a"] == {"if-none-match": '"a1"', "if-modified-since": LM1}
+    assert site.conditional["/c"] == {"if-modified-since": LM1}
+
+
+def test_a_redirects_target_validators_are_not_sent_to_it(tmp_path: Path) -> None:
+    docs = {"/": Doc(html("home", "/hop")), "/t": Doc(html("t"), etag='"t1"')}
+    with VersionedSite(docs) as site:
+        site.moved["/hop"] = "/t"
+        out = tmp_path / "out.jsonl"
+        crawl(site, out, concurrency=1)
+        crawl(site, out, recrawl=True)
+        assert site.conditional["/hop"] == {}
+        second = run_of(out, 2)
+        assert second["/hop"]["change"] == "unchanged"
+        assert second["/hop"]["final_url"] == site.url("/t")
+
+
+def test_a_failed_revisit_keeps_the_last_good_capture(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    crawl(site, out)
+    site.docs["/a"].status = 500
+    site.docs["/d"].status = 503
+    crawl(site, out, recrawl=True, retries=0)
+    second = run_of(out, 2)
+    assert second["/a"]["change"] == "failed" and second["/d"]["change"] == "failed"
+    site.docs["/a"].status = site.docs["/d"].status = 200
+    crawl(site, out, recrawl=True)
+    third = run_of(out, 3)
+    assert third["/a"]["change"] == "unchanged" and third["/d"]["change"] == "unchanged"
+    assert site.conditional["/a"] == {"if-none-match": '"a1"', "if-modified-since": LM1}

@@ -365,31 +365,51 @@ class Jobs:
             logger.info("%s", _page_line(job.url, fetched.status, built.error, fetched))
         outcome = Outcome.FAILED if built.error is not None else Outcome.DONE
         status = fetched.status
-        not_modified = status == 304 and fetched.error is None and prior is not None
-        if not_modified:
+        # A 304 is believed only as the answer to the conditional request this URL sent:
+        # not to an unconditional one, nor after a redirect (it speaks of another URL).
+        not_modified = (
+            status == 304
+            and fetched.error is None
+            and prior is not None
+            and bool(_conditional(prior))
+            and not fetched.redirects
+        )
+        # An error (transport, 5xx, 429, an unasked-for 304, a body past the limits) says
+        # nothing of the page: the next run still compares against the last good capture.
+        failed = not not_modified and _failed(fetched, built.error)
+        if not_modified or (failed and prior is not None):
             assert prior is not None
-            status = prior.status  # the capture the 304 confirms: what the state keeps
+            # The capture the 304 confirms, or the last good one a failure leaves standing:
+            # what the state keeps for the next run to compare with.
+            status = prior.status
         sha = sha1 = None
         if fetched.status is not None and not not_modified:
             sha = hashlib.sha256(fetched.body).digest()
             sha1 = hashlib.sha1(fetched.body).digest()
         change = None
         if self._revisit is not None:
-            change = _change(prior, fetched, sha, not_modified)
+            change = "failed" if failed else _change(prior, fetched, sha, not_modified)
             for record in built.records:
                 record.update(run=self._revisit.run, change=change)
         now = time.time()
-        if self._note is not None and fetched.status is not None:
+        if self._note is not None and fetched.status is not None and not failed:
             headers = fetched.headers
+            # Validators belong to the URL that sent them: a redirected fetch's final URL's
+            # would be sent back to the redirecting URL. A 304 keeps those stored unless it
+            # carries new ones (None: keep), and keeps the final URL it confirms.
+            own = fetched.final_url == job.url
             self._note(
                 job.id,
                 FetchNote(
-                    _bounded(headers.get("etag")),
-                    _bounded(headers.get("last-modified")),
+                    _bounded(headers.get("etag")) if own else None,
+                    _bounded(headers.get("last-modified")) if own else None,
                     sha,
                     sha1,
-                    None if fetched.final_url == job.url else fetched.final_url,
+                    (prior.final_url if prior is not None else None)
+                    if not_modified
+                    else (None if own else fetched.final_url),
                     now,
+                    keep_validators=not_modified,
                 ),
             )
         warc = "warc" in self.formats
@@ -707,6 +727,17 @@ def _retry_after_detail(fetched: Fetched) -> str:
     )
 
 
+def _failed(fetched: Fetched, error: str | None) -> bool:
+    """Whether a recrawl fetch failed rather than saw the page: a transport error, a
+    limit, a 5xx or 429, or a 304 nobody asked for."""
+    if fetched.error is not None or fetched.status is None:
+        return True
+    status = fetched.status
+    if status >= 500 or status in {429, 304}:
+        return True
+    return error is not None and not 400 <= status < 500
+
+
 def _bounded(validator: str | None) -> str | None:
     """A validator as the server sent it, or None past MAX_VALIDATOR characters (its URL
     is then revisited unconditionally: the body's digest still tells a change)."""
@@ -740,6 +771,9 @@ def _change(prior: Prior | None, fetched: Fetched, sha: bytes | None, not_modifi
     was_ok = prior.status is not None and 200 <= prior.status < 300
     if was_ok and fetched.error is None and status in (404, 410):
         return "gone"
+    if prior.sha256 is None and prior.fetched_at is None:
+        # Last fetched before the state kept digests (schema 2): nothing to compare with.
+        return "unknown"
     final = None if fetched.final_url == fetched.url else fetched.final_url
     same = (
         fetched.error is None

@@ -211,6 +211,8 @@ class FetchNote:
     sha1: bytes | None  # of the same body, for WARC payload digests
     final_url: str | None  # None: the URL itself
     fetched_at: float
+    # A 304: a validator it does not carry (None) keeps the stored one.
+    keep_validators: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -575,7 +577,11 @@ class StateStore:
                 )
             noted = [
                 (
+                    int(n.keep_validators),
                     n.etag,
+                    n.etag,
+                    int(n.keep_validators),
+                    n.last_modified,
                     n.last_modified,
                     n.sha256,
                     n.sha256,
@@ -591,7 +597,9 @@ class StateStore:
             if noted:
                 # A 304 has no body: the digest of the capture it confirms stays.
                 self._write.executemany(
-                    "UPDATE urls SET etag=?, last_modified=?, captured_at=CASE WHEN ? IS NOT "
+                    "UPDATE urls SET etag=CASE WHEN ? THEN coalesce(?, etag) ELSE ? END, "
+                    "last_modified=CASE WHEN ? THEN coalesce(?, last_modified) ELSE ? END, "
+                    "captured_at=CASE WHEN ? IS NOT "
                     "NULL AND (sha256 IS NULL OR sha256 != ?) THEN ? ELSE captured_at END, "
                     "sha256=coalesce(?, sha256), sha1=coalesce(?, sha1), final_url=?, fetched_at=? "
                     "WHERE fp=?",
