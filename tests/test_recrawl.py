@@ -432,6 +432,7 @@ def test_revisit_after_revisits_only_what_is_due(site: VersionedSite, tmp_path: 
     [
         (["--recrawl", "--revisit-after", "6x"], "'6x' is not a duration"),
         (["--revisit-after", "6h"], "--revisit-after needs --recrawl"),
+        (["--recrawl", "--revisit-after", "1000000w"], "at most 100 years"),
     ],
 )
 def test_revisit_after_bad_values_are_refused(args: list[str], says: str, tmp_path: Path) -> None:
@@ -642,3 +643,14 @@ def test_a_failed_revisit_keeps_the_last_good_capture(site: VersionedSite, tmp_p
     third = run_of(out, 3)
     assert third["/a"]["change"] == "unchanged" and third["/d"]["change"] == "unchanged"
     assert site.conditional["/a"] == {"if-none-match": '"a1"', "if-modified-since": LM1}
+
+
+@pytest.mark.parametrize("after", [float("inf"), float("nan"), 1e12, 0.0])
+def test_revisit_after_must_be_finite_and_sane(after: float, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="at most 100 years"):
+        Crawler(
+            "http://127.0.0.1:1/",
+            output=str(tmp_path / "x.jsonl"),
+            recrawl=True,
+            revisit_after=after,
+        )
