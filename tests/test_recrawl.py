@@ -263,9 +263,15 @@ def test_kill_9_mid_recrawl_then_rerun_is_exactly_once(tmp_path: Path) -> None:
         site.site.fallback = plain
         partial = [r for r in records(out) if r.get("run") == 2]
         assert 0 < len(partial) < n + 1
-        again = subprocess.run([*cmd, "--recrawl"], timeout=120, stderr=subprocess.PIPE)
+        state = sqlite3.connect(f"{out}.state.sqlite")
+        (committed,) = state.execute("SELECT sum(n) FROM changes WHERE generation=2").fetchone()
+        state.close()
+        loud = [c for c in cmd if c != "-q"]  # -q would hide the resume message
+        again = subprocess.run([*loud, "--recrawl"], timeout=120, stderr=subprocess.PIPE)
         assert again.returncode == 0, again.stderr
-        assert b"resuming run 2 of the recrawl" in again.stderr or not again.stderr
+        assert f"resuming run 2 of the recrawl: {committed} URLs revisited".encode() in (
+            again.stderr
+        ), again.stderr
     second = run_of(out, 2)  # exactly one record per URL for run 2
     assert len(second) == n + 1
     for i in range(n):
@@ -654,3 +660,34 @@ def test_revisit_after_must_be_finite_and_sane(after: float, tmp_path: Path) -> 
             recrawl=True,
             revisit_after=after,
         )
+
+
+def test_a_resumed_run_counts_only_its_own_revisits(site: VersionedSite, tmp_path: Path) -> None:
+    """With --revisit-after, URLs not due stay done: the resume message and --max-pages
+    count the URLs this run revisited, and a rerun past the limit says how to go on."""
+    out = tmp_path / "out.jsonl"
+    crawl(site, out)
+    age(Path(f"{out}.state.sqlite"), ["/a", "/b", "/c"], site, 7200)
+    crawl(site, out, recrawl=True, revisit_after=3600, max_pages=1, concurrency=1)
+    assert len(run_of(out, 2)) == 1
+    told: list[str] = []
+    for limit in (1, 10_000):
+        crawler = Crawler(
+            site.url("/"),
+            output=str(out),
+            recrawl=True,
+            revisit_after=3600,
+            max_pages=limit,
+            concurrency=1,
+        )
+        crawler.announce = told.append
+        result = crawler.run()
+        if limit == 1:
+            assert result.stopped_by == "max_pages"
+            assert any(
+                "page limit reached: run 2 of the recrawl has revisited 1 URLs" in m
+                and "a larger --max-pages finishes it" in m
+                for m in told
+            ), told
+    assert any("resuming run 2 of the recrawl: 1 URLs revisited, 2 to go" in m for m in told)
+    assert len(run_of(out, 2)) == 3
