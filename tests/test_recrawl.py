@@ -691,3 +691,26 @@ def test_a_resumed_run_counts_only_its_own_revisits(site: VersionedSite, tmp_pat
             ), told
     assert any("resuming run 2 of the recrawl: 1 URLs revisited, 2 to go" in m for m in told)
     assert len(run_of(out, 2)) == 3
+
+
+def test_urls_never_captured_are_not_due_at_once(tmp_path: Path) -> None:
+    """A URL robots.txt has denied since run 1, or one that failed, was visited all the
+    same: --revisit-after counts from then, so cron reaches "nothing to revisit"; a URL
+    denied all along gets no "now disallows it" record."""
+    docs = {"/": Doc(html("home", "/x", "/bad")), "/x": Doc(html("x")), "/bad": Doc("", status=500)}
+    with VersionedSite(docs, robots="User-agent: *\nDisallow: /x\n") as site:
+        out = tmp_path / "out.jsonl"
+        crawl(site, out, retries=0)
+        crawl(site, out, recrawl=True, retries=0)
+        second = run_of(out, 2)
+        assert "/x" not in second
+        assert second["/bad"]["change"] == "failed"
+        told: list[str] = []
+        crawler = Crawler(site.url("/"), output=str(out), recrawl=True, revisit_after=3600)
+        crawler.announce = told.append
+        assert crawler.run().already_complete
+        assert any("nothing to revisit" in m for m in told), told
+        assert not [r for r in records(out) if r.get("run", 1) > 2]
+        site.docs["/bad"].status = 200
+        crawl(site, out, recrawl=True)
+        assert run_of(out, 3)["/bad"]["change"] == "new"  # its first capture

@@ -339,8 +339,14 @@ class Jobs:
             with self._lock:
                 self.result.robots_denied += 1
             logger.info("skipped: robots.txt disallows %s", job.url)
+            # A visit all the same: --revisit-after counts from it.
             if self._revisit is None:
+                self._visited(job, None)
                 return Release(Outcome.DONE), Commit(finished=job)
+            was = self._revisit.prior(fingerprint(job.url))
+            self._visited(job, was)
+            if was is None or (was.status is None and was.sha256 is None):
+                return Release(Outcome.DONE), Commit(finished=job)  # denied all along
             # A recrawl says what became of every URL it knows: this one is not fetched.
             record = self._records.error_record(
                 job, "robots_disallowed", "robots.txt now disallows it: not fetched"
@@ -392,7 +398,9 @@ class Jobs:
             for record in built.records:
                 record.update(run=self._revisit.run, change=change)
         now = time.time()
-        if self._note is not None and fetched.status is not None and not failed:
+        if failed:
+            self._visited(job, prior)
+        elif self._note is not None and fetched.status is not None:
             headers = fetched.headers
             # Validators belong to the URL that sent them: a redirected fetch's final URL's
             # would be sent back to the redirecting URL. A 304 keeps those stored unless it
@@ -436,6 +444,14 @@ class Jobs:
         )
         links = self._links(job, built.follow) if built.follow else ()
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
+
+    def _visited(self, job: Lease, prior: Prior | None) -> None:
+        """Record only when ``job``'s URL was last visited (--revisit-after counts from it),
+        keeping its last good capture: a failure or a robots.txt denial is not due again
+        at once, yet compares nothing."""
+        if self._note is not None:
+            final = prior.final_url if prior is not None else None
+            self._note(job.id, FetchNote(None, None, None, None, final, time.time(), True))
 
     def _fetch_page(self, job: Lease, rules: RobotsRules | None, prior: Prior | None) -> Fetched:
         return self._fetch(
@@ -771,9 +787,11 @@ def _change(prior: Prior | None, fetched: Fetched, sha: bytes | None, not_modifi
     was_ok = prior.status is not None and 200 <= prior.status < 300
     if was_ok and fetched.error is None and status in (404, 410):
         return "gone"
-    if prior.sha256 is None and prior.fetched_at is None:
-        # Last fetched before the state kept digests (schema 2): nothing to compare with.
-        return "unknown"
+    if prior.sha256 is None:
+        # Last fetched before the state kept digests (schema 2; no fetch time either):
+        # nothing to compare with. Else it was visited but never captured (a failure, a
+        # robots.txt denial): this is its first capture.
+        return "unknown" if prior.fetched_at is None else "new"
     final = None if fetched.final_url == fetched.url else fetched.final_url
     same = (
         fetched.error is None
