@@ -525,7 +525,8 @@ def test_warc_output_keeps_revisits_of_unchanged_pages(site: VersionedSite, tmp_
 
 
 def test_redirects_are_revisited_as_they_were_followed(tmp_path: Path) -> None:
-    """/old redirects to /new (reached only so: claimed, not revisited on its own); /r
+    """/old redirects to /new (reached only so in run 1: claimed; a recrawl follows /old
+    again and visits /new on its own too, its first capture of its own being new); /r
     redirects to /seen, which is also linked (fetched on its own, /r stops at the hop)."""
     docs = {
         "/": Doc(html("home", "/seen", "/old", "/r")),
@@ -546,11 +547,12 @@ def test_redirects_are_revisited_as_they_were_followed(tmp_path: Path) -> None:
         crawl(site, out, concurrency=1)
         crawl(site, out, recrawl=True)
         second = run_of(out, 2)
-        assert {p: r["change"] for p, r in second.items()} == dict.fromkeys(
-            ("/", "/seen", "/old", "/r"), "unchanged"
-        )
+        assert {p: r["change"] for p, r in second.items()} == {
+            **dict.fromkeys(("/", "/seen", "/old", "/r"), "unchanged"),
+            "/new": "new",
+        }
         assert second["/old"]["final_url"] == site.url("/new")
-        assert site.site.count("/new") == 2  # once per run, through /old
+        assert site.site.count("/new") == 3  # run 1 through /old; run 2 so and on its own
 
 
 def test_report_shows_each_recrawl_runs_changes(site: VersionedSite, tmp_path: Path) -> None:
@@ -714,3 +716,29 @@ def test_urls_never_captured_are_not_due_at_once(tmp_path: Path) -> None:
         site.docs["/bad"].status = 200
         crawl(site, out, recrawl=True)
         assert run_of(out, 3)["/bad"]["change"] == "new"  # its first capture
+
+
+def test_a_redirect_whose_target_changes_follows_it(tmp_path: Path) -> None:
+    """/r leads to /t1, then /t2, then /t1 again: each run follows it to where it leads
+    now (a target claimed in an earlier run is not seen for this one), and the targets
+    are revisited on their own, so none is left behind."""
+    docs = {"/": Doc(html("home", "/r")), "/t1": Doc(html("t1")), "/t2": Doc(html("t2"))}
+    with VersionedSite(docs) as site:
+        site.moved["/r"] = "/t1"
+        out = tmp_path / "out.jsonl"
+        crawl(site, out, concurrency=1)
+        site.moved["/r"] = "/t2"
+        crawl(site, out, recrawl=True, concurrency=1)
+        second = run_of(out, 2)
+        assert (second["/r"]["change"], second["/r"]["final_url"]) == ("changed", site.url("/t2"))
+        assert "/t1" in second  # no longer reached through /r: visited on its own
+        site.moved["/r"] = "/t1"
+        crawl(site, out, recrawl=True, concurrency=1)
+        third = run_of(out, 3)
+        assert third["/r"]["status"] == 200
+        assert (third["/r"]["change"], third["/r"]["final_url"]) == ("changed", site.url("/t1"))
+        assert third["/t1"]["change"] == "unchanged" and "/t2" in third
+        crawl(site, out, recrawl=True, concurrency=1)
+        assert {p: r["change"] for p, r in run_of(out, 4).items()} == dict.fromkeys(
+            ("/", "/r", "/t1", "/t2"), "unchanged"
+        )

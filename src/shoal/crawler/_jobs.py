@@ -616,10 +616,10 @@ class _Redirects:
         self.steps = steps
         self.job = job
         self.rules = rules
-        # A recrawl follows the redirect its last fetch followed, to the target it claimed
-        # then (seen, so no longer claimable, and not revisited on its own).
-        followed = prior is not None and not (prior.status and 300 <= prior.status < 400)
-        self.again = prior.final_url if followed and prior is not None else None
+        # A recrawl follows a redirect its last fetch followed to wherever it now leads,
+        # a URL the state knows included (revisited on its own too: targets change between
+        # runs); one that stopped at the hop stops again at a known URL, as it did then.
+        self.again = prior is not None and not (prior.status and 300 <= prior.status < 400)
 
     def __call__(self, target: str) -> str | None:
         steps, job = self.steps, self.job
@@ -636,9 +636,7 @@ class _Redirects:
         rules = self.rules
         if rules is not None and not rules.allowed(target, steps.options.user_agent):
             return "redirect target disallowed by robots.txt"
-        if target == self.again:
-            return None
-        if not steps.frontier.claim(job, target):
+        if not steps.frontier.claim(job, target) and not self.again:
             return "redirect to an already-seen URL"
         return None
 

@@ -409,13 +409,16 @@ class StateStore:
         before it) is queued again (on disk, paged in as memory allows), keeping what its
         last fetch left (status, validators, digest) to compare with. Returns the new run's
         number; None if no URL is due (nothing changed)."""
-        # A redirect target another URL reached is revisited through that URL.
-        due = " WHERE claimed IS NULL"
+        # A redirect target another URL reached (claimed) is queued too: the redirect may
+        # lead elsewhere now, and a claim holds for the run that made it only.
+        due = ""
         if fetched_before is not None:
-            due += " AND (fetched_at IS NULL OR fetched_at < ?)"
+            due = " WHERE fetched_at IS NULL OR fetched_at < ?"
         args = () if fetched_before is None else (fetched_before,)
         with _translated("starting a recrawl"), self._write:
-            cur = self._write.execute(f"UPDATE urls SET state=0, spilled=1{due}", args)
+            cur = self._write.execute(
+                f"UPDATE urls SET state=0, spilled=1, claimed=NULL{due}", args
+            )
             if cur.rowcount == 0:
                 return None  # the transaction changed nothing
             row = self._write.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
