@@ -36,6 +36,9 @@ class VersionedSite:
         self.docs = docs
         self.robots = robots
         self.lying = False
+        self.always_304: set[str] = set()  # paths answering 304 (no validators) to anything
+        self.bare_304 = False  # 304s carry no validators (as http.server's do)
+        self.moved: dict[str, str] = {}  # path -> where it redirects (302)
         self.body_bytes = 0
         self.conditional: dict[str, dict[str, str]] = {}  # path -> headers of its last request
         self._lock = threading.Lock()
@@ -51,6 +54,10 @@ class VersionedSite:
             self.conditional[req.path] = {
                 k: v for k, v in headers.items() if k in ("if-none-match", "if-modified-since")
             }
+        if req.path in self.always_304:
+            return Reply(304, b"", {"Content-Length": "0"}, content_type=None)
+        if req.path in self.moved:
+            return Reply(302, b"", {"Location": self.moved[req.path]})
         if doc is None:
             return Reply(404, "not found")
         sent: dict[str, str] = {}
@@ -58,13 +65,17 @@ class VersionedSite:
             sent["ETag"] = doc.etag
         if doc.last_modified:
             sent["Last-Modified"] = doc.last_modified
+        if self.bare_304:
+            sent304: dict[str, str] = {"Content-Length": "0"}
+        else:
+            sent304 = {**sent, "Content-Length": "0"}
         if doc.status == 200 and not self.lying:
             inm, ims = headers.get("if-none-match"), headers.get("if-modified-since")
             if inm is not None and doc.etag is not None:
                 if _weak(inm) == _weak(doc.etag):
-                    return Reply(304, b"", {**sent, "Content-Length": "0"}, content_type=None)
+                    return Reply(304, b"", sent304, content_type=None)
             elif ims is not None and ims == doc.last_modified:
-                return Reply(304, b"", {**sent, "Content-Length": "0"}, content_type=None)
+                return Reply(304, b"", sent304, content_type=None)
         body = doc.body.encode()
         with self._lock:
             self.body_bytes += len(body)
@@ -252,9 +263,15 @@ def test_kill_9_mid_recrawl_then_rerun_is_exactly_once(tmp_path: Path) -> None:
         site.site.fallback = plain
         partial = [r for r in records(out) if r.get("run") == 2]
         assert 0 < len(partial) < n + 1
-        again = subprocess.run([*cmd, "--recrawl"], timeout=120, stderr=subprocess.PIPE)
+        state = sqlite3.connect(f"{out}.state.sqlite")
+        (committed,) = state.execute("SELECT sum(n) FROM changes WHERE generation=2").fetchone()
+        state.close()
+        loud = [c for c in cmd if c != "-q"]  # -q would hide the resume message
+        again = subprocess.run([*loud, "--recrawl"], timeout=120, stderr=subprocess.PIPE)
         assert again.returncode == 0, again.stderr
-        assert b"resuming run 2 of the recrawl" in again.stderr or not again.stderr
+        assert f"resuming run 2 of the recrawl: {committed} URLs revisited".encode() in (
+            again.stderr
+        ), again.stderr
     second = run_of(out, 2)  # exactly one record per URL for run 2
     assert len(second) == n + 1
     for i in range(n):
@@ -292,9 +309,18 @@ def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: 
     second = run_of(out, 2)
     assert len(second) == 8
     # Nothing of the captures was stored: no conditional request, every page fetched,
-    # and (no digest to compare with) taken again as changed; a 404 is still gone.
+    # and (no digest to compare with) unknown, not changed; a 404 is still gone.
     assert second["/e"]["change"] == "gone"
-    assert {r["change"] for p, r in second.items() if p != "/e"} == {"changed"}
+    assert {r["change"] for p, r in second.items() if p != "/e"} == {"unknown"}
+    status = subprocess.run(
+        [sys.executable, "-m", "shoal", "status", str(state), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    (run2,) = json.loads(status.stdout)["recrawls"]
+    assert run2["changed"] == 0 and run2["unknown"] == 7
     assert site.conditional["/a"] == {}
     crawl(site, out, recrawl=True)  # and the next recrawl has validators to send
     assert run_of(out, 3)["/b"]["change"] == "unchanged"
@@ -412,6 +438,7 @@ def test_revisit_after_revisits_only_what_is_due(site: VersionedSite, tmp_path: 
     [
         (["--recrawl", "--revisit-after", "6x"], "'6x' is not a duration"),
         (["--revisit-after", "6h"], "--revisit-after needs --recrawl"),
+        (["--recrawl", "--revisit-after", "1000000w"], "at most 100 years"),
     ],
 )
 def test_revisit_after_bad_values_are_refused(args: list[str], says: str, tmp_path: Path) -> None:
@@ -498,7 +525,8 @@ def test_warc_output_keeps_revisits_of_unchanged_pages(site: VersionedSite, tmp_
 
 
 def test_redirects_are_revisited_as_they_were_followed(tmp_path: Path) -> None:
-    """/old redirects to /new (reached only so: claimed, not revisited on its own); /r
+    """/old redirects to /new (reached only so in run 1: claimed; a recrawl follows /old
+    again and visits /new on its own too, its first capture of its own being new); /r
     redirects to /seen, which is also linked (fetched on its own, /r stops at the hop)."""
     docs = {
         "/": Doc(html("home", "/seen", "/old", "/r")),
@@ -519,11 +547,12 @@ def test_redirects_are_revisited_as_they_were_followed(tmp_path: Path) -> None:
         crawl(site, out, concurrency=1)
         crawl(site, out, recrawl=True)
         second = run_of(out, 2)
-        assert {p: r["change"] for p, r in second.items()} == dict.fromkeys(
-            ("/", "/seen", "/old", "/r"), "unchanged"
-        )
+        assert {p: r["change"] for p, r in second.items()} == {
+            **dict.fromkeys(("/", "/seen", "/old", "/r"), "unchanged"),
+            "/new": "new",
+        }
         assert second["/old"]["final_url"] == site.url("/new")
-        assert site.site.count("/new") == 2  # once per run, through /old
+        assert site.site.count("/new") == 3  # run 1 through /old; run 2 so and on its own
 
 
 def test_report_shows_each_recrawl_runs_changes(site: VersionedSite, tmp_path: Path) -> None:
@@ -558,3 +587,158 @@ def test_max_pages_counts_each_recrawl_run(site: VersionedSite, tmp_path: Path) 
     crawl(site, out, recrawl=True, revisit_after=3600, max_pages=5, concurrency=1)
     assert len(run_of(out, 2)) == 5  # finished: the 5 due URLs, once each
     assert not [r for r in records(out) if r.get("run", 1) > 2]
+
+
+def test_a_304_is_believed_only_when_asked_for(site: VersionedSite, tmp_path: Path) -> None:
+    """/d sends no validators, so its revisit is unconditional: a 304 to it (or to a
+    redirect's hop) says nothing and is not unchanged; the next run compares against the
+    last good capture."""
+    out = tmp_path / "out.jsonl"
+    site.moved["/f"] = "/ft"
+    site.docs["/ft"] = Doc(html("ft"), etag='"ft1"')
+    crawl(site, out)
+    site.always_304 |= {"/d", "/ft"}
+    crawl(site, out, recrawl=True)
+    second = run_of(out, 2)
+    assert site.conditional["/d"] == {}
+    assert second["/d"]["change"] == "failed"
+    assert second["/f"]["change"] == "failed"
+    assert second["/a"]["change"] == "unchanged"
+    site.always_304.clear()
+    crawl(site, out, recrawl=True)
+    third = run_of(out, 3)
+    assert third["/d"]["change"] == "unchanged"
+    assert third["/f"]["change"] == "unchanged"
+
+
+def test_a_304_without_validators_keeps_the_stored_ones(
+    site: VersionedSite, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    site.bare_304 = True
+    crawl(site, out)
+    crawl(site, out, recrawl=True)
+    assert run_of(out, 2)["/a"]["change"] == "unchanged"
+    crawl(site, out, recrawl=True)
+    assert run_of(out, 3)["/a"]["change"] == "unchanged"
+    assert site.conditional["/a"] == {"if-none-match": '"a1"', "if-modified-since": LM1}
+    assert site.conditional["/c"] == {"if-modified-since": LM1}
+
+
+def test_a_redirects_target_validators_are_not_sent_to_it(tmp_path: Path) -> None:
+    docs = {"/": Doc(html("home", "/hop")), "/t": Doc(html("t"), etag='"t1"')}
+    with VersionedSite(docs) as site:
+        site.moved["/hop"] = "/t"
+        out = tmp_path / "out.jsonl"
+        crawl(site, out, concurrency=1)
+        crawl(site, out, recrawl=True)
+        assert site.conditional["/hop"] == {}
+        second = run_of(out, 2)
+        assert second["/hop"]["change"] == "unchanged"
+        assert second["/hop"]["final_url"] == site.url("/t")
+
+
+def test_a_failed_revisit_keeps_the_last_good_capture(site: VersionedSite, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    crawl(site, out)
+    site.docs["/a"].status = 500
+    site.docs["/d"].status = 503
+    crawl(site, out, recrawl=True, retries=0)
+    second = run_of(out, 2)
+    assert second["/a"]["change"] == "failed" and second["/d"]["change"] == "failed"
+    site.docs["/a"].status = site.docs["/d"].status = 200
+    crawl(site, out, recrawl=True)
+    third = run_of(out, 3)
+    assert third["/a"]["change"] == "unchanged" and third["/d"]["change"] == "unchanged"
+    assert site.conditional["/a"] == {"if-none-match": '"a1"', "if-modified-since": LM1}
+
+
+@pytest.mark.parametrize("after", [float("inf"), float("nan"), 1e12, 0.0])
+def test_revisit_after_must_be_finite_and_sane(after: float, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="at most 100 years"):
+        Crawler(
+            "http://127.0.0.1:1/",
+            output=str(tmp_path / "x.jsonl"),
+            recrawl=True,
+            revisit_after=after,
+        )
+
+
+def test_a_resumed_run_counts_only_its_own_revisits(site: VersionedSite, tmp_path: Path) -> None:
+    """With --revisit-after, URLs not due stay done: the resume message and --max-pages
+    count the URLs this run revisited, and a rerun past the limit says how to go on."""
+    out = tmp_path / "out.jsonl"
+    crawl(site, out)
+    age(Path(f"{out}.state.sqlite"), ["/a", "/b", "/c"], site, 7200)
+    crawl(site, out, recrawl=True, revisit_after=3600, max_pages=1, concurrency=1)
+    assert len(run_of(out, 2)) == 1
+    told: list[str] = []
+    for limit in (1, 10_000):
+        crawler = Crawler(
+            site.url("/"),
+            output=str(out),
+            recrawl=True,
+            revisit_after=3600,
+            max_pages=limit,
+            concurrency=1,
+        )
+        crawler.announce = told.append
+        result = crawler.run()
+        if limit == 1:
+            assert result.stopped_by == "max_pages"
+            assert any(
+                "page limit reached: run 2 of the recrawl has revisited 1 URLs" in m
+                and "a larger --max-pages finishes it" in m
+                for m in told
+            ), told
+    assert any("resuming run 2 of the recrawl: 1 URLs revisited, 2 to go" in m for m in told)
+    assert len(run_of(out, 2)) == 3
+
+
+def test_urls_never_captured_are_not_due_at_once(tmp_path: Path) -> None:
+    """A URL robots.txt has denied since run 1, or one that failed, was visited all the
+    same: --revisit-after counts from then, so cron reaches "nothing to revisit"; a URL
+    denied all along gets no "now disallows it" record."""
+    docs = {"/": Doc(html("home", "/x", "/bad")), "/x": Doc(html("x")), "/bad": Doc("", status=500)}
+    with VersionedSite(docs, robots="User-agent: *\nDisallow: /x\n") as site:
+        out = tmp_path / "out.jsonl"
+        crawl(site, out, retries=0)
+        crawl(site, out, recrawl=True, retries=0)
+        second = run_of(out, 2)
+        assert "/x" not in second
+        assert second["/bad"]["change"] == "failed"
+        told: list[str] = []
+        crawler = Crawler(site.url("/"), output=str(out), recrawl=True, revisit_after=3600)
+        crawler.announce = told.append
+        assert crawler.run().already_complete
+        assert any("nothing to revisit" in m for m in told), told
+        assert not [r for r in records(out) if r.get("run", 1) > 2]
+        site.docs["/bad"].status = 200
+        crawl(site, out, recrawl=True)
+        assert run_of(out, 3)["/bad"]["change"] == "new"  # its first capture
+
+
+def test_a_redirect_whose_target_changes_follows_it(tmp_path: Path) -> None:
+    """/r leads to /t1, then /t2, then /t1 again: each run follows it to where it leads
+    now (a target claimed in an earlier run is not seen for this one), and the targets
+    are revisited on their own, so none is left behind."""
+    docs = {"/": Doc(html("home", "/r")), "/t1": Doc(html("t1")), "/t2": Doc(html("t2"))}
+    with VersionedSite(docs) as site:
+        site.moved["/r"] = "/t1"
+        out = tmp_path / "out.jsonl"
+        crawl(site, out, concurrency=1)
+        site.moved["/r"] = "/t2"
+        crawl(site, out, recrawl=True, concurrency=1)
+        second = run_of(out, 2)
+        assert (second["/r"]["change"], second["/r"]["final_url"]) == ("changed", site.url("/t2"))
+        assert "/t1" in second  # no longer reached through /r: visited on its own
+        site.moved["/r"] = "/t1"
+        crawl(site, out, recrawl=True, concurrency=1)
+        third = run_of(out, 3)
+        assert third["/r"]["status"] == 200
+        assert (third["/r"]["change"], third["/r"]["final_url"]) == ("changed", site.url("/t1"))
+        assert third["/t1"]["change"] == "unchanged" and "/t2" in third
+        crawl(site, out, recrawl=True, concurrency=1)
+        assert {p: r["change"] for p, r in run_of(out, 4).items()} == dict.fromkeys(
+            ("/", "/r", "/t1", "/t2"), "unchanged"
+        )

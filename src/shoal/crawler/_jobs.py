@@ -339,8 +339,14 @@ class Jobs:
             with self._lock:
                 self.result.robots_denied += 1
             logger.info("skipped: robots.txt disallows %s", job.url)
+            # A visit all the same: --revisit-after counts from it.
             if self._revisit is None:
+                self._visited(job, None)
                 return Release(Outcome.DONE), Commit(finished=job)
+            was = self._revisit.prior(fingerprint(job.url))
+            self._visited(job, was)
+            if was is None or (was.status is None and was.sha256 is None):
+                return Release(Outcome.DONE), Commit(finished=job)  # denied all along
             # A recrawl says what became of every URL it knows: this one is not fetched.
             record = self._records.error_record(
                 job, "robots_disallowed", "robots.txt now disallows it: not fetched"
@@ -365,31 +371,53 @@ class Jobs:
             logger.info("%s", _page_line(job.url, fetched.status, built.error, fetched))
         outcome = Outcome.FAILED if built.error is not None else Outcome.DONE
         status = fetched.status
-        not_modified = status == 304 and fetched.error is None and prior is not None
-        if not_modified:
+        # A 304 is believed only as the answer to the conditional request this URL sent:
+        # not to an unconditional one, nor after a redirect (it speaks of another URL).
+        not_modified = (
+            status == 304
+            and fetched.error is None
+            and prior is not None
+            and bool(_conditional(prior))
+            and not fetched.redirects
+        )
+        # An error (transport, 5xx, 429, an unasked-for 304, a body past the limits) says
+        # nothing of the page: the next run still compares against the last good capture.
+        failed = not not_modified and _failed(fetched, built.error)
+        if not_modified or (failed and prior is not None):
             assert prior is not None
-            status = prior.status  # the capture the 304 confirms: what the state keeps
+            # The capture the 304 confirms, or the last good one a failure leaves standing:
+            # what the state keeps for the next run to compare with.
+            status = prior.status
         sha = sha1 = None
         if fetched.status is not None and not not_modified:
             sha = hashlib.sha256(fetched.body).digest()
             sha1 = hashlib.sha1(fetched.body).digest()
         change = None
         if self._revisit is not None:
-            change = _change(prior, fetched, sha, not_modified)
+            change = "failed" if failed else _change(prior, fetched, sha, not_modified)
             for record in built.records:
                 record.update(run=self._revisit.run, change=change)
         now = time.time()
-        if self._note is not None and fetched.status is not None:
+        if failed:
+            self._visited(job, prior)
+        elif self._note is not None and fetched.status is not None:
             headers = fetched.headers
+            # Validators belong to the URL that sent them: a redirected fetch's final URL's
+            # would be sent back to the redirecting URL. A 304 keeps those stored unless it
+            # carries new ones (None: keep), and keeps the final URL it confirms.
+            own = fetched.final_url == job.url
             self._note(
                 job.id,
                 FetchNote(
-                    _bounded(headers.get("etag")),
-                    _bounded(headers.get("last-modified")),
+                    _bounded(headers.get("etag")) if own else None,
+                    _bounded(headers.get("last-modified")) if own else None,
                     sha,
                     sha1,
-                    None if fetched.final_url == job.url else fetched.final_url,
+                    (prior.final_url if prior is not None else None)
+                    if not_modified
+                    else (None if own else fetched.final_url),
                     now,
+                    keep_validators=not_modified,
                 ),
             )
         warc = "warc" in self.formats
@@ -416,6 +444,14 @@ class Jobs:
         )
         links = self._links(job, built.follow) if built.follow else ()
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
+
+    def _visited(self, job: Lease, prior: Prior | None) -> None:
+        """Record only when ``job``'s URL was last visited (--revisit-after counts from it),
+        keeping its last good capture: a failure or a robots.txt denial is not due again
+        at once, yet compares nothing."""
+        if self._note is not None:
+            final = prior.final_url if prior is not None else None
+            self._note(job.id, FetchNote(None, None, None, None, final, time.time(), True))
 
     def _fetch_page(self, job: Lease, rules: RobotsRules | None, prior: Prior | None) -> Fetched:
         return self._fetch(
@@ -580,10 +616,10 @@ class _Redirects:
         self.steps = steps
         self.job = job
         self.rules = rules
-        # A recrawl follows the redirect its last fetch followed, to the target it claimed
-        # then (seen, so no longer claimable, and not revisited on its own).
-        followed = prior is not None and not (prior.status and 300 <= prior.status < 400)
-        self.again = prior.final_url if followed and prior is not None else None
+        # A recrawl follows a redirect its last fetch followed to wherever it now leads,
+        # a URL the state knows included (revisited on its own too: targets change between
+        # runs); one that stopped at the hop stops again at a known URL, as it did then.
+        self.again = prior is not None and not (prior.status and 300 <= prior.status < 400)
 
     def __call__(self, target: str) -> str | None:
         steps, job = self.steps, self.job
@@ -600,9 +636,7 @@ class _Redirects:
         rules = self.rules
         if rules is not None and not rules.allowed(target, steps.options.user_agent):
             return "redirect target disallowed by robots.txt"
-        if target == self.again:
-            return None
-        if not steps.frontier.claim(job, target):
+        if not steps.frontier.claim(job, target) and not self.again:
             return "redirect to an already-seen URL"
         return None
 
@@ -707,6 +741,17 @@ def _retry_after_detail(fetched: Fetched) -> str:
     )
 
 
+def _failed(fetched: Fetched, error: str | None) -> bool:
+    """Whether a recrawl fetch failed rather than saw the page: a transport error, a
+    limit, a 5xx or 429, or a 304 nobody asked for."""
+    if fetched.error is not None or fetched.status is None:
+        return True
+    status = fetched.status
+    if status >= 500 or status in {429, 304}:
+        return True
+    return error is not None and not 400 <= status < 500
+
+
 def _bounded(validator: str | None) -> str | None:
     """A validator as the server sent it, or None past MAX_VALIDATOR characters (its URL
     is then revisited unconditionally: the body's digest still tells a change)."""
@@ -740,6 +785,11 @@ def _change(prior: Prior | None, fetched: Fetched, sha: bytes | None, not_modifi
     was_ok = prior.status is not None and 200 <= prior.status < 300
     if was_ok and fetched.error is None and status in (404, 410):
         return "gone"
+    if prior.sha256 is None:
+        # Last fetched before the state kept digests (schema 2; no fetch time either):
+        # nothing to compare with. Else it was visited but never captured (a failure, a
+        # robots.txt denial): this is its first capture.
+        return "unknown" if prior.fetched_at is None else "new"
     final = None if fetched.final_url == fetched.url else fetched.final_url
     same = (
         fetched.error is None

@@ -14,6 +14,8 @@ from ..http import TRANSPORTS, ProxyRules
 __all__ = ["DEFAULT_USER_AGENT", "CrawlOptions", "OptionError", "glob_hint"]
 
 DEFAULT_USER_AGENT = f"shoal/{__version__} (+https://github.com/shoal-crawler/shoal)"
+# A revisit interval past this is a typo (and past what a date can say): refused.
+MAX_REVISIT_AFTER = 100 * 365.25 * 86400
 
 
 class OptionError(UsageError):
@@ -219,10 +221,11 @@ class CrawlOptions:
         if self.revisit_after is not None:
             if not self.recrawl:
                 raise OptionError("revisit_after", "{revisit_after} needs {recrawl}")
-            if self.revisit_after <= 0:
+            if not 0 < self.revisit_after <= MAX_REVISIT_AFTER:  # nan fails this too
                 raise OptionError(
                     "revisit_after",
-                    f"{{revisit_after}} must be more than 0 seconds (got {self.revisit_after})",
+                    "{revisit_after} must be more than 0 seconds and at most 100 years "
+                    f"(got {self.revisit_after})",
                 )
         if self.sitemaps_only and not self.robots:
             # Sitemaps are found through robots.txt (its Sitemap: lines, else /sitemap.xml).

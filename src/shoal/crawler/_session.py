@@ -220,8 +220,20 @@ class RunSession:
         queued = store.queued_count()
         generation = store.generation
         if generation > 1 and queued:
+            # This run's committed URLs: done ones not due (--revisit-after) are not its.
+            revisited = store.generation_pages()
+            limit = self.options.max_pages
+            if revisited >= limit:
+                # --max-pages counts a recrawl run's URLs over every invocation of it.
+                self.result.stopped_by = "max_pages"
+                self.announce(
+                    f"page limit reached: run {generation} of the recrawl has revisited "
+                    f"{revisited} URLs (--max-pages {limit} counts each run's); {queued} "
+                    "URL(s) of it stay queued: a larger --max-pages finishes it"
+                )
+                return
             self.announce(
-                f"resuming run {generation} of the recrawl: {store.done_count()} URLs "
+                f"resuming run {generation} of the recrawl: {revisited} URLs "
                 f"revisited, {queued} to go (state: {self.state_path})"
             )
             return

@@ -211,6 +211,8 @@ class FetchNote:
     sha1: bytes | None  # of the same body, for WARC payload digests
     final_url: str | None  # None: the URL itself
     fetched_at: float
+    # A 304: a validator it does not carry (None) keeps the stored one.
+    keep_validators: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,13 +409,16 @@ class StateStore:
         before it) is queued again (on disk, paged in as memory allows), keeping what its
         last fetch left (status, validators, digest) to compare with. Returns the new run's
         number; None if no URL is due (nothing changed)."""
-        # A redirect target another URL reached is revisited through that URL.
-        due = " WHERE claimed IS NULL"
+        # A redirect target another URL reached (claimed) is queued too: the redirect may
+        # lead elsewhere now, and a claim holds for the run that made it only.
+        due = ""
         if fetched_before is not None:
-            due += " AND (fetched_at IS NULL OR fetched_at < ?)"
+            due = " WHERE fetched_at IS NULL OR fetched_at < ?"
         args = () if fetched_before is None else (fetched_before,)
         with _translated("starting a recrawl"), self._write:
-            cur = self._write.execute(f"UPDATE urls SET state=0, spilled=1{due}", args)
+            cur = self._write.execute(
+                f"UPDATE urls SET state=0, spilled=1, claimed=NULL{due}", args
+            )
             if cur.rowcount == 0:
                 return None  # the transaction changed nothing
             row = self._write.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
@@ -575,7 +580,11 @@ class StateStore:
                 )
             noted = [
                 (
+                    int(n.keep_validators),
                     n.etag,
+                    n.etag,
+                    int(n.keep_validators),
+                    n.last_modified,
                     n.last_modified,
                     n.sha256,
                     n.sha256,
@@ -591,7 +600,9 @@ class StateStore:
             if noted:
                 # A 304 has no body: the digest of the capture it confirms stays.
                 self._write.executemany(
-                    "UPDATE urls SET etag=?, last_modified=?, captured_at=CASE WHEN ? IS NOT "
+                    "UPDATE urls SET etag=CASE WHEN ? THEN coalesce(?, etag) ELSE ? END, "
+                    "last_modified=CASE WHEN ? THEN coalesce(?, last_modified) ELSE ? END, "
+                    "captured_at=CASE WHEN ? IS NOT "
                     "NULL AND (sha256 IS NULL OR sha256 != ?) THEN ? ELSE captured_at END, "
                     "sha256=coalesce(?, sha256), sha1=coalesce(?, sha1), final_url=?, fetched_at=? "
                     "WHERE fp=?",
