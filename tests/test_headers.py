@@ -512,8 +512,7 @@ def test_auth_password_is_asked_for_on_a_terminal_and_not_echoed(tmp_path: Path)
             os.execve(sys.executable, argv, env)
         seen_text = b""
         deadline = time.monotonic() + 60
-        answered = False
-        status = None
+        answered = ended = False
         try:
             while time.monotonic() < deadline:
                 ready, _, _ = select.select([fd], [], [], 0.5)
@@ -523,13 +522,14 @@ def test_auth_password_is_asked_for_on_a_terminal_and_not_echoed(tmp_path: Path)
                     except OSError:  # the child exited: the terminal is gone
                         piece = b""
                     if not piece:
+                        ended = True
                         break
                     seen_text += piece
                 if not answered and b"password for bob" in seen_text:
                     os.write(fd, PASSWORD.encode() + b"\n")
                     answered = True
         finally:
-            if os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if not ended:  # bounded: a child that never ends is killed
                 os.kill(pid, 9)
             _, status = os.waitpid(pid, 0)
             os.close(fd)
