@@ -27,6 +27,7 @@ import base64
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from .._errors import literal
 from .._url import split_url
@@ -301,9 +302,12 @@ class HeaderRules:
         return cls(tuple(common), tuple(credentials), tuple(per_host))
 
 
+_NONE: Mapping[str, str] = MappingProxyType({})
+
+
 def no_headers(url: str) -> Mapping[str, str]:
     """The headers of a crawl that adds none."""
-    return {}
+    return _NONE
 
 
 class RequestHeaders:
