@@ -7,6 +7,7 @@ says the same at length, and tests/test_help.py keeps the two in step).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -22,7 +23,13 @@ import click
 from .._errors import ShoalError, StateError, UsageError, WriterError
 from .._version import __version__
 from ..crawler._options import CrawlOptions
-from ._crawl_options import crawl_options, flag_for, parse_extract
+from ._crawl_options import (
+    AUTH_PASSWORD_ENV,
+    crawl_options,
+    flag_for,
+    parse_extract,
+    parse_header_for,
+)
 from ._redis import REDIS_OPTIONS, redis_options
 
 EXIT_NOTHING_FETCHED = 1
@@ -96,8 +103,11 @@ def _run_crawl(
             elif crawler.state_path is not None and resumable:
                 # Without --fresh/--overwrite: run again, they would delete what was saved.
                 args = [a for a in sys.argv[1:] if a not in ("--fresh", "--overwrite")]
-                again = shlex.join(["shoal", *args])
+                shown, redacted = redacted_args(args)
+                again = shlex.join(["shoal", *shown])
                 how = f"state saved in {crawler.state_path}; to resume, run: {again}"
+                if redacted:
+                    how += " (secrets redacted: give them again)"
             else:
                 how = "this crawl kept no state it can resume from (stdout, --no-state, demo)"
             requests = (
@@ -221,10 +231,114 @@ def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
         "output": (outputs[0] if len(outputs) == 1 else list(outputs)) if outputs else None,
         "state": None if no_state else (state_path or CrawlOptions.state),
         "extract": parse_extract(kw.pop("extract")),
+        "header_for": parse_header_for(kw.pop("header_for")),
+        "auth": _with_password(kw.pop("auth")),
         "progress": False if kw.pop("no_progress") or quiet else CrawlOptions.progress,
         **kw,
     }
     return options, quiet, as_json
+
+
+def _with_password(auth: str | None) -> str | tuple[str, str] | None:
+    """``--auth USER[:PASSWORD]``: a password not given is read from the environment, or
+    asked for (hidden) when stdin is a terminal; never required on the command line,
+    where other users can read it (ps)."""
+    if auth is None or ":" in auth:
+        return auth
+    password = os.environ.get(AUTH_PASSWORD_ENV)
+    if password is None:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                f"--auth {auth}: no password: set {AUTH_PASSWORD_ENV}, or run on a terminal "
+                "to be asked for it"
+            )
+        password = click.prompt(f"password for {auth}", hide_input=True, err=True)
+    return (auth, password)
+
+
+# Options whose value may hold a secret, and how the resume command shows it.
+_HEADER_OPTIONS = ("-H", "--header")
+
+
+def redacted_args(args: list[str]) -> tuple[list[str], bool]:
+    """A command line with its secrets taken out, for printing: ``--auth USER:PASSWORD``
+    as ``--auth USER`` (the run asks again, or reads the environment), the value of a
+    credential header (-H Authorization or Cookie) and of every --header-for header as
+    ``[redacted]``, the password of a --proxy or --redis URL too. Says whether any was."""
+    from ..crawler._headers import CREDENTIALS, REDACTED
+
+    out: list[str] = []
+    redacted = False
+
+    def header(value: str, always: bool) -> str:
+        nonlocal redacted
+        name, colon, rest = value.partition(":")
+        if colon and rest.strip() and (always or name.strip().lower() in CREDENTIALS):
+            redacted = True
+            return f"{name}: {REDACTED}"
+        return value
+
+    def userinfo(value: str) -> str:
+        nonlocal redacted
+        scheme, sep, rest = value.partition("://")
+        authority, slash, tail = rest.partition("/")
+        info, at, host = authority.rpartition("@")
+        user, colon, password = info.partition(":")
+        if not (sep and at and colon and password):
+            return value
+        redacted = True
+        return f"{scheme}://{user}:{REDACTED}@{host}{slash}{tail}"
+
+    def auth(value: str) -> str:
+        nonlocal redacted
+        user, colon, _ = value.partition(":")
+        redacted = redacted or bool(colon)
+        return user
+
+    takes: dict[str, Callable[[str], str]] = {
+        "--auth": auth,
+        "--proxy": userinfo,
+        "--redis": userinfo,
+        "--header": lambda v: header(v, False),
+        "-H": lambda v: header(v, False),
+    }
+    it = iter(args)
+    for arg in it:
+        name, eq, value = arg.partition("=")
+        if arg == "--":
+            out.append(arg)
+            out.extend(it)  # the rest are URLs
+            break
+        if arg in takes:
+            out.append(arg)
+            given = next(it, None)
+            if given is not None:
+                out.append(takes[arg](given))
+        elif arg.startswith("--") and eq and name in takes:
+            out.append(f"{name}={takes[name](value)}")
+        elif arg == "--header-for":
+            out.append(arg)
+            out.extend(itertools.islice(it, 1))  # HOST
+            out.extend(header(given, True) for given in itertools.islice(it, 1))
+        elif arg.startswith("-") and not arg.startswith("--") and "H" in arg:
+            out.extend(_short_cluster(arg, it, lambda v: header(v, False)))
+        else:
+            out.append(arg)
+    return out, redacted
+
+
+def _short_cluster(arg: str, rest: Iterator[str], redact: Callable[[str], str]) -> list[str]:
+    """``-vH'Cookie: x'`` and the like: short flags run together, the first that takes
+    a value (-o, -H) taking the rest of the word (or the next word)."""
+    for i, ch in enumerate(arg[1:], start=1):
+        if ch == "o":
+            return [arg]
+        if ch == "H":
+            tail = arg[i + 1 :]
+            if tail:
+                return [arg[: i + 1] + redact(tail)]
+            return [arg, *(redact(given) for given in itertools.islice(rest, 1))]
+    return [arg]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,7 +13,17 @@ import click
 
 from ..crawler._options import CrawlOptions
 
-__all__ = ["FLAGS", "crawl_options", "flag_for", "parse_extract"]
+__all__ = [
+    "AUTH_PASSWORD_ENV",
+    "FLAGS",
+    "crawl_options",
+    "flag_for",
+    "parse_extract",
+    "parse_header_for",
+]
+
+# Where --auth USER finds its password (before asking on a terminal).
+AUTH_PASSWORD_ENV = "SHOAL_AUTH_PASSWORD"
 
 
 def parse_extract(values: tuple[str, ...]) -> dict[str, str]:
@@ -24,6 +34,15 @@ def parse_extract(values: tuple[str, ...]) -> dict[str, str]:
         if not eq or not name.strip() or not selector.strip():
             raise click.BadParameter(f"{value!r}: want NAME=SELECTOR", param_hint="--extract")
         out[name.strip()] = selector.strip()
+    return out
+
+
+def parse_header_for(values: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:
+    """``--header-for HOST 'NAME: VALUE'`` values as the ``header_for`` mapping (checked
+    by CrawlOptions)."""
+    out: dict[str, list[str]] = {}
+    for host, header in values:
+        out.setdefault(host, []).append(header)
     return out
 
 
@@ -171,6 +190,35 @@ def crawl_options(f: Any) -> Any:
             default=d.user_agent,
             show_default=True,
             help="User-Agent header, also the name robots.txt rules are read for.",
+        ),
+        click.option(
+            "-H",
+            "--header",
+            "headers",
+            metavar="'NAME: VALUE'",
+            multiple=True,
+            default=d.headers,
+            help="Header sent with every request, to every host (repeatable), as curl -H; "
+            "kept in WARC request records. Authorization and Cookie are credentials: "
+            "they go only where --auth goes.",
+        ),
+        click.option(
+            "--header-for",
+            "header_for",
+            nargs=2,
+            metavar="HOST 'NAME: VALUE'",
+            multiple=True,
+            help="Header sent to HOST only (repeatable): HOST is every port of it, HOST:PORT "
+            "one; over https, and over plain http only for http://HOST or a host an http "
+            "start URL names. A secret: redacted in WARC records, never logged.",
+        ),
+        click.option(
+            "--auth",
+            metavar="USER[:PASSWORD]",
+            default=d.auth,
+            help="HTTP Basic credentials, sent only to the start URLs' hosts (the same "
+            "scheme and port; never to another host, nor from https down to http). Without "
+            f":PASSWORD it is read from ${AUTH_PASSWORD_ENV}, else asked for on a terminal.",
         ),
         click.option(
             "--timeout",
@@ -336,7 +384,7 @@ class _Duration(click.ParamType[float]):
 
 
 # Where a CrawlOptions field is not "--" + its name with dashes.
-FLAGS = {"allow_domains": "--allow-domain", "output": "-o/--output"}
+FLAGS = {"allow_domains": "--allow-domain", "output": "-o/--output", "headers": "-H/--header"}
 
 
 def flag_for(field: str) -> str:

@@ -34,6 +34,7 @@ from ..http import Resolver, Transport, make_transport
 from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
 from ._fetch import FetcherFactory, FetchSetup, HTTPFetcher, PageFetcher
 from ._gate import PublicOnly
+from ._headers import HeadersGiven, RequestHeaders
 from ._jobs import Jobs, Revisit
 from ._kinds import CrawlErrorKind
 from ._options import CrawlOptions
@@ -129,6 +130,21 @@ class Crawler:
         obey_nofollow: Follow no link of a page whose robots meta tag or X-Robots-Tag
             header says nofollow (False: follow them anyway).
         user_agent: The User-Agent header (also the name robots.txt rules are read for).
+        headers: Headers for every request to every host: ``{"Accept-Language": "fr"}``
+            or a list of ``"Name: value"`` strings (or pairs). ``Authorization`` and
+            ``Cookie`` among them are credentials: sent to the start URLs' origins only,
+            like ``auth``. Others are not secret: sent everywhere, kept in WARC request
+            records. shoal's own headers (Host, User-Agent: see ``user_agent``,
+            Accept-Encoding, Connection, conditional ones...) are refused.
+        header_for: Headers for one host only: ``{"api.example.com": {"X-Api-Key":
+            key}}``. A key ``HOST`` matches every port of it, ``HOST:PORT`` one port;
+            sent over https, and over plain http only if the key says ``http://HOST``
+            or a start URL on that host is http. Treated as secrets (redacted in WARC
+            records); the more specific wins over ``headers`` and ``auth``.
+        auth: HTTP Basic credentials, ``"USER:PASSWORD"`` or ``(user, password)``: sent
+            only to the start URLs' origins (scheme, host and port; an http start URL's
+            also to https on the same host), never to another host or from https down
+            to http, whatever redirects say; redacted in WARC records.
         timeout: Seconds per request, whole (connecting at most 10 of them).
         retries: Retries of a URL after a connection error, timeout, 429 or 5xx.
         retry_backoff: Seconds before the first retry (jittered 0.5-1.5x); doubles with
@@ -217,6 +233,9 @@ class Crawler:
         robots: bool = CrawlOptions.robots,
         obey_nofollow: bool = CrawlOptions.obey_nofollow,
         user_agent: str = CrawlOptions.user_agent,
+        headers: HeadersGiven = CrawlOptions.headers,
+        header_for: Mapping[str, HeadersGiven] | None = None,
+        auth: str | tuple[str, str] | None = CrawlOptions.auth,
         timeout: float = CrawlOptions.timeout,
         retries: int = CrawlOptions.retries,
         retry_backoff: float = CrawlOptions.retry_backoff,
@@ -266,6 +285,9 @@ class Crawler:
             robots=robots,
             obey_nofollow=obey_nofollow,
             user_agent=user_agent,
+            headers=headers,
+            header_for={} if header_for is None else header_for,
+            auth=auth,
             timeout=timeout,
             retries=retries,
             retry_backoff=retry_backoff,
@@ -317,6 +339,8 @@ class Crawler:
         )
         for url in self.start_urls:
             self.scope.check_start_url(url)  # a start URL the scope shuts out is a usage error
+        # Which of the user's headers each URL gets (credentials: the start URLs' origins).
+        self._headers = RequestHeaders(opts.header_rules(), self.start_urls)
         self._records = Records(
             on_page,
             follow_links=follow_links and not opts.sitemaps_only,
@@ -467,6 +491,7 @@ class Crawler:
                 result=self.result,
                 announce=self.announce,
                 register=None if joined is None else joined.register,
+                request_headers=None if self._headers.empty else self._headers.recorded,
             )
             self._writer = session.open(
                 self.identity(),
@@ -503,6 +528,7 @@ class Crawler:
                 lock=self._lock,
                 stopping=self._is_stopping,
                 revisit=revisit,
+                headers=self._headers.headers_for(),
             )
             # 3. The pool runs _handle on each leased job; _dispatch keeps it fed (see above).
             if opts.max_time is not None:

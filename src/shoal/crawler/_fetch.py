@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urljoin
 
 from ..http import ErrorKind, Transport, TransportError
+from ._headers import no_headers
 from ._options import CrawlOptions
 from ._urls import canonicalize
 from .frontier import JobKind
@@ -70,6 +71,10 @@ class FetchRequest:
     # Sent with the first request only (not with a redirect hop): a recrawl's conditional
     # headers (If-None-Match, If-Modified-Since), which name this URL's last capture.
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The crawl's own headers for a URL (-H, --header-for, --auth): every request this
+    # fetch makes, the first and each hop, sends ``headers_for(its URL)``, asked again
+    # for each URL, since credentials go only where they may (see ``_headers``).
+    headers_for: Callable[[str], Mapping[str, str]] = no_headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +192,15 @@ class HTTPFetcher:
         detail = ""
         retry_after: float | None = None
         truncated = False
+        headers_for = request.headers_for
         for hop in range(self.max_redirects + 1):
             final, body = current, b""
-            sent = {**self._headers, **request.headers} if hop == 0 else self._headers
+            sent = self._headers
+            extra = headers_for(current)
+            if extra:
+                sent = _merged(sent, extra)
+            if hop == 0 and request.headers:
+                sent = _merged(sent, request.headers)
             try:
                 response = self._transport.get(
                     current,
@@ -250,6 +261,19 @@ class HTTPFetcher:
             retry_after,
             truncated,
         )
+
+
+def _merged(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with ``extra`` over it, header names compared without case (a user's
+    ``accept`` replaces shoal's ``Accept``, it is not sent twice)."""
+    out = dict(base)
+    for name, value in extra.items():
+        if name not in out:
+            lower = name.lower()
+            for have in [k for k in out if k.lower() == lower]:
+                del out[have]
+        out[name] = value
+    return out
 
 
 def _retry_after(value: str | None) -> float | None:

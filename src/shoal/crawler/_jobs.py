@@ -23,6 +23,7 @@ from ..state import fingerprint
 from ..state._store import MAX_VALIDATOR, FetchNote, Prior
 from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_side_requests
 from ._gate import HopGate, robots_gate
+from ._headers import no_headers
 from ._kinds import CrawlErrorKind, http_error
 from ._options import CrawlOptions
 from ._page import Page, product_token
@@ -93,8 +94,10 @@ class Jobs:
         lock: threading.Lock,
         stopping: Callable[[], bool],
         revisit: Revisit | None = None,
+        headers: Callable[[str], Mapping[str, str]] = no_headers,
     ) -> None:
         self.options = options
+        self._headers_for = headers  # the user's headers for a URL (see _headers)
         self._revisit = revisit
         # Where each page's validators and digest go (a state file's frontier only).
         self._note: Callable[[str, FetchNote], None] | None = getattr(frontier, "note_fetch", None)
@@ -165,7 +168,14 @@ class Jobs:
         )
         limit = self.options.max_bytes if max_bytes is None else max_bytes
         request = FetchRequest(
-            url, hops, limit, truncate, kind, side=hops.side, headers=headers or {}
+            url,
+            hops,
+            limit,
+            truncate,
+            kind,
+            side=hops.side,
+            headers=headers or {},
+            headers_for=self._headers_for,
         )
         fetched = self._fetcher.fetch(request)
         stray = hops.stray(url, fetched)

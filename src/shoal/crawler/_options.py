@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from .._errors import UsageError, literal
 from .._version import __version__
 from ..http import TRANSPORTS, ProxyRules
+from ._headers import HeaderError, HeaderRules, HeadersGiven
 
 __all__ = ["DEFAULT_USER_AGENT", "CrawlOptions", "OptionError", "glob_hint"]
 
@@ -145,6 +146,15 @@ class CrawlOptions:
     # Follow no link of a page whose <meta name="robots"> or X-Robots-Tag says nofollow.
     obey_nofollow: bool = True
     user_agent: str = DEFAULT_USER_AGENT
+    # Headers for every request, to every host ("Name: value" strings, (name, value) pairs
+    # or a mapping); Authorization and Cookie among them are credentials: start URLs'
+    # origins only. Not shown in repr: they may hold secrets.
+    headers: HeadersGiven = field(default=(), repr=False)
+    # host -> headers for that host only ("HOST" every port, "HOST:PORT" one,
+    # "http://HOST" to allow plain http): a secret, redacted in WARC request records.
+    header_for: Mapping[str, HeadersGiven] = field(default_factory=dict, repr=False)
+    # HTTP Basic credentials ("USER:PASSWORD" or a pair), for the start URLs' origins only.
+    auth: str | tuple[str, str] | None = field(default=None, repr=False)
     timeout: float = 30.0
     retries: int = 2
     retry_backoff: float = 0.5
@@ -180,6 +190,7 @@ class CrawlOptions:
     # With recrawl: revisit only URLs last fetched longer ago than this (seconds).
     revisit_after: float | None = None
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
+    _header_rules: HeaderRules = field(default=HeaderRules(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         at_least_one = (
@@ -217,6 +228,10 @@ class CrawlOptions:
         for name in ("include_glob", "exclude_glob"):
             _check_globs(name, getattr(self, name))
         _check_user_agent(self.user_agent)
+        try:
+            self._header_rules = HeaderRules.build(self.headers, self.header_for, self.auth)
+        except HeaderError as exc:
+            raise OptionError(exc.field, exc.template) from None
         self._check_outputs()
         if self.revisit_after is not None:
             if not self.recrawl:
@@ -272,6 +287,10 @@ class CrawlOptions:
 
     def proxy_rules(self) -> ProxyRules | None:
         return self._proxies
+
+    def header_rules(self) -> HeaderRules:
+        """``headers``, ``header_for`` and ``auth``, checked (see ``_headers``)."""
+        return self._header_rules
 
     def _make_proxy_rules(self) -> ProxyRules | None:
         try:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from .._errors import StateError, UsageError
@@ -50,8 +50,11 @@ class RunSession:
         result: CrawlResult,
         announce: Callable[[str], None],
         register: Callable[[], int] | None = None,
+        request_headers: Callable[[str], Sequence[tuple[str, str]]] | None = None,
     ) -> None:
         self.options = options
+        # The user's headers a URL's request carried, secrets redacted (WARC records).
+        self._request_headers = request_headers
         self.formats = formats
         self.state_path = state_path
         self.frontier = frontier
@@ -155,6 +158,7 @@ class RunSession:
                         fmt,
                         fields,
                         user_agent=opts.user_agent,
+                        request_headers=self._request_headers,
                         resume_at=at,
                         fresh=fresh,
                         header_from_first_record=header_from_first_record,

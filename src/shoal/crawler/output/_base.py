@@ -14,7 +14,7 @@ the SQLite output is keyed on URL, so writing a record again replaces it.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -139,6 +139,9 @@ class OutputOptions:
     resume_at: int | None = None
     fresh: bool = False
     header_from_first_record: bool = False
+    # The user's headers sent with a URL's request, as a record may show them (secrets
+    # already redacted); None: none are added.
+    request_headers: Callable[[str], Sequence[tuple[str, str]]] | None = None
 
 
 def infer_format(path: str | None, given: str | None) -> str:
@@ -169,12 +172,15 @@ def open_output(
     resume_at: int | None = None,
     fresh: bool = False,
     header_from_first_record: bool = False,
+    request_headers: Callable[[str], Sequence[tuple[str, str]]] | None = None,
 ) -> Output:
     """The output for a crawl, on a claimed file; stdout when ``target`` is None."""
     if fmt not in _MODULES:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     module = importlib.import_module(_MODULES[fmt], __package__)
-    options = OutputOptions(fields, user_agent, resume_at, fresh, header_from_first_record)
+    options = OutputOptions(
+        fields, user_agent, resume_at, fresh, header_from_first_record, request_headers
+    )
     output: Output = module.open_format(target, options)
     return output
 

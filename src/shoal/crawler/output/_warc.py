@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from http.client import responses
 
@@ -33,8 +33,17 @@ _DROPPED = {"content-encoding", "transfer-encoding", "content-length"}
 
 
 class WarcOutput(FileOutput):
-    def __init__(self, target: OutputFile, resume_at: int | None, user_agent: str) -> None:
+    def __init__(
+        self,
+        target: OutputFile,
+        resume_at: int | None,
+        user_agent: str,
+        request_headers: Callable[[str], Sequence[tuple[str, str]]] | None = None,
+    ) -> None:
         super().__init__(target, resume_at)
+        # The user's headers of a URL's request (-H, --header-for, --auth), their secrets
+        # already redacted: a request record shows what was sent, never a credential.
+        self._user_headers = request_headers
         path = target.path
         self._request_headers = [
             ("User-Agent", user_agent),
@@ -77,10 +86,11 @@ class WarcOutput(FileOutput):
                     warc_headers_dict=warc_headers,
                 )
             parts = split_url(url)
+            sent = [("Host", parts.authority), *self._request_headers]
+            if self._user_headers is not None:
+                sent = _with_user_headers(sent, self._user_headers(url))
             request_headers = StatusAndHeaders(
-                f"GET {parts.target} HTTP/1.1",
-                [("Host", parts.authority), *self._request_headers],
-                is_http_request=True,
+                f"GET {parts.target} HTTP/1.1", sent, is_http_request=True
             )
             request = self._writer.create_warc_record(
                 url,
@@ -158,7 +168,15 @@ def _header_lines(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     return lines
 
 
+def _with_user_headers(
+    own: list[tuple[str, str]], user: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """shoal's request headers with the user's over them (names without case)."""
+    given = {name.lower() for name, _ in user}
+    return [h for h in own if h[0].lower() not in given] + list(user)
+
+
 def open_format(target: OutputFile | None, options: OutputOptions) -> WarcOutput:
     if target is None:
         raise UsageError("WARC output needs a file: -o crawl.warc.gz")
-    return WarcOutput(target, options.resume_at, options.user_agent)
+    return WarcOutput(target, options.resume_at, options.user_agent, options.request_headers)
