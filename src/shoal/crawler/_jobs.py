@@ -600,8 +600,11 @@ class Jobs:
 
     def _throttle(self, host: str, fetched: Fetched, status: int, floor: float) -> float:
         """Under the lock: the host's new auto-throttle delay (see ``throttled``)."""
-        current = self.delays.get(host, self.options.initial_delay)
-        new = throttled(self.options, current, fetched.elapsed, status, floor)
+        opts = self.options
+        current = self.delays.get(host)
+        if current is None:
+            current = opts.host_initial_delay(host)
+        new = throttled(opts, current, fetched.elapsed, status, max(floor, opts.host_delay(host)))
         self.delays[host] = new
         return new
 
@@ -699,7 +702,8 @@ def throttled(
 ) -> float:
     """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight; the
     host's new delay after a response that took ``elapsed`` seconds, never under --delay
-    nor ``floor`` (the host's robots.txt Crawl-delay, which wins if larger)."""
+    nor ``floor`` (the host's robots.txt Crawl-delay or its own delay, whichever is
+    larger)."""
     target = elapsed / opts.throttle_target
     new = (current + target) / 2
     if status != 200 and new < current:

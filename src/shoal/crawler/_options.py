@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from .._errors import UsageError, literal
 from .._version import __version__
 from ..http import TRANSPORTS, ProxyRules
+from ..state._jobs import HostPace, pace_for
+from ._hosts import HostSettings, host_settings, paces
 
 __all__ = ["DEFAULT_USER_AGENT", "CrawlOptions", "OptionError", "glob_hint"]
 
@@ -179,7 +181,14 @@ class CrawlOptions:
     recrawl: bool = False
     # With recrawl: revisit only URLs last fetched longer ago than this (seconds).
     revisit_after: float | None = None
+    # Host pattern ("example.com", "example.com:8080") -> its own settings (HostSettings,
+    # or a mapping of its fields): per_host and delay override the crawl's for that host.
+    hosts: Mapping[str, HostSettings | Mapping[str, object]] = field(default_factory=dict)
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
+    _paces: dict[str, HostPace] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _floors: dict[str, HostPace] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         at_least_one = (
@@ -236,6 +245,15 @@ class CrawlOptions:
             )
         self._proxies = self._make_proxy_rules()  # a bad proxy fails here, before any work
         self.per_host = min(self.per_host, self.concurrency)
+        self.hosts = host_settings(self.hosts)
+        self._paces = paces(
+            self.hosts,
+            concurrency=self.concurrency,
+            auto_throttle=self.auto_throttle,
+            throttle_start=self.throttle_start,
+        )
+        # The delays as configured (auto-throttle's floors), before throttle_start.
+        self._floors = paces(self.hosts, concurrency=self.concurrency)
 
     def output_paths(self) -> list[str | None]:
         """Every output, the first one first ([None] for stdout)."""
@@ -296,6 +314,27 @@ class CrawlOptions:
     def initial_delay(self) -> float:
         """Per-host delay before anything is known about the host."""
         return max(self.delay, self.throttle_start) if self.auto_throttle else self.delay
+
+    def paces(self) -> dict[str, HostPace]:
+        """Host pattern -> the frontier's per_host and first delay for the hosts it matches
+        (only patterns that change either)."""
+        return dict(self._paces)
+
+    def host_delay(self, host: str) -> float:
+        """The delay configured for host key ``host`` (``scheme://host[:port]``): its
+        own, else ``delay``. Auto-throttle never goes below it."""
+        own = pace_for(self._floors, host).delay
+        return self.delay if own is None else own
+
+    def host_initial_delay(self, host: str) -> float:
+        """:attr:`initial_delay` for host key ``host``."""
+        own = pace_for(self._paces, host).delay
+        return self.initial_delay if own is None else own
+
+    @property
+    def most_per_host(self) -> int:
+        """The largest per-host limit of any host (connections kept per host)."""
+        return max([self.per_host, *(p.per_host or 0 for p in self._paces.values())])
 
     def scope_key(self) -> dict[str, object]:
         """The options that change which URLs belong to the crawl (checked on resume)."""
