@@ -2,10 +2,10 @@
 
 Politeness is the frontier's job because it decides what is *ready*: a host is ready
 when it has waiting URLs, fewer than ``per_host`` leases out (its own, where ``paces``
-sets one), its robots.txt policy is known, and its delay since the last request has passed. Hosts are kept in three places
-so that ``lease()`` never scans every host: ``_eligible`` (ready now, served
-round-robin), ``_timed`` (a heap by the time they become ready), or nowhere (no URLs,
-or saturated; release() or submit() brings them back).
+sets one), its robots.txt policy is known, and its delay since the last request has
+passed. Hosts are kept in three places so that ``lease()`` never scans every host:
+``_eligible`` (ready now, served round-robin), ``_timed`` (a heap by the time they
+become ready), or nowhere (no URLs, or saturated; release() or submit() brings them back).
 
 Every public method takes ``self._lock``: the crawler calls in from many threads without
 a lock of its own. Leases of an in-process frontier expire only with the process (and
