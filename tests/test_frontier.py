@@ -477,7 +477,7 @@ def test_a_host_pattern_sets_its_hosts_limit_and_delay(make: Callable[..., Front
         frontier.release(job, Release(Outcome.DONE))
     # b.example:8080 and b.example have no delay: ready again at once; a.example (either
     # port) waits its own 2 s.
-    jobs, ready_in = frontier.lease(100)
+    jobs, _ = frontier.lease(100)
     assert {j.host for j in jobs} == {hosts[2], hosts[3]}
     for job in jobs:
         frontier.release(job, Release(Outcome.DONE))
