@@ -188,15 +188,12 @@ def _convert(key: str, keys: list[_Key], value: object, errors: _Errors) -> tupl
             wanted.append("an integer (0 or more)")
             continue
         if p.multiple or (isinstance(p, click.Argument) and p.nargs == -1):
-            if isinstance(value, list):
-                fits = [_scalar(p, v) for v in value]
-                if all(ok for ok, _ in fits):
-                    return p.name or key, list(value)
-                what = _scalar(p, None)[1]
-                wanted.append(f"an array of {what}s" if what.startswith("a") else "an array")
-            else:
-                what = _scalar(p, None)[1]
-                wanted.append(f"an array ({key} = [...])")
+            # A repeatable option: an array, or one value for an array of one.
+            items = value if isinstance(value, list) else [value]
+            if all(_scalar(p, v)[0] for v in items):
+                return p.name or key, list(items)
+            what = _scalar(p, None)[1]
+            wanted.append(f"{what} or an array of them")
             continue
         ok, what = _scalar(p, value)
         if ok:

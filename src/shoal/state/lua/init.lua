@@ -20,7 +20,8 @@ register_init('init', function(args)
     local n = tonumber(args[7] or '0')
     if n > 0 then
       for i = 0, n - 1 do
-        redis.call('HSET', P .. 'paces', args[8 + i * 3], args[9 + i * 3] .. ' ' .. args[10 + i * 3])
+        local at = 8 + i * 3
+        redis.call('HSET', P .. 'paces', args[at], args[at + 1] .. ' ' .. args[at + 2])
       end
       redis.call('HSET', META, 'hp', '1')
     end

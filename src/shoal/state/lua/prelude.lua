@@ -25,9 +25,9 @@
 --                         the host is first seen (new_host)
 --   P parked       SET    hosts not asked again in this crawl (a Retry-After past MAX_HOLD)
 --   P h:<host>     HASH   inflight, next (ms: earliest next start), delay (ms, if not the
---                         crawl's), limit (jobs in flight at most, if not the crawl's), pol (none|txt; absent: robots.txt unknown), rtxt,
---                         cdelay, asked (1 while its robots job is out), rattempt, dl, done,
---                         failed
+--                         crawl's), limit (jobs in flight at most, if not the crawl's),
+--                         pol (none|txt; absent: robots.txt unknown), rtxt, cdelay,
+--                         asked (1 while its robots job is out), rattempt, dl, done, failed
 --   P q:<host>     LIST   the host's queued entries, front first
 --   P ready        ZSET   host -> next start (ms), for hosts that can give out a job
 --   P delayed      ZSET   '<host>\n<entry>' -> when a retry may go back to its queue (ms)
