@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from redis_server import redis_session  # noqa: F401  (the Redis fixture)
 from shoal import UsageError
 from shoal.cli import _commands
 from shoal.cli._commands import cli
@@ -242,36 +245,80 @@ def _paced_site(site: Site, gate: threading.Barrier | None = None) -> None:
         site.routes[path] = page
 
 
+def _two_paces(tmp_path: Path, slow: Site, fast: Site, delay: float, extra: str = "") -> str:
+    port_slow = slow.origin.rsplit(":", 1)[1]
+    port_fast = fast.origin.rsplit(":", 1)[1]
+    return write(
+        tmp_path,
+        f'urls = ["{slow.url("/")}", "{fast.url("/")}"]\n'
+        f"per-host = 4\nconcurrency = 8\nprogress = false\n{extra}\n"
+        f'[hosts."127.0.0.1:{port_slow}"]\nper-host = 1\ndelay = {delay}\n\n'
+        f'[hosts."127.0.0.1:{port_fast}"]\nper-host = 2\n',
+    )
+
+
+def _assert_paced(slow: Site, fast: Site, delay: float) -> None:
+    assert all(slow.paths()[p] == 1 for p in ["/", *PAGES])
+    assert all(fast.paths()[p] == 1 for p in ["/", *PAGES])
+    assert slow.max_in_flight == 1
+    times = sorted(t for _, t in slow.requests())
+    assert len(times) == 2 + len(PAGES)  # robots.txt, home and its pages
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= delay - 0.01, gaps  # lower bounds only: never flaky
+    assert fast.max_in_flight == 2
+
+
 def test_a_config_file_paces_two_hosts_differently(tmp_path: Path) -> None:
     """The issue's "done when": per-host tables drive a two-host crawl at two paces. The
     slow host (by host:port) never has two requests in flight and its requests arrive at
     least its delay apart; the fast one reaches its own limit of 2 (a gate holds its
     pages until two are in flight), above the slow one's and below the crawl's 4."""
     delay = 0.3
-    gate = threading.Barrier(2)
     with Site() as slow, Site() as fast:
         _paced_site(slow)
-        _paced_site(fast, gate)
-        port_slow = slow.origin.rsplit(":", 1)[1]
-        port_fast = fast.origin.rsplit(":", 1)[1]
-        config = write(
-            tmp_path,
-            f'urls = ["{slow.url("/")}", "{fast.url("/")}"]\n'
-            "per-host = 4\nconcurrency = 8\nstate = false\nprogress = false\n"
-            f'output = "{tmp_path / "pages.jsonl"}"\n\n'
-            f'[hosts."127.0.0.1:{port_slow}"]\nper-host = 1\ndelay = {delay}\n\n'
-            f'[hosts."127.0.0.1:{port_fast}"]\nper-host = 2\n',
-        )
+        _paced_site(fast, threading.Barrier(2))
+        out = tmp_path / "pages.jsonl"
+        config = _two_paces(tmp_path, slow, fast, delay, f'state = false\noutput = "{out}"\n')
         code, _, err = run("crawl", "--config", config, "-q")
         assert code == 0, err
-        assert slow.paths()["/"] == 1 and all(slow.paths()[p] == 1 for p in PAGES)
-        assert all(fast.paths()[p] == 1 for p in PAGES)
-        assert slow.max_in_flight == 1
-        times = sorted(t for _, t in slow.requests())
-        assert len(times) == 2 + len(PAGES)  # robots.txt, home and its pages
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert min(gaps) >= delay - 0.01, gaps  # lower bounds only: never flaky
-        assert fast.max_in_flight == 2
+        _assert_paced(slow, fast, delay)
+
+
+def test_two_redis_workers_pace_each_host_by_its_table(
+    tmp_path: Path,
+    redis_session: Any,  # noqa: F811
+) -> None:
+    """The same through --redis, two workers at once: the pace of a host is the crawl's,
+    kept in Redis (the Lua gives each host its table's limit and delay), not each
+    worker's."""
+    delay = 0.3
+    with Site() as slow, Site() as fast:
+        _paced_site(slow)
+        _paced_site(fast, threading.Barrier(2))
+        config = _two_paces(tmp_path, slow, fast, delay)
+        shared = ["--redis", redis_session.url, "--crawl-id", "paces", "-q"]
+        workers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "shoal",
+                    "crawl",
+                    "--config",
+                    config,
+                    *shared,
+                    "-o",
+                    str(tmp_path / f"{name}.jsonl"),
+                ],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for name in ("w1", "w2")
+        ]
+        for w in workers:
+            _, err = w.communicate(timeout=120)
+            assert w.returncode == 0, err
+        _assert_paced(slow, fast, delay)
 
 
 def test_a_host_name_paces_every_port_of_it(tmp_path: Path) -> None:

@@ -518,6 +518,10 @@ def test_a_hosts_delay_and_its_crawl_delay_the_larger_wins(
     jobs, ready_in = frontier.lease(10)
     assert jobs == []
     next_wake(frontier, ready_in, wins)
+    clock.now += wins - 0.001
+    assert frontier.lease(10)[0] == []
+    clock.now += 0.001
+    assert len(frontier.lease(10)[0]) == 1
 
 
 def test_redis_workers_must_pace_hosts_alike(redis_session: object) -> None:  # noqa: F811
