@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from shoal.cli import _commands
 from shoal.cli._commands import cli
 from shoal.cli._config import config_keys, load_config
 from shoal.crawler import Crawler, HostSettings
+from shoal.crawler._hosts import HOST_KEYS
 from sites import Reply, Site, html
 
 CRAWL = cli.commands["crawl"]
@@ -337,3 +339,13 @@ def test_a_host_name_paces_every_port_of_it(tmp_path: Path) -> None:
             assert site.max_in_flight == 1
             times = sorted(t for _, t in site.requests())
             assert min(y - x for x, y in itertools.pairwise(times)) >= 0.19
+
+
+def test_docs_api_lists_every_key() -> None:
+    """docs/api.md's table of config keys is the command's, no more, no less."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    table = text.split("<!-- config keys: begin -->")[1].split("<!-- config keys: end -->")[0]
+    listed = set(re.findall(r"^\| `([^`]+)` \|", table, re.M))
+    assert listed == set(config_keys(CRAWL)) | {'[hosts."NAME"]'}
+    for key in HOST_KEYS:
+        assert f"`{key.replace('_', '-')}`" in table
