@@ -218,6 +218,13 @@ def test_hosts_in_python_are_checked_and_normalized() -> None:
     assert set(opts.hosts) == {"a.example", "b.example:8080"}
     assert opts.host_delay("http://a.example:81") == 1  # a name: every port of it
     assert opts.host_delay("https://b.example") == 0.0  # a pinned port: that port only
+    both = Crawler(
+        "http://a.example/",
+        hosts={"a.example": {"delay": 1, "per_host": 4}, "a.example:81": {"per_host": 2}},
+    ).options
+    assert both.host_settings("http://a.example:81") == HostSettings(per_host=2, delay=1)
+    assert both.host_settings("http://a.example") == HostSettings(per_host=4, delay=1)
+    assert both.host_settings("http://b.example:81") == HostSettings()
     with pytest.raises(UsageError, match=r"unknown setting 'dely'; did you mean delay\?"):
         Crawler("http://a.example/", hosts={"a.example": {"dely": 1}})
     with pytest.raises(UsageError, match=r"is a URL, not a host.*write 'a\.example:8080'"):

@@ -6,10 +6,14 @@ or ``name:port``, which pins one port (``example.com:443`` is ``https://example.
 Where both match a host, each setting comes from ``name:port`` if it sets it, else from
 ``name``, else from the crawl's option of the same name.
 
-To add a setting: a field of :class:`HostSettings` (None: the crawl's value) with a
-``check`` in its metadata (value -> error text or None); the keys a host table takes, the
-errors and the config file follow from the fields. Politeness (``per_host``, ``delay``) is
-the frontier's: :func:`paces` hands it down as ``state._jobs.HostPace``.
+To add a setting (headers, a render mode, credentials): a field of :class:`HostSettings`
+(None: the crawl's value) with a ``check`` in its metadata (value -> error text or None).
+``Crawler(hosts=...)``, the ``[hosts."NAME"]`` tables of ``shoal crawl --config`` (the
+field ``x_y`` is the key ``x-y``; a TOML table arrives as a dict), the errors and the
+docs' key list follow from the fields; what the crawl does with it reads
+:meth:`CrawlOptions.host_settings` (the host's settings, ``name:port`` over ``name`` field
+by field). Politeness (``per_host``, ``delay``) is the frontier's: :func:`paces` hands it
+down as ``state._jobs.HostPace``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._errors import UsageError, literal
-from ..state._jobs import HostPace
+from ..state._jobs import HostPace, host_name_port
 
 __all__ = [
     "HOST_KEYS",
@@ -32,6 +36,7 @@ __all__ = [
     "host_settings",
     "normalize_pattern",
     "paces",
+    "settings_for",
 ]
 
 
@@ -194,6 +199,25 @@ def host_settings(hosts: object) -> dict[str, HostSettings]:
             raise HostError("{hosts} " + literal(f"name the host {pattern!r} twice"))
         out[pattern] = _settings(str(key), value)
     return out
+
+
+def settings_for(hosts: Mapping[str, HostSettings], host: str) -> HostSettings:
+    """The settings of host key ``host`` (``scheme://host[:port]``): each field from its
+    ``name:port`` pattern if that sets it, else from its ``name`` pattern, else None."""
+    if not hosts:
+        return HostSettings()
+    name, port = host_name_port(host)
+    pinned = hosts.get(f"{name}:{port}")
+    named = hosts.get(name)
+    if pinned is None or named is None:
+        return pinned or named or HostSettings()
+    merged = {
+        f.name: getattr(named, f.name)
+        if getattr(pinned, f.name) is None
+        else getattr(pinned, f.name)
+        for f in fields(HostSettings)
+    }
+    return HostSettings(**merged)
 
 
 def paces(

@@ -11,7 +11,7 @@ from .._errors import UsageError, literal
 from .._version import __version__
 from ..http import TRANSPORTS, ProxyRules
 from ..state._jobs import HostPace, pace_for
-from ._hosts import HostSettings, host_settings, paces
+from ._hosts import HostSettings, host_settings, paces, settings_for
 
 __all__ = ["DEFAULT_USER_AGENT", "CrawlOptions", "OptionError", "glob_hint"]
 
@@ -319,6 +319,11 @@ class CrawlOptions:
         """Host pattern -> the frontier's per_host and first delay for the hosts it matches
         (only patterns that change either)."""
         return dict(self._paces)
+
+    def host_settings(self, host: str) -> HostSettings:
+        """The ``hosts`` settings of host key ``host`` (``scheme://host[:port]``), merged
+        from its ``name:port`` and ``name`` patterns; a None field is the crawl's option."""
+        return settings_for(self.hosts, host)  # type: ignore[arg-type]
 
     def host_delay(self, host: str) -> float:
         """The delay configured for host key ``host`` (``scheme://host[:port]``): its
