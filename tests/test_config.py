@@ -356,3 +356,24 @@ def test_docs_api_lists_every_key() -> None:
     assert listed == set(config_keys(CRAWL)) | {'[hosts."NAME"]'}
     for key in HOST_KEYS:
         assert f"`{key.replace('_', '-')}`" in table
+
+
+def test_auto_throttle_starts_at_and_never_goes_below_a_hosts_own_delay() -> None:
+    """A host's delay replaces --delay as auto-throttle's floor, lower or higher."""
+    from shoal.crawler._jobs import throttled
+
+    opts = Crawler(
+        "http://a.example/",
+        auto_throttle=True,
+        delay=2.0,
+        hosts={"fast.example": {"delay": 0.5}, "slow.example": {"delay": 5.0}},
+    ).options
+    fast, slow, other = "http://fast.example", "http://slow.example", "http://b.example"
+    assert opts.host_initial_delay(fast) == opts.throttle_start  # 1 s > 0.5
+    assert opts.host_initial_delay(slow) == 5.0 and opts.host_initial_delay(other) == 2.0
+    quick = 0.001  # a fast answer pulls the delay down to the floor in a few steps
+    for host, floor in ((fast, 0.5), (slow, 5.0), (other, 2.0)):
+        current = opts.host_initial_delay(host)
+        for _ in range(20):
+            current = throttled(opts, current, quick, 200, 0.0, delay=opts.host_delay(host))
+        assert current == floor, host
