@@ -388,3 +388,31 @@ def test_auto_throttle_starts_at_and_never_goes_below_a_hosts_own_delay() -> Non
         for _ in range(20):
             current = throttled(opts, current, quick, 200, 0.0, delay=opts.host_delay(host))
         assert current == floor, host
+
+
+def test_an_option_of_two_values_is_an_array_of_two(tmp_path: Path) -> None:
+    """An option that takes two values (``--header-for HOST 'NAME: VALUE'`` is one) is a
+    two-item array in the file, an array of them when repeatable; read as click reads
+    the command line (the file is the command's default_map)."""
+    from shoal.cli._config import apply_config
+
+    got: dict[str, Any] = {}
+
+    @click.command()
+    @click.option("--config", is_eager=True, expose_value=False, callback=apply_config)
+    @click.option("--for", "pairs", nargs=2, multiple=True)
+    @click.option("--limit", nargs=2, type=(str, int))
+    def command(**kw: Any) -> None:
+        got.update(kw)
+
+    config = write(tmp_path, 'for = [["a.example", "X: 1"], ["b.example", "Y: 2"]]\n')
+    result = CliRunner().invoke(command, ["--config", config])
+    assert result.exit_code == 0, result.output
+    assert got["pairs"] == (("a.example", "X: 1"), ("b.example", "Y: 2"))
+    config = write(tmp_path, 'for = ["a.example", "X: 1"]\nlimit = ["a", 3]\n')
+    CliRunner().invoke(command, ["--config", config])
+    assert got["pairs"] == (("a.example", "X: 1"),) and got["limit"] == ("a", 3)
+    config = write(tmp_path, 'limit = ["a", "b"]\n')
+    result = CliRunner().invoke(command, ["--config", config])
+    assert result.exit_code == 2
+    assert "limit must be an array of 2 (a string, an integer)" in result.output

@@ -149,8 +149,23 @@ def _toml_type(value: object) -> str:
 
 
 def _scalar(param: click.Parameter, value: object) -> tuple[bool, str]:
-    """Does one value fit ``param``'s type? And the type's name, for the error."""
-    kind = param.type
+    """Does one value fit ``param``'s type (for ``nargs`` N > 1: an array of N values, as
+    ``--header-for HOST 'NAME: VALUE'`` takes two)? And the type's name, for the error."""
+    if param.nargs > 1:
+        kinds = (
+            list(param.type.types)
+            if isinstance(param.type, click.Tuple)
+            else [param.type] * param.nargs
+        )
+        fits = [_one(kind, None)[1] for kind in kinds]
+        what = f"an array of {param.nargs} ({', '.join(fits)})"
+        if not isinstance(value, list) or len(value) != param.nargs:
+            return False, what
+        return all(_one(kind, v)[0] for kind, v in zip(kinds, value, strict=True)), what
+    return _one(param.type, value)
+
+
+def _one(kind: click.ParamType, value: object) -> tuple[bool, str]:
     if isinstance(kind, click.types.IntParamType):
         return isinstance(value, int) and not isinstance(value, bool), "an integer"
     if isinstance(kind, click.types.FloatParamType):
@@ -189,7 +204,9 @@ def _convert(key: str, keys: list[_Key], value: object, errors: _Errors) -> tupl
             continue
         if p.multiple or (isinstance(p, click.Argument) and p.nargs == -1):
             # A repeatable option: an array, or one value for an array of one.
-            items = value if isinstance(value, list) else [value]
+            one = not isinstance(value, list) or (p.nargs > 1 and _scalar(p, value)[0])
+            items = [value] if one else value
+            assert isinstance(items, list)
             if all(_scalar(p, v)[0] for v in items):
                 return p.name or key, list(items)
             what = _scalar(p, None)[1]
