@@ -165,7 +165,7 @@ def _scalar(param: click.Parameter, value: object) -> tuple[bool, str]:
     return _one(param.type, value)
 
 
-def _one(kind: click.ParamType, value: object) -> tuple[bool, str]:
+def _one(kind: click.ParamType[Any], value: object) -> tuple[bool, str]:
     if isinstance(kind, click.types.IntParamType):
         return isinstance(value, int) and not isinstance(value, bool), "an integer"
     if isinstance(kind, click.types.FloatParamType):
