@@ -18,6 +18,7 @@ from shoal import FrontierError, UsageError
 from shoal.crawler import Crawler
 from shoal.crawler.frontier import (
     Candidate,
+    HostPace,
     HostPolicy,
     JobKind,
     MemoryFrontier,
@@ -456,3 +457,85 @@ def test_many_workers_finish_every_url_once_within_per_host(make: Callable[..., 
 @pytest.mark.parametrize("round_", range(10))
 def test_stress_many_workers_over_each_backend(make: Callable[..., Frontier], round_: int) -> None:
     test_many_workers_finish_every_url_once_within_per_host(make)
+
+
+# -- settings per host (Crawler(hosts=...), [hosts."x"] in a config file) -------------------
+
+
+def test_a_host_pattern_sets_its_hosts_limit_and_delay(make: Callable[..., Frontier]) -> None:
+    """A name matches every port of it, name:port that port only; the rest of the crawl
+    keeps the crawl's per_host and delay. The same in Python and in Lua."""
+    clock = Clock()
+    paces = {"a.example": HostPace(1, 2.0), "b.example:8080": HostPace(3, None)}
+    frontier = make(robots=False, per_host=2, delay=0.0, paces=paces, clock=clock)
+    hosts = ["http://a.example", "http://a.example:81", "http://b.example:8080", "http://b.example"]
+    frontier.submit([Candidate(f"{h}/{i}") for h in hosts for i in range(4)])
+    jobs, _ = frontier.lease(100)
+    count = {h: sum(j.host == h for j in jobs) for h in hosts}
+    assert count == {hosts[0]: 1, hosts[1]: 1, hosts[2]: 3, hosts[3]: 2}
+    for job in jobs:
+        frontier.release(job, Release(Outcome.DONE))
+    # b.example:8080 and b.example have no delay: ready again at once; a.example (either
+    # port) waits its own 2 s.
+    jobs, _ = frontier.lease(100)
+    assert {j.host for j in jobs} == {hosts[2], hosts[3]}
+    for job in jobs:
+        frontier.release(job, Release(Outcome.DONE))
+    clock.now += 1.999
+    assert {j.host for j in frontier.lease(100)[0]} <= {hosts[2], hosts[3]}
+    clock.now += 0.001
+    jobs, _ = frontier.lease(100)
+    assert sorted(j.host for j in jobs if j.host in hosts[:2]) == sorted(hosts[:2])
+
+
+def test_a_pinned_port_overrides_its_name_setting_by_setting(
+    make: Callable[..., Frontier],
+) -> None:
+    clock = Clock()
+    paces = {"a.example": HostPace(1, 2.0), "a.example:80": HostPace(3, None)}
+    frontier = make(robots=False, per_host=8, paces=paces, clock=clock)
+    frontier.submit([Candidate(f"{A}/{i}") for i in range(5)])  # http: port 80
+    jobs, _ = frontier.lease(100)
+    assert len(jobs) == 1  # per_host 3 from a.example:80, but the 2 s delay of a.example
+    next_wake(frontier, frontier.lease(100)[1], 2.0, busy=False)
+    clock.now += 2.0
+    assert len(frontier.lease(100)[0]) == 1
+    clock.now += 2.0
+    assert len(frontier.lease(100)[0]) == 1  # three in flight now: the limit is 3
+    clock.now += 2.0
+    assert frontier.lease(100)[0] == []
+
+
+@pytest.mark.parametrize(("own", "crawl_delay", "wins"), [(2.0, 3.0, 3.0), (5.0, 3.0, 5.0)])
+def test_a_hosts_delay_and_its_crawl_delay_the_larger_wins(
+    make: Callable[..., Frontier], own: float, crawl_delay: float, wins: float
+) -> None:
+    clock = Clock()
+    frontier = make(paces={"a.example": HostPace(None, own)}, clock=clock)
+    frontier.submit([Candidate(f"{A}/1")])
+    (robots,), _ = frontier.lease(10)
+    frontier.release(robots, Release(Outcome.DONE, policy=HostPolicy(None, crawl_delay)))
+    jobs, ready_in = frontier.lease(10)
+    assert jobs == []
+    next_wake(frontier, ready_in, wins)
+    clock.now += wins - 0.001
+    assert frontier.lease(10)[0] == []
+    clock.now += 0.001
+    assert len(frontier.lease(10)[0]) == 1
+
+
+def test_redis_workers_must_pace_hosts_alike(redis_session: object) -> None:  # noqa: F811
+    from shoal import CrawlMismatch
+    from shoal.crawler.frontier import RedisFrontier
+
+    url = redis_session.url  # type: ignore[attr-defined]
+    paces = {"a.example": HostPace(1, 2.0)}
+    first = RedisFrontier.open(url, "paces", "w1", {}, paces=paces)
+    try:
+        with pytest.raises(CrawlMismatch, match="hosts"):
+            RedisFrontier.open(url, "paces", "w2", {}, paces={"a.example": HostPace(2, 2.0)})
+        with pytest.raises(CrawlMismatch, match="hosts"):
+            RedisFrontier.open(url, "paces", "w2", {})
+        RedisFrontier.open(url, "paces", "w2", {}, paces=dict(paces)).close()
+    finally:
+        first.close()

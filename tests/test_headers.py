@@ -603,3 +603,49 @@ def test_a_crawl_without_headers_sends_what_it_sent_before(tmp_path: Path) -> No
         assert set(headers) == {"host", "user-agent", "accept", "accept-encoding", "connection"}
     warc = gzip.decompress((tmp_path / "c.warc.gz").read_bytes())
     assert warc.count(b"WARC-Type: request") == 2 and b"[redacted]" not in warc
+
+
+def test_a_config_files_host_table_sends_its_headers_and_header_for_wins(
+    tmp_path: Path,
+) -> None:
+    """``[hosts."NAME"] headers`` go where ``--header-for NAME`` would send them; a header
+    both name comes from the command line."""
+    seen = Seen()
+    with recording(seen, "other", {"/o": html("o")}, host="127.0.0.2") as other:
+        with recording(seen, "start", {"/": html("home", other.url("/o"))}) as site:
+            config = tmp_path / "crawl.toml"
+            config.write_text(
+                'allow-domain = ["127.0.0.1", "127.0.0.2"]\nproxy = "none"\n'
+                '[hosts."127.0.0.1"]\nheaders = { X-Lang = "de", X-Key = "from-file" }\n'
+                '[hosts."127.0.0.2"]\nheaders = { X-Other = "https only" }\n',
+                encoding="utf-8",
+            )
+            result = CliRunner().invoke(
+                cli,
+                [
+                    "crawl",
+                    site.url("/"),
+                    "--config",
+                    str(config),
+                    "--header-for",
+                    "127.0.0.1",
+                    "X-Key: from-cli",
+                    "-o",
+                    str(tmp_path / "out.jsonl"),
+                    "--no-progress",
+                ],
+            )
+            assert result.exit_code == 0, result.output
+    assert seen.paths("start") == {"/robots.txt", "/"}
+    assert seen.paths("other") == {"/robots.txt", "/o"}
+    for headers in seen.at("start"):
+        assert headers["x-lang"] == "de" and headers["x-key"] == "from-cli"
+    for headers in seen.at("other"):  # plain http to a host no start URL is on
+        assert "x-other" not in headers and "x-lang" not in headers
+
+
+def test_a_host_tables_headers_are_checked_like_header_for() -> None:
+    with pytest.raises(UsageError, match="headers"):
+        Crawler("http://127.0.0.1:9/", hosts={"127.0.0.1": {"headers": ["X: y"]}})
+    with pytest.raises(UsageError, match="header"):
+        Crawler("http://127.0.0.1:9/", hosts={"127.0.0.1": {"headers": {"X": "a\r\nB: c"}}})

@@ -36,9 +36,18 @@ PYTHON_ONLY = {
     "progress",
     "grace",
     "memory_limit",
+    "hosts",  # on the command line: [hosts."NAME"] tables of a --config file
 }
 # Command-line options that are not CrawlOptions fields: how the command runs.
-CLI_ONLY = {"no_state", "no_progress", "json_summary", "quiet", "verbose", "log_file"}
+CLI_ONLY = {
+    "no_state",
+    "no_progress",
+    "json_summary",
+    "quiet",
+    "verbose",
+    "log_file",
+    "config",
+}
 
 
 def run(*args: str) -> tuple[int, str, str]:

@@ -23,6 +23,7 @@ import click
 from .._errors import ShoalError, StateError, UsageError, WriterError
 from .._version import __version__
 from ..crawler._options import CrawlOptions
+from ._config import apply_config, config_of, settle, spell_host_key
 from ._crawl_options import (
     AUTH_PASSWORD_ENV,
     crawl_options,
@@ -130,7 +131,9 @@ def _run_crawl(
         click.echo(f"shoal: error: writing the output failed: {exc}{cause}", err=True)
         sys.exit(EXIT_OUTPUT)
     except ShoalError as exc:
-        click.echo(f"shoal: error: {exc.named(cli_spelling)}", err=True)
+        # A host table's error names its keys as the config file spells them.
+        spell = spell_host_key if getattr(exc, "field", None) == "hosts" else cli_spelling
+        click.echo(f"shoal: error: {exc.named(spell)}", err=True)
         sys.exit(exc.exit_code)
     _report(result, quiet, as_json)
     if result.already_complete:
@@ -366,7 +369,17 @@ def cli() -> None:
         exit_codes=True,
     )
 )
-@click.argument("urls", nargs=-1, required=True, metavar="URL...")
+@click.argument("urls", nargs=-1, metavar="URL...")
+@click.option(
+    "--config",
+    metavar="FILE",
+    is_eager=True,
+    expose_value=False,
+    callback=apply_config,
+    help="Read options from a TOML file: each option under its long name (max-pages = 500, "
+    'robots = false, urls = [...]), and [hosts."NAME"] tables of settings for one host '
+    "(per-host, delay; NAME:PORT pins a port). Options typed on the command line win.",
+)
 @crawl_options
 @redis_options
 @click.option(
@@ -391,6 +404,13 @@ def crawl(
     goes to stderr. A crawl with -o FILE is resumable: run it again after Ctrl-C or a
     crash and it continues where it stopped.
     """
+    ctx = click.get_current_context()
+    settle(ctx, kw)
+    config = config_of(ctx)
+    if not urls:
+        raise click.UsageError(
+            "give at least one URL (on the command line, or urls = [...] in --config FILE)"
+        )
     shared = {k: kw.pop(k) for k in REDIS_OPTIONS}
     redis = shared if shared["redis"] is not None else None
     if redis is None and shared["crawl_id"] is not None:
@@ -398,6 +418,8 @@ def crawl(
     if redis is None and shared["allow_weak_durability"]:
         raise click.UsageError("--allow-weak-durability applies to a crawl shared through --redis")
     options, quiet, as_json = _options_from(kw)
+    if config is not None and config.hosts:
+        options["hosts"] = config.hosts
     if redis is not None:
         if report_path is not None:
             raise click.UsageError("--report does not apply to a shared crawl's part")

@@ -10,6 +10,7 @@ robots.txt and sitemaps, page parsing and records, and ``output`` (one module pe
 
 from ._crawler import Crawler, PageCallback
 from ._fetch import Fetched, FetcherFactory, FetchRequest, FetchSetup, HTTPFetcher, PageFetcher
+from ._hosts import HostSettings
 from ._options import DEFAULT_USER_AGENT, CrawlOptions
 from ._page import Page
 from ._stats import CrawlResult
@@ -43,6 +44,7 @@ __all__ = [
     "HostCounts",
     "HTTPFetcher",
     "HostPolicy",
+    "HostSettings",
     "JobKind",
     "Lease",
     "MemoryFrontier",

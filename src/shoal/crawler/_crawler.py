@@ -35,6 +35,7 @@ from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
 from ._fetch import FetcherFactory, FetchSetup, HTTPFetcher, PageFetcher
 from ._gate import PublicOnly
 from ._headers import HeadersGiven, RequestHeaders
+from ._hosts import HostSettings
 from ._jobs import Jobs, Revisit
 from ._kinds import CrawlErrorKind
 from ._options import CrawlOptions
@@ -195,6 +196,9 @@ class Crawler:
             interruption finishes that run. Needs a state file; not CSV output, for now.
         revisit_after: With ``recrawl``: seconds; only URLs last fetched longer ago are
             revisited (a run with none due adds nothing and says when the next is due).
+        hosts: Settings per host: a host name (every port of it) or ``name:port`` ->
+            a :class:`HostSettings` or a mapping of its fields (``{"per_host": 1,
+            "delay": 2.0}``), which override the crawl's options for the hosts it matches.
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
@@ -261,6 +265,7 @@ class Crawler:
         save_bodies: bool = CrawlOptions.save_bodies,
         recrawl: bool = CrawlOptions.recrawl,
         revisit_after: float | None = CrawlOptions.revisit_after,
+        hosts: Mapping[str, HostSettings | Mapping[str, object]] | None = None,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
@@ -313,6 +318,7 @@ class Crawler:
             save_bodies=save_bodies,
             recrawl=recrawl,
             revisit_after=revisit_after,
+            hosts={} if hosts is None else hosts,
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport
@@ -377,7 +383,10 @@ class Crawler:
             _check_recrawl(opts, self.formats, redis, frontier)
         # A shared crawl's is the Redis frontier run() connects.
         self.frontier: Frontier = frontier or MemoryFrontier(
-            per_host=opts.per_host, delay=opts.initial_delay, robots=opts.robots
+            per_host=opts.per_host,
+            delay=opts.initial_delay,
+            robots=opts.robots,
+            paces=opts.paces(),
         )
         # Named after the first output: adding outputs to a crawl's command keeps its name.
         self.state_path = (
@@ -603,7 +612,7 @@ class Crawler:
         if transport is None:
             transport = make_transport(
                 opts.transport,
-                per_host=opts.per_host,
+                per_host=opts.most_per_host,
                 connect_timeout=min(opts.timeout, 10.0),
                 read_timeout=opts.timeout,
                 verify_tls=opts.verify_tls,
@@ -873,7 +882,8 @@ class Crawler:
         assert self._jobs is not None
         delay = self._jobs.delays.get(host)  # auto-throttle's, Crawl-delay included
         if delay is None:
-            delay = max(self.options.initial_delay, self._jobs.crawl_delays.get(host, 0.0))
+            initial = self.options.host_initial_delay(host)
+            delay = max(initial, self._jobs.crawl_delays.get(host, 0.0))
         if delay <= 0:
             return
         self._hosts_waiting[host] = now + delay

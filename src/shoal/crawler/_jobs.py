@@ -610,8 +610,11 @@ class Jobs:
 
     def _throttle(self, host: str, fetched: Fetched, status: int, floor: float) -> float:
         """Under the lock: the host's new auto-throttle delay (see ``throttled``)."""
-        current = self.delays.get(host, self.options.initial_delay)
-        new = throttled(self.options, current, fetched.elapsed, status, floor)
+        opts = self.options
+        current = self.delays.get(host)
+        if current is None:
+            current = opts.host_initial_delay(host)
+        new = throttled(opts, current, fetched.elapsed, status, floor, delay=opts.host_delay(host))
         self.delays[host] = new
         return new
 
@@ -705,16 +708,23 @@ class _SideRequests:
 
 
 def throttled(
-    opts: CrawlOptions, current: float, elapsed: float, status: int, floor: float
+    opts: CrawlOptions,
+    current: float,
+    elapsed: float,
+    status: int,
+    floor: float,
+    *,
+    delay: float | None = None,
 ) -> float:
     """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight; the
-    host's new delay after a response that took ``elapsed`` seconds, never under --delay
-    nor ``floor`` (the host's robots.txt Crawl-delay, which wins if larger)."""
+    host's new delay after a response that took ``elapsed`` seconds, never under the
+    host's ``delay`` (its own, from ``hosts``; else --delay) nor ``floor`` (the host's
+    robots.txt Crawl-delay, which wins if larger)."""
     target = elapsed / opts.throttle_target
     new = (current + target) / 2
     if status != 200 and new < current:
         new = current  # errors must never speed a crawl up
-    return min(max(new, opts.delay, floor), 60.0)
+    return min(max(new, opts.delay if delay is None else delay, floor), 60.0)
 
 
 def backoff(base: float, attempt: int) -> float:

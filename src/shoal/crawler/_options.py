@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from .._errors import UsageError, literal
 from .._version import __version__
 from ..http import TRANSPORTS, ProxyRules
-from ._headers import HeaderError, HeaderRules, HeadersGiven
+from ._headers import HeaderError, HeaderRules, HeadersGiven, parse_headers
+from ..state._jobs import HostPace, pace_for
+from ._hosts import HostSettings, host_settings, paces, settings_for
 
 __all__ = ["DEFAULT_USER_AGENT", "CrawlOptions", "OptionError", "glob_hint"]
 
@@ -189,8 +191,15 @@ class CrawlOptions:
     recrawl: bool = False
     # With recrawl: revisit only URLs last fetched longer ago than this (seconds).
     revisit_after: float | None = None
+    # Host pattern ("example.com", "example.com:8080") -> its own settings (HostSettings,
+    # or a mapping of its fields): per_host and delay override the crawl's for that host.
+    hosts: Mapping[str, HostSettings | Mapping[str, object]] = field(default_factory=dict)
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
     _header_rules: HeaderRules = field(default=HeaderRules(), init=False, repr=False, compare=False)
+    _paces: dict[str, HostPace] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _floors: dict[str, HostPace] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         at_least_one = (
@@ -228,10 +237,6 @@ class CrawlOptions:
         for name in ("include_glob", "exclude_glob"):
             _check_globs(name, getattr(self, name))
         _check_user_agent(self.user_agent)
-        try:
-            self._header_rules = HeaderRules.build(self.headers, self.header_for, self.auth)
-        except HeaderError as exc:
-            raise OptionError(exc.field, exc.template) from None
         self._check_outputs()
         if self.revisit_after is not None:
             if not self.recrawl:
@@ -251,6 +256,21 @@ class CrawlOptions:
             )
         self._proxies = self._make_proxy_rules()  # a bad proxy fails here, before any work
         self.per_host = min(self.per_host, self.concurrency)
+        self.hosts = host_settings(self.hosts)
+        self._paces = paces(
+            self.hosts,
+            concurrency=self.concurrency,
+            auto_throttle=self.auto_throttle,
+            throttle_start=self.throttle_start,
+        )
+        # The delays as configured (auto-throttle's floors), before throttle_start.
+        self._floors = paces(self.hosts, concurrency=self.concurrency)
+        try:
+            self._header_rules = HeaderRules.build(
+                self.headers, _with_host_headers(self.header_for, self.hosts), self.auth
+            )
+        except HeaderError as exc:
+            raise OptionError(exc.field, exc.template) from None
 
     def output_paths(self) -> list[str | None]:
         """Every output, the first one first ([None] for stdout)."""
@@ -316,6 +336,32 @@ class CrawlOptions:
         """Per-host delay before anything is known about the host."""
         return max(self.delay, self.throttle_start) if self.auto_throttle else self.delay
 
+    def paces(self) -> dict[str, HostPace]:
+        """Host pattern -> the frontier's per_host and first delay for the hosts it matches
+        (only patterns that change either)."""
+        return dict(self._paces)
+
+    def host_settings(self, host: str) -> HostSettings:
+        """The ``hosts`` settings of host key ``host`` (``scheme://host[:port]``), merged
+        from its ``name:port`` and ``name`` patterns; a None field is the crawl's option."""
+        return settings_for(self.hosts, host)  # type: ignore[arg-type]
+
+    def host_delay(self, host: str) -> float:
+        """The delay configured for host key ``host`` (``scheme://host[:port]``): its
+        own, else ``delay``. Auto-throttle never goes below it."""
+        own = pace_for(self._floors, host).delay
+        return self.delay if own is None else own
+
+    def host_initial_delay(self, host: str) -> float:
+        """:attr:`initial_delay` for host key ``host``."""
+        own = pace_for(self._paces, host).delay
+        return self.initial_delay if own is None else own
+
+    @property
+    def most_per_host(self) -> int:
+        """The largest per-host limit of any host (connections kept per host)."""
+        return max([self.per_host, *(p.per_host or 0 for p in self._paces.values())])
+
     def scope_key(self) -> dict[str, object]:
         """The options that change which URLs belong to the crawl (checked on resume)."""
         key: dict[str, object] = {
@@ -359,3 +405,32 @@ def parse_duration(text: str) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise ValueError(f"{text!r}: a duration must be more than 0")
     return seconds
+
+
+def _with_host_headers(
+    header_for: Mapping[str, HeadersGiven], hosts: Mapping[str, HostSettings]
+) -> Mapping[str, HeadersGiven]:
+    """``header_for`` with the ``headers`` of each ``hosts`` table folded in: one rule per
+    host, so the credential rules of ``header_for`` hold for both. A header that both
+    name comes from ``header_for`` (the command line's ``--header-for`` wins over a
+    config file's table)."""
+    if not any(s.headers for s in hosts.values()):
+        return header_for
+    if not isinstance(header_for, Mapping):
+        return header_for  # HeaderRules.build says what is wrong with it
+    merged: dict[str, HeadersGiven] = dict(header_for)
+    for pattern, settings in hosts.items():
+        if not settings.headers:
+            continue
+        given = merged.get(pattern)
+        if given is None:
+            merged[pattern] = dict(settings.headers)
+            continue
+        try:
+            override = parse_headers(given, "header_for")
+        except HeaderError:
+            continue  # HeaderRules.build reports it with the option's own name
+        names = {name.lower() for name, _ in override}
+        table = [(k, v) for k, v in settings.headers.items() if k.lower() not in names]
+        merged[pattern] = [*table, *override]
+    return merged

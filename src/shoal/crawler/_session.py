@@ -148,6 +148,7 @@ class RunSession:
                         self.store,
                         per_host=opts.per_host,
                         delay=opts.initial_delay,
+                        paces=opts.paces(),
                         robots=opts.robots,
                         memory_limit=opts.memory_limit,
                     )

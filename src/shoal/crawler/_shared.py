@@ -129,6 +129,7 @@ def connect_shared(
         identity,
         per_host=options.per_host,
         delay=options.initial_delay,
+        paces=options.paces(),
         robots=options.robots,
         lease_ttl=shared.lease_ttl,
         allow_weak_durability=shared.allow_weak_durability,

@@ -10,11 +10,22 @@ set of mirrored classes to convert between on every page.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
-__all__ = ["Candidate", "HostPolicy", "JobKind", "Lease", "Released", "host_key"]
+__all__ = [
+    "Candidate",
+    "HostPace",
+    "HostPolicy",
+    "JobKind",
+    "Lease",
+    "Released",
+    "host_key",
+    "host_name_port",
+    "pace_for",
+]
 
 
 class JobKind(StrEnum):
@@ -27,6 +38,46 @@ def host_key(url: str) -> str:
     """``scheme://host[:port]`` of a canonical URL: the unit of politeness and robots.txt."""
     end = url.find("/", url.find("//") + 2)
     return url if end < 0 else url[:end]
+
+
+def host_name_port(host: str) -> tuple[str, int]:
+    """(name, port) of a host key ``scheme://host[:port]``; the port is the scheme's
+    default (80, 443) when the key has none. An IPv6 name keeps its brackets."""
+    scheme, _, rest = host.partition("://")
+    name, port = rest, ""
+    colon = rest.rfind(":")
+    if colon > rest.rfind("]"):
+        name, port = rest[:colon], rest[colon + 1 :]
+    if port.isdigit():
+        return name, int(port)
+    return name, 443 if scheme == "https" else 80
+
+
+class HostPace(NamedTuple):
+    """Politeness of the hosts a host pattern matches, where it is not the crawl's
+    (None: the crawl's). A pattern is a host name (``example.com``: every port of it) or
+    ``name:port`` (that port only); names are lower case, IPv6 ones in brackets."""
+
+    per_host: int | None = None  # requests in flight to the host at most
+    delay: float | None = None  # seconds between request starts on the host
+
+
+def pace_for(paces: Mapping[str, HostPace], host: str) -> HostPace:
+    """The pace of host key ``host``: each field from its ``name:port`` pattern if that
+    sets it, else from its ``name`` pattern (None where neither does)."""
+    if not paces:
+        return HostPace()
+    name, port = host_name_port(host)
+    pinned = paces.get(f"{name}:{port}")
+    named = paces.get(name)
+    if pinned is None:
+        return named or HostPace()
+    if named is None:
+        return pinned
+    return HostPace(
+        named.per_host if pinned.per_host is None else pinned.per_host,
+        named.delay if pinned.delay is None else pinned.delay,
+    )
 
 
 class Candidate(NamedTuple):

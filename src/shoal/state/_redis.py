@@ -80,7 +80,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._errors import CrawlMismatch, RedisStateError, StaleCommit, UsageError
 from . import _redis_lua as lua
 from ._fingerprints import fingerprint
-from ._jobs import Candidate, HostPolicy, JobKind, Lease, Released, host_key
+from ._jobs import Candidate, HostPace, HostPolicy, JobKind, Lease, Released, host_key
 from ._redis_batch import ScriptBatcher
 from ._redis_support import (
     CrawlCounts,
@@ -175,6 +175,7 @@ class RedisCrawlState(CrawlViews):
         per_host: int = 8,
         delay: float = 0.0,
         robots: bool = True,
+        paces: Mapping[str, HostPace] | None = None,
         lease_ttl: float = 60.0,
         reconnect_for: float = 30.0,
         socket_timeout: float = 30.0,
@@ -183,8 +184,10 @@ class RedisCrawlState(CrawlViews):
         """Connect to the Redis at ``url`` and join (or create) crawl ``crawl_id``.
 
         ``identity`` (scope options, JSON-able) and the politeness settings ``per_host``,
-        ``delay`` and ``robots`` are stored by the first process; a later one with other
-        values is refused with :class:`~shoal.CrawlMismatch` naming them. A lost connection
+        ``delay`` and ``robots``, and ``paces`` (host pattern -> that host's own per_host
+        and delay, which the Lua gives each host when it first sees it), are stored by the
+        first process; a later one with other values is refused with
+        :class:`~shoal.CrawlMismatch` naming them. A lost connection
         is retried with capped exponential backoff for ``reconnect_for`` seconds before
         :class:`~shoal.RedisUnavailable`; the first connection is tried only briefly.
 
@@ -212,7 +215,7 @@ class RedisCrawlState(CrawlViews):
             state._check_server()
             with state._guard("connecting"):
                 check_durability(client, state._url, allow_weak=allow_weak_durability)
-            state._join(identity, per_host=per_host, delay=delay, robots=robots)
+            state._join(identity, per_host=per_host, delay=delay, robots=robots, paces=paces)
         except BaseException:
             client.close()
             raise
@@ -225,8 +228,22 @@ class RedisCrawlState(CrawlViews):
             check_server(self._client, self._url)
 
     def _join(
-        self, identity: Mapping[str, Any], *, per_host: int, delay: float, robots: bool
+        self,
+        identity: Mapping[str, Any],
+        *,
+        per_host: int,
+        delay: float,
+        robots: bool,
+        paces: Mapping[str, HostPace] | None = None,
     ) -> None:
+        table = [
+            (pattern, pace.per_host, None if pace.delay is None else ms(pace.delay))
+            for pattern, pace in sorted((paces or {}).items())
+        ]
+        if table:
+            # Compared as part of the identity (only when given: crawls without them
+            # still match): every worker must pace every host alike.
+            identity = {**identity, "hosts": {p: [n, d] for p, n, d in table}}
         ours = {
             "identity": json.loads(json.dumps(identity, sort_keys=True)),
             "per_host": per_host,
@@ -244,6 +261,7 @@ class RedisCrawlState(CrawlViews):
                 delay_ms=ours["delay"],
                 robots=robots,
                 bucket_target=target,
+                paces=table,
             )
         )
         if reply[0] == b"created":

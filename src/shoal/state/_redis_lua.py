@@ -89,8 +89,13 @@ def init(
     delay_ms: int,
     robots: bool,
     bucket_target: int,
+    paces: Sequence[tuple[str, int | None, int | None]] = (),
 ) -> Call:
-    return Call("INIT", [version, identity, per_host, delay_ms, int(robots), bucket_target])
+    """``paces``: (host pattern, per_host, delay_ms) with None for the crawl's value."""
+    flat: list[Arg] = [len(paces)]
+    for pattern, limit, delay in paces:
+        flat += [pattern, _opt(limit), _opt(delay)]
+    return Call("INIT", [version, identity, per_host, delay_ms, int(robots), bucket_target, *flat])
 
 
 def register(*, worker: str) -> Call:

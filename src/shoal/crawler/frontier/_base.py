@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from ...state import Candidate, HostPolicy, JobKind, Lease, Released
+from ...state._jobs import HostPace
 
 __all__ = [
     "MAX_HOLD",
@@ -30,6 +31,7 @@ __all__ = [
     "Frontier",
     "FrontierStats",
     "HostCounts",
+    "HostPace",
     "HostPolicy",
     "JobKind",
     "Lease",

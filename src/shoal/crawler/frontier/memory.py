@@ -1,11 +1,11 @@
 """The frontier in this process's memory: fast, and gone when the process ends.
 
 Politeness is the frontier's job because it decides what is *ready*: a host is ready
-when it has waiting URLs, fewer than ``per_host`` leases out, its robots.txt policy is
-known, and its delay since the last request has passed. Hosts are kept in three places
-so that ``lease()`` never scans every host: ``_eligible`` (ready now, served
-round-robin), ``_timed`` (a heap by the time they become ready), or nowhere (no URLs,
-or saturated; release() or submit() brings them back).
+when it has waiting URLs, fewer than ``per_host`` leases out (its own, where ``paces``
+sets one), its robots.txt policy is known, and its delay since the last request has
+passed. Hosts are kept in three places so that ``lease()`` never scans every host:
+``_eligible`` (ready now, served round-robin), ``_timed`` (a heap by the time they
+become ready), or nowhere (no URLs, or saturated; release() or submit() brings them back).
 
 Every public method takes ``self._lock``: the crawler calls in from many threads without
 a lock of its own. Leases of an in-process frontier expire only with the process (and
@@ -21,10 +21,11 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..._errors import FrontierError
+from ...state._jobs import HostPace, pace_for
 from .._urls import host_key
 from ._base import (
     MAX_HOLD,
@@ -68,6 +69,7 @@ class _Host:
     in_flight: int = 0
     next_at: float = 0.0
     delay: float = 0.0
+    limit: int = 8  # leases out at most: the crawl's per_host, or the host's own
     policy: HostPolicy | None = None
     robots_pending: bool = True  # until a policy is released; False with robots off
     robots_asked: bool = False
@@ -90,12 +92,15 @@ class MemoryFrontier:
         per_host: int = 8,
         delay: float = 0.0,
         robots: bool = True,
+        paces: Mapping[str, HostPace] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if per_host < 1:
             raise ValueError("per_host must be >= 1")
         self.per_host = per_host
         self.delay = delay
+        # Host pattern -> its own per_host and delay (state._jobs.pace_for matches them).
+        self.paces = dict(paces or {})
         self.robots = robots
         self._clock = clock
         self._lock = threading.Lock()
@@ -149,7 +154,13 @@ class MemoryFrontier:
     def _host(self, name: str) -> _Host:
         host = self._hosts.get(name)
         if host is None:
-            host = _Host(name, delay=self.delay, robots_pending=self.robots)
+            pace = pace_for(self.paces, name)
+            host = _Host(
+                name,
+                delay=self.delay if pace.delay is None else pace.delay,
+                limit=pace.per_host or self.per_host,
+                robots_pending=self.robots,
+            )
             self._hosts[name] = host
         return host
 
@@ -167,7 +178,7 @@ class MemoryFrontier:
 
     def _relist(self, host: _Host, now: float) -> None:
         """Put a host where lease() will find it, if it could give out a job."""
-        if host.listed or host.in_flight >= self.per_host or host.next_at == math.inf:
+        if host.listed or host.in_flight >= host.limit or host.next_at == math.inf:
             return
         if host.robots_pending:
             if host.robots_asked:
@@ -219,7 +230,7 @@ class MemoryFrontier:
         while eligible and len(jobs) < limit:
             host = eligible.popleft()
             host.listed = False
-            if host.in_flight >= self.per_host:
+            if host.in_flight >= host.limit:
                 continue
             if host.next_at > now:
                 self._relist(host, now)

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._errors import FrontierError
+from ...state._jobs import HostPace
 from ._base import (
     MAX_HOLD,
     Candidate,
@@ -109,6 +110,7 @@ class RedisFrontier:
         per_host: int = 8,
         delay: float = 0.0,
         robots: bool = True,
+        paces: Mapping[str, HostPace] | None = None,
         lease_ttl: float = 60.0,
         reconnect_for: float = 30.0,
         allow_weak_durability: bool = False,
@@ -133,6 +135,7 @@ class RedisFrontier:
             per_host=per_host,
             delay=delay,
             robots=robots,
+            paces=paces,
             lease_ttl=lease_ttl,
             reconnect_for=reconnect_for,
             allow_weak_durability=allow_weak_durability,

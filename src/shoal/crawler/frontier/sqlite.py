@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ...state import DONE, FAILED, FingerprintSet, RunCounts, StateStore, UrlRow, fingerprint
+from ...state._jobs import HostPace
 from ...state._store import FetchNote
 from ._base import MAX_HOLD, Committed, JobKind, Outcome
 from .memory import MemoryFrontier, _Host, _Job
@@ -43,10 +44,11 @@ class SqliteFrontier(MemoryFrontier):
         per_host: int = 8,
         delay: float = 0.0,
         robots: bool = True,
+        paces: Mapping[str, HostPace] | None = None,
         memory_limit: int = 50_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(per_host=per_host, delay=delay, robots=robots, clock=clock)
+        super().__init__(per_host=per_host, delay=delay, robots=robots, paces=paces, clock=clock)
         self.store = store
         self.memory_limit = memory_limit
         self._fps = FingerprintSet()

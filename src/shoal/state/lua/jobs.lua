@@ -62,14 +62,43 @@ end
 local PARK = -2
 local PARKED_UNTIL = 1125899906842624
 
+-- A host seen for the first time: with robots off its policy is known ('none'); a host
+-- pattern of the crawl (P paces, from INIT) gives it its own limit and delay, 'name:port'
+-- before 'name' field by field, as pace_for does in shoal/state/_jobs.py. Costs nothing in
+-- a crawl without patterns, and one HMGET per new host in one with them.
+local function new_host(host)
+  local hk = P .. 'h:' .. host
+  if not CFG.robots then redis.call('HSET', hk, 'pol', 'none') end
+  if not CFG.paces then return end
+  local scheme, rest = string.match(host, '^(%a+)://(.*)$')
+  if not rest then return end
+  local name, port = string.match(rest, '^(.*):(%d+)$')
+  if not name then
+    name = rest
+    if scheme == 'https' then port = '443' else port = '80' end
+  end
+  port = tostring(tonumber(port))
+  local v = redis.call('HMGET', P .. 'paces', name .. ':' .. port, name)
+  local limit, delay = nil, nil
+  for i = 1, 2 do
+    if v[i] then
+      local l, d = string.match(v[i], '^(-?%d+) (-?%d+)$')
+      if not limit and tonumber(l) >= 0 then limit = l end
+      if not delay and tonumber(d) >= 0 then delay = d end
+    end
+  end
+  if limit then redis.call('HSET', hk, 'limit', limit) end
+  if delay then redis.call('HSET', hk, 'delay', delay) end
+end
+
 -- Put a host in READY (scored by its next allowed start) if it can give out a job now or
 -- later on the clock alone, and take it out otherwise (no URLs, all slots busy, or its
 -- robots.txt is being fetched). Only a change to one of those moves a host in or out, so
 -- callers skip this when they know none happened.
 local function schedule(host)
   local hk = P .. 'h:' .. host
-  local f = redis.call('HMGET', hk, 'inflight', 'pol', 'asked', 'next')
-  local can = num(f[1], 0) < CFG.limit and redis.call('LLEN', P .. 'q:' .. host) > 0
+  local f = redis.call('HMGET', hk, 'inflight', 'pol', 'asked', 'next', 'limit')
+  local can = num(f[1], 0) < num(f[5], CFG.limit) and redis.call('LLEN', P .. 'q:' .. host) > 0
   if can and not f[2] then can = f[3] ~= '1' end
   if can and num(f[4], 0) >= PARKED_UNTIL then can = false end
   if can then
@@ -153,9 +182,7 @@ local function admit(args, first, n)
       -- its host is known: only a push to an empty queue can bring a new host.
       if len == count then
         touched[host] = true
-        if count == 1 and redis.call('SADD', P .. 'hosts', host) == 1 and not CFG.robots then
-          redis.call('HSET', P .. 'h:' .. host, 'pol', 'none')
-        end
+        if count == 1 and redis.call('SADD', P .. 'hosts', host) == 1 then new_host(host) end
       end
     end
   end
@@ -186,7 +213,6 @@ end
 -- will not wait on a clock or the stream: the two times are then -1 and 0 and the event id
 -- is '0-0' unless this call made one.
 local function lease_jobs(out, worker, epoch, n, budget, ttl, now)
-  local limit = CFG.limit
   sweep(now)
   local taken, fresh, skipped, examined, robots = 0, 0, 0, 0, 0
   local hosts_got, entries_got = {}, {}
@@ -207,8 +233,9 @@ local function lease_jobs(out, worker, epoch, n, budget, ttl, now)
     for _, host in ipairs(hosts) do
       examined = examined + 1
       local hk = P .. 'h:' .. host
-      local f = redis.call('HMGET', hk, 'inflight', 'pol', 'asked', 'delay', 'rattempt')
+      local f = redis.call('HMGET', hk, 'inflight', 'pol', 'asked', 'delay', 'rattempt', 'limit')
       local inflight = num(f[1], 0)
+      local limit = num(f[6], CFG.limit)
       if inflight >= limit then
         redis.call('ZREM', READY, host)
       elseif not f[2] then

@@ -16,14 +16,18 @@
 --                         seen set shape: sl (level), ss (split), st (target), sn (count);
 --                         wt (ms: until then a worker may wait on events); tclock (ms:
 --                         tests only, the crawl's clock held still, as a MemoryFrontier's
---                         clock= is; absent in a real crawl: the server's TIME)
+--                         clock= is; absent in a real crawl: the server's TIME); hp (1:
+--                         the crawl has host patterns in P paces)
 --   P s:<b>        SET    seen fingerprints of bucket b, as signed 64-bit ints: an intset
 --   P hosts        SET    every host ('scheme://host[:port]') ever queued
+--   P paces        HASH   host pattern ('name' or 'name:port') -> '<per_host> <delay ms>'
+--                         (-1: the crawl's), set by INIT; copied to a host's hash when
+--                         the host is first seen (new_host)
 --   P parked       SET    hosts not asked again in this crawl (a Retry-After past MAX_HOLD)
 --   P h:<host>     HASH   inflight, next (ms: earliest next start), delay (ms, if not the
---                         crawl's), pol (none|txt; absent: robots.txt unknown), rtxt,
---                         cdelay, asked (1 while its robots job is out), rattempt, dl, done,
---                         failed
+--                         crawl's), limit (jobs in flight at most, if not the crawl's),
+--                         pol (none|txt; absent: robots.txt unknown), rtxt, cdelay,
+--                         asked (1 while its robots job is out), rattempt, dl, done, failed
 --   P q:<host>     LIST   the host's queued entries, front first
 --   P ready        ZSET   host -> next start (ms), for hosts that can give out a job
 --   P delayed      ZSET   '<host>\n<entry>' -> when a retry may go back to its queue (ms)
@@ -92,12 +96,12 @@ end
 -- has no state (see register).
 local function load_meta()
   local m = redis.call('HMGET', META, 'version', 'per_host', 'delay', 'robots', 'sl', 'ss',
-    'st', 'sn', 'due', 'wt', 'tclock')
+    'st', 'sn', 'due', 'wt', 'tclock', 'hp')
   if not m[1] then return nil end
   CFG = {limit = tonumber(m[2]), delay = tonumber(m[3]), robots = m[4] == '1',
     level = tonumber(m[5]), split = tonumber(m[6]), target = tonumber(m[7]),
     count = tonumber(m[8]), due = num(m[9], nil), waiters = num(m[10], 0),
-    clock = num(m[11], nil)}
+    clock = num(m[11], nil), paces = m[12] == '1'}
   return CFG
 end
 

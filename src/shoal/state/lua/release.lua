@@ -60,7 +60,9 @@ register('release', function(args)
     local inflight = redis.call('HINCRBY', hk, 'inflight', '-1')
     -- A host below its limit before this release was ready (or not) for reasons this
     -- release leaves alone; one at its limit may be ready now.
-    local moved = inflight == CFG.limit - 1
+    local limit = CFG.limit
+    if CFG.paces then limit = num(redis.call('HGET', hk, 'limit'), limit) end
+    local moved = inflight == limit - 1
     if hold_ms >= 0 then
       hold_until(hk, now + hold_ms)
       moved = true
