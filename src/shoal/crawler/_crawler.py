@@ -176,7 +176,7 @@ class Crawler:
             follow links from new and changed pages, and append one record per URL with
             ``run`` and ``change`` (``new``, ``changed``, ``unchanged``, ``gone``;
             ``disallowed`` if robots.txt now says so). Running it again after an
-            interruption finishes that run. Needs a state file; not CSV output, for now.
+            interruption finishes that run. Needs a state file.
         revisit_after: With ``recrawl``: seconds; only URLs last fetched longer ago are
             revisited (a run with none due adds nothing and says when the next is due).
 
@@ -470,7 +470,7 @@ class Crawler:
             )
             self._writer = session.open(
                 self.identity(),
-                self.record_fields,
+                self._records.columns,
                 header_from_first_record=self._records.on_page is not None,
             )
         except BaseException:
@@ -991,11 +991,6 @@ def _check_recrawl(
         raise UsageError.naming(
             "{recrawl} needs a state file: the one an earlier crawl to a file output left "
             "(-o FILE keeps FILE.state.sqlite)"
-        )
-    if "csv" in formats:
-        raise UsageError.naming(
-            "{recrawl} does not write CSV yet (a CSV's header, written by the first run, has "
-            "no run and change columns): use -o FILE.jsonl, FILE.sqlite or FILE.warc.gz"
         )
 
 

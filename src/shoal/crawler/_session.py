@@ -21,7 +21,15 @@ from ._options import CrawlOptions
 from ._shared import not_a_file
 from ._stats import CrawlResult
 from .frontier import Frontier, SqliteFrontier
-from .output import CrawlSink, Output, OutputFile, claim_output, is_stream_path, open_output
+from .output import (
+    CrawlSink,
+    Output,
+    OutputFile,
+    check_recrawl,
+    claim_output,
+    is_stream_path,
+    open_output,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +133,10 @@ class RunSession:
                 if not fresh:
                     resume_at = list(self.store.output_offsets())
                     if opts.recrawl:
+                        # Before the state moves on to the next run: an output that
+                        # cannot take it is refused with both files as they were.
+                        for claim, fmt in zip(claims, self.formats, strict=True):
+                            check_recrawl(claim, fmt)
                         self._start_recrawl(self.store)
                     generation = self.generation = self.store.generation
                     if generation > 1:
