@@ -124,8 +124,7 @@ class Jobs:
             return self._do_sitemap(job)
         release, commit = self._do_page(job)
         if self._revisit is not None and commit is not None:
-            # Every record of a recrawl run names it (a held-back one has no change: its
-            # URL stays queued and is fetched later in the same run).
+            # Every record of a recrawl run names it.
             for record in commit.records:
                 record.setdefault("run", self._revisit.run)
                 record.setdefault("change", None)
@@ -207,10 +206,15 @@ class Jobs:
             with self._lock:
                 self.result.notes.append(rules.note)
         if rules.error is not None:
+            later = (
+                "that host's URLs stay queued: run the same command again to retry them"
+                if self._revisit is None
+                else "that host's URLs are recorded as failed in this run; the next "
+                "--recrawl revisits them"
+            )
             with self._lock:
                 self.result.notes.append(
-                    f"{job.url} could not be fetched ({rules.error}: {rules.detail}); "
-                    "that host's URLs stay queued: run the same command again to retry them"
+                    f"{job.url} could not be fetched ({rules.error}: {rules.detail}); {later}"
                 )
         sitemap_jobs: list[Candidate] = []
         if self.options.use_sitemaps:
@@ -565,7 +569,13 @@ class Jobs:
 
     def _held_back(self, job: Lease, rules: RobotsRules) -> tuple[Release, Commit]:
         """A URL whose host's robots.txt could not be fetched: a record saying why, but
-        the URL is not finished in the state (DEFER), so running again retries it."""
+        the URL is not finished in the state (DEFER), so running again retries it.
+
+        In a recrawl run the URL is finished as ``failed`` instead, its one record of the
+        run: left queued, it would be fetched when the run is next resumed and recorded
+        again in the same run, and a robots.txt that stays down would hold the run open
+        (no later run would revisit any other host). The state keeps its last capture,
+        so the next run compares with that."""
         assert rules.error is not None
         detail = rules.detail
         if not detail.startswith("robots.txt"):
@@ -575,6 +585,20 @@ class Jobs:
             r = self.result
             r.pages += 1
             r.errors[rules.error] += 1  # the cause is told once, in the summary's notes
+        if self._revisit is not None:
+            prior = self._revisit.prior(fingerprint(job.url))
+            self._visited(job, prior)  # a visit, as a failed fetch is (--revisit-after)
+            record.update(run=self._revisit.run, change="failed")
+            commit = Commit(
+                [record],
+                finished=job,
+                state=Outcome.FAILED,
+                status=None if prior is None else prior.status,  # the last good capture's
+                page=True,
+                error=rules.error,
+                change="failed",
+            )
+            return Release(Outcome.FAILED), commit
         commit = Commit([record], finished=job, state=Outcome.DEFER, page=True, error=rules.error)
         return Release(Outcome.FAILED), commit
 
