@@ -41,7 +41,7 @@ from ._records import PageCallback, Records
 from ._session import RunSession, progress_enabled, state_path_for
 from ._shared import LEASE_TTL, SharedCrawl, check_shared, connect_shared
 from ._stats import CrawlResult
-from ._urls import Scope, parse_start_url
+from ._urls import Scope, host_key, parse_start_url
 from .frontier import (
     Candidate,
     Frontier,
@@ -526,6 +526,10 @@ class Crawler:
                 added = self.frontier.submit([Candidate(url) for url in self.start_urls])
                 with self._lock:
                     self.result.discovered += len(added)
+                read_robots = getattr(self.frontier, "read_robots", None)
+                if session.lastmod_only and read_robots is not None:
+                    # Nothing is queued: the start hosts' robots.txt leads to their sitemaps.
+                    read_robots(sorted({host_key(url) for url in self.start_urls}))
                 self._writer.write(Commit())  # the start URLs reach the state file now
                 self._dispatch()
                 self._join()

@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _RETRYABLE_ERRORS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION})
 _MAX_BACKOFF = 60.0
+# A sitemap <lastmod> later than now by more than this is not a modification time (a
+# clock this far off, or a made-up date): ignored.
+_LASTMOD_SKEW = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,7 @@ class Jobs:
         self.crawl_delays: dict[str, float] = {}  # robots.txt Crawl-delay, where given
         self._sitemaps_queued = 0
         self._sitemap_pages = 0
+        self._lastmod_revisits = 0  # pages a sitemap's <lastmod> moved up in this run
         self._robots_agent = product_token(options.user_agent)
         # HTTPFetcher hands the gate canonical URLs: its hops are not canonicalized twice.
         self._canonical_hops = type(fetcher) is HTTPFetcher
@@ -310,7 +314,9 @@ class Jobs:
                     return Release(Outcome.RETRY, verdict.retry_in, verdict.hold_for), hold
                 return Release(Outcome.FAILED, hold_host_for=verdict.hold_for), hold
             return Release(Outcome.FAILED), None
-        pages, sitemaps = parse_sitemap(fetched.body, self.options.max_bytes)
+        pages, sitemaps, lastmods = parse_sitemap(fetched.body, self.options.max_bytes)
+        if self._revisit is not None:
+            self._revisit_changed(job, pages, lastmods)
         jobs = [Candidate(u, 0, job.url) for u in _canonical(pages) if self.scope.allows(u)]
         # A sitemap job's depth is its nesting below robots.txt (sitemaps have no link depth).
         nested = job.depth + 1
@@ -331,6 +337,35 @@ class Jobs:
         self._log_sitemap_cap(skipped)
         # An empty commit: the new URLs reach the state file now, not with the next page.
         return Release(Outcome.DONE), (Commit() if added else None)
+
+    def _revisit_changed(
+        self, job: Lease, pages: list[str], lastmods: Sequence[float | None]
+    ) -> None:
+        """A recrawl: the sitemap's pages whose <lastmod> is newer than their last fetch
+        are revisited first (moved to the front of their host's queue), and in this run
+        even if --revisit-after has not made them due. A lastmod in the future is not a
+        modification time: ignored. At most --max-pages of them per run."""
+        revisit_first = getattr(self.frontier, "revisit_first", None)
+        if revisit_first is None:
+            return  # a frontier without it (Redis) revisits in its own order
+        latest = time.time() + _LASTMOD_SKEW
+        changed: list[tuple[str, float]] = []
+        for url, lastmod in zip(pages, lastmods, strict=True):
+            if lastmod is None or lastmod > latest:
+                continue
+            for canonical in _canonical([url]):
+                if self.scope.allows(canonical):
+                    changed.append((canonical, lastmod))
+        if not changed:
+            return
+        with self._lock:
+            room = max(0, self.options.max_pages - self._lastmod_revisits)
+            self._lastmod_revisits += room  # reserved; the unused part is given back below
+        moved = revisit_first(changed[:room]) if room else 0
+        with self._lock:
+            self._lastmod_revisits -= room - moved
+        if moved:
+            logger.info("sitemap %s: %d page(s) changed since their last fetch", job.url, moved)
 
     # -- pages ---------------------------------------------------------------------------
 
