@@ -157,6 +157,8 @@ def test_a_recrawl_refuses_a_csv_without_run_columns(
     assert "run" not in out.read_text().split("\n", 1)[0].split(",")
     assert len(rows(out)) == 8 and all(None not in r for r in rows(out))
     assert "drops fields" not in caplog.text
+    read = list(OutputReader(out))  # the report reads this shape too: no run, run 1's
+    assert len(read) == 8 and all(r.get("run") is None for r in read)
     before = out.read_bytes()
 
     cmd = [sys.executable, "-m", "shoal", "crawl", site.url("/"), "-o", str(out), "--recrawl"]
@@ -186,3 +188,20 @@ def test_a_recrawl_refuses_a_csv_without_run_columns(
     crawl(site, out, fresh=True)
     crawl(site, out, recrawl=True)
     assert len(csv_run(out, 2)) == 8
+
+
+def test_combine_joins_csv_parts_with_run_columns(site: VersionedSite, tmp_path: Path) -> None:
+    from shoal import StateError
+    from shoal.state import combine_parts
+
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    crawl(site, a)
+    crawl(site, b)
+    joined = tmp_path / "all.csv"
+    combine_parts([(a, a.stat().st_size), (b, b.stat().st_size)], joined)
+    assert len(rows(joined)) == 16 and {r["run"] for r in rows(joined)} == {"1"}
+    assert {r["run"] for r in OutputReader(joined)} == {1}
+    # A part an older shoal wrote (no run and change columns) has another header: refused.
+    _as_older_shoal_wrote_it(b)
+    with pytest.raises(StateError, match="another CSV header"):
+        combine_parts([(a, a.stat().st_size), (b, b.stat().st_size)], tmp_path / "x.csv")
