@@ -330,7 +330,6 @@ def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: 
 @pytest.mark.parametrize(
     ("kw", "says"),
     [
-        ({"output": "x.csv"}, "recrawl does not write CSV yet"),
         ({"output": "x.jsonl", "state": None}, "recrawl needs a state file"),
         ({"output": None}, "recrawl needs a state file"),
         (
@@ -356,7 +355,8 @@ def test_the_command_line_refuses_with_the_flag_names(tmp_path: Path) -> None:
             "crawl",
             "http://127.0.0.1:1/",
             "-o",
-            str(tmp_path / "x.csv"),
+            str(tmp_path / "x.jsonl"),
+            "--no-state",
             "--recrawl",
         ],
         stderr=subprocess.PIPE,
@@ -364,7 +364,7 @@ def test_the_command_line_refuses_with_the_flag_names(tmp_path: Path) -> None:
         timeout=60,
     )
     assert proc.returncode == 2
-    assert "--recrawl does not write CSV yet" in proc.stderr
+    assert "--recrawl needs a state file" in proc.stderr
 
 
 def test_sqlite_output_adds_each_runs_rows_and_a_latest_view(

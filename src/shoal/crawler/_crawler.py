@@ -43,7 +43,7 @@ from ._records import PageCallback, Records
 from ._session import RunSession, progress_enabled, state_path_for
 from ._shared import LEASE_TTL, SharedCrawl, check_shared, connect_shared
 from ._stats import CrawlResult
-from ._urls import Scope, parse_start_url
+from ._urls import Scope, host_key, parse_start_url
 from .frontier import (
     Candidate,
     Frontier,
@@ -193,7 +193,7 @@ class Crawler:
             follow links from new and changed pages, and append one record per URL with
             ``run`` and ``change`` (``new``, ``changed``, ``unchanged``, ``gone``;
             ``disallowed`` if robots.txt now says so). Running it again after an
-            interruption finishes that run. Needs a state file; not CSV output, for now.
+            interruption finishes that run. Needs a state file.
         revisit_after: With ``recrawl``: seconds; only URLs last fetched longer ago are
             revisited (a run with none due adds nothing and says when the next is due).
         hosts: Settings per host: a host name (every port of it) or ``name:port`` ->
@@ -504,7 +504,7 @@ class Crawler:
             )
             self._writer = session.open(
                 self.identity(),
-                self.record_fields,
+                self._records.columns,
                 header_from_first_record=self._records.on_page is not None,
             )
         except BaseException:
@@ -561,6 +561,10 @@ class Crawler:
                 added = self.frontier.submit([Candidate(url) for url in self.start_urls])
                 with self._lock:
                     self.result.discovered += len(added)
+                read_robots = getattr(self.frontier, "read_robots", None)
+                if session.lastmod_only and read_robots is not None:
+                    # Nothing is queued: the start hosts' robots.txt leads to their sitemaps.
+                    read_robots(sorted({host_key(url) for url in self.start_urls}))
                 self._writer.write(Commit())  # the start URLs reach the state file now
                 self._dispatch()
                 self._join()
@@ -1027,11 +1031,6 @@ def _check_recrawl(
         raise UsageError.naming(
             "{recrawl} needs a state file: the one an earlier crawl to a file output left "
             "(-o FILE keeps FILE.state.sqlite)"
-        )
-    if "csv" in formats:
-        raise UsageError.naming(
-            "{recrawl} does not write CSV yet (a CSV's header, written by the first run, has "
-            "no run and change columns): use -o FILE.jsonl, FILE.sqlite or FILE.warc.gz"
         )
 
 

@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _RETRYABLE_ERRORS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION})
 _MAX_BACKOFF = 60.0
+# A sitemap <lastmod> later than now by more than this is not a modification time (a
+# clock this far off, or a made-up date): ignored.
+_LASTMOD_SKEW = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,7 @@ class Jobs:
         self.crawl_delays: dict[str, float] = {}  # robots.txt Crawl-delay, where given
         self._sitemaps_queued = 0
         self._sitemap_pages = 0
+        self._lastmod_revisits = 0  # pages a sitemap's <lastmod> moved up in this run
         self._robots_agent = product_token(options.user_agent)
         # HTTPFetcher hands the gate canonical URLs: its hops are not canonicalized twice.
         self._canonical_hops = type(fetcher) is HTTPFetcher
@@ -127,8 +131,7 @@ class Jobs:
             return self._do_sitemap(job)
         release, commit = self._do_page(job)
         if self._revisit is not None and commit is not None:
-            # Every record of a recrawl run names it (a held-back one has no change: its
-            # URL stays queued and is fetched later in the same run).
+            # Every record of a recrawl run names it.
             for record in commit.records:
                 record.setdefault("run", self._revisit.run)
                 record.setdefault("change", None)
@@ -217,10 +220,15 @@ class Jobs:
             with self._lock:
                 self.result.notes.append(rules.note)
         if rules.error is not None:
+            later = (
+                "that host's URLs stay queued: run the same command again to retry them"
+                if self._revisit is None
+                else "that host's URLs are recorded as failed in this run; the next "
+                "--recrawl revisits them"
+            )
             with self._lock:
                 self.result.notes.append(
-                    f"{job.url} could not be fetched ({rules.error}: {rules.detail}); "
-                    "that host's URLs stay queued: run the same command again to retry them"
+                    f"{job.url} could not be fetched ({rules.error}: {rules.detail}); {later}"
                 )
         sitemap_jobs: list[Candidate] = []
         if self.options.use_sitemaps:
@@ -316,7 +324,9 @@ class Jobs:
                     return Release(Outcome.RETRY, verdict.retry_in, verdict.hold_for), hold
                 return Release(Outcome.FAILED, hold_host_for=verdict.hold_for), hold
             return Release(Outcome.FAILED), None
-        pages, sitemaps = parse_sitemap(fetched.body, self.options.max_bytes)
+        pages, sitemaps, lastmods = parse_sitemap(fetched.body, self.options.max_bytes)
+        if self._revisit is not None:
+            self._revisit_changed(job, pages, lastmods)
         jobs = [Candidate(u, 0, job.url) for u in _canonical(pages) if self.scope.allows(u)]
         # A sitemap job's depth is its nesting below robots.txt (sitemaps have no link depth).
         nested = job.depth + 1
@@ -337,6 +347,35 @@ class Jobs:
         self._log_sitemap_cap(skipped)
         # An empty commit: the new URLs reach the state file now, not with the next page.
         return Release(Outcome.DONE), (Commit() if added else None)
+
+    def _revisit_changed(
+        self, job: Lease, pages: list[str], lastmods: Sequence[float | None]
+    ) -> None:
+        """A recrawl: the sitemap's pages whose <lastmod> is newer than their last fetch
+        are revisited first (moved to the front of their host's queue), and in this run
+        even if --revisit-after has not made them due. A lastmod in the future is not a
+        modification time: ignored. At most --max-pages of them per run."""
+        revisit_first = getattr(self.frontier, "revisit_first", None)
+        if revisit_first is None:
+            return  # a frontier without it (Redis) revisits in its own order
+        latest = time.time() + _LASTMOD_SKEW
+        changed: list[tuple[str, float]] = []
+        for url, lastmod in zip(pages, lastmods, strict=True):
+            if lastmod is None or lastmod > latest:
+                continue
+            for canonical in _canonical([url]):
+                if self.scope.allows(canonical):
+                    changed.append((canonical, lastmod))
+        if not changed:
+            return
+        with self._lock:
+            room = max(0, self.options.max_pages - self._lastmod_revisits)
+            self._lastmod_revisits += room  # reserved; the unused part is given back below
+        moved = revisit_first(changed[:room]) if room else 0
+        with self._lock:
+            self._lastmod_revisits -= room - moved
+        if moved:
+            logger.info("sitemap %s: %d page(s) changed since their last fetch", job.url, moved)
 
     # -- pages ---------------------------------------------------------------------------
 
@@ -575,7 +614,13 @@ class Jobs:
 
     def _held_back(self, job: Lease, rules: RobotsRules) -> tuple[Release, Commit]:
         """A URL whose host's robots.txt could not be fetched: a record saying why, but
-        the URL is not finished in the state (DEFER), so running again retries it."""
+        the URL is not finished in the state (DEFER), so running again retries it.
+
+        In a recrawl run the URL is finished as ``failed`` instead, its one record of the
+        run: left queued, it would be fetched when the run is next resumed and recorded
+        again in the same run, and a robots.txt that stays down would hold the run open
+        (no later run would revisit any other host). The state keeps its last capture,
+        so the next run compares with that."""
         assert rules.error is not None
         detail = rules.detail
         if not detail.startswith("robots.txt"):
@@ -585,6 +630,20 @@ class Jobs:
             r = self.result
             r.pages += 1
             r.errors[rules.error] += 1  # the cause is told once, in the summary's notes
+        if self._revisit is not None:
+            prior = self._revisit.prior(fingerprint(job.url))
+            self._visited(job, prior)  # a visit, as a failed fetch is (--revisit-after)
+            record.update(run=self._revisit.run, change="failed")
+            commit = Commit(
+                [record],
+                finished=job,
+                state=Outcome.FAILED,
+                status=None if prior is None else prior.status,  # the last good capture's
+                page=True,
+                error=rules.error,
+                change="failed",
+            )
+            return Release(Outcome.FAILED), commit
         commit = Commit([record], finished=job, state=Outcome.DEFER, page=True, error=rules.error)
         return Release(Outcome.FAILED), commit
 

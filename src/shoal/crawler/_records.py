@@ -18,7 +18,7 @@ from typing import Any
 from .._errors import UsageError
 from ._fetch import Fetched
 from ._page import Page
-from ._schema import RECORD_FIELDS
+from ._schema import RECORD_FIELDS, RUN_FIELDS
 from ._urls import LinkResolver
 from .frontier import Lease
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 # of an output begun by an older shoal still fits (SQLite keeps them in its ``data``).
 PAGE_FIELDS = ("truncated", "robots")
 # Names --extract may not take: they would overwrite (or, in CSV, repeat) a record field.
-_RESERVED = (*RECORD_FIELDS, *PAGE_FIELDS, "body", "body_sha256")
+_RESERVED = (*RECORD_FIELDS, *PAGE_FIELDS, *RUN_FIELDS, "body", "body_sha256")
 
 # What a page callback may give back: records (dicts) to write and URLs (str) to follow.
 PageCallback = Callable[[Page], Iterable[Any] | dict[str, Any] | None]
@@ -52,9 +52,16 @@ class Records:
 
     @property
     def fields(self) -> list[str]:
-        """The CSV header: standard fields, then the optional and extracted ones."""
+        """A record's fields: standard fields, then the optional and extracted ones."""
         extra = ["body", "body_sha256"] if self.save_bodies else []
         return [*RECORD_FIELDS, *PAGE_FIELDS, *extra, *self.extractors]
+
+    @property
+    def columns(self) -> list[str]:
+        """The CSV header: the standard fields, a recrawl's (run and change), then the
+        optional and extracted ones."""
+        extra = ["body", "body_sha256"] if self.save_bodies else []
+        return [*RECORD_FIELDS, *PAGE_FIELDS, *RUN_FIELDS, *extra, *self.extractors]
 
     def build(
         self, job: Lease, fetched: Fetched, page: Page | None, error: str | None

@@ -3,7 +3,7 @@ the outputs (``output``) lay out as columns. Its own module so neither imports t
 
 from __future__ import annotations
 
-__all__ = ["RECORD_FIELDS"]
+__all__ = ["RECORD_FIELDS", "RUN_FIELDS"]
 
 RECORD_FIELDS = (
     "url",
@@ -19,3 +19,9 @@ RECORD_FIELDS = (
     "error",
     "error_detail",
 )
+
+# A recrawl's fields (#19): the run a record belongs to (1, then one more per --recrawl)
+# and what became of its URL since the last run (new, changed, unchanged, gone, ...).
+# Not in RECORD_FIELDS: a JSONL record of the first run has neither (no run means run 1),
+# while a CSV has the columns from its first row on (its header cannot grow later).
+RUN_FIELDS = ("run", "change")

@@ -21,7 +21,15 @@ from ._options import CrawlOptions
 from ._shared import not_a_file
 from ._stats import CrawlResult
 from .frontier import Frontier, SqliteFrontier
-from .output import CrawlSink, Output, OutputFile, claim_output, is_stream_path, open_output
+from .output import (
+    CrawlSink,
+    Output,
+    OutputFile,
+    check_recrawl,
+    claim_output,
+    is_stream_path,
+    open_output,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +75,9 @@ class RunSession:
         self.earlier_pages = 0  # pages earlier runs of this crawl finished (not held back)
         # The crawl's run as records name it: 1, then one more per --recrawl.
         self.generation = 1
+        # A recrawl run begun with nothing due under --revisit-after, to read the sitemaps
+        # for pages changed since their last fetch; undone at the end if it found none.
+        self.lastmod_only = False
 
     @property
     def resumable(self) -> bool:
@@ -128,6 +139,10 @@ class RunSession:
                 if not fresh:
                     resume_at = list(self.store.output_offsets())
                     if opts.recrawl:
+                        # Before the state moves on to the next run: an output that
+                        # cannot take it is refused with both files as they were.
+                        for claim, fmt in zip(claims, self.formats, strict=True):
+                            check_recrawl(claim, fmt)
                         self._start_recrawl(self.store)
                     generation = self.generation = self.store.generation
                     if generation > 1:
@@ -246,26 +261,41 @@ class RunSession:
         started = store.begin_generation(None if after is None else time.time() - after)
         if started is None:
             assert after is not None
-            due = store.next_due(after)
-            when = (
-                ""
-                if due is None
-                else (
-                    " the next falls due at "
-                    + datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds")
-                    + f" (in {_span(due - time.time())})"
+            opts = self.options
+            if opts.use_sitemaps and opts.robots:
+                # A page whose sitemap <lastmod> is newer than its last fetch is due all
+                # the same: read the sitemaps in a run of their own.
+                started = store.begin_generation(time.time() - after, even_if_none_due=True)
+                assert started is not None
+                self.lastmod_only = True
+                self.announce(
+                    f"no URL was fetched over {_span(after)} ago (--revisit-after): run "
+                    f"{started} reads the sitemaps for pages changed since their last fetch"
                 )
-            )
-            self.result.already_complete = True
-            self.announce(
-                f"nothing to revisit: every URL was fetched less than {_span(after)} ago "
-                f"(--revisit-after);{when}"
-            )
+                return
+            self._nothing_due(store, after)
             return
         what = "the" if after is None else f"the due (last fetched over {_span(after)} ago)"
         self.announce(
             f"recrawl: run {started} revisits {what} {store.queued_count()} URLs the state "
             f"knows (state: {self.state_path})"
+        )
+
+    def _nothing_due(self, store: StateStore, after: float) -> None:
+        due = store.next_due(after)
+        when = (
+            ""
+            if due is None
+            else (
+                " the next falls due at "
+                + datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds")
+                + f" (in {_span(due - time.time())})"
+            )
+        )
+        self.result.already_complete = True
+        self.announce(
+            f"nothing to revisit: every URL was fetched less than {_span(after)} ago "
+            f"(--revisit-after);{when}"
         )
 
     def _announce_resume(self, store: StateStore) -> None:
@@ -305,6 +335,12 @@ class RunSession:
         else:
             outcome = "finished"
         try:
+            # No sitemap named a changed page (or the run ended before one was revisited):
+            # the run added nothing, so the next one takes its number.
+            if self.lastmod_only and store.forget_generation() and not interrupted:
+                after = self.options.revisit_after
+                assert after is not None
+                self._nothing_due(store, after)
             store.end_run(outcome)
             r.totals = store.totals()["totals"]
             # What `shoal status` will call queued (abandoned leases included).

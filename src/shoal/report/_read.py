@@ -25,7 +25,7 @@ from .._errors import StateError, UsageError
 
 __all__ = ["OutputReader", "StateFacts", "read_state_facts"]
 
-_INT_FIELDS = ("status", "depth", "bytes")
+_INT_FIELDS = ("status", "depth", "bytes", "run")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_BODY = 64 << 20  # of a WARC page read for its links: more than any crawl keeps

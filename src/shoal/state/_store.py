@@ -43,6 +43,7 @@ __all__ = [
     "MAX_VALIDATOR",
     "FetchNote",
     "Prior",
+    "RevisitRow",
     "RunCounts",
     "StateStore",
     "UrlRow",
@@ -239,6 +240,15 @@ class UrlRow:
     spilled: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RevisitRow:
+    """A URL a sitemap says changed since its last fetch (:meth:`StateStore.revisit_rows`)."""
+
+    row: UrlRow
+    seq: int
+    queued: bool  # queued in this run (else done in an earlier one, not due now)
+
+
 def _signed(fp: int) -> int:
     return fp - (1 << 64) if fp >= (1 << 63) else fp
 
@@ -403,12 +413,15 @@ class StateStore:
         """The crawl's run number as records name it: 1, then one more per ``--recrawl``."""
         return int(self._scalar("SELECT value FROM meta WHERE key='generation'") or 1)
 
-    def begin_generation(self, fetched_before: float | None = None) -> int | None:
+    def begin_generation(
+        self, fetched_before: float | None = None, *, even_if_none_due: bool = False
+    ) -> int | None:
         """Start the next run of a recrawl, in one transaction: every URL the state knows
         (with ``fetched_before``, a wall-clock time: only those never fetched or fetched
         before it) is queued again (on disk, paged in as memory allows), keeping what its
         last fetch left (status, validators, digest) to compare with. Returns the new run's
-        number; None if no URL is due (nothing changed)."""
+        number; None if no URL is due (nothing changed), unless ``even_if_none_due`` (a
+        run that reads the sitemaps for pages changed since their last fetch)."""
         # A redirect target another URL reached (claimed) is queued too: the redirect may
         # lead elsewhere now, and a claim holds for the run that made it only.
         due = ""
@@ -419,14 +432,66 @@ class StateStore:
             cur = self._write.execute(
                 f"UPDATE urls SET state=0, spilled=1, claimed=NULL{due}", args
             )
-            if cur.rowcount == 0:
+            if cur.rowcount == 0 and not even_if_none_due:
                 return None  # the transaction changed nothing
             row = self._write.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
             generation = int(row[0]) + 1
             self._write.execute(
                 "UPDATE meta SET value=? WHERE key='generation'", (str(generation),)
             )
+            # When the run began: a URL fetched before it and changed since (a sitemap's
+            # <lastmod> says so) is revisited in it even if not due (revisit_rows).
+            self._write.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('generation_started', ?)", (repr(time.time()),)
+            )
         return generation
+
+    def forget_generation(self) -> bool:
+        """Undo a run begun ``even_if_none_due`` that revisited nothing (no record of it,
+        nothing queued): the next run takes its number. Whether it was undone."""
+        with _translated("writing the state file"), self._write:
+            row = self._write.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+            generation = int(row[0])
+            busy = self._write.execute(
+                "SELECT (SELECT count(*) FROM changes WHERE generation=?) + "
+                "(SELECT count(*) FROM urls WHERE state=0)",
+                (generation,),
+            ).fetchone()[0]
+            if busy or generation <= 1:
+                return False
+            self._write.execute(
+                "UPDATE meta SET value=? WHERE key='generation'", (str(generation - 1),)
+            )
+        return True
+
+    def revisit_rows(self, changed: Sequence[tuple[int, float]]) -> list[RevisitRow]:
+        """Of the URLs ``changed`` names (fingerprint, a sitemap's <lastmod>), those last
+        fetched before their lastmod: queued in this run, or done in an earlier run (fetched
+        before this run began: not one this run has revisited already)."""
+        found: list[RevisitRow] = []
+        with self._prior_lock, _translated("reading the state file"):
+            if self._prior_conn is None:
+                self._prior_conn = _connect(self.path)
+            conn = self._prior_conn
+            row = conn.execute("SELECT value FROM meta WHERE key='generation_started'").fetchone()
+            began = float(row[0]) if row else None
+            for i in range(0, len(changed), 250):  # two host parameters each, under 999
+                chunk = changed[i : i + 250]
+                values = ",".join("(?, ?)" for _ in chunk)
+                args = [x for fp, lastmod in chunk for x in (_signed(fp), lastmod)]
+                rows = conn.execute(
+                    f"WITH c(fp, lastmod) AS (VALUES {values}) "
+                    "SELECT u.fp, u.seq, u.url, u.host, u.depth, u.referrer, u.state, u.spilled, "
+                    "u.fetched_at FROM c JOIN urls AS u ON u.fp = c.fp "
+                    "WHERE u.fetched_at IS NOT NULL AND u.fetched_at < c.lastmod",
+                    args,
+                ).fetchall()
+                for fp, seq, url, host, depth, ref, state, spilled, fetched_at in rows:
+                    if state != QUEUED and (began is None or fetched_at >= began):
+                        continue
+                    row_ = UrlRow(_unsigned(fp), url, host, depth, ref, bool(spilled))
+                    found.append(RevisitRow(row_, seq, state == QUEUED))
+        return found
 
     def generation_pages(self) -> int:
         """URLs the current recrawl run has committed so far (its records' count)."""

@@ -62,6 +62,11 @@ class SqliteFrontier(MemoryFrontier):
         self._cursor = 0  # highest seq paged in so far
         self._empty_rechecks = 0
         self._notes: dict[str, FetchNote] = {}  # lease id -> its fetch, for its commit
+        # A recrawl's pages a sitemap's <lastmod> moved up (revisit_first): each once per
+        # process; and those taken from disk ahead of the pager, which it then skips.
+        # Both bounded by --max-pages (the caller's cap on what it moves up per run).
+        self._moved_up: set[int] = set()
+        self._early: set[int] = set()
 
     def note_fetch(self, lease_id: str, note: FetchNote) -> None:
         """What the fetch of a leased page leaves in the state (validators, digest), kept
@@ -86,8 +91,9 @@ class SqliteFrontier(MemoryFrontier):
         """Queue a new job in memory, or, when memory is full, leave it on disk."""
         if job.kind is not JobKind.PAGE:
             # Only pages reach the state file: sitemaps are found again from robots.txt
-            # after a resume, and so are the robots.txt files.
-            self._enqueue(job, front=False)
+            # after a resume, and so are the robots.txt files. A sitemap goes before its
+            # host's pages: in a recrawl, its <lastmod>s say which of them to revisit first.
+            self._enqueue(job, front=job.kind is JobKind.SITEMAP)
             return
         if self._pending >= self.memory_limit:
             job.spilled = True  # backpressure
@@ -118,10 +124,63 @@ class SqliteFrontier(MemoryFrontier):
         self._empty_rechecks = 0
         return jobs, ready_at
 
+    def read_robots(self, hosts: Sequence[str]) -> None:
+        """Ask for the robots.txt of ``hosts`` even with none of their URLs queued: a
+        recrawl run with nothing due reads their sitemaps for pages changed since."""
+        with self._lock:
+            now = self._clock()
+            for name in hosts:
+                self._relist(self._host(name), now)
+
+    def revisit_first(self, changed: Sequence[tuple[str, float]]) -> int:
+        """A recrawl: move the pages a sitemap says changed since their last fetch (URL,
+        its <lastmod>) to the front of their hosts' queues: those queued in this run
+        (in memory, or taken from disk now), and those an earlier run fetched and this one
+        would not revisit (not due under --revisit-after). How many were moved up."""
+        rows = self.store.revisit_rows([(fingerprint(url), lastmod) for url, lastmod in changed])
+        if not rows:
+            return 0
+        moved = 0
+        with self._lock:
+            in_memory: dict[str, list[int]] = {}  # host -> fingerprints to find in its queue
+            for found in rows:
+                row = found.row
+                if row.fp in self._moved_up:
+                    continue
+                if found.queued and not (row.spilled and found.seq > self._cursor):
+                    # In memory (or leased, or fetched and not committed yet: then it is
+                    # not in the queue, and stays where it is).
+                    in_memory.setdefault(row.host, []).append(row.fp)
+                    continue
+                job = _Job(row.url, row.host, row.depth, row.referrer, fp=row.fp)
+                if found.queued:  # still on disk: taken now, skipped by the pager later
+                    job.spilled = True
+                    self._early.add(row.fp)
+                    self._on_disk -= 1
+                self._moved_up.add(row.fp)
+                self._enqueue(job, front=True)
+                moved += 1
+            for name, fps in in_memory.items():
+                host = self._hosts.get(name)
+                if host is None or not host.queue:
+                    continue
+                wanted = set(fps)
+                first = [j for j in host.queue if j.fp in wanted]
+                if first:
+                    rest = [j for j in host.queue if j.fp not in wanted]
+                    host.queue.clear()
+                    host.queue.extend(first + rest)
+                    self._moved_up.update(j.fp for j in first)
+                    moved += len(first)
+        return moved
+
     def _page_in(self) -> None:
         want = self.memory_limit - self._pending
         for seq, row in self.store.page_in(self._cursor, want):
             self._cursor = seq
+            if row.fp in self._early:
+                self._early.discard(row.fp)  # taken ahead of its turn (revisit_first)
+                continue
             self._on_disk -= 1
             self._enqueue(
                 _Job(row.url, row.host, row.depth, row.referrer, fp=row.fp, spilled=True),

@@ -18,6 +18,7 @@ from ._base import (
     Exchange,
     Output,
     OutputOptions,
+    check_recrawl,
     infer_format,
     open_output,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "Output",
     "OutputFile",
     "OutputOptions",
+    "check_recrawl",
     "claim_output",
     "infer_format",
     "is_stream_path",

@@ -33,6 +33,7 @@ __all__ = [
     "Output",
     "OutputOptions",
     "RefersTo",
+    "check_recrawl",
     "infer_format",
     "open_output",
 ]
@@ -183,6 +184,15 @@ def open_output(
     )
     output: Output = module.open_format(target, options)
     return output
+
+
+def check_recrawl(target: OutputFile | None, fmt: str) -> None:
+    """Refuse (OutputError) an existing output a recrawl cannot append its runs to: a
+    format's ``check_recrawl``, if it has one (CSV: a header without run and change)."""
+    module = importlib.import_module(_MODULES[fmt], __package__)
+    check = getattr(module, "check_recrawl", None)
+    if check is not None:
+        check(target)
 
 
 class CrawlSink:
