@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from .._errors import UsageError, literal
 from .._version import __version__
 from ..http import TRANSPORTS, ProxyRules
-from ._headers import HeaderError, HeaderRules, HeadersGiven, parse_headers
 from ..state._jobs import HostPace, pace_for
+from ._headers import HeaderError, HeaderRules, HeadersGiven, parse_headers
 from ._hosts import HostSettings, host_settings, paces, settings_for
 
 __all__ = ["DEFAULT_USER_AGENT", "CrawlOptions", "OptionError", "glob_hint"]
