@@ -12,6 +12,7 @@ from ._crawler import Crawler, PageCallback
 from ._fetch import Fetched, FetcherFactory, FetchRequest, FetchSetup, HTTPFetcher, PageFetcher
 from ._options import DEFAULT_USER_AGENT, CrawlOptions
 from ._page import Page
+from ._request import Request
 from ._stats import CrawlResult
 from ._urls import Scope, canonicalize, parse_start_url
 from .frontier import (
@@ -51,6 +52,7 @@ __all__ = [
     "PageCallback",
     "PageFetcher",
     "Release",
+    "Request",
     "Scope",
     "SqliteFrontier",
     "canonicalize",

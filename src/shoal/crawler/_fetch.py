@@ -70,6 +70,14 @@ class FetchRequest:
     # Sent with the first request only (not with a redirect hop): a recrawl's conditional
     # headers (If-None-Match, If-Modified-Since), which name this URL's last capture.
     headers: Mapping[str, str] = field(default_factory=dict)
+    # A request a page callback made (shoal.Request): its method, its body (None: none),
+    # and its own headers, sent with every hop of this fetch (hops stay on the URL's
+    # origin: a redirect to another host is queued as a request of its own, without them).
+    # After a 301/302/303, a POST goes on as a GET without its body, as browsers do; a
+    # 307/308 keeps both.
+    method: str = "GET"
+    body: bytes | None = None
+    request_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +97,10 @@ class Fetched:
     detail: str = ""  # the human-readable reason behind ``error``
     retry_after: float | None = None
     truncated: bool = False  # the body is the first max_bytes of a longer one (truncate)
+    # The request that got this response (the last hop's): a WARC request record's.
+    method: str = "GET"
+    request_body: bytes | None = None
+    request_headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def content_type(self) -> str:
@@ -187,17 +199,29 @@ class HTTPFetcher:
         detail = ""
         retry_after: float | None = None
         truncated = False
+        method, sent_body = request.method, request.body
         for hop in range(self.max_redirects + 1):
             final, body = current, b""
-            sent = {**self._headers, **request.headers} if hop == 0 else self._headers
+            sent = self._sent_headers(request, hop, method)
             try:
-                response = self._transport.get(
-                    current,
-                    sent,
-                    max_bytes=request.max_bytes,
-                    deadline=deadline,
-                    truncate=request.truncate,
-                )
+                if method == "GET" and sent_body is None:
+                    response = self._transport.get(
+                        current,
+                        sent,
+                        max_bytes=request.max_bytes,
+                        deadline=deadline,
+                        truncate=request.truncate,
+                    )
+                else:
+                    response = self._transport.get(
+                        current,
+                        sent,
+                        max_bytes=request.max_bytes,
+                        deadline=deadline,
+                        truncate=request.truncate,
+                        method=method,
+                        body=sent_body,
+                    )
             except TransportError as exc:
                 error, detail = exc.kind, exc.detail
                 break
@@ -215,7 +239,9 @@ class HTTPFetcher:
                 shown = location if len(location) <= 200 else location[:200] + "..."
                 error, detail = ErrorKind.BAD_REDIRECT, f"bad Location {shown!r}: {exc}"
                 break
-            if target in (current, url) or target in redirects:
+            # A POST answered by a redirect to its own URL (post, redirect, get) is no loop.
+            to_get = status in (301, 302, 303) and method != "GET"
+            if target in redirects or (target in (current, url) and not to_get):
                 error, detail = ErrorKind.REDIRECT_LOOP, f"redirect loop at {target}"
                 break
             if hop == self.max_redirects:  # the last turn: the gate is not asked in vain
@@ -234,6 +260,9 @@ class HTTPFetcher:
                 break
             redirects.append(current)
             current = final = target
+            if to_get:
+                # As browsers (and requests) do: the form was answered, fetch the result.
+                method, sent_body = "GET", None
         else:
             error = ErrorKind.TOO_MANY_REDIRECTS
             detail = f"more than {self.max_redirects} redirects"
@@ -249,7 +278,21 @@ class HTTPFetcher:
             detail,
             retry_after,
             truncated,
+            method,
+            sent_body,
+            request.request_headers if method == request.method else {},
         )
+
+    def _sent_headers(self, request: FetchRequest, hop: int, method: str) -> dict[str, str]:
+        """The one place a fetch's headers are merged: the fetcher's own, then the
+        request's (its own, on every hop of this origin; a body's Content-Type only while
+        the body is sent), then the first hop's conditional ones."""
+        own = request.request_headers
+        if own and method != request.method:
+            own = {k: v for k, v in own.items() if k.lower() != "content-type"}
+        if hop == 0:
+            return {**self._headers, **own, **request.headers}
+        return {**self._headers, **own} if own else self._headers
 
 
 def _retry_after(value: str | None) -> float | None:

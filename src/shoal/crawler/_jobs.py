@@ -26,7 +26,8 @@ from ._gate import HopGate, robots_gate
 from ._kinds import CrawlErrorKind, http_error
 from ._options import CrawlOptions
 from ._page import Page, product_token
-from ._records import Records
+from ._records import Followed, Records
+from ._request import Request
 from ._robots import MAX_ROBOTS_BYTES, RobotsRules
 from ._sitemaps import MAX_SITEMAP_NESTING, parse_sitemap
 from ._stats import CrawlResult
@@ -48,7 +49,7 @@ class _Built:
 
     fetched: Fetched  # the response; its ``detail`` says why, if building it failed
     records: list[dict[str, object]]
-    follow: list[str]
+    follow: list[str | Followed]
     error: str | None  # the error kind, if the response is a failure
     failed_by: str | None  # what the page counts as failed by (a callback's too)
 
@@ -144,6 +145,7 @@ class Jobs:
         side: Gate = no_side_requests,
         max_hops: int | None = None,
         headers: Mapping[str, str] | None = None,
+        request: Request | None = None,
     ) -> Fetched:
         """Fetch through the crawl's fetcher, the gate kept whatever the fetcher: the
         first URL and every hop pass ``deny_private`` here, every hop the request's
@@ -162,12 +164,27 @@ class Jobs:
             max_hops=self.options.max_redirects if max_hops is None else max_hops,
             side=side,
             canonical=self._canonical_hops,
+            resubmit=request is not None and request.method != "GET",
         )
         limit = self.options.max_bytes if max_bytes is None else max_bytes
-        request = FetchRequest(
-            url, hops, limit, truncate, kind, side=hops.side, headers=headers or {}
-        )
-        fetched = self._fetcher.fetch(request)
+        if request is None:
+            asked = FetchRequest(
+                url, hops, limit, truncate, kind, side=hops.side, headers=headers or {}
+            )
+        else:
+            asked = FetchRequest(
+                url,
+                hops,
+                limit,
+                truncate,
+                kind,
+                side=hops.side,
+                headers=headers or {},
+                method=request.method,
+                body=request.body,
+                request_headers=request.headers,
+            )
+        fetched = self._fetcher.fetch(asked)
         stray = hops.stray(url, fetched)
         if stray is None:
             return hops.settle(fetched)
@@ -460,6 +477,7 @@ class Jobs:
             job.kind,
             side=_SideRequests(self, job, rules),
             headers=_conditional(prior),
+            request=None if job.request is None else Request._decode(job.url, job.request),
         )
 
     def _classify(self, job: Lease, fetched: Fetched) -> _Classified:
@@ -503,6 +521,7 @@ class Jobs:
                     max_links=self.options.max_links_per_page,
                     robots_agent=self._robots_agent,
                 )
+                page._request_fields = job.request
         try:
             records, follow, callback_failed = self._records.build(job, fetched, page, error)
             nofollow = page is not None and "nofollow" in page.robots
@@ -557,11 +576,19 @@ class Jobs:
         if delay is not None:
             self.frontier.set_delay(job.host, delay)
 
-    def _links(self, job: Lease, follow: Sequence[str]) -> tuple[Candidate, ...]:
-        """The page's in-scope links, for the frontier with the page's release."""
+    def _links(self, job: Lease, follow: Sequence[str | Followed]) -> tuple[Candidate, ...]:
+        """The page's in-scope links (and requests its callback made), for the frontier
+        with the page's release."""
         depth = job.depth + 1
         in_scope = self.scope.allows_at(depth)
-        return tuple(Candidate(url, depth, job.url) for url in follow if in_scope(url))
+        out = []
+        for item in follow:
+            if isinstance(item, str):
+                if in_scope(item):
+                    out.append(Candidate(item, depth, job.url))
+            elif in_scope(item[0]):
+                out.append(Candidate(item[0], depth, job.url, JobKind.PAGE, item[1]))
+        return tuple(out)
 
     def _held_back(self, job: Lease, rules: RobotsRules) -> tuple[Release, Commit]:
         """A URL whose host's robots.txt could not be fetched: a record saying why, but
@@ -627,8 +654,13 @@ class _Redirects:
             steps._count_off_scope(target)
             return "redirect out of scope"
         if host_key(target) != job.host:
-            # Another host has its own robots.txt and politeness: queue it there.
-            added = steps.frontier.submit([Candidate(target, job.depth, job.url)])
+            # Another host has its own robots.txt and politeness: queue it there (a
+            # request's label and meta go along; its method, body and headers do not).
+            moved = None
+            if job.request is not None:
+                moved = Request._decode(job.url, job.request)._moved(target)
+            candidate = Candidate(target, job.depth, job.url, JobKind.PAGE, moved)
+            added = steps.frontier.submit([candidate])
             if added:
                 with steps._lock:
                     steps.result.discovered += len(added)

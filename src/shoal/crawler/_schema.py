@@ -3,7 +3,7 @@ the outputs (``output``) lay out as columns. Its own module so neither imports t
 
 from __future__ import annotations
 
-__all__ = ["RECORD_FIELDS"]
+__all__ = ["RECORD_FIELDS", "REQUEST_FIELDS"]
 
 RECORD_FIELDS = (
     "url",
@@ -19,3 +19,8 @@ RECORD_FIELDS = (
     "error",
     "error_detail",
 )
+
+# In a standard record only when the page answers a request a callback made (a
+# shoal.Request) and they are not their defaults: ``method`` when not GET, ``label`` when
+# it has one. Not columns of their own (a CSV of plain URLs keeps its header).
+REQUEST_FIELDS = ("method", "label")

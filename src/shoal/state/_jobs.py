@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
-__all__ = ["Candidate", "HostPolicy", "JobKind", "Lease", "Released", "host_key"]
+__all__ = ["Candidate", "HostPolicy", "JobKind", "Lease", "Released", "host_key", "job_key"]
 
 
 class JobKind(StrEnum):
@@ -29,6 +29,17 @@ def host_key(url: str) -> str:
     return url if end < 0 else url[:end]
 
 
+def job_key(url: str, request: str | None) -> str:
+    """What a job is deduped (and fingerprinted) by: its URL for a plain GET, so a GET's
+    fingerprint never changed; a request's encoded fields (``request``, made by the
+    crawler) begin with a line naming what else tells it apart (method and body digest;
+    empty for a GET that only carries a label or meta), which is then part of the key."""
+    if request is None:
+        return url
+    ident = request[: request.find("\n")]
+    return f"{ident} {url}" if ident else url
+
+
 class Candidate(NamedTuple):
     """A URL offered to the frontier (start URL, link, redirect target, sitemap entry):
     canonical, absolute http(s), already through the crawler's scope gate. A named tuple,
@@ -39,6 +50,9 @@ class Candidate(NamedTuple):
     depth: int = 0
     referrer: str | None = None
     kind: JobKind = JobKind.PAGE
+    # A request's fields, encoded by the crawler (method, body, headers, label, meta);
+    # None for a plain GET, which costs nothing more to keep. See :func:`job_key`.
+    request: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +67,7 @@ class Lease:
     depth: int
     referrer: str | None
     attempt: int  # 1 for a first try
+    request: str | None = None  # as the Candidate's: None for a plain GET
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._errors import FrontierError
+from ...state._jobs import job_key
 from ._base import (
     MAX_HOLD,
     Candidate,
@@ -190,7 +191,7 @@ class RedisFrontier:
 
     def claim(self, lease: Lease, url: str) -> bool:
         self._mine(lease)
-        claimed = self.state.claim_for(lease.url, url)
+        claimed = self.state.claim_for(job_key(lease.url, lease.request), url)
         with self._lock:
             self._claimed.add(lease.id)
         return claimed
@@ -303,7 +304,11 @@ class RedisFrontier:
                 if lease.id not in self._held:
                     raise FrontierError(f"lease {lease.id} ({lease.url}) is not held here")
             expected = self.output_offset
-            claimed = [lease.url for lease, _, _ in finished if lease.id in self._claimed]
+            claimed = [
+                job_key(lease.url, lease.request)
+                for lease, _, _ in finished
+                if lease.id in self._claimed
+            ]
         if not items and output == expected:
             return
         # Raises StaleCommit (a FrontierError): the writer fails and the crawl stops.

@@ -1,0 +1,320 @@
+"""Requests, not only URLs (#20): shoal.Request from handlers (POST bodies, labels, meta),
+Request.from_form, routes by label and by glob, dedupe by method and body, redirects
+after a POST, the records and WARC request records of a POST. Real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+
+import shoal
+from shoal import Request, UsageError
+from shoal.crawler import Crawler, CrawlResult, Page
+from sites import Reply, Site, html
+from sites import Request as Got
+
+
+def crawl(
+    start: str | list[str], tmp_path: Path, name: str = "out.jsonl", **options: Any
+) -> tuple[CrawlResult, list[dict[str, Any]]]:
+    out = tmp_path / name
+    options.setdefault("progress", False)
+    options.setdefault("fresh", True)
+    options.setdefault("robots", False)
+    crawler = options.pop("crawler", None) or Crawler(start, output=str(out), **options)
+    result = crawler.run()
+    if out.suffix == ".jsonl":
+        return result, [json.loads(line) for line in out.read_text().splitlines()]
+    return result, []
+
+
+SEARCH_FORM = """<html><head><title>search</title></head><body>
+<form action="/search" method="post">
+  <input type="hidden" name="csrf" value="tok-123">
+  <input type="text" name="q" value="">
+  <select name="sort"><option value="new">new</option><option value="old" selected>old</option></select>
+  <input type="checkbox" name="instock" value="yes" checked>
+  <input type="checkbox" name="sale" value="yes">
+  <input type="text" name="off" value="x" disabled>
+  <textarea name="note">hello</textarea>
+  <input type="submit" name="go" value="Search">
+  <input type="submit" name="other" value="Other">
+</form></body></html>"""
+
+
+def search_site(site: Site) -> None:
+    """/ has a search form (POST, CSRF token); /search answers per body with links to
+    products; products are /product/N."""
+
+    def search(req: Got) -> Reply:
+        if req.method != "POST":
+            return Reply(405, "POST only")
+        form = parse_qs(req.body.decode())
+        if form.get("csrf") != ["tok-123"]:
+            return Reply(403, "bad csrf")
+        q = form.get("q", [""])[0]
+        links = [f"/product/{q}-{i}" for i in range(2)]
+        return Reply(body=html(f"results for {q}", *links))
+
+    site.routes.update(
+        {
+            "/": SEARCH_FORM,
+            "/search": search,
+            **{f"/product/{q}-{i}": html(f"product {q} {i}") for q in "ab" for i in range(2)},
+        }
+    )
+
+
+def test_routes_and_a_posted_search(tmp_path: Path) -> None:
+    """The issue's example: a POSTed search, two page kinds to two handlers, meta carried
+    to the page, the records of a POST say so."""
+    with Site() as site:
+        search_site(site)
+        crawler = Crawler(site.url("/"), output=str(tmp_path / "out.jsonl"), follow_links=False)
+
+        @crawler.route()
+        def start(page: Page) -> Any:
+            assert page.request.method == "GET" and page.request.meta == {}
+            for q in "ab":
+                yield Request.from_form(page, {"q": q}, label="results", meta={"q": q, "n": [1, 2]})
+
+        @crawler.route("results")
+        def results(page: Page) -> Any:
+            assert page.request.method == "POST"
+            yield {"kind": "results", "q": page.request.meta["q"], "meta": page.request.meta}
+            yield from page.links
+
+        @crawler.route(glob="/product/*")
+        def product(page: Page) -> Any:
+            yield {"kind": "product", "url": page.url, "title": page.title}
+
+        result, records = crawl([], tmp_path, crawler=crawler)
+    assert result.errors == {}
+    kinds = sorted((r["kind"], r.get("q") or r["title"]) for r in records)
+    assert kinds == [
+        ("product", "product a 0"),
+        ("product", "product a 1"),
+        ("product", "product b 0"),
+        ("product", "product b 1"),
+        ("results", "a"),
+        ("results", "b"),
+    ]
+    assert next(r for r in records if r.get("q") == "a")["meta"] == {"q": "a", "n": [1, 2]}
+    # The form as a browser sends it: hidden token, selected option, checked box,
+    # textarea, the first submit button; not the disabled field nor the unchecked box.
+    bodies = sorted((parse_qs(body.decode()) for _, body in site.posts), key=lambda f: f["q"])
+    assert bodies[0] == {
+        "csrf": ["tok-123"],
+        "q": ["a"],
+        "sort": ["old"],
+        "instock": ["yes"],
+        "note": ["hello"],
+        "go": ["Search"],
+    }
+    assert site.count("/search") == 2
+
+
+def test_standard_records_of_a_post_name_method_and_label(tmp_path: Path) -> None:
+    """A page no route takes gets the standard record, which names a POST's method (and
+    an error record its label); never the body (a password may be in it)."""
+    with Site() as site:
+        search_site(site)
+
+        def start(page: Page) -> Any:
+            yield Request.from_form(page, {"q": "a", "password": "hunter2"})
+            yield Request("/missing", "POST", data={"pass": "hunter2"}, label="r")
+
+        crawler = Crawler(site.url("/"), output=str(tmp_path / "o.jsonl"), follow_links=False)
+        crawler.route(glob="/")(start)
+        crawler.route("r")(lambda page: None)
+        _, records = crawl([], tmp_path, "o.jsonl", crawler=crawler)
+    found = {r["url"].rsplit("/", 1)[1]: r for r in records}
+    assert found["search"]["method"] == "POST" and "label" not in found["search"]
+    assert found["search"]["title"] == "results for a"
+    assert found["missing"]["method"] == "POST" and found["missing"]["label"] == "r"
+    assert found["missing"]["error"] == "http_404"
+    assert "hunter2" not in json.dumps(records)
+
+
+def test_a_label_with_no_route_fails_the_page_that_gave_it(tmp_path: Path) -> None:
+    with Site({"/": html("home"), "/x": html("x")}) as site:
+        crawler = Crawler(site.url("/"), output=str(tmp_path / "out.jsonl"))
+
+        @crawler.route()
+        def start(page: Page) -> Any:
+            yield Request("/x", label="nowhere")
+
+        result, records = crawl([], tmp_path, crawler=crawler)
+        assert site.count("/x") == 0
+    (rec,) = records
+    assert rec["error"] == "callback" and "no route for the label 'nowhere'" in rec["error_detail"]
+
+
+def test_route_errors_are_clear() -> None:
+    crawler = Crawler("http://127.0.0.1:9/", on_page=lambda page: None)
+    with pytest.raises(UsageError, match="two default handlers"):
+        crawler.route()(lambda page: None)
+    crawler.route("a")(lambda page: None)
+    with pytest.raises(UsageError, match="two routes for the label 'a'"):
+        crawler.route("a")(lambda page: None)
+    with pytest.raises(UsageError, match="matched against the URL's path"):
+        crawler.route(glob="product/*")(lambda page: None)
+    with pytest.raises(UsageError, match="label or by glob, not both"):
+        crawler.route("b", glob="/x")(lambda page: None)
+
+
+def test_plain_on_page_keeps_working_and_page_request_of_a_link(tmp_path: Path) -> None:
+    seen: list[tuple[str, str, dict[str, Any], str | None]] = []
+    with Site({"/": html("home", "/a"), "/a": html("a")}) as site:
+
+        def on_page(page: Page) -> dict[str, Any]:
+            r = page.request
+            seen.append((r.url, r.method, r.meta, r.label))
+            return {"u": page.url}
+
+        crawl(site.url("/"), tmp_path, on_page=on_page)
+    assert sorted(seen) == [
+        (site.url("/"), "GET", {}, None),
+        (site.url("/a"), "GET", {}, None),
+    ]
+
+
+def test_dedupe_by_method_and_body_not_meta_or_label(tmp_path: Path) -> None:
+    """A POST of one body is sent once however often it is given; another body, or a GET
+    of the same URL, is another request; a labelled GET is its URL's link."""
+    with Site() as site:
+
+        def echo(req: Got) -> Reply:
+            return Reply(body=html(f"{req.method} {req.body.decode()}"))
+
+        site.routes.update({"/": html("home", "/e"), "/e": echo})
+
+        def on_page(page: Page) -> Any:
+            if page.url.endswith("/"):
+                yield Request("/e", "POST", data={"a": "1"}, meta={"n": 1})
+                yield Request("/e", "POST", data={"a": "1"}, meta={"n": 2}, label=None)
+                yield Request("/e", "POST", data={"a": "2"})
+                yield Request("/e", "POST", data=b"a=1", headers={"X-Other": "1"})  # same body
+                yield Request("/e", meta={"labelled": True})  # the GET of the link /e
+            return None
+
+        _, records = crawl(site.url("/"), tmp_path, on_page=on_page)
+    assert sorted(body for _, body in site.posts) == [b"a=1", b"a=2"]
+    assert site.count("/e") == 3  # two POSTs and one GET
+
+
+def test_a_get_of_the_same_url_keeps_its_fingerprint() -> None:
+    """A plain GET's fingerprint is its URL's (existing states dedupe as before), and so
+    is a labelled GET's; a POST's is not."""
+    from shoal.state import fingerprint
+    from shoal.state._jobs import job_key
+
+    url = "http://example.com/a"
+    assert Request(url)._encode() is None
+    labelled = Request(url, label="x", meta={"a": 1})._encode()
+    assert job_key(url, labelled) == url
+    post = Request(url, "POST", data={"a": "1"})._encode()
+    assert post is not None and fingerprint(job_key(url, post)) != fingerprint(url)
+    other = Request(url, "POST", data={"a": "2"})._encode()
+    assert job_key(url, post) != job_key(url, other)
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "body"),
+    [
+        (301, "GET", b""),
+        (302, "GET", b""),
+        (303, "GET", b""),
+        (307, "POST", b"q=z"),
+        (308, "POST", b"q=z"),
+    ],
+)
+def test_redirect_after_post(tmp_path: Path, status: int, method: str, body: bytes) -> None:
+    """301/302/303 after a POST: a GET without the body; 307/308 keep both."""
+    got: list[tuple[str, bytes, str | None]] = []
+    with Site() as site:
+
+        def done(req: Got) -> Reply:
+            got.append((req.method, req.body, req.headers.get("Content-Type")))
+            return Reply(body=html("done"))
+
+        site.routes.update(
+            {
+                "/": html("home"),
+                "/post": Reply(status, "", {"Location": "/done"}),
+                "/done": done,
+            }
+        )
+
+        def on_page(page: Page) -> Any:
+            if page.url.endswith("/"):
+                yield Request("/post", "POST", data={"q": "z"}, label="x", meta={"m": 1})
+            else:
+                yield {"final": page.final_url, "meta": page.request.meta}
+
+        crawler = Crawler(site.url("/"), output=str(tmp_path / "out.jsonl"), on_page=on_page)
+        crawler.route("x")(on_page)
+        _, records = crawl([], tmp_path, crawler=crawler)
+    assert got == [(method, body, "application/x-www-form-urlencoded" if body else None)]
+    assert {"final": site.url("/done"), "meta": {"m": 1}} in records
+
+
+def test_post_redirected_to_its_own_url_is_no_loop(tmp_path: Path) -> None:
+    """Post, redirect, get: a POST answered by a 303 to its own URL fetches it as a GET."""
+    with Site() as site:
+
+        def form(req: Got) -> Reply:
+            if req.method == "POST":
+                return Reply(303, "", {"Location": "/form"})
+            return Reply(body=html("form page"))
+
+        site.routes.update({"/": html("home"), "/form": form})
+
+        def on_page(page: Page) -> Any:
+            if page.url.endswith("/"):
+                yield Request("/form", "POST", data={"a": "b"})
+            else:
+                yield {"title": page.title, "status": page.status}
+
+        _, records = crawl(site.url("/"), tmp_path, on_page=on_page, follow_links=False)
+    assert records == [{"title": "form page", "status": 200}]
+
+
+def test_request_bounds_and_errors() -> None:
+    with pytest.raises(UsageError, match="method 'DELETE'"):
+        Request("/x", "DELETE")
+    with pytest.raises(UsageError, match="a GET has no body"):
+        Request("/x", data=b"x")
+    with pytest.raises(UsageError, match="over 262144"):
+        Request("/x", "POST", data=b"x" * (256 * 1024 + 1))
+    with pytest.raises(UsageError, match="meta must be JSON data"):
+        Request("/x", meta={"f": object()})
+    with pytest.raises(UsageError, match="meta must be JSON data"):
+        Request("/x", meta={"nan": float("nan")})
+    with pytest.raises(UsageError, match="more than 65536"):
+        Request("/x", meta={"big": "x" * 70_000})
+    with pytest.raises(UsageError, match="more than 32"):
+        Request("/x", headers={f"X-{i}": "v" for i in range(33)})
+    with pytest.raises(UsageError, match="more than 8192"):
+        Request("/x", headers={"X-Big": "v" * 9000})
+    with pytest.raises(UsageError, match="one line"):
+        Request("/x", headers={"X-A": "a\r\nHost: evil"})
+    with pytest.raises(UsageError, match="client's to write"):
+        Request("/x", "POST", headers={"Content-Length": "5"})
+    with pytest.raises(UsageError, match="not a header name"):
+        Request("/x", headers={"Bad Name": "v"})
+    with pytest.raises(UsageError, match="label"):
+        Request("/x", label="")
+    # A GET's fields go to its query, replacing the URL's own.
+    assert Request("/s?old=1#f", data={"q": "a b"}).url == "/s?q=a+b"
+    assert Request("/s", "post", data=[("a", "1"), ("a", "2")]).body == b"a=1&a=2"
+
+
+def test_public_api_is_lazy() -> None:
+    assert shoal.Request is Request
+    assert "Request" in shoal.__all__
