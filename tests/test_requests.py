@@ -37,7 +37,8 @@ SEARCH_FORM = """<html><head><title>search</title></head><body>
 <form action="/search" method="post">
   <input type="hidden" name="csrf" value="tok-123">
   <input type="text" name="q" value="">
-  <select name="sort"><option value="new">new</option><option value="old" selected>old</option></select>
+  <select name="sort"><option value="new">new</option>
+    <option value="old" selected>old</option></select>
   <input type="checkbox" name="instock" value="yes" checked>
   <input type="checkbox" name="sale" value="yes">
   <input type="text" name="off" value="x" disabled>
@@ -149,7 +150,7 @@ def test_a_label_with_no_route_fails_the_page_that_gave_it(tmp_path: Path) -> No
         def start(page: Page) -> Any:
             yield Request("/x", label="nowhere")
 
-        result, records = crawl([], tmp_path, crawler=crawler)
+        _, records = crawl([], tmp_path, crawler=crawler)
         assert site.count("/x") == 0
     (rec,) = records
     assert rec["error"] == "callback" and "no route for the label 'nowhere'" in rec["error_detail"]
@@ -203,7 +204,7 @@ def test_dedupe_by_method_and_body_not_meta_or_label(tmp_path: Path) -> None:
                 yield Request("/e", meta={"labelled": True})  # the GET of the link /e
             return None
 
-        _, records = crawl(site.url("/"), tmp_path, on_page=on_page)
+        crawl(site.url("/"), tmp_path, on_page=on_page)
     assert sorted(body for _, body in site.posts) == [b"a=1", b"a=2"]
     assert site.count("/e") == 3  # two POSTs and one GET
 
@@ -318,3 +319,178 @@ def test_request_bounds_and_errors() -> None:
 def test_public_api_is_lazy() -> None:
     assert shoal.Request is Request
     assert "Request" in shoal.__all__
+
+
+def test_warc_request_record_has_method_and_body_with_secrets_redacted(tmp_path: Path) -> None:
+    from warcio.archiveiterator import ArchiveIterator
+
+    with Site() as site:
+        site.routes.update({"/": html("home"), "/login": html("welcome")})
+
+        def on_page(page: Page) -> Any:
+            if page.url.endswith("/"):
+                data = {"user": "ann", "password": "hunter2", "csrf_token": "t0k"}
+                yield Request("/login", "POST", data=data, headers={"X-Api-Key": "k3y"})
+            yield {"url": page.url}
+
+        out = tmp_path / "out.warc.gz"
+        Crawler(site.url("/"), output=str(out), on_page=on_page, progress=False, robots=False).run()
+    requests = {}
+    with gzip.open(out, "rb") as raw, open(out, "rb") as f:
+        assert b"hunter2" not in raw.read()
+        for rec in ArchiveIterator(f):
+            if rec.rec_type == "request":
+                line = rec.http_headers.protocol + " " + rec.http_headers.statusline
+                requests[rec.rec_headers.get_header("WARC-Target-URI")] = (
+                    line,
+                    dict(rec.http_headers.headers),
+                    rec.content_stream().read(),
+                )
+    line, headers, body = requests[site.url("/login")]
+    assert line == "POST /login HTTP/1.1"
+    assert requests[site.url("/")][0] == "GET / HTTP/1.1"
+    assert parse_qs(body.decode()) == {
+        "user": ["ann"],
+        "password": ["REDACTED"],
+        "csrf_token": ["REDACTED"],
+    }
+    assert headers["X-Api-Key"] == "REDACTED"
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert headers["Content-Length"] == str(len(body))
+    assert requests[site.url("/")][2] == b""
+
+
+def form_page(form: str, url: str = "http://a.test/dir/page") -> Page:
+    from shoal.crawler import Fetched
+
+    return Page.over(
+        Fetched(url, url, 200, {"content-type": "text/html"}, form.encode()),
+        depth=0,
+        referrer=None,
+    )
+
+
+def test_from_form_edge_cases() -> None:
+    page = form_page(
+        """<html><body>
+        <form id="f0" action="javascript:void(0)"><input name="a" value="1"></form>
+        <form id="f1" action="next?x=1#frag" method="GET">
+          <input name="a" value="1"><input name="b" value="2">
+          <input type="radio" name="r" value="x"><input type="radio" name="r" value="y" checked>
+          <input type="checkbox" name="c" checked>
+          <select name="s" multiple><option selected>one</option><option selected value="2">
+            two</option><option>three</option></select>
+          <select name="empty"></select>
+          <select name="first"><option>f1</option><option>f2</option></select>
+          <input type="file" name="upload"><input type="reset" name="rs" value="r">
+          <button name="btn" value="clicked">Go</button>
+        </form>
+        <input form="f1" name="outside" value="o">
+        <form action="/up" method="post" enctype="multipart/form-data"><input name="a"></form>
+        <form action="ftp://a.test/x" method="post"><input name="a"></form>
+        <form method="dialog"><input name="a"></form>
+        </body></html>"""
+    )
+    with pytest.raises(UsageError, match="not an http\\(s\\) URL"):
+        Request.from_form(page)  # the first form: a javascript: action
+    get = Request.from_form(page, {"b": None, "a": ["x", "y"], "new": "n"}, form="#f1")
+    assert get.method == "GET" and get.body is None
+    assert get.url == (
+        "http://a.test/dir/next?a=x&a=y&r=y&c=on&s=one&s=2&first=f1&outside=o&new=n&btn=clicked"
+    )
+    assert Request.from_form(page, form=1, click=False).url.endswith("outside=o")
+    with pytest.raises(UsageError, match="multipart"):
+        Request.from_form(page, form=2)
+    with pytest.raises(UsageError, match="not an http\\(s\\) URL"):
+        Request.from_form(page, form=3)
+    with pytest.raises(UsageError, match="submits nothing"):
+        Request.from_form(page, form=4)
+    with pytest.raises(UsageError, match="has 5 form"):
+        Request.from_form(page, form=9)
+    with pytest.raises(UsageError, match="is not a <form>"):
+        Request.from_form(page, form="select")
+    with pytest.raises(UsageError, match="no <form>"):
+        Request.from_form(form_page("<html><body>none</body></html>"))
+    # No action: the page's own URL; a POST form's fields are its body.
+    post = Request.from_form(form_page('<form method="post"><input name="q" value="1"></form>'))
+    assert (post.url, post.method, post.body) == ("http://a.test/dir/page", "POST", b"q=1")
+
+
+def test_hostile_forms_are_refused_with_clear_errors(tmp_path: Path) -> None:
+    """Thousands of inputs, a body past the limit, javascript: and off-scheme actions:
+    the handler's from_form raises, the page's record says why, the crawl goes on; an
+    action to a host out of scope is never sent."""
+    many = "".join(f'<input name="f{i}" value="v">' for i in range(5000))
+    big = f'<input type="hidden" name="blob" value="{"x" * 300_000}">'
+    forms = {
+        "/many": f'<form method="post">{many}</form>',
+        "/big": f'<form method="post">{big}</form>',
+        "/js": '<form action="javascript:alert(1)" method="post"><input name="a"></form>',
+        "/ftp": '<form action="ftp://127.0.0.1/x" method="post"><input name="a"></form>',
+        "/away": '<form action="http://elsewhere.test/steal" method="post"><input name="a"></form>',
+    }
+    with Site() as site:
+        site.routes.update({"/": html("home", *forms), **forms})
+
+        def on_page(page: Page) -> Any:
+            if not page.url.endswith("/"):
+                yield Request.from_form(page, label="x")
+
+        crawler = Crawler(site.url("/"), output=str(tmp_path / "out.jsonl"), on_page=on_page)
+        crawler.route("x")(lambda page: None)
+        _, records = crawl([], tmp_path, crawler=crawler)
+        assert site.posts == []
+    failed = {r["url"].rsplit("/", 1)[1]: r["error_detail"] for r in records}
+    assert "has 5000 fields, more than 1000" in failed["many"]
+    assert "over 262144" in failed["big"]
+    assert "not an http(s) URL" in failed["js"] and "not an http(s) URL" in failed["ftp"]
+    assert "away" not in failed  # built, but out of scope: not sent
+
+
+def test_a_post_redirected_to_another_host_goes_there_as_a_get_without_body(
+    tmp_path: Path,
+) -> None:
+    """Even a 307: a form's fields (maybe a password) and its headers never reach a host
+    they were not made for; label and meta go along."""
+    with Site() as other, Site() as site:
+        got: list[tuple[str, bytes, str | None]] = []
+
+        def landing(req: Got) -> Reply:
+            got.append((req.method, req.body, req.headers.get("X-Secret")))
+            return Reply(body=html("landing"))
+
+        other.routes["/landing"] = landing
+        site.routes.update(
+            {"/": html("home"), "/post": Reply(307, "", {"Location": other.url("/landing")})}
+        )
+
+        def on_page(page: Page) -> Any:
+            if page.url == site.url("/"):
+                yield Request(
+                    "/post",
+                    "POST",
+                    data={"password": "pw"},
+                    headers={"X-Secret": "s"},
+                    label="x",
+                    meta={"m": 1},
+                )
+
+        crawler = Crawler(site.url("/"), output=str(tmp_path / "out.jsonl"), on_page=on_page)
+        crawler.route("x")(lambda page: [{"at": page.url, "meta": page.request.meta}])
+        _, records = crawl([], tmp_path, crawler=crawler)
+    assert got == [("GET", b"", None)]
+    assert {"at": other.url("/landing"), "meta": {"m": 1}} in records
+
+
+def test_a_post_redirect_loop_is_bounded(tmp_path: Path) -> None:
+    with Site() as site:
+        site.routes.update({"/": html("home"), "/loop": Reply(303, "", {"Location": "/loop"})})
+
+        def on_page(page: Page) -> Any:
+            if page.url.endswith("/"):
+                yield Request("/loop", "POST", data={"a": "1"})
+
+        _, records = crawl(site.url("/"), tmp_path, on_page=on_page)
+        assert site.count("/loop") == 2  # the POST, then its GET: a loop from there
+    (rec,) = [r for r in records if r["url"].endswith("/loop")]
+    assert rec["error"] == "redirect_loop" and rec["method"] == "POST"
