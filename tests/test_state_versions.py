@@ -264,6 +264,66 @@ def _move_fixture(output: Path, state: Path, origin: str) -> None:
         db.close()
 
 
+def test_a_crawl_resumes_from_a_schema3_file_exactly_once(tmp_path: Path) -> None:
+    """Schema 3 -> 4 (#20: a queued URL may be a request): the file is migrated with a
+    backup, its rows are plain GETs (request NULL) whose fingerprints still dedupe, and the
+    crawl finishes fetching only what the first run left."""
+    output, state = tmp_path / "pages.jsonl", tmp_path / "pages.jsonl.state.sqlite"
+    with Site() as site:
+        site.routes.update(SITE)
+        origin = site.url("/").split("/")[2]
+        _move_schema3_fixture(output, state, origin)
+        assert schema_of(state) == "3"
+        told: list[str] = []
+        crawler = Crawler(site.url("/"), output=str(output), progress=False)
+        crawler.announce = told.append
+        result = crawler.run()
+        fetched = [path for path, _ in site.requests() if path != "/robots.txt"]
+    assert told[0] == (
+        f"migrated the state file {state} from schema 3 to 4; "
+        f"the file as it was is kept at {state}.v3.bak"
+    )
+    assert sorted(fetched) == ["/c", "/d", "/missing"]  # only what the first run left
+    urls = [json.loads(line)["url"] for line in output.read_text().splitlines()]
+    assert sorted(u.removeprefix(f"http://{origin}") for u in urls) == sorted(SITE)
+    assert result.pages == 3
+    assert schema_of(state) == "4" and schema_of(Path(f"{state}.v3.bak")) == "3"
+    db = sqlite3.connect(state)
+    try:
+        assert db.execute("SELECT count(*) FROM urls WHERE request IS NOT NULL").fetchone() == (0,)
+    finally:
+        db.close()
+
+
+def _move_schema3_fixture(output: Path, state: Path, origin: str) -> None:
+    """As _move_fixture, for the schema-3 fixture (every text column moved to ``origin``,
+    fingerprints recomputed)."""
+    old = "127.0.0.1:38750"
+    records = (FIXTURES / "schema3-stopped-pages.jsonl").read_bytes()
+    output.write_bytes(records.replace(old.encode(), origin.encode()))
+    shutil.copy(FIXTURES / "schema3-stopped-pages.jsonl.state.sqlite", state)
+    db = sqlite3.connect(state, isolation_level=None)
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        assert meta["schema"] == "3" and int(meta["output_offset"]) == len(records)
+        identity = json.loads(meta["identity"].replace(old, origin))
+        identity["output"] = str(output)
+        rows = db.execute("SELECT * FROM urls").fetchall()
+        db.execute("BEGIN")
+        db.execute("DELETE FROM urls")
+        for row in rows:
+            moved = [v.replace(old, origin) if isinstance(v, str) else v for v in row]
+            moved[0] = store._signed(fingerprint(moved[2]))
+            db.execute(f"INSERT INTO urls VALUES ({', '.join('?' * len(moved))})", moved)
+        db.execute("UPDATE meta SET value=? WHERE key='identity'", (json.dumps(identity),))
+        size = output.stat().st_size
+        db.execute("UPDATE meta SET value=? WHERE key='output_offset'", (str(size),))
+        db.execute("UPDATE outputs SET path=?, offset=? WHERE n=0", (str(output), size))
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
 def _raises(exc: BaseException) -> Callable[[sqlite3.Connection], None]:
     def step(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE halfway (x)")  # done before it fails: must not stay

@@ -49,9 +49,10 @@ class _Built:
 
     fetched: Fetched  # the response; its ``detail`` says why, if building it failed
     records: list[dict[str, object]]
-    follow: list[str | Followed]
+    follow: list[str]
     error: str | None  # the error kind, if the response is a failure
     failed_by: str | None  # what the page counts as failed by (a callback's too)
+    requests: list[Followed]  # shoal.Request objects the callback gave (not plain GETs)
 
 
 @dataclass(slots=True)
@@ -460,6 +461,8 @@ class Jobs:
             refers_to=refers,
         )
         links = self._links(job, built.follow) if built.follow else ()
+        if built.requests:
+            links += self._requests(job, built.requests)
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
 
     def _visited(self, job: Lease, prior: Prior | None) -> None:
@@ -523,22 +526,34 @@ class Jobs:
                 )
                 page._request_fields = job.request
         try:
-            records, follow, callback_failed = self._records.build(job, fetched, page, error)
+            records, follow, requests, callback_failed = self._records.build(
+                job, fetched, page, error
+            )
             nofollow = page is not None and "nofollow" in page.robots
-            if follow and nofollow and self.options.obey_nofollow:
+            if (follow or requests) and nofollow and self.options.obey_nofollow:
                 logger.info("not following the links of %s: robots nofollow", job.url)
-                follow = []
+                follow, requests = [], []
         except Exception as exc:
             logger.exception("processing %s failed", job.url)
             error = CrawlErrorKind.PROCESSING
             fetched = replace(fetched, detail=repr(exc))
-            records, follow, callback_failed = self._records.build(job, fetched, None, error)
-        del follow[self.options.max_links_per_page :]  # the callback's own URLs count too
+            records, follow, requests, callback_failed = self._records.build(
+                job, fetched, None, error
+            )
+        limit = self.options.max_links_per_page
+        del follow[limit:]  # the callback's own URLs count too
+        if requests:
+            del requests[max(0, limit - len(follow)) :]
         if page is not None and page._refused is not None and page._refused.count:
             self._count_refused(job, page)
         failed_by = error or (CrawlErrorKind.CALLBACK if callback_failed else None)
         return _Built(
-            fetched, records, follow, error, None if failed_by is None else str(failed_by)
+            fetched,
+            records,
+            follow,
+            error,
+            None if failed_by is None else str(failed_by),
+            requests,
         )
 
     def _count(
@@ -576,19 +591,20 @@ class Jobs:
         if delay is not None:
             self.frontier.set_delay(job.host, delay)
 
-    def _links(self, job: Lease, follow: Sequence[str | Followed]) -> tuple[Candidate, ...]:
-        """The page's in-scope links (and requests its callback made), for the frontier
-        with the page's release."""
+    def _links(self, job: Lease, follow: Sequence[str]) -> tuple[Candidate, ...]:
+        """The page's in-scope links, for the frontier with the page's release."""
         depth = job.depth + 1
         in_scope = self.scope.allows_at(depth)
-        out = []
-        for item in follow:
-            if isinstance(item, str):
-                if in_scope(item):
-                    out.append(Candidate(item, depth, job.url))
-            elif in_scope(item[0]):
-                out.append(Candidate(item[0], depth, job.url, JobKind.PAGE, item[1]))
-        return tuple(out)
+        return tuple(Candidate(url, depth, job.url) for url in follow if in_scope(url))
+
+    def _requests(self, job: Lease, given: Sequence[Followed]) -> tuple[Candidate, ...]:
+        """The in-scope requests a page's callback made (the same scope as its links)."""
+        depth = job.depth + 1
+        in_scope = self.scope.allows_at(depth)
+        page = JobKind.PAGE
+        return tuple(
+            Candidate(url, depth, job.url, page, fields) for url, fields in given if in_scope(url)
+        )
 
     def _held_back(self, job: Lease, rules: RobotsRules) -> tuple[Release, Commit]:
         """A URL whose host's robots.txt could not be fetched: a record saying why, but

@@ -28,7 +28,7 @@ from .frontier import Lease
 __all__ = ["Followed", "PageCallback", "Records"]
 
 # A request a callback gave, to follow: (canonical URL, its encoded fields).
-Followed = tuple[str, str | None]
+Followed = tuple[str, str]
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,10 @@ class Records:
 
     def build(
         self, job: Lease, fetched: Fetched, page: Page | None, error: str | None
-    ) -> tuple[list[dict[str, Any]], list[str | Followed], bool]:
-        """(records, URLs and requests to follow, whether the callback failed)."""
-        follow: list[str | Followed] = []
+    ) -> tuple[list[dict[str, Any]], list[str], list[Followed], bool]:
+        """(records, URLs to follow, requests to follow, whether the callback failed)."""
+        follow: list[str] = []
+        requests: list[Followed] = []
         if page is not None and self.follow_links:
             follow.extend(page.links)
         handler = None
@@ -86,16 +87,19 @@ class Records:
                     url = resolve(item.url)
                     if url:
                         fields = item._encode()
-                        follow.append(url if fields is None else (url, fields))
+                        if fields is None:
+                            follow.append(url)
+                        else:
+                            requests.append((url, fields))
             if failure is not None:
                 # The page's own record says the callback failed, so it is not lost.
                 failed = self._standard(job, fetched, page, "callback")
                 failed["error_detail"] = failure
                 records.append(failed)
-            return records, follow, failure is not None
+            return records, follow, requests, failure is not None
         # No callback, or a URL the callback never sees (an error, a redirect not
         # followed): the standard record, so every URL tried has one.
-        return [self._standard(job, fetched, page, error)], follow, False
+        return [self._standard(job, fetched, page, error)], follow, requests, False
 
     def _standard(
         self, job: Lease, fetched: Fetched, page: Page | None, error: str | None
