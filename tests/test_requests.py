@@ -494,3 +494,75 @@ def test_a_post_redirect_loop_is_bounded(tmp_path: Path) -> None:
         assert site.count("/loop") == 2  # the POST, then its GET: a loop from there
     (rec,) = [r for r in records if r["url"].endswith("/loop")]
     assert rec["error"] == "redirect_loop" and rec["method"] == "POST"
+
+
+@pytest.mark.parametrize("name", ["native", "urllib3"])
+def test_a_post_on_the_wire_and_the_connection_after_it(name: str) -> None:
+    """The body framed by Content-Length (the client's own), the method on the request
+    line; a GET on the same kept-alive connection after it parses as before."""
+    import socket
+
+    from rawserver import raw_servers
+    from shoal.http import make_transport
+
+    seen: list[bytes] = []
+
+    def script(conn: socket.socket, index: int) -> None:
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                piece = conn.recv(65536)
+                if not piece:
+                    return
+                data += piece
+            head, _, data = data.partition(b"\r\n\r\n")
+            size = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    size = int(line.split(b":")[1])
+            while len(data) < size:
+                data += conn.recv(65536)
+            body, data = data[:size], data[size:]
+            seen.append(head.split(b"\r\n")[0] + b" | " + body)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    transport = make_transport(name)
+    try:
+        with raw_servers() as start:
+            srv = start(script)
+            posted = transport.get(
+                srv.url + "/p",
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                max_bytes=100,
+                method="POST",
+                body=b"q=1&r=%26",
+            )
+            got = transport.get(srv.url + "/g", {}, max_bytes=100)
+            assert (posted.body, got.body) == (b"ok", b"ok")
+            with pytest.raises(shoal.TransportError, match="unsupported method"):
+                transport.get(srv.url + "/x", {}, max_bytes=100, method="DELETE")
+    finally:
+        transport.close()
+    assert seen == [b"POST /p HTTP/1.1 | q=1&r=%26", b"GET /g HTTP/1.1 | "]
+
+
+def test_the_native_client_frames_a_body_itself() -> None:
+    from shoal.http._client import _request
+
+    with pytest.raises(shoal.TransportError, match="framed by the client"):
+        _request("/", "h", {"Content-Length": "1"}, "POST", b"abc")
+    with pytest.raises(shoal.TransportError, match="CR, LF"):
+        _request("/", "h", {"X-A": "1\r\nX-B: 2"}, "POST", b"abc")
+    raw = _request("/", "h", {}, "POST", b"")
+    assert raw.startswith(b"POST / HTTP/1.1\r\n") and b"Content-Length: 0\r\n" in raw
+
+
+def test_a_redis_entry_of_a_plain_get_is_what_it_was() -> None:
+    from shoal.state._redis_support import entry, parse_entry
+
+    plain = entry(1, shoal.crawler.JobKind.PAGE, 2, "http://a.test/x", "http://a.test/")
+    assert plain == b"1 p 2 15 http://a.test/xhttp://a.test/"
+    fields = Request("http://a.test/x", "POST", data={"a": "1"}, meta={"k": "\0"})._encode()
+    with_request = entry(1, shoal.crawler.JobKind.PAGE, 2, "http://a.test/x", None, fields)
+    assert parse_entry(with_request)[3:] == ("http://a.test/x", None, fields)
+    assert parse_entry(plain)[3:] == ("http://a.test/x", "http://a.test/", None)
