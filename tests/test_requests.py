@@ -150,10 +150,25 @@ def test_a_label_with_no_route_fails_the_page_that_gave_it(tmp_path: Path) -> No
         def start(page: Page) -> Any:
             yield Request("/x", label="nowhere")
 
+        crawler.route("detail")(lambda page: None)
         _, records = crawl([], tmp_path, crawler=crawler)
         assert site.count("/x") == 0
     (rec,) = records
-    assert rec["error"] == "callback" and "no route for the label 'nowhere'" in rec["error_detail"]
+    assert rec["error"] == "callback"
+    assert "no route for the label 'nowhere' (routes by label: 'detail')" in rec["error_detail"]
+
+
+def test_without_routes_by_label_a_label_is_data_for_the_handler(tmp_path: Path) -> None:
+    with Site({"/": html("home"), "/x": html("x")}) as site:
+
+        def on_page(page: Page) -> Any:
+            if page.url.endswith("/"):
+                yield Request("/x", label="detail")
+            else:
+                yield {"label": page.request.label}
+
+        _, records = crawl(site.url("/"), tmp_path, on_page=on_page)
+    assert records == [{"label": "detail"}]
 
 
 def test_route_errors_are_clear() -> None:

@@ -417,8 +417,9 @@ class Crawler:
         it (``"/product/*"``; the first match in the order added) go to the decorated
         handler; ``route()`` with neither is the default, as ``on_page`` is (giving both
         is an error). A label wins over globs; a page nothing matches gets the standard
-        record. A request labelled with no route fails its page's callback (the record
-        says so). Routes are added before :meth:`run`."""
+        record. Once there is a route by label, a request labelled with no route fails
+        the callback that gave it (the record says so); without one, labels are only data
+        (``page.request.label``). Routes are added before :meth:`run`."""
 
         def add(handler: PageCallback) -> PageCallback:
             self._records.routes.add(label, glob, handler)

@@ -1,6 +1,7 @@
 """Routes: which handler a page goes to (``@crawler.route``).
 
-A page goes to the route of its request's ``label`` if it has one; else to the first
+A page goes to the route of its request's ``label`` if it has one (once any route is by
+label: without one, a label is only data for the handler); else to the first
 route whose glob matches its URL's path (in the order they were added); else to the
 default handler (``Crawler(on_page=...)`` or ``@crawler.route()``); else it gets the
 standard record, as a crawl with no handler gives every page.
@@ -75,16 +76,17 @@ class Routes:
             self.default = handler
 
     def check_label(self, label: str | None) -> None:
-        """A request's label must name a route (checked when the request is given, so
-        the page that gave it is the one whose record says so)."""
-        if label is not None and label not in self._labels:
+        """Once there are routes by label, a request's label must name one (checked when
+        the request is given, so the page that gave it is the one whose record says so).
+        Without any, a label is data for the handler (``page.request.label``)."""
+        if label is not None and self._labels and label not in self._labels:
             known = ", ".join(sorted(map(repr, self._labels))) or "none"
             raise UsageError(f"no route for the label {label!r} (routes by label: {known})")
 
     def handler_for(self, page: Page) -> PageCallback | None:
         """The page's handler; None: the standard record."""
         label = page.request.label if page._request_fields is not None else None
-        if label is not None:
+        if label is not None and self._labels:
             handler = self._labels.get(label)
             if handler is None:
                 return _no_route(self, label)
