@@ -581,3 +581,38 @@ def test_a_redis_entry_of_a_plain_get_is_what_it_was() -> None:
     with_request = entry(1, shoal.crawler.JobKind.PAGE, 2, "http://a.test/x", None, fields)
     assert parse_entry(with_request)[3:] == ("http://a.test/x", None, fields)
     assert parse_entry(plain)[3:] == ("http://a.test/x", "http://a.test/", None)
+
+
+def test_a_recrawl_sends_a_post_again_as_it_was(tmp_path: Path) -> None:
+    """A recrawl revisits a request by its own row (not its URL's GET), unconditionally."""
+    got: list[tuple[str, bytes, str | None]] = []
+    with Site() as site:
+
+        def echo(req: Got) -> Reply:
+            got.append((req.method, req.body, req.headers.get("If-None-Match")))
+            return Reply(body=html(f"{req.method} {req.body.decode()}"), headers={"ETag": '"e"'})
+
+        site.routes.update({"/": html("home", "/e"), "/e": echo})
+
+        def on_page(page: Page) -> Any:
+            if page.url.endswith("/"):
+                yield Request("/e", "POST", data={"a": "1"}, label="x")
+            yield {"url": page.url, "title": page.title, "m": page.request.method}
+
+        out = tmp_path / "out.jsonl"
+        for recrawl in (False, True):
+            crawler = Crawler(
+                site.url("/"), output=str(out), on_page=on_page, progress=False, recrawl=recrawl
+            )
+            crawler.route("x")(on_page)
+            crawler.run()
+    assert sorted(got, key=str) == sorted(
+        [("GET", b"", None), ("GET", b"", '"e"'), ("POST", b"a=1", None), ("POST", b"a=1", None)],
+        key=str,
+    )
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["title"] for r in records if r.get("run") == 2) == [
+        "GET",
+        "POST a=1",
+        "home",
+    ]

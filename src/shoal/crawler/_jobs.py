@@ -20,6 +20,7 @@ from .._errors import UsageError
 from ..http import ErrorKind, TransportError
 from ..runtime._retry import RetryPolicy
 from ..state import fingerprint
+from ..state._jobs import job_key
 from ..state._store import MAX_VALIDATOR, FetchNote, Prior
 from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_side_requests
 from ._gate import HopGate, robots_gate
@@ -361,7 +362,7 @@ class Jobs:
             if self._revisit is None:
                 self._visited(job, None)
                 return Release(Outcome.DONE), Commit(finished=job)
-            was = self._revisit.prior(fingerprint(job.url))
+            was = self._revisit.prior(_fingerprint(job))
             self._visited(job, was)
             if was is None or (was.status is None and was.sha256 is None):
                 return Release(Outcome.DONE), Commit(finished=job)  # denied all along
@@ -373,7 +374,7 @@ class Jobs:
             return Release(Outcome.DONE), Commit([record], finished=job, change="disallowed")
         prior = None
         if self._revisit is not None:
-            prior = self._revisit.prior(fingerprint(job.url))
+            prior = self._revisit.prior(_fingerprint(job))
         fetched = self._fetch_page(job, rules, prior)
         verdict = self._classify(job, fetched)
         if verdict.retry_in is not None:
@@ -396,6 +397,7 @@ class Jobs:
             and fetched.error is None
             and prior is not None
             and bool(_conditional(prior))
+            and not _posted(job)
             and not fetched.redirects
         )
         # An error (transport, 5xx, 429, an unasked-for 304, a body past the limits) says
@@ -474,13 +476,16 @@ class Jobs:
             self._note(job.id, FetchNote(None, None, None, None, final, time.time(), True))
 
     def _fetch_page(self, job: Lease, rules: RobotsRules | None, prior: Prior | None) -> Fetched:
+        request = None if job.request is None else Request._decode(job.url, job.request)
+        # A POST is sent again as it was: a conditional request is a GET's.
+        conditional = None if _posted(job) else prior
         return self._fetch(
             job.url,
             _Redirects(self, job, rules, prior),
             job.kind,
             side=_SideRequests(self, job, rules),
-            headers=_conditional(prior),
-            request=None if job.request is None else Request._decode(job.url, job.request),
+            headers=_conditional(conditional),
+            request=request,
         )
 
     def _classify(self, job: Lease, fetched: Fetched) -> _Classified:
@@ -753,6 +758,16 @@ def throttled(
     if status != 200 and new < current:
         new = current  # errors must never speed a crawl up
     return min(max(new, opts.delay, floor), 60.0)
+
+
+def _posted(job: Lease) -> bool:
+    """The job is not a GET (its request's first line names its method; a GET's is empty)."""
+    return job.request is not None and not job.request.startswith("\n")
+
+
+def _fingerprint(job: Lease) -> int:
+    """The job's row in the state: its URL's for a GET, its request's for a POST."""
+    return fingerprint(job.url if job.request is None else job_key(job.url, job.request))
 
 
 def backoff(base: float, attempt: int) -> float:
