@@ -184,6 +184,14 @@ def test_route_errors_are_clear() -> None:
         crawler.route("b", glob="/x")(lambda page: None)
 
 
+def test_routes_are_added_before_the_run(tmp_path: Path) -> None:
+    with Site({"/": html("home")}) as site:
+        crawler = Crawler(site.url("/"), output=str(tmp_path / "o.jsonl"), progress=False)
+        crawler.run()
+    with pytest.raises(UsageError, match="before the crawl runs"):
+        crawler.route("late")(lambda page: None)
+
+
 def test_plain_on_page_keeps_working_and_page_request_of_a_link(tmp_path: Path) -> None:
     seen: list[tuple[str, str, dict[str, Any], str | None]] = []
     with Site({"/": html("home", "/a"), "/a": html("a")}) as site:
@@ -424,6 +432,8 @@ def test_from_form_edge_cases() -> None:
         Request.from_form(page, form=9)
     with pytest.raises(UsageError, match="is not a <form>"):
         Request.from_form(page, form="select")
+    with pytest.raises(UsageError, match="names and values are str"):
+        Request.from_form(page, {"a": 5}, form=1)
     with pytest.raises(UsageError, match="no <form>"):
         Request.from_form(form_page("<html><body>none</body></html>"))
     # No action: the page's own URL; a POST form's fields are its body.

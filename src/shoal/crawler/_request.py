@@ -275,7 +275,7 @@ def _pairs(data: FormData) -> list[tuple[str, str]]:
             raise UsageError(f"Request: form data {item!r:.80} is not a name and a value") from None
         if value is None:
             continue
-        values = [value] if isinstance(value, str) else value
+        values = value if isinstance(value, list | tuple) else [value]
         for v in values:
             if not isinstance(name, str) or not isinstance(v, str):
                 raise UsageError(
@@ -368,8 +368,9 @@ def _controls(page: _FormPage, form: Any) -> list[Any]:
     nodes = list(form.xpath(query))
     form_id = form.get("id")
     if form_id:
+        inside = set(nodes)
         outside = [n.root for n in page.xpath("//*[@form]")[: MAX_FORM_FIELDS + 1]]
-        nodes += [n for n in outside if n.get("form") == form_id and n not in nodes]
+        nodes += [n for n in outside if n.get("form") == form_id and n not in inside]
     if len(nodes) > MAX_FORM_FIELDS:
         raise UsageError(f"the form has {len(nodes)} fields, more than {MAX_FORM_FIELDS}")
     return nodes
@@ -431,14 +432,16 @@ def _overridden(
 ) -> list[tuple[str, str]]:
     """The form's fields with ``formdata``'s in their place (first position kept), new
     names after them, a None value removing the field; then the clicked button."""
-    given: dict[str, list[str] | None] = {}
+    given: dict[str, list[Any] | None] = {}
     if formdata is not None:
         items: Iterable[Any] = formdata.items() if isinstance(formdata, Mapping) else formdata
         for name, value in items:
             if value is None:
                 given[name] = None
                 continue
-            values = [value] if isinstance(value, str) else [str(v) for v in value]
+            # One value, or several (a list): anything else is refused by _pairs, by name.
+            many = isinstance(value, list | tuple)
+            values = list(value) if many else [value]
             given[name] = (given.get(name) or []) + values
     out: list[tuple[str, str]] = []
     placed: set[str] = set()
