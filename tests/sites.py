@@ -30,6 +30,8 @@ Route = Callable[["Request"], Reply] | Reply | str
 class Request:
     path: str
     headers: dict[str, str]
+    method: str = "GET"
+    body: bytes = b""
 
 
 def html(title: str, *links: str, extra: str = "") -> str:
@@ -44,6 +46,16 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
+        self._serve("GET", b"")
+
+    def do_POST(self) -> None:
+        # Bounded: a test server reads at most 1 MiB of a body.
+        size = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
+        body = self.rfile.read(size) if size else b""
+        self.server.site.posts.append((self.path, body))
+        self._serve("POST", body)
+
+    def _serve(self, method: str, sent: bytes) -> None:
         site = self.server.site
         site._enter(self.path)
         try:
@@ -55,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif isinstance(route, str):
                 reply = Reply(body=route)
             else:
-                reply = route(Request(self.path, dict(self.headers)))
+                reply = route(Request(self.path, dict(self.headers), method, sent))
             body = reply.body.encode() if isinstance(reply.body, str) else reply.body
             self.send_response(reply.status)
             if reply.content_type:
@@ -90,6 +102,7 @@ class Site:
         self.routes: dict[str, Route] = dict(routes or {})
         self.fallback: Route | None = None  # serves every path not in routes
         self.hits: list[tuple[str, float]] = []
+        self.posts: list[tuple[str, bytes]] = []  # (path, body) of every POST
         self.user_agents: set[str] = set()
         self.in_flight = 0
         self.max_in_flight = 0

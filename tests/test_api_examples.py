@@ -16,20 +16,48 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
 from redis_server import RedisServer
-from sites import Site, html
+from sites import Reply, Request, Site, html
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 PLACEHOLDER = "https://example.com/"
 BLOCKS = re.findall(r"^```python\n(.*?)^```$", DOC.read_text(), re.M | re.S)
-PAGES = {
+LINKED = ("/", "/a", "/b", "/docs/c.html")  # what a crawl from / reaches
+SEARCH = """<html><body><form action="/search" method="post">
+<input type="hidden" name="csrf" value="t0ken"><input name="q"><button>Go</button>
+</form></body></html>"""
+
+
+def _search(request: Request) -> Reply:
+    """/search: a search form (GET) that answers a POST with its CSRF token by links to
+    two products per term."""
+    if request.method != "POST":
+        return Reply(body=SEARCH)
+    form = parse_qs(request.body.decode())
+    if form.get("csrf") != ["t0ken"]:
+        return Reply(403, "bad token")
+    term = form.get("q", [""])[0]
+    hits = "".join(f'<a class="hit" href="/product/{term}-{i}">{i}</a>' for i in (1, 2))
+    return Reply(body=f"<html><body>{hits}</body></html>")
+
+
+PAGES: dict[str, Any] = {
     "/": html("home", "/a", "/b", "/docs/c.html"),
     "/a": html("A", extra="<h1>Hello</h1>"),
     "/b": html("B"),
     "/docs/c.html": html("C"),
+    # Reached only by the requests-and-routes example (nothing links here).
+    "/search": _search,
+    **{
+        f"/product/{t}-{i}": html("p", extra=f"<h1>{t} {i}</h1>")
+        for t in ("red", "blue")
+        for i in (1, 2)
+    },
 }
 
 
@@ -50,7 +78,8 @@ def test_the_doc_has_an_example_per_public_class() -> None:
     used = set().union(*(_shoal_names_used(code) for code in BLOCKS))
     for name in ("Crawler", "Page", "CrawlResult", "CrawlOptions", "Pool", "TaskContext",
                  "RetryPolicy", "ErrorPolicy", "TaskErrorGroup", "Writer", "Pipeline", "Stage",
-                 "map", "MapIterator", "PoolStats", "ShutdownReport", "InvalidURL"):  # fmt: skip
+                 "map", "MapIterator", "PoolStats", "ShutdownReport", "InvalidURL",
+                 "Request"):  # fmt: skip
         assert name in used, name
     assert _shoal_names_used("import shoal\n# map MapIterator\nshoal.MapIterator") == {
         "MapIterator"
@@ -160,4 +189,4 @@ def test_readme_shared_crawl_example_runs_as_two_workers(
     for name in ("w1", "w2"):
         part = tmp_path / name / "part-1.jsonl"
         urls += [json.loads(line)["url"] for line in part.read_text().splitlines()]
-    assert sorted(urls) == sorted(site.url(p) for p in PAGES)
+    assert sorted(urls) == sorted(site.url(p) for p in LINKED)

@@ -28,6 +28,7 @@ EXPECTED = {
     "QueueFull",
     "RedisStateError",
     "RedisUnavailable",
+    "Request",
     "RetryLater",
     "RetryPolicy",
     "ShoalError",

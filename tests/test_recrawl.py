@@ -304,7 +304,7 @@ def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: 
     crawler = Crawler(site.url("/"), output=str(out), concurrency=4, recrawl=True)
     crawler.announce = told.append
     crawler.run()
-    assert any("from schema 2 to 3" in m for m in told), told
+    assert any("from schema 2 to 4" in m for m in told), told
     assert Path(f"{state}.v2.bak").exists()
     second = run_of(out, 2)
     assert len(second) == 8

@@ -94,7 +94,7 @@ def test_a_schema1_file_is_migrated_in_place_with_a_backup_beside_it(tmp_path: P
         assert opened.output_offsets() == [569]
     backup = tmp_path / "old.state.sqlite.v1.bak"
     assert told == [
-        f"migrated the state file {state} from schema 1 to 3; "
+        f"migrated the state file {state} from schema 1 to 4; "
         f"the file as it was is kept at {backup}"
     ]
     # The backup is the old file, whole and on its own (no -wal beside it needed).
@@ -102,7 +102,7 @@ def test_a_schema1_file_is_migrated_in_place_with_a_backup_beside_it(tmp_path: P
     assert dump(backup) == before and schema_of(backup) == "1"
     assert not Path(f"{backup}-wal").exists()
     # The file is version 2: every table a version-2 file has, the outputs filled in.
-    assert schema_of(state) == "3"
+    assert schema_of(state) == "4"
     assert {"runs", "holds", "held", "outputs"} <= tables(state)
     db = sqlite3.connect(state)
     assert db.execute("SELECT n, path, format, offset FROM outputs").fetchall() == [
@@ -138,7 +138,7 @@ def test_a_new_file_is_what_a_migrated_file_is(tmp_path: Path) -> None:
             db.close()
 
     assert schema(new) == schema(state)
-    assert schema_of(new) == str(store.SCHEMA_VERSION) == "3"
+    assert schema_of(new) == str(store.SCHEMA_VERSION) == "4"
 
 
 def test_a_backup_never_replaces_a_file_beside_it(tmp_path: Path) -> None:
@@ -206,7 +206,7 @@ def test_a_crawl_resumes_from_a_schema1_file_exactly_once(tmp_path: Path) -> Non
         result = crawler.run()
         fetched = [path for path, _ in site.requests() if path != "/robots.txt"]
     assert told[0] == (
-        f"migrated the state file {state} from schema 1 to 3; "
+        f"migrated the state file {state} from schema 1 to 4; "
         f"the file as it was is kept at {state}.v1.bak"
     )
     assert sorted(fetched) == ["/c", "/d", "/missing"]  # only what the first run left
@@ -219,7 +219,7 @@ def test_a_crawl_resumes_from_a_schema1_file_exactly_once(tmp_path: Path) -> Non
         assert (opened.done_count(), opened.queued_count()) == (6, 0)
         assert opened.output_offsets() == [output.stat().st_size]
     assert (totals["runs"], totals["pages"], totals["ok"], totals["failed"]) == (2, 6, 5, 1)
-    assert schema_of(state) == "3" and schema_of(Path(f"{state}.v1.bak")) == "1"
+    assert schema_of(state) == "4" and schema_of(Path(f"{state}.v1.bak")) == "1"
 
 
 def _move_fixture(output: Path, state: Path, origin: str) -> None:
@@ -264,6 +264,66 @@ def _move_fixture(output: Path, state: Path, origin: str) -> None:
         db.close()
 
 
+def test_a_crawl_resumes_from_a_schema3_file_exactly_once(tmp_path: Path) -> None:
+    """Schema 3 -> 4 (#20: a queued URL may be a request): the file is migrated with a
+    backup, its rows are plain GETs (request NULL) whose fingerprints still dedupe, and the
+    crawl finishes fetching only what the first run left."""
+    output, state = tmp_path / "pages.jsonl", tmp_path / "pages.jsonl.state.sqlite"
+    with Site() as site:
+        site.routes.update(SITE)
+        origin = site.url("/").split("/")[2]
+        _move_schema3_fixture(output, state, origin)
+        assert schema_of(state) == "3"
+        told: list[str] = []
+        crawler = Crawler(site.url("/"), output=str(output), progress=False)
+        crawler.announce = told.append
+        result = crawler.run()
+        fetched = [path for path, _ in site.requests() if path != "/robots.txt"]
+    assert told[0] == (
+        f"migrated the state file {state} from schema 3 to 4; "
+        f"the file as it was is kept at {state}.v3.bak"
+    )
+    assert sorted(fetched) == ["/c", "/d", "/missing"]  # only what the first run left
+    urls = [json.loads(line)["url"] for line in output.read_text().splitlines()]
+    assert sorted(u.removeprefix(f"http://{origin}") for u in urls) == sorted(SITE)
+    assert result.pages == 3
+    assert schema_of(state) == "4" and schema_of(Path(f"{state}.v3.bak")) == "3"
+    db = sqlite3.connect(state)
+    try:
+        assert db.execute("SELECT count(*) FROM urls WHERE request IS NOT NULL").fetchone() == (0,)
+    finally:
+        db.close()
+
+
+def _move_schema3_fixture(output: Path, state: Path, origin: str) -> None:
+    """As _move_fixture, for the schema-3 fixture (every text column moved to ``origin``,
+    fingerprints recomputed)."""
+    old = "127.0.0.1:38750"
+    records = (FIXTURES / "schema3-stopped-pages.jsonl").read_bytes()
+    output.write_bytes(records.replace(old.encode(), origin.encode()))
+    shutil.copy(FIXTURES / "schema3-stopped-pages.jsonl.state.sqlite", state)
+    db = sqlite3.connect(state, isolation_level=None)
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        assert meta["schema"] == "3" and int(meta["output_offset"]) == len(records)
+        identity = json.loads(meta["identity"].replace(old, origin))
+        identity["output"] = str(output)
+        rows = db.execute("SELECT * FROM urls").fetchall()
+        db.execute("BEGIN")
+        db.execute("DELETE FROM urls")
+        for row in rows:
+            moved = [v.replace(old, origin) if isinstance(v, str) else v for v in row]
+            moved[0] = store._signed(fingerprint(moved[2]))
+            db.execute(f"INSERT INTO urls VALUES ({', '.join('?' * len(moved))})", moved)
+        db.execute("UPDATE meta SET value=? WHERE key='identity'", (json.dumps(identity),))
+        size = output.stat().st_size
+        db.execute("UPDATE meta SET value=? WHERE key='output_offset'", (str(size),))
+        db.execute("UPDATE outputs SET path=?, offset=? WHERE n=0", (str(output), size))
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
 def _raises(exc: BaseException) -> Callable[[sqlite3.Connection], None]:
     def step(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE halfway (x)")  # done before it fails: must not stay
@@ -300,7 +360,7 @@ def test_a_failed_migration_leaves_the_file_as_it_was(
     assert not Path(f"{state}.lock").exists()
     told: list[str] = []
     StateStore.open(state, identity, announce=told.append).close()  # this shoal's steps
-    assert schema_of(state) == "3" and len(told) == 1
+    assert schema_of(state) == "4" and len(told) == 1
 
 
 def test_ctrl_c_during_a_migration_rolls_it_back(tmp_path: Path) -> None:
@@ -319,21 +379,21 @@ def test_a_file_of_a_newer_schema_is_refused_naming_both_versions(tmp_path: Path
     identity = {"output": None, "start_urls": ["http://a.test/"]}
     StateStore.open(state, identity).close()
     db = sqlite3.connect(state)
-    db.execute("UPDATE meta SET value='4' WHERE key='schema'")
+    db.execute("UPDATE meta SET value='5' WHERE key='schema'")
     db.commit()
     db.close()
     before = dump(state)
     with pytest.raises(StateError) as caught:
         StateStore.open(state, identity)
     message = str(caught.value)
-    assert "was written by a newer shoal: it has state schema 4" in message
-    assert "reads schema 3 and older. Upgrade shoal to resume this crawl" in message
+    assert "was written by a newer shoal: it has state schema 5" in message
+    assert "reads schema 4 and older. Upgrade shoal to resume this crawl" in message
     assert caught.value.exit_code == 3
     assert dump(state) == before and backups(tmp_path) == []
     # shoal status says the same (exit 3), rather than guessing at what it cannot read.
     proc = shoal_run("status", str(state))
     assert proc.returncode == 3, proc.stdout
-    assert "state schema 4" in proc.stderr and "reads schema 3 and older" in proc.stderr
+    assert "state schema 5" in proc.stderr and "reads schema 4 and older" in proc.stderr
 
 
 def test_a_file_a_running_crawl_holds_is_never_migrated(tmp_path: Path) -> None:
@@ -367,7 +427,7 @@ def test_status_reads_an_older_file_without_migrating_it(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     assert "urls: done 2, failed 0, queued 2 of 4 discovered" in proc.stdout
     assert (
-        "state schema 1 (older): the next crawl run migrates it to 3 in place, after copying "
+        "state schema 1 (older): the next crawl run migrates it to 4 in place, after copying "
         f"it to {state}.v1.bak"
     ) in proc.stdout
     proc = shoal_run("status", "--json", str(state))

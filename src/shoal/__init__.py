@@ -53,7 +53,7 @@ from .runtime import (
 if _typing.TYPE_CHECKING:
     from typing import Any
 
-    from .crawler import Crawler, CrawlResult, Page
+    from .crawler import Crawler, CrawlResult, Page, Request
 
 # ``map`` is left out on purpose: ``from shoal import *`` must not shadow the builtin.
 # It stays ``shoal.map``.
@@ -75,6 +75,7 @@ __all__ = [
     "QueueFull",
     "RedisStateError",
     "RedisUnavailable",
+    "Request",
     "RetryLater",
     "RetryPolicy",
     "ShoalError",
@@ -94,7 +95,12 @@ __all__ = [
     "__version__",
 ]
 
-_LAZY = {"Crawler": ".crawler", "CrawlResult": ".crawler", "Page": ".crawler"}
+_LAZY = {
+    "Crawler": ".crawler",
+    "CrawlResult": ".crawler",
+    "Page": ".crawler",
+    "Request": ".crawler",
+}
 # The subpackages, listed by dir(shoal) whether imported yet or not.
 _SUBPACKAGES = ("cli", "crawler", "http", "report", "runtime", "state")
 

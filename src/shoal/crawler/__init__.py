@@ -13,6 +13,7 @@ from ._fetch import Fetched, FetcherFactory, FetchRequest, FetchSetup, HTTPFetch
 from ._hosts import HostSettings
 from ._options import DEFAULT_USER_AGENT, CrawlOptions
 from ._page import Page
+from ._request import Request
 from ._stats import CrawlResult
 from ._urls import Scope, canonicalize, parse_start_url
 from .frontier import (
@@ -53,6 +54,7 @@ __all__ = [
     "PageCallback",
     "PageFetcher",
     "Release",
+    "Request",
     "Scope",
     "SqliteFrontier",
     "canonicalize",

@@ -39,7 +39,8 @@ from ._hosts import HostSettings
 from ._jobs import Jobs, Revisit
 from ._kinds import CrawlErrorKind
 from ._options import CrawlOptions
-from ._records import PageCallback, Records
+from ._records import Records
+from ._routes import PageCallback
 from ._session import RunSession, progress_enabled, state_path_for
 from ._shared import LEASE_TTL, SharedCrawl, check_shared, connect_shared
 from ._stats import CrawlResult
@@ -70,9 +71,11 @@ _MAX_TIME_GRACE = 2.0
 class Crawler:
     """Crawl from ``start_urls``; ``run()`` returns a :class:`CrawlResult`.
 
-    ``on_page(page)`` may return or yield dicts (written as records) and URL strings
-    (followed, if in scope). Without it each fetched URL gives one record with the
-    standard fields plus any ``extract`` fields. Links on every HTML page are followed
+    ``on_page(page)`` may return or yield dicts (written as records), URL strings and
+    :class:`~shoal.Request` objects (followed, if in scope). Pages can go to several
+    handlers instead: :meth:`route` (``on_page`` is then the default route). Without
+    one each fetched URL gives one record with the standard fields plus any ``extract``
+    fields. Links on every HTML page are followed
     within scope unless ``follow_links=False``.
 
     A Crawler runs once: a second ``run()`` raises UsageError, however the first ended
@@ -88,7 +91,8 @@ class Crawler:
         start_urls: One URL or several: http(s) only; their hosts are the crawl's scope
             unless ``allow_domains`` says otherwise.
         on_page: Called with each fetched :class:`Page`; returns or yields records
-            (dicts) and URLs to follow. Runs on worker threads.
+            (dicts), URLs and :class:`~shoal.Request` objects to follow. Runs on worker
+            threads. The default route (see :meth:`route`).
         follow_links: Follow the links found on HTML pages (``on_page``'s URLs are
             followed either way).
         frontier: Where the URLs live. A frontier given here owns the crawl's state: the
@@ -438,6 +442,24 @@ class Crawler:
         """The fields of each record: the standard ones plus ``extract`` names."""
         return self._records.fields
 
+    def route(
+        self, label: str | None = None, *, glob: str | None = None
+    ) -> Callable[[PageCallback], PageCallback]:
+        """A decorator: the pages of requests labelled ``label``
+        (``shoal.Request(url, label=...)``), or, with ``glob``, of URLs whose path matches
+        it (``"/product/*"``; the first match in the order added) go to the decorated
+        handler; ``route()`` with neither is the default, as ``on_page`` is (giving both
+        is an error). A label wins over globs; a page nothing matches gets the standard
+        record. Once there is a route by label, a request labelled with no route fails
+        the callback that gave it (the record says so); without one, labels are only data
+        (``page.request.label``). Routes are added before :meth:`run`."""
+
+        def add(handler: PageCallback) -> PageCallback:
+            self._records.routes.add(label, glob, handler)
+            return handler
+
+        return add
+
     def identity(self) -> dict[str, object]:
         """What makes a state file belong to this crawl (checked when resuming)."""
         paths = [
@@ -483,6 +505,7 @@ class Crawler:
                 "where the last run left off)"
             )
         opts = self.options
+        self._records.routes.frozen = True  # read by every worker without a lock from now
         # 1. The shared crawl joined (its worker not registered yet), the fetcher (and its
         # transport), then the outputs and the state file.
         joined = None
@@ -505,7 +528,7 @@ class Crawler:
             self._writer = session.open(
                 self.identity(),
                 self._records.columns,
-                header_from_first_record=self._records.on_page is not None,
+                header_from_first_record=self._records.has_handler,
             )
         except BaseException:
             self._close_fetcher()

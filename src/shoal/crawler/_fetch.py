@@ -75,6 +75,14 @@ class FetchRequest:
     # fetch makes, the first and each hop, sends ``headers_for(its URL)``, asked again
     # for each URL, since credentials go only where they may (see ``_headers``).
     headers_for: Callable[[str], Mapping[str, str]] = no_headers
+    # A request a page callback made (shoal.Request): its method, its body (None: none),
+    # and its own headers, sent with every hop of this fetch (hops stay on the URL's
+    # origin: a redirect to another host is queued as a request of its own, without them).
+    # After a 301/302/303, a POST goes on as a GET without its body, as browsers do; a
+    # 307/308 keeps both.
+    method: str = "GET"
+    body: bytes | None = None
+    request_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,10 @@ class Fetched:
     detail: str = ""  # the human-readable reason behind ``error``
     retry_after: float | None = None
     truncated: bool = False  # the body is the first max_bytes of a longer one (truncate)
+    # The request that got this response (the last hop's): a WARC request record's.
+    method: str = "GET"
+    request_body: bytes | None = None
+    request_headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def content_type(self) -> str:
@@ -193,22 +205,29 @@ class HTTPFetcher:
         retry_after: float | None = None
         truncated = False
         headers_for = request.headers_for
+        method, sent_body = request.method, request.body
         for hop in range(self.max_redirects + 1):
             final, body = current, b""
-            sent = self._headers
-            extra = headers_for(current)
-            if extra:
-                sent = _merged(sent, extra)
-            if hop == 0 and request.headers:
-                sent = _merged(sent, request.headers)
+            sent = self._sent_headers(request, hop, method, headers_for(current))
             try:
-                response = self._transport.get(
-                    current,
-                    sent,
-                    max_bytes=request.max_bytes,
-                    deadline=deadline,
-                    truncate=request.truncate,
-                )
+                if method == "GET" and sent_body is None:
+                    response = self._transport.get(
+                        current,
+                        sent,
+                        max_bytes=request.max_bytes,
+                        deadline=deadline,
+                        truncate=request.truncate,
+                    )
+                else:
+                    response = self._transport.get(
+                        current,
+                        sent,
+                        max_bytes=request.max_bytes,
+                        deadline=deadline,
+                        truncate=request.truncate,
+                        method=method,
+                        body=sent_body,
+                    )
             except TransportError as exc:
                 error, detail = exc.kind, exc.detail
                 break
@@ -226,7 +245,9 @@ class HTTPFetcher:
                 shown = location if len(location) <= 200 else location[:200] + "..."
                 error, detail = ErrorKind.BAD_REDIRECT, f"bad Location {shown!r}: {exc}"
                 break
-            if target in (current, url) or target in redirects:
+            # A POST answered by a redirect to its own URL (post, redirect, get) is no loop.
+            to_get = status in (301, 302, 303) and method != "GET"
+            if target in redirects or (target in (current, url) and not to_get):
                 error, detail = ErrorKind.REDIRECT_LOOP, f"redirect loop at {target}"
                 break
             if hop == self.max_redirects:  # the last turn: the gate is not asked in vain
@@ -245,6 +266,9 @@ class HTTPFetcher:
                 break
             redirects.append(current)
             current = final = target
+            if to_get:
+                # As browsers (and requests) do: the form was answered, fetch the result.
+                method, sent_body = "GET", None
         else:
             error = ErrorKind.TOO_MANY_REDIRECTS
             detail = f"more than {self.max_redirects} redirects"
@@ -260,7 +284,30 @@ class HTTPFetcher:
             detail,
             retry_after,
             truncated,
+            method,
+            sent_body,
+            request.request_headers if method == request.method else {},
         )
+
+    def _sent_headers(
+        self, request: FetchRequest, hop: int, method: str, crawl: Mapping[str, str]
+    ) -> Mapping[str, str]:
+        """The one place a fetch's headers are merged, names without case, each over the
+        last: the fetcher's own; the crawl's for this URL (``crawl``: -H, --header-for,
+        --auth, decided per URL by ``_headers``); a shoal.Request's own (every hop of its
+        origin; its Content-Type only while the body is sent); the first hop's
+        conditional ones."""
+        sent: Mapping[str, str] = self._headers
+        if crawl:
+            sent = _merged(sent, crawl)
+        own = request.request_headers
+        if own:
+            if method != request.method:
+                own = {k: v for k, v in own.items() if k.lower() != "content-type"}
+            sent = _merged(sent, own)
+        if hop == 0 and request.headers:
+            sent = _merged(sent, request.headers)
+        return sent
 
 
 def _merged(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:

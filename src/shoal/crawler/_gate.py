@@ -112,6 +112,7 @@ class HopGate:
         "_last",
         "_limit",
         "_max_hops",
+        "_resubmit",
         "_seen",
         "_side",
         "_start",
@@ -127,8 +128,12 @@ class HopGate:
         max_hops: int,
         side: Gate = no_side_requests,
         canonical: bool = False,
+        resubmit: bool = False,
     ) -> None:
         self._follow = follow
+        # The start is a POST: its first hop may lead back to its own URL (post, redirect,
+        # get), which is then no loop.
+        self._resubmit = resubmit
         self._check = check
         self._side = side
         self._start = start
@@ -156,7 +161,8 @@ class HopGate:
             return why
         self._last, self._stop = target, None
         seen = self._seen
-        if target == self._start or target in seen:
+        again = target == self._start and not (self._resubmit and not seen)
+        if again or target in seen:
             why = f"redirect loop at {target}"
             self._limit = (ErrorKind.REDIRECT_LOOP, why)
             self._stop = why

@@ -20,6 +20,7 @@ from .._errors import UsageError
 from ..http import ErrorKind, TransportError
 from ..runtime._retry import RetryPolicy
 from ..state import fingerprint
+from ..state._jobs import job_key
 from ..state._store import MAX_VALIDATOR, FetchNote, Prior
 from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_side_requests
 from ._gate import HopGate, robots_gate
@@ -27,7 +28,8 @@ from ._headers import no_headers
 from ._kinds import CrawlErrorKind, http_error
 from ._options import CrawlOptions
 from ._page import Page, product_token
-from ._records import Records
+from ._records import Followed, Records
+from ._request import Request
 from ._robots import MAX_ROBOTS_BYTES, RobotsRules
 from ._sitemaps import MAX_SITEMAP_NESTING, parse_sitemap
 from ._stats import CrawlResult
@@ -55,6 +57,7 @@ class _Built:
     follow: list[str]
     error: str | None  # the error kind, if the response is a failure
     failed_by: str | None  # what the page counts as failed by (a callback's too)
+    requests: list[Followed]  # shoal.Request objects the callback gave (not plain GETs)
 
 
 @dataclass(slots=True)
@@ -150,6 +153,7 @@ class Jobs:
         side: Gate = no_side_requests,
         max_hops: int | None = None,
         headers: Mapping[str, str] | None = None,
+        request: Request | None = None,
     ) -> Fetched:
         """Fetch through the crawl's fetcher, the gate kept whatever the fetcher: the
         first URL and every hop pass ``deny_private`` here, every hop the request's
@@ -168,19 +172,35 @@ class Jobs:
             max_hops=self.options.max_redirects if max_hops is None else max_hops,
             side=side,
             canonical=self._canonical_hops,
+            resubmit=request is not None and request.method != "GET",
         )
         limit = self.options.max_bytes if max_bytes is None else max_bytes
-        request = FetchRequest(
-            url,
-            hops,
-            limit,
-            truncate,
-            kind,
-            side=hops.side,
-            headers=headers or {},
-            headers_for=self._headers_for,
-        )
-        fetched = self._fetcher.fetch(request)
+        if request is None:
+            asked = FetchRequest(
+                url,
+                hops,
+                limit,
+                truncate,
+                kind,
+                side=hops.side,
+                headers=headers or {},
+                headers_for=self._headers_for,
+            )
+        else:
+            asked = FetchRequest(
+                url,
+                hops,
+                limit,
+                truncate,
+                kind,
+                side=hops.side,
+                headers=headers or {},
+                headers_for=self._headers_for,
+                method=request.method,
+                body=request.body,
+                request_headers=request.headers,
+            )
+        fetched = self._fetcher.fetch(asked)
         stray = hops.stray(url, fetched)
         if stray is None:
             return hops.settle(fetched)
@@ -392,7 +412,7 @@ class Jobs:
             if self._revisit is None:
                 self._visited(job, None)
                 return Release(Outcome.DONE), Commit(finished=job)
-            was = self._revisit.prior(fingerprint(job.url))
+            was = self._revisit.prior(_fingerprint(job))
             self._visited(job, was)
             if was is None or (was.status is None and was.sha256 is None):
                 return Release(Outcome.DONE), Commit(finished=job)  # denied all along
@@ -404,7 +424,7 @@ class Jobs:
             return Release(Outcome.DONE), Commit([record], finished=job, change="disallowed")
         prior = None
         if self._revisit is not None:
-            prior = self._revisit.prior(fingerprint(job.url))
+            prior = self._revisit.prior(_fingerprint(job))
         fetched = self._fetch_page(job, rules, prior)
         verdict = self._classify(job, fetched)
         if verdict.retry_in is not None:
@@ -427,6 +447,7 @@ class Jobs:
             and fetched.error is None
             and prior is not None
             and bool(_conditional(prior))
+            and not _posted(job)
             and not fetched.redirects
         )
         # An error (transport, 5xx, 429, an unasked-for 304, a body past the limits) says
@@ -492,6 +513,8 @@ class Jobs:
             refers_to=refers,
         )
         links = self._links(job, built.follow) if built.follow else ()
+        if built.requests:
+            links += self._requests(job, built.requests)
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
 
     def _visited(self, job: Lease, prior: Prior | None) -> None:
@@ -503,12 +526,16 @@ class Jobs:
             self._note(job.id, FetchNote(None, None, None, None, final, time.time(), True))
 
     def _fetch_page(self, job: Lease, rules: RobotsRules | None, prior: Prior | None) -> Fetched:
+        request = None if job.request is None else Request._decode(job.url, job.request)
+        # A POST is sent again as it was: a conditional request is a GET's.
+        conditional = None if _posted(job) else prior
         return self._fetch(
             job.url,
             _Redirects(self, job, rules, prior),
             job.kind,
             side=_SideRequests(self, job, rules),
-            headers=_conditional(prior),
+            headers=_conditional(conditional),
+            request=request,
         )
 
     def _classify(self, job: Lease, fetched: Fetched) -> _Classified:
@@ -552,23 +579,36 @@ class Jobs:
                     max_links=self.options.max_links_per_page,
                     robots_agent=self._robots_agent,
                 )
+                page._request_fields = job.request
         try:
-            records, follow, callback_failed = self._records.build(job, fetched, page, error)
+            records, follow, requests, callback_failed = self._records.build(
+                job, fetched, page, error
+            )
             nofollow = page is not None and "nofollow" in page.robots
-            if follow and nofollow and self.options.obey_nofollow:
+            if (follow or requests) and nofollow and self.options.obey_nofollow:
                 logger.info("not following the links of %s: robots nofollow", job.url)
-                follow = []
+                follow, requests = [], []
         except Exception as exc:
             logger.exception("processing %s failed", job.url)
             error = CrawlErrorKind.PROCESSING
             fetched = replace(fetched, detail=repr(exc))
-            records, follow, callback_failed = self._records.build(job, fetched, None, error)
-        del follow[self.options.max_links_per_page :]  # the callback's own URLs count too
+            records, follow, requests, callback_failed = self._records.build(
+                job, fetched, None, error
+            )
+        limit = self.options.max_links_per_page
+        del follow[limit:]  # the callback's own URLs count too
+        if requests:
+            del requests[max(0, limit - len(follow)) :]
         if page is not None and page._refused is not None and page._refused.count:
             self._count_refused(job, page)
         failed_by = error or (CrawlErrorKind.CALLBACK if callback_failed else None)
         return _Built(
-            fetched, records, follow, error, None if failed_by is None else str(failed_by)
+            fetched,
+            records,
+            follow,
+            error,
+            None if failed_by is None else str(failed_by),
+            requests,
         )
 
     def _count(
@@ -611,6 +651,15 @@ class Jobs:
         depth = job.depth + 1
         in_scope = self.scope.allows_at(depth)
         return tuple(Candidate(url, depth, job.url) for url in follow if in_scope(url))
+
+    def _requests(self, job: Lease, given: Sequence[Followed]) -> tuple[Candidate, ...]:
+        """The in-scope requests a page's callback made (the same scope as its links)."""
+        depth = job.depth + 1
+        in_scope = self.scope.allows_at(depth)
+        page = JobKind.PAGE
+        return tuple(
+            Candidate(url, depth, job.url, page, fields) for url, fields in given if in_scope(url)
+        )
 
     def _held_back(self, job: Lease, rules: RobotsRules) -> tuple[Release, Commit]:
         """A URL whose host's robots.txt could not be fetched: a record saying why, but
@@ -699,8 +748,13 @@ class _Redirects:
             steps._count_off_scope(target)
             return "redirect out of scope"
         if host_key(target) != job.host:
-            # Another host has its own robots.txt and politeness: queue it there.
-            added = steps.frontier.submit([Candidate(target, job.depth, job.url)])
+            # Another host has its own robots.txt and politeness: queue it there (a
+            # request's label and meta go along; its method, body and headers do not).
+            moved = None
+            if job.request is not None:
+                moved = Request._decode(job.url, job.request)._moved(target)
+            candidate = Candidate(target, job.depth, job.url, JobKind.PAGE, moved)
+            added = steps.frontier.submit([candidate])
             if added:
                 with steps._lock:
                     steps.result.discovered += len(added)
@@ -784,6 +838,16 @@ def throttled(
     if status != 200 and new < current:
         new = current  # errors must never speed a crawl up
     return min(max(new, opts.delay if delay is None else delay, floor), 60.0)
+
+
+def _posted(job: Lease) -> bool:
+    """The job is not a GET (its request's first line names its method; a GET's is empty)."""
+    return job.request is not None and not job.request.startswith("\n")
+
+
+def _fingerprint(job: Lease) -> int:
+    """The job's row in the state: its URL's for a GET, its request's for a POST."""
+    return fingerprint(job.url if job.request is None else job_key(job.url, job.request))
 
 
 def backoff(base: float, attempt: int) -> float:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._fetch import Fetched
 from ._html import ParsedHTML, bounded, decode_body, is_html, parse_html
+from ._request import Request
 from ._urls import LinkResolver, Refused, join_url
 
 if TYPE_CHECKING:
@@ -82,6 +83,8 @@ class Page:
         "_is_html",
         "_links",
         "_refused",
+        "_request",
+        "_request_fields",
         "_selector",
         "depth",
         "max_links",
@@ -148,6 +151,18 @@ class Page:
         self._links: list[str] | None = None
         self._refused: Refused | None = None  # made with links (see refused_links)
         self._selector: Selector | None = None
+        self._request: Request | None = None
+        self._request_fields: str | None = None  # the job's encoded request, if any
+
+    @property
+    def request(self) -> Request:
+        """The request this page answers: a :class:`~shoal.Request` with the method,
+        body, headers, ``label`` and ``meta`` it was made with (a link or start URL's is a
+        GET with no label and empty meta)."""
+        request = self._request
+        if request is None:
+            request = self._request = Request._decode(self.url, self._request_fields)
+        return request
 
     @property
     def url(self) -> str:

@@ -1,8 +1,9 @@
 """What a fetched URL becomes: output records and URLs to follow.
 
 Without a page callback each fetched URL gives one record (the standard fields, plus
-extracted fields); with one, the callback's dicts are the records and its strings are
-extra URLs to follow.
+extracted fields); with one, the callback's dicts are the records and its strings (and
+:class:`~shoal.Request` objects) are extra URLs to follow. Which callback a page goes
+to is the routes' choice (``_routes``).
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from .._errors import UsageError
 from ._fetch import Fetched
 from ._page import Page
-from ._schema import RECORD_FIELDS, RUN_FIELDS
+from ._request import Request
+from ._routes import PageCallback, Routes
+from ._schema import RECORD_FIELDS, REQUEST_FIELDS, RUN_FIELDS
 from ._urls import LinkResolver
 from .frontier import Lease
 
-__all__ = ["PageCallback", "Records"]
+__all__ = ["Followed", "PageCallback", "Records"]
+
+# A request a callback gave, to follow: (canonical URL, its encoded fields).
+Followed = tuple[str, str]
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +36,7 @@ logger = logging.getLogger(__name__)
 # of an output begun by an older shoal still fits (SQLite keeps them in its ``data``).
 PAGE_FIELDS = ("truncated", "robots")
 # Names --extract may not take: they would overwrite (or, in CSV, repeat) a record field.
-_RESERVED = (*RECORD_FIELDS, *PAGE_FIELDS, *RUN_FIELDS, "body", "body_sha256")
-
-# What a page callback may give back: records (dicts) to write and URLs (str) to follow.
-PageCallback = Callable[[Page], Iterable[Any] | dict[str, Any] | None]
+_RESERVED = (*RECORD_FIELDS, *PAGE_FIELDS, *RUN_FIELDS, *REQUEST_FIELDS, "body", "body_sha256")
 
 
 class Records:
@@ -45,10 +48,15 @@ class Records:
         extract: Mapping[str, str],
         save_bodies: bool,
     ) -> None:
-        self.on_page = on_page
+        self.routes = Routes(on_page)
         self.follow_links = follow_links
         self.extractors = _compile_extractors(extract)
         self.save_bodies = save_bodies
+
+    @property
+    def has_handler(self) -> bool:
+        """Pages go to a callback (some do, at least): records are the callback's."""
+        return self.routes.active
 
     @property
     def fields(self) -> list[str]:
@@ -65,24 +73,40 @@ class Records:
 
     def build(
         self, job: Lease, fetched: Fetched, page: Page | None, error: str | None
-    ) -> tuple[list[dict[str, Any]], list[str], bool]:
-        """(records, URLs to follow, whether the callback failed)."""
+    ) -> tuple[list[dict[str, Any]], list[str], list[Followed], bool]:
+        """(records, URLs to follow, requests to follow, whether the callback failed)."""
         follow: list[str] = []
+        requests: list[Followed] = []
         if page is not None and self.follow_links:
             follow.extend(page.links)
-        if self.on_page is not None and page is not None:
-            records, extra, failure = self._call(job, page)
+        handler = None
+        if page is not None and self.routes.active:
+            handler = self.routes.handler_for(page)
+        if handler is not None and page is not None:
+            records, extra, failure = self._call(job, page, handler)
             resolve = LinkResolver(page.base_url, page._refusals()).resolve
-            follow.extend(u for u in map(resolve, extra) if u)
+            for item in extra:
+                if isinstance(item, str):
+                    url = resolve(item)
+                    if url:
+                        follow.append(url)
+                else:
+                    url = resolve(item.url)
+                    if url:
+                        fields = item._encode()
+                        if fields is None:
+                            follow.append(url)
+                        else:
+                            requests.append((url, fields))
             if failure is not None:
                 # The page's own record says the callback failed, so it is not lost.
                 failed = self._standard(job, fetched, page, "callback")
                 failed["error_detail"] = failure
                 records.append(failed)
-            return records, follow, failure is not None
+            return records, follow, requests, failure is not None
         # No callback, or a URL the callback never sees (an error, a redirect not
         # followed): the standard record, so every URL tried has one.
-        return [self._standard(job, fetched, page, error)], follow, False
+        return [self._standard(job, fetched, page, error)], follow, requests, False
 
     def _standard(
         self, job: Lease, fetched: Fetched, page: Page | None, error: str | None
@@ -103,6 +127,8 @@ class Records:
             "truncated": None,
             "robots": (list(page.robots) or None) if page is not None else None,
         }
+        if job.request is not None:
+            _request_fields(record, job)
         if self.save_bodies:
             record["body"], record["body_sha256"] = _body_fields(fetched.body, page)
         for name, extract in self.extractors.items():
@@ -123,16 +149,24 @@ class Records:
             error=kind,
             error_detail=detail,
         )
+        if job.request is not None:
+            _request_fields(record, job)
         return record
 
-    def _call(self, job: Lease, page: Page) -> tuple[list[dict[str, Any]], list[str], str | None]:
-        """(records, URLs, None) or, if the callback raised, what it raised instead of None."""
-        assert self.on_page is not None
+    def _call(
+        self, job: Lease, page: Page, handler: PageCallback
+    ) -> tuple[list[dict[str, Any]], list[str | Request], str | None]:
+        """(records, URLs and requests, None) or, if the callback raised, what it raised
+        instead of None."""
         records: list[dict[str, Any]] = []
-        urls: list[str] = []
+        urls: list[str | Request] = []
+        routes = self.routes
         try:
-            for value in _as_iterable(self.on_page(page)):
+            for value in _as_iterable(handler(page)):
                 if isinstance(value, str):
+                    urls.append(value)
+                elif isinstance(value, Request):
+                    routes.check_label(value.label)  # here: this page's record says so
                     urls.append(value)
                 elif isinstance(value, dict):
                     # Checked here, on the worker: a record the writer cannot serialize
@@ -140,7 +174,9 @@ class Records:
                     json.dumps(value, allow_nan=False, default=str)
                     records.append(value)
                 else:
-                    raise TypeError(f"on_page gave {type(value).__name__}; want dict or str")
+                    raise TypeError(
+                        f"on_page gave {type(value).__name__}; want dict, str or shoal.Request"
+                    )
         except Exception as exc:
             logger.exception("on_page failed for %s", job.url)
             return records, urls, repr(exc)
@@ -150,9 +186,20 @@ class Records:
 def _as_iterable(value: Any) -> Iterator[Any]:
     if value is None:
         return iter(())
-    if isinstance(value, dict | str):
+    if isinstance(value, dict | str | Request):
         return iter((value,))
     return iter(value)
+
+
+def _request_fields(record: dict[str, Any], job: Lease) -> None:
+    """A request's method and label in its record, when not a GET's / when it has one.
+    Never its body or headers: a login form's body holds a password (the WARC request
+    record has the body, its password-like fields redacted)."""
+    request = Request._decode(job.url, job.request)
+    if request.method != "GET":
+        record["method"] = request.method
+    if request.label is not None:
+        record["label"] = request.label
 
 
 def _body_fields(body: bytes, page: Page | None) -> tuple[str, str]:

@@ -3,7 +3,7 @@ the outputs (``output``) lay out as columns. Its own module so neither imports t
 
 from __future__ import annotations
 
-__all__ = ["RECORD_FIELDS", "RUN_FIELDS"]
+__all__ = ["RECORD_FIELDS", "REQUEST_FIELDS", "RUN_FIELDS"]
 
 RECORD_FIELDS = (
     "url",
@@ -25,3 +25,8 @@ RECORD_FIELDS = (
 # Not in RECORD_FIELDS: a JSONL record of the first run has neither (no run means run 1),
 # while a CSV has the columns from its first row on (its header cannot grow later).
 RUN_FIELDS = ("run", "change")
+
+# In a standard record only when the page answers a request a callback made (a
+# shoal.Request) and they are not their defaults: ``method`` when not GET, ``label`` when
+# it has one. Not columns of their own (a CSV of plain URLs keeps its header).
+REQUEST_FIELDS = ("method", "label")

@@ -217,25 +217,43 @@ def _split_url(url: str) -> tuple[str, str, int, str, str]:
     return parts.scheme, parts.host, port, parts.authority, parts.target
 
 
-def _request(target: str, authority: str, headers: Mapping[str, str]) -> bytes:
+def _request(
+    target: str,
+    authority: str,
+    headers: Mapping[str, str],
+    method: str = "GET",
+    body: bytes | None = None,
+) -> bytes:
     names = {name.lower() for name in headers}
     host = "" if "host" in names else f"Host: {authority}\r\n"
     connection = "" if "connection" in names else "Connection: keep-alive\r\n"
     fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-    text = f"GET {target} HTTP/1.1\r\n{host}{fields}{connection}\r\n"
+    # The body's length is the one written here: a caller's Content-Length or
+    # Transfer-Encoding could frame the body as something else.
+    length = ""
+    if body is not None:
+        if "content-length" in names or "transfer-encoding" in names:
+            raise TransportError(
+                ErrorKind.PROTOCOL, "a request's body is framed by the client, not a header"
+            )
+        length = f"Content-Length: {len(body)}\r\n"
+    if method not in ("GET", "POST"):
+        raise TransportError(ErrorKind.PROTOCOL, f"unsupported method {method[:20]!r}")
+    text = f"{method} {target} HTTP/1.1\r\n{host}{fields}{length}{connection}\r\n"
     # A CR, LF or space smuggled in through the URL or a header value would let that
     # input rewrite the request: every line break must be one written here.
-    lines = 2 + len(headers) + bool(host) + bool(connection)
+    lines = 2 + len(headers) + bool(host) + bool(connection) + bool(length)
     if " " in target or text.count("\n") != lines or text.count("\r") != lines:
         raise TransportError(
             ErrorKind.PROTOCOL, "CR, LF or space in the request target or a header"
         )
     try:
-        return text.encode("latin-1")
+        head = text.encode("latin-1")
     except UnicodeEncodeError:
         raise TransportError(
             ErrorKind.PROTOCOL, "request target or header is not latin-1"
         ) from None
+    return head if body is None else head + body
 
 
 def _open_socket(addresses: list[Address], until: float) -> socket.socket:
@@ -326,8 +344,11 @@ class HTTPClient:
         deadline: float | None = None,
         read_body: bool = True,
         truncate: bool = False,
+        method: str = "GET",
+        body: bytes | None = None,
     ) -> Response:
-        """GET an absolute http(s) URL; raises TransportError. max_bytes caps the decoded body,
+        """GET (or ``method``, with ``body``) an absolute http(s) URL; raises TransportError.
+        max_bytes caps the decoded body,
         deadline (a time.monotonic() value) the whole request. read_body=False (for
         redirects) returns an empty body, keeping the connection if that is cheap;
         truncate=True returns a longer body cut to max_bytes (see Transport.get)."""
@@ -337,9 +358,9 @@ class HTTPClient:
         if proxy is not None and scheme == "http":  # absolute-form, to the proxy
             if proxy.authorization:
                 headers = {**headers, "Proxy-Authorization": proxy.authorization}
-            request = _request(f"{origin}{target}", authority, headers)
+            request = _request(f"{origin}{target}", authority, headers, method, body)
         else:  # direct, or inside a CONNECT tunnel: the usual origin-form request
-            request = _request(target, authority, headers)
+            request = _request(target, authority, headers, method, body)
         pool_key = origin if proxy is None else f"{origin} via {proxy.key}"
         conn = self._checkout(pool_key)
         while True:

@@ -29,10 +29,12 @@ __all__ = ["MockTransport", "Request"]
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One GET as the transport received it."""
+    """One request as the transport received it."""
 
     url: str
     headers: Mapping[str, str]
+    method: str = "GET"
+    body: bytes | None = None
 
 
 class MockTransport:
@@ -56,10 +58,12 @@ class MockTransport:
         deadline: float | None = None,
         read_body: bool = True,
         truncate: bool = False,
+        method: str = "GET",
+        body: bytes | None = None,
     ) -> Response:
         if deadline is not None and time.monotonic() >= deadline:
             raise TransportError(ErrorKind.TIMEOUT, "request deadline exceeded")
-        request = Request(url, dict(headers))
+        request = Request(url, dict(headers), method, body)
         with self._lock:
             self.requests.append(request)
         response = self.handler(request)  # user code: never under the lock

@@ -82,12 +82,16 @@ class Transport(Protocol):
         deadline: float | None = None,
         read_body: bool = True,
         truncate: bool = False,
+        method: str = "GET",
+        body: bytes | None = None,
     ) -> Response:
         """GET an absolute http(s) URL. ``deadline`` is a ``time.monotonic()`` value
         bounding the whole request; ``read_body=False`` reads the head only;
         ``truncate=True`` cuts a body longer than ``max_bytes`` to its first ``max_bytes``
         (``Response.truncated``; the connection is not reused) instead of raising
-        TOO_LARGE."""
+        TOO_LARGE. ``method`` and ``body``: another request (a POST of a form, sent with
+        its Content-Length); the crawler passes them only for a request that is not a
+        plain GET, so a transport that cannot send one still serves every other crawl."""
         ...
 
     def close(self) -> None: ...

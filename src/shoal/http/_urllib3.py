@@ -55,11 +55,16 @@ class Urllib3Transport:
         deadline: float | None = None,
         read_body: bool = True,
         truncate: bool = False,
+        method: str = "GET",
+        body: bytes | None = None,
     ) -> Response:
+        if method not in ("GET", "POST"):
+            raise TransportError(ErrorKind.PROTOCOL, f"unsupported method {method[:20]!r}")
         try:
             resp = self._pools.urlopen(
-                "GET",
+                method,
                 url,
+                body=body,
                 headers=dict(headers),
                 redirect=False,
                 retries=False,

@@ -24,6 +24,7 @@ __all__ = [
     "Released",
     "host_key",
     "host_name_port",
+    "job_key",
     "pace_for",
 ]
 
@@ -80,6 +81,17 @@ def pace_for(paces: Mapping[str, HostPace], host: str) -> HostPace:
     )
 
 
+def job_key(url: str, request: str | None) -> str:
+    """What a job is deduped (and fingerprinted) by: its URL for a plain GET, so a GET's
+    fingerprint never changed; a request's encoded fields (``request``, made by the
+    crawler) begin with a line naming what else tells it apart (method and body digest;
+    empty for a GET that only carries a label or meta), which is then part of the key."""
+    if request is None:
+        return url
+    ident = request[: request.find("\n")]
+    return f"{ident} {url}" if ident else url
+
+
 class Candidate(NamedTuple):
     """A URL offered to the frontier (start URL, link, redirect target, sitemap entry):
     canonical, absolute http(s), already through the crawler's scope gate. A named tuple,
@@ -90,6 +102,9 @@ class Candidate(NamedTuple):
     depth: int = 0
     referrer: str | None = None
     kind: JobKind = JobKind.PAGE
+    # A request's fields, encoded by the crawler (method, body, headers, label, meta);
+    # None for a plain GET, which costs nothing more to keep. See :func:`job_key`.
+    request: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +119,7 @@ class Lease:
     depth: int
     referrer: str | None
     attempt: int  # 1 for a first try
+    request: str | None = None  # as the Candidate's: None for a plain GET
 
 
 @dataclass(frozen=True, slots=True)

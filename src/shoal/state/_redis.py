@@ -80,7 +80,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._errors import CrawlMismatch, RedisStateError, StaleCommit, UsageError
 from . import _redis_lua as lua
 from ._fingerprints import fingerprint
-from ._jobs import Candidate, HostPace, HostPolicy, JobKind, Lease, Released, host_key
+from ._jobs import Candidate, HostPace, HostPolicy, JobKind, Lease, Released, host_key, job_key
 from ._redis_batch import ScriptBatcher
 from ._redis_support import (
     CrawlCounts,
@@ -363,7 +363,7 @@ class RedisCrawlState(CrawlViews):
         for u in urls:
             if u.kind is JobKind.ROBOTS:
                 raise ValueError("robots jobs are made by lease(), not submitted")
-        fps = [fingerprint(u.url) for u in urls]
+        fps = [fingerprint(u.url if u.request is None else job_key(u.url, u.request)) for u in urls]
         sent = self._known.unknown(fps)
         links: list[lua.Link] = []
         for i in sent:
@@ -371,7 +371,8 @@ class RedisCrawlState(CrawlViews):
             host = host_key(u.url)
             if not _HOST.fullmatch(host):
                 raise ValueError(f"not an absolute URL with a scheme://host[:port]: {u.url!r}")
-            links.append((signed(fps[i]), host, entry(1, u.kind, u.depth, u.url, u.referrer)))
+            item = entry(1, u.kind, u.depth, u.url, u.referrer, u.request)
+            links.append((signed(fps[i]), host, item))
         return fps, sent, links
 
     def _merged(self, n: int, sent: list[int], replies: list[bool], fps: list[int]) -> list[bool]:
@@ -391,7 +392,8 @@ class RedisCrawlState(CrawlViews):
         return new
 
     def claim_for(self, job_url: str, url: str) -> bool:
-        """:meth:`claim` of a redirect target that the job for ``job_url`` fetches in
+        """:meth:`claim` of a redirect target that the job for ``job_url`` (its key,
+        ``job_key``: the URL of a plain GET) fetches in
         place; True also when an earlier attempt of that job claimed it (a redo follows
         the same redirects). The job's claims (``P jc:<fingerprint>``) end with its
         commit (``claimed_by``), or after a week if that never comes."""
@@ -449,9 +451,10 @@ class RedisCrawlState(CrawlViews):
         self._saw(text(reply[1]))
         jobs = []
         for i in range(3, len(reply), 3):
-            attempt, kind, depth, url, referrer = parse_entry(reply[i + 2])
+            attempt, kind, depth, url, referrer, request = parse_entry(reply[i + 2])
+            host = reply[i + 1].decode()
             jobs.append(
-                Lease(reply[i].decode(), url, reply[i + 1].decode(), kind, depth, referrer, attempt)
+                Lease(reply[i].decode(), url, host, kind, depth, referrer, attempt, request)
             )
         ready_in = None if reply[0] < 0 else reply[0] / 1000
         expires_in = None if reply[2] < 0 else reply[2] / 1000

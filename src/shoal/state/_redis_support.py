@@ -105,20 +105,37 @@ def signed(fp: int) -> str:
     return str(fp - (1 << 64) if fp >= 1 << 63 else fp)
 
 
-def entry(attempt: int, kind: JobKind, depth: int, url: str, referrer: str | None) -> bytes:
+def entry(  # noqa: PLR0917 - an entry's fields, in their order
+    attempt: int,
+    kind: JobKind,
+    depth: int,
+    url: str,
+    referrer: str | None,
+    request: str | None = None,
+) -> bytes:
     raw = url.encode()
     code = _KIND_CODE.get(kind)
     if code is None:
         raise ValueError(f"unknown job kind {kind!r}")
     head = f"{attempt} {code} {depth} {len(raw)} ".encode()
-    return head + raw + (referrer or "").encode()
+    out = head + raw + (referrer or "").encode()
+    # A request's fields follow the referrer after a NUL (which no canonical URL holds):
+    # the scripts read only an entry's first two fields, and a plain GET's entry is what
+    # it always was (an older crawl's entries read the same).
+    return out if request is None else out + b"\0" + request.encode()
 
 
-def parse_entry(entry: bytes) -> tuple[int, JobKind, int, str, str | None]:
+def parse_entry(entry: bytes) -> tuple[int, JobKind, int, str, str | None, str | None]:
     attempt, code, depth, size, rest = entry.split(b" ", 4)
     n = int(size)
-    referrer = rest[n:].decode()
-    return int(attempt), _KIND_OF[code.decode()], int(depth), rest[:n].decode(), referrer or None
+    tail = rest[n:]
+    request = None
+    if b"\0" in tail:
+        tail, _, raw = tail.partition(b"\0")
+        request = raw.decode()
+    referrer = tail.decode()
+    kind = _KIND_OF[code.decode()]
+    return int(attempt), kind, int(depth), rest[:n].decode(), referrer or None, request
 
 
 def ms(seconds: float | None) -> int:

@@ -170,15 +170,24 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Requests, not only URLs (#20): a queued URL may be a request a page callback made
+    (a POST with its body, headers, label, meta), kept encoded in ``request`` so a resume
+    sends it as it was made. NULL for a plain GET, which every row of a version-3 file
+    is; the fingerprint of such a row is its URL's, as before, so the file dedupes as it
+    did."""
+    conn.execute("ALTER TABLE urls ADD COLUMN request TEXT")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 """One step, version N to N+1: statements run on a connection inside the migration's
 transaction. It must not commit (so no ``executescript``, which commits first)."""
 
 # _MIGRATIONS[i] takes a file from version i + 1 to i + 2. Append only.
-_MIGRATIONS: tuple[Migration, ...] = (_migrate_1_to_2, _migrate_2_to_3)
+_MIGRATIONS: tuple[Migration, ...] = (_migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4)
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
 # The columns an insert names: schema 3 added more, which a new row leaves NULL.
-_URL_COLUMNS = "(fp, seq, url, host, depth, referrer, state, spilled, status)"
+_URL_COLUMNS = "(fp, seq, url, host, depth, referrer, request, state, spilled, status)"
 _COUNTS = ("pages", "ok", "redirects", "failed", "bytes")
 
 
@@ -238,6 +247,7 @@ class UrlRow:
     depth: int
     referrer: str | None
     spilled: bool = False
+    request: str | None = None  # a request's encoded fields (shoal.Request); None: a GET
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,13 +580,13 @@ class StateStore:
         """Up to ``limit`` spilled queued URLs after ``after_seq``: (seq, row) pairs."""
         with _translated("reading the state file"):
             rows = self._read.execute(
-                "SELECT seq, fp, url, host, depth, referrer FROM urls "
+                "SELECT seq, fp, url, host, depth, referrer, request FROM urls "
                 "WHERE state=0 AND spilled=1 AND seq>? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
         return [
-            (seq, UrlRow(_unsigned(fp), url, host, depth, ref, True))
-            for seq, fp, url, host, depth, ref in rows
+            (seq, UrlRow(_unsigned(fp), url, host, depth, ref, True, req))
+            for seq, fp, url, host, depth, ref, req in rows
         ]
 
     # -- writing (the writer thread only) --------------------------------------------------
@@ -631,14 +641,14 @@ class StateStore:
             if rows:
                 self._write.executemany(
                     f"INSERT OR IGNORE INTO urls {_URL_COLUMNS} "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                     rows,
                 )
             done = [(*self._row_head(row), state, status) for row, state, status in finished]
             if done:
                 # Upsert: a page can finish before the batch that discovered it commits.
                 self._write.executemany(
-                    f"INSERT INTO urls {_URL_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) "
+                    f"INSERT INTO urls {_URL_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?) "
                     "ON CONFLICT(fp) DO "
                     "UPDATE SET state=excluded.state, status=excluded.status",
                     done,
@@ -728,12 +738,12 @@ class StateStore:
             self._write.executemany("INSERT OR REPLACE INTO held VALUES (?, ?)", held_back)
         self._held = int(self._write.execute("SELECT count(*) FROM held").fetchone()[0])
 
-    def _row_head(self, row: UrlRow) -> tuple[int, int, str, str, int, str | None]:
-        """The leading columns of a row (fp, seq, url, host, depth, referrer), taking the
-        next sequence number."""
+    def _row_head(self, row: UrlRow) -> tuple[int, int, str, str, int, str | None, str | None]:
+        """The leading columns of a row (fp, seq, url, host, depth, referrer, request),
+        taking the next sequence number."""
         seq = self._next_seq
         self._next_seq += 1
-        return _signed(row.fp), seq, row.url, row.host, row.depth, row.referrer
+        return _signed(row.fp), seq, row.url, row.host, row.depth, row.referrer, row.request
 
     def close(self) -> None:
         if self._prior_conn is not None:

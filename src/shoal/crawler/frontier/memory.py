@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..._errors import FrontierError
-from ...state._jobs import HostPace, pace_for
+from ...state._jobs import HostPace, job_key, pace_for
 from .._urls import host_key
 from ._base import (
     MAX_HOLD,
@@ -60,6 +60,7 @@ class _Job:
     spilled: bool = False  # durable backend: its row was written as living on disk only
     claims: tuple[str, ...] = ()  # redirect targets claimed by this job's attempts
     released: bool = False  # leased: the host slot was given back (commit still owed)
+    request: str | None = None  # a request's encoded fields; None: a plain GET
 
 
 @dataclass(slots=True, eq=False)
@@ -124,10 +125,14 @@ class MemoryFrontier:
         accepted = []
         with self._lock:
             for c in candidates:
-                fp = self._first_sight(c.url)
+                request = c.request
+                fp = self._first_sight(c.url if request is None else job_key(c.url, request))
                 if fp is None:
                     continue
-                self._admit(_Job(c.url, host_key(c.url), c.depth, c.referrer, c.kind, fp=fp))
+                job = _Job(c.url, host_key(c.url), c.depth, c.referrer, c.kind, fp=fp)
+                if request is not None:
+                    job.request = request
+                self._admit(job)
                 accepted.append(c)
         return accepted
 
@@ -142,7 +147,8 @@ class MemoryFrontier:
             return True
 
     def _first_sight(self, url: str) -> int | None:
-        """Mark ``url`` seen: its fingerprint (0 here), or None if it was seen before."""
+        """Mark ``url`` (a job's key: see ``job_key``) seen: its fingerprint (0 here), or
+        None if it was seen before."""
         if url in self._seen:
             return None
         self._seen.add(url)
@@ -204,7 +210,14 @@ class MemoryFrontier:
                 self._leases[lease_id] = job
                 leases.append(
                     Lease(
-                        lease_id, job.url, job.host, job.kind, job.depth, job.referrer, job.attempt
+                        lease_id,
+                        job.url,
+                        job.host,
+                        job.kind,
+                        job.depth,
+                        job.referrer,
+                        job.attempt,
+                        job.request,
                     )
                 )
         for notice in notices:  # logging handlers are user code: never under the lock

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._errors import FrontierError
-from ...state._jobs import HostPace
+from ...state._jobs import HostPace, job_key
 from ._base import (
     MAX_HOLD,
     Candidate,
@@ -193,7 +193,7 @@ class RedisFrontier:
 
     def claim(self, lease: Lease, url: str) -> bool:
         self._mine(lease)
-        claimed = self.state.claim_for(lease.url, url)
+        claimed = self.state.claim_for(job_key(lease.url, lease.request), url)
         with self._lock:
             self._claimed.add(lease.id)
         return claimed
@@ -306,7 +306,11 @@ class RedisFrontier:
                 if lease.id not in self._held:
                     raise FrontierError(f"lease {lease.id} ({lease.url}) is not held here")
             expected = self.output_offset
-            claimed = [lease.url for lease, _, _ in finished if lease.id in self._claimed]
+            claimed = [
+                job_key(lease.url, lease.request)
+                for lease, _, _ in finished
+                if lease.id in self._claimed
+            ]
         if not items and output == expected:
             return
         # Raises StaleCommit (a FrontierError): the writer fails and the crawl stops.

@@ -183,7 +183,15 @@ class SqliteFrontier(MemoryFrontier):
                 continue
             self._on_disk -= 1
             self._enqueue(
-                _Job(row.url, row.host, row.depth, row.referrer, fp=row.fp, spilled=True),
+                _Job(
+                    row.url,
+                    row.host,
+                    row.depth,
+                    row.referrer,
+                    fp=row.fp,
+                    spilled=True,
+                    request=row.request,
+                ),
                 front=False,
             )
 
@@ -229,4 +237,4 @@ class SqliteFrontier(MemoryFrontier):
 
 
 def _row(job: _Job) -> UrlRow:
-    return UrlRow(job.fp, job.url, job.host, job.depth, job.referrer, job.spilled)
+    return UrlRow(job.fp, job.url, job.host, job.depth, job.referrer, job.spilled, job.request)

@@ -73,6 +73,14 @@ class Exchange(Protocol):
     def error(self) -> str | None: ...
     @property
     def truncated(self) -> bool: ...  # the body is only the start of the response's
+    # The request that got the response (its last hop's): method, body (None: none), and
+    # the request's own headers (a shoal.Request's).
+    @property
+    def method(self) -> str: ...
+    @property
+    def request_body(self) -> bytes | None: ...
+    @property
+    def request_headers(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from http.client import responses
@@ -30,6 +31,11 @@ from ._file import FileOutput, OutputFile
 __all__ = ["WarcOutput", "open_format"]
 
 _DROPPED = {"content-encoding", "transfer-encoding", "content-length"}
+# Form fields and headers whose values are secrets: a WARC request record keeps the
+# request for replay, but these values as "REDACTED" (docs/api.md says so).
+_SECRET = re.compile(r"pass|pwd|secret|token|api[-_]?key|auth|session|cookie", re.IGNORECASE)
+# Header names that are secrets whatever their value.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
 class WarcOutput(FileOutput):
@@ -86,16 +92,23 @@ class WarcOutput(FileOutput):
                     warc_headers_dict=warc_headers,
                 )
             parts = split_url(url)
-            sent = [("Host", parts.authority), *self._request_headers]
+            fields = [("Host", parts.authority), *self._request_headers]
             if self._user_headers is not None:
-                sent = _with_user_headers(sent, self._user_headers(url))
+                fields = _with_user_headers(fields, self._user_headers(url))
+            sent = fetched.request_body
+            if fetched.request_headers:
+                own = [(k, _redacted_header(k, v)) for k, v in fetched.request_headers.items()]
+                fields = _with_user_headers(fields, own)
+            if sent is not None:
+                sent = redacted_body(sent, fetched.request_headers)
+                fields.append(("Content-Length", str(len(sent))))
             request_headers = StatusAndHeaders(
-                f"GET {parts.target} HTTP/1.1", sent, is_http_request=True
+                f"{fetched.method} {parts.target} HTTP/1.1", fields, is_http_request=True
             )
             request = self._writer.create_warc_record(
                 url,
                 "request",
-                payload=io.BytesIO(b""),
+                payload=io.BytesIO(sent or b""),
                 http_headers=request_headers,
                 warc_headers_dict={"WARC-Date": date},
             )
@@ -146,6 +159,27 @@ _NOT_MODIFIED = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
 def _sha1_digest(sha1: bytes) -> str:
     """As warcio labels a payload: ``sha1:`` and base32."""
     return "sha1:" + base64.b32encode(sha1).decode()
+
+
+def redacted_body(body: bytes, headers: Mapping[str, str]) -> bytes:
+    """A form body with the values of password-like fields replaced by REDACTED; any
+    other body (JSON, bytes a callback made) as sent."""
+    from urllib.parse import parse_qsl, urlencode
+
+    kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    if not kind.lower().startswith("application/x-www-form-urlencoded"):
+        return body
+    try:
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        return body
+    safe = [(k, "REDACTED" if _SECRET.search(k) else v) for k, v in pairs]
+    return urlencode(safe).encode("ascii")
+
+
+def _redacted_header(name: str, value: str) -> str:
+    lowered = name.lower()
+    return "REDACTED" if lowered in _SECRET_HEADERS or _SECRET.search(lowered) else value
 
 
 def _warc_date(when: float | None) -> str:
