@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .._errors import UsageError
-from ..http import ErrorKind, TransportError
+from .._errors import NoProxyLeft, UsageError
+from ..http import ErrorKind, ProxyRules, TransportError
 from ..runtime._retry import RetryPolicy
 from ..state import fingerprint
 from ..state._store import MAX_VALIDATOR, FetchNote, Prior
@@ -38,7 +38,8 @@ from .output._base import RefersTo
 logger = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-_RETRYABLE_ERRORS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION})
+# A proxy's failure too: by the retry, the host may have moved to another proxy.
+_RETRYABLE_ERRORS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.PROXY})
 _MAX_BACKOFF = 60.0
 
 
@@ -93,8 +94,10 @@ class Jobs:
         lock: threading.Lock,
         stopping: Callable[[], bool],
         revisit: Revisit | None = None,
+        proxies: ProxyRules | None = None,
     ) -> None:
         self.options = options
+        self._proxies = proxies  # the transport's, to stop the crawl when none is left
         self._revisit = revisit
         # Where each page's validators and digest go (a state file's frontier only).
         self._note: Callable[[str, FetchNote], None] | None = getattr(frontier, "note_fetch", None)
@@ -168,6 +171,14 @@ class Jobs:
             url, hops, limit, truncate, kind, side=hops.side, headers=headers or {}
         )
         fetched = self._fetcher.fetch(request)
+        if fetched.error is not None and self._proxies is not None and self._proxies.exhausted:
+            # Never recorded as the page's failure: the URL stays queued for a resume.
+            raise NoProxyLeft(
+                f"no proxy left: all {self._proxies.size} retired, each after "
+                f"{self._proxies.retire_after} failures in a row (the last: "
+                f"{self._proxies.last_failure}); the crawl stopped rather than connect "
+                "without one"
+            )
         stray = hops.stray(url, fetched)
         if stray is None:
             return hops.settle(fetched)
@@ -193,6 +204,8 @@ class Jobs:
                 truncate=True,
             )
             rules = RobotsRules.from_fetch(fetched)
+        except NoProxyLeft:
+            raise
         except Exception as exc:
             logger.exception("robots.txt check failed for %s", job.url)
             rules = RobotsRules(

@@ -222,9 +222,7 @@ class ProxyRules:
             usable[scheme] = url
         if not usable:
             return None
-        return cls(
-            http=usable.get("http"), https=usable.get("https"), no_proxy=env.get("no", "")
-        )
+        return cls(http=usable.get("http"), https=usable.get("https"), no_proxy=env.get("no", ""))
 
     @classmethod
     def single(cls, url: str) -> ProxyRules:
@@ -328,6 +326,12 @@ class ProxyRules:
         with self._lock:
             entry.requests += 1
             entry.in_a_row = 0
+
+    @property
+    def last_failure(self) -> str:
+        """The failure that retired the last proxy retired ("" if none is)."""
+        with self._lock:
+            return self._last_retired
 
     @property
     def exhausted(self) -> bool:
