@@ -706,6 +706,8 @@ class Crawler:
                     # Abandoned leases were never finished: not fetched either (a state
                     # file counts them as queued; session.close takes its count).
                     self.result.pending = self._last_queued + self.result.abandoned
+                    if self._proxies is not None:
+                        self.result.proxies = self._proxies.stats()
 
         def close_session() -> None:
             with self._lock:

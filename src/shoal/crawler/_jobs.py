@@ -174,9 +174,7 @@ class Jobs:
         if fetched.error is not None and self._proxies is not None and self._proxies.exhausted:
             # Never recorded as the page's failure: the URL stays queued for a resume.
             raise NoProxyLeft(
-                f"no proxy left: all {self._proxies.size} retired, each after "
-                f"{self._proxies.retire_after} failures in a row (the last: "
-                f"{self._proxies.last_failure}); the crawl stopped rather than connect "
+                f"{self._proxies.why_exhausted()}; the crawl stopped rather than connect "
                 "without one"
             )
         stray = hops.stray(url, fetched)
@@ -214,6 +212,19 @@ class Jobs:
                 error=CrawlErrorKind.INTERNAL,
                 detail=repr(exc),
             )
+        if (
+            self._proxies is not None
+            and fetched is not None
+            and fetched.error in _RETRYABLE_ERRORS
+            and job.attempt <= self.options.retries
+            and not self._stopping()
+        ):
+            # Through proxies the failure may be the host's proxy dying: tried again, it goes
+            # through the proxy that takes the host over, rather than the host's URLs being
+            # held back for the whole run.
+            with self._lock:
+                self.result.retries += 1
+            return Release(Outcome.RETRY, backoff(self.options.retry_backoff, job.attempt)), None
         if rules.reason:
             logger.info("%s: %s", job.url, rules.reason)
         if rules.note:

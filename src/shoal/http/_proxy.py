@@ -34,13 +34,15 @@ from .._url import split_url, without_userinfo
 
 __all__ = ["RETIRE_AFTER", "Proxy", "ProxyRules", "ProxyStats"]
 
-RETIRE_AFTER = 5
+RETIRE_AFTER = 3
 """Failures in a row after which a proxy is retired (any answer from it starts the count
 again). A failure is the proxy not working: it cannot be reached (refused, reset, its name
 does not resolve, the connection times out), it closes or times out a CONNECT or a request
 without answering, or it answers 407. Not a failure: an answer about the target (a CONNECT
 refused with 403 or 502, a page's 502) or a slow page (a read timeout once the request went
-through), which say nothing against the proxy - else one dead site could retire them all."""
+through), which say nothing against the proxy - else one dead site could retire them all.
+Three, as the crawler's default retries are two: a page whose host's requests go one at a
+time still gets its last try through the proxy that takes over."""
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +125,10 @@ class _Entry:
 
 def _score(entry: _Entry, host: bytes) -> bytes:
     return hashlib.blake2b(entry.rank + host, digest_size=8).digest()
+
+
+def _failures(n: int) -> str:
+    return f"{n} failure" if n == 1 else f"{n} failures"
 
 
 _CACHE_HOSTS = 65_536  # hosts whose pick is remembered (cleared whole when full)
@@ -285,12 +291,21 @@ class ProxyRules:
         return best
 
     def _exhausted(self, entries: tuple[_Entry, ...]) -> TransportError:
-        count = f"all {len(entries)} proxies" if len(entries) > 1 else "the proxy"
-        return TransportError(
-            ErrorKind.PROXY,
-            f"no proxy left: {count} retired, each after {self.retire_after} failures in a "
-            f"row (the last failure: {self._last_retired})",
+        return TransportError(ErrorKind.PROXY, self._why_none_left(len(entries)))
+
+    def _why_none_left(self, count: int) -> str:
+        which = f"all {count} proxies" if count > 1 else "the proxy"
+        with self._lock:
+            last = self._last_retired
+        return (
+            f"no proxy left: {which} retired, each after {_failures(self.retire_after)} in a "
+            f"row (the last failure: {last})"
         )
+
+    def why_exhausted(self) -> str:
+        """What to tell once :attr:`exhausted`: how many proxies were retired, and the
+        failure that retired the last one."""
+        return self._why_none_left(self.size)
 
     def failed(self, proxy: Proxy, detail: str) -> bool:
         """Count a failure of ``proxy`` (see :data:`RETIRE_AFTER`); True if it is retired
@@ -310,9 +325,9 @@ class ProxyRules:
         # Logging handlers are the user's code: never under the lock.
         where = f"its hosts move to the {left} left" if left else "no proxy is left"
         logger.warning(
-            "retiring proxy %s after %d failures in a row (the last: %s); %s",
+            "retiring proxy %s after %s in a row (the last: %s); %s",
             entry.label,
-            self.retire_after,
+            _failures(self.retire_after),
             detail,
             where,
         )
@@ -326,12 +341,6 @@ class ProxyRules:
         with self._lock:
             entry.requests += 1
             entry.in_a_row = 0
-
-    @property
-    def last_failure(self) -> str:
-        """The failure that retired the last proxy retired ("" if none is)."""
-        with self._lock:
-            return self._last_retired
 
     @property
     def exhausted(self) -> bool:
