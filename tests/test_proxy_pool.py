@@ -27,7 +27,14 @@ import pytest
 from shoal import Crawler, NoProxyLeft
 from shoal.http import HTTPClient, Proxy, ProxyRules, TransportError
 from sites import Site, html
-from test_proxy import CREDENTIALS, ForwardProxy, _ProxyHandler, _ScriptedProxy
+from test_proxy import (  # noqa: F401 - fixtures: the https site and trusting its CA
+    CREDENTIALS,
+    ForwardProxy,
+    _ProxyHandler,
+    _ScriptedProxy,
+    tls_site,
+    trust_local_ca,
+)
 
 SECRET = "s3cret-Pw"
 
@@ -232,6 +239,34 @@ def _host_of(urls: list[str], proxy_url: str) -> str:
     return _one_host_per_proxy(urls)[urls.index(proxy_url)]
 
 
+def test_an_https_request_fails_over_from_a_proxy_that_drops_connect(
+    tls_site: str,  # noqa: F811 - the fixture imported above
+    trust_local_ca: None,  # noqa: F811
+) -> None:
+    proxies = [PoolProxy(), PoolProxy()]
+    try:
+        rules = ProxyRules.pool([p.url for p in proxies], retire_after=1)
+        first = rules.for_url("https", "127.0.0.1")
+        assert first is not None
+        dying = rules.proxies.index(first)
+        proxies[dying].die_after = 0  # closes every CONNECT without an answer
+        client = HTTPClient(proxies=rules)
+        try:
+            response = client.get(tls_site + "/x", {}, max_bytes=1000)
+        finally:
+            client.close()
+        assert response.body == b"secret /x"
+        authority = tls_site.removeprefix("https://")
+        assert proxies[1 - dying].targets == [authority]
+        assert proxies[dying].targets == []
+        stats = rules.stats()
+        assert stats[dying].retired is not None and "closed the tunnel" in stats[dying].retired
+        assert (stats[1 - dying].requests, stats[1 - dying].retired) == (1, None)
+    finally:
+        for proxy in proxies:
+            proxy.close()
+
+
 def test_a_407_counts_against_the_proxy_and_a_refused_connect_does_not() -> None:
     guarded = ForwardProxy(require=CREDENTIALS)
     try:
@@ -345,17 +380,19 @@ def test_a_proxy_that_dies_mid_crawl_is_retired_and_its_hosts_move(
     assert SECRET not in summary
 
 
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "state-file"])
 def test_robots_txt_through_a_dying_proxy_is_tried_again(
-    three_proxies: list[PoolProxy],
+    three_proxies: list[PoolProxy], tmp_path: Path, durable: bool
 ) -> None:
     # The host's proxy dies before robots.txt: the host is not shut for the run.
     dying = PoolProxy(die_after=0)
     urls = [dying.url, three_proxies[0].url]
     host = _host_of(urls, dying.url)
+    where = {"output": str(tmp_path / "out.jsonl")} if durable else {"state": None}
     try:
         with Site(_pages(2), host=host) as site:
             result = Crawler(
-                site.url("/"), proxy=urls, state=None, progress=False, retry_backoff=0.01
+                site.url("/"), proxy=urls, progress=False, retry_backoff=0.01, **where
             ).run()
             assert result.ok == 3 and result.failed == 0
             assert site.count("/robots.txt") == 1

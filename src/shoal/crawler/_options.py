@@ -159,7 +159,8 @@ class CrawlOptions:
     transport: str = "native"  # HTTP client: "native" (shoal's own) or "urllib3"
     # "env": http_proxy/https_proxy/no_proxy from the environment; None: no proxy;
     # otherwise the URL of one proxy for every request, or a list of them (a pool).
-    proxy: str | Sequence[str] | None = "env"
+    # Left out of repr(): a proxy URL may hold a password.
+    proxy: str | Sequence[str] | None = field(default="env", repr=False)
     # A file of proxy URLs, one a line (# comments): a pool, with those of ``proxy``.
     proxy_file: str | None = None
     # Failures in a row (refused, reset, timed out, 407) that retire a proxy.
