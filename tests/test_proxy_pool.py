@@ -9,6 +9,7 @@ address is a different host name, and a host name is what a proxy is picked by.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -417,7 +418,8 @@ def test_with_every_proxy_dead_the_crawl_stops_and_resumes_later(tmp_path: Path)
     with Site(_pages(3)) as site:
         # One failure retires a proxy: the first request meets both dead ones, and no
         # page's retries run out before the pool does.
-        args = [site.url("/"), "-o", str(out), "--log-file", str(log)]
+        args = [site.url("/"), "-o", str(out), "-o", str(tmp_path / "crawl.warc")]
+        args += ["--log-file", str(log)]
         args += ["--proxy-max-failures", "1"]
         done = _crawl_cli(*args, "--proxy", dead[0], f"--proxy={dead[1]}")
         assert done.returncode == NoProxyLeft.exit_code == 5, done.stderr
@@ -453,9 +455,13 @@ def test_with_every_proxy_dead_the_crawl_stops_and_resumes_later(tmp_path: Path)
     ]
     for text in (done.stdout, err, again.stdout, again.stderr, log.read_text()):
         assert SECRET not in text and "p%20w" not in text
+    warc = gzip.decompress((tmp_path / "crawl.warc").read_bytes())  # gzip per record
+    assert warc.count(b"WARC-Type: request") == 5  # robots.txt and the 4 pages
+    token = CREDENTIALS.removeprefix("Basic ").encode()  # the Proxy-Authorization sent
     for path in tmp_path.iterdir():
-        assert SECRET.encode() not in path.read_bytes(), path
-        assert b"p%20w" not in path.read_bytes(), path
+        data = warc if path.name == "crawl.warc" else path.read_bytes()
+        assert SECRET.encode() not in data and b"p%20w" not in data, path
+        assert token not in data and b"Proxy-Authorization" not in data, path
 
 
 def test_the_python_api_raises_no_proxy_left() -> None:
