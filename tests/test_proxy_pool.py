@@ -208,7 +208,7 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_a_request_whose_proxy_is_retired_goes_through_the_next_one() -> None:
+def test_a_request_whose_proxy_is_dead_retires_it_and_goes_through_the_next_one() -> None:
     alive = PoolProxy()
     dead = f"http://127.0.0.1:{_closed_port()}"
     try:
@@ -218,21 +218,48 @@ def test_a_request_whose_proxy_is_retired_goes_through_the_next_one() -> None:
             rules = ProxyRules.pool(urls, retire_after=2)
             client = HTTPClient(proxies=rules)
             try:
-                with pytest.raises(TransportError) as caught:  # failure 1 of 2
-                    client.get(moved.url("/"), {}, max_bytes=1000)
-                assert caught.value.kind == "connection"
-                assert f"proxy 127.0.0.1:{dead.rpartition(':')[2]}" in caught.value.detail
-                # Failure 2 retires the dead proxy, and the same call goes on through the
-                # other: the host has moved there.
+                # The request tries the dead proxy again at once; the second failure in a
+                # row retires it, and the same call goes on through the other proxy, where
+                # the host now lives.
                 assert client.get(moved.url("/"), {}, max_bytes=1000).body == b"moved"
                 assert client.get(moved.url("/"), {}, max_bytes=1000).body == b"moved"
             finally:
                 client.close()
             assert moved.count("/") == 2
-        assert alive.target_hosts() == {host}
-        assert [s.retired is not None for s in rules.stats()] == [True, False]
+        assert alive.target_hosts() == {host} and len(alive.targets) == 2
+        stats = rules.stats()
+        assert (stats[0].requests, stats[0].failures) == (0, 2)
+        assert stats[0].retired is not None
+        assert f"proxy 127.0.0.1:{dead.rpartition(':')[2]}: Connection" in stats[0].retired
+        assert (stats[1].requests, stats[1].failures, stats[1].retired) == (2, 0, None)
     finally:
         alive.close()
+
+
+def test_a_proxy_failing_for_one_request_only_is_kept() -> None:
+    # A proxy that fails this request retire_after times while answering others (their
+    # answers start its count again) is not retired: the request fails, to be retried by
+    # the crawl; and the tries of one request are bounded.
+    flaky = _ScriptedProxy(b"")  # accepts one connection, reads it, never answers
+    rules = ProxyRules.pool([flaky.url], retire_after=2)
+    client = HTTPClient(proxies=rules, connect_timeout=0.3)
+    answered = threading.Event()
+
+    def answer_between(proxy: Proxy, detail: str) -> bool:
+        retired = ProxyRules.failed(rules, proxy, detail)
+        rules.succeeded(proxy)  # another request's answer, between two failures
+        answered.set()
+        return retired
+
+    rules.failed = answer_between  # type: ignore[method-assign]
+    try:
+        with pytest.raises(TransportError) as caught:
+            client.get("https://slow.test/", {}, max_bytes=1000)
+        assert caught.value.kind == "timeout" and answered.is_set()
+        assert not rules.exhausted
+    finally:
+        client.close()
+        flaky.close()
 
 
 def _host_of(urls: list[str], proxy_url: str) -> str:
@@ -275,10 +302,14 @@ def test_a_407_counts_against_the_proxy_and_a_refused_connect_does_not() -> None
             rules = ProxyRules.pool([guarded.url], retire_after=2)
             client = HTTPClient(proxies=rules)
             try:
-                for _ in range(2):
-                    with pytest.raises(TransportError, match="407"):
-                        client.get(site.url("/"), {}, max_bytes=1000)
-                assert rules.exhausted  # a proxy that wants other credentials is no use
+                with pytest.raises(TransportError, match="407") as caught:
+                    client.get(site.url("/"), {}, max_bytes=1000)
+                assert caught.value.kind == "proxy"
+                # A proxy that wants other credentials is no use: retired, and none is left.
+                assert rules.exhausted and len(guarded.log) == 2
+                with pytest.raises(TransportError, match="no proxy left: the proxy retired"):
+                    client.get(site.url("/"), {}, max_bytes=1000)
+                assert len(guarded.log) == 2 and site.hits == []
             finally:
                 client.close()
     finally:
@@ -416,16 +447,14 @@ def test_with_every_proxy_dead_the_crawl_stops_and_resumes_later(tmp_path: Path)
     out = tmp_path / "out.jsonl"
     log = tmp_path / "crawl.log"
     with Site(_pages(3)) as site:
-        # One failure retires a proxy: the first request meets both dead ones, and no
-        # page's retries run out before the pool does.
+        # The first request (robots.txt) meets both dead proxies in turn, three times each.
         args = [site.url("/"), "-o", str(out), "-o", str(tmp_path / "crawl.warc")]
         args += ["--log-file", str(log)]
-        args += ["--proxy-max-failures", "1"]
         done = _crawl_cli(*args, "--proxy", dead[0], f"--proxy={dead[1]}")
         assert done.returncode == NoProxyLeft.exit_code == 5, done.stderr
         assert site.hits == []  # nothing went out directly
         err = done.stderr
-        assert "shoal: error: no proxy left: all 2 proxies retired, each after 1 failure in" in err
+        assert "shoal: error: no proxy left: all 2 proxies retired, each after 3 failures in" in err
         assert err.count("retiring proxy http://127.0.0.1:") == 2
         assert "to resume, run: shoal crawl" in err
         assert "--proxy 'http://***@127.0.0.1:" in err and "'--proxy=http://***@127.0.0.1:" in err
@@ -528,6 +557,7 @@ def test_a_bad_proxy_file_is_refused_with_its_line(
     ("args", "message"),
     [
         (["--proxy-file", "/nonexistent/proxies.txt"], "cannot be read (No such file"),
+        (["--proxy-file", "/dev/zero"], "too long for a list of proxies"),  # read bounded
         (["--proxy", "none", "--proxy-file", "x.txt"], "--proxy none and --proxy-file"),
         (["--proxy", "none", "--proxy", "http://p.test:1"], "'none' stands alone"),
         (["--proxy", f"http://user:{SECRET}@p.test:99999"], "proxy 'http://***@p.test:99999'"),

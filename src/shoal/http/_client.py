@@ -336,23 +336,33 @@ class HTTPClient:
         proxies = self.proxies
         if proxies is None:
             return self._get(url, parts, None, headers, max_bytes, deadline, read_body, truncate)
-        # Each turn after the first follows a proxy's retirement: bounded by their number.
-        for _turn in range(proxies.size + 1):
-            proxy = proxies.for_url(parts[0], parts[1])  # TransportError if none is left
+        scheme, host = parts[0], parts[1]
+        tries = 0  # failures of this request through its current proxy
+        last: Proxy | None = None
+        # Bounded: a proxy is tried at most retire_after times, and one retired never returns.
+        for _turn in range(proxies.size * proxies.retire_after + 1):
+            proxy = proxies.for_url(scheme, host)  # TransportError once none is left
             if proxy is None:  # no_proxy
                 return self._get(
                     url, parts, None, headers, max_bytes, deadline, read_body, truncate
                 )
+            if proxy != last:
+                tries, last = 0, proxy
             try:
                 response = self._get(
                     url, parts, proxy, headers, max_bytes, deadline, read_body, truncate
                 )
             except _ProxyDown as down:
-                if not proxies.failed(proxy, down.error.detail):
-                    raise down.error from None
-                # The proxy is retired and the host has moved: the request goes there (a
-                # GET, and the failed proxy sent no answer from the origin).
-                continue
+                tries += 1
+                retired = proxies.failed(proxy, down.error.detail)
+                if retired and proxies.exhausted:
+                    raise down.error from None  # the cause; later requests get "no proxy left"
+                if retired or tries < proxies.retire_after:
+                    # Again at once, a GET that the proxy did not answer: a dead proxy is
+                    # retired by the first request to meet it, which goes on through the
+                    # host's next proxy (a request meets the deadline sooner, if slow).
+                    continue
+                raise down.error from None  # it works for others: this one waits its retry
             proxies.succeeded(proxy)
             return response
         raise TransportError(ErrorKind.PROXY, "no proxy answered")  # pragma: no cover

@@ -14,7 +14,8 @@ given the same list (``--redis`` workers agree without talking), and a proxy tha
 takes only its own hosts elsewhere. The HTTP client reports each proxy's failures here; one
 that fails ``retire_after`` times in a row is retired for the rest of the run, with one
 warning, and when none is left a request raises TransportError ``proxy`` rather than going
-out directly (which would show the machine's own address).
+out directly (which would show the machine's own address). A single proxy (``single``, the
+environment's) is a pool of one, retired the same way.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ does not resolve, the connection times out), it closes or times out a CONNECT or
 without answering, or it answers 407. Not a failure: an answer about the target (a CONNECT
 refused with 403 or 502, a page's 502) or a slow page (a read timeout once the request went
 through), which say nothing against the proxy - else one dead site could retire them all.
-Three, as the crawler's default retries are two: a page whose host's requests go one at a
-time still gets its last try through the proxy that takes over."""
+A request whose proxy fails tries it again at once, up to this many times: a dead proxy is
+retired by the first request that meets it (which then goes through the host's next proxy),
+while a single dropped connection is ridden out."""
 
 logger = logging.getLogger(__name__)
 
