@@ -569,3 +569,27 @@ def test_bad_proxy_options_are_usage_errors(args: list[str], message: str) -> No
     assert done.returncode == 2, done.stderr
     assert message in done.stderr, done.stderr
     assert SECRET not in done.stderr
+
+
+def test_the_printed_resume_command_hides_proxy_credentials() -> None:
+    from shoal.cli._commands import _without_credentials
+
+    args = ["crawl", "http://site.test/", "--proxy", f"http://user:{SECRET}@p.test:1"]
+    args += [f"--proxy=u:{SECRET}@p.test:2", "--proxy", "http://p.test:3", "-o", "a@b.jsonl"]
+    shown, hidden = _without_credentials(args)
+    assert hidden and SECRET not in " ".join(shown)
+    assert shown == [
+        "crawl",
+        "http://site.test/",
+        "--proxy",
+        "http://***@p.test:1",
+        "--proxy=***@p.test:2",
+        "--proxy",
+        "http://p.test:3",
+        "-o",
+        "a@b.jsonl",  # not a proxy: left as it is
+    ]
+    assert _without_credentials(["--proxy", "http://p.test:3"]) == (
+        ["--proxy", "http://p.test:3"],
+        False,
+    )

@@ -421,7 +421,7 @@ def demo(**kw: Any) -> None:
     options, quiet, as_json = _options_from(kw)
     # The sample site gets a new port every run, so a saved state could never be resumed.
     options["fresh"] = True
-    if options["proxy"] == "env":
+    if options["proxy"] == "env" and options["proxy_file"] is None:
         options["proxy"] = None  # the sample site is on this machine: no proxy can reach it
     with DemoSite() as site:
         if not quiet:
