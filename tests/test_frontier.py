@@ -254,6 +254,24 @@ def test_host_policy_lives_in_the_frontier(make: Callable[..., Frontier]) -> Non
     next_wake(frontier, ready_in, 2.0, busy=True)  # Crawl-delay before the next page
 
 
+def test_a_robots_txt_retry_is_leased_again_when_due(make: Callable[..., Frontier]) -> None:
+    # A robots.txt fetch through a failing proxy is retried (issue 20): the host's pages
+    # wait for it, and the retry counts as one attempt more, as a page's does.
+    clock = Clock()
+    frontier = make(clock=clock)
+    frontier.submit([Candidate(f"{A}/1")])
+    (robots,), _ = frontier.lease(10)
+    assert robots.kind is JobKind.ROBOTS and robots.attempt == 1
+    frontier.release(robots, Release(Outcome.RETRY, retry_in=5.0))
+    assert frontier.lease(10)[0] == []  # neither the page nor robots.txt before 5 s
+    clock.now += 5.0
+    (again,), _ = frontier.lease(10)
+    assert again.kind is JobKind.ROBOTS and again.attempt == 2
+    frontier.release(again, Release(Outcome.DONE, policy=HostPolicy(None, None)))
+    (page,), _ = frontier.lease(10)
+    assert page.url == f"{A}/1"
+
+
 def test_an_unreachable_robots_txt_is_stored_as_such(make: Callable[..., Frontier]) -> None:
     frontier = make(clock=Clock())
     frontier.submit([Candidate(f"{A}/1")])

@@ -371,7 +371,7 @@ class _ScriptedProxy:
 
     def _run(self) -> None:
         conn, _ = self.sock.accept()
-        with conn:
+        with conn, contextlib.suppress(OSError):  # the client may give up and go
             conn.recv(65536)
             for i in range(len(self.answer)):
                 if self.stop.wait(self.pace):

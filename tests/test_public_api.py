@@ -19,6 +19,7 @@ EXPECTED = {
     "InvalidURL",
     "JoinTimeout",
     "MapIterator",
+    "NoProxyLeft",
     "OutputError",
     "Page",
     "Pipeline",

@@ -13,6 +13,7 @@ means to report::
     ├── RetryLater            raised by a handler: run this task again after a backoff
     ├── WriterError           the writer's sink failed; nothing more is accepted (exit code 4)
     ├── TransportError        one HTTP request failed; .kind (an ErrorKind) says how
+    ├── NoProxyLeft           every proxy of the crawl was retired: it stopped (exit code 5)
     ├── UsageError            a bad option or argument (exit code 2)
     │   └── InvalidURL        a URL that cannot be crawled
     ├── OutputError           the output cannot be used, or is not this crawl's (exit code 4)
@@ -39,6 +40,7 @@ __all__ = [
     "ErrorKind",
     "InvalidURL",
     "JoinTimeout",
+    "NoProxyLeft",
     "OutputError",
     "PoolClosed",
     "QueueFull",
@@ -211,6 +213,14 @@ class TransportError(ShoalError):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.detail}"
+
+
+class NoProxyLeft(ShoalError):
+    """Every proxy the crawl was given failed too often in a row and was retired: the crawl
+    stopped rather than go on without one (which would show the machine's own address).
+    The URLs not fetched stay queued: with working proxies, the same crawl resumes."""
+
+    exit_code = 5
 
 
 class UsageError(ShoalError):

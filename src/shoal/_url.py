@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_PORTS", "URLParts", "split_url"]
+__all__ = ["DEFAULT_PORTS", "URLParts", "split_url", "without_userinfo"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -68,3 +68,20 @@ def split_url(url: str) -> URLParts:
         parts.query,
         parts.fragment,
     )
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` shown as ``***@``: what a message, a log line
+    or a printed command may say of a URL that may carry credentials (a proxy's).
+
+    Works on text that does not parse, too: an error about a malformed URL must not
+    print the password it holds."""
+    start = url.find("://")
+    start = 0 if start < 0 else start + 3
+    end = len(url)
+    for stop in "/?#":
+        at = url.find(stop, start)
+        if 0 <= at < end:
+            end = at
+    at = url.rfind("@", start, end)
+    return url if at < 0 else f"{url[:start]}***{url[at:]}"

@@ -20,7 +20,8 @@ from typing import Any
 
 import click
 
-from .._errors import ShoalError, StateError, UsageError, WriterError
+from .._errors import NoProxyLeft, ShoalError, StateError, UsageError, WriterError
+from .._url import without_userinfo
 from .._version import __version__
 from ..crawler._options import CrawlOptions
 from ._config import apply_config, config_of, settle, spell_host_key
@@ -49,6 +50,10 @@ EXIT_CODES = (
         "unreachable, refused, too old, lost; a shared crawl with other options)",
     ),
     (EXIT_OUTPUT, "the output cannot be used (unwritable, in use, not this crawl's)"),
+    (
+        NoProxyLeft.exit_code,
+        "every proxy was retired (failed again and again): stopped, state saved",
+    ),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): state saved, the same command resumes"),
     (EXIT_TERMINATED, "stopped by SIGTERM, as by Ctrl-C: state saved, the same command resumes"),
     (EXIT_BROKEN_PIPE, "stdout closed by its reader (shoal crawl URL | head)"),
@@ -97,20 +102,14 @@ def _run_crawl(
         try:
             with _sigterm_as_interrupt() as signals:
                 result = crawler.run()
+        except NoProxyLeft as exc:
+            _report(crawler.result, quiet, as_json)
+            how = _how_to_resume(crawler, redis, resumable)
+            click.echo(f"shoal: error: {exc}; {how}", err=True)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             result = crawler.result
-            if redis is not None:
-                how = "committed work is in Redis; the same command resumes this worker"
-            elif crawler.state_path is not None and resumable:
-                # Without --fresh/--overwrite: run again, they would delete what was saved.
-                args = [a for a in sys.argv[1:] if a not in ("--fresh", "--overwrite")]
-                shown, redacted = redacted_args(args)
-                again = shlex.join(["shoal", *shown])
-                how = f"state saved in {crawler.state_path}; to resume, run: {again}"
-                if redacted:
-                    how += " (secrets redacted: give them again)"
-            else:
-                how = "this crawl kept no state it can resume from (stdout, --no-state, demo)"
+            how = _how_to_resume(crawler, redis, resumable)
             requests = (
                 f"{result.abandoned} in-flight request(s) abandoned"
                 if result.abandoned
@@ -144,6 +143,43 @@ def _run_crawl(
                 "not one page fetched: robots.txt disallowed every URL this run tried", err=True
             )
         sys.exit(EXIT_NOTHING_FETCHED)
+
+
+def _how_to_resume(crawler: Any, redis: dict[str, Any] | None, resumable: bool) -> str:
+    if redis is not None:
+        return "committed work is in Redis; the same command resumes this worker"
+    if crawler.state_path is not None and resumable:
+        # Without --fresh/--overwrite: run again, they would delete what was saved.
+        args = [a for a in sys.argv[1:] if a not in ("--fresh", "--overwrite")]
+        shown, hidden = _without_credentials(args)
+        shown, redacted = redacted_args(shown)
+        again = shlex.join(["shoal", *shown])
+        note = (
+            " (with the proxy credentials shown as *** put back, or kept in a --proxy-file)"
+            if hidden
+            else ""
+        )
+        if redacted:
+            note += " (secrets redacted: give them again)"
+        return f"state saved in {crawler.state_path}; to resume, run: {again}{note}"
+    return "this crawl kept no state it can resume from (stdout, --no-state, demo)"
+
+
+def _without_credentials(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` with every --proxy URL's ``user:password@`` shown as ``***@``: a command
+    printed for the user to run again must not print a proxy's password (a terminal's
+    scrollback and a CI log keep it). True if any was hidden."""
+    shown: list[str] = []
+    after_proxy = False
+    for arg in args:
+        if after_proxy:
+            shown.append(without_userinfo(arg))
+        elif arg.startswith("--proxy="):
+            shown.append("--proxy=" + without_userinfo(arg.removeprefix("--proxy=")))
+        else:
+            shown.append(arg)
+        after_proxy = arg == "--proxy"
+    return shown, shown != args
 
 
 @contextlib.contextmanager
@@ -230,7 +266,11 @@ def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
     if state_path and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
     outputs = kw.pop("output")  # -o is repeatable: one output is a str, several a list
+    proxies = kw.pop("proxy")  # repeatable too: none given is the environment's
     options = {
+        "proxy": (proxies[0] if len(proxies) == 1 else list(proxies))
+        if proxies
+        else CrawlOptions.proxy,
         "output": (outputs[0] if len(outputs) == 1 else list(outputs)) if outputs else None,
         "state": None if no_state else (state_path or CrawlOptions.state),
         "extract": parse_extract(kw.pop("extract")),
@@ -436,7 +476,8 @@ def crawl(
     except SystemExit as exc:
         # A crawl that ran (finished, fetched nothing, interrupted) gets its report; one
         # that could not start (bad usage, unusable state or output) does not.
-        if exc.code in (None, 0, EXIT_NOTHING_FETCHED, EXIT_INTERRUPTED, EXIT_TERMINATED):
+        ran = (None, 0, EXIT_NOTHING_FETCHED, EXIT_INTERRUPTED, EXIT_TERMINATED)
+        if exc.code in (*ran, NoProxyLeft.exit_code):
             report_after_crawl(report_path, options, overwrite_report, quiet)
         raise
     report_after_crawl(report_path, options, overwrite_report, quiet)
@@ -516,7 +557,7 @@ def demo(**kw: Any) -> None:
     options, quiet, as_json = _options_from(kw)
     # The sample site gets a new port every run, so a saved state could never be resumed.
     options["fresh"] = True
-    if options["proxy"] == "env":
+    if options["proxy"] == "env" and options["proxy_file"] is None:
         options["proxy"] = None  # the sample site is on this machine: no proxy can reach it
     with DemoSite() as site:
         if not quiet:

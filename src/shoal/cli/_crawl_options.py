@@ -297,9 +297,29 @@ def crawl_options(f: Any) -> Any:
         click.option(
             "--proxy",
             metavar="URL",
-            default=d.proxy,
-            help="HTTP proxy for every request (http://[user:pass@]host:port), or 'none'.  "
+            multiple=True,
+            help="HTTP proxy for every request (http://[user:pass@]host:port), or 'none'. "
+            "Repeatable: a pool, each host sticky to one proxy; one that keeps failing is "
+            "retired and its hosts move to the others; with none left the crawl stops "
+            "(exit 5), never going out without one. Hosts in the environment's no_proxy "
+            "are fetched directly.  "
             "[default: http_proxy, https_proxy and no_proxy from the environment]",
+        ),
+        click.option(
+            "--proxy-file",
+            metavar="FILE",
+            default=d.proxy_file,
+            help="Proxy URLs for the pool, one a line (# comments), with any --proxy; "
+            "keeps their passwords off the command line.",
+        ),
+        click.option(
+            "--proxy-max-failures",
+            type=int,
+            metavar="N",
+            default=d.proxy_max_failures,
+            show_default=True,
+            help="Retire a proxy after N failures in a row (refused, reset, timed out, "
+            "407); any answer from it starts the count again.",
         ),
         click.option(
             "--deny-private",

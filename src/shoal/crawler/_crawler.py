@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeGuard, cast
 
-from .._errors import JoinTimeout, StateError, UsageError, WriterError
-from ..http import Resolver, Transport, make_transport
+from .._errors import JoinTimeout, NoProxyLeft, StateError, UsageError, WriterError
+from ..http import ProxyRules, Resolver, Transport, make_transport
 from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
 from ._fetch import FetcherFactory, FetchSetup, HTTPFetcher, PageFetcher
 from ._gate import PublicOnly
@@ -175,7 +175,17 @@ class Crawler:
             end. None: :class:`HTTPFetcher` over ``transport``. Scope, robots.txt,
             politeness and ``deny_private`` hold whatever the fetcher.
         proxy: ``"env"``: http_proxy/https_proxy/no_proxy from the environment; None or
-            ``"none"``: no proxy; otherwise the URL of one HTTP proxy for every request.
+            ``"none"``: no proxy; otherwise the URL of an HTTP proxy
+            (``http://[user:password@]host:port``), or a list of them: a pool, in which
+            each host name goes through one proxy (the same in every process), and a proxy
+            that fails ``proxy_max_failures`` times in a row is retired, its hosts moving
+            to the others. With none left the crawl stops (:class:`~shoal.NoProxyLeft`),
+            never connecting without one. The environment's no_proxy hosts are fetched
+            directly, as curl does.
+        proxy_file: A file of proxy URLs, one a line (``#`` comments): a pool, with
+            ``proxy``'s URLs if given.
+        proxy_max_failures: Failures in a row (refused, reset, timed out, 407) that
+            retire a proxy; any answer from it starts the count again.
         deny_private: Connect only to public IP addresses (refusals are the error kind
             ``blocked``): for crawling URLs someone else chose.
         output: Output file (.jsonl, .csv, .sqlite, .warc.gz); None or ``"-"``: stdout. A
@@ -256,7 +266,9 @@ class Crawler:
         verify_tls: bool = CrawlOptions.verify_tls,
         transport: str | Transport = CrawlOptions.transport,
         fetcher: PageFetcher | FetcherFactory | None = None,
-        proxy: str | None = CrawlOptions.proxy,
+        proxy: str | Sequence[str] | None = CrawlOptions.proxy,
+        proxy_file: str | None = CrawlOptions.proxy_file,
+        proxy_max_failures: int = CrawlOptions.proxy_max_failures,
         deny_private: bool = CrawlOptions.deny_private,
         output: str | Sequence[str] | None = CrawlOptions.output,
         format: str | None = CrawlOptions.format,
@@ -310,6 +322,8 @@ class Crawler:
             # A transport object stands in for the native client's place in the options.
             transport=transport if isinstance(transport, str) else "native",
             proxy=proxy,
+            proxy_file=proxy_file,
+            proxy_max_failures=proxy_max_failures,
             deny_private=deny_private,
             output=output,
             format=format,
@@ -326,10 +340,13 @@ class Crawler:
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport
-        if self._transport is not None and proxy not in (CrawlOptions.proxy, None, "none"):
+        if self._transport is not None and (
+            proxy not in (CrawlOptions.proxy, None, "none") or proxy_file is not None
+        ):
+            given = "proxy_file" if proxy_file is not None else "proxy"
             raise UsageError(
                 "a transport object makes its own connections: give it the proxy, not "
-                f"Crawler(proxy={proxy!r})"
+                f"Crawler({given}=...)"
             )
         if _is_fetcher(fetcher) and transport != CrawlOptions.transport:
             raise UsageError(
@@ -433,6 +450,7 @@ class Crawler:
         self._session: RunSession | None = None
         self._jobs: Jobs | None = None
         self._run_closes: list[Callable[[], None]] = []  # what this run built, to close
+        self._proxies: ProxyRules | None = None  # the proxies of the transport it built
         # Where "resuming...", "already complete" and what --fresh discards are told;
         # the command line prints them, the library logs them.
         self.announce: Callable[[str], None] = lambda message: logger.info("%s", message)
@@ -561,6 +579,7 @@ class Crawler:
                 stopping=self._is_stopping,
                 revisit=revisit,
                 headers=self._headers.headers_for(),
+                proxies=self._proxies,
             )
             # 3. The pool runs _handle on each leased job; _dispatch keeps it fed (see above).
             if opts.max_time is not None:
@@ -637,13 +656,14 @@ class Crawler:
             return given, guard  # the caller's: not closed here
         transport = self._transport
         if transport is None:
+            self._proxies = opts.proxy_rules()
             transport = make_transport(
                 opts.transport,
                 per_host=opts.most_per_host,
                 connect_timeout=min(opts.timeout, 10.0),
                 read_timeout=opts.timeout,
                 verify_tls=opts.verify_tls,
-                proxies=opts.proxy_rules(),
+                proxies=self._proxies,
                 deny_private=opts.deny_private,
                 resolver=resolver,  # one lookup per host for the check and the connection
             )
@@ -748,6 +768,8 @@ class Crawler:
                     # Abandoned leases were never finished: not fetched either (a state
                     # file counts them as queued; session.close takes its count).
                     self.result.pending = self._last_queued + self.result.abandoned
+                    if self._proxies is not None:
+                        self.result.proxies = self._proxies.stats()
 
         def close_session() -> None:
             with self._lock:
@@ -955,6 +977,10 @@ class Crawler:
                 release, commit = self._jobs.do(job)
             except WriterError:
                 raise
+            except NoProxyLeft as exc:
+                # The crawl stops; the URL goes back to the queue, not to the output.
+                self._fail_crawl(exc)
+                release, commit = Release(Outcome.RETRY, 0.0), None
             except Exception as exc:  # noqa: BLE001 - logged in _internal_error
                 commit = self._internal_error(job, exc)
             self._end(job, release, commit)

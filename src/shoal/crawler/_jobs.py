@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .._errors import UsageError
-from ..http import ErrorKind, TransportError
+from .._errors import NoProxyLeft, UsageError
+from ..http import ErrorKind, ProxyRules, TransportError
 from ..runtime._retry import RetryPolicy
 from ..state import fingerprint
 from ..state._jobs import job_key
@@ -41,7 +41,8 @@ from .output._base import RefersTo
 logger = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-_RETRYABLE_ERRORS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION})
+# A proxy's failure too: by the retry, the host may have moved to another proxy.
+_RETRYABLE_ERRORS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.PROXY})
 _MAX_BACKOFF = 60.0
 # A sitemap <lastmod> later than now by more than this is not a modification time (a
 # clock this far off, or a made-up date): ignored.
@@ -101,9 +102,11 @@ class Jobs:
         stopping: Callable[[], bool],
         revisit: Revisit | None = None,
         headers: Callable[[str], Mapping[str, str]] = no_headers,
+        proxies: ProxyRules | None = None,
     ) -> None:
         self.options = options
         self._headers_for = headers  # the user's headers for a URL (see _headers)
+        self._proxies = proxies  # the transport's, to stop the crawl when none is left
         self._revisit = revisit
         # Where each page's validators and digest go (a state file's frontier only).
         self._note: Callable[[str, FetchNote], None] | None = getattr(frontier, "note_fetch", None)
@@ -201,6 +204,12 @@ class Jobs:
                 request_headers=request.headers,
             )
         fetched = self._fetcher.fetch(asked)
+        if fetched.error is not None and self._proxies is not None and self._proxies.exhausted:
+            # Never recorded as the page's failure: the URL stays queued for a resume.
+            raise NoProxyLeft(
+                f"{self._proxies.why_exhausted()}; the crawl stopped rather than connect "
+                "without one"
+            )
         stray = hops.stray(url, fetched)
         if stray is None:
             return hops.settle(fetched)
@@ -226,6 +235,8 @@ class Jobs:
                 truncate=True,
             )
             rules = RobotsRules.from_fetch(fetched)
+        except NoProxyLeft:
+            raise
         except Exception as exc:
             logger.exception("robots.txt check failed for %s", job.url)
             rules = RobotsRules(
@@ -234,6 +245,19 @@ class Jobs:
                 error=CrawlErrorKind.INTERNAL,
                 detail=repr(exc),
             )
+        if (
+            self._proxies is not None
+            and fetched is not None
+            and fetched.error in _RETRYABLE_ERRORS
+            and job.attempt <= self.options.retries
+            and not self._stopping()
+        ):
+            # Through proxies the failure may be the host's proxy dying: tried again, it goes
+            # through the proxy that takes the host over, rather than the host's URLs being
+            # held back for the whole run.
+            with self._lock:
+                self.result.retries += 1
+            return Release(Outcome.RETRY, backoff(self.options.retry_backoff, job.attempt)), None
         if rules.reason:
             logger.info("%s: %s", job.url, rules.reason)
         if rules.note:

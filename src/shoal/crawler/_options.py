@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .._errors import UsageError, literal
 from .._version import __version__
-from ..http import TRANSPORTS, ProxyRules
+from ..http import RETIRE_AFTER, TRANSPORTS, Proxy, ProxyRules
 from ..state._jobs import HostPace, pace_for
 from ._headers import HeaderError, HeaderRules, HeadersGiven, parse_headers
 from ._hosts import HostSettings, host_settings, paces, settings_for
@@ -170,8 +170,13 @@ class CrawlOptions:
     verify_tls: bool = True
     transport: str = "native"  # HTTP client: "native" (shoal's own) or "urllib3"
     # "env": http_proxy/https_proxy/no_proxy from the environment; None: no proxy;
-    # otherwise the URL of one proxy for every request.
-    proxy: str | None = "env"
+    # otherwise the URL of one proxy for every request, or a list of them (a pool).
+    # Left out of repr(): a proxy URL may hold a password.
+    proxy: str | Sequence[str] | None = field(default="env", repr=False)
+    # A file of proxy URLs, one a line (# comments): a pool, with those of ``proxy``.
+    proxy_file: str | None = None
+    # Failures in a row (refused, reset, timed out, 407) that retire a proxy.
+    proxy_max_failures: int = RETIRE_AFTER
     # Connect only to public IP addresses (checked after every lookup): for crawls of
     # URLs someone else chose, so no link, redirect or DNS answer reaches 127.0.0.1,
     # the local network or a cloud metadata address. Refusals are error kind "blocked".
@@ -209,6 +214,7 @@ class CrawlOptions:
             "max_bytes",
             "memory_limit",
             "max_links_per_page",
+            "proxy_max_failures",
         )
         for name in at_least_one:
             value = getattr(self, name)
@@ -313,23 +319,54 @@ class CrawlOptions:
         return self._header_rules
 
     def _make_proxy_rules(self) -> ProxyRules | None:
+        urls = self._proxy_urls()
         try:
-            if self.proxy == "env":
+            if urls == "env":
                 rules = ProxyRules.from_environment()
-            elif self.proxy is None or self.proxy.lower() == "none":
+            elif urls is None:
                 rules = None
             else:
-                rules = ProxyRules.single(self.proxy)
+                rules = ProxyRules.pool(urls, retire_after=self.proxy_max_failures)
         except ValueError as exc:
-            where = " (from the environment)" if self.proxy == "env" else ""
+            where = " (from the environment)" if urls == "env" else ""
             raise UsageError(f"{exc}{where}") from None
         if rules is not None and self.transport != "native":
             raise OptionError(
                 "proxy",
                 "the urllib3 HTTP client does not go through proxies: use {transport} native"
-                + (" or {proxy} none" if self.proxy == "env" else ""),
+                + (" or {proxy} none" if urls == "env" else ""),
             )
         return rules
+
+    def _proxy_urls(self) -> str | list[str] | None:
+        """ "env", None (no proxy) or the pool's URLs: ``proxy``'s, then ``proxy_file``'s.
+        The default "env" with a file is the file's pool alone."""
+        given = self.proxy
+        listed = [given] if given is None or isinstance(given, str) else list(given)
+        words = [
+            "none" if u is None else u.strip().lower()
+            for u in listed
+            if u is None or u.strip().lower() in ("env", "none")
+        ]
+        if words:
+            if len(listed) > 1:
+                raise OptionError(
+                    "proxy",
+                    "{proxy} " + literal(f"{words[0]!r}") + " stands alone, not with proxy URLs",
+                )
+            if words[0] == "none":
+                if self.proxy_file is not None:
+                    raise OptionError("proxy_file", "{proxy} none and {proxy_file} contradict")
+                return None
+            if self.proxy_file is None:
+                return "env"
+            listed = []
+        elif not listed and self.proxy_file is None:
+            raise OptionError("proxy", "{proxy} is an empty list: give proxy URLs, or None")
+        urls = [u for u in listed if u is not None]
+        if self.proxy_file is not None:
+            urls.extend(read_proxy_file(self.proxy_file))
+        return urls
 
     @property
     def initial_delay(self) -> float:
@@ -386,6 +423,42 @@ class CrawlOptions:
     def use_sitemaps(self) -> bool:
         return self.sitemaps or self.sitemaps_only
 
+
+def read_proxy_file(path: str) -> list[str]:
+    """The proxy URLs in ``path``: one a line; blank lines and comments (from a ``#`` that
+    starts the line or follows a space) skipped. A bad line is an OptionError naming the
+    file and the line, and showing no credentials."""
+
+    def bad(why: str) -> OptionError:
+        return OptionError("proxy_file", "{proxy_file} " + literal(f"{path}{why}"))
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read(_MAX_PROXY_FILE + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise bad(f": cannot be read ({reason})") from None
+    if len(text) > _MAX_PROXY_FILE:
+        raise bad(f": over {_MAX_PROXY_FILE} characters, too long for a list of proxies")
+    urls: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        entry = _COMMENT.sub("", line).strip()
+        if not entry:
+            continue
+        if any(ch.isspace() for ch in entry):
+            raise bad(f", line {number}: one proxy URL a line (this one holds a space)")
+        try:
+            Proxy.parse(entry)
+        except ValueError as exc:
+            raise bad(f", line {number}: {exc}") from None
+        urls.append(entry)
+    if not urls:
+        raise bad(" names no proxy (give one URL a line: http://[user:password@]host:port)")
+    return urls
+
+
+_COMMENT = re.compile(r"(^|\s)#.*")
+_MAX_PROXY_FILE = 16 * 1024 * 1024  # characters: some 300,000 proxies
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

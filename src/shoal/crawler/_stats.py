@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..http import ProxyStats
+
 __all__ = ["CrawlResult", "LatencyHistogram"]
 
 _PER_DOUBLING = 35  # buckets per factor of two: ~2% resolution
@@ -64,6 +66,8 @@ class CrawlResult:
     notes: list[str] = field(default_factory=list)  # causes worth telling (robots.txt...)
     already_complete: bool = False  # resumed a crawl with nothing left to do
     totals: dict[str, Any] | None = None  # over every run of a durable crawl, this one too
+    # Each proxy's requests and failures this run, in the order given (none: no proxy).
+    proxies: list[ProxyStats] = field(default_factory=list)
 
     @property
     def pages_per_second(self) -> float:
@@ -102,6 +106,15 @@ class CrawlResult:
             "first_error": dict(self.first_error),
             "notes": list(self.notes),
             "all_runs": self.totals,
+            "proxies": [
+                {
+                    "proxy": p.proxy,
+                    "requests": p.requests,
+                    "failures": p.failures,
+                    "retired": p.retired is not None,
+                }
+                for p in self.proxies
+            ],
         }
 
     def summary(self) -> str:
@@ -133,6 +146,7 @@ class CrawlResult:
                 "port 0 or over 65535, too long; -v names the first of each page)"
             )
         lines.extend(self.notes[:5])
+        lines.extend(_proxy_lines(self.proxies))
         if self.stopped_by:
             lines.append(f"stopped by {self.stopped_by}; {self.pending} URL(s) not fetched")
         t = self.totals
@@ -143,6 +157,23 @@ class CrawlResult:
                 f"in {t['elapsed']}s"
             )
         return "\n".join(lines)
+
+
+_PROXIES_SHOWN = 10
+
+
+def _proxy_lines(proxies: list[ProxyStats]) -> list[str]:
+    """Requests per proxy, and which were retired and why: for a pool, or a proxy retired."""
+    retired = [p for p in proxies if p.retired is not None]
+    if len(proxies) < 2 and not retired:
+        return []
+    shown = ", ".join(f"{p.proxy} {p.requests}" for p in proxies[:_PROXIES_SHOWN])
+    more = len(proxies) - _PROXIES_SHOWN
+    if more > 0:
+        shown += f" and {more} more (--json-summary lists them all)"
+    lines = [f"proxies: {len(proxies)}, {len(retired)} retired; requests: {shown}"]
+    lines.extend(f"  retired {p.proxy}: {p.retired}" for p in retired[:5])
+    return lines
 
 
 def _size(n: int) -> str:

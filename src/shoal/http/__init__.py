@@ -7,7 +7,7 @@
     _client     shoal's own HTTP/1.1 client: keep-alive pool, timeouts, proxies, deny_private
     _response   reading one response: llhttp framing, bounded decoding
     _dns        bounded, cached name resolution; which addresses are public
-    _proxy      proxy rules (environment, no_proxy) and CONNECT credentials
+    _proxy      proxy rules (environment, no_proxy, pools) and CONNECT credentials
     _tunnel     the CONNECT tunnel to an https origin through a proxy
     _urllib3    the same contract on urllib3 (for comparison, and as a fallback)
 
@@ -24,19 +24,21 @@ from typing import TYPE_CHECKING, Any
 from ._dns import Resolver, is_public_address
 from ._factory import TRANSPORTS, make_transport
 from ._mock import MockTransport, Request
-from ._proxy import Proxy, ProxyRules
+from ._proxy import RETIRE_AFTER, Proxy, ProxyRules, ProxyStats
 from ._transport import ErrorKind, Response, Transport, TransportError
 
 if TYPE_CHECKING:
     from ._client import HTTPClient
 
 __all__ = [
+    "RETIRE_AFTER",
     "TRANSPORTS",
     "ErrorKind",
     "HTTPClient",
     "MockTransport",
     "Proxy",
     "ProxyRules",
+    "ProxyStats",
     "Request",
     "Resolver",
     "Response",

@@ -48,6 +48,7 @@ from ._proxy import Proxy, ProxyRules
 from ._response import MAX_HEAD as _MAX_HEAD
 from ._response import Reader
 from ._transport import ErrorKind, Response, TransportError
+from ._tunnel import ConnectRefused
 from ._tunnel import settimeout_until as _settimeout_until
 from ._tunnel import tunnel as _tunnel
 from ._tunnel import via as _via
@@ -352,9 +353,82 @@ class HTTPClient:
         deadline (a time.monotonic() value) the whole request. read_body=False (for
         redirects) returns an empty body, keeping the connection if that is cheap;
         truncate=True returns a longer body cut to max_bytes (see Transport.get)."""
-        scheme, host, port, authority, target = _split_url(url)
+        parts = _split_url(url)
+        proxies = self.proxies
+        if proxies is None:
+            return self._get(
+                url, parts, None, headers, max_bytes, deadline, read_body, truncate, method, body
+            )
+        scheme, host = parts[0], parts[1]
+        tries = 0  # failures of this request through its current proxy
+        last: Proxy | None = None
+        # Bounded: a proxy is tried at most retire_after times, and one retired never returns.
+        for _turn in range(proxies.size * proxies.retire_after + 1):
+            proxy = proxies.for_url(scheme, host)  # TransportError once none is left
+            if proxy is None:  # no_proxy
+                return self._get(
+                    url,
+                    parts,
+                    None,
+                    headers,
+                    max_bytes,
+                    deadline,
+                    read_body,
+                    truncate,
+                    method,
+                    body,
+                )
+            if proxy != last:
+                tries, last = 0, proxy
+            try:
+                response = self._get(
+                    url,
+                    parts,
+                    proxy,
+                    headers,
+                    max_bytes,
+                    deadline,
+                    read_body,
+                    truncate,
+                    method,
+                    body,
+                )
+            except _ProxyDown as down:
+                tries += 1
+                retired = proxies.failed(proxy, down.error.detail)
+                if retired and proxies.exhausted:
+                    raise down.error from None  # the cause; later requests get "no proxy left"
+                if down.sent and method != "GET":
+                    # The proxy took the request and went silent: it may have passed it on,
+                    # so a POST is not sent again here (its retry, if any, is the crawl's).
+                    raise down.error from None
+                if retired or tries < proxies.retire_after:
+                    # Again at once, a GET that the proxy did not answer: a dead proxy is
+                    # retired by the first request to meet it, which goes on through the
+                    # host's next proxy (a request meets the deadline sooner, if slow).
+                    continue
+                raise down.error from None  # it works for others: this one waits its retry
+            proxies.succeeded(proxy)
+            return response
+        raise TransportError(ErrorKind.PROXY, "no proxy answered")  # pragma: no cover
+
+    def _get(  # noqa: PLR0917 - two private call sites, on the hot path
+        self,
+        url: str,
+        parts: tuple[str, str, int, str, str],
+        proxy: Proxy | None,
+        headers: Mapping[str, str],
+        max_bytes: int,
+        deadline: float | None,
+        read_body: bool,
+        truncate: bool,
+        method: str = "GET",
+        body: bytes | None = None,
+    ) -> Response:
+        """One request, directly or through ``proxy``; a failure of the proxy itself is
+        raised as _ProxyDown."""
+        scheme, host, port, authority, target = parts
         origin = f"{scheme}://{authority}"
-        proxy = self.proxies.for_url(scheme, host) if self.proxies is not None else None
         if proxy is not None and scheme == "http":  # absolute-form, to the proxy
             if proxy.authorization:
                 headers = {**headers, "Proxy-Authorization": proxy.authorization}
@@ -374,7 +448,10 @@ class HTTPClient:
                 if reused:  # the server dropped an idle connection: resend, once, on a new one
                     conn = None
                     continue
-                raise TransportError(ErrorKind.CONNECTION, f"{origin}: {exc}") from None
+                error = TransportError(ErrorKind.CONNECTION, f"{origin}: {exc}")
+                if proxy is not None and scheme == "http":  # the proxy said nothing at all
+                    raise _ProxyDown(_via(error, proxy), sent=True) from None
+                raise error from None
             except OSError as exc:
                 conn.close()
                 raise _os_error(exc) from None
@@ -387,7 +464,9 @@ class HTTPClient:
                 conn.close()
             if proxy is not None and response.status == 407:  # the proxy's, not the page's
                 where = f"proxy {proxy.host}:{proxy.port}"
-                raise TransportError(ErrorKind.PROXY, f"{where} requires authentication (407)")
+                raise _ProxyDown(
+                    TransportError(ErrorKind.PROXY, f"{where} requires authentication (407)")
+                )
             response.url = url
             return response
 
@@ -468,9 +547,9 @@ class HTTPClient:
                 addresses = _public(host, addresses)
             sock = _open_socket(addresses, until)
         except DNSTimeout as exc:
-            raise _via(TransportError(ErrorKind.TIMEOUT, str(exc)), proxy) from None
+            raise _down(TransportError(ErrorKind.TIMEOUT, str(exc)), proxy) from None
         except OSError as exc:
-            raise _via(_os_error(exc), proxy) from None
+            raise _down(_os_error(exc), proxy) from None
         except UnicodeError as exc:  # a host name IDNA rejects ("a..example", long labels)
             raise TransportError(
                 ErrorKind.CONNECTION, f"bad host name {to_host!r}: {exc}"
@@ -479,7 +558,7 @@ class HTTPClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
                 if proxy is not None:
-                    _tunnel(sock, host, port, proxy, until)
+                    _open_tunnel(sock, host, port, proxy, until)
                 # The handshake, like the tunnel, runs under what is left of the connect
                 # timeout (set on the socket by _open_socket).
                 sock = self._tls().wrap_socket(sock, server_hostname=host)
@@ -493,6 +572,38 @@ class HTTPClient:
                     ErrorKind.CONNECTION, f"bad host name {host!r}: {exc}"
                 ) from None
             raise
+
+
+def _open_tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: float) -> None:
+    """The CONNECT tunnel; a proxy that does not answer it (or asks for credentials)
+    raises _ProxyDown. A refusal with another status is the proxy's word on the
+    target, and a malformed answer is not counted against it either."""
+    try:
+        _tunnel(sock, host, port, proxy, until)
+    except ConnectRefused as exc:
+        error = TransportError(exc.kind, exc.detail)
+        raise (_ProxyDown(error) if exc.status == 407 else error) from None
+    except TransportError as exc:
+        if exc.kind is ErrorKind.PROTOCOL:
+            raise
+        raise _ProxyDown(exc) from None
+    except OSError as exc:
+        raise _ProxyDown(_via(_os_error(exc), proxy)) from None
+
+
+class _ProxyDown(Exception):
+    """The proxy did not work for this request (``RETIRE_AFTER`` in ``_proxy`` says what
+    counts): ``error`` is what the caller sees unless another proxy takes the request."""
+
+    def __init__(self, error: TransportError, *, sent: bool = False) -> None:
+        super().__init__(error.detail)
+        self.error = error
+        self.sent = sent  # the request went out before the proxy failed
+
+
+def _down(error: TransportError, proxy: Proxy | None) -> TransportError | _ProxyDown:
+    """A failure to reach the next hop: the proxy's, named, if there is one."""
+    return error if proxy is None else _ProxyDown(_via(error, proxy))
 
 
 def _public(host: str, addresses: list[Address]) -> list[Address]:

@@ -10,9 +10,18 @@ from ._proxy import Proxy
 from ._response import MAX_HEAD as _MAX_HEAD
 from ._transport import ErrorKind, TransportError
 
-__all__ = ["settimeout_until", "tunnel", "via"]
+__all__ = ["ConnectRefused", "settimeout_until", "tunnel", "via"]
 
 _READ = 64 * 1024  # bytes per recv: a proxy's answer to CONNECT is short
+
+
+class ConnectRefused(TransportError):
+    """The proxy answered CONNECT with ``status``, not 2xx: the proxy works (it answered),
+    except for a 407, and most refusals speak of the target (403, 502)."""
+
+    def __init__(self, detail: str, status: int) -> None:
+        super().__init__(ErrorKind.PROXY, detail)
+        self.status = status
 
 
 def via(error: TransportError, proxy: Proxy | None) -> TransportError:
@@ -62,9 +71,7 @@ def tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: float
     lines, used = answer
     status = _connect_status(lines[0])
     if not 200 <= status < 300:
-        raise TransportError(
-            ErrorKind.PROXY, f"proxy {proxy.host}:{proxy.port} refused CONNECT: {status}"
-        )
+        raise ConnectRefused(f"proxy {proxy.host}:{proxy.port} refused CONNECT: {status}", status)
     if used != len(head):  # the server speaks only after our TLS hello
         raise TransportError(
             ErrorKind.PROTOCOL, "unexpected bytes after the proxy's answer to CONNECT"

@@ -74,6 +74,7 @@ class _Host:
     policy: HostPolicy | None = None
     robots_pending: bool = True  # until a policy is released; False with robots off
     robots_asked: bool = False
+    robots_attempt: int = 1  # the next robots.txt lease's (a retry counts up, as a page's)
     listed: bool = False  # in _eligible or _timed
     done: int = 0
     failed: int = 0
@@ -252,7 +253,14 @@ class MemoryFrontier:
                 if not host.robots_asked:
                     host.robots_asked = True
                     host.in_flight += 1
-                    jobs.append(_Job(host.name + "/robots.txt", host.name, kind=JobKind.ROBOTS))
+                    jobs.append(
+                        _Job(
+                            host.name + "/robots.txt",
+                            host.name,
+                            kind=JobKind.ROBOTS,
+                            attempt=host.robots_attempt,
+                        )
+                    )
                 continue
             if not host.queue:
                 continue
@@ -309,7 +317,13 @@ class MemoryFrontier:
                 host.next_at = max(host.next_at, now + host.delay)
             if release.hold_host_for is not None:
                 self._hold(host, release.hold_host_for, now)
-            if release.outcome is Outcome.RETRY:
+            if release.outcome is Outcome.RETRY and job.kind is JobKind.ROBOTS:
+                # Not queued: a host with robots.txt pending asks for it afresh, when due.
+                del self._leases[lease.id]
+                host.robots_asked = False
+                host.robots_attempt = job.attempt + 1
+                host.next_at = max(host.next_at, now + (release.retry_in or 0.0))
+            elif release.outcome is Outcome.RETRY:
                 del self._leases[lease.id]
                 job.attempt += 1
                 job.released = False
