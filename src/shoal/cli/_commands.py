@@ -216,11 +216,15 @@ def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
     state_path, no_state = kw.pop("state"), kw.pop("no_state")
     if state_path and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
+    cookies, no_cookies = kw.pop("cookies"), kw.pop("no_cookies")
+    if cookies and no_cookies:
+        raise click.UsageError("--cookies and --no-cookies exclude each other")
     outputs = kw.pop("output")  # -o is repeatable: one output is a str, several a list
     options = {
         "output": (outputs[0] if len(outputs) == 1 else list(outputs)) if outputs else None,
         "state": None if no_state else (state_path or CrawlOptions.state),
         "extract": parse_extract(kw.pop("extract")),
+        "cookies": False if no_cookies else (cookies or CrawlOptions.cookies),
         "progress": False if kw.pop("no_progress") or quiet else CrawlOptions.progress,
         **kw,
     }

@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urljoin
 
 from ..http import ErrorKind, Transport, TransportError
+from ._cookies import FetchCookies
 from ._options import CrawlOptions
 from ._urls import canonicalize
 from .frontier import JobKind
@@ -70,6 +71,9 @@ class FetchRequest:
     # Sent with the first request only (not with a redirect hop): a recrawl's conditional
     # headers (If-None-Match, If-Modified-Since), which name this URL's last capture.
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The crawl's cookie jar as this fetch sees it (None: cookies off): a fetcher asks it
+    # for each request's Cookie header and hands it each response's Set-Cookie.
+    cookies: FetchCookies | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +191,14 @@ class HTTPFetcher:
         detail = ""
         retry_after: float | None = None
         truncated = False
+        cookies = request.cookies
         for hop in range(self.max_redirects + 1):
             final, body = current, b""
             sent = {**self._headers, **request.headers} if hop == 0 else self._headers
+            if cookies is not None:
+                cookie = cookies.header(current)
+                if cookie is not None:
+                    sent = {**sent, "Cookie": cookie}
             try:
                 response = self._transport.get(
                     current,
@@ -204,6 +213,8 @@ class HTTPFetcher:
             status, headers, body = response.status, response.headers, response.body
             retry_after = _retry_after(headers.get("retry-after"))
             truncated = response.truncated
+            if cookies is not None:
+                cookies.received(current, headers.get("set-cookie"))
             if status not in REDIRECT_STATUSES:
                 break
             location = headers.get("location")
@@ -215,7 +226,11 @@ class HTTPFetcher:
                 shown = location if len(location) <= 200 else location[:200] + "..."
                 error, detail = ErrorKind.BAD_REDIRECT, f"bad Location {shown!r}: {exc}"
                 break
-            if target in (current, url) or target in redirects:
+            if (target in (current, url) or target in redirects) and not (
+                cookies is not None and cookies.changed
+            ):
+                # Unless the response set a cookie: the same URL asked again is then
+                # another request (a consent wall that sets one and sends you back).
                 error, detail = ErrorKind.REDIRECT_LOOP, f"redirect loop at {target}"
                 break
             if hop == self.max_redirects:  # the last turn: the gate is not asked in vain

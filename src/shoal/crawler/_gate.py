@@ -23,6 +23,7 @@ from dataclasses import replace
 
 from .._url import split_url
 from ..http import ErrorKind, Resolver, TransportError, is_public_address
+from ._cookies import FetchCookies
 from ._fetch import REDIRECT_STATUSES, Fetched, Gate, no_side_requests
 from ._urls import canonicalize
 
@@ -107,6 +108,7 @@ class HopGate:
     __slots__ = (
         "_canonical",
         "_check",
+        "_cookies",
         "_follow",
         "_hops",
         "_last",
@@ -127,8 +129,10 @@ class HopGate:
         max_hops: int,
         side: Gate = no_side_requests,
         canonical: bool = False,
+        cookies: FetchCookies | None = None,
     ) -> None:
         self._follow = follow
+        self._cookies = cookies
         self._check = check
         self._side = side
         self._start = start
@@ -157,6 +161,18 @@ class HopGate:
         self._last, self._stop = target, None
         seen = self._seen
         if target == self._start or target in seen:
+            cookies = self._cookies
+            if (
+                cookies is not None
+                and cookies.changed
+                and (target == self._start or seen[target])
+                and self._hops < self._max_hops
+            ):
+                # The response set a cookie and sends the fetch back to a URL already let
+                # through (a consent wall): a new request of that URL, not a loop. Each
+                # such hop counts, so the chain stays bounded by max_hops.
+                self._hops += 1
+                return None
             why = f"redirect loop at {target}"
             self._limit = (ErrorKind.REDIRECT_LOOP, why)
             self._stop = why

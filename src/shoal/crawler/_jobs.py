@@ -21,6 +21,7 @@ from ..http import ErrorKind, TransportError
 from ..runtime._retry import RetryPolicy
 from ..state import fingerprint
 from ..state._store import MAX_VALIDATOR, FetchNote, Prior
+from ._cookies import CookieSync, FetchCookies
 from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_side_requests
 from ._gate import HopGate, robots_gate
 from ._kinds import CrawlErrorKind, http_error
@@ -93,8 +94,10 @@ class Jobs:
         lock: threading.Lock,
         stopping: Callable[[], bool],
         revisit: Revisit | None = None,
+        cookies: CookieSync | None = None,
     ) -> None:
         self.options = options
+        self._cookies = cookies  # the crawl's cookie jar and the state keeping it
         self._revisit = revisit
         # Where each page's validators and digest go (a state file's frontier only).
         self._note: Callable[[str, FetchNote], None] | None = getattr(frontier, "note_fetch", None)
@@ -155,6 +158,10 @@ class Jobs:
                 guard(url)
             except TransportError as exc:
                 return Fetched(url, url, error=exc.kind, detail=exc.detail)
+        sync, view = self._cookies, None
+        if sync is not None:
+            sync.before_fetch()
+            view = FetchCookies(sync.jar)
         hops = HopGate(
             gate,
             guard,
@@ -162,12 +169,17 @@ class Jobs:
             max_hops=self.options.max_redirects if max_hops is None else max_hops,
             side=side,
             canonical=self._canonical_hops,
+            cookies=view,
         )
         limit = self.options.max_bytes if max_bytes is None else max_bytes
         request = FetchRequest(
-            url, hops, limit, truncate, kind, side=hops.side, headers=headers or {}
+            url, hops, limit, truncate, kind, side=hops.side, headers=headers or {}, cookies=view
         )
-        fetched = self._fetcher.fetch(request)
+        try:
+            fetched = self._fetcher.fetch(request)
+        finally:
+            if sync is not None:
+                sync.after_fetch()  # the jar's changes to the state (none: nothing done)
         stray = hops.stray(url, fetched)
         if stray is None:
             return hops.settle(fetched)

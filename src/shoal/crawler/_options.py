@@ -179,6 +179,11 @@ class CrawlOptions:
     recrawl: bool = False
     # With recrawl: revisit only URLs last fetched longer ago than this (seconds).
     revisit_after: float | None = None
+    # The crawl's cookie jar (RFC 6265, kept in the state): True on, False off, or the
+    # path of a Netscape cookies.txt to start it with (curl -c, wget --save-cookies).
+    cookies: bool | str = True
+    # Write the jar to this cookies.txt when the crawl ends (replacing only a cookies.txt).
+    save_cookies: str | None = None
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -227,6 +232,10 @@ class CrawlOptions:
                     "{revisit_after} must be more than 0 seconds and at most 100 years "
                     f"(got {self.revisit_after})",
                 )
+        if isinstance(self.cookies, str) and not self.cookies:
+            raise OptionError("cookies", "{cookies} '' names no file")
+        if self.save_cookies is not None and self.cookies is False:
+            raise OptionError("save_cookies", "{save_cookies} needs the cookie jar on")
         if self.sitemaps_only and not self.robots:
             # Sitemaps are found through robots.txt (its Sitemap: lines, else /sitemap.xml).
             raise OptionError(
