@@ -103,8 +103,8 @@ class HopGate:
 
     The hops are bounded here whatever the fetcher: at most ``max_hops`` of them, and none
     to a URL already in this chain (a loop) unless the last response changed the cookies
-    sent (``cookies.changed``: a consent wall sends the fetch back with a cookie). What was let through is kept, to check the
-    result by (``settle``)."""
+    sent (``cookies.changed``: a consent wall sends the fetch back with a cookie). What
+    was let through is kept, to check the result by (``settle``)."""
 
     __slots__ = (
         "_canonical",
