@@ -541,3 +541,35 @@ def test_redis_workers_share_the_jar(redis_server: Any, tmp_path: Path) -> None:
     finally:
         one.close()
         two.close()
+
+
+def test_a_cookie_on_every_redirect_back_is_still_bounded(tmp_path: Path) -> None:
+    """A server that sets a new cookie and redirects to the same URL forever: each hop
+    counts, so the fetch ends at --max-redirects (too_many_redirects), not in a loop."""
+    n = iter(range(1000))
+    site = Site({"/robots.txt": Reply(404, "none")})
+    site.routes["/"] = lambda req: Reply(302, "", {"Location": "/", "Set-Cookie": f"n={next(n)}"})
+    out = tmp_path / "pages.jsonl"
+    with site:
+        Crawler(site.url("/"), output=str(out), progress=False, max_redirects=4).run()
+        assert site.count("/") == 5
+    (record,) = records(out)
+    assert record["error"] == "too_many_redirects"
+
+
+def test_warc_request_records_carry_no_cookie(tmp_path: Path) -> None:
+    from warcio.archiveiterator import ArchiveIterator
+
+    site, seen = consent_site()
+    out = tmp_path / "crawl.warc.gz"
+    with site:
+        Crawler(site.url("/"), output=str(out), progress=False).run()
+    assert any(cookie == "consent=yes" for _, cookie in seen)  # it was sent
+    requests = 0
+    with out.open("rb") as f:
+        for record in ArchiveIterator(f):
+            if record.rec_type == "request":
+                requests += 1
+                head = record.http_headers.to_str()
+                assert "consent" not in head and "cookie" not in head.lower()
+    assert requests >= 4
