@@ -28,13 +28,11 @@ only changes; a jar with no cookie costs one truth test per request.
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import ipaddress
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -185,6 +183,8 @@ def parse_cookie_date(text: str) -> float | None:
         year += 2000
     if not 1 <= day <= 31 or year < 1601 or hour > 23 or minute > 59 or second > 59:
         return None
+    import calendar  # here: a crawl that gets no cookie never loads it
+
     try:
         return float(calendar.timegm((year, month, day, hour, minute, second)))
     except (OverflowError, ValueError):
@@ -488,6 +488,8 @@ class CookieJar:
                     )
                 )
             )
+        import tempfile
+
         target = Path(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
         try:

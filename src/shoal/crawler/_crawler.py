@@ -520,7 +520,11 @@ class Crawler:
                     jar,
                     load=getattr(frontier, "load_cookies", None),
                     store=getattr(frontier, "note_cookies", None),
-                    version=getattr(frontier, "cookies_version", None) if frontier.shared else None,
+                    version=(
+                        getattr(frontier, "cookies_version", None)
+                        if getattr(frontier, "shared", False)
+                        else None
+                    ),
                 )
                 cookies.start()
                 if self._cookie_file:
