@@ -143,6 +143,10 @@ def test_hostile_lines_are_bounded() -> None:
         jar.receive("http://h.test/", "\n".join(f"m{i}x{j}=1" for j in range(200)))
     assert len(jar) == MAX_COOKIES_PER_SITE
     assert "m2x199=1" in (jar.header_for("http://h.test/") or "")
+    # A site's cookies at their largest: the Cookie header sent stays within 64 KB.
+    jar.receive("http://h.test/", "\n".join(f"w{j}=" + "v" * 4000 for j in range(180)))
+    sent = jar.header_for("http://h.test/") or ""
+    assert 60_000 < len(sent) <= 64 * 1024
     # Thousands across sites: 3000 in all.
     for site in range(40):
         jar.receive(f"http://s{site}.test/", "\n".join(f"c{j}=1" for j in range(100)))

@@ -19,7 +19,8 @@ needs 6265's algorithm as written plus a public suffix list. What is taken:
   ahead; a name or value with a control character is refused.
 - Bounds, as browsers': a cookie's name and value at most 4096 bytes, a Set-Cookie line
   at most 8192, at most 180 cookies per site (registrable domain) and 3000 in all; past
-  a bound the oldest cookie goes (expired ones first).
+  a bound the oldest cookie goes (expired ones first). A request's Cookie header holds
+  at most 64 KB of them (the longest paths, then the oldest, first).
 
 Cookies are sent only where 6265 says (domain, path, Secure, expiry). The jar keeps what
 changed since it was last asked (:meth:`CookieJar.changes`), so the crawl state stores
@@ -57,6 +58,7 @@ MAX_COOKIE_BYTES = 4096  # name + value, as browsers count
 MAX_SET_COOKIE = 8192  # a longer Set-Cookie line is ignored before it is parsed
 MAX_COOKIES_PER_SITE = 180
 MAX_COOKIES = 3000
+MAX_COOKIE_HEADER = 64 * 1024  # a request's Cookie header: the first cookies up to this
 MAX_ATTRIBUTE = 1024  # a longer Domain or Path value is ignored (6265bis)
 MAX_AGE = 400 * 86400  # an expiry is capped at 400 days ahead (6265bis)
 _NETSCAPE_HEADER = "# Netscape HTTP Cookie File"
@@ -273,6 +275,7 @@ class CookieJar:
         now = self._clock()
         found: list[Cookie] = []
         expired: list[Cookie] = []
+        ip = _is_ip(host)
         with self._lock:
             domain = host
             while True:
@@ -288,7 +291,7 @@ class CookieJar:
                         ):
                             found.append(cookie)
                 dot = domain.find(".")
-                if dot < 0 or _is_ip(host):
+                if dot < 0 or ip:
                     break
                 domain = domain[dot + 1 :]
             for cookie in expired:
@@ -297,7 +300,14 @@ class CookieJar:
             return None
         # 5.4 step 2: longer paths first, then the earlier made.
         found.sort(key=lambda c: (-len(c.path), c.created))
-        return "; ".join(f"{c.name}={c.value}" for c in found)
+        pairs, size = [], 0
+        for c in found:
+            pair = f"{c.name}={c.value}"
+            size += len(pair) + 2
+            if size > MAX_COOKIE_HEADER:
+                break  # what a site stored up to the bounds would be a 700 KB header
+            pairs.append(pair)
+        return "; ".join(pairs) or None
 
     # -- receiving ---------------------------------------------------------------------
 
