@@ -469,6 +469,9 @@ class CookieJar:
                 if old is not None:
                     self._remove(old, noted=False)
                 self._add(cookie)
+                # Workers' jars together may hold more than one may: what this one drops
+                # is removed from the shared jar too.
+                self._bound(cookie)
 
     def save(self, path: str) -> int:
         """Write every unexpired cookie to ``path`` as a Netscape cookies.txt (what curl
