@@ -27,6 +27,7 @@ from shoal.crawler._cookies import (
     CookieSync,
     parse_cookie_date,
     read_cookies_file,
+    with_cookie,
 )
 from shoal.http import HTTPClient, Resolver
 from sites import Reply, Request, Site, html
@@ -577,3 +578,8 @@ def test_warc_request_records_carry_no_cookie(tmp_path: Path) -> None:
                 head = record.http_headers.to_str()
                 assert "consent" not in head and "cookie" not in head.lower()
     assert requests >= 4
+
+
+def test_the_jar_adds_to_a_cookie_header_already_given() -> None:
+    assert with_cookie({"Accept": "*/*"}, "a=1") == {"Accept": "*/*", "Cookie": "a=1"}
+    assert with_cookie({"cookie": "mine=0"}, "a=1") == {"cookie": "mine=0; a=1"}

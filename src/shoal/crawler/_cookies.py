@@ -36,7 +36,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ __all__ = [
     "CookieJar",
     "FetchCookies",
     "read_cookies_file",
+    "with_cookie",
 ]
 
 MAX_COOKIE_BYTES = 4096  # name + value, as browsers count
@@ -535,6 +536,18 @@ class FetchCookies:
 
     def received(self, url: str, set_cookie: str | None) -> None:
         self.changed = bool(set_cookie) and self.jar.receive(url, set_cookie or "")
+
+
+def with_cookie(headers: Mapping[str, str], cookie: str) -> dict[str, str]:
+    """``headers`` with the jar's ``cookie`` added: after a Cookie header already there
+    (one the user gave for this request), in one field, as RFC 6265 5.4 wants."""
+    out = dict(headers)
+    for name, given in headers.items():
+        if name.lower() == "cookie":
+            out[name] = f"{given}; {cookie}"
+            return out
+    out["Cookie"] = cookie
+    return out
 
 
 def read_cookies_file(path: str, *, clock: Any = time.time) -> list[Cookie]:

@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urljoin
 
 from ..http import ErrorKind, Transport, TransportError
-from ._cookies import FetchCookies
+from ._cookies import FetchCookies, with_cookie
 from ._options import CrawlOptions
 from ._urls import canonicalize
 from .frontier import JobKind
@@ -198,7 +198,7 @@ class HTTPFetcher:
             if cookies is not None:
                 cookie = cookies.header(current)
                 if cookie is not None:
-                    sent = {**sent, "Cookie": cookie}
+                    sent = with_cookie(sent, cookie)
             try:
                 response = self._transport.get(
                     current,
