@@ -41,6 +41,7 @@ PYTHON_ONLY = {
 # Command-line options that are not CrawlOptions fields: how the command runs.
 CLI_ONLY = {
     "no_state",
+    "no_cookies",
     "no_progress",
     "json_summary",
     "quiet",
@@ -139,13 +140,13 @@ def test_cli_defaults_are_the_crawl_options_defaults() -> None:
     assert (
         set(params) - set(fields) <= CLI_ONLY | {"urls", "report_path", "overwrite_report"} | shared
     )
-    for name in on_cli - {"state", "extract", "output", "format", "header_for", "proxy"}:
+    for name in on_cli - {"state", "extract", "output", "format", "header_for", "proxy", "cookies"}:
         default = params[name].default
         if params[name].multiple:
             default = tuple(default or ())
         assert default == default_of(fields[name]), name
-    # state, extract, output, format, header_for and proxy have no click default:
-    # _options_from maps them (checked by the next test).
+    # state, extract, output, format, header_for, proxy and cookies have no click
+    # default: _options_from maps them (checked by the next test).
 
 
 def test_an_option_left_out_reaches_the_crawler_as_its_default(tmp_path: Path) -> None:

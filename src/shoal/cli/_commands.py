@@ -265,6 +265,9 @@ def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
     state_path, no_state = kw.pop("state"), kw.pop("no_state")
     if state_path and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
+    cookies, no_cookies = kw.pop("cookies"), kw.pop("no_cookies")
+    if cookies and no_cookies:
+        raise click.UsageError("--cookies and --no-cookies exclude each other")
     outputs = kw.pop("output")  # -o is repeatable: one output is a str, several a list
     proxies = kw.pop("proxy")  # repeatable too: none given is the environment's
     options = {
@@ -276,6 +279,7 @@ def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
         "extract": parse_extract(kw.pop("extract")),
         "header_for": parse_header_for(kw.pop("header_for")),
         "auth": _with_password(kw.pop("auth")),
+        "cookies": False if no_cookies else (cookies or CrawlOptions.cookies),
         "progress": False if kw.pop("no_progress") or quiet else CrawlOptions.progress,
         **kw,
     }

@@ -329,6 +329,26 @@ def crawl_options(f: Any) -> Any:
             "for crawling URLs you did not choose. Refusals are error kind 'blocked'.",
         ),
         click.option(
+            "--cookies",
+            "cookies",
+            metavar="FILE",
+            help="Start the cookie jar with the cookies of FILE, a Netscape cookies.txt "
+            "(curl -c, wget --save-cookies, browser exporters). The jar is on anyway: it "
+            "keeps what sites set (RFC 6265), in the state, so a resume keeps the session.",
+        ),
+        click.option(
+            "--no-cookies",
+            is_flag=True,
+            help="No cookie jar: send no cookie, keep none a site sets.",
+        ),
+        click.option(
+            "--save-cookies",
+            metavar="FILE",
+            default=d.save_cookies,
+            help="Write the cookie jar to FILE (a cookies.txt) when the crawl ends; an "
+            "existing FILE must be a cookies.txt.",
+        ),
+        click.option(
             "--state",
             "state",
             metavar="PATH",

@@ -32,6 +32,7 @@ from typing import TypeGuard, cast
 from .._errors import JoinTimeout, NoProxyLeft, StateError, UsageError, WriterError
 from ..http import ProxyRules, Resolver, Transport, make_transport
 from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
+from ._cookies import Cookie, CookieJar, CookieSync, check_save_path, read_cookies_file
 from ._fetch import FetcherFactory, FetchSetup, HTTPFetcher, PageFetcher
 from ._gate import PublicOnly
 from ._headers import HeadersGiven, RequestHeaders
@@ -213,6 +214,13 @@ class Crawler:
         hosts: Settings per host: a host name (every port of it) or ``name:port`` ->
             a :class:`HostSettings` or a mapping of its fields (``{"per_host": 1,
             "delay": 2.0}``), which override the crawl's options for the hosts it matches.
+        cookies: The crawl's cookie jar (RFC 6265; kept in the state file, so a resume
+            keeps the session, and shared by ``redis`` workers): True on, False off, or
+            the path of a Netscape cookies.txt (``curl -c``, ``wget --save-cookies``, a
+            browser exporter) to start it with. Cookie values never reach the records,
+            the log or the WARC request records.
+        save_cookies: Write the jar to this cookies.txt when the run ends (atomically;
+            an existing file there must be a cookies.txt).
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
@@ -282,6 +290,8 @@ class Crawler:
         recrawl: bool = CrawlOptions.recrawl,
         revisit_after: float | None = CrawlOptions.revisit_after,
         hosts: Mapping[str, HostSettings | Mapping[str, object]] | None = None,
+        cookies: bool | str = CrawlOptions.cookies,
+        save_cookies: str | None = CrawlOptions.save_cookies,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
@@ -337,6 +347,8 @@ class Crawler:
             recrawl=recrawl,
             revisit_after=revisit_after,
             hosts={} if hosts is None else hosts,
+            cookies=cookies,
+            save_cookies=save_cookies,
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport
@@ -368,6 +380,14 @@ class Crawler:
             self.scope.check_start_url(url)  # a start URL the scope shuts out is a usage error
         # Which of the user's headers each URL gets (credentials: the start URLs' origins).
         self._headers = RequestHeaders(opts.header_rules(), self.start_urls)
+        # A bad cookies file or a --save-cookies path that cannot be written fails here,
+        # before anything is opened.
+        self._cookie_file: list[Cookie] = []
+        if isinstance(opts.cookies, str):
+            self._cookie_file = read_cookies_file(opts.cookies)
+        if opts.save_cookies is not None:
+            check_save_path(opts.save_cookies)
+        self._jar: CookieJar | None = None  # the run's cookie jar
         self._records = Records(
             on_page,
             follow_links=follow_links and not opts.sitemaps_only,
@@ -565,7 +585,26 @@ class Crawler:
         # From here on everything opened so far (writer, fetcher, frontier, state file) is
         # closed by _finish, however the run ends: building the pool may fail too.
         try:
-            # 2. What a worker does with a job: fetch it through the gate, build its records.
+            # 2. The cookie jar, with what the state holds (a resumed or shared crawl's
+            # session) and then the cookies file's (given for this run: they win).
+            cookies = None
+            if opts.cookies is not False:
+                jar = self._jar = CookieJar()
+                frontier = self.frontier
+                cookies = CookieSync(
+                    jar,
+                    load=getattr(frontier, "load_cookies", None),
+                    store=getattr(frontier, "note_cookies", None),
+                    version=(
+                        getattr(frontier, "cookies_version", None)
+                        if getattr(frontier, "shared", False)
+                        else None
+                    ),
+                )
+                cookies.start()
+                if self._cookie_file:
+                    jar.add(self._cookie_file)
+            # 3. What a worker does with a job: fetch it through the gate, build its records.
             self._jobs = Jobs(
                 opts,
                 scope=self.scope,
@@ -580,8 +619,9 @@ class Crawler:
                 revisit=revisit,
                 headers=self._headers.headers_for(),
                 proxies=self._proxies,
+                cookies=cookies,
             )
-            # 3. The pool runs _handle on each leased job; _dispatch keeps it fed (see above).
+            # 4. The pool runs _handle on each leased job; _dispatch keeps it fed (see above).
             if opts.max_time is not None:
                 self._deadline = started + opts.max_time
             self._pool = Pool(
@@ -776,8 +816,27 @@ class Crawler:
                 fatal = self._fatal
             session.close(interrupted, fatal)
 
+        def save_cookies() -> None:
+            jar, path = self._jar, self.options.save_cookies
+            if jar is not None and path is not None:
+                try:
+                    n = jar.save(path)
+                except OSError as exc:
+                    raise UsageError(
+                        f"cannot save cookies to {path}: {exc.strerror or exc}"
+                    ) from None
+                logger.info("saved %d cookie(s) to %s", n, path)
+
         interrupt: BaseException | None = None
-        for step in (count, writer.close, self._close_fetcher, self.frontier.close, close_session):
+        steps = (
+            count,
+            writer.close,
+            self._close_fetcher,
+            self.frontier.close,
+            close_session,
+            save_cookies,
+        )
+        for step in steps:
             try:
                 step()
             except Exception as exc:

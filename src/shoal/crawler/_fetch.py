@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urljoin
 
 from ..http import ErrorKind, Transport, TransportError
+from ._cookies import FetchCookies, with_cookie
 from ._headers import no_headers
 from ._options import CrawlOptions
 from ._urls import canonicalize
@@ -83,6 +84,9 @@ class FetchRequest:
     method: str = "GET"
     body: bytes | None = None
     request_headers: Mapping[str, str] = field(default_factory=dict)
+    # The crawl's cookie jar as this fetch sees it (None: cookies off): a fetcher asks it
+    # for each request's Cookie header and hands it each response's Set-Cookie.
+    cookies: FetchCookies | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +210,14 @@ class HTTPFetcher:
         truncated = False
         headers_for = request.headers_for
         method, sent_body = request.method, request.body
+        cookies = request.cookies
         for hop in range(self.max_redirects + 1):
             final, body = current, b""
             sent = self._sent_headers(request, hop, method, headers_for(current))
+            if cookies is not None:
+                cookie = cookies.header(current)
+                if cookie is not None:
+                    sent = with_cookie(sent, cookie)
             try:
                 if method == "GET" and sent_body is None:
                     response = self._transport.get(
@@ -234,6 +243,8 @@ class HTTPFetcher:
             status, headers, body = response.status, response.headers, response.body
             retry_after = _retry_after(headers.get("retry-after"))
             truncated = response.truncated
+            if cookies is not None:
+                cookies.received(current, headers.get("set-cookie"))
             if status not in REDIRECT_STATUSES:
                 break
             location = headers.get("location")
@@ -245,9 +256,13 @@ class HTTPFetcher:
                 shown = location if len(location) <= 200 else location[:200] + "..."
                 error, detail = ErrorKind.BAD_REDIRECT, f"bad Location {shown!r}: {exc}"
                 break
-            # A POST answered by a redirect to its own URL (post, redirect, get) is no loop.
+            # A POST answered by a redirect to its own URL (post, redirect, get) is no loop;
+            # nor is the same URL asked again after the response set a cookie (a consent
+            # wall that sets one and sends you back): another request of it.
             to_get = status in (301, 302, 303) and method != "GET"
-            if target in redirects or (target in (current, url) and not to_get):
+            if (target in redirects or (target in (current, url) and not to_get)) and not (
+                cookies is not None and cookies.changed
+            ):
                 error, detail = ErrorKind.REDIRECT_LOOP, f"redirect loop at {target}"
                 break
             if hop == self.max_redirects:  # the last turn: the gate is not asked in vain

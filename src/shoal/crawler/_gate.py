@@ -23,6 +23,7 @@ from dataclasses import replace
 
 from .._url import split_url
 from ..http import ErrorKind, Resolver, TransportError, is_public_address
+from ._cookies import FetchCookies
 from ._fetch import REDIRECT_STATUSES, Fetched, Gate, no_side_requests
 from ._urls import canonicalize
 
@@ -101,12 +102,14 @@ class HopGate:
     its canonical form; a URL that has none (another scheme, malformed) is refused.
 
     The hops are bounded here whatever the fetcher: at most ``max_hops`` of them, and none
-    to a URL already in this chain (a loop). What was let through is kept, to check the
-    result by (``settle``)."""
+    to a URL already in this chain (a loop) unless the last response changed the cookies
+    sent (``cookies.changed``: a consent wall sends the fetch back with a cookie). What
+    was let through is kept, to check the result by (``settle``)."""
 
     __slots__ = (
         "_canonical",
         "_check",
+        "_cookies",
         "_follow",
         "_hops",
         "_last",
@@ -129,11 +132,13 @@ class HopGate:
         side: Gate = no_side_requests,
         canonical: bool = False,
         resubmit: bool = False,
+        cookies: FetchCookies | None = None,
     ) -> None:
         self._follow = follow
         # The start is a POST: its first hop may lead back to its own URL (post, redirect,
         # get), which is then no loop.
         self._resubmit = resubmit
+        self._cookies = cookies
         self._check = check
         self._side = side
         self._start = start
@@ -163,6 +168,18 @@ class HopGate:
         seen = self._seen
         again = target == self._start and not (self._resubmit and not seen)
         if again or target in seen:
+            cookies = self._cookies
+            if (
+                cookies is not None
+                and cookies.changed
+                and (target == self._start or seen[target])
+                and self._hops < self._max_hops
+            ):
+                # The response set a cookie and sends the fetch back to a URL already let
+                # through (a consent wall): a new request of that URL, not a loop. Each
+                # such hop counts, so the chain stays bounded by max_hops.
+                self._hops += 1
+                return None
             why = f"redirect loop at {target}"
             self._limit = (ErrorKind.REDIRECT_LOOP, why)
             self._stop = why

@@ -22,6 +22,7 @@ from ..runtime._retry import RetryPolicy
 from ..state import fingerprint
 from ..state._jobs import job_key
 from ..state._store import MAX_VALIDATOR, FetchNote, Prior
+from ._cookies import CookieSync, FetchCookies
 from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_side_requests
 from ._gate import HopGate, robots_gate
 from ._headers import no_headers
@@ -103,10 +104,12 @@ class Jobs:
         revisit: Revisit | None = None,
         headers: Callable[[str], Mapping[str, str]] = no_headers,
         proxies: ProxyRules | None = None,
+        cookies: CookieSync | None = None,
     ) -> None:
         self.options = options
         self._headers_for = headers  # the user's headers for a URL (see _headers)
         self._proxies = proxies  # the transport's, to stop the crawl when none is left
+        self._cookies = cookies  # the crawl's cookie jar and the state keeping it
         self._revisit = revisit
         # Where each page's validators and digest go (a state file's frontier only).
         self._note: Callable[[str, FetchNote], None] | None = getattr(frontier, "note_fetch", None)
@@ -168,6 +171,10 @@ class Jobs:
                 guard(url)
             except TransportError as exc:
                 return Fetched(url, url, error=exc.kind, detail=exc.detail)
+        sync, view = self._cookies, None
+        if sync is not None:
+            sync.before_fetch()
+            view = FetchCookies(sync.jar)
         hops = HopGate(
             gate,
             guard,
@@ -176,6 +183,7 @@ class Jobs:
             side=side,
             canonical=self._canonical_hops,
             resubmit=request is not None and request.method != "GET",
+            cookies=view,
         )
         limit = self.options.max_bytes if max_bytes is None else max_bytes
         if request is None:
@@ -188,6 +196,7 @@ class Jobs:
                 side=hops.side,
                 headers=headers or {},
                 headers_for=self._headers_for,
+                cookies=view,
             )
         else:
             asked = FetchRequest(
@@ -202,8 +211,13 @@ class Jobs:
                 method=request.method,
                 body=request.body,
                 request_headers=request.headers,
+                cookies=view,
             )
-        fetched = self._fetcher.fetch(asked)
+        try:
+            fetched = self._fetcher.fetch(asked)
+        finally:
+            if sync is not None:
+                sync.after_fetch()  # the jar's changes to the state (none: nothing done)
         if fetched.error is not None and self._proxies is not None and self._proxies.exhausted:
             # Never recorded as the page's failure: the URL stays queued for a resume.
             raise NoProxyLeft(

@@ -199,6 +199,11 @@ class CrawlOptions:
     # Host pattern ("example.com", "example.com:8080") -> its own settings (HostSettings,
     # or a mapping of its fields): per_host and delay override the crawl's for that host.
     hosts: Mapping[str, HostSettings | Mapping[str, object]] = field(default_factory=dict)
+    # The crawl's cookie jar (RFC 6265, kept in the state): True on, False off, or the
+    # path of a Netscape cookies.txt to start it with (curl -c, wget --save-cookies).
+    cookies: bool | str = True
+    # Write the jar to this cookies.txt when the crawl ends (replacing only a cookies.txt).
+    save_cookies: str | None = None
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
     _header_rules: HeaderRules = field(default=HeaderRules(), init=False, repr=False, compare=False)
     _paces: dict[str, HostPace] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -253,6 +258,10 @@ class CrawlOptions:
                     "{revisit_after} must be more than 0 seconds and at most 100 years "
                     f"(got {self.revisit_after})",
                 )
+        if isinstance(self.cookies, str) and not self.cookies:
+            raise OptionError("cookies", "{cookies} '' names no file")
+        if self.save_cookies is not None and self.cookies is False:
+            raise OptionError("save_cookies", "{save_cookies} needs the cookie jar on")
         if self.sitemaps_only and not self.robots:
             # Sitemaps are found through robots.txt (its Sitemap: lines, else /sitemap.xml).
             raise OptionError(

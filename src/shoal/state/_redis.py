@@ -676,6 +676,41 @@ class RedisCrawlState(CrawlViews):
             raise ValueError(f"not a scheme://host[:port] key: {host!r}")
         self._run(lua.set_delay(host=host, delay_ms=ms(seconds)))
 
+    # -- the crawl's cookie jar ------------------------------------------------------------
+    #
+    # A hash of the crawl's cookies (field: the cookie's key, value: it as JSON) and a
+    # counter bumped by every change. Workers read the hash when they start and again
+    # only when the counter moved; last writer wins per cookie. Keys no older worker
+    # reads: no layout bump.
+
+    def cookies(self) -> list[tuple[str, str]]:
+        """Every cookie of the crawl's shared jar: (key, the cookie as JSON)."""
+        with self._guard("reading the cookie jar"):
+            stored = self._client.hgetall(f"{self.prefix}cookies")
+        return [(text(k), text(v)) for k, v in stored.items()]
+
+    def cookies_version(self) -> int:
+        """The jar's change counter: another value means another worker changed it."""
+        with self._guard("reading the cookie jar"):
+            value = self._client.get(f"{self.prefix}cookies:v")
+        return int(value or 0)
+
+    def store_cookies(self, changes: Sequence[tuple[str, str | None]]) -> int:
+        """Apply a jar's changes (key, JSON or None: removed) in one round trip; the
+        change counter after it."""
+        key = f"{self.prefix}cookies"
+        with self._guard("writing the cookie jar"):
+            pipe = self._client.pipeline(transaction=False)  # the counter is a hint
+            put: dict[Any, Any] = {k: v for k, v in changes if v is not None}
+            gone = [k for k, v in changes if v is None]
+            if put:
+                pipe.hset(key, mapping=put)
+            if gone:
+                pipe.hdel(key, *gone)
+            pipe.incr(f"{self.prefix}cookies:v")
+            replies = pipe.execute()
+        return int(replies[-1])
+
     # -- lifetime ------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -183,6 +183,10 @@ Migration = Callable[[sqlite3.Connection], None]
 """One step, version N to N+1: statements run on a connection inside the migration's
 transaction. It must not commit (so no ``executescript``, which commits first)."""
 
+# The crawl's cookie jar (crawler/_cookies.py): one row per cookie, its key "domain TAB
+# path TAB name" and the cookie as JSON (its value a secret, as a browser profile's).
+_COOKIES_TABLE = "CREATE TABLE IF NOT EXISTS cookies (key TEXT PRIMARY KEY, data TEXT NOT NULL)"
+
 # _MIGRATIONS[i] takes a file from version i + 1 to i + 2. Append only.
 _MIGRATIONS: tuple[Migration, ...] = (_migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4)
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
@@ -362,6 +366,11 @@ class StateStore:
             if version <= len(migrations):
                 # Under the lock taken above: never under a running crawl.
                 _migrate(path, write, version, migrations, announce or logger.info)
+            with _translated("adding the cookies table"), write:
+                # Additive, without a schema bump: a release without cookies ignores the
+                # table, and a file it made gets it here. (A migration that renumbers
+                # nothing else may take it over: IF NOT EXISTS keeps both paths right.)
+                write.execute(_COOKIES_TABLE)
             return cls(path, write, read, lock_fd, created)
         except BaseException:
             for conn in conns:
@@ -537,6 +546,13 @@ class StateStore:
 
     # -- runs ------------------------------------------------------------------------------
 
+    def cookies(self) -> list[tuple[str, str]]:
+        """Every stored cookie: (key, the cookie as JSON)."""
+        with _translated("reading the state file"):
+            return [
+                (str(k), str(d)) for k, d in self._read.execute("SELECT key, data FROM cookies")
+            ]
+
     def start_run(self) -> None:
         now = time.time()
         with _translated("writing the state file"), self._write:
@@ -601,12 +617,15 @@ class StateStore:
         holds: Iterable[tuple[str, float]] = (),
         notes: Iterable[tuple[int, FetchNote]] = (),
         claimed: Iterable[int] = (),
+        cookies: Iterable[tuple[str, str | None]] = (),
     ) -> None:
         """One transaction: new URLs, final states, where the output now ends (each
         output's offset, in order, for a crawl with several; None: an idempotent output),
-        what this batch adds to the current run's counts, and hosts' holds (host,
-        wall-clock time until which it must not be asked)."""
+        what this batch adds to the current run's counts, hosts' holds (host,
+        wall-clock time until which it must not be asked) and the cookie jar's changes
+        (key, the cookie as JSON or None: removed)."""
         holds = list(holds)
+        cookies = list(cookies)
         finished = list(finished)
         offsets = (
             [output_offset]
@@ -614,6 +633,14 @@ class StateStore:
             else list(output_offset)
         )
         with _translated("writing the state file"), self._write:
+            if cookies:
+                self._write.executemany(
+                    "INSERT OR REPLACE INTO cookies VALUES (?, ?)",
+                    [(k, d) for k, d in cookies if d is not None],
+                )
+                self._write.executemany(
+                    "DELETE FROM cookies WHERE key=?", [(k,) for k, d in cookies if d is None]
+                )
             if holds:
                 self._write.executemany(
                     "INSERT INTO holds VALUES (?, ?) ON CONFLICT(host) DO UPDATE SET "

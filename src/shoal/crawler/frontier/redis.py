@@ -332,6 +332,16 @@ class RedisFrontier:
     def set_delay(self, host: str, seconds: float) -> None:
         self.state.set_delay(host, seconds)
 
+    def load_cookies(self) -> list[tuple[str, str]]:
+        return self.state.cookies()
+
+    def cookies_version(self) -> int:
+        return self.state.cookies_version()
+
+    def note_cookies(self, changes: Sequence[tuple[str, str | None]]) -> int:
+        """Written at once (a shared jar: other workers read it); the change counter."""
+        return self.state.store_cookies(changes)
+
     def stats(self) -> FrontierStats:
         c = self.state.stats()
         return FrontierStats(c.queued, c.leased, c.done, c.failed, c.hosts)

@@ -67,6 +67,18 @@ class SqliteFrontier(MemoryFrontier):
         # Both bounded by --max-pages (the caller's cap on what it moves up per run).
         self._moved_up: set[int] = set()
         self._early: set[int] = set()
+        self._new_cookies: dict[str, str | None] = {}  # cookie key -> JSON (None: removed)
+
+    def load_cookies(self) -> list[tuple[str, str]]:
+        """The crawl's cookie jar as the state file holds it."""
+        return self.store.cookies()
+
+    def note_cookies(self, changes: Sequence[tuple[str, str | None]]) -> None:
+        """The cookie jar's changes, written with the next commit: a cookie a page set
+        is in the state no later than that page's record, so a resume has the session
+        the pages it does not fetch again had."""
+        with self._lock:
+            self._new_cookies.update(changes)
 
     def note_fetch(self, lease_id: str, note: FetchNote) -> None:
         """What the fetch of a leased page leaves in the state (validators, digest), kept
@@ -208,6 +220,7 @@ class SqliteFrontier(MemoryFrontier):
             self._check_commit(finished)
             added, self._new_rows = self._new_rows, []
             holds, self._new_holds = self._new_holds, []
+            cookies, self._new_cookies = self._new_cookies, {}
             rows: list[tuple[UrlRow, int, int | None]] = []
             notes: list[tuple[int, FetchNote]] = []
             claimed: list[int] = []
@@ -227,10 +240,26 @@ class SqliteFrontier(MemoryFrontier):
         # Outside the lock: only the writer thread commits, and workers must not wait on
         # the disk. The leases stay held until the transaction is in.
         self.store.commit(
-            added, rows, output, counts=counts, holds=holds, notes=notes, claimed=claimed
+            added,
+            rows,
+            output,
+            counts=counts,
+            holds=holds,
+            notes=notes,
+            claimed=claimed,
+            cookies=list(cookies.items()),
         )
         with self._lock:
             self._apply_commit(finished)
+
+    def close(self) -> None:
+        # Cookie changes noted after the last commit (a robots.txt fetch's, the last
+        # page's on an interrupted run): the writer is done, so they go in on their own.
+        with self._lock:
+            cookies, self._new_cookies = self._new_cookies, {}
+        if cookies:
+            self.store.commit((), (), None, cookies=list(cookies.items()))
+        super().close()
 
     def _queued(self) -> int:
         return self._pending + self._parked + self._on_disk
