@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from .._url import split_url
+from .._url import redact_userinfo, split_url
 
 __all__ = ["Proxy", "ProxyRules"]
 
@@ -40,23 +40,24 @@ class Proxy:
     @classmethod
     def parse(cls, url: str) -> Proxy:
         """``http://[user:password@]host[:port]``; raises ValueError with the reason."""
+        shown = redact_userinfo(url)  # messages never repeat the password
         text = url.strip()
         if "://" not in text:
             text = "http://" + text  # "proxy:3128", as curl accepts
         try:
             parts = split_url(text)
         except ValueError as exc:
-            raise ValueError(f"proxy {url!r}: {exc}") from None
+            raise ValueError(f"proxy {shown!r}: {exc}") from None
         if parts.scheme != "http":
             raise ValueError(
-                f"proxy {url!r}: only http:// proxies are supported (https:// URLs are "
+                f"proxy {shown!r}: only http:// proxies are supported (https:// URLs are "
                 "tunnelled through them with CONNECT)"
             )
         port = parts.port if parts.port is not None else 80
         if port == 0:
-            raise ValueError(f"proxy {url!r}: bad port")
+            raise ValueError(f"proxy {shown!r}: bad port")
         if not parts.host:
-            raise ValueError(f"proxy {url!r}: no host")
+            raise ValueError(f"proxy {shown!r}: no host")
         authorization = None
         if parts.userinfo:
             user, _colon, password = parts.userinfo.partition(":")
