@@ -414,7 +414,7 @@ def test_an_interrupted_crawl_prints_a_resume_command_without_secrets(tmp_path: 
             [
                 *(sys.executable, "-m", "shoal", "crawl", site.url("/"), "-o", str(out)),
                 *("--auth", f"bob:{PASSWORD}", "-H", f"Cookie: sid={COOKIE_SECRET}"),
-                *("--header-for", "127.0.0.1", f"X-Key: {HOST_SECRET}", "-v"),
+                *("--header-for=127.0.0.1", f"X-Key: {HOST_SECRET}", "-v"),
                 *("--concurrency", "2", "--proxy", "none", "--no-progress"),
             ],
             stderr=subprocess.PIPE,

@@ -165,13 +165,11 @@ def _refuse_credentials_in(urls: list[str]) -> None:
     """A start URL with ``user:password@``: curl and wget would send them, shoal does
     not (the crawler refuses it too, in the Python API's terms)."""
     from .._url import split_url
+    from ..crawler import parse_start_url
 
     for url in urls:
-        try:
-            userinfo = split_url(url.strip()).userinfo
-        except ValueError:
-            continue  # the crawler says what is wrong with it
-        if userinfo:
+        parse_start_url(url)  # an invalid URL is told as one first
+        if split_url(url.strip()).userinfo:
             raise UsageError(
                 f"the start URL {redact_userinfo(url.strip())!r} holds credentials "
                 "(USER:PASSWORD@), which shoal does not send from a URL: put them in "

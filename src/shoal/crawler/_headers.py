@@ -121,8 +121,7 @@ def _check_text(where: str, what: str, text: str) -> None:
         if ch > "\x7f":
             raise HeaderError(
                 where
-                + literal(f"{what} has a character that is not ASCII (its value's ")
-                + literal(f"{_ordinal(position)}): ")
+                + literal(f"{what}: the value's {_ordinal(position)} character is not ASCII: ")
                 + "a header value is visible ASCII, spaces and tabs (percent-encode the rest, "
                 "as the server expects it)"
             )
@@ -287,7 +286,9 @@ def looks_like_header(text: str) -> bool:
         return False
     if rest[:1].isspace():
         return True
-    return bool(rest) and "." not in name and not rest.startswith(("/", ":")) and not rest.isdigit()
+    if not rest or "." in name or "@" in rest or rest.startswith(("/", ":")):
+        return False  # "host.test:x", "user:pw@host", "http://", "fe80::1"
+    return not rest.isdigit()
 
 
 def _is_ipv6(text: str) -> bool:
