@@ -254,6 +254,7 @@ def test_proxy_errors_are_shown_without_the_password() -> None:
         ("me@example.com", "me@example.com"),
         ("bot (mailto:me@example.com)", "bot (mailto:me@example.com)"),
         ("http://u:@h/", "http://u:@h/"),
+        ("http://***@h/", "http://***@h/"),
     ],
 )
 def test_redact_userinfo(text: str, shown: str) -> None:

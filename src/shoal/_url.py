@@ -101,6 +101,8 @@ def redact_userinfo(text: str) -> str:
         if not 0 <= first_colon < end or last_at < first_colon:
             return text
         at = last_at
+    if rest[:at] == "***":
+        return text  # hidden already, as messages about a proxy show its credentials
     user, has_colon, password = rest[:at].partition(":")
     if has_colon:
         if not password:
