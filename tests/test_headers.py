@@ -414,7 +414,7 @@ def test_an_interrupted_crawl_prints_a_resume_command_without_secrets(tmp_path: 
             [
                 *(sys.executable, "-m", "shoal", "crawl", site.url("/"), "-o", str(out)),
                 *("--auth", f"bob:{PASSWORD}", "-H", f"Cookie: sid={COOKIE_SECRET}"),
-                *("--header-for", "127.0.0.1", f"X-Key: {HOST_SECRET}", "-v"),
+                *("--header-for=127.0.0.1", f"X-Key: {HOST_SECRET}", "-v"),
                 *("--concurrency", "2", "--proxy", "none", "--no-progress"),
             ],
             stderr=subprocess.PIPE,
@@ -553,7 +553,7 @@ def test_auth_password_is_asked_for_on_a_terminal_and_not_echoed(tmp_path: Path)
         (["-H", "X-A: a\nb"], "holds the control character LF"),
         (["-H", "X-A: a\x00b"], "holds the control character NUL"),
         (["-H", "Accept: a", "-H", "X-Nocolon"], "-H/--header: the 2nd header has no ':'"),
-        (["-H", "Bad Name: 1"], "has the name 'Bad Name', which may not hold ' '"),
+        (["-H", "Bad Name: 1"], "the 1st header's name (before the ':') holds a space"),
         (["-H", "X-Empty:"], "(X-Empty) has an empty value"),
         (["-H", "Host: evil.test"], "is Host, which shoal does not take"),
         (["-H", "Content-Length: 5"], "is Content-Length, which shoal does not take"),

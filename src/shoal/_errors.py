@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any, Self
 
+from ._url import redact_userinfo
+
 __all__ = [
     "CrawlMismatch",
     "ErrorKind",
@@ -233,7 +235,8 @@ class InvalidURL(UsageError):
     """A URL that shoal cannot crawl (bad syntax, unsupported scheme, no host)."""
 
     def __init__(self, url: str, reason: str) -> None:
-        shown = url if len(url) <= 200 else url[:200] + "..."
+        shown = redact_userinfo(url)  # a password in the URL is not repeated
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
         super().__init__(f"invalid URL {shown!r}: {reason}")
         self.url = url
         self.reason = reason

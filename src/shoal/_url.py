@@ -12,9 +12,19 @@ from __future__ import annotations
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_PORTS", "URLParts", "split_url", "without_userinfo"]
+__all__ = [
+    "DEFAULT_PORTS",
+    "REDACTED",
+    "URLParts",
+    "redact_userinfo",
+    "split_url",
+    "without_userinfo",
+]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# What a secret is shown as in messages, the resume command and WARC request records.
+REDACTED = "[redacted]"
 
 
 class URLParts(NamedTuple):
@@ -75,13 +85,52 @@ def without_userinfo(url: str) -> str:
     or a printed command may say of a URL that may carry credentials (a proxy's).
 
     Works on text that does not parse, too: an error about a malformed URL must not
-    print the password it holds."""
+    print the password it holds. Where the userinfo ends is :func:`redact_userinfo`'s
+    reading, which errs toward hiding (a password with an unescaped ``/`` in it)."""
+    shown = redact_userinfo(url)
+    if shown == url:
+        return url
     start = url.find("://")
     start = 0 if start < 0 else start + 3
-    end = len(url)
-    for stop in "/?#":
-        at = url.find(stop, start)
-        if 0 <= at < end:
-            end = at
-    at = url.rfind("@", start, end)
-    return url if at < 0 else f"{url[:start]}***{url[at:]}"
+    rest = shown[shown.index(REDACTED) + len(REDACTED) :]
+    return f"{url[:start]}***{rest}"
+
+
+def redact_userinfo(text: str) -> str:
+    """``text`` (a URL, or ``user:password@host:port`` without a scheme) as it may be shown
+    in a message: the password of its userinfo replaced by ``[redacted]``, and a lone
+    ``TOKEN@`` after a scheme too (tokens are passed so). Text without userinfo comes back
+    unchanged.
+
+    Meant for showing, not parsing: it errs toward hiding. A password holding an
+    unescaped ``/``, ``?`` or ``#`` (``http://u:pa/ss@proxy``, which no parser reads as
+    meant) is hidden too: a ``:`` in the authority with an ``@`` after it is taken as
+    ``user:password@``, whatever comes between; so is any ``:`` before an ``@`` in text
+    with no ``://`` (``http//u:pw@host``, a mistyped scheme).
+    """
+    head, sep, rest = text.partition("://")
+    if not sep:
+        if any(ch.isspace() for ch in text):
+            return text  # prose (a user agent's "me@example.com"), not a URL
+        at = text.rfind("@")
+        colon = text.find(":", 0, at) if at > 0 else -1
+        if colon < 0 or colon + 1 == at:
+            return text  # "user@host": an address, no password in it
+        return f"{text[: colon + 1]}{REDACTED}{text[at:]}"
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, end)
+    if at < 0:
+        first_colon, last_at = rest.find(":"), rest.rfind("@")
+        if not 0 <= first_colon < end or last_at < first_colon:
+            return text
+        at = last_at
+    if rest[:at] == "***":
+        return text  # hidden already, as messages about a proxy show its credentials
+    user, has_colon, password = rest[:at].partition(":")
+    if has_colon:
+        if not password:
+            return text
+        shown = f"{user}:{REDACTED}"
+    else:
+        shown = REDACTED
+    return f"{head}{sep}{shown}{rest[at:]}"

@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 import click
 
 from .._errors import NoProxyLeft, ShoalError, StateError, UsageError, WriterError
-from .._url import without_userinfo
+from .._url import REDACTED, redact_userinfo, without_userinfo
 from .._version import __version__
 from ..crawler._options import CrawlOptions
 from ._config import apply_config, config_of, settle, spell_host_key
@@ -84,19 +85,21 @@ def _run_crawl(
     resumable: bool = True,
     redis: dict[str, Any] | None = None,
 ) -> None:
-    from ..crawler import Crawler
-
     to_stdout = options.get("output") in (None, "-")  # several outputs: a list of files
     if to_stdout:
         # A reader that goes away (`| head`) is not an error worth a log line.
         logging.getLogger("shoal.runtime._writer").addFilter(_not_a_broken_pipe)
     try:
-        if redis is not None:
-            from ._redis import open_shared
-
-            crawler = open_shared(urls, options, redis)
-        else:
-            crawler = Crawler(urls, **options)
+        _refuse_credentials_in(urls)
+        auth = options.get("auth")
+        if isinstance(auth, str) and ":" not in auth:
+            # Every other option checked before the password is asked for: a typo found
+            # after typing it would mean typing it again. (The environment's proxy is
+            # left to the real crawler: it would warn twice.)
+            proxy = None if options.get("proxy") == "env" else options.get("proxy")
+            _crawler(urls, {**options, "auth": (auth, ""), "proxy": proxy}, redis)
+            options = {**options, "auth": _with_password(auth)}
+        crawler = _crawler(urls, options, redis)
         if not quiet:
             crawler.announce = lambda message: click.echo(message, err=True)
         try:
@@ -180,6 +183,34 @@ def _without_credentials(args: list[str]) -> tuple[list[str], bool]:
             shown.append(arg)
         after_proxy = arg == "--proxy"
     return shown, shown != args
+
+
+def _crawler(urls: list[str], options: dict[str, Any], redis: dict[str, Any] | None) -> Any:
+    """The crawler of ``shoal crawl`` (checking every option; nothing is opened yet)."""
+    if redis is not None:
+        from ._redis import open_shared
+
+        return open_shared(urls, options, redis)
+    from ..crawler import Crawler
+
+    return Crawler(urls, **options)
+
+
+def _refuse_credentials_in(urls: list[str]) -> None:
+    """A start URL with ``user:password@``: curl and wget would send them, shoal does
+    not (the crawler refuses it too, in the Python API's terms)."""
+    from .._url import split_url
+    from ..crawler import parse_start_url
+
+    for url in urls:
+        parse_start_url(url)  # an invalid URL is told as one first
+        if split_url(url.strip()).userinfo:
+            raise UsageError(
+                f"the start URL {redact_userinfo(url.strip())!r} holds credentials "
+                "(USER:PASSWORD@), which shoal does not send from a URL: put them in "
+                f"--auth USER (the password from {AUTH_PASSWORD_ENV} or a prompt), which "
+                "sends them only to the start URLs' hosts"
+            )
 
 
 @contextlib.contextmanager
@@ -278,24 +309,22 @@ def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
         "state": None if no_state else (state_path or CrawlOptions.state),
         "extract": parse_extract(kw.pop("extract")),
         "header_for": parse_header_for(kw.pop("header_for")),
-        "auth": _with_password(kw.pop("auth")),
         "cookies": False if no_cookies else (cookies or CrawlOptions.cookies),
+        "auth": kw.pop("auth"),  # a password not given is asked for by _run_crawl
         "progress": False if kw.pop("no_progress") or quiet else CrawlOptions.progress,
         **kw,
     }
     return options, quiet, as_json
 
 
-def _with_password(auth: str | None) -> str | tuple[str, str] | None:
-    """``--auth USER[:PASSWORD]``: a password not given is read from the environment, or
-    asked for (hidden) when stdin is a terminal; never required on the command line,
-    where other users can read it (ps)."""
-    if auth is None or ":" in auth:
-        return auth
+def _with_password(auth: str) -> tuple[str, str]:
+    """``--auth USER``: the password is read from the environment, or asked for (hidden)
+    when stdin is a terminal; never required on the command line, where other users can
+    read it (ps)."""
     password = os.environ.get(AUTH_PASSWORD_ENV)
     if password is None:
         if not sys.stdin.isatty():
-            raise click.UsageError(
+            raise UsageError(
                 f"--auth {auth}: no password: set {AUTH_PASSWORD_ENV}, or run on a terminal "
                 "to be asked for it"
             )
@@ -303,89 +332,101 @@ def _with_password(auth: str | None) -> str | tuple[str, str] | None:
     return (auth, password)
 
 
-# Options whose value may hold a secret, and how the resume command shows it.
-_HEADER_OPTIONS = ("-H", "--header")
+# A password given as a URL's query parameter (redis://host/0?password=...).
+_QUERY_PASSWORD = re.compile(r"([?&;](?:password|passwd|pwd|pass)=)[^&;#\s]*", re.IGNORECASE)
 
 
 def redacted_args(args: list[str]) -> tuple[list[str], bool]:
     """A command line with its secrets taken out, for printing: ``--auth USER:PASSWORD``
     as ``--auth USER`` (the run asks again, or reads the environment), the value of a
     credential header (-H Authorization or Cookie) and of every --header-for header as
-    ``[redacted]``, the password of a --proxy or --redis URL too. Says whether any was."""
-    from ..crawler._headers import CREDENTIALS, REDACTED
+    ``[redacted]``, and in any other value (and in a URL) the password of a
+    ``user:password@`` or of a ``password=`` query parameter. Says whether any was.
 
-    out: list[str] = []
-    redacted = False
+    The words are read as click reads them, with the command's own table of which
+    options take how many values: ``--user-agent -H`` is a user agent, ``-vHCookie:...``
+    a header, ``--header-for=HOST 'Name: value'`` a host and its header."""
+    from ..crawler._headers import CREDENTIALS, looks_like_header
 
     def header(value: str, always: bool) -> str:
-        nonlocal redacted
         name, colon, rest = value.partition(":")
-        if colon and rest.strip() and (always or name.strip().lower() in CREDENTIALS):
-            redacted = True
+        if not colon:
+            return REDACTED if always else value
+        if rest.strip() and (always or name.strip().lower() in CREDENTIALS):
             return f"{name}: {REDACTED}"
         return value
 
-    def userinfo(value: str) -> str:
-        nonlocal redacted
-        scheme, sep, rest = value.partition("://")
-        authority, slash, tail = rest.partition("/")
-        info, at, host = authority.rpartition("@")
-        user, colon, password = info.partition(":")
-        if not (sep and at and colon and password):
-            return value
-        redacted = True
-        return f"{scheme}://{user}:{REDACTED}@{host}{slash}{tail}"
+    def anything(value: str) -> str:
+        return _QUERY_PASSWORD.sub(rf"\g<1>{REDACTED}", redact_userinfo(value))
 
-    def auth(value: str) -> str:
-        nonlocal redacted
-        user, colon, _ = value.partition(":")
-        redacted = redacted or bool(colon)
-        return user
+    def redactor(dest: str, index: int) -> Callable[[str], str]:
+        if dest == "auth":
+            return lambda value: value.partition(":")[0]
+        if dest == "headers":
+            return lambda value: header(value, False)
+        if dest == "header_for" and index == 1:
+            return lambda value: header(value, True)
+        if dest == "header_for":  # the host; a header there when the two are swapped
+            return lambda value: (
+                header(value, True) if looks_like_header(value) else anything(value)
+            )
+        return anything
 
-    takes: dict[str, Callable[[str], str]] = {
-        "--auth": auth,
-        "--proxy": userinfo,
-        "--redis": userinfo,
-        "--header": lambda v: header(v, False),
-        "-H": lambda v: header(v, False),
-    }
-    it = iter(args)
+    command = cli.commands.get(args[0]) if args else None
+    table = _option_table(command or crawl)
+    out: list[str] = [] if command is None else [args[0]]
+    it = iter(args if command is None else args[1:])
+
+    def values(dest: str, count: int, first: str | None) -> list[str]:
+        """The ``count`` words of an option's value, ``first`` (glued to the option) and
+        the words after it, each redacted."""
+        given = [] if first is None else [first]
+        given += itertools.islice(it, count - len(given))
+        return [redactor(dest, i)(value) for i, value in enumerate(given)]
+
     for arg in it:
-        name, eq, value = arg.partition("=")
         if arg == "--":
             out.append(arg)
-            out.extend(it)  # the rest are URLs
+            out.extend(redact_userinfo(rest) for rest in it)  # the rest are URLs
             break
-        if arg in takes:
-            out.append(arg)
-            given = next(it, None)
-            if given is not None:
-                out.append(takes[arg](given))
-        elif arg.startswith("--") and eq and name in takes:
-            out.append(f"{name}={takes[name](value)}")
-        elif arg == "--header-for":
-            out.append(arg)
-            out.extend(itertools.islice(it, 1))  # HOST
-            out.extend(header(given, True) for given in itertools.islice(it, 1))
-        elif arg.startswith("-") and not arg.startswith("--") and "H" in arg:
-            out.extend(_short_cluster(arg, it, lambda v: header(v, False)))
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            dest, count = table.get(name, ("", 0))
+            if not count:
+                out.append(arg)
+            elif eq:
+                first, *more = values(dest, count, value)
+                out.extend([f"{name}={first}", *more])
+            else:
+                out.extend([arg, *values(dest, count, None)])
+        elif arg.startswith("-") and len(arg) > 1:
+            for i, ch in enumerate(arg[1:], start=1):
+                dest, count = table.get("-" + ch, ("", 0))
+                if count:
+                    tail = arg[i + 1 :]
+                    if tail:
+                        first, *more = values(dest, count, tail)
+                        out.extend([arg[: i + 1] + first, *more])
+                    else:
+                        out.extend([arg, *values(dest, count, None)])
+                    break
+            else:
+                out.append(arg)
         else:
-            out.append(arg)
-    return out, redacted
+            out.append(redact_userinfo(arg))
+    return out, out != list(args)
 
 
-def _short_cluster(arg: str, rest: Iterator[str], redact: Callable[[str], str]) -> list[str]:
-    """``-vH'Cookie: x'`` and the like: short flags run together, the first that takes
-    a value (-o, -H) taking the rest of the word (or the next word)."""
-    for i, ch in enumerate(arg[1:], start=1):
-        if ch == "o":
-            return [arg]
-        if ch == "H":
-            tail = arg[i + 1 :]
-            if tail:
-                return [arg[: i + 1] + redact(tail)]
-            return [arg, *(redact(given) for given in itertools.islice(rest, 1))]
-    return [arg]
+def _option_table(command: click.Command) -> dict[str, tuple[str, int]]:
+    """Each spelling of each option of ``command``: (its destination, how many words of
+    value it takes; 0 for a flag)."""
+    table: dict[str, tuple[str, int]] = {}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            count = 0 if param.is_flag or param.count else param.nargs
+            for spelling in (*param.opts, *param.secondary_opts):
+                table[spelling] = (param.name or "", count)
+    return table
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

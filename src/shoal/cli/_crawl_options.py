@@ -209,8 +209,9 @@ def crawl_options(f: Any) -> Any:
             metavar="HOST 'NAME: VALUE'",
             multiple=True,
             help="Header sent to HOST only (repeatable): HOST is every port of it, HOST:PORT "
-            "one; over https, and over plain http only for http://HOST or a host an http "
-            "start URL names. A secret: redacted in WARC records, never logged.",
+            "one. Over https; over plain http too when an http start URL is on HOST. "
+            "http://HOST: over http and https; https://HOST: https only. A secret: redacted "
+            "in WARC records, never logged.",
         ),
         click.option(
             "--auth",

@@ -45,7 +45,7 @@ from ._routes import PageCallback
 from ._session import RunSession, progress_enabled, state_path_for
 from ._shared import LEASE_TTL, SharedCrawl, check_shared, connect_shared
 from ._stats import CrawlResult
-from ._urls import Scope, host_key, parse_start_url
+from ._urls import Scope, host_key, parse_start_url, refuse_credentials
 from .frontier import (
     Candidate,
     Frontier,
@@ -367,6 +367,8 @@ class Crawler:
             )
         self._fetcher_given = fetcher
         self.start_urls = [parse_start_url(u) for u in start_urls]
+        for url in start_urls:
+            refuse_credentials(url)
         self.scope = Scope.for_start_urls(
             self.start_urls,
             allow_domains=opts.allow_domains,

@@ -10,8 +10,9 @@ Three kinds, each with its own reach (docs: README, "Headers and credentials"):
   also to ``https`` on the same host and default port, an upgrade), so never to another
   host and never from https down to http (what requests' CVE-2018-18074 got wrong).
 - ``header_for``: only to the host named (``HOST`` every port of it, ``HOST:PORT`` one),
-  over https; over plain http only if the pattern says ``http://`` or a start URL on that
-  host is http.
+  over https; over plain http too if the pattern says ``http://`` (which means both: https
+  is never less safe than http to the same host) or a start URL on that host is http.
+  ``https://HOST`` is https only.
 
 Whether a header goes with a request is decided for each request's own URL, the first
 and every redirect hop alike (a redirect to another host is fetched as a job of that
@@ -24,13 +25,14 @@ log or error message holds them.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from .._errors import literal
-from .._url import split_url
+from .._url import REDACTED, redact_userinfo, split_url
 from ..state._jobs import host_key
 
 __all__ = [
@@ -39,10 +41,9 @@ __all__ = [
     "HeaderRules",
     "HostPattern",
     "RequestHeaders",
+    "looks_like_header",
     "no_headers",
 ]
-
-REDACTED = "[redacted]"
 
 # Headers that are credentials wherever they are given: only the start URLs' origins get
 # them (curl does the same for Authorization on a redirect to another host since 7.58).
@@ -73,10 +74,16 @@ _OWNED = {
 }
 
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# A header name longer than this is not repeated in a message (nor one that is no token):
+# a value typed where a name goes ("Authorization Bearer TOKEN: x") may be a secret.
+_NAME_SHOWN = 40
+# What a host name in a host pattern may hold once IDNA-encoded (an IPv6 address aside):
+# "%" (an escape), "\" (a path separator to some parsers) and the like are mistakes.
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
 _CACHE_HOSTS = 4096  # per-host answers kept (cleared when full: a crawl may meet millions)
 
 Header = tuple[str, str]
-HeadersGiven = Mapping[str, str] | Sequence[str | tuple[str, str]] | str
+HeadersGiven = Mapping[str, str] | Sequence[str | tuple[str, str]] | str | None
 
 
 class HeaderError(ValueError):
@@ -97,19 +104,35 @@ def _ordinal(n: int) -> str:
 
 
 def _check_text(where: str, what: str, text: str) -> None:
-    """One line of Latin-1 text: no CR, LF, NUL or other control character (a line break
-    would let the value write headers of its own: header injection). The value is not
-    shown: it may be a secret."""
-    for ch in text:
+    """One line of visible ASCII, spaces and tabs: no CR, LF, NUL or other control
+    character (a line break would let the value write headers of its own: header
+    injection), and nothing beyond ASCII. RFC 9110 (5.5) leaves other bytes to each
+    recipient's reading: "café" would go as Latin-1 bytes that a server may read as
+    anything, and the WARC record could not show what was sent. The value, and the
+    character, are not shown: they may be part of a secret."""
+    for position, ch in enumerate(text, start=1):
         if (ch < " " and ch != "\t") or ch == "\x7f":
-            name = {"\r": "CR", "\n": "LF", "\x00": "NUL"}.get(ch, repr(ch))
+            name = {"\r": "CR", "\n": "LF", "\x00": "NUL"}.get(ch, "")
             raise HeaderError(
-                where + literal(f"{what} holds the control character {name}: a header is one line")
+                where
+                + literal(f"{what} holds the control character {name or hex(ord(ch))}: ")
+                + "a header is one line"
             )
-        if ord(ch) > 0xFF:
+        if ch > "\x7f":
             raise HeaderError(
-                where + literal(f"{what} holds {ch!r}: a header value must be ASCII (or Latin-1)")
+                where
+                + literal(f"{what}: the value's {_ordinal(position)} character is not ASCII: ")
+                + "a header value is visible ASCII, spaces and tabs (percent-encode the rest, "
+                "as the server expects it)"
             )
+
+
+def _shown_name(name: str) -> str | None:
+    """A header name as a message may repeat it, or None if it must not be: not a token,
+    or longer than a name usually is (a value typed where the name goes)."""
+    if len(name) > _NAME_SHOWN or any(ch not in _TOKEN for ch in name):
+        return None
+    return name
 
 
 def parse_header(item: str | tuple[str, str], option: str, n: int) -> Header:
@@ -127,14 +150,20 @@ def parse_header(item: str | tuple[str, str], option: str, n: int) -> Header:
     name, value = name.strip(), value.strip(" \t")
     if not name:
         raise HeaderError(where + literal(" has no name before its ':'"))
-    bad = next((ch for ch in name if ch not in _TOKEN), None)
-    if bad is not None:
-        shown = name if len(name) <= 60 else name[:60] + "..."
-        raise HeaderError(where + literal(f" has the name {shown!r}, which may not hold {bad!r}"))
-    _check_text(where, f" ({name})", value)
+    if any(ch not in _TOKEN for ch in name):
+        # Not repeated: "Authorization Bearer TOKEN: x" has its secret in the name.
+        why = "a space" if any(ch.isspace() for ch in name) else "a character a name may not"
+        raise HeaderError(
+            where
+            + literal(f"'s name (before the ':') holds {why}: ")
+            + "a name is one word of letters, digits and -!#$%&'*+.^_`|~ (give 'Name: value')"
+        )
+    label = f" ({name})" if _shown_name(name) else ""
+    _check_text(where, label, value)
     if not value:
-        raise HeaderError(where + literal(f" ({name}) has an empty value"))
-    owned = _OWNED.get(name.lower())
+        raise HeaderError(where + literal(f"{label} has an empty value"))
+    # "Content_Length" too: some servers read "_" in a name as "-" (CGI, nginx's option).
+    owned = _OWNED.get(name.lower().replace("_", "-"))
     if owned is not None:
         raise HeaderError(where + literal(f" is {name}, which shoal does not take: ") + owned)
     return name, value
@@ -143,6 +172,8 @@ def parse_header(item: str | tuple[str, str], option: str, n: int) -> Header:
 def parse_headers(given: HeadersGiven, option: str) -> tuple[Header, ...]:
     """Headers as a mapping, a list of ``'Name: value'`` strings or pairs, or one string."""
     items: Iterable[str | tuple[str, str]]
+    if given is None:
+        return ()
     if isinstance(given, str):
         items = [given]
     elif isinstance(given, Mapping):
@@ -154,9 +185,12 @@ def parse_headers(given: HeadersGiven, option: str) -> tuple[Header, ...]:
     for n, item in enumerate(items, start=1):
         name, value = parse_header(item, option, n)
         if name.lower() in seen:
+            # Cookie pairs are joined with "; " (RFC 6265 5.4), other lists with ", ".
+            glue = "; " if name.lower() == "cookie" else ", "
+            shown = _shown_name(name) or f"the {_ordinal(n)} header's name"
             raise HeaderError(
                 f"{{{option}}} "
-                + literal(f"gives {name} twice: give it once (join values with ', ')")
+                + literal(f"gives {shown} twice: give it once (join the values with {glue!r})")
             )
         seen.add(name.lower())
         out.append((name, value))
@@ -167,7 +201,8 @@ def parse_headers(given: HeadersGiven, option: str) -> tuple[Header, ...]:
 class HostPattern:
     """``[SCHEME://]HOST[:PORT]``: a host name (or IP address) matches every port of it
     unless a port is given; without a scheme, https (and http only where a start URL on
-    that host is http: see the module's docstring)."""
+    that host is http: see the module's docstring); ``http://`` both, ``https://`` https
+    only."""
 
     host: str  # as canonical URLs spell it: lower case, IDNA, IPv6 without brackets
     port: int | None = None
@@ -175,7 +210,14 @@ class HostPattern:
 
     @classmethod
     def parse(cls, text: str) -> HostPattern:
-        shown = literal(repr(text))
+        if looks_like_header(text):
+            # Not repeated: it is most likely the header, value and all (the two swapped).
+            raise HeaderError(
+                "{header_for} takes HOST first, then 'NAME: VALUE': its host looks like a "
+                "header (are the two swapped?)"
+            )
+        redacted = redact_userinfo(text)
+        shown = literal(repr(redacted if len(redacted) <= 100 else redacted[:100] + "..."))
         raw = text.strip()
         scheme = None
         if "://" in raw:
@@ -189,6 +231,13 @@ class HostPattern:
                 f"{{header_for}} host {shown} is not HOST, HOST:PORT or SCHEME://HOST[:PORT] "
                 "(a host is matched exactly, without wildcards or paths)"
             )
+        if raw.count(":") > 1 and not raw.startswith("["):
+            bracketed = f"[{raw}]" if _is_ipv6(raw) else "[ADDRESS]"
+            raise HeaderError(
+                f"{{header_for}} host {shown}: "
+                + literal(f"an IPv6 address is written in brackets: {bracketed!r}")
+                + literal(f" (or '{bracketed}:PORT')")
+            )
         try:
             parts = split_url(f"{scheme or 'http'}://{raw}/")
             host = parts.host
@@ -198,6 +247,17 @@ class HostPattern:
             raise HeaderError(f"{{header_for}} host {shown}: " + literal(str(exc))) from None
         if not host:
             raise HeaderError(f"{{header_for}} host {shown} has no host name")
+        if ":" in host:
+            if not _is_ipv6(host):
+                raise HeaderError(f"{{header_for}} host {shown}: not an IPv6 address")
+        else:
+            bad = next((ch for ch in host if ch not in _HOST_CHARS), None)
+            if bad is not None:
+                raise HeaderError(
+                    f"{{header_for}} host {shown}: "
+                    + literal(f"a host name may not hold {bad!r} ")
+                    + "(letters, digits, '-', '_' and '.'; an IDN as typed or as xn--)"
+                )
         if parts.port == 0:
             raise HeaderError(f"{{header_for}} host {shown}: port 0 cannot be connected to")
         return cls(host, parts.port, scheme)
@@ -208,12 +268,35 @@ class HostPattern:
             return False
         if self.port is not None and port != self.port:
             return False
-        return self.scheme is None or scheme == self.scheme
+        # http://HOST sends over https too: never less safe than http to the same host.
+        return self.scheme != "https" or scheme == "https"
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         where = host if self.port is None else f"{host}:{self.port}"
         return where if self.scheme is None else f"{self.scheme}://{where}"
+
+
+def looks_like_header(text: str) -> bool:
+    """``text``, given as a host, is rather a header: ``Name: value`` (a blank after the
+    colon), or ``Name:value`` where no port follows (``X-Key:abc``; not ``host:8080``,
+    ``http://``, ``fe80::1``)."""
+    name, colon, rest = text.strip().partition(":")
+    if not colon or not name or any(ch not in _TOKEN for ch in name):
+        return False
+    if rest[:1].isspace():
+        return True
+    if not rest or "." in name or "@" in rest or rest.startswith(("/", ":")):
+        return False  # "host.test:x", "user:pw@host", "http://", "fe80::1"
+    return not rest.isdigit()
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def basic_auth(auth: str | tuple[str, str]) -> str:
@@ -267,7 +350,7 @@ class HeaderRules:
     def build(
         cls,
         headers: HeadersGiven,
-        header_for: Mapping[str, HeadersGiven],
+        header_for: Mapping[str, HeadersGiven] | None,
         auth: str | tuple[str, str] | None,
     ) -> HeaderRules:
         """Raises HeaderError (its template names the option) for anything unusable."""
@@ -279,27 +362,24 @@ class HeaderRules:
             if any(name.lower() == "authorization" for name, _ in credentials):
                 raise HeaderError("give {auth} or an Authorization header in {headers}, not both")
             credentials.append(("Authorization", basic_auth(auth)))
+        if header_for is None:
+            header_for = {}
         if not isinstance(header_for, Mapping):
             raise HeaderError(
                 "{header_for} takes a mapping: host -> headers (e.g. "
                 + literal("{'api.example.com': {'X-Api-Key': '...'}})")
             )
-        per_host: list[tuple[HostPattern, tuple[Header, ...]]] = []
-        seen: dict[HostPattern, str] = {}
+        # Two spellings of one host ("Example.com", "example.com") are one entry, as the
+        # same spelling repeated on the command line is: a name in both is given twice.
+        per_host: dict[HostPattern, list[str | tuple[str, str]]] = {}
         for text, given in header_for.items():
             if not isinstance(text, str):
                 raise HeaderError("{header_for} " + literal(f"host {text!r} is not a string"))
             pattern = HostPattern.parse(text)
-            if pattern in seen:
-                raise HeaderError(
-                    "{header_for} "
-                    + literal(f"names {seen[pattern]!r} and {text!r}: the same host twice")
-                )
-            seen[pattern] = text
             parsed = parse_headers(given, "header_for")
-            if parsed:
-                per_host.append((pattern, parsed))
-        return cls(tuple(common), tuple(credentials), tuple(per_host))
+            per_host.setdefault(pattern, []).extend(parsed)
+        checked = ((p, parse_headers(h, "header_for")) for p, h in per_host.items())
+        return cls(tuple(common), tuple(credentials), tuple((p, h) for p, h in checked if h))
 
 
 _NONE: Mapping[str, str] = MappingProxyType({})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -11,7 +12,7 @@ from .._errors import UsageError, literal
 from .._version import __version__
 from ..http import RETIRE_AFTER, TRANSPORTS, Proxy, ProxyRules
 from ..state._jobs import HostPace, pace_for
-from ._headers import HeaderError, HeaderRules, HeadersGiven, parse_headers
+from ._headers import HeaderError, HeaderRules, HeadersGiven, HostPattern, parse_headers
 from ._hosts import HostSettings, host_settings, paces, settings_for
 
 __all__ = ["DEFAULT_USER_AGENT", "CrawlOptions", "OptionError", "glob_hint"]
@@ -501,12 +502,22 @@ def _with_host_headers(
     if not isinstance(header_for, Mapping):
         return header_for  # HeaderRules.build says what is wrong with it
     merged: dict[str, HeadersGiven] = dict(header_for)
+    # The table and header_for may spell one host two ways ("Example.com", "example.com").
+    spelled: dict[HostPattern, str] = {}
+    for text in merged:
+        with contextlib.suppress(HeaderError):
+            if isinstance(text, str):
+                spelled.setdefault(HostPattern.parse(text), text)
     for pattern, settings in hosts.items():
         if not settings.headers:
             continue
-        given = merged.get(pattern)
+        try:
+            key = spelled.get(HostPattern.parse(pattern), pattern)
+        except HeaderError:
+            key = pattern  # HeaderRules.build reports it
+        given = merged.get(key)
         if given is None:
-            merged[pattern] = dict(settings.headers)
+            merged[key] = dict(settings.headers)
             continue
         try:
             override = parse_headers(given, "header_for")
@@ -514,5 +525,5 @@ def _with_host_headers(
             continue  # HeaderRules.build reports it with the option's own name
         names = {name.lower() for name, _ in override}
         table = [(k, v) for k, v in settings.headers.items() if k.lower() not in names]
-        merged[pattern] = [*table, *override]
+        merged[key] = [*table, *override]
     return merged

@@ -20,7 +20,7 @@ from urllib.parse import quote, urljoin
 
 from .._errors import InvalidURL
 from .._url import DEFAULT_PORTS as _DEFAULT_PORTS
-from .._url import URLParts, split_url
+from .._url import URLParts, redact_userinfo, split_url
 from ..state import host_key
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "host_key",
     "join_url",
     "parse_start_url",
+    "refuse_credentials",
     "split_url",
     "suggest_url",
     "url_path",
@@ -355,6 +356,7 @@ def parse_start_url(url: str) -> str:
         raise InvalidURL(url, "empty")
     if "://" not in raw:
         hint = suggest_url(raw)
+        hint = redact_userinfo(hint) if hint else hint
         raise InvalidURL(url, f"no scheme (did you mean {hint} ?)" if hint else "no scheme")
     scheme = raw.split("://", 1)[0].lower()
     if scheme not in ("http", "https"):
@@ -363,6 +365,21 @@ def parse_start_url(url: str) -> str:
         return canonicalize(raw)
     except ValueError as exc:
         raise InvalidURL(url, str(exc)) from None
+
+
+def refuse_credentials(url: str) -> None:
+    """Refuse a start URL that carries credentials (``http://user:pw@host/``): curl and
+    wget send them as Basic auth, shoal would drop them (and crawl as nobody, in
+    silence). The URL is shown without its password."""
+    from ._options import OptionError
+
+    if split_url(url.strip()).userinfo:
+        shown = _braces(repr(redact_userinfo(url.strip())))
+        raise OptionError(
+            "auth",
+            f"the start URL {shown} holds credentials (USER:PASSWORD@), which shoal does not "
+            "send from a URL: give them with {auth} (sent only to the start URLs' origins)",
+        )
 
 
 # "http//host", "http:/host", "https:host", "http///host": a scheme whose "://" was mistyped.
