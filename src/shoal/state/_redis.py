@@ -75,7 +75,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .._errors import CrawlMismatch, RedisStateError, StaleCommit, UsageError
 from . import _redis_lua as lua
@@ -109,7 +109,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CrawlCounts",
     "HostTally",
+    "RecrawlRun",
     "RedisCrawlState",
+    "Visit",
     "WorkerInfo",
 ]
 
@@ -127,6 +129,83 @@ _WAIT_CAP = 5.0  # seconds; see wait()
 _UNREACHABLE = "\x00shoal-unreachable\x00"
 
 Outcome = Literal["done", "failed", "retry"]
+_FILL_STEP = 500  # URLs (or hosts) one step of a recrawl's fill looks at
+
+
+class RecrawlRun(NamedTuple):
+    """What :meth:`RedisCrawlState.recrawl` found: ``started`` (run ``run`` queued
+    ``queued`` URLs), ``nothing`` (none due; ``oldest``: the earliest last fetch among
+    them, wall-clock seconds), ``unfinished`` (run ``run`` has ``queued`` URLs of work
+    left: it goes on), or ``run`` (no fill: run ``run`` is going on or over)."""
+
+    what: str
+    run: int
+    queued: int
+    oldest: float | None = None
+
+
+class Visit(NamedTuple):
+    """The last fetch of one URL in a shared crawl (``P v``, ``lua/visits.lua``); times
+    in wall-clock seconds. ``keep``: the fetch was a 304 (validators it lacks are kept).
+    Read back, ``run`` is the last run that queued or committed the URL."""
+
+    status: int | None
+    etag: str | None
+    last_modified: str | None
+    sha256: bytes | None
+    sha1: bytes | None
+    final_url: str | None
+    fetched_at: float | None
+    captured_at: float | None = None
+    keep: bool = False
+    run: int = 0
+
+
+VisitNote = tuple[str, int | None, Visit | None]
+"""What a commit keeps of one finished lease for its URL's visit: (URL, status, fetch)."""
+
+
+def _visit_args(v: VisitNote | None) -> tuple[str, int | None, lua.Note | None]:
+    """(signed fingerprint, status, note) of one finished lease for COMMIT ('': no visit
+    is kept, for callers that give none)."""
+    if v is None:
+        return "", None, None
+    url, status, f = v
+    fp = signed(fingerprint(url))
+    if f is None:
+        return fp, status, None
+    note: lua.Note = (
+        "1" if f.keep else "0",
+        f.etag or "",
+        f.last_modified or "",
+        f.sha256 or b"",
+        f.sha1 or b"",
+        f.final_url or "",
+        -1 if f.fetched_at is None else int(f.fetched_at * 1000),
+    )
+    return fp, status, note
+
+
+def parse_visit(raw: bytes) -> Visit:
+    head = raw.split(b" ", 9)
+    run, status, fetched, captured = (int(x) for x in head[:4])
+    lengths = [int(x) for x in head[4:9]]
+    rest, fields, at = head[9], [], 0
+    for n in lengths:
+        fields.append(rest[at : at + n])
+        at += n
+    etag, lm, sha, sha1, final = fields
+    return Visit(
+        None if status < 0 else status,
+        etag.decode("utf-8", "surrogateescape") or None,
+        lm.decode("utf-8", "surrogateescape") or None,
+        sha or None,
+        sha1 or None,
+        final.decode("utf-8", "surrogateescape") or None,
+        None if fetched < 0 else fetched / 1000,
+        None if captured < 0 else captured / 1000,
+        run=run,
+    )
 
 
 class RedisCrawlState(CrawlViews):
@@ -560,6 +639,8 @@ class RedisCrawlState(CrawlViews):
         expected_offset: int,
         new_offset: int,
         claimed_by: Sequence[str] = (),
+        visits: Sequence[VisitNote | None] | None = None,
+        changes: Mapping[str, int] | None = None,
     ) -> bool:
         """Durably finish leases ``(lease id, "done"|"failed")`` whose records now lie in
         this worker's output before ``new_offset``, the output having been at
@@ -567,7 +648,11 @@ class RedisCrawlState(CrawlViews):
         :class:`~shoal.StaleCommit` when refused. Returns False when this same commit had
         already been applied (sent again after a lost reply), True otherwise.
         ``claimed_by``: URLs of committed jobs that claimed redirect targets
-        (:meth:`claim_for`): those claims end here (else they expire after a week)."""
+        (:meth:`claim_for`): those claims end here (else they expire after a week).
+        ``visits``: per finished lease, (its URL, status, its fetch or None), kept
+        as that URL's visit for the next recrawl run (every committed URL is kept, with
+        or without one); ``changes``: a recrawl run's URLs by change, added to the run's
+        counts."""
         worker, epoch = self._me()
         ids = [lease_id for lease_id, _ in finished]
         if len(set(ids)) != len(ids):
@@ -586,7 +671,13 @@ class RedisCrawlState(CrawlViews):
                 expected_offset=expected_offset,
                 new_offset=new_offset,
                 claims=[signed(fingerprint(url)) for url in claimed_by],
-                finished=finished,
+                finished=[
+                    (lease_id, outcome, *_visit_args(v))
+                    for (lease_id, outcome), v in zip(
+                        finished, visits or [None] * len(finished), strict=True
+                    )
+                ],
+                changes=changes,
             )
         )
         status = reply[0].decode()
@@ -609,6 +700,52 @@ class RedisCrawlState(CrawlViews):
             f"commit refused: lease {reply[1].decode()} is no longer held by worker {worker!r} "
             "(it expired and its URL went back to the queue)"
         )
+
+    # -- recrawls ------------------------------------------------------------------------
+
+    def recrawl(self, *, start: bool, fetched_before: float | None = None) -> RecrawlRun:
+        """Join the crawl's recrawl run, taking steps of a fill in progress until it ends;
+        ``start``: begin the next run (every URL the crawl knows queued again, with
+        ``fetched_before`` (wall-clock seconds) only those fetched before it) if the
+        current one has no work left. Each step is one call over a bounded slice of the
+        crawl's URLs, so a crawl of any size fills in bounded memory; a worker killed
+        mid-fill leaves it for the next worker that joins (each URL is queued once a run).
+        """
+        cut = None if fetched_before is None else int(fetched_before * 1000)
+        while True:
+            reply = self._run(lua.recrawl(start=start, cut_ms=cut, count=_FILL_STEP))
+            what = reply[0].decode()
+            if what != "fill":
+                break
+        run = int(reply[1])
+        if what == "started":
+            return RecrawlRun("started", run, int(reply[2]))
+        if what == "nothing":
+            due = int(reply[2])
+            return RecrawlRun("nothing", run, 0, None if due < 0 else due / 1000)
+        if what == "unfinished":
+            return RecrawlRun("unfinished", run, int(reply[2]))
+        return RecrawlRun("run", run, 0)
+
+    def visit(self, fp: int) -> Visit | None:
+        """The last fetch of the URL whose fingerprint is ``fp`` (None: never fetched)."""
+        with self._guard("reading a visit"):
+            raw: Any = self._client.hget(f"{self.prefix}v", str(signed(fp)))
+        return None if raw is None else parse_visit(raw)
+
+    def recrawl_runs(self) -> list[dict[str, Any]]:
+        """Each recrawl run's URLs by change, as :func:`~shoal.state.recrawl_runs`."""
+        with self._guard("reading recrawl counts"):
+            raw: Any = self._client.hgetall(f"{self.prefix}changes")
+        runs: dict[int, dict[str, Any]] = {}
+        for key, n in raw.items():
+            run, _, change = text(key).partition(" ")
+            row = runs.setdefault(
+                int(run),
+                {"run": int(run), **dict.fromkeys(("new", "changed", "unchanged", "gone"), 0)},
+            )
+            row[change] = int(n)
+        return [runs[r] for r in sorted(runs)]
 
     def renew(self, lease_ids: Sequence[str]) -> list[str]:
         """Extend this worker's leases by ``lease_ttl`` (the heartbeat of long fetches);

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._errors import FrontierError
+from ...state._store import FetchNote, Prior
 from ._base import (
     MAX_HOLD,
     Candidate,
@@ -50,7 +51,7 @@ from ._base import (
 )
 
 if TYPE_CHECKING:
-    from ...state._redis import RedisCrawlState
+    from ...state._redis import RecrawlRun, RedisCrawlState, Visit, VisitNote
 
 __all__ = ["RedisFrontier"]
 
@@ -90,6 +91,7 @@ class RedisFrontier:
         self._lock = threading.Lock()
         self._held: dict[str, Lease] = {}  # this process's open leases (the heartbeat's)
         self._claimed: set[str] = set()  # ids of held leases that claimed redirect targets
+        self._notes: dict[str, FetchNote] = {}  # lease id -> its fetch, for its commit
         self._idle_for: float | None = None  # set when the last lease() found only others' work
         self._closed = threading.Event()
         self._heartbeat = threading.Thread(
@@ -179,6 +181,36 @@ class RedisFrontier:
                 continue
             if lost:
                 logger.warning("%d leases of this worker expired and went elsewhere", len(lost))
+
+    # -- recrawls ------------------------------------------------------------------------
+
+    def recrawl(self, *, start: bool, fetched_before: float | None = None) -> RecrawlRun:
+        """Join the crawl's current run (finishing a recrawl's fill in progress); with
+        ``start``, begin the next recrawl run when the current one has no work left."""
+        return self.state.recrawl(start=start, fetched_before=fetched_before)
+
+    def prior(self, fp: int) -> Prior | None:
+        """The last fetch of the URL ``fp`` names, as a state file's
+        :meth:`~shoal.state.StateStore.prior` (None: never fetched)."""
+        v = self.state.visit(fp)
+        if v is None or (v.status is None and v.fetched_at is None):
+            return None
+        return Prior(
+            v.status,
+            v.etag,
+            v.last_modified,
+            v.sha256,
+            v.final_url,
+            v.fetched_at,
+            v.captured_at,
+            v.sha1,
+        )
+
+    def note_fetch(self, lease_id: str, note: FetchNote) -> None:
+        """What the fetch of a leased page leaves in the URL's visit, kept until the lease
+        commits (in the same call as its record's offset)."""
+        with self._lock:
+            self._notes[lease_id] = note
 
     # -- the seam ------------------------------------------------------------------------
 
@@ -272,6 +304,7 @@ class RedisFrontier:
         if outcome == "retry" or lease.kind is not JobKind.PAGE or done.lost:
             with self._lock:
                 self._held.pop(lease.id, None)
+                self._notes.pop(lease.id, None)
                 self._claimed.discard(lease.id)  # a retry keeps its claims in Redis
         # A lost lease is not an error raised here: the jobs leased with it are this
         # worker's either way, and the crawler must run them.
@@ -289,6 +322,7 @@ class RedisFrontier:
         if output is None:
             raise FrontierError("a Redis crawl needs an output with offsets (jsonl, csv, warc)")
         items: list[tuple[str, Literal["done", "failed"]]] = []
+        visits: list[VisitNote] = []
         for lease, outcome, _ in finished:
             if outcome is Outcome.DONE:
                 items.append((lease.id, "done"))
@@ -299,20 +333,30 @@ class RedisFrontier:
         with self._lock:
             # Checked here, not only in Redis: the same commit sent twice has the same
             # token, and Redis takes it for a resend of a lost reply (and answers ok).
-            for lease, _, _ in finished:
+            for lease, _, status in finished:
                 if lease.id not in self._held:
                     raise FrontierError(f"lease {lease.id} ({lease.url}) is not held here")
+                visits.append((lease.url, status, _visit(self._notes.get(lease.id))))
             expected = self.output_offset
             claimed = [lease.url for lease, _, _ in finished if lease.id in self._claimed]
         if not items and output == expected:
             return
+        changes = getattr(counts, "changes", None)
         # Raises StaleCommit (a FrontierError): the writer fails and the crawl stops.
-        self.state.commit(items, expected_offset=expected, new_offset=output, claimed_by=claimed)
+        self.state.commit(
+            items,
+            expected_offset=expected,
+            new_offset=output,
+            claimed_by=claimed,
+            visits=visits,
+            changes=changes,
+        )
         with self._lock:
             self.output_offset = output
             for lease, _, _ in finished:
                 self._held.pop(lease.id, None)
                 self._claimed.discard(lease.id)
+                self._notes.pop(lease.id, None)
 
     def renew(self, leases: Sequence[Lease]) -> None:
         lost = self.state.renew([lease.id for lease in leases])
@@ -347,3 +391,20 @@ class RedisFrontier:
         with self._lock:
             if lease.id not in self._held:
                 raise FrontierError(f"lease {lease.id} of {lease.url} is not held here")
+
+
+def _visit(note: FetchNote | None) -> Visit | None:
+    from ...state._redis import Visit
+
+    if note is None:
+        return None
+    return Visit(
+        None,
+        note.etag,
+        note.last_modified,
+        note.sha256,
+        note.sha1,
+        note.final_url,
+        note.fetched_at,
+        keep=note.keep_validators,
+    )
