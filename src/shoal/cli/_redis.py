@@ -100,6 +100,7 @@ def status_report(url: str, crawl_id: str) -> dict[str, Any]:
         counts = state.stats()
         workers = state.workers()
         hosts = state.by_host()
+        recrawls = state.recrawl_runs()
     finally:
         state.close()
     return {
@@ -109,6 +110,7 @@ def status_report(url: str, crawl_id: str) -> dict[str, Any]:
         "leased": counts.leased,
         "done": counts.done,
         "failed": counts.failed,
+        "recrawls": recrawls,
         "hosts": {
             h: {"queued": t.queued, "in_flight": t.in_flight, "done": t.done, "failed": t.failed}
             for h, t in hosts.items()
@@ -137,6 +139,9 @@ def print_status(report: dict[str, Any], as_json: bool) -> None:
         f"  urls: done {r['done']}, failed {r['failed']}, queued {r['queued']}, "
         f"leased {r['leased']}"
     )
+    for rec in r.get("recrawls", [])[-5:]:
+        counts = ", ".join(f"{k} {v}" for k, v in rec.items() if k != "run")
+        click.echo(f"  recrawl run {rec['run']}: {counts}")
     for wid, w in r["workers"].items():
         idle = "" if w["idle_for"] is None else f", last seen {w['idle_for']:.0f}s ago"
         click.echo(

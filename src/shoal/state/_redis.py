@@ -117,7 +117,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_LAYOUT_VERSION = "2"
+# 3 (#19): each committed URL's visit (P v) and the recrawl run counter (meta gen): an
+# older worker would commit URLs a recrawl then never revisits.
+_LAYOUT_VERSION = "3"
 _CRAWL_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _WORKER_ID = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces or newlines
 _HOST = re.compile(r"[a-z][a-z0-9+.-]*://[!-~]+")  # no spaces or newlines: key names
