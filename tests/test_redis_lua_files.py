@@ -240,7 +240,7 @@ def test_builders_lay_out_the_wire_arguments_with_the_sentinels_of_none() -> Non
         claims=["-5"],
         changes={"new": 2},
         finished=[
-            ("9", "done", "-7", 200, ("1", "W/\"e\"", "", b"\x01", b"", "", 1500)),
+            ("9", "done", "-7", 200, ("1", 'W/"e"', "", b"\x01", b"", "", 1500)),
             ("10", "failed", "", None, None),
         ],
     )
