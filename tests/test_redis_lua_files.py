@@ -238,6 +238,7 @@ def test_builders_lay_out_the_wire_arguments_with_the_sentinels_of_none() -> Non
         expected_offset=0,
         new_offset=10,
         claims=["-5"],
+        targets=[("-6", b"1 p 1 3 /t/")],
         changes={"new": 2},
         finished=[
             ("9", "done", "-7", 200, ("1", 'W/"e"', "", b"\x01", b"", "", 1500)),
@@ -248,7 +249,7 @@ def test_builders_lay_out_the_wire_arguments_with_the_sentinels_of_none() -> Non
     assert commit == (
         "COMMIT",
         [
-            *("w", "3", "t", "0", "10", 1, "-5", 1, "new", 2),
+            *("w", "3", "t", "0", "10", 1, "-5", 1, "-6", b"1 p 1 3 /t/", 1, "new", 2),
             *("9", "done", "-7", 200, "1", 'W/"e"', "", b"\x01", b"", "", 1500),
             *("10", "failed", "", "", *no_note),
         ],

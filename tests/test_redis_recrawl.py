@@ -339,3 +339,47 @@ def test_recrawl_with_redis_is_no_longer_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"recrawl.*does not write CSV"):
         Crawler("http://127.0.0.1:9/", output=str(tmp_path / "a.csv"), redis="unix:///nowhere",
                 crawl_id="c", recrawl=True)  # fmt: skip
+
+
+def test_change_classes_are_those_of_a_single_process_recrawl(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The same site, changed the same way, recrawled by one process over its state file
+    and by a worker over Redis: the same record per URL and change, redirects included
+    (a redirect that now leads elsewhere, and its old target revisited on its own)."""
+    docs = {
+        "/": Doc(html("home", "/a", "/r", "/g", "/d"), etag='"h1"'),
+        "/a": Doc(html("a"), etag='"a1"'),
+        "/t": Doc(html("t"), etag='"t1"'),
+        "/t2": Doc(html("t2")),
+        "/g": Doc(html("g"), last_modified=LM1),
+        "/d": Doc(html("d")),
+    }
+    single, shared = tmp_path / "one.jsonl", tmp_path / "shared.jsonl"
+    with VersionedSite(docs) as site:
+        site.moved["/r"] = site.url("/t")
+
+        def both(**kw: Any) -> None:
+            Crawler(site.url("/"), output=str(single), concurrency=2, **kw).run()
+            Crawler(site.url("/"), output=str(shared), concurrency=2, redis=redis_server.url,
+                    crawl_id="same", **kw).run()  # fmt: skip
+
+        both()
+        docs["/a"] = Doc(html("a edited"), etag='"a2"')
+        del docs["/g"]
+        site.moved["/r"] = site.url("/t2")
+        both(recrawl=True)
+        docs["/"] = Doc(html("home", "/a", "/r", "/d", "/n"), etag='"h2"')
+        docs["/n"] = Doc(html("n"))
+        docs["/d"] = Doc(html("d"), status=410)
+        both(recrawl=True)
+
+    def changes(out: Path, run: int) -> dict[str, tuple[object, object]]:
+        return {p: (r["change"], r["status"]) for p, r in run_of(run, out).items()}
+
+    for run in (2, 3):
+        assert changes(shared, run) == changes(single, run), run
+    assert changes(shared, 2)["/r"][0] == "changed"  # it leads elsewhere now
+    assert changes(shared, 2)["/t"][0] == "new"  # its first visit on its own
+    assert changes(shared, 3)["/n"][0] == "new"
+    assert changes(shared, 3)["/d"][0] == "gone"

@@ -643,6 +643,7 @@ class RedisCrawlState(CrawlViews):
         claimed_by: Sequence[str] = (),
         visits: Sequence[VisitNote | None] | None = None,
         changes: Mapping[str, int] | None = None,
+        targets: Sequence[tuple[str, str, int]] = (),
     ) -> bool:
         """Durably finish leases ``(lease id, "done"|"failed")`` whose records now lie in
         this worker's output before ``new_offset``, the output having been at
@@ -654,7 +655,8 @@ class RedisCrawlState(CrawlViews):
         ``visits``: per finished lease, (its URL, status, its fetch or None), kept
         as that URL's visit for the next recrawl run (every committed URL is kept, with
         or without one); ``changes``: a recrawl run's URLs by change, added to the run's
-        counts."""
+        counts; ``targets``: (URL, referrer, depth) of redirect targets the committed jobs
+        fetched in place, kept as URLs the crawl knows (a recrawl revisits them too)."""
         worker, epoch = self._me()
         ids = [lease_id for lease_id, _ in finished]
         if len(set(ids)) != len(ids):
@@ -673,6 +675,10 @@ class RedisCrawlState(CrawlViews):
                 expected_offset=expected_offset,
                 new_offset=new_offset,
                 claims=[signed(fingerprint(url)) for url in claimed_by],
+                targets=[
+                    (signed(fingerprint(url)), entry(1, JobKind.PAGE, depth, url, referrer))
+                    for url, referrer, depth in targets
+                ],
                 finished=[
                     (lease_id, outcome, *_visit_args(v))
                     for (lease_id, outcome), v in zip(

@@ -153,12 +153,17 @@ def commit(
     expected_offset: int,
     new_offset: int,
     claims: Sequence[str],
+    targets: Sequence[tuple[str, bytes]] = (),
     changes: Mapping[str, int] | None = None,
     finished: Sequence[tuple[str, str, str, int | None, Note | None]],
 ) -> Call:
-    """``finished``: (lease id, done | failed, signed fingerprint, status, note)."""
+    """``targets``: (signed fingerprint, entry); ``finished``: (lease id, done | failed,
+    signed fingerprint, status, note)."""
     args: list[Arg] = [worker, epoch, token, str(expected_offset), str(new_offset)]
     args += [len(claims), *claims]
+    args.append(len(targets))
+    for fp, target in targets:
+        args += [fp, target]
     changes = changes or {}
     args.append(len(changes))
     for change, n in changes.items():

@@ -90,7 +90,8 @@ class RedisFrontier:
         self._unregistered = worker_id  # the id register() takes; None: registered
         self._lock = threading.Lock()
         self._held: dict[str, Lease] = {}  # this process's open leases (the heartbeat's)
-        self._claimed: set[str] = set()  # ids of held leases that claimed redirect targets
+        # held leases that claimed redirect targets: lease id -> the targets
+        self._claimed: dict[str, list[str]] = {}
         self._notes: dict[str, FetchNote] = {}  # lease id -> its fetch, for its commit
         self._idle_for: float | None = None  # set when the last lease() found only others' work
         self._closed = threading.Event()
@@ -224,7 +225,7 @@ class RedisFrontier:
         self._mine(lease)
         claimed = self.state.claim_for(lease.url, url)
         with self._lock:
-            self._claimed.add(lease.id)
+            self._claimed.setdefault(lease.id, []).append(url)
         return claimed
 
     def lease(self, n: int, budget: int | None = None) -> tuple[list[Lease], float | None]:
@@ -305,7 +306,7 @@ class RedisFrontier:
             with self._lock:
                 self._held.pop(lease.id, None)
                 self._notes.pop(lease.id, None)
-                self._claimed.discard(lease.id)  # a retry keeps its claims in Redis
+                self._claimed.pop(lease.id, None)  # a retry keeps its claims in Redis
         # A lost lease is not an error raised here: the jobs leased with it are this
         # worker's either way, and the crawler must run them.
         return done._replace(jobs=jobs, ready_in=ready_in)
@@ -339,6 +340,11 @@ class RedisFrontier:
                 visits.append((lease.url, status, _visit(self._notes.get(lease.id))))
             expected = self.output_offset
             claimed = [lease.url for lease, _, _ in finished if lease.id in self._claimed]
+            targets = [
+                (url, lease.url, lease.depth)
+                for lease, _, _ in finished
+                for url in self._claimed.get(lease.id, ())
+            ]
         if not items and output == expected:
             return
         changes = getattr(counts, "changes", None)
@@ -350,12 +356,13 @@ class RedisFrontier:
             claimed_by=claimed,
             visits=visits,
             changes=changes,
+            targets=targets,
         )
         with self._lock:
             self.output_offset = output
             for lease, _, _ in finished:
                 self._held.pop(lease.id, None)
-                self._claimed.discard(lease.id)
+                self._claimed.pop(lease.id, None)
                 self._notes.pop(lease.id, None)
 
     def renew(self, leases: Sequence[Lease]) -> None:

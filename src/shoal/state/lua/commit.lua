@@ -9,10 +9,14 @@
 --   [5]     new_offset        its output offset now
 --   [6]     n                 how many claims follow
 --   [7 ...] claims            n job fingerprints whose redirect claims (jc:) end here
---   [7 + n]  m                how many change counts follow
---   [8 + n ...] changes       m pairs (change, count) of a recrawl run: added to the
+--   [7 + n]  t                how many targets follow
+--   [8 + n ...] targets       t pairs (signed fingerprint, entry): redirect targets the
+--                             jobs fetched in place, kept as visits (if none is) so that
+--                             a recrawl revisits them on their own too
+--   [8 + n + 2t]  m           how many change counts follow
+--   [9 + n + 2t ...] changes  m pairs (change, count) of a recrawl run: added to the
 --                             current run's ('P changes' '<run> <change>')
---   [8 + n + 2m ...] finished groups of 11: lease id, done | failed, the URL's signed
+--   [9 + n + 2t + 2m ...] finished groups of 11: lease id, done | failed, the URL's signed
 --                             fingerprint, its status ('': none), then its fetch's note
 --                             for its visit (visits.lua): keep ('0', '1': a 304, '-': no
 --                             note), etag, last-modified, sha256, sha1, final url ('': the
@@ -29,9 +33,11 @@ register('commit', function(args)
   local stored = w[2] or '0'
   if stored ~= expected then return {'offset', stored} end
   local nclaims = tonumber(args[6])
-  local nchanges = tonumber(args[7 + nclaims])
+  local ntargets = tonumber(args[7 + nclaims])
+  local at = 8 + nclaims + 2 * ntargets  -- the change counts
+  local nchanges = tonumber(args[at])
   local ids, outcomes, items = {}, {}, {}
-  for i = 8 + nclaims + 2 * nchanges, #args, 11 do
+  for i = at + 1 + 2 * nchanges, #args, 11 do
     ids[#ids + 1] = args[i]
     outcomes[#outcomes + 1] = args[i + 1]
     items[#items + 1] = i
@@ -104,10 +110,12 @@ register('commit', function(args)
       writes[#writes + 1] = pack_visit(x)
     end
     if #writes > 0 then call_chunked('HSET', P .. 'v', writes, 400) end
-    if nchanges > 0 then
-      for i = 8 + nclaims, 7 + nclaims + 2 * nchanges, 2 do
-        redis.call('HINCRBY', P .. 'changes', int(run) .. ' ' .. args[i], args[i + 1])
-      end
+    for i = at + 1, at + 2 * nchanges, 2 do
+      redis.call('HINCRBY', P .. 'changes', int(run) .. ' ' .. args[i], args[i + 1])
+    end
+    for i = 8 + nclaims, at - 1, 2 do
+      redis.call('HSETNX', P .. 'v', args[i], pack_visit(noted(nil, args[i + 1], run, '',
+        {keep = '-'})))
     end
   end
   redis.call('HSET', wk, 'offset', offset, 'token', token, 'seen', now_ms())
