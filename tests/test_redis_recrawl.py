@@ -128,6 +128,7 @@ def test_two_workers_share_a_recrawl_of_a_changed_site(
     ]
     text = shoal("status", "--redis", redis_server.url, "--crawl-id", "c")
     assert "recrawl run 2: new 1, changed 2, unchanged 3, gone 2, disallowed 1" in text.stdout
+    assert report["run"] == 2 and "crawl c: finished (run 2)" in text.stdout
 
 
 def test_revisit_after_skips_what_is_not_due(redis_server: RedisServer, tmp_path: Path) -> None:

@@ -176,7 +176,8 @@ class Crawler:
             follow links from new and changed pages, and append one record per URL with
             ``run`` and ``change`` (``new``, ``changed``, ``unchanged``, ``gone``;
             ``disallowed`` if robots.txt now says so). Running it again after an
-            interruption finishes that run. Needs a state file; not CSV output, for now.
+            interruption finishes that run. Needs a state file, or ``redis`` (the
+            workers of a shared crawl share its recrawl runs); not CSV output, for now.
         revisit_after: With ``recrawl``: seconds; only URLs last fetched longer ago are
             revisited (a run with none due adds nothing and says when the next is due).
 

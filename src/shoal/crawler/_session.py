@@ -253,8 +253,8 @@ class RunSession:
         name = f"crawl {crawl}" if crawl is not None else "the shared crawl"
         self.announce(
             f"{name} is already complete: {counts.done:,} URLs done, {counts.failed:,} failed, "
-            "nothing queued or leased; nothing to do (to crawl again, start a new crawl "
-            "with another --crawl-id)"
+            "nothing queued or leased; nothing to do (--recrawl crawls it again, fetching "
+            "only what changed; to start over, start a new crawl with another --crawl-id)"
         )
 
     def _start_recrawl(self, store: StateStore) -> None:

@@ -741,6 +741,12 @@ class RedisCrawlState(CrawlViews):
             raw: Any = self._client.hget(f"{self.prefix}v", str(signed(fp)))
         return None if raw is None else parse_visit(raw)
 
+    def generation(self) -> int:
+        """The crawl's current run as records name it: 1, then one more per recrawl run."""
+        with self._guard("reading the run"):
+            raw: Any = self._client.hget(f"{self.prefix}meta", "gen")
+        return int(raw or 1)
+
     def recrawl_runs(self) -> list[dict[str, Any]]:
         """Each recrawl run's URLs by change, as :func:`~shoal.state.recrawl_runs`."""
         with self._guard("reading recrawl counts"):
