@@ -241,16 +241,16 @@ def test_builders_lay_out_the_wire_arguments_with_the_sentinels_of_none() -> Non
         targets=[("-6", b"1 p 1 3 /t/")],
         changes={"new": 2},
         finished=[
-            ("9", "done", "-7", 200, ("1", 'W/"e"', "", b"\x01", b"", "", 1500)),
+            ("9", "done", "-7", 200, ("1", b'W/"e"', b"", b"\x01", b"", b"", 1500)),
             ("10", "failed", "", None, None),
         ],
     )
-    no_note = ["-", "", "", b"", b"", "", -1]
+    no_note = ["-", b"", b"", b"", b"", b"", -1]
     assert commit == (
         "COMMIT",
         [
             *("w", "3", "t", "0", "10", 1, "-5", 1, "-6", b"1 p 1 3 /t/", 1, "new", 2),
-            *("9", "done", "-7", 200, "1", 'W/"e"', "", b"\x01", b"", "", 1500),
+            *("9", "done", "-7", 200, "1", b'W/"e"', b"", b"\x01", b"", b"", 1500),
             *("10", "failed", "", "", *no_note),
         ],
     )

@@ -384,3 +384,29 @@ def test_change_classes_are_those_of_a_single_process_recrawl(
     assert changes(shared, 2)["/t"][0] == "new"  # its first visit on its own
     assert changes(shared, 3)["/n"][0] == "new"
     assert changes(shared, 3)["/d"][0] == "gone"
+
+
+def test_odd_validators_are_sent_back_exactly_and_long_ones_not_kept(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """What a server sends as validators is stored by length, not parsed: spaces, quotes,
+    Latin-1 and a digit-run that looks like the visit's own numbers come back exactly;
+    one past the limit is not kept (that URL is asked unconditionally, its digest decides)."""
+    odd = '"12 34 5 6" W/x é\t"'
+    docs = {
+        "/": Doc(html("home", "/o", "/l"), etag=odd, last_modified="0 0 0 0 0 0 0 0 0 x"),
+        "/o": Doc(html("o"), etag='W/"é"'),
+        "/l": Doc(html("l"), etag='"' + "x" * 300 + '"'),
+    }
+    out = tmp_path / "a.jsonl"
+    with VersionedSite(docs) as site:
+        Crawler(site.url("/"), output=str(out), redis=redis_server.url, crawl_id="odd").run()
+        Crawler(site.url("/"), output=str(out), redis=redis_server.url, crawl_id="odd",
+                recrawl=True).run()  # fmt: skip
+        conditional = dict(site.conditional)
+    assert conditional["/"] == {"if-none-match": odd, "if-modified-since": "0 0 0 0 0 0 0 0 0 x"}
+    assert conditional["/o"] == {"if-none-match": 'W/"é"'}
+    assert conditional["/l"] == {}
+    assert {p: r["change"] for p, r in run_of(2, out).items()} == dict.fromkeys(
+        ("/", "/o", "/l"), "unchanged"
+    )

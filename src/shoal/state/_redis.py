@@ -178,14 +178,24 @@ def _visit_args(v: VisitNote | None) -> tuple[str, int | None, lua.Note | None]:
         return fp, status, None
     note: lua.Note = (
         "1" if f.keep else "0",
-        f.etag or "",
-        f.last_modified or "",
+        _raw(f.etag),
+        _raw(f.last_modified),
         f.sha256 or b"",
         f.sha1 or b"",
-        f.final_url or "",
+        _raw(f.final_url),
         -1 if f.fetched_at is None else int(f.fetched_at * 1000),
     )
     return fp, status, note
+
+
+def _raw(value: str | None) -> bytes:
+    """A header value or URL as stored: whatever a fetcher decoded it to comes back the
+    same (``surrogatepass``: nothing a server sends can make the commit fail)."""
+    return b"" if value is None else value.encode("utf-8", "surrogatepass")
+
+
+def _text(raw: bytes) -> str | None:
+    return raw.decode("utf-8", "surrogatepass") or None
 
 
 def parse_visit(raw: bytes) -> Visit:
@@ -199,11 +209,11 @@ def parse_visit(raw: bytes) -> Visit:
     etag, lm, sha, sha1, final = fields
     return Visit(
         None if status < 0 else status,
-        etag.decode("utf-8", "surrogateescape") or None,
-        lm.decode("utf-8", "surrogateescape") or None,
+        _text(etag),
+        _text(lm),
         sha or None,
         sha1 or None,
-        final.decode("utf-8", "surrogateescape") or None,
+        _text(final),
         None if fetched < 0 else fetched / 1000,
         None if captured < 0 else captured / 1000,
         run=run,

@@ -174,10 +174,10 @@ def commit(
     return Call("COMMIT", args)
 
 
-Note = tuple[str, str, str, bytes, bytes, str, int]
+Note = tuple[str, bytes, bytes, bytes, bytes, bytes, int]
 """A fetch's note for a URL's visit (lua/visits.lua): keep ('1': a 304, '0'), ETag,
 Last-Modified, SHA-256, SHA-1 ('' or b'': none), final URL ('': the URL), fetched ms."""
-_NO_NOTE: list[Arg] = ["-", "", "", b"", b"", "", -1]
+_NO_NOTE: list[Arg] = ["-", b"", b"", b"", b"", b"", -1]
 
 
 def recrawl(*, start: bool, cut_ms: int | None, count: int) -> Call:
