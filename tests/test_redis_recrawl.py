@@ -259,7 +259,7 @@ def test_a_fill_left_by_a_killed_worker_is_finished_by_the_next_each_url_once(
         assert state.finished()
         # A worker begins the run and dies after two steps of the fill.
         for _ in range(2):
-            assert state._run(lua.recrawl(start=True, cut_ms=None, count=100))[0] == b"fill"
+            assert state._run(lua.recrawl(start=True, cut_us=None, count=100))[0] == b"fill"
     finally:
         state.close()
     other = RedisCrawlState.open(redis_server.url, "f", identity(), robots=False)
@@ -410,3 +410,38 @@ def test_odd_validators_are_sent_back_exactly_and_long_ones_not_kept(
     assert {p: r["change"] for p, r in run_of(2, out).items()} == dict.fromkeys(
         ("/", "/o", "/l"), "unchanged"
     )
+
+
+def test_warc_revisits_name_their_capture_exactly(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A worker's WARC part: a 304 and an unchanged body become revisit records whose
+    WARC-Refers-To-Date is the capture's WARC-Date to the microsecond (the shared state
+    keeps times in µs), with the capture's payload digest; warcio check passes."""
+    from test_recrawl import warc_records
+
+    docs = {
+        "/": Doc(html("home", "/b", "/d"), etag='"h"'),
+        "/b": Doc(html("b"), etag='W/"b1"'),
+        "/d": Doc(html("d")),
+    }
+    out = tmp_path / "part.warc.gz"
+    with VersionedSite(docs) as site:
+        kw: dict[str, Any] = {"output": str(out), "redis": redis_server.url, "crawl_id": "w"}
+        Crawler(site.url("/"), **kw).run()
+        first = {r["WARC-Target-URI"]: r for r in warc_records(out)}
+        Crawler(site.url("/"), recrawl=True, **kw).run()
+        later = {r["WARC-Target-URI"]: r for r in warc_records(out)[len(first) :]}
+        b, d = later[site.url("/b")], later[site.url("/d")]
+    assert b["WARC-Profile"].endswith("/revisit/server-not-modified")
+    assert d["WARC-Profile"].endswith("/revisit/identical-payload-digest")
+    for rec, path in ((b, "/b"), (d, "/d")):
+        assert rec["WARC-Type"] == "revisit"
+        assert rec["WARC-Refers-To-Target-URI"] == site.url(path)
+        assert rec["WARC-Refers-To-Date"] == first[site.url(path)]["WARC-Date"]
+        assert rec["WARC-Payload-Digest"] == first[site.url(path)]["WARC-Payload-Digest"]
+    check = subprocess.run(
+        [sys.executable, "-m", "warcio.cli", "check", "-v", str(out)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -75,6 +75,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .._errors import CrawlMismatch, RedisStateError, StaleCommit, UsageError
@@ -183,9 +184,20 @@ def _visit_args(v: VisitNote | None) -> tuple[str, int | None, lua.Note | None]:
         f.sha256 or b"",
         f.sha1 or b"",
         _raw(f.final_url),
-        -1 if f.fetched_at is None else int(f.fetched_at * 1000),
+        -1 if f.fetched_at is None else _micros(f.fetched_at),
     )
     return fp, status, note
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(when: float) -> int:
+    """Wall-clock seconds as whole microseconds, rounded as a WARC-Date of the same time
+    is (``datetime.fromtimestamp``): a revisit's WARC-Refers-To-Date must be its capture's
+    date exactly. Read back (÷ 10^6), a time of this century rounds to the same µs."""
+    return (datetime.fromtimestamp(when, UTC) - _EPOCH) // _MICROSECOND
 
 
 def _raw(value: str | None) -> bytes:
@@ -214,8 +226,8 @@ def parse_visit(raw: bytes) -> Visit:
         sha or None,
         sha1 or None,
         _text(final),
-        None if fetched < 0 else fetched / 1000,
-        None if captured < 0 else captured / 1000,
+        None if fetched < 0 else fetched / 1_000_000,
+        None if captured < 0 else captured / 1_000_000,
         run=run,
     )
 
@@ -729,9 +741,9 @@ class RedisCrawlState(CrawlViews):
         crawl's URLs, so a crawl of any size fills in bounded memory; a worker killed
         mid-fill leaves it for the next worker that joins (each URL is queued once a run).
         """
-        cut = None if fetched_before is None else int(fetched_before * 1000)
+        cut = None if fetched_before is None else round(fetched_before * 1_000_000)
         while True:
-            reply = self._run(lua.recrawl(start=start, cut_ms=cut, count=_FILL_STEP))
+            reply = self._run(lua.recrawl(start=start, cut_us=cut, count=_FILL_STEP))
             what = reply[0].decode()
             if what != "fill":
                 break
@@ -740,7 +752,7 @@ class RedisCrawlState(CrawlViews):
             return RecrawlRun("started", run, int(reply[2]))
         if what == "nothing":
             due = int(reply[2])
-            return RecrawlRun("nothing", run, 0, None if due < 0 else due / 1000)
+            return RecrawlRun("nothing", run, 0, None if due < 0 else due / 1_000_000)
         if what == "unfinished":
             return RecrawlRun("unfinished", run, int(reply[2]))
         return RecrawlRun("run", run, 0)

@@ -176,12 +176,12 @@ def commit(
 
 Note = tuple[str, bytes, bytes, bytes, bytes, bytes, int]
 """A fetch's note for a URL's visit (lua/visits.lua): keep ('1': a 304, '0'), ETag,
-Last-Modified, SHA-256, SHA-1 ('' or b'': none), final URL ('': the URL), fetched ms."""
+Last-Modified, SHA-256, SHA-1 ('' or b'': none), final URL ('': the URL), fetched µs (wall clock)."""
 _NO_NOTE: list[Arg] = ["-", b"", b"", b"", b"", b"", -1]
 
 
-def recrawl(*, start: bool, cut_ms: int | None, count: int) -> Call:
-    return Call("RECRAWL", [int(start), _opt(cut_ms), count])
+def recrawl(*, start: bool, cut_us: int | None, count: int) -> Call:
+    return Call("RECRAWL", [int(start), _opt(cut_us), count])
 
 
 def renew(*, worker: str, epoch: str, ttl_ms: int, lease_ids: Sequence[str]) -> Call:

@@ -20,7 +20,7 @@
 --                             fingerprint, its status ('': none), then its fetch's note
 --                             for its visit (visits.lua): keep ('0', '1': a 304, '-': no
 --                             note), etag, last-modified, sha256, sha1, final url ('': the
---                             URL), fetched ms
+--                             URL), fetched us (wall clock)
 -- Returns {'ok'}, {'dup'} (this very commit was applied before), {'fenced'},
 -- {'offset', stored offset} or {'lost', lease id} / {'robots', lease id}: refused, nothing
 -- done.

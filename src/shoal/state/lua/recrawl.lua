@@ -3,7 +3,7 @@
 --
 -- A new run is begun only when no work is left (pending 0, parked hosts' URLs aside). It is
 -- filled in steps (meta rgen: its number, rscan: where the scan stands, 'h<cursor>' over
--- the hosts then 'v<cursor>' over the visits; rcut: only URLs fetched before it, ms, -1:
+-- the hosts then 'v<cursor>' over the visits; rcut: only URLs fetched before it, us, -1:
 -- all; rq: URLs queued; rmin: the earliest fetch time of those not due). Every worker that
 -- joins while rscan is set takes steps too, until the last step ends the fill: with URLs
 -- queued, meta gen becomes rgen; with none, nothing changed but robots.txt being asked again.
@@ -11,7 +11,7 @@
 --
 -- args (built by recrawl() in shoal/state/_redis_lua.py):
 --   [1] start   1: begin the next run if none is unfinished; 0: only join
---   [2] cut_ms  start only: revisit only URLs last fetched before this (-1: all)
+--   [2] cut_us  start only: revisit only URLs last fetched before this (-1: all)
 --   [3] count   how many keys one step looks at
 -- Returns {'fill', gen} (call again), {'run', gen} (no fill: a run is going on or over),
 -- {'unfinished', gen, work left} (start refused: the current run has work left),

@@ -1,11 +1,13 @@
 -- Visits: what the last fetch of each URL left for the next recrawl run (#19), in one hash
 -- 'P v' (signed fingerprint -> visit), and the recrawl's run counter in 'P meta' gen.
 --
--- A visit is '<run> <status> <fetched ms> <captured ms> <len etag> <len last-modified>
+-- A visit is '<run> <status> <fetched us> <captured us> <len etag> <len last-modified>
 -- <len sha256> <len sha1> <len final url> <etag><last-modified><sha256><sha1><final url>
 -- <entry>': numbers in decimal (-1: none), then the strings back to back (length 0: none),
--- then the URL's queue entry (attempt 1) to the end. run: the last run that queued or
--- committed the URL (a run queues each URL once). The digests are raw bytes.
+-- then the URL's queue entry (attempt 1) to the end. Times are wall-clock microseconds (a
+-- WARC revisit names its capture's date to the microsecond), exact in a double until 2255.
+-- run: the last run that queued or committed the URL (a run queues each URL once). The
+-- digests are raw bytes.
 
 local VISIT = '^(%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (.*)$'
 
