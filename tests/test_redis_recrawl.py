@@ -445,3 +445,16 @@ def test_warc_revisits_name_their_capture_exactly(
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_recrawl_of_a_new_shared_crawl_crawls_it(redis_server: RedisServer, tmp_path: Path) -> None:
+    # As with a state file: --recrawl on a crawl that does not exist yet is its run 1.
+    docs = {"/": Doc(html("home", "/a")), "/a": Doc(html("a"))}
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    with VersionedSite(docs) as site:
+        Crawler(site.url("/"), output=str(a), redis=redis_server.url, crawl_id="new",
+                recrawl=True, revisit_after=60).run()  # fmt: skip
+        Crawler(site.url("/"), output=str(b), redis=redis_server.url, crawl_id="new2",
+                recrawl=True).run()  # fmt: skip
+    for out in (a, b):
+        assert len(records(out)) == 2 and not [r for r in records(out) if "run" in r]

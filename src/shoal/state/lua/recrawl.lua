@@ -1,7 +1,8 @@
 -- RECRAWL: join a recrawl run of a shared crawl, or (start) begin the next one: queue again
 -- every URL the crawl knows ('P v'), a bounded step at a time, each URL once per run.
 --
--- A new run is begun only when no work is left (pending 0, parked hosts' URLs aside). It is
+-- A new run is begun only when no work is left (pending 0, parked hosts' URLs aside) and
+-- some URL was committed (a crawl not seeded yet is crawled, run 1). It is
 -- filled in steps (meta rgen: its number, rscan: where the scan stands, 'h<cursor>' over
 -- the hosts then 'v<cursor>' over the visits; rcut: only URLs fetched before it, us, -1:
 -- all; rq: URLs queued; rmin: the earliest fetch time of those not due). Every worker that
@@ -27,6 +28,8 @@ register('recrawl', function(args)
         - num(redis.call('HGET', P .. 'h:' .. host, 'dl'), 0)
     end
     if left > 0 then return {'unfinished', generation(), left} end
+    -- A crawl that has committed nothing yet is crawled, not recrawled.
+    if redis.call('HLEN', P .. 'v') == 0 then return {'run', generation()} end
     scan = 'h0'
     redis.call('HSET', META, 'rscan', scan, 'rgen', generation() + 1, 'rcut', args[2],
       'rq', 0, 'rmin', -1)
