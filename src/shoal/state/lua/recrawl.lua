@@ -37,13 +37,11 @@ register('recrawl', function(args)
   local phase, cursor = string.sub(scan, 1, 1), string.sub(scan, 2)
   local rgen = tonumber(redis.call('HGET', META, 'rgen'))
   if phase == 'h' then
-    -- Each host starts the run as in a new crawl: its robots.txt asked again, the crawl's
-    -- delay (its Crawl-delay and auto-throttle are learnt again), and a parked host asked.
+    -- Each host's robots.txt is asked again, and a parked host asked again.
     local r = redis.call('SSCAN', P .. 'hosts', cursor, 'COUNT', count)
     for _, host in ipairs(r[2]) do
       local hk = P .. 'h:' .. host
       if CFG.robots then redis.call('HDEL', hk, 'pol', 'rtxt', 'cdelay', 'rattempt') end
-      redis.call('HDEL', hk, 'delay')
       if redis.call('SREM', P .. 'parked', host) == 1 then redis.call('HSET', hk, 'next', 0) end
     end
     cursor = r[1]
