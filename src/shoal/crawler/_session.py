@@ -286,7 +286,16 @@ class RunSession:
         started = store.begin_generation(None if after is None else time.time() - after)
         if started is None:
             assert after is not None
-            when = _next_due(store.next_due(after))
+            due = store.next_due(after)
+            when = (
+                ""
+                if due is None
+                else (
+                    " the next falls due at "
+                    + datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds")
+                    + f" (in {_span(due - time.time())})"
+                )
+            )
             self.result.already_complete = True
             self.announce(
                 f"nothing to revisit: every URL was fetched less than {_span(after)} ago "
