@@ -176,7 +176,8 @@ def commit(
 
 Note = tuple[str, bytes, bytes, bytes, bytes, bytes, int]
 """A fetch's note for a URL's visit (lua/visits.lua): keep ('1': a 304, '0'), ETag,
-Last-Modified, SHA-256, SHA-1 ('' or b'': none), final URL ('': the URL), fetched µs (wall clock)."""
+Last-Modified, SHA-256, SHA-1 (b'': none), final URL (b'': the URL), fetched µs (wall
+clock)."""
 _NO_NOTE: list[Arg] = ["-", b"", b"", b"", b"", b"", -1]
 
 
