@@ -332,10 +332,6 @@ def test_a_version_2_state_migrates_and_recrawls(site: VersionedSite, tmp_path: 
     [
         ({"output": "x.jsonl", "state": None}, "recrawl needs a state file"),
         ({"output": None}, "recrawl needs a state file"),
-        (
-            {"output": "x.jsonl", "redis": "redis://127.0.0.1:1/0", "crawl_id": "c"},
-            "does not work with redis",
-        ),
     ],
 )
 def test_what_recrawl_does_not_do_yet_is_refused(

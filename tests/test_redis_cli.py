@@ -98,7 +98,8 @@ def test_joining_a_finished_crawl_says_it_is_complete(
         assert late.returncode == 0, late.stderr
         assert late.stderr.splitlines() == [
             "crawl c is already complete: 4 URLs done, 0 failed, nothing queued or leased; "
-            "nothing to do (to crawl again, start a new crawl with another --crawl-id)"
+            "nothing to do (--recrawl crawls it again, fetching only what changed; to start "
+            "over, start a new crawl with another --crawl-id)"
         ]
         assert site.count("/") == fetched
         assert (tmp_path / "b.jsonl").read_bytes() == b""

@@ -27,7 +27,7 @@ from shoal.state._redis_lua import LIBRARY, LIBRARY_FILES, NONE
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "src" / "shoal" / "state" / "lua"
-HELPERS = {"prelude.lua", "seen.lua", "jobs.lua"}
+HELPERS = {"prelude.lua", "seen.lua", "jobs.lua", "visits.lua"}
 
 
 def require_luacheck() -> None:
@@ -238,6 +238,19 @@ def test_builders_lay_out_the_wire_arguments_with_the_sentinels_of_none() -> Non
         expected_offset=0,
         new_offset=10,
         claims=["-5"],
-        finished=[("9", "done"), ("10", "failed")],
+        targets=[("-6", b"1 p 1 3 /t/")],
+        changes={"new": 2},
+        finished=[
+            ("9", "done", "-7", 200, ("1", b'W/"e"', b"", b"\x01", b"", b"", 1500)),
+            ("10", "failed", "", None, None),
+        ],
     )
-    assert commit == ("COMMIT", ["w", "3", "t", "0", "10", 1, "-5", "9", "done", "10", "failed"])
+    no_note = ["-", b"", b"", b"", b"", b"", -1]
+    assert commit == (
+        "COMMIT",
+        [
+            *("w", "3", "t", "0", "10", 1, "-5", 1, "-6", b"1 p 1 3 /t/", 1, "new", 2),
+            *("9", "done", "-7", 200, "1", b'W/"e"', b"", b"\x01", b"", b"", 1500),
+            *("10", "failed", "", "", *no_note),
+        ],
+    )

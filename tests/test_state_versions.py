@@ -443,8 +443,8 @@ def test_status_reads_an_older_file_without_migrating_it(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("stored", "fix"),
     [
-        ("1", "an older shoal started it: finish it with that shoal"),
-        ("3", "a newer shoal started it: upgrade shoal here to join it"),
+        ("2", "an older shoal started it: finish it with that shoal"),
+        ("4", "a newer shoal started it: upgrade shoal here to join it"),
     ],
 )
 def test_a_shared_crawl_of_another_layout_is_refused(
@@ -465,5 +465,5 @@ def test_a_shared_crawl_of_another_layout_is_refused(
     with pytest.raises(RedisStateError) as caught:
         RedisCrawlState.open(redis_server.url, "c1", {"scope": "x"}, robots=False)
     message = str(caught.value)
-    assert f"has state layout '{stored}'; this shoal uses '2': {fix}" in message
+    assert f"has state layout '{stored}'; this shoal uses '3': {fix}" in message
     assert "or crawl again under another --crawl-id" in message

@@ -100,6 +100,8 @@ def status_report(url: str, crawl_id: str) -> dict[str, Any]:
         counts = state.stats()
         workers = state.workers()
         hosts = state.by_host()
+        recrawls = state.recrawl_runs()
+        run = state.generation()
     finally:
         state.close()
     return {
@@ -109,6 +111,8 @@ def status_report(url: str, crawl_id: str) -> dict[str, Any]:
         "leased": counts.leased,
         "done": counts.done,
         "failed": counts.failed,
+        "run": run,
+        "recrawls": recrawls,
         "hosts": {
             h: {"queued": t.queued, "in_flight": t.in_flight, "done": t.done, "failed": t.failed}
             for h, t in hosts.items()
@@ -132,11 +136,16 @@ def print_status(report: dict[str, Any], as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     r = report
-    click.echo(f"crawl {r['crawl_id']}: {r['status']}")
+    run = r.get("run", 1)
+    # done and failed count every run's visits: a recrawled URL once per run.
+    click.echo(f"crawl {r['crawl_id']}: {r['status']}" + (f" (run {run})" if run > 1 else ""))
     click.echo(
         f"  urls: done {r['done']}, failed {r['failed']}, queued {r['queued']}, "
         f"leased {r['leased']}"
     )
+    for rec in r.get("recrawls", [])[-5:]:
+        counts = ", ".join(f"{k} {v}" for k, v in rec.items() if k != "run")
+        click.echo(f"  recrawl run {rec['run']}: {counts}")
     for wid, w in r["workers"].items():
         idle = "" if w["idle_for"] is None else f", last seen {w['idle_for']:.0f}s ago"
         click.echo(

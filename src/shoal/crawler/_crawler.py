@@ -208,7 +208,8 @@ class Crawler:
             follow links from new and changed pages, and append one record per URL with
             ``run`` and ``change`` (``new``, ``changed``, ``unchanged``, ``gone``;
             ``disallowed`` if robots.txt now says so). Running it again after an
-            interruption finishes that run. Needs a state file.
+            interruption finishes that run. Needs a state file, or ``redis`` (the
+            workers of a shared crawl share its recrawl runs).
         revisit_after: With ``recrawl``: seconds; only URLs last fetched longer ago are
             revisited (a run with none due adds nothing and says when the next is due).
         hosts: Settings per host: a host name (every port of it) or ``name:port`` ->
@@ -577,8 +578,8 @@ class Crawler:
             raise
         self.frontier = session.frontier  # a SQLite frontier over the state file
         revisit = None
-        if session.store is not None and session.generation > 1:
-            revisit = Revisit(session.generation, session.store.prior)
+        if session.prior is not None and session.generation > 1:
+            revisit = Revisit(session.generation, session.prior)
         if session.earlier_pages:  # --max-pages is the crawl's, over all its runs
             self._earlier_pages = self._taken = session.earlier_pages
         started = time.monotonic()
@@ -1127,16 +1128,13 @@ def _check_recrawl(
     opts: CrawlOptions, formats: list[str], redis: str | None, frontier: Frontier | None
 ) -> None:
     """What ``recrawl`` does not do yet is refused before anything is opened."""
-    if redis is not None:
-        raise UsageError.naming(
-            "{recrawl} does not work with {redis} yet: recrawl a crawl of one process"
-        )
     if frontier is not None:
         raise UsageError.naming("{recrawl} needs the crawl's state file, not Crawler(frontier=...)")
     outputs = opts.output_paths()
     first = outputs[0]
-    if opts.state is None or (
-        opts.state == "auto" and (first in (None, "-") or is_stream_path(str(first)))
+    if redis is None and (
+        opts.state is None
+        or (opts.state == "auto" and (first in (None, "-") or is_stream_path(str(first))))
     ):
         raise UsageError.naming(
             "{recrawl} needs a state file: the one an earlier crawl to a file output left "

@@ -17,10 +17,12 @@ from datetime import UTC, datetime
 from .._errors import StateError, UsageError
 from ..runtime import Writer
 from ..state import StateStore
+from ..state._store import Prior
 from ._options import CrawlOptions
 from ._shared import not_a_file
 from ._stats import CrawlResult
 from .frontier import Frontier, SqliteFrontier
+from .frontier.redis import RedisFrontier
 from .output import (
     CrawlSink,
     Output,
@@ -78,6 +80,9 @@ class RunSession:
         # A recrawl run begun with nothing due under --revisit-after, to read the sitemaps
         # for pages changed since their last fetch; undone at the end if it found none.
         self.lastmod_only = False
+        # A URL's last fetch (by fingerprint), for a recrawl run's conditional requests
+        # and change classes: the state file's, or the shared crawl's.
+        self.prior: Callable[[int], Prior | None] | None = None
 
     @property
     def resumable(self) -> bool:
@@ -195,7 +200,12 @@ class RunSession:
                     claim.abandon()
             raise
         if given is not None and shared_offset is not None:
-            self._check_shared_complete(given)
+            # A Redis crawl's run is joined first: a recrawl run it begins has work.
+            joined = not isinstance(given, RedisFrontier) or self._join_shared_run(given)
+            if joined:
+                self._check_shared_complete(given)
+        elif self.store is not None:
+            self.prior = self.store.prior
         # A short queue: what waits in it at a crash is fetched again on resume, so the
         # backlog is kept to two commits per worker (workers wait if the output lags).
         return Writer(
@@ -204,6 +214,41 @@ class RunSession:
             maxsize=2 * opts.concurrency,
             linger=_OUTPUT_LINGER,
         )
+
+    def _join_shared_run(self, frontier: RedisFrontier) -> bool:
+        """A shared crawl's run: join it (taking steps of a recrawl's fill in progress,
+        which any worker finishes), or with ``--recrawl`` begin the next recrawl run once
+        the crawl has no work left. Every worker of a run agrees on its number, which the
+        shared state holds. False: nothing to do (said why)."""
+        opts = self.options
+        after = opts.revisit_after
+        run = frontier.recrawl(
+            start=opts.recrawl, fetched_before=None if after is None else time.time() - after
+        )
+        self.generation = run.run
+        if run.run > 1:
+            self.prior = frontier.prior
+        name = f"crawl {frontier.crawl_id}"
+        if run.what == "started":
+            what = "the" if after is None else f"the due (last fetched over {_span(after)} ago)"
+            self.announce(
+                f"recrawl: run {run.run} of {name} revisits {what} {run.queued} URLs it knows"
+            )
+        elif run.what == "unfinished":
+            self.announce(
+                f"{name} has work left in run {run.run} ({run.queued} URLs queued or "
+                "leased): joining it (a new recrawl run begins once it is over)"
+            )
+        elif run.what == "nothing":
+            assert after is not None
+            self.result.already_complete = True
+            due = None if run.oldest is None else run.oldest + after
+            self.announce(
+                f"nothing to revisit in {name}: every URL was fetched less than {_span(after)} "
+                f"ago (--revisit-after);{_next_due(due)}"
+            )
+            return False
+        return True
 
     def _announce_shared_resume(self, path: str, size: int, offset: int) -> None:
         """A restarted worker of a shared crawl keeps its file up to the offset Redis holds
@@ -228,8 +273,8 @@ class RunSession:
         name = f"crawl {crawl}" if crawl is not None else "the shared crawl"
         self.announce(
             f"{name} is already complete: {counts.done:,} URLs done, {counts.failed:,} failed, "
-            "nothing queued or leased; nothing to do (to crawl again, start a new crawl "
-            "with another --crawl-id)"
+            "nothing queued or leased; nothing to do (--recrawl crawls it again, fetching "
+            "only what changed; to start over, start a new crawl with another --crawl-id)"
         )
 
     def _start_recrawl(self, store: StateStore) -> None:
@@ -349,6 +394,16 @@ class RunSession:
             logger.warning("could not record the end of this run: %s", exc)
         finally:
             store.close()
+
+
+def _next_due(due: float | None) -> str:
+    if due is None:
+        return ""
+    return (
+        " the next falls due at "
+        + datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds")
+        + f" (in {_span(due - time.time())})"
+    )
 
 
 def _span(seconds: float) -> str:

@@ -75,7 +75,8 @@ import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .._errors import CrawlMismatch, RedisStateError, StaleCommit, UsageError
 from . import _redis_lua as lua
@@ -109,13 +110,17 @@ if TYPE_CHECKING:
 __all__ = [
     "CrawlCounts",
     "HostTally",
+    "RecrawlRun",
     "RedisCrawlState",
+    "Visit",
     "WorkerInfo",
 ]
 
 logger = logging.getLogger(__name__)
 
-_LAYOUT_VERSION = "2"
+# 3 (#19): each committed URL's visit (P v) and the recrawl run counter (meta gen): an
+# older worker would commit URLs a recrawl then never revisits.
+_LAYOUT_VERSION = "3"
 _CRAWL_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _WORKER_ID = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces or newlines
 _HOST = re.compile(r"[a-z][a-z0-9+.-]*://[!-~]+")  # no spaces or newlines: key names
@@ -127,6 +132,104 @@ _WAIT_CAP = 5.0  # seconds; see wait()
 _UNREACHABLE = "\x00shoal-unreachable\x00"
 
 Outcome = Literal["done", "failed", "retry"]
+_FILL_STEP = 500  # URLs (or hosts) one step of a recrawl's fill looks at
+
+
+class RecrawlRun(NamedTuple):
+    """What :meth:`RedisCrawlState.recrawl` found: ``started`` (run ``run`` queued
+    ``queued`` URLs), ``nothing`` (none due; ``oldest``: the earliest last fetch among
+    them, wall-clock seconds), ``unfinished`` (run ``run`` has ``queued`` URLs of work
+    left: it goes on), or ``run`` (no fill: run ``run`` is going on or over)."""
+
+    what: str
+    run: int
+    queued: int
+    oldest: float | None = None
+
+
+class Visit(NamedTuple):
+    """The last fetch of one URL in a shared crawl (``P v``, ``lua/visits.lua``); times
+    in wall-clock seconds. ``keep``: the fetch was a 304 (validators it lacks are kept).
+    Read back, ``run`` is the last run that queued or committed the URL."""
+
+    status: int | None
+    etag: str | None
+    last_modified: str | None
+    sha256: bytes | None
+    sha1: bytes | None
+    final_url: str | None
+    fetched_at: float | None
+    captured_at: float | None = None
+    keep: bool = False
+    run: int = 0
+
+
+VisitNote = tuple[str, int | None, Visit | None]
+"""What a commit keeps of one finished lease for its URL's visit: (URL, status, fetch)."""
+
+
+def _visit_args(v: VisitNote | None) -> tuple[str, int | None, lua.Note | None]:
+    """(signed fingerprint, status, note) of one finished lease for COMMIT ('': no visit
+    is kept, for callers that give none)."""
+    if v is None:
+        return "", None, None
+    url, status, f = v
+    fp = signed(fingerprint(url))
+    if f is None:
+        return fp, status, None
+    note: lua.Note = (
+        "1" if f.keep else "0",
+        _raw(f.etag),
+        _raw(f.last_modified),
+        f.sha256 or b"",
+        f.sha1 or b"",
+        _raw(f.final_url),
+        -1 if f.fetched_at is None else _micros(f.fetched_at),
+    )
+    return fp, status, note
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(when: float) -> int:
+    """Wall-clock seconds as whole microseconds, rounded as a WARC-Date of the same time
+    is (``datetime.fromtimestamp``): a revisit's WARC-Refers-To-Date must be its capture's
+    date exactly. Read back (÷ 10^6), a time of this century rounds to the same µs."""
+    return (datetime.fromtimestamp(when, UTC) - _EPOCH) // _MICROSECOND
+
+
+def _raw(value: str | None) -> bytes:
+    """A header value or URL as stored: whatever a fetcher decoded it to comes back the
+    same (``surrogatepass``: nothing a server sends can make the commit fail)."""
+    return b"" if value is None else value.encode("utf-8", "surrogatepass")
+
+
+def _text(raw: bytes) -> str | None:
+    return raw.decode("utf-8", "surrogatepass") or None
+
+
+def parse_visit(raw: bytes) -> Visit:
+    head = raw.split(b" ", 9)
+    run, status, fetched, captured = (int(x) for x in head[:4])
+    lengths = [int(x) for x in head[4:9]]
+    rest, fields, at = head[9], [], 0
+    for n in lengths:
+        fields.append(rest[at : at + n])
+        at += n
+    etag, lm, sha, sha1, final = fields
+    return Visit(
+        None if status < 0 else status,
+        _text(etag),
+        _text(lm),
+        sha or None,
+        sha1 or None,
+        _text(final),
+        None if fetched < 0 else fetched / 1_000_000,
+        None if captured < 0 else captured / 1_000_000,
+        run=run,
+    )
 
 
 class RedisCrawlState(CrawlViews):
@@ -581,6 +684,9 @@ class RedisCrawlState(CrawlViews):
         expected_offset: int,
         new_offset: int,
         claimed_by: Sequence[str] = (),
+        visits: Sequence[VisitNote | None] | None = None,
+        changes: Mapping[str, int] | None = None,
+        targets: Sequence[tuple[str, str, int]] = (),
     ) -> bool:
         """Durably finish leases ``(lease id, "done"|"failed")`` whose records now lie in
         this worker's output before ``new_offset``, the output having been at
@@ -588,7 +694,12 @@ class RedisCrawlState(CrawlViews):
         :class:`~shoal.StaleCommit` when refused. Returns False when this same commit had
         already been applied (sent again after a lost reply), True otherwise.
         ``claimed_by``: URLs of committed jobs that claimed redirect targets
-        (:meth:`claim_for`): those claims end here (else they expire after a week)."""
+        (:meth:`claim_for`): those claims end here (else they expire after a week).
+        ``visits``: per finished lease, (its URL, status, its fetch or None), kept
+        as that URL's visit for the next recrawl run (every committed URL is kept, with
+        or without one); ``changes``: a recrawl run's URLs by change, added to the run's
+        counts; ``targets``: (URL, referrer, depth) of redirect targets the committed jobs
+        fetched in place, kept as URLs the crawl knows (a recrawl revisits them too)."""
         worker, epoch = self._me()
         ids = [lease_id for lease_id, _ in finished]
         if len(set(ids)) != len(ids):
@@ -607,7 +718,17 @@ class RedisCrawlState(CrawlViews):
                 expected_offset=expected_offset,
                 new_offset=new_offset,
                 claims=[signed(fingerprint(url)) for url in claimed_by],
-                finished=finished,
+                targets=[
+                    (signed(fingerprint(url)), entry(1, JobKind.PAGE, depth, url, referrer))
+                    for url, referrer, depth in targets
+                ],
+                finished=[
+                    (lease_id, outcome, *_visit_args(v))
+                    for (lease_id, outcome), v in zip(
+                        finished, visits or [None] * len(finished), strict=True
+                    )
+                ],
+                changes=changes,
             )
         )
         status = reply[0].decode()
@@ -630,6 +751,58 @@ class RedisCrawlState(CrawlViews):
             f"commit refused: lease {reply[1].decode()} is no longer held by worker {worker!r} "
             "(it expired and its URL went back to the queue)"
         )
+
+    # -- recrawls ------------------------------------------------------------------------
+
+    def recrawl(self, *, start: bool, fetched_before: float | None = None) -> RecrawlRun:
+        """Join the crawl's recrawl run, taking steps of a fill in progress until it ends;
+        ``start``: begin the next run (every URL the crawl knows queued again, with
+        ``fetched_before`` (wall-clock seconds) only those fetched before it) if the
+        current one has no work left. Each step is one call over a bounded slice of the
+        crawl's URLs, so a crawl of any size fills in bounded memory; a worker killed
+        mid-fill leaves it for the next worker that joins (each URL is queued once a run).
+        """
+        cut = None if fetched_before is None else round(fetched_before * 1_000_000)
+        while True:
+            reply = self._run(lua.recrawl(start=start, cut_us=cut, count=_FILL_STEP))
+            what = reply[0].decode()
+            if what != "fill":
+                break
+        run = int(reply[1])
+        if what == "started":
+            return RecrawlRun("started", run, int(reply[2]))
+        if what == "nothing":
+            due = int(reply[2])
+            return RecrawlRun("nothing", run, 0, None if due < 0 else due / 1_000_000)
+        if what == "unfinished":
+            return RecrawlRun("unfinished", run, int(reply[2]))
+        return RecrawlRun("run", run, 0)
+
+    def visit(self, fp: int) -> Visit | None:
+        """The last fetch of the URL whose fingerprint is ``fp`` (None: never fetched)."""
+        with self._guard("reading a visit"):
+            raw: Any = self._client.hget(f"{self.prefix}v", str(signed(fp)))
+        return None if raw is None else parse_visit(raw)
+
+    def generation(self) -> int:
+        """The crawl's current run as records name it: 1, then one more per recrawl run."""
+        with self._guard("reading the run"):
+            raw: Any = self._client.hget(f"{self.prefix}meta", "gen")
+        return int(raw or 1)
+
+    def recrawl_runs(self) -> list[dict[str, Any]]:
+        """Each recrawl run's URLs by change, as :func:`~shoal.state.recrawl_runs`."""
+        with self._guard("reading recrawl counts"):
+            raw: Any = self._client.hgetall(f"{self.prefix}changes")
+        runs: dict[int, dict[str, Any]] = {}
+        for key, n in raw.items():
+            run, _, change = text(key).partition(" ")
+            row = runs.setdefault(
+                int(run),
+                {"run": int(run), **dict.fromkeys(("new", "changed", "unchanged", "gone"), 0)},
+            )
+            row[change] = int(n)
+        return [runs[r] for r in sorted(runs)]
 
     def renew(self, lease_ids: Sequence[str]) -> list[str]:
         """Extend this worker's leases by ``lease_ttl`` (the heartbeat of long fetches);

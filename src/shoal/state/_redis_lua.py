@@ -12,13 +12,13 @@ touches).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Literal, NamedTuple
 
 from ._redis_batch import Library
 
-__all__ = ["LIBRARY", "LIBRARY_FILES", "NONE", "PARK", "Call", "Link", "read_files"]
+__all__ = ["LIBRARY", "LIBRARY_FILES", "NONE", "PARK", "Call", "Link", "Note", "read_files"]
 
 # Loaded as one chunk in this order: the shared helpers first (each file uses the locals of
 # the ones before it), then one file per function, each registering itself (its arguments
@@ -27,6 +27,7 @@ LIBRARY_FILES = (
     "prelude.lua",  # key layout, per-call setup, register()
     "seen.lua",  # the seen set: linear hashing over intset buckets
     "jobs.lua",  # entries, leases, events, scheduling a host, leasing jobs
+    "visits.lua",  # each URL's last fetch, for recrawls
     "init.lua",
     "register.lua",
     "submit.lua",
@@ -37,6 +38,7 @@ LIBRARY_FILES = (
     "commit.lua",
     "renew.lua",
     "set_delay.lua",
+    "recrawl.lua",
 )
 
 
@@ -156,13 +158,36 @@ def commit(
     expected_offset: int,
     new_offset: int,
     claims: Sequence[str],
-    finished: Sequence[tuple[str, str]],
+    targets: Sequence[tuple[str, bytes]] = (),
+    changes: Mapping[str, int] | None = None,
+    finished: Sequence[tuple[str, str, str, int | None, Note | None]],
 ) -> Call:
+    """``targets``: (signed fingerprint, entry); ``finished``: (lease id, done | failed,
+    signed fingerprint, status, note)."""
     args: list[Arg] = [worker, epoch, token, str(expected_offset), str(new_offset)]
     args += [len(claims), *claims]
-    for lease_id, outcome in finished:
-        args += [lease_id, outcome]
+    args.append(len(targets))
+    for fp, target in targets:
+        args += [fp, target]
+    changes = changes or {}
+    args.append(len(changes))
+    for change, n in changes.items():
+        args += [change, n]
+    for lease_id, outcome, fp, status, note in finished:
+        args += [lease_id, outcome, fp, "" if status is None else status]
+        args += _NO_NOTE if note is None else note
     return Call("COMMIT", args)
+
+
+Note = tuple[str, bytes, bytes, bytes, bytes, bytes, int]
+"""A fetch's note for a URL's visit (lua/visits.lua): keep ('1': a 304, '0'), ETag,
+Last-Modified, SHA-256, SHA-1 (b'': none), final URL (b'': the URL), fetched µs (wall
+clock)."""
+_NO_NOTE: list[Arg] = ["-", b"", b"", b"", b"", b"", -1]
+
+
+def recrawl(*, start: bool, cut_us: int | None, count: int) -> Call:
+    return Call("RECRAWL", [int(start), _opt(cut_us), count])
 
 
 def renew(*, worker: str, epoch: str, ttl_ms: int, lease_ids: Sequence[str]) -> Call:

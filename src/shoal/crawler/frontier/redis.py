@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..._errors import FrontierError
 from ...state._jobs import HostPace, job_key
+from ...state._store import FetchNote, Prior
 from ._base import (
     MAX_HOLD,
     Candidate,
@@ -51,7 +52,7 @@ from ._base import (
 )
 
 if TYPE_CHECKING:
-    from ...state._redis import RedisCrawlState
+    from ...state._redis import RecrawlRun, RedisCrawlState, Visit, VisitNote
 
 __all__ = ["RedisFrontier"]
 
@@ -90,7 +91,9 @@ class RedisFrontier:
         self._unregistered = worker_id  # the id register() takes; None: registered
         self._lock = threading.Lock()
         self._held: dict[str, Lease] = {}  # this process's open leases (the heartbeat's)
-        self._claimed: set[str] = set()  # ids of held leases that claimed redirect targets
+        # held leases that claimed redirect targets: lease id -> the targets
+        self._claimed: dict[str, list[str]] = {}
+        self._notes: dict[str, FetchNote] = {}  # lease id -> its fetch, for its commit
         self._idle_for: float | None = None  # set when the last lease() found only others' work
         self._closed = threading.Event()
         self._heartbeat = threading.Thread(
@@ -183,6 +186,36 @@ class RedisFrontier:
             if lost:
                 logger.warning("%d leases of this worker expired and went elsewhere", len(lost))
 
+    # -- recrawls ------------------------------------------------------------------------
+
+    def recrawl(self, *, start: bool, fetched_before: float | None = None) -> RecrawlRun:
+        """Join the crawl's current run (finishing a recrawl's fill in progress); with
+        ``start``, begin the next recrawl run when the current one has no work left."""
+        return self.state.recrawl(start=start, fetched_before=fetched_before)
+
+    def prior(self, fp: int) -> Prior | None:
+        """The last fetch of the URL ``fp`` names, as a state file's
+        :meth:`~shoal.state.StateStore.prior` (None: never fetched)."""
+        v = self.state.visit(fp)
+        if v is None or (v.status is None and v.fetched_at is None):
+            return None
+        return Prior(
+            v.status,
+            v.etag,
+            v.last_modified,
+            v.sha256,
+            v.final_url,
+            v.fetched_at,
+            v.captured_at,
+            v.sha1,
+        )
+
+    def note_fetch(self, lease_id: str, note: FetchNote) -> None:
+        """What the fetch of a leased page leaves in the URL's visit, kept until the lease
+        commits (in the same call as its record's offset)."""
+        with self._lock:
+            self._notes[lease_id] = note
+
     # -- the seam ------------------------------------------------------------------------
 
     def submit(self, candidates: Sequence[Candidate]) -> list[Candidate]:
@@ -195,7 +228,7 @@ class RedisFrontier:
         self._mine(lease)
         claimed = self.state.claim_for(job_key(lease.url, lease.request), url)
         with self._lock:
-            self._claimed.add(lease.id)
+            self._claimed.setdefault(lease.id, []).append(url)
         return claimed
 
     def lease(self, n: int, budget: int | None = None) -> tuple[list[Lease], float | None]:
@@ -275,7 +308,8 @@ class RedisFrontier:
         if outcome == "retry" or lease.kind is not JobKind.PAGE or done.lost:
             with self._lock:
                 self._held.pop(lease.id, None)
-                self._claimed.discard(lease.id)  # a retry keeps its claims in Redis
+                self._notes.pop(lease.id, None)
+                self._claimed.pop(lease.id, None)  # a retry keeps its claims in Redis
         # A lost lease is not an error raised here: the jobs leased with it are this
         # worker's either way, and the crawler must run them.
         return done._replace(jobs=jobs, ready_in=ready_in)
@@ -292,6 +326,7 @@ class RedisFrontier:
         if output is None:
             raise FrontierError("a Redis crawl needs an output with offsets (jsonl, csv, warc)")
         items: list[tuple[str, Literal["done", "failed"]]] = []
+        visits: list[VisitNote] = []
         for lease, outcome, _ in finished:
             if outcome is Outcome.DONE:
                 items.append((lease.id, "done"))
@@ -302,24 +337,43 @@ class RedisFrontier:
         with self._lock:
             # Checked here, not only in Redis: the same commit sent twice has the same
             # token, and Redis takes it for a resend of a lost reply (and answers ok).
-            for lease, _, _ in finished:
+            for lease, _, status in finished:
                 if lease.id not in self._held:
                     raise FrontierError(f"lease {lease.id} ({lease.url}) is not held here")
+                # Keyed as the job is (a POST by its request, a GET by its URL), as prior()
+                # reads it back.
+                key = job_key(lease.url, lease.request)
+                visits.append((key, status, _visit(self._notes.get(lease.id))))
             expected = self.output_offset
             claimed = [
                 job_key(lease.url, lease.request)
                 for lease, _, _ in finished
                 if lease.id in self._claimed
             ]
+            targets = [
+                (url, lease.url, lease.depth)
+                for lease, _, _ in finished
+                for url in self._claimed.get(lease.id, ())
+            ]
         if not items and output == expected:
             return
+        changes = getattr(counts, "changes", None)
         # Raises StaleCommit (a FrontierError): the writer fails and the crawl stops.
-        self.state.commit(items, expected_offset=expected, new_offset=output, claimed_by=claimed)
+        self.state.commit(
+            items,
+            expected_offset=expected,
+            new_offset=output,
+            claimed_by=claimed,
+            visits=visits,
+            changes=changes,
+            targets=targets,
+        )
         with self._lock:
             self.output_offset = output
             for lease, _, _ in finished:
                 self._held.pop(lease.id, None)
-                self._claimed.discard(lease.id)
+                self._claimed.pop(lease.id, None)
+                self._notes.pop(lease.id, None)
 
     def renew(self, leases: Sequence[Lease]) -> None:
         lost = self.state.renew([lease.id for lease in leases])
@@ -364,3 +418,20 @@ class RedisFrontier:
         with self._lock:
             if lease.id not in self._held:
                 raise FrontierError(f"lease {lease.id} of {lease.url} is not held here")
+
+
+def _visit(note: FetchNote | None) -> Visit | None:
+    from ...state._redis import Visit
+
+    if note is None:
+        return None
+    return Visit(
+        None,
+        note.etag,
+        note.last_modified,
+        note.sha256,
+        note.sha1,
+        note.final_url,
+        note.fetched_at,
+        keep=note.keep_validators,
+    )

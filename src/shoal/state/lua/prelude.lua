@@ -39,6 +39,11 @@
 --                         lreq/lrep (last lease request and its reply, for a resend)
 --   P jc:<fp>      SET    redirect targets the job of URL fingerprint fp claimed (until
 --                         the job commits; a week at most)
+--   P v            HASH   fingerprint -> the URL's visit: its last fetch (status, validators,
+--                         digests, times) and queue entry, for recrawls (visits.lua)
+--   P changes      HASH   '<run> <change>' -> URLs of that recrawl run with that change
+-- meta also holds gen (the run records name: absent = 1) and, while a recrawl run is
+-- being filled, rscan, rgen, rcut, rq, rmin (recrawl.lua).
 --
 -- An entry is '<attempt> <kind p|r|s> <depth> <url bytes> <url><referrer>': one compact
 -- string per queued URL in a list, about its URL and referrer in size.
@@ -96,12 +101,12 @@ end
 -- has no state (see register).
 local function load_meta()
   local m = redis.call('HMGET', META, 'version', 'per_host', 'delay', 'robots', 'sl', 'ss',
-    'st', 'sn', 'due', 'wt', 'tclock', 'hp')
+    'st', 'sn', 'due', 'wt', 'tclock', 'hp', 'gen')
   if not m[1] then return nil end
   CFG = {limit = tonumber(m[2]), delay = tonumber(m[3]), robots = m[4] == '1',
     level = tonumber(m[5]), split = tonumber(m[6]), target = tonumber(m[7]),
     count = tonumber(m[8]), due = num(m[9], nil), waiters = num(m[10], 0),
-    clock = num(m[11], nil), paces = m[12] == '1'}
+    clock = num(m[11], nil), paces = m[12] == '1', gen = num(m[13], 1)}
   return CFG
 end
 

@@ -1,0 +1,460 @@
+"""``--recrawl`` of a crawl shared through Redis (#19): workers share a recrawl run (one run
+number, each URL revisited once), send conditional requests from what the shared state kept
+of each URL's last fetch, and classify changes as a single-process recrawl does; a worker
+killed mid-recrawl and run again finishes the run exactly once. Real subprocesses, a real
+redis-server, a real site that changes between runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from redis_server import RedisServer
+from shoal import Crawler, UsageError
+from shoal.state import Candidate, RedisCrawlState, fingerprint
+from sites import Reply, Request, html
+from test_recrawl import LM1, Doc, VersionedSite
+
+
+def shoal(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shoal", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def worker_cmd(server: RedisServer, site: VersionedSite, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "shoal", "crawl", site.url("/"), "-o", str(out),
+        "--redis", server.url, "--crawl-id", "c", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def records(*outs: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for path in outs:
+        if path.exists():
+            out += [json.loads(line) for line in path.read_text().splitlines()]
+    return out
+
+
+def run_of(run: int, *outs: Path) -> dict[str, dict[str, Any]]:
+    """The records of one run across the workers' outputs, by path: exactly one per URL."""
+    mine = [r for r in records(*outs) if r.get("run", 1) == run]
+    paths = ["/" + str(r["url"]).split("/", 3)[3] for r in mine]
+    assert len(paths) == len(set(paths)), sorted(paths)
+    return dict(zip(paths, mine, strict=True))
+
+
+def test_two_workers_share_a_recrawl_of_a_changed_site(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    docs = {
+        "/": Doc(html("home", "/a", "/b", "/c", "/d", "/e", "/f", "/x"), etag='"h1"'),
+        "/a": Doc(html("a"), etag='"a1"', last_modified=LM1),  # both validators
+        "/b": Doc(html("b"), etag='W/"b1"'),  # a weak ETag
+        "/c": Doc(html("c"), last_modified=LM1),  # Last-Modified only
+        "/d": Doc(html("d")),  # no validators: the digest decides
+        "/e": Doc(html("e"), etag='"e1"'),
+        "/f": Doc(html("f")),
+        "/x": Doc(html("x")),
+    }
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    with VersionedSite(docs) as site:
+        first = subprocess.run(worker_cmd(redis_server, site, a, "--per-host", "2"),
+                               capture_output=True, text=True,
+                               timeout=120, check=False)  # fmt: skip
+        assert first.returncode == 0, first.stderr
+        assert len(records(a)) == 8
+        # The site changes: a page edited, two deleted (404, 410), one added, robots.txt
+        # now disallows one.
+        docs["/"] = Doc(html("home", "/a", "/b", "/c", "/d", "/e", "/f", "/x", "/n"), etag='"h2"')
+        docs["/a"] = Doc(html("a edited"), etag='"a2"', last_modified=LM1)
+        del docs["/b"]
+        docs["/c"] = Doc(html("c"), status=410)
+        docs["/n"] = Doc(html("n"))
+        site.robots = "User-agent: *\nDisallow: /x\n"
+        # Worker a begins run 2 and stops at its --max-pages (its own budget: not part of
+        # the crawl's options); worker b joins the run and finishes it.
+        errs = []
+        for out, extra in ((a, ("--max-pages", "4")), (b, ())):
+            proc = subprocess.run(
+                worker_cmd(redis_server, site, out, "--per-host", "2", "--recrawl", *extra),
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            errs.append(proc.stderr)
+        assert "recrawl: run 2 of crawl c revisits the 8 URLs it knows" in errs[0], errs
+        assert "has work left in run 2" in errs[1], errs
+        conditional = dict(site.conditional)
+    second = run_of(2, a, b)
+    assert {p: r["change"] for p, r in second.items()} == {
+        "/": "changed",
+        "/a": "changed",
+        "/b": "gone",
+        "/c": "gone",
+        "/d": "unchanged",
+        "/e": "unchanged",
+        "/f": "unchanged",
+        "/x": "disallowed",
+        "/n": "new",
+    }
+    # Each worker wrote part of the run, both naming it run 2.
+    assert len([r for r in records(a) if r.get("run") == 2]) == 4
+    assert len([r for r in records(b) if r.get("run") == 2]) == 5
+    # The conditional requests came from what the shared state kept of run 1.
+    assert conditional["/a"] == {"if-none-match": '"a1"', "if-modified-since": LM1}
+    assert conditional["/b"] == {"if-none-match": 'W/"b1"'}
+    assert conditional["/c"] == {"if-modified-since": LM1}
+    assert conditional["/d"] == {}
+    assert conditional["/e"] == {"if-none-match": '"e1"'}
+    assert conditional["/n"] == {}
+    # shoal status --redis shows the run's counts.
+    status = shoal("status", "--redis", redis_server.url, "--crawl-id", "c", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["recrawls"] == [
+        {"run": 2, "new": 1, "changed": 2, "unchanged": 3, "gone": 2, "disallowed": 1}
+    ]
+    text = shoal("status", "--redis", redis_server.url, "--crawl-id", "c")
+    assert "recrawl run 2: new 1, changed 2, unchanged 3, gone 2, disallowed 1" in text.stdout
+    assert report["run"] == 2 and "crawl c: finished (run 2)" in text.stdout
+
+
+def test_revisit_after_skips_what_is_not_due(redis_server: RedisServer, tmp_path: Path) -> None:
+    docs = {"/": Doc(html("home", "/a"), etag='"h"'), "/a": Doc(html("a"), etag='"a"')}
+    out = tmp_path / "a.jsonl"
+    with VersionedSite(docs) as site:
+        cmd = worker_cmd(redis_server, site, out)
+        assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+        size = out.stat().st_size
+        later = subprocess.run([*cmd, "--recrawl", "--revisit-after", "1h"], capture_output=True,
+                               text=True, timeout=120, check=False)  # fmt: skip
+        assert later.returncode == 0, later.stderr
+        assert "nothing to revisit in crawl c" in later.stderr
+        assert "the next falls due at" in later.stderr
+        assert out.stat().st_size == size  # no records
+        # Nothing due is no run: the next recrawl is run 2.
+        now = subprocess.run([*cmd, "--recrawl", "--revisit-after", "1s"], capture_output=True,
+                             text=True, timeout=120, check=False)  # fmt: skip
+        # (run 1's fetches are at least a moment old; 1s may not have passed: wait for it)
+        if "nothing to revisit" in now.stderr:
+            threading.Event().wait(1.1)
+            now = subprocess.run([*cmd, "--recrawl", "--revisit-after", "1s"],
+                                 capture_output=True, text=True, timeout=120,
+                                 check=False)  # fmt: skip
+        assert now.returncode == 0, now.stderr
+    second = run_of(2, out)
+    assert {p: r["change"] for p, r in second.items()} == {"/": "unchanged", "/a": "unchanged"}
+
+
+def test_kill_9_mid_recrawl_then_rerun_is_exactly_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    n = 40
+    docs = {"/": Doc(html("home", *(f"/p{i}" for i in range(n))), etag='"home"')}
+    for i in range(n):
+        docs[f"/p{i}"] = Doc(html(f"p{i}"), etag=f'"p{i}"')
+    out = tmp_path / "a.jsonl"
+    gate = threading.Event()
+    with VersionedSite(docs) as site:
+        cmd = worker_cmd(redis_server, site, out, "--concurrency", "2")
+        assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+        for i in range(0, n, 2):  # half the pages change
+            docs[f"/p{i}"] = Doc(html(f"p{i} edited"), etag=f'"p{i}b"')
+        served = threading.Semaphore(0)
+        plain = site._serve
+        asked = [0]
+        lock = threading.Lock()
+
+        def stalling(req: Request) -> Reply:
+            if req.path.startswith("/p"):
+                with lock:
+                    asked[0] += 1
+                    late = asked[0] > 10
+                if late:  # past the first ten pages (in the fill's order) the recrawl stalls
+                    served.release()
+                    gate.wait(60)  # until the worker is killed
+            return plain(req)
+
+        site.site.fallback = stalling
+        proc = subprocess.Popen([*cmd, "--recrawl"], stderr=subprocess.DEVNULL)
+        try:
+            assert served.acquire(timeout=60)  # the recrawl is mid-way
+            client = redis.Redis.from_url(redis_server.url)
+            try:  # wait (bounded) until some revisits are committed
+                for _ in range(600):
+                    counts = client.hgetall("shoal:{c}:changes")
+                    if sum(int(v) for v in counts.values()) >= 5:
+                        break
+                    threading.Event().wait(0.05)
+            finally:
+                client.close()
+        finally:
+            proc.kill()
+            proc.wait(30)
+            gate.set()
+        site.site.fallback = plain
+        partial = [r for r in records(out) if r.get("run") == 2]
+        assert 0 < len(partial) < n + 1
+        with out.open("a") as f:  # the kill left a record half written
+            f.write('{"url": "torn')
+        again = subprocess.run([*cmd, "--recrawl"], capture_output=True, text=True,
+                               timeout=120, check=False)  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert "has work left in run 2" in again.stderr
+    second = run_of(2, out)  # exactly one record per URL for run 2
+    assert len(second) == n + 1
+    for i in range(n):
+        assert second[f"/p{i}"]["change"] == ("changed" if i % 2 == 0 else "unchanged")
+    assert not [r for r in records(out) if r.get("run", 1) > 2]
+    # The run's counts in Redis agree: each URL counted once, the kill notwithstanding.
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        counted = client.hgetall("shoal:{c}:changes")
+    finally:
+        client.close()
+    assert counted == {b"2 changed": str(n // 2).encode(), b"2 unchanged": str(n // 2 + 1).encode()}
+
+
+def identity() -> dict[str, Any]:
+    return {"start": "http://h.test/"}
+
+
+def test_a_fill_left_by_a_killed_worker_is_finished_by_the_next_each_url_once(
+    redis_server: RedisServer,
+) -> None:
+    """The fill of a recrawl run goes a bounded step at a time (a crawl of any size); a
+    worker that dies between steps leaves it to the next that joins, which finishes it:
+    every URL queued exactly once, and both agree on the run."""
+    from shoal.state import _redis_lua as lua
+
+    n = 1200
+    urls = [f"http://h{i % 3}.test/p{i}" for i in range(n)]
+    state = RedisCrawlState.open(redis_server.url, "f", identity(), robots=False)
+    try:
+        state.register("w1")
+        state.submit([Candidate(u) for u in urls])
+        offset = 0
+        for _ in range(100):
+            jobs, _ = state.lease(500)
+            if not jobs:
+                break
+            for job in jobs:
+                state.release(job.id, "done")
+            visits = [(j.url, 200, None) for j in jobs]
+            state.commit([(j.id, "done") for j in jobs], expected_offset=offset,
+                         new_offset=offset + len(jobs), visits=visits)  # fmt: skip
+            offset += len(jobs)
+        assert state.finished()
+        # A worker begins the run and dies after two steps of the fill.
+        for _ in range(2):
+            assert state._run(lua.recrawl(start=True, cut_us=None, count=100))[0] == b"fill"
+    finally:
+        state.close()
+    other = RedisCrawlState.open(redis_server.url, "f", identity(), robots=False)
+    try:
+        # A worker without --recrawl finishes the fill too: it joins run 2.
+        run = other.recrawl(start=False)
+        assert (run.what, run.run, run.queued) == ("started", 2, n)
+        assert other.recrawl(start=True).what == "unfinished"  # run 2 has work left
+        other.register("w2")
+        leased: list[str] = []
+        for _ in range(100):
+            jobs, _ = other.lease(500)
+            if not jobs:
+                break
+            leased += [j.url for j in jobs]
+            for job in jobs:
+                other.release(job.id, "done")
+            other.commit([(j.id, "done") for j in jobs], expected_offset=len(leased) - len(jobs),
+                         new_offset=len(leased))  # fmt: skip
+        assert sorted(leased) == sorted(urls)  # each once
+        assert other.recrawl(start=False) == ("run", 2, 0, None)
+    finally:
+        other.close()
+
+
+def test_visits_cost_is_bounded_and_measured(redis_server: RedisServer) -> None:
+    """What a URL's visit adds to Redis (docs/design.md states it): a page with both
+    validators, its digests and times, and its queue entry."""
+    import hashlib
+
+    from shoal.state._redis import Visit
+
+    n = 2000
+    state = RedisCrawlState.open(redis_server.url, "m", identity(), robots=False, per_host=500)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        state.register("w")
+        urls = [f"http://example.com/section/page-{i}.html" for i in range(n)]
+        state.submit([Candidate(u, 1, "http://example.com/") for u in urls])
+        before = int(client.info("memory")["used_memory"])
+        offset = 0
+        for _ in range(100):
+            jobs, _ = state.lease(500)
+            if not jobs:
+                break
+            notes = []
+            for job in jobs:
+                state.release(job.id, "done")
+                body = job.url.encode()
+                notes.append((job.url, 200, Visit(
+                    200, '"5f2b-1a2b3c4d"', "Sat, 05 Dec 2026 10:00:00 GMT",
+                    hashlib.sha256(body).digest(), hashlib.sha1(body).digest(), None, 1.8e9,
+                )))  # fmt: skip
+            state.commit([(j.id, "done") for j in jobs], expected_offset=offset,
+                         new_offset=offset + len(jobs), visits=notes)  # fmt: skip
+            offset += len(jobs)
+        per_url = int(client.memory_usage(f"{state.prefix}v", samples=0) or 0) / n
+        grown = (int(client.info("memory")["used_memory"]) - before) / n
+        print(f"visit: {per_url:.0f} bytes per URL (MEMORY USAGE), used_memory +{grown:.0f}")
+        assert state.finished() and client.hlen(f"{state.prefix}v") == n
+        # ~290 on Redis 7.0 (docs/design.md): a 213-byte visit, its 20-byte key, the table.
+        assert per_url < 350
+        v = state.visit(fingerprint(urls[7]))
+        assert v is not None and v.etag == '"5f2b-1a2b3c4d"' and v.status == 200
+        assert v.sha256 == hashlib.sha256(urls[7].encode()).digest()
+    finally:
+        client.close()
+        state.close()
+
+
+def test_recrawl_with_redis_is_no_longer_refused(tmp_path: Path) -> None:
+    # Only checked, not connected: Crawler() refuses what it cannot do before run().
+    crawler = Crawler(
+        "http://127.0.0.1:9/", output=str(tmp_path / "a.jsonl"), redis="unix:///nowhere",
+        crawl_id="c", recrawl=True,
+    )  # fmt: skip
+    assert crawler.options.recrawl
+    with pytest.raises(UsageError, match=r"recrawl.*does not write CSV"):
+        Crawler("http://127.0.0.1:9/", output=str(tmp_path / "a.csv"), redis="unix:///nowhere",
+                crawl_id="c", recrawl=True)  # fmt: skip
+
+
+def test_change_classes_are_those_of_a_single_process_recrawl(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The same site, changed the same way, recrawled by one process over its state file
+    and by a worker over Redis: the same record per URL and change, redirects included
+    (a redirect that now leads elsewhere, and its old target revisited on its own)."""
+    docs = {
+        "/": Doc(html("home", "/a", "/r", "/g", "/d"), etag='"h1"'),
+        "/a": Doc(html("a"), etag='"a1"'),
+        "/t": Doc(html("t"), etag='"t1"'),
+        "/t2": Doc(html("t2")),
+        "/g": Doc(html("g"), last_modified=LM1),
+        "/d": Doc(html("d")),
+    }
+    single, shared = tmp_path / "one.jsonl", tmp_path / "shared.jsonl"
+    with VersionedSite(docs) as site:
+        site.moved["/r"] = site.url("/t")
+
+        def both(**kw: Any) -> None:
+            Crawler(site.url("/"), output=str(single), concurrency=2, **kw).run()
+            Crawler(site.url("/"), output=str(shared), concurrency=2, redis=redis_server.url,
+                    crawl_id="same", **kw).run()  # fmt: skip
+
+        both()
+        docs["/a"] = Doc(html("a edited"), etag='"a2"')
+        del docs["/g"]
+        site.moved["/r"] = site.url("/t2")
+        both(recrawl=True)
+        docs["/"] = Doc(html("home", "/a", "/r", "/d", "/n"), etag='"h2"')
+        docs["/n"] = Doc(html("n"))
+        docs["/d"] = Doc(html("d"), status=410)
+        both(recrawl=True)
+
+    def changes(out: Path, run: int) -> dict[str, tuple[object, object]]:
+        return {p: (r["change"], r["status"]) for p, r in run_of(run, out).items()}
+
+    for run in (2, 3):
+        assert changes(shared, run) == changes(single, run), run
+    assert changes(shared, 2)["/r"][0] == "changed"  # it leads elsewhere now
+    assert changes(shared, 2)["/t"][0] == "new"  # its first visit on its own
+    assert changes(shared, 3)["/n"][0] == "new"
+    assert changes(shared, 3)["/d"][0] == "gone"
+
+
+def test_odd_validators_are_sent_back_exactly_and_long_ones_not_kept(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """What a server sends as validators is stored by length, not parsed: spaces, quotes,
+    Latin-1 and a digit-run that looks like the visit's own numbers come back exactly;
+    one past the limit is not kept (that URL is asked unconditionally, its digest decides)."""
+    odd = '"12 34 5 6" W/x é\t"'
+    docs = {
+        "/": Doc(html("home", "/o", "/l"), etag=odd, last_modified="0 0 0 0 0 0 0 0 0 x"),
+        "/o": Doc(html("o"), etag='W/"é"'),
+        "/l": Doc(html("l"), etag='"' + "x" * 300 + '"'),
+    }
+    out = tmp_path / "a.jsonl"
+    with VersionedSite(docs) as site:
+        Crawler(site.url("/"), output=str(out), redis=redis_server.url, crawl_id="odd").run()
+        Crawler(site.url("/"), output=str(out), redis=redis_server.url, crawl_id="odd",
+                recrawl=True).run()  # fmt: skip
+        conditional = dict(site.conditional)
+    assert conditional["/"] == {"if-none-match": odd, "if-modified-since": "0 0 0 0 0 0 0 0 0 x"}
+    assert conditional["/o"] == {"if-none-match": 'W/"é"'}
+    assert conditional["/l"] == {}
+    assert {p: r["change"] for p, r in run_of(2, out).items()} == dict.fromkeys(
+        ("/", "/o", "/l"), "unchanged"
+    )
+
+
+def test_warc_revisits_name_their_capture_exactly(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A worker's WARC part: a 304 and an unchanged body become revisit records whose
+    WARC-Refers-To-Date is the capture's WARC-Date to the microsecond (the shared state
+    keeps times in µs), with the capture's payload digest; warcio check passes."""
+    from test_recrawl import warc_records
+
+    docs = {
+        "/": Doc(html("home", "/b", "/d"), etag='"h"'),
+        "/b": Doc(html("b"), etag='W/"b1"'),
+        "/d": Doc(html("d")),
+    }
+    out = tmp_path / "part.warc.gz"
+    with VersionedSite(docs) as site:
+        kw: dict[str, Any] = {"output": str(out), "redis": redis_server.url, "crawl_id": "w"}
+        Crawler(site.url("/"), **kw).run()
+        first = {r["WARC-Target-URI"]: r for r in warc_records(out)}
+        Crawler(site.url("/"), recrawl=True, **kw).run()
+        later = {r["WARC-Target-URI"]: r for r in warc_records(out)[len(first) :]}
+        b, d = later[site.url("/b")], later[site.url("/d")]
+    assert b["WARC-Profile"].endswith("/revisit/server-not-modified")
+    assert d["WARC-Profile"].endswith("/revisit/identical-payload-digest")
+    for rec, path in ((b, "/b"), (d, "/d")):
+        assert rec["WARC-Type"] == "revisit"
+        assert rec["WARC-Refers-To-Target-URI"] == site.url(path)
+        assert rec["WARC-Refers-To-Date"] == first[site.url(path)]["WARC-Date"]
+        assert rec["WARC-Payload-Digest"] == first[site.url(path)]["WARC-Payload-Digest"]
+    check = subprocess.run(
+        [sys.executable, "-m", "warcio.cli", "check", "-v", str(out)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_recrawl_of_a_new_shared_crawl_crawls_it(redis_server: RedisServer, tmp_path: Path) -> None:
+    # As with a state file: --recrawl on a crawl that does not exist yet is its run 1.
+    docs = {"/": Doc(html("home", "/a")), "/a": Doc(html("a"))}
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    with VersionedSite(docs) as site:
+        Crawler(site.url("/"), output=str(a), redis=redis_server.url, crawl_id="new",
+                recrawl=True, revisit_after=60).run()  # fmt: skip
+        Crawler(site.url("/"), output=str(b), redis=redis_server.url, crawl_id="new2",
+                recrawl=True).run()  # fmt: skip
+    for out in (a, b):
+        assert len(records(out)) == 2 and not [r for r in records(out) if "run" in r]
