@@ -81,6 +81,7 @@ class Site:
         ]
         self.lock = threading.Lock()
         self.cache_control: str | None = "max-age=0"
+        self.validators = True
         self.restore()
 
     def restore(self) -> None:
@@ -94,9 +95,7 @@ class Site:
     def path(self, i: int) -> str:
         return f"/p/{i}.html"
 
-    def change(
-        self, changed: float, deleted: float, added: float
-    ) -> dict[str, set[str]]:
+    def change(self, changed: float, deleted: float, added: float) -> dict[str, set[str]]:
         """Change the site as the benchmark does; return the truth by class."""
         rng = random.Random(self.seed + 7)
         n = self.pages
@@ -135,7 +134,13 @@ class Site:
         if path == "/":
             links = "".join(f'<a href="{self.path(j)}">p{j}</a> ' for j in range(3))
             body = f"<html><body>{links}</body></html>".encode()
-            return 200, body, {"ETag": '"root"', "Last-Modified": formatdate(1_700_000_000, usegmt=True)}
+            if not self.validators:
+                return 200, body, {}
+            return (
+                200,
+                body,
+                {"ETag": '"root"', "Last-Modified": formatdate(1_700_000_000, usegmt=True)},
+            )
         try:
             i = int(path.removeprefix("/p/").removesuffix(".html"))
         except ValueError:
@@ -146,7 +151,7 @@ class Site:
             if i not in self.version or path != self.path(i):
                 return 404, b"not found", {}
             body, etag, modified = self.page(i)
-        return 200, body, {"ETag": etag, "Last-Modified": modified}
+        return 200, body, {"ETag": etag, "Last-Modified": modified} if self.validators else {}
 
 
 def handler(site: Site) -> type[BaseHTTPRequestHandler]:
@@ -220,6 +225,7 @@ class Row:
     tool: str  # shoal | scrapy | wget
     cache_control: str | None = "max-age=0"
     wget_flags: tuple[str, ...] = ()
+    validators: bool = True  # False: no ETag, no Last-Modified anywhere on the site
 
 
 ROWS = (
@@ -228,6 +234,14 @@ ROWS = (
     Row("wget -r -N", "wget"),
     Row("wget -r -N --no-if-modified-since", "wget", wget_flags=("--no-if-modified-since",)),
     Row("scrapy, no Cache-Control", "scrapy", cache_control=None),
+    Row("shoal --recrawl, no validators", "shoal", validators=False),
+    Row("scrapy, RFC 2616 cache, no validators", "scrapy", validators=False),
+    Row(
+        "wget -r -N --no-if-modified-since, no validators",
+        "wget",
+        wget_flags=("--no-if-modified-since",),
+        validators=False,
+    ),
 )
 
 
@@ -289,10 +303,8 @@ def shoal_reported(out: Path, before: int) -> tuple[dict[str, set[str]], Counter
     return reported, seen
 
 
-def run_row(
-    row: Row, site: Site, url: str, work: Path, args: argparse.Namespace
-) -> list[Result]:
-    site.cache_control = row.cache_control
+def run_row(row: Row, site: Site, url: str, work: Path, args: argparse.Namespace) -> list[Result]:
+    site.cache_control, site.validators = row.cache_control, row.validators
     site.restore()
     had: set[str] = set()  # pages the tool holds a copy of (wget, Scrapy)
     results = []
@@ -369,7 +381,7 @@ def markdown(args: argparse.Namespace, results: list[Result], versions: str) -> 
     lines = [
         f"Recrawl: {args.pages}-page site (~5 KB pages; ETag, Last-Modified, "
         f"`Cache-Control: max-age=0` unless said), 127.0.0.1, concurrency {args.concurrency} "
-        f"(wget: 1); \"changed\" run: {pct} % of the pages changed, "
+        f'(wget: 1); "changed" run: {pct} % of the pages changed, '
         f"{round(100 * args.deleted)} % deleted (404/410), {round(100 * args.added)} % added. "
         f"{versions}.",
         "",
@@ -396,10 +408,16 @@ def markdown(args: argparse.Namespace, results: list[Result], versions: str) -> 
         "| peer | run | body bytes | requests | wall | CPU |",
         "| --- | --- | --: | --: | --: | --: |",
     ]
-    base = ROWS[0].label
+    rows = {row.label: row for row in ROWS}
     for r in results:
-        s = by_key[(base, r.phase)]
-        if r.label == base:
+        # Each peer against shoal on the same site (with or without validators).
+        base = next(
+            row.label
+            for row in ROWS
+            if row.tool == "shoal" and row.validators == rows[r.label].validators
+        )
+        s = by_key.get((base, r.phase))
+        if r.label == base or s is None:
             continue
         pairs = (
             (r.body_bytes, s.body_bytes),
@@ -438,15 +456,16 @@ def main() -> None:
     parser.add_argument("--added", type=float, default=0.01, help="new pages, share of --pages")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=900, help="seconds per crawl")
-    parser.add_argument("--rows", help="comma-separated row numbers (1-based) to run")
+    parser.add_argument(
+        "--rows",
+        help="comma-separated row numbers (1-based) of: " + "; ".join(r.label for r in ROWS),
+    )
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--workdir", type=Path, help="keep outputs and logs here")
     args = parser.parse_args()
     rows = list(ROWS)
     if args.rows:
         rows = [ROWS[int(k) - 1] for k in args.rows.split(",")]
-        if rows[0] != ROWS[0]:
-            rows.insert(0, ROWS[0])  # the ratios are against shoal
     if not SHOAL.exists():
         sys.exit(f"{SHOAL} does not exist (python3 dev.py test -q tests/test_layout.py makes it)")
     if not shutil.which("wget"):
