@@ -25,11 +25,22 @@ tool reports as changed, new and gone against the server's truth:
   Scrapy's cache answers a 304 from its stored copy (its items carry ``cached``, checked
   against the server's log).
 
-Rows beyond the main three: Scrapy on the same site without ``Cache-Control: max-age=0`` (the
-RFC 2616 heuristic then takes a page as fresh for a tenth of its Last-Modified age and does
-not ask the server at all), and wget on the same site with extension-less paths ``/p/N``,
-where ``-N`` cannot read a page kept after a 304 for its links, and ``-N -E`` looks for the
-wrong local file.
+The rows (``--rows`` picks some by number):
+
+1. ``shoal crawl URL -o FILE`` then ``--recrawl`` twice.
+2. Scrapy with ``HTTPCACHE_ENABLED`` and ``RFC2616Policy``; the site sends
+   ``Cache-Control: max-age=0`` (to every tool; only Scrapy reads it), so every cached page is
+   stale and revalidated with If-None-Match and If-Modified-Since.
+3. ``wget -r -N``: wget 1.21 sends If-Modified-Since; after a 304 it does not read the kept
+   copy for links, so the recursion ends at the first page not modified.
+4. ``wget -r -N --no-if-modified-since``: the older timestamping, a HEAD per page and a GET
+   when the server's Last-Modified is newer than the local file (or sizes differ); kept
+   pages are read for links.
+5. Scrapy as in 2 on a site without ``Cache-Control``: the RFC 2616 heuristic takes a page
+   as fresh for a tenth of its Last-Modified age (here years, so months) and asks nothing.
+6.-8. shoal, Scrapy (as in 2) and wget (as in 4) on the site without ETag and
+   Last-Modified anywhere: nothing can be revalidated, every page is downloaded again, and
+   only a comparison of bodies tells what changed.
 
     .venv/bin/python bench/recrawl.py --markdown /tmp/recrawl.md
 
@@ -177,17 +188,19 @@ def handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 status, body = 304, b""
             if status in (200, 304) and path != "/robots.txt" and site.cache_control:
                 headers["Cache-Control"] = site.cache_control
+            sent = 0 if head else len(body)
+            # Logged before the answer goes out: a tool may exit (and the benchmark read the
+            # log) as soon as it has its last response.
+            with site.lock:
+                site.log.append((self.command, path, status, sent))
             self.send_response(status)
             headers.setdefault("Content-Type", "text/html")
             for k, v in headers.items():
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            sent = 0 if head else len(body)
             if sent:
                 self.wfile.write(body)
-            with site.lock:
-                site.log.append((self.command, path, status, sent))
 
         def _not_modified(self, headers: dict[str, str]) -> bool:
             inm, ims = self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since")
