@@ -404,7 +404,7 @@ def markdown(args: argparse.Namespace, results: list[Result], versions: str) -> 
         "| --- | --- | --- |",
     ]
     for r in results:
-        share = f"{100 * r.body_bytes / first[r.label]:.2f} %" if first[r.label] else "-"
+        share = f"{100 * r.body_bytes / first[r.label]:.3g} %" if first[r.label] else "-"
         cells = [
             r.label, r.phase, "yes" if r.ok else "NO", str(sum(r.statuses.values())),
             str(r.statuses[200]), str(r.statuses[304]),
@@ -438,7 +438,7 @@ def markdown(args: argparse.Namespace, results: list[Result], versions: str) -> 
             (r.wall_s, s.wall_s),
             (r.cpu_s, s.cpu_s),
         )
-        cells = [f"{a / b:.2f}" if b else "n/a" for a, b in pairs]
+        cells = [f"{a / b:.3g}" if b else "n/a" for a, b in pairs]
         lines.append(f"| {r.label} | {r.phase} | " + " | ".join(cells) + " |")
     notes = [f"- {r.label}, {r.phase}: {n}" for r in results for n in r.notes]
     if notes:
