@@ -6,6 +6,11 @@ go to a JSON Lines feed.
 
     python bench/peers/scrapy_crawl.py http://127.0.0.1:8000/ --concurrency 16 -o out.jsonl
 
+--http-cache DIR turns on Scrapy's HTTP cache in DIR with the RFC 2616 policy (conditional
+requests for stale entries, a 304 answered from the cache) and adds ``cached`` to each item:
+whether the response came from the cache (a revalidated or still fresh entry) rather than
+the network. bench/recrawl.py runs it several times on one DIR.
+
 Runs under bench/.venv-peers (needs scrapy).
 """
 
@@ -35,12 +40,18 @@ class SiteSpider(scrapy.Spider):
 
     def parse(self, response: Response, **kwargs: Any) -> Iterator[Any]:
         if not isinstance(response, TextResponse):  # no title or links in a binary body
-            yield {"url": response.url, "status": response.status, "title": None}
+            yield {
+                "url": response.url,
+                "status": response.status,
+                "title": None,
+                "cached": "cached" in response.flags,
+            }
             return
         yield {
             "url": response.url,
             "status": response.status,
             "title": response.css("title::text").get(),
+            "cached": "cached" in response.flags,
         }
         # Scrapy's dupefilter fingerprints canonicalised URLs (fragments dropped), so no
         # dedupe is needed here.  Start requests bypass it (dont_filter), which is why Scrapy
@@ -54,7 +65,17 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("-o", "--output", required=True, help="JSON Lines output file")
+    parser.add_argument("--http-cache", metavar="DIR", help="HTTP cache (RFC 2616 policy) here")
     args = parser.parse_args()
+    fields = ["url", "status", "title"]
+    cache: dict[str, object] = {}
+    if args.http_cache:
+        fields.append("cached")
+        cache = {
+            "HTTPCACHE_ENABLED": True,
+            "HTTPCACHE_POLICY": "scrapy.extensions.httpcache.RFC2616Policy",
+            "HTTPCACHE_DIR": os.path.abspath(args.http_cache),
+        }
 
     process = CrawlerProcess(
         settings={
@@ -72,9 +93,10 @@ def main() -> None:
                 os.path.abspath(args.output): {
                     "format": "jsonlines",
                     "overwrite": True,
-                    "fields": ["url", "status", "title"],
+                    "fields": fields,
                 }
             },
+            **cache,
         }
     )
     process.crawl(SiteSpider, start_url=args.url)
