@@ -776,7 +776,8 @@ class _Redirects:
             # request's label and meta go along; its method, body and headers do not).
             moved = None
             if job.request is not None:
-                moved = Request._decode(job.url, job.request)._moved(target)
+                posted = job_key(job.url, job.request) if _posted(job) else None
+                moved = Request._decode(job.url, job.request)._moved(target, posted)
             candidate = Candidate(target, job.depth, job.url, JobKind.PAGE, moved)
             added = steps.frontier.submit([candidate])
             if added:
@@ -786,6 +787,12 @@ class _Redirects:
         rules = self.rules
         if rules is not None and not rules.allowed(target, steps.options.user_agent):
             return "redirect target disallowed by robots.txt"
+        if _posted(job):
+            # A POST's hops are its own answer (post, redirect, get; or a 307/308 resending
+            # it): fetched for it whatever URLs were seen, and claiming none, so a link to
+            # the same URL is still crawled as a page of its own. Bounded all the same: a
+            # POST job is fetched once, its chain by max_redirects and the loop check.
+            return None
         if not steps.frontier.claim(job, target) and not self.again:
             return "redirect to an already-seen URL"
         return None
@@ -865,8 +872,9 @@ def throttled(
 
 
 def _posted(job: Lease) -> bool:
-    """The job is not a GET (its request's first line names its method; a GET's is empty)."""
-    return job.request is not None and not job.request.startswith("\n")
+    """The job is not a GET: its request's first line names its method (a GET's is empty,
+    or ``GET ...`` for the GET a POST's redirect to another host queued)."""
+    return job.request is not None and not job.request.startswith(("\n", "GET "))
 
 
 def _fingerprint(job: Lease) -> int:

@@ -191,14 +191,22 @@ class Request:
         request.meta = fields.get("d", {})
         return request
 
-    def _moved(self, url: str) -> str | None:
+    def _moved(self, url: str, posted: str | None = None) -> str | None:
         """The encoded request a redirect of this one to another host queues there: its
         label and meta go along; its headers, method and body never do (they were made
         for this host: a 307/308 across hosts is queued as a GET, so a form's fields,
-        maybe a password, never reach a host they were not meant for)."""
+        maybe a password, never reach a host they were not meant for).
+
+        ``posted``: the dedupe key of the POST that redirected (``job_key``). The GET
+        after a POST is that POST's answer, not a link: its identity is the POST's, so it
+        is fetched even if its URL was crawled already (or another POST led there)."""
         moved = Request._decode(url, None)
         moved.label, moved.meta = self.label, self.meta
-        return moved._encode()
+        encoded = moved._encode()
+        if posted is None:
+            return encoded
+        ident = "GET " + hashlib.blake2b(posted.encode(), digest_size=16).hexdigest()
+        return ident + ("\n{}" if encoded is None else encoded)
 
     # -- forms -----------------------------------------------------------------------------
 

@@ -1,0 +1,134 @@
+"""Review fixes for requests (#20): post/redirect/get whatever was seen, a POST's hops claim
+no GET, SQLite output keyed by the request, no POST resent on a stale connection, form
+secrets redacted in WARC, routes and from_form as browsers do. Real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import shoal
+from shoal import Request
+from shoal.crawler import Crawler, Page
+from sites import Reply, Site, html
+from sites import Request as Got
+
+
+def run(crawler: Crawler) -> None:
+    crawler.run()
+
+
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_post_redirect_get_to_a_url_already_crawled(tmp_path: Path) -> None:
+    """The form page posting to itself (303 to its own URL, already crawled as a GET) and
+    two POSTs to /add both answered 303 /cart: each POST's page is fetched and handled."""
+    with Site() as site:
+        carts: list[int] = []
+
+        def search(req: Got) -> Reply:
+            if req.method == "POST":
+                return Reply(303, "", {"Location": "/search"})
+            return Reply(body=html("search form"))
+
+        def add(req: Got) -> Reply:
+            carts.append(len(carts))
+            return Reply(303, "", {"Location": "/cart"})
+
+        def cart(req: Got) -> Reply:
+            return Reply(body=html(f"cart {len(carts)}"))
+
+        site.routes.update(
+            {"/": html("home", "/search", "/cart"), "/search": search, "/add": add, "/cart": cart}
+        )
+        out = tmp_path / "out.jsonl"
+        crawler = Crawler(site.url("/"), output=str(out), progress=False, robots=False)
+
+        @crawler.route()
+        def default(page: Page) -> Any:
+            if page.url.endswith("/search"):
+                yield Request("/search", "POST", data={"q": "x"}, label="res", meta={"n": 0})
+                yield Request("/add", "POST", data={"id": "1"}, label="res", meta={"n": 1})
+                yield Request("/add", "POST", data={"id": "2"}, label="res", meta={"n": 2})
+            yield from page.links
+
+        @crawler.route("res")
+        def result(page: Page) -> Any:
+            yield {"n": page.request.meta["n"], "at": page.final_url, "title": page.title}
+
+        run(crawler)
+    got = sorted((r["n"], r["at"], r["title"][:4]) for r in jsonl(out) if "n" in r)
+    assert got == [
+        (0, site.url("/search"), "sear"),
+        (1, site.url("/cart"), "cart"),
+        (2, site.url("/cart"), "cart"),
+    ]
+
+
+def test_a_post_answered_307_claims_no_get(tmp_path: Path) -> None:
+    """A POST resent by a 307 to /dest is not /dest's GET: a link to /dest is crawled."""
+    with Site() as site:
+        got: list[str] = []
+
+        def dest(req: Got) -> Reply:
+            got.append(req.method)
+            return Reply(body=html("dest"))
+
+        site.routes.update(
+            {"/": html("home"), "/p": Reply(307, "", {"Location": "/dest"}), "/dest": dest}
+        )
+        out = tmp_path / "out.jsonl"
+        crawler = Crawler(site.url("/"), output=str(out), progress=False, robots=False)
+
+        @crawler.route()
+        def default(page: Page) -> Any:
+            if page.url == site.url("/"):
+                yield Request("/p", "POST", data={"a": "1"}, label="x")
+
+        @crawler.route("x")
+        def posted(page: Page) -> Any:
+            yield "/dest"  # found only once the POST's hop was fetched
+
+        run(crawler)
+    assert sorted(got) == ["GET", "POST"]
+
+
+def test_a_post_redirected_to_another_host_already_seen_is_fetched_there(
+    tmp_path: Path,
+) -> None:
+    """Across hosts the hop is queued as a GET of its own: one per POST, even if the URL
+    was crawled (or another POST led there first)."""
+    with Site() as other, Site() as site:
+        other.routes["/landing"] = html("landing")
+        site.routes.update(
+            {
+                "/": html("home", other.url("/landing")),
+                "/post": Reply(303, "", {"Location": other.url("/landing")}),
+            }
+        )
+        out = tmp_path / "out.jsonl"
+        crawler = Crawler(
+            site.url("/"),
+            output=str(out),
+            progress=False,
+            robots=False,
+        )
+
+        @crawler.route()
+        def default(page: Page) -> Any:
+            if page.url == site.url("/"):
+                yield from page.links
+                yield Request("/post", "POST", data={"a": "1"}, label="x", meta={"n": 1})
+                yield Request("/post", "POST", data={"a": "2"}, label="x", meta={"n": 2})
+
+        @crawler.route("x")
+        def posted(page: Page) -> Any:
+            yield {"n": page.request.meta["n"], "at": page.final_url}
+
+        run(crawler)
+    got = sorted((r["n"], r["at"]) for r in jsonl(out) if "n" in r)
+    assert got == [(1, other.url("/landing")), (2, other.url("/landing"))]
+    assert other.count("/landing") == 3
