@@ -132,3 +132,48 @@ def test_a_post_redirected_to_another_host_already_seen_is_fetched_there(
     got = sorted((r["n"], r["at"]) for r in jsonl(out) if "n" in r)
     assert got == [(1, other.url("/landing")), (2, other.url("/landing"))]
     assert other.count("/landing") == 3
+
+
+def test_sqlite_output_keeps_a_row_per_request_of_one_url(tmp_path: Path) -> None:
+    """Three POSTed searches to /search and its GET: four rows, as JSONL has four records;
+    a GET's key is its URL as before (an older output resumes as it was)."""
+    import sqlite3
+
+    with Site() as site:
+
+        def search(req: Got) -> Reply:
+            if req.method == "GET":
+                return Reply(body='<form method="post"><input name="q"></form>')
+            return Reply(body=f"<p>{req.body.decode()}</p>")
+
+        site.routes["/search"] = search
+        outs = [tmp_path / "o.jsonl", tmp_path / "o.sqlite"]
+        crawler = Crawler(
+            site.url("/search"),
+            output=[str(o) for o in outs],
+            progress=False,
+            robots=False,
+            follow_links=False,
+        )
+
+        @crawler.route()
+        def default(page: Page) -> Any:
+            yield {"term": None, "text": page.css("form").get() is not None}
+            for term in ("red", "blue", "green"):
+                yield Request.from_form(page, {"q": term}, label="r", meta={"t": term})
+
+        @crawler.route("r")
+        def found(page: Page) -> Any:
+            yield {"term": page.request.meta["t"], "text": page.css("p::text").get()}
+
+        run(crawler)
+    assert len(jsonl(outs[0])) == 4
+    db = sqlite3.connect(outs[1])
+    rows = db.execute("SELECT source_url, url, data FROM records").fetchall()
+    db.close()
+    assert len(rows) == 4
+    terms = sorted(json.loads(data)["term"] or "" for _, _, data in rows)
+    assert terms == ["", "blue", "green", "red"]
+    keys = {key for key, _, _ in rows}
+    assert site.url("/search") in keys  # the GET's
+    assert len(keys) == 4 and all(k.endswith(site.url("/search")) for k in keys)
