@@ -5,8 +5,11 @@ secrets redacted in WARC, routes and from_form as browsers do. Real servers on 1
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import shoal
 from shoal import Request
@@ -177,3 +180,79 @@ def test_sqlite_output_keeps_a_row_per_request_of_one_url(tmp_path: Path) -> Non
     keys = {key for key, _, _ in rows}
     assert site.url("/search") in keys  # the GET's
     assert len(keys) == 4 and all(k.endswith(site.url("/search")) for k in keys)
+
+
+_OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
+
+
+@pytest.mark.parametrize("transport", ["native", "urllib3"])
+def test_a_post_is_never_sent_twice_after_a_dropped_connection(
+    tmp_path: Path, transport: str
+) -> None:
+    """The server reads the POST and drops the connection without a byte: no resend by the
+    client (a kept-alive connection, or a new one), nor by the crawl's retries; the record
+    says connection. A GET on a kept-alive connection the server dropped is sent again."""
+    from rawserver import raw_servers, read_request
+
+    posts: list[int] = []
+    page = b"<p>start</p>"
+
+    def script(conn: socket.socket, index: int) -> None:
+        while req := read_request(conn):
+            if req.startswith(b"POST"):
+                posts.append(index)
+                return  # acted on it, then the connection drops: no answer
+            conn.sendall(_OK % (len(page), page))
+
+    with raw_servers() as start:
+        srv = start(script)
+        out = tmp_path / "out.jsonl"
+        crawler = Crawler(
+            srv.url + "/",
+            output=str(out),
+            progress=False,
+            robots=False,
+            concurrency=1,
+            follow_links=False,
+            retries=2,
+            retry_backoff=0.01,
+            transport=transport,
+        )
+
+        @crawler.route()
+        def default(page: Page) -> Any:
+            if page.request.method == "GET":
+                yield Request(srv.url + "/order", "POST", data={"item": "1"})
+
+        result = crawler.run()
+    assert len(posts) == 1
+    (post,) = [r for r in jsonl(out) if r.get("method") == "POST"]
+    assert post["error"] == "connection"
+    assert result.retries == 0
+
+
+def test_a_post_that_never_left_is_retried(tmp_path: Path) -> None:
+    """A POST to a port nobody listens on: no connection, so it is tried again."""
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with Site({"/": html("home")}) as site:
+        out = tmp_path / "out.jsonl"
+        crawler = Crawler(
+            site.url("/"),
+            output=str(out),
+            progress=False,
+            robots=False,
+            retries=2,
+            retry_backoff=0.01,
+        )
+
+        @crawler.route()
+        def default(page: Page) -> Any:
+            if page.url == site.url("/"):
+                yield Request(f"http://127.0.0.1:{port}/order", "POST", data={"a": "1"})
+
+        result = crawler.run()
+    (post,) = [r for r in jsonl(out) if r.get("method") == "POST"]
+    assert post["error"] == "connection"
+    assert result.retries == 2

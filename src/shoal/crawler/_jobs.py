@@ -567,6 +567,11 @@ class Jobs:
         retryable = fetched.error in _RETRYABLE_ERRORS or (
             fetched.error is None and status in _RETRYABLE_STATUS
         )
+        if retryable and _posted(job):
+            # A POST is sent again only if it never left (no connection could be made) or
+            # the server said it did not handle it (429, 503): after a timeout, a dropped
+            # connection, a 500, 502 or 504 it may have acted on it (RFC 9110 9.2.2).
+            retryable = fetched.unsent if fetched.error is not None else status in (429, 503)
         asked = fetched.retry_after if fetched.error is None else None
         # A pause longer than a crawl waits: record it rather than hold and then drop it.
         too_long = asked is not None and asked > MAX_HOLD and status in _RETRYABLE_STATUS
