@@ -256,3 +256,38 @@ def test_a_post_that_never_left_is_retried(tmp_path: Path) -> None:
     (post,) = [r for r in jsonl(out) if r.get("method") == "POST"]
     assert post["error"] == "connection"
     assert result.retries == 2
+
+
+def test_warc_redacts_a_password_input_whatever_its_name(tmp_path: Path) -> None:
+    """``<input type=password name=pw>``: from_form knows the field is a password, and the
+    request carries that (through the frontier) to the WARC request record."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    form = (
+        '<form method=post action="/do"><input type=hidden name=csrf value=T0K>'
+        "<input name=user value=bob><input type=password name=pw value=hunter2>"
+        '<input name=note value="a~b*c"><button name=go value=1>Go</button></form>'
+    )
+    with Site({"/login": form, "/do": html("ok")}) as site:
+        out = tmp_path / "out.warc.gz"
+        crawler = Crawler(
+            site.url("/login"),
+            output=str(out),
+            progress=False,
+            robots=False,
+            follow_links=False,
+            state=str(tmp_path / "state.sqlite"),
+        )
+
+        @crawler.route()
+        def default(page: Page) -> Any:
+            if page.request.method == "GET":
+                yield Request.from_form(page)
+
+        run(crawler)
+    bodies = []
+    with open(out, "rb") as f:
+        for rec in ArchiveIterator(f):
+            if rec.rec_type == "request" and rec.http_headers.protocol == "POST":
+                bodies.append(rec.content_stream().read())
+    assert bodies == [b"csrf=T0K&user=bob&pw=%5Bredacted%5D&note=a~b%2Ac&go=1"]

@@ -87,7 +87,7 @@ class Request:
     not JSON), naming the problem.
     """
 
-    __slots__ = ("body", "headers", "label", "meta", "method", "url")
+    __slots__ = ("_secret", "body", "headers", "label", "meta", "method", "url")
 
     url: str
     method: str
@@ -95,6 +95,9 @@ class Request:
     body: bytes | None
     label: str | None
     meta: dict[str, Any]
+    # Names of form fields whose values are secrets (a form's password inputs): a WARC
+    # request record redacts them, besides the names that look secret.
+    _secret: tuple[str, ...]
 
     def __init__(
         self,
@@ -145,6 +148,7 @@ class Request:
         self.body = body
         self.label = label
         self.meta = _checked_meta(meta)
+        self._secret = ()
 
     # -- the frontier's form --------------------------------------------------------------
 
@@ -166,6 +170,8 @@ class Request:
             fields["l"] = self.label
         if self.meta:
             fields["d"] = self.meta
+        if self._secret and self.body:
+            fields["s"] = list(self._secret)
         if not fields:
             return None
         return ident + "\n" + json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
@@ -180,6 +186,7 @@ class Request:
         request.body = None
         request.label = None
         request.meta = {}
+        request._secret = ()
         if encoded is None:
             return request
         fields = json.loads(encoded.partition("\n")[2])
@@ -189,6 +196,7 @@ class Request:
         request.headers = dict(fields.get("h", ()))
         request.label = fields.get("l")
         request.meta = fields.get("d", {})
+        request._secret = tuple(fields.get("s", ()))
         return request
 
     def _moved(self, url: str, posted: str | None = None) -> str | None:
@@ -250,7 +258,11 @@ class Request:
         pairs = _form_fields(page, node)
         clicked = _clicked(page, node) if click else None
         pairs = _overridden(pairs, formdata, clicked)
-        return cls(urldefrag(url)[0], method, headers=headers, data=pairs, label=label, meta=meta)
+        request = cls(
+            urldefrag(url)[0], method, headers=headers, data=pairs, label=label, meta=meta
+        )
+        request._secret = _password_fields(page, node)
+        return request
 
     # -- the rest ----------------------------------------------------------------------------
 
@@ -406,6 +418,25 @@ def _form_fields(page: _FormPage, form: Any) -> list[tuple[str, str]]:
         elif tag == "select":
             pairs.extend((name, value) for value in _selected(node))
     return pairs
+
+
+def _password_fields(page: _FormPage, form: Any) -> tuple[str, ...]:
+    """The names of the form's password inputs, whatever they are called (``pw``)."""
+    names = []
+    for node in _controls(page, form):
+        if node.tag == "input" and (node.get("type") or "").strip().lower() == "password":
+            name = node.get("name")
+            if name and name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+def secret_fields(encoded: str | None) -> frozenset[str]:
+    """The secret form fields of a frontier's encoded request (see ``Request._secret``)."""
+    if encoded is None or '"s":' not in encoded:
+        return frozenset()
+    names = json.loads(encoded.partition("\n")[2]).get("s", ())
+    return frozenset(n for n in names if isinstance(n, str))
 
 
 def _selected(select: Any) -> list[str]:
