@@ -291,3 +291,77 @@ def test_warc_redacts_a_password_input_whatever_its_name(tmp_path: Path) -> None
             if rec.rec_type == "request" and rec.http_headers.protocol == "POST":
                 bodies.append(rec.content_stream().read())
     assert bodies == [b"csrf=T0K&user=bob&pw=%5Bredacted%5D&note=a~b%2Ac&go=1"]
+
+
+def test_a_bare_route_decorator_is_the_default(tmp_path: Path) -> None:
+    with Site({"/": html("home")}) as site:
+        out = tmp_path / "out.jsonl"
+        crawler = Crawler(site.url("/"), output=str(out), progress=False, robots=False)
+
+        @crawler.route
+        def default(page: Page) -> Any:
+            yield {"seen": page.url}
+
+        assert callable(default)
+        run(crawler)
+    assert jsonl(out) == [{"seen": site.url("/")}]
+    with pytest.raises(shoal.UsageError, match="two default handlers"):
+        Crawler(site.url("/"), on_page=lambda page: None).route(lambda page: None)
+
+
+def test_a_route_glob_with_a_query_is_refused() -> None:
+    crawler = Crawler("http://a.test/")
+    with pytest.raises(shoal.UsageError, match="path only, not its query"):
+        crawler.route(glob="/item?id=*")(lambda page: None)
+    crawler.route(glob="/item?")(lambda page: None)  # '?' as one character of a path
+
+
+def form_page(body: str | bytes, content_type: str = "text/html") -> Page:
+    from shoal.crawler import Fetched
+
+    url = "http://a.test/dir/page"
+    data = body.encode() if isinstance(body, str) else body
+    return Page.over(
+        Fetched(url, url, 200, {"content-type": content_type}, data), depth=0, referrer=None
+    )
+
+
+def test_from_form_as_browsers_submit() -> None:
+    post = "<form method=post>%s</form>"
+    textarea = Request.from_form(form_page(post % "<textarea name=t>\na\nb\r\nc</textarea>"))
+    assert textarea.body == b"t=a%0D%0Ab%0D%0Ac"
+    latin1 = form_page(
+        (post % '<input name=q value="caf\xe9">').encode("latin-1"),
+        "text/html; charset=iso-8859-1",
+    )
+    assert Request.from_form(latin1).body == b"q=caf%E9"
+    assert Request.from_form(latin1, {"q": "\u20ac"}).body == b"q=%26%238364%3B"  # &#8364;
+    charset = '<form method=post accept-charset="utf-8"><input name=q value="caf\xe9"></form>'
+    accepted = form_page(charset.encode("latin-1"), "text/html; charset=iso-8859-1")
+    assert Request.from_form(accepted).body == b"q=caf%C3%A9"
+    button = Request.from_form(
+        form_page(
+            "<form action=/a><input name=q value=1>"
+            "<button name=b formaction=/b formmethod=post value=2>x</button></form>"
+        )
+    )
+    assert (button.method, button.url, button.body) == ("POST", "http://a.test/b", b"q=1&b=2")
+    fieldset = Request.from_form(
+        form_page(
+            post % "<fieldset disabled><legend><input name=l value=1></legend>"
+            "<input name=a value=1></fieldset><input name=b value=2>"
+        )
+    )
+    assert fieldset.body == b"l=1&b=2"
+    image = form_page(post % "<input name=a value=1><input type=image name=img src=x.png>")
+    assert Request.from_form(image).body == b"a=1&img.x=0&img.y=0"
+    other = form_page("<form id=A method=post><input name=a value=1 form=B></form><form id=B>")
+    assert Request.from_form(other).body == b""
+    with pytest.raises(shoal.UsageError, match="text/plain"):
+        Request.from_form(form_page('<form method=post enctype="text/plain"></form>'))
+    with pytest.raises(shoal.UsageError, match="not str"):
+        Request.from_form(form_page(post % ""), "a=1")  # type: ignore[arg-type]
+    with pytest.raises(shoal.UsageError, match="not a name and a value"):
+        Request.from_form(form_page(post % ""), ["a"])  # type: ignore[list-item]
+    with pytest.raises(shoal.UsageError, match="no <form>"):
+        Request.from_form(form_page('{"a": 1}', "application/json"))

@@ -709,7 +709,7 @@ class Jobs:
             r.pages += 1
             r.errors[rules.error] += 1  # the cause is told once, in the summary's notes
         if self._revisit is not None:
-            prior = self._revisit.prior(fingerprint(job.url))
+            prior = self._revisit.prior(_fingerprint(job))
             self._visited(job, prior)  # a visit, as a failed fetch is (--revisit-after)
             record.update(run=self._revisit.run, change="failed")
             commit = Commit(

@@ -187,9 +187,8 @@ def redacted_body(
     for pair in text.split("&"):
         name, eq, _ = pair.partition("=")
         plain = unquote_plus(name, errors="replace")
-        if eq and (plain in secret or _SECRET.search(plain)):
-            pair = f"{name}={marker}"
-        out.append(pair)
+        secret_value = eq and (plain in secret or _SECRET.search(plain))
+        out.append(f"{name}={marker}" if secret_value else pair)
     return "&".join(out).encode("ascii")
 
 
