@@ -365,3 +365,43 @@ def test_from_form_as_browsers_submit() -> None:
         Request.from_form(form_page(post % ""), ["a"])  # type: ignore[list-item]
     with pytest.raises(shoal.UsageError, match="no <form>"):
         Request.from_form(form_page('{"a": 1}', "application/json"))
+
+
+def test_a_held_back_post_in_a_recrawl_reads_its_own_last_capture() -> None:
+    """A POST held back (robots.txt unreachable) in a recrawl run: the last capture it
+    keeps is its own row's (its request's fingerprint), not its URL's GET's."""
+    import threading
+
+    from shoal.crawler import CrawlOptions, CrawlResult
+    from shoal.crawler._fetch import HTTPFetcher
+    from shoal.crawler._jobs import Jobs, Revisit, _fingerprint
+    from shoal.crawler._records import Records
+    from shoal.crawler._robots import RobotsRules
+    from shoal.crawler._urls import Scope
+    from shoal.crawler.frontier import JobKind, Lease, MemoryFrontier
+    from shoal.http import MockTransport, Response
+
+    asked: list[int] = []
+
+    def prior(fp: int) -> None:
+        asked.append(fp)
+
+    url = "http://a.test/form"
+    post = Request(url, "POST", data={"a": "1"})
+    job = Lease("1", url, "http://a.test", JobKind.PAGE, 1, None, 1, post._encode())
+    jobs = Jobs(
+        CrawlOptions(),
+        scope=Scope.for_start_urls([url]),
+        frontier=MemoryFrontier(),
+        fetcher=HTTPFetcher(MockTransport(lambda r: Response(200, {}, b"")), user_agent="t"),
+        guard=None,
+        records=Records(None, follow_links=True, extract={}, save_bodies=False),
+        formats=["jsonl"],
+        result=CrawlResult(),
+        lock=threading.Lock(),
+        stopping=lambda: False,
+        revisit=Revisit(2, prior),
+    )
+    rules = RobotsRules(deny_all=True, reason="down", error="connection", detail="refused")
+    jobs._held_back(job, rules)
+    assert asked == [_fingerprint(job)]
