@@ -374,10 +374,10 @@ def test_warc_request_record_has_method_and_body_with_secrets_redacted(tmp_path:
     assert requests[site.url("/")][0] == "GET / HTTP/1.1"
     assert parse_qs(body.decode()) == {
         "user": ["ann"],
-        "password": ["REDACTED"],
-        "csrf_token": ["REDACTED"],
+        "password": ["[redacted]"],
+        "csrf_token": ["[redacted]"],
     }
-    assert headers["X-Api-Key"] == "REDACTED"
+    assert headers["X-Api-Key"] == "[redacted]"
     assert headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert headers["Content-Length"] == str(len(body))
     assert requests[site.url("/")][2] == b""

@@ -206,12 +206,14 @@ class ErrorKind(StrEnum):
 class TransportError(ShoalError):
     """One HTTP request failed. ``kind`` says how (an :class:`ErrorKind`), ``detail`` is
     the human-readable reason. Every transport raises only this, whatever library it
-    sits on."""
+    sits on. ``unsent``: the request never left (no connection: a lookup, connect or TLS
+    handshake that failed), so sending it again cannot repeat it, whatever its method."""
 
-    def __init__(self, kind: ErrorKind, detail: str) -> None:
+    def __init__(self, kind: ErrorKind, detail: str, *, unsent: bool = False) -> None:
         super().__init__(kind, detail)
         self.kind = kind
         self.detail = detail
+        self.unsent = unsent
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.detail}"

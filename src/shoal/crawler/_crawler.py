@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeGuard, cast
+from typing import TypeGuard, cast, overload
 
 from .._errors import JoinTimeout, NoProxyLeft, StateError, UsageError, WriterError
 from ..http import ProxyRules, Resolver, Transport, make_transport
@@ -483,9 +483,17 @@ class Crawler:
         """The fields of each record: the standard ones plus ``extract`` names."""
         return self._records.fields
 
+    @overload
+    def route(self, label: PageCallback, /) -> PageCallback: ...
+
+    @overload
     def route(
         self, label: str | None = None, *, glob: str | None = None
-    ) -> Callable[[PageCallback], PageCallback]:
+    ) -> Callable[[PageCallback], PageCallback]: ...
+
+    def route(
+        self, label: str | PageCallback | None = None, *, glob: str | None = None
+    ) -> Callable[[PageCallback], PageCallback] | PageCallback:
         """A decorator: the pages of requests labelled ``label``
         (``shoal.Request(url, label=...)``), or, with ``glob``, of URLs whose path matches
         it (``"/product/*"``; the first match in the order added) go to the decorated
@@ -493,10 +501,17 @@ class Crawler:
         is an error). A label wins over globs; a page nothing matches gets the standard
         record. Once there is a route by label, a request labelled with no route fails
         the callback that gave it (the record says so); without one, labels are only data
-        (``page.request.label``). Routes are added before :meth:`run`."""
+        (``page.request.label``). Routes are added before :meth:`run`. A bare
+        ``@crawler.route`` (no parentheses) is ``@crawler.route()``."""
+        if callable(label) and glob is None:
+            self._records.routes.add(None, None, label)
+            return label
+        if label is not None and not isinstance(label, str):
+            raise UsageError(f"a route's label is a string, not {type(label).__name__}")
+        named = label
 
         def add(handler: PageCallback) -> PageCallback:
-            self._records.routes.add(label, glob, handler)
+            self._records.routes.add(named, glob, handler)
             return handler
 
         return add

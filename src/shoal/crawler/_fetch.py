@@ -110,6 +110,9 @@ class Fetched:
     method: str = "GET"
     request_body: bytes | None = None
     request_headers: Mapping[str, str] = field(default_factory=dict)
+    # The fetch failed before its first request left (TransportError.unsent): a POST may
+    # then be sent again; after it left, never (the server may have acted on it).
+    unsent: bool = False
 
     @property
     def content_type(self) -> str:
@@ -208,6 +211,7 @@ class HTTPFetcher:
         detail = ""
         retry_after: float | None = None
         truncated = False
+        unsent = False
         headers_for = request.headers_for
         method, sent_body = request.method, request.body
         cookies = request.cookies
@@ -239,6 +243,7 @@ class HTTPFetcher:
                     )
             except TransportError as exc:
                 error, detail = exc.kind, exc.detail
+                unsent = hop == 0 and exc.unsent
                 break
             status, headers, body = response.status, response.headers, response.body
             retry_after = _retry_after(headers.get("retry-after"))
@@ -302,6 +307,7 @@ class HTTPFetcher:
             method,
             sent_body,
             request.request_headers if method == request.method else {},
+            unsent,
         )
 
     def _sent_headers(

@@ -581,6 +581,11 @@ class Jobs:
         retryable = fetched.error in _RETRYABLE_ERRORS or (
             fetched.error is None and status in _RETRYABLE_STATUS
         )
+        if retryable and _posted(job):
+            # A POST is sent again only if it never left (no connection could be made) or
+            # the server said it did not handle it (429, 503): after a timeout, a dropped
+            # connection, a 500, 502 or 504 it may have acted on it (RFC 9110 9.2.2).
+            retryable = fetched.unsent if fetched.error is not None else status in (429, 503)
         asked = fetched.retry_after if fetched.error is None else None
         # A pause longer than a crawl waits: record it rather than hold and then drop it.
         too_long = asked is not None and asked > MAX_HOLD and status in _RETRYABLE_STATUS
@@ -718,7 +723,7 @@ class Jobs:
             r.pages += 1
             r.errors[rules.error] += 1  # the cause is told once, in the summary's notes
         if self._revisit is not None:
-            prior = self._revisit.prior(fingerprint(job.url))
+            prior = self._revisit.prior(_fingerprint(job))
             self._visited(job, prior)  # a visit, as a failed fetch is (--revisit-after)
             record.update(run=self._revisit.run, change="failed")
             commit = Commit(
@@ -790,7 +795,8 @@ class _Redirects:
             # request's label and meta go along; its method, body and headers do not).
             moved = None
             if job.request is not None:
-                moved = Request._decode(job.url, job.request)._moved(target)
+                posted = job_key(job.url, job.request) if _posted(job) else None
+                moved = Request._decode(job.url, job.request)._moved(target, posted)
             candidate = Candidate(target, job.depth, job.url, JobKind.PAGE, moved)
             added = steps.frontier.submit([candidate])
             if added:
@@ -800,6 +806,12 @@ class _Redirects:
         rules = self.rules
         if rules is not None and not rules.allowed(target, steps.options.user_agent):
             return "redirect target disallowed by robots.txt"
+        if _posted(job):
+            # A POST's hops are its own answer (post, redirect, get; or a 307/308 resending
+            # it): fetched for it whatever URLs were seen, and claiming none, so a link to
+            # the same URL is still crawled as a page of its own. Bounded all the same: a
+            # POST job is fetched once, its chain by max_redirects and the loop check.
+            return None
         if not steps.frontier.claim(job, target) and not self.again:
             return "redirect to an already-seen URL"
         return None
@@ -879,8 +891,9 @@ def throttled(
 
 
 def _posted(job: Lease) -> bool:
-    """The job is not a GET (its request's first line names its method; a GET's is empty)."""
-    return job.request is not None and not job.request.startswith("\n")
+    """The job is not a GET: its request's first line names its method (a GET's is empty,
+    or ``GET ...`` for the GET a POST's redirect to another host queued)."""
+    return job.request is not None and not job.request.startswith(("\n", "GET "))
 
 
 def _fingerprint(job: Lease) -> int:

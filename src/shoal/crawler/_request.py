@@ -15,6 +15,7 @@ key a frontier dedupes by, so a GET's fingerprint is its URL's, as it always was
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import json
 import re
@@ -65,6 +66,8 @@ class _FormPage(Protocol):
     def final_url(self) -> str: ...
     @property
     def base_url(self) -> str: ...
+    @property
+    def encoding(self) -> str: ...
     def xpath(self, query: str) -> Any: ...
     def css(self, query: str) -> Any: ...
 
@@ -87,7 +90,7 @@ class Request:
     not JSON), naming the problem.
     """
 
-    __slots__ = ("body", "headers", "label", "meta", "method", "url")
+    __slots__ = ("_secret", "body", "headers", "label", "meta", "method", "url")
 
     url: str
     method: str
@@ -95,6 +98,9 @@ class Request:
     body: bytes | None
     label: str | None
     meta: dict[str, Any]
+    # Names of form fields whose values are secrets (a form's password inputs): a WARC
+    # request record redacts them, besides the names that look secret.
+    _secret: tuple[str, ...]
 
     def __init__(
         self,
@@ -145,6 +151,7 @@ class Request:
         self.body = body
         self.label = label
         self.meta = _checked_meta(meta)
+        self._secret = ()
 
     # -- the frontier's form --------------------------------------------------------------
 
@@ -166,6 +173,8 @@ class Request:
             fields["l"] = self.label
         if self.meta:
             fields["d"] = self.meta
+        if self._secret and self.body:
+            fields["s"] = list(self._secret)
         if not fields:
             return None
         return ident + "\n" + json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
@@ -180,6 +189,7 @@ class Request:
         request.body = None
         request.label = None
         request.meta = {}
+        request._secret = ()
         if encoded is None:
             return request
         fields = json.loads(encoded.partition("\n")[2])
@@ -189,16 +199,25 @@ class Request:
         request.headers = dict(fields.get("h", ()))
         request.label = fields.get("l")
         request.meta = fields.get("d", {})
+        request._secret = tuple(fields.get("s", ()))
         return request
 
-    def _moved(self, url: str) -> str | None:
+    def _moved(self, url: str, posted: str | None = None) -> str | None:
         """The encoded request a redirect of this one to another host queues there: its
         label and meta go along; its headers, method and body never do (they were made
         for this host: a 307/308 across hosts is queued as a GET, so a form's fields,
-        maybe a password, never reach a host they were not meant for)."""
+        maybe a password, never reach a host they were not meant for).
+
+        ``posted``: the dedupe key of the POST that redirected (``job_key``). The GET
+        after a POST is that POST's answer, not a link: its identity is the POST's, so it
+        is fetched even if its URL was crawled already (or another POST led there)."""
         moved = Request._decode(url, None)
         moved.label, moved.meta = self.label, self.meta
-        return moved._encode()
+        encoded = moved._encode()
+        if posted is None:
+            return encoded
+        ident = "GET " + hashlib.blake2b(posted.encode(), digest_size=16).hexdigest()
+        return ident + ("\n{}" if encoded is None else encoded)
 
     # -- forms -----------------------------------------------------------------------------
 
@@ -226,23 +245,59 @@ class Request:
         POST (form-encoded body). Refused with UsageError: no such form, an action that
         is not http(s) (``javascript:``), a multipart form (file uploads), more than
         MAX_FORM_FIELDS fields. The crawl's scope still decides whether it is sent."""
+        if formdata is not None and isinstance(formdata, str | bytes):
+            raise UsageError(
+                "from_form: formdata is a mapping of fields or a list of (name, value) pairs, "
+                f"not {type(formdata).__name__}"
+            )
         node = _pick_form(page, form)
-        attrs = node.attrib
+        button = _clicked(page, node) if click else None
+        # The clicked button's formaction, formmethod and formenctype win over the form's.
+        attrs = dict(node.attrib)
+        if button is not None:
+            for name in ("action", "method", "enctype"):
+                value = button.get("form" + name)
+                if value is not None:
+                    attrs[name] = value
         method = (attrs.get("method") or "get").strip().upper()
         if method not in METHODS:
             raise UsageError(f"the form's method {method!r:.40} submits nothing (GET or POST)")
         enctype = (attrs.get("enctype") or FORM_TYPE).strip().lower()
         if method == "POST" and enctype.startswith("multipart/"):
             raise UsageError("the form is multipart/form-data (file uploads): not supported")
+        if method == "POST" and enctype.startswith("text/plain"):
+            raise UsageError(
+                "the form is text/plain (no server can parse it reliably): not supported"
+            )
         action = (attrs.get("action") or "").strip()
         url = urljoin(page.base_url, action) if action else page.final_url
         scheme = urlsplit(url).scheme.lower()
         if scheme not in ("http", "https"):
             raise UsageError(f"the form's action {action!r:.80} is not an http(s) URL")
         pairs = _form_fields(page, node)
-        clicked = _clicked(page, node) if click else None
-        pairs = _overridden(pairs, formdata, clicked)
-        return cls(urldefrag(url)[0], method, headers=headers, data=pairs, label=label, meta=meta)
+        pairs = _overridden(pairs, formdata, _clicked_pairs(button))
+        pairs = _pairs(pairs)  # the checks of a Request's data: str names and values
+        # As a browser: the fields in the form's accept-charset or the page's encoding, a
+        # character it lacks as an HTML character reference.
+        charset = _form_charset(attrs.get("accept-charset"), page.encoding)
+        encoded = urlencode(pairs, encoding=charset, errors="xmlcharrefreplace")
+        url = urldefrag(url)[0]
+        if method == "GET":
+            request = cls(
+                url.split("?", 1)[0] + ("?" + encoded if encoded else ""),
+                headers=headers,
+                label=label,
+                meta=meta,
+            )
+        else:
+            own = dict(headers or {})
+            if not any(name.lower() == "content-type" for name in own):
+                own["Content-Type"] = FORM_TYPE
+            request = cls(
+                url, method, headers=own, data=encoded.encode("ascii"), label=label, meta=meta
+            )
+        request._secret = _password_fields(page, node)
+        return request
 
     # -- the rest ----------------------------------------------------------------------------
 
@@ -342,6 +397,13 @@ def _checked_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _pick_form(page: _FormPage, form: int | str | None) -> Any:
+    try:
+        return _find_form(page, form)
+    except ValueError as exc:  # parsel's: a page that is not HTML (JSON) has no forms
+        raise UsageError(f"no <form> on {page.final_url}: {exc}") from None
+
+
+def _find_form(page: _FormPage, form: int | str | None) -> Any:
     if isinstance(form, str):
         found = page.css(form)
         if not found:
@@ -365,8 +427,9 @@ def _controls(page: _FormPage, form: Any) -> list[Any]:
     """The form's controls in document order: those inside it, and those outside that
     name it (``form="ID"``). Bounded: a page of thousands of inputs is refused."""
     query = ".//input|.//select|.//textarea|.//button"
-    nodes = list(form.xpath(query))
     form_id = form.get("id")
+    # A control inside that names another form (form="OTHER") is that form's.
+    nodes = [n for n in form.xpath(query) if n.get("form") in (None, form_id)]
     if form_id:
         inside = set(nodes)
         outside = [n.root for n in page.xpath("//*[@form]")[: MAX_FORM_FIELDS + 1]]
@@ -380,7 +443,7 @@ def _form_fields(page: _FormPage, form: Any) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for node in _controls(page, form):
         name = node.get("name")
-        if not name or node.get("disabled") is not None:
+        if not name or _disabled(node):
             continue
         tag = node.tag
         if tag == "input":
@@ -394,10 +457,29 @@ def _form_fields(page: _FormPage, form: Any) -> list[tuple[str, str]]:
             else:
                 pairs.append((name, node.get("value") or ""))
         elif tag == "textarea":
-            pairs.append((name, "".join(node.itertext())))
+            pairs.append((name, _textarea_value("".join(node.itertext()))))
         elif tag == "select":
             pairs.extend((name, value) for value in _selected(node))
     return pairs
+
+
+def _password_fields(page: _FormPage, form: Any) -> tuple[str, ...]:
+    """The names of the form's password inputs, whatever they are called (``pw``)."""
+    names = []
+    for node in _controls(page, form):
+        if node.tag == "input" and (node.get("type") or "").strip().lower() == "password":
+            name = node.get("name")
+            if name and name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+def secret_fields(encoded: str | None) -> frozenset[str]:
+    """The secret form fields of a frontier's encoded request (see ``Request._secret``)."""
+    if encoded is None or '"s":' not in encoded:
+        return frozenset()
+    names = json.loads(encoded.partition("\n")[2]).get("s", ())
+    return frozenset(n for n in names if isinstance(n, str))
 
 
 def _selected(select: Any) -> list[str]:
@@ -415,27 +497,85 @@ def _option_value(option: Any) -> str:
     return " ".join("".join(option.itertext()).split())
 
 
-def _clicked(page: _FormPage, form: Any) -> tuple[str, str] | None:
-    """The first named submit button's (name, value): what clicking it adds."""
+def _disabled(node: Any) -> bool:
+    """Disabled itself, or inside a disabled <fieldset> but not in its first <legend>."""
+    if node.get("disabled") is not None:
+        return True
+    child = node
+    for parent in node.iterancestors():
+        if parent.tag == "form":
+            return False
+        if parent.tag == "fieldset" and parent.get("disabled") is not None:
+            legend = next((c for c in parent if c.tag == "legend"), None)
+            if legend is None or child is not legend:
+                return True
+        child = parent
+    return False
+
+
+def _textarea_value(text: str) -> str:
+    """A textarea's value as a browser submits it: the newline right after the start tag
+    is not part of it, and line breaks go as CRLF."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.startswith("\n"):
+        text = text[1:]
+    return text.replace("\n", "\r\n")
+
+
+def _clicked(page: _FormPage, form: Any) -> Any:
+    """The button a click submits with: the first submit button or image that sends
+    something (a named submit, or an image, whose click point is sent)."""
     for node in _controls(page, form):
-        name = node.get("name")
-        if not name or node.get("disabled") is not None:
+        if _disabled(node) or node.tag not in ("input", "button"):
             continue
-        kind = (node.get("type") or ("submit" if node.tag == "button" else "text")).lower()
-        if node.tag in ("input", "button") and kind == "submit":
-            return name, node.get("value") or ""
+        kind = (node.get("type") or ("submit" if node.tag == "button" else "text")).strip()
+        kind = kind.lower()
+        if kind == "image" and node.tag == "input":
+            return node
+        if kind == "submit" and node.get("name"):
+            return node
     return None
 
 
+def _clicked_pairs(button: Any) -> list[tuple[str, str]]:
+    """What clicking ``button`` adds: its name and value; for an image, the point
+    clicked (0, 0) as ``name.x`` and ``name.y`` (``x`` and ``y`` without a name)."""
+    if button is None:
+        return []
+    name = button.get("name") or ""
+    if button.tag == "input" and (button.get("type") or "").strip().lower() == "image":
+        prefix = name + "." if name else ""
+        return [(prefix + "x", "0"), (prefix + "y", "0")]
+    return [(name, button.get("value") or "")]
+
+
+def _form_charset(accept: str | None, page_encoding: str) -> str:
+    """The encoding a browser submits a form in: the first usable one of its
+    accept-charset, else the page's; UTF-8 for a UTF-16/32 page or an unknown name."""
+    for given in [*(accept or "").replace(",", " ").split(), page_encoding]:
+        try:
+            name = codecs.lookup(given).name
+        except (LookupError, ValueError):
+            continue
+        if name.startswith(("utf-16", "utf-32")):
+            return "utf-8"
+        return name
+    return "utf-8"
+
+
 def _overridden(
-    pairs: list[tuple[str, str]], formdata: FormData | None, clicked: tuple[str, str] | None
+    pairs: list[tuple[str, str]], formdata: FormData | None, clicked: list[tuple[str, str]]
 ) -> list[tuple[str, str]]:
     """The form's fields with ``formdata``'s in their place (first position kept), new
     names after them, a None value removing the field; then the clicked button."""
     given: dict[str, list[Any] | None] = {}
     if formdata is not None:
         items: Iterable[Any] = formdata.items() if isinstance(formdata, Mapping) else formdata
-        for name, value in items:
+        for item in items:
+            try:
+                name, value = item
+            except (TypeError, ValueError):
+                raise UsageError(f"from_form: {item!r:.80} is not a name and a value") from None
             if value is None:
                 given[name] = None
                 continue
@@ -454,6 +594,5 @@ def _overridden(
     for name, wanted in given.items():
         if name not in placed:
             out.extend((name, v) for v in wanted or ())
-    if clicked is not None and clicked[0] not in given:
-        out.append(clicked)
+    out.extend(pair for pair in clicked if pair[0] not in given)
     return out

@@ -9,6 +9,7 @@ standard record, as a crawl with no handler gives every page.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
 from typing import Any
@@ -19,6 +20,9 @@ from ._request import MAX_LABEL
 from ._urls import url_path
 
 __all__ = ["PageCallback", "Routes"]
+
+# A '?' then, before any '/', a '=': a query string, which a path glob never sees.
+_QUERY = re.compile(r"\?[^/]*=")
 
 # What a page callback may give back: records (dicts) to write, URLs (str) and
 # shoal.Request objects to follow.
@@ -65,6 +69,14 @@ class Routes:
                 raise UsageError(
                     f"a route's glob is matched against the URL's path: {glob!r} never "
                     "matches one (paths begin with '/')"
+                )
+            if _QUERY.search(glob):
+                # '?' is a glob's any-one-character: "/item?id=*" reads as a query but
+                # would match paths only, never "/item?id=3".
+                raise UsageError(
+                    f"a route's glob is matched against the URL's path only, not its query: "
+                    f"{glob!r} looks like one; route by the path (glob='/item*') or give the "
+                    "request a label"
                 )
             self._globs.append((glob, handler))
         else:

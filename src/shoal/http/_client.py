@@ -436,16 +436,29 @@ class HTTPClient:
         else:  # direct, or inside a CONNECT tunnel: the usual origin-form request
             request = _request(target, authority, headers, method, body)
         pool_key = origin if proxy is None else f"{origin} via {proxy.key}"
-        conn = self._checkout(pool_key)
+        # A POST goes on a new connection: one the server dropped while idle would fail
+        # it after it was sent, and a POST is never sent twice (RFC 9110 9.2.2: the
+        # server may have acted on it). Kept for reuse after it, as any.
+        idempotent = method == "GET"
+        conn = self._checkout(pool_key) if idempotent else None
         while True:
             reused = conn is not None
             if conn is None:
-                conn = self._connect(scheme, host, port, deadline, proxy)
+                try:
+                    conn = self._connect(scheme, host, port, deadline, proxy)
+                except TransportError as exc:
+                    exc.unsent = True
+                    raise
+                except _ProxyDown as down:
+                    down.error.unsent = True
+                    raise
             try:
                 response, keep = _exchange(conn, request, max_bytes, deadline, read_body, truncate)
             except _Stale as exc:
                 conn.close()
-                if reused:  # the server dropped an idle connection: resend, once, on a new one
+                if reused and idempotent:
+                    # The server dropped an idle connection: a GET is sent again, once, on
+                    # a new one (no response byte came back).
                     conn = None
                     continue
                 error = TransportError(ErrorKind.CONNECTION, f"{origin}: {exc}")

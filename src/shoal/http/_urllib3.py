@@ -133,9 +133,12 @@ def _translate(exc: BaseException) -> TransportError:
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
     # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first.
+    # A connection that could not be made: the request never left (``unsent``).
     if isinstance(exc, NewConnectionError):
-        return TransportError(ErrorKind.CONNECTION, str(exc))
-    if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
+        return TransportError(ErrorKind.CONNECTION, str(exc), unsent=True)
+    if isinstance(exc, ConnectTimeoutError):
+        return TransportError(ErrorKind.TIMEOUT, str(exc), unsent=True)
+    if isinstance(exc, ReadTimeoutError):
         return TransportError(ErrorKind.TIMEOUT, str(exc))
     if isinstance(exc, SSLError):
         return TransportError(ErrorKind.TLS, str(exc))

@@ -1,4 +1,4 @@
-"""SQLite: a ``records`` table, keyed on the URL that produced each row (idempotent)."""
+"""SQLite: a ``records`` table, keyed on the request that produced each row (idempotent)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from ..._errors import OutputError, UsageError, WriterError
 from ...runtime import json_line
+from ...state._jobs import job_key
 from .._schema import RECORD_FIELDS
 from ._base import Commit, OutputOptions
 from ._file import OutputFile
@@ -32,9 +33,12 @@ class SqliteOutput:
     """A ``records`` table: the record fields as columns (extracted or callback fields as
     JSON in ``data``), indexed on url.
 
-    Rows are keyed by the URL that produced them and their position among its records, so
-    a page fetched again after a resume replaces its own rows instead of adding to them,
-    and a callback may give several records for one page (or records without a url).
+    Rows are keyed by the request that produced them (``source_url``: its URL for a plain
+    GET, as always; ``METHOD digest URL`` for a POST, the key the frontier dedupes it by)
+    and their position among its records, so a page fetched again after a resume replaces
+    its own rows instead of adding to them, a callback may give several records for one
+    page (or records without a url), and POSTs to one URL (or a POST and a GET of it) keep
+    a row each. A GET's key is its URL, as before: an older output resumes as it was.
     """
 
     def __init__(self, target: OutputFile, fresh: bool) -> None:
@@ -75,7 +79,8 @@ class SqliteOutput:
         rows = []
         runs = []
         for commit in commits:
-            source = commit.finished.url if commit.finished is not None else ""
+            finished = commit.finished
+            source = "" if finished is None else job_key(finished.url, finished.request)
             for n, r in enumerate(commit.records):
                 extra = {k: v for k, v in r.items() if k not in _COLUMNS}
                 values = (_sql_value(r.get(f)) for f in RECORD_FIELDS)
@@ -125,7 +130,7 @@ def _add_history(db: sqlite3.Connection) -> None:
     """In the caller's transaction, at a recrawl's first record: ``records`` keyed by run
     too (``run`` 1 for the rows before, ``change`` NULL), so each run adds its rows
     (a page fetched again after a resume still replaces its own row of that run); and
-    ``latest``, each source URL's rows of its latest run."""
+    ``latest``, each source's (request's) rows of its latest run."""
     info = list(db.execute("PRAGMA table_info(records)"))
     old = ", ".join(row[1] for row in info)
     defs = ", ".join(f"{row[1]} {row[2] or 'TEXT'}{' NOT NULL' if row[3] else ''}" for row in info)

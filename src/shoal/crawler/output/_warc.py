@@ -25,6 +25,7 @@ from warcio.warcwriter import WARCWriter
 from ..._errors import UsageError
 from ..._url import split_url
 from ..._version import __version__
+from .._request import secret_fields
 from ._base import Commit, OutputOptions, RefersTo
 from ._file import FileOutput, OutputFile
 
@@ -32,8 +33,10 @@ __all__ = ["WarcOutput", "open_format"]
 
 _DROPPED = {"content-encoding", "transfer-encoding", "content-length"}
 # Form fields and headers whose values are secrets: a WARC request record keeps the
-# request for replay, but these values as "REDACTED" (docs/api.md says so).
+# request for replay, but these values as "[redacted]" (the marker of every secret shoal
+# keeps out of a file; docs/api.md says so). Also a form's password inputs, by any name.
 _SECRET = re.compile(r"pass|pwd|secret|token|api[-_]?key|auth|session|cookie", re.IGNORECASE)
+_REDACTED = "[redacted]"
 # Header names that are secrets whatever their value.
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
@@ -100,7 +103,9 @@ class WarcOutput(FileOutput):
                 own = [(k, _redacted_header(k, v)) for k, v in fetched.request_headers.items()]
                 fields = _with_user_headers(fields, own)
             if sent is not None:
-                sent = redacted_body(sent, fetched.request_headers)
+                finished = commit.finished
+                secret = secret_fields(None if finished is None else finished.request)
+                sent = redacted_body(sent, fetched.request_headers, secret)
                 fields.append(("Content-Length", str(len(sent))))
             request_headers = StatusAndHeaders(
                 f"{fetched.method} {parts.target} HTTP/1.1", fields, is_http_request=True
@@ -161,25 +166,35 @@ def _sha1_digest(sha1: bytes) -> str:
     return "sha1:" + base64.b32encode(sha1).decode()
 
 
-def redacted_body(body: bytes, headers: Mapping[str, str]) -> bytes:
-    """A form body with the values of password-like fields replaced by REDACTED; any
-    other body (JSON, bytes a callback made) as sent."""
-    from urllib.parse import parse_qsl, urlencode
+def redacted_body(
+    body: bytes, headers: Mapping[str, str], secret: frozenset[str] = frozenset()
+) -> bytes:
+    """A form body with the values of password-like fields (and of the fields named in
+    ``secret``) replaced by ``[redacted]``, every other byte as sent (a field in another
+    charset than UTF-8 stays as it was); any other body (JSON, bytes a callback made)
+    as sent."""
+    from urllib.parse import quote_plus, unquote_plus
 
     kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
     if not kind.lower().startswith("application/x-www-form-urlencoded"):
         return body
     try:
-        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True)
-    except (UnicodeDecodeError, ValueError):
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
         return body
-    safe = [(k, "REDACTED" if _SECRET.search(k) else v) for k, v in pairs]
-    return urlencode(safe).encode("ascii")
+    marker = quote_plus(_REDACTED)
+    out = []
+    for pair in text.split("&"):
+        name, eq, _ = pair.partition("=")
+        plain = unquote_plus(name, errors="replace")
+        secret_value = eq and (plain in secret or _SECRET.search(plain))
+        out.append(f"{name}={marker}" if secret_value else pair)
+    return "&".join(out).encode("ascii")
 
 
 def _redacted_header(name: str, value: str) -> str:
     lowered = name.lower()
-    return "REDACTED" if lowered in _SECRET_HEADERS or _SECRET.search(lowered) else value
+    return _REDACTED if lowered in _SECRET_HEADERS or _SECRET.search(lowered) else value
 
 
 def _warc_date(when: float | None) -> str:
