@@ -158,6 +158,26 @@ def test_the_command_line_wins_over_the_file(tmp_path: Path) -> None:
     assert options["state"] == "typed.sqlite"
 
 
+def test_typed_proxy_options_replace_every_proxy_option_of_the_file(tmp_path: Path) -> None:
+    """--proxy and --proxy-file say between them which proxies to use: one typed replaces
+    the file's values of both (the file's proxy-file with a typed --proxy none would
+    contradict); the file's proxy-max-failures stays."""
+    (tmp_path / "pool.txt").write_text("http://127.0.0.1:9\n")
+    config = write(
+        tmp_path,
+        f'urls = ["http://127.0.0.1:9/"]\nproxy-file = "{tmp_path / "pool.txt"}"\n'
+        'proxy = ["http://127.0.0.1:8"]\nproxy-max-failures = 7\n',
+    )
+    _, options = captured("--config", config, "--proxy", "none")
+    assert (options["proxy"], options["proxy_file"]) == ("none", None)
+    assert options["proxy_max_failures"] == 7
+    _, options = captured("--config", config, "--proxy-file", str(tmp_path / "other.txt"))
+    assert (options["proxy"], options["proxy_file"]) == ("env", str(tmp_path / "other.txt"))
+    _, options = captured("--config", config)  # nothing typed: the file's, both
+    assert options["proxy"] == "http://127.0.0.1:8"
+    assert options["proxy_file"] == str(tmp_path / "pool.txt")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -319,19 +319,29 @@ def _absent(param: click.Parameter) -> object:
     return () if param.multiple else None
 
 
+# Options under different keys that say one thing between them: the proxies to use
+# (``--proxy none`` and a file's ``proxy-file`` would contradict). One of a group typed on
+# the command line replaces the file's values of every other, as an option typed replaces
+# its own key's value. ``proxy-max-failures`` tunes whatever pool is used: not in it.
+_RELATED: tuple[frozenset[str], ...] = (frozenset({"proxy", "proxy_file"}),)
+
+
 def settle(ctx: click.Context, kw: dict[str, Any]) -> None:
-    """Two parameters under one key (``--state PATH`` and ``--no-state``: ``state``): one
-    typed on the command line wins over the other's value from the file, as each option
-    does over its own."""
+    """Two parameters under one key (``--state PATH`` and ``--no-state``: ``state``), or
+    of one ``_RELATED`` group: one typed on the command line wins over the others'
+    values from the file, as each option does over its own."""
     config = config_of(ctx)
     if config is None:
         return
     typed = click.core.ParameterSource.COMMANDLINE
-    for key_params in config_keys(ctx.command).values():
-        names = [k.param.name or "" for k in key_params]
+    params = {p.name: p for p in ctx.command.params if p.name}
+    groups = [[k.param for k in key_params] for key_params in config_keys(ctx.command).values()]
+    groups += [[params[n] for n in sorted(group) if n in params] for group in _RELATED]
+    for group in groups:
+        names = [p.name or "" for p in group]
         if len(names) < 2 or not any(ctx.get_parameter_source(n) == typed for n in names):
             continue
-        for k in key_params:
-            name = k.param.name or ""
+        for param in group:
+            name = param.name or ""
             if name in config.defaults and ctx.get_parameter_source(name) != typed:
-                kw[name] = _absent(k.param)
+                kw[name] = _absent(param)
