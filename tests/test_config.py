@@ -363,6 +363,23 @@ def test_two_redis_workers_pace_each_host_by_its_table(
         _assert_paced(slow, fast, delay)
 
 
+def test_redis_workers_of_one_config_and_other_concurrency_join(
+    tmp_path: Path,
+    redis_session: Any,  # noqa: F811
+) -> None:
+    """per_host (the crawl's and a host table's) is compared as configured: a worker with
+    --concurrency below it caps it for itself only, and one with more joins the crawl."""
+    with Site({"/": html("home", "/a"), "/a": html("a")}) as site:
+        config = write(tmp_path, '[hosts."127.0.0.1"]\nper-host = 8\n')
+        for i, concurrency in enumerate(("2", "16")):
+            code, _, err = run(
+                "crawl", "--config", config, site.url("/"),
+                "--redis", redis_session.url, "--crawl-id", "conc", "-q",
+                "-o", str(tmp_path / f"w{i}.jsonl"), "--concurrency", concurrency,
+            )  # fmt: skip
+            assert code == 0, err
+
+
 def test_a_host_name_paces_every_port_of_it(tmp_path: Path) -> None:
     """``127.0.0.1`` (no port) matches both servers; each keeps its own clock."""
     with Site() as a, Site() as b:

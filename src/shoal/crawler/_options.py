@@ -205,6 +205,12 @@ class CrawlOptions:
     _floors: dict[str, HostPace] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # per_host and the paces as configured, before this process's concurrency caps them:
+    # what a shared (Redis) crawl compares across workers of any --concurrency.
+    _shared_per_host: int = field(default=0, init=False, repr=False, compare=False)
+    _shared_paces: dict[str, HostPace] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         at_least_one = (
@@ -261,8 +267,15 @@ class CrawlOptions:
                 "robots.txt: it cannot be used with {robots} off",
             )
         self._proxies = self._make_proxy_rules()  # a bad proxy fails here, before any work
+        self._shared_per_host = self.per_host
         self.per_host = min(self.per_host, self.concurrency)
         self.hosts = host_settings(self.hosts)
+        self._shared_paces = paces(
+            self.hosts,
+            concurrency=None,
+            auto_throttle=self.auto_throttle,
+            throttle_start=self.throttle_start,
+        )
         self._paces = paces(
             self.hosts,
             concurrency=self.concurrency,
@@ -377,6 +390,12 @@ class CrawlOptions:
         """Host pattern -> the frontier's per_host and first delay for the hosts it matches
         (only patterns that change either)."""
         return dict(self._paces)
+
+    def shared_politeness(self) -> tuple[int, dict[str, HostPace]]:
+        """``per_host`` and :meth:`paces` as configured, not capped by ``concurrency``: the
+        workers of a shared crawl compare these, so one of another ``--concurrency`` joins
+        (each still has no more in flight than its own concurrency)."""
+        return self._shared_per_host, dict(self._shared_paces)
 
     def host_settings(self, host: str) -> HostSettings:
         """The ``hosts`` settings of host key ``host`` (``scheme://host[:port]``), merged
