@@ -429,6 +429,24 @@ def test_auto_throttle_starts_at_and_never_goes_below_a_hosts_own_delay() -> Non
         assert current == floor, host
 
 
+def test_auto_throttle_keeps_a_hosts_own_delay_above_its_60s_cap() -> None:
+    """Auto-throttle grows a delay to 60 s at most, but a host's own delay (or --delay)
+    longer than that stays its floor: 120 s is not cut to 60 s by one fast answer."""
+    from shoal.crawler._jobs import throttled
+
+    opts = Crawler(
+        "http://a.example/", auto_throttle=True, hosts={"slow.example": {"delay": 120.0}}
+    ).options
+    host = "http://slow.example"
+    assert opts.host_initial_delay(host) == 120.0
+    for elapsed in (0.1, 500.0):  # a fast answer, then one slower than any cap
+        assert throttled(opts, 120.0, elapsed, 200, 0.0, delay=opts.host_delay(host)) == 120.0
+    crawl = Crawler("http://a.example/", auto_throttle=True, delay=90.0).options
+    assert throttled(crawl, 90.0, 0.1, 200, 0.0) == 90.0
+    # below its delay's 60 s, a slow host's throttle still stops at 60 s
+    assert throttled(crawl, 30.0, 500.0, 200, 0.0, delay=1.0) == 60.0
+
+
 def test_an_option_of_two_values_is_an_array_of_two(tmp_path: Path) -> None:
     """An option that takes two values (``--header-for HOST 'NAME: VALUE'`` is one) is a
     two-item array in the file, an array of them when repeatable; read as click reads
