@@ -193,7 +193,11 @@ def test_typed_proxy_options_replace_every_proxy_option_of_the_file(tmp_path: Pa
         ('transport = "curl"\n', "transport must be one of 'native', 'urllib3'"),
         ("state = 3\n", "state must be a string or a boolean, not an integer"),
         ('config = "other.toml"\n', "unknown key 'config' (the command line's"),
-        ("max-pages = 5\nmax-pages = 6\n", "not valid TOML"),
+        ("max-pages = 5\nmax-pages = 6\n", "line 2: max-pages is set twice (not valid TOML)"),
+        ("delay = inf\n", "line 1: delay must be a number, not an infinite number (inf)"),
+        ("\n\ndelay = -1\n", "line 3: delay must be at least 0 (got -1)"),
+        ("per-host = 0\n", "line 1: per-host must be at least 1 (got 0)"),
+        ("max = [\n", "not valid TOML"),
         ('[hosts."https://a.example/x"]\ndelay = 1\n', "is a URL, not a host"),
         (
             '[hosts."a.example"]\ndelay = 1\nper_host = 2\n',
@@ -218,6 +222,13 @@ def test_a_bad_file_is_a_usage_error_naming_the_key(
     assert code == 2, err
     assert message in err, err
     assert out == ""
+
+
+def test_a_byte_order_mark_at_the_start_is_read_past(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbfmax-pages = 5\nurls = ['http://127.0.0.1:9/']\n")
+    urls, options = captured("--config", str(path))
+    assert (urls, options["max_pages"]) == (["http://127.0.0.1:9/"], 5)
 
 
 def test_no_url_anywhere_is_a_usage_error(tmp_path: Path) -> None:
