@@ -158,6 +158,26 @@ def test_the_command_line_wins_over_the_file(tmp_path: Path) -> None:
     assert options["state"] == "typed.sqlite"
 
 
+def test_typed_proxy_options_replace_every_proxy_option_of_the_file(tmp_path: Path) -> None:
+    """--proxy and --proxy-file say between them which proxies to use: one typed replaces
+    the file's values of both (the file's proxy-file with a typed --proxy none would
+    contradict); the file's proxy-max-failures stays."""
+    (tmp_path / "pool.txt").write_text("http://127.0.0.1:9\n")
+    config = write(
+        tmp_path,
+        f'urls = ["http://127.0.0.1:9/"]\nproxy-file = "{tmp_path / "pool.txt"}"\n'
+        'proxy = ["http://127.0.0.1:8"]\nproxy-max-failures = 7\n',
+    )
+    _, options = captured("--config", config, "--proxy", "none")
+    assert (options["proxy"], options["proxy_file"]) == ("none", None)
+    assert options["proxy_max_failures"] == 7
+    _, options = captured("--config", config, "--proxy-file", str(tmp_path / "other.txt"))
+    assert (options["proxy"], options["proxy_file"]) == ("env", str(tmp_path / "other.txt"))
+    _, options = captured("--config", config)  # nothing typed: the file's, both
+    assert options["proxy"] == "http://127.0.0.1:8"
+    assert options["proxy_file"] == str(tmp_path / "pool.txt")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -173,7 +193,11 @@ def test_the_command_line_wins_over_the_file(tmp_path: Path) -> None:
         ('transport = "curl"\n', "transport must be one of 'native', 'urllib3'"),
         ("state = 3\n", "state must be a string or a boolean, not an integer"),
         ('config = "other.toml"\n', "unknown key 'config' (the command line's"),
-        ("max-pages = 5\nmax-pages = 6\n", "not valid TOML"),
+        ("max-pages = 5\nmax-pages = 6\n", "line 2: max-pages is set twice (not valid TOML)"),
+        ("delay = inf\n", "line 1: delay must be a number, not an infinite number (inf)"),
+        ("\n\ndelay = -1\n", "line 3: delay must be at least 0 (got -1)"),
+        ("per-host = 0\n", "line 1: per-host must be at least 1 (got 0)"),
+        ("max = [\n", "not valid TOML"),
         ('[hosts."https://a.example/x"]\ndelay = 1\n', "is a URL, not a host"),
         (
             '[hosts."a.example"]\ndelay = 1\nper_host = 2\n',
@@ -198,6 +222,13 @@ def test_a_bad_file_is_a_usage_error_naming_the_key(
     assert code == 2, err
     assert message in err, err
     assert out == ""
+
+
+def test_a_byte_order_mark_at_the_start_is_read_past(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbfmax-pages = 5\nurls = ['http://127.0.0.1:9/']\n")
+    urls, options = captured("--config", str(path))
+    assert (urls, options["max_pages"]) == (["http://127.0.0.1:9/"], 5)
 
 
 def test_no_url_anywhere_is_a_usage_error(tmp_path: Path) -> None:
@@ -343,6 +374,23 @@ def test_two_redis_workers_pace_each_host_by_its_table(
         _assert_paced(slow, fast, delay)
 
 
+def test_redis_workers_of_one_config_and_other_concurrency_join(
+    tmp_path: Path,
+    redis_session: Any,  # noqa: F811
+) -> None:
+    """per_host (the crawl's and a host table's) is compared as configured: a worker with
+    --concurrency below it caps it for itself only, and one with more joins the crawl."""
+    with Site({"/": html("home", "/a"), "/a": html("a")}) as site:
+        config = write(tmp_path, '[hosts."127.0.0.1"]\nper-host = 8\n')
+        for i, concurrency in enumerate(("2", "16")):
+            code, _, err = run(
+                "crawl", "--config", config, site.url("/"),
+                "--redis", redis_session.url, "--crawl-id", "conc", "-q",
+                "-o", str(tmp_path / f"w{i}.jsonl"), "--concurrency", concurrency,
+            )  # fmt: skip
+            assert code == 0, err
+
+
 def test_a_host_name_paces_every_port_of_it(tmp_path: Path) -> None:
     """``127.0.0.1`` (no port) matches both servers; each keeps its own clock."""
     with Site() as a, Site() as b:
@@ -390,6 +438,24 @@ def test_auto_throttle_starts_at_and_never_goes_below_a_hosts_own_delay() -> Non
         for _ in range(20):
             current = throttled(opts, current, quick, 200, 0.0, delay=opts.host_delay(host))
         assert current == floor, host
+
+
+def test_auto_throttle_keeps_a_hosts_own_delay_above_its_60s_cap() -> None:
+    """Auto-throttle grows a delay to 60 s at most, but a host's own delay (or --delay)
+    longer than that stays its floor: 120 s is not cut to 60 s by one fast answer."""
+    from shoal.crawler._jobs import throttled
+
+    opts = Crawler(
+        "http://a.example/", auto_throttle=True, hosts={"slow.example": {"delay": 120.0}}
+    ).options
+    host = "http://slow.example"
+    assert opts.host_initial_delay(host) == 120.0
+    for elapsed in (0.1, 500.0):  # a fast answer, then one slower than any cap
+        assert throttled(opts, 120.0, elapsed, 200, 0.0, delay=opts.host_delay(host)) == 120.0
+    crawl = Crawler("http://a.example/", auto_throttle=True, delay=90.0).options
+    assert throttled(crawl, 90.0, 0.1, 200, 0.0) == 90.0
+    # below its delay's 60 s, a slow host's throttle still stops at 60 s
+    assert throttled(crawl, 30.0, 500.0, 200, 0.0, delay=1.0) == 60.0
 
 
 def test_an_option_of_two_values_is_an_array_of_two(tmp_path: Path) -> None:

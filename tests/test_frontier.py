@@ -506,6 +506,19 @@ def test_a_host_pattern_sets_its_hosts_limit_and_delay(make: Callable[..., Front
     assert sorted(j.host for j in jobs if j.host in hosts[:2]) == sorted(hosts[:2])
 
 
+def test_a_trailing_dot_host_is_paced_by_its_names_pattern(
+    make: Callable[..., Frontier],
+) -> None:
+    """``example.com.`` is example.com: a host table's pattern (no dot) matches it, in
+    Python and in Lua; the host key keeps its dot (it names the host in the state)."""
+    paces = {"a.example": HostPace(1, None), "b.example:8080": HostPace(2, None)}
+    frontier = make(robots=False, per_host=8, paces=paces, clock=Clock())
+    hosts = ["http://a.example.", "http://b.example.:8080"]
+    frontier.submit([Candidate(f"{h}/{i}") for h in hosts for i in range(4)])
+    jobs, _ = frontier.lease(100)
+    assert sorted(j.host for j in jobs) == [hosts[0], hosts[1], hosts[1]]
+
+
 def test_a_pinned_port_overrides_its_name_setting_by_setting(
     make: Callable[..., Frontier],
 ) -> None:

@@ -516,3 +516,58 @@ def test_a_page_cut_for_its_selectors_is_ok_not_broken(tmp_path: Path) -> None:
     result = build_report(out, tmp_path / "r.html", state=None)
     assert result.pages == 3 and result.broken == 0
     assert read_csv(result.csv["broken"]) == []
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "sqlite"])
+def test_after_a_recrawl_each_url_counts_once_as_its_latest_run_says(
+    tmp_path: Path, suffix: str
+) -> None:
+    """Run 1: /fixed is a 404; run 2 (--recrawl): it is fixed, /gone is a 404 and /added
+    is new. The report counts 4 pages (not 7), lists /gone only, and keeps each run's
+    change counts."""
+    routes = {"/": html("home", "/fixed", "/gone"), "/fixed": Reply(404, "no"),
+              "/gone": html("gone"), "/robots.txt": Reply(404)}  # fmt: skip
+    out = tmp_path / f"o.{suffix}"
+    with Site(routes) as site:
+        done = shoal("crawl", site.url("/"), "-o", str(out), "--retries", "0", "-q")
+        assert done.returncode == 0, done.stderr
+        site.routes["/"] = html("home", "/fixed", "/gone", "/added")
+        site.routes["/fixed"] = html("fixed")
+        site.routes["/gone"] = Reply(404, "gone")
+        site.routes["/added"] = html("added")
+        again = ("crawl", site.url("/"), "-o", str(out), "--retries", "0", "-q", "--recrawl")
+        done = shoal(*again)
+        assert done.returncode == 0, done.stderr
+        result = build_report(out, tmp_path / "r.html")
+        assert (result.pages, result.broken) == (4, 1)
+        assert [b["url"] for b in read_csv(result.csv["broken"])] == [site.url("/gone")]
+        (host,) = read_csv(result.csv["hosts"])
+        assert (host["pages"], host["ok"], host["errors"]) == ("4", "3", "1")
+        added = site.url("/added")
+    # the recrawl section still shows run 2's changes (every record of the run)
+    page = (tmp_path / "r.html").read_text()
+    row = page.split('id="recrawls-table"')[1].split("</tr>")[1]
+    assert row.split("</td>")[0].rsplit(">", 1)[1] == "2"
+    assert f"new: {added}" in row
+
+
+def test_a_post_and_a_get_of_one_url_are_two_pages_across_runs(tmp_path: Path) -> None:
+    url = "http://h.test/form"
+    records = [
+        {"url": url, "status": 200, "fetched_at": "2026-01-01T00:00:00"},
+        {"url": url, "method": "POST", "status": 500, "fetched_at": "2026-01-01T00:00:01"},
+        {"url": url, "status": 200, "run": 2, "change": "unchanged",
+         "fetched_at": "2026-01-02T00:00:00"},
+        {"url": url, "method": "POST", "status": 200, "run": 2, "change": "changed",
+         "fetched_at": "2026-01-02T00:00:01"},
+        # only run 2 saw /other; run 3 saw the GET only, as a 404
+        {"url": "http://h.test/other", "status": 200, "run": 2, "change": "new",
+         "fetched_at": "2026-01-02T00:00:02"},
+        {"url": url, "status": 404, "run": 3, "change": "gone",
+         "fetched_at": "2026-01-03T00:00:00"},
+    ]  # fmt: skip
+    out = tmp_path / "pages.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = build_report(out, tmp_path / "r.html", state=None)
+    assert (result.pages, result.broken) == (3, 1)
+    assert [(b["url"], b["status"]) for b in read_csv(result.csv["broken"])] == [(url, "404")]

@@ -25,6 +25,7 @@ import click
 
 from .._errors import UsageError
 from ..crawler._hosts import HOST_KEYS, HostError, host_settings
+from ..crawler._options import BOUNDED_FIELDS, OptionError, check_bounds
 
 __all__ = [
     "CONFIG_META",
@@ -113,6 +114,19 @@ def _line_of(text: str, key: str, table: tuple[str, ...] = ()) -> int | None:
     return None
 
 
+def _toml_error(exc: tomllib.TOMLDecodeError, path: str, text: str) -> str:
+    """tomllib's message, naming the key when it only says "Cannot overwrite a value": a
+    key set twice (its line is in the message; the key is read off that line)."""
+    message = str(exc)
+    m = re.fullmatch(r"Cannot overwrite a value \(at line (\d+), column \d+\)", message)
+    lines = text.splitlines()
+    if m is not None and 0 < int(m.group(1)) <= len(lines):
+        key = re.match(r"\s*([^=]+?)\s*=", lines[int(m.group(1)) - 1])
+        if key is not None:
+            return f"{path}, line {m.group(1)}: {key.group(1)} is set twice (not valid TOML)"
+    return f"{path}: not valid TOML: {message}"
+
+
 class _Errors:
     def __init__(self, path: str, text: str) -> None:
         self.path = path
@@ -138,7 +152,9 @@ def _toml_type(value: object) -> str:
     if isinstance(value, int):
         return "an integer"
     if isinstance(value, float):
-        return "a number"
+        if math.isnan(value):
+            return "NaN"
+        return "a number" if math.isfinite(value) else "an infinite number"
     if isinstance(value, str):
         return "a string"
     if isinstance(value, list):
@@ -266,11 +282,13 @@ def load_config(path: str, command: click.Command) -> ConfigFile:
         raise UsageError(f"cannot read the config file {path}: {exc.strerror}") from None
     try:
         text = data.decode("utf-8")
+        # A byte order mark, as some Windows editors write one: not TOML, but harmless.
+        text = text.removeprefix("\ufeff")
         parsed = tomllib.loads(text)
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a TOML file (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+        raise UsageError(_toml_error(exc, path, text)) from None
     errors = _Errors(path, text)
     keys = config_keys(command)
     known = sorted([*keys, "hosts"])
@@ -286,6 +304,12 @@ def load_config(path: str, command: click.Command) -> ConfigFile:
                 f"unknown key {key!r}" + (f" ({why})" if why else _suggest(key, known)), key
             )
         name, converted = _convert(key, keys[key], value, errors)
+        if name in BOUNDED_FIELDS and isinstance(converted, int | float):
+            # Checked here too, where the line is known (the crawl checks it again).
+            try:
+                check_bounds(name, converted)
+            except OptionError as exc:
+                raise errors.fail(exc.named(spell_host_key), key) from None
         if name in defaults:
             raise errors.fail(f"{key} is set twice (as the option and its --no- flag)", key)
         defaults[name] = converted
@@ -319,19 +343,29 @@ def _absent(param: click.Parameter) -> object:
     return () if param.multiple else None
 
 
+# Options under different keys that say one thing between them: the proxies to use
+# (``--proxy none`` and a file's ``proxy-file`` would contradict). One of a group typed on
+# the command line replaces the file's values of every other, as an option typed replaces
+# its own key's value. ``proxy-max-failures`` tunes whatever pool is used: not in it.
+_RELATED: tuple[frozenset[str], ...] = (frozenset({"proxy", "proxy_file"}),)
+
+
 def settle(ctx: click.Context, kw: dict[str, Any]) -> None:
-    """Two parameters under one key (``--state PATH`` and ``--no-state``: ``state``): one
-    typed on the command line wins over the other's value from the file, as each option
-    does over its own."""
+    """Two parameters under one key (``--state PATH`` and ``--no-state``: ``state``), or
+    of one ``_RELATED`` group: one typed on the command line wins over the others'
+    values from the file, as each option does over its own."""
     config = config_of(ctx)
     if config is None:
         return
     typed = click.core.ParameterSource.COMMANDLINE
-    for key_params in config_keys(ctx.command).values():
-        names = [k.param.name or "" for k in key_params]
+    params = {p.name: p for p in ctx.command.params if p.name}
+    groups = [[k.param for k in key_params] for key_params in config_keys(ctx.command).values()]
+    groups += [[params[n] for n in sorted(group) if n in params] for group in _RELATED]
+    for group in groups:
+        names = [p.name or "" for p in group]
         if len(names) < 2 or not any(ctx.get_parameter_source(n) == typed for n in names):
             continue
-        for k in key_params:
-            name = k.param.name or ""
+        for param in group:
+            name = param.name or ""
             if name in config.defaults and ctx.get_parameter_source(name) != typed:
-                kw[name] = _absent(k.param)
+                kw[name] = _absent(param)

@@ -234,11 +234,12 @@ def settings_for(hosts: Mapping[str, HostSettings], host: str) -> HostSettings:
 def paces(
     hosts: Mapping[str, HostSettings],
     *,
-    concurrency: int,
+    concurrency: int | None,
     auto_throttle: bool = False,
     throttle_start: float = 0.0,
 ) -> dict[str, HostPace]:
-    """What the frontier paces each pattern by: ``per_host`` capped by ``concurrency``;
+    """What the frontier paces each pattern by: ``per_host`` capped by ``concurrency``
+    (None: as configured);
     with auto-throttle, a host's first delay is its ``delay`` or ``throttle_start``,
     whichever is larger (as the crawl's ``initial_delay``)."""
     out = {}
@@ -248,6 +249,8 @@ def paces(
         delay = s.delay
         if delay is not None and auto_throttle:
             delay = max(delay, throttle_start)
-        per_host = None if s.per_host is None else min(s.per_host, concurrency)
+        per_host = s.per_host
+        if per_host is not None and concurrency is not None:
+            per_host = min(per_host, concurrency)
         out[pattern] = HostPace(per_host, delay)
     return out

@@ -45,6 +45,7 @@ _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # A proxy's failure too: by the retry, the host may have moved to another proxy.
 _RETRYABLE_ERRORS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.PROXY})
 _MAX_BACKOFF = 60.0
+_THROTTLE_CAP = 60.0  # the longest delay auto-throttle grows a host's to by itself
 # A sitemap <lastmod> later than now by more than this is not a modification time (a
 # clock this far off, or a made-up date): ignored.
 _LASTMOD_SKEW = 300.0
@@ -882,12 +883,14 @@ def throttled(
     """Scrapy-style auto-throttle: aim for ``throttle_target`` requests in flight; the
     host's new delay after a response that took ``elapsed`` seconds, never under the
     host's ``delay`` (its own, from ``hosts``; else --delay) nor ``floor`` (the host's
-    robots.txt Crawl-delay, which wins if larger)."""
+    robots.txt Crawl-delay, which wins if larger). Slow answers raise it to 60 s at most,
+    or to the host's own delay when that is longer (a cap is never under it)."""
     target = elapsed / opts.throttle_target
     new = (current + target) / 2
     if status != 200 and new < current:
         new = current  # errors must never speed a crawl up
-    return min(max(new, opts.delay if delay is None else delay, floor), 60.0)
+    lowest = max(opts.delay if delay is None else delay, floor)
+    return min(max(new, lowest), max(_THROTTLE_CAP, lowest))
 
 
 def _posted(job: Lease) -> bool:

@@ -15,7 +15,14 @@ from ..state._jobs import HostPace, pace_for
 from ._headers import HeaderError, HeaderRules, HeadersGiven, HostPattern, parse_headers
 from ._hosts import HostSettings, host_settings, paces, settings_for
 
-__all__ = ["DEFAULT_USER_AGENT", "CrawlOptions", "OptionError", "glob_hint"]
+__all__ = [
+    "BOUNDED_FIELDS",
+    "DEFAULT_USER_AGENT",
+    "CrawlOptions",
+    "OptionError",
+    "check_bounds",
+    "glob_hint",
+]
 
 DEFAULT_USER_AGENT = f"shoal/{__version__} (+https://github.com/shoal-crawler/shoal)"
 # A revisit interval past this is a typo (and past what a date can say): refused.
@@ -34,6 +41,36 @@ class OptionError(UsageError):
         self.field = field
         self.template = template
         super().__init__(self.named(lambda name: name))
+
+
+_AT_LEAST_ONE = (
+    "concurrency",
+    "per_host",
+    "max_pages",
+    "max_bytes",
+    "memory_limit",
+    "max_links_per_page",
+    "proxy_max_failures",
+)
+_AT_LEAST_ZERO = ("max_depth", "retries", "max_redirects", "max_sitemaps", "delay")
+_MORE_THAN_ZERO = ("timeout", "max_time")
+# Options whose value alone is checked (a bound), before any check of two together: a
+# config file's value is checked by :func:`check_bounds` too, where its line is known.
+BOUNDED_FIELDS = (*_AT_LEAST_ONE, *_AT_LEAST_ZERO, *_MORE_THAN_ZERO)
+
+
+def check_bounds(name: str, value: float | None) -> None:
+    """OptionError if ``value`` is out of option ``name``'s bounds (see BOUNDED_FIELDS)."""
+    if value is None:
+        if name in _MORE_THAN_ZERO:
+            return  # no timeout, no time limit
+        raise OptionError(name, f"{{{name}}} must be a number, not None")
+    if name in _AT_LEAST_ONE and value < 1:
+        raise OptionError(name, f"{{{name}}} must be at least 1 (got {value})")
+    if name in _AT_LEAST_ZERO and value < 0:
+        raise OptionError(name, f"{{{name}}} must be at least 0 (got {value})")
+    if name in _MORE_THAN_ZERO and value <= 0:
+        raise OptionError(name, f"{{{name}}} must be more than 0 seconds (got {value})")
 
 
 def glob_hint(pattern: str) -> str | None:
@@ -211,29 +248,16 @@ class CrawlOptions:
     _floors: dict[str, HostPace] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # per_host and the paces as configured, before this process's concurrency caps them:
+    # what a shared (Redis) crawl compares across workers of any --concurrency.
+    _shared_per_host: int = field(default=0, init=False, repr=False, compare=False)
+    _shared_paces: dict[str, HostPace] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        at_least_one = (
-            "concurrency",
-            "per_host",
-            "max_pages",
-            "max_bytes",
-            "memory_limit",
-            "max_links_per_page",
-            "proxy_max_failures",
-        )
-        for name in at_least_one:
-            value = getattr(self, name)
-            if value < 1:
-                raise OptionError(name, f"{{{name}}} must be at least 1 (got {value})")
-        for name in ("max_depth", "retries", "max_redirects", "max_sitemaps", "delay"):
-            value = getattr(self, name)
-            if value < 0:
-                raise OptionError(name, f"{{{name}}} must be at least 0 (got {value})")
-        for name in ("timeout", "max_time"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise OptionError(name, f"{{{name}}} must be more than 0 seconds (got {value})")
+        for name in BOUNDED_FIELDS:
+            check_bounds(name, getattr(self, name))
         if self.transport not in TRANSPORTS:
             names = " or ".join(TRANSPORTS)
             raise OptionError(
@@ -271,8 +295,15 @@ class CrawlOptions:
                 "robots.txt: it cannot be used with {robots} off",
             )
         self._proxies = self._make_proxy_rules()  # a bad proxy fails here, before any work
+        self._shared_per_host = self.per_host
         self.per_host = min(self.per_host, self.concurrency)
         self.hosts = host_settings(self.hosts)
+        self._shared_paces = paces(
+            self.hosts,
+            concurrency=None,
+            auto_throttle=self.auto_throttle,
+            throttle_start=self.throttle_start,
+        )
         self._paces = paces(
             self.hosts,
             concurrency=self.concurrency,
@@ -387,6 +418,12 @@ class CrawlOptions:
         """Host pattern -> the frontier's per_host and first delay for the hosts it matches
         (only patterns that change either)."""
         return dict(self._paces)
+
+    def shared_politeness(self) -> tuple[int, dict[str, HostPace]]:
+        """``per_host`` and :meth:`paces` as configured, not capped by ``concurrency``: the
+        workers of a shared crawl compare these, so one of another ``--concurrency`` joins
+        (each still has no more in flight than its own concurrency)."""
+        return self._shared_per_host, dict(self._shared_paces)
 
     def host_settings(self, host: str) -> HostSettings:
         """The ``hosts`` settings of host key ``host`` (``scheme://host[:port]``), merged

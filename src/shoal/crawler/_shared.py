@@ -122,14 +122,15 @@ def connect_shared(
     its file, which a restart cuts back)."""
     url, crawl_id, output = shared.redis, shared.crawl_id, options.output_paths()[0]
     assert url is not None and crawl_id is not None and output is not None
+    per_host, paces = options.shared_politeness()
     return RedisFrontier.open(
         url,
         crawl_id,
         shared.worker_id or worker_id_for(output),
         identity,
-        per_host=options.per_host,
+        per_host=per_host,
         delay=options.initial_delay,
-        paces=options.paces(),
+        paces=paces,
         robots=options.robots,
         lease_ttl=shared.lease_ttl,
         allow_weak_durability=shared.allow_weak_durability,

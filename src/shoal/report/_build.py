@@ -26,7 +26,7 @@ from typing import IO, Any
 from .._errors import UsageError, literal
 from .._version import __version__
 from ..state import state_for_output
-from ._aggregate import LATENCY_EDGES_MS, Aggregate, BrokenLink
+from ._aggregate import LATENCY_EDGES_MS, Aggregate, BrokenLink, latest_runs
 from ._read import OutputReader, StateFacts, read_state_facts
 
 __all__ = ["DEFAULT_MAX_ROWS", "ReportResult", "build_report", "check_writable", "report_paths"]
@@ -179,6 +179,22 @@ def build_report(
             no_response=facts.no_response if facts else None,
         )
         agg.add_all(reader)
+        if agg.reruns:
+            # A recrawl's output: each URL counts once, as its latest run says. Find each
+            # one's latest run, then read again from the start into empty tables.
+            latest = latest_runs(OutputReader(source))
+            for kind, w in writers.items():
+                files[kind].file.seek(0)
+                files[kind].file.truncate()
+                w.writerow(_HEADERS[kind])
+            reader = OutputReader(source)
+            agg = Aggregate(
+                max_rows=max_rows,
+                on_broken=on_broken,
+                no_response=facts.no_response if facts else None,
+                latest=latest,
+            )
+            agg.add_all(reader)
         # A WARC holds every page's body: its HTML names the pages linking to a broken URL
         # (its records have no referrer).
         warc = reader.format == "warc"

@@ -43,12 +43,16 @@ def host_key(url: str) -> str:
 
 def host_name_port(host: str) -> tuple[str, int]:
     """(name, port) of a host key ``scheme://host[:port]``; the port is the scheme's
-    default (80, 443) when the key has none. An IPv6 name keeps its brackets."""
+    default (80, 443) when the key has none. An IPv6 name keeps its brackets. A name's
+    trailing dot (``example.com.``, the same host) is left off, as host patterns leave it
+    off: the key itself keeps it (it names the host in states and outputs)."""
     scheme, _, rest = host.partition("://")
     name, port = rest, ""
     colon = rest.rfind(":")
     if colon > rest.rfind("]"):
         name, port = rest[:colon], rest[colon + 1 :]
+    if name.endswith("."):
+        name = name.rstrip(".")
     if port.isdigit():
         return name, int(port)
     return name, 443 if scheme == "https" else 80

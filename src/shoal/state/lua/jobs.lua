@@ -78,6 +78,8 @@ local function new_host(host)
     if scheme == 'https' then port = '443' else port = '80' end
   end
   port = tostring(tonumber(port))
+  -- 'example.com.' is example.com: patterns have no trailing dot (host_name_port too)
+  name = string.gsub(name, '%.+$', '')
   local v = redis.call('HMGET', P .. 'paces', name .. ':' .. port, name)
   local limit, delay = nil, nil
   for i = 1, 2 do
