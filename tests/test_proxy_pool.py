@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from rawserver import RawServer, read_request
 from shoal import Crawler, NoProxyLeft
 from shoal.http import HTTPClient, Proxy, ProxyRules, TransportError
 from sites import Site, html
@@ -240,9 +241,9 @@ def test_a_proxy_failing_for_one_request_only_is_kept() -> None:
     # A proxy that fails this request retire_after times while answering others (their
     # answers start its count again) is not retired: the request fails, to be retried by
     # the crawl; and the tries of one request are bounded.
-    flaky = _ScriptedProxy(b"")  # accepts one connection, reads it, never answers
+    flaky = RawServer(_hang_up)  # reads each CONNECT, closes without an answer
     rules = ProxyRules.pool([flaky.url], retire_after=2)
-    client = HTTPClient(proxies=rules, connect_timeout=0.3)
+    client = HTTPClient(proxies=rules, connect_timeout=5.0)
     answered = threading.Event()
 
     def answer_between(proxy: Proxy, detail: str) -> bool:
@@ -255,11 +256,16 @@ def test_a_proxy_failing_for_one_request_only_is_kept() -> None:
     try:
         with pytest.raises(TransportError) as caught:
             client.get("https://slow.test/", {}, max_bytes=1000)
-        assert caught.value.kind == "timeout" and answered.is_set()
+        assert caught.value.kind == "proxy" and "closed the tunnel" in caught.value.detail
+        assert answered.is_set() and flaky.connections == 2
         assert not rules.exhausted
     finally:
         client.close()
         flaky.close()
+
+
+def _hang_up(conn: socket.socket, index: int) -> None:
+    read_request(conn)
 
 
 def _host_of(urls: list[str], proxy_url: str) -> str:
@@ -562,6 +568,7 @@ def test_a_bad_proxy_file_is_refused_with_its_line(
         (["--proxy", "none", "--proxy", "http://p.test:1"], "'none' stands alone"),
         (["--proxy", f"http://user:{SECRET}@p.test:99999"], "proxy 'http://***@p.test:99999'"),
         (["--proxy-max-failures", "0"], "--proxy-max-failures must be at least 1"),
+        (["--proxy-max-failures", "101"], "--proxy-max-failures must be at most 100 (got 101)"),
     ],
 )
 def test_bad_proxy_options_are_usage_errors(args: list[str], message: str) -> None:
@@ -593,3 +600,105 @@ def test_the_printed_resume_command_hides_proxy_credentials() -> None:
         ["--proxy", "http://p.test:3"],
         False,
     )
+
+
+# --- a dead target is not a dead proxy ----------------------------------------------------
+
+
+def _blackholed(conn: socket.socket, index: int) -> None:
+    """A working proxy whose own connection to the target hangs: it holds the CONNECT
+    open without a word (as squid does until its connect timeout), until the client goes."""
+    read_request(conn)
+    while conn.recv(1):
+        pass
+
+
+def test_a_target_that_never_answers_connect_retires_no_proxy() -> None:
+    # Every proxy the dead host could move to meets the same silence: were a CONNECT that
+    # times out counted against the proxy, one dead site would retire them all (exit 5).
+    proxies = [RawServer(_blackholed) for _ in range(3)]
+    try:
+        seeds = ["https://dead.test/", "https://dead.test/a"]
+        crawler = Crawler(
+            seeds,
+            proxy=[p.url for p in proxies],
+            timeout=0.5,
+            retries=1,
+            robots=False,
+            state=None,
+            progress=False,
+        )
+        crawler.run()  # no NoProxyLeft
+        result = crawler.result
+        assert (result.pages, result.failed) == (2, 2)
+        assert result.errors == {"timeout": 2}
+        assert [s.retired for s in result.proxies] == [None, None, None]
+        # The host stayed with its one proxy: 2 URLs, each tried twice, one CONNECT a try.
+        assert sorted(p.connections for p in proxies) == [0, 0, 4]
+    finally:
+        for proxy in proxies:
+            proxy.close()
+
+
+def _not_http(conn: socket.socket, index: int) -> None:
+    read_request(conn)
+    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")  # a proxy URL with the wrong port
+
+
+@pytest.mark.parametrize(
+    ("url", "detail"),
+    [
+        ("http://h.test/", "answer is not HTTP"),
+        ("https://s.test/", "malformed answer to CONNECT 'SSH-2.0-OpenSSH_9.6'"),
+    ],
+)
+def test_a_proxy_that_does_not_speak_http_is_retired(url: str, detail: str) -> None:
+    wrong = RawServer(_not_http)
+    rules = ProxyRules.pool([wrong.url], retire_after=2)
+    client = HTTPClient(proxies=rules)
+    try:
+        with pytest.raises(TransportError) as caught:
+            client.get(url, {}, max_bytes=1000)
+        assert caught.value.kind == "proxy" and detail in caught.value.detail
+        assert rules.exhausted and wrong.connections == 2
+        assert rules.stats()[0].retired is not None
+    finally:
+        client.close()
+        wrong.close()
+
+
+def _bad_page(conn: socket.socket, index: int) -> None:
+    read_request(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")  # the target's, relayed
+
+
+def test_a_malformed_page_through_a_proxy_is_not_held_against_it() -> None:
+    relay = RawServer(_bad_page)
+    rules = ProxyRules.pool([relay.url], retire_after=1)
+    client = HTTPClient(proxies=rules)
+    try:
+        with pytest.raises(TransportError) as caught:
+            client.get("http://h.test/", {}, max_bytes=1000)
+        assert caught.value.kind == "protocol"
+        assert not rules.exhausted and relay.connections == 1
+    finally:
+        client.close()
+        relay.close()
+
+
+def test_a_large_failure_count_does_not_loop_on_a_failing_proxy() -> None:
+    # A request tries a failing proxy at most 3 times at once, whatever retire_after: the
+    # rest of the count is left to later requests (the crawl's retries back off).
+    dropping = RawServer(_hang_up)
+    rules = ProxyRules.pool([dropping.url], retire_after=100)
+    client = HTTPClient(proxies=rules)
+    try:
+        with pytest.raises(TransportError) as caught:
+            client.get("http://h.test/", {}, max_bytes=1000)
+        assert caught.value.kind == "connection"
+        assert dropping.connections == 3 and not rules.exhausted
+    finally:
+        client.close()
+        dropping.close()
+    with pytest.raises(ValueError, match="from 1 to 100"):
+        ProxyRules.pool([dropping.url], retire_after=101)

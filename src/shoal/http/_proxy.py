@@ -33,18 +33,25 @@ from urllib.parse import unquote
 from .._errors import ErrorKind, TransportError
 from .._url import split_url, without_userinfo
 
-__all__ = ["RETIRE_AFTER", "Proxy", "ProxyRules", "ProxyStats"]
+__all__ = ["MAX_RETIRE_AFTER", "RETIRE_AFTER", "Proxy", "ProxyRules", "ProxyStats"]
 
 RETIRE_AFTER = 3
 """Failures in a row after which a proxy is retired (any answer from it starts the count
 again). A failure is the proxy not working: it cannot be reached (refused, reset, its name
-does not resolve, the connection times out), it closes or times out a CONNECT or a request
-without answering, or it answers 407. Not a failure: an answer about the target (a CONNECT
-refused with 403 or 502, a page's 502) or a slow page (a read timeout once the request went
-through), which say nothing against the proxy - else one dead site could retire them all.
-A request whose proxy fails tries it again at once, up to this many times: a dead proxy is
-retired by the first request that meets it (which then goes through the host's next proxy),
-while a single dropped connection is ridden out."""
+does not resolve, the TCP connection to it times out), it closes or resets a CONNECT or a
+request without answering, it answers with something that is not HTTP (a wrong port), or it
+answers 407. Not a failure: an answer about the target (a CONNECT refused with 403 or 502, a
+page's 502), no answer in time once the proxy took the connection (a CONNECT or a page
+waiting on a target that does not answer: the proxy holds it open while its own connection
+hangs) - else one dead site could retire them all. So a proxy that takes connections and then
+never answers is not retired either: its requests fail as timeouts.
+A request whose proxy fails tries it again at once, up to this many times but at most 3: a
+dead proxy is retired by the first request that meets it (which then goes through the host's
+next proxy), while a single dropped connection is ridden out."""
+
+MAX_RETIRE_AFTER = 100
+"""The largest ``retire_after``: past it, a proxy that never works would hardly ever be
+retired, and a crawl would keep sending its hosts into it."""
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +168,10 @@ class ProxyRules:
         no_proxy: str = "",
         retire_after: int = RETIRE_AFTER,
     ) -> None:
-        if retire_after < 1:
-            raise ValueError(f"retire_after must be at least 1 (got {retire_after})")
+        if not 1 <= retire_after <= MAX_RETIRE_AFTER:
+            raise ValueError(
+                f"retire_after must be from 1 to {MAX_RETIRE_AFTER} (got {retire_after})"
+            )
         self.retire_after = retire_after
         self._lock = threading.Lock()
         self._entries: dict[Proxy, _Entry] = {}
