@@ -605,23 +605,36 @@ def test_the_printed_resume_command_hides_proxy_credentials() -> None:
 # --- a dead target is not a dead proxy ----------------------------------------------------
 
 
-def _blackholed(conn: socket.socket, index: int) -> None:
-    """A working proxy whose own connection to the target hangs: it holds the CONNECT
-    open without a word (as squid does until its connect timeout), until the client goes."""
-    read_request(conn)
-    while conn.recv(1):
-        pass
+class _Blackholed:
+    """A working proxy whose own connection to the target hangs: it holds a CONNECT open
+    without a word (as squid does until its connect timeout), until the client goes; a
+    request it can answer itself (an origin-form GET) gets a 400, as from squid."""
+
+    def __init__(self) -> None:
+        self.connects = 0
+        self.probes = 0
+        self.server = RawServer(self._script)
+
+    def _script(self, conn: socket.socket, index: int) -> None:
+        head = read_request(conn)
+        if head.startswith(b"CONNECT "):
+            self.connects += 1
+            while conn.recv(1):
+                pass
+        elif head:
+            self.probes += 1
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
 
 def test_a_target_that_never_answers_connect_retires_no_proxy() -> None:
     # Every proxy the dead host could move to meets the same silence: were a CONNECT that
     # times out counted against the proxy, one dead site would retire them all (exit 5).
-    proxies = [RawServer(_blackholed) for _ in range(3)]
+    proxies = [_Blackholed() for _ in range(3)]
     try:
         seeds = ["https://dead.test/", "https://dead.test/a"]
         crawler = Crawler(
             seeds,
-            proxy=[p.url for p in proxies],
+            proxy=[p.server.url for p in proxies],
             timeout=0.5,
             retries=1,
             robots=False,
@@ -633,11 +646,34 @@ def test_a_target_that_never_answers_connect_retires_no_proxy() -> None:
         assert (result.pages, result.failed) == (2, 2)
         assert result.errors == {"timeout": 2}
         assert [s.retired for s in result.proxies] == [None, None, None]
-        # The host stayed with its one proxy: 2 URLs, each tried twice, one CONNECT a try.
-        assert sorted(p.connections for p in proxies) == [0, 0, 4]
+        # The host stayed with its one proxy: 2 URLs, each tried twice, one CONNECT a try;
+        # the proxy showed it was alive by answering a probe.
+        assert sorted(p.connects for p in proxies) == [0, 0, 4]
+        assert sorted(p.probes > 0 for p in proxies) == [False, False, True]
     finally:
         for proxy in proxies:
-            proxy.close()
+            proxy.server.close()
+
+
+def _wedged(conn: socket.socket, index: int) -> None:
+    """A proxy that takes connections and never answers anything (its process hung)."""
+    while conn.recv(1):
+        pass
+
+
+def test_a_proxy_silent_to_connect_and_to_the_probe_is_retired() -> None:
+    wedged = RawServer(_wedged)
+    rules = ProxyRules.pool([wedged.url], retire_after=2)
+    client = HTTPClient(proxies=rules, connect_timeout=0.3)
+    try:
+        with pytest.raises(TransportError) as caught:
+            client.get("https://s.test/", {}, max_bytes=1000)
+        assert caught.value.kind == "timeout" and "nor to a probe" in caught.value.detail
+        assert rules.exhausted  # two CONNECTs and two probes unanswered
+        assert wedged.connections == 4
+    finally:
+        client.close()
+        wedged.close()
 
 
 def _not_http(conn: socket.socket, index: int) -> None:

@@ -386,18 +386,21 @@ class HTTPClient:
             if proxy != last:
                 tries, last = 0, proxy
             try:
-                response = self._get(
-                    url,
-                    parts,
-                    proxy,
-                    headers,
-                    max_bytes,
-                    deadline,
-                    read_body,
-                    truncate,
-                    method,
-                    body,
-                )
+                try:
+                    response = self._get(
+                        url,
+                        parts,
+                        proxy,
+                        headers,
+                        max_bytes,
+                        deadline,
+                        read_body,
+                        truncate,
+                        method,
+                        body,
+                    )
+                except _Unanswered as silent:
+                    raise self._silence(proxy, silent) from None
             except _ProxyDown as down:
                 tries += 1
                 retired = proxies.failed(proxy, down.error.detail)
@@ -416,6 +419,46 @@ class HTTPClient:
             proxies.succeeded(proxy)
             return response
         raise TransportError(ErrorKind.PROXY, "no proxy answered")  # pragma: no cover
+
+    def _silence(self, proxy: Proxy, silent: _Unanswered) -> TransportError | _ProxyDown:
+        """Whose is a CONNECT the proxy took but did not answer in time? The target's (a
+        plain timeout) if the proxy answered anything lately or reacts to a probe; else
+        the proxy's (counted)."""
+        rules = self.proxies
+        assert rules is not None
+        if rules.seen_alive(proxy):
+            return TransportError(silent.kind, silent.detail)
+        if self._reacts(proxy):
+            rules.alive(proxy)
+            return TransportError(silent.kind, silent.detail)
+        error = TransportError(ErrorKind.TIMEOUT, f"{silent.detail}, nor to a probe")
+        return _ProxyDown(error)
+
+    def _reacts(self, proxy: Proxy) -> bool:
+        """Whether ``proxy`` reacts, within the connect timeout, to a request it must
+        answer itself: an origin-form ``GET /``, which a forward proxy refuses without
+        going anywhere. Any bytes, a close or a reset is a reaction (a live proxy); a
+        proxy whose kernel accepts connections for a process that no longer serves them
+        stays silent, as does one refusing connections."""
+        timeout = self.connect_timeout
+        until = time.monotonic() + timeout
+        host = f"[{proxy.host}]" if ":" in proxy.host else proxy.host
+        probe = f"GET / HTTP/1.1\r\nHost: {host}:{proxy.port}\r\nConnection: close\r\n\r\n"
+        try:
+            addresses = self._resolver.resolve(proxy.host, proxy.port, timeout)
+            with _open_socket(addresses, until) as sock:
+                _settimeout_until(sock, until)
+                sock.sendall(probe.encode("latin-1"))
+                _settimeout_until(sock, until)
+                sock.recv(1)
+        except (ConnectionResetError, BrokenPipeError):
+            alive = True
+        except (OSError, UnicodeError):  # silent (timed out), refused, or its name is gone
+            alive = False
+        else:
+            alive = True
+        logger.debug("probe of proxy %s: %s", proxy.label, "alive" if alive else "silent")
+        return alive
 
     def _get(  # noqa: PLR0917 - two private call sites, on the hot path
         self,
@@ -590,10 +633,11 @@ class HTTPClient:
 def _open_tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: float) -> None:
     """The CONNECT tunnel. Raises _ProxyDown when the proxy fails it: closes or resets
     it, answers with something that is not HTTP, or asks for credentials (407). Not
-    counted against the proxy: a refusal with another status (its word on the target),
-    and no answer in time - the proxy took the connection, so it is alive, and a proxy
-    holds CONNECT open while its own connection to an unreachable target hangs; were
-    that counted, one dead site would retire every proxy its host moves to."""
+    counted against the proxy: a refusal with another status (its word on the target).
+    No answer in time raises _Unanswered: a proxy holds CONNECT open while its own
+    connection to an unreachable target hangs, so the silence is counted only if the
+    proxy is silent to a probe too; else one dead site would retire every proxy its host
+    moves to."""
     try:
         _tunnel(sock, host, port, proxy, until)
     except ConnectRefused as exc:
@@ -605,11 +649,16 @@ def _open_tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until:
         raise _ProxyDown(exc) from None
     except TimeoutError:
         where = f"proxy {proxy.host}:{proxy.port}"
-        raise TransportError(
+        raise _Unanswered(
             ErrorKind.TIMEOUT, f"{where}: no answer to CONNECT {host}:{port} in time"
         ) from None
     except OSError as exc:
         raise _ProxyDown(_via(_os_error(exc), proxy)) from None
+
+
+class _Unanswered(TransportError):
+    """A proxy took the connection but did not answer CONNECT in time: the target's
+    silence or the proxy's own (HTTPClient._silence tells which)."""
 
 
 class _ProxyDown(Exception):

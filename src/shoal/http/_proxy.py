@@ -25,6 +25,7 @@ import hashlib
 import ipaddress
 import logging
 import threading
+import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,13 +42,16 @@ again). A failure is the proxy not working: it cannot be reached (refused, reset
 does not resolve, the TCP connection to it times out), it closes or resets a CONNECT or a
 request without answering, it answers with something that is not HTTP (a wrong port), or it
 answers 407. Not a failure: an answer about the target (a CONNECT refused with 403 or 502, a
-page's 502), no answer in time once the proxy took the connection (a CONNECT or a page
-waiting on a target that does not answer: the proxy holds it open while its own connection
-hangs) - else one dead site could retire them all. So a proxy that takes connections and then
-never answers is not retired either: its requests fail as timeouts.
+page's 502), a page not answered in time, and a CONNECT not answered in time by a proxy that
+is alive - it answered a request within ``ALIVE_FOR`` seconds, or reacts to a probe (a
+``GET /`` it must answer itself) - since a proxy holds CONNECT open while its own connection
+to a target that does not answer hangs: else one dead site could retire them all. A CONNECT
+unanswered by a proxy silent to the probe too (a wedged proxy) is a failure.
 A request whose proxy fails tries it again at once, up to this many times but at most 3: a
 dead proxy is retired by the first request that meets it (which then goes through the host's
 next proxy), while a single dropped connection is ridden out."""
+
+ALIVE_FOR = 30.0  # seconds a proxy's answer shows it alive: no probe after a silence
 
 MAX_RETIRE_AFTER = 100
 """The largest ``retire_after``: past it, a proxy that never works would hardly ever be
@@ -119,7 +123,16 @@ class ProxyStats:
 class _Entry:
     """One proxy of the rules and its record (changed under the rules' lock)."""
 
-    __slots__ = ("failures", "in_a_row", "label", "proxy", "rank", "requests", "retired")
+    __slots__ = (
+        "alive_at",
+        "failures",
+        "in_a_row",
+        "label",
+        "proxy",
+        "rank",
+        "requests",
+        "retired",
+    )
 
     def __init__(self, proxy: Proxy, label: str) -> None:
         self.proxy = proxy
@@ -130,6 +143,7 @@ class _Entry:
         self.failures = 0
         self.in_a_row = 0
         self.retired: str | None = None
+        self.alive_at = float("-inf")  # when it last answered or reacted to a probe (monotonic)
 
 
 def _score(entry: _Entry, host: bytes) -> bytes:
@@ -352,6 +366,24 @@ class ProxyRules:
         with self._lock:
             entry.requests += 1
             entry.in_a_row = 0
+            entry.alive_at = time.monotonic()
+
+    def alive(self, proxy: Proxy) -> None:
+        """``proxy`` reacted to a probe: it is up, though its count is not reset (a
+        proxy that cannot reach anything still fails the requests' own way)."""
+        entry = self._entries.get(proxy)
+        if entry is not None:
+            with self._lock:
+                entry.alive_at = time.monotonic()
+
+    def seen_alive(self, proxy: Proxy) -> bool:
+        """Whether ``proxy`` answered a request or a probe within ``ALIVE_FOR``
+        seconds: a silence from it since is its target's."""
+        entry = self._entries.get(proxy)
+        if entry is None:
+            return True
+        with self._lock:
+            return time.monotonic() - entry.alive_at < ALIVE_FOR
 
     @property
     def exhausted(self) -> bool:
