@@ -426,10 +426,11 @@ class HTTPClient:
         the proxy's (counted)."""
         rules = self.proxies
         assert rules is not None
-        if rules.seen_alive(proxy):
-            return TransportError(silent.kind, silent.detail)
-        if self._reacts(proxy):
-            rules.alive(proxy)
+        alive = rules.alive(proxy)
+        if alive is None:  # one probe in ALIVE_FOR seconds, unless it answers meanwhile
+            alive = self._reacts(proxy)
+            rules.probed(proxy, alive)
+        if alive:
             return TransportError(silent.kind, silent.detail)
         error = TransportError(ErrorKind.TIMEOUT, f"{silent.detail}, nor to a probe")
         return _ProxyDown(error)

@@ -51,7 +51,9 @@ A request whose proxy fails tries it again at once, up to this many times but at
 dead proxy is retired by the first request that meets it (which then goes through the host's
 next proxy), while a single dropped connection is ridden out."""
 
-ALIVE_FOR = 30.0  # seconds a proxy's answer shows it alive: no probe after a silence
+# Seconds a proxy's answer (or a probe's reaction or silence) stands for its state: at most
+# one probe of a proxy in that time, unless it answers meanwhile.
+ALIVE_FOR = 30.0
 
 MAX_RETIRE_AFTER = 100
 """The largest ``retire_after``: past it, a proxy that never works would hardly ever be
@@ -132,6 +134,7 @@ class _Entry:
         "rank",
         "requests",
         "retired",
+        "silent_at",
     )
 
     def __init__(self, proxy: Proxy, label: str) -> None:
@@ -143,7 +146,9 @@ class _Entry:
         self.failures = 0
         self.in_a_row = 0
         self.retired: str | None = None
-        self.alive_at = float("-inf")  # when it last answered or reacted to a probe (monotonic)
+        # When it last answered or reacted to a probe, and when a probe last met silence
+        # (time.monotonic()).
+        self.alive_at = self.silent_at = float("-inf")
 
 
 def _score(entry: _Entry, host: bytes) -> bytes:
@@ -368,22 +373,32 @@ class ProxyRules:
             entry.in_a_row = 0
             entry.alive_at = time.monotonic()
 
-    def alive(self, proxy: Proxy) -> None:
-        """``proxy`` reacted to a probe: it is up, though its count is not reset (a
-        proxy that cannot reach anything still fails the requests' own way)."""
+    def probed(self, proxy: Proxy, alive: bool) -> None:
+        """What a probe of ``proxy`` met: a reaction (it is up, though its count is not
+        reset: a proxy that cannot reach anything still fails requests their own way)
+        or silence."""
         entry = self._entries.get(proxy)
         if entry is not None:
             with self._lock:
-                entry.alive_at = time.monotonic()
+                if alive:
+                    entry.alive_at = time.monotonic()
+                else:
+                    entry.silent_at = time.monotonic()
 
-    def seen_alive(self, proxy: Proxy) -> bool:
-        """Whether ``proxy`` answered a request or a probe within ``ALIVE_FOR``
-        seconds: a silence from it since is its target's."""
+    def alive(self, proxy: Proxy) -> bool | None:
+        """Whether ``proxy`` was last seen alive, within ``ALIVE_FOR`` seconds: True if
+        it answered a request or a probe (a silence from it since is its target's),
+        False if a probe met silence and nothing answered since, None if neither is
+        recent (a probe will tell)."""
         entry = self._entries.get(proxy)
         if entry is None:
             return True
         with self._lock:
-            return time.monotonic() - entry.alive_at < ALIVE_FOR
+            alive_at, silent_at = entry.alive_at, entry.silent_at
+        latest = max(alive_at, silent_at)
+        if time.monotonic() - latest >= ALIVE_FOR:
+            return None
+        return alive_at >= silent_at
 
     @property
     def exhausted(self) -> bool:
