@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from rawserver import RawServer, read_request
 from shoal import Crawler, NoProxyLeft
 from shoal.http import HTTPClient, Proxy, ProxyRules, TransportError
 from sites import Site, html
@@ -191,6 +192,19 @@ def test_an_answer_starts_the_count_again_and_none_left_is_an_error() -> None:
     assert [(s.requests, s.failures) for s in rules.stats()] == [(1, 3), (0, 2)]
 
 
+def test_what_was_last_seen_of_a_proxy_decides_whether_to_probe_it() -> None:
+    rules = ProxyRules.pool(["http://a.test:1"])
+    (a,) = rules.proxies
+    assert rules.alive(a) is None  # nothing seen: a silence needs a probe
+    rules.probed(a, alive=False)
+    assert rules.alive(a) is False  # the probe's silence stands, no second probe
+    rules.succeeded(a)
+    assert rules.alive(a) is True  # an answer since: a silence now is the target's
+    rules.probed(a, alive=True)
+    assert rules.alive(a) is True
+    assert [(s.requests, s.failures) for s in rules.stats()] == [(1, 0)]
+
+
 def test_one_address_with_two_identities_is_two_proxies_told_apart() -> None:
     rules = ProxyRules.pool(
         ["http://session-1:pw@gate.test:7000", "http://session-2:pw@gate.test:7000"]
@@ -240,9 +254,9 @@ def test_a_proxy_failing_for_one_request_only_is_kept() -> None:
     # A proxy that fails this request retire_after times while answering others (their
     # answers start its count again) is not retired: the request fails, to be retried by
     # the crawl; and the tries of one request are bounded.
-    flaky = _ScriptedProxy(b"")  # accepts one connection, reads it, never answers
+    flaky = RawServer(_hang_up)  # reads each CONNECT, closes without an answer
     rules = ProxyRules.pool([flaky.url], retire_after=2)
-    client = HTTPClient(proxies=rules, connect_timeout=0.3)
+    client = HTTPClient(proxies=rules, connect_timeout=5.0)
     answered = threading.Event()
 
     def answer_between(proxy: Proxy, detail: str) -> bool:
@@ -255,11 +269,16 @@ def test_a_proxy_failing_for_one_request_only_is_kept() -> None:
     try:
         with pytest.raises(TransportError) as caught:
             client.get("https://slow.test/", {}, max_bytes=1000)
-        assert caught.value.kind == "timeout" and answered.is_set()
+        assert caught.value.kind == "proxy" and "closed the tunnel" in caught.value.detail
+        assert answered.is_set() and flaky.connections == 2
         assert not rules.exhausted
     finally:
         client.close()
         flaky.close()
+
+
+def _hang_up(conn: socket.socket, index: int) -> None:
+    read_request(conn)
 
 
 def _host_of(urls: list[str], proxy_url: str) -> str:
@@ -562,6 +581,7 @@ def test_a_bad_proxy_file_is_refused_with_its_line(
         (["--proxy", "none", "--proxy", "http://p.test:1"], "'none' stands alone"),
         (["--proxy", f"http://user:{SECRET}@p.test:99999"], "proxy 'http://***@p.test:99999'"),
         (["--proxy-max-failures", "0"], "--proxy-max-failures must be at least 1"),
+        (["--proxy-max-failures", "101"], "--proxy-max-failures must be at most 100 (got 101)"),
     ],
 )
 def test_bad_proxy_options_are_usage_errors(args: list[str], message: str) -> None:
@@ -593,3 +613,141 @@ def test_the_printed_resume_command_hides_proxy_credentials() -> None:
         ["--proxy", "http://p.test:3"],
         False,
     )
+
+
+# --- a dead target is not a dead proxy ----------------------------------------------------
+
+
+class _Blackholed:
+    """A working proxy whose own connection to the target hangs: it holds a CONNECT open
+    without a word (as squid does until its connect timeout), until the client goes; a
+    request it can answer itself (an origin-form GET) gets a 400, as from squid."""
+
+    def __init__(self) -> None:
+        self.connects = 0
+        self.probes = 0
+        self.server = RawServer(self._script)
+
+    def _script(self, conn: socket.socket, index: int) -> None:
+        head = read_request(conn)
+        if head.startswith(b"CONNECT "):
+            self.connects += 1
+            while conn.recv(1):
+                pass
+        elif head:
+            self.probes += 1
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_target_that_never_answers_connect_retires_no_proxy() -> None:
+    # Every proxy the dead host could move to meets the same silence: were a CONNECT that
+    # times out counted against the proxy, one dead site would retire them all (exit 5).
+    proxies = [_Blackholed() for _ in range(3)]
+    try:
+        seeds = ["https://dead.test/", "https://dead.test/a"]
+        crawler = Crawler(
+            seeds,
+            proxy=[p.server.url for p in proxies],
+            timeout=0.5,
+            retries=1,
+            robots=False,
+            state=None,
+            progress=False,
+        )
+        crawler.run()  # no NoProxyLeft
+        result = crawler.result
+        assert (result.pages, result.failed) == (2, 2)
+        assert result.errors == {"timeout": 2}
+        assert [s.retired for s in result.proxies] == [None, None, None]
+        # The host stayed with its one proxy: 2 URLs, each tried twice, one CONNECT a try;
+        # the proxy showed it was alive by answering a probe.
+        assert sorted(p.connects for p in proxies) == [0, 0, 4]
+        assert sorted(p.probes > 0 for p in proxies) == [False, False, True]
+    finally:
+        for proxy in proxies:
+            proxy.server.close()
+
+
+def _wedged(conn: socket.socket, index: int) -> None:
+    """A proxy that takes connections and never answers anything (its process hung)."""
+    while conn.recv(1):
+        pass
+
+
+def test_a_proxy_silent_to_connect_and_to_the_probe_is_retired() -> None:
+    wedged = RawServer(_wedged)
+    rules = ProxyRules.pool([wedged.url], retire_after=2)
+    client = HTTPClient(proxies=rules, connect_timeout=0.3)
+    try:
+        with pytest.raises(TransportError) as caught:
+            client.get("https://s.test/", {}, max_bytes=1000)
+        assert caught.value.kind == "timeout" and "nor to a probe" in caught.value.detail
+        # Two CONNECTs unanswered, and one probe: its silence stands for the second.
+        assert rules.exhausted and wedged.connections == 3
+    finally:
+        client.close()
+        wedged.close()
+
+
+def _not_http(conn: socket.socket, index: int) -> None:
+    read_request(conn)
+    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")  # a proxy URL with the wrong port
+
+
+@pytest.mark.parametrize(
+    ("url", "detail"),
+    [
+        ("http://h.test/", "answer is not HTTP"),
+        ("https://s.test/", "malformed answer to CONNECT 'SSH-2.0-OpenSSH_9.6'"),
+    ],
+)
+def test_a_proxy_that_does_not_speak_http_is_retired(url: str, detail: str) -> None:
+    wrong = RawServer(_not_http)
+    rules = ProxyRules.pool([wrong.url], retire_after=2)
+    client = HTTPClient(proxies=rules)
+    try:
+        with pytest.raises(TransportError) as caught:
+            client.get(url, {}, max_bytes=1000)
+        assert caught.value.kind == "proxy" and detail in caught.value.detail
+        assert rules.exhausted and wrong.connections == 2
+        assert rules.stats()[0].retired is not None
+    finally:
+        client.close()
+        wrong.close()
+
+
+def _bad_page(conn: socket.socket, index: int) -> None:
+    read_request(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")  # the target's, relayed
+
+
+def test_a_malformed_page_through_a_proxy_is_not_held_against_it() -> None:
+    relay = RawServer(_bad_page)
+    rules = ProxyRules.pool([relay.url], retire_after=1)
+    client = HTTPClient(proxies=rules)
+    try:
+        with pytest.raises(TransportError) as caught:
+            client.get("http://h.test/", {}, max_bytes=1000)
+        assert caught.value.kind == "protocol"
+        assert not rules.exhausted and relay.connections == 1
+    finally:
+        client.close()
+        relay.close()
+
+
+def test_a_large_failure_count_does_not_loop_on_a_failing_proxy() -> None:
+    # A request tries a failing proxy at most 3 times at once, whatever retire_after: the
+    # rest of the count is left to later requests (the crawl's retries back off).
+    dropping = RawServer(_hang_up)
+    rules = ProxyRules.pool([dropping.url], retire_after=100)
+    client = HTTPClient(proxies=rules)
+    try:
+        with pytest.raises(TransportError) as caught:
+            client.get("http://h.test/", {}, max_bytes=1000)
+        assert caught.value.kind == "connection"
+        assert dropping.connections == 3 and not rules.exhausted
+    finally:
+        client.close()
+        dropping.close()
+    with pytest.raises(ValueError, match="from 1 to 100"):
+        ProxyRules.pool([dropping.url], retire_after=101)

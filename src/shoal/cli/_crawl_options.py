@@ -319,8 +319,9 @@ def crawl_options(f: Any) -> Any:
             metavar="N",
             default=d.proxy_max_failures,
             show_default=True,
-            help="Retire a proxy after N failures in a row (refused, reset, timed out, "
-            "407); any answer from it starts the count again.",
+            help="Retire a proxy after N failures in a row (refused, reset, timed out "
+            "connecting, not HTTP, 407), N at most 100; any answer from it starts the count "
+            "again.",
         ),
         click.option(
             "--deny-private",

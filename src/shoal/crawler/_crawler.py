@@ -185,8 +185,9 @@ class Crawler:
             directly, as curl does.
         proxy_file: A file of proxy URLs, one a line (``#`` comments): a pool, with
             ``proxy``'s URLs if given.
-        proxy_max_failures: Failures in a row (refused, reset, timed out, 407) that
-            retire a proxy; any answer from it starts the count again.
+        proxy_max_failures: Failures in a row (refused, reset, timed out connecting,
+            an answer that is not HTTP, 407) that retire a proxy, 1 to 100; any answer
+            from it starts the count again.
         deny_private: Connect only to public IP addresses (refusals are the error kind
             ``blocked``): for crawling URLs someone else chose.
         output: Output file (.jsonl, .csv, .sqlite, .warc.gz); None or ``"-"``: stdout. A

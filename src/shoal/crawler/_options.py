@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .._errors import UsageError, literal
 from .._version import __version__
-from ..http import RETIRE_AFTER, TRANSPORTS, Proxy, ProxyRules
+from ..http import MAX_RETIRE_AFTER, RETIRE_AFTER, TRANSPORTS, Proxy, ProxyRules
 from ..state._jobs import HostPace, pace_for
 from ._headers import HeaderError, HeaderRules, HeadersGiven, HostPattern, parse_headers
 from ._hosts import HostSettings, host_settings, paces, settings_for
@@ -71,6 +71,12 @@ def check_bounds(name: str, value: float | None) -> None:
         raise OptionError(name, f"{{{name}}} must be at least 0 (got {value})")
     if name in _MORE_THAN_ZERO and value <= 0:
         raise OptionError(name, f"{{{name}}} must be more than 0 seconds (got {value})")
+    if name == "proxy_max_failures" and value > MAX_RETIRE_AFTER:
+        raise OptionError(
+            name,
+            f"{{proxy_max_failures}} must be at most {MAX_RETIRE_AFTER} (got {value}): a "
+            "proxy that never works would keep its hosts",
+        )
 
 
 def glob_hint(pattern: str) -> str | None:
@@ -213,7 +219,8 @@ class CrawlOptions:
     proxy: str | Sequence[str] | None = field(default="env", repr=False)
     # A file of proxy URLs, one a line (# comments): a pool, with those of ``proxy``.
     proxy_file: str | None = None
-    # Failures in a row (refused, reset, timed out, 407) that retire a proxy.
+    # Failures in a row (refused, reset, timed out connecting, not HTTP, 407) that retire a
+    # proxy; at most MAX_RETIRE_AFTER.
     proxy_max_failures: int = RETIRE_AFTER
     # Connect only to public IP addresses (checked after every lookup): for crawls of
     # URLs someone else chose, so no link, redirect or DNS answer reaches 127.0.0.1,

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 from ._dns import Resolver, is_public_address
 from ._factory import TRANSPORTS, make_transport
 from ._mock import MockTransport, Request
-from ._proxy import RETIRE_AFTER, Proxy, ProxyRules, ProxyStats
+from ._proxy import MAX_RETIRE_AFTER, RETIRE_AFTER, Proxy, ProxyRules, ProxyStats
 from ._transport import ErrorKind, Response, Transport, TransportError
 
 if TYPE_CHECKING:
     from ._client import HTTPClient
 
 __all__ = [
+    "MAX_RETIRE_AFTER",
     "RETIRE_AFTER",
     "TRANSPORTS",
     "ErrorKind",

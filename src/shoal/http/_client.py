@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 _READ = 64 * 1024  # bytes per recv: a typical page arrives in one or two
 _SLACK = 0.25  # seconds a recv may outlast the deadline, to spare a settimeout per recv
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_TRIES_PER_PROXY = 3  # a request's tries through one failing proxy, at most
 
 
 class _Stale(Exception):
@@ -362,8 +363,12 @@ class HTTPClient:
         scheme, host = parts[0], parts[1]
         tries = 0  # failures of this request through its current proxy
         last: Proxy | None = None
-        # Bounded: a proxy is tried at most retire_after times, and one retired never returns.
-        for _turn in range(proxies.size * proxies.retire_after + 1):
+        # Tries of one proxy for one request, at once: enough to retire a dead proxy with
+        # the default count, never a loop of reconnects with a large one (the rest of its
+        # count is left to later requests and the crawl's retries, which back off).
+        most = min(proxies.retire_after, _TRIES_PER_PROXY)
+        # Bounded: a proxy is tried at most `most` times, and one retired never returns.
+        for _turn in range(proxies.size * most + 1):
             proxy = proxies.for_url(scheme, host)  # TransportError once none is left
             if proxy is None:  # no_proxy
                 return self._get(
@@ -381,18 +386,21 @@ class HTTPClient:
             if proxy != last:
                 tries, last = 0, proxy
             try:
-                response = self._get(
-                    url,
-                    parts,
-                    proxy,
-                    headers,
-                    max_bytes,
-                    deadline,
-                    read_body,
-                    truncate,
-                    method,
-                    body,
-                )
+                try:
+                    response = self._get(
+                        url,
+                        parts,
+                        proxy,
+                        headers,
+                        max_bytes,
+                        deadline,
+                        read_body,
+                        truncate,
+                        method,
+                        body,
+                    )
+                except _Unanswered as silent:
+                    raise self._silence(proxy, silent) from None
             except _ProxyDown as down:
                 tries += 1
                 retired = proxies.failed(proxy, down.error.detail)
@@ -402,7 +410,7 @@ class HTTPClient:
                     # The proxy took the request and went silent: it may have passed it on,
                     # so a POST is not sent again here (its retry, if any, is the crawl's).
                     raise down.error from None
-                if retired or tries < proxies.retire_after:
+                if retired or tries < most:
                     # Again at once, a GET that the proxy did not answer: a dead proxy is
                     # retired by the first request to meet it, which goes on through the
                     # host's next proxy (a request meets the deadline sooner, if slow).
@@ -411,6 +419,47 @@ class HTTPClient:
             proxies.succeeded(proxy)
             return response
         raise TransportError(ErrorKind.PROXY, "no proxy answered")  # pragma: no cover
+
+    def _silence(self, proxy: Proxy, silent: _Unanswered) -> TransportError | _ProxyDown:
+        """Whose is a CONNECT the proxy took but did not answer in time? The target's (a
+        plain timeout) if the proxy answered anything lately or reacts to a probe; else
+        the proxy's (counted)."""
+        rules = self.proxies
+        assert rules is not None
+        alive = rules.alive(proxy)
+        if alive is None:  # one probe in ALIVE_FOR seconds, unless it answers meanwhile
+            alive = self._reacts(proxy)
+            rules.probed(proxy, alive)
+        if alive:
+            return TransportError(silent.kind, silent.detail)
+        error = TransportError(ErrorKind.TIMEOUT, f"{silent.detail}, nor to a probe")
+        return _ProxyDown(error)
+
+    def _reacts(self, proxy: Proxy) -> bool:
+        """Whether ``proxy`` reacts, within the connect timeout, to a request it must
+        answer itself: an origin-form ``GET /``, which a forward proxy refuses without
+        going anywhere. Any bytes, a close or a reset is a reaction (a live proxy); a
+        proxy whose kernel accepts connections for a process that no longer serves them
+        stays silent, as does one refusing connections."""
+        timeout = self.connect_timeout
+        until = time.monotonic() + timeout
+        host = f"[{proxy.host}]" if ":" in proxy.host else proxy.host
+        probe = f"GET / HTTP/1.1\r\nHost: {host}:{proxy.port}\r\nConnection: close\r\n\r\n"
+        try:
+            addresses = self._resolver.resolve(proxy.host, proxy.port, timeout)
+            with _open_socket(addresses, until) as sock:
+                _settimeout_until(sock, until)
+                sock.sendall(probe.encode("latin-1"))
+                _settimeout_until(sock, until)
+                sock.recv(1)
+        except (ConnectionResetError, BrokenPipeError):
+            alive = True
+        except (OSError, UnicodeError):  # silent (timed out), refused, or its name is gone
+            alive = False
+        else:
+            alive = True
+        logger.debug("probe of proxy %s: %s", proxy.label, "alive" if alive else "silent")
+        return alive
 
     def _get(  # noqa: PLR0917 - two private call sites, on the hot path
         self,
@@ -468,6 +517,14 @@ class HTTPClient:
             except OSError as exc:
                 conn.close()
                 raise _os_error(exc) from None
+            except TransportError as exc:
+                conn.close()
+                if proxy is not None and scheme == "http" and _not_http(conn):
+                    # An answer that is not HTTP at all comes from the proxy (a wrong port),
+                    # never from the target: a proxy speaks HTTP whatever the target says.
+                    error = TransportError(ErrorKind.PROXY, f"answer is not HTTP ({exc.detail})")
+                    raise _ProxyDown(_via(error, proxy), sent=True) from None
+                raise
             except BaseException:
                 conn.close()
                 raise
@@ -588,9 +645,13 @@ class HTTPClient:
 
 
 def _open_tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: float) -> None:
-    """The CONNECT tunnel; a proxy that does not answer it (or asks for credentials)
-    raises _ProxyDown. A refusal with another status is the proxy's word on the
-    target, and a malformed answer is not counted against it either."""
+    """The CONNECT tunnel. Raises _ProxyDown when the proxy fails it: closes or resets
+    it, answers with something that is not HTTP, or asks for credentials (407). Not
+    counted against the proxy: a refusal with another status (its word on the target).
+    No answer in time raises _Unanswered: a proxy holds CONNECT open while its own
+    connection to an unreachable target hangs, so the silence is counted only if the
+    proxy is silent to a probe too; else one dead site would retire every proxy its host
+    moves to."""
     try:
         _tunnel(sock, host, port, proxy, until)
     except ConnectRefused as exc:
@@ -600,8 +661,18 @@ def _open_tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until:
         if exc.kind is ErrorKind.PROTOCOL:
             raise
         raise _ProxyDown(exc) from None
+    except TimeoutError:
+        where = f"proxy {proxy.host}:{proxy.port}"
+        raise _Unanswered(
+            ErrorKind.TIMEOUT, f"{where}: no answer to CONNECT {host}:{port} in time"
+        ) from None
     except OSError as exc:
         raise _ProxyDown(_via(_os_error(exc), proxy)) from None
+
+
+class _Unanswered(TransportError):
+    """A proxy took the connection but did not answer CONNECT in time: the target's
+    silence or the proxy's own (HTTPClient._silence tells which)."""
 
 
 class _ProxyDown(Exception):
@@ -617,6 +688,16 @@ class _ProxyDown(Exception):
 def _down(error: TransportError, proxy: Proxy | None) -> TransportError | _ProxyDown:
     """A failure to reach the next hop: the proxy's, named, if there is one."""
     return error if proxy is None else _ProxyDown(_via(error, proxy))
+
+
+def _not_http(conn: _Conn) -> bool:
+    """Whether the response head that failed to parse on ``conn`` does not even start
+    as HTTP's does ("HTTP/")."""
+    reader = conn.reader
+    if reader is None or reader.head_done or not reader.pieces:
+        return False
+    start = b"".join(reader.pieces[:5])[:5]
+    return not (start.startswith(b"HTTP/") or b"HTTP/".startswith(start))
 
 
 def _public(host: str, addresses: list[Address]) -> list[Address]:

@@ -25,6 +25,7 @@ import hashlib
 import ipaddress
 import logging
 import threading
+import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,18 +34,30 @@ from urllib.parse import unquote
 from .._errors import ErrorKind, TransportError
 from .._url import split_url, without_userinfo
 
-__all__ = ["RETIRE_AFTER", "Proxy", "ProxyRules", "ProxyStats"]
+__all__ = ["MAX_RETIRE_AFTER", "RETIRE_AFTER", "Proxy", "ProxyRules", "ProxyStats"]
 
 RETIRE_AFTER = 3
 """Failures in a row after which a proxy is retired (any answer from it starts the count
 again). A failure is the proxy not working: it cannot be reached (refused, reset, its name
-does not resolve, the connection times out), it closes or times out a CONNECT or a request
-without answering, or it answers 407. Not a failure: an answer about the target (a CONNECT
-refused with 403 or 502, a page's 502) or a slow page (a read timeout once the request went
-through), which say nothing against the proxy - else one dead site could retire them all.
-A request whose proxy fails tries it again at once, up to this many times: a dead proxy is
-retired by the first request that meets it (which then goes through the host's next proxy),
-while a single dropped connection is ridden out."""
+does not resolve, the TCP connection to it times out), it closes or resets a CONNECT or a
+request without answering, it answers with something that is not HTTP (a wrong port), or it
+answers 407. Not a failure: an answer about the target (a CONNECT refused with 403 or 502, a
+page's 502), a page not answered in time, and a CONNECT not answered in time by a proxy that
+is alive - it answered a request within ``ALIVE_FOR`` seconds, or reacts to a probe (a
+``GET /`` it must answer itself) - since a proxy holds CONNECT open while its own connection
+to a target that does not answer hangs: else one dead site could retire them all. A CONNECT
+unanswered by a proxy silent to the probe too (a wedged proxy) is a failure.
+A request whose proxy fails tries it again at once, up to this many times but at most 3: a
+dead proxy is retired by the first request that meets it (which then goes through the host's
+next proxy), while a single dropped connection is ridden out."""
+
+# Seconds a proxy's answer (or a probe's reaction or silence) stands for its state: at most
+# one probe of a proxy in that time, unless it answers meanwhile.
+ALIVE_FOR = 30.0
+
+MAX_RETIRE_AFTER = 100
+"""The largest ``retire_after``: past it, a proxy that never works would hardly ever be
+retired, and a crawl would keep sending its hosts into it."""
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +125,17 @@ class ProxyStats:
 class _Entry:
     """One proxy of the rules and its record (changed under the rules' lock)."""
 
-    __slots__ = ("failures", "in_a_row", "label", "proxy", "rank", "requests", "retired")
+    __slots__ = (
+        "alive_at",
+        "failures",
+        "in_a_row",
+        "label",
+        "proxy",
+        "rank",
+        "requests",
+        "retired",
+        "silent_at",
+    )
 
     def __init__(self, proxy: Proxy, label: str) -> None:
         self.proxy = proxy
@@ -123,6 +146,9 @@ class _Entry:
         self.failures = 0
         self.in_a_row = 0
         self.retired: str | None = None
+        # When it last answered or reacted to a probe, and when a probe last met silence
+        # (time.monotonic()).
+        self.alive_at = self.silent_at = float("-inf")
 
 
 def _score(entry: _Entry, host: bytes) -> bytes:
@@ -161,8 +187,10 @@ class ProxyRules:
         no_proxy: str = "",
         retire_after: int = RETIRE_AFTER,
     ) -> None:
-        if retire_after < 1:
-            raise ValueError(f"retire_after must be at least 1 (got {retire_after})")
+        if not 1 <= retire_after <= MAX_RETIRE_AFTER:
+            raise ValueError(
+                f"retire_after must be from 1 to {MAX_RETIRE_AFTER} (got {retire_after})"
+            )
         self.retire_after = retire_after
         self._lock = threading.Lock()
         self._entries: dict[Proxy, _Entry] = {}
@@ -343,6 +371,34 @@ class ProxyRules:
         with self._lock:
             entry.requests += 1
             entry.in_a_row = 0
+            entry.alive_at = time.monotonic()
+
+    def probed(self, proxy: Proxy, alive: bool) -> None:
+        """What a probe of ``proxy`` met: a reaction (it is up, though its count is not
+        reset: a proxy that cannot reach anything still fails requests their own way)
+        or silence."""
+        entry = self._entries.get(proxy)
+        if entry is not None:
+            with self._lock:
+                if alive:
+                    entry.alive_at = time.monotonic()
+                else:
+                    entry.silent_at = time.monotonic()
+
+    def alive(self, proxy: Proxy) -> bool | None:
+        """Whether ``proxy`` was last seen alive, within ``ALIVE_FOR`` seconds: True if
+        it answered a request or a probe (a silence from it since is its target's),
+        False if a probe met silence and nothing answered since, None if neither is
+        recent (a probe will tell)."""
+        entry = self._entries.get(proxy)
+        if entry is None:
+            return True
+        with self._lock:
+            alive_at, silent_at = entry.alive_at, entry.silent_at
+        latest = max(alive_at, silent_at)
+        if time.monotonic() - latest >= ALIVE_FOR:
+            return None
+        return alive_at >= silent_at
 
     @property
     def exhausted(self) -> bool:

@@ -34,14 +34,17 @@ def via(error: TransportError, proxy: Proxy | None) -> TransportError:
 def _split_head(buf: bytes) -> tuple[list[str], int] | None:
     """The lines of the proxy's answer to CONNECT that ``buf`` starts with, and the bytes
     it takes up with its blank line; None while incomplete. A line may end with a bare
-    LF, so the head ends at the first "\n\n" or "\n\r\n"."""
+    LF, so the head ends at the first "\n\n" or "\n\r\n". An answer that is too long or
+    not HTTP is the proxy's fault (kind ``proxy``): no byte of the target comes before it."""
     crlf = buf.find(b"\n\r\n")
     lf = buf.find(b"\n\n", 0, len(buf) if crlf < 0 else crlf)
     if lf < 0 and crlf < 0:
         return None
     size, skip = (lf, 2) if lf >= 0 else (crlf, 3)
     if size > _MAX_HEAD:
-        raise TransportError(ErrorKind.PROTOCOL, f"response head over {_MAX_HEAD} bytes")
+        raise TransportError(
+            ErrorKind.PROXY, f"the proxy's answer to CONNECT is over {_MAX_HEAD} bytes"
+        )
     text = buf[:size].decode("latin-1")
     return [line.rstrip("\r") for line in text.split("\n")], size + skip
 
@@ -69,7 +72,7 @@ def tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: float
             )
         head += data
     lines, used = answer
-    status = _connect_status(lines[0])
+    status = _connect_status(lines[0], proxy)
     if not 200 <= status < 300:
         raise ConnectRefused(f"proxy {proxy.host}:{proxy.port} refused CONNECT: {status}", status)
     if used != len(head):  # the server speaks only after our TLS hello
@@ -79,11 +82,15 @@ def tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, until: float
     settimeout_until(sock, until)  # what is left of it is the TLS handshake's
 
 
-def _connect_status(line: str) -> int:
+def _connect_status(line: str, proxy: Proxy) -> int:
     version, _, rest = line.partition(" ")
     code = rest.partition(" ")[0]
     if not (version.startswith("HTTP/1.") and len(code) == 3 and code.isdigit()):
-        raise TransportError(ErrorKind.PROTOCOL, f"malformed answer to CONNECT {line[:100]!r}")
+        # Not HTTP at all (an SSH banner: the wrong port): the proxy's, counted against it.
+        raise TransportError(
+            ErrorKind.PROXY,
+            f"proxy {proxy.host}:{proxy.port}: malformed answer to CONNECT {line[:100]!r}",
+        )
     return int(code)
 
 
