@@ -649,3 +649,39 @@ def test_a_host_tables_headers_are_checked_like_header_for() -> None:
         Crawler("http://127.0.0.1:9/", hosts={"127.0.0.1": {"headers": ["X: y"]}})
     with pytest.raises(UsageError, match="header"):
         Crawler("http://127.0.0.1:9/", hosts={"127.0.0.1": {"headers": {"X": "a\r\nB: c"}}})
+
+
+def test_a_host_tables_auth_goes_to_that_host_only_and_is_never_shown(tmp_path: Path) -> None:
+    """``[hosts."NAME"] auth = "USER:PASSWORD"``: Basic credentials for that host, sent as
+    its table's headers are; a value that is no USER:PASSWORD is refused without being
+    repeated; the options' repr never shows it."""
+    seen = Seen()
+    with recording(seen, "other", {"/o": html("o")}, host="127.0.0.2") as other:
+        with recording(seen, "start", {"/": html("home", other.url("/o"))}) as site:
+            config = tmp_path / "crawl.toml"
+            config.write_text(
+                'allow-domain = ["127.0.0.1", "127.0.0.2"]\nproxy = "none"\n'
+                f'[hosts."127.0.0.1"]\nauth = "bob:{PASSWORD}"\n',
+                encoding="utf-8",
+            )
+            result = CliRunner().invoke(
+                cli,
+                ["crawl", site.url("/"), "--config", str(config), "-o",
+                 str(tmp_path / "out.jsonl"), "--no-progress"],
+            )  # fmt: skip
+            assert result.exit_code == 0, result.output
+    assert seen.paths("start") == {"/robots.txt", "/"}
+    for headers in seen.at("start"):
+        assert headers["authorization"] == f"Basic {TOKEN}"
+    for headers in seen.at("other"):
+        assert "authorization" not in headers
+    crawler = Crawler("http://127.0.0.1:9/", hosts={"127.0.0.1": {"auth": ("bob", PASSWORD)}})
+    assert PASSWORD not in repr(crawler.options) and TOKEN not in repr(crawler.options)
+    with pytest.raises(UsageError) as bad:
+        Crawler("http://127.0.0.1:9/", hosts={"127.0.0.1": {"auth": PASSWORD}})
+    assert PASSWORD not in str(bad.value)
+    with pytest.raises(UsageError, match="not both"):
+        Crawler(
+            "http://127.0.0.1:9/",
+            hosts={"127.0.0.1": {"auth": "a:b", "headers": {"Authorization": "Bearer x"}}},
+        )

@@ -60,6 +60,23 @@ def _check_headers(value: object) -> str | None:
     return None
 
 
+def _check_auth(value: object) -> str | None:
+    if isinstance(value, str):
+        user, colon, _ = value.partition(":")
+        if colon and user:
+            return None
+    elif (
+        isinstance(value, tuple | list)
+        and len(value) == 2
+        and all(isinstance(x, str) for x in value)
+        and value[0]
+        and ":" not in value[0]
+    ):
+        return None
+    # Never repeat the value: it holds a password.
+    return "must be 'USER:PASSWORD' (or a (user, password) pair in Python)"
+
+
 Check = Callable[[object], str | None]
 
 
@@ -74,7 +91,14 @@ class HostSettings:
     delay: float | None = field(default=None, metadata={"check": _check_delay})
     # Headers sent to the host, as ``header_for`` sends them (over https; over http
     # only where a start URL on the host is http): an API key, a language.
-    headers: Mapping[str, str] | None = field(default=None, metadata={"check": _check_headers})
+    headers: Mapping[str, str] | None = field(
+        default=None, repr=False, metadata={"check": _check_headers}
+    )
+    # HTTP Basic credentials for the host, ``"USER:PASSWORD"`` or ``(user, password)``:
+    # an ``Authorization`` header sent as ``headers`` are (a secret, never shown).
+    auth: str | tuple[str, str] | None = field(
+        default=None, repr=False, metadata={"check": _check_auth}
+    )
 
 
 # The keys a host table takes (Python spelling), in the order of the fields.

@@ -12,7 +12,14 @@ from .._errors import UsageError, literal
 from .._version import __version__
 from ..http import MAX_RETIRE_AFTER, RETIRE_AFTER, TRANSPORTS, Proxy, ProxyRules
 from ..state._jobs import HostPace, pace_for
-from ._headers import HeaderError, HeaderRules, HeadersGiven, HostPattern, parse_headers
+from ._headers import (
+    HeaderError,
+    HeaderRules,
+    HeadersGiven,
+    HostPattern,
+    basic_auth,
+    parse_headers,
+)
 from ._hosts import HostSettings, host_settings, paces, settings_for
 
 __all__ = [
@@ -541,7 +548,7 @@ def _with_host_headers(
     host, so the credential rules of ``header_for`` hold for both. A header that both
     name comes from ``header_for`` (the command line's ``--header-for`` wins over a
     config file's table)."""
-    if not any(s.headers for s in hosts.values()):
+    if not any(s.headers or s.auth for s in hosts.values()):
         return header_for
     if not isinstance(header_for, Mapping):
         return header_for  # HeaderRules.build says what is wrong with it
@@ -553,7 +560,17 @@ def _with_host_headers(
             if isinstance(text, str):
                 spelled.setdefault(HostPattern.parse(text), text)
     for pattern, settings in hosts.items():
-        if not settings.headers:
+        own = dict(settings.headers or {})
+        if settings.auth is not None:
+            if any(name.lower() == "authorization" for name in own):
+                raise HeaderError(
+                    "{hosts} "
+                    + literal(f"{pattern!r}: give auth or an Authorization header, not both")
+                )
+            auth = settings.auth
+            pair = auth if isinstance(auth, str) else (auth[0], auth[1])  # a TOML array too
+            own["Authorization"] = basic_auth(pair)
+        if not own:
             continue
         try:
             key = spelled.get(HostPattern.parse(pattern), pattern)
@@ -561,13 +578,13 @@ def _with_host_headers(
             key = pattern  # HeaderRules.build reports it
         given = merged.get(key)
         if given is None:
-            merged[key] = dict(settings.headers)
+            merged[key] = own
             continue
         try:
             override = parse_headers(given, "header_for")
         except HeaderError:
             continue  # HeaderRules.build reports it with the option's own name
         names = {name.lower() for name, _ in override}
-        table = [(k, v) for k, v in settings.headers.items() if k.lower() not in names]
+        table = [(k, v) for k, v in own.items() if k.lower() not in names]
         merged[key] = [*table, *override]
     return merged
