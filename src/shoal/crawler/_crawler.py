@@ -266,6 +266,13 @@ class Crawler:
         recrawl: bool = CrawlOptions.recrawl,
         revisit_after: float | None = CrawlOptions.revisit_after,
         hosts: Mapping[str, HostSettings | Mapping[str, object]] | None = None,
+        render: str = CrawlOptions.render,
+        render_timeout: float = CrawlOptions.render_timeout,
+        render_concurrency: int = CrawlOptions.render_concurrency,
+        render_wait: float = CrawlOptions.render_wait,
+        render_wait_for: str | None = CrawlOptions.render_wait_for,
+        render_block: str = CrawlOptions.render_block,
+        browser: str | None = CrawlOptions.browser,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
@@ -319,6 +326,13 @@ class Crawler:
             recrawl=recrawl,
             revisit_after=revisit_after,
             hosts={} if hosts is None else hosts,
+            render=render,
+            render_timeout=render_timeout,
+            render_concurrency=render_concurrency,
+            render_wait=render_wait,
+            render_wait_for=render_wait_for,
+            render_block=render_block,
+            browser=browser,
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport
@@ -332,6 +346,13 @@ class Crawler:
                 "a fetcher given as an object fetches by itself: give it the transport, not "
                 "Crawler(transport=...) (a fetcher factory gets the crawl's transport)"
             )
+        if opts.render != "never":
+            from ._render import check_render
+
+            # Before anything is opened: a missing browser or extra is a usage error.
+            check_render(opts, fetcher_given=fetcher is not None, formats=infer_formats(opts))
+            if fetcher is None:
+                fetcher = _browser_fetcher
         self._fetcher_given = fetcher
         self.start_urls = [parse_start_url(u) for u in start_urls]
         self.scope = Scope.for_start_urls(
@@ -352,6 +373,7 @@ class Crawler:
             follow_links=follow_links and not opts.sitemaps_only,
             extract=opts.extract,
             save_bodies=opts.save_bodies,
+            rendering=opts.render != "never",
         )
         outputs = opts.output_paths()
         if len(outputs) > 1 and is_stream_path(str(outputs[0])):
@@ -452,6 +474,9 @@ class Crawler:
         if len(paths) > 1:
             # Only with several, so a one-output crawl's state from before still matches.
             identity["outputs"] = [[p, f] for p, f in zip(paths, self.formats, strict=True)]
+        if self.options.render != "never":
+            # Rendered records carry "rendered" (a CSV column): another mode would not fit.
+            identity["render"] = self.options.render
         if self.options.extract:
             # Records of another extract set would not fit the output (CSV columns).
             identity["extract"] = dict(self.options.extract)
@@ -1032,6 +1057,17 @@ def _check_recrawl(
             "{recrawl} needs a state file: the one an earlier crawl to a file output left "
             "(-o FILE keeps FILE.state.sqlite)"
         )
+
+
+def infer_formats(opts: CrawlOptions) -> list[str]:
+    return [infer_format(path, opts.format) for path in opts.output_paths()]
+
+
+def _browser_fetcher(setup: FetchSetup) -> PageFetcher:
+    """--render: the browser fetcher (its module, and Playwright, loaded only then)."""
+    from ._render import BrowserFetcher
+
+    return BrowserFetcher(setup)
 
 
 def _is_fetcher(given: object) -> TypeGuard[PageFetcher]:

@@ -94,6 +94,9 @@ class Fetched:
     detail: str = ""  # the human-readable reason behind ``error``
     retry_after: float | None = None
     truncated: bool = False  # the body is the first max_bytes of a longer one (truncate)
+    # The body is the DOM a browser rendered from the response (--render), not the bytes
+    # the server sent; ``headers`` are still the server's, but for Content-Type (UTF-8).
+    rendered: bool = False
 
     @property
     def content_type(self) -> str:

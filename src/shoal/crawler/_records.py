@@ -18,7 +18,7 @@ from typing import Any
 from .._errors import UsageError
 from ._fetch import Fetched
 from ._page import Page
-from ._schema import RECORD_FIELDS, RUN_FIELDS
+from ._schema import RECORD_FIELDS, RENDER_FIELDS, RUN_FIELDS
 from ._urls import LinkResolver
 from .frontier import Lease
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 # of an output begun by an older shoal still fits (SQLite keeps them in its ``data``).
 PAGE_FIELDS = ("truncated", "robots")
 # Names --extract may not take: they would overwrite (or, in CSV, repeat) a record field.
-_RESERVED = (*RECORD_FIELDS, *PAGE_FIELDS, *RUN_FIELDS, "body", "body_sha256")
+_RESERVED = (*RECORD_FIELDS, *PAGE_FIELDS, *RUN_FIELDS, *RENDER_FIELDS, "body", "body_sha256")
 
 # What a page callback may give back: records (dicts) to write and URLs (str) to follow.
 PageCallback = Callable[[Page], Iterable[Any] | dict[str, Any] | None]
@@ -44,8 +44,10 @@ class Records:
         follow_links: bool,
         extract: Mapping[str, str],
         save_bodies: bool,
+        rendering: bool = False,
     ) -> None:
         self.on_page = on_page
+        self.rendering = rendering  # records carry "rendered" (RENDER_FIELDS)
         self.follow_links = follow_links
         self.extractors = _compile_extractors(extract)
         self.save_bodies = save_bodies
@@ -54,14 +56,16 @@ class Records:
     def fields(self) -> list[str]:
         """A record's fields: standard fields, then the optional and extracted ones."""
         extra = ["body", "body_sha256"] if self.save_bodies else []
-        return [*RECORD_FIELDS, *PAGE_FIELDS, *extra, *self.extractors]
+        render = list(RENDER_FIELDS) if self.rendering else []
+        return [*RECORD_FIELDS, *PAGE_FIELDS, *render, *extra, *self.extractors]
 
     @property
     def columns(self) -> list[str]:
         """The CSV header: the standard fields, a recrawl's (run and change), then the
         optional and extracted ones."""
         extra = ["body", "body_sha256"] if self.save_bodies else []
-        return [*RECORD_FIELDS, *PAGE_FIELDS, *RUN_FIELDS, *extra, *self.extractors]
+        render = list(RENDER_FIELDS) if self.rendering else []
+        return [*RECORD_FIELDS, *PAGE_FIELDS, *RUN_FIELDS, *render, *extra, *self.extractors]
 
     def build(
         self, job: Lease, fetched: Fetched, page: Page | None, error: str | None
@@ -103,6 +107,8 @@ class Records:
             "truncated": None,
             "robots": (list(page.robots) or None) if page is not None else None,
         }
+        if self.rendering:
+            record["rendered"] = fetched.rendered
         if self.save_bodies:
             record["body"], record["body_sha256"] = _body_fields(fetched.body, page)
         for name, extract in self.extractors.items():
@@ -123,6 +129,8 @@ class Records:
             error=kind,
             error_detail=detail,
         )
+        if self.rendering:
+            record["rendered"] = False
         return record
 
     def _call(self, job: Lease, page: Page) -> tuple[list[dict[str, Any]], list[str], str | None]:

@@ -3,7 +3,7 @@ the outputs (``output``) lay out as columns. Its own module so neither imports t
 
 from __future__ import annotations
 
-__all__ = ["RECORD_FIELDS", "RUN_FIELDS"]
+__all__ = ["RECORD_FIELDS", "RENDER_FIELDS", "RUN_FIELDS"]
 
 RECORD_FIELDS = (
     "url",
@@ -25,3 +25,9 @@ RECORD_FIELDS = (
 # Not in RECORD_FIELDS: a JSONL record of the first run has neither (no run means run 1),
 # while a CSV has the columns from its first row on (its header cannot grow later).
 RUN_FIELDS = ("run", "change")
+
+# A rendering crawl's field (#18, --render always): whether the record's title, links and
+# extracted fields come from the DOM a browser built (true) or from the bytes as sent
+# (false: not HTML, an error, a redirect). Only in the records of such a crawl, so a
+# static crawl's output keeps its shape.
+RENDER_FIELDS = ("rendered",)
