@@ -80,6 +80,7 @@ _CLOSE_WAIT = 5.0
 # The worker stops waiting this long after a page's deadline, whatever the loop does.
 _WORKER_MARGIN = 3 * _CLOSE_WAIT + 5.0
 _LAUNCH_WAIT = 30.0
+_MAX_PROFILE_PATH = 60
 # Headers shoal's transport sets itself, or that describe the browser's framing.
 _DROP_REQUEST = frozenset(
     {"host", "connection", "content-length", "accept-encoding", "transfer-encoding",
@@ -116,12 +117,32 @@ threading.Thread(target=stdin_closed, daemon=True).start()
 signal.signal(signal.SIGTERM, lambda *a: done.set())
 done.wait()
 try:
+    os.killpg(child.pid, signal.SIGTERM)  # a moment to end cleanly, then for sure
+except OSError:
+    pass
+try:
+    child.wait(2)
+except subprocess.TimeoutExpired:
+    pass
+try:
     os.killpg(child.pid, signal.SIGKILL)
 except OSError:
     pass
 child.wait()
 shutil.rmtree(profile, ignore_errors=True)
 """
+
+
+# window.open records the URL (a link of the page) and opens nothing.
+_POPUP_SCRIPT = """(() => {
+  const opened = [];
+  Object.defineProperty(window, '__shoalPopups', {value: opened});
+  window.open = function (url) {
+    try { if (url) opened.push(String(new URL(url, document.baseURI))); } catch (e) {}
+    return null;
+  };
+})();"""
+_POPUPS_OPENED = "() => Array.from(window.__shoalPopups || []).slice(0, 1000)"
 
 
 class RenderError(ShoalError):
@@ -280,6 +301,11 @@ class _Browser:
         assert self._pw is not None
         self._kill()
         profile = tempfile.mkdtemp(prefix="shoal-browser-")
+        if len(profile) > _MAX_PROFILE_PATH and os.path.isdir("/tmp"):
+            # Chromium's singleton socket lives under its TMPDIR (the profile, below): a
+            # Unix socket's path has at most 107 bytes.
+            os.rmdir(profile)
+            profile = tempfile.mkdtemp(prefix="shoal-browser-", dir="/tmp")
         args = [
             self._executable,
             "--headless=new",
@@ -298,6 +324,8 @@ class _Browser:
             "--disable-extensions",
             "--disable-sync",
             "--mute-audio",
+            # Popups open (and are closed at once): their URLs become links of the page.
+            "--disable-popup-blocking",
             "--password-store=basic",
             "--disable-features=Translate,MediaRouter,OptimizationHints,DialMediaRouteProvider",
             # Everything is served through the route handler: the browser's own network
@@ -315,6 +343,7 @@ class _Browser:
             "HOME": profile,
             "XDG_CONFIG_HOME": profile,
             "XDG_CACHE_HOME": profile,
+            "TMPDIR": profile,
         }
         self._profile = profile
         self._reaper = subprocess.Popen(
@@ -394,6 +423,7 @@ class _Browser:
                 ignore_https_errors=not self._opts.verify_tls,
             )
             ctx = self._context = _Context(context)
+            await context.add_init_script(_POPUP_SCRIPT)
             await context.route("**/*", self._route)
             await context.route_web_socket("**/*", _close_web_socket)
         ctx.started += 1
@@ -501,6 +531,13 @@ class _Browser:
                 url, status, headers, body, list(state.navigated), rendered=False,
                 truncated=truncated,
             )  # fmt: skip
+        try:
+            opened = await page.evaluate(_POPUPS_OPENED)
+        except Exception as exc:  # noqa: BLE001 - a page that navigated meanwhile
+            logger.debug("%s: popups not read: %r", job.url, exc)
+            opened = []
+        if isinstance(opened, list):
+            state.popups += [u for u in opened if isinstance(u, str) and u.startswith("http")]
         dom = await _content(page)
         popups = "".join(
             f'<a href="{html.escape(u, quote=True)}"></a>' for u in dict.fromkeys(state.popups)
@@ -643,7 +680,7 @@ class _Browser:
                 why = f"{exc.kind}: {exc.detail}"
         if why is not None:
             logger.info("%s: navigation to %s not followed: %s", state.current, url, why)
-            await route.abort("blockedbyclient")
+            await _stay(route)
             return
         got = await self._get(request, state)
         if got is None:
@@ -662,7 +699,7 @@ class _Browser:
         # A download or another non-page: the page moved there; nothing reaches the disk.
         state.moved = (url, status, headers, body, truncated)
         state.ended.set()
-        await route.abort("blockedbyclient")
+        await _stay(route)
 
     # -- the end -------------------------------------------------------------------------
 
@@ -825,6 +862,12 @@ async def _content(page: Page) -> str:
                 raise
             await asyncio.sleep(0.05)
     raise AssertionError("unreachable")
+
+
+async def _stay(route: Route) -> None:
+    """Answer a navigation so that the page stays where it is: a 204 cancels it (an
+    aborted one would put the browser's error page in its place)."""
+    await route.fulfill(status=204, body=b"")
 
 
 async def _dismiss(dialog: Any) -> None:
