@@ -196,10 +196,11 @@ HOSTILE = {
     "/": page(
         "".join(
             f'<a href="{p}">{p}</a> '
-            for p in ("/loop", "/drip", "/dialogs", "/popup", "/download", "/offscope",
-                      "/refresh-a", "/xhr-spam", "/private")
+            for p in ("/dialogs", "/popup", "/download", "/offscope", "/refresh-a", "/private")
         )
     ),  # fmt: skip
+    # The pages that take a render to its deadline, crawled on their own (a short one).
+    "/slow": page('<a href="/loop">l</a> <a href="/drip">d</a> <a href="/xhr-spam">x</a>'),
     "/loop": page("<h1>before</h1><script>while (true) {}</script>"),
     "/drip": page('<h1>drip</h1><script src="/slow.js"></script>'),
     "/dialogs": page(
@@ -265,11 +266,16 @@ def test_hostile_pages_are_each_recorded_once_and_the_crawl_ends(
     env = isolated_env(tmp_path, short_tmp)
     work = tmp_path / "work"
     work.mkdir()
-    done = shoal("crawl", site.url("/"), "-o", "pages.jsonl", "--render", "always",
-                 "--render-timeout", "8", "--render-concurrency", "3", "--retries", "0",
-                 "--extract", "h=h1::text", cwd=work, env=env, timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    out = records(work / "pages.jsonl")
+    out = []
+    # The deadline is generous where pages end by themselves (a loaded machine is slow),
+    # short where they do not.
+    for start, timeout in (("/", "30"), ("/slow", "12")):
+        done = shoal("crawl", site.url(start), "-o", "pages.jsonl", "--render", "always",
+                     "--render-timeout", timeout, "--render-concurrency", "3", "--retries", "0",
+                     "--extract", "h=h1::text", "--no-state", "--overwrite",
+                     cwd=work, env=env, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        out += records(work / "pages.jsonl")
     urls = [str(r["url"]).removeprefix(site.origin) for r in out]
     assert len(urls) == len(set(urls)), urls  # each once
     by = {str(r["url"]).removeprefix(site.origin): r for r in out}
@@ -285,15 +291,15 @@ def test_hostile_pages_are_each_recorded_once_and_the_crawl_ends(
     assert by["/download"]["h"] == "download" and by["/download"]["rendered"] is True
     assert by["/file.bin"]["rendered"] is False and by["/file.bin"]["bytes"] == 4096
     assert by["/offscope"]["final_url"] == site.url("/offscope")  # stayed: not in scope
-    assert by["/offscope"]["h"] == "offscope", by["/offscope"]
+    assert by["/offscope"]["h"] == "offscope", {k: by["/offscope"][k] for k in ("error", "error_detail", "rendered", "bytes")}
     assert by["/offscope"]["error"] is None
     # The refresh to b is followed in place; b's refresh back to a is a loop, refused.
     assert by["/refresh-a"]["final_url"] == site.url("/refresh-b")
-    assert by["/refresh-a"]["error"] == "redirect_loop"
+    assert by["/refresh-a"]["error"] == "redirect_loop", by["/refresh-a"]["error_detail"]
     assert by["/xhr-spam"]["h"] == "spam" and by["/xhr-spam"]["error"] is None
     assert by["/private"]["h"] == "refused"
     assert not any("elsewhere" in u or "169.254" in u for u in urls)
-    assert sorted(p.name for p in work.iterdir()) == ["pages.jsonl", "pages.jsonl.state.sqlite"]
+    assert sorted(p.name for p in work.iterdir()) == ["pages.jsonl"]
     assert list(short_tmp.iterdir()) == [] and list((tmp_path / "home").iterdir()) == []
     assert no_browser_left(str(short_tmp)) == []
 
@@ -368,7 +374,7 @@ def test_sigterm_ends_a_render_crawl_with_its_browser(
     marker = str(short_tmp)
     proc = subprocess.Popen(
         [sys.executable, "-m", "shoal", "crawl", site.url("/drip"), "-o", "p.jsonl",
-         "--render", "always", "--render-timeout", "60", "--max-depth", "0", "--grace", "1"],
+         "--render", "always", "--render-timeout", "60", "--max-depth", "0"],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:

@@ -44,6 +44,7 @@ import html
 import importlib.util
 import logging
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -231,6 +232,7 @@ class _PageState:
         self.last_activity = time.monotonic()
         self.activity = asyncio.Event()
         self.gate_lock = asyncio.Lock()  # a fetch's gate is not thread-safe: one at a time
+        self.deadline = time.monotonic() + job.timeout  # no request beside it outlives it
 
     def touch(self, delta: int) -> None:
         self.in_flight += delta
@@ -255,9 +257,7 @@ class _Browser:
         self._blocked = opts.render_blocked()
         self._loop = asyncio.new_event_loop()
         # Blocking calls (the gate, side checks, HTTP fetches) run here, off the loop.
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=4 * opts.render_concurrency + 4, thread_name_prefix="shoal-render-io"
-        )
+        self._pool = _DaemonPool(4 * opts.render_concurrency + 4, "shoal-render-io")
         self._thread = threading.Thread(
             target=self._run_loop, name="shoal-browser", daemon=True
         )
@@ -327,7 +327,10 @@ class _Browser:
             # Popups open (and are closed at once): their URLs become links of the page.
             "--disable-popup-blocking",
             "--password-store=basic",
-            "--disable-features=Translate,MediaRouter,OptimizationHints,DialMediaRouteProvider",
+            # ProcessPerSiteUpToMainFrameThreshold would put pages of one site in one
+            # renderer: one page's endless script would then stall the others.
+            "--disable-features=Translate,MediaRouter,OptimizationHints,"
+            "DialMediaRouteProvider,ProcessPerSiteUpToMainFrameThreshold",
             # Everything is served through the route handler: the browser's own network
             # goes to a dead proxy, loopback included, so nothing leaves unchecked.
             "--proxy-server=http://127.0.0.1:9",
@@ -631,7 +634,7 @@ class _Browser:
             return
         if request.method != "GET":
             # The transport makes GETs only: Playwright's request API sends the rest.
-            response = await route.fetch(timeout=_ms_until(state, self._opts))
+            response = await route.fetch(timeout=_ms_until(state))
             await route.fulfill(response=response)
             return
         await self._serve_get(route, request, state)
@@ -653,7 +656,7 @@ class _Browser:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
         headers.update(self._base_headers)
         headers.update(state.job.request.headers_for(url))
-        deadline = time.monotonic() + max(_ms_until(state, self._opts) / 1000, 0.001)
+        deadline = max(state.deadline, time.monotonic() + 0.001)
         loop = asyncio.get_running_loop()
 
         def get() -> tuple[int, Mapping[str, str], bytes, bool]:
@@ -704,23 +707,20 @@ class _Browser:
     # -- the end -------------------------------------------------------------------------
 
     async def _shutdown(self) -> None:
-        ctx, self._context = self._context, None
-        if ctx is not None:
-            try:
-                await asyncio.wait_for(ctx.context.close(), _CLOSE_WAIT)
-            except Exception:  # noqa: BLE001 - the reaper kills what is left
-                pass
-        browser, self._browser = self._browser, None
-        if browser is not None:
-            try:
-                await asyncio.wait_for(browser.close(), _CLOSE_WAIT)
-            except Exception:  # noqa: BLE001 - the reaper kills what is left
-                pass
-        self._kill()
+        # The browser holds nothing to save: its tree is killed (the reaper removes the
+        # profile), with no page or context close that a hung tab could hold up.
+        self._context = self._browser = None
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._kill)
+        here = asyncio.current_task()
+        others = [t for t in asyncio.all_tasks() if t is not here]
+        for task in others:  # pages and route handlers: nothing left to serve
+            task.cancel()
+        if others:
+            await asyncio.wait(others, timeout=_CLOSE_WAIT)
         if self._pw is not None:
             try:
                 await asyncio.wait_for(self._pw.stop(), _CLOSE_WAIT)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the driver goes with this process anyway
                 pass
 
     def close(self) -> None:
@@ -736,7 +736,7 @@ class _Browser:
             self._kill()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(_CLOSE_WAIT)
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
 
 
 class BrowserFetcher:
@@ -818,9 +818,46 @@ def _served(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _DROP_RESPONSE}
 
 
-def _ms_until(state: _PageState, opts: CrawlOptions) -> float:
-    """Milliseconds a request beside the page may take: at most the page's own timeout."""
-    return opts.render_timeout * 1000
+def _ms_until(state: _PageState) -> float:
+    """Milliseconds a request beside the page may take: until the page's deadline."""
+    return max(state.deadline - time.monotonic(), 0.001) * 1000
+
+
+class _DaemonPool(concurrent.futures.Executor):
+    """Threads for the loop's blocking calls. Daemon threads, unlike a
+    ThreadPoolExecutor's: a request still running at exit (a dripping script) must not
+    keep the process alive until its deadline."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put((future, fn, args, kwargs))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args, kwargs = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = False, *, cancel_futures: bool = False) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
 
 
 def _crashed(state: _PageState) -> None:
