@@ -147,7 +147,9 @@ def isolated_env(tmp: Path, short: Path) -> dict[str, str]:
     return {**os.environ, "TMPDIR": str(short), "HOME": str(tmp / "home")}
 
 
-def test_the_app_shell_shop_is_crawled_from_the_rendered_dom(tmp_path: Path, short_tmp: Path) -> None:
+def test_the_app_shell_shop_is_crawled_from_the_rendered_dom(
+    tmp_path: Path, short_tmp: Path
+) -> None:
     env = isolated_env(tmp_path, short_tmp)
     work = tmp_path / "work"
     work.mkdir()
@@ -198,7 +200,7 @@ HOSTILE = {
             f'<a href="{p}">{p}</a> '
             for p in ("/dialogs", "/popup", "/download", "/offscope", "/refresh-a", "/private")
         )
-    ),  # fmt: skip
+    ),
     # The pages that take a render to its deadline, crawled on their own (a short one).
     "/slow": page('<a href="/loop">l</a> <a href="/drip">d</a> <a href="/xhr-spam">x</a>'),
     "/loop": page("<h1>before</h1><script>while (true) {}</script>"),
@@ -291,7 +293,9 @@ def test_hostile_pages_are_each_recorded_once_and_the_crawl_ends(
     assert by["/download"]["h"] == "download" and by["/download"]["rendered"] is True
     assert by["/file.bin"]["rendered"] is False and by["/file.bin"]["bytes"] == 4096
     assert by["/offscope"]["final_url"] == site.url("/offscope")  # stayed: not in scope
-    assert by["/offscope"]["h"] == "offscope", {k: by["/offscope"][k] for k in ("error", "error_detail", "rendered", "bytes")}
+    assert by["/offscope"]["h"] == "offscope", {
+        k: by["/offscope"][k] for k in ("error", "error_detail", "rendered", "bytes")
+    }
     assert by["/offscope"]["error"] is None
     # The refresh to b is followed in place; b's refresh back to a is a loop, refused.
     assert by["/refresh-a"]["final_url"] == site.url("/refresh-b")

@@ -199,6 +199,21 @@ class Crawler:
         hosts: Settings per host: a host name (every port of it) or ``name:port`` ->
             a :class:`HostSettings` or a mapping of its fields (``{"per_host": 1,
             "delay": 2.0}``), which override the crawl's options for the hosts it matches.
+        render: ``"always"``: load every HTML page (a 2xx answer) in a headless Chromium
+            and take its title, links and ``extract`` fields from the DOM its scripts
+            built; records then carry ``rendered``. ``"never"``: plain HTTP only.
+            (``"auto"`` is not built yet.) Needs ``pip install 'shoal[render]'`` and a
+            Chromium (``apt-get install chromium``); not with ``fetcher`` nor WARC yet.
+        render_timeout: Seconds per rendered page, a hard limit: past it the page is
+            recorded ``render_timeout`` (a crashed tab: ``render_crash``).
+        render_concurrency: Browser pages at once.
+        render_wait: After the load event the DOM is read once the page's own requests
+            have been quiet this many seconds (capped by ``render_timeout``).
+        render_wait_for: A CSS selector to wait for too (capped likewise).
+        render_block: Resource types the browser never requests: ``"images,fonts,media"``
+            or a part of it, or ``"none"``.
+        browser: The Chromium or Chrome to render with (a path or a name on PATH);
+            None: ``chromium`` or ``chrome`` found on PATH.
 
     Raises:
         UsageError: an option value is out of range (the message names the option);

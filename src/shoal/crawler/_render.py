@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import html
 import importlib.util
 import logging
@@ -98,10 +99,8 @@ _REAPER = r"""
 import ctypes, os, shutil, signal, subprocess, sys, threading
 profile = sys.argv[1]
 def pdeathsig():
-    try:
+    with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True,
                          preexec_fn=pdeathsig)
@@ -143,6 +142,7 @@ _POPUP_SCRIPT = """(() => {
     return null;
   };
 })();"""
+_LOADED = "() => document.readyState === 'complete'"
 _POPUPS_OPENED = "() => Array.from(window.__shoalPopups || []).slice(0, 1000)"
 
 
@@ -234,7 +234,15 @@ class _PageState:
         self.gate_lock = asyncio.Lock()  # a fetch's gate is not thread-safe: one at a time
         self.deadline = time.monotonic() + job.timeout  # no request beside it outlives it
 
-    def touch(self, delta: int) -> None:
+    def started_request(self, request: Request) -> None:
+        if not request.is_navigation_request():
+            self._touch(1)
+
+    def ended_request(self, request: Request) -> None:
+        if not request.is_navigation_request():
+            self._touch(-1)
+
+    def _touch(self, delta: int) -> None:
         self.in_flight += delta
         self.last_activity = time.monotonic()
         self.activity.set()
@@ -258,9 +266,7 @@ class _Browser:
         self._loop = asyncio.new_event_loop()
         # Blocking calls (the gate, side checks, HTTP fetches) run here, off the loop.
         self._pool = _DaemonPool(4 * opts.render_concurrency + 4, "shoal-render-io")
-        self._thread = threading.Thread(
-            target=self._run_loop, name="shoal-browser", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run_loop, name="shoal-browser", daemon=True)
         self._pw: Playwright | None = None
         self._browser: Browser | None = None
         self._reaper: subprocess.Popen[bytes] | None = None
@@ -468,7 +474,7 @@ class _Browser:
             return await asyncio.wait_for(task, job.timeout)
         except TimeoutError:
             return _failed(job, ErrorKind.RENDER_TIMEOUT, _timeout_detail(job), state)
-        except Exception as exc:  # noqa: BLE001 - a crash, or the browser gone
+        except Exception as exc:
             if state.crashed or "crash" in str(exc).lower():
                 return _failed(job, ErrorKind.RENDER_CRASH, "the browser tab crashed", state)
             browser = self._browser
@@ -509,9 +515,11 @@ class _Browser:
         page.on("dialog", _dismiss)
         page.on("popup", self._popup)
         page.on("crash", lambda _page: _crashed(state))
-        page.on("request", lambda _r: state.touch(1))
-        page.on("requestfinished", lambda _r: state.touch(-1))
-        page.on("requestfailed", lambda _r: state.touch(-1))
+        # The quiet window counts requests beside the page: a navigation the route
+        # handler cancelled (a 204) is reported neither finished nor failed.
+        page.on("request", state.started_request)
+        page.on("requestfinished", state.ended_request)
+        page.on("requestfailed", state.ended_request)
 
         def left() -> float:
             return max(soft - time.monotonic(), 0.001) * 1000
@@ -564,7 +572,9 @@ class _Browser:
         opts = self._opts
         await page.goto(job.url, wait_until="commit", timeout=left())
         try:
-            await page.wait_for_load_state("load", timeout=left())
+            # Asked of the document, not of Playwright's navigation tracking, which keeps
+            # waiting for a navigation the route handler cancelled (a 204).
+            await page.wait_for_function(_LOADED, timeout=left(), polling=50)
         except PlaywrightTimeout:
             logger.info("%s: no load event before the render deadline", job.url)
         await _quiet(state, opts.render_wait, soft)
@@ -585,10 +595,8 @@ class _Browser:
             await self._serve(route, request)
         except Exception as exc:  # noqa: BLE001 - the page may be gone: nothing to serve
             logger.debug("routing %s: %r", request.url, exc)
-            try:
+            with contextlib.suppress(Exception):  # already handled or the page closed
                 await route.abort("failed")
-            except Exception:  # noqa: BLE001 - already handled or the page closed
-                pass
 
     async def _serve(self, route: Route, request: Request) -> None:
         url = request.url
@@ -613,9 +621,7 @@ class _Browser:
         if main and not state.started:
             state.started = True
             job = state.job
-            await route.fulfill(
-                status=job.status, headers=_served(job.headers), body=job.body
-            )
+            await route.fulfill(status=job.status, headers=_served(job.headers), body=job.body)
             return
         if main:
             await self._navigate(route, request, state)
@@ -718,10 +724,8 @@ class _Browser:
         if others:
             await asyncio.wait(others, timeout=_CLOSE_WAIT)
         if self._pw is not None:
-            try:
+            with contextlib.suppress(Exception):  # the driver goes with this process anyway
                 await asyncio.wait_for(self._pw.stop(), _CLOSE_WAIT)
-            except Exception:  # noqa: BLE001 - the driver goes with this process anyway
-                pass
 
     def close(self) -> None:
         if self._closed:
@@ -881,10 +885,8 @@ async def _quiet(state: _PageState, wait: float, until: float) -> None:
         else:
             timeout = until - now
         state.activity.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(state.activity.wait(), timeout)
-        except TimeoutError:
-            pass
 
 
 async def _content(page: Page) -> str:
@@ -895,7 +897,7 @@ async def _content(page: Page) -> str:
         try:
             return await page.content()
         except PlaywrightError as exc:
-            if attempt == 4 or "navigat" not in str(exc).lower() and "context" not in str(exc):
+            if attempt == 4 or ("navigat" not in str(exc).lower() and "context" not in str(exc)):
                 raise
             await asyncio.sleep(0.05)
     raise AssertionError("unreachable")
@@ -908,24 +910,18 @@ async def _stay(route: Route) -> None:
 
 
 async def _dismiss(dialog: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # the page may be closing
         await dialog.dismiss()
-    except Exception:  # noqa: BLE001 - the page may be closing
-        pass
 
 
 async def _close_web_socket(ws: Any) -> None:
     # Not connected to any server: a WebSocket would pass no gate.
-    try:
+    with contextlib.suppress(Exception):
         await ws.close()
-    except Exception:  # noqa: BLE001
-        pass
 
 
 async def _close_later(popup: Any) -> None:
     # A moment for its first request to reach the route handler (which takes its URL).
     await asyncio.sleep(0.5)
-    try:
+    with contextlib.suppress(Exception):
         await asyncio.wait_for(popup.close(run_before_unload=False), _CLOSE_WAIT)
-    except Exception:  # noqa: BLE001
-        pass
