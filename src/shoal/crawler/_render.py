@@ -99,11 +99,17 @@ _REAPER = r"""
 import ctypes, os, shutil, signal, subprocess, sys, threading
 profile = sys.argv[1]
 def pdeathsig():
-    with contextlib.suppress(Exception):
+    try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True,
-                         preexec_fn=pdeathsig)
+    except Exception:
+        pass
+try:
+    child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, preexec_fn=pdeathsig)
+except BaseException:
+    shutil.rmtree(profile, ignore_errors=True)
+    raise
 done = threading.Event()
 threading.Thread(target=lambda: (child.wait(), done.set()), daemon=True).start()
 def stdin_closed():
@@ -381,6 +387,7 @@ class _Browser:
             await asyncio.sleep(0.05)
         if port is None:
             self._kill()
+            shutil.rmtree(profile, ignore_errors=True)  # a reaper that failed left it
             raise RenderError(
                 f"the browser {self._executable} did not start (within {_LAUNCH_WAIT:g} s); "
                 f"check it runs: {self._executable} --headless=new --version. {FIXES}"
