@@ -202,7 +202,15 @@ HOSTILE = {
         )
     ),
     # The pages that take a render to its deadline, crawled on their own (a short one).
-    "/slow": page('<a href="/loop">l</a> <a href="/drip">d</a> <a href="/xhr-spam">x</a>'),
+    "/slow": page(
+        '<a href="/loop">l</a> <a href="/drip">d</a> <a href="/xhr-spam">x</a> '
+        '<a href="/hog">h</a>'
+    ),
+    # Allocates without end: the tab's script heap is capped, so it crashes in seconds.
+    "/hog": page(
+        "<h1>hog</h1><script>const keep = [];"
+        "while (true) keep.push(new Array(1 << 20).fill(Math.random()));</script>"
+    ),
     "/loop": page("<h1>before</h1><script>while (true) {}</script>"),
     "/drip": page('<h1>drip</h1><script src="/slow.js"></script>'),
     "/dialogs": page(
@@ -300,6 +308,7 @@ def test_hostile_pages_are_each_recorded_once_and_the_crawl_ends(
     # The refresh to b is followed in place; b's refresh back to a is a loop, refused.
     assert by["/refresh-a"]["final_url"] == site.url("/refresh-b")
     assert by["/refresh-a"]["error"] == "redirect_loop", by["/refresh-a"]["error_detail"]
+    assert by["/hog"]["error"] == "render_crash", by["/hog"]["error_detail"]
     assert by["/xhr-spam"]["h"] == "spam" and by["/xhr-spam"]["error"] is None
     assert by["/private"]["h"] == "refused"
     assert not any("elsewhere" in u or "169.254" in u for u in urls)
