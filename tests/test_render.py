@@ -203,8 +203,7 @@ HOSTILE = {
     ),
     # The pages that take a render to its deadline, crawled on their own (a short one).
     "/slow": page(
-        '<a href="/loop">l</a> <a href="/drip">d</a> <a href="/xhr-spam">x</a> '
-        '<a href="/hog">h</a>'
+        '<a href="/loop">l</a> <a href="/drip">d</a> <a href="/xhr-spam">x</a> <a href="/hog">h</a>'
     ),
     # Allocates without end: the tab's script heap is capped, so it crashes in seconds.
     "/hog": page(
@@ -334,12 +333,30 @@ def test_no_browser_survives_shoal_killed_with_sigkill(
             time.sleep(0.05)  # the page is in the browser, its script dripping
         assert site.count("/slow.js") == 1
         assert browsers_of(marker)
+        # shoal's own children: Playwright's driver and the browser's reaper.
+        children = [p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == proc.pid]
+        assert children
         proc.kill()
         proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert no_browser_left(marker, wait=30.0) == []
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{p}") for p in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [p for p in children if os.path.exists(f"/proc/{p}")] == []
+    # The profile went with the browser. (Playwright's driver leaves an empty
+    # playwright-artifacts-* directory when killed: not the browser's, not cleaned yet.)
+    assert [p.name for p in short_tmp.iterdir() if p.name.startswith("shoal-")] == []
+
+
+def _parent(pid: str) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[1])
 
 
 def test_a_missing_browser_names_both_fixes(tmp_path: Path) -> None:
