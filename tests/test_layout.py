@@ -283,7 +283,10 @@ def _loaded_after(code: str) -> set[str]:
     return {name.partition(".")[0] for name in out.stdout.split()}
 
 
-HEAVY = {"click", "redis", "warcio", "jinja2", "httptools", "urllib3", "rich", "selectolax"}
+HEAVY = {
+    "click", "redis", "warcio", "jinja2", "httptools", "urllib3", "rich", "selectolax",
+    "playwright",
+}  # fmt: skip
 
 
 def test_import_shoal_loads_no_heavy_library() -> None:

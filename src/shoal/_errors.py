@@ -193,6 +193,10 @@ class ErrorKind(StrEnum):
     BAD_REDIRECT = "bad_redirect"
     REDIRECT_LOOP = "redirect_loop"
     TOO_MANY_REDIRECTS = "too_many_redirects"
+    # Set by the browser fetcher (--render): the page's hard deadline passed before its
+    # DOM was read, or its tab (or the whole browser) crashed.
+    RENDER_TIMEOUT = "render_timeout"
+    RENDER_CRASH = "render_crash"
     # Set by the crawler on a page's record (besides the patterns "http_<status>" for a
     # 4xx/5xx page and "robots_http_<status>" for a robots.txt answered 5xx):
     RETRY_AFTER = "retry_after"  # the host asked for a pause longer than the crawl allows

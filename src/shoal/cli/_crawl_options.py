@@ -389,6 +389,60 @@ def crawl_options(f: Any) -> Any:
             default=d.save_bodies,
             help="Add each response body and its SHA-256 to the records.",
         ),
+        click.option(
+            "--render",
+            type=click.Choice(["never", "always", "auto"]),
+            default=d.render,
+            show_default=True,
+            help="Load HTML pages in a headless Chromium and read links and --extract "
+            "fields from the DOM its scripts built: always, or never (auto: not built yet). "
+            "Needs a Chromium (apt-get install chromium) and pip install 'shoal[render]'.",
+        ),
+        click.option(
+            "--render-timeout",
+            type=float,
+            metavar="SECONDS",
+            default=d.render_timeout,
+            show_default=True,
+            help="Hard limit per rendered page; past it the page is recorded render_timeout.",
+        ),
+        click.option(
+            "--render-concurrency",
+            type=int,
+            metavar="N",
+            default=d.render_concurrency,
+            show_default=True,
+            help="Browser pages at once.",
+        ),
+        click.option(
+            "--render-wait",
+            type=float,
+            metavar="SECONDS",
+            default=d.render_wait,
+            show_default=True,
+            help="After the load event, read the DOM once the page's requests have been "
+            "quiet this long (capped by --render-timeout).",
+        ),
+        click.option(
+            "--render-wait-for",
+            metavar="SELECTOR",
+            default=d.render_wait_for,
+            help="Also wait for this CSS selector to appear (capped by --render-timeout).",
+        ),
+        click.option(
+            "--render-block",
+            metavar="LIST",
+            default=d.render_block,
+            show_default=True,
+            help="Resource types the browser never requests: images, fonts, media, "
+            "comma-separated; none keeps everything.",
+        ),
+        click.option(
+            "--browser",
+            metavar="PATH",
+            default=d.browser,
+            help="The Chromium or Chrome to render with.  [default: chromium or chrome on PATH]",
+        ),
         click.option("--no-progress", is_flag=True, help="No progress line, even on a terminal."),
         click.option("--json-summary", is_flag=True, help="Print the summary to stderr as JSON."),
         click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),

@@ -223,6 +223,21 @@ class Crawler:
             the log or the WARC request records.
         save_cookies: Write the jar to this cookies.txt when the run ends (atomically;
             an existing file there must be a cookies.txt).
+        render: ``"always"``: load every HTML page (a 2xx answer) in a headless Chromium
+            and take its title, links and ``extract`` fields from the DOM its scripts
+            built; records then carry ``rendered``. ``"never"``: plain HTTP only.
+            (``"auto"`` is not built yet.) Needs ``pip install 'shoal[render]'`` and a
+            Chromium (``apt-get install chromium``); not with ``fetcher`` nor WARC yet.
+        render_timeout: Seconds per rendered page, a hard limit: past it the page is
+            recorded ``render_timeout`` (a crashed tab: ``render_crash``).
+        render_concurrency: Browser pages at once.
+        render_wait: After the load event the DOM is read once the page's own requests
+            have been quiet this many seconds (capped by ``render_timeout``).
+        render_wait_for: A CSS selector to wait for too (capped likewise).
+        render_block: Resource types the browser never requests: ``"images,fonts,media"``
+            or a part of it, or ``"none"``.
+        browser: The Chromium or Chrome to render with (a path or a name on PATH);
+            None: ``chromium`` or ``chrome`` found on PATH.
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
@@ -294,6 +309,13 @@ class Crawler:
         hosts: Mapping[str, HostSettings | Mapping[str, object]] | None = None,
         cookies: bool | str = CrawlOptions.cookies,
         save_cookies: str | None = CrawlOptions.save_cookies,
+        render: str = CrawlOptions.render,
+        render_timeout: float = CrawlOptions.render_timeout,
+        render_concurrency: int = CrawlOptions.render_concurrency,
+        render_wait: float = CrawlOptions.render_wait,
+        render_wait_for: str | None = CrawlOptions.render_wait_for,
+        render_block: str = CrawlOptions.render_block,
+        browser: str | None = CrawlOptions.browser,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
@@ -351,6 +373,13 @@ class Crawler:
             hosts={} if hosts is None else hosts,
             cookies=cookies,
             save_cookies=save_cookies,
+            render=render,
+            render_timeout=render_timeout,
+            render_concurrency=render_concurrency,
+            render_wait=render_wait,
+            render_wait_for=render_wait_for,
+            render_block=render_block,
+            browser=browser,
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport
@@ -367,6 +396,13 @@ class Crawler:
                 "a fetcher given as an object fetches by itself: give it the transport, not "
                 "Crawler(transport=...) (a fetcher factory gets the crawl's transport)"
             )
+        if opts.render != "never":
+            from ._render import check_render
+
+            # Before anything is opened: a missing browser or extra is a usage error.
+            check_render(opts, fetcher_given=fetcher is not None, formats=infer_formats(opts))
+            if fetcher is None:
+                fetcher = _browser_fetcher
         self._fetcher_given = fetcher
         self.start_urls = [parse_start_url(u) for u in start_urls]
         for url in start_urls:
@@ -397,6 +433,7 @@ class Crawler:
             follow_links=follow_links and not opts.sitemaps_only,
             extract=opts.extract,
             save_bodies=opts.save_bodies,
+            rendering=opts.render != "never",
         )
         outputs = opts.output_paths()
         if len(outputs) > 1 and is_stream_path(str(outputs[0])):
@@ -531,6 +568,9 @@ class Crawler:
         if len(paths) > 1:
             # Only with several, so a one-output crawl's state from before still matches.
             identity["outputs"] = [[p, f] for p, f in zip(paths, self.formats, strict=True)]
+        if self.options.render != "never":
+            # Rendered records carry "rendered" (a CSV column): another mode would not fit.
+            identity["render"] = self.options.render
         if self.options.extract:
             # Records of another extract set would not fit the output (CSV columns).
             identity["extract"] = dict(self.options.extract)
@@ -1156,6 +1196,17 @@ def _check_recrawl(
             "{recrawl} needs a state file: the one an earlier crawl to a file output left "
             "(-o FILE keeps FILE.state.sqlite)"
         )
+
+
+def infer_formats(opts: CrawlOptions) -> list[str]:
+    return [infer_format(path, opts.format) for path in opts.output_paths()]
+
+
+def _browser_fetcher(setup: FetchSetup) -> PageFetcher:
+    """--render: the browser fetcher (its module, and Playwright, loaded only then)."""
+    from ._render import BrowserFetcher
+
+    return BrowserFetcher(setup)
 
 
 def _is_fetcher(given: object) -> TypeGuard[PageFetcher]:

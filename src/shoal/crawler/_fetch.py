@@ -113,6 +113,9 @@ class Fetched:
     # The fetch failed before its first request left (TransportError.unsent): a POST may
     # then be sent again; after it left, never (the server may have acted on it).
     unsent: bool = False
+    # The body is the DOM a browser rendered from the response (--render), not the bytes
+    # the server sent; ``headers`` are still the server's, but for Content-Type (UTF-8).
+    rendered: bool = False
 
     @property
     def content_type(self) -> str:

@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 DEFAULT_USER_AGENT = f"shoal/{__version__} (+https://github.com/shoal-crawler/shoal)"
+RENDER_MODES = ("never", "always")
+# --render-block names -> the browser's resource types.
+_BLOCKABLE = {"images": "image", "fonts": "font", "media": "media"}
 # A revisit interval past this is a typo (and past what a date can say): refused.
 MAX_REVISIT_AFTER = 100 * 365.25 * 86400
 
@@ -256,6 +259,18 @@ class CrawlOptions:
     cookies: bool | str = True
     # Write the jar to this cookies.txt when the crawl ends (replacing only a cookies.txt).
     save_cookies: str | None = None
+    # Render pages in a headless Chromium (#18): "never", "always" ("auto" is not built
+    # yet). The render_* limits bound each page; see crawler/_render.py.
+    render: str = "never"
+    render_timeout: float = 30.0  # hard wall-clock seconds per rendered page
+    render_concurrency: int = 4  # browser pages at once
+    # After the load event, the DOM is read once the page's own requests have been quiet
+    # this long (always capped by render_timeout).
+    render_wait: float = 0.5
+    render_wait_for: str | None = None  # a CSS selector to wait for (capped likewise)
+    # Resource types the browser never requests: "images,fonts,media", or "none".
+    render_block: str = "images,fonts,media"
+    browser: str | None = None  # Chromium or Chrome; None: found on PATH
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
     _header_rules: HeaderRules = field(default=HeaderRules(), init=False, repr=False, compare=False)
     _paces: dict[str, HostPace] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -308,6 +323,7 @@ class CrawlOptions:
                 "{sitemaps_only} finds the sitemaps through "
                 "robots.txt: it cannot be used with {robots} off",
             )
+        self._check_render()
         self._proxies = self._make_proxy_rules()  # a bad proxy fails here, before any work
         self._shared_per_host = self.per_host
         self.per_host = min(self.per_host, self.concurrency)
@@ -332,6 +348,44 @@ class CrawlOptions:
             )
         except HeaderError as exc:
             raise OptionError(exc.field, exc.template) from None
+
+    def _check_render(self) -> None:
+        if self.render == "auto":
+            raise OptionError(
+                "render",
+                "{render} auto is not built yet: use " + literal("always") + " (every HTML "
+                "page rendered) or " + literal("never"),
+            )
+        if self.render not in RENDER_MODES:
+            raise OptionError(
+                "render", "{render} " + literal(f"{self.render!r}: want never or always")
+            )
+        if not self.render_timeout > 0:  # nan too
+            raise OptionError("render_timeout", "{render_timeout} must be more than 0 seconds")
+        if self.render_concurrency < 1:
+            raise OptionError("render_concurrency", "{render_concurrency} must be at least 1")
+        if not 0 <= self.render_wait < self.render_timeout:
+            raise OptionError(
+                "render_wait", "{render_wait} must be at least 0 and less than {render_timeout}"
+            )
+        self.render_blocked()  # a bad list fails here
+
+    def render_blocked(self) -> frozenset[str]:
+        """The browser resource types --render-block names (Playwright's names)."""
+        text = self.render_block.strip()
+        if text == "none":
+            return frozenset()
+        out: set[str] = set()
+        for name in text.split(","):
+            kind = _BLOCKABLE.get(name.strip())
+            if kind is None:
+                raise OptionError(
+                    "render_block",
+                    "{render_block} "
+                    + literal(f"{name.strip()!r}: want a list of images, fonts, media, or none"),
+                )
+            out.add(kind)
+        return frozenset(out)
 
     def output_paths(self) -> list[str | None]:
         """Every output, the first one first ([None] for stdout)."""

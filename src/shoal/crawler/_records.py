@@ -21,7 +21,7 @@ from ._fetch import Fetched
 from ._page import Page
 from ._request import Request
 from ._routes import PageCallback, Routes
-from ._schema import RECORD_FIELDS, REQUEST_FIELDS, RUN_FIELDS
+from ._schema import RECORD_FIELDS, RENDER_FIELDS, REQUEST_FIELDS, RUN_FIELDS
 from ._urls import LinkResolver
 from .frontier import Lease
 
@@ -36,7 +36,15 @@ logger = logging.getLogger(__name__)
 # of an output begun by an older shoal still fits (SQLite keeps them in its ``data``).
 PAGE_FIELDS = ("truncated", "robots")
 # Names --extract may not take: they would overwrite (or, in CSV, repeat) a record field.
-_RESERVED = (*RECORD_FIELDS, *PAGE_FIELDS, *RUN_FIELDS, *REQUEST_FIELDS, "body", "body_sha256")
+_RESERVED = (
+    *RECORD_FIELDS,
+    *PAGE_FIELDS,
+    *RUN_FIELDS,
+    *REQUEST_FIELDS,
+    *RENDER_FIELDS,
+    "body",
+    "body_sha256",
+)
 
 
 class Records:
@@ -47,8 +55,10 @@ class Records:
         follow_links: bool,
         extract: Mapping[str, str],
         save_bodies: bool,
+        rendering: bool = False,
     ) -> None:
         self.routes = Routes(on_page)
+        self.rendering = rendering  # records carry "rendered" (RENDER_FIELDS)
         self.follow_links = follow_links
         self.extractors = _compile_extractors(extract)
         self.save_bodies = save_bodies
@@ -62,14 +72,16 @@ class Records:
     def fields(self) -> list[str]:
         """A record's fields: standard fields, then the optional and extracted ones."""
         extra = ["body", "body_sha256"] if self.save_bodies else []
-        return [*RECORD_FIELDS, *PAGE_FIELDS, *extra, *self.extractors]
+        render = list(RENDER_FIELDS) if self.rendering else []
+        return [*RECORD_FIELDS, *PAGE_FIELDS, *render, *extra, *self.extractors]
 
     @property
     def columns(self) -> list[str]:
         """The CSV header: the standard fields, a recrawl's (run and change), then the
         optional and extracted ones."""
         extra = ["body", "body_sha256"] if self.save_bodies else []
-        return [*RECORD_FIELDS, *PAGE_FIELDS, *RUN_FIELDS, *extra, *self.extractors]
+        render = list(RENDER_FIELDS) if self.rendering else []
+        return [*RECORD_FIELDS, *PAGE_FIELDS, *RUN_FIELDS, *render, *extra, *self.extractors]
 
     def build(
         self, job: Lease, fetched: Fetched, page: Page | None, error: str | None
@@ -129,6 +141,8 @@ class Records:
         }
         if job.request is not None:
             _request_fields(record, job)
+        if self.rendering:
+            record["rendered"] = fetched.rendered
         if self.save_bodies:
             record["body"], record["body_sha256"] = _body_fields(fetched.body, page)
         for name, extract in self.extractors.items():
@@ -151,6 +165,8 @@ class Records:
         )
         if job.request is not None:
             _request_fields(record, job)
+        if self.rendering:
+            record["rendered"] = False
         return record
 
     def _call(

@@ -3,7 +3,7 @@ the outputs (``output``) lay out as columns. Its own module so neither imports t
 
 from __future__ import annotations
 
-__all__ = ["RECORD_FIELDS", "REQUEST_FIELDS", "RUN_FIELDS"]
+__all__ = ["RECORD_FIELDS", "RENDER_FIELDS", "REQUEST_FIELDS", "RUN_FIELDS"]
 
 RECORD_FIELDS = (
     "url",
@@ -30,3 +30,9 @@ RUN_FIELDS = ("run", "change")
 # shoal.Request) and they are not their defaults: ``method`` when not GET, ``label`` when
 # it has one. Not columns of their own (a CSV of plain URLs keeps its header).
 REQUEST_FIELDS = ("method", "label")
+
+# A rendering crawl's field (#18, --render always): whether the record's title, links and
+# extracted fields come from the DOM a browser built (true) or from the bytes as sent
+# (false: not HTML, an error, a redirect). Only in the records of such a crawl, so a
+# static crawl's output keeps its shape.
+RENDER_FIELDS = ("rendered",)

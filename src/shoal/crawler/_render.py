@@ -1,0 +1,941 @@
+"""Rendering pages in a headless Chromium (``--render always``): the browser fetcher.
+
+A :class:`BrowserFetcher` is a :class:`~shoal.crawler.PageFetcher`. robots.txt, sitemaps
+and every page's first response go over plain HTTP (the crawl's :class:`HTTPFetcher`, its
+redirects vetted hop by hop by the gate as in a static crawl); only a 2xx HTML page is then
+loaded in the browser, its document served from that very response (the server is not
+asked twice). What the browser asks for after that is served by shoal too:
+
+- every request of every page goes through the context's route handler; the browser's
+  own network is pointed at a dead proxy and never used;
+- a later navigation of the page (a script setting ``location``, a meta refresh) must pass
+  ``FetchRequest.gate`` before it is requested, then is fetched over the crawl's
+  transport; one the gate refuses is aborted and the page stays where it was. A
+  navigation to something that is not HTML (a download) ends the render there: the
+  record is that response's, never written to disk;
+- any other request (script, XHR, stylesheet, iframe) must pass ``FetchRequest.side``;
+  a GET is fetched over the crawl's transport (its ``max_bytes``, timeouts and
+  ``deny_private`` at connect), anything else through Playwright's request API;
+  images, fonts and media are refused unless ``--render-block none``; WebSockets are closed;
+- dialogs are dismissed, popups closed (their URLs become links of the page), downloads
+  refused.
+
+One thread owns Playwright (its objects are not thread-safe) and runs an asyncio loop;
+crawler workers hand it pages with ``run_coroutine_threadsafe`` and wait for the result.
+Each page has a hard wall-clock deadline (``render_timeout``): past it the page is closed,
+then its context if that does not answer, then the browser is killed and launched again;
+the worker itself stops waiting a little later whatever the loop does. Contexts are
+recycled every ``_CONTEXT_PAGES`` pages (memory comes back only when a context closes) and
+each tab's script heap is capped.
+
+The browser cannot outlive shoal: it is started by a small reaper process (its own
+session, so one process group holds the browser's tree) that reads a pipe from shoal and
+kills the group when the pipe closes: at the end of the run, on Ctrl-C, on an error, and
+when the kernel closes the pipe because shoal was killed (SIGKILL included). The browser
+also gets PR_SET_PDEATHSIG from the reaper. Its profile is a temporary directory the
+reaper removes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import html
+import importlib.util
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ShoalError, UsageError
+from ..http import ErrorKind, Transport, TransportError
+from ._fetch import Fetched, FetchRequest, FetchSetup, HTTPFetcher
+from ._html import is_html
+from ._options import CrawlOptions
+from .frontier import JobKind
+
+if TYPE_CHECKING:  # Playwright is loaded only when a render crawl starts
+    from playwright.async_api import Browser, BrowserContext, Page, Playwright, Request, Route
+
+__all__ = ["BrowserFetcher", "RenderError", "check_render", "find_browser"]
+
+logger = logging.getLogger(__name__)
+
+BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+FIXES = "apt-get install chromium (or give --browser PATH), and pip install 'shoal[render]'"
+# Pages per browser context before it is replaced: a context's memory is freed only
+# when it closes (playwright #6319).
+_CONTEXT_PAGES = 50
+# Each tab's V8 old space, MB: a script that allocates without end dies in seconds.
+_JS_HEAP_MB = 512
+# How long a page, then a context, gets to close before the next step of the watchdog.
+_CLOSE_WAIT = 5.0
+# The worker stops waiting this long after a page's deadline, whatever the loop does.
+_WORKER_MARGIN = 3 * _CLOSE_WAIT + 5.0
+_LAUNCH_WAIT = 30.0
+_MAX_PROFILE_PATH = 60
+# Headers shoal's transport sets itself, or that describe the browser's framing.
+_DROP_REQUEST = frozenset(
+    {"host", "connection", "content-length", "accept-encoding", "transfer-encoding",
+     "keep-alive", "upgrade", "te", "trailer", "proxy-authorization", "cookie",
+     "user-agent"}
+)  # fmt: skip
+# The transport decoded the body: what described its encoding no longer holds.
+_DROP_RESPONSE = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+# The reaper: starts the browser in a session (process group) of its own, then waits for
+# shoal's pipe (its stdin) to close, or for the browser to end; either way it kills the
+# browser's whole group and removes the profile. Standard library only.
+_REAPER = r"""
+import ctypes, os, shutil, signal, subprocess, sys, threading
+profile = sys.argv[1]
+def pdeathsig():
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+try:
+    child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, preexec_fn=pdeathsig)
+except BaseException:
+    shutil.rmtree(profile, ignore_errors=True)
+    raise
+done = threading.Event()
+threading.Thread(target=lambda: (child.wait(), done.set()), daemon=True).start()
+def stdin_closed():
+    try:
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+    done.set()
+threading.Thread(target=stdin_closed, daemon=True).start()
+signal.signal(signal.SIGTERM, lambda *a: done.set())
+done.wait()
+try:
+    os.killpg(child.pid, signal.SIGTERM)  # a moment to end cleanly, then for sure
+except OSError:
+    pass
+try:
+    child.wait(2)
+except subprocess.TimeoutExpired:
+    pass
+try:
+    os.killpg(child.pid, signal.SIGKILL)
+except OSError:
+    pass
+child.wait()
+shutil.rmtree(profile, ignore_errors=True)
+"""
+
+
+# window.open records the URL (a link of the page) and opens nothing.
+_POPUP_SCRIPT = """(() => {
+  const opened = [];
+  Object.defineProperty(window, '__shoalPopups', {value: opened});
+  window.open = function (url) {
+    try { if (url) opened.push(String(new URL(url, document.baseURI))); } catch (e) {}
+    return null;
+  };
+})();"""
+_LOADED = "() => document.readyState === 'complete'"
+_POPUPS_OPENED = "() => Array.from(window.__shoalPopups || []).slice(0, 1000)"
+
+
+class RenderError(ShoalError):
+    """The browser cannot be started (missing, or it fails to launch)."""
+
+    exit_code = 2
+
+
+def find_browser(given: str | None) -> str | None:
+    """The browser to run: ``given`` (a path or a name on PATH), else a Chromium or
+    Chrome on PATH; None if there is none."""
+    if given:
+        return shutil.which(given) or (given if os.access(given, os.X_OK) else None)
+    for name in BROWSER_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def check_render(opts: CrawlOptions, *, fetcher_given: bool, formats: list[str]) -> None:
+    """What ``--render`` needs, checked before anything is opened (nothing imported)."""
+    if fetcher_given:
+        raise UsageError(
+            "Crawler(render=...) renders with shoal's browser fetcher: give render or "
+            "fetcher, not both"
+        )
+    if "warc" in formats:
+        raise UsageError.naming(
+            "{render} with a WARC output is not built yet (the page's subresources would "
+            "have to be archived too): write jsonl, csv or sqlite"
+        )
+    missing = []
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("Playwright for Python is not installed")
+    if find_browser(opts.browser) is None:
+        where = f"{opts.browser!r} is not an executable" if opts.browser else "none on PATH"
+        missing.append(f"no Chromium or Chrome ({where})")
+    if missing:
+        raise RenderError(f"--render needs a browser: {'; '.join(missing)}. Fix: {FIXES}")
+
+
+@dataclass(slots=True)
+class _Job:
+    """One page for the browser: its first response, already fetched over HTTP."""
+
+    url: str  # where the browser loads it (the HTTP fetch's final URL)
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    request: FetchRequest
+    timeout: float
+
+
+@dataclass(slots=True)
+class _Result:
+    """What a render gave: the DOM, or why not (``error``), and where the page went."""
+
+    final_url: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    navigated: list[str] = field(default_factory=list)  # URLs before final_url
+    rendered: bool = True
+    error: ErrorKind | None = None
+    detail: str = ""
+    truncated: bool = False
+
+
+class _PageState:
+    """One page being rendered: what its route handler decided, and its network activity."""
+
+    def __init__(self, job: _Job) -> None:
+        self.job = job
+        self.started = False  # the first navigation (served from the HTTP response) went
+        self.current = job.url
+        self.status = job.status
+        self.headers: Mapping[str, str] = job.headers
+        self.navigated: list[str] = []
+        self.popups: list[str] = []
+        # A navigation to something not HTML: (url, status, headers, body, truncated).
+        self.moved: tuple[str, int, Mapping[str, str], bytes, bool] | None = None
+        self.ended = asyncio.Event()  # moved or crashed: stop waiting for the page
+        self.crashed = False
+        self.in_flight = 0
+        self.last_activity = time.monotonic()
+        self.activity = asyncio.Event()
+        self.gate_lock = asyncio.Lock()  # a fetch's gate is not thread-safe: one at a time
+        self.deadline = time.monotonic() + job.timeout  # no request beside it outlives it
+
+    def started_request(self, request: Request) -> None:
+        if not request.is_navigation_request():
+            self._touch(1)
+
+    def ended_request(self, request: Request) -> None:
+        if not request.is_navigation_request():
+            self._touch(-1)
+
+    def _touch(self, delta: int) -> None:
+        self.in_flight += delta
+        self.last_activity = time.monotonic()
+        self.activity.set()
+
+
+class _Context:
+    def __init__(self, context: BrowserContext) -> None:
+        self.context = context
+        self.started = 0
+        self.active = 0
+
+
+class _Browser:
+    """The browser and Playwright, owned by one thread that runs their asyncio loop."""
+
+    def __init__(self, opts: CrawlOptions, transport: Transport, executable: str) -> None:
+        self._opts = opts
+        self._transport = transport
+        self._executable = executable
+        self._blocked = opts.render_blocked()
+        self._loop = asyncio.new_event_loop()
+        # Blocking calls (the gate, side checks, HTTP fetches) run here, off the loop.
+        self._pool = _DaemonPool(4 * opts.render_concurrency + 4, "shoal-render-io")
+        self._thread = threading.Thread(target=self._run_loop, name="shoal-browser", daemon=True)
+        self._pw: Playwright | None = None
+        self._browser: Browser | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
+        self._profile: str | None = None
+        self._context: _Context | None = None
+        self._states: dict[Page, _PageState] = {}
+        self._launching: asyncio.Lock | None = None
+        self._closed = False
+        self._base_headers = {
+            "User-Agent": opts.user_agent,
+            "Accept-Language": "en",
+        }
+        self._thread.start()
+        try:
+            self._call(self._start(), _LAUNCH_WAIT + 30)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- the loop's thread ---------------------------------------------------------------
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def _call(self, coro: Any, timeout: float) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _start(self) -> None:
+        from playwright.async_api import async_playwright
+
+        self._launching = asyncio.Lock()
+        self._pw = await async_playwright().start()
+        await self._launch()
+
+    async def _launch(self) -> None:
+        """Start the browser under its reaper and connect to it."""
+        assert self._pw is not None
+        self._kill()
+        profile = tempfile.mkdtemp(prefix="shoal-browser-")
+        if len(profile) > _MAX_PROFILE_PATH and os.path.isdir("/tmp"):
+            # Chromium's singleton socket lives under its TMPDIR (the profile, below): a
+            # Unix socket's path has at most 107 bytes.
+            os.rmdir(profile)
+            profile = tempfile.mkdtemp(prefix="shoal-browser-", dir="/tmp")
+        args = [
+            self._executable,
+            "--headless=new",
+            "--remote-debugging-port=0",
+            "--remote-debugging-address=127.0.0.1",
+            f"--user-data-dir={profile}",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-breakpad",
+            "--disable-crash-reporter",
+            "--disable-component-update",
+            "--disable-default-apps",
+            "--disable-extensions",
+            "--disable-sync",
+            "--mute-audio",
+            # Popups open (and are closed at once): their URLs become links of the page.
+            "--disable-popup-blocking",
+            "--password-store=basic",
+            # ProcessPerSiteUpToMainFrameThreshold would put pages of one site in one
+            # renderer: one page's endless script would then stall the others.
+            "--disable-features=Translate,MediaRouter,OptimizationHints,"
+            "DialMediaRouteProvider,ProcessPerSiteUpToMainFrameThreshold",
+            # Everything is served through the route handler: the browser's own network
+            # goes to a dead proxy, loopback included, so nothing leaves unchecked.
+            "--proxy-server=http://127.0.0.1:9",
+            "--proxy-bypass-list=<-loopback>",
+            f"--js-flags=--max-old-space-size={_JS_HEAP_MB}",
+        ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            args.append("--no-sandbox")  # Chromium refuses to sandbox as root
+        args.append("about:blank")
+        env = {
+            **os.environ,
+            # Whatever the browser writes beside its profile stays in it.
+            "HOME": profile,
+            "XDG_CONFIG_HOME": profile,
+            "XDG_CACHE_HOME": profile,
+            "TMPDIR": profile,
+        }
+        self._profile = profile
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-I", "-c", _REAPER, profile, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+        port_file = os.path.join(profile, "DevToolsActivePort")
+        deadline = time.monotonic() + _LAUNCH_WAIT
+        port = None
+        while time.monotonic() < deadline:
+            if self._reaper.poll() is not None:
+                break
+            try:
+                with open(port_file) as f:
+                    first = f.readline().strip()
+                if first.isdigit():
+                    port = int(first)
+                    break
+            except OSError:
+                pass
+            await asyncio.sleep(0.05)
+        if port is None:
+            self._kill()
+            shutil.rmtree(profile, ignore_errors=True)  # a reaper that failed left it
+            raise RenderError(
+                f"the browser {self._executable} did not start (within {_LAUNCH_WAIT:g} s); "
+                f"check it runs: {self._executable} --headless=new --version. {FIXES}"
+            )
+        self._browser = await self._pw.chromium.connect_over_cdp(
+            f"http://127.0.0.1:{port}", timeout=_LAUNCH_WAIT * 1000
+        )
+        self._context = None
+
+    def _kill(self) -> None:
+        """Kill the browser's tree now (the reaper does it as its pipe closes). Safe from
+        any thread."""
+        reaper = self._reaper
+        if reaper is None:
+            return
+        try:
+            if reaper.stdin is not None:
+                reaper.stdin.close()
+        except OSError:
+            pass
+        try:
+            reaper.wait(10)
+        except subprocess.TimeoutExpired:
+            reaper.kill()  # its browser has PR_SET_PDEATHSIG
+            reaper.wait()
+
+    async def _ensure_browser(self) -> Browser:
+        assert self._launching is not None
+        async with self._launching:
+            browser = self._browser
+            if browser is None or not browser.is_connected():
+                logger.warning("the browser is gone: starting it again")
+                self._browser = None
+                await self._launch()
+                browser = self._browser
+            assert browser is not None
+            return browser
+
+    async def _context_for(self) -> _Context:
+        browser = await self._ensure_browser()
+        ctx = self._context
+        if ctx is None or ctx.started >= _CONTEXT_PAGES or ctx.context.browser is not browser:
+            if ctx is not None and ctx.active == 0:
+                self._loop.create_task(self._close_context(ctx))
+            context = await browser.new_context(
+                accept_downloads=False,
+                service_workers="block",
+                user_agent=self._opts.user_agent,
+                ignore_https_errors=not self._opts.verify_tls,
+            )
+            ctx = self._context = _Context(context)
+            await context.add_init_script(_POPUP_SCRIPT)
+            await context.route("**/*", self._route)
+            await context.route_web_socket("**/*", _close_web_socket)
+        ctx.started += 1
+        ctx.active += 1
+        return ctx
+
+    async def _close_context(self, ctx: _Context) -> None:
+        try:
+            await asyncio.wait_for(ctx.context.close(), _CLOSE_WAIT)
+        except Exception as exc:  # noqa: BLE001 - a context that will not close: the browser goes
+            logger.warning("a browser context did not close (%r): restarting the browser", exc)
+            self._browser = None
+            self._kill()
+
+    def _done_with(self, ctx: _Context) -> None:
+        ctx.active -= 1
+        if ctx.active == 0 and ctx is not self._context:
+            self._loop.create_task(self._close_context(ctx))
+
+    # -- one page ------------------------------------------------------------------------
+
+    def render(self, job: _Job) -> _Result:
+        """From a worker thread: the page rendered, or why not, within its deadline."""
+        future = asyncio.run_coroutine_threadsafe(self._render(job), self._loop)
+        try:
+            result: _Result = future.result(job.timeout + _WORKER_MARGIN)
+            return result
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            logger.warning("the browser loop did not answer for %s: killing the browser", job.url)
+            self._kill()  # the loop relaunches it for the next page
+            return _failed(job, ErrorKind.RENDER_TIMEOUT, _timeout_detail(job))
+
+    async def _render(self, job: _Job) -> _Result:
+        state = _PageState(job)
+        holder: dict[str, Any] = {}
+        task = asyncio.ensure_future(self._render_page(job, state, holder))
+        try:
+            return await asyncio.wait_for(task, job.timeout)
+        except TimeoutError:
+            return _failed(job, ErrorKind.RENDER_TIMEOUT, _timeout_detail(job), state)
+        except Exception as exc:
+            if state.crashed or "crash" in str(exc).lower():
+                return _failed(job, ErrorKind.RENDER_CRASH, "the browser tab crashed", state)
+            browser = self._browser
+            if browser is None or not browser.is_connected():
+                return _failed(job, ErrorKind.RENDER_CRASH, f"the browser failed: {exc}", state)
+            raise
+        finally:
+            await self._discard(holder)
+
+    async def _discard(self, holder: dict[str, Any]) -> None:
+        """Close the page; if it does not answer, its context; if that does not either,
+        the browser (launched again for the next page)."""
+        page: Page | None = holder.get("page")
+        ctx: _Context | None = holder.get("context")
+        if page is not None:
+            self._states.pop(page, None)
+            try:
+                await asyncio.wait_for(page.close(run_before_unload=False), _CLOSE_WAIT)
+            except Exception as exc:  # noqa: BLE001 - the watchdog's next step
+                logger.warning("a browser page did not close (%r): closing its context", exc)
+                if ctx is not None:
+                    if ctx is self._context:
+                        self._context = None
+                    await self._close_context(ctx)
+        if ctx is not None:
+            self._done_with(ctx)
+
+    async def _render_page(self, job: _Job, state: _PageState, holder: dict[str, Any]) -> _Result:
+        opts = self._opts
+        started = time.monotonic()
+        # Time kept back to read the DOM once the waits are over.
+        soft = started + job.timeout - min(job.timeout * 0.25, 5.0)
+        ctx = await self._context_for()
+        holder["context"] = ctx
+        page = await ctx.context.new_page()
+        holder["page"] = page
+        self._states[page] = state
+        page.on("dialog", _dismiss)
+        page.on("popup", self._popup)
+        page.on("crash", lambda _page: _crashed(state))
+        # The quiet window counts requests beside the page: a navigation the route
+        # handler cancelled (a 204) is reported neither finished nor failed.
+        page.on("request", state.started_request)
+        page.on("requestfinished", state.ended_request)
+        page.on("requestfailed", state.ended_request)
+
+        def left() -> float:
+            return max(soft - time.monotonic(), 0.001) * 1000
+
+        ended = asyncio.ensure_future(state.ended.wait())
+        try:
+            loading = asyncio.ensure_future(self._load(page, job, state, left, soft))
+            await asyncio.wait({loading, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if not loading.done():
+                loading.cancel()
+            elif loading.exception() is not None and not state.ended.is_set():
+                raise loading.exception()  # type: ignore[misc]
+        finally:
+            ended.cancel()
+        if state.crashed:
+            return _failed(job, ErrorKind.RENDER_CRASH, "the browser tab crashed", state)
+        if state.moved is not None:
+            url, status, headers, body, truncated = state.moved
+            return _Result(
+                url, status, headers, body, list(state.navigated), rendered=False,
+                truncated=truncated,
+            )  # fmt: skip
+        try:
+            opened = await page.evaluate(_POPUPS_OPENED)
+        except Exception as exc:  # noqa: BLE001 - a page that navigated meanwhile
+            logger.debug("%s: popups not read: %r", job.url, exc)
+            opened = []
+        if isinstance(opened, list):
+            state.popups += [u for u in opened if isinstance(u, str) and u.startswith("http")]
+        dom = await _content(page)
+        popups = "".join(
+            f'<a href="{html.escape(u, quote=True)}"></a>' for u in dict.fromkeys(state.popups)
+        )
+        body = (dom + popups).encode("utf-8", "replace")
+        truncated = len(body) > opts.max_bytes
+        headers = dict(state.headers)
+        headers["content-type"] = "text/html; charset=utf-8"
+        navigated = list(state.navigated)
+        return _Result(
+            state.current, state.status, headers, body[: opts.max_bytes], navigated,
+            truncated=truncated,
+        )  # fmt: skip
+
+    async def _load(
+        self, page: Page, job: _Job, state: _PageState, left: Callable[[], float], soft: float
+    ) -> None:
+        """Navigate, wait for load, for quiet, for the selector: each capped by ``soft``."""
+        from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+        opts = self._opts
+        await page.goto(job.url, wait_until="commit", timeout=left())
+        try:
+            # Asked of the document, not of Playwright's navigation tracking, which keeps
+            # waiting for a navigation the route handler cancelled (a 204).
+            await page.wait_for_function(_LOADED, timeout=left(), polling=50)
+        except PlaywrightTimeout:
+            logger.info("%s: no load event before the render deadline", job.url)
+        await _quiet(state, opts.render_wait, soft)
+        if opts.render_wait_for:
+            try:
+                await page.wait_for_selector(opts.render_wait_for, timeout=left())
+            except PlaywrightTimeout:
+                logger.info("%s: %s did not appear", job.url, opts.render_wait_for)
+
+    def _popup(self, popup: Page) -> None:
+        """A popup is closed (its URL is taken as the opener's link by the route handler)."""
+        self._loop.create_task(_close_later(popup))
+
+    # -- every request the browser makes ------------------------------------------------
+
+    async def _route(self, route: Route, request: Request) -> None:
+        try:
+            await self._serve(route, request)
+        except Exception as exc:  # noqa: BLE001 - the page may be gone: nothing to serve
+            logger.debug("routing %s: %r", request.url, exc)
+            with contextlib.suppress(Exception):  # already handled or the page closed
+                await route.abort("failed")
+
+    async def _serve(self, route: Route, request: Request) -> None:
+        url = request.url
+        try:
+            page = request.frame.page
+        except Exception:  # noqa: BLE001 - a worker's request: no page of ours
+            await route.abort("blockedbyclient")
+            return
+        state = self._states.get(page)
+        if state is None:
+            # A popup (or a page opened some other way): its URL becomes the opener's link.
+            opener = await page.opener()
+            owner = self._states.get(opener) if opener is not None else None
+            if owner is not None and url.startswith(("http://", "https://")):
+                owner.popups.append(url)
+            await route.abort("blockedbyclient")
+            return
+        if not url.startswith(("http://", "https://")):
+            await route.abort("blockedbyclient")
+            return
+        main = request.is_navigation_request() and request.frame == page.main_frame
+        if main and not state.started:
+            state.started = True
+            job = state.job
+            await route.fulfill(status=job.status, headers=_served(job.headers), body=job.body)
+            return
+        if main:
+            await self._navigate(route, request, state)
+            return
+        if request.resource_type in self._blocked:
+            await route.abort("blockedbyclient")
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            why = await loop.run_in_executor(self._pool, state.job.request.side, url)
+        except TransportError as exc:
+            why = exc.detail
+        if why is not None:
+            logger.debug("not requested beside %s: %s (%s)", state.current, url, why)
+            await route.abort("blockedbyclient")
+            return
+        if request.method != "GET":
+            # The transport makes GETs only: Playwright's request API sends the rest.
+            response = await route.fetch(timeout=_ms_until(state))
+            await route.fulfill(response=response)
+            return
+        await self._serve_get(route, request, state)
+
+    async def _serve_get(self, route: Route, request: Request, state: _PageState) -> None:
+        got = await self._get(request, state)
+        if got is None:
+            await route.abort("failed")
+            return
+        status, headers, body, _truncated = got
+        await route.fulfill(status=status, headers=_served(headers), body=body)
+
+    async def _get(
+        self, request: Request, state: _PageState
+    ) -> tuple[int, Mapping[str, str], bytes, bool] | None:
+        """GET ``request.url`` over the crawl's transport, with the browser's headers and
+        the crawl's for that URL; None if it failed."""
+        url = request.url
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
+        headers.update(self._base_headers)
+        headers.update(state.job.request.headers_for(url))
+        deadline = max(state.deadline, time.monotonic() + 0.001)
+        loop = asyncio.get_running_loop()
+
+        def get() -> tuple[int, Mapping[str, str], bytes, bool]:
+            response = self._transport.get(
+                url, headers, max_bytes=self._opts.max_bytes, deadline=deadline, truncate=True
+            )
+            return response.status, response.headers, response.body, response.truncated
+
+        try:
+            return await loop.run_in_executor(self._pool, get)
+        except TransportError as exc:
+            logger.debug("%s (beside %s): %s", url, state.current, exc)
+            return None
+
+    async def _navigate(self, route: Route, request: Request, state: _PageState) -> None:
+        """A later navigation of the page: through the gate first, then served if HTML;
+        anything else ends the render with that response."""
+        url = request.url
+        loop = asyncio.get_running_loop()
+        async with state.gate_lock:
+            try:
+                why = await loop.run_in_executor(self._pool, state.job.request.gate, url)
+            except TransportError as exc:
+                why = f"{exc.kind}: {exc.detail}"
+        if why is not None:
+            logger.info("%s: navigation to %s not followed: %s", state.current, url, why)
+            await _stay(route)
+            return
+        got = await self._get(request, state)
+        if got is None:
+            await route.abort("failed")
+            return
+        status, headers, body, truncated = got
+        state.navigated.append(state.current)
+        state.current = url
+        disposition = headers.get("content-disposition", "").lower()
+        if (300 <= status < 400 and "location" in headers) or (
+            is_html(headers.get("content-type", ""), body) and "attachment" not in disposition
+        ):
+            state.status, state.headers = status, headers
+            await route.fulfill(status=status, headers=_served(headers), body=body)
+            return
+        # A download or another non-page: the page moved there; nothing reaches the disk.
+        state.moved = (url, status, headers, body, truncated)
+        state.ended.set()
+        await _stay(route)
+
+    # -- the end -------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        # The browser holds nothing to save: its tree is killed (the reaper removes the
+        # profile), with no page or context close that a hung tab could hold up.
+        self._context = self._browser = None
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._kill)
+        here = asyncio.current_task()
+        others = [t for t in asyncio.all_tasks() if t is not here]
+        for task in others:  # pages and route handlers: nothing left to serve
+            task.cancel()
+        if others:
+            await asyncio.wait(others, timeout=_CLOSE_WAIT)
+        if self._pw is not None:
+            with contextlib.suppress(Exception):  # the driver goes with this process anyway
+                await asyncio.wait_for(self._pw.stop(), _CLOSE_WAIT)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._thread.is_alive():
+                self._call(self._shutdown(), 4 * _CLOSE_WAIT)
+        except Exception as exc:  # noqa: BLE001 - killed below either way
+            logger.debug("closing the browser: %r", exc)
+        finally:
+            self._kill()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(_CLOSE_WAIT)
+            self._pool.shutdown()
+
+
+class BrowserFetcher:
+    """The fetcher of ``--render always``: HTML pages rendered in a headless Chromium,
+    everything else over plain HTTP (see the module's docstring)."""
+
+    def __init__(self, setup: FetchSetup) -> None:
+        opts = setup.options
+        executable = find_browser(opts.browser)
+        if executable is None or importlib.util.find_spec("playwright") is None:
+            check_render(opts, fetcher_given=False, formats=[])  # raises, naming the fixes
+            raise RenderError(f"--render needs a browser. Fix: {FIXES}")
+        self._opts = opts
+        self._http = HTTPFetcher.from_setup(setup)
+        self._slots = threading.BoundedSemaphore(opts.render_concurrency)
+        self._browser = _Browser(opts, setup.transport, executable)
+
+    def close(self) -> None:
+        self._browser.close()
+
+    def fetch(self, request: FetchRequest) -> Fetched:
+        started = time.monotonic()
+        fetched = self._http.fetch(request)
+        # A POST's answer (shoal.Request) is kept as sent: loading it again in a browser
+        # would mean sending the form again.
+        if (
+            request.kind is not JobKind.PAGE
+            or request.method != "GET"
+            or fetched.method != "GET"
+            or not _renderable(fetched)
+        ):
+            return fetched
+        job = _Job(
+            fetched.final_url,
+            fetched.status or 200,
+            fetched.headers,
+            fetched.body,
+            request,
+            self._opts.render_timeout,
+        )
+        with self._slots:
+            result = self._browser.render(job)
+        return dataclasses.replace(
+            fetched,  # the request that got the document (method, headers) stays its own
+            final_url=result.final_url,
+            status=result.status,
+            headers=result.headers,
+            body=result.body,
+            elapsed=time.monotonic() - started,
+            redirects=(*fetched.redirects, *result.navigated),
+            error=result.error,
+            detail=result.detail,
+            truncated=result.truncated or fetched.truncated,
+            rendered=result.rendered and result.error is None,
+        )
+
+
+def _renderable(fetched: Fetched) -> bool:
+    status = fetched.status
+    return (
+        fetched.error is None
+        and status is not None
+        and 200 <= status < 300
+        and status != 204
+        and is_html(fetched.content_type, fetched.body)
+    )
+
+
+def _failed(job: _Job, kind: ErrorKind, detail: str, state: _PageState | None = None) -> _Result:
+    """A render that gave no DOM: the page's HTTP response, with why."""
+    if state is None or not state.navigated:
+        return _Result(job.url, job.status, job.headers, job.body, rendered=False, error=kind,
+                       detail=detail)  # fmt: skip
+    return _Result(
+        state.current, state.status, state.headers, b"", list(state.navigated),
+        rendered=False, error=kind, detail=detail,
+    )  # fmt: skip
+
+
+def _timeout_detail(job: _Job) -> str:
+    return f"the page was not rendered within {job.timeout:g} s (--render-timeout)"
+
+
+def _served(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in _DROP_RESPONSE}
+
+
+def _ms_until(state: _PageState) -> float:
+    """Milliseconds a request beside the page may take: until the page's deadline."""
+    return max(state.deadline - time.monotonic(), 0.001) * 1000
+
+
+class _DaemonPool(concurrent.futures.Executor):
+    """Threads for the loop's blocking calls. Daemon threads, unlike a
+    ThreadPoolExecutor's: a request still running at exit (a dripping script) must not
+    keep the process alive until its deadline."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put((future, fn, args, kwargs))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args, kwargs = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = False, *, cancel_futures: bool = False) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+
+
+def _crashed(state: _PageState) -> None:
+    state.crashed = True
+    state.ended.set()
+
+
+async def _quiet(state: _PageState, wait: float, until: float) -> None:
+    """Until the page's requests have been quiet for ``wait`` seconds, or ``until``."""
+    if wait <= 0:
+        return
+    while True:
+        now = time.monotonic()
+        if now >= until:
+            return
+        if state.in_flight <= 0:
+            idle = now - state.last_activity
+            if idle >= wait:
+                return
+            timeout = min(wait - idle, until - now)
+        else:
+            timeout = until - now
+        state.activity.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.activity.wait(), timeout)
+
+
+async def _content(page: Page) -> str:
+    """The DOM; a navigation under way destroys the context it is read in: read again."""
+    from playwright.async_api import Error as PlaywrightError
+
+    for attempt in range(5):
+        try:
+            return await page.content()
+        except PlaywrightError as exc:
+            if attempt == 4 or ("navigat" not in str(exc).lower() and "context" not in str(exc)):
+                raise
+            await asyncio.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+async def _stay(route: Route) -> None:
+    """Answer a navigation so that the page stays where it is: a 204 cancels it (an
+    aborted one would put the browser's error page in its place)."""
+    await route.fulfill(status=204, body=b"")
+
+
+async def _dismiss(dialog: Any) -> None:
+    with contextlib.suppress(Exception):  # the page may be closing
+        await dialog.dismiss()
+
+
+async def _close_web_socket(ws: Any) -> None:
+    # Not connected to any server: a WebSocket would pass no gate.
+    with contextlib.suppress(Exception):
+        await ws.close()
+
+
+async def _close_later(popup: Any) -> None:
+    # A moment for its first request to reach the route handler (which takes its URL).
+    await asyncio.sleep(0.5)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(popup.close(run_before_unload=False), _CLOSE_WAIT)
