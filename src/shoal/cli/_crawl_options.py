@@ -399,9 +399,9 @@ def crawl_options(f: Any) -> Any:
         ),
         click.option(
             "--login-check",
-            metavar="TEXT",
+            metavar="PHRASE",
             default=d.login_check,
-            help="TEXT the page the login answers with must contain (it must not show the "
+            help="PHRASE the page the login answers with must contain (it must not show the "
             "login form again either).",
         ),
         click.option(
