@@ -140,7 +140,16 @@ def test_cli_defaults_are_the_crawl_options_defaults() -> None:
     assert (
         set(params) - set(fields) <= CLI_ONLY | {"urls", "report_path", "overwrite_report"} | shared
     )
-    for name in on_cli - {"state", "extract", "output", "format", "header_for", "proxy", "cookies", "form"}:
+    for name in on_cli - {
+        "state",
+        "extract",
+        "output",
+        "format",
+        "header_for",
+        "proxy",
+        "cookies",
+        "form",
+    }:
         default = params[name].default
         if params[name].multiple:
             default = tuple(default or ())

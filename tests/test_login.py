@@ -156,9 +156,7 @@ def test_csrf_login_and_an_expiring_session(tmp_path: Path) -> None:
     itself; the session expires every 2 pages and the crawl logs in again each time."""
     out = tmp_path / "pages.jsonl"
     with LoginSite(pages=6, expire_after=2) as site:
-        result = Crawler(
-            site.url("/"), output=str(out), concurrency=1, **login_options(site)
-        ).run()
+        result = Crawler(site.url("/"), output=str(out), concurrency=1, **login_options(site)).run()
     got = records(out)
     urls = [r["url"] for r in got]
     # /login is linked, but robots.txt disallows it: the login itself ignores robots.txt
@@ -235,9 +233,7 @@ def test_a_login_hook(tmp_path: Path) -> None:
 
     out = tmp_path / "pages.jsonl"
     with LoginSite(pages=4, expire_after=3) as site:
-        Crawler(
-            site.url("/"), output=str(out), concurrency=1, login=login, progress=False
-        ).run()
+        Crawler(site.url("/"), output=str(out), concurrency=1, login=login, progress=False).run()
     assert sorted(p for p, _ in site.served) == sorted(protected(site))
     assert site.logins == 2 == len(calls)
     assert {r["status"] for r in records(out)} == {200}
