@@ -441,3 +441,56 @@ def test_the_resume_command_shows_no_form_value() -> None:
     assert redacted
     assert "hunter2" not in " ".join(shown) and "alice" not in " ".join(shown)
     assert re.search(r"--form password\b", " ".join(shown))
+
+
+# -- hostile login pages -------------------------------------------------------------------
+
+
+def _login_form(action: str, extra: str = "") -> str:
+    return (
+        f"<html><body><form method=post action='{action}'>{extra}"
+        "<input name=user><input type=password name=password></form></body></html>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/off", "redirected to http://localhost"),  # another host: out of scope
+        ("/loop", "redirect_loop"),  # a redirect loop: bounded
+        ("/js", "not an http"),  # a javascript: action
+        ("/many", "more than 1000"),  # a form bomb
+        ("/post-away", "another origin"),  # a 307 would carry the password elsewhere
+        ("/huge", "too_large"),  # past --max-bytes
+    ],
+)
+def test_hostile_login_pages(tmp_path: Path, path: str, message: str) -> None:
+    """Each fails the login with its reason, sends the form nowhere it was not meant to
+    go, and crawls nothing."""
+    with Site() as other:
+        other.fallback = Reply(200, "here")
+        port = other.origin.rsplit(":", 1)[1]
+        site = Site(
+            {
+                "/robots.txt": Reply(404, ""),
+                "/off": Reply(302, "", headers={"Location": f"http://localhost:{port}/login"}),
+                "/loop": Reply(302, "", headers={"Location": "/loop2"}),
+                "/loop2": Reply(302, "", headers={"Location": "/loop"}),
+                "/js": _login_form("javascript:alert(1)"),
+                "/many": _login_form("/s", "<input name=f value=1>" * 1500),
+                "/post-away": _login_form("/s"),
+                "/s": Reply(307, "", headers={"Location": other.url("/steal")}),
+                "/huge": _login_form("/s", "x" * 200_000),
+            }
+        )
+        site.fallback = Reply(200, html("page"))
+        with site:
+            crawler = Crawler(
+                site.url("/"), login=site.url(path), form={"password": PASSWORD},
+                output=str(tmp_path / "o.jsonl"), progress=False, max_bytes=100_000,
+            )  # fmt: skip
+            with pytest.raises(LoginFailed, match=message):
+                crawler.run()
+            assert site.count("/") == 0
+            assert site.count("/robots.txt") == 0
+        assert other.posts == []

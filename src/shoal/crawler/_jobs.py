@@ -147,13 +147,18 @@ class Jobs:
 
     def _login_fetch(self, url: str, request: Request | None) -> Fetched:
         """One login request: the crawl's fetcher, jar and headers; hops within scope
-        (robots.txt not asked: see _login); never a page of the crawl."""
+        (robots.txt not asked: see _login); never a page of the crawl. A POST's hops stay
+        on its origin: a 307/308 would send its body (the password) on, and the gate
+        cannot tell those from a 303."""
         scope = self.scope
+        origin = host_key(url) if request is not None and request.method != "GET" else None
 
         def gate(target: str) -> str | None:
-            return (
-                None if scope.allows_host(split_url(target).host) else "login redirect out of scope"
-            )
+            if origin is not None and host_key(target) != origin:
+                return "a login form's redirect to another origin"
+            if not scope.allows_host(split_url(target).host):
+                return "login redirect out of scope"
+            return None
 
         return self._fetch(url, gate, JobKind.PAGE, request=request)
 

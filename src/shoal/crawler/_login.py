@@ -35,6 +35,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urljoin
 
 from .._errors import LoginFailed, ShoalError, UsageError
 from .._url import split_url
@@ -143,11 +144,9 @@ def password_forms(page: Page) -> list[tuple[int, str]]:
         kinds = form.xpath(".//input/@type").getall()
         if any(k.strip().lower() == "password" for k in kinds):
             action = (form.attrib.get("action") or "").strip()
-            try:
-                url = Request.from_form(page, form=index).url if action else page.final_url
-            except UsageError:
-                continue
-            found.append((index, _where(url)))
+            found.append(
+                (index, _where(urljoin(page.base_url, action) if action else page.final_url))
+            )
     return found
 
 
