@@ -494,3 +494,22 @@ def test_hostile_login_pages(tmp_path: Path, path: str, message: str) -> None:
             assert site.count("/") == 0
             assert site.count("/robots.txt") == 0
         assert other.posts == []
+
+
+def test_redis_workers_share_the_session(redis_server: Any, tmp_path: Path) -> None:
+    """Worker a logs in and stops (--max-pages); worker b joins later, finds the session
+    in the shared jar still logged in, submits no form, and crawls the rest with it."""
+    with LoginSite(pages=4) as site:
+        common = dict(redis=redis_server.url, crawl_id="login", **login_options(site))
+        a = Crawler(site.url("/"), output=str(tmp_path / "a.jsonl"), max_pages=2,
+                    worker_id="a", **common)  # fmt: skip
+        a.run()
+        assert site.logins == 1
+        b = Crawler(site.url("/"), output=str(tmp_path / "b.jsonl"), worker_id="b", **common)
+        b.run()
+        assert site.logins == 1 and site.attempts == 1
+        assert site.anonymous == []
+        assert {p for p, _ in site.served} == protected(site)
+    got = records(tmp_path / "a.jsonl") + records(tmp_path / "b.jsonl")
+    assert sorted(r["url"] for r in got) == sorted(site.url(p) for p in protected(site))
+    assert {r["status"] for r in got} == {200}
