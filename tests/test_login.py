@@ -168,6 +168,7 @@ def test_csrf_login_and_an_expiring_session(tmp_path: Path) -> None:
     assert sorted(p for p, _ in site.served) == sorted(protected(site))
     # 7 protected pages, 2 per session: 4 logins (the first and 3 after expiry).
     assert site.logins == 4
+    assert any("logged in 4 times" in note for note in result.notes)
     assert result.ok == len(got)
     assert not result.failed
 

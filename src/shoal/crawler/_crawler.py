@@ -891,6 +891,12 @@ class Crawler:
                     self.result.pending = self._last_queued + self.result.abandoned
                     if self._proxies is not None:
                         self.result.proxies = self._proxies.stats()
+                    login = self._login
+                    if login is not None and login.logins > 1:
+                        self.result.notes.append(
+                            f"logged in {login.logins} times: the session expired "
+                            f"{login.logins - 1} time(s), each page fetched again logged in"
+                        )
 
         def close_session() -> None:
             with self._lock:
