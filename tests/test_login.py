@@ -514,3 +514,60 @@ def test_redis_workers_share_the_session(redis_server: Any, tmp_path: Path) -> N
     got = records(tmp_path / "a.jsonl") + records(tmp_path / "b.jsonl")
     assert sorted(r["url"] for r in got) == sorted(site.url(p) for p in protected(site))
     assert {r["status"] for r in got} == {200}
+
+
+def test_redis_workers_meeting_one_expiry_log_in_once(redis_server: Any, tmp_path: Path) -> None:
+    """The session ends under a page of worker a, which logs in again. Worker b's next
+    page still carries the old session (its jar reads the shared one at most every 2 s;
+    the crawl takes about 1.5 s): before logging in, b reads the shared jar again, finds
+    a's new session, and the login page shows it no form: nothing more is posted. (The
+    --delay lets the two workers take turns on the one host.)"""
+    lock = threading.Lock()
+    seen = {"b": 0, "cleared": 0}
+
+    def reply(req: Request) -> Reply:
+        who = req.headers.get("X-Worker", "")
+        page = req.path.startswith("/p")
+        with lock:
+            clear = page and who == "a" and seen["b"] >= 1 and not seen["cleared"]
+            if clear:
+                seen["cleared"] = 1
+        if clear:
+            with site.lock:
+                site.sessions.clear()
+        answer = site.reply(req)
+        if page and who == "b" and answer.status == 200:
+            with lock:
+                seen["b"] += 1
+        return answer
+
+    errors: list[BaseException] = []
+    with LoginSite(pages=30) as site:
+        site.site.fallback = reply
+
+        def worker(name: str) -> None:
+            try:
+                Crawler(
+                    site.url("/"), output=str(tmp_path / f"{name}.jsonl"), worker_id=name,
+                    redis=redis_server.url, crawl_id="expiry", concurrency=1, delay=0.05,
+                    headers={"X-Worker": name}, **login_options(site),
+                ).run()  # fmt: skip
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        a = threading.Thread(target=worker, args=("a",))
+        a.start()
+        deadline = time.monotonic() + 30
+        while site.logins < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        b = threading.Thread(target=worker, args=("b",))
+        b.start()
+        a.join(90)
+        b.join(90)
+        assert not errors, errors
+        assert seen["cleared"], (seen, site.site.paths())
+        assert site.logins == 2 and site.attempts == 2
+        assert {p for p, _ in site.served} == protected(site)
+    got = records(tmp_path / "a.jsonl") + records(tmp_path / "b.jsonl")
+    assert sorted(r["url"] for r in got) == sorted(site.url(p) for p in protected(site))
+    assert {r["status"] for r in got} == {200}

@@ -140,7 +140,14 @@ class Jobs:
     def start_login(self, hook: LoginHook) -> Login:
         """Log in (before any page of the crawl); LoginFailed if that fails. From now on
         every page is checked for the login page (the session expired)."""
-        login = Login(hook, self._login_fetch, self.scope, self._login_page)
+        sync = self._cookies
+        login = Login(
+            hook,
+            self._login_fetch,
+            self.scope,
+            self._login_page,
+            before_renew=None if sync is None else sync.refresh,
+        )
         login.start()
         self.login = login
         return login

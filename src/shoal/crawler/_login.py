@@ -213,9 +213,18 @@ class Login:
     page shows the session expired (:meth:`renew`), one re-login at a time."""
 
     def __init__(
-        self, hook: LoginHook, fetch: LoginFetch, scope: Scope, page: Callable[[Fetched], Page]
+        self,
+        hook: LoginHook,
+        fetch: LoginFetch,
+        scope: Scope,
+        page: Callable[[Fetched], Page],
+        *,
+        before_renew: Callable[[], None] | None = None,
     ) -> None:
         self._hook = hook
+        # A shared jar is read again first: another worker may have logged in already,
+        # and its session then serves (a declarative login finds no form and posts none).
+        self._before_renew = before_renew
         self._fetch = fetch
         self._scope = scope
         self._page = page
@@ -303,6 +312,8 @@ class Login:
             logger.warning(
                 "the session expired (%s answered with the login page): logging in again", url
             )
+            if self._before_renew is not None:
+                self._before_renew()
             self._run()
         except LoginFailed as exc:
             with self._cond:
