@@ -173,15 +173,27 @@ def test_csrf_login_and_an_expiring_session(tmp_path: Path) -> None:
     assert not result.failed
 
 
-def test_the_login_page_linked_from_the_crawl_is_a_page(tmp_path: Path) -> None:
-    """``/login`` linked from a logged-in page redirects home: recorded as that redirect,
-    not taken for an expired session."""
+def test_the_login_pages_linked_from_the_crawl_are_pages(tmp_path: Path) -> None:
+    """``/login`` linked from a logged-in page redirects home, ``/session`` (where the form
+    posts) answers a GET with the form: each recorded as it is, neither taken for an
+    expired session."""
     out = tmp_path / "pages.jsonl"
     with LoginSite(pages=1) as site:
+
+        def reply(req: Request) -> Reply:
+            if req.path == "/session" and req.method == "GET":  # not the login's POST
+                return Reply(body=site.form("x"))
+            answer = site.reply(req)
+            if req.path == "/" and answer.status == 200:
+                answer.body = html("home", "/p0", "/login", "/session")
+            return answer
+
+        site.site.fallback = reply
         Crawler(site.url("/"), output=str(out), robots=False, **login_options(site)).run()
         assert site.logins == 1
     by_url = {r["url"]: r for r in records(out)}
     assert by_url[site.url("/login")]["status"] in (200, 302)
+    assert by_url[site.url("/session")]["status"] == 200
 
 
 def test_a_wrong_password_stops_before_any_page(tmp_path: Path) -> None:
@@ -571,3 +583,24 @@ def test_redis_workers_meeting_one_expiry_log_in_once(redis_server: Any, tmp_pat
     got = records(tmp_path / "a.jsonl") + records(tmp_path / "b.jsonl")
     assert sorted(r["url"] for r in got) == sorted(site.url(p) for p in protected(site))
     assert {r["status"] for r in got} == {200}
+
+
+def test_cli_login_from_a_config_file(tmp_path: Path) -> None:
+    """The config file takes the login options under their command-line names; the
+    password stays in the environment."""
+    out = tmp_path / "pages.jsonl"
+    config = tmp_path / "crawl.toml"
+    with LoginSite(pages=2) as site:
+        config.write_text(
+            f'urls = ["{site.url("/")}"]\n'
+            f'login = "{site.url("/login")}"\n'
+            f'form = ["user={USER}", "password"]\n'
+            f'login-check = "Welcome, {USER}"\n'
+        )
+        done = run_cli(
+            "crawl", "--config", str(config), "-o", str(out), "--no-progress",
+            env={"SHOAL_FORM_PASSWORD": PASSWORD},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert site.logins == 1
+        assert sorted(p for p, _ in site.served) == sorted(protected(site))

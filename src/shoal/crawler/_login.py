@@ -85,8 +85,8 @@ class LoginSession:
     def get(self, url: str) -> Page:
         """GET ``url`` (absolute, in the crawl's scope)."""
         page = self._send(url, None)
-        if password_forms(page):
-            self.login_urls.add(_where(page.url))
+        if password_forms(page):  # where it was asked and where it ended (/login -> /a/login)
+            self.login_urls.update((_where(page.url), _where(page.final_url)))
         return page
 
     def submit(self, request: Request) -> Page:
@@ -270,8 +270,11 @@ class Login:
 
     def expired(self, url: str, fetched: Fetched, page: Callable[[Fetched], Page]) -> bool:
         """Did fetching ``url`` meet the login page (the session expired)? Never for a
-        login page fetched as a page of the crawl."""
-        if self.is_login_url(url) or fetched.error is not None or fetched.status is None:
+        login page, or the URL a login form submits to, fetched as a page of the crawl."""
+        where = _where(url)
+        if where in self._login_urls or where in self._actions:
+            return False
+        if fetched.error is not None or fetched.status is None:
             return False
         if self.is_login_url(fetched.final_url) or any(
             self.is_login_url(hop) for hop in fetched.redirects[1:]
