@@ -604,3 +604,31 @@ def test_cli_login_from_a_config_file(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert site.logins == 1
         assert sorted(p for p, _ in site.served) == sorted(protected(site))
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        # cut short: 10 bytes of a promised 1000, then the connection closes
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1000\r\n\r\n<form><inp",
+        # framing trick: two Content-Length values that disagree
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\n<form",
+        # a redirect to another scheme
+        b"HTTP/1.1 302 Found\r\nLocation: ftp://127.0.0.1/login\r\nContent-Length: 0\r\n\r\n",
+    ],
+)
+def test_a_hostile_raw_login_page(tmp_path: Path, response: bytes) -> None:
+    """A login page no library would send fails the login; nothing is crawled."""
+    from rawserver import raw_servers, respond_once
+
+    with raw_servers() as start:
+        server = start(respond_once(response))
+        crawler = Crawler(
+            server.url + "/", login=server.url + "/login", form={"password": PASSWORD},
+            output=str(tmp_path / "o.jsonl"), progress=False, retries=0,
+        )  # fmt: skip
+        with pytest.raises(LoginFailed, match="^login: "):
+            crawler.run()
+        assert server.connections >= 1
+    out = tmp_path / "o.jsonl"
+    assert not out.exists() or records(out) == []
