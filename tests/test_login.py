@@ -627,7 +627,7 @@ def test_a_hostile_raw_login_page(tmp_path: Path, response: bytes) -> None:
             server.url + "/", login=server.url + "/login", form={"password": PASSWORD},
             output=str(tmp_path / "o.jsonl"), progress=False, retries=0,
         )  # fmt: skip
-        with pytest.raises(LoginFailed, match="^login: "):
+        with pytest.raises(LoginFailed, match=r"^login: "):
             crawler.run()
         assert server.connections >= 1
     out = tmp_path / "o.jsonl"
