@@ -140,12 +140,21 @@ def test_cli_defaults_are_the_crawl_options_defaults() -> None:
     assert (
         set(params) - set(fields) <= CLI_ONLY | {"urls", "report_path", "overwrite_report"} | shared
     )
-    for name in on_cli - {"state", "extract", "output", "format", "header_for", "proxy", "cookies"}:
+    for name in on_cli - {
+        "state",
+        "extract",
+        "output",
+        "format",
+        "header_for",
+        "proxy",
+        "cookies",
+        "form",
+    }:
         default = params[name].default
         if params[name].multiple:
             default = tuple(default or ())
         assert default == default_of(fields[name]), name
-    # state, extract, output, format, header_for, proxy and cookies have no click
+    # state, extract, output, format, header_for, proxy, cookies and form have no click
     # default: _options_from maps them (checked by the next test).
 
 

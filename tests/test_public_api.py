@@ -18,6 +18,7 @@ EXPECTED = {
     "ErrorPolicy",
     "InvalidURL",
     "JoinTimeout",
+    "LoginFailed",
     "MapIterator",
     "NoProxyLeft",
     "OutputError",

@@ -14,6 +14,7 @@ means to report::
     ├── WriterError           the writer's sink failed; nothing more is accepted (exit code 4)
     ├── TransportError        one HTTP request failed; .kind (an ErrorKind) says how
     ├── NoProxyLeft           every proxy of the crawl was retired: it stopped (exit code 5)
+    ├── LoginFailed           the crawl's login failed: it stopped, never crawling anonymously (6)
     ├── UsageError            a bad option or argument (exit code 2)
     │   └── InvalidURL        a URL that cannot be crawled
     ├── OutputError           the output cannot be used, or is not this crawl's (exit code 4)
@@ -42,6 +43,7 @@ __all__ = [
     "ErrorKind",
     "InvalidURL",
     "JoinTimeout",
+    "LoginFailed",
     "NoProxyLeft",
     "OutputError",
     "PoolClosed",
@@ -229,6 +231,14 @@ class NoProxyLeft(ShoalError):
     The URLs not fetched stay queued: with working proxies, the same crawl resumes."""
 
     exit_code = 5
+
+
+class LoginFailed(ShoalError):
+    """The crawl's login (``login``) failed: at the start, or when logging in again after
+    the session expired. The crawl stopped rather than go on as an anonymous user; what
+    was fetched is saved, and the URLs not fetched stay queued for a resume."""
+
+    exit_code = 6
 
 
 class UsageError(ShoalError):

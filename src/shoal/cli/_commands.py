@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from .._errors import NoProxyLeft, ShoalError, StateError, UsageError, WriterError
+from .._errors import LoginFailed, NoProxyLeft, ShoalError, StateError, UsageError, WriterError
 from .._url import REDACTED, redact_userinfo, without_userinfo
 from .._version import __version__
 from ..crawler._options import CrawlOptions
@@ -30,7 +30,9 @@ from ._crawl_options import (
     AUTH_PASSWORD_ENV,
     crawl_options,
     flag_for,
+    form_env,
     parse_extract,
+    parse_form,
     parse_header_for,
 )
 from ._redis import REDIS_OPTIONS, redis_options
@@ -54,6 +56,11 @@ EXIT_CODES = (
     (
         NoProxyLeft.exit_code,
         "every proxy was retired (failed again and again): stopped, state saved",
+    ),
+    (
+        LoginFailed.exit_code,
+        "the login failed (--login), at the start or after the session expired: stopped, "
+        "state saved",
     ),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): state saved, the same command resumes"),
     (EXIT_TERMINATED, "stopped by SIGTERM, as by Ctrl-C: state saved, the same command resumes"),
@@ -92,20 +99,32 @@ def _run_crawl(
     try:
         _refuse_credentials_in(urls)
         auth = options.get("auth")
-        if isinstance(auth, str) and ":" not in auth:
-            # Every other option checked before the password is asked for: a typo found
+        ask_auth = isinstance(auth, str) and ":" not in auth
+        form: dict[str, str | None] = options.get("form") or {}
+        ask_form = [name for name, value in form.items() if value is None]
+        if ask_auth or ask_form:
+            # Every other option checked before a secret is asked for: a typo found
             # after typing it would mean typing it again. (The environment's proxy is
             # left to the real crawler: it would warn twice.)
             proxy = None if options.get("proxy") == "env" else options.get("proxy")
-            _crawler(urls, {**options, "auth": (auth, ""), "proxy": proxy}, redis)
-            options = {**options, "auth": _with_password(auth)}
+            placeholders = {
+                "auth": (auth, "") if ask_auth else auth,
+                "form": {name: value or "" for name, value in form.items()},
+                "proxy": proxy,
+            }
+            _crawler(urls, {**options, **placeholders}, redis)
+            if ask_auth:
+                assert isinstance(auth, str)
+                options = {**options, "auth": _with_password(auth)}
+            if ask_form:
+                options = {**options, "form": _with_form_values(form)}
         crawler = _crawler(urls, options, redis)
         if not quiet:
             crawler.announce = lambda message: click.echo(message, err=True)
         try:
             with _sigterm_as_interrupt() as signals:
                 result = crawler.run()
-        except NoProxyLeft as exc:
+        except (NoProxyLeft, LoginFailed) as exc:
             _report(crawler.result, quiet, as_json)
             how = _how_to_resume(crawler, redis, resumable)
             click.echo(f"shoal: error: {exc}; {how}", err=True)
@@ -311,6 +330,7 @@ def _options_from(kw: dict[str, Any]) -> tuple[dict[str, Any], bool, bool]:
         "header_for": parse_header_for(kw.pop("header_for")),
         "cookies": False if no_cookies else (cookies or CrawlOptions.cookies),
         "auth": kw.pop("auth"),  # a password not given is asked for by _run_crawl
+        "form": parse_form(kw.pop("form")),  # so are form values not given
         "progress": False if kw.pop("no_progress") or quiet else CrawlOptions.progress,
         **kw,
     }
@@ -330,6 +350,23 @@ def _with_password(auth: str) -> tuple[str, str]:
             )
         password = click.prompt(f"password for {auth}", hide_input=True, err=True)
     return (auth, password)
+
+
+def _with_form_values(form: dict[str, str | None]) -> dict[str, str]:
+    """``--form NAME`` values: read from the environment (form_env), or asked for (hidden)
+    on a terminal; never required on the command line, where other users can read it."""
+    out: dict[str, str] = {}
+    for name, given in form.items():
+        value = given if given is not None else os.environ.get(form_env(name))
+        if value is None:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    f"--form {name}: no value: set {form_env(name)}, or run on a terminal "
+                    "to be asked for it"
+                )
+            value = click.prompt(f"login form field {name}", hide_input=True, err=True)
+        out[name] = value
+    return out
 
 
 # A password given as a URL's query parameter (redis://host/0?password=...).
@@ -362,6 +399,8 @@ def redacted_args(args: list[str]) -> tuple[list[str], bool]:
     def redactor(dest: str, index: int) -> Callable[[str], str]:
         if dest == "auth":
             return lambda value: value.partition(":")[0]
+        if dest == "form":  # every login form value: asked for again on the resume
+            return lambda value: value.partition("=")[0]
         if dest == "headers":
             return lambda value: header(value, False)
         if dest == "header_for" and index == 1:

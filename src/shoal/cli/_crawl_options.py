@@ -18,12 +18,36 @@ __all__ = [
     "FLAGS",
     "crawl_options",
     "flag_for",
+    "form_env",
+    "parse_form",
     "parse_extract",
     "parse_header_for",
 ]
 
 # Where --auth USER finds its password (before asking on a terminal).
 AUTH_PASSWORD_ENV = "SHOAL_AUTH_PASSWORD"
+# Where --form NAME (no =VALUE) finds its value: SHOAL_FORM_ + NAME in capitals, each
+# character that is not a letter or digit as "_" (--form password: SHOAL_FORM_PASSWORD).
+FORM_ENV_PREFIX = "SHOAL_FORM_"
+
+
+def form_env(name: str) -> str:
+    """The environment variable ``--form NAME`` reads its value from."""
+    return (
+        FORM_ENV_PREFIX + "".join(c if c.isascii() and c.isalnum() else "_" for c in name).upper()
+    )
+
+
+def parse_form(values: tuple[str, ...]) -> dict[str, str | None]:
+    """``--form NAME=VALUE`` values as the ``form`` mapping; ``--form NAME`` maps to None
+    (the value is read from the environment or asked for, see form_env)."""
+    out: dict[str, str | None] = {}
+    for value in values:
+        name, eq, given = value.partition("=")
+        if not name.strip():
+            raise click.BadParameter(f"{name!r}: want NAME=VALUE or NAME", param_hint="--form")
+        out[name.strip()] = given if eq else None
+    return out
 
 
 def parse_extract(values: tuple[str, ...]) -> dict[str, str]:
@@ -349,6 +373,37 @@ def crawl_options(f: Any) -> Any:
             default=d.save_cookies,
             help="Write the cookie jar to FILE (a cookies.txt) when the crawl ends; an "
             "existing FILE must be a cookies.txt.",
+        ),
+        click.option(
+            "--login",
+            metavar="URL",
+            default=d.login,
+            help="Log in before the crawl: fetch URL (on a host in scope), fill its login "
+            "form (hidden fields such as CSRF tokens kept) with the --form values, submit "
+            "it; log in again when a page later answers with the login page. A failed login "
+            "stops the crawl (exit code 6).",
+        ),
+        click.option(
+            "--form",
+            "form",
+            metavar="NAME[=VALUE]",
+            multiple=True,
+            help="A field of the login form (repeatable). Without =VALUE the value is read "
+            f"from ${FORM_ENV_PREFIX}NAME (--form password: ${FORM_ENV_PREFIX}PASSWORD), "
+            "else asked for on a terminal. Secrets: never logged or written.",
+        ),
+        click.option(
+            "--login-form",
+            metavar="SELECTOR",
+            default=d.login_form,
+            help="CSS selector of the login form.  [default: the first form with a password input]",
+        ),
+        click.option(
+            "--login-check",
+            metavar="PHRASE",
+            default=d.login_check,
+            help="PHRASE the page the login answers with must contain (it must not show the "
+            "login form again either).",
         ),
         click.option(
             "--state",

@@ -11,6 +11,7 @@ robots.txt and sitemaps, page parsing and records, and ``output`` (one module pe
 from ._crawler import Crawler, PageCallback
 from ._fetch import Fetched, FetcherFactory, FetchRequest, FetchSetup, HTTPFetcher, PageFetcher
 from ._hosts import HostSettings
+from ._login import LoginSession
 from ._options import DEFAULT_USER_AGENT, CrawlOptions
 from ._page import Page
 from ._request import Request
@@ -48,6 +49,7 @@ __all__ = [
     "HostSettings",
     "JobKind",
     "Lease",
+    "LoginSession",
     "MemoryFrontier",
     "Outcome",
     "Page",

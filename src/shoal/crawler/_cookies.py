@@ -688,6 +688,12 @@ class CookieSync:
             self._seen = seen
         self.jar.replace_all(_decoded(self._load()))
 
+    def refresh(self) -> None:
+        """Read the shared state at the next fetch, whatever the interval: before a
+        re-login, another worker may have logged in again already."""
+        with self._lock:
+            self._next = 0.0
+
     def after_fetch(self) -> None:
         if not self.jar.dirty:
             return

@@ -29,7 +29,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeGuard, cast, overload
 
-from .._errors import JoinTimeout, NoProxyLeft, StateError, UsageError, WriterError
+from .._errors import (
+    JoinTimeout,
+    LoginFailed,
+    NoProxyLeft,
+    StateError,
+    UsageError,
+    WriterError,
+    literal,
+)
+from .._url import split_url
 from ..http import ProxyRules, Resolver, Transport, make_transport
 from ..runtime import Pool, ProgressDisplay, ProgressState, TaskContext, Writer
 from ._cookies import Cookie, CookieJar, CookieSync, check_save_path, read_cookies_file
@@ -39,6 +48,7 @@ from ._headers import HeadersGiven, RequestHeaders
 from ._hosts import HostSettings
 from ._jobs import Jobs, Revisit
 from ._kinds import CrawlErrorKind
+from ._login import FormLogin, Login, LoginHook
 from ._options import CrawlOptions
 from ._records import Records
 from ._routes import PageCallback
@@ -238,6 +248,20 @@ class Crawler:
             or a part of it, or ``"none"``.
         browser: The Chromium or Chrome to render with (a path or a name on PATH);
             None: ``chromium`` or ``chrome`` found on PATH.
+        login: Log in before the crawl (README: Logging in): the login page's URL (on a
+            host in scope), whose form is filled with ``form`` and submitted; or a hook
+            ``login(session)`` given a :class:`~shoal.crawler.LoginSession` (``get``,
+            ``submit``, ``post``) that returns True once logged in. A failure stops the
+            crawl with :class:`~shoal.LoginFailed`; a page that later answers with the
+            login page (the session expired) makes it log in again and fetch that page
+            once more. Needs the cookie jar.
+        form: With a login URL: field name -> value set in its form over the page's own
+            (hidden fields such as CSRF tokens are kept). Secrets: never logged, never
+            written anywhere.
+        login_form: A CSS selector of the login form (default: the first form with a
+            password input).
+        login_check: Text the page the login answers with must contain (besides not
+            showing the login form again).
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
@@ -316,6 +340,10 @@ class Crawler:
         render_wait_for: str | None = CrawlOptions.render_wait_for,
         render_block: str = CrawlOptions.render_block,
         browser: str | None = CrawlOptions.browser,
+        login: str | LoginHook | None = CrawlOptions.login,
+        form: Mapping[str, str] | None = None,
+        login_form: str | None = CrawlOptions.login_form,
+        login_check: str | None = CrawlOptions.login_check,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
@@ -380,6 +408,10 @@ class Crawler:
             render_wait_for=render_wait_for,
             render_block=render_block,
             browser=browser,
+            login=login,
+            form={} if form is None else form,
+            login_form=login_form,
+            login_check=login_check,
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport
@@ -428,6 +460,20 @@ class Crawler:
         if opts.save_cookies is not None:
             check_save_path(opts.save_cookies)
         self._jar: CookieJar | None = None  # the run's cookie jar
+        self._login: Login | None = None  # the run's login, if one is asked for
+        self._login_url: str | None = None
+        if isinstance(opts.login, str):
+            self._login_url = parse_start_url(opts.login)
+            refuse_credentials(opts.login)
+            if not self.scope.allows_host(split_url(self._login_url).host):
+                raise UsageError.naming(
+                    f"the {{login}} URL {literal(self._login_url)} is outside the crawl's "
+                    "scope: its host is not a start URL's host nor in {allow_domains}"
+                )
+        if opts.login is not None and opts.cookies is False:
+            raise UsageError.naming(
+                "{login} keeps its session in the cookie jar: not with {cookies=False}"
+            )
         self._records = Records(
             on_page,
             follow_links=follow_links and not opts.sitemaps_only,
@@ -680,6 +726,9 @@ class Crawler:
                 proxies=self._proxies,
                 cookies=cookies,
             )
+            # 3b. The login, before any page of the crawl (README: Logging in).
+            if opts.login is not None:
+                self._login = self._jobs.start_login(self._login_hook())
             # 4. The pool runs _handle on each leased job; _dispatch keeps it fed (see above).
             if opts.max_time is not None:
                 self._deadline = started + opts.max_time
@@ -737,6 +786,20 @@ class Crawler:
         if fatal is not None:
             raise fatal
         return self.result
+
+    def _login_hook(self) -> LoginHook:
+        opts = self.options
+        if callable(opts.login):
+            return opts.login
+        assert self._login_url is not None
+        jar = self._jar
+        return FormLogin(
+            self._login_url,
+            opts.form,
+            selector=opts.login_form,
+            check=opts.login_check,
+            had_cookies=lambda: jar is not None and bool(jar),
+        )
 
     def _open_fetcher(self) -> tuple[PageFetcher, Callable[[str], None] | None]:
         """This run's fetcher (and the transport under it, if it needs one), and the
@@ -869,6 +932,12 @@ class Crawler:
                     self.result.pending = self._last_queued + self.result.abandoned
                     if self._proxies is not None:
                         self.result.proxies = self._proxies.stats()
+                    login = self._login
+                    if login is not None and login.logins > 1:
+                        self.result.notes.append(
+                            f"logged in {login.logins} times: the session expired "
+                            f"{login.logins - 1} time(s), each page fetched again logged in"
+                        )
 
         def close_session() -> None:
             with self._lock:
@@ -1095,7 +1164,7 @@ class Crawler:
                 release, commit = self._jobs.do(job)
             except WriterError:
                 raise
-            except NoProxyLeft as exc:
+            except (NoProxyLeft, LoginFailed) as exc:
                 # The crawl stops; the URL goes back to the queue, not to the output.
                 self._fail_crawl(exc)
                 release, commit = Release(Outcome.RETRY, 0.0), None

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .._errors import NoProxyLeft, UsageError
+from .._errors import LoginFailed, NoProxyLeft, UsageError
+from .._url import split_url
 from ..http import ErrorKind, ProxyRules, TransportError
 from ..runtime._retry import RetryPolicy
 from ..state import fingerprint
@@ -27,6 +28,7 @@ from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_si
 from ._gate import HopGate, robots_gate
 from ._headers import no_headers
 from ._kinds import CrawlErrorKind, http_error
+from ._login import Login, LoginHook
 from ._options import CrawlOptions
 from ._page import Page, product_token
 from ._records import Followed, Records
@@ -132,6 +134,50 @@ class Jobs:
         self._robots_agent = product_token(options.user_agent)
         # HTTPFetcher hands the gate canonical URLs: its hops are not canonicalized twice.
         self._canonical_hops = type(fetcher) is HTTPFetcher
+        self.login: Login | None = None  # the crawl's login (see start_login)
+
+    # -- logging in ----------------------------------------------------------------------
+
+    def start_login(self, hook: LoginHook) -> Login:
+        """Log in (before any page of the crawl); LoginFailed if that fails. From now on
+        every page is checked for the login page (the session expired)."""
+        sync = self._cookies
+        login = Login(
+            hook,
+            self._login_fetch,
+            self.scope,
+            self._login_page,
+            before_renew=None if sync is None else sync.refresh,
+        )
+        login.start()
+        self.login = login
+        return login
+
+    def _login_fetch(self, url: str, request: Request | None) -> Fetched:
+        """One login request: the crawl's fetcher, jar and headers; hops within scope
+        (robots.txt not asked: see _login); never a page of the crawl. A POST's hops stay
+        on its origin: a 307/308 would send its body (the password) on, and the gate
+        cannot tell those from a 303."""
+        scope = self.scope
+        origin = host_key(url) if request is not None and request.method != "GET" else None
+
+        def gate(target: str) -> str | None:
+            if origin is not None and host_key(target) != origin:
+                return "a login form's redirect to another origin"
+            if not scope.allows_host(split_url(target).host):
+                return "login redirect out of scope"
+            return None
+
+        return self._fetch(url, gate, JobKind.PAGE, request=request)
+
+    def _login_page(self, fetched: Fetched) -> Page:
+        return Page.over(
+            fetched,
+            depth=0,
+            referrer=None,
+            max_links=self.options.max_links_per_page,
+            robots_agent=self._robots_agent,
+        )
 
     def do(self, job: Lease) -> tuple[Release, Commit | None]:
         """The job's release for the frontier and its commit for the writer."""
@@ -464,7 +510,13 @@ class Jobs:
         prior = None
         if self._revisit is not None:
             prior = self._revisit.prior(_fingerprint(job))
+        login = self.login
+        seen = 0 if login is None else login.generation
         fetched = self._fetch_page(job, rules, prior)
+        if login is not None:
+            fetched = self._logged_in(
+                job, fetched, seen, lambda: self._fetch_page(job, rules, prior)
+            )
         verdict = self._classify(job, fetched)
         if verdict.retry_in is not None:
             with self._lock:
@@ -555,6 +607,26 @@ class Jobs:
         if built.requests:
             links += self._requests(job, built.requests)
         return Release(outcome, hold_host_for=verdict.hold_for, links=links), commit
+
+    def _logged_in(
+        self, job: Lease, fetched: Fetched, seen: int, again: Callable[[], Fetched]
+    ) -> Fetched:
+        """The page as the logged-in user gets it: if it answered with the login page
+        (the session expired), log in again (or wait for the re-login running) and fetch
+        it once more; LoginFailed if it still does."""
+        login = self.login
+        assert login is not None
+        if not login.expired(job.url, fetched, self._login_page):
+            login.logged_in_page()
+            return fetched
+        login.renew(seen, job.url)
+        fetched = again()
+        if login.expired(job.url, fetched, self._login_page):
+            raise LoginFailed(
+                f"logged in again, but {job.url} still answers with the login page: stopped"
+            )
+        login.logged_in_page()
+        return fetched
 
     def _visited(self, job: Lease, prior: Prior | None) -> None:
         """Record only when ``job``'s URL was last visited (--revisit-after counts from it),
@@ -788,6 +860,10 @@ class _Redirects:
 
     def __call__(self, target: str) -> str | None:
         steps, job = self.steps, self.job
+        login = steps.login
+        if login is not None and login.is_login_url(target):
+            # The session expired (see Jobs._logged_in): not a page to claim or follow.
+            return "redirect to the login page"
         if not steps.scope.allows(target, job.depth):
             steps._count_off_scope(target)
             return "redirect out of scope"

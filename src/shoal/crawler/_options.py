@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .._errors import UsageError, literal
@@ -271,6 +271,15 @@ class CrawlOptions:
     # Resource types the browser never requests: "images,fonts,media", or "none".
     render_block: str = "images,fonts,media"
     browser: str | None = None  # Chromium or Chrome; None: found on PATH
+    # Log in before the crawl (and again when the session expires): the login page's URL,
+    # whose form is filled with ``form`` (field -> value: secrets, never shown), or a
+    # hook ``login(session)`` (see _login). ``login_form``: a CSS selector of the form
+    # (default: the first with a password input); ``login_check``: text the page the
+    # login answers with must hold.
+    login: str | Callable[..., object] | None = field(default=None, repr=False)
+    form: Mapping[str, str] = field(default_factory=dict, repr=False)
+    login_form: str | None = None
+    login_check: str | None = None
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
     _header_rules: HeaderRules = field(default=HeaderRules(), init=False, repr=False, compare=False)
     _paces: dict[str, HostPace] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -324,6 +333,7 @@ class CrawlOptions:
                 "robots.txt: it cannot be used with {robots} off",
             )
         self._check_render()
+        self._check_login()
         self._proxies = self._make_proxy_rules()  # a bad proxy fails here, before any work
         self._shared_per_host = self.per_host
         self.per_host = min(self.per_host, self.concurrency)
@@ -386,6 +396,32 @@ class CrawlOptions:
                 )
             out.add(kind)
         return frozenset(out)
+
+    def _check_login(self) -> None:
+        if self.login is None:
+            for name in ("login_form", "login_check"):
+                if getattr(self, name) is not None:
+                    raise OptionError(name, f"{{{name}}} needs {{login}} (the login page's URL)")
+            if self.form:
+                raise OptionError("form", "{form} needs {login} (the login page's URL)")
+            return
+        if not isinstance(self.form, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, str) for k, v in self.form.items()
+        ):
+            raise OptionError("form", "{form} maps field names to str values")
+        if callable(self.login):
+            for name in ("form", "login_form", "login_check"):
+                if getattr(self, name):
+                    raise OptionError(
+                        name, f"{{{name}}} is for a login URL: a login hook fills its own form"
+                    )
+            return
+        if not isinstance(self.login, str):
+            raise OptionError("login", "{login} is the login page's URL or a hook")
+        if self.login_check is not None and not self.login_check.strip():
+            raise OptionError("login_check", "{login_check} '' checks nothing")
+        if self.login_form is not None and not self.login_form.strip():
+            raise OptionError("login_form", "{login_form} '' selects nothing")
 
     def output_paths(self) -> list[str | None]:
         """Every output, the first one first ([None] for stdout)."""

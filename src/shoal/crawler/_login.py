@@ -1,0 +1,335 @@
+"""Crawling as a logged-in user: the login before the crawl, and again when it expires.
+
+``Crawler(login=...)`` is a URL (the declarative login the command line's ``--login``
+gives: fetch that page, fill its login form with ``form``, submit it, check the answer)
+or a hook ``login(session)`` that does it by hand through a :class:`LoginSession`. Either
+runs before the first page of the crawl; a failure is :class:`~shoal.LoginFailed`, which
+stops the crawl (never an anonymous one).
+
+Decisions, each for a reason:
+
+- Login requests go through the crawl's fetcher, cookie jar, headers, proxies and
+  ``deny_private``, and only to hosts in the crawl's scope (start URLs' hosts or
+  ``allow_domains``); a redirect out of scope stops the login. robots.txt is not asked:
+  the user named the login page (and ``Disallow: /login`` is common), and a login is a
+  few requests, not a crawl of the page. They are not pages of the crawl: no record, no
+  WARC record, nothing in the frontier or the state (a login POST's body holds the
+  password), and they are not counted.
+- The session is the cookie jar, kept in the state and shared by ``redis`` workers. A
+  declarative login whose jar holds cookies already (a resumed crawl, a worker joining a
+  shared crawl, ``--cookies FILE``) first fetches the login page: if it shows no login
+  form, the session is still good and no form is submitted.
+- Expiry: a page that redirects to a login page, or answers with a page holding a
+  password form that submits where the login did, is not recorded: the crawl logs in
+  again and fetches the page once more. One re-login at a time: the workers that meet
+  the expiry meanwhile wait for it (never under a lock the hook could need) and then
+  fetch again. A page that still answers with the login page after a fresh login, or
+  :data:`MAX_RELOGINS` re-logins in a row with no logged-in page between them, stop the
+  crawl with LoginFailed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urljoin
+
+from .._errors import LoginFailed, ShoalError, UsageError
+from .._url import split_url
+from ._fetch import Fetched
+from ._page import Page
+from ._request import Request
+from ._urls import Scope, parse_start_url
+
+__all__ = ["MAX_RELOGINS", "FormLogin", "Login", "LoginHook", "LoginSession"]
+
+logger = logging.getLogger(__name__)
+
+MAX_RELOGINS = 3  # re-logins in a row with no logged-in page between them
+MAX_LOGIN_REQUESTS = 20  # requests one login (a hook's run) may make: bounded
+
+# A cheap look before parsing: a page with no password input cannot be a login form.
+_PASSWORD_INPUT = re.compile(rb"type\s*=\s*[\"']?\s*password", re.IGNORECASE)
+
+LoginFetch = Callable[[str, Request | None], Fetched]
+
+
+def _where(url: str) -> str:
+    """What identifies a login URL: scheme, host, port and path (not the query:
+    ``/login?next=/a`` is the login page of ``/login``)."""
+    return url.split("#", 1)[0].split("?", 1)[0]
+
+
+class LoginSession:
+    """What a login hook (``Crawler(login=hook)``) is handed: requests through the
+    crawl's fetcher with its cookie jar, headers and proxies, each answered with a
+    :class:`~shoal.Page` (redirects followed within the crawl's scope; its ``status``
+    may be 4xx: a wrong password often is). Hosts outside the crawl's scope are refused
+    (LoginFailed), as is a request that cannot be made (connection, timeout).
+
+    The login pages it fetches and the forms it submits are remembered: a page of the
+    crawl that later redirects to one, or shows a password form that submits where one
+    was submitted, means the session expired."""
+
+    def __init__(self, fetch: LoginFetch, scope: Scope, page: Callable[[Fetched], Page]) -> None:
+        self._fetch = fetch
+        self._scope = scope
+        self._page = page
+        self._requests = 0
+        self.login_urls: set[str] = set()  # GETs whose page had a password form
+        self.actions: set[str] = set()  # where forms were submitted
+
+    def get(self, url: str) -> Page:
+        """GET ``url`` (absolute, in the crawl's scope)."""
+        page = self._send(url, None)
+        if password_forms(page):  # where it was asked and where it ended (/login -> /a/login)
+            self.login_urls.update((_where(page.url), _where(page.final_url)))
+        return page
+
+    def submit(self, request: Request) -> Page:
+        """Send a request, such as ``Request.from_form(page, {...})`` made."""
+        if not isinstance(request, Request):
+            raise UsageError(f"LoginSession.submit takes a shoal.Request, not {request!r:.60}")
+        self.actions.add(_where(request.url))
+        return self._send(request.url, request)
+
+    def post(self, url: str, data: Mapping[str, str] | bytes) -> Page:
+        """POST ``data`` (form-encoded if a mapping) to ``url``."""
+        return self.submit(Request(url, "POST", data=data))
+
+    def _send(self, url: str, request: Request | None) -> Page:
+        self._requests += 1
+        if self._requests > MAX_LOGIN_REQUESTS:
+            raise LoginFailed(f"login: more than {MAX_LOGIN_REQUESTS} requests in one login")
+        try:
+            canonical = parse_start_url(url)
+        except ShoalError as exc:
+            raise LoginFailed(f"login: {exc}") from None
+        if not self._scope.allows_host(split_url(canonical).host):
+            raise LoginFailed(
+                f"login: {canonical} is outside the crawl's scope (its host is not a start "
+                "URL's host nor in allow_domains)"
+            )
+        fetched = self._fetch(canonical, request)
+        if fetched.error is not None or fetched.status is None:
+            raise LoginFailed(
+                f"login: {fetched.final_url}: {fetched.error}"
+                + (f" ({fetched.detail})" if fetched.detail else "")
+            )
+        if 300 <= fetched.status < 400 and fetched.status != 304:
+            raise LoginFailed(
+                f"login: {fetched.url} redirected to {fetched.final_url}, not followed"
+                + (f" ({fetched.detail})" if fetched.detail else "")
+            )
+        return self._page(fetched)
+
+
+LoginHook = Callable[[LoginSession], Any]
+
+
+def password_forms(page: Page) -> list[tuple[int, str]]:
+    """The page's forms that have a password input: (index among the page's forms, the
+    URL it submits to, without its query)."""
+    if not _PASSWORD_INPUT.search(page.response.body):
+        return []
+    try:
+        forms = page.xpath("//form")
+    except (ValueError, ShoalError):  # not HTML
+        return []
+    found: list[tuple[int, str]] = []
+    for index, form in enumerate(forms):
+        kinds = form.xpath(".//input/@type").getall()
+        if any(k.strip().lower() == "password" for k in kinds):
+            action = (form.attrib.get("action") or "").strip()
+            found.append(
+                (index, _where(urljoin(page.base_url, action) if action else page.final_url))
+            )
+    return found
+
+
+class FormLogin:
+    """The declarative login: GET ``url``, fill its login form (the first form with a
+    password input, or the one ``selector`` picks) with ``form``'s fields over the
+    page's own (hidden fields such as CSRF tokens kept), submit it, and check the answer:
+    a 2xx page without the login form, and with ``check`` in its text if given."""
+
+    def __init__(
+        self,
+        url: str,
+        form: Mapping[str, str],
+        *,
+        selector: str | None = None,
+        check: str | None = None,
+        had_cookies: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.url = url
+        self.form = dict(form)
+        self.selector = selector
+        self.check = check
+        self._had_cookies = had_cookies
+
+    def __call__(self, session: LoginSession) -> bool:
+        had_cookies = self._had_cookies()
+        page = session.get(self.url)
+        forms = password_forms(page)
+        session.login_urls.add(_where(self.url))  # even when it showed no form this time
+        if not forms and self.selector is None:
+            if had_cookies and 200 <= page.status < 300:
+                # The jar's session is good still (a logged-in user sees no login form).
+                logger.info("login: the session in the cookie jar is still logged in")
+                return True
+            raise LoginFailed(
+                f"login: no form with a password input on {page.url} (HTTP {page.status}); "
+                "give login_form (--login-form), a CSS selector of the login form"
+            )
+        which: int | str = self.selector if self.selector is not None else forms[0][0]
+        try:
+            request = Request.from_form(page, self.form, form=which)
+        except UsageError as exc:
+            raise LoginFailed(f"login: {exc}") from None
+        answer = session.submit(request)
+        session.actions.add(_where(request.url))
+        if not 200 <= answer.status < 300:
+            raise LoginFailed(f"login failed: the form's answer was HTTP {answer.status}")
+        if self.check is not None and self.check not in answer.text:
+            raise LoginFailed(
+                f"login failed: {self.check!r:.80} is not on the page the login answered "
+                f"with ({answer.url})"
+            )
+        gone = {action for _, action in password_forms(answer)}
+        if _where(request.url) in gone or (self.selector is not None and gone):
+            raise LoginFailed(
+                f"login failed: the page the login answered with ({answer.url}) shows the "
+                "login form again (a wrong password?)"
+            )
+        return True
+
+
+class Login:
+    """The crawl's login: run once before the crawl (:meth:`start`), and again when a
+    page shows the session expired (:meth:`renew`), one re-login at a time."""
+
+    def __init__(
+        self,
+        hook: LoginHook,
+        fetch: LoginFetch,
+        scope: Scope,
+        page: Callable[[Fetched], Page],
+        *,
+        before_renew: Callable[[], None] | None = None,
+    ) -> None:
+        self._hook = hook
+        # A shared jar is read again first: another worker may have logged in already,
+        # and its session then serves (a declarative login finds no form and posts none).
+        self._before_renew = before_renew
+        self._fetch = fetch
+        self._scope = scope
+        self._page = page
+        self._cond = threading.Condition()
+        self._generation = 0  # logins done; a worker notes it before a fetch
+        self._running = False
+        self._in_a_row = 0  # re-logins since the last logged-in page
+        self._failed: LoginFailed | None = None
+        self._login_urls: frozenset[str] = frozenset()
+        self._actions: frozenset[str] = frozenset()
+        self.logins = 0  # logins run (the first included)
+
+    @property
+    def generation(self) -> int:
+        with self._cond:
+            return self._generation
+
+    def start(self) -> None:
+        """The login before the crawl; LoginFailed if it fails."""
+        self._run()
+        with self._cond:
+            self._generation += 1
+
+    def _run(self) -> None:
+        session = LoginSession(self._fetch, self._scope, self._page)
+        try:
+            ok = self._hook(session)  # user code: no lock held
+        except LoginFailed:
+            raise
+        except Exception as exc:
+            raise LoginFailed(f"login failed: the login hook raised {exc!r:.200}") from exc
+        if not ok:
+            raise LoginFailed("login failed: the login hook returned False")
+        with self._cond:
+            self.logins += 1
+            # What this login went through is what an expired session is shown.
+            self._login_urls |= session.login_urls
+            self._actions |= session.actions
+        logger.info("logged in")
+
+    def is_login_url(self, url: str) -> bool:
+        return _where(url) in self._login_urls
+
+    def expired(self, url: str, fetched: Fetched, page: Callable[[Fetched], Page]) -> bool:
+        """Did fetching ``url`` meet the login page (the session expired)? Never for a
+        login page, or the URL a login form submits to, fetched as a page of the crawl."""
+        where = _where(url)
+        if where in self._login_urls or where in self._actions:
+            return False
+        if fetched.error is not None or fetched.status is None:
+            return False
+        if self.is_login_url(fetched.final_url) or any(
+            self.is_login_url(hop) for hop in fetched.redirects[1:]
+        ):
+            return True
+        if not 200 <= fetched.status < 300 or not _PASSWORD_INPUT.search(fetched.body):
+            return False
+        found = password_forms(page(fetched))
+        return any(action in self._actions or action in self._login_urls for _, action in found)
+
+    def logged_in_page(self) -> None:
+        """A page came as the logged-in user's: re-logins in a row start again."""
+        with self._cond:
+            self._in_a_row = 0
+
+    def renew(self, seen: int, url: str) -> None:
+        """Log in again after ``url`` met the login page, unless another worker did since
+        ``seen`` (the generation before that fetch); wait for one running. LoginFailed
+        if that fails, or after too many re-logins in a row."""
+        with self._cond:
+            while True:
+                if self._failed is not None:
+                    raise self._failed
+                if self._generation != seen:
+                    return  # logged in again since this fetch began: fetch again
+                if not self._running:
+                    break
+                self._cond.wait()
+            self._running = True
+            self._in_a_row += 1
+            in_a_row = self._in_a_row
+        try:
+            if in_a_row > MAX_RELOGINS:
+                raise LoginFailed(
+                    f"the session expired {in_a_row} times in a row with no page fetched "
+                    f"logged in between (the last: {url}): stopped"
+                )
+            logger.warning(
+                "the session expired (%s answered with the login page): logging in again", url
+            )
+            if self._before_renew is not None:
+                self._before_renew()
+            self._run()
+        except LoginFailed as exc:
+            with self._cond:
+                self._failed = exc
+                self._running = False
+                self._cond.notify_all()
+            raise
+        except BaseException:
+            with self._cond:
+                self._running = False
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._generation += 1
+            self._running = False
+            self._cond.notify_all()
