@@ -1,0 +1,112 @@
+"""Sitemap ``<lastmod>`` in a recrawl of a crawl shared through Redis (#19): a page whose
+lastmod is newer than its last fetch goes to the front of its host's queue in the current
+run, and is queued in the run even when --revisit-after has not made it due, once per run.
+Two real worker processes, a real redis-server, a real site whose sitemap changes."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from redis_server import RedisServer
+from shoal.state import fingerprint
+from sites import html
+from test_recrawl import Doc, VersionedSite
+from test_recrawl_lastmod import OLD, sitemap, w3c
+from test_redis_recrawl import records, run_of, worker_cmd
+
+PAGES = ("/", "/a", "/b", "/c", "/d")
+# Per host one request at a time, crawl-wide (Redis holds the host's slot), so the order
+# the server sees is the order Redis gave the host's jobs out in.
+PREFIX = "shoal:{c}:"
+ONE = ("--sitemaps", "--per-host", "1", "--concurrency", "1")
+
+
+def make_site() -> VersionedSite:
+    docs = {"/": Doc(html("home", "/a", "/b", "/c", "/d"), etag='"h"')}
+    for p in PAGES[1:]:
+        docs[p] = Doc(html(p), etag=f'"{p}1"')
+    site = VersionedSite(docs)
+    site.robots = f"User-agent: *\nAllow: /\nSitemap: {site.url('/sitemap.xml')}\n"
+    sitemap(site, dict.fromkeys(PAGES, OLD))
+    return site
+
+
+def two_workers(
+    server: RedisServer, site: VersionedSite, outs: list[Path], *extra: str
+) -> list[str]:
+    """Run two workers of the crawl at once; the paths the site served meanwhile, in order.
+    The second only joins (no --recrawl): one that came after the first had finished would
+    otherwise begin the next run."""
+    before = len(site.site.requests())
+    procs = [
+        subprocess.Popen(
+            worker_cmd(server, site, out, *ONE, *(extra if i == 0 else ())),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, out in enumerate(outs)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    return [path for path, _ in site.site.requests()[before:]]
+
+
+def test_a_changed_lastmod_goes_first_and_is_due_once_per_run(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    outs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    with make_site() as site:
+        first = subprocess.run(worker_cmd(redis_server, site, outs[0], *ONE),
+                               capture_output=True, text=True, timeout=120,
+                               check=False)  # fmt: skip
+        assert first.returncode == 0, first.stderr
+        assert len(records(*outs)) == 5
+
+        # Run 2 revisits everything; the sitemap says /c changed since its last fetch,
+        # and /d's lastmod is in the future (not a modification time: ignored).
+        site.docs["/c"] = Doc(html("c, edited"), etag='"c2"')
+        sitemap(site, {**dict.fromkeys(PAGES, OLD), "/c": w3c(time.time()), "/d": "2099-01-01"})
+        order = two_workers(redis_server, site, outs, "--recrawl")
+        assert order[:3] == ["/robots.txt", "/sitemap.xml", "/c"], str(order)
+        assert sorted(order[3:]) == ["/", "/a", "/b", "/d"], order
+        second = run_of(2, *outs)
+        assert set(second) == set(PAGES)
+        assert second["/c"]["change"] == "changed" and second["/a"]["change"] == "unchanged"
+
+        # Run 3 under --revisit-after: nothing is due but / (made due by hand), and the
+        # sitemap says /a changed after its last fetch: /a is queued in this run, first.
+        client = redis.Redis.from_url(redis_server.url)
+        home = _signed(site.url("/"))
+        raw = client.hget(f"{PREFIX}v", home)
+        assert isinstance(raw, bytes)
+        head = raw.split(b" ", 3)
+        head[2] = str(int(head[2]) - 7_200_000_000).encode()  # fetched 2 h earlier (µs)
+        client.hset(f"{PREFIX}v", home, b" ".join(head))
+        site.docs["/a"] = Doc(html("a, edited"), etag='"a2"')
+        sitemap(site, {**dict.fromkeys(PAGES, OLD), "/a": w3c(time.time())})
+        order = two_workers(redis_server, site, outs, "--recrawl", "--revisit-after", "1h")
+        assert order == ["/robots.txt", "/sitemap.xml", "/a", "/"], order
+        third = run_of(3, *outs)
+        assert {p: r["change"] for p, r in third.items()} == {"/a": "changed", "/": "unchanged"}
+
+        # The same sitemap read again in this run (by a worker joining it late) queues
+        # nothing more: /a's visit says run 3 queued it already.
+        from shoal.state._redis_lua import LIBRARY, lastmod
+
+        call = lastmod(changed=[(_signed(site.url("/a")), 2**52)])
+        assert LIBRARY.call(client, call.name, PREFIX, call.args) == 0
+        assert client.hget(f"{PREFIX}meta", "pending") == b"0"
+        client.close()
+    assert len(records(*outs)) == 5 + 5 + 2
+
+
+def _signed(url: str) -> str:
+    from shoal.state._redis_support import signed
+
+    return str(signed(fingerprint(url)))
