@@ -110,3 +110,18 @@ def _signed(url: str) -> str:
     from shoal.state._redis_support import signed
 
     return str(signed(fingerprint(url)))
+
+
+def test_a_shared_crawl_with_sitemaps_ends_and_reads_them_first(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # A sitemap lease is never committed (no record): it must end at its release, or the
+    # crawl's pending count stays above 0 and the crawl never ends.
+    with make_site() as site:
+        done = subprocess.run(worker_cmd(redis_server, site, tmp_path / "a.jsonl", *ONE),
+                              capture_output=True, text=True, timeout=60,
+                              check=False)  # fmt: skip
+        order = [path for path, _ in site.site.requests()]
+    assert done.returncode == 0, done.stderr
+    assert order[:2] == ["/robots.txt", "/sitemap.xml"], order
+    assert sorted(order[2:]) == sorted(PAGES)

@@ -6,7 +6,7 @@
 -- this run: once per run, whichever worker reads the sitemap and however often.
 --
 -- args (built by lastmod() in shoal/state/_redis_lua.py):
---   [1 ...]  pairs (signed fingerprint, the page's <lastmod> in wall-clock us)
+--   [1 ...]  changed   pairs (signed fingerprint, the page's <lastmod> in wall-clock us)
 -- Returns how many pages were moved up or queued. Nothing in run 1 (not a recrawl) or
 -- while the next run is being filled (this one is over).
 --
