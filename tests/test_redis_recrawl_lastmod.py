@@ -125,3 +125,54 @@ def test_a_shared_crawl_with_sitemaps_ends_and_reads_them_first(
     assert done.returncode == 0, done.stderr
     assert order[:2] == ["/robots.txt", "/sitemap.xml"], order
     assert sorted(order[2:]) == sorted(PAGES)
+
+
+def test_lastmod_moves_up_across_a_long_queue_once_per_run(redis_server: RedisServer) -> None:
+    """LASTMOD over a host queue longer than one slice: queued pages found anywhere in it
+    move to the front, a not-due page is queued, and a duplicate, an unknown URL, a page
+    fetched after its lastmod or one asked for again in the same run move nothing."""
+    from shoal.state import Candidate, RedisCrawlState
+    from shoal.state._redis import Visit
+
+    host = "http://h.test"
+    urls = [f"{host}/p{i}" for i in range(2500)]
+    old, new = 1_700_000_000.0, 1_700_100_000.0
+    state = RedisCrawlState.open(redis_server.url, "l", {"start": host}, robots=False,
+                                 per_host=5000)  # fmt: skip
+    try:
+        state.register("w")
+        state.submit([Candidate(u) for u in urls])
+        jobs, _ = state.lease(5000)
+        for job in jobs:
+            state.release(job.id, "done")
+        fetched = {u: (old if int(u.rsplit("p", 1)[1]) < 2000 else new) for u in urls}
+        visits = [(j.url, 200, Visit(200, None, None, None, None, None, fetched[j.url]))
+                  for j in jobs]  # fmt: skip
+        state.commit([(j.id, "done") for j in jobs], expected_offset=0,
+                     new_offset=1, visits=visits)  # fmt: skip
+        # Run 2 revisits the 2000 pages fetched before the cut (in HSCAN's order).
+        assert state.recrawl(start=True, fetched_before=(old + new) / 2)[:3] == ("started", 2, 2000)
+        client = redis.Redis.from_url(redis_server.url)
+        queue = [e.decode() for e in client.lrange("shoal:{l}:q:" + host, 0, -1)]
+        client.close()
+        deep = [e.split(" ", 4)[4][: int(e.split(" ")[3])] for e in queue[1200:1210]]
+        later = old + 10
+        changed = [(u, later) for u in deep]
+        changed += [
+            (deep[0], later),  # listed twice
+            (f"{host}/p2100", new + 10),  # fetched after the cut: not due, queued now
+            (f"{host}/p2200", new - 10),  # fetched after its lastmod: stays out
+            (f"{host}/unknown", later),
+        ]
+        assert state.revisit_first(changed) == 11
+        first, _ = state.lease(11)
+        assert sorted(j.url for j in first) == sorted([*deep, f"{host}/p2100"])
+        assert first[0].url == f"{host}/p2100"  # the not-due one first, then the sitemap's order
+        assert [j.url for j in first[1:]] == deep
+        # Asked again in this run (another worker reads the same sitemap): nothing more.
+        assert state.revisit_first(changed) == 0
+        rest, _ = state.lease(5000)
+        leased = [j.url for j in first + rest]
+        assert len(leased) == len(set(leased)) == 2001
+    finally:
+        state.close()
