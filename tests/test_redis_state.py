@@ -77,9 +77,10 @@ def test_lease_round_trip_keeps_every_field(open_state: Opener) -> None:
         ]
     )
     jobs, _ = s.lease(5)
+    # A sitemap goes before its host's pages (a recrawl reads its <lastmod>s first).
     assert [(j.url, j.host, j.kind, j.depth, j.referrer, j.attempt) for j in jobs] == [
-        (url, H, "page", 3, f"{H}/ref page", 1),
         (f"{H}/s.xml", H, "sitemap", 0, None, 1),
+        (url, H, "page", 3, f"{H}/ref page", 1),
     ]
     assert len({j.id for j in jobs}) == 2
 

@@ -462,7 +462,7 @@ class Jobs:
         modification time: ignored. At most --max-pages of them per run."""
         revisit_first = getattr(self.frontier, "revisit_first", None)
         if revisit_first is None:
-            return  # a frontier without it (Redis) revisits in its own order
+            return  # a frontier without it revisits in its own order
         latest = time.time() + _LASTMOD_SKEW
         changed: list[tuple[str, float]] = []
         for url, lastmod in zip(pages, lastmods, strict=True):

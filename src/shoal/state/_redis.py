@@ -259,6 +259,7 @@ class RedisCrawlState(CrawlViews):
         self._lock = threading.Lock()
         self._policies: dict[str, HostPolicy] = {}
         self._known = KnownSeen()
+        self._sitemap_run = 1  # the run recrawl() joined: sitemaps are seen once per run
         self._requests = itertools.count(1)
         self._nonce = os.urandom(6).hex()  # request ids of this client, unique to it
         self._socket_timeout = socket_timeout
@@ -466,7 +467,7 @@ class RedisCrawlState(CrawlViews):
         for u in urls:
             if u.kind is JobKind.ROBOTS:
                 raise ValueError("robots jobs are made by lease(), not submitted")
-        fps = [fingerprint(u.url if u.request is None else job_key(u.url, u.request)) for u in urls]
+        fps = [fingerprint(self._dedupe_key(u)) for u in urls]
         sent = self._known.unknown(fps)
         links: list[lua.Link] = []
         for i in sent:
@@ -477,6 +478,14 @@ class RedisCrawlState(CrawlViews):
             item = entry(1, u.kind, u.depth, u.url, u.referrer, u.request)
             links.append((signed(fps[i]), host, item))
         return fps, sent, links
+
+    def _dedupe_key(self, u: Candidate) -> str:
+        """What the seen set knows a URL by. A sitemap of a recrawl run is seen once per
+        run, not once per crawl: each run reads it again for its <lastmod>s (it has no
+        visit, so the fill does not queue it)."""
+        if u.kind is JobKind.SITEMAP and self._sitemap_run > 1:
+            return f"{u.url} run {self._sitemap_run}"
+        return u.url if u.request is None else job_key(u.url, u.request)
 
     def _merged(self, n: int, sent: list[int], replies: list[bool], fps: list[int]) -> list[bool]:
         """Per URL: new or not (a URL known here as seen is not new); the sent ones are
@@ -769,6 +778,7 @@ class RedisCrawlState(CrawlViews):
             if what != "fill":
                 break
         run = int(reply[1])
+        self._sitemap_run = run
         if what == "started":
             return RecrawlRun("started", run, int(reply[2]))
         if what == "nothing":
@@ -777,6 +787,16 @@ class RedisCrawlState(CrawlViews):
         if what == "unfinished":
             return RecrawlRun("unfinished", run, int(reply[2]))
         return RecrawlRun("run", run, 0)
+
+    def revisit_first(self, changed: Sequence[tuple[str, float]]) -> int:
+        """A recrawl run: the pages a sitemap says changed since their last fetch (URL, its
+        <lastmod> in wall-clock seconds) go to the front of their hosts' queues, queued in
+        this run if it had not (not due), each once per run (``lua/lastmod.lua``). One
+        call for them all; how many were moved up."""
+        if not changed:
+            return 0
+        pairs = [(signed(fingerprint(url)), int(when * 1_000_000)) for url, when in changed]
+        return int(self._run(lua.lastmod(changed=pairs)))
 
     def visit(self, fp: int) -> Visit | None:
         """The last fetch of the URL whose fingerprint is ``fp`` (None: never fetched)."""

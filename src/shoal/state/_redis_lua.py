@@ -39,6 +39,7 @@ LIBRARY_FILES = (
     "renew.lua",
     "set_delay.lua",
     "recrawl.lua",
+    "lastmod.lua",
 )
 
 
@@ -188,6 +189,10 @@ _NO_NOTE: list[Arg] = ["-", b"", b"", b"", b"", b"", -1]
 
 def recrawl(*, start: bool, cut_us: int | None, count: int) -> Call:
     return Call("RECRAWL", [int(start), _opt(cut_us), count])
+
+
+def lastmod(*, changed: Sequence[tuple[str, int]]) -> Call:
+    return Call("LASTMOD", [x for fp, lastmod_us in changed for x in (fp, lastmod_us)])
 
 
 def renew(*, worker: str, epoch: str, ttl_ms: int, lease_ids: Sequence[str]) -> Call:

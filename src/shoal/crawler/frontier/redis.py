@@ -193,6 +193,13 @@ class RedisFrontier:
         ``start``, begin the next recrawl run when the current one has no work left."""
         return self.state.recrawl(start=start, fetched_before=fetched_before)
 
+    def revisit_first(self, changed: Sequence[tuple[str, float]]) -> int:
+        """A recrawl: move the pages a sitemap says changed since their last fetch (URL,
+        its <lastmod>) to the front of their hosts' queues, queueing in this run those it
+        would not revisit (not due); each once per run, whichever worker reads the sitemap.
+        How many were moved up."""
+        return self.state.revisit_first(changed)
+
     def prior(self, fp: int) -> Prior | None:
         """The last fetch of the URL ``fp`` names, as a state file's
         :meth:`~shoal.state.StateStore.prior` (None: never fetched)."""

@@ -177,7 +177,12 @@ local function admit(args, first, n)
   for i = 1, n do
     if new[i] == 1 then
       local host = args[first + 1 + (i - 1) * 3]
-      local len = redis.call('RPUSH', P .. 'q:' .. host, args[first + 2 + (i - 1) * 3])
+      local e = args[first + 2 + (i - 1) * 3]
+      -- A sitemap goes before its host's pages: in a recrawl its <lastmod>s say which of
+      -- them to revisit first (lastmod.lua).
+      local push = 'RPUSH'
+      if string.match(e, '^%d+ (%a)') == 's' then push = 'LPUSH' end
+      local len = redis.call(push, P .. 'q:' .. host, e)
       local count = (pushed[host] or 0) + 1
       pushed[host] = count
       -- A queue that was not empty before kept its host's place in READY as it was, and

@@ -93,6 +93,11 @@ register('release', function(args)
       -- after it (Crawl-delay included), as every page after a page does.
       hold_until(hk, now + num(redis.call('HGET', hk, 'delay'), CFG.delay))
       moved = true
+    elseif kind == 's' and outcome ~= 'retry' then
+      -- A sitemap lease ends here too: its pages were queued before it is released, and it
+      -- leaves no record or visit to commit (waiting for a commit would hold pending > 0).
+      drop_lease(id)
+      redis.call('HINCRBY', META, 'pending', -1)
     elseif outcome == 'retry' then
       drop_lease(id)
       redis.call('ZADD', DELAYED, now + retry_ms, host .. '\n' .. bump(entry))
