@@ -268,7 +268,14 @@ def test_a_hook_returning_false_or_raising() -> None:
 def test_concurrent_expiry_logs_in_once(tmp_path: Path) -> None:
     """Four workers meet the expired session at once: one logs in again, the others wait
     for it and fetch again."""
-    gate = threading.Barrier(4, timeout=20)
+
+    def end_session() -> None:
+        with site.lock:
+            site.sessions.clear()
+
+    # The session ends once, when all four are in flight: each clearing it after the gate
+    # could end the new session a fast re-login made meanwhile.
+    gate = threading.Barrier(4, action=end_session, timeout=20)
     first_wave: set[str] = set()
     wave_lock = threading.Lock()
 
@@ -279,9 +286,7 @@ def test_concurrent_expiry_logs_in_once(tmp_path: Path) -> None:
             if len(first_wave) >= 4 or path in first_wave:
                 return
             first_wave.add(path)
-        gate.wait()  # all four in flight together
-        with site.lock:
-            site.sessions.clear()  # the session ends under all four requests
+        gate.wait()  # all four in flight together; the session ends under them
 
     out = tmp_path / "pages.jsonl"
     with LoginSite(pages=8) as site:
