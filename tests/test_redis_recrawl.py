@@ -458,3 +458,95 @@ def test_recrawl_of_a_new_shared_crawl_crawls_it(redis_server: RedisServer, tmp_
                 recrawl=True).run()  # fmt: skip
     for out in (a, b):
         assert len(records(out)) == 2 and not [r for r in records(out) if "run" in r]
+
+
+def drain(state: RedisCrawlState, offset: int, *, park: str | None = None) -> tuple[list[str], int]:
+    """Leases until nothing is leasable: robots jobs get an allow-all policy, pages of host
+    ``park`` are given back with a Retry-After past MAX_HOLD (the host parked), the rest
+    are done and committed with a visit (fetched now). The URLs leased, and the output
+    offset."""
+    import time
+
+    from shoal.state import HostPolicy, JobKind
+    from shoal.state._redis import Visit
+
+    leased: list[str] = []
+    for _ in range(100):
+        jobs, _ = state.lease(10)
+        if not jobs:
+            break
+        done = []
+        for job in jobs:
+            if job.kind is JobKind.ROBOTS:
+                state.release(job.id, "done", policy=HostPolicy(None, None))
+                continue
+            leased.append(job.url)
+            if park is not None and job.url.startswith(park):
+                state.release_with_links(job.id, "retry", (), retry_in=3600, park=True)
+            else:
+                state.release(job.id, "done")
+                done.append(job)
+        if done:
+            state.commit([(j.id, "done") for j in done], expected_offset=offset,
+                         new_offset=offset + len(done),
+                         visits=[(j.url, 200, Visit(200, None, None, None, None, None,
+                                                    time.time())) for j in done])  # fmt: skip
+            offset += len(done)
+    return leased, offset
+
+
+def test_a_parked_hosts_queued_urls_are_revisited_once_in_the_next_run(
+    redis_server: RedisServer,
+) -> None:
+    """A host parked in run 2 (a Retry-After past MAX_HOLD) keeps its URLs queued, which
+    does not keep --recrawl from beginning run 3: run 3 takes them over (asking the host
+    again) and queues none of them a second time. Each URL leased exactly once."""
+    urls = [f"http://a.test/{i}" for i in range(3)] + [f"http://b.test/{i}" for i in range(3)]
+    state = RedisCrawlState.open(redis_server.url, "pk", identity(), robots=False, per_host=1)
+    try:
+        state.register("w")
+        state.submit([Candidate(u) for u in urls])
+        leased, offset = drain(state, 0)
+        assert sorted(leased) == urls
+        assert state.recrawl(start=True)[:3] == ("started", 2, 6)
+        leased, offset = drain(state, offset, park="http://b.test")
+        assert sorted(leased) == urls[:3] + urls[3:4]  # b.test parked at its first page
+        run = state.recrawl(start=True)
+        assert run[:3] == ("started", 3, 6)
+        leased, offset = drain(state, offset)
+        assert sorted(leased) == urls  # b.test asked again, and each URL once
+        assert state.finished()
+        assert state.recrawl(start=True)[:3] == ("started", 4, 6)
+        assert sorted(drain(state, offset)[0]) == urls
+    finally:
+        state.close()
+
+
+def test_a_revisit_after_with_nothing_due_changes_nothing(redis_server: RedisServer) -> None:
+    """--revisit-after with no URL due begins no run, and leaves the crawl as it was: each
+    host's robots.txt policy kept (not asked again for nothing), a parked host still
+    parked. With URLs due, the run asks robots.txt again and unparks."""
+    import time
+
+    urls = [f"http://a.test/{i}" for i in range(3)] + [f"http://b.test/{i}" for i in range(3)]
+    state = RedisCrawlState.open(redis_server.url, "nd", identity(), robots=True, per_host=1)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        state.register("w")
+        state.submit([Candidate(u) for u in urls])
+        _, offset = drain(state, 0, park="http://b.test")
+        assert client.smembers(f"{state.prefix}parked") == {b"http://b.test"}
+        run = state.recrawl(start=True, fetched_before=time.time() - 3600)
+        assert run.what == "nothing" and run.run == 1 and run.oldest is not None
+        assert client.hget(f"{state.prefix}h:http://a.test", "pol") is not None
+        assert client.smembers(f"{state.prefix}parked") == {b"http://b.test"}
+        assert client.hget(f"{state.prefix}meta", "rscan") is None
+        run = state.recrawl(start=True, fetched_before=time.time() + 3600)
+        assert run[:3] == ("started", 2, 6)
+        assert client.hget(f"{state.prefix}h:http://a.test", "pol") is None
+        assert client.smembers(f"{state.prefix}parked") == set()
+        leased, _ = drain(state, offset)
+        assert sorted(leased) == urls
+    finally:
+        client.close()
+        state.close()

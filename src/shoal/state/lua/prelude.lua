@@ -42,6 +42,8 @@
 --   P v            HASH   fingerprint -> the URL's visit: its last fetch (status, validators,
 --                         digests, times) and queue entry, for recrawls (visits.lua)
 --   P changes      HASH   '<run> <change>' -> URLs of that recrawl run with that change
+--   P rpq          SET    while a recrawl run is filled: URLs its parked hosts hold queued
+--                         (recrawl.lua), queued already, so not queued again
 -- meta also holds gen (the run records name: absent = 1) and, while a recrawl run is
 -- being filled, rscan, rgen, rcut, rq, rmin (recrawl.lua).
 --
