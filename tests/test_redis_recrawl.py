@@ -550,3 +550,47 @@ def test_a_revisit_after_with_nothing_due_changes_nothing(redis_server: RedisSer
     finally:
         client.close()
         state.close()
+
+
+def test_a_worker_given_the_next_runs_jobs_takes_up_that_run(redis_server: RedisServer) -> None:
+    """A worker joined run 1 and waits for work; another begins run 2 meanwhile. The jobs
+    the first is then given are run 2's: each lease says so (its records name run 2), and
+    Redis counts their changes under run 2, also while run 2's fill is still going on."""
+    from shoal.crawler.frontier.redis import RedisFrontier
+    from shoal.state import _redis_lua as lua
+
+    urls = [f"http://h{i % 2}.test/p{i}" for i in range(300)]
+    client = redis.Redis.from_url(redis_server.url)
+    was = client.config_get("hash-max-listpack-entries")["hash-max-listpack-entries"]
+    client.config_set("hash-max-listpack-entries", 16)  # a hashtable: HSCAN goes in steps
+    a = RedisCrawlState.open(redis_server.url, "nr", identity(), robots=False)
+    b = RedisCrawlState.open(redis_server.url, "nr", identity(), robots=False)
+    frontier = RedisFrontier(a)  # what the crawler's jobs read their run from
+    try:
+        a.register("a")
+        b.register("b")
+        a.submit([Candidate(u) for u in urls])
+        leased, offset = drain(a, 0)
+        assert sorted(leased) == sorted(urls) and a.run == 1
+        assert a.recrawl(start=False).run == 1  # a joined run 1 and is done with it
+        # b begins run 2 and queues its first URLs; the fill is not over.
+        steps = [b._run(lua.recrawl(start=True, cut_us=None, count=5))[0] for _ in range(3)]
+        assert steps == [b"fill"] * 3 and a.generation() == 1
+        jobs, _ = a.lease(5)
+        assert jobs and a.run == 2  # a's jobs now are run 2's
+        assert frontier.leased_run == 2
+        for job in jobs:
+            a.release(job.id, "done")
+        a.commit([(j.id, "done") for j in jobs], expected_offset=offset,
+                 new_offset=offset + len(jobs), changes={"unchanged": len(jobs)})  # fmt: skip
+        offset += len(jobs)
+        assert b.recrawl(start=False)[:3] == ("started", 2, 300)
+        rest, _ = drain(a, offset)
+        assert sorted(rest + [j.url for j in jobs]) == sorted(urls)
+        assert [r["run"] for r in a.recrawl_runs()] == [2]
+        assert a.recrawl_runs()[0]["unchanged"] == len(jobs)
+    finally:
+        client.config_set("hash-max-listpack-entries", was)
+        client.close()
+        frontier.close()  # a's too
+        b.close()
