@@ -460,7 +460,9 @@ def test_recrawl_of_a_new_shared_crawl_crawls_it(redis_server: RedisServer, tmp_
         assert len(records(out)) == 2 and not [r for r in records(out) if "run" in r]
 
 
-def drain(state: RedisCrawlState, offset: int, *, park: str | None = None) -> tuple[list[str], int]:
+def drain(
+    state: RedisCrawlState, offset: int, *, park: str | tuple[str, ...] | None = None
+) -> tuple[list[str], int]:
     """Leases until nothing is leasable: robots jobs get an allow-all policy, pages of host
     ``park`` are given back with a Retry-After past MAX_HOLD (the host parked), the rest
     are done and committed with a visit (fetched now). The URLs leased, and the output
@@ -518,6 +520,32 @@ def test_a_parked_hosts_queued_urls_are_revisited_once_in_the_next_run(
         assert state.finished()
         assert state.recrawl(start=True)[:3] == ("started", 4, 6)
         assert sorted(drain(state, offset)[0]) == urls
+    finally:
+        state.close()
+
+
+def test_parked_hosts_are_taken_over_in_steps(redis_server: RedisServer) -> None:
+    """A parked host's queue is read a bounded step at a time (each step may be another
+    worker's): two parked hosts with queues longer than a step, each URL once in run 3."""
+    from shoal.state import _redis_lua as lua
+
+    urls = [f"http://a.test/{i}" for i in range(3)]
+    urls += [f"http://{h}.test/{i:02d}" for h in "bc" for i in range(12)]
+    state = RedisCrawlState.open(redis_server.url, "ps", identity(), robots=False, per_host=1)
+    try:
+        state.register("w")
+        state.submit([Candidate(u) for u in urls])
+        _, offset = drain(state, 0)
+        assert state.recrawl(start=True)[:2] == ("started", 2)
+        leased, offset = drain(state, offset, park=("http://b.test", "http://c.test"))
+        assert len(leased) == 3 + 2  # b and c parked at their first page
+        steps = 0
+        while (reply := state._run(lua.recrawl(start=True, cut_us=None, count=5)))[0] == b"fill":
+            steps += 1
+            assert steps < 50
+        assert steps >= 1 + 2 * 3 and reply[:3] == [b"started", 3, b"27"]
+        leased, _ = drain(state, offset)
+        assert sorted(leased) == sorted(urls)  # each once
     finally:
         state.close()
 

@@ -10,10 +10,11 @@
 --                with none, the fill ends here and the crawl is left as it was (robots.txt
 --                policies kept, parked hosts still parked)
 --   'h<cursor>'  the hosts: each host's robots.txt is asked again
---   'k<index>'   each parked host in turn: the URLs its queue still holds (run N's work,
---                which the run takes over: counted in rq) are noted by URL in 'P rpq',
---                from index on, then the host is asked again (no longer parked); its
---                retries waiting on their clock join its queue first
+--   'k<index>[ <host>]'  each parked host in turn (host: the one a step is in the middle
+--                of): the URLs its queue still holds (run N's work, which the run takes
+--                over: counted in rq) are noted by URL in 'P rpq', from index on, then the
+--                host is asked again (no longer parked); its retries waiting on their
+--                clock join its queue first
 --   'v<cursor>'  the visits: each URL due and not queued yet is queued; one in 'P rpq' is
 --                queued already and only marked as this run's
 -- Every worker that joins while rscan is set takes steps too, until the last step ends the
@@ -125,12 +126,16 @@ register('recrawl', function(args)
   end
   if phase == 'k' then
     -- While parked, nobody leases from the host: its queue holds still under the index.
-    local host = redis.call('SRANDMEMBER', P .. 'parked')
+    -- The host a step is in the middle of is named in rscan ('k<index> <host>').
+    local at, host = string.match(cursor, '^(%d+) (.*)$')
+    at = tonumber(at)
     if not host then
-      redis.call('HSET', META, 'rscan', 'v0')
-      return {'fill', generation()}
+      at, host = 0, redis.call('SRANDMEMBER', P .. 'parked')
+      if not host then
+        redis.call('HSET', META, 'rscan', 'v0')
+        return {'fill', generation()}
+      end
     end
-    local at = tonumber(cursor)
     local entries = redis.call('LRANGE', P .. 'q:' .. host, at, at + count - 1)
     local urls = {}
     for i, entry in ipairs(entries) do urls[i] = entry_url(entry) end
@@ -143,11 +148,11 @@ register('recrawl', function(args)
       redis.call('HSET', P .. 'h:' .. host, 'next', 0)
       schedule(host)
       poke()
-      at = 0
+      scan = 'k0'
     else
-      at = at + count
+      scan = 'k' .. int(at + count) .. ' ' .. host
     end
-    redis.call('HSET', META, 'rscan', 'k' .. int(at))
+    redis.call('HSET', META, 'rscan', scan)
     return {'fill', generation()}
   end
   local r = redis.call('HSCAN', P .. 'v', cursor, 'COUNT', count)
