@@ -458,3 +458,167 @@ def test_recrawl_of_a_new_shared_crawl_crawls_it(redis_server: RedisServer, tmp_
                 recrawl=True).run()  # fmt: skip
     for out in (a, b):
         assert len(records(out)) == 2 and not [r for r in records(out) if "run" in r]
+
+
+def drain(
+    state: RedisCrawlState, offset: int, *, park: str | tuple[str, ...] | None = None
+) -> tuple[list[str], int]:
+    """Leases until nothing is leasable: robots jobs get an allow-all policy, pages of host
+    ``park`` are given back with a Retry-After past MAX_HOLD (the host parked), the rest
+    are done and committed with a visit (fetched now). The URLs leased, and the output
+    offset."""
+    import time
+
+    from shoal.state import HostPolicy, JobKind
+    from shoal.state._redis import Visit
+
+    leased: list[str] = []
+    for _ in range(100):
+        jobs, _ = state.lease(10)
+        if not jobs:
+            break
+        done = []
+        for job in jobs:
+            if job.kind is JobKind.ROBOTS:
+                state.release(job.id, "done", policy=HostPolicy(None, None))
+                continue
+            leased.append(job.url)
+            if park is not None and job.url.startswith(park):
+                state.release_with_links(job.id, "retry", (), retry_in=3600, park=True)
+            else:
+                state.release(job.id, "done")
+                done.append(job)
+        if done:
+            state.commit([(j.id, "done") for j in done], expected_offset=offset,
+                         new_offset=offset + len(done),
+                         visits=[(j.url, 200, Visit(200, None, None, None, None, None,
+                                                    time.time())) for j in done])  # fmt: skip
+            offset += len(done)
+    return leased, offset
+
+
+def test_a_parked_hosts_queued_urls_are_revisited_once_in_the_next_run(
+    redis_server: RedisServer,
+) -> None:
+    """A host parked in run 2 (a Retry-After past MAX_HOLD) keeps its URLs queued, which
+    does not keep --recrawl from beginning run 3: run 3 takes them over (asking the host
+    again) and queues none of them a second time. Each URL leased exactly once."""
+    urls = [f"http://a.test/{i}" for i in range(3)] + [f"http://b.test/{i}" for i in range(3)]
+    state = RedisCrawlState.open(redis_server.url, "pk", identity(), robots=False, per_host=1)
+    try:
+        state.register("w")
+        state.submit([Candidate(u) for u in urls])
+        leased, offset = drain(state, 0)
+        assert sorted(leased) == urls
+        assert state.recrawl(start=True)[:3] == ("started", 2, 6)
+        leased, offset = drain(state, offset, park="http://b.test")
+        assert sorted(leased) == urls[:3] + urls[3:4]  # b.test parked at its first page
+        run = state.recrawl(start=True)
+        assert run[:3] == ("started", 3, 6)
+        leased, offset = drain(state, offset)
+        assert sorted(leased) == urls  # b.test asked again, and each URL once
+        assert state.finished()
+        assert state.recrawl(start=True)[:3] == ("started", 4, 6)
+        assert sorted(drain(state, offset)[0]) == urls
+    finally:
+        state.close()
+
+
+def test_parked_hosts_are_taken_over_in_steps(redis_server: RedisServer) -> None:
+    """A parked host's queue is read a bounded step at a time (each step may be another
+    worker's): two parked hosts with queues longer than a step, each URL once in run 3."""
+    from shoal.state import _redis_lua as lua
+
+    urls = [f"http://a.test/{i}" for i in range(3)]
+    urls += [f"http://{h}.test/{i:02d}" for h in "bc" for i in range(12)]
+    state = RedisCrawlState.open(redis_server.url, "ps", identity(), robots=False, per_host=1)
+    try:
+        state.register("w")
+        state.submit([Candidate(u) for u in urls])
+        _, offset = drain(state, 0)
+        assert state.recrawl(start=True)[:2] == ("started", 2)
+        leased, offset = drain(state, offset, park=("http://b.test", "http://c.test"))
+        assert len(leased) == 3 + 2  # b and c parked at their first page
+        steps = 0
+        while (reply := state._run(lua.recrawl(start=True, cut_us=None, count=5)))[0] == b"fill":
+            steps += 1
+            assert steps < 50
+        assert steps >= 1 + 2 * 3 and reply[:3] == [b"started", 3, b"27"]
+        leased, _ = drain(state, offset)
+        assert sorted(leased) == sorted(urls)  # each once
+    finally:
+        state.close()
+
+
+def test_a_revisit_after_with_nothing_due_changes_nothing(redis_server: RedisServer) -> None:
+    """--revisit-after with no URL due begins no run, and leaves the crawl as it was: each
+    host's robots.txt policy kept (not asked again for nothing), a parked host still
+    parked. With URLs due, the run asks robots.txt again and unparks."""
+    import time
+
+    urls = [f"http://a.test/{i}" for i in range(3)] + [f"http://b.test/{i}" for i in range(3)]
+    state = RedisCrawlState.open(redis_server.url, "nd", identity(), robots=True, per_host=1)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        state.register("w")
+        state.submit([Candidate(u) for u in urls])
+        _, offset = drain(state, 0, park="http://b.test")
+        assert client.smembers(f"{state.prefix}parked") == {b"http://b.test"}
+        run = state.recrawl(start=True, fetched_before=time.time() - 3600)
+        assert run.what == "nothing" and run.run == 1 and run.oldest is not None
+        assert client.hget(f"{state.prefix}h:http://a.test", "pol") is not None
+        assert client.smembers(f"{state.prefix}parked") == {b"http://b.test"}
+        assert client.hget(f"{state.prefix}meta", "rscan") is None
+        run = state.recrawl(start=True, fetched_before=time.time() + 3600)
+        assert run[:3] == ("started", 2, 6)
+        assert client.hget(f"{state.prefix}h:http://a.test", "pol") is None
+        assert client.smembers(f"{state.prefix}parked") == set()
+        leased, _ = drain(state, offset)
+        assert sorted(leased) == urls
+    finally:
+        client.close()
+        state.close()
+
+
+def test_a_worker_given_the_next_runs_jobs_takes_up_that_run(redis_server: RedisServer) -> None:
+    """A worker joined run 1 and waits for work; another begins run 2 meanwhile. The jobs
+    the first is then given are run 2's: each lease says so (its records name run 2), and
+    Redis counts their changes under run 2, also while run 2's fill is still going on."""
+    from shoal.crawler.frontier.redis import RedisFrontier
+    from shoal.state import _redis_lua as lua
+
+    urls = [f"http://h{i % 2}.test/p{i}" for i in range(300)]
+    client = redis.Redis.from_url(redis_server.url)
+    was = client.config_get("hash-max-listpack-entries")["hash-max-listpack-entries"]
+    client.config_set("hash-max-listpack-entries", 16)  # a hashtable: HSCAN goes in steps
+    a = RedisCrawlState.open(redis_server.url, "nr", identity(), robots=False)
+    b = RedisCrawlState.open(redis_server.url, "nr", identity(), robots=False)
+    frontier = RedisFrontier(a)  # what the crawler's jobs read their run from
+    try:
+        a.register("a")
+        b.register("b")
+        a.submit([Candidate(u) for u in urls])
+        leased, offset = drain(a, 0)
+        assert sorted(leased) == sorted(urls) and a.run == 1
+        assert a.recrawl(start=False).run == 1  # a joined run 1 and is done with it
+        # b begins run 2 and queues its first URLs; the fill is not over.
+        steps = [b._run(lua.recrawl(start=True, cut_us=None, count=5))[0] for _ in range(3)]
+        assert steps == [b"fill"] * 3 and a.generation() == 1
+        jobs, _ = a.lease(5)
+        assert jobs and a.run == 2  # a's jobs now are run 2's
+        assert frontier.leased_run == 2
+        for job in jobs:
+            a.release(job.id, "done")
+        a.commit([(j.id, "done") for j in jobs], expected_offset=offset,
+                 new_offset=offset + len(jobs), changes={"unchanged": len(jobs)})  # fmt: skip
+        offset += len(jobs)
+        assert b.recrawl(start=False)[:3] == ("started", 2, 300)
+        rest, _ = drain(a, offset)
+        assert sorted(rest + [j.url for j in jobs]) == sorted(urls)
+        assert [r["run"] for r in a.recrawl_runs()] == [2]
+        assert a.recrawl_runs()[0]["unchanged"] == len(jobs)
+    finally:
+        client.config_set("hash-max-listpack-entries", was)
+        client.close()
+        frontier.close()  # a's too
+        b.close()

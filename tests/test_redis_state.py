@@ -504,7 +504,7 @@ def test_lease_resent_after_a_lost_reply_gives_the_same_leases(open_state: Opene
     call = lua.lease(worker="w", epoch=s.epoch, n=2, budget=None, ttl_ms=60_000, request="r-1")
     first = s._run(call)
     again = s._run(call)
-    assert first == again and len(first) == 3 + 2 * 3
+    assert first == again and len(first) == 4 + 2 * 3
     assert s.stats().leased == 2
     jobs, _ = s.lease(10)  # a new request: new leases
     assert len(jobs) == 4 and s.stats().leased == 6

@@ -181,6 +181,7 @@ class Jobs:
 
     def do(self, job: Lease) -> tuple[Release, Commit | None]:
         """The job's release for the frontier and its commit for the writer."""
+        self._follow_run()
         if job.kind is JobKind.ROBOTS:
             return self._do_robots(job)
         if job.kind is JobKind.SITEMAP:
@@ -192,6 +193,16 @@ class Jobs:
                 record.setdefault("run", self._revisit.run)
                 record.setdefault("change", None)
         return release, commit
+
+    def _follow_run(self) -> None:
+        """A shared crawl's worker takes up the run of the jobs it was given: another
+        worker may have begun the next recrawl run while this one waited (a run begins
+        only once the one before has no work left, so no job of the old run is still in
+        this worker's hands)."""
+        leased: int = getattr(self.frontier, "leased_run", 0)
+        prior = getattr(self.frontier, "prior", None)
+        if leased > (1 if self._revisit is None else self._revisit.run) and prior is not None:
+            self._revisit = Revisit(leased, prior)
 
     # -- fetching ------------------------------------------------------------------------
 

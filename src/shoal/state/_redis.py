@@ -264,6 +264,9 @@ class RedisCrawlState(CrawlViews):
         self._nonce = os.urandom(6).hex()  # request ids of this client, unique to it
         self._socket_timeout = socket_timeout
         self._last_event = (0, 0)
+        # The latest run whose jobs this client leased (0: none yet): a worker that joined
+        # run N and waited may lease the jobs of a run N + 1 another worker began.
+        self.run = 0
         self.worker_id: str | None = None
         self.epoch: str | None = None
 
@@ -561,8 +564,11 @@ class RedisCrawlState(CrawlViews):
     def _leased(self, reply: Sequence[Any]) -> tuple[list[Lease], float | None, float | None]:
         """LEASE's reply (also the tail of RELEASE's): jobs, ready_in, expires_in."""
         self._saw(text(reply[1]))
+        run = int(reply[3])
+        with self._lock:
+            self.run = max(self.run, run)
         jobs = []
-        for i in range(3, len(reply), 3):
+        for i in range(4, len(reply), 3):
             attempt, kind, depth, url, referrer, request = parse_entry(reply[i + 2])
             host = reply[i + 1].decode()
             jobs.append(

@@ -200,6 +200,13 @@ class RedisFrontier:
         How many were moved up."""
         return self.state.revisit_first(changed)
 
+    @property
+    def leased_run(self) -> int:
+        """The latest run whose jobs this worker leased (0: none yet). A worker that
+        joined run N and waited for work may be given run N + 1's, which another worker
+        began meanwhile: its records then name run N + 1, as Redis counts them."""
+        return self.state.run
+
     def prior(self, fp: int) -> Prior | None:
         """The last fetch of the URL ``fp`` names, as a state file's
         :meth:`~shoal.state.StateStore.prior` (None: never fetched)."""

@@ -15,7 +15,8 @@
 --                             a recrawl revisits them on their own too
 --   [8 + n + 2t]  m           how many change counts follow
 --   [9 + n + 2t ...] changes  m pairs (change, count) of a recrawl run: added to the
---                             current run's ('P changes' '<run> <change>')
+--                             current run's ('P changes' '<run> <change>'): the run the
+--                             leases belong to, CFG.run, which LEASE told the worker
 --   [9 + n + 2t + 2m ...] finished groups of 11: lease id, done | failed, the URL's signed
 --                             fingerprint, its status ('': none), then its fetch's note
 --                             for its visit (visits.lua): keep ('0', '1': a 304, '-': no
@@ -92,7 +93,7 @@ register('commit', function(args)
   end
   if #ids > 0 then
     -- Each URL's visit: what the next recrawl run revisits and compares with.
-    local run, fps, writes = generation(), {}, {}
+    local run, fps, writes = CFG.run, {}, {}
     for j, i in ipairs(items) do fps[j] = args[i + 2] end
     local olds = {}
     if fps[1] == '' then items, fps = {}, {} end  -- a caller that keeps no visits (tests)

@@ -216,7 +216,8 @@ end
 
 -- Lease up to n jobs to worker (epoch checked by the caller), at most budget (-1: none) of
 -- them first tries of pages, for ttl ms; appends to out {ready_in_ms, last event id,
--- ms until the first lease expiry, id, host, entry, ...}. When it leases all n, the worker
+-- ms until the first lease expiry, the run the jobs belong to (CFG.run), id, host, entry,
+-- ...}. When it leases all n, the worker
 -- will not wait on a clock or the stream: the two times are then -1 and 0 and the event id
 -- is '0-0' unless this call made one.
 local function lease_jobs(out, worker, epoch, n, budget, ttl, now)
@@ -283,7 +284,7 @@ local function lease_jobs(out, worker, epoch, n, budget, ttl, now)
     end
   end
 
-  out[1], out[2], out[3] = 0, '0-0', -1
+  out[1], out[2], out[3], out[4] = 0, '0-0', -1, int(CFG.run)
   if taken > 0 then
     local last = redis.call('HINCRBY', META, 'lseq', int(taken))
     local recs, expiries = {}, {}

@@ -9,7 +9,8 @@
 --   [6] request   the request's id: the same request sent again (its reply lost with the
 --                 connection) gets the same reply, not new leases
 -- Returns {ready_in_ms (-1: nothing waits on a clock), last event id, ms until the first
--- lease expiry (-1: none), id, host, entry, ...}, or {'fenced'} when the worker was
+-- lease expiry (-1: none), the crawl's run (a recrawl's: its jobs are that run's), id,
+-- host, entry, ...}, or {'fenced'} when the worker was
 -- registered again by another process.
 register('lease', function(args)
   local worker, epoch = args[1], args[2]

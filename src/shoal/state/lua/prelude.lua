@@ -42,6 +42,8 @@
 --   P v            HASH   fingerprint -> the URL's visit: its last fetch (status, validators,
 --                         digests, times) and queue entry, for recrawls (visits.lua)
 --   P changes      HASH   '<run> <change>' -> URLs of that recrawl run with that change
+--   P rpq          SET    while a recrawl run is filled: URLs its parked hosts hold queued
+--                         (recrawl.lua), queued already, so not queued again
 -- meta also holds gen (the run records name: absent = 1) and, while a recrawl run is
 -- being filled, rscan, rgen, rcut, rq, rmin (recrawl.lua).
 --
@@ -101,12 +103,17 @@ end
 -- has no state (see register).
 local function load_meta()
   local m = redis.call('HMGET', META, 'version', 'per_host', 'delay', 'robots', 'sl', 'ss',
-    'st', 'sn', 'due', 'wt', 'tclock', 'hp', 'gen')
+    'st', 'sn', 'due', 'wt', 'tclock', 'hp', 'gen', 'rscan', 'rgen')
   if not m[1] then return nil end
+  -- run: the run a job leased (or committed) now belongs to. A run is begun only when the
+  -- one before has no work left, so from a fill's first queued URL on (past its 'd' check
+  -- that something is due, recrawl.lua) every job is the new run's.
+  local run = num(m[13], 1)
+  if m[14] and string.sub(m[14], 1, 1) ~= 'd' then run = tonumber(m[15]) end
   CFG = {limit = tonumber(m[2]), delay = tonumber(m[3]), robots = m[4] == '1',
     level = tonumber(m[5]), split = tonumber(m[6]), target = tonumber(m[7]),
     count = tonumber(m[8]), due = num(m[9], nil), waiters = num(m[10], 0),
-    clock = num(m[11], nil), paces = m[12] == '1', gen = num(m[13], 1)}
+    clock = num(m[11], nil), paces = m[12] == '1', gen = num(m[13], 1), run = run}
   return CFG
 end
 

@@ -122,7 +122,8 @@ register('release', function(args)
       for i = 1, #leased do out[#out + 1] = leased[i] end
       remember_reply(wk, now, args[at + 3], out)
     else
-      out[#out + 1], out[#out + 2], out[#out + 3] = -1, '0-0', -1
+      out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = -1, '0-0', -1,
+        int(CFG.run)
     end
   end
   return out
