@@ -567,7 +567,7 @@ class CookieJar:
             "",
         ]
         for c in cookies:
-            domain = ("#HttpOnly_" if c.http_only else "") + (
+            domain = ("#HttpOnly_" if c.http_only else "") + _octets(
                 c.domain if c.host_only else "." + c.domain
             )
             lines.append(
