@@ -23,8 +23,10 @@ from shoal import Crawler, UsageError
 from shoal.crawler._cookies import (
     MAX_COOKIES,
     MAX_COOKIES_PER_SITE,
+    Cookie,
     CookieJar,
     CookieSync,
+    FetchCookies,
     parse_cookie_date,
     read_cookies_file,
     with_cookie,
@@ -583,3 +585,297 @@ def test_warc_request_records_carry_no_cookie(tmp_path: Path) -> None:
 def test_the_jar_adds_to_a_cookie_header_already_given() -> None:
     assert with_cookie({"Accept": "*/*"}, "a=1") == {"Accept": "*/*", "Cookie": "a=1"}
     assert with_cookie({"cookie": "mine=0"}, "a=1") == {"cookie": "mine=0; a=1"}
+
+
+# -- review fixes (#20): rolling sessions, shared jars, hostile files and servers ----------
+
+
+class DictState:
+    """A crawl state's cookie table, as the SQLite frontier keeps it (one jar)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, str] = {}
+
+    def load(self) -> list[tuple[str, str]]:
+        return list(self.rows.items())
+
+    def store(self, changes: list[tuple[str, str | None]]) -> None:
+        for key, data in changes:
+            if data:
+                self.rows[key] = data
+            else:
+                self.rows.pop(key, None)
+
+
+def test_a_rolling_session_survives_a_resume() -> None:
+    """A session cookie re-sent with Max-Age=600 on every page (express-session rolling,
+    Django SESSION_SAVE_EVERY_REQUEST): the state's copy keeps up (within a quarter of
+    its lifetime, and exactly when the crawl ends), so a resume still has it after the
+    first expiry the server gave has passed."""
+    clock, state = Clock(), DictState()
+    jar = jar_at(clock)
+    sync = CookieSync(jar, load=state.load, store=state.store)
+    sync.start()
+    start = clock.now
+    for _ in range(15):  # a page every 50 s for 700 s
+        jar.receive("http://h.test/", "sid=S; Max-Age=600")
+        sync.after_fetch()
+        clock.now += 50
+    stored = json.loads(state.rows["h.test\t/\tsid"])["expires"]
+    assert stored >= clock.now - 50 + 600 - 150  # never more than 600/4 behind
+    sync.finish()
+    assert json.loads(state.rows["h.test\t/\tsid"])["expires"] == clock.now - 50 + 600
+    clock.now = start + 900  # past the first expiry, within the last
+    again = jar_at(clock)
+    CookieSync(again, load=state.load, store=state.store).start()
+    assert again.header_for("http://h.test/") == "sid=S"
+
+
+def test_a_shared_jar_keeps_the_fresher_copy_of_a_rolling_cookie(
+    redis_server: Any,
+) -> None:
+    """Worker A refreshes a rolling sid on every page; B sets an unrelated cookie, so A
+    reads the shared jar again: its stale copy of sid (or one that has expired) must not
+    replace A's fresh one, nor may A's or B's expiry of a stale copy remove the fresher
+    one another worker stored."""
+    from shoal.crawler.frontier.redis import RedisFrontier
+
+    identity = {"start_urls": ["http://site.test/"]}
+    fa = RedisFrontier.open(redis_server.url, "rolling", "wa", identity)
+    fb = RedisFrontier.open(redis_server.url, "rolling", "wb", identity)
+    try:
+        wall, mono = Clock(time.time()), Clock(0.0)  # Redis judges expiry by real time
+        ja, jb = CookieJar(clock=wall), CookieJar(clock=wall)
+        sa = CookieSync(ja, load=fa.load_cookies, store=fa.note_cookies,
+                        version=fa.cookies_version, clock=mono)  # fmt: skip
+        sb = CookieSync(jb, load=fb.load_cookies, store=fb.note_cookies,
+                        version=fb.cookies_version, clock=mono)  # fmt: skip
+        sa.start()
+        sb.start()
+        u = "http://site.test/"
+        for _ in range(15):
+            sa.before_fetch()
+            ja.header_for(u)
+            ja.receive(u, "sid=S; Max-Age=600")
+            sa.after_fetch()
+            wall.now += 50
+            mono.now += 50
+        sb.before_fetch()  # B reads the jar now: its copy of sid is A's latest stored
+        jb.receive(u, "other=1")
+        sb.after_fetch()
+        mono.now += 10
+        sa.before_fetch()  # another worker changed the jar: A reads it again
+        assert ja.header_for(u) == "sid=S; other=1"
+        sa.after_fetch()
+        assert sorted(k for k, _ in fa.load_cookies()) == ["site.test\t/\tother",
+                                                            "site.test\t/\tsid"]  # fmt: skip
+        # B's copy of sid goes stale in B's jar while A keeps it fresh: B finds it
+        # expired and says so, and the shared jar keeps A's.
+        for _ in range(10):
+            ja.receive(u, "sid=S; Max-Age=600")
+            sa.after_fetch()
+            wall.now += 50
+        assert jb.header_for(u) == "other=1"  # expired here
+        sb.after_fetch()
+        assert "site.test\t/\tsid" in dict(fa.load_cookies())
+        # A copy that has expired in the shared jar too goes.
+        ja.receive(u, "old=1; Max-Age=100")
+        sa.after_fetch()
+        ((key, data),) = [(k, d) for k, d in fa.load_cookies() if "old" in k]
+        stale = Cookie.loads(data)
+        stale.expires = time.time() - 1
+        fb.note_cookies([(key, stale.dumps())])
+        wall.now += 200
+        assert "old=" not in (ja.header_for(u) or "")
+        sa.after_fetch()
+        assert key not in dict(fa.load_cookies())
+    finally:
+        fa.close()
+        fb.close()
+
+
+def test_a_reload_never_takes_an_expired_or_older_copy() -> None:
+    clock = Clock()
+    jar = jar_at(clock)
+    jar.receive("http://h.test/", "sid=new; Max-Age=600")
+    jar.changes()
+    stale = jar_at(clock)
+    clock.now -= 100
+    stale.receive("http://h.test/", "sid=old; Max-Age=60")
+    clock.now += 100
+    gone = jar_at(clock)
+    gone.receive("http://h.test/", "e=1; Max-Age=600")
+    (cookie,) = list(gone)
+    cookie.expires = clock.now - 1  # a copy found expired: not taken, not removed back
+    jar.replace_all([*stale, cookie])
+    assert jar.header_for("http://h.test/") == "sid=new"
+    assert jar.changes() == [("h.test\t/\tsid", next(iter(jar)).dumps())]  # ours again
+
+
+def test_stores_of_the_jar_are_not_reordered() -> None:
+    """Two workers' changes to one cookie: the one made later is stored last, even when
+    the earlier one's store is slow (taking and storing are one step)."""
+    jar, state = jar_at(), DictState()
+    gate, storing = threading.Event(), threading.Event()
+
+    def store(changes: list[tuple[str, str | None]]) -> None:
+        if any(json.loads(d or "{}").get("value") == "1" for _, d in changes):
+            storing.set()
+            assert gate.wait(30)
+        state.store(changes)
+
+    sync = CookieSync(jar, store=store)
+    jar.receive("http://h.test/", "a=1")
+    first = threading.Thread(target=sync.after_fetch)
+    first.start()
+    assert storing.wait(30)
+    jar.receive("http://h.test/", "a=2")
+    second = threading.Thread(target=sync.after_fetch)
+    second.start()
+    second.join(1)  # without the order it is done now; with it, it waits for the first
+    gate.set()
+    first.join(30)
+    second.join(30)
+    assert json.loads(state.rows["h.test\t/\ta"])["value"] == "2"
+
+
+def test_http_cannot_overwrite_a_secure_cookie_and_prefixes_ignore_case() -> None:
+    jar = jar_at()
+    assert jar.receive("https://x.example.com/", "sid=good; Secure; Path=/")
+    assert not jar.receive("http://x.example.com/", "sid=evil; Path=/")
+    assert not jar.receive("http://x.example.com/", "sid=evil; Domain=example.com; Path=/a")
+    assert not jar.receive("http://x.example.com/", "sid=; Max-Age=0")  # nor remove it
+    assert jar.header_for("https://x.example.com/") == "sid=good"
+    assert jar.receive("http://x.example.com/", "other=1")  # another name: fine
+    assert jar.receive("https://x.example.com/", "sid=better; Secure; Path=/")
+    assert sorted((jar.header_for("https://x.example.com/a") or "").split("; ")) == [
+        "other=1",
+        "sid=better",
+    ]
+    for line in ("__host-s=1; Path=/", "__HOST-s=1; Secure; Domain=example.com; Path=/",
+                 "__SECURE-s=1", "__secure-s=1"):  # fmt: skip
+        assert not jar.receive("https://x.example.com/", line), line
+
+
+def test_a_cookie_set_for_another_path_is_no_consent_wall() -> None:
+    """The redirect back to the same URL is a new request only if that URL's Cookie
+    header changed: a cookie for another path (or host) leaves it a loop."""
+    view = FetchCookies(jar_at())
+    assert view.header("http://h.test/") is None
+    view.received("http://h.test/", "elsewhere=1; Path=/other")
+    assert view.changed and not view.resends("http://h.test/")
+    view.received("http://h.test/", "here=1; Path=/")
+    assert view.resends("http://h.test/")
+    assert view.header("http://h.test/") == "here=1"
+    view.received("http://h.test/", "here=1; Path=/")
+    assert not view.resends("http://h.test/")
+
+
+def test_a_path_cookie_redirect_back_is_a_loop(tmp_path: Path) -> None:
+    site = Site({"/robots.txt": Reply(404, "none")})
+    site.routes["/"] = lambda req: Reply(302, "", {"Location": "/", "Set-Cookie": "x=1; Path=/x"})
+    out = tmp_path / "pages.jsonl"
+    with site:
+        Crawler(site.url("/"), output=str(out), progress=False).run()
+        assert site.count("/") == 1
+    (record,) = records(out)
+    assert record["error"] == "redirect_loop"
+
+
+def test_cookies_file_values_are_octets_and_hostile_lines_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.txt"
+    path.write_bytes("\ufeff# Netscape HTTP Cookie File\n"
+                     ".Example.COM.\tTRUE\t/\tFALSE\t0\tt\tv\n"
+                     "example.com\tFALSE\t/\tFALSE\t0\tname\tcafé€\n".encode())  # fmt: skip
+    cookies = read_cookies_file(str(path))
+    assert [(c.domain, c.host_only) for c in cookies] == [("example.com", False)] * 1 + [
+        ("example.com", True)
+    ]
+    jar = jar_at()
+    jar.add(cookies)
+    header = jar.header_for("http://example.com/") or ""
+    assert header.encode("latin-1") == "t=v; name=café€".encode()  # the file's bytes
+    assert jar.header_for("http://www.example.com/") == "t=v"
+    for line, message in [
+        ("example.com\tFALSE\t/\tFALSE\t0\tsid\tx; admin=1\n", "';' in its value"),
+        ("example.com\tFALSE\t/\tFALSE\t0\ta=b\tx\n", "'=' or ';' in its name"),
+        ("bücher.de\tFALSE\t/\tFALSE\t0\ta\tx\n", "must be ASCII"),
+        (".co.uk.\tTRUE\t/\tFALSE\t0\ta\tb\n", "the public suffix 'co.uk'"),
+    ]:
+        path.write_text(line, encoding="utf-8")
+        with pytest.raises(UsageError, match=message):
+            read_cookies_file(str(path))
+
+
+def test_no_value_in_the_jar_breaks_a_request() -> None:
+    """A value past U+00FF (a state written from a UTF-8 cookies.txt by an older shoal)
+    goes out as its UTF-8 octets; a raw value a server set goes back as it came."""
+    jar = jar_at()
+    jar.add([Cookie("n", "café€\udcff", "h.test")])
+    jar.receive("http://h.test/", "raw=caf\xc3\xa9")  # as latin-1 read a UTF-8 field
+    header = jar.header_for("http://h.test/") or ""
+    assert header.encode("latin-1") == "n=café€".encode() + b"\xff; raw=caf\xc3\xa9"
+
+
+@pytest.mark.parametrize("transport", ["native", "urllib3"])
+def test_utf8_cookies_go_out_byte_for_byte(tmp_path: Path, transport: str) -> None:
+    got: list[bytes] = []
+
+    def reply(req: Request) -> Reply:
+        got.append((req.headers.get("Cookie") or "").encode("latin-1"))
+        return Reply(body='<a href="/b">b</a>')
+
+    site = Site({"/": reply, "/b": reply, "/robots.txt": Reply(404, "none")})
+    with site:
+        host = site.origin.removeprefix("http://").split(":")[0]
+        src = tmp_path / "c.txt"
+        src.write_bytes(f"{host}\tFALSE\t/\tFALSE\t0\tname\tcafé€\n".encode())
+        out = tmp_path / "pages.jsonl"
+        result = Crawler(site.url("/"), output=str(out), progress=False, cookies=str(src),
+                         transport=transport).run()  # fmt: skip
+    assert not result.errors
+    assert got == ["name=café€".encode()] * 2
+    saved = tmp_path / "saved.txt"
+    jar = jar_at()
+    jar.add(read_cookies_file(str(src)))
+    jar.save(str(saved))
+    assert "\tname\tcafé€\n".encode() in saved.read_bytes()  # as curl would write it
+
+
+def test_save_cookies_replaces_only_a_cookies_txt(tmp_path: Path) -> None:
+    from shoal.crawler._cookies import check_save_path
+
+    script = tmp_path / "notes.sh"
+    script.write_text("#!/bin/sh\n# my notes\n")
+    with pytest.raises(UsageError, match=r"not a cookies\.txt"):
+        check_save_path(str(script))
+    for text in ("", "# Netscape HTTP Cookie File\n", "# HTTP cookie file.\n\n",
+                 "h.test\tFALSE\t/\tFALSE\t1000\ta\tb\n"):  # fmt: skip
+        ok = tmp_path / "ok.txt"
+        ok.write_text(text)
+        check_save_path(str(ok))
+
+
+def test_the_state_file_is_private(tmp_path: Path) -> None:
+    """It holds the jar's values (sessions): created readable by its owner only, the
+    -wal and -shm files beside it too."""
+    import os
+
+    from shoal.state import StateStore
+
+    state = tmp_path / "crawl.state.sqlite"
+    old = os.umask(0o022)
+    try:
+        store = StateStore.open(state, {"start_urls": ["http://h.test/"]})
+        try:
+            store.commit(
+                (), (), None, cookies=[("h.test\t/\ta", Cookie("a", "s", "h.test").dumps())]
+            )
+            paths = [state, Path(f"{state}-wal"), Path(f"{state}-shm")]
+            assert all(path.exists() for path in paths)
+            for path in paths:
+                assert path.stat().st_mode & 0o077 == 0, path
+        finally:
+            store.close()
+    finally:
+        os.umask(old)

@@ -63,6 +63,9 @@ MAX_COOKIE_HEADER = 64 * 1024  # a request's Cookie header: the first cookies up
 MAX_ATTRIBUTE = 1024  # a longer Domain or Path value is ignored (6265bis)
 MAX_AGE = 400 * 86400  # an expiry is capped at 400 days ahead (6265bis)
 _NETSCAPE_HEADER = "# Netscape HTTP Cookie File"
+# In CookieJar.changes(): a cookie removed because it expired (not because a server or a
+# bound removed it): a shared state keeps a later copy another worker stored.
+EXPIRED = ""
 
 # A cookie-octet-ish check: no control character but HTAB (6265bis 5.6 step 4).
 _CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -90,6 +93,9 @@ class Cookie:
     http_only: bool = False
     expires: float | None = None
     created: float = 0.0
+    # When a response last set it (Unix time): of two copies of one cookie (two workers'
+    # of a shared jar), the one set later is the current one.
+    last_set: float = 0.0
 
     @property
     def key(self) -> str:
@@ -211,7 +217,7 @@ def parse_set_cookie(line: str, now: float) -> Cookie | None:
         > MAX_COOKIE_BYTES
     ):
         return None
-    cookie = Cookie(name, value, domain="", path="", created=now)
+    cookie = Cookie(name, value, domain="", path="", created=now, last_set=now)
     max_age: float | None = None
     expires: float | None = None
     for attribute in rest.split(";")[:64]:
@@ -253,10 +259,14 @@ class CookieJar:
         self._all: dict[str, Cookie] = {}  # key -> cookie, oldest first
         self._by_domain: dict[str, dict[str, Cookie]] = {}
         self._by_site: dict[str, dict[str, Cookie]] = {}
-        # What changed since changes() was last called: key -> cookie (None: removed).
-        self._changed: dict[str, Cookie | None] = {}
+        # What changed since changes() was last called: key -> cookie, None (removed) or
+        # EXPIRED (removed because it expired: see changes()).
+        self._changed: dict[str, Cookie | str | None] = {}
         self.dirty = False  # read without the lock on the hot path: a hint
-        self._noted_expiry: dict[str, float | None] = {}  # the expiry last handed over
+        # The expiry the state holds for each cookie, as far as this jar knows (what it
+        # loaded or last handed over): a refreshed expiry is stored again once it moved
+        # far enough from this.
+        self._stored_expiry: dict[str, float | None] = {}
 
     def __len__(self) -> int:
         return len(self._all)
@@ -296,7 +306,7 @@ class CookieJar:
                     break
                 domain = domain[dot + 1 :]
             for cookie in expired:
-                self._remove(cookie)
+                self._remove(cookie, expired=True)
         if not found:
             return None
         # 5.4 step 2: longer paths first, then the earlier made.
@@ -304,6 +314,8 @@ class CookieJar:
         pairs, size = [], 0
         for c in found:
             pair = f"{c.name}={c.value}"
+            if not pair.isascii():
+                pair = _octets(pair)
             size += len(pair) + 2
             if size > MAX_COOKIE_HEADER:
                 break  # what a site stored up to the bounds would be a 700 KB header
@@ -325,6 +337,8 @@ class CookieJar:
             if cookie is None or not self._admit(cookie, host, parts.path or "/", secure):
                 continue
             with self._lock:
+                if not secure and self._shadows_secure(cookie):
+                    continue
                 changed = self._store(cookie, now) or changed
         return changed
 
@@ -347,11 +361,31 @@ class CookieJar:
             cookie.domain, cookie.host_only = host, True
         if not cookie.path:
             cookie.path = default_path(path)
-        name = cookie.name
-        if name.startswith("__Secure-") and not cookie.secure:
+        # 6265bis 4.1.3: the prefixes are matched whatever their case (a server that
+        # sets __HOST-x is held to __Host- rules, as browsers do).
+        name = cookie.name[:9].lower()
+        if name.startswith("__secure-") and not cookie.secure:
             return False
         host_rules = cookie.secure and cookie.host_only and cookie.path == "/"
-        return host_rules or not name.startswith("__Host-")
+        return host_rules or not name.startswith("__host-")
+
+    def _shadows_secure(self, cookie: Cookie) -> bool:
+        """Under the lock: 6265bis 5.7 step 16. A response over http may not set (nor
+        remove) a cookie of a Secure cookie's name whose domain and path overlap it:
+        otherwise a plain-http page (anyone on the path) overwrites an https session."""
+        name = cookie.name
+        for other in self._by_site.get(_site(cookie.domain), {}).values():
+            if (
+                other.secure
+                and other.name == name
+                and (
+                    domain_match(other.domain, cookie.domain)
+                    or domain_match(cookie.domain, other.domain)
+                )
+                and path_match(cookie.path, other.path)
+            ):
+                return True
+        return False
 
     def _store(self, cookie: Cookie, now: float) -> bool:
         """Under the lock: 5.3 steps 11-12, then the bounds."""
@@ -366,17 +400,18 @@ class CookieJar:
             cookie.created = old.created
             self._remove(old, noted=False)
         self._add(cookie)
-        if old is None or self._differs(old, cookie):
-            self._changed[key] = cookie
-            self.dirty = True
-            self._noted_expiry[key] = cookie.expires
+        if old is None or self._differs(old, cookie, now):
+            self._note(cookie)
         self._bound(cookie)
         return old is None or old.value != cookie.value
 
-    def _differs(self, old: Cookie, new: Cookie) -> bool:
-        """Whether the state must store ``new`` over ``old``: a server that sets the same
-        cookie with Max-Age on every page moves only its expiry, which is stored again
-        once it has moved an hour (the state is written only on change)."""
+    def _differs(self, old: Cookie, new: Cookie, now: float) -> bool:
+        """Whether the state must store ``new`` over ``old``. A server that sets the same
+        cookie with Max-Age on every page (a rolling session) moves only its expiry,
+        which is stored again once it has moved a quarter of the cookie's lifetime (an
+        hour at most): the state is written on a change, not on every page, and what it
+        holds never lags more than that behind, so a resume or another worker finds the
+        session alive while the server still has it."""
         if (old.value, old.secure, old.http_only, old.host_only) != (
             new.value,
             new.secure,
@@ -384,10 +419,16 @@ class CookieJar:
             new.host_only,
         ):
             return True
-        noted = self._noted_expiry.get(new.key, old.expires)
-        if noted is None or new.expires is None:
-            return noted is not new.expires
-        return abs(new.expires - noted) >= 3600
+        stored = self._stored_expiry.get(new.key, old.expires)
+        if stored is None or new.expires is None:
+            return stored is not new.expires
+        return abs(new.expires - stored) >= min(3600.0, (new.expires - now) / 4)
+
+    def _note(self, cookie: Cookie) -> None:
+        """Under the lock: the state must store ``cookie``."""
+        self._changed[cookie.key] = cookie
+        self._stored_expiry[cookie.key] = cookie.expires
+        self.dirty = True
 
     def _add(self, cookie: Cookie) -> None:
         key = cookie.key
@@ -395,11 +436,12 @@ class CookieJar:
         self._by_domain.setdefault(cookie.domain, {})[key] = cookie
         self._by_site.setdefault(_site(cookie.domain), {})[key] = cookie
 
-    def _remove(self, cookie: Cookie, *, noted: bool = True) -> None:
+    def _remove(self, cookie: Cookie, *, noted: bool = True, expired: bool = False) -> None:
+        """Under the lock. ``noted``: the state must remove it too (else it is being
+        replaced, or the state knows already); ``expired``: it goes because it expired."""
         key = cookie.key
         if self._all.pop(key, None) is None:
             return
-        self._noted_expiry.pop(key, None)
         for index, group in (
             (self._by_domain, cookie.domain),
             (self._by_site, _site(cookie.domain)),
@@ -410,7 +452,8 @@ class CookieJar:
                 if not stored:
                     del index[group]
         if noted:
-            self._changed[key] = None
+            self._stored_expiry.pop(key, None)
+            self._changed[key] = EXPIRED if expired else None
             self.dirty = True
 
     def _bound(self, added: Cookie) -> None:
@@ -424,7 +467,7 @@ class CookieJar:
     def _evict(self, group: dict[str, Cookie], keep: int) -> None:
         now = self._clock()
         for cookie in [c for c in group.values() if c.expires is not None and c.expires <= now]:
-            self._remove(cookie)
+            self._remove(cookie, expired=True)
         while len(group) > keep:
             self._remove(next(iter(group.values())))
 
@@ -443,40 +486,78 @@ class CookieJar:
                     self._remove(old, noted=False)
                 self._add(cookie)
                 if noted:
-                    self._changed[cookie.key] = cookie
-                    self.dirty = True
+                    self._note(cookie)
+                else:
+                    self._stored_expiry[cookie.key] = cookie.expires
                 self._bound(cookie)
 
     def changes(self) -> list[tuple[str, str | None]]:
         """What changed since the last call, as the crawl state stores it: (key, the
-        cookie as JSON, or None for a cookie removed)."""
+        cookie as JSON; None: removed; EXPIRED, the empty string: removed because it
+        expired here, which a shared state does only if its own copy has expired too,
+        as another worker may have stored a later one)."""
         with self._lock:
             changed, self._changed = self._changed, {}
             self.dirty = False
-        return [(key, None if c is None else c.dumps()) for key, c in changed.items()]
+        return [(key, c.dumps() if isinstance(c, Cookie) else c) for key, c in changed.items()]
+
+    def settle(self) -> None:
+        """Note every cookie whose expiry moved since the state last stored it (the
+        crawl ends: the next run starts from the expiries the server last gave)."""
+        with self._lock:
+            for key, cookie in self._all.items():
+                if key in self._changed:
+                    continue
+                if key not in self._stored_expiry or self._stored_expiry[key] != cookie.expires:
+                    self._note(cookie)
 
     def replace_all(self, cookies: Iterable[Cookie]) -> None:
-        """The jar becomes ``cookies`` (another worker's view of a shared jar); what
-        this jar changed and has not handed over yet stays as it is here."""
+        """Merge another worker's view of a shared jar: the jar becomes ``cookies``,
+        except that what this jar changed and has not handed over yet stays, and so does
+        a cookie this jar holds a later copy of (one set again since, whose expiry moved
+        less than was worth storing). A copy that has expired is not taken: that
+        cookie is gone here too, and as the shared jar may hold a later copy by now,
+        its removal is not handed back."""
+        now = self._clock()
         with self._lock:
-            pending = dict(self._changed)
+            pending = self._changed
+            shared = {c.key: c for c in cookies}
             for cookie in list(self._all.values()):
-                if cookie.key not in pending:
+                if cookie.key not in pending and cookie.key not in shared:
+                    # Another worker removed it.
                     self._remove(cookie, noted=False)
-            for cookie in cookies:
-                if cookie.key in pending:
+                    self._stored_expiry.pop(cookie.key, None)
+            for key, cookie in shared.items():
+                if key in pending:
                     continue
-                old = self._all.get(cookie.key)
+                old = self._all.get(key)
+                if old is not None and (old.last_set, old.expires or 0.0) >= (
+                    cookie.last_set,
+                    cookie.expires or 0.0,
+                ):
+                    # Ours is as new or newer: the state holds the older copy, which
+                    # another worker may have written over ours; hand ours over again
+                    # if it differs from that as much as a change would.
+                    self._stored_expiry[key] = cookie.expires
+                    if self._differs(cookie, old, now):
+                        self._note(old)
+                    continue
                 if old is not None:
                     self._remove(old, noted=False)
+                if cookie.expires is not None and cookie.expires <= now:
+                    self._stored_expiry.pop(key, None)
+                    continue
                 self._add(cookie)
+                self._stored_expiry[key] = cookie.expires
                 # Workers' jars together may hold more than one may: what this one drops
                 # is removed from the shared jar too.
                 self._bound(cookie)
 
     def save(self, path: str) -> int:
         """Write every unexpired cookie to ``path`` as a Netscape cookies.txt (what curl
-        and wget read), atomically, readable by its owner only; the count written."""
+        and wget read), atomically, readable by its owner only; the count written. Names
+        and values are written as the octets they were received as (a cookies.txt is
+        bytes, as curl writes it)."""
         now = self._clock()
         with self._lock:
             cookies = [c for c in self._all.values() if c.expires is None or c.expires > now]
@@ -486,7 +567,7 @@ class CookieJar:
             "",
         ]
         for c in cookies:
-            domain = ("#HttpOnly_" if c.http_only else "") + (
+            domain = ("#HttpOnly_" if c.http_only else "") + _octets(
                 c.domain if c.host_only else "." + c.domain
             )
             lines.append(
@@ -494,11 +575,11 @@ class CookieJar:
                     (
                         domain,
                         "FALSE" if c.host_only else "TRUE",
-                        c.path,
+                        _octets(c.path),
                         "TRUE" if c.secure else "FALSE",
                         str(int(c.expires) if c.expires is not None else 0),
-                        c.name,
-                        c.value,
+                        _octets(c.name),
+                        _octets(c.value),
                     )
                 )
             )
@@ -507,8 +588,8 @@ class CookieJar:
         target = Path(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
-                f.write("\n".join(lines) + "\n")
+            with os.fdopen(fd, "wb") as f:
+                f.write(("\n".join(lines) + "\n").encode("latin-1"))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
@@ -519,23 +600,49 @@ class CookieJar:
         return len(cookies)
 
 
+def _octets(text: str) -> str:
+    """``text`` as a header carries it, one character per octet (latin-1). What the jar
+    receives is that already (HTTP fields are read as latin-1, so a server's raw UTF-8
+    goes back byte for byte); a value with a character past U+00FF (a state written by
+    an older shoal from a UTF-8 cookies.txt) is sent as its UTF-8 octets, never as an
+    error on every request."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "replace")
+        return raw.decode("latin-1")
+    return text
+
+
 class FetchCookies:
     """One fetch's view of the jar, handed to the fetcher with the request: the Cookie
     header for each hop, and the Set-Cookie of each response. ``changed`` says whether
-    the last response changed what is sent: a redirect back to a URL of the chain is then
-    a new request (a consent wall), not a loop."""
+    the last response changed what is sent; :meth:`resends` whether a redirect back to a
+    URL of the chain is then a new request of it (a consent wall), not a loop."""
 
-    __slots__ = ("changed", "jar")
+    __slots__ = ("_sent", "changed", "jar")
 
     def __init__(self, jar: CookieJar) -> None:
         self.jar = jar
         self.changed = False
+        self._sent: dict[str, str | None] = {}  # url -> the Cookie header last sent to it
 
     def header(self, url: str) -> str | None:
-        return self.jar.header_for(url)
+        cookie = self.jar.header_for(url)
+        self._sent[url] = cookie
+        return cookie
 
     def received(self, url: str, set_cookie: str | None) -> None:
         self.changed = bool(set_cookie) and self.jar.receive(url, set_cookie or "")
+
+    def resends(self, url: str) -> bool:
+        """Whether the last response changed the cookies a request of ``url`` carries:
+        a cookie set for another path or host than ``url`` does not make a redirect
+        back to it anything but a loop."""
+        return self.changed and self.jar.header_for(url) != self._sent.get(url)
 
 
 def with_cookie(headers: Mapping[str, str], cookie: str) -> dict[str, str]:
@@ -554,22 +661,40 @@ def read_cookies_file(path: str, *, clock: Any = time.time) -> list[Cookie]:
     """The unexpired cookies of a Netscape cookies.txt (curl -c, wget --save-cookies,
     browser exporters; ``#HttpOnly_`` lines included). A line that is not one is a
     UsageError naming the file and line; so is a cookie for a public suffix with its
-    subdomains (it would go to every site under it)."""
+    subdomains (it would go to every site under it), a name or value that would go out
+    as another cookie (``;``, a name with ``=``), and a domain or path not in ASCII.
+
+    The file is read as bytes, and a name or value is sent as the octets the file holds
+    (what curl does, and what a browser whose cookies were exported sent): a UTF-8
+    value goes out as its UTF-8 bytes, as a server that set it expects."""
+    return _parse_cookies_file(path, clock)[0]
+
+
+_FILE_HEADERS = ("# netscape http cookie file", "# http cookie file")
+
+
+def _parse_cookies_file(path: str, clock: Any = time.time) -> tuple[list[Cookie], bool]:
+    """The file's unexpired cookies, and whether it is a cookies.txt: it has the header
+    line curl, wget and shoal write, or a cookie line (expired or not)."""
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read(64 * 1024 * 1024 + 1)
+        with open(path, "rb") as f:
+            data = f.read(64 * 1024 * 1024 + 1)
     except OSError as exc:
         raise UsageError(f"cannot read the cookies file {path}: {exc.strerror or exc}") from None
-    if len(text) > 64 * 1024 * 1024:
+    if len(data) > 64 * 1024 * 1024:
         raise UsageError(f"the cookies file {path} is over 64 MB: not a cookies.txt")
+    # One character per octet: a value goes out as the file's bytes (see _octets).
+    text = data.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
     now = clock()
     cookies: list[Cookie] = []
+    known = False
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip("\r")
         http_only = line.startswith("#HttpOnly_")
         if http_only:
             line = line[len("#HttpOnly_") :]
         elif not line.strip() or line.lstrip().startswith("#"):
+            known = known or line.lower().startswith(_FILE_HEADERS)
             continue
         fields = line.split("\t")
         if len(fields) == 6:
@@ -588,9 +713,21 @@ def read_cookies_file(path: str, *, clock: Any = time.time) -> list[Cookie]:
             expires = int(expiry)
         except ValueError:
             raise UsageError(f"{where}: the expiry {expiry[:40]!r} is not a Unix time") from None
-        host = domain.removeprefix(".").lower()
+        # A domain as a URL's host is matched: lower case, no leading or trailing dot.
+        host = domain.removeprefix(".").removesuffix(".").lower()
         if not host or not name or _CTL.search(name + value) or not cpath.startswith("/"):
             raise UsageError(f"{where}: a cookie needs a domain, a name and a path starting '/'")
+        if ";" in name + value or "=" in name:
+            raise UsageError(
+                f"{where}: the cookie {name[:40]!r} has ';' in its value (or '=' or ';' in "
+                "its name): it would go out as more than one cookie"
+            )
+        if not (host.isascii() and cpath.isascii()):
+            raise UsageError(
+                f"{where}: the domain and path must be ASCII, as in a URL (an "
+                "international domain in its xn-- form, a path %-encoded)"
+            )
+        known = True
         host_only = sub == "FALSE" and not domain.startswith(".")
         if _is_ip(host.strip("[]")):
             host, host_only = host.strip("[]"), True
@@ -613,14 +750,17 @@ def read_cookies_file(path: str, *, clock: Any = time.time) -> list[Cookie]:
                 http_only=http_only,
                 expires=when,
                 created=now + number * 1e-6,  # the file's order, for equal paths
+                last_set=now,
             )
         )
-    return cookies
+    return cookies, known
 
 
 def check_save_path(path: str) -> None:
     """``save_cookies``: refuse, before the crawl, a path it could not write or one that
-    holds a file that is not a cookies.txt (shoal never replaces another file)."""
+    holds a file that is not a cookies.txt (shoal never replaces another file). An empty
+    file may go (nothing is lost); any other must have the cookies.txt header line or a
+    cookie line: a file of comments (a script) is not one."""
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
@@ -630,8 +770,10 @@ def check_save_path(path: str) -> None:
             raise UsageError(f"cannot save cookies to {path}: not a regular file")
         if target.stat().st_size:
             try:
-                read_cookies_file(path)
+                known = _parse_cookies_file(path)[1]
             except UsageError:
+                known = False
+            if not known:
                 raise UsageError(
                     f"{path} exists and is not a cookies.txt: shoal will not replace it "
                     "with --save-cookies (remove it or name another file)"
@@ -643,7 +785,13 @@ class CookieSync:
     ``store`` each batch of changes. For a state shared by many workers (``version``:
     its change counter, read at most every ``every`` seconds), the jar is read again
     when another worker changed it, so a worker pays one round trip per ``every``
-    seconds to stay current and one per change it makes, never one per page."""
+    seconds to stay current and one per change it makes, never one per page.
+
+    One thread at a time takes the jar's changes and stores them, or loads the state
+    and merges it: two batches stored out of order would leave an older value in the
+    state, and a load that overtook a store would drop what was just set. ``load``
+    and ``store`` are the crawl state's own reads and writes (the frontier's), which
+    call nothing back."""
 
     def __init__(
         self,
@@ -661,7 +809,8 @@ class CookieSync:
         self._version = version
         self._every = every
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # _seen and _next
+        self._io = threading.Lock()  # one take-and-store or load-and-merge at a time
         self._seen: int | None = None
         self._next = 0.0
 
@@ -682,11 +831,13 @@ class CookieSync:
             if now < self._next:
                 return
             self._next = now + self._every
-            seen = self._version()
+        seen = self._version()
+        with self._lock:
             if seen == self._seen:
                 return
             self._seen = seen
-        self.jar.replace_all(_decoded(self._load()))
+        with self._io:
+            self.jar.replace_all(_decoded(self._load()))
 
     def refresh(self) -> None:
         """Read the shared state at the next fetch, whatever the interval: before a
@@ -697,14 +848,26 @@ class CookieSync:
     def after_fetch(self) -> None:
         if not self.jar.dirty:
             return
-        changes = self.jar.changes()
-        if not changes or self._store is None:
+        if self._store is None:
+            self.jar.changes()  # nowhere to keep them
             return
-        counter = self._store(changes)
+        with self._io:
+            changes = self.jar.changes()
+            if not changes:
+                return
+            counter = self._store(changes)
         if isinstance(counter, int) and self._version is not None:
             with self._lock:
                 if self._seen is not None and counter == self._seen + 1:
                     self._seen = counter  # only this change since the last read
+
+    def finish(self) -> None:
+        """The crawl ends: the state gets the expiries the server last gave (a rolling
+        session's), not only those that moved far enough to be worth a write."""
+        if self._store is None:
+            return
+        self.jar.settle()
+        self.after_fetch()
 
 
 def _decoded(rows: Iterable[tuple[str, str]]) -> list[Cookie]:

@@ -474,6 +474,7 @@ class Crawler:
             raise UsageError.naming(
                 "{login} keeps its session in the cookie jar: not with {cookies=False}"
             )
+        self._cookie_sync: CookieSync | None = None  # and the state keeping it
         self._records = Records(
             on_page,
             follow_links=follow_links and not opts.sitemaps_only,
@@ -707,6 +708,7 @@ class Crawler:
                     ),
                 )
                 cookies.start()
+                self._cookie_sync = cookies
                 if self._cookie_file:
                     jar.add(self._cookie_file)
             # 3. What a worker does with a job: fetch it through the gate, build its records.
@@ -944,6 +946,15 @@ class Crawler:
                 fatal = self._fatal
             session.close(interrupted, fatal)
 
+        def settle_cookies() -> None:
+            # Only a fresher expiry is at stake: a state that cannot take it now fails
+            # the run at its own step, not here.
+            if self._cookie_sync is not None:
+                try:
+                    self._cookie_sync.finish()
+                except StateError as exc:
+                    logger.warning("could not store the cookies' last expiries: %s", exc)
+
         def save_cookies() -> None:
             jar, path = self._jar, self.options.save_cookies
             if jar is not None and path is not None:
@@ -960,6 +971,7 @@ class Crawler:
             count,
             writer.close,
             self._close_fetcher,
+            settle_cookies,
             self.frontier.close,
             close_session,
             save_cookies,

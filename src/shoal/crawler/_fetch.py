@@ -269,7 +269,7 @@ class HTTPFetcher:
             # wall that sets one and sends you back): another request of it.
             to_get = status in (301, 302, 303) and method != "GET"
             if (target in redirects or (target in (current, url) and not to_get)) and not (
-                cookies is not None and cookies.changed
+                cookies is not None and cookies.resends(target)
             ):
                 error, detail = ErrorKind.REDIRECT_LOOP, f"redirect loop at {target}"
                 break

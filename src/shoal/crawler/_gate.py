@@ -103,7 +103,8 @@ class HopGate:
 
     The hops are bounded here whatever the fetcher: at most ``max_hops`` of them, and none
     to a URL already in this chain (a loop) unless the last response changed the cookies
-    sent (``cookies.changed``: a consent wall sends the fetch back with a cookie). What
+    a request of it carries (``cookies.resends``: a consent wall sends the fetch back
+    with a cookie). What
     was let through is kept, to check the result by (``settle``)."""
 
     __slots__ = (
@@ -171,7 +172,7 @@ class HopGate:
             cookies = self._cookies
             if (
                 cookies is not None
-                and cookies.changed
+                and cookies.resends(target)
                 and (target == self._start or seen[target])
                 and self._hops < self._max_hops
             ):

@@ -74,6 +74,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -895,13 +896,21 @@ class RedisCrawlState(CrawlViews):
         return int(value or 0)
 
     def store_cookies(self, changes: Sequence[tuple[str, str | None]]) -> int:
-        """Apply a jar's changes (key, JSON or None: removed) in one round trip; the
-        change counter after it."""
+        """Apply a jar's changes (key, JSON; None: removed; '': expired in that worker's
+        jar) in one round trip; the change counter after it. A cookie that expired in a
+        worker's jar is removed only if the shared copy has expired too: another worker
+        may have stored a later one (a rolling session's) that this one had not read, and
+        the removal must not take it (WATCH: a copy written meanwhile is seen)."""
         key = f"{self.prefix}cookies"
+        put: dict[Any, Any] = {k: v for k, v in changes if v}
+        gone = [k for k, v in changes if v is None]
+        expired = [k for k, v in changes if v == ""]
         with self._guard("writing the cookie jar"):
+            if expired:
+                counter = self._store_expired(key, put, gone, expired)
+                if counter is not None:
+                    return counter
             pipe = self._client.pipeline(transaction=False)  # the counter is a hint
-            put: dict[Any, Any] = {k: v for k, v in changes if v is not None}
-            gone = [k for k, v in changes if v is None]
             if put:
                 pipe.hset(key, mapping=put)
             if gone:
@@ -909,6 +918,32 @@ class RedisCrawlState(CrawlViews):
             pipe.incr(f"{self.prefix}cookies:v")
             replies = pipe.execute()
         return int(replies[-1])
+
+    def _store_expired(
+        self, key: str, put: dict[Any, Any], gone: list[str], expired: list[str]
+    ) -> int | None:
+        """store_cookies with ``expired`` removed where the shared copy has expired too;
+        None when other workers kept writing the jar meanwhile (those removals are only
+        tidying: expired copies are never sent, so they may wait for the next one)."""
+        from redis.exceptions import WatchError
+
+        now = time.time()  # the clock the jars' expiries are in
+        with self._client.pipeline(transaction=True) as pipe:
+            for _ in range(_COOKIE_TRIES):
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    stored = pipe.hmget(key, expired)
+                    dead = [k for k, v in zip(expired, stored, strict=True) if _expired(v, now)]
+                    pipe.multi()
+                    if put:
+                        pipe.hset(key, mapping=put)
+                    if gone or dead:
+                        pipe.hdel(key, *gone, *dead)
+                    pipe.incr(f"{self.prefix}cookies:v")
+                    return int(pipe.execute()[-1])
+                except WatchError:
+                    continue
+        return None
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -923,3 +958,19 @@ class RedisCrawlState(CrawlViews):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+# Tries at removing expired cookies while other workers write the jar (each lost try
+# means another worker wrote it meanwhile): bounded, then left for a later change.
+_COOKIE_TRIES = 5
+
+
+def _expired(stored: Any, now: float) -> bool:
+    """Whether a shared jar's copy of a cookie (its JSON, or None: not there) has expired."""
+    if stored is None:
+        return False
+    try:
+        expires = json.loads(stored).get("expires")
+    except (ValueError, AttributeError):
+        return False  # not a cookie a shoal wrote: not this worker's to remove
+    return isinstance(expires, int | float) and expires <= now

@@ -623,7 +623,8 @@ class StateStore:
         output's offset, in order, for a crawl with several; None: an idempotent output),
         what this batch adds to the current run's counts, hosts' holds (host,
         wall-clock time until which it must not be asked) and the cookie jar's changes
-        (key, the cookie as JSON or None: removed)."""
+        (key, the cookie as JSON; None or '': removed, '' saying it expired, which for
+        the one jar a state file serves is the same)."""
         holds = list(holds)
         cookies = list(cookies)
         finished = list(finished)
@@ -636,10 +637,10 @@ class StateStore:
             if cookies:
                 self._write.executemany(
                     "INSERT OR REPLACE INTO cookies VALUES (?, ?)",
-                    [(k, d) for k, d in cookies if d is not None],
+                    [(k, d) for k, d in cookies if d],
                 )
                 self._write.executemany(
-                    "DELETE FROM cookies WHERE key=?", [(k,) for k, d in cookies if d is None]
+                    "DELETE FROM cookies WHERE key=?", [(k,) for k, d in cookies if not d]
                 )
             if holds:
                 self._write.executemany(
@@ -1100,6 +1101,9 @@ def _create(path: Path, identity: Mapping[str, Any], migrations: Sequence[Migrat
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
     try:
+        # Readable by its owner only: it holds the crawl's cookies (sessions, logins).
+        # SQLite gives the -wal and -shm files the database file's permissions.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         with _translated("creating the state file"):
             conn = sqlite3.connect(tmp, isolation_level=None)
             try:
