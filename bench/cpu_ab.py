@@ -4,8 +4,11 @@
 bench/crawl.py compares shoal with its peers; this compares shoal with itself, finely
 enough to see a few per cent. Each round crawls one site_server.py site (0 ms latency, so
 the crawler's own work is all there is) once per build, in a rotating order, and takes the
-crawler process's user+sys CPU from os.wait4. Medians over the rounds, and each build's
-ratio to the first.
+crawler process's user+sys CPU from os.wait4. Medians over the rounds, each build's
+ratio to the first, and the median of the per-round ratios (each round's crawl against
+the first build's crawl of the same round, with its quartiles): on a loaded machine the
+load moves both crawls of a round together, so the paired ratio is the steadier figure.
+Give one build twice (two copies of the same tree) to see the noise.
 
 A build is NAME=PATH: a directory holding shoal's source (``src/`` of a checkout or of
 ``git archive REV src``), run as ``python -m shoal`` with that directory first on
@@ -111,15 +114,17 @@ def main() -> None:
         f"CPU A/B: {args.pages}-page site, 0 ms, `--max-pages {args.pages}`, JSONL output with "
         f"state, medians of {args.rounds} paired rounds (crawler process user+sys).",
         "",
-        f"| build | median CPU s | min | max | vs {builds[0][0]} |",
-        "| --- | --: | --: | --: | --: |",
+        f"| build | median CPU s | min | max | vs {builds[0][0]} | paired ratio [quartiles] |",
+        "| --- | --: | --: | --: | --: | --: |",
     ]
     for name, path in builds:
         values = cpu[name]
         median = statistics.median(values)
+        ratios = [v / f for v, f in zip(values, cpu[builds[0][0]], strict=True)]
+        q1, q2, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
         lines.append(
             f"| {name} (`{path}`) | {median:.3f} | {min(values):.3f} | {max(values):.3f} | "
-            f"{median / first:.3f} |"
+            f"{median / first:.3f} | {q2:.3f} [{q1:.3f}-{q3:.3f}] |"
         )
     table = "\n".join(lines) + "\n"
     print(table)

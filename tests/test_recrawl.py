@@ -520,6 +520,25 @@ def test_warc_output_keeps_revisits_of_unchanged_pages(site: VersionedSite, tmp_
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_a_pages_sha1_is_kept_only_for_a_warc(site: VersionedSite, tmp_path: Path) -> None:
+    """The SHA-1 is a WARC payload digest only (a later 304's revisit record): a crawl
+    that writes no WARC does not hash it, and still classifies by the SHA-256."""
+    digests = {}
+    for name in ("crawl.jsonl", "crawl.warc.gz"):
+        out = tmp_path / name
+        crawl(site, out)
+        db = sqlite3.connect(f"{out}.state.sqlite")
+        digests[name] = db.execute(
+            "SELECT count(sha256), count(sha1) FROM urls WHERE status=200"
+        ).fetchone()
+        db.close()
+    assert digests == {"crawl.jsonl": (8, 0), "crawl.warc.gz": (8, 8)}
+    site.docs["/d"] = Doc(html("d, edited"))  # no validators: the SHA-256 tells
+    crawl(site, tmp_path / "crawl.jsonl", recrawl=True)
+    again = run_of(tmp_path / "crawl.jsonl", 2)
+    assert again["/d"]["change"] == "changed" and again["/f"]["change"] == "unchanged"
+
+
 def test_redirects_are_revisited_as_they_were_followed(tmp_path: Path) -> None:
     """/old redirects to /new (reached only so in run 1: claimed; a recrawl follows /old
     again and visits /new on its own too, its first capture of its own being new); /r

@@ -14,18 +14,19 @@ command line wins, an array included (``--include X`` replaces the file's ``incl
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._errors import UsageError
 from ..crawler._hosts import HOST_KEYS, HostError, host_settings
 from ..crawler._options import BOUNDED_FIELDS, OptionError, check_bounds
+
+if TYPE_CHECKING:
+    import tomllib
 
 __all__ = [
     "CONFIG_META",
@@ -93,6 +94,8 @@ def _line_of(text: str, key: str, table: tuple[str, ...] = ()) -> int | None:
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if stripped.startswith("[") and not stripped.startswith("[["):
+            import tomllib
+
             try:
                 parsed = tomllib.loads(stripped)
             except tomllib.TOMLDecodeError:
@@ -142,6 +145,8 @@ def _suggest(key: str, known: list[str]) -> str:
     dashed = key.replace("_", "-")
     if dashed in known and dashed != key:
         return f"; did you mean {dashed!r}? (keys are spelled as the options are)"
+    import difflib  # only for a misspelt key: kept out of every crawl's start-up
+
     close = difflib.get_close_matches(dashed.lower(), known, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -280,6 +285,8 @@ def load_config(path: str, command: click.Command) -> ConfigFile:
             data = f.read()
     except OSError as exc:
         raise UsageError(f"cannot read the config file {path}: {exc.strerror}") from None
+    import tomllib  # only with --config: kept out of every crawl's start-up
+
     try:
         text = data.decode("utf-8")
         # A byte order mark, as some Windows editors write one: not TOML, but harmless.

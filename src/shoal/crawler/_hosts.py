@@ -18,7 +18,6 @@ down as ``state._jobs.HostPace``.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 from collections.abc import Callable, Mapping
@@ -188,6 +187,8 @@ def normalize_pattern(text: object) -> str:
 
 
 def _suggest(key: str, known: tuple[str, ...]) -> str:
+    import difflib  # only for a misspelt key: kept out of every crawl's start-up
+
     close = difflib.get_close_matches(key.replace("-", "_").lower(), known, n=1)
     return f"; did you mean {{{close[0]}}}?" if close else ""
 

@@ -122,6 +122,9 @@ class Jobs:
         self._guard = guard  # deny_private, when asked for
         self._records = records
         self.formats = formats
+        # A body's SHA-1 serves only as a WARC payload digest (a later revisit record's):
+        # hashed when this crawl writes WARC, or shares its state with workers that may.
+        self._sha1 = "warc" in formats or bool(getattr(frontier, "shared", False))
         self.result = result
         self._lock = lock
         self._stopping = stopping  # the crawl is stopping: no more retries
@@ -563,7 +566,8 @@ class Jobs:
         sha = sha1 = None
         if fetched.status is not None and not not_modified:
             sha = hashlib.sha256(fetched.body).digest()
-            sha1 = hashlib.sha1(fetched.body).digest()
+            if self._sha1:
+                sha1 = hashlib.sha1(fetched.body).digest()
         change = None
         if self._revisit is not None:
             change = "failed" if failed else _change(prior, fetched, sha, not_modified)

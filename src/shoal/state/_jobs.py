@@ -67,11 +67,14 @@ class HostPace(NamedTuple):
     delay: float | None = None  # seconds between request starts on the host
 
 
+_NO_PACE = HostPace()
+
+
 def pace_for(paces: Mapping[str, HostPace], host: str) -> HostPace:
     """The pace of host key ``host``: each field from its ``name:port`` pattern if that
     sets it, else from its ``name`` pattern (None where neither does)."""
     if not paces:
-        return HostPace()
+        return _NO_PACE
     name, port = host_name_port(host)
     pinned = paces.get(f"{name}:{port}")
     named = paces.get(name)
