@@ -649,7 +649,7 @@ class Jobs:
             del requests[max(0, limit - len(follow)) :]
         if page is not None and page._refused is not None and page._refused.count:
             self._count_refused(job, page)
-        if self._hint_open and page is not None and error is None:
+        if self._hint_open and page is not None and error is None and not fetched.rendered:
             self._look_for_script_built(page)
         failed_by = error or (CrawlErrorKind.CALLBACK if callback_failed else None)
         return _Built(

@@ -904,9 +904,13 @@ class _UserSteps:
         for _ in range(self.scroll):
             if time.monotonic() >= soft:
                 return
-            before = await _bounded(page.evaluate(_SCROLL_JS), soft)
-            await _quiet(state, self.settle, soft)
-            after = await _bounded(page.evaluate(_HEIGHT_JS), soft)
+            try:
+                before = await _bounded(page.evaluate(_SCROLL_JS), soft)
+                await _quiet(state, self.settle, soft)
+                after = await _bounded(page.evaluate(_HEIGHT_JS), soft)
+            except Exception as exc:  # noqa: BLE001 - the page navigated meanwhile: read it as it is
+                logger.debug("%s: scrolling stopped: %r", state.current, exc)
+                return
             # Twice nothing new at the bottom: the end of the list.
             same = same + 1 if after == before else 0
             if same >= 2:
