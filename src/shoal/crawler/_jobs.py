@@ -136,6 +136,7 @@ class Jobs:
         # A crawl without --render looks for a page built by script until it finds one
         # (then the summary suggests --render auto).
         self._hint_open = options.render == "never"
+        self._hint_looks = _HINT_LOOKS
 
     def do(self, job: Lease) -> tuple[Release, Commit | None]:
         """The job's release for the frontier and its commit for the writer."""
@@ -666,6 +667,12 @@ class Jobs:
         with few links (already found) is looked at further."""
         if len(page.links) >= _HINT_LINKS or not page.is_html:
             return
+        with self._lock:
+            # A bounded number of looks: a site of small static pages pays for a few only.
+            self._hint_looks -= 1
+            if self._hint_looks < 0:
+                self._hint_open = False
+                return
         why = script_built(page.text)
         if why is None:
             return
@@ -896,6 +903,8 @@ class _SideRequests:
 
 # A page with this many links stands on its own: not looked at for the hint.
 _HINT_LINKS = 10
+# Pages with few links looked at for the hint, at most (~0.1 ms each where they carry scripts).
+_HINT_LOOKS = 1000
 
 
 def throttled(
