@@ -247,6 +247,7 @@ load();
 </script></body></html>"""
 
 CLICK_MORE = """
+if (location.pathname === '/feed') throw new Error('no button here');
 for (let round = 0; round < 10; round++) {
   const button = document.getElementById('more');
   if (!button) break;
@@ -291,27 +292,18 @@ def test_render_scroll_reaches_the_end_of_an_infinite_list(tmp_path: Path) -> No
 
 
 @pytest.mark.usefixtures("browser")
-def test_render_script_clicks_load_more(tmp_path: Path) -> None:
+def test_render_script_clicks_load_more_and_a_throw_is_the_pages_error(tmp_path: Path) -> None:
     script = tmp_path / "more.js"
     script.write_text(CLICK_MORE)
     with Site() as site:
         site.fallback = feed
-        done = shoal("crawl", site.url("/more"), "-o", "o.jsonl", "--render", "always",
-                     "--max-depth", "1", "--render-script", str(script), cwd=tmp_path)  # fmt: skip
+        done = shoal("crawl", site.url("/more"), site.url("/feed"), "-o", "o.jsonl",
+                     "--render", "always", "--max-depth", "1", "--render-script", str(script),
+                     cwd=tmp_path)  # fmt: skip
         assert done.returncode == 0, done.stderr
     got = by_path(tmp_path / "o.jsonl")
-    assert posts(got) == ALL_POSTS
-
-
-@pytest.mark.usefixtures("browser")
-def test_a_render_script_that_throws_is_the_pages_error(tmp_path: Path) -> None:
-    script = tmp_path / "bad.js"
-    script.write_text("throw new Error('no button here');")
-    with Site() as site:
-        site.fallback = feed
-        got = crawl(site.url("/more"), tmp_path / "o.jsonl", render="always", max_depth=0,
-                    render_script=str(script))  # fmt: skip
-    record = got["/more"]
+    assert posts(got) == ALL_POSTS and got["/more"]["rendered"] is True
+    record = got["/feed"]  # the script threw there: none of its posts were followed
     assert record["error"] == "render_script" and "no button here" in record["error_detail"]
     assert record["rendered"] is False
 
