@@ -369,12 +369,6 @@ def test_a_missing_browser_names_both_fixes(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_render_auto_is_refused_as_not_built_yet(tmp_path: Path) -> None:
-    done = shoal("crawl", "http://127.0.0.1:9/", "--render", "auto", cwd=tmp_path)
-    assert done.returncode == 2
-    assert "--render auto is not built yet" in done.stderr
-
-
 def test_a_static_crawl_never_imports_playwright(tmp_path: Path) -> None:
     code = """
         from sites import Site, html

@@ -199,6 +199,10 @@ class ErrorKind(StrEnum):
     # DOM was read, or its tab (or the whole browser) crashed.
     RENDER_TIMEOUT = "render_timeout"
     RENDER_CRASH = "render_crash"
+    # The user's code in a rendered page failed: --render-script threw, or
+    # Crawler(render_hook=...) raised or overran the page's deadline.
+    RENDER_SCRIPT = "render_script"
+    RENDER_HOOK = "render_hook"
     # Set by the crawler on a page's record (besides the patterns "http_<status>" for a
     # 4xx/5xx page and "robots_http_<status>" for a robots.txt answered 5xx):
     RETRY_AFTER = "retry_after"  # the host asked for a pause longer than the crawl allows

@@ -450,7 +450,8 @@ def crawl_options(f: Any) -> Any:
             default=d.render,
             show_default=True,
             help="Load HTML pages in a headless Chromium and read links and --extract "
-            "fields from the DOM its scripts built: always, or never (auto: not built yet). "
+            "fields from the DOM its scripts built: always; auto (only pages that look built "
+            "by script, and where rendering was learned to find more); or never. "
             "Needs a Chromium (apt-get install chromium) and pip install 'shoal[render]'.",
         ),
         click.option(
@@ -491,6 +492,23 @@ def crawl_options(f: Any) -> Any:
             show_default=True,
             help="Resource types the browser never requests: images, fonts, media, "
             "comma-separated; none keeps everything.",
+        ),
+        click.option(
+            "--render-scroll",
+            type=int,
+            metavar="N",
+            default=d.render_scroll,
+            show_default=True,
+            help="Scroll each rendered page to its bottom up to N times (lazy and infinite "
+            "scroll), waiting for its requests each time; within --render-timeout.",
+        ),
+        click.option(
+            "--render-script",
+            metavar="FILE.js",
+            default=d.render_script,
+            help="Run this JavaScript in each rendered page before its DOM is read (a "
+            'promise is awaited), e.g. to click "load more"; a throw is the page\'s '
+            "render_script error.",
         ),
         click.option(
             "--browser",

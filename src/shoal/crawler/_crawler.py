@@ -22,6 +22,7 @@ or the crawl has hit a limit. Every path through ``_dispatch`` keeps it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -52,6 +53,7 @@ from ._login import FormLogin, Login, LoginHook
 from ._options import CrawlOptions
 from ._records import Records
 from ._routes import PageCallback
+from ._scripted import RenderHook
 from ._session import RunSession, progress_enabled, state_path_for
 from ._shared import LEASE_TTL, SharedCrawl, check_shared, connect_shared
 from ._stats import CrawlResult
@@ -235,9 +237,11 @@ class Crawler:
             an existing file there must be a cookies.txt).
         render: ``"always"``: load every HTML page (a 2xx answer) in a headless Chromium
             and take its title, links and ``extract`` fields from the DOM its scripts
-            built; records then carry ``rendered``. ``"never"``: plain HTTP only.
-            (``"auto"`` is not built yet.) Needs ``pip install 'shoal[render]'`` and a
-            Chromium (``apt-get install chromium``); not with ``fetcher`` nor WARC yet.
+            built; records then carry ``rendered`` and ``render_reason``. ``"auto"``:
+            only the pages that look built by script, and those of a host (or folder)
+            where rendering was learned to find more. ``"never"``: plain HTTP only.
+            Needs ``pip install 'shoal[render]'`` and a Chromium (``apt-get install
+            chromium``); not with ``fetcher`` nor WARC yet.
         render_timeout: Seconds per rendered page, a hard limit: past it the page is
             recorded ``render_timeout`` (a crashed tab: ``render_crash``).
         render_concurrency: Browser pages at once.
@@ -262,6 +266,14 @@ class Crawler:
             password input).
         login_check: Text the page the login answers with must contain (besides not
             showing the login form again).
+        render_scroll: Scroll steps per rendered page (lazy and infinite-scroll pages),
+            each waiting for the page's requests to settle; all within ``render_timeout``.
+        render_script: A JavaScript file run in each rendered page before its DOM is
+            read (its promise awaited), e.g. to click "load more"; read once at the start.
+        render_hook: ``async def hook(page)``, given each rendered Playwright page before
+            its DOM is read. It runs on the browser's own thread and event loop (call no
+            blocking code in it) within the page's deadline; what it raises is recorded
+            as the page's ``render_hook`` error.
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
@@ -344,6 +356,9 @@ class Crawler:
         form: Mapping[str, str] | None = None,
         login_form: str | None = CrawlOptions.login_form,
         login_check: str | None = CrawlOptions.login_check,
+        render_scroll: int = CrawlOptions.render_scroll,
+        render_script: str | None = CrawlOptions.render_script,
+        render_hook: RenderHook | None = None,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
@@ -412,6 +427,8 @@ class Crawler:
             form={} if form is None else form,
             login_form=login_form,
             login_check=login_check,
+            render_scroll=render_scroll,
+            render_script=render_script,
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport
@@ -434,7 +451,12 @@ class Crawler:
             # Before anything is opened: a missing browser or extra is a usage error.
             check_render(opts, fetcher_given=fetcher is not None, formats=infer_formats(opts))
             if fetcher is None:
-                fetcher = _browser_fetcher
+                script = opts.render_script_source()
+                fetcher = functools.partial(_browser_fetcher, script=script, hook=render_hook)
+        elif render_hook is not None or opts.render_script is not None or opts.render_scroll:
+            raise UsageError.naming(
+                "{render_script}, {render_scroll} and render_hook need {render} auto or always"
+            )
         self._fetcher_given = fetcher
         self.start_urls = [parse_start_url(u) for u in start_urls]
         for url in start_urls:
@@ -1283,11 +1305,13 @@ def infer_formats(opts: CrawlOptions) -> list[str]:
     return [infer_format(path, opts.format) for path in opts.output_paths()]
 
 
-def _browser_fetcher(setup: FetchSetup) -> PageFetcher:
+def _browser_fetcher(
+    setup: FetchSetup, *, script: str | None, hook: RenderHook | None
+) -> PageFetcher:
     """--render: the browser fetcher (its module, and Playwright, loaded only then)."""
     from ._render import BrowserFetcher
 
-    return BrowserFetcher(setup)
+    return BrowserFetcher(setup, script=script, hook=hook)
 
 
 def _is_fetcher(given: object) -> TypeGuard[PageFetcher]:

@@ -116,6 +116,9 @@ class Fetched:
     # The body is the DOM a browser rendered from the response (--render), not the bytes
     # the server sent; ``headers`` are still the server's, but for Content-Type (UTF-8).
     rendered: bool = False
+    # --render: why the page was rendered or not ("app-shell", "learned", "static"...;
+    # see crawler/_scripted.py); None for what is never rendered (not HTML, an error).
+    render_reason: str | None = None
 
     @property
     def content_type(self) -> str:

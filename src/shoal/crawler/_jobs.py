@@ -34,6 +34,7 @@ from ._page import Page, product_token
 from ._records import Followed, Records
 from ._request import Request
 from ._robots import MAX_ROBOTS_BYTES, RobotsRules
+from ._scripted import script_built
 from ._sitemaps import MAX_SITEMAP_NESTING, parse_sitemap
 from ._stats import CrawlResult
 from ._urls import Scope, host_key, parse_start_url, why_refused
@@ -137,6 +138,10 @@ class Jobs:
         self._robots_agent = product_token(options.user_agent)
         # HTTPFetcher hands the gate canonical URLs: its hops are not canonicalized twice.
         self._canonical_hops = type(fetcher) is HTTPFetcher
+        # A crawl without --render looks for a page built by script until it finds one
+        # (then the summary suggests --render auto).
+        self._hint_open = options.render == "never"
+        self._hint_looks = _HINT_LOOKS
         self.login: Login | None = None  # the crawl's login (see start_login)
 
     # -- logging in ----------------------------------------------------------------------
@@ -732,6 +737,8 @@ class Jobs:
             del requests[max(0, limit - len(follow)) :]
         if page is not None and page._refused is not None and page._refused.count:
             self._count_refused(job, page)
+        if self._hint_open and page is not None and error is None and not fetched.rendered:
+            self._look_for_script_built(page)
         failed_by = error or (CrawlErrorKind.CALLBACK if callback_failed else None)
         return _Built(
             fetched,
@@ -741,6 +748,29 @@ class Jobs:
             None if failed_by is None else str(failed_by),
             requests,
         )
+
+    def _look_for_script_built(self, page: Page) -> None:
+        """One page of a static crawl: built by script? Near free on most pages: only one
+        with few links (already found) is looked at further."""
+        if len(page.links) >= _HINT_LINKS or not page.is_html:
+            return
+        with self._lock:
+            # A bounded number of looks: a site of small static pages pays for a few only.
+            self._hint_looks -= 1
+            if self._hint_looks < 0:
+                self._hint_open = False
+                return
+        why = script_built(page.text)
+        if why is None:
+            return
+        with self._lock:
+            if not self._hint_open:
+                return
+            self._hint_open = False
+            self.result.notes.append(
+                f"pages look built by JavaScript ({why}), e.g. {page.final_url}: their links "
+                "and fields may be missing here; try --render auto"
+            )
 
     def _count(
         self,
@@ -960,6 +990,12 @@ class _SideRequests:
         if rules.error is not None or not rules.allowed(target, steps.options.user_agent):
             return "side request disallowed by robots.txt"
         return None
+
+
+# A page with this many links stands on its own: not looked at for the hint.
+_HINT_LINKS = 10
+# Pages with few links looked at for the hint, at most (~0.1 ms each where they carry scripts).
+_HINT_LOOKS = 1000
 
 
 def throttled(

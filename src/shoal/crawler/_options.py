@@ -32,7 +32,11 @@ __all__ = [
 ]
 
 DEFAULT_USER_AGENT = f"shoal/{__version__} (+https://github.com/shoal-crawler/shoal)"
-RENDER_MODES = ("never", "always")
+RENDER_MODES = ("never", "auto", "always")
+# --render-script: a page script, not a program.
+MAX_RENDER_SCRIPT = 1024 * 1024
+# --render-scroll: steps per page (each bounded by the page's deadline anyway).
+MAX_RENDER_SCROLL = 1000
 # --render-block names -> the browser's resource types.
 _BLOCKABLE = {"images": "image", "fonts": "font", "media": "media"}
 # A revisit interval past this is a typo (and past what a date can say): refused.
@@ -259,8 +263,9 @@ class CrawlOptions:
     cookies: bool | str = True
     # Write the jar to this cookies.txt when the crawl ends (replacing only a cookies.txt).
     save_cookies: str | None = None
-    # Render pages in a headless Chromium (#18): "never", "always" ("auto" is not built
-    # yet). The render_* limits bound each page; see crawler/_render.py.
+    # Render pages in a headless Chromium (#18): "never", "auto" (the pages that look
+    # built by script, and the prefixes where rendering was learned to pay), "always".
+    # The render_* limits bound each page; see crawler/_render.py.
     render: str = "never"
     render_timeout: float = 30.0  # hard wall-clock seconds per rendered page
     render_concurrency: int = 4  # browser pages at once
@@ -280,6 +285,8 @@ class CrawlOptions:
     form: Mapping[str, str] = field(default_factory=dict, repr=False)
     login_form: str | None = None
     login_check: str | None = None
+    render_scroll: int = 0  # scroll steps per page (lazy, infinite scroll), within its deadline
+    render_script: str | None = None  # a JavaScript file run in each page before the DOM is read
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
     _header_rules: HeaderRules = field(default=HeaderRules(), init=False, repr=False, compare=False)
     _paces: dict[str, HostPace] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -360,15 +367,13 @@ class CrawlOptions:
             raise OptionError(exc.field, exc.template) from None
 
     def _check_render(self) -> None:
-        if self.render == "auto":
-            raise OptionError(
-                "render",
-                "{render} auto is not built yet: use " + literal("always") + " (every HTML "
-                "page rendered) or " + literal("never"),
-            )
         if self.render not in RENDER_MODES:
             raise OptionError(
-                "render", "{render} " + literal(f"{self.render!r}: want never or always")
+                "render", "{render} " + literal(f"{self.render!r}: want never, auto or always")
+            )
+        if not 0 <= self.render_scroll <= MAX_RENDER_SCROLL:
+            raise OptionError(
+                "render_scroll", f"{{render_scroll}} must be from 0 to {MAX_RENDER_SCROLL}"
             )
         if not self.render_timeout > 0:  # nan too
             raise OptionError("render_timeout", "{render_timeout} must be more than 0 seconds")
@@ -379,6 +384,32 @@ class CrawlOptions:
                 "render_wait", "{render_wait} must be at least 0 and less than {render_timeout}"
             )
         self.render_blocked()  # a bad list fails here
+
+    def render_script_source(self) -> str | None:
+        """The text of ``render_script`` (read once, when the crawl starts), or None."""
+        if self.render_script is None:
+            return None
+        try:
+            with open(self.render_script, "rb") as f:
+                data = f.read(MAX_RENDER_SCRIPT + 1)
+        except OSError as exc:
+            raise OptionError(
+                "render_script",
+                "{render_script} " + literal(f"{self.render_script}: {exc.strerror or exc}"),
+            ) from None
+        if len(data) > MAX_RENDER_SCRIPT:
+            raise OptionError(
+                "render_script",
+                "{render_script} "
+                + literal(f"{self.render_script}")
+                + f" is over {MAX_RENDER_SCRIPT // 1024} KB: a page script, not a program",
+            )
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise OptionError(
+                "render_script", "{render_script} " + literal(self.render_script) + " is not UTF-8"
+            ) from None
 
     def render_blocked(self) -> frozenset[str]:
         """The browser resource types --render-block names (Playwright's names)."""

@@ -143,6 +143,7 @@ class Records:
             _request_fields(record, job)
         if self.rendering:
             record["rendered"] = fetched.rendered
+            record["render_reason"] = fetched.render_reason
         if self.save_bodies:
             record["body"], record["body_sha256"] = _body_fields(fetched.body, page)
         for name, extract in self.extractors.items():

@@ -44,6 +44,7 @@ import contextlib
 import dataclasses
 import html
 import importlib.util
+import inspect
 import logging
 import os
 import queue
@@ -60,8 +61,9 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ShoalError, UsageError
 from ..http import ErrorKind, Transport, TransportError
 from ._fetch import Fetched, FetchRequest, FetchSetup, HTTPFetcher
-from ._html import is_html
+from ._html import decode_body, is_html
 from ._options import CrawlOptions
+from ._scripted import RenderHook, RenderLearner, gains, has_script, measure, script_built
 from .frontier import JobKind
 
 if TYPE_CHECKING:  # Playwright is loaded only when a render crawl starts
@@ -265,8 +267,15 @@ class _Context:
 class _Browser:
     """The browser and Playwright, owned by one thread that runs their asyncio loop."""
 
-    def __init__(self, opts: CrawlOptions, transport: Transport, executable: str) -> None:
+    def __init__(
+        self,
+        opts: CrawlOptions,
+        transport: Transport,
+        executable: str,
+        steps: _UserSteps | None = None,
+    ) -> None:
         self._opts = opts
+        self._steps = steps or _UserSteps()
         self._transport = transport
         self._executable = executable
         self._blocked = opts.render_blocked()
@@ -482,6 +491,8 @@ class _Browser:
             return await asyncio.wait_for(task, job.timeout)
         except TimeoutError:
             return _failed(job, ErrorKind.RENDER_TIMEOUT, _timeout_detail(job), state)
+        except _UserCodeFailed as exc:
+            return _failed(job, exc.kind, exc.detail, state)
         except Exception as exc:
             if state.crashed or "crash" in str(exc).lower():
                 return _failed(job, ErrorKind.RENDER_CRASH, "the browser tab crashed", state)
@@ -591,6 +602,7 @@ class _Browser:
                 await page.wait_for_selector(opts.render_wait_for, timeout=left())
             except PlaywrightTimeout:
                 logger.info("%s: %s did not appear", job.url, opts.render_wait_for)
+        await self._steps.run(page, state, soft)
 
     def _popup(self, popup: Page) -> None:
         """A popup is closed (its URL is taken as the opener's link by the route handler)."""
@@ -725,15 +737,18 @@ class _Browser:
         # profile), with no page or context close that a hung tab could hold up.
         self._context = self._browser = None
         await asyncio.get_running_loop().run_in_executor(self._pool, self._kill)
+        # Playwright's driver is stopped before the tasks are cancelled: its connection
+        # runs on tasks of this loop too, and without them the driver (a node process)
+        # would live on until this process ends.
+        if self._pw is not None:
+            with contextlib.suppress(Exception):  # the driver goes with this process anyway
+                await asyncio.wait_for(self._pw.stop(), _CLOSE_WAIT)
         here = asyncio.current_task()
         others = [t for t in asyncio.all_tasks() if t is not here]
         for task in others:  # pages and route handlers: nothing left to serve
             task.cancel()
         if others:
             await asyncio.wait(others, timeout=_CLOSE_WAIT)
-        if self._pw is not None:
-            with contextlib.suppress(Exception):  # the driver goes with this process anyway
-                await asyncio.wait_for(self._pw.stop(), _CLOSE_WAIT)
 
     def close(self) -> None:
         if self._closed:
@@ -752,10 +767,13 @@ class _Browser:
 
 
 class BrowserFetcher:
-    """The fetcher of ``--render always``: HTML pages rendered in a headless Chromium,
-    everything else over plain HTTP (see the module's docstring)."""
+    """The fetcher of ``--render always|auto``: HTML pages rendered in a headless
+    Chromium (in auto, those that need it), everything else over plain HTTP (see the
+    module's docstring)."""
 
-    def __init__(self, setup: FetchSetup) -> None:
+    def __init__(
+        self, setup: FetchSetup, *, script: str | None = None, hook: RenderHook | None = None
+    ) -> None:
         opts = setup.options
         executable = find_browser(opts.browser)
         if executable is None or importlib.util.find_spec("playwright") is None:
@@ -764,7 +782,9 @@ class BrowserFetcher:
         self._opts = opts
         self._http = HTTPFetcher.from_setup(setup)
         self._slots = threading.BoundedSemaphore(opts.render_concurrency)
-        self._browser = _Browser(opts, setup.transport, executable)
+        self._learner = RenderLearner() if opts.render == "auto" else None
+        steps = _UserSteps(opts.render_scroll, max(opts.render_wait, _SCROLL_SETTLE), script, hook)
+        self._browser = _Browser(opts, setup.transport, executable, steps)
 
     def close(self) -> None:
         self._browser.close()
@@ -781,6 +801,9 @@ class BrowserFetcher:
             or not _renderable(fetched)
         ):
             return fetched
+        reason, probe = self._why(fetched)
+        if reason is None:
+            return dataclasses.replace(fetched, render_reason="static")
         job = _Job(
             fetched.final_url,
             fetched.status or 200,
@@ -791,6 +814,18 @@ class BrowserFetcher:
         )
         with self._slots:
             result = self._browser.render(job)
+        if probe:
+            # Rendered both ways to learn the prefix: only what gains is kept rendered.
+            assert self._learner is not None
+            gained = None
+            if result.error is None and result.rendered:
+                gained = gains(_measured(fetched.body, fetched.content_type),
+                               _measured(result.body, "text/html; charset=utf-8"))  # fmt: skip
+            self._learner.learn(fetched.final_url, gained)
+            if not gained:
+                return dataclasses.replace(
+                    fetched, elapsed=time.monotonic() - started, render_reason="static"
+                )
         return dataclasses.replace(
             fetched,  # the request that got the document (method, headers) stays its own
             final_url=result.final_url,
@@ -803,7 +838,130 @@ class BrowserFetcher:
             detail=result.detail,
             truncated=result.truncated or fetched.truncated,
             rendered=result.rendered and result.error is None,
+            render_reason=reason,
         )
+
+    def _why(self, fetched: Fetched) -> tuple[str | None, bool]:
+        """(why render this page, or None not to; whether it is a probe)."""
+        if self._learner is None:
+            return "always", False
+        text, _ = decode_body(fetched.body, fetched.content_type)
+        built = script_built(text)
+        if built is not None:
+            return built, False
+        if not has_script(text):
+            return None, False  # no script: rendering cannot change it
+        verdict = self._learner.verdict(fetched.final_url)
+        if verdict.render:
+            return "learned", False
+        if verdict.probe:
+            return "probe", True
+        return None, False
+
+
+# The least quiet window after each scroll step and after --render-script: lazy content
+# is asked for only once the page sees the scroll (or the click).
+_SCROLL_SETTLE = 0.25
+_SCROLL_JS = """() => {
+  const el = document.scrollingElement || document.documentElement;
+  const before = el.scrollHeight;
+  window.scrollTo(0, before);
+  window.dispatchEvent(new Event('scroll'));
+  return before;
+}"""
+_HEIGHT_JS = "() => (document.scrollingElement || document.documentElement).scrollHeight"
+
+
+class _UserCodeFailed(Exception):
+    """--render-script or the render hook failed: the page's error."""
+
+    def __init__(self, kind: ErrorKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class _UserSteps:
+    """What is done in a page between its loading and its DOM being read: scrolling,
+    --render-script, the render hook; each within the page's soft deadline."""
+
+    scroll: int = 0
+    settle: float = _SCROLL_SETTLE
+    script: str | None = None
+    hook: RenderHook | None = None
+
+    async def run(self, page: Page, state: _PageState, soft: float) -> None:
+        if self.scroll:
+            await self._scroll(page, state, soft)
+        if self.script is not None:
+            await self._script(page, state, soft)
+        if self.hook is not None:
+            await self._hook(page, soft)
+
+    async def _scroll(self, page: Page, state: _PageState, soft: float) -> None:
+        same = 0
+        for _ in range(self.scroll):
+            if time.monotonic() >= soft:
+                return
+            try:
+                before = await _bounded(page.evaluate(_SCROLL_JS), soft)
+                await _quiet(state, self.settle, soft)
+                after = await _bounded(page.evaluate(_HEIGHT_JS), soft)
+            except Exception as exc:  # noqa: BLE001 - the page navigated meanwhile: read it as it is
+                logger.debug("%s: scrolling stopped: %r", state.current, exc)
+                return
+            # Twice nothing new at the bottom: the end of the list.
+            same = same + 1 if after == before else 0
+            if same >= 2:
+                return
+
+    async def _script(self, page: Page, state: _PageState, soft: float) -> None:
+        assert self.script is not None
+        try:
+            await asyncio.wait_for(
+                page.evaluate("async () => {\n" + self.script + "\n}"), _left(soft)
+            )
+        except TimeoutError:
+            raise _UserCodeFailed(
+                ErrorKind.RENDER_SCRIPT, "--render-script did not finish before the page's deadline"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - the script's error is the page's
+            raise _UserCodeFailed(ErrorKind.RENDER_SCRIPT, f"--render-script: {exc}") from None
+        await _quiet(state, self.settle, soft)
+
+    async def _hook(self, page: Page, soft: float) -> None:
+        assert self.hook is not None
+        try:
+            await asyncio.wait_for(_awaited(self.hook(page)), _left(soft))
+        except TimeoutError:
+            raise _UserCodeFailed(
+                ErrorKind.RENDER_HOOK, "the render hook did not finish before the page's deadline"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - the hook's error is the page's
+            logger.info("render hook on %s: %r", page.url, exc)
+            detail = f"the render hook raised {exc!r}"
+            raise _UserCodeFailed(ErrorKind.RENDER_HOOK, detail) from None
+
+
+async def _awaited(value: object) -> None:
+    if inspect.isawaitable(value):
+        await value
+
+
+async def _bounded(coro: Any, soft: float) -> Any:
+    try:
+        return await asyncio.wait_for(coro, _left(soft))
+    except TimeoutError:
+        return None
+
+
+def _left(soft: float) -> float:
+    return max(soft - time.monotonic(), 0.001)
+
+
+def _measured(body: bytes, content_type: str) -> tuple[int, int]:
+    return measure(decode_body(body, content_type)[0])
 
 
 def _renderable(fetched: Fetched) -> bool:

@@ -31,8 +31,11 @@ RUN_FIELDS = ("run", "change")
 # it has one. Not columns of their own (a CSV of plain URLs keeps its header).
 REQUEST_FIELDS = ("method", "label")
 
-# A rendering crawl's field (#18, --render always): whether the record's title, links and
-# extracted fields come from the DOM a browser built (true) or from the bytes as sent
-# (false: not HTML, an error, a redirect). Only in the records of such a crawl, so a
-# static crawl's output keeps its shape.
-RENDER_FIELDS = ("rendered",)
+# A rendering crawl's fields (#18, --render auto|always): whether the record's title, links
+# and extracted fields come from the DOM a browser built (true) or from the bytes as sent
+# (false: not HTML, an error, a redirect), and why: "always"; in auto "app-shell",
+# "noscript", "thin" (the page as sent looks built by script), "learned" (rendering was
+# learned to find more under that host or folder), "probe" (rendered to learn, and it
+# found more), "static" (not rendered); null where rendering does not apply. Only in the
+# records of such a crawl, so a static crawl's output keeps its shape.
+RENDER_FIELDS = ("rendered", "render_reason")
