@@ -227,7 +227,8 @@ class Crawler:
             and take its title, links and ``extract`` fields from the DOM its scripts
             built; records then carry ``rendered``. ``"never"``: plain HTTP only.
             (``"auto"`` is not built yet.) Needs ``pip install 'shoal[render]'`` and a
-            Chromium (``apt-get install chromium``); not with ``fetcher`` nor WARC yet.
+            Chromium (``apt-get install chromium``); not with ``fetcher``. A WARC output
+            also gets every response the browser loaded for a page.
         render_timeout: Seconds per rendered page, a hard limit: past it the page is
             recorded ``render_timeout`` (a crashed tab: ``render_crash``).
         render_concurrency: Browser pages at once.
@@ -238,6 +239,8 @@ class Crawler:
             or a part of it, or ``"none"``.
         browser: The Chromium or Chrome to render with (a path or a name on PATH);
             None: ``chromium`` or ``chrome`` found on PATH.
+        render_memory: MB the browser's process tree may hold (its PSS, read from
+            /proc) before new pages wait for pages under way to end.
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
@@ -316,6 +319,7 @@ class Crawler:
         render_wait_for: str | None = CrawlOptions.render_wait_for,
         render_block: str = CrawlOptions.render_block,
         browser: str | None = CrawlOptions.browser,
+        render_memory: int = CrawlOptions.render_memory,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
@@ -380,6 +384,7 @@ class Crawler:
             render_wait_for=render_wait_for,
             render_block=render_block,
             browser=browser,
+            render_memory=render_memory,
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport
@@ -769,7 +774,7 @@ class Crawler:
             self._run_closes.append(transport.close)
         # Not a fetcher object (returned above): a factory.
         factory = HTTPFetcher.from_setup if given is None else cast(FetcherFactory, given)
-        fetcher = factory(FetchSetup(opts, transport))
+        fetcher = factory(FetchSetup(opts, transport, archive="warc" in self.formats))
         self._run_closes.append(fetcher.close)
         return fetcher, guard
 

@@ -116,6 +116,10 @@ class Fetched:
     # The body is the DOM a browser rendered from the response (--render), not the bytes
     # the server sent; ``headers`` are still the server's, but for Content-Type (UTF-8).
     rendered: bool = False
+    # What a WARC keeps for this fetch instead of it (a rendered page, when the crawl
+    # writes WARC): the HTTP response the page was loaded from, then each response the
+    # browser loaded for it, in the order they came.
+    archive: tuple[Fetched, ...] = ()
 
     @property
     def content_type(self) -> str:
@@ -151,6 +155,9 @@ class FetchSetup:
 
     options: CrawlOptions
     transport: Transport
+    # The crawl writes WARC: a fetcher that loads more than the page (a browser) hands
+    # what it loaded in ``Fetched.archive``.
+    archive: bool = False
 
 
 FetcherFactory = Callable[[FetchSetup], PageFetcher]
