@@ -18,7 +18,14 @@ asked twice). What the browser asks for after that is served by shoal too:
   ``deny_private`` at connect), anything else through Playwright's request API;
   images, fonts and media are refused unless ``--render-block none``; WebSockets are closed;
 - dialogs are dismissed, popups closed (their URLs become links of the page), downloads
-  refused.
+  refused;
+- a page's own fetch and every request its browser makes to a host take one of that
+  host's ``--per-host`` slots (:class:`_HostSlots`), so pages and subresources together
+  stay within it; the crawl's cookie jar goes with the browser's requests and takes
+  their Set-Cookie; with a WARC output each response the browser loaded is kept for the
+  page's commit (``Fetched.archive``, bounded per page);
+- ``--render-memory``: a new page waits while the browser's process tree is over the
+  budget and another page is rendering (:class:`_MemoryBudget`).
 
 One thread owns Playwright (its objects are not thread-safe) and runs an asyncio loop;
 crawler workers hand it pages with ``run_coroutine_threadsafe`` and wait for the result.

@@ -1,6 +1,8 @@
 """WARC 1.1 output via warcio: a request and a response record per response received,
 whatever its status (3xx, 4xx and 5xx too) and robots.txt included, as ``wget --warc-file``
-keeps them.
+keeps them. A rendered page (``--render``) is its HTTP response, then a request and a
+response record for each response its browser loaded (``Exchange.archive``); a repeat of a
+URL and body this process already wrote is a revisit record naming that capture.
 
 Each record is its own gzip member, so the file offset after any record is a valid
 place to cut: a resume truncates the file to the last committed offset and appends.
