@@ -279,3 +279,37 @@ def test_the_cookie_jar_reaches_the_browsers_requests_and_back(tmp_path: Path) -
     # one its script set; the XHR's Set-Cookie reached the jar: the next page sends it.
     assert "sid=abc" in sent["/api/who"] and "js=1" in sent["/api/who"]
     assert "fromxhr=2" in sent["/second"] and "sid=abc" in sent["/second"]
+
+
+def test_a_page_that_loads_without_end_is_archived_within_its_bounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XHR spam: the page's responses are served, but only the first few (the count
+    bound, lowered here) and what fits the byte bound go to the WARC."""
+    from shoal import Crawler
+    from shoal.crawler import _render
+
+    monkeypatch.setattr(_render, "_ARCHIVE_MAX_COUNT", 5)
+    monkeypatch.setattr(_render, "_ARCHIVE_MAX_BYTES", 5 * 1000 + 999)
+    spam = (
+        "<html><body><script>for (let i = 0; i < 40; i++) fetch('/x/' + i);</script></body></html>"
+    )
+
+    def site_of(request: Request) -> Reply:
+        if request.path == "/robots.txt":
+            return Reply(404, "")
+        if request.path.startswith("/x/"):
+            return Reply(body="x" * 1000, content_type="text/plain")
+        return Reply(body=spam)
+
+    out = tmp_path / "spam.warc.gz"
+    with Site() as site:
+        site.fallback = site_of
+        Crawler(site.url("/"), output=str(out), state=None, progress=False, render="always",
+                render_wait=0.1).run()  # fmt: skip
+        served = sum(c for p, c in site.paths().items() if p.startswith("/x/"))
+    assert served == 40
+    got = warc_records(out)
+    kept = [u for t, u, _, _ in got if t in ("response", "revisit") and "/x/" in u]
+    assert len(kept) == 5
+    assert [path_of(u) for t, u, _, _ in got if t == "response"].count("/") == 1

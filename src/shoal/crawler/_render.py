@@ -781,15 +781,17 @@ class _Browser:
         # profile), with no page or context close that a hung tab could hold up.
         self._context = self._browser = None
         await asyncio.get_running_loop().run_in_executor(self._pool, self._kill)
+        if self._pw is not None:
+            # Before the tasks are cancelled: the driver's own are among them, and without
+            # them it is never told to stop (a library caller would keep its process).
+            with contextlib.suppress(Exception):  # bounded; the rest goes below anyway
+                await asyncio.wait_for(self._pw.stop(), _CLOSE_WAIT)
         here = asyncio.current_task()
         others = [t for t in asyncio.all_tasks() if t is not here]
         for task in others:  # pages and route handlers: nothing left to serve
             task.cancel()
         if others:
             await asyncio.wait(others, timeout=_CLOSE_WAIT)
-        if self._pw is not None:
-            with contextlib.suppress(Exception):  # the driver goes with this process anyway
-                await asyncio.wait_for(self._pw.stop(), _CLOSE_WAIT)
 
     def close(self) -> None:
         if self._closed:
