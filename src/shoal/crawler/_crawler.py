@@ -241,7 +241,8 @@ class Crawler:
             only the pages that look built by script, and those of a host (or folder)
             where rendering was learned to find more. ``"never"``: plain HTTP only.
             Needs ``pip install 'shoal[render]'`` and a Chromium (``apt-get install
-            chromium``); not with ``fetcher`` nor WARC yet.
+            chromium``); not with ``fetcher``. A WARC output also gets every response
+            the browser loaded for a page.
         render_timeout: Seconds per rendered page, a hard limit: past it the page is
             recorded ``render_timeout`` (a crashed tab: ``render_crash``).
         render_concurrency: Browser pages at once.
@@ -274,6 +275,8 @@ class Crawler:
             its DOM is read. It runs on the browser's own thread and event loop (call no
             blocking code in it) within the page's deadline; what it raises is recorded
             as the page's ``render_hook`` error.
+        render_memory: MB the browser's process tree may hold (its PSS, read from
+            /proc) before new pages wait for pages under way to end.
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
@@ -359,6 +362,7 @@ class Crawler:
         render_scroll: int = CrawlOptions.render_scroll,
         render_script: str | None = CrawlOptions.render_script,
         render_hook: RenderHook | None = None,
+        render_memory: int = CrawlOptions.render_memory,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
@@ -429,6 +433,7 @@ class Crawler:
             login_check=login_check,
             render_scroll=render_scroll,
             render_script=render_script,
+            render_memory=render_memory,
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport
@@ -856,7 +861,7 @@ class Crawler:
             self._run_closes.append(transport.close)
         # Not a fetcher object (returned above): a factory.
         factory = HTTPFetcher.from_setup if given is None else cast(FetcherFactory, given)
-        fetcher = factory(FetchSetup(opts, transport))
+        fetcher = factory(FetchSetup(opts, transport, archive="warc" in self.formats))
         self._run_closes.append(fetcher.close)
         return fetcher, guard
 

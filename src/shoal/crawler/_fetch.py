@@ -119,6 +119,10 @@ class Fetched:
     # --render: why the page was rendered or not ("app-shell", "learned", "static"...;
     # see crawler/_scripted.py); None for what is never rendered (not HTML, an error).
     render_reason: str | None = None
+    # What a WARC keeps for this fetch instead of it (a rendered page, when the crawl
+    # writes WARC): the HTTP response the page was loaded from, then each response the
+    # browser loaded for it, in the order they came.
+    archive: tuple[Fetched, ...] = ()
 
     @property
     def content_type(self) -> str:
@@ -154,6 +158,9 @@ class FetchSetup:
 
     options: CrawlOptions
     transport: Transport
+    # The crawl writes WARC: a fetcher that loads more than the page (a browser) hands
+    # what it loaded in ``Fetched.archive``.
+    archive: bool = False
 
 
 FetcherFactory = Callable[[FetchSetup], PageFetcher]

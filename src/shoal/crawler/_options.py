@@ -287,6 +287,8 @@ class CrawlOptions:
     login_check: str | None = None
     render_scroll: int = 0  # scroll steps per page (lazy, infinite scroll), within its deadline
     render_script: str | None = None  # a JavaScript file run in each page before the DOM is read
+    # MB the browser's process tree may hold (PSS, from /proc) before new pages wait.
+    render_memory: int = 2048
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
     _header_rules: HeaderRules = field(default=HeaderRules(), init=False, repr=False, compare=False)
     _paces: dict[str, HostPace] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -379,6 +381,8 @@ class CrawlOptions:
             raise OptionError("render_timeout", "{render_timeout} must be more than 0 seconds")
         if self.render_concurrency < 1:
             raise OptionError("render_concurrency", "{render_concurrency} must be at least 1")
+        if self.render_memory < 1:
+            raise OptionError("render_memory", "{render_memory} must be at least 1 MB")
         if not 0 <= self.render_wait < self.render_timeout:
             raise OptionError(
                 "render_wait", "{render_wait} must be at least 0 and less than {render_timeout}"
@@ -575,6 +579,11 @@ class CrawlOptions:
         """:attr:`initial_delay` for host key ``host``."""
         own = pace_for(self._paces, host).delay
         return self.initial_delay if own is None else own
+
+    def host_per_host(self, host: str) -> int:
+        """The per-host limit of host key ``host``: its own, else ``per_host``."""
+        own = pace_for(self._paces, host).per_host
+        return self.per_host if own is None else own
 
     @property
     def most_per_host(self) -> int:

@@ -18,7 +18,14 @@ asked twice). What the browser asks for after that is served by shoal too:
   ``deny_private`` at connect), anything else through Playwright's request API;
   images, fonts and media are refused unless ``--render-block none``; WebSockets are closed;
 - dialogs are dismissed, popups closed (their URLs become links of the page), downloads
-  refused.
+  refused;
+- a page's own fetch and every request its browser makes to a host take one of that
+  host's ``--per-host`` slots (:class:`_HostSlots`), so pages and subresources together
+  stay within it; the crawl's cookie jar goes with the browser's requests and takes
+  their Set-Cookie; with a WARC output each response the browser loaded is kept for the
+  page's commit (``Fetched.archive``, bounded per page);
+- ``--render-memory``: a new page waits while the browser's process tree is over the
+  budget and another page is rendering (:class:`_MemoryBudget`).
 
 One thread owns Playwright (its objects are not thread-safe) and runs an asyncio loop;
 crawler workers hand it pages with ``run_coroutine_threadsafe`` and wait for the result.
@@ -54,12 +61,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ShoalError, UsageError
 from ..http import ErrorKind, Transport, TransportError
+from ..state import host_key
+from ._cookies import FetchCookies
 from ._fetch import Fetched, FetchRequest, FetchSetup, HTTPFetcher
 from ._html import decode_body, is_html
 from ._options import CrawlOptions
@@ -92,6 +101,10 @@ _DROP_REQUEST = frozenset(
      "keep-alive", "upgrade", "te", "trailer", "proxy-authorization", "cookie",
      "user-agent"}
 )  # fmt: skip
+# A page's subresources kept for a WARC: at most this many responses and bytes of
+# bodies; past either, the rest of the page's are served but not archived.
+_ARCHIVE_MAX_COUNT = 1_000
+_ARCHIVE_MAX_BYTES = 64 * 1024 * 1024
 # The transport decoded the body: what described its encoding no longer holds.
 _DROP_RESPONSE = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
@@ -180,11 +193,7 @@ def check_render(opts: CrawlOptions, *, fetcher_given: bool, formats: list[str])
             "Crawler(render=...) renders with shoal's browser fetcher: give render or "
             "fetcher, not both"
         )
-    if "warc" in formats:
-        raise UsageError.naming(
-            "{render} with a WARC output is not built yet (the page's subresources would "
-            "have to be archived too): write jsonl, csv or sqlite"
-        )
+    del formats  # every format takes rendered pages (WARC: with what the browser loaded)
     missing = []
     if importlib.util.find_spec("playwright") is None:
         missing.append("Playwright for Python is not installed")
@@ -205,6 +214,9 @@ class _Job:
     body: bytes
     request: FetchRequest
     timeout: float
+    # The responses the browser loaded, for a WARC (None: the crawl writes none).
+    archive: list[Fetched] | None = None
+    archived_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -272,11 +284,13 @@ class _Browser:
         opts: CrawlOptions,
         transport: Transport,
         executable: str,
+        slots: _HostSlots,
         steps: _UserSteps | None = None,
     ) -> None:
         self._opts = opts
         self._steps = steps or _UserSteps()
         self._transport = transport
+        self._host_slots = slots
         self._executable = executable
         self._blocked = opts.render_blocked()
         self._loop = asyncio.new_event_loop()
@@ -469,6 +483,27 @@ class _Browser:
         if ctx.active == 0 and ctx is not self._context:
             self._loop.create_task(self._close_context(ctx))
 
+    # -- memory ----------------------------------------------------------------------------
+
+    def memory_mb(self) -> float:
+        """What the browser's process tree holds now, MB (its proportional set size: a
+        page shared by its processes counts once); 0 if it is not running. Any thread."""
+        reaper = self._reaper
+        if reaper is None or reaper.poll() is not None:
+            return 0.0
+        return _tree_memory_mb(reaper.pid)
+
+    def retire_context(self) -> None:
+        """The next page opens a new context; this one closes once its pages are done
+        (the only way its memory comes back). Any thread; runs before any later page."""
+
+        def retire() -> None:
+            ctx = self._context
+            if ctx is not None:
+                ctx.started = max(ctx.started, _CONTEXT_PAGES)
+
+        self._loop.call_soon_threadsafe(retire)
+
     # -- one page ------------------------------------------------------------------------
 
     def render(self, job: _Job) -> _Result:
@@ -660,7 +695,8 @@ class _Browser:
             return
         if request.method != "GET":
             # The transport makes GETs only: Playwright's request API sends the rest.
-            response = await route.fetch(timeout=_ms_until(state))
+            async with self._host_slots.held(url, state.deadline, self._pool):
+                response = await route.fetch(timeout=_ms_until(state))
             await route.fulfill(response=response)
             return
         await self._serve_get(route, request, state)
@@ -671,6 +707,7 @@ class _Browser:
             await route.abort("failed")
             return
         status, headers, body, _truncated = got
+        _keep(state.job, request, got)
         await route.fulfill(status=status, headers=_served(headers), body=body)
 
     async def _get(
@@ -682,13 +719,30 @@ class _Browser:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
         headers.update(self._base_headers)
         headers.update(state.job.request.headers_for(url))
+        cookies = state.job.request.cookies
+        if cookies is not None:
+            cookie = _cookie_header(cookies, url, await _browser_cookie(request))
+            if cookie:
+                headers["Cookie"] = cookie
         deadline = max(state.deadline, time.monotonic() + 0.001)
         loop = asyncio.get_running_loop()
+        slot = self._host_slots.slot(url)
 
         def get() -> tuple[int, Mapping[str, str], bytes, bool]:
-            response = self._transport.get(
-                url, headers, max_bytes=self._opts.max_bytes, deadline=deadline, truncate=True
-            )
+            # One of the host's --per-host slots, shared with the pages' own fetches; a
+            # request that gets none before its page's deadline is not made.
+            if not slot.acquire(timeout=max(deadline - time.monotonic(), 0.001)):
+                raise TransportError(ErrorKind.TIMEOUT, "no free --per-host slot in time")
+            try:
+                response = self._transport.get(
+                    url, headers, max_bytes=self._opts.max_bytes, deadline=deadline, truncate=True
+                )
+            finally:
+                slot.release()
+            if cookies is not None:
+                set_cookie = response.headers.get("set-cookie")
+                if set_cookie:
+                    cookies.jar.receive(url, set_cookie)
             return response.status, response.headers, response.body, response.truncated
 
         try:
@@ -716,6 +770,7 @@ class _Browser:
             await route.abort("failed")
             return
         status, headers, body, truncated = got
+        _keep(state.job, request, got)
         state.navigated.append(state.current)
         state.current = url
         disposition = headers.get("content-disposition", "").lower()
@@ -780,18 +835,30 @@ class BrowserFetcher:
             check_render(opts, fetcher_given=False, formats=[])  # raises, naming the fixes
             raise RenderError(f"--render needs a browser. Fix: {FIXES}")
         self._opts = opts
+        self._archive = setup.archive
         self._http = HTTPFetcher.from_setup(setup)
         self._slots = threading.BoundedSemaphore(opts.render_concurrency)
         self._learner = RenderLearner() if opts.render == "auto" else None
         steps = _UserSteps(opts.render_scroll, max(opts.render_wait, _SCROLL_SETTLE), script, hook)
-        self._browser = _Browser(opts, setup.transport, executable, steps)
+        self._host_slots = _HostSlots(opts)
+        self._browser = _Browser(opts, setup.transport, executable, self._host_slots, steps)
+        self.memory = _MemoryBudget(opts.render_memory, self._browser.memory_mb)
 
     def close(self) -> None:
         self._browser.close()
+        if self.memory.held:
+            logger.info(
+                "the browser was over --render-memory %d MB: %d pages waited for it",
+                self._opts.render_memory,
+                self.memory.held,
+            )
 
     def fetch(self, request: FetchRequest) -> Fetched:
         started = time.monotonic()
-        fetched = self._http.fetch(request)
+        # The page's own request takes one of its host's slots, as its subresources do.
+        slot = self._host_slots.slot(request.url)
+        with slot:
+            fetched = self._http.fetch(request)
         # A POST's answer (shoal.Request) is kept as sent: loading it again in a browser
         # would mean sending the form again.
         if (
@@ -811,8 +878,11 @@ class BrowserFetcher:
             fetched.body,
             request,
             self._opts.render_timeout,
+            archive=[] if self._archive else None,
         )
-        with self._slots:
+        with self._slots, self.memory.admitted() as alone_over_budget:
+            if alone_over_budget:
+                self._browser.retire_context()  # its memory comes back only as it closes
             result = self._browser.render(job)
         if probe:
             # Rendered both ways to learn the prefix: only what gains is kept rendered.
@@ -826,6 +896,9 @@ class BrowserFetcher:
                 return dataclasses.replace(
                     fetched, elapsed=time.monotonic() - started, render_reason="static"
                 )
+        archive: tuple[Fetched, ...] = ()
+        if job.archive is not None:
+            archive = (fetched, *list(job.archive))  # a copy: a late handler may still add
         return dataclasses.replace(
             fetched,  # the request that got the document (method, headers) stays its own
             final_url=result.final_url,
@@ -839,6 +912,7 @@ class BrowserFetcher:
             truncated=result.truncated or fetched.truncated,
             rendered=result.rendered and result.error is None,
             render_reason=reason,
+            archive=archive,
         )
 
     def _why(self, fetched: Fetched) -> tuple[str | None, bool]:
@@ -1097,3 +1171,220 @@ async def _close_later(popup: Any) -> None:
     await asyncio.sleep(0.5)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(popup.close(run_before_unload=False), _CLOSE_WAIT)
+
+
+# -- what the browser loaded, for a WARC ------------------------------------------------
+
+
+def _keep(job: _Job, request: Request, got: tuple[int, Mapping[str, str], bytes, bool]) -> None:
+    """Keep one response the browser loaded (status, headers, body, truncated) for the
+    page's WARC, within the page's bounds (``_ARCHIVE_MAX_COUNT``, ``_ARCHIVE_MAX_BYTES``)."""
+    archive = job.archive
+    if archive is None:
+        return
+    status, headers, body, truncated = got
+    if len(archive) >= _ARCHIVE_MAX_COUNT or job.archived_bytes + len(body) > _ARCHIVE_MAX_BYTES:
+        logger.debug("%s: not archived (the page's WARC bounds are reached)", request.url)
+        return
+    job.archived_bytes += len(body)
+    sent = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
+    archive.append(
+        Fetched(
+            request.url,
+            request.url,
+            status,
+            headers,
+            body,
+            truncated=truncated,
+            request_headers=sent,
+        )
+    )
+
+
+# -- politeness: the host's slots, for pages and what they load ---------------------------
+
+
+class _HostSlots:
+    """Requests in flight to each host from this process's browser fetcher: a page's own
+    fetch and every request its browser makes to a host draw from that host's
+    ``--per-host`` slots (its ``hosts`` table's, if it has one). Each request holds one
+    slot only while it is out and never waits for a slot while holding one, so no
+    request waits on another that waits on it."""
+
+    def __init__(self, opts: CrawlOptions) -> None:
+        self._opts = opts
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+
+    def slot(self, url: str) -> threading.BoundedSemaphore:
+        key = host_key(url)
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = threading.BoundedSemaphore(max(self._opts.host_per_host(key), 1))
+                self._slots[key] = slot
+            return slot
+
+    @contextlib.asynccontextmanager
+    async def held(
+        self, url: str, deadline: float, pool: concurrent.futures.Executor
+    ) -> AsyncIterator[None]:
+        """A slot of ``url``'s host for the loop's own requests (TransportError if none
+        is free before ``deadline``)."""
+        slot = self.slot(url)
+        wait = max(deadline - time.monotonic(), 0.001)
+        got = asyncio.get_running_loop().run_in_executor(pool, slot.acquire, True, wait)
+        try:
+            acquired = await asyncio.shield(got)
+        except asyncio.CancelledError:
+            # The wait goes on in its thread: a slot it gets later is given back.
+            got.add_done_callback(_release_if_acquired(slot))
+            raise
+        if not acquired:
+            raise TransportError(ErrorKind.TIMEOUT, "no free --per-host slot in time")
+        try:
+            yield
+        finally:
+            slot.release()
+
+
+def _release_if_acquired(
+    slot: threading.BoundedSemaphore,
+) -> Callable[[asyncio.Future[bool]], None]:
+    def release(done: asyncio.Future[bool]) -> None:
+        if not done.cancelled() and done.exception() is None and done.result():
+            slot.release()
+
+    return release
+
+
+# -- cookies: the crawl's jar on the browser's requests ---------------------------------
+
+
+async def _browser_cookie(request: Request) -> str | None:
+    """The Cookie header the browser would send (its own cookies: document.cookie)."""
+    try:
+        return await request.header_value("cookie")
+    except Exception:  # noqa: BLE001 - the page may be gone: none
+        return None
+
+
+def _cookie_header(cookies: FetchCookies, url: str, browser: str | None) -> str | None:
+    """The jar's cookies for ``url``, then the browser's own that the jar does not name
+    (a script's document.cookie); the jar's value wins for a name both have."""
+    jar = cookies.header(url)
+    if not browser:
+        return jar
+    names = {pair.split("=", 1)[0].strip() for pair in (jar or "").split(";") if pair.strip()}
+    own = [
+        pair.strip()
+        for pair in browser.split(";")
+        if pair.strip() and pair.split("=", 1)[0].strip() not in names
+    ]
+    return "; ".join([*([jar] if jar else []), *own]) or None
+
+
+# -- memory: --render-memory over the browser's process tree -----------------------------
+
+
+class _MemoryBudget:
+    """``--render-memory``: a new page waits while the browser's tree is over the budget
+    and another page is rendering (its end can bring memory back). A page with none
+    beside it is let in whatever the measure (its caller retires the context first), so
+    the crawl never waits forever; and a page let in always finishes (its deadline)."""
+
+    _RECHECK = 0.5  # seconds a measure stands; a waiting page looks again this often
+
+    def __init__(self, budget_mb: int, measure: Callable[[], float]) -> None:
+        self.budget_mb = budget_mb
+        self._measure = measure
+        self._cond = threading.Condition()
+        self._active = 0
+        self._measured_at = float("-inf")
+        self._used = 0.0
+        self.held = 0  # pages that waited for memory (the budget observed)
+        self.peak_mb = 0.0
+
+    def _now_mb(self) -> float:
+        now = time.monotonic()
+        if now - self._measured_at >= self._RECHECK:
+            self._used = self._measure()
+            self._measured_at = now
+            self.peak_mb = max(self.peak_mb, self._used)
+        return self._used
+
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[bool]:
+        """Hold the page back while over the budget; yields True if it is let in over
+        the budget because no other page is rendering."""
+        alone_over = False
+        with self._cond:
+            waited = False
+            while self._now_mb() > self.budget_mb:
+                if self._active == 0:
+                    alone_over = True
+                    break
+                if not waited:
+                    waited = True
+                    if self.held == 0:
+                        logger.warning(
+                            "the browser holds %.0f MB, over --render-memory %d MB: new "
+                            "pages wait until it drops",
+                            self._used,
+                            self.budget_mb,
+                        )
+                    self.held += 1
+                self._cond.wait(self._RECHECK)
+            self._active += 1
+        try:
+            yield alone_over
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._measured_at = float("-inf")  # a page ended: measure again
+                self._cond.notify_all()
+
+
+def _tree_memory_mb(root: int) -> float:
+    """The proportional set size of ``root``'s descendants (not ``root``), MB, from
+    /proc: smaps_rollup's Pss, else statm's resident pages."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return 0.0
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The name (field 2) may hold spaces and parentheses: the fields after it count
+        # from its last ")".
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    total_kb = 0
+    todo = list(children.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, ()))
+        total_kb += _process_kb(pid)
+    return total_kb / 1024
+
+
+def _process_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        return 0

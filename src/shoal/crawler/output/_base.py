@@ -81,6 +81,10 @@ class Exchange(Protocol):
     def request_body(self) -> bytes | None: ...
     @property
     def request_headers(self) -> Mapping[str, str]: ...
+    # Written instead of this one when not empty (a rendered page: its HTTP response,
+    # then every response the browser loaded for it).
+    @property
+    def archive(self) -> Sequence[Exchange]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,8 @@
 """WARC 1.1 output via warcio: a request and a response record per response received,
 whatever its status (3xx, 4xx and 5xx too) and robots.txt included, as ``wget --warc-file``
-keeps them.
+keeps them. A rendered page (``--render``) is its HTTP response, then a request and a
+response record for each response its browser loaded (``Exchange.archive``); a repeat of a
+URL and body this process already wrote is a revisit record naming that capture.
 
 Each record is its own gzip member, so the file offset after any record is a valid
 place to cut: a resume truncates the file to the last committed offset and appends.
@@ -14,6 +16,7 @@ import base64
 import hashlib
 import io
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from http.client import responses
@@ -26,7 +29,7 @@ from ..._errors import UsageError
 from ..._url import split_url
 from ..._version import __version__
 from .._request import secret_fields
-from ._base import Commit, OutputOptions, RefersTo
+from ._base import Commit, Exchange, OutputOptions, RefersTo
 from ._file import FileOutput, OutputFile
 
 __all__ = ["WarcOutput", "open_format"]
@@ -39,6 +42,9 @@ _SECRET = re.compile(r"pass|pwd|secret|token|api[-_]?key|auth|session|cookie", r
 _REDACTED = "[redacted]"
 # Header names that are secrets whatever their value.
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+# Subresource captures remembered (URL and payload digest) so that a repeat is a revisit
+# record: ~100 bytes each.
+_MAX_SEEN = 100_000
 
 
 class WarcOutput(FileOutput):
@@ -59,6 +65,7 @@ class WarcOutput(FileOutput):
             ("Accept-Encoding", "gzip, deflate, br"),
         ]
         self._writer = WARCWriter(self._file, gzip=True, warc_version="1.1")
+        self._seen: dict[tuple[str, bytes], float] = {}
         if self.at_start:
             info = self._writer.create_warcinfo_record(
                 path.rsplit("/", 1)[-1], {"software": f"shoal/{__version__}", "format": "WARC 1.1"}
@@ -68,56 +75,83 @@ class WarcOutput(FileOutput):
     def write(self, commits: Sequence[Commit]) -> None:
         for commit in commits:
             fetched = commit.exchange
-            if fetched is None or fetched.status is None or fetched.error is not None:
-                continue  # no response, or only part of one (too large, undecodable)
-            url = fetched.final_url
-            if 300 <= fetched.status < 400 and not fetched.redirects:
-                # A redirect not followed: final_url names its target; the response
-                # came from the URL asked for.
-                url = fetched.url
-            date = _warc_date(commit.fetched_at)
-            headers = _header_lines(fetched.headers)
-            headers.append(("Content-Length", str(len(fetched.body))))
-            status = f"{fetched.status} {responses.get(fetched.status, 'Unknown')}"
-            http_headers = StatusAndHeaders(status, headers, protocol="HTTP/1.1")
-            warc_headers = {"WARC-Date": date}
-            if fetched.truncated:  # a robots.txt cut at its size limit (WARC 1.1, 5.13)
-                warc_headers["WARC-Truncated"] = "length"
-            refers = commit.refers_to
-            if refers is not None:
-                response = self._revisit(url, fetched.body, refers, http_headers, warc_headers)
-            else:
-                response = self._writer.create_warc_record(
-                    url,
-                    "response",
-                    payload=io.BytesIO(fetched.body),
-                    http_headers=http_headers,
-                    warc_headers_dict=warc_headers,
-                )
-            parts = split_url(url)
-            fields = [("Host", parts.authority), *self._request_headers]
-            if self._user_headers is not None:
-                fields = _with_user_headers(fields, self._user_headers(url))
-            sent = fetched.request_body
-            if fetched.request_headers:
-                own = [(k, _redacted_header(k, v)) for k, v in fetched.request_headers.items()]
-                fields = _with_user_headers(fields, own)
-            if sent is not None:
-                finished = commit.finished
-                secret = secret_fields(None if finished is None else finished.request)
-                sent = redacted_body(sent, fetched.request_headers, secret)
-                fields.append(("Content-Length", str(len(sent))))
-            request_headers = StatusAndHeaders(
-                f"{fetched.method} {parts.target} HTTP/1.1", fields, is_http_request=True
-            )
-            request = self._writer.create_warc_record(
+            if fetched is None:
+                continue
+            if not fetched.archive:
+                self._write_exchange(commit, fetched, commit.refers_to)
+                continue
+            # A rendered page: its HTTP response, then what the browser loaded for it. A
+            # recrawl's verdict (unchanged) is about the DOM, not these bytes: each is
+            # written as itself, a repeat of what this file already holds as a revisit.
+            first, *loaded = fetched.archive
+            self._write_exchange(commit, first, None)
+            for exchange in loaded:
+                self._write_exchange(commit, exchange, self._repeat_of(commit, exchange))
+
+    def _repeat_of(self, commit: Commit, exchange: Exchange) -> RefersTo | None:
+        """The capture this file already holds of the same URL and body (a script every
+        page loads), or None (then it is remembered, up to ``_MAX_SEEN`` of them). Only
+        this process's: a resume cut the file back to a batch, so it starts afresh."""
+        if exchange.status is None or exchange.error is not None or exchange.truncated:
+            return None
+        key = (exchange.final_url, hashlib.sha1(exchange.body).digest())
+        seen = self._seen.get(key)
+        if seen is not None:
+            return RefersTo("identical-payload-digest", key[0], seen)
+        if len(self._seen) < _MAX_SEEN:
+            self._seen[key] = time.time() if commit.fetched_at is None else commit.fetched_at
+        return None
+
+    def _write_exchange(self, commit: Commit, fetched: Exchange, refers: RefersTo | None) -> None:
+        if fetched.status is None or fetched.error is not None:
+            return  # no response, or only part of one (too large, undecodable)
+        url = fetched.final_url
+        if 300 <= fetched.status < 400 and not fetched.redirects:
+            # A redirect not followed: final_url names its target; the response
+            # came from the URL asked for.
+            url = fetched.url
+        date = _warc_date(commit.fetched_at)
+        headers = _header_lines(fetched.headers)
+        headers.append(("Content-Length", str(len(fetched.body))))
+        status = f"{fetched.status} {responses.get(fetched.status, 'Unknown')}"
+        http_headers = StatusAndHeaders(status, headers, protocol="HTTP/1.1")
+        warc_headers = {"WARC-Date": date}
+        if fetched.truncated:  # cut at its size limit (WARC 1.1, 5.13)
+            warc_headers["WARC-Truncated"] = "length"
+        if refers is not None:
+            response = self._revisit(url, fetched.body, refers, http_headers, warc_headers)
+        else:
+            response = self._writer.create_warc_record(
                 url,
-                "request",
-                payload=io.BytesIO(sent or b""),
-                http_headers=request_headers,
-                warc_headers_dict={"WARC-Date": date},
+                "response",
+                payload=io.BytesIO(fetched.body),
+                http_headers=http_headers,
+                warc_headers_dict=warc_headers,
             )
-            self._writer.write_request_response_pair(request, response)
+        parts = split_url(url)
+        fields = [("Host", parts.authority), *self._request_headers]
+        if self._user_headers is not None:
+            fields = _with_user_headers(fields, self._user_headers(url))
+        sent = fetched.request_body
+        if fetched.request_headers:
+            own = [(k, _redacted_header(k, v)) for k, v in fetched.request_headers.items()]
+            fields = _with_user_headers(fields, own)
+        if sent is not None:
+            finished = commit.finished
+            secret = secret_fields(None if finished is None else finished.request)
+            sent = redacted_body(sent, fetched.request_headers, secret)
+            fields.append(("Content-Length", str(len(sent))))
+        request_headers = StatusAndHeaders(
+            f"{fetched.method} {parts.target} HTTP/1.1", fields, is_http_request=True
+        )
+        request = self._writer.create_warc_record(
+            url,
+            "request",
+            payload=io.BytesIO(sent or b""),
+            http_headers=request_headers,
+            warc_headers_dict={"WARC-Date": date},
+        )
+        self._writer.write_request_response_pair(request, response)
 
     def _revisit(
         self,
