@@ -202,10 +202,11 @@ HOSTILE = {
         )
     ),
     # The pages that take a render to its deadline, crawled on their own (a short one).
-    "/slow": page('<a href="/loop">l</a> <a href="/xhr-spam">x</a> <a href="/hog">h</a>'),
-    # A script that never arrives, crawled apart from the pages that spin the CPU: its DOM
-    # is read at the soft deadline, which a loaded machine must still leave time for.
-    "/dripping": page('<a href="/drip">d</a>'),
+    "/slow": page('<a href="/loop">l</a> <a href="/hog">h</a>'),
+    # A script that never arrives and requests that never stop, crawled apart from the
+    # pages that spin the CPU: their DOM is read at the soft deadline, which a loaded
+    # machine must still leave time for.
+    "/dripping": page('<a href="/drip">d</a> <a href="/xhr-spam">x</a>'),
     # Allocates without end: the tab's script heap is capped, so it crashes in seconds.
     "/hog": page(
         "<h1>hog</h1><script>const keep = [];"
