@@ -10,22 +10,29 @@ Decisions, each for a reason:
 
 - Login requests go through the crawl's fetcher, cookie jar, headers, proxies and
   ``deny_private``, and only to hosts in the crawl's scope (start URLs' hosts or
-  ``allow_domains``); a redirect out of scope stops the login. robots.txt is not asked:
-  the user named the login page (and ``Disallow: /login`` is common), and a login is a
-  few requests, not a crawl of the page. They are not pages of the crawl: no record, no
-  WARC record, nothing in the frontier or the state (a login POST's body holds the
-  password), and they are not counted.
+  ``allow_domains``); a redirect out of scope stops the login. A form is submitted only to
+  the origin (scheme, host, port) of the login page it came from, every hop of the POST
+  too, and never with GET when it fills a password (the URL would carry it into logs):
+  a hostile page's action gets no password. Messages show URLs without their query.
+  robots.txt is not asked: the user named the login page (and ``Disallow: /login`` is
+  common), and a login is a few requests, not a crawl of the page. They are not pages of
+  the crawl: no record, no WARC record, nothing in the frontier or the state (a login
+  POST's body holds the password), and they are not counted.
 - The session is the cookie jar, kept in the state and shared by ``redis`` workers. A
   declarative login whose jar holds cookies already (a resumed crawl, a worker joining a
-  shared crawl, ``--cookies FILE``) first fetches the login page: if it shows no login
-  form, the session is still good and no form is submitted.
-- Expiry: a page that redirects to a login page, or answers with a page holding a
-  password form that submits where the login did, is not recorded: the crawl logs in
-  again and fetches the page once more. One re-login at a time: the workers that meet
-  the expiry meanwhile wait for it (never under a lock the hook could need) and then
-  fetch again. A page that still answers with the login page after a fresh login, or
-  :data:`MAX_RELOGINS` re-logins in a row with no logged-in page between them, stop the
-  crawl with LoginFailed.
+  shared crawl, ``--cookies FILE``, a re-login) first fetches the login page: if it shows
+  no login form, the session is still good and no form is submitted.
+- A login URL is its whole canonical URL, query included (``/index.php?action=login``);
+  a redirect to it with more in the query (``/login?next=/a``) is a redirect to it.
+- Expiry: a page that redirects to a login page, or answers (2xx, 401, 403) with a page
+  holding a password form that submits where the login did, is not recorded: the crawl
+  logs in again and fetches the page once more. One re-login at a time: the workers that
+  meet the expiry meanwhile wait for it (never under a lock the hook could need; bounded:
+  a hook may hang) and then fetch again. A page that still answers with the login page is
+  that URL's answer (Jobs._logged_in): the session alive, a form beside the content is the
+  page and a redirect is ``login_required``; after fresh logins the page is retried, then
+  recorded ``login_required``. :data:`MAX_RELOGINS` URLs in a row meeting the login page
+  with no logged-in page between stop the crawl with LoginFailed.
 """
 
 from __future__ import annotations
