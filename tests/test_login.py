@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
 import signal
@@ -23,6 +24,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from shoal import Crawler, LoginFailed, UsageError
+from shoal import Request as ShoalRequest
 from shoal.crawler import LoginSession
 from sites import Reply, Request, Site, html
 
@@ -300,13 +302,18 @@ def test_concurrent_expiry_logs_in_once(tmp_path: Path) -> None:
 
 
 def test_a_session_that_never_holds_stops_the_crawl(tmp_path: Path) -> None:
-    """Logged in again, the page still answers with the login page: LoginFailed, not a
-    loop of logins."""
-    with LoginSite(pages=3, expire_after=0) as site:
-        crawler = Crawler(site.url("/"), output=str(tmp_path / "o.jsonl"), **login_options(site))
-        with pytest.raises(LoginFailed, match="still answers with the login page"):
+    """Logged in again, pages still answer with the login page: each is tried again
+    later, then the crawl stops with LoginFailed once MAX_RELOGINS URLs in a row met it,
+    not a loop of logins."""
+    with LoginSite(pages=6, expire_after=0) as site:
+        starts = [site.url(f"/p{i}") for i in range(6)]
+        crawler = Crawler(
+            starts, output=str(tmp_path / "o.jsonl"), concurrency=1, retries=0,
+            **login_options(site),
+        )  # fmt: skip
+        with pytest.raises(LoginFailed, match=r"expired at 4 URLs in a row"):
             crawler.run()
-        assert site.logins == 2
+        assert site.logins <= 1 + 4 * 2  # each URL: two re-logins at most
         assert site.served == []
 
 
@@ -637,3 +644,265 @@ def test_a_hostile_raw_login_page(tmp_path: Path, response: bytes) -> None:
         assert server.connections >= 1
     out = tmp_path / "o.jsonl"
     assert not out.exists() or records(out) == []
+
+
+# -- review of the login (issue 20): where the password goes, what the login URL is ------
+
+
+def test_a_login_form_sent_to_another_origin_is_refused(tmp_path: Path) -> None:
+    """The form's action names another port of the same host (another origin, as http
+    is to https): the password is not sent there, by the declarative login nor by a
+    hook's submit; the message names the action, not the password."""
+    with Site() as other:
+        other.fallback = Reply(200, html("x", extra="Welcome"))
+        site = Site({"/robots.txt": Reply(404, ""), "/login": _login_form(other.url("/steal"))})
+        site.fallback = Reply(200, html("page"))
+
+        def hook(session: LoginSession) -> bool:
+            page = session.get(site.url("/login"))
+            session.submit(ShoalRequest.from_form(page, {"password": PASSWORD}))
+            return True
+
+        with site:
+            for login in (site.url("/login"), hook):
+                form = {"password": PASSWORD} if isinstance(login, str) else None
+                crawler = Crawler(
+                    site.url("/"), login=login, form=form,
+                    output=str(tmp_path / "o.jsonl"), progress=False, fresh=True,
+                )  # fmt: skip
+                with pytest.raises(LoginFailed, match="origin") as caught:
+                    crawler.run()
+                assert other.url("/steal") in str(caught.value)
+                assert PASSWORD not in str(caught.value)
+            assert site.count("/") == 0
+        assert other.paths() == {} and other.posts == []
+
+
+def test_a_get_login_form_is_refused_and_messages_hold_no_query(tmp_path: Path) -> None:
+    """A login form with method=get would put the password in a URL (logs, history, the
+    server's access log): refused before it is sent. A hook's URL with a secret in its
+    query is not shown in the message either."""
+    site = Site(
+        {
+            "/robots.txt": Reply(404, ""),
+            "/login": "<form method=get action=/session><input name=user>"
+            "<input type=password name=password></form>",
+        }
+    )
+
+    def fallback(req: Request) -> Reply:
+        if req.path.startswith("/off"):
+            return Reply(302, "", headers={"Location": "http://localhost:9/x?key=K3Y"})
+        return Reply(200, html("no", extra="bad"))
+
+    site.fallback = fallback
+
+    def hook(session: LoginSession) -> bool:
+        session.get(site.url("/off?token=T0KEN"))
+        return True
+
+    with site:
+        crawler = Crawler(
+            site.url("/"), login=site.url("/login"), form={"user": USER, "password": PASSWORD},
+            login_check="Welcome", output=str(tmp_path / "o.jsonl"), progress=False,
+        )  # fmt: skip
+        with pytest.raises(LoginFailed, match="submits with GET") as caught:
+            crawler.run()
+        assert PASSWORD not in str(caught.value)
+        assert not any(p.startswith("/session") for p in site.paths())
+        crawler = Crawler(
+            site.url("/"), login=hook, output=str(tmp_path / "o.jsonl"), progress=False,
+            fresh=True,
+        )  # fmt: skip
+        with pytest.raises(LoginFailed, match="not followed") as caught:
+            crawler.run()
+        assert "T0KEN" not in str(caught.value) and "K3Y" not in str(caught.value)
+        assert site.count("/") == 0
+
+
+class QuerySite:
+    """A PHP-style site: every page is ``/index.php?p=N``, the login page
+    ``/index.php?action=login``; a session ends after ``expire_after`` pages, and then a
+    page redirects to the login page."""
+
+    def __init__(self, pages: int, expire_after: int) -> None:
+        self.pages = pages
+        self.expire_after = expire_after
+        self.lock = threading.Lock()
+        self.sessions: dict[str, int] = {}
+        self.counter = itertools.count(1)
+        self.served: list[str] = []
+        self.site = Site({"/robots.txt": Reply(404, "")})
+        self.site.fallback = self.reply
+
+    def reply(self, req: Request) -> Reply:
+        query = {k: v[0] for k, v in parse_qs(req.path.partition("?")[2]).items()}
+        sid = (req.headers.get("Cookie") or "").partition("sid=")[2].split(";")[0]
+        if query.get("action") == "login":
+            return Reply(
+                body="<form method=post action='/index.php?action=dologin'><input name=user>"
+                "<input type=password name=pw></form>"
+            )
+        if query.get("action") == "dologin":
+            with self.lock:
+                sid = f"s{next(self.counter)}"
+                self.sessions[sid] = 0
+            links = (f"/index.php?p={i}" for i in range(self.pages))
+            return Reply(
+                body=html("welcome", *links, extra="Welcome"),
+                headers={"Set-Cookie": f"sid={sid}; Path=/"},
+            )
+        with self.lock:
+            if self.sessions.get(sid, self.expire_after) >= self.expire_after:
+                self.sessions.pop(sid, None)
+                return Reply(302, "", headers={"Location": "/index.php?action=login"})
+            self.sessions[sid] += 1
+            self.served.append(query.get("p", ""))
+        links = (f"/index.php?p={i}" for i in range(self.pages))
+        return Reply(body=html("page", *links, extra="secret"))
+
+
+def test_a_login_url_with_a_query_is_not_every_page(tmp_path: Path) -> None:
+    """``/index.php?action=login`` is the login page, ``/index.php?p=3`` is not: the
+    expiry is noticed, the crawl logs in again, and every page is recorded as the
+    logged-in user's (not the login form recorded in its place)."""
+    out = tmp_path / "o.jsonl"
+    q = QuerySite(pages=6, expire_after=2)
+    with q.site:
+        Crawler(
+            q.site.url("/index.php?p=0"), login=q.site.url("/index.php?action=login"),
+            form={"user": "a", "pw": "b"}, login_check="Welcome", progress=False,
+            concurrency=1, output=str(out),
+        ).run()  # fmt: skip
+    got = records(out)
+    assert sorted(r["url"].rsplit("=", 1)[1] for r in got) == [str(i) for i in range(6)]
+    assert all("action=login" not in r.get("final_url", r["url"]) for r in got), got
+    assert sorted(set(q.served)) == [str(i) for i in range(6)]
+    assert {r["status"] for r in got} == {200}
+
+
+class TrickySite(LoginSite):
+    """``/admin`` redirects to the login page even the logged-in user (not theirs to
+    see); ``/about`` shows a login form in its sidebar to everyone; ``/logout`` ends the
+    session; ``/`` links them all."""
+
+    def reply(self, req: Request) -> Reply:
+        path = req.path.split("?", 1)[0]
+        if path == "/admin":
+            return Reply(302, "", headers={"Location": "/login?next=/admin"})
+        if path == "/about":
+            return Reply(
+                body="<html><body><p>About us</p><aside><form method=post action=/session>"
+                "<input name=user><input type=password name=password></form></aside>"
+                "<a href=/p0>p0</a></body></html>"
+            )
+        if path == "/logout":
+            with self.lock:
+                self.sessions.pop(self.cookies(req).get("sid", ""), None)
+            return Reply(body=html("bye"))
+        reply = super().reply(req)
+        if path == "/" and reply.status == 200:
+            return Reply(body=html("home", "/admin", "/about", "/logout", "/p0", "/p1", "/p2"))
+        return reply
+
+
+def test_a_forbidden_page_a_sidebar_form_and_a_logout_do_not_stop_the_crawl(
+    tmp_path: Path,
+) -> None:
+    """One page answering with the login page while the session is alive is that page's
+    answer (``login_required``), a login form beside a page's content is no expiry, and
+    a logout is followed by a login: the crawl goes on and gets every page."""
+    out = tmp_path / "o.jsonl"
+    with TrickySite(pages=3) as site:
+        result = Crawler(site.url("/"), output=str(out), concurrency=1, **login_options(site)).run()
+    by = {r["url"].rsplit("/", 1)[1]: r for r in records(out)}
+    assert by["admin"]["error"] == "login_required", by["admin"]
+    assert "login page" in by["admin"]["error_detail"]
+    assert by["about"]["status"] == 200 and not by["about"].get("error"), by["about"]
+    assert by["logout"]["status"] == 200
+    for name in ("", "p0", "p1", "p2"):
+        assert by[name]["status"] == 200 and not by[name].get("error"), by[name]
+    assert {p for p, _ in site.served} == protected(site)
+    assert result.failed == 1
+
+
+def test_a_401_with_the_login_form_is_an_expiry(tmp_path: Path) -> None:
+    """The expired session answered in place with 401 and the login form: logged in
+    again, the page fetched again, recorded as the logged-in user's."""
+
+    class Site401(LoginSite):
+        def reply(self, req: Request) -> Reply:
+            reply = super().reply(req)
+            if reply.status == 302 and "/login?next=" in reply.headers.get("Location", ""):
+                return Reply(401, self.form("tokX"))
+            return reply
+
+    out = tmp_path / "o.jsonl"
+    with Site401(pages=6, expire_after=2) as site:
+        Crawler(site.url("/"), output=str(out), concurrency=1, **login_options(site)).run()
+    assert {r["status"] for r in records(out)} == {200}
+    assert sorted(p for p, _ in site.served) == sorted(protected(site))
+    assert site.logins >= 3
+
+
+def test_short_sessions_shared_by_many_workers(tmp_path: Path) -> None:
+    """Four workers, a session good for two pages: a refetch that meets a fresh session
+    the others used up goes back through a login (later, bounded), not a stop."""
+    out = tmp_path / "o.jsonl"
+    with LoginSite(pages=24, expire_after=2) as site:
+        Crawler(
+            site.url("/"), output=str(out), concurrency=4, per_host=4, retries=4,
+            **login_options(site),
+        ).run()  # fmt: skip
+    got = records(out)
+    assert len(got) == 25
+    assert all(r["status"] == 200 or r.get("error") == "login_required" for r in got)
+
+
+def test_a_hanging_relogin_hook_does_not_hold_the_workers_for_ever(tmp_path: Path) -> None:
+    """The re-login hook hangs: the worker waiting for it gives up after the crawl's
+    timeout times (MAX_LOGIN_REQUESTS + 1) and the crawl stops with LoginFailed."""
+    release = threading.Event()
+    calls = itertools.count(1)
+
+    def hook(session: LoginSession) -> bool:
+        if next(calls) > 1:
+            release.wait(30)  # bounded: the test releases it once the crawl failed
+        page = session.get(site.url("/login"))
+        session.submit(ShoalRequest.from_form(page, {"user": USER, "password": PASSWORD}))
+        return True
+
+    class Released(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "re-login has run for more than" in record.getMessage():
+                release.set()
+
+    handler = Released()
+    shoal_logger = logging.getLogger("shoal")
+    level = shoal_logger.level
+    shoal_logger.setLevel(logging.DEBUG)  # the crawl's stop is logged at debug
+    shoal_logger.addHandler(handler)
+    try:
+        with LoginSite(pages=6, expire_after=0) as site:
+            crawler = Crawler(
+                [site.url(f"/p{i}") for i in range(4)], login=hook, progress=False,
+                concurrency=2, per_host=2, timeout=0.1, output=str(tmp_path / "o.jsonl"),
+            )  # fmt: skip
+            with pytest.raises(LoginFailed, match=r"re-login has run for more than 2\.1 s"):
+                crawler.run()
+    finally:
+        shoal_logger.removeHandler(handler)
+        shoal_logger.setLevel(level)
+        release.set()
+
+
+def test_cli_two_form_fields_reading_one_variable_are_refused(tmp_path: Path) -> None:
+    with LoginSite() as site:
+        done = run_cli(
+            "crawl", site.url("/"), "-o", str(tmp_path / "o.jsonl"), "--login",
+            site.url("/login"), "--form", "user-name", "--form", "user_name", "--no-progress",
+            env={"SHOAL_FORM_USER_NAME": "bob"},
+        )  # fmt: skip
+        assert site.site.paths() == {}
+    assert done.returncode == 2, done.stderr
+    assert "SHOAL_FORM_USER_NAME" in done.stderr and "bob" not in done.stderr

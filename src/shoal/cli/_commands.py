@@ -356,6 +356,17 @@ def _with_form_values(form: dict[str, str | None]) -> dict[str, str]:
     """``--form NAME`` values: read from the environment (form_env), or asked for (hidden)
     on a terminal; never required on the command line, where other users can read it."""
     out: dict[str, str] = {}
+    # user-name, user_name and user.name read one variable: two such fields would get one
+    # value, the wrong one for one of them.
+    read: dict[str, str] = {}
+    for name, given in form.items():
+        if given is None:
+            other = read.setdefault(form_env(name), name)
+            if other != name:
+                raise UsageError(
+                    f"--form {other} and --form {name} would both read {form_env(name)}: "
+                    f"give one of them its value (--form {name}=VALUE)"
+                )
     for name, given in form.items():
         value = given if given is not None else os.environ.get(form_env(name))
         if value is None:

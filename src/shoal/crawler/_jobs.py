@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .._errors import LoginFailed, NoProxyLeft, UsageError
+from .._errors import NoProxyLeft, UsageError
 from .._url import split_url
 from ..http import ErrorKind, ProxyRules, TransportError
 from ..runtime._retry import RetryPolicy
@@ -28,7 +28,7 @@ from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_si
 from ._gate import HopGate, robots_gate
 from ._headers import no_headers
 from ._kinds import CrawlErrorKind, http_error
-from ._login import Login, LoginHook
+from ._login import MAX_LOGIN_REQUESTS, Login, LoginHook, redact
 from ._options import CrawlOptions
 from ._page import Page, product_token
 from ._records import Followed, Records
@@ -73,6 +73,7 @@ class _Classified:
     retry_in: float | None  # not None: try again after this long (nothing is written)
     hold_for: float | None  # ask the host nothing for this long (Retry-After)
     too_long: bool  # Retry-After beyond what a crawl waits: recorded, host held
+    login_required: str | None = None  # the login page even logged in: its detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,8 @@ class Jobs:
             self.scope,
             self._login_page,
             before_renew=None if sync is None else sync.refresh,
+            # A login's requests each take up to the crawl's timeout: more is a hang.
+            wait_for=self.options.timeout * (MAX_LOGIN_REQUESTS + 1),
         )
         login.start()
         self.login = login
@@ -532,11 +535,13 @@ class Jobs:
         login = self.login
         seen = 0 if login is None else login.generation
         fetched = self._fetch_page(job, rules, prior)
+        verdict = None
         if login is not None:
-            fetched = self._logged_in(
+            fetched, verdict = self._logged_in(
                 job, fetched, seen, lambda: self._fetch_page(job, rules, prior)
             )
-        verdict = self._classify(job, fetched)
+        if verdict is None:
+            verdict = self._classify(job, fetched)
         if verdict.retry_in is not None:
             with self._lock:
                 self.result.retries += 1
@@ -630,23 +635,45 @@ class Jobs:
 
     def _logged_in(
         self, job: Lease, fetched: Fetched, seen: int, again: Callable[[], Fetched]
-    ) -> Fetched:
+    ) -> tuple[Fetched, _Classified | None]:
         """The page as the logged-in user gets it: if it answered with the login page
         (the session expired), log in again (or wait for the re-login running) and fetch
-        it once more; LoginFailed if it still does."""
+        it once more. A page that still does is this URL's answer, not the crawl's end:
+        tried again later (workers share a session: others may have used up the fresh
+        one), then recorded ``login_required`` (a page the user may not see); or as
+        answered if the session was alive (a login form in a sidebar). LoginFailed only
+        when a login fails, or when pages of MAX_RELOGINS URLs in a row meet it."""
         login = self.login
         assert login is not None
         if not login.expired(job.url, fetched, self._login_page):
             login.logged_in_page()
-            return fetched
-        login.renew(seen, job.url)
-        fetched = again()
-        if login.expired(job.url, fetched, self._login_page):
-            raise LoginFailed(
-                f"logged in again, but {job.url} still answers with the login page: stopped"
-            )
-        login.logged_in_page()
-        return fetched
+            return fetched, None
+        for _ in range(2):  # a session used up by other workers meanwhile: once more
+            fresh = login.renew(seen, job.url)
+            seen = login.generation
+            fetched = again()
+            if not login.expired(job.url, fetched, self._login_page):
+                login.logged_in_page()
+                return fetched, None
+            if not fresh:
+                # The login page showed no form: the session is alive, and this URL's
+                # answer is its own (an expired one would have needed a form posted).
+                login.logged_in_page()
+                if not login.redirected(fetched):
+                    return fetched, None  # a login form beside the page's content
+                break
+        else:
+            if job.attempt <= self.options.retries and not self._stopping():
+                return fetched, _Classified(
+                    backoff(self.options.retry_backoff, job.attempt), None, False
+                )
+        logger.warning("%s answers with the login page even logged in: recorded", job.url)
+        detail = redact(
+            f"answered with the login page right after a login (HTTP {fetched.status}"
+            + (f", at {fetched.final_url}" if fetched.final_url != job.url else "")
+            + ")"
+        )
+        return fetched, _Classified(None, None, False, detail)
 
     def _visited(self, job: Lease, prior: Prior | None) -> None:
         """Record only when ``job``'s URL was last visited (--revisit-after counts from it),
@@ -704,6 +731,9 @@ class Jobs:
         if verdict.too_long:
             error = CrawlErrorKind.RETRY_AFTER
             fetched = replace(fetched, detail=_retry_after_detail(fetched))
+        elif verdict.login_required is not None:
+            error = CrawlErrorKind.LOGIN_REQUIRED
+            fetched = replace(fetched, detail=verdict.login_required)
         elif error is None and status is not None:
             if not 200 <= status < 400:
                 error = http_error(status)

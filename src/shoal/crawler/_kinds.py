@@ -14,6 +14,7 @@ __all__ = ["CrawlErrorKind", "http_error"]
 class CrawlErrorKind(StrEnum):
     RETRY_AFTER = "retry_after"  # the host asked for a pause longer than a crawl waits
     CALLBACK = "callback"  # on_page raised
+    LOGIN_REQUIRED = "login_required"  # the login page still, right after a login
     PROCESSING = "processing"  # building the page or its records raised
     INTERNAL = "internal"  # a bug or an input nothing anticipated
 
