@@ -349,7 +349,7 @@ def test_a_render_hook_acts_on_the_page_and_its_failures_are_recorded(tmp_path: 
         site.fallback = feed
         Crawler([site.url("/more"), site.url("/feed")], state=None, progress=False,
                 output=str(tmp_path / "bad.jsonl"), render="always", max_depth=0,
-                render_timeout=4, render_hook=broken_or_hung).run()  # fmt: skip
+                render_timeout=10, render_hook=broken_or_hung).run()  # fmt: skip
     got = by_path(tmp_path / "bad.jsonl")
     for path, detail in (("/more", "hook bug"), ("/feed", "deadline")):
         record = got[path]

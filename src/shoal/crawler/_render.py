@@ -157,6 +157,10 @@ shutil.rmtree(profile, ignore_errors=True)
 
 # window.open records the URL (a link of the page) and opens nothing.
 _POPUP_SCRIPT = """(() => {
+  // No WebRTC: its UDP goes around the route handler and the proxy (any address).
+  for (const name of ['RTCPeerConnection', 'webkitRTCPeerConnection', 'RTCDataChannel']) {
+    try { Object.defineProperty(window, name, {value: undefined}); } catch (e) {}
+  }
   const opened = [];
   Object.defineProperty(window, '__shoalPopups', {value: opened});
   window.open = function (url) {
@@ -372,6 +376,9 @@ class _Browser:
             "--proxy-server=http://127.0.0.1:9",
             "--proxy-bypass-list=<-loopback>",
             f"--js-flags=--max-old-space-size={_JS_HEAP_MB}",
+            # WebRTC speaks UDP outside any proxy: a page could reach any address with it.
+            "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+            "--webrtc-ip-handling-policy=disable_non_proxied_udp",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.append("--no-sandbox")  # Chromium refuses to sandbox as root
@@ -534,6 +541,10 @@ class _Browser:
             browser = self._browser
             if browser is None or not browser.is_connected():
                 return _failed(job, ErrorKind.RENDER_CRASH, f"the browser failed: {exc}", state)
+            if type(exc).__name__ == "TimeoutError":
+                # Playwright's own, from a wait given what was left of the page's time (a
+                # slow machine can leave a step a millisecond): the page ran out of time.
+                return _failed(job, ErrorKind.RENDER_TIMEOUT, _timeout_detail(job), state)
             raise
         finally:
             await self._discard(holder)
@@ -694,10 +705,11 @@ class _Browser:
             await route.abort("blockedbyclient")
             return
         if request.method != "GET":
-            # The transport makes GETs only: Playwright's request API sends the rest.
-            async with self._host_slots.held(url, state.deadline, self._pool):
-                response = await route.fetch(timeout=_ms_until(state))
-            await route.fulfill(response=response)
+            # A crawler reads pages; it does not act on them. A script's POST, PUT or
+            # beacon is refused: sent by Playwright's own network code it would follow
+            # redirects past the gate, --deny-private, the proxy and the per-host slots.
+            logger.debug("not sent beside %s: a %s to %s", state.current, request.method, url)
+            await route.abort("blockedbyclient")
             return
         await self._serve_get(route, request, state)
 
@@ -1066,11 +1078,6 @@ def _timeout_detail(job: _Job) -> str:
 
 def _served(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _DROP_RESPONSE}
-
-
-def _ms_until(state: _PageState) -> float:
-    """Milliseconds a request beside the page may take: until the page's deadline."""
-    return max(state.deadline - time.monotonic(), 0.001) * 1000
 
 
 class _DaemonPool(concurrent.futures.Executor):
