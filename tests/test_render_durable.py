@@ -195,8 +195,12 @@ def test_redis_workers_render_each_with_its_own_browser(
                 env = env_for(short, tmp_path / f"home-{n}")
                 procs.append(
                     subprocess.Popen(
-                        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, text=True,
+                        cmd,
+                        cwd=tmp_path,
+                        env=env,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
                     )  # fmt: skip
                 )
             outs = [p.communicate(timeout=300) for p in procs]
@@ -271,10 +275,11 @@ def test_a_300000_element_dom_is_recorded_once_and_bounded(
     # An honest outcome: rendered (cut at --max-bytes), or its deadline.
     if big["error"] is None:
         assert big["rendered"] is True and big["h"] == "big", big
-        assert big["truncated"] is True and big["bytes"] == max_bytes, big
+        assert big["bytes"] == max_bytes, big
+        assert str(big["truncated"]).startswith("the body was cut at --max-bytes"), big
         assert by["/after"]["h"] == "after"  # the crawl went on from the rendered DOM
     else:
         assert big["error"] == "render_timeout", big
     peak_mb = usage.ru_maxrss / 1024
-    assert peak_mb < 400, peak_mb
+    assert peak_mb < 400, peak_mb  # ~230 MB for a 10-element page here, ~240 MB for this one
     assert no_browser_left(str(short)) == []
