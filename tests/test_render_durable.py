@@ -28,7 +28,6 @@ from test_render import (
     _browser_or_skip,  # noqa: F401  (the autouse fixture: skip without a browser)
     no_browser_left,
     records,
-    shoal,
 )
 
 LISTS, PER_LIST = 3, 3
@@ -201,7 +200,7 @@ def test_redis_workers_render_each_with_its_own_browser(
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,
                         text=True,
-                    )  # fmt: skip
+                    )
                 )
             outs = [p.communicate(timeout=300) for p in procs]
         finally:
