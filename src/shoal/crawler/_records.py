@@ -150,6 +150,11 @@ class Records:
             record[name] = extract(page) if page is not None and page.is_html else None
         if page is not None:
             record["truncated"] = page.truncated  # after the extractors: set if they saw a cut
+        if fetched.truncated:
+            # A body kept cut rather than failed too_large (a rendered DOM past --max-bytes):
+            # links and fields come from its first part only, which the record must say.
+            cut = f"the body was cut at --max-bytes ({len(fetched.body)} bytes)"
+            record["truncated"] = "; ".join(filter(None, (cut, record["truncated"])))
         return record
 
     def error_record(self, job: Lease, kind: str, detail: str) -> dict[str, Any]:
