@@ -25,8 +25,9 @@ Measured per run:
   0.2 s), summed per sample; RSS counts shared pages once per process, PSS shares them out;
 - found: distinct site pages in the tool's output, against the site's truth;
 - right: item pages whose extracted h1 is the right ``Item N``;
-- rendered: pages the server saw an API call for (a page whose script ran), for shoal auto's
-  choice on the mixed site.
+- rendered: pages the tool rendered (shoal: records with ``"rendered": true``; a peer renders
+  every page); API-filled: pages the server saw an API call for (an app shell whose script
+  ran); requests: every request the server saw (pages, scripts, API; shoal's robots.txt).
 
     .venv/bin/python bench/render.py --pages 500 --concurrency 4 --markdown /tmp/render.md
 
@@ -69,11 +70,11 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # (site, tool) in the order they run.
 RUNS = [
     ("app", "shoal-always"),
-    ("app", "shoal-auto"),
     ("app", "crawlee"),
     ("app", "scrapy-playwright"),
-    ("mixed", "shoal-always"),
     ("mixed", "shoal-auto"),
+    ("mixed", "shoal-always"),
+    ("app", "shoal-auto"),
 ]
 
 
@@ -163,7 +164,9 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def reap(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, resource.struct_rusage, bool]:
+def reap(
+    proc: subprocess.Popen[bytes], timeout_s: float
+) -> tuple[int, resource.struct_rusage, bool]:
     fired = threading.Event()
 
     def on_timeout() -> None:
@@ -227,6 +230,7 @@ class Run:
     right: int
     items: int
     rendered: int
+    api_pages: int
     requests: int
 
     @property
@@ -271,30 +275,34 @@ def run_one(site: str, tool: str, args: argparse.Namespace) -> Run:
         finally:
             server.close()
     names: dict[str, object] = {}
+    shoal_rendered = 0
     if out.exists():
         for line in out.read_text().splitlines():
             with contextlib.suppress(ValueError):
                 record = json.loads(line)
                 path = urlsplit(str(record.get("url", ""))).path or "/"
+                shoal_rendered += record.get("rendered") is True
                 if record.get("error") in (None, "") and record.get("status", 200) == 200:
                     names[path] = record.get("name")
     found = set(names) & expected
     items = {p for p in expected if p.startswith("/item/")}
     right = sum(1 for p in items if names.get(p) == f"Item {p.split('/')[2]}")
-    rendered = sum(1 for p in counts if p.startswith("/api/"))
+    # shoal says which pages it rendered; a peer renders every page.
+    rendered = shoal_rendered if tool.startswith("shoal") else len(names)
+    api_pages = sum(1 for p in counts if p.startswith("/api/"))
     run = Run(
         site=site, tool=tool, ok=code == 0 and not timed_out, wall_s=wall,
         cpu_s=usage.ru_utime + usage.ru_stime, peak_rss_mb=sampler.peak_rss / 2**20,
         peak_pss_mb=sampler.peak_pss / 2**20, procs=sampler.peak_procs, found=len(found),
         truth=len(expected), right=right, items=len(items), rendered=rendered,
-        requests=sum(n for p, n in counts.items() if p != "/__stats"),
+        api_pages=api_pages, requests=sum(n for p, n in counts.items() if p != "/__stats"),
     )  # fmt: skip
     status = "TIMEOUT" if timed_out else f"exit {code}"
     print(
         f"{site:<5} {tool:<17} {status}: {run.found}/{run.truth} pages in {wall:.1f} s "
         f"({run.pages_per_s:.2f}/s), cpu {run.cpu_s:.1f} s, peak rss {run.peak_rss_mb:.0f} MB "
         f"pss {run.peak_pss_mb:.0f} MB ({run.procs} procs), right {right}/{len(items)}, "
-        f"rendered {rendered}, requests {run.requests}",
+        f"rendered {rendered}, api {api_pages}, requests {run.requests}",
         file=sys.stderr,
     )
     return run
@@ -310,15 +318,15 @@ def markdown(args: argparse.Namespace, runs: list[Run], versions: str) -> str:
         f"{args.load_before}, after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}.",
         "",
         "| site | tool | ok | pages/s | wall s | CPU s/page | peak RSS MB | peak PSS MB "
-        "| procs | found | right items | rendered | requests |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| procs | found | right items | rendered | API-filled | requests |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
             f"| {r.site} | {r.tool} | {'yes' if r.ok else 'NO'} | {r.pages_per_s:.2f} "
             f"| {r.wall_s:.1f} | {r.cpu_s / max(r.found, 1):.3f} | {r.peak_rss_mb:.0f} "
             f"| {r.peak_pss_mb:.0f} | {r.procs} | {r.found}/{r.truth} | {r.right}/{r.items} "
-            f"| {r.rendered} | {r.requests} |"
+            f"| {r.rendered} | {r.api_pages} | {r.requests} |"
         )
     by = {(r.site, r.tool): r for r in runs}
     lines.append("")
@@ -368,13 +376,17 @@ def main() -> None:
             versions.append(f"{package} {version(python, package)}")
             versions.append(f"its playwright {version(python, 'playwright')}")
     versions.append(f"shoal's playwright {version(SHOAL.parent / 'python', 'playwright')}")
-    chromium = subprocess.run([args.browser, "--version"], capture_output=True, text=True)
+    chromium = subprocess.run(
+        [args.browser, "--version"], check=False, capture_output=True, text=True
+    )
     versions.append(chromium.stdout.strip())
-    runs = [run_one(site, tool, args) for site, tool in runs_wanted]
-    text = markdown(args, runs, ", ".join(versions))
+    runs = []
+    for site, tool in runs_wanted:
+        runs.append(run_one(site, tool, args))
+        text = markdown(args, runs, ", ".join(versions))
+        if args.markdown:  # after every run: a cut-short run still leaves its table
+            args.markdown.write_text(text)
     print(text)
-    if args.markdown:
-        args.markdown.write_text(text)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ async def crawl(url: str, output: str, concurrency: int, browser: str, timeout: 
     crawler = PlaywrightCrawler(
         headless=True,
         browser_type="chromium",
-        browser_launch_options={"executable_path": browser},
+        # Running as root (as here) Chromium needs --no-sandbox: chromium_sandbox=False.
+        browser_launch_options={"executable_path": browser, "chromium_sandbox": False},
         concurrency_settings=ConcurrencySettings(
             min_concurrency=concurrency,
             desired_concurrency=concurrency,
@@ -42,7 +43,7 @@ async def crawl(url: str, output: str, concurrency: int, browser: str, timeout: 
         try:
             await page.wait_for_selector("h1", timeout=timeout * 1000)
             name = await page.text_content("h1")
-        except Exception:  # noqa: BLE001 - a page without h1 is recorded without a name
+        except Exception:
             pass
         out.write(json.dumps({"url": context.request.url, "name": name}) + "\n")
         await context.enqueue_links()

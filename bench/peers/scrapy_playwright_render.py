@@ -14,7 +14,7 @@ Runs under bench/.venv-scrapypw (scrapy-playwright; PLAYWRIGHT_SKIP_BROWSER_DOWN
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,7 +36,7 @@ class RenderSpider(scrapy.Spider):
         self.start_url = start_url
         self.allowed_domains = [urlsplit(start_url).hostname or ""]
 
-    def start_requests(self) -> Iterator[scrapy.Request]:
+    async def start(self) -> AsyncIterator[scrapy.Request]:
         yield scrapy.Request(self.start_url, meta=meta())
 
     def parse(self, response: Response, **kwargs: Any) -> Iterator[Any]:
@@ -69,7 +69,7 @@ def main() -> None:
             "DOWNLOAD_DELAY": 0,
             "AUTOTHROTTLE_ENABLED": False,
             "ROBOTSTXT_OBEY": True,
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": "INFO",
             "FEEDS": {args.output: {"format": "jsonlines", "overwrite": True}},
         }
     )
