@@ -84,6 +84,9 @@ def test_second_ctrl_c_abandons_at_once(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGINT)  # the second (and later) press
     _out, err = proc.communicate(timeout=20)
-    # grace is 30 s, so exiting here proves the in-flight tasks were abandoned.
-    assert proc.returncode == 130
+    # grace is 30 s, so exiting here proves the in-flight tasks were abandoned. A press the
+    # loop above sent after the second one may land while the script is exiting, past its
+    # `except KeyboardInterrupt`: it then dies of that SIGINT (-2) instead of exit 130, after
+    # the pool said what it abandoned (a loaded machine widens that window).
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert "abandoned" in err
