@@ -50,7 +50,7 @@ from ._hosts import HostSettings
 from ._jobs import Jobs, Revisit
 from ._kinds import CrawlErrorKind
 from ._login import FormLogin, Login, LoginHook
-from ._options import CrawlOptions
+from ._options import NEEDS_RENDER, CrawlOptions
 from ._records import Records
 from ._routes import PageCallback
 from ._scripted import RenderHook
@@ -458,10 +458,8 @@ class Crawler:
             if fetcher is None:
                 script = opts.render_script_source()
                 fetcher = functools.partial(_browser_fetcher, script=script, hook=render_hook)
-        elif render_hook is not None or opts.render_script is not None or opts.render_scroll:
-            raise UsageError.naming(
-                "{render_script}, {render_scroll} and render_hook need {render} auto or always"
-            )
+        elif render_hook is not None:  # the render options were checked with the others
+            raise UsageError.naming(NEEDS_RENDER)
         self._fetcher_given = fetcher
         self.start_urls = [parse_start_url(u) for u in start_urls]
         for url in start_urls:
@@ -488,18 +486,14 @@ class Crawler:
             check_save_path(opts.save_cookies)
         self._jar: CookieJar | None = None  # the run's cookie jar
         self._login: Login | None = None  # the run's login, if one is asked for
-        self._login_url: str | None = None
-        if isinstance(opts.login, str):
-            self._login_url = parse_start_url(opts.login)
-            refuse_credentials(opts.login)
-            if not self.scope.allows_host(split_url(self._login_url).host):
-                raise UsageError.naming(
-                    f"the {{login}} URL {literal(self._login_url)} is outside the crawl's "
-                    "scope: its host is not a start URL's host nor in {allow_domains}"
-                )
-        if opts.login is not None and opts.cookies is False:
+        # The login URL's own checks are the options'; its scope comes from the start URLs.
+        self._login_url = opts.login_url()
+        if self._login_url is not None and not self.scope.allows_host(
+            split_url(self._login_url).host
+        ):
             raise UsageError.naming(
-                "{login} keeps its session in the cookie jar: not with {cookies=False}"
+                f"the {{login}} URL {literal(self._login_url)} is outside the crawl's "
+                "scope: its host is not a start URL's host nor in {allow_domains}"
             )
         self._cookie_sync: CookieSync | None = None  # and the state keeping it
         self._records = Records(

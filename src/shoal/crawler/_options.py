@@ -21,10 +21,12 @@ from ._headers import (
     parse_headers,
 )
 from ._hosts import HostSettings, host_settings, paces, settings_for
+from ._urls import parse_start_url, refuse_credentials
 
 __all__ = [
     "BOUNDED_FIELDS",
     "DEFAULT_USER_AGENT",
+    "NEEDS_RENDER",
     "CrawlOptions",
     "OptionError",
     "check_bounds",
@@ -41,6 +43,9 @@ MAX_RENDER_SCROLL = 1000
 _BLOCKABLE = {"images": "image", "fonts": "font", "media": "media"}
 # A revisit interval past this is a typo (and past what a date can say): refused.
 MAX_REVISIT_AFTER = 100 * 365.25 * 86400
+# What the render options and Crawler's render_hook (no option: a callable) say without
+# --render: one message for both, so either way the user learns of all three.
+NEEDS_RENDER = "{render_script}, {render_scroll} and render_hook need {render} auto or always"
 
 
 class OptionError(UsageError):
@@ -290,6 +295,7 @@ class CrawlOptions:
     # MB the browser's process tree may hold (PSS, from /proc) before new pages wait.
     render_memory: int = 2048
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
+    _login_url: str | None = field(default=None, init=False, repr=False, compare=False)
     _header_rules: HeaderRules = field(default=HeaderRules(), init=False, repr=False, compare=False)
     _paces: dict[str, HostPace] = field(default_factory=dict, init=False, repr=False, compare=False)
     _floors: dict[str, HostPace] = field(
@@ -373,6 +379,9 @@ class CrawlOptions:
             raise OptionError(
                 "render", "{render} " + literal(f"{self.render!r}: want never, auto or always")
             )
+        if self.render == "never" and (self.render_script is not None or self.render_scroll):
+            given = "render_script" if self.render_script is not None else "render_scroll"
+            raise OptionError(given, NEEDS_RENDER)
         if not 0 <= self.render_scroll <= MAX_RENDER_SCROLL:
             raise OptionError(
                 "render_scroll", f"{{render_scroll}} must be from 0 to {MAX_RENDER_SCROLL}"
@@ -450,13 +459,24 @@ class CrawlOptions:
                     raise OptionError(
                         name, f"{{{name}}} is for a login URL: a login hook fills its own form"
                     )
-            return
-        if not isinstance(self.login, str):
+        elif isinstance(self.login, str):
+            if self.login_check is not None and not self.login_check.strip():
+                raise OptionError("login_check", "{login_check} '' checks nothing")
+            if self.login_form is not None and not self.login_form.strip():
+                raise OptionError("login_form", "{login_form} '' selects nothing")
+            self._login_url = parse_start_url(self.login)
+            refuse_credentials(self.login)
+        else:
             raise OptionError("login", "{login} is the login page's URL or a hook")
-        if self.login_check is not None and not self.login_check.strip():
-            raise OptionError("login_check", "{login_check} '' checks nothing")
-        if self.login_form is not None and not self.login_form.strip():
-            raise OptionError("login_form", "{login_form} '' selects nothing")
+        if self.cookies is False:
+            raise OptionError(
+                "login", "{login} keeps its session in the cookie jar: not with {cookies=False}"
+            )
+
+    def login_url(self) -> str | None:
+        """``login``'s URL, canonical (None: no login, or a hook). Whether its host is in
+        the crawl's scope is the crawler's to check: the scope comes from the start URLs."""
+        return self._login_url
 
     def output_paths(self) -> list[str | None]:
         """Every output, the first one first ([None] for stdout)."""
