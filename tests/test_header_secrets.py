@@ -43,11 +43,17 @@ def _no_password_env() -> dict[str, str]:
     [
         # --header-for=HOST: the header is the next word
         (["--header-for=a.test", f"Cookie: s={SECRET}"], ["--header-for=a.test"]),
-        # a proxy without a scheme, and a password holding '/' or '#' (no parser reads it)
-        (["--proxy", f"pu:{SECRET}@127.0.0.1:3128"], ["pu:[redacted]@127.0.0.1:3128"]),
-        ([f"--proxy=pu:{SECRET}@p:3128"], ["--proxy=pu:[redacted]@p:3128"]),
-        (["--proxy", f"http://u:a/{SECRET}@p:3128"], ["http://u:[redacted]@p:3128"]),
-        (["--proxy", f"http://u:a#{SECRET}@p:3128"], ["http://u:[redacted]@p:3128"]),
+        # a proxy without a scheme, and a password holding '/' or '#' (no parser reads it):
+        # a proxy's userinfo is shown as ***@, as messages about proxies show it
+        (["--proxy", f"pu:{SECRET}@127.0.0.1:3128"], ["***@127.0.0.1:3128"]),
+        ([f"--proxy=pu:{SECRET}@p:3128"], ["--proxy=***@p:3128"]),
+        (["--proxy", f"http://u:a/{SECRET}@p:3128"], ["http://***@p:3128"]),
+        (["--proxy", f"http://u:a#{SECRET}@p:3128"], ["http://***@p:3128"]),
+        # a password= query in a proxy URL is no userinfo: redacted as in any other value
+        (
+            ["--proxy", f"http://u:{SECRET}@p:3128/?password={SECRET}"],
+            ["http://***@p:3128/?password=[redacted]"],
+        ),
         # a password as a query parameter, with or without userinfo
         (
             ["--redis", f"redis://r:6379/0?password={SECRET}"],

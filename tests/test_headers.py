@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from rawserver import RawServer, read_request
 from shoal import Crawler, UsageError
-from shoal.cli._commands import cli, redacted_args
+from shoal.cli._commands import Hidden, cli, redacted_args
 from shoal.crawler._headers import HeaderRules, RequestHeaders
 from sites import Reply, Request, Site, html
 
@@ -454,10 +454,11 @@ def test_the_resume_command_redacts_every_spelling() -> None:
         assert secret not in text, secret
     assert shown[2:6] == ["--auth", "bob", "--auth=al", "-H"]
     assert "Accept: text/plain" in shown and "out.jsonl" in shown
-    assert "http://u:[redacted]@proxy:3128" in shown
+    assert "http://***@proxy:3128" in shown  # put back by the user (a proxy is not asked for)
+    assert redacted == Hidden(secrets=True, proxy_credentials=True)
     assert redacted_args(["crawl", "http://x.test/", "-H", "Accept: a"]) == (
         ["crawl", "http://x.test/", "-H", "Accept: a"],
-        False,
+        Hidden(),
     )
 
 

@@ -592,12 +592,13 @@ def test_bad_proxy_options_are_usage_errors(args: list[str], message: str) -> No
 
 
 def test_the_printed_resume_command_hides_proxy_credentials() -> None:
-    from shoal.cli._commands import _without_credentials
+    from shoal.cli._commands import Hidden, redacted_args
 
     args = ["crawl", "http://site.test/", "--proxy", f"http://user:{SECRET}@p.test:1"]
     args += [f"--proxy=u:{SECRET}@p.test:2", "--proxy", "http://p.test:3", "-o", "a@b.jsonl"]
-    shown, hidden = _without_credentials(args)
-    assert hidden and SECRET not in " ".join(shown)
+    shown, hidden = redacted_args(args)
+    assert hidden == Hidden(proxy_credentials=True)  # no other secret: nothing to type again
+    assert SECRET not in " ".join(shown)
     assert shown == [
         "crawl",
         "http://site.test/",
@@ -609,9 +610,9 @@ def test_the_printed_resume_command_hides_proxy_credentials() -> None:
         "-o",
         "a@b.jsonl",  # not a proxy: left as it is
     ]
-    assert _without_credentials(["--proxy", "http://p.test:3"]) == (
+    assert redacted_args(["--proxy", "http://p.test:3"]) == (
         ["--proxy", "http://p.test:3"],
-        False,
+        Hidden(),
     )
 
 

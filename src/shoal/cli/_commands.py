@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -173,35 +174,17 @@ def _how_to_resume(crawler: Any, redis: dict[str, Any] | None, resumable: bool) 
     if crawler.state_path is not None and resumable:
         # Without --fresh/--overwrite: run again, they would delete what was saved.
         args = [a for a in sys.argv[1:] if a not in ("--fresh", "--overwrite")]
-        shown, hidden = _without_credentials(args)
-        shown, redacted = redacted_args(shown)
+        shown, hidden = redacted_args(args)
         again = shlex.join(["shoal", *shown])
         note = (
             " (with the proxy credentials shown as *** put back, or kept in a --proxy-file)"
-            if hidden
+            if hidden.proxy_credentials
             else ""
         )
-        if redacted:
+        if hidden.secrets:
             note += " (secrets redacted: give them again)"
         return f"state saved in {crawler.state_path}; to resume, run: {again}{note}"
     return "this crawl kept no state it can resume from (stdout, --no-state, demo)"
-
-
-def _without_credentials(args: list[str]) -> tuple[list[str], bool]:
-    """``args`` with every --proxy URL's ``user:password@`` shown as ``***@``: a command
-    printed for the user to run again must not print a proxy's password (a terminal's
-    scrollback and a CI log keep it). True if any was hidden."""
-    shown: list[str] = []
-    after_proxy = False
-    for arg in args:
-        if after_proxy:
-            shown.append(without_userinfo(arg))
-        elif arg.startswith("--proxy="):
-            shown.append("--proxy=" + without_userinfo(arg.removeprefix("--proxy=")))
-        else:
-            shown.append(arg)
-        after_proxy = arg == "--proxy"
-    return shown, shown != args
 
 
 def _crawler(urls: list[str], options: dict[str, Any], redis: dict[str, Any] | None) -> Any:
@@ -384,17 +367,39 @@ def _with_form_values(form: dict[str, str | None]) -> dict[str, str]:
 _QUERY_PASSWORD = re.compile(r"([?&;](?:password|passwd|pwd|pass)=)[^&;#\s]*", re.IGNORECASE)
 
 
-def redacted_args(args: list[str]) -> tuple[list[str], bool]:
-    """A command line with its secrets taken out, for printing: ``--auth USER:PASSWORD``
-    as ``--auth USER`` (the run asks again, or reads the environment), the value of a
-    credential header (-H Authorization or Cookie) and of every --header-for header as
-    ``[redacted]``, and in any other value (and in a URL) the password of a
-    ``user:password@`` or of a ``password=`` query parameter. Says whether any was.
+@dataclass(frozen=True)
+class Hidden:
+    """What :func:`redacted_args` took out of a command line: what the user must supply
+    again to run the printed command. True if anything was."""
+
+    # A password, header value or form value: the run asks for it again (--auth USER,
+    # --form NAME) or the user types it again.
+    secrets: bool = False
+    # A --proxy URL's user:password@, shown as ***@ (the proxy's own spelling in messages):
+    # put back by the user, or kept in a --proxy-file.
+    proxy_credentials: bool = False
+
+    def __bool__(self) -> bool:
+        return self.secrets or self.proxy_credentials
+
+
+def redacted_args(args: list[str]) -> tuple[list[str], Hidden]:
+    """A command line (``sys.argv[1:]``) as it may be printed, in one pass: a terminal's
+    scrollback and a CI log keep what is printed, so no secret is.
+
+    ``--auth USER:PASSWORD`` is shown as ``--auth USER`` (the run asks again, or reads
+    the environment), a --form value not at all (``--form NAME``: likewise), the value
+    of a credential header (-H Authorization or Cookie) and of every --header-for header
+    as ``[redacted]``, a --proxy URL's ``user:password@`` as ``***@``, and in any other
+    value (and in a URL) the password of a ``user:password@`` or of a ``password=`` query
+    parameter as ``[redacted]``. :class:`Hidden` says which of these happened.
 
     The words are read as click reads them, with the command's own table of which
     options take how many values: ``--user-agent -H`` is a user agent, ``-vHCookie:...``
     a header, ``--header-for=HOST 'Name: value'`` a host and its header."""
     from ..crawler._headers import CREDENTIALS, looks_like_header
+
+    proxy_hidden = secrets = False
 
     def header(value: str, always: bool) -> str:
         name, colon, rest = value.partition(":")
@@ -420,7 +425,19 @@ def redacted_args(args: list[str]) -> tuple[list[str], bool]:
             return lambda value: (
                 header(value, True) if looks_like_header(value) else anything(value)
             )
-        return anything
+        if not dest:  # a start URL: its query is the page's (a resume must crawl it)
+            return redact_userinfo
+        return anything  # a --proxy URL's userinfo is ***@ already: left so
+
+    def shown(dest: str, index: int, value: str) -> str:
+        nonlocal proxy_hidden, secrets
+        if dest == "proxy":
+            hidden = without_userinfo(value)
+            proxy_hidden |= hidden != value
+            value = hidden
+        redacted = redactor(dest, index)(value)
+        secrets |= redacted != value
+        return redacted
 
     command = cli.commands.get(args[0]) if args else None
     table = _option_table(command or crawl)
@@ -432,12 +449,12 @@ def redacted_args(args: list[str]) -> tuple[list[str], bool]:
         the words after it, each redacted."""
         given = [] if first is None else [first]
         given += itertools.islice(it, count - len(given))
-        return [redactor(dest, i)(value) for i, value in enumerate(given)]
+        return [shown(dest, i, value) for i, value in enumerate(given)]
 
     for arg in it:
         if arg == "--":
             out.append(arg)
-            out.extend(redact_userinfo(rest) for rest in it)  # the rest are URLs
+            out.extend(shown("", -1, rest) for rest in it)  # the rest are URLs
             break
         if arg.startswith("--"):
             name, eq, value = arg.partition("=")
@@ -463,8 +480,8 @@ def redacted_args(args: list[str]) -> tuple[list[str], bool]:
             else:
                 out.append(arg)
         else:
-            out.append(redact_userinfo(arg))
-    return out, out != list(args)
+            out.append(shown("", -1, arg))  # a start URL
+    return out, Hidden(secrets=secrets, proxy_credentials=proxy_hidden)
 
 
 def _option_table(command: click.Command) -> dict[str, tuple[str, int]]:
