@@ -21,6 +21,7 @@ from ._headers import (
     parse_headers,
 )
 from ._hosts import HostSettings, host_settings, paces, settings_for
+from ._option_error import OptionError
 from ._urls import parse_start_url, refuse_credentials
 
 __all__ = [
@@ -46,20 +47,6 @@ MAX_REVISIT_AFTER = 100 * 365.25 * 86400
 # What the render options and Crawler's render_hook (no option: a callable) say without
 # --render: one message for both, so either way the user learns of all three.
 NEEDS_RENDER = "{render_script}, {render_scroll} and render_hook need {render} auto or always"
-
-
-class OptionError(UsageError):
-    """A bad value for one crawl option.
-
-    The message names options as the Python API spells them (``max_pages``); the command
-    line re-renders it with the flags the user typed (``--max-pages``): ``template`` holds
-    ``{field_name}`` placeholders and :meth:`named` fills them with any spelling.
-    """
-
-    def __init__(self, field: str, template: str) -> None:
-        self.field = field
-        self.template = template
-        super().__init__(self.named(lambda name: name))
 
 
 _AT_LEAST_ONE = (

@@ -22,6 +22,7 @@ from .._errors import InvalidURL
 from .._url import DEFAULT_PORTS as _DEFAULT_PORTS
 from .._url import URLParts, redact_userinfo, split_url
 from ..state import host_key
+from ._option_error import OptionError
 
 __all__ = [
     "MAX_URL_LENGTH",
@@ -371,8 +372,6 @@ def refuse_credentials(url: str) -> None:
     """Refuse a start URL that carries credentials (``http://user:pw@host/``): curl and
     wget send them as Basic auth, shoal would drop them (and crawl as nobody, in
     silence). The URL is shown without its password."""
-    from ._options import OptionError
-
     if split_url(url.strip()).userinfo:
         shown = _braces(repr(redact_userinfo(url.strip())))
         raise OptionError(
@@ -528,8 +527,6 @@ class Scope:
         with no word of why. Not matching ``include``/``include_glob`` is allowed: a start
         page is often the hub whose links lead to what is included (start URLs are
         fetched whatever those say)."""
-        from ._options import OptionError
-
         shown = _braces(repr(url if len(url) <= 200 else url[:200] + "..."))
         if not self._origin_allowed(host_key(url)):
             host = _braces(split_url(url).host)
