@@ -16,6 +16,7 @@ from typing import NamedTuple
 import pytest
 
 from redis_server import redis_server  # noqa: F401  (the fixture, for tests of shared crawls)
+from rendering import browser  # noqa: F401  (the fixture, for tests that render in Chromium)
 
 # A shell without job control starts background commands with SIGINT ignored, and an
 # ignored signal stays ignored across exec: the subprocesses that the Ctrl-C tests

@@ -12,13 +12,10 @@ Under CI a missing browser is a failure; elsewhere the tests are skipped with th
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -27,130 +24,36 @@ from pathlib import Path
 
 import pytest
 
+from rendering import (
+    LISTS,
+    PER_LIST,
+    browsers_of,
+    isolated_env,
+    no_browser_left,
+    records,
+    shoal,
+    shop,
+    short_tmpdirs,
+)
 from sites import Reply, Request, Site
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TESTS = Path(__file__).parent
 
-
-@pytest.fixture(autouse=True)
-def _browser_or_skip() -> None:
-    reason = None
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        reason = "playwright is not installed (pip install -e .[dev])"
-    if reason is None and not os.path.exists(CHROMIUM):
-        reason = "no chromium (apt-get install chromium; .ci/run does it)"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the render tests: {reason}")
-        pytest.skip(reason)
-
-
-# -- the app-shell shop ----------------------------------------------------------------
-
-SHELL = (
-    "<!doctype html><html><head><title>Shop</title></head>"
-    '<body><div id="app"></div><script src="/app.js"></script></body></html>'
-)
-APP_JS = """
-async function main() {
-  const app = document.getElementById('app');
-  const p = location.pathname;
-  if (p === '/' || p.startsWith('/list/')) {
-    const n = p === '/' ? 1 : +p.split('/')[2];
-    const d = await (await fetch('/api/list/' + n)).json();
-    app.innerHTML = '<h1>List ' + n + '</h1>' +
-      d.items.map(i => '<a href="/item/' + i + '">item ' + i + '</a>').join(' ') +
-      (d.next ? ' <a href="/list/' + d.next + '">next</a>' : '');
-  } else if (p.startsWith('/item/')) {
-    const d = await (await fetch('/api/item/' + p.split('/')[2])).json();
-    app.innerHTML = '<h1>' + d.name + '</h1>';
-  }
-}
-main();
-"""
-LISTS, PER_LIST = 3, 3
-
-
-def shop(request: Request) -> Reply:
-    path = request.path
-    if path == "/app.js":
-        return Reply(body=APP_JS, content_type="application/javascript")
-    if path.startswith("/api/list/"):
-        n = int(path.split("/")[3])
-        items = [(n - 1) * PER_LIST + k for k in range(1, PER_LIST + 1)]
-        data = {"items": items, "next": n + 1 if n < LISTS else None}
-        return Reply(body=json.dumps(data), content_type="application/json")
-    if path.startswith("/api/item/"):
-        name = f"Item {path.split('/')[3]}"
-        return Reply(body=json.dumps({"name": name}), content_type="application/json")
-    if path == "/robots.txt":
-        return Reply(404, "")
-    return Reply(body=SHELL)
-
-
-def records(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def shoal(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 90):
-    return subprocess.run(
-        [sys.executable, "-m", "shoal", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=env,
-    )
-
-
-def browsers_of(marker: str) -> list[str]:
-    """Processes whose command line holds ``marker`` (a run's own TMPDIR)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in cmdline and b"shoal" not in cmdline.split(b"\0")[0]:
-            found.append(f"{pid}: {cmdline[:200]!r}")
-    return found
-
-
-def no_browser_left(marker: str, wait: float = 20.0) -> list[str]:
-    deadline = time.monotonic() + wait
-    while True:
-        left = browsers_of(marker)
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.1)
+pytestmark = pytest.mark.usefixtures("browser")
 
 
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
-    """A TMPDIR with a short path (the browser's sockets live under it), the run's own:
-    its name marks the browser's processes, and nothing may be left in it."""
-    path = Path(tempfile.mkdtemp(prefix="r18-", dir="/tmp"))
-    try:
+    """A TMPDIR with a short path, the run's own: its name marks the browser's processes,
+    and nothing may be left in it."""
+    with short_tmpdirs(1, "r18-") as (path,):
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def isolated_env(tmp: Path, short: Path) -> dict[str, str]:
-    """TMPDIR and HOME of the run's own, to see that nothing is left in either."""
-    (tmp / "home").mkdir()
-    return {**os.environ, "TMPDIR": str(short), "HOME": str(tmp / "home")}
 
 
 def test_the_app_shell_shop_is_crawled_from_the_rendered_dom(
     tmp_path: Path, short_tmp: Path
 ) -> None:
-    env = isolated_env(tmp_path, short_tmp)
+    env = isolated_env(short_tmp, tmp_path / "home")
     work = tmp_path / "work"
     work.mkdir()
     with Site() as site:
@@ -274,7 +177,7 @@ def test_hostile_pages_are_each_recorded_once_and_the_crawl_ends(
     tmp_path: Path, hostile: tuple[Site, threading.Event], short_tmp: Path
 ) -> None:
     site, _release = hostile
-    env = isolated_env(tmp_path, short_tmp)
+    env = isolated_env(short_tmp, tmp_path / "home")
     work = tmp_path / "work"
     work.mkdir()
     out = []
@@ -322,22 +225,33 @@ def test_hostile_pages_are_each_recorded_once_and_the_crawl_ends(
     assert no_browser_left(str(short_tmp)) == []
 
 
-def test_no_browser_survives_shoal_killed_with_sigkill(
-    tmp_path: Path, hostile: tuple[Site, threading.Event], short_tmp: Path
-) -> None:
-    site, _release = hostile
-    env = isolated_env(tmp_path, short_tmp)
-    marker = str(short_tmp)
+def rendering_drip(site: Site, tmp: Path, short: Path, stderr: int) -> subprocess.Popen[bytes]:
+    """shoal rendering /drip (in ``tmp``, with TMPDIR ``short``), returned once the page is
+    in the browser, its script dripping (killed if it never gets there)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "shoal", "crawl", site.url("/drip"), "-o", "p.jsonl",
          "--render", "always", "--render-timeout", "60", "--max-depth", "0"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=tmp, env=isolated_env(short, tmp / "home"), stdout=subprocess.DEVNULL,
+        stderr=stderr,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while site.count("/slow.js") == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the page is in the browser, its script dripping
+            time.sleep(0.05)
         assert site.count("/slow.js") == 1
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
+def test_no_browser_survives_shoal_killed_with_sigkill(
+    tmp_path: Path, hostile: tuple[Site, threading.Event], short_tmp: Path
+) -> None:
+    site, _release = hostile
+    marker = str(short_tmp)
+    proc = rendering_drip(site, tmp_path, short_tmp, stderr=subprocess.DEVNULL)
+    try:
         assert browsers_of(marker)
         # shoal's own children: Playwright's driver and the browser's reaper.
         children = [p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == proc.pid]
@@ -400,18 +314,9 @@ def test_sigterm_ends_a_render_crawl_with_its_browser(
     tmp_path: Path, hostile: tuple[Site, threading.Event], short_tmp: Path
 ) -> None:
     site, _release = hostile
-    env = isolated_env(tmp_path, short_tmp)
     marker = str(short_tmp)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "crawl", site.url("/drip"), "-o", "p.jsonl",
-         "--render", "always", "--render-timeout", "60", "--max-depth", "0"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    proc = rendering_drip(site, tmp_path, short_tmp, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while site.count("/slow.js") == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert site.count("/slow.js") == 1
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     finally:
@@ -426,7 +331,7 @@ def test_a_scripts_post_and_webrtc_are_refused(tmp_path: Path, short_tmp: Path) 
     beacon never reach a server (sent by the browser's own network code, they would follow
     redirects past the gate and --deny-private), and WebRTC, whose UDP goes around every
     proxy, is not there."""
-    env = isolated_env(tmp_path, short_tmp)
+    env = isolated_env(short_tmp, tmp_path / "home")
     work = tmp_path / "work"
     work.mkdir()
     script = (

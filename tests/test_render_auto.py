@@ -14,31 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rendering import LISTS, PER_LIST, records, shoal, shop
 from shoal import Crawler
 from shoal.crawler._scripted import RenderLearner, script_built
 from sites import Reply, Request, Site
-from test_render import CHROMIUM, LISTS, PER_LIST, records, shoal, shop
-
-
-@pytest.fixture
-def browser() -> None:
-    reason = None
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        reason = "playwright is not installed (pip install -e .[dev])"
-    if reason is None and not os.path.exists(CHROMIUM):
-        reason = "no chromium (apt-get install chromium; .ci/run does it)"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the render tests: {reason}")
-        pytest.skip(reason)
 
 
 def by_path(path: Path) -> dict[str, dict[str, Any]]:

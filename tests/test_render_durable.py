@@ -7,12 +7,9 @@ Under CI a missing browser (or redis-server) is a failure; elsewhere the tests a
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,46 +18,35 @@ from pathlib import Path
 import pytest
 
 from redis_server import RedisServer
-from sites import Reply, Request, Site
-from test_render import (
-    APP_JS,
-    SHELL,
-    _browser_or_skip,  # noqa: F401  (the autouse fixture: skip without a browser)
+from rendering import (
+    LISTS,
+    PAGES,
+    PER_LIST,
+    isolated_env,
     no_browser_left,
     records,
+    shop,
+    short_tmpdirs,
 )
+from sites import Reply, Request, Site
 
-LISTS, PER_LIST = 3, 3
-PAGES = 1 + (LISTS - 1) + LISTS * PER_LIST  # "/", the other lists, the items
+pytestmark = pytest.mark.usefixtures("browser")
 
 
 def make_shop(hold: threading.Event | None = None, after: int = 0) -> tuple[Site, list[int]]:
-    """The app-shell shop, bigger; with ``hold``, item pages after the first ``after`` wait
-    for it (so a crawl is stopped mid-way at a known point, not after a guessed sleep)."""
+    """The app-shell shop; with ``hold``, item pages after the first ``after`` wait for it
+    (so a crawl is stopped mid-way at a known point, not after a guessed sleep)."""
     seen = [0]  # item page requests so far
     lock = threading.Lock()
 
     def serve(request: Request) -> Reply:
-        path = request.path
-        if path == "/app.js":
-            return Reply(body=APP_JS, content_type="application/javascript")
-        if path.startswith("/api/list/"):
-            n = int(path.split("/")[3])
-            items = [(n - 1) * PER_LIST + k for k in range(1, PER_LIST + 1)]
-            data = {"items": items, "next": n + 1 if n < LISTS else None}
-            return Reply(body=json.dumps(data), content_type="application/json")
-        if path.startswith("/api/item/"):
-            name = f"Item {path.split('/')[3]}"
-            return Reply(body=json.dumps({"name": name}), content_type="application/json")
-        if path == "/robots.txt":
-            return Reply(404, "")
-        if path.startswith("/item/") and hold is not None:
+        if request.path.startswith("/item/") and hold is not None:
             with lock:
                 seen[0] += 1
                 held = seen[0] > after
             if held:
                 hold.wait(60)
-        return Reply(body=SHELL)
+        return shop(request)
 
     site = Site()
     site.fallback = serve
@@ -85,23 +71,8 @@ def check_shop(got: list[dict[str, object]], origin: str) -> None:
 @pytest.fixture
 def short_tmps() -> Iterator[list[Path]]:
     """Short TMPDIRs, one per process: each marks its own browser's processes."""
-    made: list[Path] = []
-
-    def make() -> Path:
-        made.append(Path(tempfile.mkdtemp(prefix="r18d-", dir="/tmp")))
-        return made[-1]
-
-    made_now = [make(), make()]
-    try:
-        yield made_now
-    finally:
-        for path in made:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def env_for(short: Path, home: Path) -> dict[str, str]:
-    home.mkdir(exist_ok=True)
-    return {**os.environ, "TMPDIR": str(short), "HOME": str(home)}
+    with short_tmpdirs(2, "r18d-") as made:
+        yield made
 
 
 def wait_until(what: str, ready: object, timeout: float = 90.0) -> None:
@@ -123,7 +94,7 @@ def test_a_render_crawl_killed_with_sigkill_resumes_exactly_once(
     tmp_path: Path, short_tmps: list[Path]
 ) -> None:
     short = short_tmps[0]
-    env = env_for(short, tmp_path / "home")
+    env = isolated_env(short, tmp_path / "home")
     work = tmp_path / "work"
     work.mkdir()
     hold = threading.Event()
@@ -191,7 +162,7 @@ def test_redis_workers_render_each_with_its_own_browser(
                        "--crawl-id", "render", "--render", "always", "--render-timeout", "60",
                        "--concurrency", "1", "--extract", "name=h1::text",
                        "--no-progress"]  # fmt: skip
-                env = env_for(short, tmp_path / f"home-{n}")
+                env = isolated_env(short, tmp_path / f"home-{n}")
                 procs.append(
                     subprocess.Popen(
                         cmd,
@@ -234,7 +205,7 @@ def test_a_300000_element_dom_is_recorded_once_and_bounded(
     tmp_path: Path, short_tmps: list[Path]
 ) -> None:
     short = short_tmps[0]
-    env = env_for(short, tmp_path / "home")
+    env = isolated_env(short, tmp_path / "home")
     max_bytes = 1_000_000  # the DOM is ~4 MB: cut at this
     site = Site(
         {

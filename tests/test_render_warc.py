@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,76 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from rendering import APP_JS, LISTS, PAGES, PER_LIST, SHELL, shoal, shop
 from sites import Reply, Request, Site
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture(autouse=True)
-def _browser_or_skip() -> None:
-    reason = None
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        reason = "playwright is not installed (pip install -e .[dev])"
-    if reason is None and not os.path.exists(CHROMIUM):
-        reason = "no chromium (apt-get install chromium; .ci/run does it)"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the render tests: {reason}")
-        pytest.skip(reason)
-
-
-SHELL = (
-    "<!doctype html><html><head><title>Shop</title></head>"
-    '<body><div id="app"></div><script src="/app.js"></script></body></html>'
-)
-APP_JS = """
-async function main() {
-  const app = document.getElementById('app');
-  const p = location.pathname;
-  if (p === '/' || p.startsWith('/list/')) {
-    const n = p === '/' ? 1 : +p.split('/')[2];
-    const d = await (await fetch('/api/list/' + n)).json();
-    app.innerHTML = '<h1>List ' + n + '</h1>' +
-      d.items.map(i => '<a href="/item/' + i + '">item ' + i + '</a>').join(' ') +
-      (d.next ? ' <a href="/list/' + d.next + '">next</a>' : '');
-  } else if (p.startsWith('/item/')) {
-    const d = await (await fetch('/api/item/' + p.split('/')[2])).json();
-    app.innerHTML = '<h1>' + d.name + '</h1>';
-  }
-}
-main();
-"""
-LISTS, PER_LIST = 3, 3
-PAGES = 1 + (LISTS - 1) + LISTS * PER_LIST
-
-
-def shop(request: Request) -> Reply:
-    path = request.path
-    if path == "/app.js":
-        return Reply(body=APP_JS, content_type="application/javascript")
-    if path.startswith("/api/list/"):
-        n = int(path.split("/")[3])
-        items = [(n - 1) * PER_LIST + k for k in range(1, PER_LIST + 1)]
-        data = {"items": items, "next": n + 1 if n < LISTS else None}
-        return Reply(body=json.dumps(data), content_type="application/json")
-    if path.startswith("/api/item/"):
-        name = f"Item {path.split('/')[3]}"
-        return Reply(body=json.dumps({"name": name}), content_type="application/json")
-    if path == "/robots.txt":
-        return Reply(404, "")
-    return Reply(body=SHELL)
-
-
-def shoal(*args: str, cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shoal", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-    )
+pytestmark = pytest.mark.usefixtures("browser")
 
 
 def warc_records(path: Path) -> list[tuple[str, str, bytes, dict[str, str]]]:

@@ -8,30 +8,17 @@ Under CI a missing browser is a failure; elsewhere the test is skipped with the 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from rendering import CHROMIUM, need_browser
 from test_report import broken_site, expected_broken, shoal
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _browser_or_skip() -> Any:
-    reason = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = "playwright is not installed (pip install -e .[dev])"
-    if reason is None and not os.path.exists(CHROMIUM):
-        reason = "no chromium (apt-get install chromium; .ci/run does it)"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the browser test: {reason}")
-        pytest.skip(reason)
+    need_browser("the browser test")
+    from playwright.sync_api import sync_playwright
+
     return sync_playwright
 
 
