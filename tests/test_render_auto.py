@@ -145,7 +145,8 @@ def test_the_learner_is_bounded_and_stops_after_probes_that_gain_nothing() -> No
     learner = RenderLearner(probes=2, max_prefixes=3)
     first, second = learner.verdict("http://a/b/1"), learner.verdict("http://a/b/2")
     assert first.probe and second.probe
-    assert not learner.verdict("http://a/b/3").probe  # both probes are out
+    # Both probes are out and no wait is left: a probe as well, never left static.
+    assert learner.verdict("http://a/b/3").probe
     learner.learn("http://a/b/1", False)
     learner.learn("http://a/b/2", None)  # a failed render: its probe is handed out again
     assert learner.verdict("http://a/b/4").probe

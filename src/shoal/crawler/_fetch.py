@@ -123,6 +123,10 @@ class Fetched:
     # writes WARC): the HTTP response the page was loaded from, then each response the
     # browser loaded for it, in the order they came.
     archive: tuple[Fetched, ...] = ()
+    # Links of the fetch beside its body's (absolute URLs), followed with them: a rendered
+    # page whose script moved it elsewhere (another page, a download) keeps the links of
+    # the document it was served first (empty if that document says nofollow).
+    served_links: tuple[str, ...] = ()
 
     @property
     def content_type(self) -> str:

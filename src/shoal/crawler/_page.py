@@ -300,13 +300,17 @@ class Page:
 
     def _find_links(self) -> list[str]:
         html = self.html
-        if html is None:
+        hrefs = html.hrefs if html is not None else []
+        served = self.response.served_links  # absolute: the base does not change them
+        if served:
+            hrefs = [*hrefs, *served]
+        if not hrefs:
             return []
         resolve = LinkResolver(self.base_url, self._refusals()).resolve
         seen: set[str] = set()
         out: list[str] = []
-        limit = self.max_links if self.max_links is not None else len(html.hrefs)
-        for href in html.hrefs:
+        limit = self.max_links if self.max_links is not None else len(hrefs)
+        for href in hrefs:
             if len(out) >= limit:
                 break
             url = resolve(href)

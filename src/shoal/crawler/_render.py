@@ -72,6 +72,8 @@ from ._cookies import FetchCookies
 from ._fetch import Fetched, FetchRequest, FetchSetup, HTTPFetcher
 from ._html import decode_body, is_html
 from ._options import CrawlOptions
+from ._page import Page as CrawlPage  # "Page" is Playwright's here
+from ._page import product_token
 from ._scripted import RenderHook, RenderLearner, gains, has_script, measure, script_built
 from .frontier import JobKind
 
@@ -892,10 +894,16 @@ class BrowserFetcher:
             self._opts.render_timeout,
             archive=[] if self._archive else None,
         )
-        with self._slots, self.memory.admitted() as alone_over_budget:
-            if alone_over_budget:
-                self._browser.retire_context()  # its memory comes back only as it closes
-            result = self._browser.render(job)
+        try:
+            with self._slots, self.memory.admitted() as alone_over_budget:
+                if alone_over_budget:
+                    self._browser.retire_context()  # its memory comes back only as it closes
+                result = self._browser.render(job)
+        except BaseException:
+            if probe:  # handed out again: pages of its prefix wait for a probe's answer
+                assert self._learner is not None
+                self._learner.learn(fetched.final_url, None)
+            raise
         if probe:
             # Rendered both ways to learn the prefix: only what gains is kept rendered.
             assert self._learner is not None
@@ -911,6 +919,11 @@ class BrowserFetcher:
         archive: tuple[Fetched, ...] = ()
         if job.archive is not None:
             archive = (fetched, *list(job.archive))  # a copy: a late handler may still add
+        served: tuple[str, ...] = ()
+        if result.navigated:
+            # Its script moved the page (to another page, a download): the record is
+            # where it went, and the links of the document as served are followed too.
+            served = self._served_links(fetched)
         return dataclasses.replace(
             fetched,  # the request that got the document (method, headers) stays its own
             final_url=result.final_url,
@@ -925,7 +938,23 @@ class BrowserFetcher:
             rendered=result.rendered and result.error is None,
             render_reason=reason,
             archive=archive,
+            served_links=served,
         )
+
+    def _served_links(self, fetched: Fetched) -> tuple[str, ...]:
+        """The links of the page as the server sent it, as the crawler would take them
+        (none if it says nofollow and the crawl obeys it)."""
+        opts = self._opts
+        page = CrawlPage.over(
+            fetched,
+            depth=0,
+            referrer=None,
+            max_links=opts.max_links_per_page,
+            robots_agent=product_token(opts.user_agent),
+        )
+        if opts.obey_nofollow and "nofollow" in page.robots:
+            return ()
+        return tuple(page.links)
 
     def _why(self, fetched: Fetched) -> tuple[str | None, bool]:
         """(why render this page, or None not to; whether it is a probe)."""
@@ -937,7 +966,10 @@ class BrowserFetcher:
             return built, False
         if not has_script(text):
             return None, False  # no script: rendering cannot change it
-        verdict = self._learner.verdict(fetched.final_url)
+        # While the prefix's probes render, its other pages wait for their verdict (see
+        # RenderLearner): at most as long as a probe's render may take once it runs.
+        wait = self._opts.render_timeout + _WORKER_MARGIN
+        verdict = self._learner.verdict(fetched.final_url, wait)
         if verdict.render:
             return "learned", False
         if verdict.probe:
