@@ -850,7 +850,8 @@ class BrowserFetcher:
         self._archive = setup.archive
         self._http = HTTPFetcher.from_setup(setup)
         self._slots = threading.BoundedSemaphore(opts.render_concurrency)
-        self._learner = RenderLearner() if opts.render == "auto" else None
+        # Learned per prefix in auto, the crawl's mode or a host's own (``hosts``).
+        self._learner = RenderLearner()
         steps = _UserSteps(opts.render_scroll, max(opts.render_wait, _SCROLL_SETTLE), script, hook)
         self._host_slots = _HostSlots(opts)
         self._browser = _Browser(opts, setup.transport, executable, self._host_slots, steps)
@@ -880,7 +881,12 @@ class BrowserFetcher:
             or not _renderable(fetched)
         ):
             return fetched
-        reason, probe = self._why(fetched)
+        # The host's own mode (``hosts``), else --render: a host set to never is never
+        # rendered, one set to always always is, whatever the crawl's mode.
+        mode = self._opts.host_render(host_key(request.url))
+        if mode == "never":
+            return fetched
+        reason, probe = self._why(fetched, mode)
         if reason is None:
             return dataclasses.replace(fetched, render_reason="static")
         job = _Job(
@@ -898,7 +904,6 @@ class BrowserFetcher:
             result = self._browser.render(job)
         if probe:
             # Rendered both ways to learn the prefix: only what gains is kept rendered.
-            assert self._learner is not None
             gained = None
             if result.error is None and result.rendered:
                 gained = gains(_measured(fetched.body, fetched.content_type),
@@ -927,9 +932,9 @@ class BrowserFetcher:
             archive=archive,
         )
 
-    def _why(self, fetched: Fetched) -> tuple[str | None, bool]:
-        """(why render this page, or None not to; whether it is a probe)."""
-        if self._learner is None:
+    def _why(self, fetched: Fetched, mode: str) -> tuple[str | None, bool]:
+        """(why render this page in ``mode``, or None not to; whether it is a probe)."""
+        if mode == "always":
             return "always", False
         text, _ = decode_body(fetched.body, fetched.content_type)
         built = script_built(text)
