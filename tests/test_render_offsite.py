@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,8 +33,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SRC = str(Path(shoal.__file__).resolve().parents[1])
 
 
-@pytest.fixture(autouse=True)
-def _browser_or_skip() -> None:
+@pytest.fixture
+def browser() -> None:
     reason = None
     try:
         import playwright  # noqa: F401
@@ -113,6 +114,7 @@ def crawl(a: Site, work: Path, *args: str) -> dict[str, dict[str, object]]:
     return {str(r["url"]).removeprefix(a.origin): r for r in records(work / "pages.jsonl")}
 
 
+@pytest.mark.usefixtures("browser")
 def test_a_script_from_another_host_is_loaded_and_that_host_is_no_page(
     tmp_path: Path, b_site: Site
 ) -> None:
@@ -131,6 +133,7 @@ def test_a_script_from_another_host_is_loaded_and_that_host_is_no_page(
     assert set(seen) == {"/robots.txt", "/lib.js"}, seen  # never B's page
 
 
+@pytest.mark.usefixtures("browser")
 def test_another_hosts_robots_txt_is_obeyed(tmp_path: Path, b_site: Site) -> None:
     serve_b(b_site, robots="User-agent: *\nDisallow: /lib.js\n")
     with a_site(b_site) as a:
@@ -142,6 +145,7 @@ def test_another_hosts_robots_txt_is_obeyed(tmp_path: Path, b_site: Site) -> Non
     assert b_site.paths() == {"/robots.txt": 1}  # asked once, never the script
 
 
+@pytest.mark.usefixtures("browser")
 def test_render_resources_scope_refuses_another_host(tmp_path: Path, b_site: Site) -> None:
     serve_b(b_site, robots=None)
     with a_site(b_site) as a:
@@ -150,6 +154,7 @@ def test_render_resources_scope_refuses_another_host(tmp_path: Path, b_site: Sit
     assert b_site.paths() == {}  # not even its robots.txt
 
 
+@pytest.mark.usefixtures("browser")
 def test_per_host_counts_another_hosts_requests(tmp_path: Path, b_site: Site) -> None:
     """B's requests in flight, counted on B's server, stay within --per-host while four
     pages load 8 scripts each from it at once."""
@@ -183,6 +188,7 @@ def test_per_host_counts_another_hosts_requests(tmp_path: Path, b_site: Site) ->
     assert b_site.count("/robots.txt") == 1
 
 
+@pytest.mark.usefixtures("browser")
 def test_deny_private_holds_for_another_hosts_resources(
     tmp_path: Path, b_site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -216,3 +222,79 @@ def test_deny_private_holds_for_another_hosts_resources(
             else:
                 assert record["h"] == "no lib", record
                 assert b_site.paths() == {"/robots.txt": 1, "/lib.js": 1}  # nothing new
+
+
+# -- the robots.txt cache of such hosts ---------------------------------------------------
+
+
+def test_another_hosts_robots_txt_is_fetched_once_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Eight requests need host B's rules at once: one fetch, the others wait for it."""
+    from shoal.crawler import _offsite
+    from shoal.crawler._robots import RobotsRules
+
+    waiting = 0
+    lock = threading.Lock()
+    all_waiting = threading.Event()
+
+    class Pending(_offsite._Pending):
+        def __init__(self) -> None:
+            super().__init__()
+            wait = self.done.wait
+
+            def counted(timeout: float | None = None) -> bool:
+                nonlocal waiting
+                with lock:
+                    waiting += 1
+                    if waiting == 7:
+                        all_waiting.set()
+                return wait(timeout)
+
+            self.done.wait = counted  # type: ignore[method-assign]
+
+    monkeypatch.setattr(_offsite, "_Pending", Pending)
+    release = threading.Event()
+    calls: list[str] = []
+
+    def fetch(host: str) -> RobotsRules:
+        calls.append(host)
+        assert release.wait(30)
+        return RobotsRules(allow_all=True)
+
+    robots = _offsite.SideRobots(fetch, wait=30, max_hosts=2)
+    got: list[RobotsRules] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(robots.rules("http://b"))) for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    assert all_waiting.wait(30)  # seven wait on the one fetch under way
+    assert calls == ["http://b"]
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert len(got) == 8 and all(r is got[0] for r in got)
+    # Remembered, for at most max_hosts hosts (the least recently used forgotten).
+    assert robots.rules("http://b") is got[0] and calls == ["http://b"]
+    robots.rules("http://c")
+    robots.rules("http://d")
+    robots.rules("http://b")
+    assert calls == ["http://b", "http://c", "http://d", "http://b"]
+
+
+def test_another_hosts_robots_txt_that_fails_refuses_its_resources() -> None:
+    from shoal.crawler._offsite import SideRobots
+    from shoal.crawler._robots import RobotsRules
+
+    calls = 0
+
+    def broken(host: str) -> RobotsRules:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("boom")
+
+    robots = SideRobots(broken, wait=1)
+    rules = robots.rules("http://b")
+    assert rules.error == "internal" and not rules.allowed("http://b/lib.js", "shoal")
+    assert robots.rules("http://b") is rules and calls == 1  # as the crawl's own: once

@@ -695,6 +695,14 @@ class _Browser:
         if request.resource_type in self._blocked:
             await route.abort("blockedbyclient")
             return
+        if request.method != "GET":
+            # A crawler reads pages; it does not act on them. A script's POST, PUT or
+            # beacon is refused: sent by Playwright's own network code it would follow
+            # redirects past the gate, --deny-private, the proxy and the per-host slots.
+            # Refused before the side check, which may read another host's robots.txt.
+            logger.debug("not sent beside %s: a %s to %s", state.current, request.method, url)
+            await route.abort("blockedbyclient")
+            return
         loop = asyncio.get_running_loop()
         try:
             why = await loop.run_in_executor(self._pool, state.job.request.side, url)
@@ -702,13 +710,6 @@ class _Browser:
             why = exc.detail
         if why is not None:
             logger.debug("not requested beside %s: %s (%s)", state.current, url, why)
-            await route.abort("blockedbyclient")
-            return
-        if request.method != "GET":
-            # A crawler reads pages; it does not act on them. A script's POST, PUT or
-            # beacon is refused: sent by Playwright's own network code it would follow
-            # redirects past the gate, --deny-private, the proxy and the per-host slots.
-            logger.debug("not sent beside %s: a %s to %s", state.current, request.method, url)
             await route.abort("blockedbyclient")
             return
         await self._serve_get(route, request, state)
