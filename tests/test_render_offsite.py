@@ -134,8 +134,12 @@ def test_a_script_from_another_host_is_loaded_and_that_host_is_no_page(
 
 
 @pytest.mark.usefixtures("browser")
-def test_another_hosts_robots_txt_is_obeyed(tmp_path: Path, b_site: Site) -> None:
+@pytest.mark.parametrize("unreadable", [False, True], ids=["disallowed", "robots-503"])
+def test_another_hosts_robots_txt_is_obeyed(tmp_path: Path, b_site: Site, unreadable: bool) -> None:
     serve_b(b_site, robots="User-agent: *\nDisallow: /lib.js\n")
+    if unreadable:
+        # As for a crawled host: a robots.txt that fails (5xx) holds the host back.
+        b_site.routes["/robots.txt"] = Reply(503, "busy")
     with a_site(b_site) as a:
         got = crawl(a, tmp_path)
     for path in ("/", "/p1", "/p2"):
