@@ -530,15 +530,17 @@ def test_the_gate_judges_a_hop_by_its_canonical_form(tmp_path: Path) -> None:
 
 def test_a_side_request_is_neither_claimed_nor_queued(tmp_path: Path) -> None:
     # A browser loads /api as an XHR and the page also links to it: the link still gets its
-    # own record. A side request to another host is not queued as a page, and one out of
-    # scope or disallowed by robots.txt is refused.
+    # own record. A side request to another host is not queued as a page, and with
+    # render_resources="scope" one out of scope or disallowed by robots.txt is refused.
     pages = site_pages()
     pages[SITE + "/"] = (200, HTML, b"<title>home</title><a href=/api>api</a>")
     pages[SITE + "/api"] = (200, HTML, b"<title>api</title>")
     side = {SITE + "/": [SITE + "/api", SITE + "/private/x", OFF + "/logo.png", "file:///x"]}
     fetcher = HopFetcher(pages, side)
     out = tmp_path / "o.jsonl"
-    result = Crawler(SITE + "/", fetcher=fetcher, output=str(out), **QUIET).run()
+    result = Crawler(
+        SITE + "/", fetcher=fetcher, output=str(out), render_resources="scope", **QUIET
+    ).run()
     got = by_url(out)
     assert set(got) == {SITE + "/", SITE + "/api"}
     assert got[SITE + "/api"]["title"] == "api"
@@ -549,6 +551,67 @@ def test_a_side_request_is_neither_claimed_nor_queued(tmp_path: Path) -> None:
     assert fetcher.requested.count(SITE + "/api") == 2  # the XHR, then its own page
     assert SITE + "/private/x" not in fetcher.requested
     assert result.discovered == 2 and result.out_of_scope_redirects == 0
+
+
+def test_a_side_request_to_another_host_obeys_that_hosts_robots_txt(tmp_path: Path) -> None:
+    # By default (render_resources="any") a page may load from a host out of scope (a
+    # CDN): that host's robots.txt is read once, through the crawl's fetcher, and obeyed;
+    # nothing of that host is a page of the crawl.
+    pages = site_pages()
+    pages[SITE + "/"] = (200, HTML, b"<title>home</title><a href=/a>a</a>")
+    pages[OFF + "/robots.txt"] = (200, {}, b"User-agent: *\nDisallow: /secret\n")
+    wanted = [OFF + "/lib.js", OFF + "/secret/x.js", OFF + "/lib2.js"]
+    side = {SITE + "/": wanted, SITE + "/a": [OFF + "/lib.js"]}
+    fetcher = HopFetcher(pages, side)
+    out = tmp_path / "o.jsonl"
+    result = Crawler(SITE + "/", fetcher=fetcher, output=str(out), **QUIET).run()
+    assert set(by_url(out)) == {SITE + "/", SITE + "/a", SITE + "/c"}
+    answers = fetcher.side_answers
+    assert answers[OFF + "/lib.js"] is None and answers[OFF + "/lib2.js"] is None
+    assert answers[OFF + "/secret/x.js"] == "side request disallowed by robots.txt"
+    assert fetcher.requested.count(OFF + "/robots.txt") == 1
+    assert OFF + "/secret/x.js" not in fetcher.requested
+    assert result.pages == 3 and result.discovered == 3
+
+
+def test_a_side_request_to_a_private_host_is_refused_before_its_robots_txt(
+    tmp_path: Path,
+) -> None:
+    pages = site_pages()
+    pages[SITE + "/"] = (200, HTML, b"<title>home</title>")
+    side = {SITE + "/": ["http://127.0.0.1/lib.js"]}
+    fetcher = HopFetcher(pages, side)
+    out = tmp_path / "o.jsonl"
+    Crawler(SITE + "/", fetcher=fetcher, output=str(out), deny_private=True, **QUIET).run()
+    assert "non-public address 127.0.0.1" in str(fetcher.side_answers["http://127.0.0.1/lib.js"])
+    assert not [u for u in fetcher.requested if "127.0.0.1" in u]
+
+
+def test_a_page_loads_from_no_private_address_its_own_host_is_not_on(tmp_path: Path) -> None:
+    # Without deny_private, a host out of scope on a non-public address is loaded only by a
+    # page on an address of that kind (loopback from loopback: a local test site's second
+    # server); never the link-local metadata address, nor anything private from a public page.
+    local = "http://127.0.0.1:9"
+    pages = site_pages()
+    pages[SITE + "/"] = (200, HTML, b"<title>home</title><a href=/a>a</a>")
+    pages[local + "/"] = (200, HTML, b"<title>local</title>")
+    pages[local + "/robots.txt"] = (404, {}, b"")
+    metadata = "http://169.254.169.254/latest/"
+    side = {
+        SITE + "/": ["http://127.0.0.2/lib.js", metadata],
+        local + "/": ["http://127.0.0.2/lib.js", metadata, OFF + "/lib.js"],
+    }
+    fetcher = HopFetcher(pages, side)
+    Crawler(SITE + "/", fetcher=fetcher, output=str(tmp_path / "a.jsonl"), **QUIET).run()
+    answers = dict(fetcher.side_answers)
+    assert "loopback address" in str(answers["http://127.0.0.2/lib.js"])
+    assert "link-local address" in str(answers[metadata])
+    fetcher.side_answers.clear()
+    Crawler(local + "/", fetcher=fetcher, output=str(tmp_path / "b.jsonl"), **QUIET).run()
+    answers = dict(fetcher.side_answers)
+    assert answers["http://127.0.0.2/lib.js"] is None and answers[OFF + "/lib.js"] is None
+    assert "link-local address" in str(answers[metadata])
+    assert not [u for u in fetcher.requested if "169.254" in u]
 
 
 def test_the_gate_bounds_redirects_whatever_the_fetcher(tmp_path: Path) -> None:

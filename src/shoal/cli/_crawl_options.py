@@ -524,6 +524,15 @@ def crawl_options(f: Any) -> Any:
             show_default=True,
             help="Memory the browser's processes may hold (PSS) before new pages wait.",
         ),
+        click.option(
+            "--render-resources",
+            type=click.Choice(["any", "scope"]),
+            default=d.render_resources,
+            show_default=True,
+            help="Where a rendered page's scripts, XHR and stylesheets may come from: any "
+            "host (a CDN, an API; under its robots.txt, --per-host and --deny-private), or "
+            "only the crawl's scope. Pages are the scope's either way.",
+        ),
         click.option("--no-progress", is_flag=True, help="No progress line, even on a terminal."),
         click.option("--json-summary", is_flag=True, help="Print the summary to stderr as JSON."),
         click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),

@@ -242,7 +242,8 @@ class Crawler:
             where rendering was learned to find more. ``"never"``: plain HTTP only.
             Needs ``pip install 'shoal[render]'`` and a Chromium (``apt-get install
             chromium``); not with ``fetcher``. A WARC output also gets every response
-            the browser loaded for a page.
+            the browser loaded for a page. A host's own ``render`` (``hosts``) wins
+            over this for its pages.
         render_timeout: Seconds per rendered page, a hard limit: past it the page is
             recorded ``render_timeout`` (a crashed tab: ``render_crash``).
         render_concurrency: Browser pages at once.
@@ -277,6 +278,10 @@ class Crawler:
             as the page's ``render_hook`` error.
         render_memory: MB the browser's process tree may hold (its PSS, read from
             /proc) before new pages wait for pages under way to end.
+        render_resources: ``"any"``: a rendered page's subresources (scripts, XHR,
+            stylesheets) may come from any host (a CDN, an API host), each under that
+            host's robots.txt, ``per_host`` and ``deny_private``; never pages of the
+            crawl. ``"scope"``: only from hosts in the crawl's scope.
 
     Raises:
         UsageError: an option value is out of range (the message names the option);
@@ -363,6 +368,7 @@ class Crawler:
         render_script: str | None = CrawlOptions.render_script,
         render_hook: RenderHook | None = None,
         render_memory: int = CrawlOptions.render_memory,
+        render_resources: str = CrawlOptions.render_resources,
     ) -> None:
         if isinstance(start_urls, str):
             start_urls = [start_urls]
@@ -434,6 +440,7 @@ class Crawler:
             render_scroll=render_scroll,
             render_script=render_script,
             render_memory=render_memory,
+            render_resources=render_resources,
         )
         opts = self.options
         self._transport = None if isinstance(transport, str) else transport
@@ -450,7 +457,7 @@ class Crawler:
                 "a fetcher given as an object fetches by itself: give it the transport, not "
                 "Crawler(transport=...) (a fetcher factory gets the crawl's transport)"
             )
-        if opts.render != "never":
+        if opts.renders():
             from ._render import check_render
 
             # Before anything is opened: a missing browser or extra is a usage error.
@@ -501,7 +508,7 @@ class Crawler:
             follow_links=follow_links and not opts.sitemaps_only,
             extract=opts.extract,
             save_bodies=opts.save_bodies,
-            rendering=opts.render != "never",
+            rendering=opts.renders(),
         )
         outputs = opts.output_paths()
         if len(outputs) > 1 and is_stream_path(str(outputs[0])):
@@ -636,7 +643,7 @@ class Crawler:
         if len(paths) > 1:
             # Only with several, so a one-output crawl's state from before still matches.
             identity["outputs"] = [[p, f] for p, f in zip(paths, self.formats, strict=True)]
-        if self.options.render != "never":
+        if self.options.renders():
             # Rendered records carry "rendered" (a CSV column): another mode would not fit.
             identity["render"] = self.options.render
         if self.options.extract:

@@ -30,6 +30,7 @@ from ..state._jobs import HostPace, host_name_port
 
 __all__ = [
     "HOST_KEYS",
+    "RENDER_MODES",
     "HostError",
     "HostSettings",
     "host_settings",
@@ -37,6 +38,9 @@ __all__ = [
     "paces",
     "settings_for",
 ]
+
+
+RENDER_MODES = ("never", "auto", "always")
 
 
 def _check_per_host(value: object) -> str | None:
@@ -76,6 +80,12 @@ def _check_auth(value: object) -> str | None:
     return "must be 'USER:PASSWORD' (or a (user, password) pair in Python)"
 
 
+def _check_render(value: object) -> str | None:
+    if isinstance(value, str) and value in RENDER_MODES:
+        return None
+    return f"must be never, auto or always (got {value!r})"
+
+
 Check = Callable[[object], str | None]
 
 
@@ -98,6 +108,9 @@ class HostSettings:
     auth: str | tuple[str, str] | None = field(
         default=None, repr=False, metadata={"check": _check_auth}
     )
+    # The host's pages rendered ``never``, ``auto`` or ``always`` in place of --render
+    # (a host that sets one renders even when --render is never).
+    render: str | None = field(default=None, metadata={"check": _check_render})
 
 
 # The keys a host table takes (Python spelling), in the order of the fields.

@@ -25,10 +25,11 @@ from ..state._jobs import job_key
 from ..state._store import MAX_VALIDATOR, FetchNote, Prior
 from ._cookies import CookieSync, FetchCookies
 from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_side_requests
-from ._gate import HopGate, robots_gate
+from ._gate import ROBOTS_MAX_REDIRECTS, HopGate, robots_gate
 from ._headers import no_headers
 from ._kinds import CrawlErrorKind, http_error
 from ._login import MAX_LOGIN_REQUESTS, Login, LoginHook, redact
+from ._offsite import PrivateNetworks, SideRobots
 from ._options import CrawlOptions
 from ._page import Page, product_token
 from ._records import Followed, Records
@@ -131,6 +132,11 @@ class Jobs:
         self._lock = lock
         self._stopping = stopping  # the crawl is stopping: no more retries
         self._robots: dict[str, RobotsRules] = {}
+        # robots.txt of hosts rendered pages load from but the crawl does not crawl.
+        self._side_robots = SideRobots(
+            self._side_robots_rules, wait=(ROBOTS_MAX_REDIRECTS + 1) * (options.timeout or 60.0)
+        )
+        self._private_networks = PrivateNetworks(min(options.timeout or 10.0, 10.0))
         self.delays: dict[str, float] = {}  # auto-throttle's current delay per host
         self.crawl_delays: dict[str, float] = {}  # robots.txt Crawl-delay, where given
         self._sitemaps_queued = 0
@@ -141,7 +147,7 @@ class Jobs:
         self._canonical_hops = type(fetcher) is HTTPFetcher
         # A crawl without --render looks for a page built by script until it finds one
         # (then the summary suggests --render auto).
-        self._hint_open = options.render == "never"
+        self._hint_open = not options.renders()
         self._hint_looks = _HINT_LOOKS
         self.login: Login | None = None  # the crawl's login (see start_login)
 
@@ -394,6 +400,19 @@ class Jobs:
         with self._lock:
             self._robots.setdefault(host, rules)
         return rules
+
+    def _side_robots_rules(self, host: str) -> RobotsRules:
+        """robots.txt of a host that only a rendered page's subresources come from: over
+        the crawl's fetcher (its transport, ``deny_private``, that host's ``per_host``),
+        its size bounded as the crawl's own robots.txt; never a job or a record."""
+        fetched = self._fetch(
+            host + "/robots.txt",
+            robots_gate(),
+            JobKind.ROBOTS,
+            max_bytes=MAX_ROBOTS_BYTES,
+            truncate=True,
+        )
+        return RobotsRules.from_fetch(fetched)
 
     # -- sitemaps ------------------------------------------------------------------------
 
@@ -995,10 +1014,15 @@ class _SitemapRedirects:
 
 class _SideRequests:
     """The side-request check for one lease: may the fetcher request a URL beside the page
-    (a browser's XHR, script, stylesheet, image)? Scope and robots.txt only: a side
-    request is not a page of the crawl, so nothing is claimed, queued or counted (a link
-    to the same URL is still crawled as a page of its own). A host whose robots.txt the
-    crawl has not read yet is refused: its rules are unknown."""
+    (a browser's XHR, script, stylesheet, image)? A side request is not a page of the
+    crawl: nothing is claimed, queued or counted (a link to the same URL is still crawled
+    as a page of its own), and scope, which says which pages the crawl visits, does not
+    bound it unless ``render_resources`` is ``scope``. robots.txt does: the page's host's,
+    a crawled host's as the crawl read it, and any other host's read here once (a CDN, an
+    API host); with ``scope``, a host whose robots.txt the crawl has not read yet is
+    refused (its rules are unknown). ``deny_private`` is checked by the caller
+    (``HopGate.side``) and, for a host out of scope, before its robots.txt is asked for;
+    without it, such a host passes the private-network rule first (``_offsite``)."""
 
     def __init__(self, steps: Jobs, job: Lease, rules: RobotsRules | None) -> None:
         self.steps = steps
@@ -1006,6 +1030,33 @@ class _SideRequests:
         self.rules = rules
 
     def __call__(self, target: str) -> str | None:
+        steps = self.steps
+        if steps.options.render_resources == "scope":
+            return self._in_scope(target)
+        host = host_key(target)
+        rules = self.rules if host == self.job.host else None
+        if rules is None and not steps.scope.allows_host(split_url(target).host):
+            # A host out of scope has no robots.txt job (and the frontier is not asked: a
+            # Redis round trip per request of a CDN). A private one is not asked either.
+            if steps._guard is not None:
+                steps._guard(target)
+            else:
+                why = steps._private_networks.why_not(self.job.host, target)
+                if why is not None:
+                    return f"side request to {why}"
+            if not steps.options.robots:
+                return None
+            rules = steps._side_robots.rules(host)
+        if not steps.options.robots:
+            return None
+        if rules is None:
+            rules = steps._rules_for(host) or steps._side_robots.rules(host)
+        if rules.error is not None or not rules.allowed(target, steps.options.user_agent):
+            return "side request disallowed by robots.txt"
+        return None
+
+    def _in_scope(self, target: str) -> str | None:
+        """``render_resources="scope"``: in scope, under robots.txt the crawl has read."""
         steps = self.steps
         if not steps.scope.allows(target):
             return "side request out of scope"

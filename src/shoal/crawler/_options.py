@@ -20,7 +20,7 @@ from ._headers import (
     basic_auth,
     parse_headers,
 )
-from ._hosts import HostSettings, host_settings, paces, settings_for
+from ._hosts import RENDER_MODES, HostSettings, host_settings, paces, settings_for
 from ._option_error import OptionError
 from ._urls import parse_start_url, refuse_credentials
 
@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 DEFAULT_USER_AGENT = f"shoal/{__version__} (+https://github.com/shoal-crawler/shoal)"
-RENDER_MODES = ("never", "auto", "always")
+# --render-resources: which hosts a rendered page's subresources may come from.
+RENDER_RESOURCES = ("any", "scope")
 # --render-script: a page script, not a program.
 MAX_RENDER_SCRIPT = 1024 * 1024
 # --render-scroll: steps per page (each bounded by the page's deadline anyway).
@@ -281,6 +282,10 @@ class CrawlOptions:
     render_script: str | None = None  # a JavaScript file run in each page before the DOM is read
     # MB the browser's process tree may hold (PSS, from /proc) before new pages wait.
     render_memory: int = 2048
+    # Where a rendered page's subresources (scripts, XHR, CSS) may come from: "any" host
+    # (a CDN, an API host; each under its robots.txt, --per-host and --deny-private), or
+    # only the crawl's "scope". Pages are the scope's either way.
+    render_resources: str = "any"
     _proxies: ProxyRules | None = field(default=None, init=False, repr=False, compare=False)
     _login_url: str | None = field(default=None, init=False, repr=False, compare=False)
     _header_rules: HeaderRules = field(default=HeaderRules(), init=False, repr=False, compare=False)
@@ -372,6 +377,11 @@ class CrawlOptions:
         if not 0 <= self.render_scroll <= MAX_RENDER_SCROLL:
             raise OptionError(
                 "render_scroll", f"{{render_scroll}} must be from 0 to {MAX_RENDER_SCROLL}"
+            )
+        if self.render_resources not in RENDER_RESOURCES:
+            raise OptionError(
+                "render_resources",
+                "{render_resources} " + literal(f"{self.render_resources!r}: want any or scope"),
             )
         if not self.render_timeout > 0:  # nan too
             raise OptionError("render_timeout", "{render_timeout} must be more than 0 seconds")
@@ -586,6 +596,18 @@ class CrawlOptions:
         """:attr:`initial_delay` for host key ``host``."""
         own = pace_for(self._paces, host).delay
         return self.initial_delay if own is None else own
+
+    def host_render(self, host: str) -> str:
+        """The render mode of host key ``host``: its own (``hosts``), else ``render``."""
+        own = self.host_settings(host).render if self.hosts else None
+        return self.render if own is None else own
+
+    def renders(self) -> bool:
+        """Whether any page of the crawl may be rendered: ``render``, or a host's own."""
+        return self.render != "never" or any(
+            isinstance(s, HostSettings) and s.render not in (None, "never")
+            for s in self.hosts.values()
+        )
 
     def host_per_host(self, host: str) -> int:
         """The per-host limit of host key ``host``: its own, else ``per_host``."""

@@ -697,6 +697,14 @@ class _Browser:
         if request.resource_type in self._blocked:
             await route.abort("blockedbyclient")
             return
+        if request.method != "GET":
+            # A crawler reads pages; it does not act on them. A script's POST, PUT or
+            # beacon is refused: sent by Playwright's own network code it would follow
+            # redirects past the gate, --deny-private, the proxy and the per-host slots.
+            # Refused before the side check, which may read another host's robots.txt.
+            logger.debug("not sent beside %s: a %s to %s", state.current, request.method, url)
+            await route.abort("blockedbyclient")
+            return
         loop = asyncio.get_running_loop()
         try:
             why = await loop.run_in_executor(self._pool, state.job.request.side, url)
@@ -704,13 +712,6 @@ class _Browser:
             why = exc.detail
         if why is not None:
             logger.debug("not requested beside %s: %s (%s)", state.current, url, why)
-            await route.abort("blockedbyclient")
-            return
-        if request.method != "GET":
-            # A crawler reads pages; it does not act on them. A script's POST, PUT or
-            # beacon is refused: sent by Playwright's own network code it would follow
-            # redirects past the gate, --deny-private, the proxy and the per-host slots.
-            logger.debug("not sent beside %s: a %s to %s", state.current, request.method, url)
             await route.abort("blockedbyclient")
             return
         await self._serve_get(route, request, state)
@@ -852,7 +853,8 @@ class BrowserFetcher:
         self._archive = setup.archive
         self._http = HTTPFetcher.from_setup(setup)
         self._slots = threading.BoundedSemaphore(opts.render_concurrency)
-        self._learner = RenderLearner() if opts.render == "auto" else None
+        # Learned per prefix in auto, the crawl's mode or a host's own (``hosts``).
+        self._learner = RenderLearner()
         steps = _UserSteps(opts.render_scroll, max(opts.render_wait, _SCROLL_SETTLE), script, hook)
         self._host_slots = _HostSlots(opts)
         self._browser = _Browser(opts, setup.transport, executable, self._host_slots, steps)
@@ -882,7 +884,12 @@ class BrowserFetcher:
             or not _renderable(fetched)
         ):
             return fetched
-        reason, probe = self._why(fetched)
+        # The host's own mode (``hosts``), else --render: a host set to never is never
+        # rendered, one set to always always is, whatever the crawl's mode.
+        mode = self._opts.host_render(host_key(request.url))
+        if mode == "never":
+            return fetched
+        reason, probe = self._why(fetched, mode)
         if reason is None:
             return dataclasses.replace(fetched, render_reason="static")
         job = _Job(
@@ -901,12 +908,10 @@ class BrowserFetcher:
                 result = self._browser.render(job)
         except BaseException:
             if probe:  # handed out again: pages of its prefix wait for a probe's answer
-                assert self._learner is not None
                 self._learner.learn(fetched.final_url, None)
             raise
         if probe:
             # Rendered both ways to learn the prefix: only what gains is kept rendered.
-            assert self._learner is not None
             gained = None
             if result.error is None and result.rendered:
                 gained = gains(_measured(fetched.body, fetched.content_type),
@@ -956,9 +961,9 @@ class BrowserFetcher:
             return ()
         return tuple(page.links)
 
-    def _why(self, fetched: Fetched) -> tuple[str | None, bool]:
-        """(why render this page, or None not to; whether it is a probe)."""
-        if self._learner is None:
+    def _why(self, fetched: Fetched, mode: str) -> tuple[str | None, bool]:
+        """(why render this page in ``mode``, or None not to; whether it is a probe)."""
+        if mode == "always":
             return "always", False
         text, _ = decode_body(fetched.body, fetched.content_type)
         built = script_built(text)
