@@ -94,6 +94,8 @@ _CLOSE_WAIT = 5.0
 # The worker stops waiting this long after a page's deadline, whatever the loop does.
 _WORKER_MARGIN = 3 * _CLOSE_WAIT + 5.0
 _LAUNCH_WAIT = 30.0
+# How long a tab that served a page gets to go blank before it is closed instead.
+_BLANK_WAIT = 2.0
 _MAX_PROFILE_PATH = 60
 # Headers shoal's transport sets itself, or that describe the browser's framing.
 _DROP_REQUEST = frozenset(
@@ -273,11 +275,26 @@ class _PageState:
         self.activity.set()
 
 
+class _Tab:
+    """A browser page (a tab) and the render it serves now, if any. A tab whose render
+    ended cleanly is blanked and kept for the next page of its context: a new tab costs
+    a renderer process and a round of set-up commands, much of a small page's time."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.state: _PageState | None = None
+
+    def crashed(self, _page: Page) -> None:
+        if self.state is not None:
+            _crashed(self.state)
+
+
 class _Context:
     def __init__(self, context: BrowserContext) -> None:
         self.context = context
         self.started = 0
         self.active = 0
+        self.idle: list[_Tab] = []  # blank tabs, ready for a page
 
 
 class _Browser:
@@ -485,6 +502,16 @@ class _Browser:
             self._browser = None
             self._kill()
 
+    async def _blank(self, page: Page) -> bool:
+        """Whether ``page`` left its document for about:blank in time: its scripts and
+        timers are gone with it (a beforeunload dismissed, a hung renderer: not)."""
+        try:
+            await asyncio.wait_for(page.goto("about:blank"), _BLANK_WAIT)
+        except Exception as exc:  # noqa: BLE001 - the tab is closed instead
+            logger.debug("a tab did not go blank (%r): closing it", exc)
+            return False
+        return page.url == "about:blank"
+
     def _done_with(self, ctx: _Context) -> None:
         ctx.active -= 1
         if ctx.active == 0 and ctx is not self._context:
@@ -530,7 +557,11 @@ class _Browser:
         holder: dict[str, Any] = {}
         task = asyncio.ensure_future(self._render_page(job, state, holder))
         try:
-            return await asyncio.wait_for(task, job.timeout)
+            result = await asyncio.wait_for(task, job.timeout)
+            # Only a tab whose page ended well may serve another (a page that ran out of
+            # time may still be running a script that would hold up the next one).
+            holder["reuse"] = result.error is None and not state.crashed
+            return result
         except TimeoutError:
             return _failed(job, ErrorKind.RENDER_TIMEOUT, _timeout_detail(job), state)
         except _UserCodeFailed as exc:
@@ -550,12 +581,26 @@ class _Browser:
             await self._discard(holder)
 
     async def _discard(self, holder: dict[str, Any]) -> None:
-        """Close the page; if it does not answer, its context; if that does not either,
-        the browser (launched again for the next page)."""
-        page: Page | None = holder.get("page")
+        """Keep the tab for the next page if its page ended well and it goes blank in
+        time; else close the page; if it does not answer, its context; if that does not
+        either, the browser (launched again for the next page)."""
+        tab: _Tab | None = holder.get("tab")
+        page = tab.page if tab is not None else None
         ctx: _Context | None = holder.get("context")
-        if page is not None:
+        if tab is not None and page is not None:
             self._states.pop(page, None)
+            tab.state = None
+            if (
+                holder.get("reuse")
+                and ctx is not None
+                and ctx is self._context
+                and ctx.started < _CONTEXT_PAGES
+                and len(ctx.idle) < self._opts.render_concurrency
+                and await self._blank(page)
+            ):
+                ctx.idle.append(tab)
+                page = None
+        if page is not None:
             try:
                 await asyncio.wait_for(page.close(run_before_unload=False), _CLOSE_WAIT)
             except Exception as exc:  # noqa: BLE001 - the watchdog's next step
@@ -574,17 +619,11 @@ class _Browser:
         soft = started + job.timeout - min(job.timeout * 0.25, 5.0)
         ctx = await self._context_for()
         holder["context"] = ctx
-        page = await ctx.context.new_page()
-        holder["page"] = page
+        tab = await self._tab(ctx)
+        holder["tab"] = tab
+        page = tab.page
+        tab.state = state
         self._states[page] = state
-        page.on("dialog", _dismiss)
-        page.on("popup", self._popup)
-        page.on("crash", lambda _page: _crashed(state))
-        # The quiet window counts requests beside the page: a navigation the route
-        # handler cancelled (a 204) is reported neither finished nor failed.
-        page.on("request", state.started_request)
-        page.on("requestfinished", state.ended_request)
-        page.on("requestfailed", state.ended_request)
 
         def left() -> float:
             return max(soft - time.monotonic(), 0.001) * 1000
@@ -649,6 +688,18 @@ class _Browser:
             except PlaywrightTimeout:
                 logger.info("%s: %s did not appear", job.url, opts.render_wait_for)
         await self._steps.run(page, state, soft)
+
+    async def _tab(self, ctx: _Context) -> _Tab:
+        while ctx.idle:
+            tab = ctx.idle.pop()
+            if not tab.page.is_closed():
+                return tab
+        page = await ctx.context.new_page()
+        tab = _Tab(page)
+        page.on("dialog", _dismiss)
+        page.on("popup", self._popup)
+        page.on("crash", tab.crashed)
+        return tab
 
     def _popup(self, popup: Page) -> None:
         """A popup is closed (its URL is taken as the opener's link by the route handler)."""
