@@ -96,6 +96,8 @@ _WORKER_MARGIN = 3 * _CLOSE_WAIT + 5.0
 _LAUNCH_WAIT = 30.0
 # How long a tab that served a page gets to go blank before it is closed instead.
 _BLANK_WAIT = 2.0
+# A wait in the page asked again after this many navigations, at most (a refresh loop).
+_NAVIGATIONS_FOLLOWED = 20
 _MAX_PROFILE_PATH = 60
 # Headers shoal's transport sets itself, or that describe the browser's framing.
 _DROP_REQUEST = frozenset(
@@ -170,8 +172,22 @@ _POPUP_SCRIPT = """(() => {
     return null;
   };
 })();"""
-_LOADED = "() => document.readyState === 'complete'"
-_POPUPS_OPENED = "() => Array.from(window.__shoalPopups || []).slice(0, 1000)"
+_ON_LOAD = """() => document.readyState === 'complete' ||
+  new Promise(resolve => window.addEventListener('load', () => resolve(true), {once: true}))"""
+# Mutations come in batches (one per task at most): one query a batch.
+_APPEARS = """(selector) => document.querySelector(selector) !== null || new Promise(resolve => {
+  const seen = new MutationObserver(() => {
+    if (document.querySelector(selector) !== null) { seen.disconnect(); resolve(true); }
+  });
+  seen.observe(document, {childList: true, subtree: true, attributes: true});
+})"""
+# The DOM as a document (doctype included) and the URLs window.open was given.
+_READ = """() => {
+  const type = document.doctype;
+  const root = document.documentElement;
+  return [(type ? new XMLSerializer().serializeToString(type) : '') + (root ? root.outerHTML : ''),
+          Array.from(window.__shoalPopups || []).slice(0, 1000)];
+}"""
 
 
 class RenderError(ShoalError):
@@ -261,12 +277,16 @@ class _PageState:
         self.gate_lock = asyncio.Lock()  # a fetch's gate is not thread-safe: one at a time
         self.deadline = time.monotonic() + job.timeout  # no request beside it outlives it
 
-    def started_request(self, request: Request) -> None:
-        if not request.is_navigation_request():
-            self._touch(1)
-
-    def ended_request(self, request: Request) -> None:
-        if not request.is_navigation_request():
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """A request beside the page, from the route handler's first look at it to its
+        answer: the quiet window's activity. Every request of the page passes the route
+        handler, so no browser event (one more message per request from the driver) is
+        needed to see them."""
+        self._touch(1)
+        try:
+            yield
+        finally:
             self._touch(-1)
 
     def _touch(self, delta: int) -> None:
@@ -646,14 +666,8 @@ class _Browser:
                 url, status, headers, body, list(state.navigated), rendered=False,
                 truncated=truncated,
             )  # fmt: skip
-        try:
-            opened = await page.evaluate(_POPUPS_OPENED)
-        except Exception as exc:  # noqa: BLE001 - a page that navigated meanwhile
-            logger.debug("%s: popups not read: %r", job.url, exc)
-            opened = []
-        if isinstance(opened, list):
-            state.popups += [u for u in opened if isinstance(u, str) and u.startswith("http")]
-        dom = await _content(page)
+        dom, opened = await _read(page)
+        state.popups += [u for u in opened if isinstance(u, str) and u.startswith("http")]
         popups = "".join(
             f'<a href="{html.escape(u, quote=True)}"></a>' for u in dict.fromkeys(state.popups)
         )
@@ -675,18 +689,26 @@ class _Browser:
 
         opts = self._opts
         await page.goto(job.url, wait_until="commit", timeout=left())
-        try:
-            # Asked of the document, not of Playwright's navigation tracking, which keeps
-            # waiting for a navigation the route handler cancelled (a 204).
-            await page.wait_for_function(_LOADED, timeout=left(), polling=50)
-        except PlaywrightTimeout:
+        # Asked of the document, not of Playwright's navigation tracking (which keeps
+        # waiting for a navigation the route handler cancelled, a 204), and in a promise
+        # of the page's own world: no polling, and none of the script Playwright's
+        # wait_for_function and wait_for_selector load into every document.
+        if not await _until(page, _ON_LOAD, None, soft):
             logger.info("%s: no load event before the render deadline", job.url)
-        await _quiet(state, opts.render_wait, soft)
-        if opts.render_wait_for:
+        await _quiet(state, opts.quiet_window(), soft)
+        selector = opts.render_wait_for
+        if selector:
             try:
-                await page.wait_for_selector(opts.render_wait_for, timeout=left())
-            except PlaywrightTimeout:
-                logger.info("%s: %s did not appear", job.url, opts.render_wait_for)
+                appeared = await _until(page, _APPEARS, selector, soft)
+            except _NotCSS:
+                # Not a CSS selector: one of Playwright's own (text=, xpath=, ...).
+                try:
+                    await page.wait_for_selector(selector, state="attached", timeout=left())
+                    appeared = True
+                except PlaywrightTimeout:
+                    appeared = False
+            if not appeared:
+                logger.info("%s: %s did not appear", job.url, selector)
         await self._steps.run(page, state, soft)
 
     async def _tab(self, ctx: _Context) -> _Tab:
@@ -743,6 +765,11 @@ class _Browser:
         if main:
             await self._navigate(route, request, state)
             return
+        with state.serving():
+            await self._serve_beside(route, request, state)
+
+    async def _serve_beside(self, route: Route, request: Request, state: _PageState) -> None:
+        url = request.url
         if request.resource_type in self._blocked:
             await route.abort("blockedbyclient")
             return
@@ -902,7 +929,9 @@ class BrowserFetcher:
         self._http = HTTPFetcher.from_setup(setup)
         self._slots = threading.BoundedSemaphore(opts.render_concurrency)
         self._learner = RenderLearner() if opts.render == "auto" else None
-        steps = _UserSteps(opts.render_scroll, max(opts.render_wait, _SCROLL_SETTLE), script, hook)
+        steps = _UserSteps(
+            opts.render_scroll, max(opts.quiet_window(), _SCROLL_SETTLE), script, hook
+        )
         self._host_slots = _HostSlots(opts)
         self._browser = _Browser(opts, setup.transport, executable, self._host_slots, steps)
         self.memory = _MemoryBudget(opts.render_memory, self._browser.memory_mb)
@@ -1191,6 +1220,48 @@ async def _quiet(state: _PageState, wait: float, until: float) -> None:
         state.activity.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(state.activity.wait(), timeout)
+
+
+class _NotCSS(Exception):
+    """--render-wait-for is not a CSS selector ``querySelector`` takes."""
+
+
+async def _until(page: Page, script: str, arg: object, soft: float) -> bool:
+    """Whether ``script`` (a promise in the page's world) resolved before ``soft``. A
+    navigation destroys the document it waits in: asked again of the next one."""
+    from playwright.async_api import Error as PlaywrightError
+
+    for _ in range(_NAVIGATIONS_FOLLOWED):
+        try:
+            await asyncio.wait_for(page.evaluate(script, arg), _left(soft))
+            return True
+        except TimeoutError:
+            return False
+        except PlaywrightError as exc:
+            message = str(exc)
+            if "SyntaxError" in message or "not a valid selector" in message:
+                raise _NotCSS(message) from None
+            if "navigat" not in message.lower() and "context" not in message:
+                raise
+        if time.monotonic() >= soft:
+            return False
+        await asyncio.sleep(0.05)  # the next document's context, a moment later
+    return False
+
+
+async def _read(page: Page) -> tuple[str, list[object]]:
+    """The DOM and the popups' URLs, in one call in the page's world; Playwright's own
+    read (an isolated world made for it) if the page's world will not answer (a page
+    that broke the serializer)."""
+    from playwright.async_api import Error as PlaywrightError
+
+    try:
+        got = await page.evaluate(_READ)
+        if isinstance(got, list) and len(got) == 2 and isinstance(got[0], str):
+            return got[0], list(got[1]) if isinstance(got[1], list) else []
+    except PlaywrightError as exc:
+        logger.debug("%s: the DOM read in the page's world failed: %r", page.url, exc)
+    return await _content(page), []
 
 
 async def _content(page: Page) -> str:
