@@ -539,13 +539,14 @@ class _Browser:
 
     # -- memory ----------------------------------------------------------------------------
 
-    def memory_mb(self) -> float:
+    def memory_mb(self, enough_mb: float = 0.0) -> float:
         """What the browser's process tree holds now, MB (its proportional set size: a
-        page shared by its processes counts once); 0 if it is not running. Any thread."""
+        page shared by its processes counts once; or an upper bound of it, its resident
+        size, when that is at most ``enough_mb``); 0 if it is not running. Any thread."""
         reaper = self._reaper
         if reaper is None or reaper.poll() is not None:
             return 0.0
-        return _tree_memory_mb(reaper.pid)
+        return _tree_memory_mb(reaper.pid, enough_mb)
 
     def retire_context(self) -> None:
         """The next page opens a new context; this one closes once its pages are done
@@ -1422,9 +1423,13 @@ class _MemoryBudget:
     beside it is let in whatever the measure (its caller retires the context first), so
     the crawl never waits forever; and a page let in always finishes (its deadline)."""
 
-    _RECHECK = 0.5  # seconds a measure stands; a waiting page looks again this often
+    # Seconds a measure stands (a waiting page looks again this often); twice as long
+    # while under half the budget. A measure reads /proc for every process of the
+    # machine and the smaps of the browser's: measured for every page, it was most of
+    # shoal's own CPU in a render crawl.
+    _RECHECK = 0.5
 
-    def __init__(self, budget_mb: int, measure: Callable[[], float]) -> None:
+    def __init__(self, budget_mb: int, measure: Callable[[float], float]) -> None:
         self.budget_mb = budget_mb
         self._measure = measure
         self._cond = threading.Condition()
@@ -1436,8 +1441,9 @@ class _MemoryBudget:
 
     def _now_mb(self) -> float:
         now = time.monotonic()
-        if now - self._measured_at >= self._RECHECK:
-            self._used = self._measure()
+        recheck = self._RECHECK if self._used * 2 > self.budget_mb else 2 * self._RECHECK
+        if now - self._measured_at >= recheck:
+            self._used = self._measure(self.budget_mb)
             self._measured_at = now
             self.peak_mb = max(self.peak_mb, self._used)
         return self._used
@@ -1470,18 +1476,51 @@ class _MemoryBudget:
         finally:
             with self._cond:
                 self._active -= 1
-                self._measured_at = float("-inf")  # a page ended: measure again
-                self._cond.notify_all()
+                if self._used > self.budget_mb:
+                    # Pages wait for memory to come back: a page ended, so look now.
+                    self._measured_at = float("-inf")
+                    self._cond.notify_all()
 
 
-def _tree_memory_mb(root: int) -> float:
+def _tree_memory_mb(root: int, enough_mb: float = 0.0) -> float:
     """The proportional set size of ``root``'s descendants (not ``root``), MB, from
-    /proc: smaps_rollup's Pss, else statm's resident pages."""
+    /proc; or their resident size when that is at most ``enough_mb``. A process's
+    resident size counts every page it shares in full, so it bounds its proportional
+    share from above: under a budget by that bound, the tree is under it, read from
+    statm in microseconds where smaps_rollup takes a millisecond or more a process."""
+    pids = _descendants(root)
+    resident_kb = sum(_resident_kb(pid) for pid in pids)
+    if resident_kb <= enough_mb * 1024:
+        return resident_kb / 1024
+    return sum(_process_kb(pid) for pid in pids) / 1024
+
+
+def _descendants(root: int) -> list[int]:
+    """``root``'s descendants: from each thread's children list where the kernel keeps
+    one (CONFIG_PROC_CHILDREN), else by parent pid over all of /proc."""
+    if os.path.exists(f"/proc/{root}/task/{root}/children"):
+        found: list[int] = []
+        todo = [root]
+        while todo:
+            pid = todo.pop()
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue  # gone meanwhile
+            for tid in tasks:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                        kids = [int(k) for k in f.read().split()]
+                except (OSError, ValueError):
+                    continue
+                found += kids
+                todo += kids
+        return found
     children: dict[int, list[int]] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return 0.0
+        return []
     for entry in entries:
         if not entry.isdigit():
             continue
@@ -1495,13 +1534,21 @@ def _tree_memory_mb(root: int) -> float:
         fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 1:
             children.setdefault(int(fields[1]), []).append(int(entry))
-    total_kb = 0
+    out: list[int] = []
     todo = list(children.get(root, ()))
     while todo:
         pid = todo.pop()
+        out.append(pid)
         todo.extend(children.get(pid, ()))
-        total_kb += _process_kb(pid)
-    return total_kb / 1024
+    return out
+
+
+def _resident_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _process_kb(pid: int) -> int:
@@ -1512,8 +1559,4 @@ def _process_kb(pid: int) -> int:
                     return int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
-    except (OSError, ValueError, IndexError):
-        return 0
+    return _resident_kb(pid)
