@@ -94,8 +94,9 @@ _CLOSE_WAIT = 5.0
 # The worker stops waiting this long after a page's deadline, whatever the loop does.
 _WORKER_MARGIN = 3 * _CLOSE_WAIT + 5.0
 _LAUNCH_WAIT = 30.0
-# How long a tab that served a page gets to go blank before it is closed instead.
-_BLANK_WAIT = 2.0
+# How long a kept tab gets to leave its last page for the next (its navigation committed)
+# before the next page takes a new tab.
+_LET_GO_WAIT = 5.0
 # A wait in the page asked again after this many navigations, at most (a refresh loop).
 _NAVIGATIONS_FOLLOWED = 20
 _MAX_PROFILE_PATH = 60
@@ -296,15 +297,24 @@ class _PageState:
 
 
 class _Tab:
-    """A browser page (a tab) and the render it serves now, if any. A tab whose render
-    ended cleanly is blanked and kept for the next page of its context: a new tab costs
-    a renderer process and a round of set-up commands, much of a small page's time."""
+    """A browser page (a tab) and the render it serves now, if any.
+
+    A tab whose page ended well is kept for the next page of its context, which it
+    navigates to from where it is: a new tab costs a renderer process and a round of
+    set-up commands, and so does a detour through about:blank (another process), most
+    of a small page's time. The page left behind may still run its timers until then;
+    its requests are refused (no render owns the tab, or the next page's document is
+    not served yet), and one that will not let the tab go (a beforeunload, a script that
+    never yields) costs the next page a new tab, not its render."""
 
     def __init__(self, page: Page) -> None:
         self.page = page
         self.state: _PageState | None = None
+        self.served = 0  # pages rendered in this tab
+        self.crashed = False
 
-    def crashed(self, _page: Page) -> None:
+    def on_crash(self, _page: Page) -> None:
+        self.crashed = True
         if self.state is not None:
             _crashed(self.state)
 
@@ -405,9 +415,10 @@ class _Browser:
             "--disable-popup-blocking",
             "--password-store=basic",
             # ProcessPerSiteUpToMainFrameThreshold would put pages of one site in one
-            # renderer: one page's endless script would then stall the others.
+            # renderer: one page's endless script would then stall the others. A page
+            # left for the next in a kept tab is gone, not kept frozen (BackForwardCache).
             "--disable-features=Translate,MediaRouter,OptimizationHints,"
-            "DialMediaRouteProvider,ProcessPerSiteUpToMainFrameThreshold",
+            "DialMediaRouteProvider,ProcessPerSiteUpToMainFrameThreshold,BackForwardCache",
             # Everything is served through the route handler: the browser's own network
             # goes to a dead proxy, loopback included, so nothing leaves unchecked.
             "--proxy-server=http://127.0.0.1:9",
@@ -522,16 +533,6 @@ class _Browser:
             self._browser = None
             self._kill()
 
-    async def _blank(self, page: Page) -> bool:
-        """Whether ``page`` left its document for about:blank in time: its scripts and
-        timers are gone with it (a beforeunload dismissed, a hung renderer: not)."""
-        try:
-            await asyncio.wait_for(page.goto("about:blank"), _BLANK_WAIT)
-        except Exception as exc:  # noqa: BLE001 - the tab is closed instead
-            logger.debug("a tab did not go blank (%r): closing it", exc)
-            return False
-        return page.url == "about:blank"
-
     def _done_with(self, ctx: _Context) -> None:
         ctx.active -= 1
         if ctx.active == 0 and ctx is not self._context:
@@ -609,15 +610,14 @@ class _Browser:
         page = tab.page if tab is not None else None
         ctx: _Context | None = holder.get("context")
         if tab is not None and page is not None:
-            self._states.pop(page, None)
-            tab.state = None
+            self._disown(tab)
             if (
                 holder.get("reuse")
+                and not tab.crashed
                 and ctx is not None
                 and ctx is self._context
                 and ctx.started < _CONTEXT_PAGES
                 and len(ctx.idle) < self._opts.render_concurrency
-                and await self._blank(page)
             ):
                 ctx.idle.append(tab)
                 page = None
@@ -640,18 +640,17 @@ class _Browser:
         soft = started + job.timeout - min(job.timeout * 0.25, 5.0)
         ctx = await self._context_for()
         holder["context"] = ctx
-        tab = await self._tab(ctx)
-        holder["tab"] = tab
-        page = tab.page
-        tab.state = state
-        self._states[page] = state
 
         def left() -> float:
             return max(soft - time.monotonic(), 0.001) * 1000
 
+        async def load() -> None:
+            tab = await self._open(ctx, job, state, soft, holder)
+            await self._load(tab.page, job, state, left, soft)
+
         ended = asyncio.ensure_future(state.ended.wait())
         try:
-            loading = asyncio.ensure_future(self._load(page, job, state, left, soft))
+            loading = asyncio.ensure_future(load())
             await asyncio.wait({loading, ended}, return_when=asyncio.FIRST_COMPLETED)
             if not loading.done():
                 loading.cancel()
@@ -667,6 +666,7 @@ class _Browser:
                 url, status, headers, body, list(state.navigated), rendered=False,
                 truncated=truncated,
             )  # fmt: skip
+        page = holder["tab"].page
         dom, opened = await _read(page)
         state.popups += [u for u in opened if isinstance(u, str) and u.startswith("http")]
         popups = "".join(
@@ -685,11 +685,10 @@ class _Browser:
     async def _load(
         self, page: Page, job: _Job, state: _PageState, left: Callable[[], float], soft: float
     ) -> None:
-        """Navigate, wait for load, for quiet, for the selector: each capped by ``soft``."""
+        """Wait for load, for quiet, for the selector: each capped by ``soft``."""
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
         opts = self._opts
-        await page.goto(job.url, wait_until="commit", timeout=left())
         # Asked of the document, not of Playwright's navigation tracking (which keeps
         # waiting for a navigation the route handler cancelled, a 204), and in a promise
         # of the page's own world: no polling, and none of the script Playwright's
@@ -712,17 +711,55 @@ class _Browser:
                 logger.info("%s: %s did not appear", job.url, selector)
         await self._steps.run(page, state, soft)
 
-    async def _tab(self, ctx: _Context) -> _Tab:
-        while ctx.idle:
+    async def _tab(self, ctx: _Context, *, kept: bool = True) -> _Tab:
+        while kept and ctx.idle:
             tab = ctx.idle.pop()
-            if not tab.page.is_closed():
+            if not tab.crashed and not tab.page.is_closed():
                 return tab
+            self._loop.create_task(_close_tab(tab))
         page = await ctx.context.new_page()
         tab = _Tab(page)
         page.on("dialog", _dismiss)
         page.on("popup", self._popup)
-        page.on("crash", tab.crashed)
+        page.on("crash", tab.on_crash)
         return tab
+
+    async def _open(
+        self, ctx: _Context, job: _Job, state: _PageState, soft: float, holder: dict[str, Any]
+    ) -> _Tab:
+        """A tab showing the page's document (committed): a kept one if it lets go of its
+        last page in time, else a new one. The tab is the holder's from the start (its
+        render's end disposes of it)."""
+        tab = holder["tab"] = await self._tab(ctx)
+        self._own(tab, state)
+        if tab.served:
+            try:
+                await tab.page.goto(
+                    job.url, wait_until="commit", timeout=min(_left(soft), _LET_GO_WAIT) * 1000
+                )
+            except Exception as exc:
+                if state.crashed or state.ended.is_set() or time.monotonic() >= soft:
+                    raise
+                logger.debug("a kept tab did not take %s (%r): a new one", job.url, exc)
+                self._disown(tab)
+                self._loop.create_task(_close_tab(tab))
+                state.started = False  # the document is served again, to the new tab
+                tab = holder["tab"] = await self._tab(ctx, kept=False)
+                self._own(tab, state)
+            else:
+                tab.served += 1
+                return tab
+        await tab.page.goto(job.url, wait_until="commit", timeout=_left(soft) * 1000)
+        tab.served += 1
+        return tab
+
+    def _own(self, tab: _Tab, state: _PageState) -> None:
+        tab.state = state
+        self._states[tab.page] = state
+
+    def _disown(self, tab: _Tab) -> None:
+        tab.state = None
+        self._states.pop(tab.page, None)
 
     def _popup(self, popup: Page) -> None:
         """A popup is closed (its URL is taken as the opener's link by the route handler)."""
@@ -765,6 +802,10 @@ class _Browser:
             return
         if main:
             await self._navigate(route, request, state)
+            return
+        if not state.started:
+            # The document a kept tab showed before this page's was served: its request.
+            await route.abort("blockedbyclient")
             return
         with state.serving():
             await self._serve_beside(route, request, state)
@@ -1294,6 +1335,11 @@ async def _close_web_socket(ws: Any) -> None:
     # Not connected to any server: a WebSocket would pass no gate.
     with contextlib.suppress(Exception):
         await ws.close()
+
+
+async def _close_tab(tab: _Tab) -> None:
+    with contextlib.suppress(Exception):  # a tab that will not close goes with its context
+        await asyncio.wait_for(tab.page.close(run_before_unload=False), _CLOSE_WAIT)
 
 
 async def _close_later(popup: Any) -> None:
