@@ -402,6 +402,8 @@ class _Browser:
             "--no-first-run",
             "--no-default-browser-check",
             "--disable-gpu",
+            "--in-process-gpu",
+            "--enable-features=NetworkServiceInProcess",
             "--disable-dev-shm-usage",
             "--disable-background-networking",
             "--disable-breakpad",
@@ -418,7 +420,8 @@ class _Browser:
             # renderer: one page's endless script would then stall the others. A page
             # left for the next in a kept tab is gone, not kept frozen (BackForwardCache).
             "--disable-features=Translate,MediaRouter,OptimizationHints,"
-            "DialMediaRouteProvider,ProcessPerSiteUpToMainFrameThreshold,BackForwardCache",
+            "DialMediaRouteProvider,ProcessPerSiteUpToMainFrameThreshold,BackForwardCache,"
+            "SpareRendererForSitePerProcess",
             # Everything is served through the route handler: the browser's own network
             # goes to a dead proxy, loopback included, so nothing leaves unchecked.
             "--proxy-server=http://127.0.0.1:9",
