@@ -35,12 +35,15 @@ the worker itself stops waiting a little later whatever the loop does. Contexts 
 recycled every ``_CONTEXT_PAGES`` pages (memory comes back only when a context closes) and
 each tab's script heap is capped.
 
-The browser cannot outlive shoal: it is started by a small reaper process (its own
-session, so one process group holds the browser's tree) that reads a pipe from shoal and
-kills the group when the pipe closes: at the end of the run, on Ctrl-C, on an error, and
-when the kernel closes the pipe because shoal was killed (SIGKILL included). The browser
-also gets PR_SET_PDEATHSIG from the reaper. Its profile is a temporary directory the
-reaper removes.
+Playwright talks to the browser over a pipe (``--remote-debugging-pipe``), never a
+DevTools port: no other local user can drive it, and no WebSocket caps the size of what a
+page is served. The browser cannot outlive shoal: Playwright's driver starts a small reaper
+process in its place, which starts the browser in a session (so one process group holds
+the browser's tree) of its own with the driver's pipe, and kills that group when shoal
+ends (a pidfd on shoal's pid: SIGKILL included), when shoal asks (SIGTERM: at the end of
+the run, on Ctrl-C, on an error, from the watchdog) or when the browser ends. The browser
+also gets PR_SET_PDEATHSIG from the reaper. Its profile and Playwright's artifacts are a
+temporary directory the reaper removes.
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ import inspect
 import logging
 import os
 import queue
+import select
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
 import threading
@@ -99,6 +103,8 @@ _LAUNCH_WAIT = 30.0
 _LET_GO_WAIT = 5.0
 # A wait in the page asked again after this many navigations, at most (a refresh loop).
 _NAVIGATIONS_FOLLOWED = 20
+# How long the browser's reaper gets to end after SIGTERM, then after SIGKILL.
+_KILL_WAIT = 10.0
 _MAX_PROFILE_PATH = 60
 # Headers shoal's transport sets itself, or that describe the browser's framing.
 _DROP_REQUEST = frozenset(
@@ -113,36 +119,43 @@ _ARCHIVE_MAX_BYTES = 64 * 1024 * 1024
 # The transport decoded the body: what described its encoding no longer holds.
 _DROP_RESPONSE = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
-# The reaper: starts the browser in a session (process group) of its own, then waits for
-# shoal's pipe (its stdin) to close, or for the browser to end; either way it kills the
-# browser's whole group and removes the profile. Standard library only.
+# The reaper: Playwright's driver starts it as "the browser", the driver's pipe on fds 3
+# and 4. It starts the browser in a session (process group) of its own with that pipe,
+# then waits for shoal to end (a pidfd: SIGKILL of shoal included), for the browser to
+# end, or for SIGTERM (shoal's own kill); any of these and it kills the browser's whole
+# group and removes its directory. Standard library only.
 _REAPER = r"""
-import ctypes, os, shutil, signal, subprocess, sys, threading
-profile = sys.argv[1]
+import ctypes, os, select, shutil, signal, subprocess, sys
+work = sys.argv[1]
+parent = os.getpid()
 def pdeathsig():
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except Exception:
         pass
+    if os.getppid() != parent:  # the reaper died before the prctl
+        os._exit(1)
+wake_r, wake_w = os.pipe()
+os.set_blocking(wake_w, False)
+signal.set_wakeup_fd(wake_w)
+signal.signal(signal.SIGTERM, lambda *a: None)
 try:
+    shoal = os.pidfd_open(int(os.environ.pop("SHOAL_PID")))
+    with open(os.path.join(work, "reaper.tmp"), "w") as f:
+        f.write(str(parent))
+    os.rename(os.path.join(work, "reaper.tmp"), os.path.join(work, "reaper"))
     child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True, preexec_fn=pdeathsig)
+                             pass_fds=(3, 4), start_new_session=True, preexec_fn=pdeathsig)
 except BaseException:
-    shutil.rmtree(profile, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     raise
-done = threading.Event()
-threading.Thread(target=lambda: (child.wait(), done.set()), daemon=True).start()
-def stdin_closed():
-    try:
-        while os.read(0, 4096):
-            pass
-    except OSError:
-        pass
-    done.set()
-threading.Thread(target=stdin_closed, daemon=True).start()
-signal.signal(signal.SIGTERM, lambda *a: done.set())
-done.wait()
+os.close(3)  # the browser's now: its end closes the pipe, not the reaper's
+os.close(4)
+try:
+    select.select([shoal, os.pidfd_open(child.pid), wake_r], [], [])
+except OSError:
+    pass
 try:
     os.killpg(child.pid, signal.SIGTERM)  # a moment to end cleanly, then for sure
 except OSError:
@@ -156,7 +169,7 @@ try:
 except OSError:
     pass
 child.wait()
-shutil.rmtree(profile, ignore_errors=True)
+shutil.rmtree(work, ignore_errors=True)
 """
 
 
@@ -327,6 +340,64 @@ class _Context:
         self.idle: list[_Tab] = []  # blank tabs, ready for a page
 
 
+class _Reaper:
+    """shoal's hold on a browser's reaper, which Playwright's driver started (it is not
+    shoal's child): a pidfd, so a signal never reaches a process that took its pid over."""
+
+    def __init__(self, work: str) -> None:
+        self.work = work
+        self.pid = 0
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        with contextlib.suppress(OSError, ValueError):
+            with open(os.path.join(work, "reaper")) as f:
+                pid = int(f.read())
+            fd = os.pidfd_open(pid)
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    ours = work.encode() in f.read()  # not a pid taken over before the pidfd
+            except OSError:
+                ours = False
+            if ours:
+                self.pid, self._fd = pid, fd
+            else:
+                os.close(fd)
+
+    def alive(self) -> bool:
+        if not self._lock.acquire(blocking=False):
+            return False  # being killed
+        try:
+            return self._fd is not None and not _ended(self._fd, 0)
+        finally:
+            self._lock.release()
+
+    def kill(self) -> None:
+        """SIGTERM: the reaper kills the browser's group and removes its directory. One
+        that does not end in time is killed (the browser has PR_SET_PDEATHSIG) and the
+        directory removed here."""
+        with self._lock:
+            fd = self._fd
+            if fd is None:
+                return
+            self._fd = None
+            try:
+                for sig in (signal.SIGTERM, signal.SIGKILL):
+                    with contextlib.suppress(ProcessLookupError):
+                        signal.pidfd_send_signal(fd, sig)
+                    if _ended(fd, _KILL_WAIT):
+                        break
+            finally:
+                os.close(fd)
+            if sig == signal.SIGKILL:
+                shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _ended(pidfd: int, wait: float) -> bool:
+    poller = select.poll()  # not select(): shoal's own descriptors may pass FD_SETSIZE
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(wait * 1000))
+
+
 class _Browser:
     """The browser and Playwright, owned by one thread that runs their asyncio loop."""
 
@@ -350,8 +421,7 @@ class _Browser:
         self._thread = threading.Thread(target=self._run_loop, name="shoal-browser", daemon=True)
         self._pw: Playwright | None = None
         self._browser: Browser | None = None
-        self._reaper: subprocess.Popen[bytes] | None = None
-        self._profile: str | None = None
+        self._reaper: _Reaper | None = None
         self._context: _Context | None = None
         self._states: dict[Page, _PageState] = {}
         self._launching: asyncio.Lock | None = None
@@ -384,21 +454,28 @@ class _Browser:
         await self._launch()
 
     async def _launch(self) -> None:
-        """Start the browser under its reaper and connect to it."""
+        """Start the browser under its reaper, Playwright's pipe (fds 3 and 4) its only
+        way in: no DevTools port, so no other local user can drive it, and no WebSocket
+        message limit on what a page is served."""
+        from playwright.async_api import Error as PlaywrightError
+
         assert self._pw is not None
         self._kill()
-        profile = tempfile.mkdtemp(prefix="shoal-browser-")
-        if len(profile) > _MAX_PROFILE_PATH and os.path.isdir("/tmp"):
+        work = tempfile.mkdtemp(prefix="shoal-browser-")
+        if len(work) > _MAX_PROFILE_PATH and os.path.isdir("/tmp"):
             # Chromium's singleton socket lives under its TMPDIR (the profile, below): a
             # Unix socket's path has at most 107 bytes.
-            os.rmdir(profile)
-            profile = tempfile.mkdtemp(prefix="shoal-browser-", dir="/tmp")
-        args = [
-            self._executable,
+            os.rmdir(work)
+            work = tempfile.mkdtemp(prefix="shoal-browser-", dir="/tmp")
+        # Playwright's driver would make this beside shoal's files (and leave it when
+        # killed): the reaper removes it with the profile.
+        artifacts = os.path.join(work, "playwright")
+        os.mkdir(artifacts)
+        flags = [
             "--headless=new",
-            "--remote-debugging-port=0",
-            "--remote-debugging-address=127.0.0.1",
-            f"--user-data-dir={profile}",
+            "--remote-debugging-pipe",
+            "--no-startup-window",
+            f"--user-data-dir={work}",
             "--no-first-run",
             "--no-default-browser-check",
             "--disable-gpu",
@@ -432,69 +509,48 @@ class _Browser:
             "--webrtc-ip-handling-policy=disable_non_proxied_udp",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
-            args.append("--no-sandbox")  # Chromium refuses to sandbox as root
-        args.append("about:blank")
-        env = {
+            flags.append("--no-sandbox")  # Chromium refuses to sandbox as root
+        env: dict[str, str | float | bool] = {
             **os.environ,
             # Whatever the browser writes beside its profile stays in it.
-            "HOME": profile,
-            "XDG_CONFIG_HOME": profile,
-            "XDG_CACHE_HOME": profile,
-            "TMPDIR": profile,
+            "HOME": work,
+            "XDG_CONFIG_HOME": work,
+            "XDG_CACHE_HOME": work,
+            "TMPDIR": work,
+            "SHOAL_PID": str(os.getpid()),
         }
-        self._profile = profile
-        self._reaper = subprocess.Popen(
-            [sys.executable, "-I", "-c", _REAPER, profile, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
-        port_file = os.path.join(profile, "DevToolsActivePort")
-        deadline = time.monotonic() + _LAUNCH_WAIT
-        port = None
-        while time.monotonic() < deadline:
-            if self._reaper.poll() is not None:
-                break
-            try:
-                with open(port_file) as f:
-                    first = f.readline().strip()
-                if first.isdigit():
-                    port = int(first)
-                    break
-            except OSError:
-                pass
-            await asyncio.sleep(0.05)
-        if port is None:
-            self._kill()
-            shutil.rmtree(profile, ignore_errors=True)  # a reaper that failed left it
-            raise RenderError(
-                f"the browser {self._executable} did not start (within {_LAUNCH_WAIT:g} s); "
-                f"check it runs: {self._executable} --headless=new --version. {FIXES}"
+        try:
+            # The "browser" Playwright starts is the reaper (given all the arguments:
+            # none of Playwright's own), which starts the browser; signals are shoal's.
+            self._browser = await self._pw.chromium.launch(
+                executable_path=sys.executable,
+                args=["-I", "-c", _REAPER, work, self._executable, *flags],
+                ignore_default_args=True,
+                env=env,
+                artifacts_dir=artifacts,
+                handle_sigint=False,
+                handle_sigterm=False,
+                handle_sighup=False,
+                timeout=_LAUNCH_WAIT * 1000,
             )
-        self._browser = await self._pw.chromium.connect_over_cdp(
-            f"http://127.0.0.1:{port}", timeout=_LAUNCH_WAIT * 1000
-        )
+            self._reaper = _Reaper(work)
+        except PlaywrightError as exc:
+            with contextlib.suppress(OSError):
+                _Reaper(work).kill()
+            shutil.rmtree(work, ignore_errors=True)  # a reaper that failed left it
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RenderError(
+                f"the browser {self._executable} did not start within {_LAUNCH_WAIT:g} s "
+                f"({why}); check it runs: {self._executable} --headless=new --version. {FIXES}"
+            ) from None
         self._context = None
 
     def _kill(self) -> None:
-        """Kill the browser's tree now (the reaper does it as its pipe closes). Safe from
-        any thread."""
+        """Kill the browser's tree now (its reaper does it on SIGTERM). Safe from any
+        thread."""
         reaper = self._reaper
-        if reaper is None:
-            return
-        try:
-            if reaper.stdin is not None:
-                reaper.stdin.close()
-        except OSError:
-            pass
-        try:
-            reaper.wait(10)
-        except subprocess.TimeoutExpired:
-            reaper.kill()  # its browser has PR_SET_PDEATHSIG
-            reaper.wait()
+        if reaper is not None:
+            reaper.kill()
 
     async def _ensure_browser(self) -> Browser:
         assert self._launching is not None
@@ -548,7 +604,7 @@ class _Browser:
         page shared by its processes counts once; or an upper bound of it, its resident
         size, when that is at most ``enough_mb``); 0 if it is not running. Any thread."""
         reaper = self._reaper
-        if reaper is None or reaper.poll() is not None:
+        if reaper is None or not reaper.alive():
             return 0.0
         return _tree_memory_mb(reaper.pid, enough_mb)
 
@@ -925,8 +981,19 @@ class _Browser:
     async def _shutdown(self) -> None:
         # The browser holds nothing to save: its tree is killed (the reaper removes the
         # profile), with no page or context close that a hung tab could hold up.
+        browser = self._browser
         self._context = self._browser = None
+        closed = None
+        if browser is not None and browser.is_connected():
+            # Asked before the kill, the close returns once Playwright's driver has
+            # removed the empty profile it made at launch: stopped before that, the
+            # driver would leave it.
+            closed = asyncio.ensure_future(browser.close())
+            await asyncio.sleep(0)
         await asyncio.get_running_loop().run_in_executor(self._pool, self._kill)
+        if closed is not None:
+            with contextlib.suppress(Exception):  # a browser gone before: nothing to wait for
+                await asyncio.wait_for(closed, _CLOSE_WAIT)
         # Playwright's driver is stopped before the tasks are cancelled: its connection
         # runs on tasks of this loop too, and without them the driver (a node process)
         # would live on until this process ends.
