@@ -19,8 +19,10 @@ Measured per run:
 
 - pages/s: pages found / wall seconds of the tool's process (start-up and browser launch
   included);
-- CPU s/page: user+sys from wait4 of the tool's process, which includes every descendant it
-  reaped (Playwright's driver, Chromium and its renderers, shoal's reaper);
+- CPU s/page: user+sys of the tool's whole process tree, from the bench's own
+  RUSAGE_CHILDREN: the bench is a child subreaper, so a descendant orphaned on its way
+  out (a renderer whose browser was killed) is reaped by the bench and counted too, where
+  the tool's own wait4 would lose it;
 - peak RSS / peak PSS: the tool's process tree (found by parent pid in /proc, sampled every
   0.2 s), summed per sample; RSS counts shared pages once per process, PSS shares them out;
 - found: distinct site pages in the tool's output, against the site's truth;
@@ -187,6 +189,45 @@ def reap(
     return proc.returncode, usage, fired.is_set()
 
 
+def become_subreaper() -> None:
+    """Orphans of the tools' trees come to this process, to be reaped and counted."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def reap_orphans(keep: set[int], timeout_s: float = 30.0) -> list[str]:
+    """Wait for this process's children but ``keep`` (descendants of a finished tool
+    orphaned to it); any still alive after ``timeout_s`` is killed. Their names, if any
+    had to be killed (left behind by the tool)."""
+    me = os.getpid()
+    deadline = time.monotonic() + timeout_s
+    left: list[str] = []
+    while True:
+        kids = [p for p in tree(me) if p != me and p not in keep and ppid(p) == me]
+        if not kids:
+            return left
+        for pid in kids:
+            if time.monotonic() > deadline:
+                with contextlib.suppress(OSError):
+                    left.append(Path(f"/proc/{pid}/comm").read_text().strip())
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done == 0:
+                    time.sleep(0.05)
+
+
+def ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 class SiteProcess:
     def __init__(self, kind: str, pages: int, workdir: Path, log: IO[str]) -> None:
         ready = workdir / f"{kind}.port"
@@ -262,15 +303,21 @@ def run_one(site: str, tool: str, args: argparse.Namespace) -> Run:
                 log.write(" ".join(cmd) + "\n")
                 log.flush()
                 env = dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
                 proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                         start_new_session=True, cwd=cwd, env=env)  # fmt: skip
                 sampler = Sampler(proc.pid)
                 sampler.start()
-                code, usage, timed_out = reap(proc, args.timeout)
+                code, _, timed_out = reap(proc, args.timeout)
                 wall = time.perf_counter() - start
                 sampler.stop.set()
                 sampler.join()
+                leftover = reap_orphans(keep={server.proc.pid})
+                if leftover:
+                    print(f"{tag}: left behind, killed: {', '.join(leftover)}", file=sys.stderr)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             counts = server.counts()
         finally:
             server.close()
@@ -292,7 +339,7 @@ def run_one(site: str, tool: str, args: argparse.Namespace) -> Run:
     api_pages = sum(1 for p in counts if p.startswith("/api/"))
     run = Run(
         site=site, tool=tool, ok=code == 0 and not timed_out, wall_s=wall,
-        cpu_s=usage.ru_utime + usage.ru_stime, peak_rss_mb=sampler.peak_rss / 2**20,
+        cpu_s=cpu, peak_rss_mb=sampler.peak_rss / 2**20,
         peak_pss_mb=sampler.peak_pss / 2**20, procs=sampler.peak_procs, found=len(found),
         truth=len(expected), right=right, items=len(items), rendered=rendered,
         api_pages=api_pages, requests=sum(n for p, n in counts.items() if p != "/__stats"),
@@ -363,6 +410,7 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="write the table here too")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    become_subreaper()
     args.load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     runs_wanted = RUNS
     if args.only:

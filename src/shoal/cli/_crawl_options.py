@@ -475,15 +475,17 @@ def crawl_options(f: Any) -> Any:
             type=float,
             metavar="SECONDS",
             default=d.render_wait,
-            show_default=True,
             help="After the load event, read the DOM once the page's requests have been "
-            "quiet this long (capped by --render-timeout).",
+            "quiet this long (capped by --render-timeout). Default: 0.5, or 0 with "
+            "--render-wait-for.",
         ),
         click.option(
             "--render-wait-for",
             metavar="SELECTOR",
             default=d.render_wait_for,
-            help="Also wait for this CSS selector to appear (capped by --render-timeout).",
+            help="Read the DOM once an element matching this CSS selector is in the page "
+            "(capped by --render-timeout); the quiet window is then off unless "
+            "--render-wait is given.",
         ),
         click.option(
             "--render-block",

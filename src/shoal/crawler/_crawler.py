@@ -248,8 +248,10 @@ class Crawler:
             recorded ``render_timeout`` (a crashed tab: ``render_crash``).
         render_concurrency: Browser pages at once.
         render_wait: After the load event the DOM is read once the page's own requests
-            have been quiet this many seconds (capped by ``render_timeout``).
-        render_wait_for: A CSS selector to wait for too (capped likewise).
+            have been quiet this many seconds (capped by ``render_timeout``); None:
+            0.5, or 0 when ``render_wait_for`` is given.
+        render_wait_for: A CSS selector: the DOM is read once an element matching it is
+            in the page (capped likewise).
         render_block: Resource types the browser never requests: ``"images,fonts,media"``
             or a part of it, or ``"none"``.
         browser: The Chromium or Chrome to render with (a path or a name on PATH);
@@ -356,7 +358,7 @@ class Crawler:
         render: str = CrawlOptions.render,
         render_timeout: float = CrawlOptions.render_timeout,
         render_concurrency: int = CrawlOptions.render_concurrency,
-        render_wait: float = CrawlOptions.render_wait,
+        render_wait: float | None = CrawlOptions.render_wait,
         render_wait_for: str | None = CrawlOptions.render_wait_for,
         render_block: str = CrawlOptions.render_block,
         browser: str | None = CrawlOptions.browser,

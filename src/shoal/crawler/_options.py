@@ -42,6 +42,8 @@ MAX_RENDER_SCRIPT = 1024 * 1024
 # --render-scroll: steps per page (each bounded by the page's deadline anyway).
 MAX_RENDER_SCROLL = 1000
 # --render-block names -> the browser's resource types.
+# The quiet window after the load event when none is given (render_wait None).
+_QUIET_WINDOW = 0.5
 _BLOCKABLE = {"images": "image", "fonts": "font", "media": "media"}
 # A revisit interval past this is a typo (and past what a date can say): refused.
 MAX_REVISIT_AFTER = 100 * 365.25 * 86400
@@ -263,8 +265,9 @@ class CrawlOptions:
     render_timeout: float = 30.0  # hard wall-clock seconds per rendered page
     render_concurrency: int = 4  # browser pages at once
     # After the load event, the DOM is read once the page's own requests have been quiet
-    # this long (always capped by render_timeout).
-    render_wait: float = 0.5
+    # this long (always capped by render_timeout). None: 0.5 s, or none at all when
+    # render_wait_for names what to wait for.
+    render_wait: float | None = None
     render_wait_for: str | None = None  # a CSS selector to wait for (capped likewise)
     # Resource types the browser never requests: "images,fonts,media", or "none".
     render_block: str = "images,fonts,media"
@@ -389,7 +392,7 @@ class CrawlOptions:
             raise OptionError("render_concurrency", "{render_concurrency} must be at least 1")
         if self.render_memory < 1:
             raise OptionError("render_memory", "{render_memory} must be at least 1 MB")
-        if not 0 <= self.render_wait < self.render_timeout:
+        if self.render_wait is not None and not 0 <= self.render_wait < self.render_timeout:
             raise OptionError(
                 "render_wait", "{render_wait} must be at least 0 and less than {render_timeout}"
             )
@@ -420,6 +423,13 @@ class CrawlOptions:
             raise OptionError(
                 "render_script", "{render_script} " + literal(self.render_script) + " is not UTF-8"
             ) from None
+
+    def quiet_window(self) -> float:
+        """Seconds the page's requests must be quiet before its DOM is read: render_wait
+        as given; by default 0.5, or none when render_wait_for says what to wait for."""
+        if self.render_wait is not None:
+            return self.render_wait
+        return 0.0 if self.render_wait_for else _QUIET_WINDOW
 
     def render_blocked(self) -> frozenset[str]:
         """The browser resource types --render-block names (Playwright's names)."""

@@ -35,12 +35,15 @@ the worker itself stops waiting a little later whatever the loop does. Contexts 
 recycled every ``_CONTEXT_PAGES`` pages (memory comes back only when a context closes) and
 each tab's script heap is capped.
 
-The browser cannot outlive shoal: it is started by a small reaper process (its own
-session, so one process group holds the browser's tree) that reads a pipe from shoal and
-kills the group when the pipe closes: at the end of the run, on Ctrl-C, on an error, and
-when the kernel closes the pipe because shoal was killed (SIGKILL included). The browser
-also gets PR_SET_PDEATHSIG from the reaper. Its profile is a temporary directory the
-reaper removes.
+Playwright talks to the browser over a pipe (``--remote-debugging-pipe``), never a
+DevTools port: no other local user can drive it, and no WebSocket caps the size of what a
+page is served. The browser cannot outlive shoal: Playwright's driver starts a small reaper
+process in its place, which starts the browser in a session (so one process group holds
+the browser's tree) of its own with the driver's pipe, and kills that group when shoal
+ends (a pidfd on shoal's pid: SIGKILL included), when shoal asks (SIGTERM: at the end of
+the run, on Ctrl-C, on an error, from the watchdog) or when the browser ends. The browser
+also gets PR_SET_PDEATHSIG from the reaper. Its profile and Playwright's artifacts are a
+temporary directory the reaper removes.
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ import inspect
 import logging
 import os
 import queue
+import select
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
 import threading
@@ -96,6 +100,13 @@ _CLOSE_WAIT = 5.0
 # The worker stops waiting this long after a page's deadline, whatever the loop does.
 _WORKER_MARGIN = 3 * _CLOSE_WAIT + 5.0
 _LAUNCH_WAIT = 30.0
+# How long a kept tab gets to leave its last page for the next (its navigation committed)
+# before the next page takes a new tab.
+_LET_GO_WAIT = 5.0
+# A wait in the page asked again after this many navigations, at most (a refresh loop).
+_NAVIGATIONS_FOLLOWED = 20
+# How long the browser's reaper gets to end after SIGTERM, then after SIGKILL.
+_KILL_WAIT = 10.0
 _MAX_PROFILE_PATH = 60
 # Headers shoal's transport sets itself, or that describe the browser's framing.
 _DROP_REQUEST = frozenset(
@@ -110,36 +121,43 @@ _ARCHIVE_MAX_BYTES = 64 * 1024 * 1024
 # The transport decoded the body: what described its encoding no longer holds.
 _DROP_RESPONSE = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
-# The reaper: starts the browser in a session (process group) of its own, then waits for
-# shoal's pipe (its stdin) to close, or for the browser to end; either way it kills the
-# browser's whole group and removes the profile. Standard library only.
+# The reaper: Playwright's driver starts it as "the browser", the driver's pipe on fds 3
+# and 4. It starts the browser in a session (process group) of its own with that pipe,
+# then waits for shoal to end (a pidfd: SIGKILL of shoal included), for the browser to
+# end, or for SIGTERM (shoal's own kill); any of these and it kills the browser's whole
+# group and removes its directory. Standard library only.
 _REAPER = r"""
-import ctypes, os, shutil, signal, subprocess, sys, threading
-profile = sys.argv[1]
+import ctypes, os, select, shutil, signal, subprocess, sys
+work = sys.argv[1]
+parent = os.getpid()
 def pdeathsig():
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except Exception:
         pass
+    if os.getppid() != parent:  # the reaper died before the prctl
+        os._exit(1)
+wake_r, wake_w = os.pipe()
+os.set_blocking(wake_w, False)
+signal.set_wakeup_fd(wake_w)
+signal.signal(signal.SIGTERM, lambda *a: None)
 try:
+    shoal = os.pidfd_open(int(os.environ.pop("SHOAL_PID")))
+    with open(os.path.join(work, "reaper.tmp"), "w") as f:
+        f.write(str(parent))
+    os.rename(os.path.join(work, "reaper.tmp"), os.path.join(work, "reaper"))
     child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True, preexec_fn=pdeathsig)
+                             pass_fds=(3, 4), start_new_session=True, preexec_fn=pdeathsig)
 except BaseException:
-    shutil.rmtree(profile, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     raise
-done = threading.Event()
-threading.Thread(target=lambda: (child.wait(), done.set()), daemon=True).start()
-def stdin_closed():
-    try:
-        while os.read(0, 4096):
-            pass
-    except OSError:
-        pass
-    done.set()
-threading.Thread(target=stdin_closed, daemon=True).start()
-signal.signal(signal.SIGTERM, lambda *a: done.set())
-done.wait()
+os.close(3)  # the browser's now: its end closes the pipe, not the reaper's
+os.close(4)
+try:
+    select.select([shoal, os.pidfd_open(child.pid), wake_r], [], [])
+except OSError:
+    pass
 try:
     os.killpg(child.pid, signal.SIGTERM)  # a moment to end cleanly, then for sure
 except OSError:
@@ -153,7 +171,7 @@ try:
 except OSError:
     pass
 child.wait()
-shutil.rmtree(profile, ignore_errors=True)
+shutil.rmtree(work, ignore_errors=True)
 """
 
 
@@ -170,8 +188,22 @@ _POPUP_SCRIPT = """(() => {
     return null;
   };
 })();"""
-_LOADED = "() => document.readyState === 'complete'"
-_POPUPS_OPENED = "() => Array.from(window.__shoalPopups || []).slice(0, 1000)"
+_ON_LOAD = """() => document.readyState === 'complete' ||
+  new Promise(resolve => window.addEventListener('load', () => resolve(true), {once: true}))"""
+# Mutations come in batches (one per task at most): one query a batch.
+_APPEARS = """(selector) => document.querySelector(selector) !== null || new Promise(resolve => {
+  const seen = new MutationObserver(() => {
+    if (document.querySelector(selector) !== null) { seen.disconnect(); resolve(true); }
+  });
+  seen.observe(document, {childList: true, subtree: true, attributes: true});
+})"""
+# The DOM as a document (doctype included) and the URLs window.open was given.
+_READ = """() => {
+  const type = document.doctype;
+  const root = document.documentElement;
+  return [(type ? new XMLSerializer().serializeToString(type) : '') + (root ? root.outerHTML : ''),
+          Array.from(window.__shoalPopups || []).slice(0, 1000)];
+}"""
 
 
 class RenderError(ShoalError):
@@ -261,12 +293,16 @@ class _PageState:
         self.gate_lock = asyncio.Lock()  # a fetch's gate is not thread-safe: one at a time
         self.deadline = time.monotonic() + job.timeout  # no request beside it outlives it
 
-    def started_request(self, request: Request) -> None:
-        if not request.is_navigation_request():
-            self._touch(1)
-
-    def ended_request(self, request: Request) -> None:
-        if not request.is_navigation_request():
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """A request beside the page, from the route handler's first look at it to its
+        answer: the quiet window's activity. Every request of the page passes the route
+        handler, so no browser event (one more message per request from the driver) is
+        needed to see them."""
+        self._touch(1)
+        try:
+            yield
+        finally:
             self._touch(-1)
 
     def _touch(self, delta: int) -> None:
@@ -275,11 +311,93 @@ class _PageState:
         self.activity.set()
 
 
+class _Tab:
+    """A browser page (a tab) and the render it serves now, if any.
+
+    A tab whose page ended well is kept for the next page of its context, which it
+    navigates to from where it is: a new tab costs a renderer process and a round of
+    set-up commands, and so does a detour through about:blank (another process), most
+    of a small page's time. The page left behind may still run its timers until then;
+    its requests are refused (no render owns the tab, or the next page's document is
+    not served yet), and one that will not let the tab go (a beforeunload, a script that
+    never yields) costs the next page a new tab, not its render."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.state: _PageState | None = None
+        self.served = 0  # pages rendered in this tab
+        self.crashed = False
+
+    def on_crash(self, _page: Page) -> None:
+        self.crashed = True
+        if self.state is not None:
+            _crashed(self.state)
+
+
 class _Context:
     def __init__(self, context: BrowserContext) -> None:
         self.context = context
         self.started = 0
         self.active = 0
+        self.idle: list[_Tab] = []  # blank tabs, ready for a page
+
+
+class _Reaper:
+    """shoal's hold on a browser's reaper, which Playwright's driver started (it is not
+    shoal's child): a pidfd, so a signal never reaches a process that took its pid over."""
+
+    def __init__(self, work: str) -> None:
+        self.work = work
+        self.pid = 0
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        with contextlib.suppress(OSError, ValueError):
+            with open(os.path.join(work, "reaper")) as f:
+                pid = int(f.read())
+            fd = os.pidfd_open(pid)
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    ours = work.encode() in f.read()  # not a pid taken over before the pidfd
+            except OSError:
+                ours = False
+            if ours:
+                self.pid, self._fd = pid, fd
+            else:
+                os.close(fd)
+
+    def alive(self) -> bool:
+        if not self._lock.acquire(blocking=False):
+            return False  # being killed
+        try:
+            return self._fd is not None and not _ended(self._fd, 0)
+        finally:
+            self._lock.release()
+
+    def kill(self) -> None:
+        """SIGTERM: the reaper kills the browser's group and removes its directory. One
+        that does not end in time is killed (the browser has PR_SET_PDEATHSIG) and the
+        directory removed here."""
+        with self._lock:
+            fd = self._fd
+            if fd is None:
+                return
+            self._fd = None
+            try:
+                for sig in (signal.SIGTERM, signal.SIGKILL):
+                    with contextlib.suppress(ProcessLookupError):
+                        signal.pidfd_send_signal(fd, sig)
+                    if _ended(fd, _KILL_WAIT):
+                        break
+            finally:
+                os.close(fd)
+            if sig == signal.SIGKILL:
+                shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _ended(pidfd: int, wait: float) -> bool:
+    poller = select.poll()  # not select(): shoal's own descriptors may pass FD_SETSIZE
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(wait * 1000))
 
 
 class _Browser:
@@ -305,8 +423,7 @@ class _Browser:
         self._thread = threading.Thread(target=self._run_loop, name="shoal-browser", daemon=True)
         self._pw: Playwright | None = None
         self._browser: Browser | None = None
-        self._reaper: subprocess.Popen[bytes] | None = None
-        self._profile: str | None = None
+        self._reaper: _Reaper | None = None
         self._context: _Context | None = None
         self._states: dict[Page, _PageState] = {}
         self._launching: asyncio.Lock | None = None
@@ -339,24 +456,33 @@ class _Browser:
         await self._launch()
 
     async def _launch(self) -> None:
-        """Start the browser under its reaper and connect to it."""
+        """Start the browser under its reaper, Playwright's pipe (fds 3 and 4) its only
+        way in: no DevTools port, so no other local user can drive it, and no WebSocket
+        message limit on what a page is served."""
+        from playwright.async_api import Error as PlaywrightError
+
         assert self._pw is not None
         self._kill()
-        profile = tempfile.mkdtemp(prefix="shoal-browser-")
-        if len(profile) > _MAX_PROFILE_PATH and os.path.isdir("/tmp"):
+        work = tempfile.mkdtemp(prefix="shoal-browser-")
+        if len(work) > _MAX_PROFILE_PATH and os.path.isdir("/tmp"):
             # Chromium's singleton socket lives under its TMPDIR (the profile, below): a
             # Unix socket's path has at most 107 bytes.
-            os.rmdir(profile)
-            profile = tempfile.mkdtemp(prefix="shoal-browser-", dir="/tmp")
-        args = [
-            self._executable,
+            os.rmdir(work)
+            work = tempfile.mkdtemp(prefix="shoal-browser-", dir="/tmp")
+        # Playwright's driver would make this beside shoal's files (and leave it when
+        # killed): the reaper removes it with the profile.
+        artifacts = os.path.join(work, "playwright")
+        os.mkdir(artifacts)
+        flags = [
             "--headless=new",
-            "--remote-debugging-port=0",
-            "--remote-debugging-address=127.0.0.1",
-            f"--user-data-dir={profile}",
+            "--remote-debugging-pipe",
+            "--no-startup-window",
+            f"--user-data-dir={work}",
             "--no-first-run",
             "--no-default-browser-check",
             "--disable-gpu",
+            "--in-process-gpu",
+            "--enable-features=NetworkServiceInProcess",
             "--disable-dev-shm-usage",
             "--disable-background-networking",
             "--disable-breakpad",
@@ -370,9 +496,11 @@ class _Browser:
             "--disable-popup-blocking",
             "--password-store=basic",
             # ProcessPerSiteUpToMainFrameThreshold would put pages of one site in one
-            # renderer: one page's endless script would then stall the others.
+            # renderer: one page's endless script would then stall the others. A page
+            # left for the next in a kept tab is gone, not kept frozen (BackForwardCache).
             "--disable-features=Translate,MediaRouter,OptimizationHints,"
-            "DialMediaRouteProvider,ProcessPerSiteUpToMainFrameThreshold",
+            "DialMediaRouteProvider,ProcessPerSiteUpToMainFrameThreshold,BackForwardCache,"
+            "SpareRendererForSitePerProcess",
             # Everything is served through the route handler: the browser's own network
             # goes to a dead proxy, loopback included, so nothing leaves unchecked.
             "--proxy-server=http://127.0.0.1:9",
@@ -383,69 +511,48 @@ class _Browser:
             "--webrtc-ip-handling-policy=disable_non_proxied_udp",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
-            args.append("--no-sandbox")  # Chromium refuses to sandbox as root
-        args.append("about:blank")
-        env = {
+            flags.append("--no-sandbox")  # Chromium refuses to sandbox as root
+        env: dict[str, str | float | bool] = {
             **os.environ,
             # Whatever the browser writes beside its profile stays in it.
-            "HOME": profile,
-            "XDG_CONFIG_HOME": profile,
-            "XDG_CACHE_HOME": profile,
-            "TMPDIR": profile,
+            "HOME": work,
+            "XDG_CONFIG_HOME": work,
+            "XDG_CACHE_HOME": work,
+            "TMPDIR": work,
+            "SHOAL_PID": str(os.getpid()),
         }
-        self._profile = profile
-        self._reaper = subprocess.Popen(
-            [sys.executable, "-I", "-c", _REAPER, profile, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
-        port_file = os.path.join(profile, "DevToolsActivePort")
-        deadline = time.monotonic() + _LAUNCH_WAIT
-        port = None
-        while time.monotonic() < deadline:
-            if self._reaper.poll() is not None:
-                break
-            try:
-                with open(port_file) as f:
-                    first = f.readline().strip()
-                if first.isdigit():
-                    port = int(first)
-                    break
-            except OSError:
-                pass
-            await asyncio.sleep(0.05)
-        if port is None:
-            self._kill()
-            shutil.rmtree(profile, ignore_errors=True)  # a reaper that failed left it
-            raise RenderError(
-                f"the browser {self._executable} did not start (within {_LAUNCH_WAIT:g} s); "
-                f"check it runs: {self._executable} --headless=new --version. {FIXES}"
+        try:
+            # The "browser" Playwright starts is the reaper (given all the arguments:
+            # none of Playwright's own), which starts the browser; signals are shoal's.
+            self._browser = await self._pw.chromium.launch(
+                executable_path=sys.executable,
+                args=["-I", "-c", _REAPER, work, self._executable, *flags],
+                ignore_default_args=True,
+                env=env,
+                artifacts_dir=artifacts,
+                handle_sigint=False,
+                handle_sigterm=False,
+                handle_sighup=False,
+                timeout=_LAUNCH_WAIT * 1000,
             )
-        self._browser = await self._pw.chromium.connect_over_cdp(
-            f"http://127.0.0.1:{port}", timeout=_LAUNCH_WAIT * 1000
-        )
+            self._reaper = _Reaper(work)
+        except PlaywrightError as exc:
+            with contextlib.suppress(OSError):
+                _Reaper(work).kill()
+            shutil.rmtree(work, ignore_errors=True)  # a reaper that failed left it
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RenderError(
+                f"the browser {self._executable} did not start within {_LAUNCH_WAIT:g} s "
+                f"({why}); check it runs: {self._executable} --headless=new --version. {FIXES}"
+            ) from None
         self._context = None
 
     def _kill(self) -> None:
-        """Kill the browser's tree now (the reaper does it as its pipe closes). Safe from
-        any thread."""
+        """Kill the browser's tree now (its reaper does it on SIGTERM). Safe from any
+        thread."""
         reaper = self._reaper
-        if reaper is None:
-            return
-        try:
-            if reaper.stdin is not None:
-                reaper.stdin.close()
-        except OSError:
-            pass
-        try:
-            reaper.wait(10)
-        except subprocess.TimeoutExpired:
-            reaper.kill()  # its browser has PR_SET_PDEATHSIG
-            reaper.wait()
+        if reaper is not None:
+            reaper.kill()
 
     async def _ensure_browser(self) -> Browser:
         assert self._launching is not None
@@ -494,13 +601,14 @@ class _Browser:
 
     # -- memory ----------------------------------------------------------------------------
 
-    def memory_mb(self) -> float:
+    def memory_mb(self, enough_mb: float = 0.0) -> float:
         """What the browser's process tree holds now, MB (its proportional set size: a
-        page shared by its processes counts once); 0 if it is not running. Any thread."""
+        page shared by its processes counts once; or an upper bound of it, its resident
+        size, when that is at most ``enough_mb``); 0 if it is not running. Any thread."""
         reaper = self._reaper
-        if reaper is None or reaper.poll() is not None:
+        if reaper is None or not reaper.alive():
             return 0.0
-        return _tree_memory_mb(reaper.pid)
+        return _tree_memory_mb(reaper.pid, enough_mb)
 
     def retire_context(self) -> None:
         """The next page opens a new context; this one closes once its pages are done
@@ -532,7 +640,11 @@ class _Browser:
         holder: dict[str, Any] = {}
         task = asyncio.ensure_future(self._render_page(job, state, holder))
         try:
-            return await asyncio.wait_for(task, job.timeout)
+            result = await asyncio.wait_for(task, job.timeout)
+            # Only a tab whose page ended well may serve another (a page that ran out of
+            # time may still be running a script that would hold up the next one).
+            holder["reuse"] = result.error is None and not state.crashed
+            return result
         except TimeoutError:
             return _failed(job, ErrorKind.RENDER_TIMEOUT, _timeout_detail(job), state)
         except _UserCodeFailed as exc:
@@ -552,12 +664,25 @@ class _Browser:
             await self._discard(holder)
 
     async def _discard(self, holder: dict[str, Any]) -> None:
-        """Close the page; if it does not answer, its context; if that does not either,
-        the browser (launched again for the next page)."""
-        page: Page | None = holder.get("page")
+        """Keep the tab for the next page if its page ended well and it goes blank in
+        time; else close the page; if it does not answer, its context; if that does not
+        either, the browser (launched again for the next page)."""
+        tab: _Tab | None = holder.get("tab")
+        page = tab.page if tab is not None else None
         ctx: _Context | None = holder.get("context")
+        if tab is not None and page is not None:
+            self._disown(tab)
+            if (
+                holder.get("reuse")
+                and not tab.crashed
+                and ctx is not None
+                and ctx is self._context
+                and ctx.started < _CONTEXT_PAGES
+                and len(ctx.idle) < self._opts.render_concurrency
+            ):
+                ctx.idle.append(tab)
+                page = None
         if page is not None:
-            self._states.pop(page, None)
             try:
                 await asyncio.wait_for(page.close(run_before_unload=False), _CLOSE_WAIT)
             except Exception as exc:  # noqa: BLE001 - the watchdog's next step
@@ -576,24 +701,17 @@ class _Browser:
         soft = started + job.timeout - min(job.timeout * 0.25, 5.0)
         ctx = await self._context_for()
         holder["context"] = ctx
-        page = await ctx.context.new_page()
-        holder["page"] = page
-        self._states[page] = state
-        page.on("dialog", _dismiss)
-        page.on("popup", self._popup)
-        page.on("crash", lambda _page: _crashed(state))
-        # The quiet window counts requests beside the page: a navigation the route
-        # handler cancelled (a 204) is reported neither finished nor failed.
-        page.on("request", state.started_request)
-        page.on("requestfinished", state.ended_request)
-        page.on("requestfailed", state.ended_request)
 
         def left() -> float:
             return max(soft - time.monotonic(), 0.001) * 1000
 
+        async def load() -> None:
+            tab = await self._open(ctx, job, state, soft, holder)
+            await self._load(tab.page, job, state, left, soft)
+
         ended = asyncio.ensure_future(state.ended.wait())
         try:
-            loading = asyncio.ensure_future(self._load(page, job, state, left, soft))
+            loading = asyncio.ensure_future(load())
             await asyncio.wait({loading, ended}, return_when=asyncio.FIRST_COMPLETED)
             if not loading.done():
                 loading.cancel()
@@ -609,14 +727,9 @@ class _Browser:
                 url, status, headers, body, list(state.navigated), rendered=False,
                 truncated=truncated,
             )  # fmt: skip
-        try:
-            opened = await page.evaluate(_POPUPS_OPENED)
-        except Exception as exc:  # noqa: BLE001 - a page that navigated meanwhile
-            logger.debug("%s: popups not read: %r", job.url, exc)
-            opened = []
-        if isinstance(opened, list):
-            state.popups += [u for u in opened if isinstance(u, str) and u.startswith("http")]
-        dom = await _content(page)
+        page = holder["tab"].page
+        dom, opened = await _read(page)
+        state.popups += [u for u in opened if isinstance(u, str) and u.startswith("http")]
         popups = "".join(
             f'<a href="{html.escape(u, quote=True)}"></a>' for u in dict.fromkeys(state.popups)
         )
@@ -633,24 +746,81 @@ class _Browser:
     async def _load(
         self, page: Page, job: _Job, state: _PageState, left: Callable[[], float], soft: float
     ) -> None:
-        """Navigate, wait for load, for quiet, for the selector: each capped by ``soft``."""
+        """Wait for load, for quiet, for the selector: each capped by ``soft``."""
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
         opts = self._opts
-        await page.goto(job.url, wait_until="commit", timeout=left())
-        try:
-            # Asked of the document, not of Playwright's navigation tracking, which keeps
-            # waiting for a navigation the route handler cancelled (a 204).
-            await page.wait_for_function(_LOADED, timeout=left(), polling=50)
-        except PlaywrightTimeout:
+        # Asked of the document, not of Playwright's navigation tracking (which keeps
+        # waiting for a navigation the route handler cancelled, a 204), and in a promise
+        # of the page's own world: no polling, and none of the script Playwright's
+        # wait_for_function and wait_for_selector load into every document.
+        if not await _until(page, _ON_LOAD, None, soft):
             logger.info("%s: no load event before the render deadline", job.url)
-        await _quiet(state, opts.render_wait, soft)
-        if opts.render_wait_for:
+        await _quiet(state, opts.quiet_window(), soft)
+        selector = opts.render_wait_for
+        if selector:
             try:
-                await page.wait_for_selector(opts.render_wait_for, timeout=left())
-            except PlaywrightTimeout:
-                logger.info("%s: %s did not appear", job.url, opts.render_wait_for)
+                appeared = await _until(page, _APPEARS, selector, soft)
+            except _NotCSS:
+                # Not a CSS selector: one of Playwright's own (text=, xpath=, ...).
+                try:
+                    await page.wait_for_selector(selector, state="attached", timeout=left())
+                    appeared = True
+                except PlaywrightTimeout:
+                    appeared = False
+            if not appeared:
+                logger.info("%s: %s did not appear", job.url, selector)
         await self._steps.run(page, state, soft)
+
+    async def _tab(self, ctx: _Context, *, kept: bool = True) -> _Tab:
+        while kept and ctx.idle:
+            tab = ctx.idle.pop()
+            if not tab.crashed and not tab.page.is_closed():
+                return tab
+            self._loop.create_task(_close_tab(tab))
+        page = await ctx.context.new_page()
+        tab = _Tab(page)
+        page.on("dialog", _dismiss)
+        page.on("popup", self._popup)
+        page.on("crash", tab.on_crash)
+        return tab
+
+    async def _open(
+        self, ctx: _Context, job: _Job, state: _PageState, soft: float, holder: dict[str, Any]
+    ) -> _Tab:
+        """A tab showing the page's document (committed): a kept one if it lets go of its
+        last page in time, else a new one. The tab is the holder's from the start (its
+        render's end disposes of it)."""
+        tab = holder["tab"] = await self._tab(ctx)
+        self._own(tab, state)
+        if tab.served:
+            try:
+                await tab.page.goto(
+                    job.url, wait_until="commit", timeout=min(_left(soft), _LET_GO_WAIT) * 1000
+                )
+            except Exception as exc:
+                if state.crashed or state.ended.is_set() or time.monotonic() >= soft:
+                    raise
+                logger.debug("a kept tab did not take %s (%r): a new one", job.url, exc)
+                self._disown(tab)
+                self._loop.create_task(_close_tab(tab))
+                state.started = False  # the document is served again, to the new tab
+                tab = holder["tab"] = await self._tab(ctx, kept=False)
+                self._own(tab, state)
+            else:
+                tab.served += 1
+                return tab
+        await tab.page.goto(job.url, wait_until="commit", timeout=_left(soft) * 1000)
+        tab.served += 1
+        return tab
+
+    def _own(self, tab: _Tab, state: _PageState) -> None:
+        tab.state = state
+        self._states[tab.page] = state
+
+    def _disown(self, tab: _Tab) -> None:
+        tab.state = None
+        self._states.pop(tab.page, None)
 
     def _popup(self, popup: Page) -> None:
         """A popup is closed (its URL is taken as the opener's link by the route handler)."""
@@ -694,6 +864,15 @@ class _Browser:
         if main:
             await self._navigate(route, request, state)
             return
+        if not state.started:
+            # The document a kept tab showed before this page's was served: its request.
+            await route.abort("blockedbyclient")
+            return
+        with state.serving():
+            await self._serve_beside(route, request, state)
+
+    async def _serve_beside(self, route: Route, request: Request, state: _PageState) -> None:
+        url = request.url
         if request.resource_type in self._blocked:
             await route.abort("blockedbyclient")
             return
@@ -805,8 +984,19 @@ class _Browser:
     async def _shutdown(self) -> None:
         # The browser holds nothing to save: its tree is killed (the reaper removes the
         # profile), with no page or context close that a hung tab could hold up.
+        browser = self._browser
         self._context = self._browser = None
+        closed = None
+        if browser is not None and browser.is_connected():
+            # Asked before the kill, the close returns once Playwright's driver has
+            # removed the empty profile it made at launch: stopped before that, the
+            # driver would leave it.
+            closed = asyncio.ensure_future(browser.close())
+            await asyncio.sleep(0)
         await asyncio.get_running_loop().run_in_executor(self._pool, self._kill)
+        if closed is not None:
+            with contextlib.suppress(Exception):  # a browser gone before: nothing to wait for
+                await asyncio.wait_for(closed, _CLOSE_WAIT)
         # Playwright's driver is stopped before the tasks are cancelled: its connection
         # runs on tasks of this loop too, and without them the driver (a node process)
         # would live on until this process ends.
@@ -855,7 +1045,9 @@ class BrowserFetcher:
         self._slots = threading.BoundedSemaphore(opts.render_concurrency)
         # Learned per prefix in auto, the crawl's mode or a host's own (``hosts``).
         self._learner = RenderLearner()
-        steps = _UserSteps(opts.render_scroll, max(opts.render_wait, _SCROLL_SETTLE), script, hook)
+        steps = _UserSteps(
+            opts.render_scroll, max(opts.quiet_window(), _SCROLL_SETTLE), script, hook
+        )
         self._host_slots = _HostSlots(opts)
         self._browser = _Browser(opts, setup.transport, executable, self._host_slots, steps)
         self.memory = _MemoryBudget(opts.render_memory, self._browser.memory_mb)
@@ -1179,6 +1371,48 @@ async def _quiet(state: _PageState, wait: float, until: float) -> None:
             await asyncio.wait_for(state.activity.wait(), timeout)
 
 
+class _NotCSS(Exception):
+    """--render-wait-for is not a CSS selector ``querySelector`` takes."""
+
+
+async def _until(page: Page, script: str, arg: object, soft: float) -> bool:
+    """Whether ``script`` (a promise in the page's world) resolved before ``soft``. A
+    navigation destroys the document it waits in: asked again of the next one."""
+    from playwright.async_api import Error as PlaywrightError
+
+    for _ in range(_NAVIGATIONS_FOLLOWED):
+        try:
+            await asyncio.wait_for(page.evaluate(script, arg), _left(soft))
+            return True
+        except TimeoutError:
+            return False
+        except PlaywrightError as exc:
+            message = str(exc)
+            if "SyntaxError" in message or "not a valid selector" in message:
+                raise _NotCSS(message) from None
+            if "navigat" not in message.lower() and "context" not in message:
+                raise
+        if time.monotonic() >= soft:
+            return False
+        await asyncio.sleep(0.05)  # the next document's context, a moment later
+    return False
+
+
+async def _read(page: Page) -> tuple[str, list[object]]:
+    """The DOM and the popups' URLs, in one call in the page's world; Playwright's own
+    read (an isolated world made for it) if the page's world will not answer (a page
+    that broke the serializer)."""
+    from playwright.async_api import Error as PlaywrightError
+
+    try:
+        got = await page.evaluate(_READ)
+        if isinstance(got, list) and len(got) == 2 and isinstance(got[0], str):
+            return got[0], list(got[1]) if isinstance(got[1], list) else []
+    except PlaywrightError as exc:
+        logger.debug("%s: the DOM read in the page's world failed: %r", page.url, exc)
+    return await _content(page), []
+
+
 async def _content(page: Page) -> str:
     """The DOM; a navigation under way destroys the context it is read in: read again."""
     from playwright.async_api import Error as PlaywrightError
@@ -1208,6 +1442,11 @@ async def _close_web_socket(ws: Any) -> None:
     # Not connected to any server: a WebSocket would pass no gate.
     with contextlib.suppress(Exception):
         await ws.close()
+
+
+async def _close_tab(tab: _Tab) -> None:
+    with contextlib.suppress(Exception):  # a tab that will not close goes with its context
+        await asyncio.wait_for(tab.page.close(run_before_unload=False), _CLOSE_WAIT)
 
 
 async def _close_later(popup: Any) -> None:
@@ -1337,9 +1576,13 @@ class _MemoryBudget:
     beside it is let in whatever the measure (its caller retires the context first), so
     the crawl never waits forever; and a page let in always finishes (its deadline)."""
 
-    _RECHECK = 0.5  # seconds a measure stands; a waiting page looks again this often
+    # Seconds a measure stands (a waiting page looks again this often); twice as long
+    # while under half the budget. A measure reads /proc for every process of the
+    # machine and the smaps of the browser's: measured for every page, it was most of
+    # shoal's own CPU in a render crawl.
+    _RECHECK = 0.5
 
-    def __init__(self, budget_mb: int, measure: Callable[[], float]) -> None:
+    def __init__(self, budget_mb: int, measure: Callable[[float], float]) -> None:
         self.budget_mb = budget_mb
         self._measure = measure
         self._cond = threading.Condition()
@@ -1351,8 +1594,9 @@ class _MemoryBudget:
 
     def _now_mb(self) -> float:
         now = time.monotonic()
-        if now - self._measured_at >= self._RECHECK:
-            self._used = self._measure()
+        recheck = self._RECHECK if self._used * 2 > self.budget_mb else 2 * self._RECHECK
+        if now - self._measured_at >= recheck:
+            self._used = self._measure(self.budget_mb)
             self._measured_at = now
             self.peak_mb = max(self.peak_mb, self._used)
         return self._used
@@ -1385,18 +1629,51 @@ class _MemoryBudget:
         finally:
             with self._cond:
                 self._active -= 1
-                self._measured_at = float("-inf")  # a page ended: measure again
-                self._cond.notify_all()
+                if self._used > self.budget_mb:
+                    # Pages wait for memory to come back: a page ended, so look now.
+                    self._measured_at = float("-inf")
+                    self._cond.notify_all()
 
 
-def _tree_memory_mb(root: int) -> float:
+def _tree_memory_mb(root: int, enough_mb: float = 0.0) -> float:
     """The proportional set size of ``root``'s descendants (not ``root``), MB, from
-    /proc: smaps_rollup's Pss, else statm's resident pages."""
+    /proc; or their resident size when that is at most ``enough_mb``. A process's
+    resident size counts every page it shares in full, so it bounds its proportional
+    share from above: under a budget by that bound, the tree is under it, read from
+    statm in microseconds where smaps_rollup takes a millisecond or more a process."""
+    pids = _descendants(root)
+    resident_kb = sum(_resident_kb(pid) for pid in pids)
+    if resident_kb <= enough_mb * 1024:
+        return resident_kb / 1024
+    return sum(_process_kb(pid) for pid in pids) / 1024
+
+
+def _descendants(root: int) -> list[int]:
+    """``root``'s descendants: from each thread's children list where the kernel keeps
+    one (CONFIG_PROC_CHILDREN), else by parent pid over all of /proc."""
+    if os.path.exists(f"/proc/{root}/task/{root}/children"):
+        found: list[int] = []
+        todo = [root]
+        while todo:
+            pid = todo.pop()
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue  # gone meanwhile
+            for tid in tasks:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                        kids = [int(k) for k in f.read().split()]
+                except (OSError, ValueError):
+                    continue
+                found += kids
+                todo += kids
+        return found
     children: dict[int, list[int]] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return 0.0
+        return []
     for entry in entries:
         if not entry.isdigit():
             continue
@@ -1410,13 +1687,21 @@ def _tree_memory_mb(root: int) -> float:
         fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 1:
             children.setdefault(int(fields[1]), []).append(int(entry))
-    total_kb = 0
+    out: list[int] = []
     todo = list(children.get(root, ()))
     while todo:
         pid = todo.pop()
+        out.append(pid)
         todo.extend(children.get(pid, ()))
-        total_kb += _process_kb(pid)
-    return total_kb / 1024
+    return out
+
+
+def _resident_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _process_kb(pid: int) -> int:
@@ -1427,8 +1712,4 @@ def _process_kb(pid: int) -> int:
                     return int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
-    except (OSError, ValueError, IndexError):
-        return 0
+    return _resident_kb(pid)
