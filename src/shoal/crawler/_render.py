@@ -779,6 +779,7 @@ class _Browser:
                 return tab
             self._loop.create_task(_close_tab(tab))
         page = await ctx.context.new_page()
+        logger.debug("a new browser tab")
         tab = _Tab(page)
         page.on("dialog", _dismiss)
         page.on("popup", self._popup)
