@@ -1,6 +1,7 @@
 """What the render tests share (test_render*.py): the browser they need, the app-shell shop
-they crawl, ``shoal`` in a subprocess with a TMPDIR and HOME of its own, a look for browser
-processes left behind, and pywb replaying a WARC (test_recrawl_pywb's too).
+they crawl, a crawl in this process read back by path, ``shoal`` in a subprocess (the shoal
+imported here) with a TMPDIR and HOME of its own, a look for browser processes left behind,
+and pywb replaying a WARC (test_recrawl_pywb's too).
 
 The ``browser`` fixture skips a test without Playwright or Chromium, and fails it under CI
 (``CI=true``), which must run them; conftest makes it known to every test module.
@@ -22,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,12 +104,32 @@ def records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def by_path(path: Path) -> dict[str, dict[str, Any]]:
+    """The records of ``path``, by their URL's path (one site's crawl)."""
+    return {"/" + str(r["url"]).split("/", 3)[3]: r for r in records(path)}
+
+
+def crawl(url: str | list[str], out: Path, **kwargs: Any) -> dict[str, dict[str, Any]]:
+    """A crawl in this process, without a state: its records by path."""
+    from shoal import Crawler
+
+    Crawler(url, state=None, output=str(out), progress=False, **kwargs).run()
+    return by_path(out)
+
+
 # -- shoal in a subprocess, and the browser processes it leaves ------------------------------
 
 
 def shoal(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
+    """``python -m shoal ARGS`` with ``env`` (by default this one's). It runs the shoal
+    these tests import (a worktree's src), not the one an editable install points at."""
+    import shoal as imported  # here, not above: conftest imports this module
+
+    src = str(Path(imported.__file__).resolve().parents[1])
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     return subprocess.run(
         [sys.executable, "-m", "shoal", *args],
         capture_output=True,

@@ -19,20 +19,10 @@ from typing import Any
 
 import pytest
 
-from rendering import LISTS, PER_LIST, records, shoal, shop
+from rendering import LISTS, PER_LIST, by_path, crawl, shoal, shop
 from shoal import Crawler
 from shoal.crawler._scripted import RenderLearner, script_built
 from sites import Reply, Request, Site
-
-
-def by_path(path: Path) -> dict[str, dict[str, Any]]:
-    return {"/" + str(r["url"]).split("/", 3)[3]: r for r in records(path)}
-
-
-def crawl(url: str, out: Path, **kwargs: Any) -> dict[str, dict[str, Any]]:
-    Crawler(url, state=None, output=str(out), progress=False, **kwargs).run()
-    return by_path(out)
-
 
 # -- the app-shell shop under auto -------------------------------------------------------
 

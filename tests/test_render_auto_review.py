@@ -16,46 +16,15 @@ Under CI a missing browser is a failure; elsewhere the browser tests are skipped
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shoal import Crawler
+from rendering import crawl
 from shoal.crawler._scripted import RenderLearner, Verdict, script_built
 from sites import Reply, Request, Site
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture
-def browser() -> None:
-    reason = None
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        reason = "playwright is not installed (pip install -e .[dev])"
-    if reason is None and not os.path.exists(CHROMIUM):
-        reason = "no chromium (apt-get install chromium; .ci/run does it)"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the render tests: {reason}")
-        pytest.skip(reason)
-
-
-def by_path(path: Path) -> dict[str, dict[str, Any]]:
-    found = [json.loads(line) for line in path.read_text().splitlines()]
-    return {"/" + str(r["url"]).split("/", 3)[3]: r for r in found}
-
-
-def crawl(url: str | list[str], out: Path, **kwargs: Any) -> dict[str, dict[str, Any]]:
-    Crawler(url, state=None, output=str(out), progress=False, **kwargs).run()
-    return by_path(out)
-
 
 # -- what a page as sent is taken for ------------------------------------------------------
 

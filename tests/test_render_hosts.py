@@ -11,53 +11,15 @@ Under CI a missing browser is a failure; elsewhere the tests are skipped with th
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import shoal
+from rendering import records, shoal
 from sites import Reply, Site
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# The subprocess runs the shoal this test imported (a worktree's src, not an install's).
-SRC = str(Path(shoal.__file__).resolve().parents[1])
-
-
-@pytest.fixture(autouse=True)
-def _browser_or_skip() -> None:
-    reason = None
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        reason = "playwright is not installed (pip install -e .[dev])"
-    if reason is None and not os.path.exists(CHROMIUM):
-        reason = "no chromium (apt-get install chromium; .ci/run does it)"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the render tests: {reason}")
-        pytest.skip(reason)
-
-
-def records(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def shoal_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-m", "shoal", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=env,
-    )
+pytestmark = pytest.mark.usefixtures("browser")
 
 
 # A page that stands on its own (text, links): --render auto leaves it static; its script
@@ -79,9 +41,9 @@ def two_hosts() -> Iterator[tuple[Site, Site]]:
 
 def crawl(a: Site, b: Site, work: Path, config: str, *args: str) -> dict[str, dict[str, object]]:
     (work / "crawl.toml").write_text(config)
-    done = shoal_cli("crawl", a.url("/"), b.url("/"), "-o", "pages.jsonl", "--max-depth", "0",
-                     "--extract", "h=h1::text", "--no-state", "--config", "crawl.toml",
-                     *args, cwd=work)  # fmt: skip
+    done = shoal("crawl", a.url("/"), b.url("/"), "-o", "pages.jsonl", "--max-depth", "0",
+                 "--extract", "h=h1::text", "--no-state", "--config", "crawl.toml",
+                 *args, cwd=work, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return {"a" if r["url"] == a.url("/") else "b": r for r in records(work / "pages.jsonl")}
 
@@ -131,8 +93,8 @@ def test_a_bad_render_mode_for_a_host_is_refused(tmp_path: Path) -> None:
     from shoal.crawler import Crawler, HostSettings
 
     (tmp_path / "crawl.toml").write_text('[hosts."a.example"]\nrender = "sometimes"\n')
-    done = shoal_cli("crawl", "http://a.example/", "--config", "crawl.toml", "--no-state",
-                     cwd=tmp_path)  # fmt: skip
+    done = shoal("crawl", "http://a.example/", "--config", "crawl.toml", "--no-state",
+                 cwd=tmp_path, timeout=120)  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "render must be never, auto or always (got 'sometimes')" in done.stderr
     with pytest.raises(UsageError, match="render must be never, auto or always"):

@@ -13,11 +13,6 @@ Under CI a missing browser is a failure; elsewhere the tests are skipped with th
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,43 +20,8 @@ from pathlib import Path
 
 import pytest
 
-import shoal
+from rendering import records, shoal
 from sites import Reply, Request, Site
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# The subprocess runs the shoal this test imported (a worktree's src, not an install's).
-SRC = str(Path(shoal.__file__).resolve().parents[1])
-
-
-@pytest.fixture
-def browser() -> None:
-    reason = None
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        reason = "playwright is not installed (pip install -e .[dev])"
-    if reason is None and not os.path.exists(CHROMIUM):
-        reason = "no chromium (apt-get install chromium; .ci/run does it)"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the render tests: {reason}")
-        pytest.skip(reason)
-
-
-def records(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def shoal_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-m", "shoal", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=env,
-    )
 
 
 @pytest.fixture
@@ -107,9 +67,9 @@ def serve_b(b: Site, robots: str | None) -> None:
 
 
 def crawl(a: Site, work: Path, *args: str) -> dict[str, dict[str, object]]:
-    done = shoal_cli("crawl", a.url("/"), "-o", "pages.jsonl", "--render", "always",
-                     "--render-concurrency", "3", "--extract", "h=h1::text", "--no-state",
-                     *args, cwd=work)  # fmt: skip
+    done = shoal("crawl", a.url("/"), "-o", "pages.jsonl", "--render", "always",
+                 "--render-concurrency", "3", "--extract", "h=h1::text", "--no-state",
+                 *args, cwd=work, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return {str(r["url"]).removeprefix(a.origin): r for r in records(work / "pages.jsonl")}
 
@@ -182,9 +142,9 @@ def test_per_host_counts_another_hosts_requests(tmp_path: Path, b_site: Site) ->
 
     with Site() as a:
         a.fallback = heavy
-        done = shoal_cli("crawl", a.url("/"), "-o", "p.jsonl", "--render", "always",
-                         "--per-host", "2", "--render-concurrency", "4", "--render-wait", "0.1",
-                         "--no-state", cwd=tmp_path)  # fmt: skip
+        done = shoal("crawl", a.url("/"), "-o", "p.jsonl", "--render", "always",
+                     "--per-host", "2", "--render-concurrency", "4", "--render-wait", "0.1",
+                     "--no-state", cwd=tmp_path, timeout=120)  # fmt: skip
         assert done.returncode == 0, done.stderr
     scripts = sum(c for p, c in b_site.paths().items() if p.startswith("/s/"))
     assert scripts == 4 * 8  # every script of every page was loaded from B
