@@ -140,6 +140,9 @@ def main() -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle's algorithm the body waits for
+        # the client's delayed ACK of the headers (40 ms a response on Linux), for every tool.
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
             status, ctype, body = site.answer(self.path.split("?")[0])
