@@ -77,6 +77,8 @@ RUNS = [
     ("mixed", "shoal-auto"),
     ("mixed", "shoal-always"),
     ("app", "shoal-auto"),
+    # shoal's default quiet window on top of the h1 (the peers have none): its cost.
+    ("app", "shoal-always-quiet"),
 ]
 
 
@@ -98,10 +100,11 @@ def command(tool: str, url: str, out: Path, args: argparse.Namespace) -> list[st
     c = str(args.concurrency)
     if tool.startswith("shoal"):
         mode = tool.split("-")[1]
+        quiet = ["--render-wait", "0.5"] if tool.endswith("-quiet") else []
         return [
             str(SHOAL), "crawl", url, "-o", str(out), "--render", mode,
             "--render-concurrency", c, "--concurrency", c, "--per-host", str(4 * args.concurrency),
-            "--delay", "0", "--browser", args.browser, "--render-wait-for", "h1",
+            "--delay", "0", "--browser", args.browser, "--render-wait-for", "h1", *quiet,
             "--extract", "name=h1::text", "--no-state", "--overwrite", "-q",
         ]  # fmt: skip
     script = "crawlee_render.py" if tool == "crawlee" else "scrapy_playwright_render.py"

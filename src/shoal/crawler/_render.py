@@ -238,6 +238,10 @@ def check_render(opts: CrawlOptions, *, fetcher_given: bool, formats: list[str])
     if find_browser(opts.browser) is None:
         where = f"{opts.browser!r} is not an executable" if opts.browser else "none on PATH"
         missing.append(f"no Chromium or Chrome ({where})")
+    if not hasattr(os, "pidfd_open"):
+        # The reaper that ends the browser with shoal (SIGKILL included) waits on a pidfd:
+        # without one it could only poll.
+        missing.append("this system has no pidfd (Linux 5.3 or later)")
     if missing:
         raise RenderError(f"--render needs a browser: {'; '.join(missing)}. Fix: {FIXES}")
 
