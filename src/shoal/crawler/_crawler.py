@@ -864,7 +864,14 @@ class Crawler:
             self._run_closes.append(transport.close)
         # Not a fetcher object (returned above): a factory.
         factory = HTTPFetcher.from_setup if given is None else cast(FetcherFactory, given)
-        fetcher = factory(FetchSetup(opts, transport, archive="warc" in self.formats))
+        fetcher = factory(
+            FetchSetup(
+                opts,
+                transport,
+                archive="warc" in self.formats,
+                shared=bool(getattr(self.frontier, "shared", False)),
+            )
+        )
         self._run_closes.append(fetcher.close)
         return fetcher, guard
 

@@ -165,6 +165,12 @@ class FetchSetup:
     # The crawl writes WARC: a fetcher that loads more than the page (a browser) hands
     # what it loaded in ``Fetched.archive``.
     archive: bool = False
+    # Other processes lease from the same crawl (``Frontier.shared``: ``redis``). Its
+    # frontier then bounds the leases of a host across all of them (``per_host``), not
+    # this process: a fetcher that makes more than one request a page (a browser) keeps
+    # a page's requests to its own host to one at a time, so each lease stays one
+    # request in flight.
+    shared: bool = False
 
 
 FetcherFactory = Callable[[FetchSetup], PageFetcher]

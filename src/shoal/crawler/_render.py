@@ -21,7 +21,12 @@ asked twice). What the browser asks for after that is served by shoal too:
   refused;
 - a page's own fetch and every request its browser makes to a host take one of that
   host's ``--per-host`` slots (:class:`_HostSlots`), so pages and subresources together
-  stay within it; the crawl's cookie jar goes with the browser's requests and takes
+  stay within it. In a shared crawl (``FetchSetup.shared``: ``--redis``) those slots
+  would be each process's, while the frontier bounds the leased pages of a host across
+  all of them: there a page's requests to its own host (the leased URL's) go out one at
+  a time under its lease (:class:`_PageLease`) and take no slot, so that host sees at
+  most one request per leased page; requests to other hosts keep this process's slots.
+  The crawl's cookie jar goes with the browser's requests and takes
   their Set-Cookie; with a WARC output each response the browser loaded is kept for the
   page's commit (``Fetched.archive``, bounded per page);
 - ``--render-memory``: a new page waits while the browser's process tree is over the
@@ -279,8 +284,10 @@ class _Result:
 class _PageState:
     """One page being rendered: what its route handler decided, and its network activity."""
 
-    def __init__(self, job: _Job) -> None:
+    def __init__(self, job: _Job, shared: bool = False) -> None:
         self.job = job
+        # A shared crawl's page: its requests to its own host, one at a time.
+        self.lease = _PageLease(host_key(job.request.url)) if shared else None
         self.started = False  # the first navigation (served from the HTTP response) went
         self.current = job.url
         self.status = job.status
@@ -414,8 +421,11 @@ class _Browser:
         executable: str,
         slots: _HostSlots,
         steps: _UserSteps | None = None,
+        *,
+        shared: bool = False,
     ) -> None:
         self._opts = opts
+        self._shared = shared
         self._steps = steps or _UserSteps()
         self._transport = transport
         self._host_slots = slots
@@ -640,7 +650,7 @@ class _Browser:
             return _failed(job, ErrorKind.RENDER_TIMEOUT, _timeout_detail(job))
 
     async def _render(self, job: _Job) -> _Result:
-        state = _PageState(job)
+        state = _PageState(job, self._shared)
         holder: dict[str, Any] = {}
         task = asyncio.ensure_future(self._render_page(job, state, holder))
         try:
@@ -666,6 +676,11 @@ class _Browser:
             raise
         finally:
             await self._discard(holder)
+            if state.lease is not None:
+                # The worker releases the lease once this returns: no request of the
+                # page to its host may still be out then (another lease would add its
+                # own). The one out ends by the page's deadline (the transport's).
+                await state.lease.close(state.deadline + _CLOSE_WAIT)
 
     async def _discard(self, holder: dict[str, Any]) -> None:
         """Keep the tab for the next page if its page ended well and it goes blank in
@@ -925,26 +940,33 @@ class _Browser:
                 headers["Cookie"] = cookie
         deadline = max(state.deadline, time.monotonic() + 0.001)
         loop = asyncio.get_running_loop()
-        slot = self._host_slots.slot(url)
 
-        def get() -> tuple[int, Mapping[str, str], bytes, bool]:
-            # One of the host's --per-host slots, shared with the pages' own fetches; a
-            # request that gets none before its page's deadline is not made.
-            if not slot.acquire(timeout=max(deadline - time.monotonic(), 0.001)):
-                raise TransportError(ErrorKind.TIMEOUT, "no free --per-host slot in time")
-            try:
-                response = self._transport.get(
-                    url, headers, max_bytes=self._opts.max_bytes, deadline=deadline, truncate=True
-                )
-            finally:
-                slot.release()
+        def send() -> tuple[int, Mapping[str, str], bytes, bool]:
+            response = self._transport.get(
+                url, headers, max_bytes=self._opts.max_bytes, deadline=deadline, truncate=True
+            )
             if cookies is not None:
                 set_cookie = response.headers.get("set-cookie")
                 if set_cookie:
                     cookies.jar.receive(url, set_cookie)
             return response.status, response.headers, response.body, response.truncated
 
+        lease = state.lease
         try:
+            if lease is not None and host_key(url) == lease.host:
+                return await lease.send(send, deadline, self._pool)
+            slot = self._host_slots.slot(url)
+
+            def get() -> tuple[int, Mapping[str, str], bytes, bool]:
+                # One of the host's --per-host slots, shared with the pages' own fetches;
+                # a request that gets none before its page's deadline is not made.
+                if not slot.acquire(timeout=max(deadline - time.monotonic(), 0.001)):
+                    raise TransportError(ErrorKind.TIMEOUT, "no free --per-host slot in time")
+                try:
+                    return send()
+                finally:
+                    slot.release()
+
             return await loop.run_in_executor(self._pool, get)
         except TransportError as exc:
             logger.debug("%s (beside %s): %s", url, state.current, exc)
@@ -1054,7 +1076,10 @@ class BrowserFetcher:
             opts.render_scroll, max(opts.quiet_window(), _SCROLL_SETTLE), script, hook
         )
         self._host_slots = _HostSlots(opts)
-        self._browser = _Browser(opts, setup.transport, executable, self._host_slots, steps)
+        self._shared = setup.shared
+        self._browser = _Browser(
+            opts, setup.transport, executable, self._host_slots, steps, shared=setup.shared
+        )
         self.memory = _MemoryBudget(opts.render_memory, self._browser.memory_mb)
 
     def close(self) -> None:
@@ -1068,10 +1093,14 @@ class BrowserFetcher:
 
     def fetch(self, request: FetchRequest) -> Fetched:
         started = time.monotonic()
-        # The page's own request takes one of its host's slots, as its subresources do.
-        slot = self._host_slots.slot(request.url)
-        with slot:
+        if self._shared:
+            # Its lease is its host's slot across the shared crawl, and this its only
+            # request out (the browser's come after it, one at a time: see _PageLease).
             fetched = self._http.fetch(request)
+        else:
+            # The page's own request takes one of its host's slots, as its subresources do.
+            with self._host_slots.slot(request.url):
+                fetched = self._http.fetch(request)
         # A POST's answer (shoal.Request) is kept as sent: loading it again in a browser
         # would mean sending the form again.
         if (
@@ -1497,7 +1526,9 @@ class _HostSlots:
     fetch and every request its browser makes to a host draw from that host's
     ``--per-host`` slots (its ``hosts`` table's, if it has one). Each request holds one
     slot only while it is out and never waits for a slot while holding one, so no
-    request waits on another that waits on it."""
+    request waits on another that waits on it. In a shared crawl a page's requests to
+    its own host go under its lease instead (:class:`_PageLease`): only those to other
+    hosts take slots here."""
 
     def __init__(self, opts: CrawlOptions) -> None:
         self._opts = opts
@@ -1534,6 +1565,75 @@ class _HostSlots:
             yield
         finally:
             slot.release()
+
+
+# A GET's answer beside a page: status, headers, body, truncated.
+_Got = tuple[int, Mapping[str, str], bytes, bool]
+
+
+class _PageLease:
+    """A page of a shared crawl (``--redis``) and its own host: its lease.
+
+    The crawl's frontier leases at most a host's ``--per-host`` pages at once across all
+    workers; this process's :class:`_HostSlots` know nothing of the others. So the page's
+    requests to the leased URL's host (its own fetch, then each subresource and
+    navigation of the browser) go out one at a time under the lease instead, holding no
+    slot: across the crawl that host has at most one request in flight per leased page.
+    Waited for on the loop (no thread is held): a request that cannot go before the
+    page's deadline is not made. Requests to other hosts keep the process's slots."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def send(
+        self,
+        call: Callable[[], _Got],
+        deadline: float,
+        pool: concurrent.futures.Executor,
+    ) -> _Got:
+        """``call()`` in ``pool`` once no other request of the page to its host is out
+        (TransportError if that is not before ``deadline``, or the page is over)."""
+        if self._closed:
+            raise TransportError(ErrorKind.TIMEOUT, "the page's render is over")
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise TransportError(
+                ErrorKind.TIMEOUT, "the page's other requests to its host took its time"
+            ) from None
+        if self._closed:
+            self._lock.release()
+            raise TransportError(ErrorKind.TIMEOUT, "the page's render is over")
+        sent = asyncio.get_running_loop().run_in_executor(pool, call)
+        try:
+            got = await asyncio.shield(sent)
+        except asyncio.CancelledError:
+            # The request goes on in its thread: the lock is the page's until it ends.
+            sent.add_done_callback(self._release_when_sent)
+            raise
+        except BaseException:
+            self._lock.release()
+            raise
+        self._lock.release()
+        return got
+
+    def _release_when_sent(self, sent: asyncio.Future[_Got]) -> None:
+        if not sent.cancelled():
+            sent.exception()  # retrieved: its TransportError was the page's, not news
+        self._lock.release()
+
+    async def close(self, until: float) -> None:
+        """No request of the page to its host after this; returns once the one out (if
+        any) has ended, or at ``until`` (monotonic)."""
+        self._closed = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(until - time.monotonic(), 0.001)):
+                await self._lock.acquire()
+                return  # kept: nothing is sent under a closed lease
+        logger.warning("a request of a rendered page outlived its deadline (%s)", self.host)
 
 
 def _release_if_acquired(
