@@ -811,10 +811,14 @@ def test_a_forbidden_page_a_sidebar_form_and_a_logout_do_not_stop_the_crawl(
 ) -> None:
     """One page answering with the login page while the session is alive is that page's
     answer (``login_required``), a login form beside a page's content is no expiry, and
-    a logout is followed by a login: the crawl goes on and gets every page."""
+    a logout (followed: --follow-logout) is followed by a login: the crawl goes on and
+    gets every page."""
     out = tmp_path / "o.jsonl"
     with TrickySite(pages=3) as site:
-        result = Crawler(site.url("/"), output=str(out), concurrency=1, **login_options(site)).run()
+        result = Crawler(
+            site.url("/"), output=str(out), concurrency=1, follow_logout=True,
+            **login_options(site),
+        ).run()  # fmt: skip
     by = {r["url"].rsplit("/", 1)[1]: r for r in records(out)}
     assert by["admin"]["error"] == "login_required", by["admin"]
     assert "login page" in by["admin"]["error_detail"]

@@ -406,6 +406,14 @@ def crawl_options(f: Any) -> Any:
             "login form again either).",
         ),
         click.option(
+            "--follow-logout",
+            is_flag=True,
+            default=d.follow_logout,
+            help="With --login, follow logout links too (by default a link whose URL names "
+            "logout/signout/logoff or whose text says Log out/Sign out is not followed: "
+            "it would end the session).",
+        ),
+        click.option(
             "--state",
             "state",
             metavar="PATH",

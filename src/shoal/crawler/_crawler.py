@@ -270,6 +270,9 @@ class Crawler:
             password input).
         login_check: Text the page the login answers with must contain (besides not
             showing the login form again).
+        follow_logout: With a login, follow logout links too (by default a link whose URL
+            path or query names a logout, or whose text says "Log out", "Sign out"...,
+            is not followed: it would end the session).
         render_scroll: Scroll steps per rendered page (lazy and infinite-scroll pages),
             each waiting for the page's requests to settle; all within ``render_timeout``.
         render_script: A JavaScript file run in each rendered page before its DOM is
@@ -366,6 +369,7 @@ class Crawler:
         form: Mapping[str, str] | None = None,
         login_form: str | None = CrawlOptions.login_form,
         login_check: str | None = CrawlOptions.login_check,
+        follow_logout: bool = CrawlOptions.follow_logout,
         render_scroll: int = CrawlOptions.render_scroll,
         render_script: str | None = CrawlOptions.render_script,
         render_hook: RenderHook | None = None,
@@ -439,6 +443,7 @@ class Crawler:
             form={} if form is None else form,
             login_form=login_form,
             login_check=login_check,
+            follow_logout=follow_logout,
             render_scroll=render_scroll,
             render_script=render_script,
             render_memory=render_memory,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Callable
 
 from selectolax.lexbor import LexborHTMLParser
 
 from ._nesting import MAX_TAGS, SCAN_ABOVE, nesting_cut, segments, tag_count_cut
 
-__all__ = ["ParsedHTML", "bounded", "decode_body", "is_html", "parse_html"]
+__all__ = ["ParsedHTML", "bounded", "decode_body", "is_html", "link_hrefs_by_text", "parse_html"]
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_\-:.]+)", re.I)
@@ -139,3 +140,21 @@ def _parse_into(text: str, out: ParsedHTML) -> None:
         name, content = attrs.get("name"), attrs.get("content")
         if name and content is not None:
             out.metas.append((name.strip().lower(), content))
+
+
+def link_hrefs_by_text(
+    text: str, mentions: re.Pattern[str], says: Callable[[str], bool]
+) -> list[str]:
+    """The hrefs of the <a> elements of ``text`` whose own text ``says`` (a predicate)
+    holds of. Only a page whose text ``mentions`` matches is parsed (one more parse:
+    most pages are never parsed again), in the pieces parse_html uses."""
+    if not mentions.search(text):
+        return []
+    found: list[str] = []
+    cuts = segments(text) if text.count("<") > SCAN_ABOVE else [0]
+    for start, end in zip(cuts, [*cuts[1:], len(text)], strict=True):
+        for node in LexborHTMLParser(text[start:end]).tags("a"):
+            href = node.attrs.get("href")
+            if href and says(node.text(deep=True, separator=" ", strip=True)):
+                found.append(href)
+    return found

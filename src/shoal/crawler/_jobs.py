@@ -28,7 +28,7 @@ from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_si
 from ._gate import ROBOTS_MAX_REDIRECTS, HopGate, robots_gate
 from ._headers import no_headers
 from ._kinds import CrawlErrorKind, http_error
-from ._login import MAX_LOGIN_REQUESTS, Login, LoginHook, redact
+from ._login import MAX_LOGIN_REQUESTS, Login, LoginHook, is_logout_url, redact
 from ._offsite import PrivateNetworks, SideRobots
 from ._options import CrawlOptions
 from ._page import Page, product_token
@@ -165,6 +165,7 @@ class Jobs:
             before_renew=None if sync is None else sync.refresh,
             # A login's requests each take up to the crawl's timeout: more is a hang.
             wait_for=self.options.timeout * (MAX_LOGIN_REQUESTS + 1),
+            deadline=self.options.timeout * (MAX_LOGIN_REQUESTS + 1),
         )
         login.start()
         self.login = login
@@ -780,6 +781,8 @@ class Jobs:
             records, follow, requests, callback_failed = self._records.build(
                 job, fetched, None, error
             )
+        if follow and self.login is not None and not self.options.follow_logout:
+            follow = self._not_logout(job, page, follow)
         limit = self.options.max_links_per_page
         del follow[limit:]  # the callback's own URLs count too
         if requests:
@@ -797,6 +800,35 @@ class Jobs:
             None if failed_by is None else str(failed_by),
             requests,
         )
+
+    def _not_logout(self, job: Lease, page: Page | None, follow: list[str]) -> list[str]:
+        """``follow`` without its logout links (see _login): by URL, or by the text of a
+        link of the page. The login URL stays (a login page is never a logout)."""
+        login = self.login
+        assert login is not None
+        by_text = page._logout_links() if page is not None else frozenset()
+        kept: list[str] = []
+        dropped: list[str] = []
+        for url in follow:
+            if (url in by_text or is_logout_url(url)) and not login.is_login_url(url):
+                dropped.append(url)
+            else:
+                kept.append(url)
+        if not dropped:
+            return follow
+        with self._lock:
+            r = self.result
+            first = r.logout_links == 0
+            r.logout_links += len(dropped)
+            r.first_logout_link = r.first_logout_link or dropped[0]
+        if first:  # told once; the summary counts them
+            logger.warning(
+                "not following logout links while logged in (e.g. %s, linked from %s); "
+                "--follow-logout follows them",
+                dropped[0],
+                job.url,
+            )
+        return kept
 
     def _look_for_script_built(self, page: Page) -> None:
         """One page of a static crawl: built by script? Near free on most pages: only one

@@ -33,6 +33,14 @@ Decisions, each for a reason:
   page and a redirect is ``login_required``; after fresh logins the page is retried, then
   recorded ``login_required``. :data:`MAX_RELOGINS` URLs in a row meeting the login page
   with no logged-in page between stop the crawl with LoginFailed.
+- Logout links are not followed while logged in (``follow_logout`` follows them): one
+  ends the session, and a site linking it from every page would make the crawl post the
+  password again after every page. What is one: :func:`is_logout_url` (the URL) and
+  :func:`says_logout` (the link's text), as OWASP ZAP and Burp avoid them.
+- A login (the hook, ours or the user's) runs in a daemon thread of its own and has a
+  deadline (``Login(deadline=)``: the crawl's timeout for each of the requests a login
+  may make): a hook that hangs stops the crawl with LoginFailed, and is left behind
+  (its session refuses its later requests) rather than holding the crawl's exit.
 """
 
 from __future__ import annotations
@@ -52,7 +60,15 @@ from ._page import Page
 from ._request import Request
 from ._urls import Scope, host_key, parse_start_url
 
-__all__ = ["MAX_RELOGINS", "FormLogin", "Login", "LoginHook", "LoginSession"]
+__all__ = [
+    "MAX_RELOGINS",
+    "FormLogin",
+    "Login",
+    "LoginHook",
+    "LoginSession",
+    "is_logout_url",
+    "says_logout",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +79,33 @@ MAX_LOGIN_REQUESTS = 20  # requests one login (a hook's run) may make: bounded
 _PASSWORD_INPUT = re.compile(rb"type\s*=\s*[\"']?\s*password", re.IGNORECASE)
 
 LoginFetch = Callable[[str, Request | None], Fetched]
+
+# A logout in a URL's path or query: a word of its own (/logout, /account/log-out.php,
+# ?action=logout, /users/sign_out) or a camel-case part (Special:UserLogout); not one
+# inside another word (/catalog-outlet, /blog_offers).
+_LOGOUT_WORD = r"(?:log[-_]?out|sign[-_]?out|log[-_]?off)"
+_LOGOUT_URL = re.compile(
+    rf"(?:(?<![A-Za-z0-9])(?i:{_LOGOUT_WORD})|(?<=[a-z])(?:Log[-_]?[Oo]ut|Sign[-_]?[Oo]ut|"
+    r"Log[-_]?[Oo]ff))(?![a-z0-9])"
+)
+# A link's text that says it logs out: short ("Log out", "Sign out (alice)"), not a
+# sentence that mentions it.
+_LOGOUT_TEXT = re.compile(r"\b(?:log|sign)[\s_-]*(?:out|off)\b", re.IGNORECASE)
+# A page whose text has no such words has no such link: most pages are not parsed again.
+LOGOUT_MENTION = _LOGOUT_TEXT
+_LOGOUT_TEXT_MAX = 40
+
+
+def is_logout_url(url: str) -> bool:
+    """Does ``url``'s path or query name a logout (logout, log-out, signout, logoff...)?"""
+    parts = urlsplit(url)
+    return bool(_LOGOUT_URL.search(parts.path) or _LOGOUT_URL.search(parts.query))
+
+
+def says_logout(text: str) -> bool:
+    """Does a link's text say it logs out ("Log out", "Sign out", "Log off", "Sign off")?"""
+    text = text.strip()
+    return len(text) <= _LOGOUT_TEXT_MAX and bool(_LOGOUT_TEXT.search(text))
 
 
 def _where(url: str) -> str:
@@ -118,6 +161,7 @@ class LoginSession:
         self._scope = scope
         self._page = page
         self._requests = 0
+        self._abandoned = False  # its login ran past the deadline: no more requests
         self.login_urls: set[str] = set()  # GETs whose page had a password form
         self.actions: set[str] = set()  # where forms were submitted
         self.origins: set[str] = set()  # of the pages got: where a form may be sent
@@ -150,7 +194,14 @@ class LoginSession:
         """POST ``data`` (form-encoded if a mapping) to ``url``."""
         return self.submit(Request(url, "POST", data=data))
 
+    def _abandon(self) -> None:
+        """The login gave up on the hook: whatever it sends from now on is refused (a
+        hook waking up late must not post a password into a crawl that stopped)."""
+        self._abandoned = True
+
     def _send(self, url: str, request: Request | None) -> Page:
+        if self._abandoned:
+            raise LoginFailed("login: this login ran past its deadline and was abandoned")
         self._requests += 1
         if self._requests > MAX_LOGIN_REQUESTS:
             raise LoginFailed(f"login: more than {MAX_LOGIN_REQUESTS} requests in one login")
@@ -300,11 +351,15 @@ class Login:
         *,
         before_renew: Callable[[], None] | None = None,
         wait_for: float | None = None,
+        deadline: float | None = None,
     ) -> None:
         self._hook = hook
         # How long a worker waits for another's re-login: a hook that hangs (its requests
         # each have the crawl's timeout; its own code has none) must not hold every worker.
         self._wait_for = wait_for
+        # How long one login may run (None: no bound), for the same reason: the worker
+        # that runs it, or the crawl's start, would wait for ever.
+        self._deadline = deadline
         # A shared jar is read again first: another worker may have logged in already,
         # and its session then serves (a declarative login finds no form and posts none).
         self._before_renew = before_renew
@@ -328,16 +383,55 @@ class Login:
 
     def start(self) -> None:
         """The login before the crawl; LoginFailed if it fails."""
-        self._run()
+        self._run("the login")
         with self._cond:
             self._generation += 1
 
-    def _run(self) -> bool:
+    def _call(self, session: LoginSession, what: str) -> object:
+        """The hook's answer (or what it raised), from a daemon thread of its own: past
+        the deadline, LoginFailed, and the hook is left running (a Python thread cannot
+        be stopped) with its session refusing further requests."""
+        if self._deadline is None:
+            return self._hook(session)  # user code: no lock held
+        answer: list[tuple[bool, object]] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                answer.append((True, self._hook(session)))  # user code: no lock held
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                answer.append((False, exc))
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="shoal-login", daemon=True).start()
+        try:
+            finished = done.wait(self._deadline)
+        finally:
+            if not done.is_set():  # the deadline, or Ctrl-C while waiting
+                session._abandon()
+        if not finished:
+            logger.warning(
+                "%s has run for more than %g s: stopped; its hook is left running", what,
+                self._deadline,
+            )  # fmt: skip
+            raise LoginFailed(
+                f"{what} has run for more than {self._deadline:g} s (a login hook that "
+                "hangs? the deadline is the crawl's timeout x "
+                f"{MAX_LOGIN_REQUESTS + 1}): stopped"
+            )
+        ok, value = answer[0]
+        if not ok:
+            assert isinstance(value, BaseException)
+            raise value
+        return value
+
+    def _run(self, what: str = "a re-login") -> bool:
         """Run the hook; whether it submitted a form (False: it found the session in the
         jar still logged in)."""
         session = LoginSession(self._fetch, self._scope, self._page)
         try:
-            ok = self._hook(session)  # user code: no lock held
+            ok = self._call(session, what)
         except LoginFailed:
             raise
         except Exception as exc:

@@ -281,6 +281,9 @@ class CrawlOptions:
     form: Mapping[str, str] = field(default_factory=dict, repr=False)
     login_form: str | None = None
     login_check: str | None = None
+    # Logged in, a link whose URL or text says logout is not followed (it would end the
+    # session, and a login follow each one): True follows them all the same.
+    follow_logout: bool = False
     render_scroll: int = 0  # scroll steps per page (lazy, infinite scroll), within its deadline
     render_script: str | None = None  # a JavaScript file run in each page before the DOM is read
     # MB the browser's process tree may hold (PSS, from /proc) before new pages wait.

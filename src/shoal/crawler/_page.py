@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from ._fetch import Fetched
-from ._html import ParsedHTML, bounded, decode_body, is_html, parse_html
+from ._html import ParsedHTML, bounded, decode_body, is_html, link_hrefs_by_text, parse_html
 from ._request import Request
 from ._urls import LinkResolver, Refused, join_url
 
@@ -318,6 +318,19 @@ class Page:
                 seen.add(url)
                 out.append(url)
         return out
+
+    def _logout_links(self) -> frozenset[str]:
+        """The canonical URLs of the page's links whose text says they log out (see
+        _login.says_logout). Only asked in a logged-in crawl."""
+        from ._login import LOGOUT_MENTION, says_logout  # _login imports this module
+
+        if not self.is_html:
+            return frozenset()
+        hrefs = link_hrefs_by_text(self.text, LOGOUT_MENTION, says_logout)
+        if not hrefs:
+            return frozenset()
+        resolve = LinkResolver(self.base_url).resolve  # refusals are counted by links
+        return frozenset(url for href in hrefs if (url := resolve(href)) is not None)
 
     @property
     def selector(self) -> Selector:

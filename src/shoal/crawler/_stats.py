@@ -55,6 +55,9 @@ class CrawlResult:
     out_of_scope_redirects: int = 0
     # Links refused when found: no request could ever fetch them (no host, port 0...).
     refused_links: int = 0
+    # Logout links not followed while logged in (follow_logout keeps them), and the first.
+    logout_links: int = 0
+    first_logout_link: str | None = None
     discovered: int = 0  # distinct URLs queued
     pending: int = 0  # still waiting when the crawl stopped (a state file's queued count)
     abandoned: int = 0  # requests left in flight by a second interrupt or at max_time
@@ -93,6 +96,7 @@ class CrawlResult:
             "retries": self.retries,
             "robots_denied": self.robots_denied,
             "refused_links": self.refused_links,
+            "logout_links": self.logout_links,
             "discovered": self.discovered,
             "pending": self.pending,
             "abandoned": self.abandoned,
@@ -144,6 +148,11 @@ class CrawlResult:
             lines.append(
                 f"links refused: {self.refused_links} (no request could fetch them: no host, "
                 "port 0 or over 65535, too long; -v names the first of each page)"
+            )
+        if self.logout_links:
+            lines.append(
+                f"logout links not followed: {self.logout_links} (logged in; e.g. "
+                f"{self.first_logout_link}; --follow-logout follows them)"
             )
         lines.extend(self.notes[:5])
         lines.extend(_proxy_lines(self.proxies))
