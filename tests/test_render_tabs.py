@@ -78,14 +78,13 @@ def crawl(
 
 
 def counted(title: str, *links: str) -> str:
-    """A page whose script writes its h1, its links, and how many pages its tab has shown
-    (a tab keeps its sessionStorage from page to page of an origin)."""
+    """A page whose script writes its h1, its links, and how many documents its tab has
+    shown (the tab's history: a new tab has one)."""
     anchors = "".join(f"<a href='{link}'>{link}</a>" for link in links)
     return page(
         title,
-        "<div id=app></div><script>const n = +(sessionStorage.getItem('n') || 0) + 1;"
-        "sessionStorage.setItem('n', n); document.getElementById('app').innerHTML = "
-        f'"<h1>{title}</h1><p id=n>" + n + "</p>{anchors}";</script>',
+        "<div id=app></div><script>document.getElementById('app').innerHTML = "
+        f'"<h1>{title}</h1><p id=n>" + history.length + "</p>{anchors}";</script>',
     )
 
 
@@ -99,10 +98,10 @@ def test_a_crawl_keeps_its_tabs_between_pages(tmp_path: Path, short_tmp: Path) -
     assert set(by) == {"/", *LEAF}
     for path in LEAF:
         assert by[path]["rendered"] is True and by[path]["h"] == path, by[path]
-    # 13 pages, one at a time: one tab serves them all (a tab per page would count 1
-    # on every page).
+    # 13 pages, one at a time: one tab serves them all (a tab per page would show a
+    # history of one or two on every page).
     shown = sorted(int(str(r["n"])) for r in by.values())
-    assert shown == list(range(1, 14)), shown
+    assert shown[-1] >= 12, shown
     assert not no_browser_left(short_tmp.name)
 
 

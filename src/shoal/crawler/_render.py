@@ -192,16 +192,55 @@ _POPUP_SCRIPT = """(() => {
     try { if (url) opened.push(String(new URL(url, document.baseURI))); } catch (e) {}
     return null;
   };
-})();"""
-_ON_LOAD = """() => document.readyState === 'complete' ||
-  new Promise(resolve => window.addEventListener('load', () => resolve(true), {once: true}))"""
-# Mutations come in batches (one per task at most): one query a batch.
-_APPEARS = """(selector) => document.querySelector(selector) !== null || new Promise(resolve => {
-  const seen = new MutationObserver(() => {
-    if (document.querySelector(selector) !== null) { seen.disconnect(); resolve(true); }
+  // What the render's waits use, taken before any script of the page runs: a page that
+  // replaces addEventListener, MutationObserver or querySelector cannot hold them up.
+  const P = Promise, on = EventTarget.prototype.addEventListener;
+  const query = Document.prototype.querySelector, Observer = MutationObserver;
+  const observe = Observer.prototype.observe, disconnect = Observer.prototype.disconnect;
+  const later = setTimeout, clear = clearTimeout, frame = requestAnimationFrame;
+  const unframe = cancelAnimationFrame, stop = window.stop;
+  const loaded = new P(resolve => on.call(window, 'load', () => resolve(true), {once: true}));
+  // Mutations come in batches (one per task at most): one query a batch.
+  const appears = selector => query.call(document, selector) !== null || new P(resolve => {
+    const seen = new Observer(() => {
+      if (query.call(document, selector) !== null) { disconnect.call(seen); resolve(true); }
+    });
+    observe.call(seen, document, {childList: true, subtree: true, attributes: true});
   });
-  seen.observe(document, {childList: true, subtree: true, attributes: true});
-})"""
+  // A page left in a kept tab for the next: no more loads, timers or frames of its own
+  // (ids come in order: every one below a new one is the page's), nothing of it kept.
+  const quiet = () => {
+    stop.call(window);
+    const last = later.call(window, () => {}, 0);
+    for (let id = last; id > 0 && id > last - 200000; id--) clear.call(window, id);
+    const lastFrame = frame.call(window, () => {});
+    for (let id = lastFrame; id > 0 && id > lastFrame - 200000; id--) unframe.call(window, id);
+    // Its unload handlers run as the next page comes: what they send is not sent.
+    const none = () => P.reject(new TypeError('the page was left'));
+    for (const [where, name, value] of [[window, 'fetch', none],
+        [navigator, 'sendBeacon', () => false],
+        [XMLHttpRequest.prototype, 'send', function () {}]]) {
+      try { Object.defineProperty(where, name, {value, configurable: true, writable: true}); }
+      catch (e) {}
+    }
+    try { sessionStorage.clear(); } catch (e) {}
+    window.name = '';
+    return true;
+  };
+  Object.defineProperty(window, '__shoal', {value: Object.freeze({loaded, appears, quiet})});
+})();"""
+# The page's own functions where the init script did not run (it runs in every document
+# of shoal's contexts: this is the belt to its braces).
+_ON_LOAD = """() => document.readyState === 'complete' || (window.__shoal ? window.__shoal.loaded :
+  new Promise(resolve => window.addEventListener('load', () => resolve(true), {once: true})))"""
+_APPEARS = """(selector) => window.__shoal ? window.__shoal.appears(selector) :
+  document.querySelector(selector) !== null || new Promise(resolve => {
+    const seen = new MutationObserver(() => {
+      if (document.querySelector(selector) !== null) { seen.disconnect(); resolve(true); }
+    });
+    seen.observe(document, {childList: true, subtree: true, attributes: true});
+  })"""
+_QUIET_TAB = """() => window.__shoal.quiet()"""
 # The DOM as a document (doctype included) and the URLs window.open was given.
 _READ = """() => {
   const type = document.doctype;
@@ -209,6 +248,14 @@ _READ = """() => {
   return [(type ? new XMLSerializer().serializeToString(type) : '') + (root ? root.outerHTML : ''),
           Array.from(window.__shoalPopups || []).slice(0, 1000)];
 }"""
+
+
+def _has_pidfd() -> bool:
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):  # not Linux, a kernel before 5.3, or a seccomp filter
+        return False
+    return True
 
 
 class RenderError(ShoalError):
@@ -243,12 +290,16 @@ def check_render(opts: CrawlOptions, *, fetcher_given: bool, formats: list[str])
     if find_browser(opts.browser) is None:
         where = f"{opts.browser!r} is not an executable" if opts.browser else "none on PATH"
         missing.append(f"no Chromium or Chrome ({where})")
-    if not hasattr(os, "pidfd_open"):
-        # The reaper that ends the browser with shoal (SIGKILL included) waits on a pidfd:
-        # without one it could only poll.
-        missing.append("this system has no pidfd (Linux 5.3 or later)")
+
     if missing:
         raise RenderError(f"--render needs a browser: {'; '.join(missing)}. Fix: {FIXES}")
+    if not _has_pidfd():
+        # The reaper that ends the browser with shoal (SIGKILL included) waits on a pidfd
+        # of shoal's process: without one it could only poll.
+        raise RenderError(
+            "--render needs Linux 5.3 or later: the browser's reaper waits on a pidfd of "
+            "shoal's process (os.pidfd_open), which this system does not give"
+        )
 
 
 @dataclass(slots=True)
@@ -303,6 +354,21 @@ class _PageState:
         self.activity = asyncio.Event()
         self.gate_lock = asyncio.Lock()  # a fetch's gate is not thread-safe: one at a time
         self.deadline = time.monotonic() + job.timeout  # no request beside it outlives it
+
+    def restart(self) -> None:
+        """Nothing of a first attempt in a tab that would not take the page (what a late
+        handler of it recorded) stays: the page starts again in a new tab."""
+        job = self.job
+        self.started = False
+        self.current = job.url
+        self.status = job.status
+        self.headers = job.headers
+        self.navigated = []
+        self.popups = []
+        self.moved = None
+        if job.archive is not None:
+            job.archive.clear()
+            job.archived_bytes = 0
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:
@@ -440,6 +506,10 @@ class _Browser:
         self._reaper: _Reaper | None = None
         self._context: _Context | None = None
         self._states: dict[Page, _PageState] = {}
+        # A render hook may register on the page (expose_function, listeners, routes):
+        # each page gets a tab of its own then, as the hook expects.
+        self._keep_tabs = self._steps.hook is None
+        self._over_memory = False  # loop thread only
         self._launching: asyncio.Lock | None = None
         self._closed = False
         self._base_headers = {
@@ -495,9 +565,25 @@ class _Browser:
             "--no-first-run",
             "--no-default-browser-check",
             "--disable-gpu",
+            # Fewer processes: the GPU (software) and the network service (unused: every
+            # request is served by shoal) live in the browser's own.
             "--in-process-gpu",
-            "--enable-features=NetworkServiceInProcess",
+            "--enable-features=NetworkServiceInProcess2",
             "--disable-dev-shm-usage",
+            # The same browser on every run (no server-picked field trials), whose tabs
+            # run at full speed whether or not they are shown, never prompt, and do not
+            # report to anyone.
+            "--disable-field-trial-config",
+            "--disable-background-timer-throttling",
+            "--disable-backgrounding-occluded-windows",
+            "--disable-renderer-backgrounding",
+            "--disable-hang-monitor",
+            "--disable-ipc-flooding-protection",
+            "--disable-prompt-on-repost",
+            "--disable-client-side-phishing-detection",
+            "--disable-component-extensions-with-background-pages",
+            "--no-service-autorun",
+            "--metrics-recording-only",
             "--disable-background-networking",
             "--disable-breakpad",
             "--disable-crash-reporter",
@@ -512,9 +598,15 @@ class _Browser:
             # ProcessPerSiteUpToMainFrameThreshold would put pages of one site in one
             # renderer: one page's endless script would then stall the others. A page
             # left for the next in a kept tab is gone, not kept frozen (BackForwardCache).
+            # HttpsUpgrades would load an http:// page over https (another server, or
+            # none); LazyFrameLoading would never load an iframe a headless window does
+            # not scroll to.
             "--disable-features=Translate,MediaRouter,OptimizationHints,"
             "DialMediaRouteProvider,ProcessPerSiteUpToMainFrameThreshold,BackForwardCache,"
-            "SpareRendererForSitePerProcess",
+            "SpareRendererForSitePerProcess,HttpsUpgrades,HttpsFirstBalancedModeAutoEnable,"
+            "LazyFrameLoading,AvoidUnnecessaryBeforeUnloadCheckSync,AcceptCHFrame,"
+            "CertificateTransparencyComponentUpdater,GlobalMediaControls,LensOverlay,"
+            "DestroyProfileOnBrowserClose",
             # Everything is served through the route handler: the browser's own network
             # goes to a dead proxy, loopback included, so nothing leaves unchecked.
             "--proxy-server=http://127.0.0.1:9",
@@ -693,11 +785,14 @@ class _Browser:
             self._disown(tab)
             if (
                 holder.get("reuse")
+                and self._keep_tabs
+                and not self._over_memory
                 and not tab.crashed
                 and ctx is not None
                 and ctx is self._context
                 and ctx.started < _CONTEXT_PAGES
                 and len(ctx.idle) < self._opts.render_concurrency
+                and await self._quieted(page)
             ):
                 ctx.idle.append(tab)
                 page = None
@@ -791,6 +886,39 @@ class _Browser:
                 logger.info("%s: %s did not appear", job.url, selector)
         await self._steps.run(page, state, soft)
 
+    async def _quieted(self, page: Page) -> bool:
+        """Whether the page left in ``page`` stopped its loads, timers and frames in time
+        (a page that will not answer is not kept: its tab is closed)."""
+        try:
+            return bool(await asyncio.wait_for(page.evaluate(_QUIET_TAB), _LET_GO_WAIT))
+        except Exception as exc:  # noqa: BLE001 - the tab is closed instead
+            logger.debug("a tab's page did not quiet down (%r): closing it", exc)
+            return False
+
+    def shed_idle_tabs(self) -> None:
+        """Over --render-memory: close the tabs kept for later pages (a tab's memory
+        comes back only as it closes) and keep none until under it again. Any thread."""
+
+        def shed() -> None:
+            self._over_memory = True
+            ctx = self._context
+            if ctx is not None:
+                idle, ctx.idle = ctx.idle, []
+                for tab in idle:
+                    self._loop.create_task(_close_tab(tab))
+
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to shed
+            self._loop.call_soon_threadsafe(shed)
+
+    def under_memory(self) -> None:
+        """Under --render-memory again: tabs are kept again. Any thread."""
+
+        def under() -> None:
+            self._over_memory = False
+
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(under)
+
     async def _tab(self, ctx: _Context, *, kept: bool = True) -> _Tab:
         while kept and ctx.idle:
             tab = ctx.idle.pop()
@@ -824,7 +952,7 @@ class _Browser:
                 logger.debug("a kept tab did not take %s (%r): a new one", job.url, exc)
                 self._disown(tab)
                 self._loop.create_task(_close_tab(tab))
-                state.started = False  # the document is served again, to the new tab
+                state.restart()  # the document is served again, to the new tab
                 tab = holder["tab"] = await self._tab(ctx, kept=False)
                 self._own(tab, state)
             else:
@@ -876,12 +1004,14 @@ class _Browser:
             await route.abort("blockedbyclient")
             return
         main = request.is_navigation_request() and request.frame == page.main_frame
-        if main and not state.started:
+        if main and not state.started and url == state.job.url:
             state.started = True
             job = state.job
             await route.fulfill(status=job.status, headers=_served(job.headers), body=job.body)
             return
         if main:
+            # Also a first navigation to another URL than the page's (nothing of the
+            # browser's own should rewrite it; if it does, it passes the gate).
             await self._navigate(route, request, state)
             return
         if not state.started:
@@ -1080,7 +1210,12 @@ class BrowserFetcher:
         self._browser = _Browser(
             opts, setup.transport, executable, self._host_slots, steps, shared=setup.shared
         )
-        self.memory = _MemoryBudget(opts.render_memory, self._browser.memory_mb)
+        self.memory = _MemoryBudget(
+            opts.render_memory,
+            self._browser.memory_mb,
+            over=self._browser.shed_idle_tabs,
+            under=self._browser.under_memory,
+        )
 
     def close(self) -> None:
         self._browser.close()
@@ -1687,7 +1822,18 @@ class _MemoryBudget:
     # shoal's own CPU in a render crawl.
     _RECHECK = 0.5
 
-    def __init__(self, budget_mb: int, measure: Callable[[float], float]) -> None:
+    def __init__(
+        self,
+        budget_mb: int,
+        measure: Callable[[float], float],
+        over: Callable[[], None] | None = None,
+        under: Callable[[], None] | None = None,
+    ) -> None:
+        # Told when the measure goes over the budget, and back under it (the browser's
+        # kept tabs: shed, then kept again); quick, and safe under this budget's lock.
+        self._over_budget = over
+        self._under_budget = under
+        self._over = False
         self.budget_mb = budget_mb
         self._measure = measure
         self._cond = threading.Condition()
@@ -1702,6 +1848,12 @@ class _MemoryBudget:
         recheck = self._RECHECK if self._used * 2 > self.budget_mb else 2 * self._RECHECK
         if now - self._measured_at >= recheck:
             self._used = self._measure(self.budget_mb)
+            over = self._used > self.budget_mb
+            if over != self._over:
+                self._over = over
+                told = self._over_budget if over else self._under_budget
+                if told is not None:
+                    told()
             self._measured_at = now
             self.peak_mb = max(self.peak_mb, self._used)
         return self._used
