@@ -70,7 +70,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -1679,28 +1679,6 @@ class _HostSlots:
                 self._slots[key] = slot
             return slot
 
-    @contextlib.asynccontextmanager
-    async def held(
-        self, url: str, deadline: float, pool: concurrent.futures.Executor
-    ) -> AsyncIterator[None]:
-        """A slot of ``url``'s host for the loop's own requests (TransportError if none
-        is free before ``deadline``)."""
-        slot = self.slot(url)
-        wait = max(deadline - time.monotonic(), 0.001)
-        got = asyncio.get_running_loop().run_in_executor(pool, slot.acquire, True, wait)
-        try:
-            acquired = await asyncio.shield(got)
-        except asyncio.CancelledError:
-            # The wait goes on in its thread: a slot it gets later is given back.
-            got.add_done_callback(_release_if_acquired(slot))
-            raise
-        if not acquired:
-            raise TransportError(ErrorKind.TIMEOUT, "no free --per-host slot in time")
-        try:
-            yield
-        finally:
-            slot.release()
-
 
 # A GET's answer beside a page: status, headers, body, truncated.
 _Got = tuple[int, Mapping[str, str], bytes, bool]
@@ -1769,16 +1747,6 @@ class _PageLease:
                 await self._lock.acquire()
                 return  # kept: nothing is sent under a closed lease
         logger.warning("a request of a rendered page outlived its deadline (%s)", self.host)
-
-
-def _release_if_acquired(
-    slot: threading.BoundedSemaphore,
-) -> Callable[[asyncio.Future[bool]], None]:
-    def release(done: asyncio.Future[bool]) -> None:
-        if not done.cancelled() and done.exception() is None and done.result():
-            slot.release()
-
-    return release
 
 
 # -- cookies: the crawl's jar on the browser's requests ---------------------------------
