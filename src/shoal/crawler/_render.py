@@ -678,6 +678,12 @@ class _Browser:
         if ctx is None or ctx.started >= _CONTEXT_PAGES or ctx.context.browser is not browser:
             if ctx is not None and ctx.active == 0:
                 self._loop.create_task(self._close_context(ctx))
+            elif ctx is not None:
+                # Its tabs kept for later pages go now, not with its last page: the new
+                # context's tabs would otherwise live beside them (twice the renderers).
+                idle, ctx.idle = ctx.idle, []
+                for tab in idle:
+                    self._loop.create_task(_close_tab(tab))
             context = await browser.new_context(
                 accept_downloads=False,
                 service_workers="block",
