@@ -867,14 +867,19 @@ def test_a_hanging_relogin_hook_does_not_hold_the_workers_for_ever(tmp_path: Pat
     """The re-login hook hangs: the worker waiting for it gives up after the crawl's
     timeout times (MAX_LOGIN_REQUESTS + 1) and the crawl stops with LoginFailed."""
     release = threading.Event()
+    abandoned = threading.Event()  # the hanging hook, let go, has ended
     calls = itertools.count(1)
 
     def hook(session: LoginSession) -> bool:
-        if next(calls) > 1:
+        if next(calls) == 1:
+            page = session.get(site.url("/login"))
+            session.submit(ShoalRequest.from_form(page, {"user": USER, "password": PASSWORD}))
+            return True
+        try:
             release.wait(30)  # bounded: the test releases it once the crawl failed
-        page = session.get(site.url("/login"))
-        session.submit(ShoalRequest.from_form(page, {"user": USER, "password": PASSWORD}))
-        return True
+            return False  # nothing sent: no connection of it outlives the test
+        finally:
+            abandoned.set()
 
     class Released(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -894,6 +899,10 @@ def test_a_hanging_relogin_hook_does_not_hold_the_workers_for_ever(tmp_path: Pat
             )  # fmt: skip
             with pytest.raises(LoginFailed, match=r"re-login has run for more than 2\.1 s"):
                 crawler.run()
+            release.set()
+            # The abandoned hook ends before its site does (no request of it outlives
+            # the test).
+            assert abandoned.wait(30)
     finally:
         shoal_logger.removeHandler(handler)
         shoal_logger.setLevel(level)

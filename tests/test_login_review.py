@@ -100,7 +100,7 @@ def test_without_a_login_nothing_changes() -> None:
 
 
 def test_what_is_a_logout() -> None:
-    from shoal.crawler._login import is_logout_url, says_logout
+    from shoal.crawler._logout import is_logout_url, says_logout
 
     for url in (
         "/logout", "/LogOut/", "/account/logout.php", "/x?action=logout", "/users/sign_out",

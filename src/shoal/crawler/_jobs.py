@@ -28,7 +28,8 @@ from ._fetch import Fetched, FetchRequest, Gate, HTTPFetcher, PageFetcher, no_si
 from ._gate import ROBOTS_MAX_REDIRECTS, HopGate, robots_gate
 from ._headers import no_headers
 from ._kinds import CrawlErrorKind, http_error
-from ._login import MAX_LOGIN_REQUESTS, Login, LoginHook, is_logout_url, redact
+from ._login import MAX_LOGIN_REQUESTS, Login, LoginHook, redact
+from ._logout import is_logout_url
 from ._offsite import PrivateNetworks, SideRobots
 from ._options import CrawlOptions
 from ._page import Page, product_token

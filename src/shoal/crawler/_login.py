@@ -35,8 +35,8 @@ Decisions, each for a reason:
   with no logged-in page between stop the crawl with LoginFailed.
 - Logout links are not followed while logged in (``follow_logout`` follows them): one
   ends the session, and a site linking it from every page would make the crawl post the
-  password again after every page. What is one: :func:`is_logout_url` (the URL) and
-  :func:`says_logout` (the link's text), as OWASP ZAP and Burp avoid them.
+  password again after every page. What is one: :func:`._logout.is_logout_url` (the URL) and
+  :func:`._logout.says_logout` (the link's text), as OWASP ZAP and Burp avoid them.
 - A login (the hook, ours or the user's) runs in a daemon thread of its own and has a
   deadline (``Login(deadline=)``: the crawl's timeout for each of the requests a login
   may make): a hook that hangs stops the crawl with LoginFailed, and is left behind
@@ -66,8 +66,6 @@ __all__ = [
     "Login",
     "LoginHook",
     "LoginSession",
-    "is_logout_url",
-    "says_logout",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,33 +77,6 @@ MAX_LOGIN_REQUESTS = 20  # requests one login (a hook's run) may make: bounded
 _PASSWORD_INPUT = re.compile(rb"type\s*=\s*[\"']?\s*password", re.IGNORECASE)
 
 LoginFetch = Callable[[str, Request | None], Fetched]
-
-# A logout in a URL's path or query: a word of its own (/logout, /account/log-out.php,
-# ?action=logout, /users/sign_out) or a camel-case part (Special:UserLogout); not one
-# inside another word (/catalog-outlet, /blog_offers).
-_LOGOUT_WORD = r"(?:log[-_]?out|sign[-_]?out|log[-_]?off)"
-_LOGOUT_URL = re.compile(
-    rf"(?:(?<![A-Za-z0-9])(?i:{_LOGOUT_WORD})|(?<=[a-z])(?:Log[-_]?[Oo]ut|Sign[-_]?[Oo]ut|"
-    r"Log[-_]?[Oo]ff))(?![a-z0-9])"
-)
-# A link's text that says it logs out: short ("Log out", "Sign out (alice)"), not a
-# sentence that mentions it.
-_LOGOUT_TEXT = re.compile(r"\b(?:log|sign)[\s_-]*(?:out|off)\b", re.IGNORECASE)
-# A page whose text has no such words has no such link: most pages are not parsed again.
-LOGOUT_MENTION = _LOGOUT_TEXT
-_LOGOUT_TEXT_MAX = 40
-
-
-def is_logout_url(url: str) -> bool:
-    """Does ``url``'s path or query name a logout (logout, log-out, signout, logoff...)?"""
-    parts = urlsplit(url)
-    return bool(_LOGOUT_URL.search(parts.path) or _LOGOUT_URL.search(parts.query))
-
-
-def says_logout(text: str) -> bool:
-    """Does a link's text say it logs out ("Log out", "Sign out", "Log off", "Sign off")?"""
-    text = text.strip()
-    return len(text) <= _LOGOUT_TEXT_MAX and bool(_LOGOUT_TEXT.search(text))
 
 
 def _where(url: str) -> str:

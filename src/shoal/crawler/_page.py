@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._fetch import Fetched
 from ._html import ParsedHTML, bounded, decode_body, is_html, link_hrefs_by_text, parse_html
+from ._logout import LOGOUT_MENTION, says_logout
 from ._request import Request
 from ._urls import LinkResolver, Refused, join_url
 
@@ -321,9 +322,7 @@ class Page:
 
     def _logout_links(self) -> frozenset[str]:
         """The canonical URLs of the page's links whose text says they log out (see
-        _login.says_logout). Only asked in a logged-in crawl."""
-        from ._login import LOGOUT_MENTION, says_logout  # _login imports this module
-
+        _logout.says_logout). Only asked in a logged-in crawl."""
         if not self.is_html:
             return frozenset()
         hrefs = link_hrefs_by_text(self.text, LOGOUT_MENTION, says_logout)

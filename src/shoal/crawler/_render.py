@@ -540,6 +540,15 @@ class _Browser:
         await self._launch()
 
     async def _launch(self) -> None:
+        """Start the browser; once more if it ends as it starts (a loaded machine's first
+        start of a browser can fail that way, and the next one start)."""
+        try:
+            await self._launch_once()
+        except RenderError as exc:
+            logger.warning("%s: trying once more", exc)
+            await self._launch_once()
+
+    async def _launch_once(self) -> None:
         """Start the browser under its reaper, Playwright's pipe (fds 3 and 4) its only
         way in: no DevTools port, so no other local user can drive it, and no WebSocket
         message limit on what a page is served."""
