@@ -6,6 +6,7 @@ Two real worker processes, a real redis-server, a real site whose sitemap change
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -42,15 +43,25 @@ def two_workers(
     The second only joins (no --recrawl): one that came after the first had finished would
     otherwise begin the next run."""
     before = len(site.site.requests())
-    procs = [
-        subprocess.Popen(
-            worker_cmd(server, site, out, *ONE, *(extra if i == 0 else ())),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+    procs: list[subprocess.Popen[str]] = []
+    for i, out in enumerate(outs):
+        procs.append(
+            subprocess.Popen(
+                worker_cmd(server, site, out, *ONE, *(extra if i == 0 else ())),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         )
-        for i, out in enumerate(outs)
-    ]
+        if i == 0:
+            # The second joins once the first has begun the run (its first request):
+            # one that joined the finished run before could take the new run's jobs
+            # with the old run's view of them (a race of the test, not of the lastmods).
+            deadline = time.monotonic() + 60
+            while len(site.site.requests()) == before and time.monotonic() < deadline:
+                if procs[0].poll() is not None:
+                    break
+                threading.Event().wait(0.01)
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err

@@ -487,8 +487,12 @@ class RedisCrawlState(CrawlViews):
         """What the seen set knows a URL by. A sitemap of a recrawl run is seen once per
         run, not once per crawl: each run reads it again for its <lastmod>s (it has no
         visit, so the fill does not queue it)."""
-        if u.kind is JobKind.SITEMAP and self._sitemap_run > 1:
-            return f"{u.url} run {self._sitemap_run}"
+        # The run this worker began or joined, or a later one whose jobs it was given
+        # (it joined before another worker began that run): a sitemap found in run N is
+        # run N's, whoever reads the robots.txt that names it.
+        run = max(self._sitemap_run, self.run)
+        if u.kind is JobKind.SITEMAP and run > 1:
+            return f"{u.url} run {run}"
         return u.url if u.request is None else job_key(u.url, u.request)
 
     def _merged(self, n: int, sent: list[int], replies: list[bool], fps: list[int]) -> list[bool]:
