@@ -10,7 +10,6 @@ Under CI a missing browser is a failure; elsewhere the tests are skipped with th
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -23,39 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from rendering import records, shoal
 from sites import Reply, Request, Site
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture(autouse=True)
-def _browser_or_skip() -> None:
-    reason = None
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        reason = "playwright is not installed (pip install -e .[dev])"
-    if reason is None and not os.path.exists(CHROMIUM):
-        reason = "no chromium (apt-get install chromium; .ci/run does it)"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the render tests: {reason}")
-        pytest.skip(reason)
-
-
-def records(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def shoal(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120):
-    return subprocess.run(
-        [sys.executable, "-m", "shoal", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=env,
-    )
+pytestmark = pytest.mark.usefixtures("browser")
 
 
 def processes_of(marker: str) -> list[int]:
@@ -194,7 +164,8 @@ def test_a_page_of_8_mb_renders(tmp_path: Path, short_tmp: Path) -> None:
     with Site({"/": Reply(body=body), "/robots.txt": Reply(404, "")}) as site:
         done = shoal("crawl", site.url("/"), "-o", "pages.jsonl", "--render", "always",
                      "--max-bytes", str(4 * BIG), "--render-timeout", "60", "--retries", "0",
-                     "--extract", "h=h1::text", "--no-state", cwd=tmp_path, env=env)  # fmt: skip
+                     "--extract", "h=h1::text", "--no-state", cwd=tmp_path, env=env,
+                     timeout=120)  # fmt: skip
         assert done.returncode == 0, done.stderr
     (record,) = records(tmp_path / "pages.jsonl")
     assert record["error"] is None, (record["error"], record["error_detail"])
